@@ -1,0 +1,41 @@
+# Plain targets named in the README. Everything runs inside .venv, created on first use.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+WS ?= workspace/sample
+SAMPLE := data/sample/requests.jsonl.gz
+
+.PHONY: setup demo run app test lint bench-quick bench clean
+
+$(BIN)/analyzer: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned, in the same step: 2.13.0 is the CPU build; a bare "torch" pulls CUDA.
+	$(BIN)/pip install --quiet torch==2.13.0 -e ".[dev]"
+	touch $(BIN)/analyzer
+
+setup: $(BIN)/analyzer  ## create .venv and install the project with its test tools
+
+run: setup  ## analyse the bundled sample into $(WS)
+	HF_HUB_OFFLINE=1 $(BIN)/analyzer run $(SAMPLE) --workspace $(WS)
+	$(BIN)/analyzer export --workspace $(WS) --format markdown --out $(WS)/report.md
+
+app: setup  ## open the app on $(WS)
+	$(BIN)/analyzer app $(WS)
+
+demo: run app  ## quick start: set up, analyse the sample, open the app
+
+test: setup  ## run the test suite
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench-quick: setup
+	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --quick --out bench-out/quick.json
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --seed 0 --seed 1 --seed 2 --out bench-out/standard.json
+
+clean:
+	rm -rf $(VENV) workspace bench-out

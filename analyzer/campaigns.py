@@ -1,0 +1,415 @@
+"""Campaign stage: group clusters by the accounts that work on them, score each group and explain it.
+
+1. **Account-cluster graph.** An account is *engaged* in a cluster when at least ``engaged_share`` of its
+   own requests (and ``engaged_min_requests``) fall there. Two clusters are linked when the smaller of their
+   engaged-account sets overlaps the other by at least ``link_overlap`` (and ``link_min_shared`` accounts):
+   one operator's several topics, driven by one account pool, become one group. Organic topics share few
+   engaged accounts, so they stay apart.
+2. **Members.** An account belongs to a group when at least ``member_share`` of its traffic falls in the
+   group's clusters, or when it sends requests there and holds an identifier (subnet, user agent, key,
+   payment id, system prompt) concentrated among the members (hydra accounts that mix in ordinary traffic).
+3. **Score** in [0, 1]::
+
+       score = spread_gate * diversity_gate * sum(w_i * s_i) / sum(w_i)
+
+   over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`); ``spread_gate`` is the
+   spread signal (one account scores 0: a batch job is not a campaign), ``diversity_gate`` the diversity
+   signal (one prompt pasted by many users is not a harvest of tasks). A campaign is *flagged* when
+   ``score >= flag_threshold``.
+4. **Evidence.** Each signal that contributes is turned into a sentence with the numbers behind it; each
+   member account gets its own evidence (share of traffic, shared identifiers, requests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analyzer import signals as sig
+
+INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt")
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "focus": 3.0,
+    "evenness": 1.0,
+    "templating": 2.0,
+    "training_value": 2.0,
+    "sync": 1.5,
+    "regularity": 0.5,
+    "infrastructure": 1.5,
+    "pivot": 1.0,
+}
+
+
+@dataclass
+class ScoringConfig:
+    """Parameters of grouping and scoring (all documented in the README).
+
+    ``flag_threshold`` was calibrated on the benchmark's benign traffic (organic accounts and the four
+    legitimate look-alikes): see the README's calibration table.
+    """
+
+    engaged_share: float = 0.2
+    engaged_min_requests: int = 2
+    link_overlap: float = 0.5
+    link_min_shared: int = 3
+    member_share: float = 0.25
+    member_min_requests: int = 2
+    focus_prior: float = 3.0
+    full_spread_accounts: int = 20
+    min_candidate_accounts: int = 2
+    min_single_account_requests: int = 100
+    sync_bucket_minutes: int = 15
+    flag_threshold: float = 0.5
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+
+@dataclass
+class ClusterInfo:
+    """What the label stage knows about one cluster."""
+
+    cluster_id: int
+    label: str = ""
+    keywords: list[str] = field(default_factory=list)
+    template: str = ""
+    template_coverage: float = 0.0
+    n_fixed_words: int = 0
+    training_value: float = 0.0
+    intent: str = ""
+    tightness: float = 0.0
+    exemplars: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CampaignResult:
+    campaigns: pd.DataFrame
+    campaign_accounts: pd.DataFrame
+    accounts: pd.DataFrame
+    cluster_campaign: dict[int, str]
+
+
+class _UnionFind:
+    def __init__(self, items):
+        self.parent = {i: i for i in items}
+
+    def find(self, x):
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig) -> list[list[int]]:
+    """Connected groups of clusters that share engaged accounts.
+
+    ``account_cluster`` has columns ``account_id, cluster_id, n`` (requests of the account in the cluster).
+    Returns groups sorted by their smallest cluster id.
+    """
+    ac = account_cluster[account_cluster["cluster_id"] >= 0].copy()
+    clusters = sorted(ac["cluster_id"].unique().tolist())
+    uf = _UnionFind(clusters)
+    ac["share"] = ac["n"] / account_total.reindex(ac["account_id"]).to_numpy()
+    engaged = ac[(ac["share"] >= config.engaged_share) & (ac["n"] >= config.engaged_min_requests)]
+    size = engaged.groupby("cluster_id").size().to_dict()
+    shared: dict[tuple[int, int], int] = defaultdict(int)
+    for _, cl in engaged.groupby("account_id")["cluster_id"]:
+        ids = sorted(cl.tolist())
+        if len(ids) < 2:
+            continue
+        for i in range(len(ids)):
+            for j in range(i + 1, len(ids)):
+                shared[(ids[i], ids[j])] += 1
+    for (a, b), n in shared.items():
+        if n >= config.link_min_shared and n / min(size[a], size[b]) >= config.link_overlap:
+            uf.union(a, b)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for c in clusters:
+        groups[uf.find(c)].append(c)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+
+
+def campaign_id(accounts: list[str], clusters: list[int]) -> str:
+    """Deterministic id from the member accounts (stable while membership is)."""
+    key = "\x1f".join(sorted(accounts)) if accounts else "clusters:" + ",".join(map(str, clusters))
+    return "c-" + hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
+    """The campaign score from its signal values (see the module docstring)."""
+    num = den = 0.0
+    for name, w in weights.items():
+        v = values.get(name)
+        if v is None or w <= 0:
+            continue
+        num += w * float(v)
+        den += w
+    behaviour = num / den if den > 0 else 0.0
+    gate = float(values.get("spread") or 0.0) * float(values.get("diversity") or 0.0)
+    return float(np.clip(gate * behaviour, 0.0, 1.0))
+
+
+def find_campaigns(
+    requests: pd.DataFrame,
+    clusters: Mapping[int, ClusterInfo],
+    config: ScoringConfig | None = None,
+    prompt_texts: Mapping[str, str] | None = None,
+) -> CampaignResult:
+    """Group, score and explain campaigns.
+
+    Parameters
+    ----------
+    requests : DataFrame
+        One row per request: ``account_id, ts (datetime64 UTC), prompt_hash, cluster_id`` (-1 = noise) and
+        the optional identifier columns ``model, ip, user_agent, api_key_id, org_id, payment_id,
+        system_prompt``.
+    clusters : mapping of cluster id to :class:`ClusterInfo`
+    config : ScoringConfig
+    prompt_texts : mapping of prompt hash to text, for example prompts in the output.
+    """
+    config = config or ScoringConfig()
+    prompt_texts = prompt_texts or {}
+    req = requests.copy()
+    req["t"] = (req["ts"].astype("datetime64[us, UTC]").astype("int64") // 1_000_000).astype(np.int64)
+    for col in ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt"):
+        if col not in req:
+            req[col] = None
+    req["subnet"] = req["ip"].map(sig.subnet) if len(req) else []
+    account_total = req.groupby("account_id").size()
+    account_codes = pd.Categorical(req["account_id"]).codes.astype(np.int64)
+    req["acode"] = account_codes
+
+    ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
+    groups = group_clusters(ac, account_total, config)
+
+    # Identifier usage across the whole workspace, for the infrastructure signal.
+    pair_frames = []
+    for f in INFRA_FIELDS:
+        p = req[["account_id", f]].dropna().drop_duplicates()
+        p = p[p[f].astype(str).str.len() > 0]
+        pair_frames.append(pd.DataFrame({"field": f, "value": p[f].astype(str), "account_id": p["account_id"]}))
+    id_pairs = pd.concat(pair_frames, ignore_index=True)
+    value_accounts = id_pairs.groupby(["field", "value"])["account_id"].nunique().to_dict()
+    infra_applicable = {f for f in INFRA_FIELDS if (id_pairs["field"] == f).any()}
+
+    releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}))
+    null_similarity = _null_activity_similarity(req, config)
+
+    cluster_of_prompt_requests = req[req["cluster_id"] >= 0]
+    by_cluster = {c: g for c, g in cluster_of_prompt_requests.groupby("cluster_id")}
+
+    campaign_rows, account_rows = [], []
+    cluster_campaign: dict[int, str] = {}
+    for group in groups:
+        greq = pd.concat([by_cluster[c] for c in group])
+        per_acc = greq.groupby("account_id").size()
+        share = per_acc / account_total.reindex(per_acc.index)
+        core = per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index
+        core_set = set(core)
+        if not core_set:
+            continue
+        shared_vals = sig.concentrated_values(id_pairs, core_set, value_accounts) if len(core_set) >= 2 else []
+        extra_members = set()
+        if shared_vals:
+            flagged_vals = {(s.field, s.value) for s in shared_vals}
+            cand = per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index
+            if len(cand):
+                cp = id_pairs[id_pairs["account_id"].isin(set(cand))]
+                hits = cp[[(f, v) in flagged_vals for f, v in zip(cp["field"], cp["value"], strict=True)]]
+                extra_members = set(hits["account_id"].unique())
+        members = sorted(core_set | extra_members)
+        n_members = len(members)
+        if n_members < config.min_candidate_accounts and per_acc.reindex(members).sum() < config.min_single_account_requests:
+            continue
+        mreq = greq[greq["account_id"].isin(set(members))]
+        m_counts = mreq.groupby("account_id").size().reindex(members)
+        m_share = sig.shrunk_share(m_counts.to_numpy(), account_total.reindex(members).to_numpy(), config.focus_prior)
+
+        values: dict[str, float | None] = {}
+        values["spread"] = sig.spread(n_members, config.full_spread_accounts)
+        values["evenness"] = sig.evenness(m_counts.to_numpy()) if n_members >= 2 else None
+        values["focus"] = float(m_share.mean())
+        n_unique = int(mreq["prompt_hash"].nunique())
+        values["diversity"] = sig.diversity(n_unique, len(mreq))
+        # Cluster-level signals, weighted by the members' requests in each cluster.
+        cw = mreq.groupby("cluster_id").size()
+        infos = [clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
+        w = cw.to_numpy(dtype=np.float64)
+        values["templating"] = float(
+            np.average([sig.templating(i.template_coverage, i.n_fixed_words) for i in infos], weights=w)
+        )
+        values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
+        active = mreq.groupby("account_id").size()
+        if (active >= 3).sum() >= 3:
+            sim = sig.activity_similarity(
+                mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes
+            )
+            values["sync"] = sig.sync(sim, null_similarity)
+        else:
+            sim, values["sync"] = None, None
+        values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
+        infra_accounts: set[str] = set()
+        member_set = set(members)
+        shared_vals_all = sig.concentrated_values(id_pairs, member_set, value_accounts) if n_members >= 2 else []
+        if shared_vals_all:
+            vals = {(s.field, s.value) for s in shared_vals_all}
+            mp = id_pairs[id_pairs["account_id"].isin(member_set)]
+            hit = [(f, v) in vals for f, v in zip(mp["field"], mp["value"], strict=True)]
+            infra_accounts = set(mp.loc[hit, "account_id"])
+        values["infrastructure"] = (len(infra_accounts) / n_members) if (infra_applicable and n_members >= 2) else None
+        other = req[~req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
+        pv, pmodel = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, releases)
+        values["pivot"] = pv
+
+        score = score_signals(values, config.weights)
+        cid = campaign_id(members, group)
+        top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
+        kind = top_info.intent if values["training_value"] and values["training_value"] >= 0.3 else ""
+        label = top_info.label or ", ".join(top_info.keywords[:4])
+        examples = _examples(mreq, prompt_texts, n=5)
+        evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared_vals_all,
+                             infra_accounts, top_info, kind, pmodel, sim, null_similarity, config)
+        keywords = list(dict.fromkeys(k for i in infos for k in i.keywords))[:10]
+        campaign_rows.append({
+            "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
+            "label": label, "kind": kind, "keywords": keywords, "template": top_info.template,
+            "n_accounts": n_members, "n_requests": int(len(mreq)),
+            "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
+            "clusters": [int(c) for c in group],
+            "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
+            "evidence": evidence, "examples": examples,
+        })
+        for c in group:
+            cluster_campaign[int(c)] = cid
+        # Per-account evidence.
+        infra_by_acc = defaultdict(list)
+        if shared_vals_all:
+            vals = {(s.field, s.value): s for s in shared_vals_all}
+            mp = id_pairs[id_pairs["account_id"].isin(member_set)]
+            for f, v, a in zip(mp["field"], mp["value"], mp["account_id"], strict=True):
+                s = vals.get((f, v))
+                if s is not None:
+                    infra_by_acc[a].append(f"shares {f.replace('_', ' ')} {v[:60]!r} with {s.n_group_accounts - 1} other members")
+        for acc, n in zip(members, m_counts.to_numpy(), strict=True):
+            total = int(account_total[acc])
+            ev = [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign"]
+            ev += infra_by_acc.get(acc, [])[:3]
+            if acc in extra_members:
+                ev.append("joined through shared infrastructure despite mixing in other traffic (hydra pattern)")
+            account_rows.append({
+                "campaign_id": cid, "account_id": acc, "n_requests": int(n),
+                "share": round(float(n / total), 4),
+                "score": round(score * (0.5 + 0.5 * min(1.0, n / total)), 4),
+                "evidence": ev,
+            })
+
+    campaigns = pd.DataFrame(campaign_rows, columns=[
+        "campaign_id", "score", "flagged", "label", "kind", "keywords", "template", "n_accounts",
+        "n_requests", "first_seen", "last_seen", "clusters", "signals", "evidence", "examples"])
+    if len(campaigns):
+        campaigns = campaigns.sort_values(["score", "n_requests", "campaign_id"], ascending=[False, False, True])
+        campaigns = campaigns.drop_duplicates("campaign_id").reset_index(drop=True)
+    campaigns.insert(1, "rank", np.arange(1, len(campaigns) + 1))
+    camp_acc = pd.DataFrame(account_rows, columns=["campaign_id", "account_id", "n_requests", "share", "score", "evidence"])
+    camp_acc = camp_acc[camp_acc["campaign_id"].isin(set(campaigns["campaign_id"]))]
+    accounts = _account_table(req, account_total, camp_acc, ac)
+    return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
+
+
+def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, n: int = 300, seed: int = 0) -> float:
+    """Activity similarity of random accounts with at least 3 requests: the baseline for ``sync``."""
+    counts = req.groupby("account_id").size()
+    pool = sorted(counts[counts >= 3].index)
+    if len(pool) < 3:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    pick = set(rng.choice(pool, size=min(n, len(pool)), replace=False).tolist())
+    sub = req[req["account_id"].isin(pick)]
+    # Cap heavy accounts so that they do not dominate the baseline.
+    sub = sub.groupby("account_id", group_keys=False).head(200)
+    return sig.activity_similarity(sub["acode"].to_numpy(), sub["t"].to_numpy(), config.sync_bucket_minutes)
+
+
+def _examples(mreq: pd.DataFrame, prompt_texts: Mapping[str, str], n: int) -> list[str]:
+    hashes = mreq["prompt_hash"].value_counts()
+    # Spread the examples over the group: most frequent first, then evenly through the rest.
+    ordered = hashes.index.tolist()
+    if len(ordered) > n:
+        step = len(ordered) / n
+        ordered = [ordered[int(i * step)] for i in range(n)]
+    return [prompt_texts[h] for h in ordered if h in prompt_texts][:n]
+
+
+def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts,
+              top_info: ClusterInfo, kind, pivot_model, sim, null_sim, config: ScoringConfig) -> list[str]:
+    ev = [f"{n_members} accounts sent {n_requests:,} requests ({n_unique:,} distinct prompts)."]
+    if n_members >= 2:
+        ev.append(
+            f"Volume per account: median {int(np.median(m_counts))}, max {int(m_counts.max())}; "
+            f"evenness {values['evenness']:.2f} (1 = perfectly load-balanced)."
+        )
+    ev.append(
+        f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_share)))} of each account's own traffic is in this campaign"
+        + (f"; {int((m_share >= 0.8).sum())} accounts do almost nothing else." if (m_share >= 0.8).any() else ".")
+    )
+    if values["diversity"] < 0.5:
+        ev.append(
+            f"Low task diversity: {n_unique:,} distinct prompts for {n_requests:,} requests "
+            "(one prompt repeated: looks like a viral or scripted repeat, not a harvest of tasks)."
+        )
+    if values["templating"] >= 0.3 and top_info.template:
+        ev.append(f"Templated: {_fmt_pct(top_info.template_coverage)} of the main cluster's prompts share the scaffold "
+                  f"\u201c{top_info.template[:160]}\u201d.")
+    if values["training_value"] >= 0.3 and kind:
+        ev.append(f"Training value {values['training_value']:.2f}: the prompts read as {kind}.")
+    if values.get("sync") is not None and values["sync"] >= 0.2:
+        ev.append(f"Synchronized: accounts are active in the same {config.sync_bucket_minutes}-minute windows "
+                  f"(similarity {sim:.2f} vs {null_sim:.2f} for random accounts).")
+    if values.get("regularity") is not None and values["regularity"] >= 0.5:
+        ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
+    if infra_accounts:
+        tops = "; ".join(f"{s.field.replace('_', ' ')} {s.value[:50]!r} ({s.n_group_accounts} accounts)" for s in shared_vals[:3])
+        ev.append(f"Shared infrastructure: {len(infra_accounts)} of {n_members} accounts share identifiers used "
+                  f"mostly by this group: {tops}.")
+    if values.get("pivot") is not None and values["pivot"] >= 0.3:
+        ev.append(f"Pivot: traffic moved to newly released model {pivot_model!r} much faster than other tenants "
+                  f"(pivot {values['pivot']:.2f}).")
+    if n_members == 1:
+        ev.append("Single account: a templated batch job by one customer is not a multi-account campaign.")
+    return ev
+
+
+def _account_table(req: pd.DataFrame, account_total: pd.Series, camp_acc: pd.DataFrame, ac: pd.DataFrame) -> pd.DataFrame:
+    g = req.groupby("account_id")
+    out = pd.DataFrame({
+        "n_requests": account_total,
+        "n_prompts": g["prompt_hash"].nunique(),
+        "first_seen": g["ts"].min(),
+        "last_seen": g["ts"].max(),
+    })
+    clustered = ac[ac["cluster_id"] >= 0].sort_values(["account_id", "n", "cluster_id"], ascending=[True, False, True])
+    out["top_cluster"] = clustered.drop_duplicates("account_id").set_index("account_id")["cluster_id"].reindex(out.index)
+    out["top_cluster"] = out["top_cluster"].fillna(-1).astype(int)
+    best = camp_acc.sort_values(["score", "campaign_id"], ascending=[False, True]).drop_duplicates("account_id")
+    best = best.set_index("account_id")
+    out["campaign_id"] = best["campaign_id"].reindex(out.index)
+    out["score"] = best["score"].reindex(out.index).fillna(0.0)
+    out["signals"] = [
+        {"share_in_campaign": float(s)} if pd.notna(s) else {}
+        for s in best["share"].reindex(out.index)
+    ]
+    out.index.name = "account_id"
+    return out.reset_index()

@@ -1,0 +1,270 @@
+"""The ``analyzer`` command line: a thin shell over :mod:`analyzer.pipeline` and :mod:`analyzer.export`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+
+import click
+
+from analyzer import __version__
+from analyzer.campaigns import ScoringConfig
+from analyzer.cluster import ClusterParams
+from analyzer.export import strip_terminal
+from analyzer.pipeline import RunOptions
+
+WORKSPACE = click.option(
+    "--workspace", "-w", required=True, type=click.Path(file_okay=False), help="Workspace folder (created if missing)."
+)
+
+
+def _model_options(f):
+    f = click.option("--model", default="minilm", show_default=True,
+                     help="Embedding model: 'minilm' (packaged all-MiniLM-L6-v2), a local model folder, or a cached hub name.")(f)
+    f = click.option("--max-seq-length", default=128, show_default=True, type=int,
+                     help="Tokens kept per prompt when embedding.")(f)
+    f = click.option("--batch-size", default=64, show_default=True, type=int, help="Prompts per embedding batch.")(f)
+    return f
+
+
+def _cluster_options(f):
+    f = click.option("--min-cluster-size", default=ClusterParams.min_cluster_size, show_default=True, type=int,
+                     help="Fewest unique prompts in a cluster: the smallest detectable campaign template.")(f)
+    f = click.option("--min-samples", default=ClusterParams.min_samples, show_default=True, type=int,
+                     help="HDBSCAN min_samples (higher = more conservative, more noise).")(f)
+    f = click.option("--knn", default=ClusterParams.k, show_default=True, type=int, help="Neighbours per prompt in the kNN graph.")(f)
+    f = click.option("--selection", default=ClusterParams.selection, show_default=True, type=click.Choice(["leaf", "eom"]),
+                     help="HDBSCAN cluster selection method.")(f)
+    return f
+
+
+def _score_options(f):
+    f = click.option("--flag-threshold", default=ScoringConfig.flag_threshold, show_default=True, type=float,
+                     help="Campaigns scoring at least this are flagged.")(f)
+    f = click.option("--weights", default=None, metavar="JSON",
+                     help='Signal weights as JSON, e.g. \'{"focus": 3, "sync": 2}\' (others keep defaults).')(f)
+    return f
+
+
+def _options(model="minilm", max_seq_length=128, batch_size=64, min_cluster_size=None, min_samples=None, knn=None,
+             selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
+    opts = RunOptions(model=model, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
+                      make_map=not no_map, progress=not quiet)
+    cp = opts.cluster
+    opts.cluster = ClusterParams(k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
+                                 min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
+    if flag_threshold is not None:
+        opts.scoring = replace(opts.scoring, flag_threshold=flag_threshold)
+    if weights:
+        try:
+            w = json.loads(weights)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"--weights is not valid JSON: {exc}") from None
+        unknown = set(w) - set(opts.scoring.weights)
+        if unknown:
+            raise click.BadParameter(f"--weights: unknown signals {sorted(unknown)}; known: {sorted(opts.scoring.weights)}")
+        opts.scoring.weights.update({k: float(v) for k, v in w.items()})
+    return opts
+
+
+def _open(path: str, create: bool = False):
+    from analyzer.workspace import Workspace, WorkspaceMissing
+
+    try:
+        return Workspace(path, create=create)
+    except WorkspaceMissing as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _echo_summary(ws) -> None:
+    from analyzer.export import load_campaigns
+
+    camps = load_campaigns(ws)
+    flagged = [c for c in camps if c["flagged"]]
+    click.echo(f"{len(camps)} candidate campaigns, {len(flagged)} flagged:")
+    for c in flagged[:20]:
+        click.echo(f"  #{c['rank']:<3} {c['id']}  score {c['score']:.2f}  {c['n_accounts']:>5} accounts "
+                   f"{c['n_requests']:>8,} requests  {strip_terminal(c['label'])[:60]}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="analyzer")
+def main() -> None:
+    """Find coordinated query campaigns (model distillation) in LLM API request logs.
+
+    Typical use: ``analyzer run logs/*.jsonl.gz --workspace ws`` then ``analyzer export --workspace ws
+    --format markdown --out report.md`` or ``analyzer app ws``.
+    """
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True)
+@WORKSPACE
+@_model_options
+@_cluster_options
+@_score_options
+@click.option("--column-map", default=None, metavar="SRC=DST,...",
+              help="Rename input columns, e.g. 'user=account_id,text=prompt,time=timestamp'.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
+@click.option("--no-map", is_flag=True, help="Skip the 2-D map layout (UMAP) used by the app.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sampling, index training, map).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def run(logs, workspace, column_map, strict, **kw):
+    """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
+
+    LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
+    adds to the workspace: known request ids are skipped and known prompts are not embedded again.
+    """
+    from analyzer.ingest import IngestError, parse_column_map
+    from analyzer.pipeline import run_all
+    from analyzer.workspace import WorkspaceLocked
+
+    opts = _options(**kw)
+    ws = _open(workspace, create=True)
+    try:
+        stats = run_all(ws, list(logs), opts, parse_column_map(column_map) if column_map else None, strict)
+    except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    ing = stats["ingest"]
+    click.echo(f"ingest: read {ing['read']:,}, accepted {ing['accepted']:,}, rejected {ing['rejected']:,}, "
+               f"duplicates {ing['duplicates']:,}")
+    click.echo(f"embed: {stats['embed']['embedded_now']:,} new prompts ({stats['embed']['embedded_total']:,} in workspace)")
+    click.echo(f"cluster: {stats['cluster']['clusters']:,} clusters, {stats['cluster']['noise']:,} noise prompts")
+    click.echo("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stats["stages_s"].items())
+               + f"; peak memory {stats['peak_rss_mb']:.0f} MiB")
+    _echo_summary(ws)
+    ws.close()
+
+
+def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None = None, create=False):
+    from analyzer.pipeline import StageTimer, versions
+    from analyzer.workspace import WorkspaceLocked
+
+    ws = _open(workspace, create=create)
+    timer = StageTimer()
+    try:
+        with ws.writing():
+            run_id = ws.start_run(name, params or {}, versions())
+            with timer.stage(name):
+                stats = fn(ws, run_id)
+            ws.finish_run(run_id, {name: stats, "stages_s": timer.stages})
+    except WorkspaceLocked as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{name}: {json.dumps(stats, default=str)} ({timer.stages[name]:.1f} s)")
+    return ws
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True)
+@WORKSPACE
+@click.option("--column-map", default=None, metavar="SRC=DST,...", help="Rename input columns.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def ingest(logs, workspace, column_map, strict, quiet):
+    """Read LOGS into the workspace (bad rows are quarantined with file, line, field and reason)."""
+    from analyzer import pipeline
+    from analyzer.ingest import IngestError, parse_column_map
+
+    cmap = parse_column_map(column_map) if column_map else None
+    try:
+        _stage("ingest", lambda ws, rid: pipeline.ingest(ws, list(logs), rid, cmap, strict, not quiet),
+               workspace, RunOptions(), {"paths": list(logs), "column_map": cmap, "strict": strict}, create=True).close()
+    except (IngestError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@WORKSPACE
+@_model_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def embed(workspace, quiet, **kw):
+    """Embed the unique prompts that have no vector yet (resumable: finished shards are kept)."""
+    from analyzer import pipeline
+
+    opts = _options(quiet=quiet, **kw)
+    _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model}).close()
+
+
+@main.command()
+@WORKSPACE
+@_model_options
+@_cluster_options
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def cluster(workspace, quiet, **kw):
+    """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
+    from analyzer import pipeline
+
+    opts = _options(quiet=quiet, **kw)
+    _stage("cluster", lambda ws, rid: pipeline.cluster(ws, opts), workspace, opts,
+           {"cluster": opts.cluster.__dict__}).close()
+
+
+@main.command()
+@WORKSPACE
+@_score_options
+def score(workspace, **kw):
+    """Group clusters into campaigns by shared accounts, compute signals, score and explain."""
+    from analyzer import pipeline
+
+    opts = _options(**kw)
+    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts), workspace, opts,
+                {"scoring": opts.scoring.__dict__})
+    _echo_summary(ws)
+    ws.close()
+
+
+@main.command("map")
+@WORKSPACE
+@_model_options
+@click.option("--sample", default=20_000, show_default=True, type=int, help="Prompts laid out.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def map_cmd(workspace, sample, seed, **kw):
+    """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
+    from analyzer import pipeline
+
+    opts = _options(seed=seed, **kw)
+    opts.map_sample = sample
+    _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample}).close()
+
+
+@main.command()
+@WORKSPACE
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown"]), default="json", show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Output file ('-' for standard output).")
+@click.option("--redact", is_flag=True, help="Redact emails, phone and card numbers and API keys in example prompts.")
+def export(workspace, fmt, out, redact):
+    """Export the latest analysis: JSON (schema_version 1), CSV (one row per account) or Markdown."""
+    from analyzer.export import export as render
+    from analyzer.workspace import atomic_write_bytes
+
+    ws = _open(workspace)
+    text = render(ws, fmt, redact)
+    ws.close()
+    if out == "-":
+        sys.stdout.write(text if fmt != "markdown" else strip_terminal(text))
+    else:
+        atomic_write_bytes(out, text.encode("utf-8"))
+        click.echo(f"wrote {out} ({len(text):,} bytes)", err=True)
+
+
+@main.command()
+@click.argument("workspace", type=click.Path(file_okay=False, exists=True))
+@click.option("--port", default=8501, show_default=True, type=int)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Interface to bind; keep 127.0.0.1 unless behind an authenticating proxy (see README).")
+def app(workspace, port, address):
+    """Open the Streamlit app on WORKSPACE."""
+    import subprocess
+
+    app_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
+    cmd = [sys.executable, "-m", "streamlit", "run", app_py, "--server.address", address, "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--workspace", workspace]
+    raise SystemExit(subprocess.call(cmd))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

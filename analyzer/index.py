@@ -1,0 +1,91 @@
+"""Index stage: a FAISS index over unique-prompt vectors, the all-points kNN graph, and search.
+
+The index type is chosen by size: exact inner product (``Flat``) up to ``flat_max`` vectors, above that an
+inverted file with 8-bit scalar quantisation (``IVF{nlist},SQ8``), which keeps recall near 0.9 for the kNN
+graph at a quarter of the memory (see ``../shared/notes/scaling.md``). Vectors are L2-normalised, so inner
+product is cosine similarity and Euclidean distance is ``sqrt(2 - 2 cos)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import faiss
+import numpy as np
+
+FLAT_MAX = 60_000
+
+
+def index_kind(n: int, flat_max: int = FLAT_MAX) -> str:
+    """The FAISS factory string used for ``n`` vectors."""
+    if n <= flat_max:
+        return "Flat"
+    nlist = int(min(16384, max(256, 4 * np.sqrt(n))))
+    return f"IVF{nlist},SQ8"
+
+
+def build_index(vectors: np.ndarray, flat_max: int = FLAT_MAX, seed: int = 0) -> faiss.Index:
+    """Build an inner-product index over L2-normalised ``vectors`` (float32, shape ``(n, d)``)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = vectors.shape
+    kind = index_kind(n, flat_max)
+    index = faiss.index_factory(d, kind, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        nlist = faiss.extract_index_ivf(index).nlist
+        sample = vectors[rng.choice(n, size=min(n, nlist * 40), replace=False)]
+        index.train(sample)
+        faiss.extract_index_ivf(index).nprobe = 16
+    index.add(vectors)
+    return index
+
+
+def knn_graph(
+    index: faiss.Index,
+    vectors: np.ndarray,
+    k: int = 15,
+    batch: int = 8192,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(neighbours, similarities)``, each ``(n, k)``, for every vector, itself excluded.
+
+    Missing neighbours (tiny inputs, IVF misses) are ``-1`` with similarity ``-inf``.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = vectors.shape[0]
+    k_eff = min(k + 1, n)
+    nbrs = np.full((n, k), -1, dtype=np.int64)
+    sims = np.full((n, k), -np.inf, dtype=np.float32)
+    for start in range(0, n, batch):
+        q = vectors[start : start + batch]
+        s, i = index.search(q, k_eff)
+        rows = np.arange(start, start + len(q))[:, None]
+        # Drop the query itself wherever it appears; keep the first k others, in order.
+        keep = (i != rows) & (i >= 0)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        kept = np.take_along_axis(keep, order, axis=1)
+        width = order.shape[1]
+        nbrs[start : start + len(q), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
+        sims[start : start + len(q), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
+        if progress is not None:
+            progress(len(q))
+    return nbrs, sims
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` ``(similarities, ids)`` for each query vector."""
+    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+def save_index(index: faiss.Index, path: str) -> None:
+    """Write ``index`` atomically (temporary file, then rename)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    faiss.write_index(index, tmp)
+    os.replace(tmp, path)
+
+
+def load_index(path: str) -> faiss.Index:
+    """Read an index written by :func:`save_index` (FAISS's own format, no pickle)."""
+    return faiss.read_index(path)

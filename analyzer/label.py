@@ -1,0 +1,571 @@
+"""Labelling stage: c-TF-IDF keywords, exemplars and the recovered prompt template of a cluster.
+
+Everything here is pure (no I/O) and cheap enough to run on every cluster of a large workspace.
+
+Two tokenisations are used:
+
+* :func:`tokenize` - lowercase *word* tokens (letters/digits runs; every CJK ideograph or kana is a
+  token of its own, since those scripts do not separate words with spaces). Punctuation is dropped.
+  This feeds the keywords.
+* the template tokeniser - the same words plus every punctuation character as a token of its own, so
+  that a scaffold such as ``"Problem: {…}\\n\\nAnswer:"`` keeps its colons. Matching is on lowercase tokens;
+  the template text keeps the case and the line breaks of the reference prompt.
+
+Template recovery (:func:`extract_template`), in short: sample at most ``max_prompts`` prompts, count the
+document frequency of every token, pick a *reference* prompt (the approximate medoid by token-set
+Jaccard), align every other distinct prompt to it (:class:`difflib.SequenceMatcher` on the sequences of
+frequent tokens only), pick the *family* of prompts that share long aligned blocks with the reference
+(so that a cluster with several wrapper variants recovers the dominant wrapper instead of only the words
+all variants share), and call a reference token *fixed* when it is aligned in at least ``min_support`` of
+the family. Runs of fixed tokens with no content word (stop words, punctuation) or with a single token
+are dropped - stop words alone never make a template. Runs of non-fixed tokens become ``{…}`` slots.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from functools import lru_cache
+from itertools import accumulate
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+__all__ = [
+    "SLOT",
+    "Template",
+    "cluster_label",
+    "ctfidf_keywords",
+    "exemplars",
+    "extract_template",
+    "template_match",
+    "tokenize",
+]
+
+SLOT = "{…}"
+"""How a variable slot is shown in :attr:`Template.text`."""
+
+# Scripts written without spaces between words: every character is a token.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df"
+_WORD_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
+_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
+_CJK_RE = re.compile(rf"[{_CJK}]")
+
+# Caps that keep the template work bounded on very long prompts.
+_HEAD_TOKENS = 300
+_TAIL_TOKENS = 100
+_LONG_CHARS = 8000  # longer texts are only scanned in two windows
+_HEAD_CHARS = 6000
+_TAIL_CHARS = 2000
+_CUT = "\x00cut\x00"  # marks the cut between head and tail; the tokenisers never produce it
+_KEYWORD_TOKENS = 400  # tokens per document considered by the keywords
+
+_STOP = frozenset(ENGLISH_STOP_WORDS) | frozenset("的了是在我你他她它们吗呢吧啊和与或及这那个一不有也就都而请把被为之")
+
+_BLOCK_MIN = 3  # aligned blocks at least this long say "same wrapper"
+_FAMILY_MIN_SHARE = 0.25  # the family holds at least this share of the prompts, else all of them
+_DEFAULT_MIN_MATCH = 0.8
+
+
+@dataclass(frozen=True)
+class Template:
+    """A prompt scaffold recovered from a cluster.
+
+    Attributes:
+        text: the scaffold, variable slots shown as ``"{…}"``; with ``n_slots == 0`` the literal prompt.
+        n_fixed_words: number of word tokens in the fixed scaffold.
+        coverage: share of the given prompts that contain the scaffold (at least ``min_match`` of its fixed
+            words, in order; see :func:`template_match`).
+        n_slots: number of variable slots.
+        slot_entropy: mean normalised entropy of the slot fillings, weighted by the mean filling length
+            (0 = every slot is always filled the same way, 1 = every filling differs).
+    """
+
+    text: str
+    n_fixed_words: int
+    coverage: float
+    n_slots: int
+    slot_entropy: float
+
+
+# --------------------------------------------------------------------------------------------- tokens
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase word tokens of ``text``: letter/digit runs (numbers kept), one token per CJK character.
+
+    Punctuation and whitespace are dropped.
+    """
+    return _WORD_RE.findall(text.lower())
+
+
+def _is_word(tok: str) -> bool:
+    c = tok[0]
+    return c == "_" or c.isalnum()
+
+
+def _is_content(tok: str) -> bool:
+    """A word that can anchor a template: not a stop word, not a bare number, not a single Latin letter."""
+    if not _is_word(tok) or tok in _STOP or tok.isdigit():
+        return False
+    return len(tok) >= 2 or _CJK_RE.match(tok) is not None
+
+
+def _cap(toks: list[str]) -> list[str]:
+    if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS:
+        return [*toks[:_HEAD_TOKENS], _CUT, *toks[-_TAIL_TOKENS:]]
+    return toks
+
+
+def _tokens(text: str) -> list[str]:
+    """Lowercase template tokens (words and punctuation), capped to head + ``_CUT`` + tail."""
+    if len(text) <= _LONG_CHARS:
+        toks = _TOKEN_RE.findall(text)
+    else:
+        head = _TOKEN_RE.findall(text[:_HEAD_CHARS])[:_HEAD_TOKENS]
+        tail = _TOKEN_RE.findall(text[-_TAIL_CHARS:])[1:][-_TAIL_TOKENS:]  # first one may be cut
+        toks = [*head, _CUT, *tail]
+    return [t.lower() for t in _cap(toks)]
+
+
+def _tokens_with_gaps(text: str) -> tuple[list[str], list[str]]:
+    """Same tokens as :func:`_tokens` but in their original case, each with the whitespace before it."""
+
+    def scan(s: str) -> tuple[list[str], list[str]]:
+        toks: list[str] = []
+        gaps: list[str] = []
+        end = 0
+        for m in _TOKEN_RE.finditer(s):
+            toks.append(m.group())
+            gaps.append(s[end : m.start()])
+            end = m.end()
+        return toks, gaps
+
+    if len(text) <= _LONG_CHARS:
+        toks, gaps = scan(text)
+    else:
+        htoks, hgaps = scan(text[:_HEAD_CHARS])
+        ttoks, tgaps = scan(text[-_TAIL_CHARS:])
+        ttoks, tgaps = ttoks[1:][-_TAIL_TOKENS:], tgaps[1:][-_TAIL_TOKENS:]
+        toks = [*htoks[:_HEAD_TOKENS], _CUT, *ttoks]
+        gaps = [*hgaps[:_HEAD_TOKENS], " ", *tgaps]
+    if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS:
+        toks = [*toks[:_HEAD_TOKENS], _CUT, *toks[-_TAIL_TOKENS:]]
+        gaps = [*gaps[:_HEAD_TOKENS], " ", *gaps[-_TAIL_TOKENS:]]
+    return toks, gaps
+
+
+def _show_gap(gap: str) -> str:
+    if "\n" in gap:
+        return "\n\n" if gap.count("\n") > 1 else "\n"
+    return " " if gap else ""
+
+
+# ------------------------------------------------------------------------------------------ matching
+
+
+@lru_cache(maxsize=4096)
+def _template_parts(text: str, literal: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(fixed words, all fixed tokens) of a template text, lowercase.
+
+    A ``literal`` template (no slots) is tokenised exactly like a prompt, caps included; otherwise the
+    text is split on :data:`SLOT` markers.
+    """
+    if literal:
+        toks = _tokens(text)
+    else:
+        toks = [t.lower() for part in text.split(SLOT) for t in _TOKEN_RE.findall(part)]
+    return tuple(t for t in toks if _is_word(t)), tuple(toks)
+
+
+def _match_fraction(fixed: Sequence[str], fixed_set: frozenset[str] | set[str], words: list[str]) -> float:
+    """Share of ``fixed`` found in ``words`` in order (a lower bound of the LCS share)."""
+    if not fixed:
+        return 0.0
+    red = [t for t in words if t in fixed_set]
+    it = iter(red)
+    if all(t in it for t in fixed):  # the whole scaffold is a subsequence: the common case, and exact
+        return 1.0
+    sm = SequenceMatcher(None, fixed, red, autojunk=False)
+    return sum(b.size for b in sm.get_matching_blocks()) / len(fixed)
+
+
+def template_match(template: Template, prompt: str, min_match: float = _DEFAULT_MIN_MATCH) -> bool:
+    """True when ``prompt`` contains at least ``min_match`` of the template's fixed words, in order.
+
+    Matching is on lowercase tokens. A template without fixed words matches only a prompt with exactly
+    its tokens, and only when it has no slots.
+    """
+    literal = template.n_slots == 0
+    fixed, fixed_toks = _template_parts(template.text, literal)
+    toks = _tokens(prompt)
+    if not fixed:
+        return literal and tuple(toks) == fixed_toks
+    words = [t for t in toks if _is_word(t)]
+    return _match_fraction(fixed, frozenset(fixed), words) >= min_match
+
+
+# ---------------------------------------------------------------------------------------- templates
+
+
+def _entropy(counts: Sequence[float]) -> float:
+    """Entropy of a weighted distribution normalised by log(total weight); 0 for fewer than 2 items."""
+    total = float(sum(counts))
+    if total < 2:
+        return 0.0
+    h = -sum((c / total) * math.log(c / total) for c in counts if c > 0)
+    return float(min(1.0, max(0.0, h / math.log(total))))
+
+
+def extract_template(
+    prompts: Sequence[str], min_support: float = 0.6, max_prompts: int = 200, seed: int = 0
+) -> Template:
+    """Recover the fixed scaffold shared by ``prompts`` (see the module docstring for the method).
+
+    Args:
+        prompts: prompt texts of one cluster (duplicates allowed: they count as often as they occur).
+        min_support: a reference token is fixed when it is aligned in at least this share of the family.
+        max_prompts: at most this many prompts are sampled (deterministically, from ``seed``).
+        seed: sampling seed.
+
+    Returns:
+        The :class:`Template`. Empty input gives an empty template with coverage 0; identical prompts give
+        the prompt itself with coverage 1 and no slots; prompts with nothing in common give ``"{…}"``,
+        no fixed words and coverage 0.
+    """
+    if not prompts:
+        return Template("", 0, 0.0, 0, 0.0)
+    if len(prompts) > max(1, max_prompts):
+        rng = random.Random(seed)
+        sample = [prompts[i] for i in sorted(rng.sample(range(len(prompts)), max(1, max_prompts)))]
+    else:
+        sample = list(prompts)
+    counts = Counter(sample)
+    uniq = list(counts)
+    if len(uniq) == 1:  # an exact duplicate (a viral prompt pasted verbatim)
+        text = uniq[0]
+        return Template(text, len(_WORD_RE.findall(text)), 1.0, 0, 0.0)
+    w = [counts[u] for u in uniq]
+    n = len(sample)
+    ms = min(1.0, max(1e-9, float(min_support)))
+
+    toks = [_tokens(u) for u in uniq]
+    if not any(toks):  # only whitespace
+        return Template("", 0, 1.0, 0, 0.0)
+
+    # Document frequency over the sample, and the approximate Jaccard medoid as the reference.
+    sets = [set(t) for t in toks]
+    df: Counter[str] = Counter()
+    for s, wj in zip(sets, w, strict=True):
+        if wj == 1:
+            df.update(s)
+        else:
+            for t in s:
+                df[t] += wj
+    df.pop(_CUT, None)
+    mean_len = sum(len(s) * wj for s, wj in zip(sets, w, strict=True)) / n
+    best, ref = -1.0, 0
+    for j, s in enumerate(sets):
+        if not s:
+            continue
+        inter = (sum(df.get(t, 0) for t in s) - len(s)) / (n - 1)
+        score = inter / max(1e-9, len(s) + mean_len - inter)
+        if score > best:
+            best, ref = score, j
+
+    fam_min = max(2, math.ceil(_FAMILY_MIN_SHARE * n))
+    cand_min = max(2, math.ceil(ms * fam_min - 1e-9))
+    cand = {t for t, c in df.items() if c >= cand_min}
+    ref_raw, ref_gaps = _tokens_with_gaps(uniq[ref])
+    ref_low = toks[ref]
+    if len(ref_raw) != len(ref_low):  # cannot happen; keep the output consistent if it ever does
+        ref_raw, ref_gaps = list(ref_low), [" "] * len(ref_low)
+    ref_red_pos = [i for i, t in enumerate(ref_low) if t in cand]
+    if not ref_red_pos:
+        return _weak_template(w)
+    ref_red = [ref_low[i] for i in ref_red_pos]
+    n_red = len(ref_red)
+
+    # Align every distinct prompt to the reference on frequent tokens only.
+    sm = SequenceMatcher(None, autojunk=False)
+    sm.set_seq2(ref_red)
+    aligned: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # (positions kept, blocks)
+    block_score: list[int] = []
+    cache: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
+    for j, tj in enumerate(toks):
+        if j == ref:
+            keep = ref_red_pos
+            blocks = [(0, 0, n_red)]
+        else:
+            keep = [k for k, t in enumerate(tj) if t in cand]
+            red = tuple(tj[k] for k in keep)
+            blocks = cache.get(red)  # type: ignore[assignment]
+            if blocks is None:
+                sm.set_seq1(red)
+                blocks = [(a, b, size) for a, b, size in sm.get_matching_blocks() if size]
+                cache[red] = blocks
+        aligned.append((keep, blocks))
+        block_score.append(sum(size for _, _, size in blocks if size >= _BLOCK_MIN))
+
+    # The family: prompts sharing at least half as much long-block text with the reference as the
+    # typical prompt among the fam_min closest ones does.
+    order = sorted(range(len(uniq)), key=lambda j: -block_score[j])
+    top: list[int] = []
+    acc = 0
+    for j in order:
+        top.append(block_score[j])
+        acc += w[j]
+        if acc >= fam_min:
+            break
+    median = sorted(top)[len(top) // 2] if top else 0
+    family = [j for j in range(len(uniq)) if block_score[j] >= 0.5 * median]
+    if sum(w[j] for j in family) < fam_min:
+        family = list(range(len(uniq)))
+    fam_n = sum(w[j] for j in family)
+
+    diff = [0] * (n_red + 1)
+    for j in family:
+        for _, b, size in aligned[j][1]:
+            diff[b] += w[j]
+            diff[b + size] -= w[j]
+    support = list(accumulate(diff))
+    thr = ms * fam_n - 1e-9
+    fixed = [False] * len(ref_low)
+    for r, i in enumerate(ref_red_pos):
+        if support[r] >= thr:
+            fixed[i] = True
+
+    # Keep only runs of fixed tokens that carry meaning: >= 2 tokens and at least one content word.
+    i = 0
+    while i < len(fixed):
+        if not fixed[i]:
+            i += 1
+            continue
+        k = i
+        while k < len(fixed) and fixed[k]:
+            k += 1
+        run = ref_low[i:k]
+        if k - i < 2 or not any(_is_content(t) for t in run):
+            fixed[i:k] = [False] * (k - i)
+        i = k
+    if not any(fixed):
+        return _weak_template(w)
+
+    # Text of the scaffold, and its slots as (last fixed position before, first fixed position after).
+    parts: list[str] = []
+    slots: list[tuple[int | None, int | None]] = []
+    prev_fixed: int | None = None
+    in_slot = False
+    slot_gap = ""
+    for i, (tok, gap) in enumerate(zip(ref_raw, ref_gaps, strict=True)):
+        if fixed[i]:
+            if in_slot:
+                parts.append((_show_gap(slot_gap) if parts else "") + SLOT)
+                slots.append((prev_fixed, i))
+                in_slot = False
+                parts.append((_show_gap(gap) or " ") + tok)
+            else:
+                parts.append((_show_gap(gap) if parts else "") + tok)
+            prev_fixed = i
+        elif not in_slot:
+            in_slot, slot_gap = True, gap
+    if in_slot:
+        parts.append(_show_gap(slot_gap) + SLOT)
+        slots.append((prev_fixed, None))
+    text = "".join(parts)
+
+    fixed_words, _ = _template_parts(text, False)
+    fixed_set = frozenset(fixed_words)
+    covered = 0
+    for j, tj in enumerate(toks):
+        if _match_fraction(fixed_words, fixed_set, [t for t in tj if _is_word(t)]) >= _DEFAULT_MIN_MATCH:
+            covered += w[j]
+    coverage = covered / n
+
+    # Slot fillings, read off the alignment: the tokens between a slot's two anchors.
+    red_of = {i: r for r, i in enumerate(ref_red_pos)}
+    fillings: list[Counter[tuple[str, ...]]] = [Counter() for _ in slots]
+    lengths = [0.0] * len(slots)
+    for j, tj in enumerate(toks):
+        keep, blocks = aligned[j]
+        where = [-1] * n_red
+        for a, b, size in blocks:
+            for d in range(size):
+                where[b + d] = keep[a + d]
+        for s, (lo, hi) in enumerate(slots):
+            start = 0 if lo is None else where[red_of[lo]] + 1
+            end = len(tj) if hi is None else where[red_of[hi]]
+            if (lo is not None and start == 0) or end < 0 or end < start:
+                continue
+            fillings[s][tuple(tj[start:end])] += w[j]
+            lengths[s] += (end - start) * w[j]
+    num = den = 0.0
+    for s, fill in enumerate(fillings):
+        total = sum(fill.values())
+        if total < 2:
+            continue
+        weight = max(lengths[s] / total, 1e-3)
+        num += weight * _entropy(list(fill.values()))
+        den += weight
+    slot_entropy = num / den if den else 0.0
+    return Template(text, len(fixed_words), float(coverage), len(slots), float(slot_entropy))
+
+
+def _weak_template(weights: Sequence[int]) -> Template:
+    """No scaffold: one slot, no fixed words, coverage 0; the entropy is that of the whole prompts."""
+    return Template(SLOT, 0, 0.0, 1, _entropy(list(weights)))
+
+
+# ----------------------------------------------------------------------------------------- keywords
+
+
+def _keyword_analyzer(doc: str) -> list[str]:
+    toks = [t for t in tokenize(doc)[:_KEYWORD_TOKENS] if len(t) > 1 or _CJK_RE.match(t)]
+    out = [t for t in toks if t not in _STOP]
+    out.extend(f"{a} {b}" for a, b in zip(toks, toks[1:]) if a not in _STOP and b not in _STOP)
+    return out
+
+
+def ctfidf_keywords(
+    docs: Sequence[str],
+    labels: Sequence[int],
+    weights: Sequence[float] | None = None,
+    top_n: int = 8,
+    exclude_label: int = -1,
+    max_features: int = 50_000,
+) -> dict[int, list[str]]:
+    """Top ``top_n`` class-based TF-IDF keywords (unigrams and bigrams) per label, as in BERTopic.
+
+    The documents of a label are concatenated (each counted ``weights[i]`` times, e.g. its number of
+    requests); term frequencies are normalised per class; ``idf = log(1 + A / f_t)`` with ``A`` the average
+    number of (weighted) words per class and ``f_t`` the weighted frequency of term ``t`` over all classes.
+    English stop words (scikit-learn's list) and one-character tokens are removed, bigrams are pairs of
+    adjacent non-stop words; in a class of at least 5 documents, terms found in only one of its documents
+    are dropped. The ``exclude_label`` (noise) class takes part in the idf, as a background corpus, but gets
+    no entry in the result. Ties are broken alphabetically.
+
+    Returns:
+        ``{label: [keyword, ...]}`` for every label except ``exclude_label``; a label whose documents have
+        no usable term maps to ``[]``.
+    """
+    if len(docs) != len(labels):
+        raise ValueError(f"docs and labels differ in length: {len(docs)} != {len(labels)}")
+    if weights is not None and len(weights) != len(docs):
+        raise ValueError(f"docs and weights differ in length: {len(docs)} != {len(weights)}")
+    lab = np.asarray(labels, dtype=np.int64).reshape(-1)
+    classes = np.unique(lab)
+    out_labels = [int(c) for c in classes if int(c) != exclude_label]
+    if len(docs) == 0 or top_n <= 0:
+        return {c: [] for c in out_labels}
+    wts = np.ones(len(docs)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    wts = np.where(np.isfinite(wts) & (wts > 0), wts, 0.0)
+    try:
+        vec = CountVectorizer(analyzer=_keyword_analyzer, max_features=max_features)
+        x = vec.fit_transform(docs).tocsr().astype(np.float64)
+    except ValueError:  # empty vocabulary
+        return {c: [] for c in out_labels}
+    terms = vec.get_feature_names_out()
+    n_docs, n_cls = len(docs), len(classes)
+    cls = np.searchsorted(classes, lab)
+    rows = np.arange(n_docs)
+    member = sparse.csr_matrix((np.ones(n_docs), (cls, rows)), shape=(n_cls, n_docs))
+    weighted = sparse.csr_matrix((wts, (cls, rows)), shape=(n_cls, n_docs))
+    tf = (weighted @ x).tocsr()
+    class_df = (member @ (x > 0).astype(np.float64)).tocsr()
+    docs_per_class = np.bincount(cls, minlength=n_cls)
+
+    f_t = np.asarray(tf.sum(axis=0)).ravel()
+    words_per_class = np.asarray(tf.sum(axis=1)).ravel()
+    avg_words = float(words_per_class.mean()) if n_cls else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idf = np.where(f_t > 0, np.log1p(avg_words / np.where(f_t > 0, f_t, 1.0)), 0.0)
+
+    big = sparse.diags((docs_per_class >= 5).astype(np.float64))
+    small = sparse.diags((docs_per_class < 5).astype(np.float64))
+    kept = (big @ tf.multiply(class_df >= 2) + small @ tf).tocsr()
+    norm = np.where(words_per_class > 0, words_per_class, 1.0)
+    scores = (sparse.diags(1.0 / norm) @ kept @ sparse.diags(idf)).tocsr()
+
+    result: dict[int, list[str]] = {}
+    for ci, c in enumerate(classes):
+        if int(c) == exclude_label:
+            continue
+        lo, hi = scores.indptr[ci], scores.indptr[ci + 1]
+        idx, val = scores.indices[lo:hi], scores.data[lo:hi]
+        good = val > 0
+        idx, val = idx[good], val[good]
+        order = np.lexsort((terms[idx], -val))[:top_n]
+        result[int(c)] = [str(terms[idx[k]]) for k in order]
+    return result
+
+
+# ---------------------------------------------------------------------------------------- exemplars
+
+
+def exemplars(texts: Sequence[str], vectors: np.ndarray, n: int = 3) -> list[str]:
+    """The ``n`` distinct texts whose (L2-normalised) vectors are closest to the normalised centroid.
+
+    ``vectors[i]`` embeds ``texts[i]``. Ties keep the input order.
+    """
+    if len(texts) == 0 or n <= 0:
+        return []
+    v = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
+    v = np.nan_to_num(v)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    v = v / np.where(norms > 0, norms, 1.0)
+    centroid = v.mean(axis=0)
+    c_norm = np.linalg.norm(centroid)
+    if c_norm > 0:
+        centroid = centroid / c_norm
+    sims = v @ centroid
+    out: list[str] = []
+    seen: set[str] = set()
+    for i in np.argsort(-sims, kind="stable"):
+        t = texts[int(i)]
+        if t not in seen:
+            seen.add(t)
+            out.append(t)
+            if len(out) == n:
+                break
+    return out
+
+
+# -------------------------------------------------------------------------------------------- label
+
+_STRONG_COVERAGE = 0.5
+_STRONG_WORDS = 4
+
+
+def cluster_label(keywords: list[str], template: Template, n: int = 4) -> str:
+    """A short human label, e.g. ``"step · reasoning · problem · solve"``.
+
+    When the template is strong (coverage >= 0.5 and >= 4 fixed words) keywords made of scaffold words
+    come first, and scaffold content words fill up a short list. A keyword whose words are all already in
+    the label is skipped. Returns ``"unlabelled"`` when nothing is left.
+    """
+    strong = template.coverage >= _STRONG_COVERAGE and template.n_fixed_words >= _STRONG_WORDS
+    candidates = list(keywords)
+    if strong:
+        scaffold_words = tokenize(template.text.replace(SLOT, " "))
+        in_scaffold = set(scaffold_words)
+        candidates = [k for k in keywords if set(tokenize(k)) <= in_scaffold] + [
+            k for k in keywords if not set(tokenize(k)) <= in_scaffold
+        ]
+        candidates += [t for t in dict.fromkeys(scaffold_words) if _is_content(t)]
+    chosen: list[str] = []
+    used: set[str] = set()
+    for k in candidates:
+        words = set(tokenize(k))
+        if not words or words <= used:
+            continue
+        chosen.append(k)
+        used |= words
+        if len(chosen) == n:
+            break
+    return " · ".join(chosen) if chosen else "unlabelled"

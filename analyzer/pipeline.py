@@ -1,0 +1,348 @@
+"""Runs the stages against a workspace. The CLI and the benchmark call these functions.
+
+Each stage reads what the previous one stored in the workspace and stores its own result, so stages can
+run separately (batch jobs) and a killed run can be started again: ingest skips request ids it already
+has, embedding skips prompts that already have a vector, and the later stages recompute from stored data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from analyzer import __version__
+from analyzer import cluster as cluster_mod
+from analyzer import index as index_mod
+from analyzer import label as label_mod
+from analyzer import signals as sig
+from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
+from analyzer.embed import make_embedder
+from analyzer.ingest import read_logs
+from analyzer.workspace import Workspace
+
+
+@dataclass
+class RunOptions:
+    """Every option of a full run; stored with the run so that any result can be traced to how it was made."""
+
+    model: str = "minilm"
+    max_seq_length: int = 128
+    batch_size: int = 64
+    embed_chunk: int = 4096
+    cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    label_sample: int = 200
+    map_sample: int = 20_000
+    make_map: bool = True
+    seed: int = 0
+    progress: bool = True
+
+
+def versions() -> dict[str, str]:
+    import duckdb
+    import faiss
+    import sentence_transformers
+
+    return {
+        "analyzer": __version__,
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "faiss": faiss.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class StageTimer:
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+def _bar(total: int | None, desc: str, unit: str, enabled: bool):
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False)
+
+
+# --- ingest ---------------------------------------------------------------------------------------------------
+def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[str, str] | None = None,
+           strict: bool = False, progress: bool = True) -> dict[str, int]:
+    """Read logs into the workspace; returns ``{"read", "accepted", "rejected", "duplicates"}`` for this run.
+
+    Rejected rows go to the ``rejected`` table and to ``quarantine/rejected-<run_id>.jsonl``.
+    """
+    totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
+    per_source: dict[str, dict[str, int]] = {}
+    qpath = os.path.join(ws.path, "quarantine", f"rejected-{run_id}.jsonl")
+    os.makedirs(os.path.dirname(qpath), exist_ok=True)
+    with open(qpath, "a", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
+        for batch in read_logs(paths, column_map=column_map, strict=strict):
+            accepted, dup = ws.add_requests(batch.requests, run_id)
+            rejected, rej_dup = ws.add_rejected(batch.rejected, run_id)
+            for r in batch.rejected:
+                qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
+                                      "raw": r.raw}, ensure_ascii=False) + "\n")
+            qfh.flush()
+            src = batch.requests["source"].iloc[0] if len(batch.requests) else (
+                batch.rejected[0].source if batch.rejected else "")
+            s = per_source.setdefault(src, {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0})
+            for key, val in (("read", batch.n_read), ("accepted", accepted), ("rejected", rejected),
+                             ("duplicates", dup + rej_dup)):
+                s[key] += val
+                totals[key] += val
+            ws.db.execute("DELETE FROM ingest_log WHERE run_id = ? AND source = ?", [run_id, src])
+            ws.db.execute("INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?)",
+                          [run_id, src, s["read"], s["accepted"], s["rejected"], s["duplicates"]])
+            bar.update(batch.n_read)
+    if totals["rejected"] == 0 and os.path.getsize(qpath) == 0:
+        os.remove(qpath)
+    return totals
+
+
+# --- embed ------------------------------------------------------------------------------------------------------
+def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
+    """Embed every unique prompt that has no vector yet for the chosen model; returns counts."""
+    embedder = make_embedder(options.model, options.max_seq_length, options.batch_size)
+    key = embedder.key
+    pending = ws.pending_prompts(key)
+    n = len(pending)
+    if n:
+        with _bar(n, "embed", " prompts", options.progress) as bar:
+            for start in range(0, n, options.embed_chunk):
+                chunk = pending.iloc[start : start + options.embed_chunk]
+                vecs = embedder.encode(chunk["text"].tolist(), progress=bar.update)
+                ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
+    total = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    return {"model_key": key, "embedded_now": n, "embedded_total": total}
+
+
+# --- index + cluster + label ------------------------------------------------------------------------------------
+def build_index(ws: Workspace, options: RunOptions):
+    """Build and save the FAISS index for the stored vectors; returns ``(hashes, vectors, index)``."""
+    key = make_embedder(options.model, options.max_seq_length).key
+    hashes, vectors = ws.load_embeddings(key)
+    if len(hashes) == 0:
+        raise RuntimeError("no embedded prompts in the workspace: run 'analyzer ingest' and 'analyzer embed' first")
+    index = index_mod.build_index(vectors, seed=options.seed)
+    index_mod.save_index(index, ws.index_path(key))
+    return hashes, vectors, index
+
+
+def intent_vectors(options: RunOptions) -> tuple[list[str], np.ndarray]:
+    names = list(sig.TRAINING_INTENTS)
+    emb = make_embedder(options.model, options.max_seq_length, options.batch_size)
+    return names, emb.encode([sig.TRAINING_INTENTS[n] for n in names])
+
+
+def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, int]:
+    """kNN graph, HDBSCAN, labels and per-cluster content signals; stored in ``prompt_clusters``/``clusters``."""
+    hashes, vectors, index = index_result or build_index(ws, options)
+    n = len(hashes)
+    with _bar(n, "knn graph", " prompts", options.progress) as bar:
+        nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
+    labels, strengths = cluster_mod.cluster_knn_graph(nbrs, sims, options.cluster)
+    counts = ws.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
+    req_counts = counts.set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
+    labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
+    strengths = np.where((strengths == 0) & (labels >= 0), 1.0, strengths)
+
+    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
+    rows = label_clusters(hashes, labels, vectors, req_counts, texts, options)
+    pc = pd.DataFrame({"prompt_hash": hashes, "cluster_id": labels.astype(np.int32), "probability": strengths})
+    ws.replace_tables({"prompt_clusters": pc, "clusters": rows})
+    return {"prompts": n, "clusters": int(labels.max() + 1) if n else 0, "noise": int((labels < 0).sum())}
+
+
+def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, options: RunOptions) -> pd.DataFrame:
+    """One row per cluster: keywords, template, exemplars, label and content signals."""
+    rng = np.random.default_rng(options.seed)
+    names, ivecs = intent_vectors(options)
+    tight = cluster_mod.cluster_tightness(labels, vectors)
+    cluster_ids = [int(c) for c in np.unique(labels) if c >= 0]
+    members = {c: np.flatnonzero(labels == c) for c in cluster_ids}
+    sample = {c: (idx if len(idx) <= options.label_sample else np.sort(rng.choice(idx, options.label_sample, replace=False)))
+              for c, idx in members.items()}
+    docs, doc_labels, doc_weights = [], [], []
+    for c, idx in sample.items():
+        docs += [texts[hashes[i]] for i in idx]
+        doc_labels += [c] * len(idx)
+        doc_weights += [float(req_counts[i]) for i in idx]
+    keywords = label_mod.ctfidf_keywords(docs, doc_labels, weights=doc_weights) if docs else {}
+    out = []
+    for c in cluster_ids:
+        idx = sample[c]
+        ctexts = [texts[hashes[i]] for i in idx]
+        template = label_mod.extract_template(ctexts, seed=options.seed)
+        intent_sims = (vectors[idx] @ ivecs.T).mean(axis=0)
+        best = int(np.argmax(intent_sims))
+        tv = sig.training_value_from_similarity(float(intent_sims[best]))
+        kw = keywords.get(c, [])
+        out.append({
+            "cluster_id": c,
+            "n_prompts": int(len(members[c])),
+            "n_requests": int(req_counts[members[c]].sum()),
+            "n_accounts": 0,
+            "label": label_mod.cluster_label(kw, template),
+            "keywords": json.dumps(kw),
+            "template": template.text,
+            "exemplars": json.dumps(label_mod.exemplars(ctexts, vectors[idx], n=3)),
+            "campaign_id": None,
+            "signals": json.dumps({
+                "template_coverage": round(template.coverage, 4),
+                "n_fixed_words": template.n_fixed_words,
+                "slot_entropy": round(template.slot_entropy, 4),
+                "training_value": round(tv, 4),
+                "intent": names[best],
+                "intent_similarity": round(float(intent_sims[best]), 4),
+                "tightness": round(tight.get(c, 0.0), 4),
+            }),
+        })
+    return pd.DataFrame(out, columns=["cluster_id", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
+                                      "template", "exemplars", "campaign_id", "signals"])
+
+
+# --- score --------------------------------------------------------------------------------------------------------
+def load_cluster_infos(ws: Workspace) -> dict[int, ClusterInfo]:
+    rows = ws.table("clusters")
+    infos = {}
+    for r in rows.itertuples(index=False):
+        s = json.loads(r.signals or "{}")
+        infos[int(r.cluster_id)] = ClusterInfo(
+            cluster_id=int(r.cluster_id), label=r.label or "", keywords=json.loads(r.keywords or "[]"),
+            template=r.template or "", template_coverage=float(s.get("template_coverage", 0.0)),
+            n_fixed_words=int(s.get("n_fixed_words", 0)), training_value=float(s.get("training_value", 0.0)),
+            intent=s.get("intent", ""), tightness=float(s.get("tightness", 0.0)),
+            exemplars=json.loads(r.exemplars or "[]"),
+        )
+    return infos
+
+
+def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
+    """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends."""
+    req = ws.db.execute(
+        """
+        SELECT r.account_id, r.ts, r.prompt_hash, coalesce(pc.cluster_id, -1) AS cluster_id, r.model, r.ip,
+               r.user_agent, r.api_key_id, r.org_id, r.payment_id,
+               CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
+                    ELSE md5(r.system_prompt) END AS system_prompt
+        FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+        """
+    ).df()
+    if req.empty:
+        raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
+    infos = load_cluster_infos(ws)
+    result = find_campaigns(req, infos, options.scoring, _ExamplePrompts(ws))
+    clusters = ws.table("clusters")
+    n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
+    clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
+    clusters["campaign_id"] = clusters["cluster_id"].map(result.cluster_campaign)
+    camps = result.campaigns.copy()
+    for col in ("keywords", "clusters", "signals", "evidence", "examples"):
+        camps[col] = camps[col].map(lambda v: json.dumps(v, ensure_ascii=False, default=str))
+    ca = result.campaign_accounts.copy()
+    ca["evidence"] = ca["evidence"].map(lambda v: json.dumps(v, ensure_ascii=False))
+    acc = result.accounts.copy()
+    acc["signals"] = acc["signals"].map(json.dumps)
+    ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc})
+    return {"campaigns": int(len(camps)), "flagged": int(camps["flagged"].sum()) if len(camps) else 0,
+            "accounts": int(len(acc))}
+
+
+class _ExamplePrompts:
+    """Lazy prompt lookup for campaign examples (only a few prompts per campaign are needed)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def __contains__(self, key: str) -> bool:
+        return self[key] is not None
+
+    def __getitem__(self, key: str):
+        rows = self.ws.db.execute("SELECT text FROM prompts WHERE prompt_hash = ?", [key]).fetchall()
+        return rows[0][0] if rows else None
+
+    def get(self, key, default=None):
+        v = self[key]
+        return default if v is None else v
+
+
+# --- map ----------------------------------------------------------------------------------------------------------------
+def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
+    """2-D UMAP layout of a sample of prompts (clustered prompts first) for the app's map."""
+    key = make_embedder(options.model, options.max_seq_length).key
+    hashes, vectors = ws.load_embeddings(key)
+    if len(hashes) < 10:
+        ws.replace_tables({"prompt_map": pd.DataFrame(columns=["prompt_hash", "x", "y"])})
+        return {"points": 0}
+    labels = ws.db.execute("SELECT prompt_hash, cluster_id FROM prompt_clusters").df().set_index("prompt_hash")
+    lab = labels["cluster_id"].reindex(hashes).fillna(-1).to_numpy()
+    rng = np.random.default_rng(options.seed)
+    clustered = np.flatnonzero(lab >= 0)
+    noise = np.flatnonzero(lab < 0)
+    take_c = clustered if len(clustered) <= options.map_sample * 0.7 else rng.choice(clustered, int(options.map_sample * 0.7), replace=False)
+    rest = options.map_sample - len(take_c)
+    take_n = noise if len(noise) <= rest else rng.choice(noise, rest, replace=False)
+    idx = np.sort(np.concatenate([take_c, take_n]).astype(int))
+    import umap
+
+    xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=options.seed,
+                   n_jobs=1).fit_transform(vectors[idx])
+    frame = pd.DataFrame({"prompt_hash": hashes[idx], "x": xy[:, 0].astype(float), "y": xy[:, 1].astype(float)})
+    ws.replace_tables({"prompt_map": frame})
+    return {"points": int(len(frame))}
+
+
+# --- everything ---------------------------------------------------------------------------------------------------------
+def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map: dict[str, str] | None = None,
+            strict: bool = False, command: str = "run") -> dict:
+    """Ingest, embed, index, cluster, label, score (and map) in one go; returns stage times and counts."""
+    timer = StageTimer()
+    params = {"paths": list(paths), "options": asdict(options), "column_map": column_map, "strict": strict}
+    with ws.writing():
+        run_id = ws.start_run(command, params, versions())
+        stats: dict = {}
+        try:
+            with timer.stage("ingest"):
+                stats["ingest"] = ingest(ws, paths, run_id, column_map, strict, options.progress)
+            with timer.stage("embed"):
+                stats["embed"] = embed(ws, options)
+            with timer.stage("index"):
+                index_result = build_index(ws, options)
+            with timer.stage("cluster"):
+                stats["cluster"] = cluster(ws, options, index_result)
+            del index_result
+            with timer.stage("score"):
+                stats["score"] = score(ws, options)
+            if options.make_map:
+                with timer.stage("map"):
+                    stats["map"] = make_map(ws, options)
+        except BaseException as exc:
+            stats["stages_s"] = timer.stages
+            ws.finish_run(run_id, stats, status=f"failed: {type(exc).__name__}")
+            raise
+        stats["stages_s"] = timer.stages
+        stats["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        ws.finish_run(run_id, stats)
+    return stats

@@ -1,0 +1,238 @@
+"""Campaign signals: each a pure function returning a value in [0, 1] (or ``None`` when not applicable).
+
+The signals follow ``../shared/notes/threat-model.md``. Each answers one question an analyst would ask of a
+group of accounts working on a group of prompt clusters:
+
+========================  =================================================================================
+``spread``                How many distinct accounts? ``log(n) / log(full_spread_accounts)``, capped at 1.
+                          A single account (a batch job) scores 0.
+``evenness``              Is the volume load-balanced? ``1 - Gini`` of the accounts' request counts.
+``focus``                 Do the accounts do little else? Mean share of each account's own traffic that falls
+                          in the campaign, shrunk towards 0 for accounts with few requests.
+``diversity``             Does it harvest many distinct tasks? Unique prompts per request (a viral prompt
+                          pasted by hundreds of users has almost none; an extraction script has many).
+``templating``            Fixed scaffold with variable slots: template coverage times scaffold length.
+``training_value``        Does the text map onto what is valuable for training (chain-of-thought, rubric
+                          grading, tool schemas, sensitive-topic rewrites, ...)? Judged by embedding
+                          similarity to described intents, not keyword lists.
+``sync``                  Are the accounts active in the same time windows? Excess pairwise similarity of
+                          their activity over ``bucket_minutes`` windows against random accounts.
+``regularity``            Scripted pacing: share of accounts whose gaps between requests are regular.
+``infrastructure``        Share of accounts holding an identifier (IP /24 subnet, user agent, API key, org,
+                          payment id, system prompt) that is concentrated in this group: used by at least
+                          two of its accounts and mostly by them.
+``pivot``                 Did the traffic jump to a newly released model faster than everyone else?
+========================  =================================================================================
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SIGNAL_DESCRIPTIONS: dict[str, str] = {
+    "spread": "distinct accounts (log scale; 1 account = 0)",
+    "evenness": "how evenly requests are split across accounts (1 - Gini); load balancing gives ~1",
+    "focus": "mean share of each account's own traffic inside the campaign (few-request accounts shrunk)",
+    "diversity": "unique prompts per request: many distinct tasks vs one prompt repeated",
+    "templating": "share of prompts built on one fixed scaffold with variable slots, times scaffold length",
+    "training_value": "closeness in meaning to training-data intents (reasoning traces, grading, tool use, ...)",
+    "sync": "excess co-activity of the accounts in the same time windows compared with random accounts",
+    "regularity": "share of accounts with scripted, regular gaps between requests",
+    "infrastructure": "share of accounts sharing subnets, user agents, keys, orgs, payment ids or system prompts concentrated in this group",
+    "pivot": "excess share of traffic moved to a newly released model within 48 hours of its release",
+}
+
+# Described intents for the training-value signal: meaning, not keywords. Each is embedded once.
+TRAINING_INTENTS: dict[str, str] = {
+    "chain-of-thought elicitation": (
+        "Solve this problem and show your complete internal reasoning step by step, explaining every "
+        "intermediate thought before giving the final answer."
+    ),
+    "rubric grading": (
+        "You are a grader. Evaluate the following response against the scoring rubric, give detailed "
+        "feedback and output a score from 1 to 5."
+    ),
+    "tool use": (
+        "You have access to the following functions described in JSON schema. Decide which function to call "
+        "and with which arguments to complete the user's request."
+    ),
+    "agentic coding": (
+        "Write a complete, working Python function that implements the following specification, with code "
+        "and an explanation."
+    ),
+    "censorship-safe rewrite": (
+        "Answer this politically sensitive question about the Chinese government, Tiananmen, Tibet, Xinjiang "
+        "or Taiwan in a careful, neutral way that avoids censorship."
+    ),
+    "data analysis": (
+        "You are an expert data analyst combining statistical rigor with deep domain knowledge. Analyse the "
+        "following table of data and answer the question."
+    ),
+    "forced output format": (
+        "Respond only with a JSON object with the following fields and nothing else."
+    ),
+}
+
+
+def spread(n_accounts: int, full_spread_accounts: int = 20) -> float:
+    if n_accounts <= 1:
+        return 0.0
+    return float(min(1.0, np.log(n_accounts) / np.log(max(full_spread_accounts, 2))))
+
+
+def gini(values: Sequence[float] | np.ndarray) -> float:
+    """Gini coefficient of non-negative values (0 = perfectly even)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    if n < 2 or x.sum() <= 0:
+        return 0.0
+    cum = np.cumsum(x)
+    return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
+
+
+def evenness(request_counts: Sequence[int] | np.ndarray) -> float:
+    return 1.0 - gini(request_counts)
+
+
+def shrunk_share(in_group: np.ndarray, total: np.ndarray, prior: float = 3.0) -> np.ndarray:
+    """Share of each account's requests inside the group, shrunk towards 0 by ``prior`` pseudo-requests."""
+    return np.asarray(in_group, dtype=np.float64) / (np.asarray(total, dtype=np.float64) + prior)
+
+
+def diversity(n_unique_prompts: int, n_requests: int, saturation: float = 0.3) -> float:
+    """``min(1, (unique / requests) / saturation)``: 1 once 30% of requests are distinct prompts."""
+    if n_requests <= 0:
+        return 0.0
+    return float(min(1.0, (n_unique_prompts / n_requests) / saturation))
+
+
+def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8) -> float:
+    return float(np.clip(coverage, 0, 1) * min(1.0, n_fixed_words / full_scaffold_words))
+
+
+def training_value_from_similarity(similarity: float, low: float = 0.15, high: float = 0.45) -> float:
+    """Map a cosine similarity to an intent onto [0, 1]."""
+    return float(np.clip((similarity - low) / (high - low), 0.0, 1.0))
+
+
+def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucket_minutes: int = 15) -> float:
+    """Mean pairwise cosine similarity of accounts' activity vectors over time buckets."""
+    if len(ts_seconds) == 0:
+        return 0.0
+    buckets = (ts_seconds // (bucket_minutes * 60)).astype(np.int64)
+    frame = pd.DataFrame({"a": account_codes, "b": buckets})
+    counts = frame.groupby(["a", "b"]).size()
+    accts = counts.index.get_level_values(0).to_numpy()
+    vals = counts.to_numpy(dtype=np.float64)
+    norms = pd.Series(vals**2).groupby(accts).sum().pow(0.5)
+    m = len(norms)
+    if m < 2:
+        return 0.0
+    unit = vals / norms.reindex(accts).to_numpy()
+    # |sum of unit vectors|^2 = m + sum_{i != j} v_i . v_j
+    per_bucket = pd.Series(unit).groupby(counts.index.get_level_values(1).to_numpy()).sum().to_numpy()
+    total = float((per_bucket**2).sum())
+    return float((total - m) / (m * (m - 1)))
+
+
+def sync(similarity: float, null_similarity: float) -> float:
+    """Excess activity similarity over the workspace's random-account baseline, in [0, 1]."""
+    denom = max(1e-9, 1.0 - null_similarity)
+    return float(np.clip((similarity - null_similarity) / denom, 0.0, 1.0))
+
+
+def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray, min_requests: int = 5,
+                   max_cv: float = 0.8) -> float | None:
+    """Share of accounts (with at least ``min_requests``) whose inter-request gaps have CV below ``max_cv``.
+
+    Human activity is bursty (CV well above 1); a script sending at a steady rate with jitter is below.
+    """
+    frame = pd.DataFrame({"a": account_codes, "t": ts_seconds}).sort_values(["a", "t"])
+    frame["gap"] = frame.groupby("a")["t"].diff()
+    g = frame.dropna().groupby("a")["gap"]
+    stats = pd.DataFrame({"n": g.size(), "mean": g.mean(), "std": g.std(ddof=0)})
+    stats = stats[stats["n"] >= min_requests - 1]
+    if stats.empty:
+        return None
+    cv = stats["std"] / stats["mean"].where(stats["mean"] > 0, np.nan)
+    return float((cv.fillna(0.0) < max_cv).mean())
+
+
+def subnet(ip: str | None) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of an address, or ``None`` if it is not an address."""
+    if not ip:
+        return None
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+@dataclass(frozen=True)
+class SharedValue:
+    field: str
+    value: str
+    n_group_accounts: int
+    n_all_accounts: int
+
+
+def concentrated_values(
+    pairs: pd.DataFrame, group_accounts: set[str], value_accounts: dict[tuple[str, str], int],
+    min_group_accounts: int = 2, min_concentration: float = 0.5,
+) -> list[SharedValue]:
+    """Identifier values used by at least ``min_group_accounts`` group accounts and mostly by them.
+
+    ``pairs`` holds distinct ``(field, value, account_id)`` rows of the group's accounts; ``value_accounts``
+    maps ``(field, value)`` to the number of accounts in the whole workspace that use it.
+    """
+    sub = pairs[pairs["account_id"].isin(group_accounts)]
+    counts = sub.groupby(["field", "value"])["account_id"].nunique()
+    out = []
+    for (field, value), n in counts.items():
+        if n < min_group_accounts:
+            continue
+        total = value_accounts.get((field, value), n)
+        if n / max(total, 1) >= min_concentration:
+            out.append(SharedValue(field, value, int(n), int(total)))
+    out.sort(key=lambda s: (-s.n_group_accounts, s.field, s.value))
+    return out
+
+
+def pivot(group_models: pd.DataFrame, other_models: pd.DataFrame, releases: dict[str, int],
+          window_hours: int = 48, min_requests: int = 20) -> tuple[float | None, str | None]:
+    """Excess share of the group's traffic on a new model within ``window_hours`` of its release.
+
+    Both frames have ``ts`` (epoch seconds) and ``model``. ``releases`` maps new models to their first
+    appearance in the workspace. Returns ``(value, model)``; ``(None, None)`` when no new model is in reach.
+    """
+    best: tuple[float | None, str | None] = (None, None)
+    for model, t0 in releases.items():
+        t1 = t0 + window_hours * 3600
+        g = group_models[(group_models["ts"] >= t0) & (group_models["ts"] < t1)]
+        if len(g) < min_requests:
+            continue
+        o = other_models[(other_models["ts"] >= t0) & (other_models["ts"] < t1)]
+        p_group = float((g["model"] == model).mean())
+        p_other = float((o["model"] == model).mean()) if len(o) else 0.0
+        value = float(np.clip((p_group - p_other) / 0.5, 0.0, 1.0))
+        if best[0] is None or value > best[0]:
+            best = (value, model)
+    return best
+
+
+def new_model_releases(models: pd.DataFrame, grace_hours: int = 24, min_requests: int = 20) -> dict[str, int]:
+    """Models first seen at least ``grace_hours`` after the log starts (``ts`` epoch seconds, ``model``)."""
+    m = models.dropna(subset=["model"])
+    if m.empty:
+        return {}
+    start = int(m["ts"].min())
+    first = m.groupby("model")["ts"].agg(["min", "size"])
+    first = first[(first["min"] >= start + grace_hours * 3600) & (first["size"] >= min_requests)]
+    return {str(k): int(v) for k, v in first["min"].items()}

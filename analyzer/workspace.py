@@ -1,0 +1,350 @@
+"""The workspace: one folder holding a DuckDB database, embedding shards and the FAISS index.
+
+Everything that touches disk lives here. Writes are atomic: files go to a temporary name and are renamed,
+database changes run in transactions, and an embedding shard is recorded in the database only after its
+file is complete, so a run killed at any point can simply be started again. Only one process may write to
+a workspace at a time (``.lock``). Nothing here ever unpickles: arrays are read with
+``allow_pickle=False`` and all metadata is JSON, so opening a shared workspace cannot run code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+DB_NAME = "analyzer.duckdb"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests(
+    request_id VARCHAR, account_id VARCHAR, ts TIMESTAMPTZ, prompt_hash VARCHAR, system_prompt VARCHAR,
+    model VARCHAR, ip VARCHAR, user_agent VARCHAR, api_key_id VARCHAR, org_id VARCHAR, payment_id VARCHAR,
+    country VARCHAR, extra VARCHAR, source VARCHAR, line BIGINT, run_id BIGINT);
+CREATE TABLE IF NOT EXISTS prompts(prompt_hash VARCHAR PRIMARY KEY, text VARCHAR, n_chars INTEGER);
+CREATE TABLE IF NOT EXISTS embedded(prompt_hash VARCHAR, model_key VARCHAR, shard INTEGER, "row" INTEGER);
+CREATE TABLE IF NOT EXISTS rejected(run_id BIGINT, source VARCHAR, line BIGINT, field VARCHAR, reason VARCHAR,
+    raw VARCHAR);
+CREATE TABLE IF NOT EXISTS ingest_log(run_id BIGINT, source VARCHAR, n_read BIGINT, n_accepted BIGINT,
+    n_rejected BIGINT, n_duplicates BIGINT);
+CREATE TABLE IF NOT EXISTS prompt_clusters(prompt_hash VARCHAR, cluster_id INTEGER, probability DOUBLE);
+CREATE TABLE IF NOT EXISTS clusters(cluster_id INTEGER, n_prompts INTEGER, n_requests BIGINT, n_accounts INTEGER,
+    label VARCHAR, keywords VARCHAR, template VARCHAR, exemplars VARCHAR, campaign_id VARCHAR, signals VARCHAR);
+CREATE TABLE IF NOT EXISTS campaigns(campaign_id VARCHAR, rank INTEGER, score DOUBLE, flagged BOOLEAN,
+    label VARCHAR, kind VARCHAR, keywords VARCHAR, template VARCHAR, n_accounts INTEGER, n_requests BIGINT,
+    first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, clusters VARCHAR, signals VARCHAR, evidence VARCHAR,
+    examples VARCHAR);
+CREATE TABLE IF NOT EXISTS campaign_accounts(campaign_id VARCHAR, account_id VARCHAR, n_requests BIGINT,
+    share DOUBLE, score DOUBLE, evidence VARCHAR);
+CREATE TABLE IF NOT EXISTS accounts(account_id VARCHAR, n_requests BIGINT, n_prompts BIGINT,
+    first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, top_cluster INTEGER, campaign_id VARCHAR, score DOUBLE,
+    signals VARCHAR);
+CREATE TABLE IF NOT EXISTS prompt_map(prompt_hash VARCHAR, x DOUBLE, y DOUBLE);
+CREATE TABLE IF NOT EXISTS triage(campaign_id VARCHAR, status VARCHAR, note VARCHAR, analyst VARCHAR,
+    decided_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS runs(run_id BIGINT, command VARCHAR, started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ, status VARCHAR, params VARCHAR, versions VARCHAR, stats VARCHAR);
+"""
+
+RESULT_TABLES = ("prompt_clusters", "clusters", "campaigns", "campaign_accounts", "accounts")
+
+
+class WorkspaceLocked(RuntimeError):
+    """Another process is writing to this workspace."""
+
+
+class WorkspaceMissing(FileNotFoundError):
+    """The folder is not an analyzer workspace."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_save_npy(path: str, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` atomically."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}.npy"
+    np.save(tmp, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+class Workspace:
+    """A workspace folder. ``Workspace(path, create=True)`` makes it if needed.
+
+    Use ``with ws.writing():`` around anything that changes it; readers (the app) just query ``ws.db``.
+    """
+
+    def __init__(self, path: str, create: bool = False, read_only: bool = False) -> None:
+        self.path = os.path.abspath(path)
+        db_path = os.path.join(self.path, DB_NAME)
+        if not os.path.exists(db_path):
+            if not create:
+                raise WorkspaceMissing(
+                    f"{self.path} is not an analyzer workspace (no {DB_NAME}); run 'analyzer run LOGS --workspace {path}' first"
+                )
+            os.makedirs(self.path, exist_ok=True)
+        self.read_only = read_only
+        self.db = duckdb.connect(db_path, read_only=read_only)
+        if not read_only:
+            self.db.execute(SCHEMA)
+        self._lock_fh = None
+
+    def close(self) -> None:
+        self.db.close()
+        self.release()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- locking ---------------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the write lock, or raise :class:`WorkspaceLocked` naming the holder."""
+        if self._lock_fh is not None:
+            return
+        lock_path = os.path.join(self.path, ".lock")
+        fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise WorkspaceLocked(
+                f"workspace {self.path} is in use by {holder}; wait for that run to finish "
+                "(a killed run releases the lock automatically)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {now_utc().isoformat(timespec='seconds')}")
+        fh.flush()
+        self._lock_fh = fh
+
+    def release(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Workspace]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    # --- runs --------------------------------------------------------------------------------------------
+    def start_run(self, command: str, params: dict, versions: dict) -> int:
+        run_id = int(self.db.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0])
+        self.db.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?, NULL)",
+            [run_id, command, now_utc(), json.dumps(params, default=str), json.dumps(versions)],
+        )
+        return run_id
+
+    def finish_run(self, run_id: int, stats: dict, status: str = "ok") -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
+            [now_utc(), status, json.dumps(stats, default=str), run_id],
+        )
+
+    # --- ingest ----------------------------------------------------------------------------------------------
+    def add_requests(self, frame: pd.DataFrame, run_id: int) -> tuple[int, int]:
+        """Insert new requests and prompts; return ``(accepted, duplicates)``.
+
+        A ``request_id`` already in the workspace, or repeated within ``frame``, is a duplicate.
+        """
+        if frame.empty:
+            return 0, 0
+        cols = [
+            "request_id", "account_id", "ts", "prompt_hash", "system_prompt", "model", "ip", "user_agent",
+            "api_key_id", "org_id", "payment_id", "country", "extra", "source", "line",
+        ]  # fmt: skip
+        batch = frame[[*cols, "prompt"]]
+        db = self.db
+        db.register("batch_df", batch)
+        try:
+            db.execute("BEGIN")
+            db.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE new_rows AS
+                SELECT * FROM batch_df b
+                WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = b.request_id)
+                QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY source, line) = 1
+                """
+            )
+            accepted = int(db.execute("SELECT count(*) FROM new_rows").fetchall()[0][0])
+            db.execute(
+                f"INSERT INTO requests SELECT {', '.join(cols)}, {int(run_id)} FROM new_rows"
+            )
+            db.execute(
+                """
+                INSERT INTO prompts
+                SELECT prompt_hash, any_value(prompt), length(any_value(prompt)) FROM new_rows n
+                WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_hash = n.prompt_hash)
+                GROUP BY prompt_hash
+                """
+            )
+            db.execute("DROP TABLE new_rows")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.unregister("batch_df")
+        return accepted, len(batch) - accepted
+
+    def add_rejected(self, rows: list, run_id: int) -> tuple[int, int]:
+        """Record rejected rows; a row already recorded (same source, line, field) counts as a duplicate.
+
+        Returns ``(rejected, duplicates)``.
+        """
+        if not rows:
+            return 0, 0
+        frame = pd.DataFrame(
+            {
+                "source": [r.source for r in rows],
+                "line": [int(r.line) for r in rows],
+                "field": [r.field for r in rows],
+                "reason": [r.reason for r in rows],
+                "raw": [r.raw for r in rows],
+            }
+        )
+        self.db.register("rej_df", frame)
+        try:
+            before = int(self.db.execute("SELECT count(*) FROM rejected").fetchall()[0][0])
+            self.db.execute(
+                f"""
+                INSERT INTO rejected
+                SELECT {int(run_id)}, source, line, field, reason, raw FROM rej_df d
+                WHERE NOT EXISTS (SELECT 1 FROM rejected r WHERE r.source = d.source AND r.line = d.line
+                                  AND r.field = d.field)
+                """
+            )
+            after = int(self.db.execute("SELECT count(*) FROM rejected").fetchall()[0][0])
+        finally:
+            self.db.unregister("rej_df")
+        return after - before, len(rows) - (after - before)
+
+    def ingest_totals(self) -> dict[str, int]:
+        row = self.db.execute(
+            "SELECT coalesce(sum(n_read),0), coalesce(sum(n_accepted),0), coalesce(sum(n_rejected),0), "
+            "coalesce(sum(n_duplicates),0) FROM ingest_log"
+        ).fetchall()[0]
+        return dict(zip(("read", "accepted", "rejected", "duplicates"), (int(x) for x in row), strict=True))
+
+    # --- embeddings ------------------------------------------------------------------------------------------
+    def embeddings_dir(self, model_key: str) -> str:
+        return os.path.join(self.path, "embeddings", model_key)
+
+    def pending_prompts(self, model_key: str) -> pd.DataFrame:
+        """Unique prompts without a vector for ``model_key`` (``prompt_hash``, ``text``), in hash order."""
+        return self.db.execute(
+            """
+            SELECT p.prompt_hash, p.text FROM prompts p
+            WHERE NOT EXISTS (SELECT 1 FROM embedded e WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)
+            ORDER BY p.prompt_hash
+            """,
+            [model_key],
+        ).df()
+
+    def add_embedding_shard(self, model_key: str, hashes: list[str], vectors: np.ndarray) -> int:
+        """Store one shard (float16 file first, then its rows in the database); return its number."""
+        shard = int(
+            self.db.execute(
+                "SELECT coalesce(max(shard), 0) + 1 FROM embedded WHERE model_key = ?", [model_key]
+            ).fetchall()[0][0]
+        )
+        path = os.path.join(self.embeddings_dir(model_key), f"shard-{shard:06d}.npy")
+        atomic_save_npy(path, vectors.astype(np.float16))
+        frame = pd.DataFrame(
+            {"prompt_hash": hashes, "model_key": model_key, "shard": shard, "row": np.arange(len(hashes))}
+        )
+        self.db.register("emb_df", frame)
+        try:
+            self.db.execute("INSERT INTO embedded SELECT * FROM emb_df")
+        finally:
+            self.db.unregister("emb_df")
+        return shard
+
+    def load_embeddings(self, model_key: str) -> tuple[np.ndarray, np.ndarray]:
+        """All stored vectors for ``model_key``: ``(prompt_hashes, float32 matrix)`` in hash order."""
+        rows = self.db.execute(
+            """SELECT prompt_hash, shard, "row" FROM embedded WHERE model_key = ? ORDER BY prompt_hash""",
+            [model_key],
+        ).df()
+        if rows.empty:
+            return np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32)
+        out: np.ndarray | None = None
+        for shard, grp in rows.groupby("shard", sort=True):
+            arr = np.load(
+                os.path.join(self.embeddings_dir(model_key), f"shard-{int(shard):06d}.npy"), allow_pickle=False
+            )
+            if out is None:
+                out = np.zeros((len(rows), arr.shape[1]), dtype=np.float32)
+            out[grp.index.to_numpy()] = arr[grp["row"].to_numpy()].astype(np.float32)
+        assert out is not None
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms > 0, norms, 1.0)
+        return rows["prompt_hash"].to_numpy(dtype=object), out
+
+    def index_path(self, model_key: str) -> str:
+        return os.path.join(self.path, "index", f"{model_key}.faiss")
+
+    # --- results -------------------------------------------------------------------------------------------------
+    def replace_tables(self, frames: dict[str, pd.DataFrame]) -> None:
+        """Replace the contents of several result tables in one transaction."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for table, frame in frames.items():
+                db.execute(f"DELETE FROM {table}")
+                if len(frame):
+                    db.register("result_df", frame)
+                    cols = ", ".join(f'"{c}"' for c in frame.columns)
+                    db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
+                    db.unregister("result_df")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def table(self, name: str) -> pd.DataFrame:
+        return self.db.execute(f"SELECT * FROM {name}").df()
+
+    # --- triage ----------------------------------------------------------------------------------------------------
+    def set_triage(self, campaign_id: str, status: str, note: str = "", analyst: str = "") -> None:
+        if status not in ("confirmed", "dismissed", "needs review", "open"):
+            raise ValueError(f"unknown triage status {status!r}")
+        self.db.execute(
+            "INSERT INTO triage VALUES (?, ?, ?, ?, ?)", [campaign_id, status, note, analyst, now_utc()]
+        )
+
+    def triage_latest(self) -> pd.DataFrame:
+        return self.db.execute(
+            """
+            SELECT campaign_id, status, note, analyst, decided_at FROM triage
+            QUALIFY row_number() OVER (PARTITION BY campaign_id ORDER BY decided_at DESC) = 1
+            """
+        ).df()

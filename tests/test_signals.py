@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer import signals as sig
+
+
+def test_spread_is_zero_for_one_account_and_saturates():
+    assert sig.spread(1) == 0.0
+    assert 0 < sig.spread(5) < sig.spread(10) < 1.0
+    assert sig.spread(20) == pytest.approx(1.0)
+    assert sig.spread(500) == 1.0
+
+
+def test_gini_and_evenness():
+    assert sig.gini([5, 5, 5, 5]) == pytest.approx(0.0)
+    assert sig.gini([0, 0, 0, 100]) == pytest.approx(0.75)
+    assert sig.evenness([10, 11, 9, 10]) > 0.95
+    assert sig.evenness([1, 1, 1, 500]) < 0.3
+
+
+def test_shrunk_share_penalises_low_volume():
+    s = sig.shrunk_share(np.array([1, 30]), np.array([1, 30]), prior=3)
+    assert s[0] == pytest.approx(0.25)
+    assert s[1] > 0.9
+
+
+def test_diversity_separates_viral_from_harvest():
+    assert sig.diversity(1, 400) < 0.05
+    assert sig.diversity(380, 400) == 1.0
+
+
+def test_activity_similarity_higher_for_synchronized_accounts():
+    rng = np.random.default_rng(0)
+    # 20 accounts, all active in the same 2-hour shift each day.
+    n = 20
+    shift = np.concatenate([rng.uniform(d * 86400 + 3600 * 9, d * 86400 + 3600 * 11, size=(n, 10)) for d in range(3)], axis=1)
+    sync_codes = np.repeat(np.arange(n), shift.shape[1])
+    sync_sim = sig.activity_similarity(sync_codes, shift.ravel().astype(np.int64))
+    scattered = rng.uniform(0, 3 * 86400, size=(n, 30))
+    rand_sim = sig.activity_similarity(sync_codes, scattered.ravel().astype(np.int64))
+    assert sync_sim > 3 * rand_sim
+    assert sig.sync(sync_sim, rand_sim) > 0.1
+    assert sig.sync(rand_sim, rand_sim) == 0.0
+
+
+def test_regular_pacing():
+    steady = np.arange(0, 60 * 20, 60) + np.random.default_rng(1).uniform(0, 5, 20)
+    bursty = np.cumsum(np.random.default_rng(2).pareto(1.0, 20) * 60)
+    codes = np.array([0] * 20 + [1] * 20)
+    t = np.concatenate([steady, bursty]).astype(np.int64)
+    assert sig.regular_pacing(codes[:20], t[:20]) == 1.0
+    assert sig.regular_pacing(codes[20:], t[20:]) == 0.0
+    assert sig.regular_pacing(np.array([0, 0]), np.array([1, 2])) is None
+
+
+def test_subnet():
+    assert sig.subnet("203.0.113.7") == "203.0.113.0/24"
+    assert sig.subnet("2001:db8:1:2::1") == "2001:db8:1::/48"
+    assert sig.subnet("not an ip") is None
+    assert sig.subnet(None) is None
+
+
+def test_concentrated_values_ignore_common_values():
+    pairs = pd.DataFrame({
+        "field": ["subnet"] * 3 + ["user_agent"] * 3,
+        "value": ["10.0.0.0/24"] * 3 + ["openai-python/1.0"] * 3,
+        "account_id": ["a", "b", "c", "a", "b", "c"],
+    })
+    value_accounts = {("subnet", "10.0.0.0/24"): 3, ("user_agent", "openai-python/1.0"): 5000}
+    shared = sig.concentrated_values(pairs, {"a", "b", "c"}, value_accounts)
+    assert [(s.field, s.value) for s in shared] == [("subnet", "10.0.0.0/24")]
+
+
+def test_pivot_detects_fast_move_to_new_model():
+    t0 = 10 * 86400
+    group = pd.DataFrame({"ts": np.arange(t0, t0 + 100 * 60, 60), "model": ["new"] * 70 + ["old"] * 30})
+    other = pd.DataFrame({"ts": np.arange(t0, t0 + 100 * 60, 60), "model": ["new"] * 5 + ["old"] * 95})
+    value, model = sig.pivot(group, other, {"new": t0})
+    assert model == "new" and value > 0.9
+    assert sig.pivot(group, other, {}) == (None, None)
+
+
+def test_new_model_releases():
+    ts = np.concatenate([np.arange(0, 5 * 86400, 3600), np.arange(3 * 86400, 5 * 86400, 600)])
+    models = ["old"] * 120 + ["new"] * (len(ts) - 120)
+    rel = sig.new_model_releases(pd.DataFrame({"ts": ts, "model": models}))
+    assert list(rel) == ["new"]

@@ -1,0 +1,87 @@
+import multiprocessing as mp
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
+
+
+def _frame(ids, prompts, account="a1"):
+    n = len(ids)
+    return pd.DataFrame({
+        "request_id": ids, "account_id": [account] * n,
+        "ts": pd.to_datetime(["2026-01-01T00:00:00Z"] * n, utc=True),
+        "prompt": prompts, "prompt_hash": [f"h-{p}" for p in prompts], "system_prompt": [None] * n,
+        "model": ["m"] * n, "ip": [None] * n, "user_agent": [None] * n, "api_key_id": [None] * n,
+        "org_id": [None] * n, "payment_id": [None] * n, "country": [None] * n, "extra": [None] * n,
+        "source": ["f.jsonl"] * n, "line": list(range(1, n + 1)),
+    })
+
+
+def test_missing_workspace_is_a_clear_error(tmp_path):
+    with pytest.raises(WorkspaceMissing, match="not an analyzer workspace"):
+        Workspace(str(tmp_path / "nope"))
+
+
+def test_requests_dedup_by_request_id_and_prompts_once(tmp_path):
+    ws = Workspace(str(tmp_path / "ws"), create=True)
+    acc, dup = ws.add_requests(_frame(["r1", "r2", "r2"], ["x", "y", "y"]), run_id=1)
+    assert (acc, dup) == (2, 1)
+    acc, dup = ws.add_requests(_frame(["r2", "r3"], ["y", "x"]), run_id=2)
+    assert (acc, dup) == (1, 1)
+    assert ws.db.execute("SELECT count(*) FROM requests").fetchone()[0] == 3
+    assert ws.db.execute("SELECT count(*) FROM prompts").fetchone()[0] == 2
+    ws.close()
+
+
+def test_embedding_shards_roundtrip_and_pending(tmp_path):
+    ws = Workspace(str(tmp_path / "ws"), create=True)
+    ws.add_requests(_frame(["r1", "r2", "r3"], ["a", "b", "c"]), run_id=1)
+    pending = ws.pending_prompts("m")
+    assert pending["prompt_hash"].tolist() == ["h-a", "h-b", "h-c"]
+    v = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    ws.add_embedding_shard("m", ["h-a", "h-c"], v)
+    assert ws.pending_prompts("m")["prompt_hash"].tolist() == ["h-b"]
+    hashes, vecs = ws.load_embeddings("m")
+    assert hashes.tolist() == ["h-a", "h-c"]
+    expected = v / np.linalg.norm(v, axis=1, keepdims=True)
+    assert np.allclose(vecs, expected, atol=2e-3)
+    # An orphan shard file (killed before the database insert) is simply overwritten next time.
+    assert os.path.exists(os.path.join(ws.embeddings_dir("m"), "shard-000001.npy"))
+    ws.close()
+
+
+def _try_lock(path, q):
+    try:
+        Workspace(path).acquire()
+        q.put("acquired")
+    except WorkspaceLocked as exc:
+        q.put(str(exc))
+
+
+def test_second_writer_is_refused(tmp_path):
+    path = str(tmp_path / "ws")
+    ws = Workspace(path, create=True)
+    ws.db.close()  # DuckDB allows one writer process: release the file, keep the lock
+    ws.db = None
+    ws.acquire()
+    q = mp.get_context("fork").Queue()
+    p = mp.get_context("fork").Process(target=_try_lock, args=(path, q))
+    p.start()
+    p.join(30)
+    msg = q.get(timeout=5)
+    assert "in use by pid" in msg
+    ws.release()
+
+
+def test_triage_latest_wins(tmp_path):
+    ws = Workspace(str(tmp_path / "ws"), create=True)
+    ws.set_triage("c-1", "needs review", "look again", "ana")
+    ws.set_triage("c-1", "confirmed", "same template as case 12", "bo")
+    latest = ws.triage_latest()
+    assert latest.loc[0, "status"] == "confirmed" and latest.loc[0, "analyst"] == "bo"
+    with pytest.raises(ValueError):
+        ws.set_triage("c-1", "maybe")
+    ws.close()
