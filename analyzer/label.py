@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,15 +61,16 @@ _CJK_RE = re.compile(rf"[{_CJK}]")
 # Caps that keep the template work bounded on very long prompts.
 _HEAD_TOKENS = 300
 _TAIL_TOKENS = 100
-_LONG_CHARS = 8000  # longer texts are only scanned in two windows
-_HEAD_CHARS = 6000
-_TAIL_CHARS = 2000
+_LONG_CHARS = 3200  # longer texts are only scanned in two windows
+_HEAD_CHARS = 2400
+_TAIL_CHARS = 800
 _CUT = "\x00cut\x00"  # marks the cut between head and tail; the tokenisers never produce it
 _KEYWORD_TOKENS = 400  # tokens per document considered by the keywords
 
-_STOP = frozenset(ENGLISH_STOP_WORDS) | frozenset("的了是在我你他她它们吗呢吧啊和与或及这那个一不有也就都而请把被为之")
+_STOP = frozenset(ENGLISH_STOP_WORDS) | frozenset(
+    "的了是在我你他她它们吗呢吧啊和与或及这那个一不有也就都而请把被为之"
+)
 
-_BLOCK_MIN = 3  # aligned blocks at least this long say "same wrapper"
 _FAMILY_MIN_SHARE = 0.25  # the family holds at least this share of the prompts, else all of them
 _DEFAULT_MIN_MATCH = 0.8
 
@@ -117,48 +119,60 @@ def _is_content(tok: str) -> bool:
     return len(tok) >= 2 or _CJK_RE.match(tok) is not None
 
 
-def _cap(toks: list[str]) -> list[str]:
-    if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS:
-        return [*toks[:_HEAD_TOKENS], _CUT, *toks[-_TAIL_TOKENS:]]
-    return toks
+def _windows(low: str) -> tuple[str, str | None]:
+    """The text scanned for tokens: all of it, or a head and a tail window when it is very long."""
+    if len(low) <= _LONG_CHARS:
+        return low, None
+    return low[:_HEAD_CHARS], low[-_TAIL_CHARS:]
 
 
 def _tokens(text: str) -> list[str]:
     """Lowercase template tokens (words and punctuation), capped to head + ``_CUT`` + tail."""
-    if len(text) <= _LONG_CHARS:
-        toks = _TOKEN_RE.findall(text)
-    else:
-        head = _TOKEN_RE.findall(text[:_HEAD_CHARS])[:_HEAD_TOKENS]
-        tail = _TOKEN_RE.findall(text[-_TAIL_CHARS:])[1:][-_TAIL_TOKENS:]  # first one may be cut
-        toks = [*head, _CUT, *tail]
-    return [t.lower() for t in _cap(toks)]
+    head, tail = _windows(text.lower())
+    toks = _TOKEN_RE.findall(head)
+    if tail is not None:
+        toks = [*toks[:_HEAD_TOKENS], _CUT, *_TOKEN_RE.findall(tail)[1:][-_TAIL_TOKENS:]]  # 1st may be cut
+    if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS + 1:
+        toks = [*toks[:_HEAD_TOKENS], _CUT, *toks[-_TAIL_TOKENS:]]
+    return toks
 
 
-def _tokens_with_gaps(text: str) -> tuple[list[str], list[str]]:
-    """Same tokens as :func:`_tokens` but in their original case, each with the whitespace before it."""
+def _tokens_with_gaps(text: str) -> tuple[list[str], list[str], list[str]]:
+    """:func:`_tokens` plus, per token, its original spelling and the whitespace before it."""
+    low = text.lower()
+    same = len(low) == len(text)
+    head, tail = _windows(low)
 
-    def scan(s: str) -> tuple[list[str], list[str]]:
+    def scan(s: str, offset: int) -> tuple[list[str], list[str], list[str]]:
         toks: list[str] = []
+        shown: list[str] = []
         gaps: list[str] = []
         end = 0
         for m in _TOKEN_RE.finditer(s):
+            a, b = m.span()
             toks.append(m.group())
-            gaps.append(s[end : m.start()])
-            end = m.end()
-        return toks, gaps
+            shown.append(text[offset + a : offset + b] if same else m.group())
+            gaps.append(s[end:a])
+            end = b
+        return toks, shown, gaps
 
-    if len(text) <= _LONG_CHARS:
-        toks, gaps = scan(text)
-    else:
-        htoks, hgaps = scan(text[:_HEAD_CHARS])
-        ttoks, tgaps = scan(text[-_TAIL_CHARS:])
-        ttoks, tgaps = ttoks[1:][-_TAIL_TOKENS:], tgaps[1:][-_TAIL_TOKENS:]
-        toks = [*htoks[:_HEAD_TOKENS], _CUT, *ttoks]
-        gaps = [*hgaps[:_HEAD_TOKENS], " ", *tgaps]
-    if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS:
+    toks, shown, gaps = scan(head, 0)
+    if tail is not None:
+        ttoks, tshown, tgaps = scan(tail, len(low) - len(tail))
+        cut = slice(1, None)
+        ttoks, tshown, tgaps = (
+            ttoks[cut][-_TAIL_TOKENS:],
+            tshown[cut][-_TAIL_TOKENS:],
+            tgaps[cut][-_TAIL_TOKENS:],
+        )
+        toks = [*toks[:_HEAD_TOKENS], _CUT, *ttoks]
+        shown = [*shown[:_HEAD_TOKENS], _CUT, *tshown]
+        gaps = [*gaps[:_HEAD_TOKENS], " ", *tgaps]
+    if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS + 1:
         toks = [*toks[:_HEAD_TOKENS], _CUT, *toks[-_TAIL_TOKENS:]]
+        shown = [*shown[:_HEAD_TOKENS], _CUT, *shown[-_TAIL_TOKENS:]]
         gaps = [*gaps[:_HEAD_TOKENS], " ", *gaps[-_TAIL_TOKENS:]]
-    return toks, gaps
+    return toks, shown, gaps
 
 
 def _show_gap(gap: str) -> str:
@@ -180,18 +194,22 @@ def _template_parts(text: str, literal: bool) -> tuple[tuple[str, ...], tuple[st
     if literal:
         toks = _tokens(text)
     else:
-        toks = [t.lower() for part in text.split(SLOT) for t in _TOKEN_RE.findall(part)]
+        toks = [t for part in text.lower().split(SLOT) for t in _TOKEN_RE.findall(part)]
     return tuple(t for t in toks if _is_word(t)), tuple(toks)
 
 
-def _match_fraction(fixed: Sequence[str], fixed_set: frozenset[str] | set[str], words: list[str]) -> float:
-    """Share of ``fixed`` found in ``words`` in order (a lower bound of the LCS share)."""
+def _match_fraction(fixed: Sequence[str], fixed_set: frozenset[str], toks: list[str]) -> float:
+    """Share of ``fixed`` found in ``toks`` in order (exact when all are found, else a lower bound)."""
     if not fixed:
         return 0.0
-    red = [t for t in words if t in fixed_set]
-    it = iter(red)
-    if all(t in it for t in fixed):  # the whole scaffold is a subsequence: the common case, and exact
-        return 1.0
+    red = [t for t in toks if t in fixed_set]
+    if len(red) < len(fixed):
+        if len(red) < 0.5 * len(fixed):  # cheap bound; callers only compare with thresholds >= 0.5
+            return len(red) / len(fixed)
+    else:
+        it = iter(red)
+        if all(t in it for t in fixed):  # the whole scaffold is a subsequence: common, and exact
+            return 1.0
     sm = SequenceMatcher(None, fixed, red, autojunk=False)
     return sum(b.size for b in sm.get_matching_blocks()) / len(fixed)
 
@@ -199,16 +217,15 @@ def _match_fraction(fixed: Sequence[str], fixed_set: frozenset[str] | set[str], 
 def template_match(template: Template, prompt: str, min_match: float = _DEFAULT_MIN_MATCH) -> bool:
     """True when ``prompt`` contains at least ``min_match`` of the template's fixed words, in order.
 
-    Matching is on lowercase tokens. A template without fixed words matches only a prompt with exactly
-    its tokens, and only when it has no slots.
+    Matching is on lowercase tokens (long prompts: their first 300 and last 100 tokens). A template
+    without fixed words matches only a prompt with exactly its tokens, and only when it has no slots.
     """
     literal = template.n_slots == 0
     fixed, fixed_toks = _template_parts(template.text, literal)
     toks = _tokens(prompt)
     if not fixed:
         return literal and tuple(toks) == fixed_toks
-    words = [t for t in toks if _is_word(t)]
-    return _match_fraction(fixed, frozenset(fixed), words) >= min_match
+    return _match_fraction(fixed, frozenset(fixed), toks) >= min_match
 
 
 # ---------------------------------------------------------------------------------------- templates
@@ -221,6 +238,126 @@ def _entropy(counts: Sequence[float]) -> float:
         return 0.0
     h = -sum((c / total) * math.log(c / total) for c in counts if c > 0)
     return float(min(1.0, max(0.0, h / math.log(total))))
+
+
+def _increasing_subsequence(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Longest subsequence of ``pairs`` (sorted by first item) whose second items increase."""
+    tails: list[int] = []  # tails[k]: second item ending the best chain of length k + 1
+    tail_idx: list[int] = []
+    back = [-1] * len(pairs)
+    for i, (_, r) in enumerate(pairs):
+        k = bisect_left(tails, r)
+        if k == len(tails):
+            tails.append(r)
+            tail_idx.append(i)
+        else:
+            tails[k] = r
+            tail_idx[k] = i
+        back[i] = tail_idx[k - 1] if k else -1
+    out: list[tuple[int, int]] = []
+    i = tail_idx[-1] if tail_idx else -1
+    while i >= 0:
+        out.append(pairs[i])
+        i = back[i]
+    return out[::-1]
+
+
+def _align(
+    toks: list[str], count: Counter[str], ref: list[str], cand: frozenset[str], ref_pos: dict[str, int]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Align a prompt's tokens to the reference's.
+
+    ``count`` is ``Counter(toks)``. Returns ``where`` (``where[r]``: the position in ``toks`` aligned to reference position ``r``, or -1)
+    and the matched reference stretches as ``(start, length)``.
+
+    Patience-style: frequent (``cand``) tokens that occur once in both sequences are anchors (their
+    longest increasing chain). Between two anchors, identical stretches match whole; otherwise their
+    common prefix and suffix match and the rest is aligned once more the same way, with anchors unique
+    within the two stretches. Near-linear, and unlike a general diff it does not pair the stop words of
+    two unrelated task texts.
+    """
+    where = [-1] * len(ref)
+    blocks: list[tuple[int, int]] = []
+    anchors = [t for t in ref_pos if count.get(t) == 1]
+    if len(anchors) > 8:
+        last = {t: q for q, t in enumerate(toks)}
+        pairs = sorted((last[t], ref_pos[t]) for t in anchors)
+    else:
+        pairs = sorted((toks.index(t), ref_pos[t]) for t in anchors)
+    _chain(toks, ref, pairs, 0, len(toks), 0, len(ref), where, blocks, cand, 1)
+    return where, blocks
+
+
+def _chain(
+    a: list[str],
+    b: list[str],
+    pairs: list[tuple[int, int]],
+    a0: int,
+    a1: int,
+    b0: int,
+    b1: int,
+    where: list[int],
+    blocks: list[tuple[int, int]],
+    cand: frozenset[str],
+    depth: int,
+) -> None:
+    """Match the anchor ``pairs`` (sorted by ``a``) in ``[a0, a1) x [b0, b1)`` and fill the gaps."""
+    if any(p[1] >= q[1] for p, q in zip(pairs, pairs[1:], strict=False)):
+        pairs = _increasing_subsequence(pairs)
+    pa, pb = a0 - 1, b0 - 1
+    for qa, qb in pairs:
+        if qa > pa + 1 and qb > pb + 1:
+            _gap(a, b, pa + 1, qa, pb + 1, qb, where, blocks, cand, depth)
+        where[qb] = qa
+        blocks.append((qb, 1))
+        pa, pb = qa, qb
+    if a1 > pa + 1 and b1 > pb + 1:
+        _gap(a, b, pa + 1, a1, pb + 1, b1, where, blocks, cand, depth)
+
+
+def _gap(
+    a: list[str],
+    b: list[str],
+    a0: int,
+    a1: int,
+    b0: int,
+    b1: int,
+    where: list[int],
+    blocks: list[tuple[int, int]],
+    cand: frozenset[str],
+    depth: int,
+) -> None:
+    """Align the stretch ``a[a0:a1]`` with ``b[b0:b1]`` (between two anchors)."""
+    ga, gb = a1 - a0, b1 - b0
+    if ga <= 0 or gb <= 0:
+        return
+    if ga == gb and a[a0:a1] == b[b0:b1]:
+        where[b0:b1] = range(a0, a1)
+        blocks.append((b0, gb))
+        return
+    lim = min(ga, gb)
+    k = 0
+    while k < lim and a[a0 + k] == b[b0 + k]:
+        k += 1
+    if k:
+        where[b0 : b0 + k] = range(a0, a0 + k)
+        blocks.append((b0, k))
+    s = 0
+    while s < lim - k and a[a1 - 1 - s] == b[b1 - 1 - s]:
+        s += 1
+    if s:
+        where[b1 - s : b1] = range(a1 - s, a1)
+        blocks.append((b1 - s, s))
+    a0, a1, b0, b1 = a0 + k, a1 - s, b0 + k, b1 - s
+    if depth <= 0 or a1 <= a0 or b1 <= b0:
+        return
+    ca = Counter(a[a0:a1])
+    cb = Counter(b[b0:b1])
+    common = [t for t, c in cb.items() if c == 1 and ca.get(t) == 1 and t in cand]
+    if not common:
+        return
+    pairs = sorted((a.index(t, a0, a1), b.index(t, b0, b1)) for t in common)
+    _chain(a, b, pairs, a0, a1, b0, b1, where, blocks, cand, depth - 1)
 
 
 def extract_template(
@@ -250,7 +387,7 @@ def extract_template(
     uniq = list(counts)
     if len(uniq) == 1:  # an exact duplicate (a viral prompt pasted verbatim)
         text = uniq[0]
-        return Template(text, len(_WORD_RE.findall(text)), 1.0, 0, 0.0)
+        return Template(text, len(_WORD_RE.findall(text.lower())), 1.0, 0, 0.0)
     w = [counts[u] for u in uniq]
     n = len(sample)
     ms = min(1.0, max(1e-9, float(min_support)))
@@ -260,7 +397,8 @@ def extract_template(
         return Template("", 0, 1.0, 0, 0.0)
 
     # Document frequency over the sample, and the approximate Jaccard medoid as the reference.
-    sets = [set(t) for t in toks]
+    tcounts = [Counter(t) for t in toks]
+    sets = [c.keys() for c in tcounts]
     df: Counter[str] = Counter()
     for s, wj in zip(sets, w, strict=True):
         if wj == 1:
@@ -274,47 +412,39 @@ def extract_template(
     for j, s in enumerate(sets):
         if not s:
             continue
-        inter = (sum(df.get(t, 0) for t in s) - len(s)) / (n - 1)
+        inter = (sum(map(df.__getitem__, s)) - len(s)) / (n - 1)
         score = inter / max(1e-9, len(s) + mean_len - inter)
         if score > best:
             best, ref = score, j
 
     fam_min = max(2, math.ceil(_FAMILY_MIN_SHARE * n))
     cand_min = max(2, math.ceil(ms * fam_min - 1e-9))
-    cand = {t for t, c in df.items() if c >= cand_min}
-    ref_raw, ref_gaps = _tokens_with_gaps(uniq[ref])
-    ref_low = toks[ref]
-    if len(ref_raw) != len(ref_low):  # cannot happen; keep the output consistent if it ever does
-        ref_raw, ref_gaps = list(ref_low), [" "] * len(ref_low)
-    ref_red_pos = [i for i, t in enumerate(ref_low) if t in cand]
-    if not ref_red_pos:
+    cand = frozenset(t for t, c in df.items() if c >= cand_min)
+    ref_low, ref_shown, ref_gaps = _tokens_with_gaps(uniq[ref])
+    if ref_low != toks[ref]:  # cannot happen; keep the output consistent if it ever does
+        ref_low = toks[ref]
+        ref_shown, ref_gaps = list(ref_low), [" "] * len(ref_low)
+    ref_count = Counter(ref_low)
+    ref_pos = {t: r for r, t in enumerate(ref_low) if t in cand and ref_count[t] == 1}
+    if not any(t in cand for t in ref_low):
         return _weak_template(w)
-    ref_red = [ref_low[i] for i in ref_red_pos]
-    n_red = len(ref_red)
+    n_ref = len(ref_low)
 
-    # Align every distinct prompt to the reference on frequent tokens only.
-    sm = SequenceMatcher(None, autojunk=False)
-    sm.set_seq2(ref_red)
-    aligned: list[tuple[list[int], list[tuple[int, int, int]]]] = []  # (positions kept, blocks)
+    # Align every distinct prompt to the reference.
+    wheres: list[list[int]] = []
+    block_lists: list[list[tuple[int, int]]] = []
     block_score: list[int] = []
-    cache: dict[tuple[str, ...], list[tuple[int, int, int]]] = {}
     for j, tj in enumerate(toks):
         if j == ref:
-            keep = ref_red_pos
-            blocks = [(0, 0, n_red)]
+            where, blocks = list(range(n_ref)), [(0, n_ref)]
         else:
-            keep = [k for k, t in enumerate(tj) if t in cand]
-            red = tuple(tj[k] for k in keep)
-            blocks = cache.get(red)  # type: ignore[assignment]
-            if blocks is None:
-                sm.set_seq1(red)
-                blocks = [(a, b, size) for a, b, size in sm.get_matching_blocks() if size]
-                cache[red] = blocks
-        aligned.append((keep, blocks))
-        block_score.append(sum(size for _, _, size in blocks if size >= _BLOCK_MIN))
+            where, blocks = _align(tj, tcounts[j], ref_low, cand, ref_pos)
+        wheres.append(where)
+        block_lists.append(blocks)
+        block_score.append(sum(size for _, size in blocks))
 
     # The family: prompts sharing at least half as much long-block text with the reference as the
-    # typical prompt among the fam_min closest ones does.
+    # typical prompt among the fam_min closest ones does (all prompts when that is too few).
     order = sorted(range(len(uniq)), key=lambda j: -block_score[j])
     top: list[int] = []
     acc = 0
@@ -323,23 +453,20 @@ def extract_template(
         acc += w[j]
         if acc >= fam_min:
             break
-    median = sorted(top)[len(top) // 2] if top else 0
+    median = sorted(top)[len(top) // 2]
     family = [j for j in range(len(uniq)) if block_score[j] >= 0.5 * median]
     if sum(w[j] for j in family) < fam_min:
         family = list(range(len(uniq)))
     fam_n = sum(w[j] for j in family)
 
-    diff = [0] * (n_red + 1)
+    diff = [0] * (n_ref + 1)
     for j in family:
-        for _, b, size in aligned[j][1]:
-            diff[b] += w[j]
-            diff[b + size] -= w[j]
-    support = list(accumulate(diff))
+        wj = w[j]
+        for start, size in block_lists[j]:
+            diff[start] += wj
+            diff[start + size] -= wj
     thr = ms * fam_n - 1e-9
-    fixed = [False] * len(ref_low)
-    for r, i in enumerate(ref_red_pos):
-        if support[r] >= thr:
-            fixed[i] = True
+    fixed = [c >= thr for c in accumulate(diff[:n_ref])]
 
     # Keep only runs of fixed tokens that carry meaning: >= 2 tokens and at least one content word.
     i = 0
@@ -350,8 +477,7 @@ def extract_template(
         k = i
         while k < len(fixed) and fixed[k]:
             k += 1
-        run = ref_low[i:k]
-        if k - i < 2 or not any(_is_content(t) for t in run):
+        if k - i < 2 or not any(_is_content(t) for t in ref_low[i:k]):
             fixed[i:k] = [False] * (k - i)
         i = k
     if not any(fixed):
@@ -363,7 +489,7 @@ def extract_template(
     prev_fixed: int | None = None
     in_slot = False
     slot_gap = ""
-    for i, (tok, gap) in enumerate(zip(ref_raw, ref_gaps, strict=True)):
+    for i, (tok, gap) in enumerate(zip(ref_shown, ref_gaps, strict=True)):
         if fixed[i]:
             if in_slot:
                 parts.append((_show_gap(slot_gap) if parts else "") + SLOT)
@@ -380,28 +506,26 @@ def extract_template(
         slots.append((prev_fixed, None))
     text = "".join(parts)
 
-    fixed_words, _ = _template_parts(text, False)
-    fixed_set = frozenset(fixed_words)
+    # Coverage, read off the alignment: the share of fixed words each prompt has in order.
+    fixed_word_pos = [i for i in range(n_ref) if fixed[i] and _is_word(ref_low[i])]
+    n_fixed_words = len(fixed_word_pos)
+    need = _DEFAULT_MIN_MATCH * n_fixed_words - 1e-9
     covered = 0
-    for j, tj in enumerate(toks):
-        if _match_fraction(fixed_words, fixed_set, [t for t in tj if _is_word(t)]) >= _DEFAULT_MIN_MATCH:
+    for j in range(len(uniq)):
+        where = wheres[j]
+        if sum(1 for i in fixed_word_pos if where[i] >= 0) >= need:
             covered += w[j]
     coverage = covered / n
 
     # Slot fillings, read off the alignment: the tokens between a slot's two anchors.
-    red_of = {i: r for r, i in enumerate(ref_red_pos)}
     fillings: list[Counter[tuple[str, ...]]] = [Counter() for _ in slots]
     lengths = [0.0] * len(slots)
     for j, tj in enumerate(toks):
-        keep, blocks = aligned[j]
-        where = [-1] * n_red
-        for a, b, size in blocks:
-            for d in range(size):
-                where[b + d] = keep[a + d]
+        where = wheres[j]
         for s, (lo, hi) in enumerate(slots):
-            start = 0 if lo is None else where[red_of[lo]] + 1
-            end = len(tj) if hi is None else where[red_of[hi]]
-            if (lo is not None and start == 0) or end < 0 or end < start:
+            start = 0 if lo is None else where[lo] + 1
+            end = len(tj) if hi is None else where[hi]
+            if start == 0 and lo is not None or end < start:  # an anchor is missing
                 continue
             fillings[s][tuple(tj[start:end])] += w[j]
             lengths[s] += (end - start) * w[j]
@@ -414,7 +538,7 @@ def extract_template(
         num += weight * _entropy(list(fill.values()))
         den += weight
     slot_entropy = num / den if den else 0.0
-    return Template(text, len(fixed_words), float(coverage), len(slots), float(slot_entropy))
+    return Template(text, n_fixed_words, float(coverage), len(slots), float(slot_entropy))
 
 
 def _weak_template(weights: Sequence[int]) -> Template:
@@ -428,7 +552,7 @@ def _weak_template(weights: Sequence[int]) -> Template:
 def _keyword_analyzer(doc: str) -> list[str]:
     toks = [t for t in tokenize(doc)[:_KEYWORD_TOKENS] if len(t) > 1 or _CJK_RE.match(t)]
     out = [t for t in toks if t not in _STOP]
-    out.extend(f"{a} {b}" for a, b in zip(toks, toks[1:]) if a not in _STOP and b not in _STOP)
+    out.extend(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False) if a not in _STOP and b not in _STOP)
     return out
 
 

@@ -22,7 +22,7 @@ import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -592,7 +592,7 @@ def is_permissive(name: str) -> bool:
     return LICENCES[name] in PERMISSIVE_LICENCES
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(name: str, root: str) -> Corpus:
     return LOADERS[name]()
 

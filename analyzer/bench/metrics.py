@@ -1,0 +1,151 @@
+"""Benchmark metrics: campaign recall, false flags, account-level AUC and precision/recall.
+
+All functions are pure: ``flagged`` is a list of flagged campaigns, each a list of account ids; ``truth`` is
+the dict written by :func:`analyzer.bench.scenario.write_scenario` (``truth.json``), of which only
+``campaigns[name]["accounts"]``, ``hard_negatives[name]["accounts"]`` and (optionally) ``all_accounts`` are
+read.
+
+Rules
+-----
+* A flagged campaign is *assigned* to true campaign ``T`` when a strict majority (> 50%) of its accounts
+  belong to ``T`` (accounts may belong to several true campaigns when one operator runs several, so one flag
+  may be assigned to several true campaigns).
+* ``T`` is *found* when the flags assigned to it together cover at least ``coverage`` (default 60%) of
+  ``T``'s accounts (so two flagged halves, each covering 35%, find it).
+* A flag is *false* when campaign accounts (of any true campaign) are not a strict majority of it. A false
+  flag names the hard negative with the most of its non-campaign accounts, if that hard negative has more
+  of them than plain organic accounts (accounts in no hard negative) do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+Flagged = Sequence[Iterable[str]]
+
+
+def _campaign_sets(truth: Mapping[str, Any]) -> dict[str, set[str]]:
+    return {name: set(c.get("accounts", [])) for name, c in (truth.get("campaigns") or {}).items()}
+
+
+def _hn_sets(truth: Mapping[str, Any]) -> dict[str, set[str]]:
+    return {name: set(h.get("accounts", [])) for name, h in (truth.get("hard_negatives") or {}).items()}
+
+
+def campaign_accounts(truth: Mapping[str, Any]) -> set[str]:
+    """Union of the accounts of every true campaign (hydra accounts included)."""
+    out: set[str] = set()
+    for s in _campaign_sets(truth).values():
+        out |= s
+    return out
+
+
+def assign_flags(flagged: Flagged, truth: Mapping[str, Any]) -> list[list[str]]:
+    """For each flagged campaign, the true campaigns holding a strict majority of its accounts."""
+    camps = _campaign_sets(truth)
+    out: list[list[str]] = []
+    for f in flagged:
+        fs = set(f)
+        if not fs:
+            out.append([])
+            continue
+        out.append(sorted(name for name, acc in camps.items() if 2 * len(fs & acc) > len(fs)))
+    return out
+
+
+def campaign_recall(flagged: Flagged, truth: Mapping[str, Any], coverage: float = 0.6
+                    ) -> tuple[float, dict[str, bool]]:
+    """Share of true campaigns found, and which were found.
+
+    A true campaign is found when the flagged campaigns whose majority of accounts belong to it together
+    cover at least ``coverage`` of its accounts. With no true campaigns, recall is 1.0.
+    """
+    camps = _campaign_sets(truth)
+    flags = [set(f) for f in flagged]
+    assigned = assign_flags(flags, truth)
+    found: dict[str, bool] = {}
+    for name, acc in camps.items():
+        if not acc:
+            found[name] = False
+            continue
+        covered: set[str] = set()
+        for fs, names in zip(flags, assigned, strict=True):
+            if name in names:
+                covered |= fs & acc
+        found[name] = len(covered) >= coverage * len(acc)
+    recall = float(np.mean(list(found.values()))) if found else 1.0
+    return recall, found
+
+
+def false_flags(flagged: Flagged, truth: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """Number of false flags and the hard negatives they hit (sorted, unique).
+
+    A flag is false when campaign accounts are not a strict majority of its accounts (empty flags are
+    false). It names the hard negative with the most of its non-campaign accounts (ties: alphabetical)
+    when that count beats the number of its plain organic accounts.
+    """
+    camp = campaign_accounts(truth)
+    hns = _hn_sets(truth)
+    n_false = 0
+    named: set[str] = set()
+    for f in flagged:
+        fs = set(f)
+        if fs and 2 * len(fs & camp) > len(fs):
+            continue
+        n_false += 1
+        rest = fs - camp
+        if not rest:
+            continue
+        counts = {name: len(rest & acc) for name, acc in hns.items()}
+        in_any = set().union(*hns.values()) if hns else set()
+        plain = len(rest - in_any)
+        if counts:
+            best = min(counts, key=lambda n: (-counts[n], n))
+            if counts[best] > 0 and counts[best] > plain:
+                named.add(best)
+    return n_false, sorted(named)
+
+
+def _universe(truth: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
+    if truth.get("all_accounts"):
+        base = set(truth["all_accounts"])
+    else:
+        base = set(extra) | campaign_accounts(truth)
+        for s in _hn_sets(truth).values():
+            base |= s
+    return sorted(base)
+
+
+def account_auc(scores: Mapping[str, float], truth: Mapping[str, Any]) -> float:
+    """ROC AUC of per-account scores for "is a campaign account" (ties count one half).
+
+    The accounts are ``truth["all_accounts"]`` when present (else the scored accounts plus every account
+    named in ``truth``); accounts missing from ``scores`` get 0. Returns NaN when either class is empty.
+    """
+    accounts = _universe(truth, scores.keys())
+    pos = campaign_accounts(truth)
+    y = np.array([a in pos for a in accounts], dtype=bool)
+    s = np.array([float(scores.get(a, 0.0)) for a in accounts], dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s, method="average")
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def account_precision_recall(flagged_accounts: Iterable[str], truth: Mapping[str, Any]) -> tuple[float, float]:
+    """(precision, recall) of a set of flagged accounts against the union of campaign accounts.
+
+    Precision is 0.0 when nothing is flagged; recall is 1.0 when there are no campaign accounts.
+    """
+    flagged = set(flagged_accounts)
+    pos = campaign_accounts(truth)
+    tp = len(flagged & pos)
+    precision = tp / len(flagged) if flagged else 0.0
+    recall = tp / len(pos) if pos else 1.0
+    return precision, recall

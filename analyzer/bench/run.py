@@ -1,0 +1,207 @@
+"""``analyzer bench``: build scenarios, run the analyzer and the baselines, score them side by side.
+
+Systems (same scenario, same run):
+
+- ``analyzer``: the full pipeline (:func:`analyzer.pipeline.run_all`) into a fresh workspace.
+- ``bertopic``: BERTopic's default pipeline (UMAP + HDBSCAN + c-TF-IDF) given the *same* embeddings, its
+  topics ranked by distinct accounts as an analyst would use it: the top ``bertopic_top`` topics with at
+  least ``min_accounts`` accounts are flagged, with every account that sent a request into them.
+- ``volume``: a per-account volume heuristic: accounts whose request count is an outlier (log-volume
+  robust z-score >= 3) are flagged, each as its own campaign; the account score is its volume rank.
+
+Each system runs in its own child process so that its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from analyzer.bench import metrics
+from analyzer.bench.scenario import build_scenario, write_scenario
+
+SYSTEMS = ("analyzer", "bertopic", "volume")
+
+
+@dataclass
+class SystemResult:
+    flagged: list[list[str]]          # accounts of each flagged campaign
+    scores: dict[str, float]          # account -> score in [0, 1]
+    seconds: float
+    peak_rss_mb: float
+    stages: dict[str, float]
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_analyzer(log_path: str, workdir: str, quiet: bool = True) -> SystemResult:
+    from analyzer.pipeline import RunOptions, run_all
+    from analyzer.workspace import Workspace
+
+    t0 = time.perf_counter()
+    ws = Workspace(os.path.join(workdir, "ws-analyzer"), create=True)
+    stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False))
+    camps = ws.db.execute("SELECT campaign_id, flagged FROM campaigns").df()
+    ca = ws.db.execute("SELECT campaign_id, account_id FROM campaign_accounts").df()
+    acc = ws.db.execute("SELECT account_id, score FROM accounts").df()
+    ws.close()
+    flagged_ids = set(camps.loc[camps["flagged"], "campaign_id"])
+    flagged = [g["account_id"].tolist() for cid, g in ca.groupby("campaign_id") if cid in flagged_ids]
+    return SystemResult(flagged, dict(zip(acc["account_id"], acc["score"].astype(float), strict=True)),
+                        time.perf_counter() - t0, _peak_mb(), stats["stages_s"])
+
+
+def _embeddings_from(workdir: str):
+    """The analyzer workspace's prompts, vectors and requests (the 'same embeddings' for BERTopic)."""
+    from analyzer.embed import make_embedder
+    from analyzer.workspace import Workspace
+
+    ws = Workspace(os.path.join(workdir, "ws-analyzer"))
+    hashes, vectors = ws.load_embeddings(make_embedder().key)
+    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
+    req = ws.db.execute("SELECT account_id, prompt_hash FROM requests").df()
+    ws.close()
+    return hashes, vectors, texts.reindex(hashes).tolist(), req
+
+
+def run_bertopic(workdir: str, top: int = 10, min_accounts: int = 20, seed: int = 0) -> SystemResult:
+    t0 = time.perf_counter()
+    hashes, vectors, docs, req = _embeddings_from(workdir)
+    load_s = time.perf_counter() - t0
+    from bertopic import BERTopic
+    from umap import UMAP
+
+    umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed)
+    model = BERTopic(umap_model=umap_model, calculate_probabilities=False, verbose=False)
+    t1 = time.perf_counter()
+    topics, _ = model.fit_transform(docs, embeddings=vectors)
+    fit_s = time.perf_counter() - t1
+    topic_of = pd.Series(np.asarray(topics), index=hashes)
+    req = req.assign(topic=topic_of.reindex(req["prompt_hash"]).to_numpy())
+    per_topic = req[req["topic"] >= 0].groupby("topic")["account_id"].nunique().sort_values(ascending=False)
+    ranked = [t for t, n in per_topic.items() if n >= min_accounts][:top]
+    flagged = [sorted(req.loc[req["topic"] == t, "account_id"].unique()) for t in ranked]
+    # Account score: the best normalised topic spread among the topics it used.
+    topic_score = (per_topic / per_topic.max()) if len(per_topic) else per_topic
+    req["tscore"] = topic_score.reindex(req["topic"]).fillna(0.0).to_numpy()
+    scores = req.groupby("account_id")["tscore"].max().astype(float).to_dict()
+    return SystemResult(flagged, scores, time.perf_counter() - t0, _peak_mb(),
+                        {"load_embeddings": round(load_s, 3), "bertopic_fit": round(fit_s, 3)})
+
+
+def run_volume(log_path: str, z: float = 3.0) -> SystemResult:
+    t0 = time.perf_counter()
+    frame = pd.read_json(log_path, lines=True, compression="infer", dtype=False)
+    counts = frame.groupby("account_id").size()
+    logc = np.log1p(counts.astype(float))
+    mad = float(np.median(np.abs(logc - np.median(logc)))) or 1e-9
+    robust_z = (logc - np.median(logc)) / (1.4826 * mad)
+    flagged = [[a] for a in counts.index[robust_z >= z]]
+    scores = (counts.rank(pct=True)).astype(float).to_dict()
+    return SystemResult(flagged, scores, time.perf_counter() - t0, _peak_mb(), {})
+
+
+def _child(target, args, queue):
+    try:
+        queue.put(("ok", asdict(target(*args))))
+    except BaseException as exc:  # report, do not hang the parent
+        import traceback
+
+        queue.put(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+def _isolated(target, *args) -> SystemResult:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(target, args, queue))
+    proc.start()
+    status, payload = queue.get()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(payload)
+    return SystemResult(**payload)
+
+
+def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: dict) -> dict:
+    recall, found = metrics.campaign_recall(res.flagged, truth)
+    n_false, hard = metrics.false_flags(res.flagged, truth)
+    flagged_accounts = {a for c in res.flagged for a in c}
+    precision, rec = metrics.account_precision_recall(flagged_accounts, truth)
+    return {
+        "system": system, "scenario": scenario, "seed": seed,
+        "campaign_recall": round(recall, 4), "false_flagged_campaigns": n_false,
+        "hard_negatives_flagged": hard, "account_auc": round(metrics.account_auc(res.scores, truth), 4),
+        "account_precision": round(precision, 4), "account_recall": round(rec, 4),
+        "seconds": round(res.seconds, 2), "peak_rss_mb": round(res.peak_rss_mb, 1),
+        "found": found, "stages": res.stages,
+    }
+
+
+def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = SYSTEMS,
+              isolate: bool = True, workdir: str | None = None, knobs: dict | None = None,
+              log=print) -> list[dict]:
+    """Run every system on every seed of ``preset``; returns one row per (system, seed)."""
+    rows = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{preset}-{seed}-", dir=workdir) as tmp:
+            t0 = time.perf_counter()
+            scenario = build_scenario(preset, seed=seed, **(knobs or {}))
+            log_path, _ = write_scenario(scenario, tmp)
+            truth = scenario.truth
+            log(f"[{preset} seed {seed}] scenario: {len(scenario.requests):,} requests, "
+                f"{scenario.requests['account_id'].nunique():,} accounts ({time.perf_counter() - t0:.1f} s)")
+            call = _isolated if isolate else (lambda f, *a: f(*a))
+            results: dict[str, SystemResult] = {}
+            # The analyzer runs first: BERTopic reuses its embeddings.
+            for system in ("analyzer", "bertopic", "volume"):
+                if system not in systems and not (system == "analyzer" and "bertopic" in systems):
+                    continue
+                if system == "analyzer":
+                    results[system] = call(run_analyzer, str(log_path), tmp)
+                elif system == "bertopic":
+                    results[system] = call(run_bertopic, tmp)
+                else:
+                    results[system] = call(run_volume, str(log_path))
+                if system in systems:
+                    row = score_row(system, preset, seed, results[system], truth)
+                    rows.append(row)
+                    log(format_row(row))
+    return rows
+
+
+def format_row(row: dict) -> str:
+    hn = ",".join(row["hard_negatives_flagged"]) or "-"
+    return (f"{row['system']:<9} {row['scenario']:<8} seed {row['seed']:<3} recall {row['campaign_recall']:.2f}  "
+            f"false flags {row['false_flagged_campaigns']:<3} hard negatives flagged {hn:<20} "
+            f"AUC {row['account_auc']:.3f}  acc P {row['account_precision']:.2f} R {row['account_recall']:.2f}  "
+            f"{row['seconds']:.1f} s  {row['peak_rss_mb']:.0f} MiB")
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table of the rows (for the README)."""
+    head = ("| system | scenario | seed | campaign recall | false flags | hard negatives flagged | account AUC | "
+            "account precision | account recall | seconds | peak RSS MiB |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(f"| {r['system']} | {r['scenario']} | {r['seed']} | {r['campaign_recall']:.2f} | "
+                     f"{r['false_flagged_campaigns']} | {', '.join(r['hard_negatives_flagged']) or '-'} | "
+                     f"{r['account_auc']:.3f} | {r['account_precision']:.2f} | {r['account_recall']:.2f} | "
+                     f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def save(rows: list[dict], path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"rows": rows}, fh, indent=2, default=str)

@@ -1,0 +1,972 @@
+"""Synthetic API-log scenarios with planted distillation campaigns and legitimate look-alikes.
+
+``build_scenario(preset, seed, **knobs)`` returns a :class:`Scenario`: a request frame (one row per request,
+sorted by time) and a ground-truth dict. ``write_scenario`` writes the frame in the pipeline's input format
+(``logs.jsonl.gz``, one JSON object per request) plus ``truth.json``.
+
+What is planted (see ``docs/design.md`` and ``../shared/notes/threat-model.md``):
+
+* organic accounts: heavy-tailed activity (lognormal plus a few power users), 1-4 topic interests each,
+  diurnal timing in their own time zone, common SDK user agents, residential-like IPs, a realistic model mix,
+  ~3% retries of the same prompt;
+* campaigns, each a wrapper family around real task text: ``cot_math`` (chain-of-thought elicitation on
+  GSM8K/MATH) and ``rubric_grading`` (Prometheus/PandaLM/FLASK grading) run by one operator from ONE account
+  pool; ``censorship_rewrite`` (deccp / chinese_auditing questions); ``agentic_tools`` (BFCL/ToolBench tool
+  calls, HumanEval/MBPP coding, InfiAgent/WTQ data analysis) which pivots to a model released mid-log.
+  Load-balanced volume, shift timing with jitter, proxy /24s, shared or rotated user agents, some shared
+  payment/org ids, persona system prompts; a share of accounts are "hydra" accounts that also carry
+  ordinary traffic;
+* hard negatives: ``homework`` (students), ``viral_prompt`` (one prompt pasted by many users),
+  ``enterprise_batch`` (one account, one template, thousands of rows), ``eval_harness`` (one org re-running a
+  fixed benchmark).
+
+Everything is drawn from one ``numpy.random.Generator(seed)``: same preset + seed + knobs gives an identical
+frame.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer.bench import corpora, templates
+
+# =============================================================================================== constants
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+MODELS = ("frontier-1", "frontier-1-mini", "fast-1")
+MODEL_MIX = np.array([0.45, 0.35, 0.20])
+NEW_MODEL = "frontier-2"
+
+CAMPAIGN_KINDS = {
+    "cot_math": ("cot", "operator_a"),
+    "rubric_grading": ("grading", "operator_a"),
+    "censorship_rewrite": ("censorship", "operator_b"),
+    "agentic_tools": ("agentic", "operator_c"),
+}
+HARD_NEGATIVES = ("homework", "viral_prompt", "enterprise_batch", "eval_harness")
+
+#: Columns of :attr:`Scenario.requests`. ``actor`` (ground truth) and ``chat`` (write as ``messages``)
+#: are not written to the logs.
+COLUMNS = ["request_id", "account_id", "ts", "prompt", "system_prompt", "model", "ip", "user_agent",
+           "api_key_id", "org_id", "payment_id", "country", "actor", "chat"]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "sample": dict(
+        n_requests=3_000, days=7, permissive_only=True, campaign_share=0.30,
+        campaign_accounts={"cot_math": 20, "rubric_grading": 20, "censorship_rewrite": 20, "agentic_tools": 20},
+        homework_students=25, viral_users=25, batch_requests=250, eval_accounts=2, eval_questions=40, eval_runs=3,
+        power_users=1, organic_mu=2.0,
+    ),
+    "quick": dict(
+        n_requests=12_000, days=14, permissive_only=False, campaign_share=0.28,
+        campaign_accounts={"cot_math": 40, "rubric_grading": 40, "censorship_rewrite": 25, "agentic_tools": 60},
+        homework_students=120, viral_users=150, batch_requests=1_200, eval_accounts=2, eval_questions=120,
+        eval_runs=3, power_users=2,
+    ),
+    "standard": dict(
+        n_requests=150_000, days=28, permissive_only=False, campaign_share=0.25,
+        campaign_accounts={"cot_math": 150, "rubric_grading": 150, "censorship_rewrite": 60, "agentic_tools": 300},
+        homework_students=250, viral_users=300, batch_requests=6_000, eval_accounts=3, eval_questions=400,
+        eval_runs=4, power_users=4, organic_repeat=0.42,
+    ),
+    "scale": dict(
+        n_requests=1_000_000, days=28, permissive_only=False, campaign_share=0.25,
+        campaign_accounts={"cot_math": 300, "rubric_grading": 300, "censorship_rewrite": 150, "agentic_tools": 300},
+        homework_students=300, viral_users=500, batch_requests=25_000, eval_accounts=3, eval_questions=1_000,
+        eval_runs=5, power_users=20,
+    ),
+}
+
+DEFAULT_KNOBS: dict[str, Any] = dict(
+    requests_per_account=None,  # per account per campaign; None = derived from campaign_share
+    mix_fraction=0.4,  # share of a hydra account's traffic that is ordinary (non-campaign) traffic
+    hydra_fraction=0.25,  # share of each campaign's accounts that are hydra accounts
+    template_variation=1.0,  # 0 = one fixed wrapper; 1 = all base wrappers; >1 = + paraphrased wrappers
+    campaigns=tuple(CAMPAIGN_KINDS),
+    hard_negatives=HARD_NEGATIVES,
+    retry_rate=0.03,
+    organic_mu=1.0,
+    organic_repeat=0.2,  # share of organic requests drawn from a topic's popular head (shared common prompts)
+    samples_per_task=None,  # exact repeats per rendered campaign prompt; None = per-kind defaults below  # log-scale location of organic per-account activity (lognormal, sigma 1.4)
+)
+
+_SAMPLES_PER_TASK = {"cot": 2.0, "grading": 1.0, "censorship": 2.0, "agentic": 1.3}
+
+_COUNTRIES = [("US", -5, .20), ("US", -8, .09), ("US", -6, .05), ("IN", 5.5, .09), ("GB", 0, .06), ("DE", 1, .05),
+              ("BR", -3, .05), ("FR", 1, .04), ("CA", -5, .04), ("JP", 9, .04), ("KR", 9, .03), ("AU", 10, .03),
+              ("SG", 8, .02), ("NG", 1, .02), ("MX", -6, .03), ("ES", 1, .03), ("ID", 7, .03), ("PH", 8, .03),
+              ("NL", 1, .02), ("PL", 1, .02), ("TR", 3, .02), ("VN", 7, .02), ("IT", 1, .02), ("EG", 2, .01),
+              ("AR", -3, .01), ("SE", 1, .01)]
+_CTRY_P = np.array([c[2] for c in _COUNTRIES]) / sum(c[2] for c in _COUNTRIES)
+_RESIDENTIAL_OCTETS = [24, 47, 49, 58, 59, 60, 67, 68, 70, 71, 73, 75, 76, 78, 79, 81, 82, 84, 86, 88, 90, 91, 94,
+                       98, 99, 101, 106, 109, 110, 112, 114, 117, 121, 122, 124, 136, 151, 174, 175, 177, 179, 180,
+                       183, 186, 187, 189, 190, 197, 200, 201]
+_PROXY_OCTETS = [45, 103, 104, 154, 156, 185, 193, 194, 209]
+_PROXY_COUNTRIES = ["US", "SG", "JP", "DE", "NL", "GB", "KR", "MY"]
+_UA_FAMILIES: list[tuple[str, list[str], float]] = [
+    ("OpenAI/Python {v}", ["1.35.7", "1.40.6", "1.51.2", "1.54.4", "1.58.1", "1.61.0"], .32),
+    ("OpenAI/JS {v}", ["4.52.7", "4.67.3", "4.77.0", "4.85.1"], .17),
+    ("curl/{v}", ["7.81.0", "8.4.0", "8.5.0", "8.7.1"], .08),
+    ("python-requests/{v}", ["2.28.2", "2.31.0", "2.32.3"], .09),
+    ("axios/{v}", ["1.6.8", "1.7.7"], .05),
+    ("Go-http-client/2.0", [""], .03),
+    ("PostmanRuntime/{v}", ["7.39.0", "7.42.0"], .03),
+    ("langchain-openai/{v} OpenAI/Python 1.54.4", ["0.2.9", "0.3.1"], .05),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v} Safari/537.36",
+     ["124.0.0.0", "126.0.0.0", "131.0.0.0"], .12),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{v} "
+     "Safari/605.1.15", ["17.4", "17.6", "18.1"], .06),
+]
+_UA_P = np.array([f[2] for f in _UA_FAMILIES]) / sum(f[2] for f in _UA_FAMILIES)
+_HOURLY = np.array([1, .6, .4, .3, .3, .4, .8, 1.5, 2.5, 3.5, 4, 4, 3.8, 4, 4, 3.8, 3.5, 3.2, 3.3, 3.6, 3.8, 3.4,
+                    2.6, 1.7])
+_HOURLY_P = _HOURLY / _HOURLY.sum()
+
+_OPERATORS: dict[str, dict[str, Any]] = {
+    # shifts are UTC hour ranges; payments = number of shared payment fingerprints (0 = none shared)
+    "operator_a": dict(shifts=[(1, 12)], n_subnets=4, uas=["OpenAI/Python 1.51.0"], shared_payments=3,
+                       payment_share=0.5, org_group=5),
+    "operator_b": dict(shifts=[(0, 9), (11, 15)], n_subnets=3,
+                       uas=["python-requests/2.31.0", "OpenAI/Python 1.40.6", "httpx/0.27.0"], shared_payments=0,
+                       payment_share=0.0, org_group=0),
+    "operator_c": dict(shifts=[(0, 8), (9, 17)], n_subnets=6, uas=["OpenAI/Python 1.58.1", "OpenAI/JS 4.77.0"],
+                       shared_payments=2, payment_share=0.4, org_group=0),
+}
+
+_TOPICS = ["coding", "math_science", "writing", "business", "life", "roleplay", "general"]
+_TOPIC_KEYWORDS: list[tuple[str, str]] = [
+    ("coding", r"```|\b(?:python|javascript|typescript|java|code|function|sql|c\+\+|bug|api|html|css|react|regex|"
+               r"script|compile|database|linux|git|docker|excel formula)\b"),
+    ("math_science", r"\b(?:math|equation|calculate|physics|chemistry|biology|probability|integral|algebra|theorem|"
+                     r"statistics|derivative|molecule|quantum)\b"),
+    ("roleplay", r"\b(?:act as|pretend|roleplay|role-play|i want you to act)\b"),
+    ("writing", r"\b(?:write|essay|poem|story|email|letter|blog|article|rewrite|summari[sz]e|paragraph|lyrics|tweet|"
+                r"slogan|headline)\b"),
+    ("business", r"\b(?:marketing|business|startup|sales|customer|brand|product|company|market|seo|invest\w*|"
+                 r"finance|revenue|pricing)\b"),
+    ("life", r"\b(?:health|diet|exercise|doctor|sleep|recipe|cook\w*|travel|relationship|feel|anxiety|pet|dog|cat|"
+             r"kids?|parent\w*|wedding|workout)\b"),
+]
+#: One alternation; a prompt's topic is the bucket of the first keyword found in its first 400 characters.
+_TOPIC_RE = re.compile("|".join(f"(?P<{name}>{pat})" for name, pat in _TOPIC_KEYWORDS))
+_TOPIC_CACHE: dict[str, int] = {}
+
+
+# =============================================================================================== types
+
+
+@dataclass
+class Scenario:
+    """A generated log and its ground truth.
+
+    ``requests`` has the columns in :data:`COLUMNS` (``ts`` is ``datetime64[us, UTC]``; ``actor`` is the
+    campaign or hard-negative name, or ``"organic"``; ``chat`` says whether the row is written as OpenAI
+    ``messages``). ``truth`` is the dict written to ``truth.json``.
+    """
+
+    requests: pd.DataFrame
+    truth: dict[str, Any]
+
+
+@dataclass
+class _Account:
+    id: str
+    country: str
+    tz: float
+    ips: list[str]
+    uas: list[str]
+    keys: list[str]
+    org: str
+    payment: str | None
+    chat_mode: int = 0  # 0 plain prompt, 1 messages (user only), 2 messages with system prompt
+    system: str | None = None
+    topics: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    topic_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pref_model: int = 0
+    adopter: float = 1.0
+
+
+class _Rows:
+    """Column accumulator."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {c: [] for c in COLUMNS if c not in ("request_id", "ts")}
+        self.ts: list[np.ndarray] = []
+
+    def add(self, acct: _Account, ts: np.ndarray, prompts: Sequence[str], systems: Sequence[str | None],
+            models: Sequence[str], ips: Sequence[str], uas: Sequence[str], chat: Sequence[bool], actor: str) -> None:
+        n = len(ts)
+        if n == 0:
+            return
+        c = self.cols
+        c["account_id"].extend([acct.id] * n)
+        c["prompt"].extend(prompts)
+        c["system_prompt"].extend(systems)
+        c["model"].extend(models)
+        c["ip"].extend(ips)
+        c["user_agent"].extend(uas)
+        c["api_key_id"].extend(acct.keys[0] if len(acct.keys) == 1 else acct.keys[i % len(acct.keys)]
+                               for i in range(n))
+        c["org_id"].extend([acct.org] * n)
+        c["payment_id"].extend([acct.payment] * n)
+        c["country"].extend([acct.country] * n)
+        c["actor"].extend([actor] * n)
+        c["chat"].extend(chat)
+        self.ts.append(np.asarray(ts, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self.cols["account_id"])
+
+
+class _Deck:
+    """A shuffled pool of items dealt without replacement; reshuffled when exhausted. ``passes`` counts wraps."""
+
+    def __init__(self, items: Sequence[Any], rng: np.random.Generator) -> None:
+        if len(items) == 0:
+            raise ValueError("empty task pool")
+        self.items = list(items)
+        self.rng = rng
+        self.order = rng.permutation(len(self.items))
+        self.pos = 0
+        self.passes = 0
+
+    def draw(self, n: int) -> list[Any]:
+        out: list[Any] = []
+        while len(out) < n:
+            if self.pos >= len(self.order):
+                self.order = self.rng.permutation(len(self.items))
+                self.pos = 0
+                self.passes += 1
+            k = min(n - len(out), len(self.order) - self.pos)
+            out.extend(self.items[i] for i in self.order[self.pos:self.pos + k])
+            self.pos += k
+        return out
+
+
+# =============================================================================================== helpers
+
+
+def _hex(rng: np.random.Generator, n: int, width: int) -> list[str]:
+    vals = rng.integers(0, 16 ** min(width, 15), size=n, dtype=np.int64)
+    return [format(int(v), f"0{width}x")[-width:] for v in vals]
+
+
+class _Ids:
+    """Unique random identifiers with a prefix."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.seen: set[str] = set()
+
+    def make(self, prefix: str, n: int = 1, width: int = 10) -> list[str]:
+        out: list[str] = []
+        while len(out) < n:
+            for h in _hex(self.rng, n - len(out), width):
+                s = prefix + h
+                if s not in self.seen:
+                    self.seen.add(s)
+                    out.append(s)
+        return out
+
+
+def _res_ip(rng: np.random.Generator, subnet: tuple[int, int, int] | None = None) -> str:
+    a, b, c = subnet if subnet else (_RESIDENTIAL_OCTETS[int(rng.integers(len(_RESIDENTIAL_OCTETS)))],
+                                     int(rng.integers(0, 256)), int(rng.integers(0, 256)))
+    return f"{a}.{b}.{c}.{int(rng.integers(1, 255))}"
+
+
+def _organic_ua(rng: np.random.Generator) -> str:
+    fam, versions, _ = _UA_FAMILIES[int(rng.choice(len(_UA_FAMILIES), p=_UA_P))]
+    return fam.format(v=versions[int(rng.integers(len(versions)))])
+
+
+def _topic_of(text: str) -> int:
+    """Topic bucket of an organic prompt (keyword rules; cached across scenarios)."""
+    hit = _TOPIC_CACHE.get(text)
+    if hit is None:
+        m = _TOPIC_RE.search(text[:400].lower())
+        hit = _TOPICS.index(m.lastgroup) if m and m.lastgroup else _TOPICS.index("general")
+        _TOPIC_CACHE[text] = hit
+    return hit
+
+
+def _diurnal_times(rng: np.random.Generator, n: int, tz: float, day_lo: float, day_hi: float,
+                   mean_session: float = 3.0) -> np.ndarray:
+    """Organic request times (epoch seconds): sessions on random days at local diurnal hours."""
+    if n <= 0:
+        return np.zeros(0)
+    n_sess = max(1, int(math.ceil(n / max(1.0, rng.uniform(1.0, 2 * mean_session)))))
+    days = np.floor(rng.uniform(day_lo, day_hi, size=n_sess))
+    hours = rng.choice(24, size=n_sess, p=_HOURLY_P) + rng.random(n_sess)
+    starts = START.timestamp() + days * 86400 + (hours - tz) * 3600
+    which = np.sort(rng.integers(0, n_sess, size=n))
+    ts = starts[which].copy()
+    # within a session: cumulative exponential gaps (mean ~2 min)
+    gaps = rng.exponential(120.0, size=n)
+    first = np.r_[True, which[1:] != which[:-1]]
+    gaps[first] = 0.0
+    cum = np.cumsum(gaps)
+    base = np.maximum.accumulate(np.where(first, cum, 0.0))
+    return ts + (cum - base)
+
+
+def _shift_times(rng: np.random.Generator, n: int, days: np.ndarray, shifts: list[tuple[int, int]],
+                 jitter: float = 0.25) -> np.ndarray:
+    """Scripted times: ``n`` requests evenly spread over the shift windows of ``days``, with jitter."""
+    if n <= 0:
+        return np.zeros(0)
+    wins = [(START.timestamp() + d * 86400 + a * 3600, (b - a) * 3600) for d in days for a, b in shifts]
+    lens = np.array([w[1] for w in wins], dtype=np.float64)
+    starts = np.array([w[0] for w in wins])
+    total = lens.sum()
+    spacing = total / n
+    pos = (np.arange(n) + 0.5) * spacing + rng.normal(0.0, jitter * spacing, size=n)
+    pos = np.clip(pos, 0, total - 1e-3)
+    edges = np.cumsum(lens)
+    idx = np.searchsorted(edges, pos, side="right")
+    idx = np.minimum(idx, len(wins) - 1)
+    offset = pos - (edges[idx] - lens[idx])
+    return starts[idx] + offset
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# =============================================================================================== generator
+
+
+class _Generator:
+    def __init__(self, preset: str, seed: int, knobs: dict[str, Any]) -> None:
+        self.preset = preset
+        self.seed = seed
+        self.k = knobs
+        self.rng = np.random.default_rng(seed)
+        self.ids = _Ids(self.rng)
+        self.rows = _Rows()
+        self.days: int = int(knobs["days"])
+        self.release = START.timestamp() + (self.days // 2) * 86400 + 14 * 3600
+        self.truth_campaigns: dict[str, dict[str, Any]] = {}
+        self.truth_hn: dict[str, dict[str, Any]] = {}
+        self.legit_accounts: list[str] = []
+        self.sources_used: set[str] = set()
+
+    # ----------------------------------------------------------------------------------- corpora
+    def _corpora(self, names: Sequence[str]) -> list[corpora.Corpus]:
+        perm = bool(self.k["permissive_only"])
+        out = []
+        for n in names:
+            if perm and not corpora.is_permissive(n):
+                continue
+            c = corpora.load(n)
+            if len(c):
+                out.append(c)
+                self.sources_used.add(n)
+        return out
+
+    def _family_items(self, family: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for c in self._corpora(corpora.TASK_SOURCES[family]):
+            items.extend(c.items)
+        return items
+
+    def load_pools(self) -> None:
+        rng = self.rng
+        # ---- math: eval harness gets GSM8K test in file order; homework and CoT get disjoint shuffled slices
+        math_items = self._family_items("math")
+        gsm_test = [it["text"] for it in math_items if it.get("split") == "test"]
+        rest = [it["text"] for it in math_items if it.get("split") != "test"]
+        rest = [rest[i] for i in rng.permutation(len(rest))]
+        n_hw = min(len(rest) // 4, max(200, 6 * int(self.k["homework_students"])))
+        words = [it["text"] for it in self._family_items("word_problems")]
+        self.hw_pool = rest[:n_hw] + words
+        self.cot_pool = rest[n_hw:]
+        self.eval_pool = gsm_test[: int(self.k["eval_questions"])]
+        self.grading_pool = self._family_items("grading")
+        self.sensitive_pool = [it["text"] for it in self._family_items("sensitive")]
+        self.tools_pool = self._family_items("tools")
+        self.coding_pool = [it["text"] for it in self._family_items("coding")]
+        self.da_pool = self._family_items("data_analysis")
+        # ---- organic
+        texts: list[str] = []
+        text_src: dict[str, str] = {}
+        for c in self._corpora(corpora.ORGANIC_SOURCES):
+            for t in c.prompts:
+                if t not in text_src:
+                    text_src[t] = c.name
+                    texts.append(t)
+        texts = [texts[i] for i in rng.permutation(len(texts))]
+        # small presets need only part of the pool (keeps topic bucketing cheap)
+        texts = texts[: max(5_000, 2 * int(self.k["n_requests"]))]
+        # viral prompt: an awesome-chatgpt-prompts TEXT prompt of moderate length
+        aw = [it["text"] for it in corpora.load("awesome_prompts").items
+              if it.get("type") == "TEXT" and 200 <= len(it["text"]) <= 900]
+        self.viral_text = aw[int(rng.integers(len(aw)))]
+        self.sources_used.add("awesome_prompts")
+        texts = [t for t in texts if t != self.viral_text]
+        # enterprise batch dataset: a reserved slice of short organic texts
+        n_batch_items = min(int(self.k["batch_requests"]), len(texts) // 5)
+        short = [i for i, t in enumerate(texts) if len(t) <= 600]
+        take = set(short[:n_batch_items])
+        self.batch_pool = [texts[i] for i in sorted(take)]
+        texts = [t for i, t in enumerate(texts) if i not in take]
+        self.organic_texts = texts
+        # topics: keyword buckets; prompts matching no keyword are bucketed by source ("general:<source>")
+        names = [_TOPICS[_topic_of(t)] for t in texts]
+        names = [f"general:{text_src[t]}" if n == "general" else n for n, t in zip(names, texts, strict=True)]
+        self.topic_names = sorted(set(names))
+        code = {n: i for i, n in enumerate(self.topic_names)}
+        topic = np.array([code[n] for n in names], dtype=np.int64)
+        self.topic_queues = [np.flatnonzero(topic == k) for k in range(len(self.topic_names))]
+        self.topic_pos = [0] * len(self.topic_names)
+        self.topic_sizes = np.array([len(q) for q in self.topic_queues], dtype=np.float64)
+
+    # ----------------------------------------------------------------------------------- organic content
+    def organic_prompts(self, acct: _Account, n: int) -> list[str]:
+        rng = self.rng
+        if n <= 0:
+            return []
+        tks = rng.choice(acct.topics, size=n, p=acct.topic_w)
+        out: list[str] = []
+        popular = rng.random(n) < float(self.k["organic_repeat"])
+        for t, pop in zip(tks, popular, strict=True):
+            q = self.topic_queues[int(t)]
+            if pop:  # a common prompt: a skewed draw from the head (first quarter) of the topic's queue
+                head = max(20, len(q) // 4)
+                r = min(len(q) - 1, int(head * rng.random() ** 1.3))
+                out.append(self.organic_texts[int(q[r])])
+                continue
+            p = self.topic_pos[int(t)]
+            self.topic_pos[int(t)] = p + 1
+            text = self.organic_texts[int(q[p % len(q)])]
+            if p >= len(q):  # pool exhausted: reuse with a light surface perturbation
+                lead = templates.ORGANIC_LEADS[int(rng.integers(len(templates.ORGANIC_LEADS)))]
+                tail = templates.ORGANIC_TAILS[int(rng.integers(len(templates.ORGANIC_TAILS)))]
+                text = f"{lead}{text}{tail}"
+            out.append(text)
+        return out
+
+    def organic_models(self, acct: _Account, ts: np.ndarray) -> list[str]:
+        rng = self.rng
+        n = len(ts)
+        pick = np.where(rng.random(n) < 0.7, acct.pref_model, rng.choice(3, size=n, p=MODEL_MIX))
+        models = [MODELS[i] for i in pick]
+        after = np.maximum(ts - self.release, 0.0) / 86400.0
+        p_new = np.where(ts > self.release, 0.2 * (1 - np.exp(-after / 6.0)) * acct.adopter, 0.0)
+        for i in np.flatnonzero(rng.random(n) < p_new):
+            models[i] = NEW_MODEL
+        return models
+
+    def new_organic_account(self) -> _Account:
+        rng = self.rng
+        ci = int(rng.choice(len(_COUNTRIES), p=_CTRY_P))
+        country, tz, _ = _COUNTRIES[ci]
+        home = (_RESIDENTIAL_OCTETS[int(rng.integers(len(_RESIDENTIAL_OCTETS)))], int(rng.integers(0, 256)),
+                int(rng.integers(0, 256)))
+        n_ip = int(rng.choice([1, 1, 2, 3]))
+        ips = [_res_ip(rng, home) for _ in range(n_ip)]
+        if rng.random() < 0.2:
+            ips.append(_res_ip(rng))  # mobile / travel
+        uas = [_organic_ua(rng)] + ([_organic_ua(rng)] if rng.random() < 0.2 else [])
+        acct_id = self.ids.make("acct_")[0]
+        keys = self.ids.make("key_", int(rng.choice([1, 1, 1, 2])), 12)
+        org = self.ids.make("org_", 1, 12)[0]
+        payment = self.ids.make("pm_", 1, 14)[0] if rng.random() < 0.65 else None
+        r = rng.random()
+        chat_mode = 0 if r < 0.6 else (1 if r < 0.75 else 2)
+        system = templates.ORGANIC_SYSTEM[int(rng.integers(len(templates.ORGANIC_SYSTEM)))] if chat_mode == 2 else None
+        k = int(rng.choice([1, 2, 3, 4], p=[0.35, 0.35, 0.2, 0.1]))
+        w = self.topic_sizes / self.topic_sizes.sum()
+        avail = np.flatnonzero(w > 0)
+        topics = rng.choice(avail, size=min(k, len(avail)), replace=False, p=w[avail] / w[avail].sum())
+        topic_w = rng.dirichlet(np.ones(len(topics)))
+        return _Account(id=acct_id, country=country, tz=float(tz), ips=ips, uas=uas, keys=keys, org=org,
+                        payment=payment, chat_mode=chat_mode, system=system, topics=topics, topic_w=topic_w,
+                        pref_model=int(rng.choice(3, p=MODEL_MIX)), adopter=float(rng.lognormal(0, 0.7)))
+
+    def emit_organic(self, acct: _Account, n: int, actor: str = "organic", ts: np.ndarray | None = None,
+                     prompts: list[str] | None = None, ips: list[str] | None = None,
+                     uas: list[str] | None = None) -> None:
+        """Organic-looking traffic for ``acct`` (optionally with given prompts / times / IP and UA pools)."""
+        rng = self.rng
+        if n <= 0:
+            return
+        if ts is None:
+            lo = float(rng.uniform(0, self.days * 0.5)) if n > 20 else 0.0
+            ts = _diurnal_times(rng, n, acct.tz, lo, self.days)
+        if prompts is None:
+            prompts = self.organic_prompts(acct, n)
+            # retries: the same prompt again a few seconds later
+            n_retry = int(rng.binomial(n, self.k["retry_rate"])) if n > 1 else 0
+            if n_retry:
+                src = rng.choice(n, size=n_retry)
+                dst = rng.choice(n, size=n_retry, replace=False)
+                for s_, d_ in zip(src, dst, strict=True):
+                    if s_ != d_:
+                        prompts[int(d_)] = prompts[int(s_)]
+                        ts[int(d_)] = ts[int(s_)] + float(rng.exponential(20.0)) + 1.0
+        ip_pool = ips if ips is not None else acct.ips
+        ua_pool = uas if uas is not None else acct.uas
+        ip_l = [ip_pool[int(i)] for i in rng.integers(0, len(ip_pool), size=n)]
+        ua_l = [ua_pool[0] if len(ua_pool) == 1 or rng.random() < 0.8 else ua_pool[int(rng.integers(len(ua_pool)))]
+                for _ in range(n)]
+        chat = acct.chat_mode > 0
+        self.rows.add(acct, ts, prompts, [acct.system] * n, self.organic_models(acct, ts), ip_l, ua_l, [chat] * n,
+                      actor)
+
+    # ----------------------------------------------------------------------------------- campaign content
+    def _wrappers(self, tpls: list[str]) -> list[str]:
+        return templates.wrapper_variants(tpls, float(self.k["template_variation"]), self.rng)
+
+    def campaign_content(self, kind: str, n: int, deck: dict[str, _Deck], wr: dict[str, list[str]]
+                         ) -> tuple[list[str], list[str | None]]:
+        """Prompts and persona system prompts (None = plain prompt) for ``n`` requests of a campaign kind."""
+        rng = self.rng
+        prompts: list[str] = []
+        systems: list[str | None] = []
+
+        def pick(lst: list[str]) -> str:
+            return lst[int(rng.integers(len(lst)))]
+
+        if kind == "cot":
+            for task in deck["cot"].draw(n):
+                prompts.append(pick(wr["cot"]).format(task=task))
+                systems.append(pick(templates.COT_SYSTEM) if rng.random() < 0.25 else None)
+        elif kind == "grading":
+            for it in deck["grading"].draw(n):
+                prompts.append(pick(wr["grading"]).format(instruction=it["instruction"], response=it["response"],
+                                                         rubric=pick(templates.RUBRICS)))
+                systems.append(pick(templates.GRADING_SYSTEM) if rng.random() < 0.7 else None)
+        elif kind == "censorship":
+            for task in deck["sensitive"].draw(n):
+                prompts.append(pick(wr["censorship"]).format(task=task, audience=pick(templates.AUDIENCES)))
+                systems.append(pick(templates.CENSORSHIP_SYSTEM) if rng.random() < 0.6 else None)
+        elif kind == "agentic":
+            fams = ["tools", "coding", "data_analysis"]
+            avail = [f for f in fams if f in deck]
+            p = np.array([{"tools": .45, "coding": .30, "data_analysis": .25}[f] for f in avail])
+            which = rng.choice(len(avail), size=n, p=p / p.sum())
+            for fi in which:
+                f = avail[int(fi)]
+                it = deck[f].draw(1)[0]
+                if f == "tools":
+                    prompts.append(pick(wr["tools"]).format(question=it["question"], functions=it["functions"]))
+                elif f == "coding":
+                    prompts.append(pick(wr["coding"]).format(task=it))
+                else:
+                    prompts.append(pick(wr["data_analysis"]).format(question=it["question"], context=it["context"]))
+                systems.append(pick(templates.AGENT_SYSTEM[f]) if rng.random() < 0.8 else None)
+        else:  # pragma: no cover
+            raise ValueError(kind)
+        return prompts, systems
+
+    # ----------------------------------------------------------------------------------- campaigns
+    def _samples(self, kind: str) -> float:
+        spt = self.k["samples_per_task"]
+        if spt is None:
+            return _SAMPLES_PER_TASK[kind]
+        return float(spt[kind]) if isinstance(spt, Mapping) else float(spt)
+
+    def build_campaigns(self, per_account: float) -> None:
+        rng = self.rng
+        chosen = [c for c in CAMPAIGN_KINDS if c in self.k["campaigns"]]
+        deck: dict[str, _Deck] = {}
+        if self.cot_pool:
+            deck["cot"] = _Deck(self.cot_pool, rng)
+        for name, pool in (("grading", self.grading_pool), ("sensitive", self.sensitive_pool),
+                           ("tools", self.tools_pool), ("coding", self.coding_pool), ("data_analysis", self.da_pool)):
+            if pool:
+                deck[name] = _Deck(pool, rng)
+        wr = {"cot": self._wrappers(templates.COT), "grading": self._wrappers(templates.GRADING),
+              "censorship": self._wrappers(templates.CENSORSHIP), "tools": self._wrappers(templates.TOOLS),
+              "coding": self._wrappers(templates.CODING), "data_analysis": self._wrappers(templates.DATA_ANALYSIS)}
+        ca = self.k["campaign_accounts"]
+        by_op: dict[str, list[str]] = {}
+        for c in chosen:
+            by_op.setdefault(CAMPAIGN_KINDS[c][1], []).append(c)
+        mix = float(self.k["mix_fraction"])
+        for op, camps in by_op.items():
+            spec = _OPERATORS[op]
+            n_acc = int(ca[camps[0]] if isinstance(ca, Mapping) else ca)
+            subnets = [(_PROXY_OCTETS[int(rng.integers(len(_PROXY_OCTETS)))], int(rng.integers(0, 256)),
+                        int(rng.integers(0, 256))) for _ in range(spec["n_subnets"])]
+            sub_ctry = [_PROXY_COUNTRIES[int(rng.integers(len(_PROXY_COUNTRIES)))] for _ in subnets]
+            shared_pm = self.ids.make("pm_", spec["shared_payments"], 14) if spec["shared_payments"] else []
+            group_orgs = (self.ids.make("org_", max(1, n_acc // spec["org_group"]), 12) if spec["org_group"] else [])
+            start_day = int(rng.integers(0, max(1, self.days // 5)))
+            camp_days = np.arange(start_day, self.days)
+            hydra = set(rng.choice(n_acc, size=int(round(self.k["hydra_fraction"] * n_acc)), replace=False).tolist())
+            accounts: list[_Account] = []
+            plan: list[tuple[_Account, np.ndarray, np.ndarray]] = []  # account, times, campaign index per time
+            hydra_ids: list[str] = []
+            for a in range(n_acc):
+                si = int(rng.integers(len(subnets)))
+                pay = (shared_pm[int(rng.integers(len(shared_pm)))] if shared_pm and rng.random() < spec["payment_share"]
+                       else (self.ids.make("pm_", 1, 14)[0] if rng.random() < 0.5 else None))
+                org = group_orgs[a % len(group_orgs)] if group_orgs else self.ids.make("org_", 1, 12)[0]
+                acct = _Account(id=self.ids.make("acct_")[0], country=sub_ctry[si], tz=8.0, ips=[],
+                                uas=list(spec["uas"]), keys=self.ids.make("key_", 1, 12), org=org, payment=pay)
+                accounts.append(acct)
+                # active days: most of the campaign's days; near-even volume per account (load balancing)
+                keep = rng.random(len(camp_days)) < rng.uniform(0.75, 1.0)
+                days = camp_days[keep] if keep.any() else camp_days[:1]
+                counts = [max(1, int(round(per_account * rng.uniform(0.9, 1.1)))) for _ in camps]
+                total = sum(counts)
+                ts = _shift_times(rng, total, days, spec["shifts"])
+                labels = np.repeat(np.arange(len(camps)), counts)
+                rng.shuffle(labels)
+                plan.append((acct, ts, labels))
+                if a in hydra:  # ordinary customer traffic relayed through the same account and proxies
+                    hydra_ids.append(acct.id)
+                    n_org = int(round(total * mix / max(1e-9, 1 - mix)))
+                    donor = self.new_organic_account()
+                    self.ids.seen.discard(donor.id)
+                    donor.id, donor.keys, donor.org, donor.payment = acct.id, acct.keys, acct.org, acct.payment
+                    donor.country = acct.country
+                    pool_ips = [_res_ip(rng, s) for s in subnets for _ in range(3)]
+                    self.emit_organic(donor, n_org, actor="organic", ips=pool_ips)
+            n_req = dict.fromkeys(camps, 0)
+            for ci, c in enumerate(camps):
+                kind = CAMPAIGN_KINDS[c][0]
+                n_c = int(sum(int((lab == ci).sum()) for _, _, lab in plan))
+                # several samples per rendered prompt (best-of-n / RL rollouts), spread over the pool
+                spt = max(1.0, float(self._samples(kind)))
+                n_u = max(1, int(math.ceil(n_c / spt)))
+                uniq_p, uniq_s = self.campaign_content(kind, n_u, deck, wr)
+                order = rng.permutation(np.arange(n_c) % n_u)
+                pos = 0
+                for acct, ts_a, lab in plan:
+                    t = ts_a[lab == ci]
+                    n = len(t)
+                    sel = order[pos:pos + n]
+                    pos += n
+                    prompts = [uniq_p[int(j)] for j in sel]
+                    systems = [uniq_s[int(j)] for j in sel]
+                    ips = [_res_ip(rng, subnets[int(j)]) for j in rng.integers(0, len(subnets), size=n)]
+                    uas = [spec["uas"][int(j)] for j in rng.integers(0, len(spec["uas"]), size=n)]
+                    if kind == "agentic":  # the pivot: most traffic moves to the new model within hours
+                        lag = self.release + rng.uniform(1, 4) * 3600
+                        base = rng.choice(2, size=n, p=[0.85, 0.15])
+                        models = [NEW_MODEL if (tt > lag and rng.random() < 0.8) else MODELS[int(b)]
+                                  for tt, b in zip(t, base, strict=True)]
+                    else:
+                        models = [MODELS[int(b)] for b in rng.choice(2, size=n, p=[0.8, 0.2])]
+                    chat = [x is not None for x in systems]
+                    self.rows.add(acct, t, prompts, systems, models, ips, uas, chat, c)
+                    n_req[c] += n
+            for c in camps:
+                self.truth_campaigns[c] = {
+                    "kind": CAMPAIGN_KINDS[c][0], "operator": op, "accounts": sorted(a.id for a in accounts),
+                    "n_requests": n_req[c], "hydra_accounts": sorted(hydra_ids),
+                    "proxy_subnets": [f"{a}.{b}.{c_}.0/24" for a, b, c_ in subnets],
+                    "pivot": CAMPAIGN_KINDS[c][0] == "agentic",
+                }
+
+    # ----------------------------------------------------------------------------------- hard negatives
+    def pick_users(self, pool: list[tuple[_Account, int]], n: int, min_req: int) -> list[_Account]:
+        cands = [a for a, k in pool if k >= min_req]
+        if len(cands) < n:
+            cands = [a for a, _ in pool]
+        idx = self.rng.choice(len(cands), size=min(n, len(cands)), replace=False)
+        return [cands[int(i)] for i in sorted(idx)]
+
+    def build_homework(self, users: list[_Account]) -> None:
+        rng = self.rng
+        deck = _Deck(self.hw_pool, rng)
+        n_total = 0
+        for acct in users:
+            n = int(rng.integers(2, 9))
+            prompts = [templates.HOMEWORK_PHRASES[int(rng.integers(len(templates.HOMEWORK_PHRASES)))].format(task=t)
+                       for t in deck.draw(n)]
+            ts = _diurnal_times(rng, n, acct.tz, 0, self.days, mean_session=2.0)
+            self.emit_organic(acct, n, actor="homework", ts=ts, prompts=prompts)
+            n_total += n
+        self.truth_hn["homework"] = {"kind": "homework", "accounts": sorted(a.id for a in users),
+                                     "n_requests": n_total}
+
+    def build_viral(self, users: list[_Account]) -> None:
+        rng = self.rng
+        day0 = rng.uniform(0.2, 0.6) * self.days
+        n_total = 0
+        text = self.viral_text
+        for acct in users:
+            n = int(rng.choice([1, 1, 1, 2, 3]))
+            prompts = []
+            for _ in range(n):
+                r = rng.random()
+                if r < 0.85:
+                    prompts.append(text)
+                elif r < 0.9:
+                    prompts.append(text + " " + templates.ORGANIC_TAILS[1 + int(rng.integers(
+                        len(templates.ORGANIC_TAILS) - 1))].strip())
+                elif r < 0.95:
+                    prompts.append(text.rstrip(".").lower())
+                else:
+                    cut = text.rfind(".", 0, len(text) - 2)
+                    prompts.append(text[: cut + 1] if cut > len(text) // 2 else text + "\n")
+            day = min(self.days - 1, day0 + rng.exponential(1.5))
+            ts = _diurnal_times(rng, n, acct.tz, day, min(self.days, day + 1))
+            self.emit_organic(acct, n, actor="viral_prompt", ts=ts, prompts=prompts)
+            n_total += n
+        self.truth_hn["viral_prompt"] = {"kind": "viral_prompt", "accounts": sorted(a.id for a in users),
+                                         "n_requests": n_total, "prompt": text}
+
+    def build_batch(self) -> None:
+        rng = self.rng
+        n = int(self.k["batch_requests"])
+        acct = _Account(id=self.ids.make("acct_")[0], country="US", tz=-5, ips=["34.82.17.203"],
+                        uas=["python-httpx/0.27.0"], keys=self.ids.make("key_", 1, 12), org="org_acme_retail",
+                        payment="pm_acme_corporate")
+        items = _Deck(self.batch_pool, rng).draw(n)
+        prompts = [templates.BATCH_TEMPLATE.format(task=t) for t in items]
+        n_nights = max(1, min(self.days - 1, int(math.ceil(n / 1500))))
+        d0 = int(rng.integers(0, max(1, self.days - n_nights)))
+        ts = _shift_times(rng, n, np.arange(d0, d0 + n_nights), [(6, 10)], jitter=0.05)
+        self.rows.add(acct, ts, prompts, [None] * n, ["frontier-1-mini"] * n, acct.ips * n, acct.uas * n,
+                      [False] * n, "enterprise_batch")
+        self.legit_accounts.append(acct.id)
+        self.truth_hn["enterprise_batch"] = {"kind": "enterprise_batch", "accounts": [acct.id], "n_requests": n}
+
+    def build_eval(self) -> None:
+        rng = self.rng
+        k = int(self.k["eval_accounts"])
+        accts = [_Account(id=self.ids.make("acct_")[0], country="US", tz=-8, ips=[f"35.203.44.{10 + i}"],
+                          uas=["lm-eval-harness/0.4.5 OpenAI/Python 1.54.4"], keys=self.ids.make("key_", 1, 12),
+                          org="org_evalco_research", payment="pm_evalco") for i in range(k)]
+        prompts_one = [templates.EVAL_TEMPLATE.format(task=q) for q in self.eval_pool]
+        runs = int(self.k["eval_runs"])
+        n_total = 0
+        for r in range(runs):
+            acct = accts[r % k]
+            day = int(rng.integers(0, max(1, self.days - 1)))
+            model = NEW_MODEL if (r == runs - 1 and day * 86400 + START.timestamp() > self.release) else MODELS[r % 3]
+            hour = float(rng.uniform(16, 22))
+            start = START.timestamp() + day * 86400 + hour * 3600
+            n = len(prompts_one)
+            ts = start + np.cumsum(rng.uniform(1.0, 3.0, size=n))
+            self.rows.add(acct, ts, prompts_one, [None] * n, [model] * n, acct.ips * n, acct.uas * n, [False] * n,
+                          "eval_harness")
+            n_total += n
+        self.legit_accounts.extend(a.id for a in accts)
+        self.truth_hn["eval_harness"] = {"kind": "eval_harness", "accounts": sorted(a.id for a in accts),
+                                         "n_requests": n_total}
+
+    # ----------------------------------------------------------------------------------- main
+    def run(self) -> Scenario:
+        k = self.k
+        rng = self.rng
+        self.load_pools()
+        n_total = int(k["n_requests"])
+        chosen = [c for c in CAMPAIGN_KINDS if c in k["campaigns"]]
+        ca = k["campaign_accounts"]
+
+        def n_acc(c: str) -> int:
+            if isinstance(ca, Mapping):
+                first = [x for x in chosen if CAMPAIGN_KINDS[x][1] == CAMPAIGN_KINDS[c][1]][0]
+                return int(ca.get(first, ca.get(c, 20)))
+            return int(ca)
+
+        slots = sum(n_acc(c) for c in chosen)  # an operator_a account counts once per campaign it runs
+        if k["requests_per_account"] is not None:
+            per_account = float(k["requests_per_account"])
+        else:
+            per_account = max(1.0, float(k["campaign_share"]) * n_total / max(1, slots))
+        self.build_campaigns(per_account)
+        n_campaign_rows = len(self.rows)
+        hn = [h for h in HARD_NEGATIVES if h in k["hard_negatives"]]
+        if "enterprise_batch" in hn:
+            self.build_batch()
+        if "eval_harness" in hn:
+            self.build_eval()
+        # organic budget: what is left, minus the expected homework / viral traffic carried by organic users
+        hw_expect = 5 * int(k["homework_students"]) if "homework" in hn else 0
+        vir_expect = int(1.6 * int(k["viral_users"])) if "viral_prompt" in hn else 0
+        budget = n_total - len(self.rows) - hw_expect - vir_expect
+        if budget < 100:
+            raise ValueError(f"n_requests={n_total} leaves no room for organic traffic "
+                             f"(campaign + look-alike traffic is {n_total - budget}); raise n_requests or lower "
+                             f"campaign_share / requests_per_account / campaign_accounts")
+        # heavy-tailed activity: lognormal counts plus a few power users
+        counts: list[int] = []
+        n_power = int(k["power_users"])
+        cap = max(50, int(0.03 * budget))
+        for _ in range(n_power):
+            counts.append(int(min(cap, rng.uniform(0.4, 1.0) * min(3000, 0.03 * budget * 1.0) + 20)))
+        acc_sum = sum(counts)
+        while acc_sum < budget:
+            c = int(min(cap, math.floor(rng.lognormal(float(k["organic_mu"]), 1.4)) + 1))
+            c = min(c, budget - acc_sum)
+            counts.append(c)
+            acc_sum += c
+        pool: list[tuple[_Account, int]] = []
+        for c in counts:
+            acct = self.new_organic_account()
+            self.emit_organic(acct, c)
+            pool.append((acct, c))
+            self.legit_accounts.append(acct.id)
+        if "homework" in hn:
+            self.build_homework(self.pick_users(pool, int(k["homework_students"]), 3))
+        if "viral_prompt" in hn:
+            self.build_viral(self.pick_users(pool, int(k["viral_users"]), 2))
+        return self.finish(n_campaign_rows)
+
+    def finish(self, n_campaign_rows: int) -> Scenario:
+        cols = self.rows.cols
+        ts = np.concatenate(self.rows.ts)
+        lo, hi = START.timestamp(), START.timestamp() + self.days * 86400 - 1
+        ts = np.clip(ts, lo, hi)
+        us = np.round(ts * 1000).astype(np.int64) * 1000
+        df = pd.DataFrame({c: cols[c] for c in cols})
+        df.insert(1, "ts", pd.to_datetime(us, unit="us", utc=True).as_unit("us"))
+        df = df.sort_values(["ts", "account_id"], kind="mergesort").reset_index(drop=True)
+        df.insert(0, "request_id", [f"req_{i:09d}" for i in range(len(df))])
+        df = df[COLUMNS]
+        df["chat"] = df["chat"].astype(bool)
+        campaign_accts = {a for c in self.truth_campaigns.values() for a in c["accounts"]}
+        all_accounts = sorted(df["account_id"].unique().tolist())
+        legit = [a for a in all_accounts if a not in campaign_accts]
+        pivot = self._pivot_stats(df)
+        truth = {
+            "preset": self.preset,
+            "seed": self.seed,
+            "knobs": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+                      for k, v in self.k.items()},
+            "campaigns": self.truth_campaigns,
+            "hard_negatives": self.truth_hn,
+            "organic_accounts": len(legit),
+            "n_accounts": len(all_accounts),
+            "n_requests": len(df),
+            "n_unique_prompts": int(df["prompt"].nunique()),
+            "campaign_request_share": round(float(df["actor"].isin(list(self.truth_campaigns)).mean()), 4),
+            "window": {"start": _iso(START.timestamp()), "end": _iso(START.timestamp() + self.days * 86400)},
+            "new_model": {"name": NEW_MODEL, "released_at": _iso(self.release)},
+            "pivot": pivot,
+            "sources": sorted(self.sources_used),
+            "all_accounts": all_accounts,
+        }
+        return Scenario(requests=df, truth=truth)
+
+    def _pivot_stats(self, df: pd.DataFrame) -> dict[str, Any]:
+        rel = pd.Timestamp(self.release, unit="s", tz="UTC")
+        win = (df["ts"] >= rel) & (df["ts"] < rel + pd.Timedelta(hours=24))
+        out: dict[str, Any] = {}
+        for name in self.truth_campaigns:
+            m = win & (df["actor"] == name)
+            if m.any():
+                out[name] = round(float((df.loc[m, "model"] == NEW_MODEL).mean()), 3)
+        org = win & (df["actor"] == "organic")
+        out["organic"] = round(float((df.loc[org, "model"] == NEW_MODEL).mean()), 3) if org.any() else 0.0
+        return {"share_on_new_model_first_24h": out}
+
+
+# =============================================================================================== public API
+
+
+def resolve_knobs(preset: str, **knobs: Any) -> dict[str, Any]:
+    """Preset defaults overridden by ``knobs``; unknown knob names raise ``TypeError``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    merged: dict[str, Any] = {**DEFAULT_KNOBS, **PRESETS[preset]}
+    unknown = set(knobs) - set(merged)
+    if unknown:
+        raise TypeError(f"unknown knob(s) {sorted(unknown)}; known: {sorted(merged)}")
+    merged.update(knobs)
+    if isinstance(merged["campaign_accounts"], Mapping):
+        merged["campaign_accounts"] = dict(merged["campaign_accounts"])
+    merged["campaigns"] = tuple(merged["campaigns"])
+    merged["hard_negatives"] = tuple(merged["hard_negatives"])
+    if not 0 <= float(merged["mix_fraction"]) < 1:
+        raise ValueError("mix_fraction must be in [0, 1)")
+    if not 0 <= float(merged["hydra_fraction"]) <= 1:
+        raise ValueError("hydra_fraction must be in [0, 1]")
+    return merged
+
+
+def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenario:
+    """Build a scenario.
+
+    Parameters
+    ----------
+    preset : str
+        ``"sample"`` (~3k requests, permissive sources only), ``"quick"`` (~12k), ``"standard"`` (~150k) or
+        ``"scale"`` (~1M).
+    seed : int
+        Seed of the ``numpy.random.Generator``; same preset + seed + knobs gives an identical frame.
+    **knobs
+        Overrides of the preset (see :data:`PRESETS` and :data:`DEFAULT_KNOBS`): ``n_requests``,
+        ``campaign_accounts`` (int for every campaign, or ``{campaign: n}``; ``cot_math`` and ``rubric_grading``
+        share one pool, sized by ``cot_math``), ``requests_per_account`` (per account per campaign; overrides
+        ``campaign_share``), ``campaign_share``, ``mix_fraction`` and ``hydra_fraction`` (hydra accounts),
+        ``template_variation``, ``days``, ``permissive_only``, ``campaigns``, ``hard_negatives``,
+        ``homework_students``, ``viral_users``, ``batch_requests``, ``eval_accounts``, ``eval_questions``,
+        ``eval_runs``, ``power_users``, ``retry_rate``.
+
+    Raises
+    ------
+    corpora.SharedDataMissing
+        When ``../shared/data`` is not available.
+    """
+    k = resolve_knobs(preset, **knobs)
+    if not corpora.available():
+        raise corpora.SharedDataMissing(f"shared corpora not found at {corpora.data_dir()}")
+    return _Generator(preset, seed, k).run()
+
+
+def scenario_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Log records (dicts in the pipeline's input format) for a scenario frame, in frame order."""
+    ts = df["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str.slice(0, 23) + "Z"
+    out: list[dict[str, Any]] = []
+    opt = ["model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "country"]
+    cols = {c: df[c].tolist() for c in ["request_id", "account_id", "prompt", "system_prompt", "chat", *opt]}
+    tsl = ts.tolist()
+    for i in range(len(df)):
+        rec: dict[str, Any] = {"request_id": cols["request_id"][i], "account_id": cols["account_id"][i],
+                               "timestamp": tsl[i]}
+        if cols["chat"][i]:
+            sysp = cols["system_prompt"][i]
+            msgs = [{"role": "system", "content": sysp}] if isinstance(sysp, str) and sysp else []
+            msgs.append({"role": "user", "content": cols["prompt"][i]})
+            rec["messages"] = msgs
+        else:
+            rec["prompt"] = cols["prompt"][i]
+        for c in opt:
+            v = cols[c][i]
+            if isinstance(v, str):
+                rec[c] = v
+        out.append(rec)
+    return out
+
+
+def write_scenario(scenario: Scenario, out_dir: str | os.PathLike[str], log_name: str = "logs.jsonl.gz",
+                   truth_name: str = "truth.json") -> tuple[Path, Path]:
+    """Write ``logs.jsonl.gz`` (one JSON object per request; byte-reproducible) and ``truth.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path, truth_path = out / log_name, out / truth_name
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+        buf: list[str] = []
+        for rec in scenario_records(scenario.requests):
+            buf.append(json.dumps(rec, ensure_ascii=False))
+            if len(buf) >= 10_000:
+                gz.write(("\n".join(buf) + "\n").encode("utf-8"))
+                buf = []
+        if buf:
+            gz.write(("\n".join(buf) + "\n").encode("utf-8"))
+    os.replace(tmp, log_path)
+    tmp_t = truth_path.with_name(truth_path.name + ".tmp")
+    tmp_t.write_text(json.dumps(scenario.truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp_t, truth_path)
+    return log_path, truth_path
