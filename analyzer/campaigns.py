@@ -1,10 +1,8 @@
 """Campaign stage: group clusters by the accounts that work on them, score each group and explain it.
 
-1. **Account-cluster graph.** An account is *engaged* in a cluster when at least ``engaged_share`` of its
-   own requests (and ``engaged_min_requests``) fall there. Two clusters are linked when the smaller of their
-   engaged-account sets overlaps the other by at least ``link_overlap`` (and ``link_min_shared`` accounts):
-   one operator's several topics, driven by one account pool, become one group. Organic topics share few
-   engaged accounts, so they stay apart.
+1. **Account-cluster graph.** Clusters (template families and topic clusters) worked on by the same pool
+   of accounts are linked (see :func:`group_clusters`): one operator's several topics and template variants,
+   driven by one account pool, become one group. Organic topics share few accounts, so they stay apart.
 2. **Members.** An account belongs to a group when at least ``member_share`` of its traffic falls in the
    group's clusters, or when it sends requests there and holds an identifier (subnet, user agent, key,
    payment id, system prompt) concentrated among the members (hydra accounts that mix in ordinary traffic).
@@ -24,11 +22,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from analyzer import signals as sig
 
@@ -58,6 +57,8 @@ class ScoringConfig:
     engaged_min_requests: int = 2
     link_overlap: float = 0.5
     link_min_shared: int = 3
+    link_jaccard: float = 0.3
+    generalist_clusters: int = 40
     member_share: float = 0.25
     member_min_requests: int = 2
     focus_prior: float = 3.0
@@ -65,6 +66,7 @@ class ScoringConfig:
     min_candidate_accounts: int = 2
     min_single_account_requests: int = 100
     sync_bucket_minutes: int = 15
+    sync_full_ratio: float = 4.0
     flag_threshold: float = 0.5
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
@@ -110,32 +112,51 @@ class _UnionFind:
 
 
 def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig) -> list[list[int]]:
-    """Connected groups of clusters that share engaged accounts.
+    """Connected groups of clusters worked on by the same pool of accounts.
 
     ``account_cluster`` has columns ``account_id, cluster_id, n`` (requests of the account in the cluster).
+    Two clusters are linked when either
+
+    - their *engaged* accounts (``engaged_share`` of their own traffic there) overlap by ``link_overlap``
+      of the smaller set, or
+    - their account sets have Jaccard similarity of at least ``link_jaccard`` with ``link_min_shared``
+      accounts in common: one pool spreading its load over many template variants touches each of them
+      lightly, but the pool is the same. Generalist accounts (more than ``generalist_clusters`` clusters:
+      power users, routers) do not count here, so they cannot chain unrelated topics together.
+
     Returns groups sorted by their smallest cluster id.
     """
     ac = account_cluster[account_cluster["cluster_id"] >= 0].copy()
     clusters = sorted(ac["cluster_id"].unique().tolist())
     uf = _UnionFind(clusters)
+    if not clusters:
+        return []
     ac["share"] = ac["n"] / account_total.reindex(ac["account_id"]).to_numpy()
     engaged = ac[(ac["share"] >= config.engaged_share) & (ac["n"] >= config.engaged_min_requests)]
-    size = engaged.groupby("cluster_id").size().to_dict()
-    shared: dict[tuple[int, int], int] = defaultdict(int)
-    for _, cl in engaged.groupby("account_id")["cluster_id"]:
-        ids = sorted(cl.tolist())
-        if len(ids) < 2:
-            continue
-        for i in range(len(ids)):
-            for j in range(i + 1, len(ids)):
-                shared[(ids[i], ids[j])] += 1
-    for (a, b), n in shared.items():
-        if n >= config.link_min_shared and n / min(size[a], size[b]) >= config.link_overlap:
-            uf.union(a, b)
+    _link_pairs(engaged, uf, lambda n, a, b: n >= config.link_min_shared and n / min(a, b) >= config.link_overlap)
+    breadth = ac.groupby("account_id")["cluster_id"].size()
+    specialists = ac[ac["account_id"].map(breadth) <= config.generalist_clusters]
+    _link_pairs(specialists, uf,
+                lambda n, a, b: n >= config.link_min_shared and n / (a + b - n) >= config.link_jaccard)
     groups: dict[int, list[int]] = defaultdict(list)
     for c in clusters:
         groups[uf.find(c)].append(c)
     return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+
+
+def _link_pairs(pairs: pd.DataFrame, uf: _UnionFind, accept) -> None:
+    """Union clusters whose account sets (rows ``account_id, cluster_id``) pass ``accept(shared, |A|, |B|)``."""
+    if pairs.empty:
+        return
+    acc_codes, _ = pd.factorize(pairs["account_id"])
+    cl_codes, cl_uniques = pd.factorize(pairs["cluster_id"])
+    m = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (acc_codes, cl_codes)))
+    m.data[:] = 1.0
+    co = (m.T @ m).tocoo()
+    size = np.asarray(m.sum(axis=0)).ravel()
+    for i, j, n in zip(co.row, co.col, co.data, strict=True):
+        if i < j and accept(float(n), float(size[i]), float(size[j])):
+            uf.union(int(cl_uniques[i]), int(cl_uniques[j]))
 
 
 def campaign_id(accounts: list[str], clusters: list[int]) -> str:
@@ -166,7 +187,7 @@ def find_campaigns(
     requests: pd.DataFrame,
     clusters: Mapping[int, ClusterInfo],
     config: ScoringConfig | None = None,
-    prompt_texts: Mapping[str, str] | None = None,
+    texts_for: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
 ) -> CampaignResult:
     """Group, score and explain campaigns.
 
@@ -176,12 +197,14 @@ def find_campaigns(
         One row per request: ``account_id, ts (datetime64 UTC), prompt_hash, cluster_id`` (-1 = noise) and
         the optional identifier columns ``model, ip, user_agent, api_key_id, org_id, payment_id,
         system_prompt``.
+        ``cluster_id`` is the cluster a request's prompt is attributed to. Optional ``intent`` and
+        ``intent_similarity`` (per prompt) give the training-value signal per request.
     clusters : mapping of cluster id to :class:`ClusterInfo`
     config : ScoringConfig
-    prompt_texts : mapping of prompt hash to text, for example prompts in the output.
+    texts_for : function from prompt hashes to their texts (templates and example prompts).
     """
     config = config or ScoringConfig()
-    prompt_texts = prompt_texts or {}
+    texts_for = texts_for or (lambda hashes: {})
     req = requests.copy()
     req["t"] = (req["ts"].astype("datetime64[us, UTC]").astype("int64") // 1_000_000).astype(np.int64)
     for col in ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt"):
@@ -248,16 +271,24 @@ def find_campaigns(
         cw = mreq.groupby("cluster_id").size()
         infos = [clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
         w = cw.to_numpy(dtype=np.float64)
-        values["templating"] = float(
-            np.average([sig.templating(i.template_coverage, i.n_fixed_words) for i in infos], weights=w)
-        )
-        values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
+        # Templating of each unit (a template family has one scaffold; a topic cluster rarely does),
+        # weighted by the members' requests in it.
+        unit_templating = [sig.templating(i.template_coverage, i.n_fixed_words) for i in infos]
+        values["templating"] = float(np.average(unit_templating, weights=w))
+        if "intent_similarity" in mreq:
+            tv = mreq["intent_similarity"].fillna(0.0).map(sig.training_value_from_similarity)
+            values["training_value"] = float(tv.mean())
+            kinds = tv.groupby(mreq["intent"].fillna("")).sum()
+            kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
+        else:
+            values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
+            kind_name = max(infos, key=lambda i: cw.get(i.cluster_id, 0)).intent
         active = mreq.groupby("account_id").size()
         if (active >= 3).sum() >= 3:
             sim = sig.activity_similarity(
                 mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes
             )
-            values["sync"] = sig.sync(sim, null_similarity)
+            values["sync"] = sig.sync(sim, null_similarity, config.sync_full_ratio)
         else:
             sim, values["sync"] = None, None
         values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
@@ -277,15 +308,16 @@ def find_campaigns(
         score = score_signals(values, config.weights)
         cid = campaign_id(members, group)
         top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
-        kind = top_info.intent if values["training_value"] and values["training_value"] >= 0.3 else ""
+        kind = kind_name if values["training_value"] >= 0.3 else ""
         label = top_info.label or ", ".join(top_info.keywords[:4])
-        examples = _examples(mreq, prompt_texts, n=5)
+        examples = _examples(mreq, texts_for, n=5)
+        template_text, coverage = top_info.template, top_info.template_coverage
         evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared_vals_all,
-                             infra_accounts, top_info, kind, pmodel, sim, null_similarity, config)
+                             infra_accounts, template_text, coverage, kind, pmodel, sim, null_similarity, config)
         keywords = list(dict.fromkeys(k for i in infos for k in i.keywords))[:10]
         campaign_rows.append({
             "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
-            "label": label, "kind": kind, "keywords": keywords, "template": top_info.template,
+            "label": label, "kind": kind, "keywords": keywords, "template": template_text,
             "n_accounts": n_members, "n_requests": int(len(mreq)),
             "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
             "clusters": [int(c) for c in group],
@@ -343,18 +375,24 @@ def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, n: int =
     return sig.activity_similarity(sub["acode"].to_numpy(), sub["t"].to_numpy(), config.sync_bucket_minutes)
 
 
-def _examples(mreq: pd.DataFrame, prompt_texts: Mapping[str, str], n: int) -> list[str]:
-    hashes = mreq["prompt_hash"].value_counts()
-    # Spread the examples over the group: most frequent first, then evenly through the rest.
-    ordered = hashes.index.tolist()
+def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
+    """Up to ``n`` distinct prompts of the group: the most frequent first, then evenly through the rest."""
+    counts = mreq["prompt_hash"].value_counts()
+    ordered = sorted(counts.index, key=lambda h: (-counts[h], h))
     if len(ordered) > n:
         step = len(ordered) / n
         ordered = [ordered[int(i * step)] for i in range(n)]
-    return [prompt_texts[h] for h in ordered if h in prompt_texts][:n]
+    return ordered
+
+
+def _examples(mreq: pd.DataFrame, texts_for, n: int) -> list[str]:
+    hashes = _sample_hashes(mreq, n)
+    texts = texts_for(hashes)
+    return [texts[h] for h in hashes if h in texts]
 
 
 def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts,
-              top_info: ClusterInfo, kind, pivot_model, sim, null_sim, config: ScoringConfig) -> list[str]:
+              template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig) -> list[str]:
     ev = [f"{n_members} accounts sent {n_requests:,} requests ({n_unique:,} distinct prompts)."]
     if n_members >= 2:
         ev.append(
@@ -370,14 +408,14 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
             f"Low task diversity: {n_unique:,} distinct prompts for {n_requests:,} requests "
             "(one prompt repeated: looks like a viral or scripted repeat, not a harvest of tasks)."
         )
-    if values["templating"] >= 0.3 and top_info.template:
-        ev.append(f"Templated: {_fmt_pct(top_info.template_coverage)} of the main cluster's prompts share the scaffold "
-                  f"\u201c{top_info.template[:160]}\u201d.")
+    if values["templating"] >= 0.3 and template_text:
+        ev.append(f"Templated: {_fmt_pct(coverage)} of the main unit's prompts share the scaffold "
+                  f"\u201c{template_text[:160]}\u201d.")
     if values["training_value"] >= 0.3 and kind:
         ev.append(f"Training value {values['training_value']:.2f}: the prompts read as {kind}.")
     if values.get("sync") is not None and values["sync"] >= 0.2:
         ev.append(f"Synchronized: accounts are active in the same {config.sync_bucket_minutes}-minute windows "
-                  f"(similarity {sim:.2f} vs {null_sim:.2f} for random accounts).")
+                  f"(activity similarity {sim:.3f} vs {null_sim:.3f} for random accounts).")
     if values.get("regularity") is not None and values["regularity"] >= 0.5:
         ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
     if infra_accounts:

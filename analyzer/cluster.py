@@ -5,6 +5,12 @@ instead: mutual-reachability weights on the kNN edges, a minimum spanning tree, 
 tree and cluster selection (``fast_hdbscan`` with a precomputed sparse graph). Memory and time grow with
 ``n * k``. Points that belong to no dense region stay noise (label ``-1``).
 
+Semantic clusters group prompts by topic. A campaign's wrapper can be a small part of each prompt while the
+task text inside varies (algebra, geometry, tables...), so its prompts scatter over the topics of their tasks.
+A second, literal view catches that: **template families**, prompts that open or close with the same
+``edge_words`` words (numbers normalised; see :func:`template_families`). Families of at least ``min_family_size`` unique prompts are the
+unit that campaign signals use for their prompts; other prompts use their semantic cluster.
+
 The smallest cluster that can be found has ``min_cluster_size`` unique prompts. On top of that, an exact
 prompt repeated in at least ``min_cluster_size`` requests becomes a cluster of its own ("repeat cluster"),
 so that a prompt pasted by hundreds of accounts is visible even though it is one point in prompt space.
@@ -12,9 +18,12 @@ so that a prompt pasted by hundreds of accounts is visible even though it is one
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 
@@ -30,6 +39,10 @@ class ClusterParams:
         Fewest unique prompts in a cluster (the granularity: smaller groups stay noise).
     min_samples : int
         Neighbours that define a point's core distance (higher = more conservative, more noise).
+    attach_similarity : float
+        A noise prompt whose nearest clustered neighbour is at least this similar (cosine) is *attributed* to
+        that cluster when campaign signals are computed (``assigned_cluster``); it stays noise in the
+        clustering itself.
     selection : str
         ``"leaf"`` keeps the finest dense clusters (campaign templates are small dense blobs inside a large
         diffuse background, where ``"eom"`` tends to return a few giant clusters); ``"eom"`` is HDBSCAN's
@@ -40,6 +53,9 @@ class ClusterParams:
     min_cluster_size: int = 8
     min_samples: int = 5
     selection: str = "leaf"
+    attach_similarity: float = 0.6
+    edge_words: int = 6
+    min_family_size: int = 8
 
 
 def knn_to_distance_graph(nbrs: np.ndarray, sims: np.ndarray) -> sp.csr_matrix:
@@ -92,6 +108,69 @@ def add_repeat_clusters(labels: np.ndarray, request_counts: np.ndarray, min_requ
         labels[i] = next_id
         next_id += 1
     return labels
+
+
+def attach_noise(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min_similarity: float) -> np.ndarray:
+    """Labels where each noise point takes the cluster of its nearest clustered neighbour within reach.
+
+    Neighbours are scanned in order of similarity; a noise point with no clustered neighbour at
+    ``min_similarity`` or closer stays ``-1``. Clustered points keep their label.
+    """
+    out = labels.copy()
+    noise = np.flatnonzero(labels < 0)
+    if len(noise) == 0 or nbrs.shape[1] == 0:
+        return out
+    nb = nbrs[noise]
+    nb_labels = np.where(nb >= 0, labels[np.clip(nb, 0, None)], -1)
+    ok = (nb_labels >= 0) & (sims[noise] >= min_similarity)
+    has = ok.any(axis=1)
+    first = ok.argmax(axis=1)
+    out[noise[has]] = nb_labels[has, first[has]]
+    return out
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _edge_keys(text: str, edge_words: int) -> tuple[str | None, str | None]:
+    head = _WORD.findall(text[: 40 * edge_words].lower())
+    tail = _WORD.findall(text[-40 * edge_words :].lower())
+    n_words = len(_WORD.findall(text.lower())) if len(text) < 80 * edge_words else 10**6
+    if n_words < 2 * edge_words + 2 or len(head) < edge_words or len(tail) < edge_words:
+        return None, None
+    norm = [re.sub(r"\d+", "0", w) for w in head[:edge_words]]
+    norm_t = [re.sub(r"\d+", "0", w) for w in tail[-edge_words:]]
+    return "^" + " ".join(norm), " ".join(norm_t) + "$"
+
+
+def template_families(texts: Sequence[str], edge_words: int = 6, min_size: int = 8) -> np.ndarray:
+    """Label prompts that share their first (else last) ``edge_words`` words with ``min_size``-1 others.
+
+    A prompt joins the family of its opening when that opening is frequent, otherwise the family of its
+    closing. Families are not chained through one another, so a generic closing ("Answer in JSON.") cannot
+    glue unrelated wrappers together. Returns ``-1`` for prompts in no family; families are numbered by
+    decreasing size.
+    """
+    n = len(texts)
+    heads: list[str | None] = [None] * n
+    tails: list[str | None] = [None] * n
+    for i, text in enumerate(texts):
+        heads[i], tails[i] = _edge_keys(text, edge_words)
+    head_s = pd.Series(heads, dtype=object)
+    tail_s = pd.Series(tails, dtype=object)
+    head_ok = head_s.map(head_s.value_counts()).fillna(0).to_numpy() >= min_size
+    tail_ok = tail_s.map(tail_s.value_counts()).fillna(0).to_numpy() >= min_size
+    key = np.where(head_ok, head_s.to_numpy(), np.where(tail_ok, tail_s.to_numpy(), None))
+    labels = np.full(n, -1, dtype=np.int64)
+    has = key != None  # noqa: E711 - elementwise comparison on an object array
+    if not has.any():
+        return labels
+    codes, _ = pd.factorize(pd.Series(key[has]))
+    labels[has] = codes
+    # A closing shared by min_size prompts may keep fewer once some of them took their opening's family.
+    sizes = np.bincount(labels[has])
+    labels[has] = np.where(sizes[labels[has]] >= min_size, labels[has], -1)
+    return relabel_by_size(labels)
 
 
 def cluster_tightness(labels: np.ndarray, vectors: np.ndarray) -> dict[int, float]:

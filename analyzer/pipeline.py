@@ -7,6 +7,7 @@ has, embedding skips prompts that already have a vector, and the later stages re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -91,47 +92,60 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
            strict: bool = False, progress: bool = True) -> dict[str, int]:
     """Read logs into the workspace; returns ``{"read", "accepted", "rejected", "duplicates"}`` for this run.
 
-    Rejected rows go to the ``rejected`` table and to ``quarantine/rejected-<run_id>.jsonl``.
+    ``accepted + rejected + duplicates == read``. Rejected rows go to the ``rejected`` table and to
+    ``quarantine/rejected-<run_id>.jsonl`` (one JSON object per bad row read in this run: source, line, field,
+    reason, raw; written under a temporary name and renamed when the ingest finishes). Each batch of requests,
+    rejected rows and counters is committed in one transaction, so a killed run can simply be run again.
     """
     totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
-    per_source: dict[str, dict[str, int]] = {}
-    qpath = os.path.join(ws.path, "quarantine", f"rejected-{run_id}.jsonl")
+    qpath = quarantine_path(ws, run_id)
     os.makedirs(os.path.dirname(qpath), exist_ok=True)
-    with open(qpath, "a", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
-        for batch in read_logs(paths, column_map=column_map, strict=strict):
-            accepted, dup = ws.add_requests(batch.requests, run_id)
-            rejected, rej_dup = ws.add_rejected(batch.rejected, run_id)
-            for r in batch.rejected:
-                qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
-                                      "raw": r.raw}, ensure_ascii=False) + "\n")
+    tmp = f"{qpath}.tmp-{os.getpid()}"
+    n_bad = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
+            for batch in read_logs(paths, column_map=column_map, strict=strict):
+                for r in batch.rejected:
+                    qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
+                                          "raw": r.raw}, ensure_ascii=False) + "\n")
+                n_bad += len(batch.rejected)
+                counts = ws.add_ingest_batch(batch.requests, batch.rejected, batch.n_read, batch.source, run_id)
+                for key, val in counts.items():
+                    totals[key] += val
+                bar.update(batch.n_read)
             qfh.flush()
-            src = batch.requests["source"].iloc[0] if len(batch.requests) else (
-                batch.rejected[0].source if batch.rejected else "")
-            s = per_source.setdefault(src, {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0})
-            for key, val in (("read", batch.n_read), ("accepted", accepted), ("rejected", rejected),
-                             ("duplicates", dup + rej_dup)):
-                s[key] += val
-                totals[key] += val
-            ws.db.execute("DELETE FROM ingest_log WHERE run_id = ? AND source = ?", [run_id, src])
-            ws.db.execute("INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?)",
-                          [run_id, src, s["read"], s["accepted"], s["rejected"], s["duplicates"]])
-            bar.update(batch.n_read)
-    if totals["rejected"] == 0 and os.path.getsize(qpath) == 0:
-        os.remove(qpath)
+            os.fsync(qfh.fileno())
+        if n_bad:
+            os.replace(tmp, qpath)
+        else:
+            os.remove(tmp)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
     return totals
+
+
+def quarantine_path(ws: Workspace, run_id: int) -> str:
+    """``quarantine/rejected-<run_id>.jsonl`` in the workspace (exists only if the run rejected rows)."""
+    return os.path.join(ws.path, "quarantine", f"rejected-{run_id}.jsonl")
 
 
 # --- embed ------------------------------------------------------------------------------------------------------
 def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
-    """Embed every unique prompt that has no vector yet for the chosen model; returns counts."""
+    """Embed every unique prompt that has no vector yet for the chosen model; returns counts.
+
+    Vectors are saved in shards of ``options.embed_chunk`` prompts; a killed run keeps every finished shard.
+    """
     embedder = make_embedder(options.model, options.max_seq_length, options.batch_size)
     key = embedder.key
+    ws.verify_embeddings(key)
     pending = ws.pending_prompts(key)
     n = len(pending)
     if n:
         with _bar(n, "embed", " prompts", options.progress) as bar:
-            for start in range(0, n, options.embed_chunk):
-                chunk = pending.iloc[start : start + options.embed_chunk]
+            for start in range(0, n, max(1, options.embed_chunk)):
+                chunk = pending.iloc[start : start + max(1, options.embed_chunk)]
                 vecs = embedder.encode(chunk["text"].tolist(), progress=bar.update)
                 ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
     total = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
@@ -168,17 +182,47 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
     strengths = np.where((strengths == 0) & (labels >= 0), 1.0, strengths)
 
+    attached = cluster_mod.attach_noise(labels, nbrs, sims, options.cluster.attach_similarity)
+    del nbrs, sims
     texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
-    rows = label_clusters(hashes, labels, vectors, req_counts, texts, options)
-    pc = pd.DataFrame({"prompt_hash": hashes, "cluster_id": labels.astype(np.int32), "probability": strengths})
-    ws.replace_tables({"prompt_clusters": pc, "clusters": rows})
-    return {"prompts": n, "clusters": int(labels.max() + 1) if n else 0, "noise": int((labels < 0).sum())}
+    hash_texts = texts.reindex(hashes).fillna("").tolist()
+    families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
+    offset = int(labels.max()) + 1 if n else 0
+    family_ids = np.where(families >= 0, families + offset, -1)
+    # The unit a prompt's requests count towards in campaign signals: its template family, else its
+    # (possibly attributed) topic cluster.
+    assigned = np.where(family_ids >= 0, family_ids, attached)
 
-
-def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, options: RunOptions) -> pd.DataFrame:
-    """One row per cluster: keywords, template, exemplars, label and content signals."""
-    rng = np.random.default_rng(options.seed)
     names, ivecs = intent_vectors(options)
+    intent_sims = vectors @ ivecs.T
+    intent_idx = intent_sims.argmax(axis=1)
+    intent_sim = intent_sims[np.arange(n), intent_idx]
+    del intent_sims
+    intents = np.asarray(names, dtype=object)[intent_idx]
+
+    rows = pd.concat([
+        label_clusters(hashes, labels, vectors, req_counts, texts, intents, intent_sim, options, kind="topic"),
+        label_clusters(hashes, family_ids, vectors, req_counts, texts, intents, intent_sim, options, kind="template"),
+    ], ignore_index=True)
+    pc = pd.DataFrame({
+        "prompt_hash": hashes, "cluster_id": labels.astype(np.int32), "probability": strengths,
+        "assigned_cluster": assigned.astype(np.int32), "intent": intents,
+        "intent_similarity": intent_sim.astype(np.float64),
+    })
+    ws.replace_tables({"prompt_clusters": pc, "clusters": rows})
+    return {"prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
+            "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
+            "template_families": int(families.max() + 1) if n else 0,
+            "prompts_in_families": int((families >= 0).sum())}
+
+
+def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,
+                   intent_sim: np.ndarray, options: RunOptions, kind: str = "topic") -> pd.DataFrame:
+    """One row per cluster of ``labels``: keywords, template, exemplars, label and content signals.
+
+    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families.
+    """
+    rng = np.random.default_rng(options.seed)
     tight = cluster_mod.cluster_tightness(labels, vectors)
     cluster_ids = [int(c) for c in np.unique(labels) if c >= 0]
     members = {c: np.flatnonzero(labels == c) for c in cluster_ids}
@@ -195,12 +239,11 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, option
         idx = sample[c]
         ctexts = [texts[hashes[i]] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
-        intent_sims = (vectors[idx] @ ivecs.T).mean(axis=0)
-        best = int(np.argmax(intent_sims))
-        tv = sig.training_value_from_similarity(float(intent_sims[best]))
+        tv = float(np.mean([sig.training_value_from_similarity(float(x)) for x in intent_sim[idx]]))
         kw = keywords.get(c, [])
         out.append({
             "cluster_id": c,
+            "kind": kind,
             "n_prompts": int(len(members[c])),
             "n_requests": int(req_counts[members[c]].sum()),
             "n_accounts": 0,
@@ -214,12 +257,12 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, option
                 "n_fixed_words": template.n_fixed_words,
                 "slot_entropy": round(template.slot_entropy, 4),
                 "training_value": round(tv, 4),
-                "intent": names[best],
-                "intent_similarity": round(float(intent_sims[best]), 4),
+                "intent": str(pd.Series(intents[idx]).mode().iloc[0]),
+                "intent_similarity": round(float(intent_sim[idx].mean()), 4),
                 "tightness": round(tight.get(c, 0.0), 4),
             }),
         })
-    return pd.DataFrame(out, columns=["cluster_id", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
+    return pd.DataFrame(out, columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
                                       "template", "exemplars", "campaign_id", "signals"])
 
 
@@ -243,7 +286,8 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends."""
     req = ws.db.execute(
         """
-        SELECT r.account_id, r.ts, r.prompt_hash, coalesce(pc.cluster_id, -1) AS cluster_id, r.model, r.ip,
+        SELECT r.account_id, r.ts, r.prompt_hash, coalesce(pc.assigned_cluster, -1) AS cluster_id,
+               pc.intent, pc.intent_similarity, r.model, r.ip,
                r.user_agent, r.api_key_id, r.org_id, r.payment_id,
                CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
                     ELSE md5(r.system_prompt) END AS system_prompt
@@ -253,7 +297,7 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     if req.empty:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
     infos = load_cluster_infos(ws)
-    result = find_campaigns(req, infos, options.scoring, _ExamplePrompts(ws))
+    result = find_campaigns(req, infos, options.scoring, lambda hashes: prompt_texts(ws, hashes))
     clusters = ws.table("clusters")
     n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
     clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
@@ -270,22 +314,13 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
             "accounts": int(len(acc))}
 
 
-class _ExamplePrompts:
-    """Lazy prompt lookup for campaign examples (only a few prompts per campaign are needed)."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-
-    def __contains__(self, key: str) -> bool:
-        return self[key] is not None
-
-    def __getitem__(self, key: str):
-        rows = self.ws.db.execute("SELECT text FROM prompts WHERE prompt_hash = ?", [key]).fetchall()
-        return rows[0][0] if rows else None
-
-    def get(self, key, default=None):
-        v = self[key]
-        return default if v is None else v
+def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
+    """Texts of the given prompts, in one query."""
+    if not len(hashes):
+        return {}
+    rows = ws.db.execute("SELECT prompt_hash, text FROM prompts WHERE list_contains(?, prompt_hash)",
+                         [list(hashes)]).fetchall()
+    return dict(rows)
 
 
 # --- map ----------------------------------------------------------------------------------------------------------------
@@ -322,10 +357,12 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
     params = {"paths": list(paths), "options": asdict(options), "column_map": column_map, "strict": strict}
     with ws.writing():
         run_id = ws.start_run(command, params, versions())
-        stats: dict = {}
+        stats: dict = {"run_id": run_id}
         try:
             with timer.stage("ingest"):
                 stats["ingest"] = ingest(ws, paths, run_id, column_map, strict, options.progress)
+            if os.path.exists(quarantine_path(ws, run_id)):
+                stats["quarantine"] = quarantine_path(ws, run_id)
             with timer.stage("embed"):
                 stats["embed"] = embed(ws, options)
             with timer.stage("index"):

@@ -15,8 +15,8 @@ group of accounts working on a group of prompt clusters:
 ``training_value``        Does the text map onto what is valuable for training (chain-of-thought, rubric
                           grading, tool schemas, sensitive-topic rewrites, ...)? Judged by embedding
                           similarity to described intents, not keyword lists.
-``sync``                  Are the accounts active in the same time windows? Excess pairwise similarity of
-                          their activity over ``bucket_minutes`` windows against random accounts.
+``sync``                  Are the accounts active in the same time windows? Pairwise similarity of their
+                          activity over ``bucket_minutes`` windows, relative to random accounts (4x = 1).
 ``regularity``            Scripted pacing: share of accounts whose gaps between requests are regular.
 ``infrastructure``        Share of accounts holding an identifier (IP /24 subnet, user agent, API key, org,
                           payment id, system prompt) that is concentrated in this group: used by at least
@@ -140,10 +140,15 @@ def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucke
     return float((total - m) / (m * (m - 1)))
 
 
-def sync(similarity: float, null_similarity: float) -> float:
-    """Excess activity similarity over the workspace's random-account baseline, in [0, 1]."""
-    denom = max(1e-9, 1.0 - null_similarity)
-    return float(np.clip((similarity - null_similarity) / denom, 0.0, 1.0))
+def sync(similarity: float, null_similarity: float, full_ratio: float = 4.0) -> float:
+    """Co-activity relative to the workspace's random-account baseline, in [0, 1].
+
+    0 when the accounts are no more co-active than random accounts, 1 when they are ``full_ratio`` times
+    as co-active (or more).
+    """
+    if null_similarity <= 1e-9:
+        return float(np.clip(similarity * full_ratio, 0.0, 1.0))
+    return float(np.clip((similarity / null_similarity - 1.0) / (full_ratio - 1.0), 0.0, 1.0))
 
 
 def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray, min_requests: int = 5,

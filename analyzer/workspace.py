@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS rejected(run_id BIGINT, source VARCHAR, line BIGINT, 
     raw VARCHAR);
 CREATE TABLE IF NOT EXISTS ingest_log(run_id BIGINT, source VARCHAR, n_read BIGINT, n_accepted BIGINT,
     n_rejected BIGINT, n_duplicates BIGINT);
-CREATE TABLE IF NOT EXISTS prompt_clusters(prompt_hash VARCHAR, cluster_id INTEGER, probability DOUBLE);
+CREATE TABLE IF NOT EXISTS prompt_clusters(prompt_hash VARCHAR, cluster_id INTEGER, probability DOUBLE,
+    assigned_cluster INTEGER, intent VARCHAR, intent_similarity DOUBLE);
 CREATE TABLE IF NOT EXISTS clusters(cluster_id INTEGER, n_prompts INTEGER, n_requests BIGINT, n_accounts INTEGER,
     label VARCHAR, keywords VARCHAR, template VARCHAR, exemplars VARCHAR, campaign_id VARCHAR, signals VARCHAR);
 CREATE TABLE IF NOT EXISTS campaigns(campaign_id VARCHAR, rank INTEGER, score DOUBLE, flagged BOOLEAN,
@@ -52,6 +53,14 @@ CREATE TABLE IF NOT EXISTS runs(run_id BIGINT, command VARCHAR, started_at TIMES
     finished_at TIMESTAMPTZ, status VARCHAR, params VARCHAR, versions VARCHAR, stats VARCHAR);
 """
 
+# Columns added after a table was first released: applied to older workspaces when they are opened.
+MIGRATIONS = """
+ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS assigned_cluster INTEGER;
+ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS intent VARCHAR;
+ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS intent_similarity DOUBLE;
+ALTER TABLE clusters ADD COLUMN IF NOT EXISTS kind VARCHAR;
+"""
+
 RESULT_TABLES = ("prompt_clusters", "clusters", "campaigns", "campaign_accounts", "accounts")
 
 
@@ -59,8 +68,19 @@ class WorkspaceLocked(RuntimeError):
     """Another process is writing to this workspace."""
 
 
+class WorkspaceBusy(WorkspaceLocked, duckdb.IOException):
+    """Another process has the workspace database open for writing (a run in progress).
+
+    Also a ``duckdb.IOException``, which is what DuckDB raises for a database locked by another process.
+    """
+
+
 class WorkspaceMissing(FileNotFoundError):
     """The folder is not an analyzer workspace."""
+
+
+class WorkspaceCorrupt(RuntimeError):
+    """A workspace file is missing, truncated or not what it should be (never unpickled)."""
 
 
 def now_utc() -> datetime:
@@ -79,11 +99,46 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def atomic_save_npy(path: str, array: np.ndarray) -> None:
-    """Save ``array`` as ``.npy`` atomically."""
+    """Save ``array`` as ``.npy`` atomically (complete and on disk before it appears under ``path``)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npy"
-    np.save(tmp, array, allow_pickle=False)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _fsync_dir(path: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def load_npy(path: str) -> np.ndarray:
+    """Load a numeric ``.npy`` file without ever unpickling; a clear error for anything else.
+
+    Raises :class:`WorkspaceCorrupt` for a missing, truncated or non-numeric (object / pickled) array.
+    """
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise WorkspaceCorrupt(f"{path} is missing") from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise WorkspaceCorrupt(
+                f"{path} holds a Python object array (pickled data); refusing to load it: workspace files must "
+                "be plain numeric arrays. Was this workspace tampered with? Re-embed into a fresh workspace."
+            ) from None
+        raise WorkspaceCorrupt(f"{path} is not a readable .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise WorkspaceCorrupt(f"{path} is not a readable .npy array ({exc})") from None
+    if arr.dtype.kind != "f" or arr.ndim != 2:
+        raise WorkspaceCorrupt(f"{path} holds a {arr.dtype} array of shape {arr.shape}, expected a 2-D float array")
+    return arr
 
 
 class Workspace:
@@ -102,9 +157,18 @@ class Workspace:
                 )
             os.makedirs(self.path, exist_ok=True)
         self.read_only = read_only
-        self.db = duckdb.connect(db_path, read_only=read_only)
+        try:
+            self.db = duckdb.connect(db_path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise WorkspaceBusy(
+                f"workspace {self.path} is in use by {self._lock_holder()} (the database is open for writing "
+                "elsewhere); wait for that run to finish (a killed run releases it automatically)"
+            ) from exc
         if not read_only:
             self.db.execute(SCHEMA)
+            self.db.execute(MIGRATIONS)
         self._lock_fh = None
 
     def close(self) -> None:
@@ -139,6 +203,32 @@ class Workspace:
         fh.write(f"pid {os.getpid()} since {now_utc().isoformat(timespec='seconds')}")
         fh.flush()
         self._lock_fh = fh
+        self._recover()
+
+    def _lock_holder(self) -> str:
+        try:
+            with open(os.path.join(self.path, ".lock"), encoding="utf-8", errors="replace") as fh:
+                return fh.read(200).strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def _recover(self) -> None:
+        """Tidy up after a killed writer; called with the write lock held, so no other writer is alive.
+
+        Runs still marked ``running`` become ``interrupted``, and temporary files of interrupted atomic writes
+        (``*.tmp-PID``) are removed. The database itself needs nothing: DuckDB replays or discards its WAL.
+        """
+        if self.db is not None and not self.read_only:
+            self.db.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        for sub in ("embeddings", "index", "quarantine", ""):
+            top = os.path.join(self.path, sub)
+            for dirpath, _dirs, files in os.walk(top):
+                for name in files:
+                    if ".tmp-" in name:
+                        with contextlib.suppress(OSError):
+                            os.remove(os.path.join(dirpath, name))
+                if not sub:
+                    break
 
     def release(self) -> None:
         if self._lock_fh is not None:
@@ -170,22 +260,31 @@ class Workspace:
         )
 
     # --- ingest ----------------------------------------------------------------------------------------------
-    def add_requests(self, frame: pd.DataFrame, run_id: int) -> tuple[int, int]:
-        """Insert new requests and prompts; return ``(accepted, duplicates)``.
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on any error, a killed process never commits)."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
-        A ``request_id`` already in the workspace, or repeated within ``frame``, is a duplicate.
-        """
+    _REQUEST_COLS = (
+        "request_id", "account_id", "ts", "prompt_hash", "system_prompt", "model", "ip", "user_agent",
+        "api_key_id", "org_id", "payment_id", "country", "extra", "source", "line",
+    )  # fmt: skip
+
+    def _insert_requests(self, frame: pd.DataFrame, run_id: int) -> tuple[int, int]:
         if frame.empty:
             return 0, 0
-        cols = [
-            "request_id", "account_id", "ts", "prompt_hash", "system_prompt", "model", "ip", "user_agent",
-            "api_key_id", "org_id", "payment_id", "country", "extra", "source", "line",
-        ]  # fmt: skip
+        cols = list(self._REQUEST_COLS)
         batch = frame[[*cols, "prompt"]]
         db = self.db
         db.register("batch_df", batch)
         try:
-            db.execute("BEGIN")
             db.execute(
                 """
                 CREATE OR REPLACE TEMP TABLE new_rows AS
@@ -195,9 +294,7 @@ class Workspace:
                 """
             )
             accepted = int(db.execute("SELECT count(*) FROM new_rows").fetchall()[0][0])
-            db.execute(
-                f"INSERT INTO requests SELECT {', '.join(cols)}, {int(run_id)} FROM new_rows"
-            )
+            db.execute(f"INSERT INTO requests SELECT {', '.join(cols)}, {int(run_id)} FROM new_rows")
             db.execute(
                 """
                 INSERT INTO prompts
@@ -207,19 +304,11 @@ class Workspace:
                 """
             )
             db.execute("DROP TABLE new_rows")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         finally:
             db.unregister("batch_df")
         return accepted, len(batch) - accepted
 
-    def add_rejected(self, rows: list, run_id: int) -> tuple[int, int]:
-        """Record rejected rows; a row already recorded (same source, line, field) counts as a duplicate.
-
-        Returns ``(rejected, duplicates)``.
-        """
+    def _insert_rejected(self, rows: list, run_id: int) -> tuple[int, int]:
         if not rows:
             return 0, 0
         frame = pd.DataFrame(
@@ -240,12 +329,56 @@ class Workspace:
                 SELECT {int(run_id)}, source, line, field, reason, raw FROM rej_df d
                 WHERE NOT EXISTS (SELECT 1 FROM rejected r WHERE r.source = d.source AND r.line = d.line
                                   AND r.field = d.field)
+                QUALIFY row_number() OVER (PARTITION BY source, line, field) = 1
                 """
             )
             after = int(self.db.execute("SELECT count(*) FROM rejected").fetchall()[0][0])
         finally:
             self.db.unregister("rej_df")
         return after - before, len(rows) - (after - before)
+
+    def add_requests(self, frame: pd.DataFrame, run_id: int) -> tuple[int, int]:
+        """Insert new requests and prompts; return ``(accepted, duplicates)``.
+
+        A ``request_id`` already in the workspace, or repeated within ``frame``, is a duplicate.
+        """
+        if frame.empty:
+            return 0, 0
+        with self.transaction():
+            return self._insert_requests(frame, run_id)
+
+    def add_rejected(self, rows: list, run_id: int) -> tuple[int, int]:
+        """Record rejected rows; a row already recorded (same source, line, field) counts as a duplicate.
+
+        Returns ``(rejected, duplicates)``.
+        """
+        if not rows:
+            return 0, 0
+        with self.transaction():
+            return self._insert_rejected(rows, run_id)
+
+    def add_ingest_batch(self, frame: pd.DataFrame, rejected: list, n_read: int, source: str,
+                         run_id: int) -> dict[str, int]:
+        """Store one batch of ingested requests and rejected rows and count it in ``ingest_log``, atomically.
+
+        Requests, rejected rows and the counters commit together, so a run killed at any point leaves
+        counters that match the stored rows (re-reading the file later counts the rows as duplicates).
+        Returns this batch's ``{"read", "accepted", "rejected", "duplicates"}``.
+        """
+        with self.transaction() as db:
+            accepted, dup = self._insert_requests(frame, run_id)
+            n_rej, rej_dup = self._insert_rejected(rejected, run_id)
+            counts = {"read": int(n_read), "accepted": accepted, "rejected": n_rej, "duplicates": dup + rej_dup}
+            updated = db.execute(
+                """UPDATE ingest_log SET n_read = n_read + ?, n_accepted = n_accepted + ?,
+                   n_rejected = n_rejected + ?, n_duplicates = n_duplicates + ?
+                   WHERE run_id = ? AND source = ? RETURNING 1""",
+                [counts["read"], accepted, n_rej, counts["duplicates"], run_id, source],
+            ).fetchall()
+            if not updated:
+                db.execute("INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?)",
+                           [run_id, source, counts["read"], accepted, n_rej, counts["duplicates"]])
+        return counts
 
     def ingest_totals(self) -> dict[str, int]:
         row = self.db.execute(
@@ -276,8 +409,11 @@ class Workspace:
                 "SELECT coalesce(max(shard), 0) + 1 FROM embedded WHERE model_key = ?", [model_key]
             ).fetchall()[0][0]
         )
-        path = os.path.join(self.embeddings_dir(model_key), f"shard-{shard:06d}.npy")
+        # File first (atomically: a temporary name, fsync, rename), rows second: a run killed in between
+        # leaves an orphan file that the next shard with this number simply replaces.
+        path = self.shard_path(model_key, shard)
         atomic_save_npy(path, vectors.astype(np.float16))
+        _fsync_dir(os.path.dirname(path))
         frame = pd.DataFrame(
             {"prompt_hash": hashes, "model_key": model_key, "shard": shard, "row": np.arange(len(hashes))}
         )
@@ -288,8 +424,62 @@ class Workspace:
             self.db.unregister("emb_df")
         return shard
 
+    def shard_path(self, model_key: str, shard: int) -> str:
+        return os.path.join(self.embeddings_dir(model_key), f"shard-{int(shard):06d}.npy")
+
+    def _shard_rows(self, path: str) -> int | None:
+        """Rows in a complete float shard file, ``None`` if missing or partial; raises on a non-float array.
+
+        Reads only the ``.npy`` header (never unpickles) and checks the file holds all the data it announces.
+        """
+        try:
+            with open(path, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = read_header(fh)
+                offset = fh.tell()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError, SyntaxError):
+            return None
+        if dtype.hasobject or dtype.kind != "f" or len(shape) != 2:
+            raise WorkspaceCorrupt(
+                f"{path} holds a {dtype} array of shape {shape}, not a float embedding matrix; refusing to load "
+                "it (object arrays would need unpickling). Was this workspace tampered with?"
+            )
+        if os.path.getsize(path) < offset + int(np.prod(shape)) * dtype.itemsize:
+            return None
+        return int(shape[0])
+
+    def verify_embeddings(self, model_key: str) -> int:
+        """Forget vectors whose shard file is missing or incomplete, so that they are embedded again.
+
+        The pipeline writes a shard file before its database rows, so this only finds something after files
+        were removed or damaged by hand; it returns the number of prompts that will be re-embedded.
+        """
+        rows = self.db.execute(
+            """SELECT shard, max("row") + 1 AS need FROM embedded WHERE model_key = ? GROUP BY shard""", [model_key]
+        ).fetchall()
+        bad = []
+        for shard, need in rows:
+            have = self._shard_rows(self.shard_path(model_key, shard))
+            if have is None or have < need:
+                bad.append(int(shard))
+        if not bad:
+            return 0
+        n = int(self.db.execute(
+            "SELECT count(*) FROM embedded WHERE model_key = ? AND list_contains(?, shard)", [model_key, bad]
+        ).fetchall()[0][0])
+        self.db.execute("DELETE FROM embedded WHERE model_key = ? AND list_contains(?, shard)", [model_key, bad])
+        return n
+
     def load_embeddings(self, model_key: str) -> tuple[np.ndarray, np.ndarray]:
-        """All stored vectors for ``model_key``: ``(prompt_hashes, float32 matrix)`` in hash order."""
+        """All stored vectors for ``model_key``: ``(prompt_hashes, float32 matrix)`` in hash order.
+
+        Raises :class:`WorkspaceCorrupt` for a missing or damaged shard, or one that is not a float array
+        (``allow_pickle=False`` always: an object array is refused, never unpickled).
+        """
         rows = self.db.execute(
             """SELECT prompt_hash, shard, "row" FROM embedded WHERE model_key = ? ORDER BY prompt_hash""",
             [model_key],
@@ -298,9 +488,13 @@ class Workspace:
             return np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32)
         out: np.ndarray | None = None
         for shard, grp in rows.groupby("shard", sort=True):
-            arr = np.load(
-                os.path.join(self.embeddings_dir(model_key), f"shard-{int(shard):06d}.npy"), allow_pickle=False
-            )
+            arr = load_npy(self.shard_path(model_key, int(shard)))
+            need = int(grp["row"].max()) + 1
+            if arr.shape[0] < need:
+                raise WorkspaceCorrupt(
+                    f"{self.shard_path(model_key, int(shard))} has {arr.shape[0]} rows but the database expects "
+                    f"{need}; run 'analyzer embed' to re-embed the missing prompts"
+                )
             if out is None:
                 out = np.zeros((len(rows), arr.shape[1]), dtype=np.float32)
             out[grp.index.to_numpy()] = arr[grp["row"].to_numpy()].astype(np.float32)
