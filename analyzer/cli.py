@@ -70,12 +70,27 @@ def _options(model="minilm", max_seq_length=128, batch_size=64, min_cluster_size
 
 
 def _open(path: str, create: bool = False):
-    from analyzer.workspace import Workspace, WorkspaceMissing
+    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
 
     try:
         return Workspace(path, create=create)
-    except WorkspaceMissing as exc:
+    except (WorkspaceMissing, WorkspaceLocked) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _paths(logs) -> list[str]:
+    """LOGS arguments (files, folders, globs) as a list of files; a clear error for one that matches nothing."""
+    from analyzer.ingest import IngestError, expand_paths
+
+    try:
+        return expand_paths(list(logs))
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+EMBED_CHUNK = click.option("--embed-chunk", default=4096, show_default=True, type=click.IntRange(min=1),
+                           help="Prompts per embedding shard; progress is saved after each shard, so a killed "
+                                "run loses at most one shard of work.")
 
 
 def _echo_summary(ws) -> None:
@@ -110,8 +125,9 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
 @click.option("--no-map", is_flag=True, help="Skip the 2-D map layout (UMAP) used by the app.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sampling, index training, map).")
+@EMBED_CHUNK
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(logs, workspace, column_map, strict, **kw):
+def run(logs, workspace, column_map, strict, embed_chunk, **kw):
     """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
 
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
@@ -122,14 +138,19 @@ def run(logs, workspace, column_map, strict, **kw):
     from analyzer.workspace import WorkspaceLocked
 
     opts = _options(**kw)
+    opts.embed_chunk = embed_chunk
+    paths = _paths(logs)
     ws = _open(workspace, create=True)
     try:
-        stats = run_all(ws, list(logs), opts, parse_column_map(column_map) if column_map else None, strict)
+        stats = run_all(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict)
     except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
+        ws.close()
         raise click.ClickException(str(exc)) from None
     ing = stats["ingest"]
     click.echo(f"ingest: read {ing['read']:,}, accepted {ing['accepted']:,}, rejected {ing['rejected']:,}, "
                f"duplicates {ing['duplicates']:,}")
+    if stats.get("quarantine"):
+        click.echo(f"rejected rows (with reasons): {stats['quarantine']}")
     click.echo(f"embed: {stats['embed']['embedded_now']:,} new prompts ({stats['embed']['embedded_total']:,} in workspace)")
     click.echo(f"cluster: {stats['cluster']['clusters']:,} clusters, {stats['cluster']['noise']:,} noise prompts")
     click.echo("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stats["stages_s"].items())
@@ -147,10 +168,15 @@ def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None 
     try:
         with ws.writing():
             run_id = ws.start_run(name, params or {}, versions())
-            with timer.stage(name):
-                stats = fn(ws, run_id)
+            try:
+                with timer.stage(name):
+                    stats = fn(ws, run_id)
+            except BaseException as exc:
+                ws.finish_run(run_id, {"stages_s": timer.stages}, status=f"failed: {type(exc).__name__}")
+                raise
             ws.finish_run(run_id, {name: stats, "stages_s": timer.stages})
     except WorkspaceLocked as exc:
+        ws.close()
         raise click.ClickException(str(exc)) from None
     click.echo(f"{name}: {json.dumps(stats, default=str)} ({timer.stages[name]:.1f} s)")
     return ws
@@ -169,8 +195,9 @@ def ingest(logs, workspace, column_map, strict, quiet):
 
     cmap = parse_column_map(column_map) if column_map else None
     try:
-        _stage("ingest", lambda ws, rid: pipeline.ingest(ws, list(logs), rid, cmap, strict, not quiet),
-               workspace, RunOptions(), {"paths": list(logs), "column_map": cmap, "strict": strict}, create=True).close()
+        paths = _paths(logs)
+        _stage("ingest", lambda ws, rid: pipeline.ingest(ws, paths, rid, cmap, strict, not quiet),
+               workspace, RunOptions(), {"paths": paths, "column_map": cmap, "strict": strict}, create=True).close()
     except (IngestError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -178,12 +205,14 @@ def ingest(logs, workspace, column_map, strict, quiet):
 @main.command()
 @WORKSPACE
 @_model_options
+@EMBED_CHUNK
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def embed(workspace, quiet, **kw):
+def embed(workspace, quiet, embed_chunk, **kw):
     """Embed the unique prompts that have no vector yet (resumable: finished shards are kept)."""
     from analyzer import pipeline
 
     opts = _options(quiet=quiet, **kw)
+    opts.embed_chunk = embed_chunk
     _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model}).close()
 
 
@@ -191,7 +220,7 @@ def embed(workspace, quiet, **kw):
 @WORKSPACE
 @_model_options
 @_cluster_options
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (label sampling, index training).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def cluster(workspace, quiet, **kw):
     """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
@@ -220,7 +249,7 @@ def score(workspace, **kw):
 @WORKSPACE
 @_model_options
 @click.option("--sample", default=20_000, show_default=True, type=int, help="Prompts laid out.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sample and UMAP).")
 def map_cmd(workspace, sample, seed, **kw):
     """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
     from analyzer import pipeline
@@ -232,7 +261,8 @@ def map_cmd(workspace, sample, seed, **kw):
 
 @main.command()
 @WORKSPACE
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown"]), default="json", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown"]), default="json", show_default=True,
+              help="json: every campaign with signals and evidence; csv: one row per account; markdown: a report.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default="-", show_default=True,
               help="Output file ('-' for standard output).")
 @click.option("--redact", is_flag=True, help="Redact emails, phone and card numbers and API keys in example prompts.")
@@ -252,8 +282,47 @@ def export(workspace, fmt, out, redact):
 
 
 @main.command()
+@click.option("--quick", is_flag=True, help="The quick scenario (~12k requests; about a minute plus embedding).")
+@click.option("--preset", type=click.Choice(["sample", "quick", "standard", "scale"]), default=None,
+              help="Scenario preset (default: standard, or quick with --quick).")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Scenario seed; repeat for several (default 0).")
+@click.option("--system", "systems", multiple=True, type=click.Choice(["analyzer", "bertopic", "volume"]),
+              help="Systems to run (default: all three).")
+@click.option("--knob", "knobs", multiple=True, metavar="NAME=VALUE",
+              help="Scenario knob, e.g. --knob campaign_accounts=10 --knob template_variation=2 (JSON values).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON here.")
+@click.option("--in-process", is_flag=True, help="Run systems in this process (faster start, shared peak memory).")
+def bench(quick, preset, seeds, systems, knobs, out, in_process):
+    """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
+
+    Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
+    benchmark cannot run and says so.
+    """
+    from analyzer.bench import corpora
+    from analyzer.bench.run import SYSTEMS, run_bench, save, table
+
+    if not corpora.available():
+        raise click.ClickException(
+            f"benchmark corpora not found at {corpora.data_dir()} (set ANALYZER_SHARED_DATA); nothing is downloaded"
+        )
+    parsed = {}
+    for k in knobs:
+        name, _, value = k.partition("=")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = value
+    rows = run_bench(preset or ("quick" if quick else "standard"), seeds or (0,), systems or SYSTEMS,
+                     isolate=not in_process, knobs=parsed, log=lambda m: click.echo(m, err=True))
+    click.echo(table(rows))
+    if out:
+        save(rows, out)
+        click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
 @click.argument("workspace", type=click.Path(file_okay=False, exists=True))
-@click.option("--port", default=8501, show_default=True, type=int)
+@click.option("--port", default=8501, show_default=True, type=int, help="Port to serve the app on.")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Interface to bind; keep 127.0.0.1 unless behind an authenticating proxy (see README).")
 def app(workspace, port, address):
