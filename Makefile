@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WS ?= workspace/sample
 SAMPLE := data/sample/requests.jsonl.gz
 
-.PHONY: setup demo run app test lint bench-quick bench clean
+.PHONY: setup browser demo run app test lint bench-quick bench clean
 
 $(BIN)/analyzer: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,12 @@ app: setup  ## open the app on $(WS)
 
 demo: run app  ## quick start: set up, analyse the sample, open the app
 
-test: setup  ## run the test suite
+browser:  ## Debian's Chromium for the browser end-to-end test (skipped with a message where it cannot be installed)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "chromium not installed: the browser test will be skipped"
+
+test: setup browser  ## run the test suite
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: setup

@@ -26,6 +26,8 @@ def _model_options(f):
     f = click.option("--max-seq-length", default=128, show_default=True, type=int,
                      help="Tokens kept per prompt when embedding.")(f)
     f = click.option("--batch-size", default=64, show_default=True, type=int, help="Prompts per embedding batch.")(f)
+    f = click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
+                     help="A folder shared by several workspaces: vectors found there are reused, new ones added.")(f)
     return f
 
 
@@ -48,10 +50,10 @@ def _score_options(f):
     return f
 
 
-def _options(model="minilm", max_seq_length=128, batch_size=64, min_cluster_size=None, min_samples=None, knn=None,
+def _options(model="minilm", max_seq_length=128, batch_size=64, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
              selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
     opts = RunOptions(model=model, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
-                      make_map=not no_map, progress=not quiet)
+                      make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
     cp = opts.cluster
     opts.cluster = ClusterParams(k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
                                  min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
@@ -292,7 +294,9 @@ def export(workspace, fmt, out, redact):
               help="Scenario knob, e.g. --knob campaign_accounts=10 --knob template_variation=2 (JSON values).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON here.")
 @click.option("--in-process", is_flag=True, help="Run systems in this process (faster start, shared peak memory).")
-def bench(quick, preset, seeds, systems, knobs, out, in_process):
+@click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
+              help="Reuse prompt vectors across runs and seeds (the rows report how many were reused).")
+def bench(quick, preset, seeds, systems, knobs, out, in_process, embedding_cache):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
@@ -313,7 +317,8 @@ def bench(quick, preset, seeds, systems, knobs, out, in_process):
         except json.JSONDecodeError:
             parsed[name] = value
     rows = run_bench(preset or ("quick" if quick else "standard"), seeds or (0,), systems or SYSTEMS,
-                     isolate=not in_process, knobs=parsed, log=lambda m: click.echo(m, err=True))
+                     isolate=not in_process, knobs=parsed, embedding_cache=embedding_cache,
+                     log=lambda m: click.echo(m, err=True))
     click.echo(table(rows))
     if out:
         save(rows, out)

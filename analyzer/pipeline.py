@@ -45,6 +45,7 @@ class RunOptions:
     label_sample: int = 200
     map_sample: int = 20_000
     make_map: bool = True
+    embedding_cache: str | None = None
     seed: int = 0
     progress: bool = True
 
@@ -140,6 +141,9 @@ def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
     embedder = make_embedder(options.model, options.max_seq_length, options.batch_size)
     key = embedder.key
     ws.verify_embeddings(key)
+    reused = 0
+    if options.embedding_cache:
+        reused = import_embeddings(ws, options.embedding_cache, key)
     pending = ws.pending_prompts(key)
     n = len(pending)
     if n:
@@ -148,8 +152,49 @@ def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
                 chunk = pending.iloc[start : start + max(1, options.embed_chunk)]
                 vecs = embedder.encode(chunk["text"].tolist(), progress=bar.update)
                 ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
+    if options.embedding_cache and n:
+        export_embeddings(ws, options.embedding_cache, key)
     total = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
-    return {"model_key": key, "embedded_now": n, "embedded_total": total}
+    return {"model_key": key, "embedded_now": n, "embedded_total": total, "reused_from_cache": reused}
+
+
+def import_embeddings(ws: Workspace, cache_dir: str, key: str, chunk: int = 65536) -> int:
+    """Copy vectors of this workspace's pending prompts from an embedding cache (another workspace folder).
+
+    Lets several workspaces (benchmark seeds, daily workspaces) embed each unique prompt once, ever.
+    Returns the number of vectors copied.
+    """
+    if not os.path.exists(os.path.join(cache_dir, "analyzer.duckdb")):
+        return 0
+    cache = Workspace(cache_dir, read_only=True)
+    try:
+        hashes, vectors = cache.load_embeddings(key)
+    finally:
+        cache.close()
+    if len(hashes) == 0:
+        return 0
+    pending = set(ws.pending_prompts(key)["prompt_hash"])
+    take = np.flatnonzero([h in pending for h in hashes])
+    for start in range(0, len(take), chunk):
+        idx = take[start : start + chunk]
+        ws.add_embedding_shard(key, hashes[idx].tolist(), vectors[idx])
+    return int(len(take))
+
+
+def export_embeddings(ws: Workspace, cache_dir: str, key: str) -> int:
+    """Add this workspace's vectors that the cache lacks to the cache; returns how many were added."""
+    hashes, vectors = ws.load_embeddings(key)
+    cache = Workspace(cache_dir, create=True)
+    try:
+        with cache.writing():
+            known = set(h for (h,) in cache.db.execute(
+                "SELECT prompt_hash FROM embedded WHERE model_key = ?", [key]).fetchall())
+            take = np.flatnonzero([h not in known for h in hashes])
+            if len(take):
+                cache.add_embedding_shard(key, hashes[take].tolist(), vectors[take])
+    finally:
+        cache.close()
+    return int(len(take))
 
 
 # --- index + cluster + label ------------------------------------------------------------------------------------

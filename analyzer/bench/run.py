@@ -1,5 +1,8 @@
 """``analyzer bench``: build scenarios, run the analyzer and the baselines, score them side by side.
 
+With an embedding cache, prompts already embedded by an earlier run (another seed) are reused; the row's
+``stages`` then say how many (``embeddings_reused``) and its time covers only the new ones.
+
 Systems (same scenario, same run):
 
 - ``analyzer``: the full pipeline (:func:`analyzer.pipeline.run_all`) into a fresh workspace.
@@ -45,13 +48,14 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_analyzer(log_path: str, workdir: str, quiet: bool = True) -> SystemResult:
+def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None, quiet: bool = True) -> SystemResult:
     from analyzer.pipeline import RunOptions, run_all
     from analyzer.workspace import Workspace
 
     t0 = time.perf_counter()
     ws = Workspace(os.path.join(workdir, "ws-analyzer"), create=True)
-    stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False))
+    stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache))
+    stats["stages_s"]["embeddings_reused"] = stats["embed"]["reused_from_cache"]
     camps = ws.db.execute("SELECT campaign_id, flagged FROM campaigns").df()
     ca = ws.db.execute("SELECT campaign_id, account_id FROM campaign_accounts").df()
     acc = ws.db.execute("SELECT account_id, score FROM accounts").df()
@@ -150,7 +154,7 @@ def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: d
 
 def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = SYSTEMS,
               isolate: bool = True, workdir: str | None = None, knobs: dict | None = None,
-              log=print) -> list[dict]:
+              embedding_cache: str | None = None, log=print) -> list[dict]:
     """Run every system on every seed of ``preset``; returns one row per (system, seed)."""
     rows = []
     for seed in seeds:
@@ -168,7 +172,7 @@ def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Seque
                 if system not in systems and not (system == "analyzer" and "bertopic" in systems):
                     continue
                 if system == "analyzer":
-                    results[system] = call(run_analyzer, str(log_path), tmp)
+                    results[system] = call(run_analyzer, str(log_path), tmp, embedding_cache)
                 elif system == "bertopic":
                     results[system] = call(run_bertopic, tmp)
                 else:
