@@ -5,12 +5,11 @@ import io
 import json
 
 import pytest
+from conftest import SAMPLE_TRUTH
 
 from analyzer.bench import metrics
 from analyzer.export import export
 from analyzer.workspace import Workspace
-
-from conftest import SAMPLE_TRUTH
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +86,9 @@ def test_markdown_report_lists_flagged_campaigns(ws):
 
 
 def test_rerun_with_same_logs_embeds_nothing_and_keeps_counts(sample_workspace_copy):
-    from analyzer.pipeline import RunOptions, run_all
-
     from conftest import SAMPLE_LOG
+
+    from analyzer.pipeline import RunOptions, run_all
 
     w = Workspace(str(sample_workspace_copy))
     before = w.db.execute("SELECT count(*) FROM requests").fetchall()[0][0]
