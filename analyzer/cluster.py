@@ -86,17 +86,26 @@ def cluster_knn_graph(nbrs: np.ndarray, sims: np.ndarray, params: ClusterParams)
     return relabel_by_size(np.asarray(labels, dtype=np.int64)), np.asarray(strengths, dtype=np.float64)
 
 
+def members_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Indices of the points of each non-negative label, in one pass (no per-cluster scans)."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, 0)
+    ids, first = np.unique(sorted_labels[starts:], return_index=True)
+    bounds = list(first + starts) + [len(labels)]
+    return {int(c): order[bounds[i] : bounds[i + 1]] for i, c in enumerate(ids)}
+
+
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     """Renumber clusters 0..m-1 by decreasing size (ties by first point), keeping -1 for noise.
 
     Makes cluster ids deterministic for a given partition.
     """
     out = np.full_like(labels, -1)
-    ids = [c for c in np.unique(labels) if c >= 0]
-    first = {c: int(np.argmax(labels == c)) for c in ids}
-    sizes = {c: int((labels == c).sum()) for c in ids}
-    for new, c in enumerate(sorted(ids, key=lambda c: (-sizes[c], first[c]))):
-        out[labels == c] = new
+    groups = members_by_label(labels)
+    ranked = sorted(groups, key=lambda c: (-len(groups[c]), int(groups[c].min())))
+    for new, c in enumerate(ranked):
+        out[groups[c]] = new
     return out
 
 
@@ -176,11 +185,9 @@ def template_families(texts: Sequence[str], edge_words: int = 6, min_size: int =
 def cluster_tightness(labels: np.ndarray, vectors: np.ndarray) -> dict[int, float]:
     """Mean cosine similarity of each cluster's prompts to their centroid."""
     out: dict[int, float] = {}
-    for c in np.unique(labels):
-        if c < 0:
-            continue
-        v = vectors[labels == c]
+    for c, idx in members_by_label(labels).items():
+        v = vectors[idx]
         centroid = v.mean(axis=0)
         norm = np.linalg.norm(centroid)
-        out[int(c)] = float((v @ (centroid / norm)).mean()) if norm > 0 else 0.0
+        out[c] = float((v @ (centroid / norm)).mean()) if norm > 0 else 0.0
     return out

@@ -42,7 +42,8 @@ class RunOptions:
     embed_chunk: int = 4096
     cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    label_sample: int = 200
+    label_sample: int = 100
+    keyword_sample: int = 50
     map_sample: int = 20_000
     make_map: bool = True
     embedding_cache: str | None = None
@@ -254,7 +255,10 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
         "assigned_cluster": assigned.astype(np.int32), "intent": intents,
         "intent_similarity": intent_sim.astype(np.float64),
     })
-    ws.replace_tables({"prompt_clusters": pc, "clusters": rows})
+    # Campaigns computed from the previous clustering no longer match: clear them in the same transaction,
+    # so that a run killed before the score stage never shows new clusters beside old campaigns.
+    empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
+    ws.replace_tables({"prompt_clusters": pc, "clusters": rows, **empty})
     return {"prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
             "template_families": int(families.max() + 1) if n else 0,
@@ -270,11 +274,12 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
     rng = np.random.default_rng(options.seed)
     tight = cluster_mod.cluster_tightness(labels, vectors)
     cluster_ids = [int(c) for c in np.unique(labels) if c >= 0]
-    members = {c: np.flatnonzero(labels == c) for c in cluster_ids}
+    members = cluster_mod.members_by_label(labels)
     sample = {c: (idx if len(idx) <= options.label_sample else np.sort(rng.choice(idx, options.label_sample, replace=False)))
               for c, idx in members.items()}
     docs, doc_labels, doc_weights = [], [], []
     for c, idx in sample.items():
+        idx = idx[: options.keyword_sample]
         docs += [texts[hashes[i]] for i in idx]
         doc_labels += [c] * len(idx)
         doc_weights += [float(req_counts[i]) for i in idx]
