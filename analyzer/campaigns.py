@@ -234,7 +234,7 @@ def find_campaigns(
     cluster_of_prompt_requests = req[req["cluster_id"] >= 0]
     by_cluster = {c: g for c, g in cluster_of_prompt_requests.groupby("cluster_id")}
 
-    campaign_rows, account_rows = [], []
+    campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for group in groups:
         greq = pd.concat([by_cluster[c] for c in group])
@@ -347,6 +347,12 @@ def find_campaigns(
                 "score": round(score * (0.5 + 0.5 * min(1.0, n / total)), 4),
                 "evidence": ev,
             })
+        # Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
+        # so that near-members rank above accounts that never touched it.
+        outsiders = per_acc[~per_acc.index.isin(member_set)]
+        for acc, n in outsiders.items():
+            share = float(n / account_total[acc])
+            partial_rows.append({"account_id": acc, "campaign_id": cid, "partial": score * 0.5 * share * share})
 
     campaigns = pd.DataFrame(campaign_rows, columns=[
         "campaign_id", "score", "flagged", "label", "kind", "keywords", "template", "n_accounts",
@@ -357,7 +363,9 @@ def find_campaigns(
     campaigns.insert(1, "rank", np.arange(1, len(campaigns) + 1))
     camp_acc = pd.DataFrame(account_rows, columns=["campaign_id", "account_id", "n_requests", "share", "score", "evidence"])
     camp_acc = camp_acc[camp_acc["campaign_id"].isin(set(campaigns["campaign_id"]))]
-    accounts = _account_table(req, account_total, camp_acc, ac)
+    partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
+    partial = partial[partial["campaign_id"].isin(set(campaigns["campaign_id"]))]
+    accounts = _account_table(req, account_total, camp_acc, ac, partial)
     return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
 
 
@@ -430,7 +438,8 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
     return ev
 
 
-def _account_table(req: pd.DataFrame, account_total: pd.Series, camp_acc: pd.DataFrame, ac: pd.DataFrame) -> pd.DataFrame:
+def _account_table(req: pd.DataFrame, account_total: pd.Series, camp_acc: pd.DataFrame, ac: pd.DataFrame,
+                   partial: pd.DataFrame) -> pd.DataFrame:
     g = req.groupby("account_id")
     out = pd.DataFrame({
         "n_requests": account_total,
@@ -444,7 +453,8 @@ def _account_table(req: pd.DataFrame, account_total: pd.Series, camp_acc: pd.Dat
     best = camp_acc.sort_values(["score", "campaign_id"], ascending=[False, True]).drop_duplicates("account_id")
     best = best.set_index("account_id")
     out["campaign_id"] = best["campaign_id"].reindex(out.index)
-    out["score"] = best["score"].reindex(out.index).fillna(0.0)
+    near = partial.groupby("account_id")["partial"].max().reindex(out.index).fillna(0.0)
+    out["score"] = np.maximum(best["score"].reindex(out.index).fillna(0.0), near.round(4))
     out["signals"] = [
         {"share_in_campaign": float(s)} if pd.notna(s) else {}
         for s in best["share"].reindex(out.index)
