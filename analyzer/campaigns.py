@@ -133,11 +133,12 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
         return []
     ac["share"] = ac["n"] / account_total.reindex(ac["account_id"]).to_numpy()
     engaged = ac[(ac["share"] >= config.engaged_share) & (ac["n"] >= config.engaged_min_requests)]
-    _link_pairs(engaged, uf, lambda n, a, b: n >= config.link_min_shared and n / min(a, b) >= config.link_overlap)
+    _link_pairs(engaged, uf,
+                lambda n, a, b: (n >= config.link_min_shared) & (n / np.minimum(a, b) >= config.link_overlap))
     breadth = ac.groupby("account_id")["cluster_id"].size()
     specialists = ac[ac["account_id"].map(breadth) <= config.generalist_clusters]
     _link_pairs(specialists, uf,
-                lambda n, a, b: n >= config.link_min_shared and n / (a + b - n) >= config.link_jaccard)
+                lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard))
     groups: dict[int, list[int]] = defaultdict(list)
     for c in clusters:
         groups[uf.find(c)].append(c)
@@ -145,18 +146,21 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
 
 
 def _link_pairs(pairs: pd.DataFrame, uf: _UnionFind, accept) -> None:
-    """Union clusters whose account sets (rows ``account_id, cluster_id``) pass ``accept(shared, |A|, |B|)``."""
+    """Union clusters whose account sets (rows ``account_id, cluster_id``) pass ``accept(shared, |A|, |B|)``.
+
+    ``accept`` works on arrays: one element per pair of clusters that share at least one account.
+    """
     if pairs.empty:
         return
     acc_codes, _ = pd.factorize(pairs["account_id"])
     cl_codes, cl_uniques = pd.factorize(pairs["cluster_id"])
     m = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (acc_codes, cl_codes)))
     m.data[:] = 1.0
-    co = (m.T @ m).tocoo()
+    co = sp.triu(m.T @ m, k=1).tocoo()
     size = np.asarray(m.sum(axis=0)).ravel()
-    for i, j, n in zip(co.row, co.col, co.data, strict=True):
-        if i < j and accept(float(n), float(size[i]), float(size[j])):
-            uf.union(int(cl_uniques[i]), int(cl_uniques[j]))
+    keep = accept(co.data.astype(np.float64), size[co.row], size[co.col])
+    for i, j in zip(co.row[keep], co.col[keep], strict=True):
+        uf.union(int(cl_uniques[i]), int(cl_uniques[j]))
 
 
 def campaign_id(accounts: list[str], clusters: list[int]) -> str:

@@ -1,0 +1,106 @@
+"""Grouping, scoring and evidence on hand-made request frames (no model needed)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns, group_clusters, score_signals
+
+T0 = pd.Timestamp("2026-03-01T00:00:00Z")
+
+
+def _rows(accounts, cluster, n_per_account, prefix, start_minutes=0, step_minutes=5, subnet=None, ua="openai-python/1.0"):
+    rows = []
+    for a_i, acc in enumerate(accounts):
+        for k in range(n_per_account):
+            rows.append({
+                "account_id": acc, "ts": T0 + pd.Timedelta(minutes=start_minutes + k * step_minutes + a_i % 3),
+                "prompt_hash": f"{prefix}-{a_i}-{k}", "cluster_id": cluster, "model": "m1",
+                "ip": f"{subnet}.{a_i % 250 + 1}" if subnet else f"{10 + a_i % 200}.{a_i % 250}.{k % 250}.1",
+                "user_agent": ua, "api_key_id": f"k-{acc}", "org_id": None, "payment_id": None, "system_prompt": None,
+            })
+    return rows
+
+
+def _organic(n_accounts=200, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_accounts):
+        for k in range(int(rng.integers(3, 12))):
+            rows.append({
+                "account_id": f"org-{i}", "ts": T0 + pd.Timedelta(minutes=int(rng.integers(0, 7 * 1440))),
+                "prompt_hash": f"o-{i}-{k}", "cluster_id": int(rng.integers(-1, 30)) + 100, "model": "m1",
+                "ip": f"{rng.integers(1, 220)}.{rng.integers(0, 255)}.{rng.integers(0, 255)}.7",
+                "user_agent": "openai-python/1.0", "api_key_id": f"k-org-{i}", "org_id": None, "payment_id": None,
+                "system_prompt": None,
+            })
+    return rows
+
+
+CLUSTERS = {c: ClusterInfo(c, label=f"c{c}", template_coverage=0.1, n_fixed_words=1) for c in range(100, 131)}
+CLUSTERS.update({1: ClusterInfo(1, label="cot wrapper", template="Solve step by step {…}", template_coverage=1.0,
+                                n_fixed_words=12, training_value=0.9, intent="chain-of-thought elicitation"),
+                 2: ClusterInfo(2, label="cot wrapper b", template_coverage=1.0, n_fixed_words=12, training_value=0.9),
+                 3: ClusterInfo(3, label="batch", template_coverage=1.0, n_fixed_words=15, training_value=0.5)})
+
+
+@pytest.fixture(scope="module")
+def result():
+    pool = [f"camp-{i}" for i in range(30)]
+    rows = _organic()
+    # One pool load-balances two template variants, synchronized, behind two proxy subnets.
+    rows += _rows(pool[:15], 1, 8, "a", subnet="203.0.113") + _rows(pool[15:], 1, 8, "b", subnet="198.51.100")
+    rows += _rows(pool, 2, 4, "c", start_minutes=1)
+    # One enterprise account: a large templated batch job.
+    rows += _rows(["enterprise"], 3, 300, "batch", step_minutes=1)
+    # A viral prompt: one prompt pasted by 60 organic users.
+    for i in range(60):
+        rows.append({**_rows([f"org-{i}"], 4, 1, "viral")[0], "prompt_hash": "viral-0"})
+    req = pd.DataFrame(rows)
+    return find_campaigns(req, CLUSTERS, ScoringConfig())
+
+
+def test_pool_over_two_templates_is_one_flagged_campaign(result):
+    flagged = result.campaigns[result.campaigns["flagged"]]
+    assert len(flagged) == 1
+    camp = flagged.iloc[0]
+    assert sorted(camp["clusters"]) == [1, 2]
+    members = set(result.campaign_accounts.loc[result.campaign_accounts["campaign_id"] == camp["campaign_id"], "account_id"])
+    assert members == {f"camp-{i}" for i in range(30)}
+    assert camp["signals"]["infrastructure"] > 0.9 and camp["signals"]["focus"] > 0.7
+    assert any("Shared infrastructure" in e for e in camp["evidence"])
+
+
+def test_batch_job_and_viral_prompt_are_not_flagged(result):
+    c = result.campaigns.set_index("campaign_id")
+    batch = c[c["clusters"].map(lambda cl: cl == [3])]
+    assert len(batch) == 1 and batch.iloc[0]["score"] == 0.0 and not batch.iloc[0]["flagged"]
+    viral = c[c["clusters"].map(lambda cl: 4 in cl)]
+    assert viral.empty or (viral["score"] < 0.3).all()
+
+
+def test_account_scores_rank_members_above_everyone(result):
+    acc = result.accounts.set_index("account_id")["score"]
+    camp = acc[acc.index.str.startswith("camp-")]
+    others = acc[~acc.index.str.startswith("camp-")]
+    assert camp.min() > others.max()
+    assert ((acc >= 0) & (acc <= 1)).all()
+
+
+def test_group_clusters_ignores_generalists():
+    # 5 generalists touch all 60 clusters; they must not chain clusters together.
+    rows = [{"account_id": f"g{i}", "cluster_id": c, "n": 2} for i in range(5) for c in range(60)]
+    rows += [{"account_id": f"s{c}-{j}", "cluster_id": c, "n": 3} for c in range(60) for j in range(4)]
+    ac = pd.DataFrame(rows)
+    total = ac.groupby("account_id")["n"].sum()
+    groups = group_clusters(ac, total, ScoringConfig())
+    assert len(groups) == 60
+
+
+def test_score_gates():
+    full = {"focus": 1, "templating": 1, "training_value": 1, "sync": 1, "infrastructure": 1, "evenness": 1}
+    assert score_signals({**full, "spread": 1.0, "diversity": 1.0}, ScoringConfig().weights) == pytest.approx(1.0)
+    assert score_signals({**full, "spread": 0.0, "diversity": 1.0}, ScoringConfig().weights) == 0.0
+    assert score_signals({**full, "spread": 1.0, "diversity": 0.1}, ScoringConfig().weights) == pytest.approx(0.1)
+    # Signals that do not apply (None) are left out of the mean rather than counted as 0.
+    assert score_signals({"focus": 1.0, "pivot": None, "spread": 1.0, "diversity": 1.0}, {"focus": 1, "pivot": 5}) == 1.0
