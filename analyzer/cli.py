@@ -334,10 +334,12 @@ def app(workspace, port, address):
     """Open the Streamlit app on WORKSPACE."""
     import subprocess
 
-    app_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
-    cmd = [sys.executable, "-m", "streamlit", "run", app_py, "--server.address", address, "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--workspace", workspace]
-    raise SystemExit(subprocess.call(cmd))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "streamlit", "run", os.path.join(root, "app.py"), "--server.address", address,
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none", "--", "--workspace", os.path.abspath(workspace)]
+    click.echo(f"analyzer app on http://{address}:{port} (Ctrl-C stops it)", err=True)
+    raise SystemExit(subprocess.call(cmd, cwd=root))
 
 
 if __name__ == "__main__":  # pragma: no cover

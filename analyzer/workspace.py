@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -158,7 +159,7 @@ class Workspace:
             os.makedirs(self.path, exist_ok=True)
         self.read_only = read_only
         try:
-            self.db = duckdb.connect(db_path, read_only=read_only)
+            self.db = self._connect(db_path, read_only)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
@@ -170,6 +171,21 @@ class Workspace:
             self.db.execute(SCHEMA)
             self.db.execute(MIGRATIONS)
         self._lock_fh = None
+
+    @staticmethod
+    def _connect(db_path: str, read_only: bool, wait_s: float = 3.0):
+        """Open the database, retrying briefly while another process holds it for a moment (the app's
+        short read-only queries, or a run opening it for writing)."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(db_path, read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def close(self) -> None:
         self.db.close()

@@ -129,6 +129,18 @@ def workspace_state(ws_path: str) -> WorkspaceState:
     )
 
 
+def prompt_units(ws_path: str) -> str:
+    """SQL for ``prompt_hash -> cluster_id``, where the cluster is the unit campaigns are built from.
+
+    A prompt counts towards its template family, else its (possibly noise-attributed) topic cluster
+    (``prompt_clusters.assigned_cluster``); older workspaces without that column use the topic cluster.
+    """
+    cols = set(query(ws_path, "SELECT column_name FROM information_schema.columns "
+                              "WHERE table_name = 'prompt_clusters'")["column_name"])
+    unit = "coalesce(assigned_cluster, cluster_id)" if "assigned_cluster" in cols else "cluster_id"
+    return f"(SELECT prompt_hash, {unit} AS cluster_id FROM prompt_clusters)"
+
+
 # --- overview -----------------------------------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=32)
 def overview_counts(ws_path: str, run_key: str) -> dict[str, int]:
@@ -253,13 +265,14 @@ def campaigns_frame(ws_path: str, run_key: str) -> pd.DataFrame:
         FROM campaigns ORDER BY rank
         """,
     )
+    pcq = prompt_units(ws_path)
     models = query(
         ws_path,
-        """
+        f"""
         SELECT c.campaign_id, list(DISTINCT coalesce(r.model, '(none)') ORDER BY coalesce(r.model, '(none)'))
                AS models
         FROM requests r
-        JOIN prompt_clusters pc USING (prompt_hash)
+        JOIN {pcq} pc USING (prompt_hash)
         JOIN clusters c ON c.cluster_id = pc.cluster_id AND c.campaign_id IS NOT NULL
         JOIN campaign_accounts ca ON ca.campaign_id = c.campaign_id AND ca.account_id = r.account_id
         GROUP BY c.campaign_id
@@ -293,8 +306,8 @@ class CampaignFilters:
 def filter_campaigns(camps: pd.DataFrame, triage: pd.DataFrame, f: CampaignFilters) -> pd.DataFrame:
     """Apply :class:`CampaignFilters` and attach the triage status (``open`` when undecided)."""
     out = camps.copy()
-    status = triage.set_index("campaign_id")["status"] if len(triage) else pd.Series(dtype=str)
-    out["triage"] = out["campaign_id"].map(status).fillna("open")
+    status = dict(zip(triage["campaign_id"], triage["status"], strict=True))
+    out["triage"] = [status.get(c, "open") for c in out["campaign_id"]]
     keep = out["score"] >= f.min_score
     if f.flagged_only:
         keep &= out["flagged"].astype(bool)
@@ -330,10 +343,12 @@ def campaign_detail(ws_path: str, run_key: str, campaign_id: str) -> dict[str, A
     return r
 
 
-_CAMPAIGN_REQUESTS = """
+def _campaign_requests(pcq: str) -> str:
+    """CTE ``campaign_requests``: the members' requests in the campaign's clusters (one ``?`` parameter)."""
+    return f"""
     campaign_requests AS (
         SELECT r.* FROM requests r
-        JOIN prompt_clusters pc USING (prompt_hash)
+        JOIN {pcq} pc USING (prompt_hash)
         JOIN clusters c ON c.cluster_id = pc.cluster_id
         JOIN campaign_accounts ca ON ca.campaign_id = c.campaign_id AND ca.account_id = r.account_id
         WHERE c.campaign_id = ?)
@@ -373,6 +388,7 @@ def campaign_accounts(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFr
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_heatmap(ws_path: str, run_key: str, campaign_id: str, max_accounts: int = 60) -> pd.DataFrame:
     """Requests per (account, time bucket) for the campaign's busiest accounts; long format."""
+    pcq = prompt_units(ws_path)
     span = query(
         ws_path, "SELECT epoch(last_seen) - epoch(first_seen) FROM campaigns WHERE campaign_id = ?", [campaign_id]
     )
@@ -380,7 +396,7 @@ def campaign_heatmap(ws_path: str, run_key: str, campaign_id: str, max_accounts:
     return query(
         ws_path,
         f"""
-        WITH {_CAMPAIGN_REQUESTS},
+        WITH {_campaign_requests(pcq)},
         top AS (SELECT account_id FROM campaign_requests GROUP BY account_id
                 ORDER BY count(*) DESC, account_id LIMIT {int(max_accounts)})
         SELECT account_id, time_bucket(INTERVAL '{bucket}', ts) AS bucket, count(*) AS requests
@@ -394,12 +410,13 @@ def campaign_heatmap(ws_path: str, run_key: str, campaign_id: str, max_accounts:
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_model_mix(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
     """Requests per (time bucket, model) inside the campaign, next to the same for all other traffic."""
+    pcq = prompt_units(ws_path)
     span = query(ws_path, "SELECT epoch(max(ts)) - epoch(min(ts)) FROM requests").iloc[0, 0]
     bucket = pick_bucket(float(span or 0), max_buckets=120)
     return query(
         ws_path,
         f"""
-        WITH {_CAMPAIGN_REQUESTS},
+        WITH {_campaign_requests(pcq)},
         tagged AS (
             SELECT ts, model, 'campaign' AS scope FROM campaign_requests
             UNION ALL
@@ -415,13 +432,14 @@ def campaign_model_mix(ws_path: str, run_key: str, campaign_id: str) -> pd.DataF
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_clusters(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
     """The prompt clusters the campaign spans, with the members' requests in each."""
+    pcq = prompt_units(ws_path)
     return query(
         ws_path,
         f"""
-        WITH {_CAMPAIGN_REQUESTS},
+        WITH {_campaign_requests(pcq)},
         per AS (SELECT pc.cluster_id, count(*) AS campaign_requests, count(DISTINCT cr.account_id) AS accounts
-                FROM campaign_requests cr JOIN prompt_clusters pc USING (prompt_hash) GROUP BY pc.cluster_id)
-        SELECT c.cluster_id, c.label, c.n_prompts, c.n_requests, c.n_accounts, per.campaign_requests,
+                FROM campaign_requests cr JOIN {pcq} pc USING (prompt_hash) GROUP BY pc.cluster_id)
+        SELECT c.cluster_id, c.kind, c.label, c.n_prompts, c.n_requests, c.n_accounts, per.campaign_requests,
                per.accounts AS campaign_accounts, c.template
         FROM clusters c LEFT JOIN per USING (cluster_id)
         WHERE c.campaign_id = ? ORDER BY per.campaign_requests DESC NULLS LAST
@@ -443,6 +461,7 @@ def account_choices(ws_path: str, run_key: str, limit: int = 2000) -> list[str]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any] | None:
     """One account: summary row, campaigns, clusters, timeline per cluster, models and infrastructure."""
+    pcq = prompt_units(ws_path)
     row = query(ws_path, "SELECT * FROM accounts WHERE account_id = ?", [account_id])
     if row.empty:
         return None
@@ -462,11 +481,11 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
     campaigns["evidence"] = campaigns["evidence"].map(lambda s: [clean(e) for e in json.loads(s)] if s else [])
     clusters = query(
         ws_path,
-        """
+        f"""
         SELECT coalesce(pc.cluster_id, -1) AS cluster_id, any_value(c.label) AS label,
                any_value(c.campaign_id) AS campaign_id, count(*) AS requests,
                count(DISTINCT r.prompt_hash) AS prompts, min(r.ts) AS first_seen, max(r.ts) AS last_seen
-        FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+        FROM requests r LEFT JOIN {pcq} pc USING (prompt_hash)
         LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
         WHERE r.account_id = ? GROUP BY 1 ORDER BY requests DESC
         """,
@@ -480,7 +499,7 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
         f"""
         SELECT time_bucket(INTERVAL '{bucket}', r.ts) AS bucket, coalesce(pc.cluster_id, -1) AS cluster_id,
                count(*) AS requests
-        FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+        FROM requests r LEFT JOIN {pcq} pc USING (prompt_hash)
         WHERE r.account_id = ? GROUP BY ALL ORDER BY bucket
         """,
         [account_id],
@@ -507,9 +526,9 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
     infra["value"] = infra["value"].map(lambda s: clean(s, 150))
     recent = query(
         ws_path,
-        """
+        f"""
         SELECT r.ts, coalesce(pc.cluster_id, -1) AS cluster_id, r.model, left(p.text, 300) AS prompt
-        FROM requests r JOIN prompts p USING (prompt_hash) LEFT JOIN prompt_clusters pc USING (prompt_hash)
+        FROM requests r JOIN prompts p USING (prompt_hash) LEFT JOIN {pcq} pc USING (prompt_hash)
         WHERE r.account_id = ? ORDER BY r.ts DESC LIMIT 50
         """,
         [account_id],
@@ -523,6 +542,7 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
 @st.cache_data(show_spinner=False, max_entries=16)
 def map_points(ws_path: str, run_key: str, max_points: int = MAP_MAX_POINTS) -> pd.DataFrame:
     """The 2-D prompt map, sampled server-side to at most ``max_points`` (deterministically, by hash)."""
+    pcq = prompt_units(ws_path)
     frame = query(
         ws_path,
         f"""
@@ -533,7 +553,7 @@ def map_points(ws_path: str, run_key: str, max_points: int = MAP_MAX_POINTS) -> 
                coalesce(req.requests, 0) AS requests, coalesce(req.accounts, 0) AS accounts,
                left(p.text, 160) AS text
         FROM prompt_map m
-        LEFT JOIN prompt_clusters pc USING (prompt_hash)
+        LEFT JOIN {pcq} pc USING (prompt_hash)
         LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
         LEFT JOIN campaigns cp ON cp.campaign_id = c.campaign_id
         LEFT JOIN req USING (prompt_hash)
@@ -549,6 +569,7 @@ def prompts_and_accounts(ws_path: str, prompt_hashes: Sequence[str], limit: int 
                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For a set of prompts (a map selection, search hits): the prompts with their counts, and the accounts
     that sent them (requests among those prompts, cluster count, campaign)."""
+    pcq = prompt_units(ws_path)
     hashes = list(dict.fromkeys(prompt_hashes))[:5000]
     if not hashes:
         empty_p = pd.DataFrame(columns=["prompt_hash", "cluster_id", "requests", "accounts", "text"])
@@ -562,7 +583,7 @@ def prompts_and_accounts(ws_path: str, prompt_hashes: Sequence[str], limit: int 
             SELECT p.prompt_hash, coalesce(pc.cluster_id, -1) AS cluster_id, count(r.request_id) AS requests,
                    count(DISTINCT r.account_id) AS accounts, any_value(p.text) AS text
             FROM sel JOIN prompts p USING (prompt_hash)
-            LEFT JOIN prompt_clusters pc USING (prompt_hash)
+            LEFT JOIN {pcq} pc USING (prompt_hash)
             LEFT JOIN requests r USING (prompt_hash)
             GROUP BY ALL ORDER BY requests DESC LIMIT {int(limit)}
             """
@@ -644,16 +665,17 @@ def semantic_search(ws_path: str, run_key: str, text: str, k: int = 30) -> pd.Da
     sims, ids = search(index, vec, k=min(int(k), len(hashes)))
     keep = ids[0] >= 0
     hits = pd.DataFrame({"prompt_hash": hashes[ids[0][keep]], "similarity": sims[0][keep].astype(float)})
+    pcq = prompt_units(ws_path)
     with connect(ws_path) as con:
         con.register("hits", hits)
         out = con.execute(
-            """
+            f"""
             WITH req AS (SELECT prompt_hash, count(*) AS requests, count(DISTINCT account_id) AS accounts
                          FROM requests WHERE prompt_hash IN (SELECT prompt_hash FROM hits) GROUP BY prompt_hash)
             SELECT h.prompt_hash, h.similarity, coalesce(pc.cluster_id, -1) AS cluster_id, c.campaign_id,
                    coalesce(req.requests, 0) AS requests, coalesce(req.accounts, 0) AS accounts, p.text
             FROM hits h JOIN prompts p USING (prompt_hash)
-            LEFT JOIN prompt_clusters pc USING (prompt_hash)
+            LEFT JOIN {pcq} pc USING (prompt_hash)
             LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
             LEFT JOIN req USING (prompt_hash)
             ORDER BY h.similarity DESC
@@ -669,6 +691,7 @@ def expand_accounts(ws_path: str, account_ids: Sequence[str], limit: int = 100) 
     The clusters frame lists every cluster these accounts used (how many of them, their requests, the
     cluster's campaign); the timeline counts their requests per time bucket and cluster (top clusters only).
     """
+    pcq = prompt_units(ws_path)
     acc = pd.DataFrame({"account_id": list(dict.fromkeys(account_ids))[:5000]})
     if acc.empty:
         return (pd.DataFrame(columns=["cluster_id", "label", "campaign_id", "accounts", "requests"]),
@@ -681,7 +704,7 @@ def expand_accounts(ws_path: str, account_ids: Sequence[str], limit: int = 100) 
                    any_value(c.campaign_id) AS campaign_id, count(DISTINCT r.account_id) AS accounts,
                    count(*) AS requests
             FROM acc JOIN requests r USING (account_id)
-            LEFT JOIN prompt_clusters pc USING (prompt_hash) LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
+            LEFT JOIN {pcq} pc USING (prompt_hash) LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
             GROUP BY 1 ORDER BY accounts DESC, requests DESC LIMIT {int(limit)}
             """
         ).df()
@@ -697,7 +720,7 @@ def expand_accounts(ws_path: str, account_ids: Sequence[str], limit: int = 100) 
                         WHEN pc.cluster_id IS NULL OR pc.cluster_id < 0 THEN 'noise'
                         ELSE 'cluster ' || pc.cluster_id::VARCHAR END AS cluster,
                    count(*) AS requests
-            FROM acc JOIN requests r USING (account_id) LEFT JOIN prompt_clusters pc USING (prompt_hash)
+            FROM acc JOIN requests r USING (account_id) LEFT JOIN {pcq} pc USING (prompt_hash)
             GROUP BY ALL ORDER BY bucket
             """,
             [top],
@@ -743,25 +766,27 @@ def export_markdown(ws_path: str, campaign_id: str | None = None) -> str:
 
 
 def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
-    """The account CSV: every account, or the members of ``campaign_id``."""
+    """The account CSV (``analyzer export --format csv``): every account, or only the members of ``campaign_id``."""
+    import csv
+    import io
+
+    from analyzer.export import strip_terminal as _strip
     from analyzer.export import to_csv
 
     with _read_workspace(ws_path) as ws:
         text = to_csv(ws)
     if campaign_id is None:
         return text
-    lines = text.splitlines(keepends=True)
-    import csv
-    import io
-
     members = set(query(ws_path, "SELECT account_id FROM campaign_accounts WHERE campaign_id = ?",
                         [campaign_id])["account_id"])
-    out = [lines[0]]
-    for line in lines[1:]:
-        account = next(csv.reader(io.StringIO(line)))[0]
-        if account in members:
-            out.append(line)
-    return "".join(out)
+    # The CSV escapes cells (no terminal escapes, formula-looking cells prefixed with '); compare likewise.
+    wanted = members | {_strip(a) for a in members} | {"'" + _strip(a) for a in members}
+    rows = list(csv.reader(io.StringIO(text)))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(rows[0])
+    w.writerows(r for r in rows[1:] if r and r[0] in wanted)
+    return buf.getvalue()
 
 
 def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst: str) -> None:
