@@ -23,6 +23,9 @@ WORKSPACE = click.option(
 def _model_options(f):
     f = click.option("--model", default="minilm", show_default=True,
                      help="Embedding model: 'minilm' (packaged all-MiniLM-L6-v2), a local model folder, or a cached hub name.")(f)
+    f = click.option("--tier", default="accurate", show_default=True, type=click.Choice(["accurate", "fast"]),
+                     help="Embedding tier: 'accurate' (MiniLM, ONNX int8 where available) or 'fast' (a static "
+                          "model distilled from it once and cached; many times faster, weaker on paraphrase).")(f)
     f = click.option("--max-seq-length", default=128, show_default=True, type=int,
                      help="Tokens kept per prompt when embedding.")(f)
     f = click.option("--batch-size", default=64, show_default=True, type=int, help="Prompts per embedding batch.")(f)
@@ -50,9 +53,9 @@ def _score_options(f):
     return f
 
 
-def _options(model="minilm", max_seq_length=128, batch_size=64, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
+def _options(model="minilm", tier="accurate", max_seq_length=128, batch_size=64, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
              selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
-    opts = RunOptions(model=model, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
+    opts = RunOptions(model=model, tier=tier, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
                       make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
     cp = opts.cluster
     opts.cluster = ClusterParams(k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
@@ -209,13 +212,30 @@ def ingest(logs, workspace, column_map, strict, quiet):
 @_model_options
 @EMBED_CHUNK
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def embed(workspace, quiet, embed_chunk, **kw):
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Embed on a Ray cluster (needs the 'ray' extra: pip install 'analyzer[ray]'): 'local' starts a "
+                   "private 2-CPU Ray here, 'auto' joins the cluster this machine is part of, 'ray://HEAD:10001' "
+                   "connects with Ray Client. The workspace stays on this machine; workers receive prompt texts "
+                   "and need the analyzer package installed. --embed-chunk is then the prompts per saved shard.")
+@click.option("--ray-actors", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a cluster.")
+def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
     """Embed the unique prompts that have no vector yet (resumable: finished shards are kept)."""
     from analyzer import pipeline
 
     opts = _options(quiet=quiet, **kw)
     opts.embed_chunk = embed_chunk
-    _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model}).close()
+    if ray_address is None:
+        _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model}).close()
+        return
+    from analyzer.distributed import RayUnavailable, embed_with_ray, require_ray
+
+    try:
+        require_ray()  # before the workspace is opened: a clear message, no failed run recorded
+        _stage("embed", lambda ws, rid: embed_with_ray(ws, opts, ray_address, ray_actors, shard_rows=embed_chunk),
+               workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors}).close()
+    except (RayUnavailable, ConnectionError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -296,7 +316,9 @@ def export(workspace, fmt, out, redact):
 @click.option("--in-process", is_flag=True, help="Run systems in this process (faster start, shared peak memory).")
 @click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
               help="Reuse prompt vectors across runs and seeds (the rows report how many were reused).")
-def bench(quick, preset, seeds, systems, knobs, out, in_process, embedding_cache):
+@click.option("--tier", default="accurate", show_default=True, type=click.Choice(["accurate", "fast"]),
+              help="Embedding tier the analyzer uses (BERTopic is given the same vectors).")
+def bench(quick, preset, seeds, systems, knobs, out, in_process, embedding_cache, tier):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
@@ -317,7 +339,7 @@ def bench(quick, preset, seeds, systems, knobs, out, in_process, embedding_cache
         except json.JSONDecodeError:
             parsed[name] = value
     rows = run_bench(preset or ("quick" if quick else "standard"), seeds or (0,), systems or SYSTEMS,
-                     isolate=not in_process, knobs=parsed, embedding_cache=embedding_cache,
+                     isolate=not in_process, knobs=parsed, embedding_cache=embedding_cache, tier=tier,
                      log=lambda m: click.echo(m, err=True))
     click.echo(table(rows))
     if out:

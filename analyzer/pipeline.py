@@ -8,6 +8,7 @@ has, embedding skips prompts that already have a vector, and the later stages re
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ class RunOptions:
     """Every option of a full run; stored with the run so that any result can be traced to how it was made."""
 
     model: str = "minilm"
+    tier: str = "accurate"
     max_seq_length: int = 128
     batch_size: int = 64
     embed_chunk: int = 4096
@@ -65,6 +67,16 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "pandas": pd.__version__,
     }
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder(model: str, max_seq_length: int, batch_size: int, tier: str):
+    return make_embedder(model, max_seq_length, batch_size, tier=tier)
+
+
+def embedder_for(options: RunOptions):
+    """The embedder for ``options`` (loaded once per process and reused by every stage)."""
+    return _embedder(options.model, options.max_seq_length, options.batch_size, options.tier)
 
 
 def peak_rss_mb() -> float:
@@ -139,7 +151,7 @@ def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
 
     Vectors are saved in shards of ``options.embed_chunk`` prompts; a killed run keeps every finished shard.
     """
-    embedder = make_embedder(options.model, options.max_seq_length, options.batch_size)
+    embedder = embedder_for(options)
     key = embedder.key
     ws.verify_embeddings(key)
     reused = 0
@@ -201,7 +213,7 @@ def export_embeddings(ws: Workspace, cache_dir: str, key: str) -> int:
 # --- index + cluster + label ------------------------------------------------------------------------------------
 def build_index(ws: Workspace, options: RunOptions):
     """Build and save the FAISS index for the stored vectors; returns ``(hashes, vectors, index)``."""
-    key = make_embedder(options.model, options.max_seq_length).key
+    key = embedder_for(options).key
     hashes, vectors = ws.load_embeddings(key)
     if len(hashes) == 0:
         raise RuntimeError("no embedded prompts in the workspace: run 'analyzer ingest' and 'analyzer embed' first")
@@ -212,7 +224,7 @@ def build_index(ws: Workspace, options: RunOptions):
 
 def intent_vectors(options: RunOptions) -> tuple[list[str], np.ndarray]:
     names = list(sig.TRAINING_INTENTS)
-    emb = make_embedder(options.model, options.max_seq_length, options.batch_size)
+    emb = embedder_for(options)
     return names, emb.encode([sig.TRAINING_INTENTS[n] for n in names])
 
 
@@ -376,7 +388,7 @@ def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
 # --- map ----------------------------------------------------------------------------------------------------------------
 def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
     """2-D UMAP layout of a sample of prompts (clustered prompts first) for the app's map."""
-    key = make_embedder(options.model, options.max_seq_length).key
+    key = embedder_for(options).key
     hashes, vectors = ws.load_embeddings(key)
     if len(hashes) < 10:
         ws.replace_tables({"prompt_map": pd.DataFrame(columns=["prompt_hash", "x", "y"])})

@@ -625,11 +625,20 @@ def selection_hashes(event: Any, points: pd.DataFrame) -> list[str]:
 
 # --- search (seed and expand) -----------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
-def embedder(model: str = "minilm", max_seq_length: int = 128) -> Any:
+def embedder(model: str = "minilm", max_seq_length: int = 128, tier: str = "accurate") -> Any:
     """The query embedder (loaded once per process)."""
     from analyzer.embed import make_embedder
 
-    return make_embedder(model, max_seq_length)
+    return make_embedder(model, max_seq_length, tier=tier)
+
+
+def embedding_settings(ws_path: str) -> tuple[str, int, str]:
+    """``(model, max_seq_length, tier)`` of the workspace's latest analysis, so queries use the same vectors."""
+    rows = query(ws_path, "SELECT params FROM runs WHERE params LIKE '%\"options\"%' ORDER BY run_id DESC LIMIT 1")
+    if rows.empty:
+        return "minilm", 128, "accurate"
+    opts = json.loads(rows.iloc[0]["params"]).get("options", {})
+    return opts.get("model", "minilm"), int(opts.get("max_seq_length", 128)), opts.get("tier", "accurate")
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -654,7 +663,7 @@ def semantic_search(ws_path: str, run_key: str, text: str, k: int = 30) -> pd.Da
 
     Raises :class:`WorkspaceUnavailable` when the workspace has no index for the default model.
     """
-    emb = embedder()
+    emb = embedder(*embedding_settings(ws_path))
     found = search_index(ws_path, run_key, emb.key)
     if found is None:
         raise WorkspaceUnavailable("No search index for the default model in this workspace; run `analyzer run`.")

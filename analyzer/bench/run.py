@@ -48,13 +48,15 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None, quiet: bool = True) -> SystemResult:
+def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None, tier: str = "accurate",
+                 quiet: bool = True) -> SystemResult:
     from analyzer.pipeline import RunOptions, run_all
     from analyzer.workspace import Workspace
 
     t0 = time.perf_counter()
     ws = Workspace(os.path.join(workdir, "ws-analyzer"), create=True)
-    stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache))
+    stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache,
+                                               tier=tier))
     stats["stages_s"]["embeddings_reused"] = stats["embed"]["reused_from_cache"]
     camps = ws.db.execute("SELECT campaign_id, flagged FROM campaigns").df()
     ca = ws.db.execute("SELECT campaign_id, account_id FROM campaign_accounts").df()
@@ -68,11 +70,11 @@ def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None
 
 def _embeddings_from(workdir: str):
     """The analyzer workspace's prompts, vectors and requests (the 'same embeddings' for BERTopic)."""
-    from analyzer.embed import make_embedder
     from analyzer.workspace import Workspace
 
     ws = Workspace(os.path.join(workdir, "ws-analyzer"))
-    hashes, vectors = ws.load_embeddings(make_embedder().key)
+    key = ws.db.execute("SELECT model_key FROM embedded GROUP BY model_key ORDER BY count(*) DESC LIMIT 1").fetchall()[0][0]
+    hashes, vectors = ws.load_embeddings(key)
     texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
     req = ws.db.execute("SELECT account_id, prompt_hash FROM requests").df()
     ws.close()
@@ -154,7 +156,7 @@ def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: d
 
 def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = SYSTEMS,
               isolate: bool = True, workdir: str | None = None, knobs: dict | None = None,
-              embedding_cache: str | None = None, log=print) -> list[dict]:
+              embedding_cache: str | None = None, tier: str = "accurate", log=print) -> list[dict]:
     """Run every system on every seed of ``preset``; returns one row per (system, seed)."""
     rows = []
     for seed in seeds:
@@ -172,7 +174,7 @@ def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Seque
                 if system not in systems and not (system == "analyzer" and "bertopic" in systems):
                     continue
                 if system == "analyzer":
-                    results[system] = call(run_analyzer, str(log_path), tmp, embedding_cache)
+                    results[system] = call(run_analyzer, str(log_path), tmp, embedding_cache, tier)
                 elif system == "bertopic":
                     results[system] = call(run_bertopic, tmp)
                 else:
