@@ -231,11 +231,14 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
     from analyzer.distributed import RayUnavailable, embed_with_ray, require_ray
 
     try:
-        require_ray()  # before the workspace is opened: a clear message, no failed run recorded
+        ray = require_ray()  # before the workspace is opened: a clear message, no failed run recorded
+    except RayUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
         _stage("embed", lambda ws, rid: embed_with_ray(ws, opts, ray_address, ray_actors, shard_rows=embed_chunk),
                workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors}).close()
-    except (RayUnavailable, ConnectionError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ConnectionError, ray.exceptions.RayError) as exc:  # e.g. no cluster there, or a worker that failed
+        raise click.ClickException(f"Ray: {exc}") from None
 
 
 @main.command()
