@@ -214,7 +214,8 @@ def find_campaigns(
     for col in ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt"):
         if col not in req:
             req[col] = None
-    req["subnet"] = req["ip"].map(sig.subnet) if len(req) else []
+    ips = req["ip"].dropna().unique()
+    req["subnet"] = req["ip"].map(dict(zip(ips, map(sig.subnet, ips), strict=True)))
     account_total = req.groupby("account_id").size()
     account_codes = pd.Categorical(req["account_id"]).codes.astype(np.int64)
     req["acode"] = account_codes
@@ -233,6 +234,11 @@ def find_campaigns(
     infra_applicable = {f for f in INFRA_FIELDS if (id_pairs["field"] == f).any()}
 
     releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}))
+    # Only traffic inside a release window matters for the pivot signal: keep that slice once.
+    in_window = np.zeros(len(req), dtype=bool)
+    for t0 in releases.values():
+        in_window |= (req["t"].to_numpy() >= t0) & (req["t"].to_numpy() < t0 + sig.PIVOT_WINDOW_HOURS * 3600)
+    window_req = req.loc[in_window, ["account_id", "t", "model"]]
     null_similarity = _null_activity_similarity(req, config)
 
     cluster_of_prompt_requests = req[req["cluster_id"] >= 0]
@@ -305,7 +311,7 @@ def find_campaigns(
             hit = [(f, v) in vals for f, v in zip(mp["field"], mp["value"], strict=True)]
             infra_accounts = set(mp.loc[hit, "account_id"])
         values["infrastructure"] = (len(infra_accounts) / n_members) if (infra_applicable and n_members >= 2) else None
-        other = req[~req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
+        other = window_req[~window_req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
         pv, pmodel = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, releases)
         values["pivot"] = pv
 

@@ -210,8 +210,11 @@ def concentrated_values(
     return out
 
 
+PIVOT_WINDOW_HOURS = 48
+
+
 def pivot(group_models: pd.DataFrame, other_models: pd.DataFrame, releases: dict[str, int],
-          window_hours: int = 48, min_requests: int = 20) -> tuple[float | None, str | None]:
+          window_hours: int = PIVOT_WINDOW_HOURS, min_requests: int = 20) -> tuple[float | None, str | None]:
     """Excess share of the group's traffic on a new model within ``window_hours`` of its release.
 
     Both frames have ``ts`` (epoch seconds) and ``model``. ``releases`` maps new models to their first
