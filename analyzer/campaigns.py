@@ -241,128 +241,21 @@ def find_campaigns(
     window_req = req.loc[in_window, ["account_id", "t", "model"]]
     null_similarity = _null_activity_similarity(req, config)
 
-    cluster_of_prompt_requests = req[req["cluster_id"] >= 0]
-    by_cluster = {c: g for c, g in cluster_of_prompt_requests.groupby("cluster_id")}
-
+    ctx = _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, bool(infra_applicable),
+                   releases, window_req, null_similarity)
+    by_cluster = {c: g for c, g in req[req["cluster_id"] >= 0].groupby("cluster_id")}
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for group in groups:
-        greq = pd.concat([by_cluster[c] for c in group])
-        per_acc = greq.groupby("account_id").size()
-        share = per_acc / account_total.reindex(per_acc.index)
-        core = per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index
-        core_set = set(core)
-        if not core_set:
+        scored = _score_group(group, pd.concat([by_cluster[c] for c in group]), ctx)
+        if scored is None:
             continue
-        shared_vals = sig.concentrated_values(id_pairs, core_set, value_accounts) if len(core_set) >= 2 else []
-        extra_members = set()
-        if shared_vals:
-            flagged_vals = {(s.field, s.value) for s in shared_vals}
-            cand = per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index
-            if len(cand):
-                cp = id_pairs[id_pairs["account_id"].isin(set(cand))]
-                hits = cp[[(f, v) in flagged_vals for f, v in zip(cp["field"], cp["value"], strict=True)]]
-                extra_members = set(hits["account_id"].unique())
-        members = sorted(core_set | extra_members)
-        n_members = len(members)
-        if n_members < config.min_candidate_accounts and per_acc.reindex(members).sum() < config.min_single_account_requests:
-            continue
-        mreq = greq[greq["account_id"].isin(set(members))]
-        m_counts = mreq.groupby("account_id").size().reindex(members)
-        m_share = sig.shrunk_share(m_counts.to_numpy(), account_total.reindex(members).to_numpy(), config.focus_prior)
-
-        values: dict[str, float | None] = {}
-        values["spread"] = sig.spread(n_members, config.full_spread_accounts)
-        values["evenness"] = sig.evenness(m_counts.to_numpy()) if n_members >= 2 else None
-        values["focus"] = float(m_share.mean())
-        n_unique = int(mreq["prompt_hash"].nunique())
-        values["diversity"] = sig.diversity(n_unique, len(mreq))
-        # Cluster-level signals, weighted by the members' requests in each cluster.
-        cw = mreq.groupby("cluster_id").size()
-        infos = [clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
-        w = cw.to_numpy(dtype=np.float64)
-        # Templating of each unit (a template family has one scaffold; a topic cluster rarely does),
-        # weighted by the members' requests in it.
-        unit_templating = [sig.templating(i.template_coverage, i.n_fixed_words) for i in infos]
-        values["templating"] = float(np.average(unit_templating, weights=w))
-        if "intent_similarity" in mreq:
-            tv = mreq["intent_similarity"].fillna(0.0).map(sig.training_value_from_similarity)
-            values["training_value"] = float(tv.mean())
-            kinds = tv.groupby(mreq["intent"].fillna("")).sum()
-            kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
-        else:
-            values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
-            kind_name = max(infos, key=lambda i: cw.get(i.cluster_id, 0)).intent
-        active = mreq.groupby("account_id").size()
-        if (active >= 3).sum() >= 3:
-            sim = sig.activity_similarity(
-                mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes
-            )
-            values["sync"] = sig.sync(sim, null_similarity, config.sync_full_ratio)
-        else:
-            sim, values["sync"] = None, None
-        values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
-        infra_accounts: set[str] = set()
-        member_set = set(members)
-        shared_vals_all = sig.concentrated_values(id_pairs, member_set, value_accounts) if n_members >= 2 else []
-        if shared_vals_all:
-            vals = {(s.field, s.value) for s in shared_vals_all}
-            mp = id_pairs[id_pairs["account_id"].isin(member_set)]
-            hit = [(f, v) in vals for f, v in zip(mp["field"], mp["value"], strict=True)]
-            infra_accounts = set(mp.loc[hit, "account_id"])
-        values["infrastructure"] = (len(infra_accounts) / n_members) if (infra_applicable and n_members >= 2) else None
-        other = window_req[~window_req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
-        pv, pmodel = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, releases)
-        values["pivot"] = pv
-
-        score = score_signals(values, config.weights)
-        cid = campaign_id(members, group)
-        top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
-        kind = kind_name if values["training_value"] >= 0.3 else ""
-        label = top_info.label or ", ".join(top_info.keywords[:4])
-        examples = _examples(mreq, texts_for, n=5)
-        template_text, coverage = top_info.template, top_info.template_coverage
-        evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared_vals_all,
-                             infra_accounts, template_text, coverage, kind, pmodel, sim, null_similarity, config)
-        keywords = list(dict.fromkeys(k for i in infos for k in i.keywords))[:10]
-        campaign_rows.append({
-            "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
-            "label": label, "kind": kind, "keywords": keywords, "template": template_text,
-            "n_accounts": n_members, "n_requests": int(len(mreq)),
-            "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
-            "clusters": [int(c) for c in group],
-            "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
-            "evidence": evidence, "examples": examples,
-        })
+        row, members, partial = scored
+        campaign_rows.append(row)
+        account_rows += members
+        partial_rows += partial
         for c in group:
-            cluster_campaign[int(c)] = cid
-        # Per-account evidence.
-        infra_by_acc = defaultdict(list)
-        if shared_vals_all:
-            vals = {(s.field, s.value): s for s in shared_vals_all}
-            mp = id_pairs[id_pairs["account_id"].isin(member_set)]
-            for f, v, a in zip(mp["field"], mp["value"], mp["account_id"], strict=True):
-                s = vals.get((f, v))
-                if s is not None:
-                    infra_by_acc[a].append(f"shares {f.replace('_', ' ')} {v[:60]!r} with {s.n_group_accounts - 1} other members")
-        for acc, n in zip(members, m_counts.to_numpy(), strict=True):
-            total = int(account_total[acc])
-            ev = [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign"]
-            ev += infra_by_acc.get(acc, [])[:3]
-            if acc in extra_members:
-                ev.append("joined through shared infrastructure despite mixing in other traffic (hydra pattern)")
-            account_rows.append({
-                "campaign_id": cid, "account_id": acc, "n_requests": int(n),
-                "share": round(float(n / total), 4),
-                "score": round(score * (0.5 + 0.5 * min(1.0, n / total)), 4),
-                "evidence": ev,
-            })
-        # Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
-        # so that near-members rank above accounts that never touched it.
-        outsiders = per_acc[~per_acc.index.isin(member_set)]
-        for acc, n in outsiders.items():
-            share = float(n / account_total[acc])
-            partial_rows.append({"account_id": acc, "campaign_id": cid, "partial": score * 0.5 * share * share})
+            cluster_campaign[int(c)] = row["campaign_id"]
 
     campaigns = pd.DataFrame(campaign_rows, columns=[
         "campaign_id", "score", "flagged", "label", "kind", "keywords", "template", "n_accounts",
@@ -377,6 +270,140 @@ def find_campaigns(
     partial = partial[partial["campaign_id"].isin(set(campaigns["campaign_id"]))]
     accounts = _account_table(req, account_total, camp_acc, ac, partial)
     return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
+
+
+@dataclass
+class _Context:
+    """Workspace-wide facts every group is scored against."""
+
+    config: ScoringConfig
+    clusters: Mapping[int, ClusterInfo]
+    texts_for: Callable[[Sequence[str]], Mapping[str, str]]
+    account_total: pd.Series
+    id_pairs: pd.DataFrame
+    value_accounts: dict
+    infra_applicable: bool
+    releases: dict[str, int]
+    window_req: pd.DataFrame
+    null_similarity: float
+
+
+def _holders(id_pairs: pd.DataFrame, accounts: set[str], shared: list[sig.SharedValue]) -> pd.DataFrame:
+    """Rows ``field, value, account_id`` of ``accounts`` that hold one of the ``shared`` identifier values."""
+    if not shared or not accounts:
+        return id_pairs.iloc[:0]
+    sub = id_pairs[id_pairs["account_id"].isin(accounts)]
+    keys = pd.MultiIndex.from_tuples([(s.field, s.value) for s in shared])
+    return sub[pd.MultiIndex.from_frame(sub[["field", "value"]]).isin(keys)]
+
+
+def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd.Series]:
+    """``(members, joined_by_infrastructure, requests per account in the group)``.
+
+    Members hold ``member_share`` of their own traffic in the group; accounts below that share join when they
+    hold an identifier concentrated among those core members (hydra accounts).
+    """
+    config = ctx.config
+    per_acc = greq.groupby("account_id").size()
+    share = per_acc / ctx.account_total.reindex(per_acc.index)
+    core = set(per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index)
+    extra: set[str] = set()
+    if len(core) >= 2:
+        shared = sig.concentrated_values(ctx.id_pairs, core, ctx.value_accounts)
+        cand = set(per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index)
+        extra = set(_holders(ctx.id_pairs, cand, shared)["account_id"])
+    return sorted(core | extra), extra, per_acc
+
+
+def _score_group(group: list[int], greq: pd.DataFrame, ctx: _Context):
+    """Signals, score, evidence and account rows of one group of clusters, or ``None`` if it has no members."""
+    config = ctx.config
+    members, extra_members, per_acc = _members(greq, ctx)
+    n_members = len(members)
+    if not members or (n_members < config.min_candidate_accounts
+                       and per_acc.reindex(members).sum() < config.min_single_account_requests):
+        return None
+    member_set = set(members)
+    mreq = greq[greq["account_id"].isin(member_set)]
+    m_counts = mreq.groupby("account_id").size().reindex(members)
+    totals = ctx.account_total.reindex(members).to_numpy()
+    m_share = sig.shrunk_share(m_counts.to_numpy(), totals, config.focus_prior)
+
+    values: dict[str, float | None] = {}
+    values["spread"] = sig.spread(n_members, config.full_spread_accounts)
+    values["evenness"] = sig.evenness(m_counts.to_numpy()) if n_members >= 2 else None
+    values["focus"] = float(m_share.mean())
+    n_unique = int(mreq["prompt_hash"].nunique())
+    values["diversity"] = sig.diversity(n_unique, len(mreq))
+    # Templating of each unit (a template family has one scaffold; a topic cluster rarely does),
+    # weighted by the members' requests in it.
+    cw = mreq.groupby("cluster_id").size()
+    infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
+    w = cw.to_numpy(dtype=np.float64)
+    values["templating"] = float(np.average([sig.templating(i.template_coverage, i.n_fixed_words) for i in infos],
+                                            weights=w))
+    top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
+    if "intent_similarity" in mreq:
+        tv = mreq["intent_similarity"].fillna(0.0).map(sig.training_value_from_similarity)
+        values["training_value"] = float(tv.mean())
+        kinds = tv.groupby(mreq["intent"].fillna("")).sum()
+        kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
+    else:
+        values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
+        kind_name = top_info.intent
+    sim = None
+    values["sync"] = None
+    if (mreq.groupby("account_id").size() >= 3).sum() >= 3:
+        sim = sig.activity_similarity(mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes)
+        values["sync"] = sig.sync(sim, ctx.null_similarity, config.sync_full_ratio)
+    values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
+    shared = sig.concentrated_values(ctx.id_pairs, member_set, ctx.value_accounts) if n_members >= 2 else []
+    holders = _holders(ctx.id_pairs, member_set, shared)
+    infra_accounts = set(holders["account_id"])
+    values["infrastructure"] = len(infra_accounts) / n_members if (ctx.infra_applicable and n_members >= 2) else None
+    other = ctx.window_req[~ctx.window_req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
+    values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases)
+
+    score = score_signals(values, config.weights)
+    cid = campaign_id(members, group)
+    kind = kind_name if values["training_value"] >= 0.3 else ""
+    evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared, infra_accounts,
+                         top_info.template, top_info.template_coverage, kind, pivot_model, sim, ctx.null_similarity,
+                         config)
+    row = {
+        "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
+        "label": top_info.label or ", ".join(top_info.keywords[:4]), "kind": kind,
+        "keywords": list(dict.fromkeys(k for i in infos for k in i.keywords))[:10], "template": top_info.template,
+        "n_accounts": n_members, "n_requests": int(len(mreq)),
+        "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
+        "clusters": [int(c) for c in group],
+        "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
+        "evidence": evidence, "examples": _examples(mreq, ctx.texts_for, n=5),
+    }
+    # Per-account evidence.
+    by_value = {(s.field, s.value): s for s in shared}
+    infra_by_acc: dict[str, list[str]] = defaultdict(list)
+    for f, v, a in zip(holders["field"], holders["value"], holders["account_id"], strict=True):
+        infra_by_acc[a].append(
+            f"shares {f.replace('_', ' ')} {v[:60]!r} with {by_value[(f, v)].n_group_accounts - 1} other members")
+    account_rows = []
+    for acc, n in zip(members, m_counts.to_numpy(), strict=True):
+        total = int(ctx.account_total[acc])
+        ev = [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign"]
+        ev += infra_by_acc.get(acc, [])[:3]
+        if acc in extra_members:
+            ev.append("joined through shared infrastructure despite mixing in other traffic (hydra pattern)")
+        account_rows.append({
+            "campaign_id": cid, "account_id": acc, "n_requests": int(n), "share": round(float(n / total), 4),
+            "score": round(score * (0.5 + 0.5 * min(1.0, n / total)), 4), "evidence": ev,
+        })
+    # Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
+    # so that near-members rank above accounts that never touched it.
+    partial_rows = [
+        {"account_id": acc, "campaign_id": cid, "partial": score * 0.5 * (n / ctx.account_total[acc]) ** 2}
+        for acc, n in per_acc[~per_acc.index.isin(member_set)].items()
+    ]
+    return row, account_rows, partial_rows
 
 
 def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, n: int = 300, seed: int = 0) -> float:

@@ -82,6 +82,8 @@ def _embeddings_from(workdir: str):
 
 
 def run_bertopic(workdir: str, top: int = 10, min_accounts: int = 20, seed: int = 0) -> SystemResult:
+    # joblib's process pool (used inside HDBSCAN) was seen to hang in a spawned child: run it in-process.
+    os.environ.setdefault("JOBLIB_MULTIPROCESSING", "0")
     t0 = time.perf_counter()
     hashes, vectors, docs, req = _embeddings_from(workdir)
     load_s = time.perf_counter() - t0
@@ -132,7 +134,15 @@ def _isolated(target, *args) -> SystemResult:
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(target, args, queue))
     proc.start()
-    status, payload = queue.get()
+    import queue as queue_mod
+
+    while True:
+        try:
+            status, payload = queue.get(timeout=10)
+            break
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"{target.__name__} died with exit code {proc.exitcode}") from None
     proc.join()
     if status != "ok":
         raise RuntimeError(payload)
