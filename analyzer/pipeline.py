@@ -329,8 +329,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
 
 
 # --- score --------------------------------------------------------------------------------------------------------
-def load_cluster_infos(ws: Workspace) -> dict[int, ClusterInfo]:
-    rows = ws.table("clusters")
+def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
+    """What the label stage stored about each cluster (rows of the ``clusters`` table)."""
     infos = {}
     for r in rows.itertuples(index=False):
         s = json.loads(r.signals or "{}")
@@ -358,9 +358,8 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     ).df()
     if req.empty:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
-    infos = load_cluster_infos(ws)
-    result = find_campaigns(req, infos, options.scoring, lambda hashes: prompt_texts(ws, hashes))
     clusters = ws.table("clusters")
+    result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes))
     n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
     clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
     clusters["campaign_id"] = clusters["cluster_id"].map(result.cluster_campaign)
