@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from analyzer import __version__
 from analyzer import cluster as cluster_mod
+from analyzer import embed as embed_mod
 from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
@@ -234,13 +235,15 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     n = len(hashes)
     with _bar(n, "knn graph", " prompts", options.progress) as bar:
         nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
+    key = embedder_for(options).key
     labels, strengths = cluster_mod.cluster_knn_graph(nbrs, sims, options.cluster)
     counts = ws.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
     req_counts = counts.set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
     labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
     strengths = np.where((strengths == 0) & (labels >= 0), 1.0, strengths)
 
-    attached = cluster_mod.attach_noise(labels, nbrs, sims, options.cluster.attach_similarity)
+    attached = cluster_mod.attach_noise(labels, nbrs, embed_mod.calibrate_similarity(key, sims),
+                                        options.cluster.attach_similarity)
     del nbrs, sims
     texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
     hash_texts = texts.reindex(hashes).fillna("").tolist()
@@ -254,7 +257,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     names, ivecs = intent_vectors(options)
     intent_sims = vectors @ ivecs.T
     intent_idx = intent_sims.argmax(axis=1)
-    intent_sim = intent_sims[np.arange(n), intent_idx]
+    intent_sim = embed_mod.calibrate_similarity(key, intent_sims[np.arange(n), intent_idx])
     del intent_sims
     intents = np.asarray(names, dtype=object)[intent_idx]
 

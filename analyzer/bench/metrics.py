@@ -149,3 +149,25 @@ def account_precision_recall(flagged_accounts: Iterable[str], truth: Mapping[str
     precision = tp / len(flagged) if flagged else 0.0
     recall = tp / len(pos) if pos else 1.0
     return precision, recall
+
+
+def score_margin(campaign_scores: Sequence[tuple[float, Iterable[str]]], truth: Mapping[str, Any]
+                 ) -> tuple[float | None, float | None]:
+    """Lowest score of a true campaign's best candidate, and highest score of a benign candidate.
+
+    ``campaign_scores`` holds every candidate campaign (flagged or not) as ``(score, accounts)``. A candidate
+    is benign when campaign accounts are not a strict majority of its accounts. The gap between the two numbers
+    is how much room the flag threshold has; ``None`` where there is no such candidate.
+    """
+    camp = campaign_accounts(truth)
+    assigned = assign_flags([list(a) for _, a in campaign_scores], truth)
+    best: dict[str, float] = {}
+    benign: list[float] = []
+    for (score, accounts), names in zip(campaign_scores, assigned, strict=True):
+        acc = set(accounts)
+        if not acc or 2 * len(acc & camp) <= len(acc):
+            benign.append(float(score))
+        for name in names:
+            best[name] = max(best.get(name, 0.0), float(score))
+    return (min(best.values()) if best else None), (max(benign) if benign else None)
+

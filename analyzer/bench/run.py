@@ -24,7 +24,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ class SystemResult:
     seconds: float
     peak_rss_mb: float
     stages: dict[str, float]
+    candidates: list[tuple[float, list[str]]] = field(default_factory=list)  # every candidate: (score, accounts)
 
 
 def _peak_mb() -> float:
@@ -58,14 +59,17 @@ def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None
     stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache,
                                                tier=tier))
     stats["stages_s"]["embeddings_reused"] = stats["embed"]["reused_from_cache"]
-    camps = ws.db.execute("SELECT campaign_id, flagged FROM campaigns").df()
+    camps = ws.db.execute("SELECT campaign_id, flagged, score FROM campaigns").df()
     ca = ws.db.execute("SELECT campaign_id, account_id FROM campaign_accounts").df()
     acc = ws.db.execute("SELECT account_id, score FROM accounts").df()
     ws.close()
     flagged_ids = set(camps.loc[camps["flagged"], "campaign_id"])
-    flagged = [g["account_id"].tolist() for cid, g in ca.groupby("campaign_id") if cid in flagged_ids]
+    members = {cid: g["account_id"].tolist() for cid, g in ca.groupby("campaign_id")}
+    flagged = [accounts for cid, accounts in members.items() if cid in flagged_ids]
+    candidates = [(float(score), members.get(cid, [])) for cid, score in zip(camps["campaign_id"], camps["score"],
+                                                                             strict=True)]
     return SystemResult(flagged, dict(zip(acc["account_id"], acc["score"].astype(float), strict=True)),
-                        time.perf_counter() - t0, _peak_mb(), stats["stages_s"])
+                        time.perf_counter() - t0, _peak_mb(), stats["stages_s"], candidates)
 
 
 def _embeddings_from(workdir: str):
@@ -154,7 +158,7 @@ def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: d
     n_false, hard = metrics.false_flags(res.flagged, truth)
     flagged_accounts = {a for c in res.flagged for a in c}
     precision, rec = metrics.account_precision_recall(flagged_accounts, truth)
-    return {
+    row = {
         "system": system, "scenario": scenario, "seed": seed,
         "campaign_recall": round(recall, 4), "false_flagged_campaigns": n_false,
         "hard_negatives_flagged": hard, "account_auc": round(metrics.account_auc(res.scores, truth), 4),
@@ -162,6 +166,11 @@ def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: d
         "seconds": round(res.seconds, 2), "peak_rss_mb": round(res.peak_rss_mb, 1),
         "found": found, "stages": res.stages,
     }
+    if res.candidates:
+        lowest_true, highest_benign = metrics.score_margin(res.candidates, truth)
+        row["lowest_true_score"] = None if lowest_true is None else round(lowest_true, 3)
+        row["highest_benign_score"] = None if highest_benign is None else round(highest_benign, 3)
+    return row
 
 
 def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = SYSTEMS,
@@ -201,7 +210,9 @@ def format_row(row: dict) -> str:
     return (f"{row['system']:<9} {row['scenario']:<8} seed {row['seed']:<3} recall {row['campaign_recall']:.2f}  "
             f"false flags {row['false_flagged_campaigns']:<3} hard negatives flagged {hn:<20} "
             f"AUC {row['account_auc']:.3f}  acc P {row['account_precision']:.2f} R {row['account_recall']:.2f}  "
-            f"{row['seconds']:.1f} s  {row['peak_rss_mb']:.0f} MiB")
+            f"{row['seconds']:.1f} s  {row['peak_rss_mb']:.0f} MiB"
+            + (f"  margin {row['lowest_true_score']} / {row['highest_benign_score']}"
+               if row.get("lowest_true_score") is not None else ""))
 
 
 def table(rows: list[dict]) -> str:
