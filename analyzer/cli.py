@@ -12,6 +12,7 @@ import click
 from analyzer import __version__
 from analyzer.campaigns import ScoringConfig
 from analyzer.cluster import ClusterParams
+from analyzer.embed import DEFAULT_TIER, TIERS
 from analyzer.export import strip_terminal
 from analyzer.pipeline import RunOptions
 
@@ -23,9 +24,11 @@ WORKSPACE = click.option(
 def _model_options(f):
     f = click.option("--model", default="minilm", show_default=True,
                      help="Embedding model: 'minilm' (packaged all-MiniLM-L6-v2), a local model folder, or a cached hub name.")(f)
-    f = click.option("--tier", default="accurate", show_default=True, type=click.Choice(["accurate", "fast"]),
-                     help="Embedding tier: 'accurate' (MiniLM, ONNX int8 where available) or 'fast' (a static "
-                          "model distilled from it once and cached; many times faster, weaker on paraphrase).")(f)
+    f = click.option("--tier", default=None, type=click.Choice(TIERS),
+                     help=f"Embedding tier: 'fast' (a static model distilled once from MiniLM and cached; tens of "
+                          f"thousands of prompts/s) or 'accurate' (MiniLM itself, ONNX int8 where available; better "
+                          f"on paraphrase, ~100x slower). Default: the tier the workspace already uses, else "
+                          f"'{DEFAULT_TIER}'.")(f)
     f = click.option("--max-seq-length", default=128, show_default=True, type=int,
                      help="Tokens kept per prompt when embedding.")(f)
     f = click.option("--batch-size", default=64, show_default=True, type=int, help="Prompts per embedding batch.")(f)
@@ -53,9 +56,9 @@ def _score_options(f):
     return f
 
 
-def _options(model="minilm", tier="accurate", max_seq_length=128, batch_size=64, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
+def _options(model="minilm", tier=None, max_seq_length=128, batch_size=64, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
              selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
-    opts = RunOptions(model=model, tier=tier, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
+    opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
                       make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
     cp = opts.cluster
     opts.cluster = ClusterParams(k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
@@ -146,6 +149,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, **kw):
     opts.embed_chunk = embed_chunk
     paths = _paths(logs)
     ws = _open(workspace, create=True)
+    _use_workspace_tier(ws, opts, kw.get("tier"))
     try:
         stats = run_all(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict)
     except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
@@ -164,15 +168,29 @@ def run(logs, workspace, column_map, strict, embed_chunk, **kw):
     ws.close()
 
 
-def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None = None, create=False):
+def _use_workspace_tier(ws, opts: RunOptions, tier: str | None) -> None:
+    """Without ``--tier``, keep the tier the workspace already uses (a new workspace gets the default)."""
+    from analyzer.pipeline import workspace_tier
+
+    if tier is None:
+        opts.tier = workspace_tier(ws) or DEFAULT_TIER
+
+
+def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None = None, create=False,
+           tier: str | None = None, embeds: bool = False):
+    """Run one stage in a recorded run. Stages that use vectors (``embeds``) resolve the tier first."""
     from analyzer.pipeline import StageTimer, versions
     from analyzer.workspace import WorkspaceLocked
 
     ws = _open(workspace, create=create)
+    params = dict(params or {})
+    if embeds:
+        _use_workspace_tier(ws, opts, tier)
+        params["options"] = {"model": opts.model, "tier": opts.tier, "max_seq_length": opts.max_seq_length}
     timer = StageTimer()
     try:
         with ws.writing():
-            run_id = ws.start_run(name, params or {}, versions())
+            run_id = ws.start_run(name, params, versions())
             try:
                 with timer.stage(name):
                     stats = fn(ws, run_id)
@@ -226,7 +244,8 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
     opts = _options(quiet=quiet, **kw)
     opts.embed_chunk = embed_chunk
     if ray_address is None:
-        _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model}).close()
+        _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model},
+               tier=kw.get("tier"), embeds=True).close()
         return
     from analyzer.distributed import RayUnavailable, embed_with_ray, require_ray
 
@@ -236,7 +255,8 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
         raise click.ClickException(str(exc)) from None
     try:
         _stage("embed", lambda ws, rid: embed_with_ray(ws, opts, ray_address, ray_actors, shard_rows=embed_chunk),
-               workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors}).close()
+               workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors},
+               tier=kw.get("tier"), embeds=True).close()
     except (ConnectionError, ray.exceptions.RayError) as exc:  # e.g. no cluster there, or a worker that failed
         raise click.ClickException(f"Ray: {exc}") from None
 
@@ -253,7 +273,7 @@ def cluster(workspace, quiet, **kw):
 
     opts = _options(quiet=quiet, **kw)
     _stage("cluster", lambda ws, rid: pipeline.cluster(ws, opts), workspace, opts,
-           {"cluster": opts.cluster.__dict__}).close()
+           {"cluster": opts.cluster.__dict__}, tier=kw.get("tier"), embeds=True).close()
 
 
 @main.command()
@@ -281,7 +301,8 @@ def map_cmd(workspace, sample, seed, **kw):
 
     opts = _options(seed=seed, **kw)
     opts.map_sample = sample
-    _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample}).close()
+    _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample},
+           tier=kw.get("tier"), embeds=True).close()
 
 
 @main.command()
@@ -308,27 +329,31 @@ def export(workspace, fmt, out, redact):
 
 @main.command()
 @click.option("--quick", is_flag=True, help="The quick scenario (~12k requests; about a minute plus embedding).")
+@click.option("--scale", is_flag=True,
+              help="The 1M-request scale scenario, analyzer and volume heuristic only unless --system says more.")
 @click.option("--preset", type=click.Choice(["sample", "quick", "standard", "scale"]), default=None,
-              help="Scenario preset (default: standard, or quick with --quick).")
+              help="Scenario preset (default: standard, or quick with --quick, or scale with --scale).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Scenario seed; repeat for several (default 0).")
-@click.option("--system", "systems", multiple=True, type=click.Choice(["analyzer", "bertopic", "volume"]),
-              help="Systems to run (default: all three).")
+@click.option("--system", "systems", multiple=True,
+              type=click.Choice(["analyzer", "bertopic", "bertopic_e2e", "volume"]),
+              help="Systems to run (default: analyzer, bertopic and volume). bertopic_e2e is BERTopic from the log "
+                   "file with its own torch embedding: about an hour on the standard scenario.")
 @click.option("--knob", "knobs", multiple=True, metavar="NAME=VALUE",
               help="Scenario knob, e.g. --knob campaign_accounts=10 --knob template_variation=2 (JSON values).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON here.")
 @click.option("--in-process", is_flag=True, help="Run systems in this process (faster start, shared peak memory).")
 @click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
               help="Reuse prompt vectors across runs and seeds (the rows report how many were reused).")
-@click.option("--tier", default="accurate", show_default=True, type=click.Choice(["accurate", "fast"]),
-              help="Embedding tier the analyzer uses (BERTopic is given the same vectors).")
-def bench(quick, preset, seeds, systems, knobs, out, in_process, embedding_cache, tier):
+@click.option("--tier", default=DEFAULT_TIER, show_default=True, type=click.Choice(TIERS),
+              help="Embedding tier the analyzer uses (bertopic is given the same vectors).")
+def bench(quick, scale, preset, seeds, systems, knobs, out, in_process, embedding_cache, tier):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
     benchmark cannot run and says so.
     """
     from analyzer.bench import corpora
-    from analyzer.bench.run import SYSTEMS, run_bench, save, table
+    from analyzer.bench.run import DEFAULT_SYSTEMS, comparison, run_bench, save, table
 
     if not corpora.available():
         raise click.ClickException(
@@ -341,10 +366,16 @@ def bench(quick, preset, seeds, systems, knobs, out, in_process, embedding_cache
             parsed[name] = json.loads(value)
         except json.JSONDecodeError:
             parsed[name] = value
-    rows = run_bench(preset or ("quick" if quick else "standard"), seeds or (0,), systems or SYSTEMS,
+    if scale and not systems:
+        systems = ("analyzer", "volume")
+    preset = preset or ("scale" if scale else "quick" if quick else "standard")
+    rows = run_bench(preset, seeds or (0,), systems or DEFAULT_SYSTEMS,
                      isolate=not in_process, knobs=parsed, embedding_cache=embedding_cache, tier=tier,
                      log=lambda m: click.echo(m, err=True))
     click.echo(table(rows))
+    ratios = comparison(rows)
+    if ratios:
+        click.echo("\n" + ratios)
     if out:
         save(rows, out)
         click.echo(f"wrote {out}", err=True)

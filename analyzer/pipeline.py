@@ -29,7 +29,7 @@ from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
 from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
-from analyzer.embed import make_embedder
+from analyzer.embed import DEFAULT_TIER, TIERS, make_embedder
 from analyzer.ingest import read_logs
 from analyzer.workspace import Workspace
 
@@ -39,7 +39,7 @@ class RunOptions:
     """Every option of a full run; stored with the run so that any result can be traced to how it was made."""
 
     model: str = "minilm"
-    tier: str = "accurate"
+    tier: str = DEFAULT_TIER
     max_seq_length: int = 128
     batch_size: int = 64
     embed_chunk: int = 4096
@@ -78,6 +78,19 @@ def _embedder(model: str, max_seq_length: int, batch_size: int, tier: str):
 def embedder_for(options: RunOptions):
     """The embedder for ``options`` (loaded once per process and reused by every stage)."""
     return _embedder(options.model, options.max_seq_length, options.batch_size, options.tier)
+
+
+def workspace_tier(ws: Workspace) -> str | None:
+    """The embedding tier of the workspace's latest run that recorded one (``None`` for a new workspace).
+
+    Later stages and re-runs use it when no tier is given, so that a workspace keeps one vector space.
+    """
+    rows = ws.db.execute(
+        "SELECT params FROM runs WHERE params LIKE '%\"tier\"%' ORDER BY run_id DESC LIMIT 1").fetchall()
+    if not rows:
+        return None
+    tier = (json.loads(rows[0][0]).get("options") or {}).get("tier")
+    return tier if tier in TIERS else None
 
 
 def peak_rss_mb() -> float:

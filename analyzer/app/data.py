@@ -625,7 +625,7 @@ def selection_hashes(event: Any, points: pd.DataFrame) -> list[str]:
 
 # --- search (seed and expand) -----------------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
-def embedder(model: str = "minilm", max_seq_length: int = 128, tier: str = "accurate") -> Any:
+def embedder(model: str = "minilm", max_seq_length: int = 128, tier: str = "fast") -> Any:
     """The query embedder (loaded once per process)."""
     from analyzer.embed import make_embedder
 
@@ -633,7 +633,9 @@ def embedder(model: str = "minilm", max_seq_length: int = 128, tier: str = "accu
 
 
 def embedding_settings(ws_path: str) -> tuple[str, int, str]:
-    """``(model, max_seq_length, tier)`` of the workspace's latest analysis, so queries use the same vectors."""
+    """``(model, max_seq_length, tier)`` of the workspace's latest analysis, so queries use the same vectors.
+
+    Runs recorded before tiers existed used the accurate tier."""
     rows = query(ws_path, "SELECT params FROM runs WHERE params LIKE '%\"options\"%' ORDER BY run_id DESC LIMIT 1")
     if rows.empty:
         return "minilm", 128, "accurate"

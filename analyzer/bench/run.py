@@ -9,6 +9,8 @@ Systems (same scenario, same run):
 - ``bertopic``: BERTopic's default pipeline (UMAP + HDBSCAN + c-TF-IDF) given the *same* embeddings, its
   topics ranked by distinct accounts as an analyst would use it: the top ``bertopic_top`` topics with at
   least ``min_accounts`` accounts are flagged, with every account that sent a request into them.
+- ``bertopic_e2e``: BERTopic end to end from the log file with its own default embedding (sentence-transformers
+  all-MiniLM-L6-v2 on torch), ranked the same way. Only when asked for: it embeds every prompt on torch.
 - ``volume``: a per-account volume heuristic: accounts whose request count is an outlier (log-volume
   robust z-score >= 3) are flagged, each as its own campaign; the account score is its volume rank.
 
@@ -31,8 +33,12 @@ import pandas as pd
 
 from analyzer.bench import metrics
 from analyzer.bench.scenario import build_scenario, write_scenario
+from analyzer.embed import DEFAULT_TIER
 
-SYSTEMS = ("analyzer", "bertopic", "volume")
+SYSTEMS = ("analyzer", "bertopic", "bertopic_e2e", "volume")
+#: What ``analyzer bench`` runs without ``--system``: BERTopic end to end embeds every prompt on torch (about an
+#: hour for the standard scenario on two cores), so it runs only when asked for.
+DEFAULT_SYSTEMS = ("analyzer", "bertopic", "volume")
 
 
 @dataclass
@@ -49,7 +55,7 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None, tier: str = "accurate",
+def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None, tier: str = DEFAULT_TIER,
                  quiet: bool = True) -> SystemResult:
     from analyzer.pipeline import RunOptions, run_all
     from analyzer.workspace import Workspace
@@ -85,20 +91,10 @@ def _embeddings_from(workdir: str):
     return hashes, vectors, texts.reindex(hashes).tolist(), req
 
 
-def run_bertopic(workdir: str, top: int = 10, min_accounts: int = 20, seed: int = 0) -> SystemResult:
-    # joblib's process pool (used inside HDBSCAN) was seen to hang in a spawned child: run it in-process.
-    os.environ.setdefault("JOBLIB_MULTIPROCESSING", "0")
-    t0 = time.perf_counter()
-    hashes, vectors, docs, req = _embeddings_from(workdir)
-    load_s = time.perf_counter() - t0
-    from bertopic import BERTopic
-    from umap import UMAP
-
-    umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed)
-    model = BERTopic(umap_model=umap_model, calculate_probabilities=False, verbose=False)
-    t1 = time.perf_counter()
-    topics, _ = model.fit_transform(docs, embeddings=vectors)
-    fit_s = time.perf_counter() - t1
+def _rank_topics(topics, hashes, req: pd.DataFrame, top: int, min_accounts: int
+                 ) -> tuple[list[list[str]], dict[str, float]]:
+    """BERTopic's topics as an analyst would triage them: ranked by distinct accounts, the top ``top`` with at
+    least ``min_accounts`` accounts flagged with every account that sent a request into them."""
     topic_of = pd.Series(np.asarray(topics), index=hashes)
     req = req.assign(topic=topic_of.reindex(req["prompt_hash"]).to_numpy())
     per_topic = req[req["topic"] >= 0].groupby("topic")["account_id"].nunique().sort_values(ascending=False)
@@ -108,8 +104,65 @@ def run_bertopic(workdir: str, top: int = 10, min_accounts: int = 20, seed: int 
     topic_score = (per_topic / per_topic.max()) if len(per_topic) else per_topic
     req["tscore"] = topic_score.reindex(req["topic"]).fillna(0.0).to_numpy()
     scores = req.groupby("account_id")["tscore"].max().astype(float).to_dict()
+    return flagged, scores
+
+
+def _bertopic_model(seed: int):
+    # joblib's process pool (used inside HDBSCAN) was seen to hang in a spawned child: run it in-process.
+    os.environ.setdefault("JOBLIB_MULTIPROCESSING", "0")
+    from bertopic import BERTopic
+    from umap import UMAP
+
+    # BERTopic's own default UMAP settings, with a seed so that runs repeat.
+    umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed)
+    return BERTopic(umap_model=umap_model, calculate_probabilities=False, verbose=False)
+
+
+def run_bertopic(workdir: str, top: int = 10, min_accounts: int = 20, seed: int = 0) -> SystemResult:
+    """BERTopic given the analyzer's vectors (clustering and ranking only)."""
+    t0 = time.perf_counter()
+    hashes, vectors, docs, req = _embeddings_from(workdir)
+    load_s = time.perf_counter() - t0
+    model = _bertopic_model(seed)
+    t1 = time.perf_counter()
+    topics, _ = model.fit_transform(docs, embeddings=vectors)
+    fit_s = time.perf_counter() - t1
+    flagged, scores = _rank_topics(topics, hashes, req, top, min_accounts)
     return SystemResult(flagged, scores, time.perf_counter() - t0, _peak_mb(),
                         {"load_embeddings": round(load_s, 3), "bertopic_fit": round(fit_s, 3)})
+
+
+def run_bertopic_e2e(log_path: str, top: int = 10, min_accounts: int = 20, seed: int = 0) -> SystemResult:
+    """BERTopic end to end from the log file with its default embedding model.
+
+    That model is all-MiniLM-L6-v2 on sentence-transformers (torch, fp32, its default 256-token truncation),
+    loaded from the packaged copy. Requests are read with the analyzer's own log reader (a few seconds; BERTopic
+    has none) and only unique prompts are embedded and fitted, which is the generous way to use it.
+    """
+    from analyzer.embed import resolve_model_path
+    from analyzer.ingest import read_logs
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    parts = [b.requests[["account_id", "prompt_hash", "prompt"]] for b in read_logs([log_path])]
+    req = pd.concat(parts, ignore_index=True)
+    unique = req.drop_duplicates("prompt_hash")
+    hashes, docs = unique["prompt_hash"].to_numpy(), unique["prompt"].tolist()
+    read_s = time.perf_counter() - t0
+    from sentence_transformers import SentenceTransformer
+
+    t1 = time.perf_counter()
+    encoder = SentenceTransformer(resolve_model_path("minilm"), device="cpu")
+    vectors = encoder.encode(docs, batch_size=32, show_progress_bar=False)
+    embed_s = time.perf_counter() - t1
+    model = _bertopic_model(seed)
+    t2 = time.perf_counter()
+    topics, _ = model.fit_transform(docs, embeddings=vectors)
+    fit_s = time.perf_counter() - t2
+    flagged, scores = _rank_topics(topics, hashes, req[["account_id", "prompt_hash"]], top, min_accounts)
+    return SystemResult(flagged, scores, time.perf_counter() - t0, _peak_mb(),
+                        {"read_logs": round(read_s, 3), "embed": round(embed_s, 3), "bertopic_fit": round(fit_s, 3),
+                         "prompts_embedded": len(docs)})
 
 
 def run_volume(log_path: str, z: float = 3.0) -> SystemResult:
@@ -173,9 +226,9 @@ def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: d
     return row
 
 
-def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = SYSTEMS,
+def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = DEFAULT_SYSTEMS,
               isolate: bool = True, workdir: str | None = None, knobs: dict | None = None,
-              embedding_cache: str | None = None, tier: str = "accurate", log=print) -> list[dict]:
+              embedding_cache: str | None = None, tier: str = DEFAULT_TIER, log=print) -> list[dict]:
     """Run every system on every seed of ``preset``; returns one row per (system, seed)."""
     rows = []
     for seed in seeds:
@@ -189,13 +242,15 @@ def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Seque
             call = _isolated if isolate else (lambda f, *a: f(*a))
             results: dict[str, SystemResult] = {}
             # The analyzer runs first: BERTopic reuses its embeddings.
-            for system in ("analyzer", "bertopic", "volume"):
+            for system in SYSTEMS:
                 if system not in systems and not (system == "analyzer" and "bertopic" in systems):
                     continue
                 if system == "analyzer":
                     results[system] = call(run_analyzer, str(log_path), tmp, embedding_cache, tier)
                 elif system == "bertopic":
                     results[system] = call(run_bertopic, tmp)
+                elif system == "bertopic_e2e":
+                    results[system] = call(run_bertopic_e2e, str(log_path))
                 else:
                     results[system] = call(run_volume, str(log_path))
                 if system in systems:
@@ -232,3 +287,33 @@ def save(rows: list[dict], path: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump({"rows": rows}, fh, indent=2, default=str)
+
+
+def comparison(rows: list[dict]) -> str:
+    """Time ratios of BERTopic to the analyzer, per seed, as Markdown lines ('' when there is nothing to compare).
+
+    (a) end to end from the log file, each with its own default embedding: ``bertopic_e2e`` seconds over the
+    analyzer's seconds (its embedding included only if it was not served from a cache). (b) clustering and ranking
+    given the same vectors: BERTopic's fit over the analyzer's index + cluster + score stages.
+    """
+    lines = []
+    by_seed: dict[tuple[str, int], dict[str, dict]] = {}
+    for r in rows:
+        by_seed.setdefault((r["scenario"], r["seed"]), {})[r["system"]] = r
+    for (scenario, seed), systems in by_seed.items():
+        ours = systems.get("analyzer")
+        if ours is None:
+            continue
+        if "bertopic_e2e" in systems:
+            theirs = systems["bertopic_e2e"]
+            cached = ours["stages"].get("embeddings_reused", 0)
+            note = f" (analyzer reused {cached:,} cached vectors)" if cached else ""
+            lines.append(f"- {scenario} seed {seed}, (a) end to end: BERTopic {theirs['seconds']:.0f} s, analyzer "
+                         f"{ours['seconds']:.0f} s: {theirs['seconds'] / ours['seconds']:.1f}x{note}")
+        if "bertopic" in systems:
+            fit = systems["bertopic"]["stages"].get("bertopic_fit")
+            own = sum(ours["stages"].get(k, 0.0) for k in ("index", "cluster", "score"))
+            if fit and own:
+                lines.append(f"- {scenario} seed {seed}, (b) same vectors: BERTopic fit {fit:.0f} s, analyzer index + "
+                             f"cluster + score {own:.0f} s: {fit / own:.1f}x")
+    return "\n".join(lines)
