@@ -243,11 +243,15 @@ def find_campaigns(
 
     ctx = _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, bool(infra_applicable),
                    releases, window_req, null_similarity)
-    by_cluster = {c: g for c, g in req[req["cluster_id"] >= 0].groupby("cluster_id")}
+    groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
+    group_of = {c: i for i, group in enumerate(groups) for c in group}
+    greq_all = req[req["cluster_id"].isin(group_of.keys())]
+    greq_all = greq_all.iloc[np.argsort(greq_all["cluster_id"].map(group_of).to_numpy(), kind="stable")]
+    bounds = np.searchsorted(greq_all["cluster_id"].map(group_of).to_numpy(), np.arange(len(groups) + 1))
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
-    for group in groups:
-        scored = _score_group(group, pd.concat([by_cluster[c] for c in group]), ctx)
+    for i, group in enumerate(groups):
+        scored = _score_group(group, greq_all.iloc[bounds[i] : bounds[i + 1]], ctx)
         if scored is None:
             continue
         row, members, partial = scored
@@ -295,6 +299,29 @@ def _holders(id_pairs: pd.DataFrame, accounts: set[str], shared: list[sig.Shared
     sub = id_pairs[id_pairs["account_id"].isin(accounts)]
     keys = pd.MultiIndex.from_tuples([(s.field, s.value) for s in shared])
     return sub[pd.MultiIndex.from_frame(sub[["field", "value"]]).isin(keys)]
+
+
+def _candidate_groups(groups: list[list[int]], account_cluster: pd.DataFrame, account_total: pd.Series,
+                      config: ScoringConfig) -> np.ndarray:
+    """Indices of the groups that can have members, found for all groups at once.
+
+    A group needs core members (``member_share`` of their own traffic in it, ``member_min_requests``), and a
+    single core account needs ``min_single_account_requests``: at scale most groups are small organic topics
+    with neither, and skipping them here saves scoring tens of thousands of groups one by one. Groups kept
+    are exactly those :func:`_score_group` would not drop for lack of members.
+    """
+    if not groups:
+        return np.zeros(0, dtype=np.int64)
+    group_of = pd.Series({c: i for i, group in enumerate(groups) for c in group})
+    ac = account_cluster[account_cluster["cluster_id"].isin(group_of.index)]
+    per = ac.assign(g=group_of.reindex(ac["cluster_id"]).to_numpy()).groupby(["g", "account_id"])["n"].sum()
+    share = per / account_total.reindex(per.index.get_level_values("account_id")).to_numpy()
+    core = per[(share >= config.member_share) & (per >= config.member_min_requests)]
+    n_core = core.groupby(level="g").size()
+    core_requests = core.groupby(level="g").sum()
+    ok = (n_core >= 2) | ((n_core >= config.min_candidate_accounts)
+                          | (core_requests >= config.min_single_account_requests))
+    return np.sort(n_core.index[ok.to_numpy()].to_numpy().astype(np.int64))
 
 
 def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd.Series]:
@@ -382,8 +409,10 @@ def _score_group(group: list[int], greq: pd.DataFrame, ctx: _Context):
     }
     # Per-account evidence.
     by_value = {(s.field, s.value): s for s in shared}
+    rank = {(s.field, s.value): i for i, s in enumerate(shared)}  # most shared first, whatever the row order
     infra_by_acc: dict[str, list[str]] = defaultdict(list)
-    for f, v, a in zip(holders["field"], holders["value"], holders["account_id"], strict=True):
+    for f, v, a in sorted(zip(holders["field"], holders["value"], holders["account_id"], strict=True),
+                          key=lambda t: rank[(t[0], t[1])]):
         infra_by_acc[a].append(
             f"shares {f.replace('_', ' ')} {v[:60]!r} with {by_value[(f, v)].n_group_accounts - 1} other members")
     account_rows = []

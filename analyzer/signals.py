@@ -104,11 +104,20 @@ def shrunk_share(in_group: np.ndarray, total: np.ndarray, prior: float = 3.0) ->
     return np.asarray(in_group, dtype=np.float64) / (np.asarray(total, dtype=np.float64) + prior)
 
 
-def diversity(n_unique_prompts: int, n_requests: int, saturation: float = 0.3) -> float:
-    """``min(1, (unique / requests) / saturation)``: 1 once 30% of requests are distinct prompts."""
+def diversity(n_unique_prompts: int, n_requests: int, saturation: float = 0.3, distinct_saturation: int = 500
+              ) -> float:
+    """Many distinct tasks, or one prompt repeated?
+
+    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation))``: 1 once 30% of requests are
+    distinct prompts, or once there are 500 distinct prompts however often each is re-sent. A viral prompt is a
+    handful of prompts sent by many accounts (both terms low); a large campaign that samples each task many
+    times (several completions per prompt, a limited pool of source questions) still harvests thousands of
+    distinct tasks.
+    """
     if n_requests <= 0:
         return 0.0
-    return float(min(1.0, (n_unique_prompts / n_requests) / saturation))
+    ratio = (n_unique_prompts / n_requests) / saturation
+    return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation)))
 
 
 def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8) -> float:

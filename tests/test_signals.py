@@ -28,6 +28,9 @@ def test_shrunk_share_penalises_low_volume():
 def test_diversity_separates_viral_from_harvest():
     assert sig.diversity(1, 400) < 0.05
     assert sig.diversity(380, 400) == 1.0
+    # A large harvest re-sending each task many times is still diverse; a few viral variants are not.
+    assert sig.diversity(3_000, 36_000) == 1.0
+    assert sig.diversity(20, 4_000) < 0.05
 
 
 def test_activity_similarity_higher_for_synchronized_accounts():
