@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WS ?= workspace/sample
 SAMPLE := data/sample/requests.jsonl.gz
 
-.PHONY: setup browser demo run app test lint bench-quick bench clean
+.PHONY: setup browser demo run app test lint bench-quick bench bench-scale bench-peers bench-speed clean
 
 $(BIN)/analyzer: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,18 @@ bench-quick: setup
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --seed 0 --seed 1 --seed 2 --out bench-out/standard.json
+
+bench-scale: setup
+	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --scale --seed 11 --out bench-out/scale.json
+
+# BERTopic end to end embeds 91k prompts on torch: about an hour on two cores.
+bench-peers: setup
+	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --seed 0 --system analyzer --system bertopic --system bertopic_e2e \
+		--system volume --out bench-out/peers.json
+
+bench-speed: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/embed_speed.py --reuse-cache
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/rerun_cost.py --out bench-out/rerun.json
 
 clean:
 	rm -rf $(VENV) workspace bench-out

@@ -44,8 +44,7 @@ CLUSTERS.update({1: ClusterInfo(1, label="cot wrapper", template="Solve step by 
                  3: ClusterInfo(3, label="batch", template_coverage=1.0, n_fixed_words=15, training_value=0.5)})
 
 
-@pytest.fixture(scope="module")
-def result():
+def _scenario_requests() -> pd.DataFrame:
     pool = [f"camp-{i}" for i in range(30)]
     rows = _organic()
     # One pool load-balances two template variants, synchronized, behind two proxy subnets.
@@ -56,8 +55,28 @@ def result():
     # A viral prompt: one prompt pasted by 60 organic users.
     for i in range(60):
         rows.append({**_rows([f"org-{i}"], 4, 1, "viral")[0], "prompt_hash": "viral-0"})
-    req = pd.DataFrame(rows)
-    return find_campaigns(req, CLUSTERS, ScoringConfig())
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return find_campaigns(_scenario_requests(), CLUSTERS, ScoringConfig())
+
+
+def test_preselecting_groups_changes_nothing(result, monkeypatch):
+    """Groups without core members are skipped in one vectorised pass; scoring every group gives the same."""
+    import analyzer.campaigns as camp
+
+    preselect = camp._candidate_groups
+    monkeypatch.setattr(camp, "_candidate_groups", lambda groups, *a, **k: np.arange(len(groups)))
+    every = find_campaigns(_scenario_requests(), CLUSTERS, ScoringConfig())
+    pd.testing.assert_frame_equal(every.campaigns, result.campaigns)
+    pd.testing.assert_frame_equal(every.campaign_accounts, result.campaign_accounts)
+    pd.testing.assert_frame_equal(every.accounts, result.accounts)
+    req = _scenario_requests()
+    ac, totals = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index(), req.groupby("account_id").size()
+    groups = group_clusters(ac, totals, ScoringConfig())
+    assert 0 < len(preselect(groups, ac, totals, ScoringConfig())) < len(groups)  # some were skipped
 
 
 def test_pool_over_two_templates_is_one_flagged_campaign(result):
