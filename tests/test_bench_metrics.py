@@ -15,6 +15,7 @@ from analyzer.bench.metrics import (
     assign_flags,
     campaign_recall,
     false_flags,
+    score_margin,
 )
 
 
@@ -186,3 +187,11 @@ def test_account_precision_recall() -> None:
     assert p == pytest.approx(20 / 40)
     assert r == pytest.approx(20 / 40)  # 40 campaign accounts in total (A 20, B 10, SHARED 10)
     assert account_precision_recall(set(), TRUTH) == (0.0, 0.0)
+
+
+def test_score_margin_takes_each_campaign_best_candidate_and_the_top_benign() -> None:
+    candidates = [(0.9, A), (0.6, A[:5]), (0.7, B), (0.8, SHARED), (0.4, HW), (0.45, ORG[:10] + A[:3]), (0.1, [])]
+    lowest_true, highest_benign = score_margin(candidates, TRUTH)
+    assert lowest_true == 0.7  # B's best candidate; A's weaker duplicate does not count
+    assert highest_benign == 0.45  # mostly organic accounts, even with 3 campaign accounts inside
+    assert score_margin([], TRUTH) == (None, None)

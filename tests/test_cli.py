@@ -112,3 +112,27 @@ def test_lock_is_released_when_its_holder_is_killed(tmp_path):
     assert (ws / ".lock").exists()  # the file stays; the flock died with the process
     res = CliRunner().invoke(main, ["ingest", str(_log_with_bad_third_row(tmp_path)), "-w", str(ws), "-q"])
     assert res.exit_code == 0, res.output
+
+
+def test_later_runs_keep_the_workspace_tier_unless_told(tmp_path):
+    from analyzer.cli import _use_workspace_tier
+    from analyzer.embed import DEFAULT_TIER
+    from analyzer.pipeline import RunOptions, workspace_tier
+    from analyzer.workspace import Workspace
+
+    ws = Workspace(str(tmp_path / "ws"), create=True)
+    assert workspace_tier(ws) is None  # new workspace: the default applies
+    opts = RunOptions(tier="whatever")
+    _use_workspace_tier(ws, opts, None)
+    assert opts.tier == DEFAULT_TIER
+    with ws.writing():
+        rid = ws.start_run("run", {"options": {"tier": "accurate", "model": "minilm"}}, {})
+        ws.finish_run(rid, {})
+        ws.start_run("export", {"format": "json"}, {})  # a run without options does not reset it
+    assert workspace_tier(ws) == "accurate"
+    _use_workspace_tier(ws, opts, None)
+    assert opts.tier == "accurate"
+    explicit = RunOptions(tier="fast")  # --tier fast: _options set it, and it is kept
+    _use_workspace_tier(ws, explicit, "fast")
+    assert explicit.tier == "fast"
+    ws.close()
