@@ -139,17 +139,22 @@ def attach_noise(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min_sim
 
 
 _WORD = re.compile(r"\w+")
+_DIGITS = re.compile(r"\d+")
 
 
 def _edge_keys(text: str, edge_words: int) -> tuple[str | None, str | None]:
-    head = _WORD.findall(text[: 40 * edge_words].lower())
-    tail = _WORD.findall(text[-40 * edge_words :].lower())
-    n_words = len(_WORD.findall(text.lower())) if len(text) < 80 * edge_words else 10**6
-    if n_words < 2 * edge_words + 2 or len(head) < edge_words or len(tail) < edge_words:
+    window = 40 * edge_words
+    head = _WORD.findall(text[:window].lower())
+    if len(head) < edge_words:
         return None, None
-    norm = [re.sub(r"\d+", "0", w) for w in head[:edge_words]]
-    norm_t = [re.sub(r"\d+", "0", w) for w in tail[-edge_words:]]
-    return "^" + " ".join(norm), " ".join(norm_t) + "$"
+    if len(text) <= window:  # the head window is the whole text
+        tail, n_words = head, len(head)
+    else:
+        tail = _WORD.findall(text[-window:].lower())
+        n_words = len(_WORD.findall(text.lower())) if len(text) < 2 * window else 10**6
+    if n_words < 2 * edge_words + 2 or len(tail) < edge_words:
+        return None, None
+    return "^" + _DIGITS.sub("0", " ".join(head[:edge_words])), _DIGITS.sub("0", " ".join(tail[-edge_words:])) + "$"
 
 
 def template_families(texts: Sequence[str], edge_words: int = 6, min_size: int = 8) -> np.ndarray:
