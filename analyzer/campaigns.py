@@ -81,6 +81,7 @@ class ClusterInfo:
     template: str = ""
     template_coverage: float = 0.0
     n_fixed_words: int = 0
+    n_slots: int | None = None  # variable slots of the template; 0 = the unit is one repeated text
     training_value: float = 0.0
     intent: str = ""
     tightness: float = 0.0
@@ -367,7 +368,8 @@ def _score_group(group: list[int], greq: pd.DataFrame, ctx: _Context):
     cw = mreq.groupby("cluster_id").size()
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
-    values["templating"] = float(np.average([sig.templating(i.template_coverage, i.n_fixed_words) for i in infos],
+    values["templating"] = float(np.average([sig.templating(i.template_coverage, i.n_fixed_words, n_slots=i.n_slots)
+                                             for i in infos],
                                             weights=w))
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
     if "intent_similarity" in mreq:

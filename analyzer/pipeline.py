@@ -333,6 +333,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
             "signals": json.dumps({
                 "template_coverage": round(template.coverage, 4),
                 "n_fixed_words": template.n_fixed_words,
+                "n_slots": template.n_slots,
                 "slot_entropy": round(template.slot_entropy, 4),
                 "training_value": round(tv, 4),
                 "intent": str(pd.Series(intents[idx]).mode().iloc[0]),
@@ -353,7 +354,8 @@ def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
         infos[int(r.cluster_id)] = ClusterInfo(
             cluster_id=int(r.cluster_id), label=r.label or "", keywords=json.loads(r.keywords or "[]"),
             template=r.template or "", template_coverage=float(s.get("template_coverage", 0.0)),
-            n_fixed_words=int(s.get("n_fixed_words", 0)), training_value=float(s.get("training_value", 0.0)),
+            n_fixed_words=int(s.get("n_fixed_words", 0)),
+            n_slots=None if s.get("n_slots") is None else int(s["n_slots"]), training_value=float(s.get("training_value", 0.0)),
             intent=s.get("intent", ""), tightness=float(s.get("tightness", 0.0)),
             exemplars=json.loads(r.exemplars or "[]"),
         )

@@ -120,7 +120,15 @@ def diversity(n_unique_prompts: int, n_requests: int, saturation: float = 0.3, d
     return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation)))
 
 
-def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8) -> float:
+def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8, n_slots: int | None = None) -> float:
+    """Template coverage x scaffold length (``full_scaffold_words`` fixed words = full).
+
+    A unit whose prompts are one and the same text (``n_slots == 0``: a popular prompt re-sent, a viral paste)
+    has a scaffold but nothing filled into it: that is repetition, which ``diversity`` judges, not a template,
+    so it scores 0. ``n_slots=None`` (not recorded) keeps the coverage x length rule.
+    """
+    if n_slots == 0:
+        return 0.0
     return float(np.clip(coverage, 0, 1) * min(1.0, n_fixed_words / full_scaffold_words))
 
 

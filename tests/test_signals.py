@@ -89,3 +89,9 @@ def test_new_model_releases():
     models = ["old"] * 120 + ["new"] * (len(ts) - 120)
     rel = sig.new_model_releases(pd.DataFrame({"ts": ts, "model": models}))
     assert list(rel) == ["new"]
+
+
+def test_one_repeated_text_is_not_a_template():
+    assert sig.templating(1.0, 20, n_slots=0) == 0.0  # a popular prompt re-sent: repetition, not a scaffold
+    assert sig.templating(1.0, 20, n_slots=2) == 1.0
+    assert sig.templating(0.5, 4) == 0.25  # slots not recorded (older workspaces): coverage x length
