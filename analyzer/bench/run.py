@@ -107,19 +107,31 @@ def _rank_topics(topics, hashes, req: pd.DataFrame, top: int, min_accounts: int
     return flagged, scores
 
 
-def _bertopic_model(seed: int):
-    # joblib's process pool (used inside HDBSCAN) was seen to hang in a spawned child: run it in-process.
+def _no_joblib_processes() -> None:
+    """joblib's loky process pool (used inside HDBSCAN) was seen to hang in a spawned child: run in-process.
+
+    joblib reads this when it is first imported, so it is set before anything else happens in the child.
+    """
     os.environ.setdefault("JOBLIB_MULTIPROCESSING", "0")
+
+
+def _bertopic_model(seed: int):
     from bertopic import BERTopic
+    from hdbscan import HDBSCAN
     from umap import UMAP
 
-    # BERTopic's own default UMAP settings, with a seed so that runs repeat.
+    # BERTopic's own default UMAP and HDBSCAN settings, with a seed so that runs repeat, and HDBSCAN's core
+    # distances computed in this process: its joblib (loky) worker pool was seen to hang in a spawned child.
     umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed)
-    return BERTopic(umap_model=umap_model, calculate_probabilities=False, verbose=False)
+    hdbscan_model = HDBSCAN(min_cluster_size=10, metric="euclidean", cluster_selection_method="eom",
+                            prediction_data=True, core_dist_n_jobs=1)
+    return BERTopic(umap_model=umap_model, hdbscan_model=hdbscan_model, calculate_probabilities=False,
+                    verbose=False)
 
 
 def run_bertopic(workdir: str, top: int = 10, min_accounts: int = 20, seed: int = 0) -> SystemResult:
     """BERTopic given the analyzer's vectors (clustering and ranking only)."""
+    _no_joblib_processes()
     t0 = time.perf_counter()
     hashes, vectors, docs, req = _embeddings_from(workdir)
     load_s = time.perf_counter() - t0
@@ -139,6 +151,7 @@ def run_bertopic_e2e(log_path: str, top: int = 10, min_accounts: int = 20, seed:
     loaded from the packaged copy. Requests are read with the analyzer's own log reader (a few seconds; BERTopic
     has none) and only unique prompts are embedded and fitted, which is the generous way to use it.
     """
+    _no_joblib_processes()
     from analyzer.embed import resolve_model_path
     from analyzer.ingest import read_logs
 
