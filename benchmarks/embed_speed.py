@@ -115,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     t0 = time.perf_counter()
-    onnx = make_embedder(max_seq_length=args.max_seq_length, backend="auto")
+    onnx = make_embedder(max_seq_length=args.max_seq_length, tier="accurate", backend="auto")
     onnx.dim  # noqa: B018 - load now
     t_onnx = time.perf_counter() - t0
     t0 = time.perf_counter()
     static = make_embedder(max_seq_length=args.max_seq_length, tier="fast")
     static.dim  # noqa: B018 - builds on first use
     t_static = time.perf_counter() - t0
-    torch_emb = make_embedder(max_seq_length=args.max_seq_length, backend="torch")
+    torch_emb = make_embedder(max_seq_length=args.max_seq_length, tier="accurate", backend="torch")
     torch_emb.dim  # noqa: B018 - load now
     print(f"one-off: ONNX export+quantize+load {t_onnx:.1f} s ({onnx.key}); "
           f"static distillation+load {t_static:.1f} s ({static.key})")
