@@ -161,9 +161,9 @@ def test_sigkill_at_random_points_then_rerun_gives_the_clean_result(embedder, tm
     killed = 0
     for _ in range(10):
         # later runs are shorter (ingest finds duplicates, most prompts are embedded): kill early enough
-        rc, _ = run(ws, kill_after=rng.uniform(0.2, 0.7 * full_s))
+        rc, _ = run(ws, kill_after=rng.uniform(0.2, 0.5 * full_s))
         killed += rc == -signal.SIGKILL
-    assert killed >= 5, "most runs should have been killed mid-way"
+    assert killed >= 4, "many runs should have been killed mid-way"
     run(ws)  # the lock of every killed run was released: this run gets it
 
     assert _comparable(json.loads(_export(ws))) == _comparable(json.loads(_export(fresh)))
