@@ -247,8 +247,10 @@ def find_campaigns(
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     group_of = {c: i for i, group in enumerate(groups) for c in group}
     greq_all = req[req["cluster_id"].isin(group_of.keys())]
-    greq_all = greq_all.iloc[np.argsort(greq_all["cluster_id"].map(group_of).to_numpy(), kind="stable")]
-    bounds = np.searchsorted(greq_all["cluster_id"].map(group_of).to_numpy(), np.arange(len(groups) + 1))
+    group_ids = greq_all["cluster_id"].map(group_of).to_numpy()
+    order = np.argsort(group_ids, kind="stable")
+    greq_all = greq_all.iloc[order]
+    bounds = np.searchsorted(group_ids[order], np.arange(len(groups) + 1))
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
