@@ -51,7 +51,7 @@ bench-peers: setup
 		--system volume --out bench-out/peers.json
 
 bench-speed: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/embed_speed.py --reuse-cache
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/embed_speed.py --n 512 --reuse-cache
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/rerun_cost.py --out bench-out/rerun.json
 
 clean:

@@ -31,7 +31,7 @@ def _model_options(f):
                           f"'{DEFAULT_TIER}'.")(f)
     f = click.option("--max-seq-length", default=128, show_default=True, type=int,
                      help="Tokens kept per prompt when embedding.")(f)
-    f = click.option("--batch-size", default=64, show_default=True, type=int, help="Prompts per embedding batch.")(f)
+    f = click.option("--batch-size", default=16, show_default=True, type=int, help="Prompts per embedding batch.")(f)
     f = click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
                      help="A folder shared by several workspaces: vectors found there are reused, new ones added.")(f)
     return f
@@ -56,7 +56,7 @@ def _score_options(f):
     return f
 
 
-def _options(model="minilm", tier=None, max_seq_length=128, batch_size=64, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
+def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
              selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
     opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
                       make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
@@ -337,7 +337,7 @@ def export(workspace, fmt, out, redact):
 @click.option("--system", "systems", multiple=True,
               type=click.Choice(["analyzer", "bertopic", "bertopic_e2e", "volume"]),
               help="Systems to run (default: analyzer, bertopic and volume). bertopic_e2e is BERTopic from the log "
-                   "file with its own torch embedding: about an hour on the standard scenario.")
+                   "file with its own torch embedding: about 27 minutes on the standard scenario.")
 @click.option("--knob", "knobs", multiple=True, metavar="NAME=VALUE",
               help="Scenario knob, e.g. --knob campaign_accounts=10 --knob template_variation=2 (JSON values).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON here.")

@@ -41,7 +41,7 @@ class RunOptions:
     model: str = "minilm"
     tier: str = DEFAULT_TIER
     max_seq_length: int = 128
-    batch_size: int = 64
+    batch_size: int = 16
     embed_chunk: int = 4096
     cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
