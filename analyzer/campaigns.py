@@ -10,7 +10,8 @@
 
        score = spread_gate * diversity_gate * sum(w_i * s_i) / sum(w_i)
 
-   over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`); ``spread_gate`` is the
+   over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`; ``sync`` without enough
+   activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`); ``spread_gate`` is the
    spread signal (one account scores 0: a batch job is not a campaign), ``diversity_gate`` the diversity
    signal (one prompt pasted by many users is not a harvest of tasks). A campaign is *flagged* when
    ``score >= flag_threshold``.
@@ -174,11 +175,24 @@ def _fmt_pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
-    """The campaign score from its signal values (see the module docstring)."""
+#: Signals whose absence counts as 0 rather than being left out. ``sync`` is None when fewer than three
+#: members sent three requests: a group too light to show co-ordinated timing has shown none, and leaving
+#: the signal out let small organic groups score on content alone (templating, training value).
+NO_EVIDENCE_IS_ZERO = ("sync",)
+
+
+def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float],
+                  missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO) -> float:
+    """The campaign score from its signal values (see the module docstring).
+
+    A signal that is ``None`` does not apply and is left out of the weighted mean, except those named in
+    ``missing_as_zero``, which count as 0 (no evidence found).
+    """
     num = den = 0.0
     for name, w in weights.items():
         v = values.get(name)
+        if v is None and name in missing_as_zero:
+            v = 0.0
         if v is None or w <= 0:
             continue
         num += w * float(v)
@@ -494,6 +508,9 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
     if values.get("sync") is not None and values["sync"] >= 0.2:
         ev.append(f"Synchronized: accounts are active in the same {config.sync_bucket_minutes}-minute windows "
                   f"(activity similarity {sim:.3f} vs {null_sim:.3f} for random accounts).")
+    elif values.get("sync") is None and n_members >= 2:
+        ev.append("Timing: too few accounts with 3+ requests to compare their activity (counted as no "
+                  "synchronization).")
     if values.get("regularity") is not None and values["regularity"] >= 0.5:
         ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
     if infra_accounts:

@@ -54,20 +54,30 @@ class RunOptions:
     progress: bool = True
 
 
-def versions() -> dict[str, str]:
-    import duckdb
-    import faiss
-    import sentence_transformers
+#: Packages whose versions each run records (key in the record, distribution name).
+RECORDED_PACKAGES = (
+    ("duckdb", "duckdb"), ("faiss", "faiss-cpu"), ("sentence_transformers", "sentence-transformers"),
+    ("onnxruntime", "onnxruntime"), ("model2vec", "model2vec"), ("torch", "torch"), ("numpy", "numpy"),
+    ("pandas", "pandas"),
+)
 
-    return {
-        "analyzer": __version__,
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "faiss": faiss.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-    }
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the analyzer and the packages that shape its results, for the ``runs`` record.
+
+    Read from the installed distributions' metadata, without importing them: importing torch and
+    sentence-transformers only to read their versions cost ~3 s of every run with the workspace locked,
+    and the fast tier does not need them at all.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"analyzer": __version__, "python": platform.python_version()}
+    for key, dist in RECORDED_PACKAGES:
+        try:
+            found[key] = version(dist)
+        except PackageNotFoundError:
+            found[key] = "not installed"
+    return found
 
 
 @functools.lru_cache(maxsize=4)

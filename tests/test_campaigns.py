@@ -123,3 +123,7 @@ def test_score_gates():
     assert score_signals({**full, "spread": 1.0, "diversity": 0.1}, ScoringConfig().weights) == pytest.approx(0.1)
     # Signals that do not apply (None) are left out of the mean rather than counted as 0.
     assert score_signals({"focus": 1.0, "pivot": None, "spread": 1.0, "diversity": 1.0}, {"focus": 1, "pivot": 5}) == 1.0
+    # ...except timing: a group too light to show synchronization has shown none (sync None counts as 0).
+    light = {"focus": 1.0, "sync": None, "spread": 1.0, "diversity": 1.0}
+    assert score_signals(light, {"focus": 1, "sync": 1}) == pytest.approx(0.5)
+    assert score_signals(light, {"focus": 1, "sync": 1}, missing_as_zero=()) == 1.0
