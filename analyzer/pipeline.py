@@ -54,11 +54,11 @@ class RunOptions:
     progress: bool = True
 
 
-#: Packages whose versions each run records (key in the record, distribution name).
+#: Packages whose versions each run records: key in the record, then the distribution names it may have.
 RECORDED_PACKAGES = (
-    ("duckdb", "duckdb"), ("faiss", "faiss-cpu"), ("sentence_transformers", "sentence-transformers"),
-    ("onnxruntime", "onnxruntime"), ("model2vec", "model2vec"), ("torch", "torch"), ("numpy", "numpy"),
-    ("pandas", "pandas"),
+    ("duckdb", ("duckdb",)), ("faiss", ("faiss-cpu", "faiss-gpu", "faiss")),
+    ("sentence_transformers", ("sentence-transformers",)), ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
+    ("model2vec", ("model2vec",)), ("torch", ("torch",)), ("numpy", ("numpy",)), ("pandas", ("pandas",)),
 )
 
 
@@ -66,17 +66,20 @@ def versions() -> dict[str, str]:
     """Versions of Python, the analyzer and the packages that shape its results, for the ``runs`` record.
 
     Read from the installed distributions' metadata, without importing them: importing torch and
-    sentence-transformers only to read their versions cost ~3 s of every run with the workspace locked,
+    sentence-transformers only to read their versions cost 3-4 s of every run with the workspace locked,
     and the fast tier does not need them at all.
     """
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"analyzer": __version__, "python": platform.python_version()}
-    for key, dist in RECORDED_PACKAGES:
-        try:
-            found[key] = version(dist)
-        except PackageNotFoundError:
-            found[key] = "not installed"
+    for key, dists in RECORDED_PACKAGES:
+        found[key] = "not installed"
+        for dist in dists:
+            try:
+                found[key] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
     return found
 
 

@@ -3,6 +3,9 @@
 import csv
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_TRUTH
@@ -103,3 +106,12 @@ def test_template_families_and_map_are_stored(ws):
     kinds = dict(ws.db.execute("SELECT kind, count(*) FROM clusters GROUP BY kind").fetchall())
     assert kinds.get("template", 0) > 0 and kinds.get("topic", 0) > 0
     assert ws.db.execute("SELECT count(*) FROM prompt_map").fetchall()[0][0] > 100
+
+
+def test_run_record_versions_do_not_import_heavy_packages():
+    # Every run records package versions while it holds the workspace lock: read from metadata, not imports
+    # (importing torch only for its version cost 3-4 s per run, and the fast tier never needs torch).
+    code = ("import sys; from analyzer.pipeline import versions; v = versions(); "
+            "assert v['numpy'] and v['duckdb'] != 'not installed', v; "
+            "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
