@@ -9,7 +9,7 @@ Two tiers, chosen with one option (``make_embedder(..., tier=...)``):
     config matching this CPU (``qint8_avx512_vnni`` where the CPU has AVX512-VNNI, ``quint8_avx2`` otherwise).
     Every MatMul is quantized, with one weight scale per output channel (:data:`ONNX_RECIPE`): one scale per
     tensor cost most of the accuracy (mean cosine to the fp32 vectors 0.956), per channel keeps it at 0.993-0.995,
-    and quantizing the feed-forward down-projections too makes it ~1.35x faster than leaving them in fp32.
+    and quantizing the feed-forward down-projections too makes it ~1.3x faster than leaving them in fp32.
     Without onnxruntime (or if the export fails) the tier falls back to sentence-transformers on torch in fp32,
     with a warning.
 

@@ -3,7 +3,7 @@
 Run: ``python benchmarks/embed_speed.py [--n 256] [--static-n 20000] [--reuse-cache]``
 
 Prints prompts/s (median of ``--runs`` runs) on GSM8K questions (~60 tokens), ShareGPT first turns, and long
-grading prompts (~800 tokens) for: plain sentence-transformers (``SentenceTransformer(model).encode(texts)``
+grading prompts (~1,000 tokens) for: plain sentence-transformers (``SentenceTransformer(model).encode(texts)``
 with its defaults: torch fp32, 256-token truncation, batches of 32), torch fp32 tuned as the accurate tier is
 (length-sorted batches of ``--batch-size``, ``--max-seq-length`` tokens), the accurate tier (ONNX int8, same
 batches and truncation) and the fast static tier; the accurate tier's speed-up over both torch runs, the mean
