@@ -45,7 +45,7 @@ bench: setup
 bench-scale: setup
 	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --scale --seed 11 --out bench-out/scale.json
 
-# BERTopic end to end embeds 91k prompts on torch: about an hour on two cores.
+# BERTopic end to end embeds 91k prompts on torch: about 27 minutes on two idle cores (30 min in all).
 bench-peers: setup
 	HF_HUB_OFFLINE=1 $(BIN)/analyzer bench --seed 0 --system analyzer --system bertopic --system bertopic_e2e \
 		--system volume --out bench-out/peers.json

@@ -5,10 +5,9 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_TRUTH
+from conftest import ROOT, SAMPLE_TRUTH
 
 from analyzer.bench import metrics
 from analyzer.export import export
@@ -114,4 +113,4 @@ def test_run_record_versions_do_not_import_heavy_packages():
     code = ("import sys; from analyzer.pipeline import versions; v = versions(); "
             "assert v['numpy'] and v['duckdb'] != 'not installed', v; "
             "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

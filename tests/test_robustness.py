@@ -191,7 +191,7 @@ def test_sigkill_at_random_points_then_rerun_gives_the_clean_result(embedder, tm
         # later runs are shorter (ingest finds duplicates, most prompts are embedded): kill early enough
         rc, _ = run(ws, kill_after=rng.uniform(0.0, 0.5 * work_s))
         killed += rc == -signal.SIGKILL
-    assert killed >= 4, "many runs should have been killed mid-way"
+    assert killed >= 5, "most runs should have been killed mid-way"
     run(ws)  # the lock of every killed run was released: this run gets it
 
     assert _comparable(json.loads(_export(ws))) == _comparable(json.loads(_export(fresh)))
