@@ -32,13 +32,19 @@ import scipy.sparse as sp
 
 from analyzer import signals as sig
 
-INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt")
+#: Identifiers whose sharing across *different customers* is evidence of one operator. ``org_id`` is not
+#: among them: accounts of one organisation are one customer's seats, an explanation of their coordination
+#: (see :func:`principals`), and an identifier shared only inside one organisation (its egress block, its
+#: system prompt, its payment method) is explained the same way.
+INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id", "system_prompt")
 
+#: Weights of the behavioural signals in the weighted mean. ``training_value`` is not among them: it is a
+#: gate (see :func:`score_signals`), because a coordinated workload with no training value is not a
+#: distillation campaign however coordinated it is.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "focus": 3.0,
     "evenness": 1.0,
     "templating": 2.0,
-    "training_value": 2.0,
     "sync": 1.5,
     "regularity": 0.5,
     "infrastructure": 1.5,
@@ -63,12 +69,19 @@ class ScoringConfig:
     member_share: float = 0.25
     member_min_requests: int = 2
     focus_prior: float = 3.0
-    full_spread_accounts: int = 20
+    full_spread_accounts: int = 10
     min_candidate_accounts: int = 2
     min_single_account_requests: int = 100
     sync_bucket_minutes: int = 15
     sync_full_ratio: float = 4.0
     flag_threshold: float = 0.5
+    #: Training value at which the value gate is fully open (below it the score is scaled down linearly).
+    value_full: float = 0.4
+    #: Operators: members that share no infrastructure and whose hours of activity differ (cosine of their
+    #: smoothed hour-of-day profiles below ``operator_timing_similarity``) are separate communities; a group
+    #: with two or more communities of ``min_operator_accounts`` accounts is split into one campaign each.
+    min_operator_accounts: int = 5
+    operator_timing_similarity: float = 0.5
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -182,10 +195,11 @@ NO_EVIDENCE_IS_ZERO = ("sync",)
 
 
 def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float],
-                  missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO) -> float:
+                  missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO, value_full: float = 0.4) -> float:
     """The campaign score from its signal values (see the module docstring).
 
-    A signal that is ``None`` does not apply and is left out of the weighted mean, except those named in
+    ``spread * diversity * value_gate(training_value) * weighted mean of the behavioural signals``. A signal
+    that is ``None`` does not apply and is left out of the weighted mean, except those named in
     ``missing_as_zero``, which count as 0 (no evidence found).
     """
     num = den = 0.0
@@ -198,8 +212,16 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
         num += w * float(v)
         den += w
     behaviour = num / den if den > 0 else 0.0
-    gate = float(values.get("spread") or 0.0) * float(values.get("diversity") or 0.0)
+    gate = float(values.get("spread") or 0.0) * float(values.get("diversity") or 0.0) * value_gate(
+        values.get("training_value"), value_full)
     return float(np.clip(gate * behaviour, 0.0, 1.0))
+
+
+def value_gate(training_value: float | None, value_full: float = 0.4) -> float:
+    """The training-value gate in [0, 1]: ``training_value / value_full``, capped at 1 (``None`` = 0)."""
+    if training_value is None or value_full <= 0:
+        return 0.0
+    return float(np.clip(training_value / value_full, 0.0, 1.0))
 
 
 def find_campaigns(
@@ -257,7 +279,7 @@ def find_campaigns(
     null_similarity = _null_activity_similarity(req, config)
 
     ctx = _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, bool(infra_applicable),
-                   releases, window_req, null_similarity)
+                   releases, window_req, null_similarity, principals(req))
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     group_of = {c: i for i, group in enumerate(groups) for c in group}
     greq_all = req[req["cluster_id"].isin(group_of.keys())]
@@ -268,15 +290,20 @@ def find_campaigns(
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
-        scored = _score_group(group, greq_all.iloc[bounds[i] : bounds[i + 1]], ctx)
-        if scored is None:
+        greq = greq_all.iloc[bounds[i] : bounds[i + 1]]
+        members, extra_members, per_acc = _members(greq, ctx)
+        if not members or (len(members) < config.min_candidate_accounts
+                           and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
-        row, members, partial = scored
-        campaign_rows.append(row)
-        account_rows += members
-        partial_rows += partial
-        for c in group:
-            cluster_campaign[int(c)] = row["campaign_id"]
+        operators = _operators(members, greq, ctx)
+        for op_members in operators:
+            row, member_rows, partial = _score_group(group, greq, op_members, extra_members, per_acc, ctx,
+                                                     n_operators=len(operators))
+            campaign_rows.append(row)
+            account_rows += member_rows
+            partial_rows += partial
+            for c in group:  # the largest operator (scored first) names the cluster's campaign
+                cluster_campaign.setdefault(int(c), row["campaign_id"])
 
     campaigns = pd.DataFrame(campaign_rows, columns=[
         "campaign_id", "score", "flagged", "label", "kind", "keywords", "template", "n_accounts",
@@ -307,6 +334,27 @@ class _Context:
     releases: dict[str, int]
     window_req: pd.DataFrame
     null_similarity: float
+    principal_of: pd.Series  # account id -> principal (its organisation, else the account itself)
+
+
+def principals(req: pd.DataFrame) -> pd.Series:
+    """The customer behind each account: ``"org:<org_id>"`` (its most frequent organisation), else
+    ``"account:<account_id>"``.
+
+    Seats of one organisation are one paying customer: many of them working one templated workload is a
+    product integration, not many accounts. The spread gate counts principals, and identifiers count as
+    evidence only when shared across principals.
+    """
+    accounts = pd.Index(req["account_id"].unique())
+    out = pd.Series("account:" + accounts.astype(str), index=accounts)
+    if "org_id" in req:
+        orgs = req[["account_id", "org_id"]].dropna()
+        orgs = orgs[orgs["org_id"].astype(str).str.len() > 0]
+        if len(orgs):
+            top = orgs.groupby(["account_id", "org_id"]).size().sort_values(ascending=False)
+            top = top.reset_index().drop_duplicates("account_id").set_index("account_id")["org_id"]
+            out.loc[top.index] = "org:" + top.astype(str)
+    return out
 
 
 def _holders(id_pairs: pd.DataFrame, accounts: set[str], shared: list[sig.SharedValue]) -> pd.DataFrame:
@@ -353,32 +401,93 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
     core = set(per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index)
     extra: set[str] = set()
     if len(core) >= 2:
-        shared = sig.concentrated_values(ctx.id_pairs, core, ctx.value_accounts)
+        shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx.id_pairs, cand, shared)["account_id"])
     return sorted(core | extra), extra, per_acc
 
 
-def _score_group(group: list[int], greq: pd.DataFrame, ctx: _Context):
-    """Signals, score, evidence and account rows of one group of clusters, or ``None`` if it has no members."""
+def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]:
+    """Identifier values concentrated among ``accounts`` and held by two or more principals (customers).
+
+    A value shared only by the seats of one organisation (its egress block, its system prompt) explains their
+    likeness instead of proving an operator behind them.
+    """
+    shared = sig.concentrated_values(ctx.id_pairs, accounts, ctx.value_accounts)
+    if not shared:
+        return shared
+    holders = _holders(ctx.id_pairs, accounts, shared)
+    n_principals = (holders.assign(p=ctx.principal_of.reindex(holders["account_id"]).to_numpy())
+                    .groupby(["field", "value"])["p"].nunique())
+    return [s for s in shared if n_principals.get((s.field, s.value), 0) >= 2]
+
+
+def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
+    """Unit hour-of-day activity profiles of ``members`` (rows), smoothed over neighbouring hours."""
+    codes = pd.Categorical(mreq["account_id"], categories=members).codes
+    hours = ((mreq["t"].to_numpy() // 3600) % 24).astype(np.int64)
+    prof = np.zeros((len(members), 24))
+    np.add.at(prof, (codes, hours), 1.0)
+    smooth = sum(w * np.roll(prof, o, axis=1) for o, w in zip(range(-2, 3), (1.0, 2.0, 3.0, 2.0, 1.0), strict=True))
+    norm = np.linalg.norm(smooth, axis=1, keepdims=True)
+    return smooth / np.where(norm > 0, norm, 1.0)
+
+
+def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
+    """Split a group's members into operators: communities linked by shared infrastructure or common hours.
+
+    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`) or their
+    hour-of-day profiles have cosine ``operator_timing_similarity`` or more. Connected communities of at
+    least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
+    own (a relay and an operator on the same task kind are not one actor). Accounts in smaller communities
+    join the operator whose hours they resemble most. Largest operator first.
+    """
+    from scipy.sparse.csgraph import connected_components
+
     config = ctx.config
-    members, extra_members, per_acc = _members(greq, ctx)
+    if len(members) < 2 * config.min_operator_accounts:
+        return [members]
+    mreq = greq[greq["account_id"].isin(set(members))]
+    unit = _hour_profiles(mreq, members)
+    linked = unit @ unit.T >= config.operator_timing_similarity
+    shared = _evidence_values(ctx, set(members))
+    if shared:
+        holders = _holders(ctx.id_pairs, set(members), shared)
+        pos = {a: i for i, a in enumerate(members)}
+        vcode, _ = pd.factorize(holders["field"] + "\x1f" + holders["value"])
+        inc = sp.csr_matrix((np.ones(len(holders)), (holders["account_id"].map(pos).to_numpy(), vcode)),
+                            shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
+        linked |= (inc @ inc.T).toarray() > 0
+    _, comp = connected_components(sp.csr_matrix(linked), directed=False)
+    sizes = np.bincount(comp)
+    big = np.flatnonzero(sizes >= config.min_operator_accounts)
+    if len(big) < 2:
+        return [members]
+    big = big[np.argsort(-sizes[big], kind="stable")]
+    centroids = np.stack([unit[comp == c].mean(axis=0) for c in big])
+    owner = np.where(np.isin(comp, big), comp, big[(unit @ centroids.T).argmax(axis=1)])
+    return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
+
+
+def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra_members: set[str],
+                 per_acc: pd.Series, ctx: _Context, n_operators: int = 1):
+    """Signals, score, evidence and account rows of one operator's members on a group of clusters."""
+    config = ctx.config
     n_members = len(members)
-    if not members or (n_members < config.min_candidate_accounts
-                       and per_acc.reindex(members).sum() < config.min_single_account_requests):
-        return None
     member_set = set(members)
     mreq = greq[greq["account_id"].isin(member_set)]
     m_counts = mreq.groupby("account_id").size().reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     m_share = sig.shrunk_share(m_counts.to_numpy(), totals, config.focus_prior)
+    n_principals = int(ctx.principal_of.reindex(members).nunique())
 
     values: dict[str, float | None] = {}
-    values["spread"] = sig.spread(n_members, config.full_spread_accounts)
+    values["spread"] = sig.spread(n_principals, config.full_spread_accounts)
     values["evenness"] = sig.evenness(m_counts.to_numpy()) if n_members >= 2 else None
     values["focus"] = float(m_share.mean())
     n_unique = int(mreq["prompt_hash"].nunique())
-    values["diversity"] = sig.diversity(n_unique, len(mreq))
+    n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
+    values["diversity"] = sig.diversity(n_tasks, len(mreq))
     # Templating of each unit (a template family has one scaffold; a topic cluster rarely does),
     # weighted by the members' requests in it.
     cw = mreq.groupby("cluster_id").size()
@@ -402,22 +511,24 @@ def _score_group(group: list[int], greq: pd.DataFrame, ctx: _Context):
         sim = sig.activity_similarity(mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes)
         values["sync"] = sig.sync(sim, ctx.null_similarity, config.sync_full_ratio)
     values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
-    shared = sig.concentrated_values(ctx.id_pairs, member_set, ctx.value_accounts) if n_members >= 2 else []
+    shared = _evidence_values(ctx, member_set) if n_members >= 2 else []
     holders = _holders(ctx.id_pairs, member_set, shared)
     infra_accounts = set(holders["account_id"])
     values["infrastructure"] = len(infra_accounts) / n_members if (ctx.infra_applicable and n_members >= 2) else None
     other = ctx.window_req[~ctx.window_req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
     values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases)
 
-    score = score_signals(values, config.weights)
+    score = score_signals(values, config.weights, value_full=config.value_full)
     cid = campaign_id(members, group)
     kind = kind_name if values["training_value"] >= 0.3 else ""
     evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared, infra_accounts,
                          top_info.template, top_info.template_coverage, kind, pivot_model, sim, ctx.null_similarity,
                          config)
+    evidence[1:1] = _context_evidence(n_members, n_principals, n_tasks, n_unique, n_operators, values, config)
+    topic = _topic(mreq, ctx, top_info)
     row = {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
-        "label": top_info.label or ", ".join(top_info.keywords[:4]), "kind": kind,
+        "label": campaign_label(kind, topic, n_members, n_principals), "kind": kind,
         "keywords": list(dict.fromkeys(k for i in infos for k in i.keywords))[:10], "template": top_info.template,
         "n_accounts": n_members, "n_requests": int(len(mreq)),
         "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
@@ -451,6 +562,68 @@ def _score_group(group: list[int], greq: pd.DataFrame, ctx: _Context):
         for acc, n in per_acc[~per_acc.index.isin(member_set)].items()
     ]
     return row, account_rows, partial_rows
+
+
+#: How each capability intent reads in a campaign label.
+INTENT_PHRASES: dict[str, str] = {
+    "chain-of-thought elicitation": "chain-of-thought elicitation",
+    "rubric grading": "rubric grading (model as reward model)",
+    "tool use": "tool-use trajectories",
+    "agentic coding": "agentic coding",
+    "censorship-safe rewrite": "censorship-safe rewrites",
+    "data analysis": "data analysis",
+}
+
+
+def campaign_label(kind: str, topic: str, n_accounts: int, n_principals: int) -> str:
+    """What the campaign is after, in words an analyst reads at a glance.
+
+    ``"chain-of-thought elicitation on apples, total, many: 38 accounts"``; without a training intent the
+    topic alone. Seats of one organisation are said so (``"30 accounts of 1 organisation"``).
+    """
+    who = f"{n_accounts} accounts" if n_accounts != 1 else "1 account"
+    if n_principals < n_accounts:
+        who += f" of {n_principals} organisation{'s' if n_principals != 1 else ''}"
+    what = INTENT_PHRASES.get(kind, kind)
+    if what and topic:
+        return f"{what} on {topic}: {who}"
+    return f"{what or topic or 'unlabelled'}: {who}"
+
+
+def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo, n_words: int = 3) -> str:
+    """The subject of the tasks: keywords of the members' most used topic (semantic) cluster.
+
+    A template family's keywords name its wrapper ("problem · step · answer"); the topic clusters the same
+    prompts fall into name what the tasks are about.
+    """
+    if "topic_cluster" in mreq:
+        topics = mreq.loc[mreq["topic_cluster"] >= 0, "topic_cluster"].value_counts()
+        for tc in topics.index[:3]:
+            info = ctx.clusters.get(int(tc))
+            if info is not None and info.keywords:
+                return ", ".join(info.keywords[:n_words])
+    return ", ".join(top_info.keywords[:n_words])
+
+
+def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
+                      values: Mapping[str, float | None], config: ScoringConfig) -> list[str]:
+    """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value."""
+    ev = []
+    if n_principals < n_members:
+        ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
+                  f"{'s' if n_principals != 1 else ''} (org id); seats of one customer count once in spread "
+                  f"({values['spread']:.2f}).")
+    if n_tasks < n_unique:
+        ev.append(f"{n_unique:,} distinct prompts are {n_tasks:,} distinct tasks once near-duplicate wordings "
+                  "of one task are merged.")
+    if n_operators > 1:
+        ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
+                  "and keep different hours from the others, so each is a campaign of its own.")
+    gate = value_gate(values.get("training_value"), config.value_full)
+    if gate < 1.0:
+        ev.append(f"Low training value ({values['training_value'] or 0:.2f}): the content maps onto ordinary "
+                  f"workloads more than onto a model capability, so the score is scaled by {gate:.2f}.")
+    return ev
 
 
 def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, n: int = 300, seed: int = 0) -> float:

@@ -47,6 +47,15 @@ class ClusterParams:
         ``"leaf"`` keeps the finest dense clusters (campaign templates are small dense blobs inside a large
         diffuse background, where ``"eom"`` tends to return a few giant clusters); ``"eom"`` is HDBSCAN's
         default.
+    edge_words : int
+        Words at the opening (or closing) that define a literal template family.
+    min_family_size : int
+        Fewest unique prompts in a template family (literal or scaffold); also how many prompts a sentence
+        must recur in to count as scaffold.
+    task_similarity : float
+        Prompts at least this similar (reference cosine) are one task worded differently (near duplicates);
+        measured on the quick scenario: 2-11% of campaign prompts have a neighbour this close, against
+        40-70% of a templated batch over short texts. Task diversity counts these groups.
     """
 
     k: int = 15
@@ -56,6 +65,7 @@ class ClusterParams:
     attach_similarity: float = 0.6
     edge_words: int = 6
     min_family_size: int = 8
+    task_similarity: float = 0.9
 
 
 def knn_to_distance_graph(nbrs: np.ndarray, sims: np.ndarray) -> sp.csr_matrix:
@@ -138,20 +148,28 @@ def attach_noise(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min_sim
     return out
 
 
-_WORD = re.compile(r"\w+")
+#: CJK ideographs, kana and hangul syllables: scripts written without spaces, where each character counts as
+#: one word (a Chinese wrapper is otherwise one long "word" glued to the task text behind it).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 _DIGITS = re.compile(r"\d+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens; each CJK character is a word of its own."""
+    return _WORD.findall(text.lower())
 
 
 def _edge_keys(text: str, edge_words: int) -> tuple[str | None, str | None]:
     window = 40 * edge_words
-    head = _WORD.findall(text[:window].lower())
+    head = words(text[:window])
     if len(head) < edge_words:
         return None, None
     if len(text) <= window:  # the head window is the whole text
         tail, n_words = head, len(head)
     else:
-        tail = _WORD.findall(text[-window:].lower())
-        n_words = len(_WORD.findall(text.lower())) if len(text) < 2 * window else 10**6
+        tail = words(text[-window:])
+        n_words = len(words(text)) if len(text) < 2 * window else 10**6
     if n_words < 2 * edge_words + 2 or len(tail) < edge_words:
         return None, None
     return "^" + _DIGITS.sub("0", " ".join(head[:edge_words])), _DIGITS.sub("0", " ".join(tail[-edge_words:])) + "$"
@@ -195,4 +213,74 @@ def cluster_tightness(labels: np.ndarray, vectors: np.ndarray) -> dict[int, floa
         centroid = v.mean(axis=0)
         norm = np.linalg.norm(centroid)
         out[c] = float((v @ (centroid / norm)).mean()) if norm > 0 else 0.0
+    return out
+
+
+def task_groups(nbrs: np.ndarray, sims: np.ndarray, min_similarity: float) -> np.ndarray:
+    """Near-duplicate prompts: the same task worded a little differently (typos, a lead-in, a retry).
+
+    Connected components of the kNN edges whose similarity (on the reference scale) is at least
+    ``min_similarity``. Returns one group id per prompt; a prompt with no such neighbour is a group of its
+    own. Campaign signals count distinct *tasks* with it, so a classroom asking a dozen problems in a hundred
+    wordings is a dozen tasks, not a thousand.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    n, k = nbrs.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.repeat(np.arange(n), k)
+    cols = nbrs.ravel()
+    ok = (cols >= 0) & (cols != rows) & (sims.ravel() >= min_similarity)
+    graph = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.int8), (rows[ok], cols[ok])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)
+
+
+_SENTENCE = re.compile(r"[^.!?。！？；;:：\n]+")
+
+
+def _sentences(text: str, head_chars: int, tail_chars: int) -> list[str]:
+    """Normalised sentences of the head and tail of ``text`` (lower case, digits as 0, single spaces)."""
+    if len(text) > head_chars + tail_chars:
+        text = text[:head_chars] + "\n" + text[-tail_chars:]
+    out = []
+    for s in _SENTENCE.findall(text.lower()):
+        s = " ".join(_DIGITS.sub("0", s).split())
+        if s:
+            out.append(s)
+    return out
+
+
+def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: int = 3,
+              min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000) -> list[str | None]:
+    """The scaffold of each prompt: its sentences that recur verbatim in at least ``min_prompts`` prompts.
+
+    A wrapper paraphrased by composing interchangeable fragments in varying order shares no opening or
+    closing word run with its siblings, but each fragment recurs verbatim across many prompts while the task
+    text inside does not. A prompt's scaffold is its recurring sentences (of ``min_sentence_words`` words or
+    more; CJK characters count as words) in sorted order, kept when they hold ``min_scaffold_words`` words and
+    the prompt also has text of its own (else it is a repeat, not a filled template). ``None`` otherwise.
+    Only the first ``head_chars`` and last ``tail_chars`` characters are read (padding cannot hide a wrapper
+    at either end, and memory stays bounded).
+    """
+    per_prompt: list[list[str]] = []
+    n_words: dict[str, int] = {}  # words per distinct sentence, counted once
+    df: dict[str, int] = {}
+    for text in texts:
+        sents = []
+        for s in dict.fromkeys(_sentences(text, head_chars, tail_chars)):
+            w = n_words.get(s)
+            if w is None:
+                w = n_words[s] = len(words(s))
+            sents.append(s)
+            df[s] = df.get(s, 0) + 1
+        per_prompt.append(sents)
+    out: list[str | None] = []
+    for sents in per_prompt:
+        common = sorted(s for s in sents if df[s] >= min_prompts and n_words[s] >= min_sentence_words)
+        n_common = sum(n_words[s] for s in common)
+        own = sum(n_words[s] for s in sents if df[s] < min_prompts)
+        ok = n_common >= min_scaffold_words and own >= min_sentence_words
+        out.append(" | ".join(common) if ok else None)
     return out

@@ -249,10 +249,26 @@ def build_index(ws: Workspace, options: RunOptions):
     return hashes, vectors, index
 
 
-def intent_vectors(options: RunOptions) -> tuple[list[str], np.ndarray]:
+def intent_vectors(options: RunOptions) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """Vectors of the capability intents and of the ordinary workloads they are contrasted with."""
     names = list(sig.TRAINING_INTENTS)
+    ordinary = list(sig.ORDINARY_INTENTS)
     emb = embedder_for(options)
-    return names, emb.encode([sig.TRAINING_INTENTS[n] for n in names])
+    vecs = emb.encode([sig.TRAINING_INTENTS[n] for n in names] + [sig.ORDINARY_INTENTS[n] for n in ordinary])
+    return names, vecs[: len(names)], ordinary, vecs[len(names):]
+
+
+def prompt_intents(vectors: np.ndarray, options: RunOptions, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt: the intent it reads as, and its similarity to the best capability intent (0 when an
+    ordinary workload is closer: such a prompt has no training value)."""
+    names, cvecs, ordinary, ovecs = intent_vectors(options)
+    csims = embed_mod.calibrate_similarity(key, vectors @ cvecs.T)
+    osims = embed_mod.calibrate_similarity(key, vectors @ ovecs.T)
+    is_cap, cap, ordi = sig.contrastive_intent(csims, osims)
+    rows = np.arange(len(vectors))
+    intents = np.where(is_cap, np.asarray(names, dtype=object)[cap], np.asarray(ordinary, dtype=object)[ordi])
+    sim = np.where(is_cap, csims[rows, cap], 0.0).astype(np.float64)
+    return intents, sim
 
 
 def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, int]:
@@ -268,33 +284,36 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
     strengths = np.where((strengths == 0) & (labels >= 0), 1.0, strengths)
 
-    attached = cluster_mod.attach_noise(labels, nbrs, embed_mod.calibrate_similarity(key, sims),
-                                        options.cluster.attach_similarity)
-    del nbrs, sims
+    calibrated = embed_mod.calibrate_similarity(key, sims)
+    attached = cluster_mod.attach_noise(labels, nbrs, calibrated, options.cluster.attach_similarity)
+    tasks = cluster_mod.task_groups(nbrs, calibrated, options.cluster.task_similarity)
+    del nbrs, sims, calibrated
     texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
     hash_texts = texts.reindex(hashes).fillna("").tolist()
     families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
     offset = int(labels.max()) + 1 if n else 0
     family_ids = np.where(families >= 0, families + offset, -1)
-    # The unit a prompt's requests count towards in campaign signals: its template family, else its
-    # (possibly attributed) topic cluster.
-    assigned = np.where(family_ids >= 0, family_ids, attached)
+    scaffold_of, scaffold_fams = scaffold_families(hash_texts, families < 0, options)
+    scaffold_offset = (int(family_ids.max()) + 1) if (family_ids >= 0).any() else offset
+    scaffold_ids = np.where(scaffold_fams >= 0, scaffold_fams + scaffold_offset, -1)
+    # The unit a prompt's requests count towards in campaign signals: its template family (literal opening or
+    # closing, else a scaffold of recurring sentences), else its (possibly attributed) topic cluster.
+    assigned = np.where(family_ids >= 0, family_ids, np.where(scaffold_ids >= 0, scaffold_ids, attached))
 
-    names, ivecs = intent_vectors(options)
-    intent_sims = vectors @ ivecs.T
-    intent_idx = intent_sims.argmax(axis=1)
-    intent_sim = embed_mod.calibrate_similarity(key, intent_sims[np.arange(n), intent_idx])
-    del intent_sims
-    intents = np.asarray(names, dtype=object)[intent_idx]
+    intents, intent_sim = prompt_intents(vectors, options, key)
 
+    scaffold_rows = label_clusters(hashes, scaffold_ids, vectors, req_counts, texts, intents, intent_sim, options,
+                                   kind="scaffold")
+    scaffold_rows = scaffold_templates(scaffold_rows, scaffold_ids, scaffold_of)
     rows = pd.concat([
         label_clusters(hashes, labels, vectors, req_counts, texts, intents, intent_sim, options, kind="topic"),
         label_clusters(hashes, family_ids, vectors, req_counts, texts, intents, intent_sim, options, kind="template"),
+        scaffold_rows,
     ], ignore_index=True)
     pc = pd.DataFrame({
         "prompt_hash": hashes, "cluster_id": labels.astype(np.int32), "probability": strengths,
         "assigned_cluster": assigned.astype(np.int32), "intent": intents,
-        "intent_similarity": intent_sim.astype(np.float64),
+        "intent_similarity": intent_sim.astype(np.float64), "task_id": tasks.astype(np.int64),
     })
     # Campaigns computed from the previous clustering no longer match: clear them in the same transaction,
     # so that a run killed before the score stage never shows new clusters beside old campaigns.
@@ -303,7 +322,57 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     return {"prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
             "template_families": int(families.max() + 1) if n else 0,
-            "prompts_in_families": int((families >= 0).sum())}
+            "prompts_in_families": int((families >= 0).sum()),
+            "scaffold_families": int(scaffold_fams.max() + 1) if n else 0,
+            "prompts_in_scaffold_families": int((scaffold_fams >= 0).sum()),
+            "distinct_tasks": int(len(np.unique(tasks)))}
+
+
+def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOptions
+                      ) -> tuple[list[str | None], np.ndarray]:
+    """Families of prompts built on the same paraphrased wrapper: ``(scaffold per prompt, family per prompt)``.
+
+    The scaffold of a prompt is its recurring sentences (:func:`analyzer.cluster.scaffolds`); scaffolds are
+    embedded and clustered like prompts (kNN graph, HDBSCAN), so fragments composed in another order, or
+    swapped for a synonymous fragment, land in one family. Only ``eligible`` prompts (not already in a literal
+    template family) are considered. Family ids start at 0; ``-1`` = none.
+    """
+    p = options.cluster
+    n = len(texts)
+    fams = np.full(n, -1, dtype=np.int64)
+    scaf = cluster_mod.scaffolds(texts, min_prompts=p.min_family_size)
+    scaf = [s if ok else None for s, ok in zip(scaf, eligible, strict=True)]
+    idx = np.array([i for i, s in enumerate(scaf) if s is not None], dtype=np.int64)
+    if len(idx) < max(p.min_family_size, 2):
+        return scaf, fams
+    distinct, inverse = np.unique(np.array([scaf[i] for i in idx], dtype=object), return_inverse=True)
+    vecs = embedder_for(options).encode(list(distinct))[inverse]
+    index = index_mod.build_index(vecs, seed=options.seed)
+    nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(idx) - 1))
+    labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, p)
+    fams[idx] = labels
+    return scaf, fams
+
+
+def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: list[str | None]) -> pd.DataFrame:
+    """Template fields of scaffold families: their most frequent recurring sentences, in varying order.
+
+    Coverage is 1 (every member has a scaffold), the fixed words are the median scaffold length and the
+    task text is the one slot: a literal alignment would find little in wrappers whose order varies.
+    """
+    if rows.empty:
+        return rows
+    rows = rows.copy()
+    members = cluster_mod.members_by_label(family_ids)
+    for i, r in rows.iterrows():
+        parts = pd.Series([s for j in members[int(r.cluster_id)] for s in (scaffold_of[j] or "").split(" | ") if s])
+        top = parts.value_counts().index[:4].tolist()
+        n_words = [len(cluster_mod.words(scaffold_of[j] or "")) for j in members[int(r.cluster_id)]]
+        sig_ = json.loads(r.signals)
+        sig_.update(template_coverage=1.0, n_fixed_words=int(np.median(n_words)), n_slots=1)
+        rows.at[i, "signals"] = json.dumps(sig_)
+        rows.at[i, "template"] = " … ".join(top) + " … {task} (sentences in varying order)"
+    return rows
 
 
 def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,
@@ -380,6 +449,7 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     req = ws.db.execute(
         """
         SELECT r.account_id, r.ts, r.prompt_hash, coalesce(pc.assigned_cluster, -1) AS cluster_id,
+               coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
                pc.intent, pc.intent_similarity, r.model, r.ip,
                r.user_agent, r.api_key_id, r.org_id, r.payment_id,
                CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL

@@ -66,15 +66,38 @@ TRAINING_INTENTS: dict[str, str] = {
         "and an explanation."
     ),
     "censorship-safe rewrite": (
-        "Answer this politically sensitive question about the Chinese government, Tiananmen, Tibet, Xinjiang "
-        "or Taiwan in a careful, neutral way that avoids censorship."
+        "Rewrite this politically sensitive question about the Chinese government, Tiananmen, Tibet, Xinjiang "
+        "or Taiwan so that it complies with content regulations, and give a neutral, compliant answer that "
+        "avoids criticism of the government."
     ),
     "data analysis": (
         "You are an expert data analyst combining statistical rigor with deep domain knowledge. Analyse the "
         "following table of data and answer the question."
     ),
-    "forced output format": (
-        "Respond only with a JSON object with the following fields and nothing else."
+}
+
+#: Ordinary templated workloads that a model provider's business customers run every day and that carry
+#: little value for distilling a capability. They describe workloads (what the wrapper asks), not topics:
+#: a task payload about feelings or stories inside a grading wrapper must not lose its value. Training value is *contrastive*: a prompt closer to one of these than to every capability in
+#: :data:`TRAINING_INTENTS` has none (a support-ticket integration asks for JSON and a summary, but it is not
+#: harvesting reasoning, grading, tool use, code, rewrites or analysis). A forced output format alone is not
+#: a capability either: it was an intent of its own until an enterprise integration's "return JSON only"
+#: template scored as training data.
+ORDINARY_INTENTS: dict[str, str] = {
+    "customer support": (
+        "Classify this customer support message, summarise the customer's issue and draft a short polite reply "
+        "to the customer about their order, delivery, refund or account."
+    ),
+    "document extraction": (
+        "Extract the invoice number, date, company name and total amount from this business document and return "
+        "them as fields."
+    ),
+    "translation": "Translate the following text into French, keeping the tone and formatting.",
+    "marketing copy": (
+        "Write a catchy product description and a short marketing email announcing our new product to customers."
+    ),
+    "meeting summary": (
+        "Summarise this email thread or meeting transcript into a few bullet points with the action items."
     ),
 }
 
@@ -132,9 +155,30 @@ def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8
     return float(np.clip(coverage, 0, 1) * min(1.0, n_fixed_words / full_scaffold_words))
 
 
-def training_value_from_similarity(similarity: float, low: float = 0.15, high: float = 0.45) -> float:
-    """Map a cosine similarity to an intent onto [0, 1]."""
+#: Similarity (reference cosine) to a capability intent at which training value starts, and where it is full.
+#: Calibrated on the benchmark: organic prompts sit mostly below 0.15, campaign wrappers 0.4-0.7.
+TRAINING_VALUE_LOW = 0.15
+TRAINING_VALUE_HIGH = 0.45
+
+
+def training_value_from_similarity(similarity: float, low: float = TRAINING_VALUE_LOW,
+                                   high: float = TRAINING_VALUE_HIGH) -> float:
+    """Map a cosine similarity to a capability intent onto [0, 1]."""
     return float(np.clip((similarity - low) / (high - low), 0.0, 1.0))
+
+
+def contrastive_intent(capability_sims: np.ndarray, ordinary_sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per prompt: ``(is_capability, best capability index, best ordinary index)`` from similarity matrices.
+
+    ``capability_sims`` is prompts x :data:`TRAINING_INTENTS`, ``ordinary_sims`` prompts x
+    :data:`ORDINARY_INTENTS` (same scale). A prompt reads as a capability when its best capability intent is
+    closer than its best ordinary workload.
+    """
+    cap = capability_sims.argmax(axis=1)
+    ordi = ordinary_sims.argmax(axis=1) if ordinary_sims.shape[1] else np.zeros(len(cap), dtype=np.int64)
+    rows = np.arange(len(cap))
+    best_ord = ordinary_sims[rows, ordi] if ordinary_sims.shape[1] else np.full(len(cap), -np.inf)
+    return capability_sims[rows, cap] > best_ord, cap, ordi
 
 
 def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucket_minutes: int = 15) -> float:

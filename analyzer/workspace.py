@@ -59,6 +59,7 @@ MIGRATIONS = """
 ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS assigned_cluster INTEGER;
 ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS intent VARCHAR;
 ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS intent_similarity DOUBLE;
+ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS task_id BIGINT;
 ALTER TABLE clusters ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 

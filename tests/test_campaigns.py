@@ -122,8 +122,22 @@ def test_score_gates():
     assert score_signals({**full, "spread": 0.0, "diversity": 1.0}, ScoringConfig().weights) == 0.0
     assert score_signals({**full, "spread": 1.0, "diversity": 0.1}, ScoringConfig().weights) == pytest.approx(0.1)
     # Signals that do not apply (None) are left out of the mean rather than counted as 0.
-    assert score_signals({"focus": 1.0, "pivot": None, "spread": 1.0, "diversity": 1.0}, {"focus": 1, "pivot": 5}) == 1.0
+    tv = {"training_value": 1.0}
+    assert score_signals({"focus": 1.0, "pivot": None, "spread": 1.0, "diversity": 1.0, **tv},
+                         {"focus": 1, "pivot": 5}) == 1.0
     # ...except timing: a group too light to show synchronization has shown none (sync None counts as 0).
-    light = {"focus": 1.0, "sync": None, "spread": 1.0, "diversity": 1.0}
+    light = {"focus": 1.0, "sync": None, "spread": 1.0, "diversity": 1.0, **tv}
     assert score_signals(light, {"focus": 1, "sync": 1}) == pytest.approx(0.5)
     assert score_signals(light, {"focus": 1, "sync": 1}, missing_as_zero=()) == 1.0
+
+
+def test_training_value_is_a_gate():
+    """A perfectly coordinated workload with no training value is not a distillation campaign."""
+    full = {"focus": 1, "templating": 1, "sync": 1, "infrastructure": 1, "evenness": 1, "spread": 1.0,
+            "diversity": 1.0}
+    weights = ScoringConfig().weights
+    assert "training_value" not in weights
+    assert score_signals({**full, "training_value": 0.0}, weights) == 0.0
+    assert score_signals({**full, "training_value": 0.2}, weights, value_full=0.4) == pytest.approx(0.5)
+    assert score_signals({**full, "training_value": 0.9}, weights, value_full=0.4) == pytest.approx(1.0)
+    assert score_signals({**full, "training_value": None}, weights) == 0.0
