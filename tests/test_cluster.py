@@ -63,3 +63,47 @@ def test_tiny_input_is_all_noise():
     nbrs, sims = index.knn_graph(idx, x, k=15)
     labels, _ = cluster.cluster_knn_graph(nbrs, sims, cluster.ClusterParams())
     assert (labels == -1).all()
+
+
+def test_words_split_cjk_characters():
+    assert cluster.words("请一步一步地思考 Step 2") == ["请", "一", "步", "一", "步", "地", "思", "考", "step", "2"]
+
+
+def test_chinese_wrapper_forms_a_literal_family():
+    """A Chinese wrapper is one run of characters without spaces; it must still open a template family."""
+    tasks = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have now?" for i in range(12)]
+    texts = [f"请一步一步地思考下面的问题，展示完整的推理过程。问题：{t}" for t in tasks]
+    texts += [f"Unrelated question number {i} about cooking pasta with tomatoes and basil tonight" for i in range(12)]
+    fams = cluster.template_families(texts, edge_words=6, min_size=8)
+    assert len(set(fams[:12])) == 1 and fams[0] >= 0
+    assert (fams[12:] != fams[0]).all()
+
+
+def test_task_groups_merge_near_duplicates_only():
+    sims = np.array([[0.95, 0.5], [0.95, 0.4], [0.5, 0.3], [0.2, 0.1]], dtype=np.float32)
+    nbrs = np.array([[1, 2], [0, 3], [0, 1], [2, 0]])
+    groups = cluster.task_groups(nbrs, sims, min_similarity=0.9)
+    assert groups[0] == groups[1]
+    assert len({groups[0], groups[2], groups[3]}) == 3
+
+
+def test_scaffolds_survive_fragment_order_and_ignore_task_text():
+    rng = np.random.default_rng(0)
+    fragments = ["Think about the problem step by step before you answer.",
+                 "Show every intermediate calculation you make along the way.",
+                 "Put the final answer on its own line at the very end.",
+                 "You are a careful mathematician who explains each move."]
+    texts = []
+    for i in range(20):
+        parts = [fragments[j] for j in rng.permutation(4)[:3]]
+        town = "".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=8))  # task text differs by words
+        parts.insert(int(rng.integers(0, 4)), f"A train carrying passengers leaves the town of {town} at noon.")
+        texts.append(" ".join(parts))
+    texts.append("What is a good recipe for banana bread with walnuts and honey?")
+    out = cluster.scaffolds(texts, min_prompts=8)
+    assert all(s is not None for s in out[:20]) and out[20] is None
+    assert all("passengers" not in s for s in out[:20])  # the task text is not scaffold
+    assert all(set(s.split(" | ")) <= {" ".join(cluster.words(f)) for f in fragments} | {
+        f.lower().rstrip(".") for f in fragments} for s in out[:20])
+    # A prompt that is nothing but recurring sentences is a repeat, not a filled template.
+    assert cluster.scaffolds([fragments[0] + " " + fragments[1]] * 10, min_prompts=8)[0] is None

@@ -95,3 +95,13 @@ def test_one_repeated_text_is_not_a_template():
     assert sig.templating(1.0, 20, n_slots=0) == 0.0  # a popular prompt re-sent: repetition, not a scaffold
     assert sig.templating(1.0, 20, n_slots=2) == 1.0
     assert sig.templating(0.5, 4) == 0.25  # slots not recorded (older workspaces): coverage x length
+
+
+def test_contrastive_intent_prefers_the_closer_workload():
+    from analyzer.signals import contrastive_intent
+
+    cap = np.array([[0.6, 0.2], [0.3, 0.1]])
+    ordinary = np.array([[0.5], [0.7]])
+    is_cap, best_cap, _ = contrastive_intent(cap, ordinary)
+    assert is_cap.tolist() == [True, False]
+    assert best_cap.tolist() == [0, 0]
