@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analyzer.bench import metrics
+from analyzer.bench import corpora, metrics
 from analyzer.bench.scenario import Scenario, build_scenario, resolve_knobs, write_scenario
 from analyzer.embed import DEFAULT_TIER, TIERS
 
@@ -327,7 +327,9 @@ def build_benign(preset: str, seed: int, knobs: Mapping[str, Any] | None = None,
     base = dict(knobs or {})
     try:
         return build_scenario(preset, seed=seed, **{**base, "campaigns": ()})
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
+    except corpora.SharedDataMissing:
+        raise
+    except Exception as exc:  # any refusal of the generator: fall back, saying which
         log(f"[{preset} seed {seed}] the generator refused campaigns=() ({type(exc).__name__}: {exc}); "
             f"building the full scenario and dropping its campaigns")
         return drop_campaigns(build_scenario(preset, seed=seed, **base))
