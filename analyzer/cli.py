@@ -327,38 +327,86 @@ def export(workspace, fmt, out, redact):
         click.echo(f"wrote {out} ({len(text):,} bytes)", err=True)
 
 
+def _known_presets(ctx, param, value):
+    """``--preset`` names checked against analyzer.bench.scenario.PRESETS as it is now (not a fixed list)."""
+    from analyzer.bench.scenario import PRESETS
+
+    unknown = [v for v in value if v not in PRESETS]
+    if unknown:
+        raise click.BadParameter(f"unknown preset(s) {unknown}; choose from {sorted(PRESETS)}")
+    return value
+
+
+def _known_suite(ctx, param, value):
+    from analyzer.bench.run import SUITES
+
+    if value is not None and value not in SUITES:
+        raise click.BadParameter(f"unknown suite {value!r}; choose from {sorted(SUITES)}")
+    return value
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="The quick scenario (~12k requests; about a minute plus embedding).")
 @click.option("--scale", is_flag=True,
               help="The 1M-request scale scenario, analyzer and volume heuristic only unless --system says more.")
-@click.option("--preset", type=click.Choice(["sample", "quick", "standard", "scale"]), default=None,
-              help="Scenario preset (default: standard, or quick with --quick, or scale with --scale).")
+@click.option("--preset", "presets", multiple=True, metavar="NAME", callback=_known_presets,
+              help="Scenario preset: any name in analyzer.bench.scenario.PRESETS (sample, quick, standard, scale, "
+                   "the adversarial ones...); repeat for several. Default: standard, or quick with --quick or "
+                   "--curve, or scale with --scale.")
+@click.option("--suite", default=None, metavar="NAME", callback=_known_suite,
+              help="A named set of presets: 'adversarial' = every preset whose name starts with 'adv' "
+                   "(listed ones missing from PRESETS are skipped with a message).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Scenario seed; repeat for several (default 0).")
 @click.option("--system", "systems", multiple=True,
               type=click.Choice(["analyzer", "bertopic", "bertopic_e2e", "volume"]),
-              help="Systems to run (default: analyzer, bertopic and volume). bertopic_e2e is BERTopic from the log "
-                   "file with its own torch embedding: about 27 minutes on the standard scenario.")
+              help="Systems to run (default: analyzer, bertopic and volume; analyzer alone with --benign-only). "
+                   "bertopic_e2e is BERTopic from the log file with its own torch embedding: about 27 minutes on "
+                   "the standard scenario. Systems whose extras are not installed are skipped with a message.")
 @click.option("--knob", "knobs", multiple=True, metavar="NAME=VALUE",
               help="Scenario knob, e.g. --knob campaign_accounts=10 --knob template_variation=2 (JSON values).")
+@click.option("--benign-only", is_flag=True,
+              help="Build each preset with no campaigns and report false positives: benign candidates flagged / "
+                   "scored, benign accounts flagged, highest benign score, pooled over seeds with a Wilson 95%% "
+                   "upper bound.")
+@click.option("--curve", is_flag=True,
+              help="Difficulty curve: the analyzer on the preset (default quick) with one knob varied at a time "
+                   "(campaign size, traffic share, paraphrase level); a Markdown table, and a PNG next to --out.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the rows as JSON here.")
 @click.option("--in-process", is_flag=True, help="Run systems in this process (faster start, shared peak memory).")
 @click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
               help="Reuse prompt vectors across runs and seeds (the rows report how many were reused).")
-@click.option("--tier", default=DEFAULT_TIER, show_default=True, type=click.Choice(TIERS),
-              help="Embedding tier the analyzer uses (bertopic is given the same vectors).")
-def bench(quick, scale, preset, seeds, systems, knobs, out, in_process, embedding_cache, tier):
+@click.option("--tier", default=DEFAULT_TIER, show_default=True, type=click.Choice([*TIERS, "both"]),
+              help="Embedding tier the analyzer uses (bertopic is given the same vectors); 'both' runs the analyzer "
+                   "once per tier, each row carrying its tier.")
+@click.option("--dry-run", is_flag=True, help="Print what would run (presets, seeds, systems, tiers) and stop.")
+def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curve, out, in_process, embedding_cache,
+          tier, dry_run):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
     benchmark cannot run and says so.
     """
     from analyzer.bench import corpora
-    from analyzer.bench.run import DEFAULT_SYSTEMS, comparison, run_bench, save, table
+    from analyzer.bench.run import (
+        DEFAULT_SYSTEMS,
+        benign_summary,
+        benign_summary_text,
+        benign_table,
+        comparison,
+        curve_plot_path,
+        curve_table,
+        resolve_presets,
+        run_bench,
+        run_curve,
+        runnable_systems,
+        save,
+        save_curve_plot,
+        table,
+    )
 
-    if not corpora.available():
-        raise click.ClickException(
-            f"benchmark corpora not found at {corpora.data_dir()} (set ANALYZER_SHARED_DATA); nothing is downloaded"
-        )
+    if benign_only and curve:
+        raise click.UsageError("--benign-only and --curve are separate runs; choose one")
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
     parsed = {}
     for k in knobs:
         name, _, value = k.partition("=")
@@ -368,17 +416,63 @@ def bench(quick, scale, preset, seeds, systems, knobs, out, in_process, embeddin
             parsed[name] = value
     if scale and not systems:
         systems = ("analyzer", "volume")
-    preset = preset or ("scale" if scale else "quick" if quick else "standard")
-    rows = run_bench(preset, seeds or (0,), systems or DEFAULT_SYSTEMS,
-                     isolate=not in_process, knobs=parsed, embedding_cache=embedding_cache, tier=tier,
-                     log=lambda m: click.echo(m, err=True))
-    click.echo(table(rows))
-    ratios = comparison(rows)
-    if ratios:
-        click.echo("\n" + ratios)
+    if curve:
+        systems = ("analyzer",)
+    elif benign_only and not systems:
+        systems = ("analyzer",)
+    systems, skipped = runnable_systems(systems or DEFAULT_SYSTEMS)
+    for m in skipped:
+        say(m)
+    if not systems:
+        raise click.ClickException("no system left to run (see the lines above)")
+    names, notes = resolve_presets(presets, suite)
+    for m in notes:
+        say(m)
+    if suite and not names:
+        raise click.ClickException(f"suite {suite}: none of its presets exist yet")
+    names = names or ["quick" if (quick or curve) else "scale" if scale else "standard"]
+    tiers = ["fast", "accurate"] if tier == "both" else [tier]
+    mode = "curve" if curve else "benign-only" if benign_only else "compare"
+    if dry_run:
+        click.echo(f"mode: {mode}\npresets: {', '.join(names)}\nseeds: {', '.join(map(str, seeds or (0,)))}\n"
+                   f"systems: {', '.join(systems)}\ntiers: {', '.join(tiers)}\nknobs: {json.dumps(parsed)}\n"
+                   f"out: {out or '-'}" + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
+        return
+    if not corpora.available():
+        raise click.ClickException(
+            f"benchmark corpora not found at {corpora.data_dir()} (set ANALYZER_SHARED_DATA); nothing is downloaded"
+        )
+    if curve:
+        rows = []
+        for name in names:
+            for seed in seeds or (0,):
+                rows += run_curve(name, seed, tier, knobs=parsed, isolate=not in_process,
+                                  embedding_cache=embedding_cache, log=say)
+        click.echo(curve_table(rows))
+        if out:
+            save(rows, out)
+            say(f"wrote {out}")
+            written = save_curve_plot(rows, curve_plot_path(out), log=say)
+            if written:
+                say(f"wrote {written}")
+        else:
+            say("curve plot not saved: give --out to save it next to the rows")
+        return
+    rows = run_bench(names, seeds or (0,), systems, isolate=not in_process, knobs=parsed,
+                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say)
+    if benign_only:
+        summary = benign_summary(rows)
+        click.echo(benign_table(rows, summary))
+        click.echo("\n" + benign_summary_text(summary))
+    else:
+        summary = []
+        click.echo(table(rows))
+        ratios = comparison(rows)
+        if ratios:
+            click.echo("\n" + ratios)
     if out:
-        save(rows, out)
-        click.echo(f"wrote {out}", err=True)
+        save(rows, out, **({"summary": summary} if summary else {}))
+        say(f"wrote {out}")
 
 
 @main.command()

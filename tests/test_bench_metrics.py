@@ -13,9 +13,13 @@ from analyzer.bench.metrics import (
     account_auc,
     account_precision_recall,
     assign_flags,
+    benign_false_positives,
     campaign_recall,
     false_flags,
+    is_benign,
     score_margin,
+    smallest_campaign_found,
+    wilson_interval,
 )
 
 
@@ -195,3 +199,79 @@ def test_score_margin_takes_each_campaign_best_candidate_and_the_top_benign() ->
     assert lowest_true == 0.7  # B's best candidate; A's weaker duplicate does not count
     assert highest_benign == 0.45  # mostly organic accounts, even with 3 campaign accounts inside
     assert score_margin([], TRUTH) == (None, None)
+
+
+# ----------------------------------------------------------------------------------------- smallest found
+
+
+def test_smallest_campaign_found_is_the_smallest_found_not_the_smallest_true() -> None:
+    _, found = campaign_recall([A, SHARED], TRUTH)  # A (20) and C1/C2 (10 each) found, B (10) not
+    assert smallest_campaign_found(found, TRUTH) == 10
+    _, found = campaign_recall([A], TRUTH)
+    assert smallest_campaign_found(found, TRUTH) == 20
+    _, found = campaign_recall([], TRUTH)
+    assert smallest_campaign_found(found, TRUTH) is None
+
+
+# ----------------------------------------------------------------------------------------- benign false positives
+
+
+def test_is_benign_majority_rule() -> None:
+    camp = set(A)
+    assert is_benign(ORG[:5], camp)
+    assert is_benign(A[:5] + ORG[:5], camp)  # 50% is not a strict majority
+    assert not is_benign(A[:6] + ORG[:5], camp)
+    assert is_benign([], camp)
+
+
+def test_benign_false_positives_counts_benign_candidates_and_accounts() -> None:
+    candidates = [(0.9, A), (0.8, HW[:10]), (0.3, VIR[:5]), (0.7, ORG[:4] + A[:2]), (0.2, B)]
+    flagged = [True, True, False, False, True]
+    stats = benign_false_positives(candidates, flagged, TRUTH)
+    assert stats.candidates_scored == 3  # HW, VIR, the mostly organic one; A and B are campaigns
+    assert stats.candidates_flagged == 1
+    assert stats.fpr == pytest.approx(1 / 3)
+    benign = len(TRUTH["all_accounts"]) - 40
+    assert stats.accounts == benign
+    assert stats.accounts_flagged == 10  # the homework accounts of the flagged benign candidate
+    assert stats.account_fpr == pytest.approx(10 / benign)
+    assert stats.highest_score == 0.8
+
+
+def test_benign_false_positives_on_a_campaign_free_truth() -> None:
+    truth = {"campaigns": {}, "hard_negatives": TRUTH["hard_negatives"], "all_accounts": ORG + HW}
+    stats = benign_false_positives([(0.5, ORG[:3]), (0.95, HW[:4] + ORG[:1])], [False, True], truth)
+    assert (stats.candidates_scored, stats.candidates_flagged, stats.accounts, stats.accounts_flagged) == (2, 1, 80, 5)
+    assert stats.highest_score == 0.95
+    empty = benign_false_positives([], [], truth)
+    assert empty.fpr is None and empty.highest_score is None and empty.account_fpr == 0.0
+    with pytest.raises(ValueError, match="2 candidates but 1"):
+        benign_false_positives([(0.5, ORG[:3]), (0.4, ORG[3:5])], [True], truth)
+
+
+# ----------------------------------------------------------------------------------------- Wilson bound
+
+
+def _wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 100), (3, 300), (1, 7), (50, 50), (12, 1000)])
+def test_wilson_interval_matches_the_formula(k: int, n: int) -> None:
+    lo, hi = wilson_interval(k, n)
+    exp_lo, exp_hi = _wilson_by_hand(k, n)
+    assert lo == pytest.approx(max(0.0, exp_lo), abs=1e-9)
+    assert hi == pytest.approx(min(1.0, exp_hi), abs=1e-9)
+
+
+def test_wilson_zero_of_n_upper_bound_shrinks_with_n() -> None:
+    # 0 flagged of n: upper = z^2 / (n + z^2); 0 of 100 is ~3.7%, 0 of 1000 ~0.38%
+    assert wilson_interval(0, 100)[1] == pytest.approx(3.8415 / 103.8415, rel=1e-4)
+    assert wilson_interval(0, 1000)[1] < wilson_interval(0, 100)[1]
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 100, confidence=0.99)[1] > wilson_interval(0, 100)[1]
+    with pytest.raises(ValueError):
+        wilson_interval(5, 3)

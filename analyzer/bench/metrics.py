@@ -1,4 +1,4 @@
-"""Benchmark metrics: campaign recall, false flags, account-level AUC and precision/recall.
+"""Benchmark metrics: campaign recall, false flags, account-level AUC and precision/recall, false-positive rates.
 
 All functions are pure: ``flagged`` is a list of flagged campaigns, each a list of account ids; ``truth`` is
 the dict written by :func:`analyzer.bench.scenario.write_scenario` (``truth.json``), of which only
@@ -20,6 +20,7 @@ Rules
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -171,3 +172,86 @@ def score_margin(campaign_scores: Sequence[tuple[float, Iterable[str]]], truth: 
             best[name] = max(best.get(name, 0.0), float(score))
     return (min(best.values()) if best else None), (max(benign) if benign else None)
 
+
+
+def smallest_campaign_found(found: Mapping[str, bool], truth: Mapping[str, Any]) -> int | None:
+    """Accounts of the smallest true campaign that was found (``None`` when none was found).
+
+    ``found`` is the second value of :func:`campaign_recall`. The smaller this number, the smaller a campaign the
+    system can still catch.
+    """
+    camps = _campaign_sets(truth)
+    sizes = [len(camps[name]) for name, ok in found.items() if ok and name in camps]
+    return min(sizes) if sizes else None
+
+
+def is_benign(accounts: Iterable[str], campaign_accts: set[str]) -> bool:
+    """A candidate is benign when campaign accounts are not a strict majority of its accounts (empty: benign)."""
+    acc = set(accounts)
+    return not acc or 2 * len(acc & campaign_accts) <= len(acc)
+
+
+@dataclass(frozen=True)
+class BenignStats:
+    """False positives among benign candidates and benign accounts (see :func:`benign_false_positives`)."""
+
+    candidates_scored: int      # benign candidate campaigns the system scored (flagged or not)
+    candidates_flagged: int     # of those, how many were flagged
+    accounts: int               # benign accounts in the log
+    accounts_flagged: int       # benign accounts inside at least one flagged campaign
+    highest_score: float | None  # highest score of a benign candidate (None: no benign candidate)
+
+    @property
+    def fpr(self) -> float | None:
+        """Candidate-level false-positive rate: flagged / scored benign candidates (None with none scored)."""
+        return self.candidates_flagged / self.candidates_scored if self.candidates_scored else None
+
+    @property
+    def account_fpr(self) -> float | None:
+        """Account-level false-positive rate: flagged / all benign accounts (None with no benign account)."""
+        return self.accounts_flagged / self.accounts if self.accounts else None
+
+
+def benign_false_positives(candidates: Sequence[tuple[float, Iterable[str]]], flagged: Sequence[bool],
+                           truth: Mapping[str, Any], accounts: Iterable[str] = ()) -> BenignStats:
+    """How often benign traffic is flagged.
+
+    ``candidates`` holds every candidate campaign as ``(score, accounts)`` and ``flagged`` says, in the same
+    order, which were flagged. Benign candidates are those of :func:`is_benign`. Benign accounts are the accounts
+    of ``truth["all_accounts"]`` (else ``accounts`` plus every account named in ``truth``) that belong to no true
+    campaign; one is flagged when it is in any flagged candidate. On a scenario with no campaigns every candidate
+    and every account is benign, so this is the false-positive rate of benign traffic against benign traffic.
+    """
+    if len(candidates) != len(flagged):
+        raise ValueError(f"{len(candidates)} candidates but {len(flagged)} flagged marks")
+    camp = campaign_accounts(truth)
+    scored = n_flagged = 0
+    top: float | None = None
+    flagged_accounts: set[str] = set()
+    for (score, accs), is_flagged in zip(candidates, flagged, strict=True):
+        acc = set(accs)
+        if is_flagged:
+            flagged_accounts |= acc
+        if not is_benign(acc, camp):
+            continue
+        scored += 1
+        n_flagged += bool(is_flagged)
+        top = float(score) if top is None else max(top, float(score))
+    benign = set(_universe(truth, accounts)) - camp
+    return BenignStats(scored, n_flagged, len(benign), len(flagged_accounts & benign), top)
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Wilson score interval of a binomial proportion ``k / n`` (scipy's ``binomtest``).
+
+    The upper end is what a false-positive rate is quoted with: with 0 of 300 benign candidates flagged the rate
+    is 0 but the data only rule out rates above ~1.3% at 95%. ``(0.0, 1.0)`` when ``n`` is 0.
+    """
+    if n < 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)

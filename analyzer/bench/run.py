@@ -14,31 +14,57 @@ Systems (same scenario, same run):
 - ``volume``: a per-account volume heuristic: accounts whose request count is an outlier (log-volume
   robust z-score >= 3) are flagged, each as its own campaign; the account score is its volume rank.
 
-Each system runs in its own child process so that its peak memory is its own.
+Each system runs in its own child process so that its peak memory is its own. Systems whose optional
+dependencies are missing (BERTopic without the ``dev`` extra) are skipped with a line naming the extra.
+
+Modes besides the side-by-side rows:
+
+- ``benign_only``: the preset built with no campaigns (``campaigns=()``), so every candidate and every account is
+  benign; the rows give the false-positive rate of benign traffic against benign traffic
+  (:func:`analyzer.bench.metrics.benign_false_positives`) and :func:`benign_summary` pools them over seeds with a
+  Wilson upper bound.
+- :func:`run_curve`: the difficulty curve, one knob of :data:`CURVE_GRID` varied at a time from the preset.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing as mp
 import os
 import resource
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analyzer.bench import metrics
-from analyzer.bench.scenario import build_scenario, write_scenario
-from analyzer.embed import DEFAULT_TIER
+from analyzer.bench import corpora, metrics
+from analyzer.bench.scenario import Scenario, build_scenario, resolve_knobs, write_scenario
+from analyzer.embed import DEFAULT_TIER, TIERS
 
 SYSTEMS = ("analyzer", "bertopic", "bertopic_e2e", "volume")
 #: What ``analyzer bench`` runs without ``--system``: BERTopic end to end embeds every prompt on torch (about an
 #: hour for the standard scenario on two cores), so it runs only when asked for.
 DEFAULT_SYSTEMS = ("analyzer", "bertopic", "volume")
+#: Modules each optional system imports, and the extra of pyproject.toml that installs them.
+SYSTEM_REQUIRES: dict[str, tuple[str, ...]] = {
+    "bertopic": ("bertopic", "umap", "hdbscan"),
+    "bertopic_e2e": ("bertopic", "umap", "hdbscan", "sentence_transformers"),
+}
+SYSTEM_EXTRA: dict[str, str] = {"bertopic": "dev", "bertopic_e2e": "dev"}
+#: Named preset suites (``analyzer bench --suite NAME``). A suite runs the presets listed here that exist in
+#: :data:`analyzer.bench.scenario.PRESETS` plus, for ``adversarial``, every other preset whose name starts with
+#: ``adv``; listed names missing from PRESETS are skipped with a message.
+SUITES: dict[str, tuple[str, ...]] = {
+    "adversarial": ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-padded", "adv-tiny",
+                    "adv-lookalikes", "adversarial"),
+}
+SUITE_PREFIX: dict[str, str] = {"adversarial": "adv"}
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -49,6 +75,7 @@ class SystemResult:
     peak_rss_mb: float
     stages: dict[str, float]
     candidates: list[tuple[float, list[str]]] = field(default_factory=list)  # every candidate: (score, accounts)
+    candidates_flagged: list[bool] = field(default_factory=list)  # same order as candidates: was it flagged
 
 
 def _peak_mb() -> float:
@@ -75,7 +102,8 @@ def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None
     candidates = [(float(score), members.get(cid, [])) for cid, score in zip(camps["campaign_id"], camps["score"],
                                                                              strict=True)]
     return SystemResult(flagged, dict(zip(acc["account_id"], acc["score"].astype(float), strict=True)),
-                        time.perf_counter() - t0, _peak_mb(), stats["stages_s"], candidates)
+                        time.perf_counter() - t0, _peak_mb(), stats["stages_s"], candidates,
+                        [bool(f) for f in camps["flagged"]])
 
 
 def _embeddings_from(workdir: str):
@@ -219,14 +247,104 @@ def _isolated(target, *args) -> SystemResult:
     return SystemResult(**payload)
 
 
-def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: dict) -> dict:
+def _module_available(name: str) -> bool:
+    """Whether ``name`` can be imported (found on the path), without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def runnable_systems(systems: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The systems whose optional dependencies are installed, and one message per system skipped.
+
+    A message names the missing modules and the extra that installs them, e.g.
+    ``bertopic skipped (bertopic not installed): pip install 'analyzer[dev]'``.
+    """
+    runnable: list[str] = []
+    messages: list[str] = []
+    for system in systems:
+        missing = [m for m in SYSTEM_REQUIRES.get(system, ()) if not _module_available(m)]
+        if missing:
+            messages.append(f"{system} skipped ({', '.join(missing)} not installed): "
+                            f"pip install 'analyzer[{SYSTEM_EXTRA.get(system, 'dev')}]'")
+        else:
+            runnable.append(system)
+    return runnable, messages
+
+
+def resolve_presets(presets: Sequence[str] = (), suite: str | None = None,
+                    known: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """The presets to run (``presets`` then the ``suite``'s, without repeats) and messages about skipped names.
+
+    ``known`` is the preset table (default: :data:`analyzer.bench.scenario.PRESETS`, read now, so presets added
+    there are accepted without changes here). An unknown name in ``presets`` raises ``ValueError``; a name of the
+    suite missing from ``known`` is skipped with a message.
+    """
+    if known is None:
+        from analyzer.bench.scenario import PRESETS as known
+    out: list[str] = []
+    messages: list[str] = []
+    for name in presets:
+        if name not in known:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(known)}")
+        if name not in out:
+            out.append(name)
+    if suite is not None:
+        if suite not in SUITES:
+            raise ValueError(f"unknown suite {suite!r}; choose one of {sorted(SUITES)}")
+        prefix = SUITE_PREFIX.get(suite)
+        extra = [n for n in known if prefix and n.startswith(prefix) and n not in SUITES[suite]]
+        for name in [*SUITES[suite], *extra]:
+            if name not in known:
+                messages.append(f"suite {suite}: preset {name!r} is not in PRESETS, skipped")
+            elif name not in out:
+                out.append(name)
+    return out, messages
+
+
+def drop_campaigns(scenario: Scenario) -> Scenario:
+    """The scenario without its campaigns' requests and truth (a benign-only scenario built the long way).
+
+    Requests whose ``actor`` is a true campaign are dropped; the ordinary traffic that hydra accounts relay stays
+    and is benign now. ``truth`` keeps its hard negatives, loses its campaigns, and its counts are recomputed.
+    """
+    truth = dict(scenario.truth)
+    names = set(truth.get("campaigns") or {})
+    df = scenario.requests[~scenario.requests["actor"].isin(names)].reset_index(drop=True)
+    accounts = sorted(df["account_id"].unique().tolist())
+    truth.update(campaigns={}, all_accounts=accounts, n_accounts=len(accounts), n_requests=len(df),
+                 n_unique_prompts=int(df["prompt"].nunique()), campaign_request_share=0.0)
+    if isinstance(truth.get("pivot"), Mapping):
+        shares = truth["pivot"].get("share_on_new_model_first_24h", {})
+        truth["pivot"] = {"share_on_new_model_first_24h": {k: v for k, v in shares.items() if k not in names}}
+    return Scenario(requests=df, truth=truth)
+
+
+def build_benign(preset: str, seed: int, knobs: Mapping[str, Any] | None = None, log: Log = print) -> Scenario:
+    """``preset`` with no campaigns (knob ``campaigns=()``); if the generator refuses that, the full scenario with
+    its campaigns dropped (:func:`drop_campaigns`), saying why."""
+    base = dict(knobs or {})
+    try:
+        return build_scenario(preset, seed=seed, **{**base, "campaigns": ()})
+    except corpora.SharedDataMissing:
+        raise
+    except Exception as exc:  # any refusal of the generator: fall back, saying which
+        log(f"[{preset} seed {seed}] the generator refused campaigns=() ({type(exc).__name__}: {exc}); "
+            f"building the full scenario and dropping its campaigns")
+        return drop_campaigns(build_scenario(preset, seed=seed, **base))
+
+
+def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: dict,
+              tier: str | None = None) -> dict:
     recall, found = metrics.campaign_recall(res.flagged, truth)
     n_false, hard = metrics.false_flags(res.flagged, truth)
     flagged_accounts = {a for c in res.flagged for a in c}
     precision, rec = metrics.account_precision_recall(flagged_accounts, truth)
     row = {
-        "system": system, "scenario": scenario, "seed": seed,
-        "campaign_recall": round(recall, 4), "false_flagged_campaigns": n_false,
+        "system": system, "tier": tier, "scenario": scenario, "seed": seed,
+        "campaign_recall": round(recall, 4), "smallest_campaign_found": metrics.smallest_campaign_found(found, truth),
+        "false_flagged_campaigns": n_false,
         "hard_negatives_flagged": hard, "account_auc": round(metrics.account_auc(res.scores, truth), 4),
         "account_precision": round(precision, 4), "account_recall": round(rec, 4),
         "seconds": round(res.seconds, 2), "peak_rss_mb": round(res.peak_rss_mb, 1),
@@ -239,43 +357,349 @@ def score_row(system: str, scenario: str, seed: int, res: SystemResult, truth: d
     return row
 
 
-def run_bench(preset: str = "quick", seeds: Sequence[int] = (0,), systems: Sequence[str] = DEFAULT_SYSTEMS,
-              isolate: bool = True, workdir: str | None = None, knobs: dict | None = None,
-              embedding_cache: str | None = None, tier: str = DEFAULT_TIER, log=print) -> list[dict]:
-    """Run every system on every seed of ``preset``; returns one row per (system, seed)."""
+def benign_row(system: str, scenario: str, seed: int, res: SystemResult, truth: dict,
+               tier: str | None = None) -> dict:
+    """A benign-only row: how much of a campaign-free log the system flags.
+
+    ``candidates_scored`` / ``candidates_flagged`` / ``fpr`` need a system that scores candidates it does not flag
+    (the analyzer); for the others they are ``None`` / the number of flags / ``None``. The account-level figures
+    hold for every system.
+    """
+    has_candidates = bool(res.candidates) and len(res.candidates_flagged) == len(res.candidates)
+    if has_candidates:
+        stats = metrics.benign_false_positives(res.candidates, res.candidates_flagged, truth, res.scores.keys())
+    else:
+        stats = metrics.benign_false_positives([(0.0, c) for c in res.flagged], [True] * len(res.flagged), truth,
+                                               res.scores.keys())
+    fpr, afpr = stats.fpr, stats.account_fpr
+    return {
+        "system": system, "tier": tier, "scenario": scenario, "seed": seed, "benign_only": True,
+        "candidates_scored": stats.candidates_scored if has_candidates else None,
+        "candidates_flagged": stats.candidates_flagged,
+        "fpr": None if fpr is None or not has_candidates else round(fpr, 5),
+        "benign_accounts": stats.accounts, "benign_accounts_flagged": stats.accounts_flagged,
+        "account_fpr": None if afpr is None else round(afpr, 5),
+        "highest_benign_score": (None if stats.highest_score is None or not has_candidates
+                                 else round(stats.highest_score, 3)),
+        "seconds": round(res.seconds, 2), "peak_rss_mb": round(res.peak_rss_mb, 1), "stages": res.stages,
+    }
+
+
+def _tier_list(tier: str | Sequence[str]) -> list[str]:
+    if isinstance(tier, str):
+        tiers = list(TIERS) if tier == "both" else [tier]
+    else:
+        tiers = list(tier)
+    bad = [t for t in tiers if t not in TIERS]
+    if bad or not tiers:
+        raise ValueError(f"unknown tier(s) {bad}; choose from {list(TIERS)} or 'both'")
+    # the default tier first: BERTopic is given its vectors
+    return sorted(dict.fromkeys(tiers), key=lambda t: (t != DEFAULT_TIER, t))
+
+
+def _caller(isolate: bool) -> Callable[..., SystemResult]:
+    return _isolated if isolate else (lambda f, *a: f(*a))
+
+
+def run_systems(log_path: str, workdir: str, systems: Sequence[str], tiers: Sequence[str],
+                embedding_cache: str | None, isolate: bool) -> list[tuple[str, str | None, SystemResult]]:
+    """Run ``systems`` on one log: ``(system, tier, result)`` in run order.
+
+    The analyzer runs once per tier, each into ``workdir/<tier>``; BERTopic is given the first tier's vectors, so
+    the analyzer runs (unreported) when only BERTopic is asked for.
+    """
+    call = _caller(isolate)
+    out: list[tuple[str, str | None, SystemResult]] = []
+    for system in SYSTEMS:
+        if system not in systems and not (system == "analyzer" and "bertopic" in systems):
+            continue
+        if system == "analyzer":
+            for t in tiers:
+                os.makedirs(os.path.join(workdir, t), exist_ok=True)
+                out.append((system, t, call(run_analyzer, log_path, os.path.join(workdir, t), embedding_cache, t)))
+        elif system == "bertopic":
+            out.append((system, tiers[0], call(run_bertopic, os.path.join(workdir, tiers[0]))))
+        elif system == "bertopic_e2e":
+            out.append((system, None, call(run_bertopic_e2e, log_path)))
+        else:
+            out.append((system, None, call(run_volume, log_path)))
+    return [(s, t, r) for s, t, r in out if s in systems]
+
+
+def run_bench(preset: str | Sequence[str] = "quick", seeds: Sequence[int] = (0,),
+              systems: Sequence[str] = DEFAULT_SYSTEMS, isolate: bool = True, workdir: str | None = None,
+              knobs: dict | None = None, embedding_cache: str | None = None,
+              tier: str | Sequence[str] = DEFAULT_TIER, benign_only: bool = False, log: Log = print) -> list[dict]:
+    """Run every system on every seed of every preset; one row per (preset, seed, system[, tier]).
+
+    ``tier`` is a tier, ``"both"``, or a list; the analyzer runs once per tier and its rows carry ``tier``.
+    With ``benign_only`` each preset is built with no campaigns and the rows are :func:`benign_row`'s.
+    """
+    presets = [preset] if isinstance(preset, str) else list(preset)
+    tiers = _tier_list(tier)
     rows = []
-    for seed in seeds:
-        with tempfile.TemporaryDirectory(prefix=f"bench-{preset}-{seed}-", dir=workdir) as tmp:
-            t0 = time.perf_counter()
-            scenario = build_scenario(preset, seed=seed, **(knobs or {}))
-            log_path, _ = write_scenario(scenario, tmp)
-            truth = scenario.truth
-            log(f"[{preset} seed {seed}] scenario: {len(scenario.requests):,} requests, "
-                f"{scenario.requests['account_id'].nunique():,} accounts ({time.perf_counter() - t0:.1f} s)")
-            call = _isolated if isolate else (lambda f, *a: f(*a))
-            results: dict[str, SystemResult] = {}
-            # The analyzer runs first: BERTopic reuses its embeddings.
-            for system in SYSTEMS:
-                if system not in systems and not (system == "analyzer" and "bertopic" in systems):
-                    continue
-                if system == "analyzer":
-                    results[system] = call(run_analyzer, str(log_path), tmp, embedding_cache, tier)
-                elif system == "bertopic":
-                    results[system] = call(run_bertopic, tmp)
-                elif system == "bertopic_e2e":
-                    results[system] = call(run_bertopic_e2e, str(log_path))
+    for name in presets:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-{seed}-", dir=workdir) as tmp:
+                t0 = time.perf_counter()
+                if benign_only:
+                    scenario = build_benign(name, seed, knobs, log)
                 else:
-                    results[system] = call(run_volume, str(log_path))
-                if system in systems:
-                    row = score_row(system, preset, seed, results[system], truth)
+                    scenario = build_scenario(name, seed=seed, **(knobs or {}))
+                log_path, _ = write_scenario(scenario, tmp)
+                truth = scenario.truth
+                log(f"[{name} seed {seed}] scenario{' (benign only)' if benign_only else ''}: "
+                    f"{len(scenario.requests):,} requests, {scenario.requests['account_id'].nunique():,} accounts "
+                    f"({time.perf_counter() - t0:.1f} s)")
+                for system, t, res in run_systems(str(log_path), tmp, systems, tiers, embedding_cache, isolate):
+                    row = (benign_row if benign_only else score_row)(system, name, seed, res, truth, t)
                     rows.append(row)
-                    log(format_row(row))
+                    log(format_benign_row(row) if benign_only else format_row(row))
     return rows
+
+
+def benign_summary(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]:
+    """Benign-only rows pooled over seeds, per (scenario, system, tier).
+
+    Pooled rates are total flagged over total scored (candidates) and over total benign accounts, each with the
+    upper end of its two-sided Wilson interval at ``confidence``.
+    """
+    groups: dict[tuple[str, str, str | None], list[dict]] = {}
+    for r in rows:
+        if r.get("benign_only"):
+            groups.setdefault((r["scenario"], r["system"], r.get("tier")), []).append(r)
+    out = []
+    for (scenario, system, tier), rs in groups.items():
+        scored = [r["candidates_scored"] for r in rs if r["candidates_scored"] is not None]
+        flagged = [r["candidates_flagged"] for r in rs if r["candidates_scored"] is not None]
+        n, k = sum(scored), sum(flagged)
+        na, ka = sum(r["benign_accounts"] for r in rs), sum(r["benign_accounts_flagged"] for r in rs)
+        tops = [r["highest_benign_score"] for r in rs if r["highest_benign_score"] is not None]
+        out.append({
+            "scenario": scenario, "system": system, "tier": tier, "seeds": [r["seed"] for r in rs],
+            "candidates_scored": n if scored else None, "candidates_flagged": sum(r["candidates_flagged"] for r in rs),
+            "fpr": (k / n) if n else None,
+            "fpr_upper": metrics.wilson_interval(k, n, confidence)[1] if scored else None,
+            "benign_accounts": na, "benign_accounts_flagged": ka, "account_fpr": (ka / na) if na else None,
+            "account_fpr_upper": metrics.wilson_interval(ka, na, confidence)[1],
+            "highest_benign_score": max(tops) if tops else None, "confidence": confidence,
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------------------- difficulty curve
+
+#: The difficulty curve: each entry is a knob and the values it takes, one knob varied at a time from the preset's
+#: own settings (the other knobs stay at the preset's). ``campaign_accounts`` sets every campaign's account count
+#: and keeps each account's request rate at the preset's (``requests_per_account`` fixed to the baseline
+#: scenario's mean), so a smaller campaign is also less traffic; ``campaign_share`` is the campaigns' share of all
+#: requests (honoured with ``requests_per_account=None``; at 0.01 each account sends its floor of one request per
+#: campaign, so the actual share is reported too); ``template_variation`` 0 = one fixed wrapper, 1 = the base
+#: wrappers, 3 = plus paraphrased wrappers; ``wrapper_style="fragments"`` (only where the scenario generator knows
+#: that knob) splits wrappers into fragments.
+CURVE_GRID: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("campaign_accounts", (5, 10, 20, 40)),
+    ("campaign_share", (0.01, 0.02, 0.05, 0.25)),
+    ("template_variation", (0, 1, 3)),
+    ("wrapper_style", ("fragments",)),
+)
+
+
+def curve_points(preset: str, grid: Sequence[tuple[str, Sequence[Any]]] = CURVE_GRID,
+                 base: Mapping[str, Any] | None = None) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The ``(knob, value)`` points of the curve for ``preset``, and a message per knob the generator lacks."""
+    known = resolve_knobs(preset, **dict(base or {}))
+    points: list[tuple[str, Any]] = []
+    messages: list[str] = []
+    for knob, values in grid:
+        if knob not in known:
+            messages.append(f"curve: knob {knob!r} is not known to the scenario generator yet, skipped")
+            continue
+        points.extend((knob, v) for v in values)
+    return points, messages
+
+
+def _per_account_rate(truth: Mapping[str, Any]) -> float | None:
+    """Mean requests per account per campaign in a scenario's truth (None without campaigns)."""
+    rates = [c["n_requests"] / len(c["accounts"]) for c in (truth.get("campaigns") or {}).values()
+             if c.get("accounts") and c.get("n_requests") is not None]
+    return sum(rates) / len(rates) if rates else None
+
+
+def point_knobs(knob: str, value: Any, baseline_truth: Mapping[str, Any]) -> dict[str, Any]:
+    """The knob overrides of one curve point (see :data:`CURVE_GRID`)."""
+    if knob == "campaign_share":
+        return {"campaign_share": value, "requests_per_account": None}
+    if knob == "campaign_accounts":
+        rate = _per_account_rate(baseline_truth)
+        return {"campaign_accounts": value, **({"requests_per_account": round(rate, 2)} if rate else {})}
+    return {knob: value}
+
+
+def curve_point(preset: str, seed: int, knob: str, value: Any, overrides: Mapping[str, Any], res: SystemResult,
+                truth: Mapping[str, Any], tier: str, scenario_s: float) -> dict:
+    """One row of the curve table."""
+    recall, found = metrics.campaign_recall(res.flagged, truth)
+    n_false, hard = metrics.false_flags(res.flagged, truth)
+    lowest_true, highest_benign = metrics.score_margin(res.candidates, truth)
+    camps = truth.get("campaigns") or {}
+    return {
+        "scenario": preset, "seed": seed, "tier": tier, "knob": knob, "value": value, "knobs": dict(overrides),
+        "campaign_request_share": truth.get("campaign_request_share"),
+        "campaign_accounts": len(metrics.campaign_accounts(truth)),
+        "requests_per_account": None if _per_account_rate(truth) is None else round(_per_account_rate(truth), 1),
+        "campaign_recall": round(recall, 4), "found": found,
+        "smallest_campaign_found": metrics.smallest_campaign_found(found, truth),
+        "highest_benign_score": None if highest_benign is None else round(highest_benign, 3),
+        "lowest_true_score": None if lowest_true is None else round(lowest_true, 3),
+        "false_flagged_campaigns": n_false, "hard_negatives_flagged": hard,
+        "seconds": round(res.seconds, 2), "scenario_seconds": round(scenario_s, 2), "n_campaigns": len(camps),
+    }
+
+
+def run_curve(preset: str = "quick", seed: int = 0, tier: str | Sequence[str] = DEFAULT_TIER,
+              grid: Sequence[tuple[str, Sequence[Any]]] = CURVE_GRID, knobs: Mapping[str, Any] | None = None,
+              isolate: bool = True, workdir: str | None = None, embedding_cache: str | None = None,
+              log: Log = print) -> list[dict]:
+    """The analyzer on ``preset`` as it is (knob ``"default"``) and at every point of ``grid``.
+
+    A point whose knobs resolve to the baseline's is not run again: the baseline's figures are copied.
+    """
+    tiers = _tier_list(tier)
+    base = dict(knobs or {})
+    points, messages = curve_points(preset, grid, base)
+    for m in messages:
+        log(m)
+    call = _caller(isolate)
+    rows: list[dict] = []
+    baseline_truth: Mapping[str, Any] = {}
+    baseline_rows: list[dict] = []
+    baseline_resolved = resolve_knobs(preset, **base)
+    for knob, value in [("default", None), *points]:
+        overrides = {} if knob == "default" else point_knobs(knob, value, baseline_truth)
+        merged = {**base, **overrides}
+        if knob != "default" and resolve_knobs(preset, **merged) == baseline_resolved:
+            for r in baseline_rows:
+                rows.append({**r, "knob": knob, "value": value, "knobs": overrides, "same_as_default": True})
+                log(format_curve_point(rows[-1]))
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"curve-{preset}-{seed}-", dir=workdir) as tmp:
+            t0 = time.perf_counter()
+            scenario = build_scenario(preset, seed=seed, **merged)
+            log_path, _ = write_scenario(scenario, tmp)
+            scenario_s = time.perf_counter() - t0
+            for t in tiers:
+                wd = os.path.join(tmp, t)
+                os.makedirs(wd, exist_ok=True)
+                res = call(run_analyzer, str(log_path), wd, embedding_cache, t)
+                row = curve_point(preset, seed, knob, value, overrides, res, scenario.truth, t, scenario_s)
+                rows.append(row)
+                log(format_curve_point(row))
+                if knob == "default":
+                    baseline_rows.append(row)
+            if knob == "default":
+                baseline_truth = scenario.truth
+    return rows
+
+
+def format_curve_point(r: dict) -> str:
+    return (f"curve {r['scenario']} seed {r['seed']} [{r['tier']}] {r['knob']}={r['value']}: recall "
+            f"{r['campaign_recall']:.2f}, highest benign {r['highest_benign_score']}, lowest true "
+            f"{r['lowest_true_score']}, false flags {r['false_flagged_campaigns']}, {r['seconds']:.1f} s")
+
+
+def _fmt(v: Any, spec: str = "") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def curve_table(rows: Sequence[dict]) -> str:
+    """The curve as a Markdown table."""
+    head = ("| knob | value | tier | campaign share | accounts | req/account | recall | smallest found | "
+            "highest benign | lowest true | false flags | seconds |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(f"| {r['knob']} | {_fmt(r['value'])} | {r['tier']} | {_fmt(r['campaign_request_share'], '.3f')} | "
+                     f"{r['campaign_accounts']} | {_fmt(r['requests_per_account'])} | {r['campaign_recall']:.2f} | "
+                     f"{_fmt(r['smallest_campaign_found'])} | {_fmt(r['highest_benign_score'], '.3f')} | "
+                     f"{_fmt(r['lowest_true_score'], '.3f')} | {r['false_flagged_campaigns']} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def curve_plot_path(out: str) -> str:
+    """Where the curve's plot goes: ``--out`` with ``.png`` for its suffix."""
+    root, _ = os.path.splitext(out)
+    return root + ".png"
+
+
+def _curve_series(rows: Sequence[dict]) -> dict[str, dict[str, list]]:
+    """Per knob (default excluded), the x labels and the three y series of the plot."""
+    out: dict[str, dict[str, list]] = {}
+    for r in rows:
+        if r["knob"] == "default":
+            continue
+        label = str(r["value"]) + ("" if len({x.get("tier") for x in rows}) == 1 else f" [{r['tier']}]")
+        s = out.setdefault(r["knob"], {"x": [], "recall": [], "highest benign score": [], "lowest true score": []})
+        s["x"].append(label)
+        s["recall"].append(r["campaign_recall"])
+        s["highest benign score"].append(r["highest_benign_score"])
+        s["lowest true score"].append(r["lowest_true_score"])
+    return out
+
+
+def curve_figure_plotly(rows: Sequence[dict]):
+    """The curve as a plotly figure: one panel per knob; recall and the two score margins against the value."""
+    from plotly.subplots import make_subplots
+
+    series = _curve_series(rows)
+    fig = make_subplots(rows=1, cols=max(1, len(series)), subplot_titles=list(series), shared_yaxes=True)
+    symbols = {"recall": "circle", "highest benign score": "square", "lowest true score": "triangle-up"}
+    colors = {"recall": "#1f77b4", "highest benign score": "#d62728", "lowest true score": "#2ca02c"}
+    for i, (_, s) in enumerate(series.items(), start=1):
+        for name in symbols:
+            fig.add_scatter(x=s["x"], y=s[name], name=name, mode="lines+markers", row=1, col=i,
+                            marker_symbol=symbols[name], line_color=colors[name], showlegend=(i == 1))
+    fig.update_yaxes(range=[0, 1.05])
+    fig.update_layout(width=320 * max(1, len(series)), height=360, margin=dict(l=40, r=20, t=40, b=40))
+    return fig
+
+
+def save_curve_plot(rows: Sequence[dict], path: str, log: Log = print) -> str | None:
+    """Write the curve's PNG with matplotlib, else plotly + kaleido, else say why not; the path or ``None``."""
+    series = _curve_series(rows)
+    if not series:
+        log("curve plot skipped: no curve points")
+        return None
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if _module_available("matplotlib"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.4), sharey=True, squeeze=False)
+        for ax, (knob, s) in zip(axes[0], series.items(), strict=True):
+            for name, style in (("recall", "o-"), ("highest benign score", "s--"), ("lowest true score", "^:")):
+                ys = [float("nan") if y is None else y for y in s[name]]
+                ax.plot(s["x"], ys, style, label=name)
+            ax.set_title(knob)
+            ax.set_ylim(0, 1.05)
+        axes[0][0].legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+    if _module_available("plotly") and _module_available("kaleido"):
+        curve_figure_plotly(rows).write_image(path)
+        return path
+    log("curve plot skipped: neither matplotlib nor plotly + kaleido is installed (pip install matplotlib)")
+    return None
 
 
 def format_row(row: dict) -> str:
     hn = ",".join(row["hard_negatives_flagged"]) or "-"
-    return (f"{row['system']:<9} {row['scenario']:<8} seed {row['seed']:<3} recall {row['campaign_recall']:.2f}  "
+    system = row["system"] + (f"[{row['tier']}]" if row.get("tier") else "")
+    return (f"{system:<18} {row['scenario']:<14} seed {row['seed']:<3} recall {row['campaign_recall']:.2f}  "
+            f"smallest found {_fmt(row.get('smallest_campaign_found')):<4} "
             f"false flags {row['false_flagged_campaigns']:<3} hard negatives flagged {hn:<20} "
             f"AUC {row['account_auc']:.3f}  acc P {row['account_precision']:.2f} R {row['account_recall']:.2f}  "
             f"{row['seconds']:.1f} s  {row['peak_rss_mb']:.0f} MiB"
@@ -283,23 +707,78 @@ def format_row(row: dict) -> str:
                if row.get("lowest_true_score") is not None else ""))
 
 
+def format_benign_row(row: dict) -> str:
+    system = row["system"] + (f"[{row['tier']}]" if row.get("tier") else "")
+    return (f"{system:<18} {row['scenario']:<14} seed {row['seed']:<3} benign only: candidates flagged "
+            f"{row['candidates_flagged']}/{_fmt(row['candidates_scored'])} (FPR {_fmt(row['fpr'], '.4f')}), "
+            f"accounts flagged {row['benign_accounts_flagged']}/{row['benign_accounts']} "
+            f"(FPR {_fmt(row['account_fpr'], '.4f')}), highest benign score {_fmt(row['highest_benign_score'])}, "
+            f"{row['seconds']:.1f} s")
+
+
 def table(rows: list[dict]) -> str:
     """A Markdown table of the rows (for the README)."""
-    head = ("| system | scenario | seed | campaign recall | false flags | hard negatives flagged | account AUC | "
-            "account precision | account recall | seconds | peak RSS MiB |")
-    lines = [head, "|" + "---|" * 11]
+    head = ("| system | tier | scenario | seed | campaign recall | smallest found | false flags | "
+            "hard negatives flagged | account AUC | account precision | account recall | seconds | peak RSS MiB |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
-        lines.append(f"| {r['system']} | {r['scenario']} | {r['seed']} | {r['campaign_recall']:.2f} | "
+        lines.append(f"| {r['system']} | {r.get('tier') or '-'} | {r['scenario']} | {r['seed']} | "
+                     f"{r['campaign_recall']:.2f} | {_fmt(r.get('smallest_campaign_found'))} | "
                      f"{r['false_flagged_campaigns']} | {', '.join(r['hard_negatives_flagged']) or '-'} | "
                      f"{r['account_auc']:.3f} | {r['account_precision']:.2f} | {r['account_recall']:.2f} | "
                      f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
-def save(rows: list[dict], path: str) -> None:
+def benign_table(rows: Sequence[dict], summary: Sequence[dict] = ()) -> str:
+    """Benign-only rows, then the pooled lines of :func:`benign_summary`, as a Markdown table."""
+    head = ("| system | tier | scenario | seed | candidates scored | candidates flagged | FPR | FPR 95% upper | "
+            "benign accounts flagged | account FPR | account FPR 95% upper | highest benign score |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        k, n = r["candidates_flagged"], r["candidates_scored"]
+        upper = None if n is None else metrics.wilson_interval(k, n)[1]
+        a_upper = metrics.wilson_interval(r["benign_accounts_flagged"], r["benign_accounts"])[1]
+        lines.append(f"| {r['system']} | {r.get('tier') or '-'} | {r['scenario']} | {r['seed']} | {_fmt(n)} | {k} | "
+                     f"{_fmt(r['fpr'], '.4f')} | {_fmt(upper, '.4f')} | "
+                     f"{r['benign_accounts_flagged']} / {r['benign_accounts']} | {_fmt(r['account_fpr'], '.4f')} | "
+                     f"{a_upper:.4f} | {_fmt(r['highest_benign_score'], '.3f')} |")
+    for s in summary:
+        seeds = ",".join(str(x) for x in s["seeds"])
+        lines.append(f"| **{s['system']}** | {s.get('tier') or '-'} | {s['scenario']} | pooled {seeds} | "
+                     f"{_fmt(s['candidates_scored'])} | {s['candidates_flagged']} | {_fmt(s['fpr'], '.4f')} | "
+                     f"{_fmt(s['fpr_upper'], '.4f')} | {s['benign_accounts_flagged']} / {s['benign_accounts']} | "
+                     f"{_fmt(s['account_fpr'], '.4f')} | {s['account_fpr_upper']:.4f} | "
+                     f"{_fmt(s['highest_benign_score'], '.3f')} |")
+    return "\n".join(lines)
+
+
+def benign_summary_text(summary: Sequence[dict]) -> str:
+    """One sentence per pooled group: the figures a threshold's false-positive rate is stated with."""
+    out = []
+    for s in summary:
+        who = s["system"] + (f" ({s['tier']} tier)" if s.get("tier") else "")
+        seeds = len(s["seeds"])
+        pct = int(round(100 * s["confidence"]))
+        if s["candidates_scored"] is not None:
+            out.append(f"- {who} on {s['scenario']} without campaigns, {seeds} seed(s): "
+                       f"{s['candidates_flagged']} of {s['candidates_scored']} benign candidates flagged, FPR "
+                       f"{100 * (s['fpr'] or 0):.2f}% (Wilson {pct}% upper bound {100 * s['fpr_upper']:.2f}%); "
+                       f"{s['benign_accounts_flagged']} of {s['benign_accounts']} benign accounts flagged, "
+                       f"{100 * (s['account_fpr'] or 0):.2f}% (upper {100 * s['account_fpr_upper']:.2f}%); highest "
+                       f"benign score {_fmt(s['highest_benign_score'], '.3f')}")
+        else:
+            out.append(f"- {who} on {s['scenario']} without campaigns, {seeds} seed(s): {s['candidates_flagged']} "
+                       f"flags; {s['benign_accounts_flagged']} of {s['benign_accounts']} benign accounts flagged, "
+                       f"{100 * (s['account_fpr'] or 0):.2f}% (upper {100 * s['account_fpr_upper']:.2f}%)")
+    return "\n".join(out)
+
+
+def save(rows: list[dict], path: str, **extra: Any) -> None:
+    """Write ``{"rows": rows, **extra}`` as JSON (``extra``: e.g. the benign-only ``summary``)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"rows": rows}, fh, indent=2, default=str)
+        json.dump({"rows": rows, **extra}, fh, indent=2, default=str)
 
 
 def comparison(rows: list[dict]) -> str:
@@ -312,7 +791,8 @@ def comparison(rows: list[dict]) -> str:
     lines = []
     by_seed: dict[tuple[str, int], dict[str, dict]] = {}
     for r in rows:
-        by_seed.setdefault((r["scenario"], r["seed"]), {})[r["system"]] = r
+        # with several tiers the first analyzer row (the default tier's, whose vectors BERTopic was given) counts
+        by_seed.setdefault((r["scenario"], r["seed"]), {}).setdefault(r["system"], r)
     for (scenario, seed), systems in by_seed.items():
         ours = systems.get("analyzer")
         if ours is None:
