@@ -94,7 +94,7 @@ def test_scaffolds_survive_fragment_order_and_ignore_task_text():
                  "Put the final answer on its own line at the very end.",
                  "You are a careful mathematician who explains each move."]
     texts = []
-    for i in range(20):
+    for _ in range(20):
         parts = [fragments[j] for j in rng.permutation(4)[:3]]
         town = "".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=8))  # task text differs by words
         parts.insert(int(rng.integers(0, 4)), f"A train carrying passengers leaves the town of {town} at noon.")
