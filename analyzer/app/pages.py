@@ -144,9 +144,9 @@ def page_overview(ws: WorkspaceState) -> None:
     if len(flagged):
         st.subheader("Top flagged campaigns")
         show_frame(flagged[["rank", "campaign_id", "score", "label", "n_accounts", "n_requests"]],
-                     hide_index=True, width="stretch",
-                     column_config={"score": st.column_config.ProgressColumn("score", min_value=0, max_value=1,
-                                                                             format="%.2f")})
+                   hide_index=True, width="stretch",
+                   column_config={"score": st.column_config.ProgressColumn("score", min_value=0, max_value=1,
+                                                                           format="%.2f")})
 
 
 # --- campaigns --------------------------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def page_campaigns(ws: WorkspaceState) -> None:
         **signal_columns(sig_names),
     }
     event = show_frame(shown[cols], hide_index=True, width="stretch", column_config=config,
-                         on_select="rerun", selection_mode="single-row", key="campaign_table")
+                       on_select="rerun", selection_mode="single-row", key="campaign_table")
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     if rows:
         cid = shown.iloc[rows[0]]["campaign_id"]
@@ -427,7 +427,7 @@ def page_account(ws: WorkspaceState) -> None:
     show_frame(d["infra"], hide_index=True, width="stretch")
     st.subheader("Latest prompts")
     show_frame(d["recent"], hide_index=True, width="stretch",
-                 column_config={"prompt": st.column_config.TextColumn("prompt", width="large")})
+               column_config={"prompt": st.column_config.TextColumn("prompt", width="large")})
 
 
 # --- map ----------------------------------------------------------------------------------------------------------------
@@ -476,7 +476,7 @@ def show_selection(ws: WorkspaceState, hashes: list[str]) -> tuple[pd.DataFrame,
     prompts, accounts = data.prompts_and_accounts(ws.path, hashes)
     st.text(f"{len(hashes)} prompts selected")
     show_frame(prompts, hide_index=True, width="stretch",
-                 column_config={"text": st.column_config.TextColumn("prompt", width="large")})
+               column_config={"text": st.column_config.TextColumn("prompt", width="large")})
     st.text(f"Accounts that sent them ({len(accounts)} shown)")
     show_frame(accounts, hide_index=True, width="stretch")
     return prompts, accounts
@@ -562,11 +562,11 @@ def page_triage(ws: WorkspaceState) -> None:
     queue = merged[merged["flagged"] & (merged["triage"].isin(["open", "needs review"]))]
     st.subheader(f"Flagged, awaiting a decision ({len(queue)})")
     show_frame(queue[["rank", "score", "triage", "label", "n_accounts", "n_requests", "campaign_id"]],
-                 hide_index=True, width="stretch")
+               hide_index=True, width="stretch")
     st.subheader("Decisions")
     decided = merged[merged["triage"] != "open"]
     show_frame(decided[["rank", "score", "flagged", "triage", "analyst", "decided_at", "note", "label",
-                          "campaign_id"]], hide_index=True, width="stretch")
+                        "campaign_id"]], hide_index=True, width="stretch")
     if len(merged):
         labels = campaign_option_label(camps)
         cid = st.selectbox("Decide on", list(labels), format_func=labels.get, key="triage_pick")
