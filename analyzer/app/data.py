@@ -846,6 +846,8 @@ def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
 def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst: str) -> None:
     """Record a triage decision through a short-lived read-write connection (append-only, latest wins).
 
+    ``analyst`` is the name :func:`analyzer.app.auth.analyst_identity` decided (the signed-in identity, or
+    ``local:NAME``); it is stored as given, up to 200 characters, and escaped wherever it is shown.
     Raises :class:`WorkspaceUnavailable` when an analysis is running (it holds the only write access).
     """
     if status not in TRIAGE_STATUSES:
