@@ -313,7 +313,7 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
             "evidence": [text(e) for e in json.loads(r.evidence)],
             "examples": [text(e) for e in json.loads(r.examples)],
             "triage": None if t is None else {
-                "status": sanitize(str(t["status"])), "note": sanitize(t["note"] or ""),
+                "status": sanitize(str(t["status"])), "note": sanitize(t["note"] if isinstance(t["note"], str) else ""),
                 "analyst": ident(t["analyst"]), "at": _iso(t["decided_at"]),
             },
         })
@@ -442,7 +442,7 @@ def to_markdown(ws: Workspace, redact_examples: bool = False, campaigns: Iterabl
                 lines += [md_block(e, 800), ""]
         shown = c["accounts"][:20]
         more = len(c["accounts"]) - len(shown)
-        lines += [f"**Accounts** ({c['n_accounts']}): " + ", ".join(md_code(a, 60) for a in shown)
+        lines += [f"**Accounts** ({c['n_accounts']}): " + ", ".join(md_code(a or "", 60) for a in shown)
                   + (f" and {more} more" if more > 0 else ""), ""]
     if not flagged:
         lines += ["No campaign was flagged.", ""]

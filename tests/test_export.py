@@ -290,6 +290,16 @@ def test_md_code_is_one_code_span(text):
     assert kinds.count("code_inline") == 1 and set(kinds) <= {"text", "code_inline"}
 
 
+_PROSE = st.text(st.sampled_from("abcXYZ019 ().,;:'\"!?%/=éü中"), max_size=60).filter(
+    lambda t: not t.strip()[:1].isdigit())
+
+
+@settings(max_examples=200, deadline=None)
+@given(_PROSE)
+def test_md_inline_leaves_ordinary_prose_as_typed(text):
+    assert md_inline(text, limit=10_000) == text.strip()
+
+
 _PII = st.sampled_from(["a@b.example", "+1 555 123 4567", "4111 1111 1111 1111", "sk-abcdefghijklmnop1234",
                         "AKIAIOSFODNN7EXAMPLE", "0123456789abcdef0123456789abcdef01234567", "12 + 30 = 42",
                         "2024", " ", "-", ".", "@", "+", "[EMAIL]", "[CARD]"])
