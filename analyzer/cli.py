@@ -13,7 +13,7 @@ from analyzer import __version__
 from analyzer.campaigns import ScoringConfig
 from analyzer.cluster import ClusterParams
 from analyzer.embed import DEFAULT_TIER, TIERS
-from analyzer.export import strip_terminal
+from analyzer.export import sanitize
 from analyzer.pipeline import RunOptions
 
 WORKSPACE = click.option(
@@ -108,8 +108,10 @@ def _echo_summary(ws) -> None:
     flagged = [c for c in camps if c["flagged"]]
     click.echo(f"{len(camps)} candidate campaigns, {len(flagged)} flagged:")
     for c in flagged[:20]:
+        # load_campaigns escaped control and bidi characters in ids and labels (analyzer.export.sanitize)
+        label = c["label"].replace("\n", " ").replace("\t", " ")
         click.echo(f"  #{c['rank']:<3} {c['id']}  score {c['score']:.2f}  {c['n_accounts']:>5} accounts "
-                   f"{c['n_requests']:>8,} requests  {strip_terminal(c['label'])[:60]}")
+                   f"{c['n_requests']:>8,} requests  {label[:60]}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -313,18 +315,27 @@ def map_cmd(workspace, sample, seed, **kw):
               help="Output file ('-' for standard output).")
 @click.option("--redact", is_flag=True, help="Redact emails, phone and card numbers and API keys in example prompts.")
 def export(workspace, fmt, out, redact):
-    """Export the latest analysis: JSON (schema_version 1), CSV (one row per account) or Markdown."""
-    from analyzer.export import export as render
-    from analyzer.workspace import atomic_write_bytes
+    """Export the latest analysis: JSON (schema_version 1), CSV (one row per account) or Markdown.
 
-    ws = _open(workspace)
-    text = render(ws, fmt, redact)
-    ws.close()
+    Reads only: the workspace is opened read-only (no lock taken, nothing written), so an export runs next to
+    the app or another export. Control and bidi characters in ids and text are written as visible escapes.
+    """
+    from analyzer.export import export as render
+    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing, atomic_write_bytes
+
+    try:
+        ws = Workspace(workspace, read_only=True)
+    except (WorkspaceMissing, WorkspaceLocked) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        text = render(ws, fmt, redact)
+    finally:
+        ws.close()
     if out == "-":
-        sys.stdout.write(text if fmt != "markdown" else strip_terminal(text))
+        sys.stdout.write(text)  # every value in it went through analyzer.export.sanitize
     else:
         atomic_write_bytes(out, text.encode("utf-8"))
-        click.echo(f"wrote {out} ({len(text):,} bytes)", err=True)
+        click.echo(f"wrote {sanitize(out, ident=True)} ({len(text):,} bytes)", err=True)
 
 
 def _known_presets(ctx, param, value):

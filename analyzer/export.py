@@ -1,9 +1,12 @@
 """Exports: the contract other tools rely on (JSON schema version 1), an account CSV and a Markdown report.
 
-Prompt text is attacker-controlled. Every export keeps it inert: terminal escape sequences and control
-characters are removed, Markdown puts prompts in fenced code blocks (longer fences than any backtick run
-inside) and escapes inline text, and an optional redaction removes emails, phone numbers, card numbers and
-API-key-like strings from example prompts.
+Text from the logs (prompts, account ids, user agents, labels) is attacker-controlled. Every export keeps it
+inert and visible: :func:`sanitize` is the one function that writes control, bidi and other invisible
+characters as visible escapes such as ``\\u202e`` (identifiers by an exactly reversible rule, see
+:func:`to_json`), CSV cells cannot start a formula, Markdown puts prompts in fenced code blocks (longer fences
+than any backtick run inside) and ids in code spans, and escapes other text only where a renderer would
+misread it. An optional redaction removes emails, phone numbers, card numbers and API-key-like strings.
+Exports only read the workspace (opened read-only: no lock, no DDL, no DML).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import csv
 import io
 import json
 import re
+import string
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -21,9 +25,59 @@ from analyzer.workspace import Workspace
 
 SCHEMA_VERSION = 1
 
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[PX^_][^\x1b]*(?:\x1b\\)?|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # direction overrides ("trojan source")
+# Characters that can change how text is displayed without being seen: Unicode categories Cc (C0 and C1
+# controls, DEL, ESC of terminal escape sequences), Cf (format: bidi overrides and isolates U+202A-U+202E,
+# U+2066-U+2069, marks U+200E/U+200F/U+061C, zero-width characters, soft hyphen, tag characters used for
+# "ASCII smuggling"), Zl/Zp (U+2028/U+2029) and lone surrogates (Cs). Table of Unicode 14 (Python 3.11);
+# tests/test_export.py checks it against ``unicodedata``.
+_UNSAFE_RANGES = (
+    "\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+# Prose keeps tab, newline and the zero-width (non-)joiners that emoji and Persian / Indic scripts need.
+_PROSE_KEEP = "\t\n\u200c\u200d"
+_UNSAFE_IDENT = re.compile(f"[{_UNSAFE_RANGES}]|\\\\(?=[uU])")
+_UNSAFE_PROSE = re.compile(f"(?![{_PROSE_KEEP}])[{_UNSAFE_RANGES}]")
+_ESCAPED = re.compile(r"\\u([0-9a-f]{4})|\\U([0-9a-f]{8})")
+
+
+def _escape_char(m: re.Match) -> str:
+    cp = ord(m.group(0))
+    return f"\\u{cp:04x}" if cp <= 0xFFFF else f"\\U{cp:08x}"
+
+
+def sanitize(text: str, ident: bool = False) -> str:
+    """Text made safe for a terminal, a spreadsheet, Markdown or a browser: the one sanitiser of every output.
+
+    Nothing is dropped: each invisible or display-changing character (controls such as ESC, C1 controls
+    U+0080-U+009F, bidi overrides and isolates, zero-width and other format characters, line/paragraph
+    separators) becomes a visible escape, ``\\u202e`` (4 lower-case hex digits) or ``\\U000e0041`` (8 for
+    characters beyond U+FFFF). A terminal escape sequence ``ESC [31m`` shows as ``\\u001b[31m``.
+
+    ``ident=False`` (prose: prompts, labels, evidence, notes) keeps tab, newline and U+200C/U+200D, and turns
+    CRLF into LF (a lone CR is escaped, so no text can overwrite a line on a terminal).
+
+    ``ident=True`` (identifiers: account, campaign, org and key ids, user agents, analysts) escapes tab and
+    newline too, and writes a backslash that precedes ``u`` or ``U`` as ``\\u005c``. The rule is then exactly
+    reversible (:func:`unescape_ident`), so distinct ids stay distinct and an exported id can be matched
+    against the raw logs. Ids without such characters or ``\\u`` are unchanged.
+    """
+    if ident:
+        return _UNSAFE_IDENT.sub(_escape_char, text)
+    return _UNSAFE_PROSE.sub(_escape_char, text.replace("\r\n", "\n"))
+
+
+def unescape_ident(text: str) -> str:
+    """The raw identifier behind ``sanitize(raw, ident=True)``: every ``\\uXXXX`` / ``\\UXXXXXXXX`` becomes
+    its character (``unescape_ident(sanitize(x, ident=True)) == x`` for every string ``x``)."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), text)
+
+
+def strip_terminal(text: str) -> str:
+    """Historical name of ``sanitize(text)`` (prose): control and bidi characters are escaped visibly, no
+    longer removed."""
+    return sanitize(text)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -78,14 +132,6 @@ _REDACTIONS: list[tuple[re.Pattern, object]] = [
 ]
 
 
-def strip_terminal(text: str) -> str:
-    """Remove ANSI escape sequences, control characters and bidi overrides (newlines and tabs are kept;
-    carriage returns become newlines so that no text can overwrite another line on a terminal)."""
-    text = _ANSI.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _BIDI.sub("", _CONTROL.sub("", text))
-
-
 def redact(text: str) -> str:
     """Replace emails, API keys and key-like tokens, card numbers (Luhn-valid, 13-19 digits) and phone
     numbers with ``[EMAIL]``, ``[API_KEY]``, ``[TOKEN]``, ``[CARD]`` and ``[PHONE]``.
@@ -98,32 +144,72 @@ def redact(text: str) -> str:
     return text
 
 
-_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~:=\"'<>&]")
-_MD_ENTITY = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&#39;"}
+# --- Markdown ---------------------------------------------------------------------------------------------------
 _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,20}):(?=//)")
 _WWW = re.compile(r"(?i)\bwww\.")
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_ASCII_PUNCT = frozenset(string.punctuation)
+_MD_ALWAYS = frozenset("`*[~")  # code spans, emphasis, links / images / footnotes, strikethrough
+# Block markers that only mean something at the start of a line (the start of a list item or paragraph):
+# ATX headings, block quotes, bullet lists, thematic breaks and ordered lists ("1." / "1)").
+_MD_LEADING = re.compile(r"(?:#{1,6}|>|[-+](?=[-+\s]|$)|(?P<num>\d{1,9})[.)](?=\s|$))")
 
 
-def md_inline(text: str, limit: int = 300) -> str:
-    """Escape text for inline Markdown: no HTML, links, autolinks, images or emphasis can survive.
+def _md_escape(text: str, table: bool) -> str:
+    out = []
+    n = len(text)
+    for i, ch in enumerate(text):
+        if ch in _MD_ALWAYS or (table and ch == "|"):
+            out.append("\\" + ch)
+        elif ch == "<":  # raw HTML and <autolinks>
+            out.append("&lt;")
+        elif ch == "&" and _ENTITY.match(text, i):  # "&lt;" shows as typed, not as "<"
+            out.append("&amp;")
+        elif ch == "\\" and (i + 1 == n or text[i + 1] in _ASCII_PUNCT):  # would escape what follows
+            out.append("\\\\")
+        elif ch == "_" and not (0 < i < n - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()):
+            out.append("\\_")  # snake_case stays as is; _emphasis_ does not form
+        else:
+            out.append(ch)
+    escaped = "".join(out)
+    lead = _MD_LEADING.match(escaped)
+    if lead:
+        cut = lead.end("num") if lead.group("num") else 0
+        escaped = escaped[:cut] + "\\" + escaped[cut:]
+    return escaped
 
-    ``< > & " '`` become HTML entities, other Markdown punctuation is backslash-escaped, and URLs are
-    defanged (``http://x`` shows as ``http[:]//x``, ``www.`` as ``www[.]``) so that no renderer (GitHub's
-    autolinks included) turns them into links.
+
+def md_inline(text: str, limit: int = 300, table: bool = False) -> str:
+    """Text for inline Markdown that reads naturally as plain text and renders as the same text.
+
+    Only what a renderer would misread is escaped: backticks, ``*``, ``[`` and ``~`` (code, emphasis, links,
+    images, strikethrough), ``_`` outside words, ``<`` (as ``&lt;``: no HTML or autolinks), ``&`` that starts
+    an entity, a backslash before punctuation, a leading ``#``, ``>``, ``-``, ``+`` or ``1.`` (headings,
+    quotes, lists) and, with ``table``, ``|``. Parentheses, quotes, apostrophes, periods and ``!`` stay as
+    they are. URLs are defanged (``http://x`` shows as ``http[:]//x``, ``www.`` as ``www[.]``) so that no
+    renderer (GitHub's autolinks included) turns them into links. Newlines and tabs become spaces; control
+    and bidi characters are escaped visibly (:func:`sanitize`).
     """
-    text = strip_terminal(text).replace("\n", " ").replace("\t", " ")
     if len(text) > limit:
         text = text[:limit] + "…"
+    text = sanitize(text).replace("\n", " ").replace("\t", " ").strip()
+    text = _md_escape(text, table)
     text = _URL_SCHEME.sub(r"\1[:]", text)
-    text = _WWW.sub("www[.]", text)
-    return _MD_SPECIAL.sub(lambda m: _MD_ENTITY.get(m.group(0)) or "\\" + m.group(0), text)
+    return _WWW.sub("www[.]", text)
 
 
-def md_code(text: str, limit: int = 200) -> str:
-    """An inline code span showing ``text`` verbatim (a fence longer than any backtick run inside)."""
-    text = strip_terminal(text).replace("\n", " ").replace("\t", " ")
+def md_code(text: str, limit: int = 200, table: bool = False) -> str:
+    """An inline code span showing ``text`` verbatim, in a fence longer than any backtick run inside.
+
+    Meant for identifiers already escaped by ``sanitize(text, ident=True)`` (as :func:`load_campaigns`
+    returns them): sanitising again (the idempotent prose rule) escapes anything left, and a newline or tab
+    shows as ``\\u000a`` / ``\\u0009``. With ``table``, ``|`` is escaped as GFM tables require.
+    """
     if len(text) > limit:
         text = text[:limit] + "…"
+    text = sanitize(text).replace("\n", "\\u000a").replace("\t", "\\u0009")
+    if table:
+        text = text.replace("|", "\\|")
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
@@ -131,10 +217,10 @@ def md_code(text: str, limit: int = 200) -> str:
 
 
 def md_block(text: str, limit: int = 2000) -> str:
-    """A fenced code block that shows ``text`` verbatim and inert."""
-    text = strip_terminal(text)
+    """A fenced code block that shows ``text`` verbatim and inert (control characters escaped visibly)."""
     if len(text) > limit:
         text = text[:limit] + "\n… (truncated)"
+    text = sanitize(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
@@ -143,10 +229,10 @@ def md_block(text: str, limit: int = 2000) -> str:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
-def csv_cell(value) -> str:
-    """A text cell for CSV: terminal escapes removed, and a leading ``= + - @`` (or tab / CR) prefixed with
-    ``'`` so that spreadsheets do not evaluate it as a formula (CSV injection)."""
-    text = strip_terminal(str(value))
+def csv_cell(value: object, ident: bool = False) -> str:
+    """A text cell for CSV: :func:`sanitize` (``ident`` for identifiers), and a leading ``= + - @`` (or tab /
+    CR) prefixed with ``'`` so that spreadsheets do not evaluate it as a formula (CSV injection)."""
+    text = sanitize(str(value), ident=ident)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
@@ -159,52 +245,106 @@ def _iso(value) -> str | None:
     return ts.tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
+# --- reading the workspace (read-only: no DDL, no DML) ------------------------------------------------------------
+def _tables(ws: Workspace) -> set[str]:
+    """Tables present in the workspace: an old or partly written workspace may lack some, and exports read
+    it read-only, so they cannot create them."""
+    return {r[0] for r in ws.db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+def _triage_latest(ws: Workspace, tables: set[str]) -> pd.DataFrame:
+    if "triage" not in tables:
+        return pd.DataFrame(columns=["campaign_id", "status", "note", "analyst", "decided_at"])
+    return ws.triage_latest()
+
+
+def _ingest_totals(ws: Workspace, tables: set[str]) -> dict[str, int]:
+    if "ingest_log" not in tables:
+        return {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
+    return ws.ingest_totals()
+
+
 def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
     """Campaigns of the latest analysis as plain dicts (schema of the JSON export), best first.
 
-    Text fields have terminal escapes removed; with ``redact_examples`` the example prompts, template,
-    label, keywords and evidence are also passed through :func:`redact`.
+    Every text goes through :func:`sanitize`: identifiers (``id``, ``accounts``, ``kind``, ``triage.analyst``)
+    with ``ident=True``, prose (label, keywords, template, evidence, examples, triage note) without; with
+    ``redact_examples`` the prose is also passed through :func:`redact`. Only reads: a workspace without
+    result tables yields no campaigns.
     """
+    tables = _tables(ws)
+    if "campaigns" not in tables:
+        return []
     camps = ws.db.execute("SELECT * FROM campaigns ORDER BY rank").df()
-    accounts = ws.db.execute(
-        "SELECT campaign_id, account_id FROM campaign_accounts ORDER BY campaign_id, n_requests DESC, account_id"
-    ).df()
-    by_campaign = accounts.groupby("campaign_id")["account_id"].agg(list).to_dict()
-    triage = ws.triage_latest().set_index("campaign_id")
-    text = (lambda v: redact(strip_terminal(v))) if redact_examples else strip_terminal
+    by_campaign: dict[str, list[str]] = {}
+    if "campaign_accounts" in tables:
+        accounts = ws.db.execute(
+            "SELECT campaign_id, account_id FROM campaign_accounts ORDER BY campaign_id, n_requests DESC, account_id"
+        ).df()
+        by_campaign = accounts.groupby("campaign_id")["account_id"].agg(list).to_dict()
+    triage = _triage_latest(ws, tables).set_index("campaign_id")
+
+    def text(v: str) -> str:
+        return redact(sanitize(v)) if redact_examples else sanitize(v)
+
+    def ident(v: object) -> str | None:
+        return None if v is None or (isinstance(v, float) and pd.isna(v)) else sanitize(str(v), ident=True)
+
     out = []
     for r in camps.itertuples(index=False):
         t = triage.loc[r.campaign_id] if r.campaign_id in triage.index else None
+        kind = getattr(r, "kind", None)  # not in workspaces written before kinds existed
         out.append({
-            "id": r.campaign_id,
+            "id": ident(r.campaign_id),
             "rank": int(r.rank),
             "score": float(r.score),
             "flagged": bool(r.flagged),
             "label": text(r.label or ""),
-            "kind": r.kind or None,
+            "kind": ident(kind) if isinstance(kind, str) and kind else None,
             "keywords": [text(k) for k in json.loads(r.keywords)],
             "template": text(r.template or ""),
             "n_accounts": int(r.n_accounts),
             "n_requests": int(r.n_requests),
             "first_seen": _iso(r.first_seen),
             "last_seen": _iso(r.last_seen),
-            "accounts": by_campaign.get(r.campaign_id, []),
+            "accounts": [ident(a) for a in by_campaign.get(r.campaign_id, [])],
             "clusters": json.loads(r.clusters),
             "signals": json.loads(r.signals),
             "evidence": [text(e) for e in json.loads(r.evidence)],
             "examples": [text(e) for e in json.loads(r.examples)],
-            "triage": None if t is None else {"status": t["status"], "note": t["note"], "analyst": t["analyst"],
-                                              "at": _iso(t["decided_at"])},
+            "triage": None if t is None else {
+                "status": sanitize(str(t["status"])), "note": sanitize(t["note"] if isinstance(t["note"], str) else ""),
+                "analyst": ident(t["analyst"]), "at": _iso(t["decided_at"]),
+            },
         })
     return out
 
 
 def to_json(ws: Workspace, redact_examples: bool = False) -> str:
+    """The JSON export, ``schema_version`` 1: the contract other tools read.
+
+    Top level: ``schema_version``, ``generated_at`` (ISO 8601 UTC), ``workspace`` (path), ``ingest`` (counts
+    ``read``, ``accepted``, ``rejected``, ``duplicates``) and ``campaigns``, best first, each with ``id``,
+    ``rank``, ``score``, ``flagged``, ``label``, ``kind``, ``keywords``, ``template``, ``n_accounts``,
+    ``n_requests``, ``first_seen``, ``last_seen``, ``accounts`` (member account ids, most requests first),
+    ``clusters``, ``signals``, ``evidence``, ``examples`` and ``triage`` (``status``, ``note``, ``analyst``,
+    ``at``, or null).
+
+    Text escaping: no string holds a control, bidi or other invisible format character; each is written as a
+    visible escape by :func:`sanitize`. Identifiers (``id``, ``accounts``, ``kind``, ``workspace``,
+    ``triage.analyst``) follow the exactly reversible rule: ``\\uXXXX`` (4 lower-case hex digits) or
+    ``\\UXXXXXXXX`` stands for that character and a literal backslash before ``u``/``U`` is written
+    ``\\u005c``. To match an exported account id against raw logs, replace every ``\\\\u([0-9a-f]{4})`` and
+    ``\\\\U([0-9a-f]{8})`` (regular expressions) by the character with that code point
+    (:func:`unescape_ident`); ids made of printable characters without ``\\u`` are exported unchanged.
+    Prose fields (label, keywords, template, evidence, examples, triage note) are escaped the same way but
+    keep tabs and newlines (CRLF becomes LF) and their backslashes as they are.
+    """
     doc = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "workspace": ws.path,
-        "ingest": ws.ingest_totals(),
+        "workspace": sanitize(ws.path, ident=True),
+        "ingest": _ingest_totals(ws, _tables(ws)),
         "campaigns": load_campaigns(ws, redact_examples),
     }
     return json.dumps(doc, ensure_ascii=False, indent=2)
@@ -217,8 +357,14 @@ CSV_COLUMNS = ["account_id", "score", "campaign_id", "flagged", "n_requests", "s
 def to_csv(ws: Workspace) -> str:
     """One row per account in the workspace, highest score first.
 
-    Text cells go through :func:`csv_cell` (no terminal escapes, no spreadsheet formulas).
+    Text cells go through :func:`csv_cell` (ids with the reversible identifier escaping of :func:`to_json`,
+    no spreadsheet formulas).
     """
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    if not {"accounts", "campaigns", "campaign_accounts"} <= _tables(ws):
+        return buf.getvalue()
     rows = ws.db.execute(
         """
         SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
@@ -229,13 +375,10 @@ def to_csv(ws: Workspace) -> str:
         ORDER BY a.score DESC, a.account_id
         """
     ).df()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
     for r in rows.itertuples(index=False):
         w.writerow([
-            csv_cell(r.account_id), f"{float(r.score):.4f}",
-            csv_cell(r.campaign_id) if isinstance(r.campaign_id, str) else "",
+            csv_cell(r.account_id, ident=True), f"{float(r.score):.4f}",
+            csv_cell(r.campaign_id, ident=True) if isinstance(r.campaign_id, str) else "",
             "true" if bool(r.flagged) else "false", int(r.n_requests),
             "" if pd.isna(r.share_in_campaign) else f"{float(r.share_in_campaign):.4f}",
             "" if pd.isna(r.campaign_score) else f"{float(r.campaign_score):.4f}",
@@ -244,26 +387,38 @@ def to_csv(ws: Workspace) -> str:
     return buf.getvalue()
 
 
+def _when(iso: str | None) -> str:
+    """``2026-01-05T10:30:00Z`` as ``2026-01-05 10:30`` (the report says times are UTC)."""
+    return "-" if not iso else iso[:16].replace("T", " ")
+
+
 def to_markdown(ws: Workspace, redact_examples: bool = False, campaigns: Iterable[dict] | None = None) -> str:
-    """A readable report of the flagged campaigns."""
+    """A report of the flagged campaigns that reads well both rendered and as plain text.
+
+    Prompts and templates are fenced code blocks; ids are code spans; other text is escaped only where a
+    renderer would misread it (:func:`md_inline`), with URLs defanged. ``campaigns`` are dicts of
+    :func:`load_campaigns` (already sanitised).
+    """
     camps = list(campaigns) if campaigns is not None else load_campaigns(ws, redact_examples)
     flagged = [c for c in camps if c["flagged"]]
-    totals = ws.ingest_totals()
+    totals = _ingest_totals(ws, _tables(ws))
     lines = [
         "# Campaign report",
         "",
-        f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} from {md_code(ws.path, 500)}.",
+        f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC from "
+        f"{md_code(sanitize(ws.path, ident=True), 500)}. Times are UTC.",
         "",
         f"Requests read {totals['read']:,}, accepted {totals['accepted']:,}, rejected {totals['rejected']:,}, "
-        f"duplicates {totals['duplicates']:,}. Candidates {len(camps)}, **flagged {len(flagged)}**.",
+        f"duplicates {totals['duplicates']:,}. Candidate campaigns {len(camps)}, **flagged {len(flagged)}**.",
         "",
     ]
     if flagged:
         lines += ["| # | campaign | score | accounts | requests | first seen | last seen | label |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in flagged:
-            lines.append(f"| {c['rank']} | {md_code(c['id'])} | {c['score']:.2f} | {c['n_accounts']} | {c['n_requests']:,} | "
-                         f"{c['first_seen']} | {c['last_seen']} | {md_inline(c['label'], 80)} |")
+            lines.append(f"| {c['rank']} | {md_code(c['id'], table=True)} | {c['score']:.2f} | {c['n_accounts']} | "
+                         f"{c['n_requests']:,} | {_when(c['first_seen'])} | {_when(c['last_seen'])} | "
+                         f"{md_inline(c['label'], 80, table=True)} |")
         lines.append("")
     for c in flagged:
         lines += [f"## {c['rank']}. {md_inline(c['label'], 120)} ({md_code(c['id'])}, score {c['score']:.2f})", ""]
@@ -271,21 +426,23 @@ def to_markdown(ws: Workspace, redact_examples: bool = False, campaigns: Iterabl
             lines += [f"Looks like **{md_inline(c['kind'])}**.", ""]
         if c.get("triage"):
             t = c["triage"]
-            lines += [f"Triage: **{md_inline(t['status'])}** by {md_inline(t['analyst'] or 'unknown')}: "
-                      f"{md_inline(t['note'] or '')}", ""]
+            note = f": {md_inline(t['note'])}" if t.get("note") else ""
+            lines += [f"Triage: **{md_inline(t['status'])}** by {md_code(t['analyst'] or 'unknown')}{note}", ""]
         lines += ["**Evidence**", ""] + [f"- {md_inline(e, 500)}" for e in c["evidence"]] + [""]
         lines += ["**Signals**", "", "| signal | value |", "|---|---|"]
-        lines += [f"| {k} | {'n/a' if v is None else f'{v:.2f}'} |" for k, v in c["signals"].items()] + [""]
+        lines += [f"| {md_inline(str(k), 60, table=True)} | {'n/a' if v is None else f'{v:.2f}'} |"
+                  for k, v in c["signals"].items()] + [""]
         if c["template"]:
-            lines += ["**Template**", "", md_block(c["template"], 1000), ""]
-        lines += [f"**Keywords**: {md_inline(', '.join(c['keywords']))}", ""]
+            lines += ["**Template** (variable slots marked)", "", md_block(c["template"], 1000), ""]
+        if c["keywords"]:
+            lines += [f"**Keywords**: {md_inline(', '.join(c['keywords']))}", ""]
         if c["examples"]:
             lines += ["**Example prompts**", ""]
             for e in c["examples"][:3]:
                 lines += [md_block(e, 800), ""]
         shown = c["accounts"][:20]
         more = len(c["accounts"]) - len(shown)
-        lines += [f"**Accounts** ({c['n_accounts']}): " + ", ".join(md_code(a, 60) for a in shown)
+        lines += [f"**Accounts** ({c['n_accounts']}): " + ", ".join(md_code(a or "", 60) for a in shown)
                   + (f" and {more} more" if more > 0 else ""), ""]
     if not flagged:
         lines += ["No campaign was flagged.", ""]
@@ -293,7 +450,7 @@ def to_markdown(ws: Workspace, redact_examples: bool = False, campaigns: Iterabl
 
 
 def export(ws: Workspace, fmt: str, redact_examples: bool = False) -> str:
-    """Render the workspace's latest analysis as ``json``, ``csv`` or ``markdown``."""
+    """Render the workspace's latest analysis as ``json``, ``csv`` or ``markdown`` (reads only)."""
     if fmt == "json":
         return to_json(ws, redact_examples)
     if fmt == "csv":

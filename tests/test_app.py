@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analyzer.app import data, parse_args
+from analyzer.app import auth, data, parse_args
 from analyzer.app.pages import PAGES, hover
 from analyzer.workspace import DB_NAME, Workspace
 
@@ -207,7 +207,7 @@ def test_search_seed_and_expand(app, sample_workspace):
     assert app.text_input(key="search_query").value == hits["text"].iloc[0][:2000]
 
 
-# --- triage -------------------------------------------------------------------------------------------------------------------
+# --- triage: who decided -------------------------------------------------------------------------------------------------------------------
 def test_triage_write_and_read_back(sample_workspace_copy, monkeypatch):
     cid = flagged(sample_workspace_copy)["campaign_id"].iloc[0]
     at = make_app(sample_workspace_copy, monkeypatch)
@@ -225,7 +225,7 @@ def test_triage_write_and_read_back(sample_workspace_copy, monkeypatch):
         latest = ws.triage_latest()
     row = latest[latest["campaign_id"] == cid].iloc[0]
     assert (row["status"], row["note"], row["analyst"]) == ("confirmed", "same tool scaffold, 20 accounts on one /24",
-                                                            "alice")
+                                                            "local:alice")  # typed without login: unverified
     # A fresh app (a restart) shows it in the list, the filter and the exports.
     at2 = make_app(sample_workspace_copy, monkeypatch)
     at2.run()
@@ -236,6 +236,62 @@ def test_triage_write_and_read_back(sample_workspace_copy, monkeypatch):
     assert cid in at2.dataframe[1].value["campaign_id"].tolist()
     doc = json.loads(data.export_campaign_json(str(sample_workspace_copy), cid))
     assert doc["campaigns"][0]["triage"]["status"] == "confirmed"
+
+
+SIGNED_IN = {"is_logged_in": True, "email": "alice@corp.example", "email_verified": True, "sub": "00u1a2b3",
+             "name": "Alice"}
+
+
+@pytest.mark.parametrize("user,required,typed,local_user,expected", [
+    (SIGNED_IN, True, "", "svc-analyzer", "alice@corp.example"),
+    (SIGNED_IN, True, "mallory", "svc-analyzer", "alice@corp.example"),  # typing another name changes nothing
+    (SIGNED_IN, False, "", "svc-analyzer", "alice@corp.example"),  # optional login: the identity still wins
+    ({**SIGNED_IN, "email_verified": False}, True, "", "svc", "sub:00u1a2b3"),  # unverified e-mail: the subject
+    ({"is_logged_in": True, "sub": "00u1a2b3"}, True, "", "svc", "sub:00u1a2b3"),
+    ({}, False, "", "bob", "local:bob"),  # no login: the app process's user, marked as unverified
+    ({}, False, "  carol ", "bob", "local:carol"),
+    ({}, False, "local:carol", "bob", "local:carol"),
+    ({}, False, "", None, "local:unknown"),
+    ({"email": "test@example.com"}, False, "", "bob", "local:bob"),  # Streamlit's local placeholder user
+    ({"is_logged_in": False, "email": "alice@corp.example"}, False, "", "bob", "local:bob"),
+])
+def test_analyst_identity(user, required, typed, local_user, expected):
+    assert auth.analyst_identity(user, required, typed, local_user) == expected
+
+
+@pytest.mark.parametrize("user", [{}, {"is_logged_in": False}, {"email": "test@example.com"},
+                                  {"is_logged_in": True, "email_verified": False, "email": "x@y.z"}])
+def test_analyst_identity_refuses_when_login_is_required_and_nobody_is_identified(user):
+    with pytest.raises(auth.AnalystUnknown):
+        auth.analyst_identity(user, True, "alice", "svc-analyzer")
+
+
+def test_triage_records_the_signed_in_identity_not_the_server_user(sample_workspace_copy, monkeypatch):
+    cid = flagged(sample_workspace_copy)["campaign_id"].iloc[0]
+    at = make_app(sample_workspace_copy, monkeypatch, ANALYZER_REQUIRE_LOGIN="1", USER="svc-analyzer")
+    at.user = dict(SIGNED_IN)
+    at.run()
+    at.session_state["campaign_id"] = cid
+    goto(at, "Campaign")
+    assert not [t for t in at.text_input if t.key == "triage_analyst"]  # nothing to type: the login decides
+    assert any("Recorded as: alice@corp.example (signed in)" in t.value for t in at.text)
+    at.radio(key="triage_status").set_value("dismissed")
+    next(b for b in at.button if b.label == "Save decision").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    analysts = data.query(str(sample_workspace_copy), "SELECT analyst FROM triage")["analyst"].tolist()
+    assert analysts == ["alice@corp.example"]
+
+
+def test_triage_without_login_records_the_local_user_marked_unverified(sample_workspace_copy, monkeypatch):
+    cid = flagged(sample_workspace_copy)["campaign_id"].iloc[0]
+    at = make_app(sample_workspace_copy, monkeypatch, USER="svc-analyzer")
+    at.run()
+    at.session_state["campaign_id"] = cid
+    goto(at, "Campaign")
+    next(b for b in at.button if b.label == "Save decision").click().run()
+    assert not at.exception and not at.error
+    analysts = data.query(str(sample_workspace_copy), "SELECT analyst FROM triage")["analyst"].tolist()
+    assert analysts == ["local:svc-analyzer"]
 
 
 def test_triage_refused_while_an_analysis_writes(sample_workspace_copy):
@@ -318,11 +374,12 @@ def test_hostile_prompt_text_renders_inert(sample_workspace_copy, monkeypatch):
         assert not any("\x1b" in p for p in plain), page
         seen_plain += plain
         for chart in at.get("plotly_chart"):
-            assert "<script>" not in chart.proto.spec and "\\u001b" not in chart.proto.spec, page
+            spec = json.dumps(json.loads(chart.proto.spec), ensure_ascii=False)  # JSON escapes decoded
+            assert "<script>" not in spec and "\x1b" not in spec, page
         for frame in at.dataframe:
             assert not frame.value.astype(str).apply(lambda col: col.str.contains("\x1b", regex=False)).any().any()
     # the text is still there, shown verbatim as plain text (escape sequence removed)
-    assert any("<script>alert(1)</script> ![x](http://evil/img.png)  RED" in p for p in seen_plain)
+    assert any("<script>alert(1)</script> ![x](http://evil/img.png) \\u001b[31m RED" in p for p in seen_plain)
 
     at.session_state["campaign_id"] = cid
     goto(at, "Search")
@@ -330,7 +387,7 @@ def test_hostile_prompt_text_renders_inert(sample_workspace_copy, monkeypatch):
     assert not at.exception
     for s in markdown_like(at):
         assert "<script" not in s and "evil/img" not in s
-    assert hover("<b>x</b>\x1b[31m") == "&lt;b&gt;x&lt;/b&gt;"
+    assert hover("<b>x</b>\x1b[31m") == "&lt;b&gt;x&lt;/b&gt;\\u001b[31m"
 
 
 # --- workspace problems and the login gate -----------------------------------------------------------------------------------------
@@ -362,3 +419,58 @@ def test_parse_args():
     args = parse_args(["app.py", "-q", "--", "--workspace", "w2", "--require-login"])
     assert args.workspace == "w2" and args.require_login
     assert parse_args(["pytest", "-k", "x", "--work", "y"]).workspace is None
+
+
+# --- control and bidi characters in identifiers ----------------------------------------------------------------------
+ODD = "\u202e"  # right-to-left override
+C1 = "\u0085"   # next line (C1)
+
+
+def _plain_strings(at: AppTest) -> list[str]:
+    out = [str(t.value) for t in at.text] + [str(c.value) for c in at.code] + markdown_like(at)
+    for frame in at.dataframe:
+        out += [str(v) for v in frame.value.astype(str).to_numpy().ravel()]
+    for box in list(at.selectbox) + list(at.multiselect):
+        out += [str(o) for o in box.options]
+    return out
+
+
+def test_odd_account_ids_show_as_visible_escapes_and_still_navigate(sample_workspace_copy, monkeypatch):
+    ws = sample_workspace_copy
+    cid = flagged(ws)["campaign_id"].iloc[0]
+    con = duckdb.connect(str(ws / DB_NAME))
+    account = con.execute("SELECT account_id FROM campaign_accounts WHERE campaign_id = ? "
+                          "ORDER BY n_requests DESC, account_id LIMIT 1", [cid]).fetchone()[0]
+    odd = f"{account}{ODD}txt.exe{C1}"
+    for table in ("requests", "accounts", "campaign_accounts"):
+        con.execute(f"UPDATE {table} SET account_id = ? WHERE account_id = ?", [odd, account])
+    con.execute("UPDATE requests SET user_agent = ?, org_id = ? WHERE account_id = ?",
+                [f"curl/8{ODD}\u2066", f"org{C1}1", odd])
+    con.close()
+    shown = f"{account}\\u202etxt.exe\\u0085"
+
+    at = make_app(ws, monkeypatch)
+    at.run()
+    at.session_state["campaign_id"] = cid
+    goto(at, "Campaign")
+    seen = _plain_strings(at)
+    assert not [s for s in seen if ODD in s or C1 in s]
+    assert any(shown in s for s in seen)  # the odd id is visible as such
+    box = at.selectbox(key="campaign_open_account")
+    assert box.value == odd and shown in box.options  # the widget keeps the raw id, the label shows the escape
+    next(b for b in at.button if b.label == "Open account page").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["page"] == "Account"
+    seen = _plain_strings(at)
+    assert any(f"Account {shown}" in s for s in seen)  # the account page found the raw id
+    assert any("curl/8\\u202e" in s for s in seen) and any("org\\u00851" in s for s in seen)
+    assert not [s for s in seen if ODD in s or C1 in s]
+    # an analyst can paste the escaped id into the box: it finds the same account
+    at.text_input(key="account_typed").set_value(shown).run()
+    assert any(f"Account {shown}" in t.value for t in at.text)
+    assert not at.warning
+    # the exports escape it the same way
+    doc = json.loads(data.export_campaign_json(str(ws), cid))
+    assert shown in doc["campaigns"][0]["accounts"]
+    assert ODD not in data.export_markdown(str(ws), cid) and shown in data.export_markdown(str(ws), cid)
+    assert any(line.startswith(shown + ",") for line in data.export_accounts_csv(str(ws), cid).splitlines())

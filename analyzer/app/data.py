@@ -10,8 +10,11 @@ Design rules:
   uncached because analysts change it from the app.
 * Queries aggregate in DuckDB; the browser never receives every request row (the map is sampled to at most
   :data:`MAP_MAX_POINTS` points, heatmaps keep the top accounts, tables are limited).
-* Prompt text is attacker-controlled: it leaves this module through :func:`clean` (terminal escapes and
-  control characters removed), and pages show it as plain text only.
+* Text from the logs is attacker-controlled. Prose (prompts, labels, evidence) leaves this module through
+  :func:`clean`; identifiers (account and campaign ids, user agents, models, analysts) stay raw here, because
+  pages navigate and query with them, and are escaped where they are shown (:func:`clean_id`,
+  :func:`display_frame`). Both use :func:`analyzer.export.sanitize`: control, C1 and bidi characters become
+  visible escapes such as ``\\u202e``. Pages show all of it as plain text only.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analyzer.export import strip_terminal
+from analyzer.export import csv_cell, sanitize, unescape_ident
 from analyzer.workspace import DB_NAME, Workspace, WorkspaceLocked
 
 MAP_MAX_POINTS = 20_000
@@ -47,12 +50,55 @@ class WorkspaceUnavailable(RuntimeError):
 
 
 def clean(text: Any, limit: int | None = None) -> str:
-    """Prompt-like text made safe to show: terminal escapes and control characters removed, truncated."""
+    """Prose (prompts, labels, evidence) made safe to show: control and bidi characters escaped visibly
+    (:func:`analyzer.export.sanitize`), truncated to ``limit`` characters. Idempotent."""
     if text is None or (isinstance(text, float) and np.isnan(text)):
         return ""
-    out = strip_terminal(str(text))
+    out = sanitize(str(text))
     if limit is not None and len(out) > limit:
         out = out[:limit] + "…"
+    return out
+
+
+def clean_id(text: Any, limit: int | None = None) -> str:
+    """An identifier (account id, user agent, model, analyst) as shown: every control, bidi, zero-width or
+    other format character, tab and newline written as a visible, reversible escape (``\\u202e``), so
+    that distinct ids look distinct. Apply once, to the raw value."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    raw = str(text)
+    if limit is not None and len(raw) > limit:
+        return sanitize(raw[:limit], ident=True) + "…"
+    return sanitize(raw, ident=True)
+
+
+def raw_id(typed: str) -> str:
+    """The raw identifier behind an escaped one an analyst pasted back (``acct\\u202e`` -> ``acct`` + U+202E)."""
+    return unescape_ident(typed)
+
+
+# Columns that hold identifiers from the logs: raw in this module's frames, escaped by display_frame.
+ID_COLUMNS = frozenset({"account_id", "campaign_id", "user_agent", "subnet", "model", "models", "analyst", "value",
+                        "api_key_id", "org_id", "ip", "country", "kind"})
+
+
+def display_frame(frame: pd.DataFrame, id_columns: frozenset[str] = ID_COLUMNS) -> pd.DataFrame:
+    """A copy of ``frame`` to show: identifier columns through :func:`clean_id`, every other text column
+    through :func:`clean` (idempotent, so prose cleaned earlier is unchanged). Lists are escaped element-wise."""
+    out = frame.copy()
+    for col in out.columns:
+        if not (out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype)):
+            continue
+        fn = clean_id if col in id_columns else clean
+
+        def show(v: Any, fn: Any = fn) -> Any:
+            if isinstance(v, str):
+                return fn(v)
+            if isinstance(v, list | tuple | np.ndarray):
+                return [fn(x) if isinstance(x, str) else x for x in v]
+            return v
+
+        out[col] = out[col].map(show)
     return out
 
 
@@ -380,7 +426,6 @@ def campaign_accounts(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFr
         """,
         [campaign_id, campaign_id],
     ).assign(
-        user_agent=lambda d: d["user_agent"].map(lambda s: clean(s, 120)),
         evidence=lambda d: d["evidence"].map(lambda s: " ".join(clean(e) for e in json.loads(s)) if s else ""),
     )
 
@@ -523,7 +568,6 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
         """,
         [account_id] * 6,
     )
-    infra["value"] = infra["value"].map(lambda s: clean(s, 150))
     recent = query(
         ws_path,
         f"""
@@ -781,7 +825,6 @@ def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
     import csv
     import io
 
-    from analyzer.export import strip_terminal as _strip
     from analyzer.export import to_csv
 
     with _read_workspace(ws_path) as ws:
@@ -790,8 +833,8 @@ def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
         return text
     members = set(query(ws_path, "SELECT account_id FROM campaign_accounts WHERE campaign_id = ?",
                         [campaign_id])["account_id"])
-    # The CSV escapes cells (no terminal escapes, formula-looking cells prefixed with '); compare likewise.
-    wanted = members | {_strip(a) for a in members} | {"'" + _strip(a) for a in members}
+    # The CSV escapes its cells (visible escapes, formula-looking cells prefixed with '); compare likewise.
+    wanted = {csv_cell(a, ident=True) for a in members}
     rows = list(csv.reader(io.StringIO(text)))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -803,6 +846,8 @@ def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
 def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst: str) -> None:
     """Record a triage decision through a short-lived read-write connection (append-only, latest wins).
 
+    ``analyst`` is the name :func:`analyzer.app.auth.analyst_identity` decided (the signed-in identity, or
+    ``local:NAME``); it is stored as given, up to 200 characters, and escaped wherever it is shown.
     Raises :class:`WorkspaceUnavailable` when an analysis is running (it holds the only write access).
     """
     if status not in TRIAGE_STATUSES:
@@ -816,7 +861,8 @@ def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst
             ) from None
         try:
             with ws.writing():
-                ws.set_triage(campaign_id, status, clean(note, 5000), clean(analyst, 200))
+                # the analyst is stored as given (exports and pages escape it where they show it)
+                ws.set_triage(campaign_id, status, clean(note, 5000), analyst.strip()[:200])
         except WorkspaceLocked as exc:
             raise WorkspaceUnavailable(f"Could not save: {exc}") from None
         finally:

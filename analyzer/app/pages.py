@@ -3,7 +3,10 @@
 Safety rule for every page: text that comes from the logs (prompts, labels, keywords, templates, account ids,
 user agents, evidence sentences that quote them) is shown **only** as plain text: ``st.text``, ``st.code``
 and dataframe cells. It never goes into ``st.markdown``, headings, captions, expander or radio labels
-(those render Markdown), and plotly hover text is HTML-escaped.
+(those render Markdown), and plotly hover text is HTML-escaped. Control, C1 and bidi characters show as
+visible escapes (``\\u202e``): prose through :func:`~analyzer.app.data.clean`, identifiers through
+:func:`~analyzer.app.data.clean_id` (tables through :func:`show_frame`, pickers through ``format_func``),
+while widget values keep the raw ids that queries need.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from analyzer.app import data
-from analyzer.app.data import CampaignFilters, WorkspaceState, WorkspaceUnavailable, clean
+from analyzer.app import auth, data
+from analyzer.app.data import CampaignFilters, WorkspaceState, WorkspaceUnavailable, clean, clean_id
 from analyzer.signals import SIGNAL_DESCRIPTIONS
 
 PAGES = ("Overview", "Campaigns", "Campaign", "Account", "Map", "Search", "Triage", "Export")
@@ -53,9 +56,15 @@ def apply_navigation() -> None:
         st.session_state[key[len("_set_"):]] = st.session_state.pop(key)
 
 
-def hover(text: Any, limit: int = 120) -> str:
-    """Plotly hover text: cleaned, truncated and HTML-escaped (plotly interprets a subset of HTML)."""
-    return html.escape(clean(text, limit), quote=True)
+def hover(text: Any, limit: int = 120, ident: bool = False) -> str:
+    """Plotly hover text: cleaned (``ident``: as an identifier), truncated and HTML-escaped (plotly interprets a
+    subset of HTML)."""
+    return html.escape(clean_id(text, limit) if ident else clean(text, limit), quote=True)
+
+
+def show_frame(frame: pd.DataFrame, **kwargs: Any) -> Any:
+    """``st.dataframe`` of :func:`data.display_frame` (ids and text escaped visibly); returns its event."""
+    return st.dataframe(data.display_frame(frame), **kwargs)
 
 
 def show_prompt(text: str, title: str) -> None:
@@ -71,7 +80,8 @@ def show_prompt(text: str, title: str) -> None:
 def campaign_option_label(camps: pd.DataFrame) -> dict[str, str]:
     """Selectbox labels (plain text) for campaign ids."""
     return {
-        r.campaign_id: f"#{r.rank} {'FLAGGED ' if r.flagged else ''}{r.score:.2f} · {clean(r.label, 70)} ({r.campaign_id})"
+        r.campaign_id: f"#{r.rank} {'FLAGGED ' if r.flagged else ''}{r.score:.2f} · {clean(r.label, 70)} "
+                       f"({clean_id(r.campaign_id)})"
         for r in camps.itertuples(index=False)
     }
 
@@ -125,18 +135,18 @@ def page_overview(ws: WorkspaceState) -> None:
         st.info("Only one successful run so far; changes appear after the next `analyzer run`.")
     else:
         st.text(f"Run {pair[1]} compared with run {pair[0]}")
-        st.dataframe(changes, hide_index=True, width="stretch")
+        show_frame(changes, hide_index=True, width="stretch")
     with st.expander("Run history"):
-        st.dataframe(runs.drop(columns=["stats"]), hide_index=True, width="stretch")
+        show_frame(runs.drop(columns=["stats"]), hide_index=True, width="stretch")
 
     camps = data.campaigns_frame(ws.path, ws.run_key)
     flagged = camps[camps["flagged"]].head(10)
     if len(flagged):
         st.subheader("Top flagged campaigns")
-        st.dataframe(flagged[["rank", "campaign_id", "score", "label", "n_accounts", "n_requests"]],
-                     hide_index=True, width="stretch",
-                     column_config={"score": st.column_config.ProgressColumn("score", min_value=0, max_value=1,
-                                                                             format="%.2f")})
+        show_frame(flagged[["rank", "campaign_id", "score", "label", "n_accounts", "n_requests"]],
+                   hide_index=True, width="stretch",
+                   column_config={"score": st.column_config.ProgressColumn("score", min_value=0, max_value=1,
+                                                                           format="%.2f")})
 
 
 # --- campaigns --------------------------------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ def campaign_filters_ui(camps: pd.DataFrame) -> CampaignFilters:
             if isinstance(rng, tuple | list) and len(rng) == 2:
                 f.start = pd.Timestamp(rng[0], tz="UTC")
                 f.end = pd.Timestamp(rng[1], tz="UTC") + pd.Timedelta(days=1)
-        f.models = tuple(st.multiselect("Uses model", models, key="f_models"))
+        f.models = tuple(st.multiselect("Uses model", models, key="f_models", format_func=clean_id))
         cols = st.columns(min(5, max(1, len(sig_names))))
         f.signal_min = {
             n: cols[i % len(cols)].slider(f"{n} ≥", 0.0, 1.0, 0.0, 0.05, key=f"f_sig_{n}",
@@ -189,8 +199,8 @@ def page_campaigns(ws: WorkspaceState) -> None:
         "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
         **signal_columns(sig_names),
     }
-    event = st.dataframe(shown[cols], hide_index=True, width="stretch", column_config=config,
-                         on_select="rerun", selection_mode="single-row", key="campaign_table")
+    event = show_frame(shown[cols], hide_index=True, width="stretch", column_config=config,
+                       on_select="rerun", selection_mode="single-row", key="campaign_table")
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     if rows:
         cid = shown.iloc[rows[0]]["campaign_id"]
@@ -208,7 +218,7 @@ def heatmap_figure(heat: pd.DataFrame) -> go.Figure:
     order = first.sort_values(kind="stable").index
     pivot = pivot.reindex(order)
     fig = go.Figure(go.Heatmap(
-        z=pivot.to_numpy(), x=list(pivot.columns), y=[hover(a, 40) for a in pivot.index],
+        z=pivot.to_numpy(), x=list(pivot.columns), y=[hover(a, 40, ident=True) for a in pivot.index],
         colorscale="Reds", colorbar={"title": "requests"},
         hovertemplate="account %{y}<br>%{x}<br>%{z} requests<extra></extra>",
     ))
@@ -220,7 +230,7 @@ def heatmap_figure(heat: pd.DataFrame) -> go.Figure:
 
 def model_mix_figure(mix: pd.DataFrame) -> go.Figure:
     """Share of each model over time, the campaign next to all traffic (a pivot shows as a colour jump)."""
-    mix = mix.assign(model=mix["model"].map(lambda s: hover(s, 40)))
+    mix = mix.assign(model=mix["model"].map(lambda s: hover(s, 40, ident=True)))
     fig = px.area(mix, x="bucket", y="requests", color="model", facet_row="scope", groupnorm="percent",
                   category_orders={"scope": ["campaign", "all traffic"]}, title="Model mix over time (% of requests)")
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10})
@@ -232,22 +242,35 @@ def triage_form(ws: WorkspaceState, campaign_id: str) -> None:
     latest = data.triage_latest(ws.path)
     cur = latest[latest["campaign_id"] == campaign_id]
     current = cur.iloc[0]["status"] if len(cur) else "open"
-    st.text(f"Current status: {current}" + (f" (by {clean(cur.iloc[0]['analyst'], 60)})" if len(cur) else ""))
+    st.text(f"Current status: {current}" + (f" (by {clean_id(cur.iloc[0]['analyst'], 60)})" if len(cur) else ""))
+    user = auth.current_user()
+    required = auth.login_was_required()
+    signed_in = user.get("is_logged_in") is True
+    local_user = os.environ.get("USER", "")
     with st.form(f"triage_{campaign_id}"):
         status = st.radio("Decision", data.TRIAGE_STATUSES, index=data.TRIAGE_STATUSES.index(current),
                           horizontal=True, key="triage_status")
         note = st.text_area("Note", key="triage_note", max_chars=5000)
-        analyst = st.text_input("Analyst", key="triage_analyst", value=os.environ.get("USER", ""), max_chars=200)
+        typed = ""
+        if signed_in:
+            try:
+                st.text(f"Recorded as: {clean_id(auth.analyst_identity(user, required), 200)} (signed in)")
+            except auth.AnalystUnknown as exc:
+                st.text(f"Cannot record decisions: {exc}")
+        else:
+            typed = st.text_input("Analyst (not verified: recorded as local:NAME)", key="triage_analyst",
+                                  max_chars=200, placeholder=f"blank: local:{local_user or 'unknown'}")
         if st.form_submit_button("Save decision", type="primary"):
             try:
+                analyst = auth.analyst_identity(user, required, typed, local_user)
                 data.write_triage(ws.path, campaign_id, status, note, analyst)
-            except WorkspaceUnavailable as exc:
+            except (WorkspaceUnavailable, auth.AnalystUnknown) as exc:
                 st.error(str(exc))
             else:
                 st.success(f"Saved: {status}")
     hist = data.triage_history(ws.path, campaign_id)
     if len(hist):
-        st.dataframe(hist, hide_index=True, width="stretch")
+        show_frame(hist, hide_index=True, width="stretch")
 
 
 def export_buttons(ws: WorkspaceState, campaign_id: str | None, key: str) -> None:
@@ -297,7 +320,7 @@ def page_campaign(ws: WorkspaceState) -> None:
     sig = pd.DataFrame([
         {"signal": k, "value": v, "meaning": SIGNAL_DESCRIPTIONS.get(k, "")} for k, v in c["signals"].items()
     ])
-    st.dataframe(sig, hide_index=True, width="stretch", column_config={
+    show_frame(sig, hide_index=True, width="stretch", column_config={
         "value": st.column_config.ProgressColumn("value", min_value=0.0, max_value=1.0, format="%.2f"),
         "meaning": st.column_config.TextColumn("meaning", width="large"),
     })
@@ -313,7 +336,7 @@ def page_campaign(ws: WorkspaceState) -> None:
 
     st.subheader("Accounts")
     acc = data.campaign_accounts(ws.path, ws.run_key, cid)
-    st.dataframe(acc, hide_index=True, width="stretch", column_config={
+    show_frame(acc, hide_index=True, width="stretch", column_config={
         "share": st.column_config.ProgressColumn("share of own traffic", min_value=0.0, max_value=1.0,
                                                  format="%.2f"),
         "n_requests": st.column_config.NumberColumn("requests here"),
@@ -321,7 +344,7 @@ def page_campaign(ws: WorkspaceState) -> None:
         "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm"),
     })
     if len(acc):
-        pick = st.selectbox("Open account", acc["account_id"].tolist(), key="campaign_open_account")
+        pick = st.selectbox("Open account", acc["account_id"].tolist(), key="campaign_open_account", format_func=clean_id)
         if st.button("Open account page"):
             goto("Account", account_id=pick, account_typed="")
 
@@ -334,7 +357,7 @@ def page_campaign(ws: WorkspaceState) -> None:
         st.plotly_chart(model_mix_figure(mix), width="stretch")
 
     st.subheader("Clusters")
-    st.dataframe(data.campaign_clusters(ws.path, ws.run_key, cid), hide_index=True, width="stretch")
+    show_frame(data.campaign_clusters(ws.path, ws.run_key, cid), hide_index=True, width="stretch")
 
     st.subheader("Triage")
     triage_form(ws, cid)
@@ -354,17 +377,20 @@ def page_account(ws: WorkspaceState) -> None:
     typed = st.text_input("Account id", key="account_typed", placeholder="type an id, or pick below")
     if st.session_state.get("account_id") not in choices and choices:
         st.session_state["account_id"] = choices[0]
-    picked = st.selectbox("Highest-scoring accounts", choices, key="account_id")
+    picked = st.selectbox("Highest-scoring accounts", choices, key="account_id", format_func=clean_id)
     account = typed.strip() or picked
     if not account:
         st.info("No accounts in this workspace.")
         return
     d = data.account_detail(ws.path, ws.run_key, account)
+    if d is None and data.raw_id(account) != account:  # an escaped id pasted back (acct\u202e...)
+        account = data.raw_id(account)
+        d = data.account_detail(ws.path, ws.run_key, account)
     if d is None:
         st.warning("No such account in the latest analysis.")
         return
     s = d["summary"]
-    st.text(f"Account {clean(account, 200)}")
+    st.text(f"Account {clean_id(account, 200)}")
     m = st.columns(5)
     m[0].metric("Requests", f"{int(s['n_requests']):,}")
     m[1].metric("Unique prompts", f"{int(s['n_prompts']):,}")
@@ -377,11 +403,12 @@ def page_account(ws: WorkspaceState) -> None:
     if camps.empty:
         st.text("Not a member of any candidate campaign.")
     else:
-        st.dataframe(camps.drop(columns=["evidence"]), hide_index=True, width="stretch")
+        show_frame(camps.drop(columns=["evidence"]), hide_index=True, width="stretch")
         for r in camps.itertuples(index=False):
             if r.evidence:
                 st.text(f"Evidence for campaign #{r.rank}:\n" + "\n".join(f"• {e}" for e in r.evidence))
-        cid = st.selectbox("Open campaign", camps["campaign_id"].tolist(), key="account_open_campaign")
+        cid = st.selectbox("Open campaign", camps["campaign_id"].tolist(), key="account_open_campaign",
+                           format_func=clean_id)
         if st.button("Open campaign page"):
             goto("Campaign", campaign_id=cid)
 
@@ -395,12 +422,12 @@ def page_account(ws: WorkspaceState) -> None:
                      category_orders={"cluster": [*names.values(), "other"]})
         fig.update_layout(height=320, bargap=0, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         st.plotly_chart(fig, width="stretch")
-    st.dataframe(d["clusters"], hide_index=True, width="stretch")
+    show_frame(d["clusters"], hide_index=True, width="stretch")
     st.subheader("Models and infrastructure")
-    st.dataframe(d["infra"], hide_index=True, width="stretch")
+    show_frame(d["infra"], hide_index=True, width="stretch")
     st.subheader("Latest prompts")
-    st.dataframe(d["recent"], hide_index=True, width="stretch",
-                 column_config={"prompt": st.column_config.TextColumn("prompt", width="large")})
+    show_frame(d["recent"], hide_index=True, width="stretch",
+               column_config={"prompt": st.column_config.TextColumn("prompt", width="large")})
 
 
 # --- map ----------------------------------------------------------------------------------------------------------------
@@ -434,7 +461,7 @@ def map_figure(points: pd.DataFrame, colour: str) -> go.Figure:
             m = (groups == name).to_numpy()
             muted = name in ("other", "noise", "not flagged")
             fig.add_trace(go.Scattergl(
-                x=points["x"][m], y=points["y"][m], mode="markers", name=hover(name, 40),
+                x=points["x"][m], y=points["y"][m], mode="markers", name=hover(name, 40, ident=True),
                 customdata=custom[m], hovertext=[h for h, k in zip(hover_text, m, strict=True) if k],
                 hoverinfo="text", marker={"size": 4, "opacity": 0.35 if muted else 0.8,
                                           **({"color": "#b0b0b0"} if muted else {})},
@@ -448,10 +475,10 @@ def show_selection(ws: WorkspaceState, hashes: list[str]) -> tuple[pd.DataFrame,
     """List the selected prompts and the accounts that sent them; returns both frames."""
     prompts, accounts = data.prompts_and_accounts(ws.path, hashes)
     st.text(f"{len(hashes)} prompts selected")
-    st.dataframe(prompts, hide_index=True, width="stretch",
-                 column_config={"text": st.column_config.TextColumn("prompt", width="large")})
+    show_frame(prompts, hide_index=True, width="stretch",
+               column_config={"text": st.column_config.TextColumn("prompt", width="large")})
     st.text(f"Accounts that sent them ({len(accounts)} shown)")
-    st.dataframe(accounts, hide_index=True, width="stretch")
+    show_frame(accounts, hide_index=True, width="stretch")
     return prompts, accounts
 
 
@@ -471,7 +498,7 @@ def page_map(ws: WorkspaceState) -> None:
     if hashes:
         _, accounts = show_selection(ws, hashes)
         if len(accounts):
-            pick = st.selectbox("Open account", accounts["account_id"].tolist(), key="map_open_account")
+            pick = st.selectbox("Open account", accounts["account_id"].tolist(), key="map_open_account", format_func=clean_id)
             if st.button("Open account page", key="map_open_btn"):
                 goto("Account", account_id=pick, account_typed="")
 
@@ -493,7 +520,7 @@ def page_search(ws: WorkspaceState) -> None:
         st.error(str(exc))
         return
     st.subheader("Nearest prompts")
-    st.dataframe(hits, hide_index=True, width="stretch", column_config={
+    show_frame(hits, hide_index=True, width="stretch", column_config={
         "similarity": st.column_config.ProgressColumn("similarity", min_value=0.0, max_value=1.0, format="%.2f"),
         "text": st.column_config.TextColumn("prompt", width="large"),
     })
@@ -508,17 +535,17 @@ def page_search(ws: WorkspaceState) -> None:
 
     st.subheader("Accounts that sent these prompts")
     _, accounts = data.prompts_and_accounts(ws.path, hits["prompt_hash"].tolist())
-    st.dataframe(accounts, hide_index=True, width="stretch")
+    show_frame(accounts, hide_index=True, width="stretch")
     if accounts.empty:
         return
     st.subheader("What else those accounts do")
     clusters, timeline = data.expand_accounts(ws.path, accounts["account_id"].tolist())
-    st.dataframe(clusters, hide_index=True, width="stretch")
+    show_frame(clusters, hide_index=True, width="stretch")
     if len(timeline):
         fig = px.bar(timeline, x="bucket", y="requests", color="cluster", title="Their requests over time")
         fig.update_layout(height=320, bargap=0, margin={"l": 10, "r": 10, "t": 40, "b": 10})
         st.plotly_chart(fig, width="stretch")
-    pick = st.selectbox("Open account", accounts["account_id"].tolist(), key="search_open_account")
+    pick = st.selectbox("Open account", accounts["account_id"].tolist(), key="search_open_account", format_func=clean_id)
     if st.button("Open account page", key="search_open_btn"):
         goto("Account", account_id=pick, account_typed="")
 
@@ -532,15 +559,14 @@ def page_triage(ws: WorkspaceState) -> None:
     merged = data.filter_campaigns(camps, triage, CampaignFilters())
     merged = merged.merge(triage[["campaign_id", "note", "analyst", "decided_at"]], on="campaign_id", how="left")
     merged["note"] = merged["note"].map(lambda s: clean(s, 300))
-    merged["analyst"] = merged["analyst"].map(lambda s: clean(s, 60))
     queue = merged[merged["flagged"] & (merged["triage"].isin(["open", "needs review"]))]
     st.subheader(f"Flagged, awaiting a decision ({len(queue)})")
-    st.dataframe(queue[["rank", "score", "triage", "label", "n_accounts", "n_requests", "campaign_id"]],
-                 hide_index=True, width="stretch")
+    show_frame(queue[["rank", "score", "triage", "label", "n_accounts", "n_requests", "campaign_id"]],
+               hide_index=True, width="stretch")
     st.subheader("Decisions")
     decided = merged[merged["triage"] != "open"]
-    st.dataframe(decided[["rank", "score", "flagged", "triage", "analyst", "decided_at", "note", "label",
-                          "campaign_id"]], hide_index=True, width="stretch")
+    show_frame(decided[["rank", "score", "flagged", "triage", "analyst", "decided_at", "note", "label",
+                        "campaign_id"]], hide_index=True, width="stretch")
     if len(merged):
         labels = campaign_option_label(camps)
         cid = st.selectbox("Decide on", list(labels), format_func=labels.get, key="triage_pick")
@@ -583,7 +609,7 @@ def run_app(ws_path: str | None) -> None:
     if page == "Account" and st.session_state.get("account_id"):
         link["account"] = st.session_state["account_id"]
     st.query_params.from_dict(link)
-    st.sidebar.text(f"Workspace: {ws.path}\nLatest run: {ws.run_key.split(':')[0]} ({ws.latest_run_status})")
+    st.sidebar.text(f"Workspace: {clean_id(ws.path)}\nLatest run: {ws.run_key.split(':')[0]} ({ws.latest_run_status})")
     if st.sidebar.button("Reload data"):
         st.cache_data.clear()
     try:
