@@ -141,3 +141,49 @@ def test_training_value_is_a_gate():
     assert score_signals({**full, "training_value": 0.2}, weights, value_full=0.4) == pytest.approx(0.5)
     assert score_signals({**full, "training_value": 0.9}, weights, value_full=0.4) == pytest.approx(1.0)
     assert score_signals({**full, "training_value": None}, weights) == 0.0
+
+
+def _seats(accounts, cluster, n, prefix, org, hours_start, subnet, ua):
+    rows = _rows(accounts, cluster, n, prefix, start_minutes=hours_start * 60, step_minutes=7, subnet=subnet, ua=ua)
+    for r in rows:
+        r["org_id"] = org
+    return rows
+
+
+def test_seats_of_one_organisation_are_one_customer():
+    """Thirty seats of one org on one templated, valuable workload: an explanation, not a campaign."""
+    seats = [f"seat-{i}" for i in range(30)]
+    rows = _organic() + _seats(seats, 1, 8, "s", "org_acme", 9, "198.18.7", "acme-integration/2.1")
+    res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
+    camp = res.campaigns.iloc[0]
+    assert camp["n_accounts"] == 30 and camp["score"] == 0.0 and not camp["flagged"]
+    assert camp["signals"]["spread"] == 0.0
+    assert any(e.startswith("Explanation: the 30 accounts belong to 1 organisation") for e in camp["evidence"])
+    assert "of 1 organisation" in camp["label"]
+    # The egress block and user agent are shared inside the organisation only: not evidence of an operator.
+    assert camp["signals"]["infrastructure"] == 0.0
+    # The same traffic without org ids is thirty accounts behind one subnet: a campaign.
+    for r in rows:
+        r["org_id"] = None
+    res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
+    assert res.campaigns.iloc[0]["flagged"] and res.campaigns.iloc[0]["signals"]["infrastructure"] > 0.9
+
+
+def test_two_operators_on_one_task_kind_are_two_campaigns():
+    """Same wrapper (cluster 1), disjoint infrastructure and hours: two operators, each with its evidence."""
+    a = [f"opa-{i}" for i in range(25)]
+    b = [f"opb-{i}" for i in range(10)]
+    rows = _organic()
+    rows += _rows(a, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
+    rows += _rows(b, 1, 12, "b", start_minutes=14 * 60, step_minutes=3, subnet="198.51.100", ua="ua-b")
+    res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
+    flagged = res.campaigns[res.campaigns["flagged"]]
+    assert len(flagged) == 2
+    ca = res.campaign_accounts
+    sets = [set(ca.loc[ca["campaign_id"] == c, "account_id"]) for c in flagged["campaign_id"]]
+    assert sorted(sets, key=len) == [set(b), set(a)]
+    assert all(any("One of 2 operators" in e for e in ev) for ev in flagged["evidence"])
+    # One operator keeping one schedule behind one proxy pool stays one campaign.
+    rows = _organic() + _rows(a + b, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
+    res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
+    assert res.campaigns["flagged"].sum() == 1 and res.campaigns.iloc[0]["n_accounts"] == 35
