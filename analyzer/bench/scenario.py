@@ -65,6 +65,9 @@ ALL_HARD_NEGATIVES = HARD_NEGATIVES + NEW_HARD_NEGATIVES
 COLUMNS = ["request_id", "account_id", "ts", "prompt", "system_prompt", "model", "ip", "user_agent",
            "api_key_id", "org_id", "payment_id", "country", "actor", "chat"]
 
+#: Columns blanked by ``metadata="minimal"`` (everything but account, time and text).
+METADATA_COLUMNS = ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "country")
+
 PRESETS: dict[str, dict[str, Any]] = {
     "sample": dict(
         n_requests=3_000, days=7, permissive_only=True, campaign_share=0.30,
@@ -161,6 +164,10 @@ PRESETS.update({
 ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-padded", "adv-tiny",
                        "adv-lookalikes", "adv-lookalikes-noorg", "adversarial")
 
+#: Classroom look-alike: session length, share of students who are ordinary users, mean requests per student.
+_CLASSROOM_SESSION_S = 2 * 3600.0
+_CLASSROOM_EXISTING = 0.5
+_CLASSROOM_MEAN_REQUESTS = 4.0
 #: Seed suffix of the adversarial knobs' own random stream (``default_rng([seed, _ADV_STREAM])``).
 _ADV_STREAM = 0x1111
 _FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"]}
@@ -416,10 +423,11 @@ def _pick(rng: np.random.Generator, items: Sequence[str]) -> str:
 
 
 def _compose(spec: templates.FragmentSpec, fields: Mapping[str, str], rng: np.random.Generator, lang: str,
-             with_task: bool) -> str:
+             with_task: bool, skip_role: bool = False) -> str:
     """A wrapper composed from fragments: required slots always, optional slots with their probability, one
     phrasing each, in shuffled order, the task block (when ``with_task``) at a random position."""
-    parts = [_pick(rng, alts).format(**fields) for _, p, alts in spec["slots"] if p >= 1.0 or rng.random() < p]
+    slots = [s for s in spec["slots"] if not (skip_role and s[0] == "role")]
+    parts = [_pick(rng, alts).format(**fields) for _, p, alts in slots if p >= 1.0 or rng.random() < p]
     parts = [parts[int(i)] for i in rng.permutation(len(parts))]
     sep = _pick(rng, _FRAGMENT_SEPS[lang])
     if not with_task:
@@ -507,6 +515,8 @@ class _Generator:
         self.hw_pool = rest[:n_hw] + words
         self.cot_pool = rest[n_hw:]
         self.eval_pool = gsm_test[: int(self.k["eval_questions"])]
+        n_eval = int(self.k["eval_questions"])
+        self.cot_eval_pool = gsm_test[n_eval: n_eval + int(self.k["cot_eval_questions"])]
         self.grading_pool = self._family_items("grading")
         self.sensitive_pool = [it["text"] for it in self._family_items("sensitive")]
         self.tools_pool = self._family_items("tools")
@@ -534,6 +544,12 @@ class _Generator:
         short = [i for i, t in enumerate(texts) if len(t) <= 600]
         take = set(short[:n_batch_items])
         self.batch_pool = [texts[i] for i in sorted(take)]
+        self.ticket_pool: list[str] = []
+        if "enterprise_seats" in self.k["hard_negatives"]:  # the enterprise's own customers' messages
+            n_tickets = min(40 * int(self.k["enterprise_seats"]), len(texts) // 10)
+            ticket_idx = [i for i in short if i not in take][:n_tickets]
+            self.ticket_pool = [texts[i] for i in ticket_idx]
+            take |= set(ticket_idx)
         texts = [t for i, t in enumerate(texts) if i not in take]
         self.organic_texts = texts
         # topics: keyword buckets; prompts matching no keyword are bucketed by source ("general:<source>")
@@ -722,11 +738,17 @@ class _Generator:
         fragments = k["wrapper_style"] == "fragments"
         share = float(k["system_intent_share"])
         intent = share > 0 and rng.random() < share
-        if persona is not None and lang == "zh":
-            persona = _pick(rng, templates.PERSONA_ZH[sub])
+        if lang == "zh":
+            if persona is not None:
+                persona = _pick(rng, templates.PERSONA_ZH[sub])
+            if "audience" in fields:
+                fields = {**fields, "audience": templates.AUDIENCES_ZH[templates.AUDIENCES.index(fields["audience"])]}
         if intent:  # the instruction goes to the system message; the user turn carries the task text only
             frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
-            instr = _compose(frag, fields, rng, lang, with_task=False) if fragments else _canonical(frag, fields, lang)
+            if fragments:  # a persona already says who the model is: no second role line
+                instr = _compose(frag, fields, rng, lang, with_task=False, skip_role=persona is not None)
+            else:
+                instr = _canonical(frag, fields, lang)
             task = (_pick(rng, frag["task"]) if fragments else frag["task"][0]).format(**fields)
             prompt = _pick(rng, templates.INTENT_LEADS[lang]) + task
             system: str | None = instr if persona is None else f"{persona}\n\n{instr}"
@@ -995,6 +1017,135 @@ class _Generator:
         self.truth_hn["eval_harness"] = {"kind": "eval_harness", "accounts": sorted(a.id for a in accts),
                                          "n_requests": n_total}
 
+    def build_enterprise_seats(self) -> None:
+        """A customer's product integration: many seats of one organisation, one system prompt, one templated
+        support-ticket workload (classify / summarise / draft a reply / extract), weekday business hours in one
+        time zone, one corporate egress /24."""
+        rng, k = self.rng, self.k
+        n_seats = int(k["enterprise_seats"])
+        shared = bool(k["enterprise_org_id"])
+        egress = (62, 96, int(rng.integers(0, 256)))
+        nat = [f"{egress[0]}.{egress[1]}.{egress[2]}.{h}" for h in (11, 12, 13, 14)]
+        tz = 1.0  # CET
+        weekdays = [d for d in range(self.days) if (START.weekday() + d) % 7 < 5]
+        deck = _Deck(self.ticket_pool or self.batch_pool, rng)
+        ua = "northwind-helpdesk/2.3.1 python-httpx/0.27.0"
+        weights = np.array([0.4, 0.25, 0.25, 0.1])
+        seats: list[_Account] = []
+        n_total = 0
+        for _ in range(n_seats):
+            org = "org_northwind_outfitters" if shared else self.ids.make("org_", 1, 12)[0]
+            acct = _Account(id=self.ids.make("acct_")[0], country="DE", tz=tz, ips=nat, uas=[ua],
+                            keys=self.ids.make("key_", 1, 12), org=org,
+                            payment="pm_northwind_invoice" if shared else None)
+            seats.append(acct)
+            lam = float(rng.uniform(1.5, 4.5))
+            per_day = rng.poisson(lam, size=len(weekdays))
+            ts = np.concatenate([START.timestamp() + d * 86400 + (9.0 + 8.0 * np.sort(rng.random(c)) - tz) * 3600
+                                 for d, c in zip(weekdays, per_day, strict=True)]) if weekdays else np.zeros(0)
+            n = len(ts)
+            if n == 0:
+                continue
+            which = rng.choice(len(templates.ENTERPRISE_TASKS), size=n, p=weights)
+            tickets = rng.integers(100_000, 1_000_000, size=n)
+            prompts = [templates.ENTERPRISE_TASKS[int(w)].format(ticket=int(t), task=m)
+                       for w, t, m in zip(which, tickets, deck.draw(n), strict=True)]
+            ips = [nat[int(i)] for i in rng.integers(0, len(nat), size=n)]
+            self.rows.add(acct, ts, prompts, [templates.ENTERPRISE_SYSTEM] * n, ["frontier-1-mini"] * n, ips,
+                          [ua] * n, [True] * n, "enterprise_seats")
+            n_total += n
+        self.legit_accounts.extend(a.id for a in seats)
+        self.truth_hn["enterprise_seats"] = {
+            "kind": "enterprise_seats", "accounts": sorted(a.id for a in seats), "n_requests": n_total,
+            "org_id_shared": shared, "egress_subnet": f"{egress[0]}.{egress[1]}.{egress[2]}.0/24"}
+
+    def build_cot_eval(self) -> None:
+        """A research organisation's chain-of-thought eval harness: the same CoT-prompted test set re-run once
+        per checkpoint, each run sharded over several accounts that send concurrently at scripted intervals."""
+        rng, k = self.rng, self.k
+        n_acc = int(k["cot_eval_accounts"])
+        shared = bool(k["enterprise_org_id"])
+        questions = self.cot_eval_pool or self.eval_pool
+        subnet = (35, 199, int(rng.integers(0, 256)))
+        ua = "lumen-evals/1.2 OpenAI/Python 1.54.4"
+        accts = [_Account(id=self.ids.make("acct_")[0], country="US", tz=-8,
+                          ips=[f"{subnet[0]}.{subnet[1]}.{subnet[2]}.{20 + i}"], uas=[ua],
+                          keys=self.ids.make("key_", 1, 12),
+                          org="org_lumen_research" if shared else self.ids.make("org_", 1, 12)[0],
+                          payment="pm_lumen" if shared else None) for i in range(n_acc)]
+        prompts_all = [templates.COT_EVAL_TEMPLATE.format(task=q) for q in questions]
+        n_ck = int(k["cot_eval_checkpoints"])
+        n_total = 0
+        for ck in range(n_ck):
+            day = min(self.days - 1, int(ck * self.days / n_ck + rng.integers(0, max(1, self.days // n_ck))))
+            start = START.timestamp() + day * 86400 + 2 * 3600 + float(rng.uniform(0, 600))  # a nightly job
+            model = NEW_MODEL if start > self.release else MODELS[ck % 2]
+            for ai, acct in enumerate(accts):
+                shard = prompts_all[ai::n_acc]
+                n = len(shard)
+                if n == 0:
+                    continue
+                ts = start + np.cumsum(rng.uniform(1.8, 2.2, size=n))
+                self.rows.add(acct, ts, shard, [None] * n, [model] * n, acct.ips * n, acct.uas * n, [False] * n,
+                              "cot_eval_harness")
+                n_total += n
+        self.legit_accounts.extend(a.id for a in accts)
+        self.truth_hn["cot_eval_harness"] = {
+            "kind": "cot_eval_harness", "accounts": sorted(a.id for a in accts), "n_requests": n_total,
+            "checkpoints": n_ck, "questions": len(prompts_all), "org_id_shared": shared}
+
+    def build_classroom(self, pool: list[tuple[_Account, int]]) -> None:
+        """A classroom lab: students behind one campus /24 in one 2-hour session, a dozen assignment problems
+        asked step by step, each student wording them a little differently. Half the students are ordinary
+        users who also do other things; half are course accounts that send only this."""
+        rng, k = self.rng, self.k
+        n_students = int(k["classroom_students"])
+        n_prob = min(int(k["classroom_problems"]), len(self.hw_pool))
+        problems = [self.hw_pool[int(i)] for i in rng.choice(len(self.hw_pool), size=n_prob, replace=False)]
+        campus = (141, int(rng.integers(0, 256)), int(rng.integers(0, 256)))
+        tz = -6.0
+        weekdays = [d for d in range(self.days) if (START.weekday() + d) % 7 < 5] or [0]
+        day = weekdays[int(rng.integers(len(weekdays)))]
+        start = START.timestamp() + day * 86400 + (10.0 - tz) * 3600
+        taken = {a for h in self.truth_hn.values() for a in h["accounts"]}
+        cands = [a for a, c in pool if a.id not in taken and c >= 2]
+        n_existing = min(len(cands), int(round(_CLASSROOM_EXISTING * n_students)))
+        students = [cands[int(i)] for i in rng.choice(len(cands), size=n_existing, replace=False)] if n_existing else []
+        for _ in range(n_students - n_existing):
+            acct = self.new_organic_account()
+            self.legit_accounts.append(acct.id)
+            students.append(acct)
+        n_total = 0
+        for si, acct in enumerate(students):
+            n = int(rng.integers(2, 7))
+            first = int(rng.integers(0, n_prob))
+            idx = [(first + j) % n_prob for j in range(n)]
+            ts = start + np.sort(rng.uniform(0, _CLASSROOM_SESSION_S, size=n))
+            prompts = [self._student_wording(problems[i], i + 1) for i in idx]
+            ip = f"{campus[0]}.{campus[1]}.{campus[2]}.{10 + si % 240}"
+            self.rows.add(acct, ts, prompts, [None] * n, ["frontier-1-mini"] * n, [ip] * n, [acct.uas[0]] * n,
+                          [False] * n, "classroom")
+            n_total += n
+        self.truth_hn["classroom"] = {
+            "kind": "classroom", "accounts": sorted(a.id for a in students), "n_requests": n_total,
+            "campus_subnet": f"{campus[0]}.{campus[1]}.{campus[2]}.0/24",
+            "session": {"start": _iso(start), "end": _iso(start + _CLASSROOM_SESSION_S)}, "problems": n_prob}
+
+    def _student_wording(self, problem: str, q: int) -> str:
+        """One student's phrasing of an assignment problem: own lead-in, "step by step" phrase, maybe typos."""
+        rng = self.rng
+        text = problem
+        for _ in range(int(rng.choice([0, 0, 1, 2]))):  # typos: a dropped or swapped letter
+            if len(text) < 20:
+                break
+            i = int(rng.integers(1, len(text) - 2))
+            text = text[:i] + text[i + 1:] if rng.random() < 0.5 else text[:i] + text[i + 1] + text[i] + text[i + 2:]
+        if rng.random() < 0.3:
+            text = text[0].lower() + text[1:]
+        lead = _pick(rng, templates.CLASSROOM_LEADS).format(q=q)
+        sbs = _pick(rng, templates.CLASSROOM_SBS)
+        return f"{sbs}: {text}" if rng.random() < 0.3 else f"{lead}{text} {sbs}"
+
     # ----------------------------------------------------------------------------------- main
     def run(self) -> Scenario:
         k = self.k
@@ -1011,21 +1162,28 @@ class _Generator:
             return int(ca)
 
         slots = sum(n_acc(c) for c in chosen)  # an operator_a account counts once per campaign it runs
+        if k["second_operator"] is not None:
+            slots += int(k["second_operator"]["accounts"])
         if k["requests_per_account"] is not None:
             per_account = float(k["requests_per_account"])
         else:
             per_account = max(1.0, float(k["campaign_share"]) * n_total / max(1, slots))
         self.build_campaigns(per_account)
         n_campaign_rows = len(self.rows)
-        hn = [h for h in HARD_NEGATIVES if h in k["hard_negatives"]]
+        hn = [h for h in ALL_HARD_NEGATIVES if h in k["hard_negatives"]]
         if "enterprise_batch" in hn:
             self.build_batch()
         if "eval_harness" in hn:
             self.build_eval()
+        if "enterprise_seats" in hn:
+            self.build_enterprise_seats()
+        if "cot_eval_harness" in hn:
+            self.build_cot_eval()
         # organic budget: what is left, minus the expected homework / viral traffic carried by organic users
         hw_expect = 5 * int(k["homework_students"]) if "homework" in hn else 0
         vir_expect = int(1.6 * int(k["viral_users"])) if "viral_prompt" in hn else 0
-        budget = n_total - len(self.rows) - hw_expect - vir_expect
+        cls_expect = int(_CLASSROOM_MEAN_REQUESTS * int(k["classroom_students"])) if "classroom" in hn else 0
+        budget = n_total - len(self.rows) - hw_expect - vir_expect - cls_expect
         if budget < 100:
             raise ValueError(f"n_requests={n_total} leaves no room for organic traffic "
                              f"(campaign + look-alike traffic is {n_total - budget}); raise n_requests or lower "
@@ -1052,6 +1210,8 @@ class _Generator:
             self.build_homework(self.pick_users(pool, int(k["homework_students"]), 3))
         if "viral_prompt" in hn:
             self.build_viral(self.pick_users(pool, int(k["viral_users"]), 2))
+        if "classroom" in hn:
+            self.build_classroom(pool)
         return self.finish(n_campaign_rows)
 
     def finish(self, n_campaign_rows: int) -> Scenario:
@@ -1070,6 +1230,7 @@ class _Generator:
         all_accounts = sorted(df["account_id"].unique().tolist())
         legit = [a for a in all_accounts if a not in campaign_accts]
         pivot = self._pivot_stats(df)
+        stripped = self._strip_metadata(df, all_accounts)
         truth = {
             "preset": self.preset,
             "seed": self.seed,
@@ -1088,7 +1249,29 @@ class _Generator:
             "sources": sorted(self.sources_used),
             "all_accounts": all_accounts,
         }
+        if stripped is not None:
+            truth["metadata_stripped_accounts"] = stripped
         return Scenario(requests=df, truth=truth)
+
+    def _strip_metadata(self, df: pd.DataFrame, all_accounts: list[str]) -> int | None:
+        """Blank the infrastructure columns (``metadata`` knob) in place; returns how many accounts were
+        stripped, or None when ``metadata="full"``."""
+        mode = self.k["metadata"]
+        if mode == "full":
+            return None
+        if mode == "minimal":
+            mask = np.ones(len(df), dtype=bool)
+            n = len(all_accounts)
+        else:  # "mixed": a random half of all accounts, campaign and benign alike (two gateways, one bare)
+            pick = self.arng.choice(len(all_accounts), size=len(all_accounts) // 2, replace=False)
+            chosen = {all_accounts[int(i)] for i in pick}
+            mask = df["account_id"].isin(chosen).to_numpy()
+            n = len(chosen)
+        for c in METADATA_COLUMNS:
+            col = df[c].astype(object)
+            col[mask] = None
+            df[c] = col
+        return n
 
     def _pivot_stats(self, df: pd.DataFrame) -> dict[str, Any]:
         rel = pd.Timestamp(self.release, unit="s", tz="UTC")

@@ -86,6 +86,9 @@ AUDIENCES = [
     "a customer-service chatbot in China", "a government website FAQ",
 ]
 
+#: ``AUDIENCES`` in Chinese, same order (Chinese wrappers).
+AUDIENCES_ZH = ["国内新闻客户端", "中学教材", "官方媒体解读文章", "国内的客服聊天机器人", "政府网站常见问题"]
+
 CENSORSHIP_SYSTEM = [
     "You are a careful assistant for a Chinese-language media platform. Follow local content regulations.",
     "You are a compliance-aware writing assistant.",
