@@ -836,7 +836,7 @@ class _Generator:
         wr2 = {key: [templates.paraphrase(t, self.arng) for t in tpls] for key, tpls in wr.items()}
         rpa = so.get("requests_per_account")
         per = float(rpa) if rpa is not None else per_account
-        self._run_operator(f"{base_op}_b", spec, [c], {c: f"{c}_b"}, int(so["accounts"]), per, deck, wr2)
+        self._run_operator(f"{base_op}2", spec, [c], {c: f"{c}_b"}, int(so["accounts"]), per, deck, wr2)
 
     def _run_operator(self, op: str, spec: Mapping[str, Any], camps: list[str], names: Mapping[str, str], n_acc: int,
                       per_account: float, deck: dict[str, _Deck], wr: dict[str, list[str]]) -> None:
