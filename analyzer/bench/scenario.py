@@ -20,8 +20,70 @@ What is planted (see ``docs/design.md`` and ``../shared/notes/threat-model.md``)
   ``enterprise_batch`` (one account, one template, thousands of rows), ``eval_harness`` (one org re-running a
   fixed benchmark).
 
-Everything is drawn from one ``numpy.random.Generator(seed)``: same preset + seed + knobs gives an identical
-frame.
+Everything is drawn from one ``numpy.random.Generator(seed)`` (plus, for the adversarial knobs, a second
+stream ``default_rng([seed, 0x1111])``): same preset + seed + knobs gives an identical frame.
+
+Adversarial knobs ("hard to fool", issue 11; see :data:`ADVERSARIAL_KNOBS`). Each is off by default, and off
+it draws nothing from either stream, so ``sample`` / ``quick`` / ``standard`` / ``scale`` build byte-identical
+frames and ``truth.json`` with or without these knobs existing (knobs at their default are left out of
+``truth["knobs"]``). Each works alone and in combination:
+
+* ``wrapper_style="fragments"``: every campaign request's wrapper is composed from interchangeable fragments of
+  its task family (cot, grading, censorship, tools, coding, data analysis; 4-5 slots such as role, reasoning
+  instruction, rubric, output format, closing, each with 4-8 phrasings; optional slots kept with a
+  probability), in shuffled order, with the task block (itself in one of 4-7 presentations) at a random
+  position. The required slots carry the intent, so every composition still asks for the same work.
+* ``system_intent_share=x``: a share ``x`` of campaign requests carry the instruction in the system message
+  (OpenAI ``messages``; the operator's persona, if any, first) and only the task text, after an optional
+  neutral lead such as ``"Problem:"``, in the user turn.
+* ``campaign_timing="diurnal"``: campaign accounts send in ordinary diurnal sessions (as organic users do) in
+  the time zone of their proxy exit country (+-1 h), no shift windows.
+* ``metadata="minimal"``: every row (campaign and benign) keeps only account, time and text; ``model``,
+  ``ip``, ``user_agent``, ``api_key_id``, ``org_id``, ``payment_id`` and ``country`` are null (system prompts
+  stay; ``request_id`` stays, an opaque row id). ``"mixed"``: the same for a random half of all accounts
+  (a log merged from two gateways, one of which records only the basics), so missing metadata is no tell.
+* ``wrapper_language="zh"``: campaign wrappers (fixed or fragments, personas, system instructions, padding
+  labels) in Simplified Chinese around the task text; ``"mixed"``: each campaign request Chinese with
+  probability 1/2.
+* ``pad_chars=n``: every campaign request is padded past ``n`` characters with a filler block
+  (``"Reference material:"``, ``"Context:"``, ...) of concatenated real organic corpus prompts, before the
+  request for about half of them and after it for the rest.
+* ``second_operator={"campaign": c, "accounts": n[, "requests_per_account": r]}``: a second, separate operator
+  running the task kind of ``c`` with its own accounts, two proxy /24s (disjoint from the first operators'),
+  exit countries in the Americas, its own user agents, hours outside the first operator's shifts (or, with
+  diurnal timing, its exits' time zones) and, with fixed wrappers, its own paraphrases of them. Its truth
+  entry is ``f"{c}_b"`` with operator ``"<first operator>2"``; the recall rule counts it as its own campaign.
+* look-alikes coordinated for honest reasons (add them to ``hard_negatives``; not in the default tuple):
+  ``enterprise_seats`` (``enterprise_seats`` seats of one organisation, one shared system prompt, a templated
+  support-ticket workload over the company's customers' messages, weekday business hours in CET, one corporate
+  egress /24, one org id and payment when ``enterprise_org_id`` else one org per seat and none),
+  ``classroom`` (``classroom_students`` students, half ordinary users and half course accounts, behind one
+  campus /24 in one 2-hour session, ``classroom_problems`` assignment problems asked "step by step", each
+  student with own lead-ins and typos, 2-6 requests each) and ``cot_eval_harness`` (a research organisation
+  re-running one CoT-prompted set of ``cot_eval_questions`` GSM8K test questions once per checkpoint,
+  ``cot_eval_checkpoints`` times, sharded over ``cot_eval_accounts`` accounts of one org (per-account orgs
+  when ``enterprise_org_id`` is False), nightly at scripted ~2 s intervals).
+
+Adversarial presets (all quick-sized: ~12k requests over 14 days, all sources, seed-reproducible; each builds in
+a few seconds):
+
+========================  =============================================================================
+``adv-paraphrase``        fragments + ``system_intent_share=0.3``
+``adv-quiet``             pools of 15/15/10/20 accounts, ``campaign_share=0.03``, diurnal timing
+``adv-bare``              ``metadata="minimal"``
+``adv-chinese``           ``wrapper_language="zh"``
+``adv-padded``            ``pad_chars=120_000``; 12 accounts x 30 requests per campaign (~1.4k padded rows,
+                          ~72 MB gzipped log)
+``adv-tiny``              every campaign 10 accounts x 20 requests, fragments, plus a second
+                          ``censorship_rewrite`` operator with 10 accounts
+``adv-lookalikes``        the four campaigns + all seven look-alikes (the three new ones included)
+``adv-lookalikes-noorg``  the same with ``enterprise_org_id=False``
+``adversarial``           everything but padding: pools of 20/20/15/25 accounts, ``campaign_share=0.05``,
+                          fragments, ``system_intent_share=0.3``, diurnal, ``metadata="mixed"`` (half the
+                          accounts bare: a detector must work with and without infrastructure fields in
+                          one log), ``wrapper_language="mixed"``, a second 10-account censorship operator,
+                          all seven look-alikes
+========================  =============================================================================
 """
 
 from __future__ import annotations
@@ -1349,8 +1411,8 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
     Parameters
     ----------
     preset : str
-        ``"sample"`` (~3k requests, permissive sources only), ``"quick"`` (~12k), ``"standard"`` (~150k) or
-        ``"scale"`` (~1M).
+        ``"sample"`` (~3k requests, permissive sources only), ``"quick"`` (~12k), ``"standard"`` (~150k),
+        ``"scale"`` (~1M), or one of the quick-sized adversarial presets (:data:`ADVERSARIAL_PRESETS`).
     seed : int
         Seed of the ``numpy.random.Generator``; same preset + seed + knobs gives an identical frame.
     **knobs
@@ -1361,6 +1423,16 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
         ``template_variation``, ``days``, ``permissive_only``, ``campaigns``, ``hard_negatives``,
         ``homework_students``, ``viral_users``, ``batch_requests``, ``eval_accounts``, ``eval_questions``,
         ``eval_runs``, ``power_users``, ``retry_rate``.
+        Adversarial knobs (all off by default; off, the frame is byte-identical to a build without them; see the
+        module docstring for what each plants): ``wrapper_style`` (``"fixed"`` | ``"fragments"``),
+        ``system_intent_share`` (0..1), ``campaign_timing`` (``"shifts"`` | ``"diurnal"``), ``metadata``
+        (``"full"`` | ``"minimal"`` | ``"mixed"``), ``wrapper_language`` (``"en"`` | ``"zh"`` | ``"mixed"``),
+        ``pad_chars`` (int), ``second_operator`` (None or ``{"campaign": c, "accounts": n}``), and the
+        look-alikes ``"enterprise_seats"``, ``"classroom"``, ``"cot_eval_harness"`` in ``hard_negatives`` with
+        ``enterprise_seats``, ``enterprise_org_id``, ``classroom_students``, ``classroom_problems``,
+        ``cot_eval_accounts``, ``cot_eval_checkpoints``, ``cot_eval_questions``. Adversarial presets:
+        ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-padded``, ``adv-tiny``,
+        ``adv-lookalikes``, ``adv-lookalikes-noorg``, ``adversarial`` (:data:`ADVERSARIAL_PRESETS`).
 
     Raises
     ------
