@@ -811,8 +811,10 @@ class _Generator:
                 instr = _compose(frag, fields, rng, lang, with_task=False, skip_role=persona is not None)
             else:
                 instr = _canonical(frag, fields, lang)
-            task = (_pick(rng, frag["task"]) if fragments else frag["task"][0]).format(**fields)
-            prompt = _pick(rng, templates.INTENT_LEADS[lang]) + task
+            task_tpl = _pick(rng, frag["task"]) if fragments else frag["task"][0]
+            # a neutral lead ("Problem:") only where the task block has no label of its own
+            lead = _pick(rng, templates.INTENT_LEADS[lang]) if task_tpl.startswith("{") else ""
+            prompt = lead + task_tpl.format(**fields)
             system: str | None = instr if persona is None else f"{persona}\n\n{instr}"
         else:
             if fragments:
