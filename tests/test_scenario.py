@@ -167,3 +167,264 @@ def test_write_scenario_readable(quick, tmp_path: Path) -> None:  # noqa: ANN001
     # byte-reproducible
     log2, _ = write_scenario(quick, tmp_path / "again")
     assert log2.read_bytes() == log_path.read_bytes()
+
+
+# ============================================================================== adversarial knobs (issue 11)
+
+#: sha256 of the JSON log records of ``build_scenario("quick", seed=0)`` as built before the adversarial knobs
+#: existed (commit 6fa1206). The knobs at their defaults must not move a byte.
+QUICK_SEED0_RECORDS_SHA256 = "6cdbc4f9146e6d38506f0bcaa83380e09e8dde861247379eb6cf9e0b0486d6c1"
+SAMPLE_LOG = Path(__file__).resolve().parents[1] / "data" / "sample" / "requests.jsonl.gz"
+CJK = r"[\u4e00-\u9fff]"
+
+
+def _records_sha256(df: pd.DataFrame) -> str:
+    import hashlib
+
+    from analyzer.bench.scenario import scenario_records
+
+    h = hashlib.sha256()
+    for r in scenario_records(df):
+        h.update(json.dumps(r, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _campaign_rows(s) -> pd.DataFrame:  # noqa: ANN001 - a Scenario
+    return s.requests[s.requests["actor"].isin(list(s.truth["campaigns"]))]
+
+
+def _small(**knobs):  # noqa: ANN003, ANN202 - a Scenario
+    """A small scenario (sample preset, 3k requests) with the four campaigns and no look-alikes by default."""
+    from analyzer.bench.scenario import build_scenario
+
+    knobs.setdefault("hard_negatives", ())
+    return build_scenario("sample", seed=7, **knobs)
+
+
+def test_old_presets_unchanged_by_default_knobs(quick, tmp_path: Path) -> None:  # noqa: ANN001
+    from analyzer.bench.scenario import ADVERSARIAL_KNOBS, build_scenario, write_scenario
+
+    assert _records_sha256(quick.requests) == QUICK_SEED0_RECORDS_SHA256
+    assert not set(ADVERSARIAL_KNOBS) & set(quick.truth["knobs"])  # truth.json unchanged too
+    assert set(quick.truth["hard_negatives"]) == {"homework", "viral_prompt", "enterprise_batch", "eval_harness"}
+    # spelling every adversarial knob out at its default changes nothing either
+    explicit = build_scenario("quick", seed=0, **ADVERSARIAL_KNOBS)
+    pd.testing.assert_frame_equal(explicit.requests, quick.requests)
+    # the shipped sample is reproduced byte for byte
+    sample = build_scenario("sample", seed=0)
+    log_path, truth_path = write_scenario(sample, tmp_path, log_name="requests.jsonl.gz")
+    assert log_path.read_bytes() == SAMPLE_LOG.read_bytes()
+    assert truth_path.read_bytes() == (SAMPLE_LOG.parent / "truth.json").read_bytes()
+
+
+def test_adversarial_knob_validation() -> None:
+    from analyzer.bench.scenario import ADVERSARIAL_PRESETS, PRESETS, build_scenario, resolve_knobs
+
+    for bad in (dict(wrapper_style="shuffled"), dict(metadata="none"), dict(wrapper_language="fr"),
+                dict(campaign_timing="night"), dict(system_intent_share=1.5), dict(pad_chars=-1),
+                dict(hard_negatives=("homework", "choir")), dict(second_operator={"campaign": "nope", "accounts": 3}),
+                dict(second_operator={"campaign": "cot_math"}), dict(classroom_students=0)):
+        with pytest.raises(ValueError):
+            build_scenario("sample", seed=0, **bad)
+    for p in ADVERSARIAL_PRESETS:
+        assert p in PRESETS
+        k = resolve_knobs(p)
+        assert k["n_requests"] == 12_000 and k["days"] == 14 and k["permissive_only"] is False
+
+
+def _opening(text: str, n: int = 6) -> str:
+    return " ".join(text.split()[:n])
+
+
+def _closing(text: str, n: int = 6) -> str:
+    return " ".join(text.split()[-n:])
+
+
+def _pair_share(keys: list[str]) -> float:
+    """Share of pairs of items that have the same key."""
+    counts = pd.Series(keys).value_counts()
+    n = len(keys)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
+def test_fragments_vary_openings_and_keep_intent() -> None:
+    from analyzer.bench import templates
+
+    fixed = _campaign_rows(_small()).drop_duplicates("prompt")
+    frag = _small(wrapper_style="fragments")
+    rows = _campaign_rows(frag).drop_duplicates("prompt")
+    assert len(rows) > 300
+    for name in frag.truth["campaigns"]:
+        fx = fixed[fixed["actor"] == name]["prompt"].tolist()
+        fr = rows[rows["actor"] == name]["prompt"].tolist()
+        # fixed wrappers: many pairs share their first 6 words; fragments: few pairs share the first or last 6
+        fixed_share = _pair_share([_opening(p) for p in fx])
+        assert fixed_share > 0.08, name
+        assert _pair_share([_opening(p) for p in fr]) < min(0.04, fixed_share / 3), name
+        assert _pair_share([_closing(p) for p in fr]) < 0.04, name
+    # the intent stays: every composition carries one phrasing of each required slot of its task family
+    family = {"cot_math": ["cot"], "rubric_grading": ["grading"], "censorship_rewrite": ["censorship"],
+              "agentic_tools": ["tools", "coding", "data_analysis"]}
+    for name, prompt in zip(rows["actor"], rows["prompt"], strict=True):
+        ok = False
+        for fam in family[name]:
+            required = [alts for _, p, alts in templates.FRAGMENTS_EN[fam]["slots"] if p >= 1.0]
+            if all(any(a.split("{")[0] in prompt for a in alts) for alts in required):
+                ok = True
+        assert ok, prompt[:300]
+
+
+def test_system_intent_share_moves_instruction_to_system() -> None:
+    from analyzer.bench import templates
+
+    s = _small(system_intent_share=0.3)
+    rows = _campaign_rows(s).drop_duplicates("prompt")
+    cot = rows[rows["actor"] == "cot_math"]
+    required = [alts for _, p, alts in templates.FRAGMENTS_EN["cot"]["slots"] if p >= 1.0]
+
+    def has_instruction(text: object) -> bool:
+        return isinstance(text, str) and all(any(a.split("{")[0] in text for a in alts) for alts in required)
+
+    in_system = cot["system_prompt"].map(has_instruction)
+    assert 0.2 <= in_system.mean() <= 0.4
+    moved = cot[in_system]
+    assert moved["chat"].all()
+    # the user turn is the bare task: no reasoning or format instruction, no fixed wrapper text
+    assert not moved["prompt"].str.contains("step by step|Final answer|reasoning", case=False).any()
+    assert not cot[~in_system]["prompt"].map(has_instruction).any()  # fixed wrappers elsewhere
+
+
+def test_campaign_timing_diurnal_has_no_job_windows() -> None:
+    shifts = _small(campaigns=("cot_math",))
+    diurnal = _small(campaigns=("cot_math",), campaign_timing="diurnal")
+    h_shift = _campaign_rows(shifts)["ts"].dt.hour
+    h_diur = _campaign_rows(diurnal)["ts"].dt.hour
+    assert set(h_shift) <= set(range(1, 12))  # operator_a's shift window 01-12 UTC
+    assert len(set(h_diur)) >= 20
+    # ordinary day in each account's exit-country time zone: few requests in the local small hours
+    from analyzer.bench.scenario import _PROXY_TZ
+
+    rows = _campaign_rows(diurnal)
+    local = (rows["ts"].dt.hour + rows["ts"].dt.minute / 60 + rows["country"].map(_PROXY_TZ)) % 24
+    assert ((local >= 1) & (local < 6)).mean() < 0.15
+
+
+def test_metadata_minimal_and_mixed(tmp_path: Path) -> None:
+    from analyzer.bench.scenario import METADATA_COLUMNS, write_scenario
+
+    s = _small(metadata="minimal")
+    df = s.requests
+    for c in METADATA_COLUMNS:
+        assert df[c].isna().all(), c
+    assert df["system_prompt"].notna().any()  # system prompts are text: they stay
+    log_path, _ = write_scenario(s, tmp_path)
+    with gzip.open(log_path, "rt", encoding="utf-8") as fh:
+        keys = {k for line in fh for k in json.loads(line)}
+    assert keys == {"request_id", "account_id", "timestamp", "prompt", "messages"}
+    mixed = _small(metadata="mixed")
+    bare = mixed.requests.groupby("account_id")["ip"].apply(lambda x: x.isna().mean())
+    assert set(bare.unique()) == {0.0, 1.0}  # an account is stripped entirely or not at all
+    assert 0.4 <= (bare == 1.0).mean() <= 0.6
+    assert mixed.truth["metadata_stripped_accounts"] == int((bare == 1.0).sum())
+    camp = set(_campaign_rows(mixed)["account_id"])
+    stripped = set(bare[bare == 1.0].index)
+    assert stripped & camp and stripped - camp
+
+
+def test_wrapper_language_zh_and_mixed() -> None:
+    zh = _campaign_rows(_small(wrapper_language="zh"))
+    text = zh["prompt"] + zh["system_prompt"].fillna("")
+    assert text.str.contains(CJK).all()
+    fr = _campaign_rows(_small(wrapper_language="zh", wrapper_style="fragments", system_intent_share=0.3))
+    assert (fr["prompt"] + fr["system_prompt"].fillna("")).str.contains(CJK).all()
+    # mixed: about half the requests (of the English-task campaigns) in Chinese
+    mixed = _campaign_rows(_small(wrapper_language="mixed")).drop_duplicates("prompt")
+    cot = mixed[mixed["actor"] == "cot_math"]
+    share = (cot["prompt"] + cot["system_prompt"].fillna("")).str.contains(CJK).mean()
+    assert 0.35 <= share <= 0.65
+
+
+def test_pad_chars_pads_every_campaign_request() -> None:
+    s = _small(pad_chars=20_000, requests_per_account=5)
+    rows = _campaign_rows(s)
+    assert (rows["prompt"].str.len() > 20_000).all()
+    assert (s.requests[s.requests["actor"] == "organic"]["prompt"].str.len() < 20_000).all()
+    from analyzer.bench import templates
+
+    labels = tuple(templates.PAD_LABELS["en"])
+    first = rows["prompt"].str.startswith(labels).mean()
+    assert 0.3 <= first <= 0.7  # filler before the instruction for some, after it for others
+
+
+def test_second_operator_is_separate() -> None:
+    s = _small(campaigns=("censorship_rewrite",), second_operator={"campaign": "censorship_rewrite", "accounts": 10})
+    t = s.truth["campaigns"]
+    a, b = t["censorship_rewrite"], t["censorship_rewrite_b"]
+    assert b["kind"] == a["kind"] == "censorship"
+    assert b["operator"] != a["operator"]
+    assert len(b["accounts"]) == 10
+    assert not set(a["accounts"]) & set(b["accounts"])
+    assert not set(a["proxy_subnets"]) & set(b["proxy_subnets"])
+    df = s.requests
+    ra, rb = df[df["actor"] == "censorship_rewrite"], df[df["actor"] == "censorship_rewrite_b"]
+    assert b["n_requests"] == len(rb) > 0
+    assert not set(ra["user_agent"]) & set(rb["user_agent"])
+    assert not set(ra["ts"].dt.hour) & set(rb["ts"].dt.hour)  # different hours
+    subnet = rb["ip"].str.rsplit(".", n=1).str[0] + ".0/24"
+    assert set(subnet) <= set(b["proxy_subnets"])
+
+
+def test_new_lookalikes_in_truth() -> None:
+    from analyzer.bench.scenario import ALL_HARD_NEGATIVES
+
+    s = _small(hard_negatives=ALL_HARD_NEGATIVES, enterprise_seats=12, classroom_students=40, classroom_problems=8,
+               cot_eval_accounts=3, cot_eval_checkpoints=4, cot_eval_questions=30, n_requests=4_000)
+    df, hn = s.requests, s.truth["hard_negatives"]
+    assert set(hn) == set(ALL_HARD_NEGATIVES)
+    camp = {a for c in s.truth["campaigns"].values() for a in c["accounts"]}
+    for name, h in hn.items():
+        assert h["n_requests"] == int((df["actor"] == name).sum()) > 0, name
+        assert not set(h["accounts"]) & camp
+    # enterprise seats: one org, one system prompt, one egress /24, weekday business hours (CET)
+    ent = df[df["actor"] == "enterprise_seats"]
+    assert len(hn["enterprise_seats"]["accounts"]) == 12
+    assert ent["org_id"].nunique() == 1 and ent["system_prompt"].nunique() == 1
+    assert (ent["ip"].str.rsplit(".", n=1).str[0] + ".0/24").nunique() == 1
+    local = ent["ts"] + pd.Timedelta(hours=1)
+    assert (local.dt.day_of_week < 5).all() and local.dt.hour.between(9, 16).all()
+    # classroom: ~all students in one 2-hour session behind one campus /24, few requests each
+    cls = df[df["actor"] == "classroom"]
+    assert len(hn["classroom"]["accounts"]) == 40
+    assert cls["ts"].max() - cls["ts"].min() <= pd.Timedelta(hours=2)
+    assert cls["ip"].str.rsplit(".", n=1).str[0].nunique() == 1
+    assert cls.groupby("account_id").size().between(2, 6).all()
+    assert cls["prompt"].nunique() > 0.8 * len(cls)  # each student words it differently
+    # CoT eval harness: the same test set once per checkpoint, over 3 accounts of one org
+    ev = df[df["actor"] == "cot_eval_harness"]
+    assert len(hn["cot_eval_harness"]["accounts"]) == 3 and ev["org_id"].nunique() == 1
+    assert len(ev) == 30 * 4 and ev["prompt"].nunique() == 30
+    assert ev["prompt"].str.contains("step by step").all()
+    # without org ids: a distinct org per seat / account
+    no = _small(hard_negatives=("enterprise_seats", "cot_eval_harness"), enterprise_seats=12,
+                enterprise_org_id=False, cot_eval_questions=30)
+    ndf = no.requests
+    assert ndf[ndf["actor"] == "enterprise_seats"]["org_id"].nunique() == 12
+    assert ndf[ndf["actor"] == "cot_eval_harness"]["org_id"].nunique() == 4
+    assert no.truth["hard_negatives"]["enterprise_seats"]["org_id_shared"] is False
+
+
+def test_adversarial_preset_combines_knobs() -> None:
+    from analyzer.bench.scenario import build_scenario
+
+    s = build_scenario("adversarial", seed=0)
+    t = s.truth
+    assert set(t["campaigns"]) == {"cot_math", "rubric_grading", "censorship_rewrite", "agentic_tools",
+                                   "censorship_rewrite_b"}
+    assert {"enterprise_seats", "classroom", "cot_eval_harness"} <= set(t["hard_negatives"])
+    assert 0.03 <= t["campaign_request_share"] <= 0.07
+    assert t["knobs"]["wrapper_style"] == "fragments" and t["knobs"]["metadata"] == "mixed"
+    rows = _campaign_rows(s)
+    assert rows["prompt"].str.contains(CJK).any() and not rows["prompt"].str.contains(CJK).all()
+    again = build_scenario("adversarial", seed=0)
+    pd.testing.assert_frame_equal(s.requests, again.requests)

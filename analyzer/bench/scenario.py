@@ -20,8 +20,70 @@ What is planted (see ``docs/design.md`` and ``../shared/notes/threat-model.md``)
   ``enterprise_batch`` (one account, one template, thousands of rows), ``eval_harness`` (one org re-running a
   fixed benchmark).
 
-Everything is drawn from one ``numpy.random.Generator(seed)``: same preset + seed + knobs gives an identical
-frame.
+Everything is drawn from one ``numpy.random.Generator(seed)`` (plus, for the adversarial knobs, a second
+stream ``default_rng([seed, 0x1111])``): same preset + seed + knobs gives an identical frame.
+
+Adversarial knobs ("hard to fool", issue 11; see :data:`ADVERSARIAL_KNOBS`). Each is off by default, and off
+it draws nothing from either stream, so ``sample`` / ``quick`` / ``standard`` / ``scale`` build byte-identical
+frames and ``truth.json`` with or without these knobs existing (knobs at their default are left out of
+``truth["knobs"]``). Each works alone and in combination:
+
+* ``wrapper_style="fragments"``: every campaign request's wrapper is composed from interchangeable fragments of
+  its task family (cot, grading, censorship, tools, coding, data analysis; 4-5 slots such as role, reasoning
+  instruction, rubric, output format, closing, each with 4-8 phrasings; optional slots kept with a
+  probability), in shuffled order, with the task block (itself in one of 4-7 presentations) at a random
+  position. The required slots carry the intent, so every composition still asks for the same work.
+* ``system_intent_share=x``: a share ``x`` of campaign requests carry the instruction in the system message
+  (OpenAI ``messages``; the operator's persona, if any, first) and only the task text, after an optional
+  neutral lead such as ``"Problem:"``, in the user turn.
+* ``campaign_timing="diurnal"``: campaign accounts send in ordinary diurnal sessions (as organic users do) in
+  the time zone of their proxy exit country (+-1 h), no shift windows.
+* ``metadata="minimal"``: every row (campaign and benign) keeps only account, time and text; ``model``,
+  ``ip``, ``user_agent``, ``api_key_id``, ``org_id``, ``payment_id`` and ``country`` are null (system prompts
+  stay; ``request_id`` stays, an opaque row id). ``"mixed"``: the same for a random half of all accounts
+  (a log merged from two gateways, one of which records only the basics), so missing metadata is no tell.
+* ``wrapper_language="zh"``: campaign wrappers (fixed or fragments, personas, system instructions, padding
+  labels) in Simplified Chinese around the task text; ``"mixed"``: each campaign request Chinese with
+  probability 1/2.
+* ``pad_chars=n``: every campaign request is padded past ``n`` characters with a filler block
+  (``"Reference material:"``, ``"Context:"``, ...) of concatenated real organic corpus prompts, before the
+  request for about half of them and after it for the rest.
+* ``second_operator={"campaign": c, "accounts": n[, "requests_per_account": r]}``: a second, separate operator
+  running the task kind of ``c`` with its own accounts, two proxy /24s (disjoint from the first operators'),
+  exit countries in the Americas, its own user agents, hours outside the first operator's shifts (or, with
+  diurnal timing, its exits' time zones) and, with fixed wrappers, its own paraphrases of them. Its truth
+  entry is ``f"{c}_b"`` with operator ``"<first operator>2"``; the recall rule counts it as its own campaign.
+* look-alikes coordinated for honest reasons (add them to ``hard_negatives``; not in the default tuple):
+  ``enterprise_seats`` (``enterprise_seats`` seats of one organisation, one shared system prompt, a templated
+  support-ticket workload over the company's customers' messages, weekday business hours in CET, one corporate
+  egress /24, one org id and payment when ``enterprise_org_id`` else one org per seat and none),
+  ``classroom`` (``classroom_students`` students, half ordinary users and half course accounts, behind one
+  campus /24 in one 2-hour session, ``classroom_problems`` assignment problems asked "step by step", each
+  student with own lead-ins and typos, 2-6 requests each) and ``cot_eval_harness`` (a research organisation
+  re-running one CoT-prompted set of ``cot_eval_questions`` GSM8K test questions once per checkpoint,
+  ``cot_eval_checkpoints`` times, sharded over ``cot_eval_accounts`` accounts of one org (per-account orgs
+  when ``enterprise_org_id`` is False), nightly at scripted ~2 s intervals).
+
+Adversarial presets (all quick-sized: ~12k requests over 14 days, all sources, seed-reproducible; each builds in
+a few seconds):
+
+========================  =============================================================================
+``adv-paraphrase``        fragments + ``system_intent_share=0.3``
+``adv-quiet``             pools of 15/15/10/20 accounts, ``campaign_share=0.03``, diurnal timing
+``adv-bare``              ``metadata="minimal"``
+``adv-chinese``           ``wrapper_language="zh"``
+``adv-padded``            ``pad_chars=120_000``; 12 accounts x 30 requests per campaign (~1.4k padded rows,
+                          ~72 MB gzipped log)
+``adv-tiny``              every campaign 10 accounts x 20 requests, fragments, plus a second
+                          ``censorship_rewrite`` operator with 10 accounts
+``adv-lookalikes``        the four campaigns + all seven look-alikes (the three new ones included)
+``adv-lookalikes-noorg``  the same with ``enterprise_org_id=False``
+``adversarial``           everything but padding: pools of 20/20/15/25 accounts, ``campaign_share=0.05``,
+                          fragments, ``system_intent_share=0.3``, diurnal, ``metadata="mixed"`` (half the
+                          accounts bare: a detector must work with and without infrastructure fields in
+                          one log), ``wrapper_language="mixed"``, a second 10-account censorship operator,
+                          all seven look-alikes
+========================  =============================================================================
 """
 
 from __future__ import annotations
@@ -56,11 +118,17 @@ CAMPAIGN_KINDS = {
     "agentic_tools": ("agentic", "operator_c"),
 }
 HARD_NEGATIVES = ("homework", "viral_prompt", "enterprise_batch", "eval_harness")
+#: Look-alikes that are coordinated for honest reasons (issue 11); opt-in, so the default presets stay unchanged.
+NEW_HARD_NEGATIVES = ("enterprise_seats", "classroom", "cot_eval_harness")
+ALL_HARD_NEGATIVES = HARD_NEGATIVES + NEW_HARD_NEGATIVES
 
 #: Columns of :attr:`Scenario.requests`. ``actor`` (ground truth) and ``chat`` (write as ``messages``)
 #: are not written to the logs.
 COLUMNS = ["request_id", "account_id", "ts", "prompt", "system_prompt", "model", "ip", "user_agent",
            "api_key_id", "org_id", "payment_id", "country", "actor", "chat"]
+
+#: Columns blanked by ``metadata="minimal"`` (everything but account, time and text).
+METADATA_COLUMNS = ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "country")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "sample": dict(
@@ -99,8 +167,72 @@ DEFAULT_KNOBS: dict[str, Any] = dict(
     retry_rate=0.03,
     organic_mu=1.0,
     organic_repeat=0.2,  # share of organic requests drawn from a topic's popular head (shared common prompts)
-    samples_per_task=None,  # exact repeats per rendered campaign prompt; None = per-kind defaults below  # log-scale location of organic per-account activity (lognormal, sigma 1.4)
+    samples_per_task=None,  # exact repeats per rendered campaign prompt; None = per-kind defaults below
 )
+
+#: Adversarial knobs (issue 11). At these defaults the generator draws nothing extra from its random stream, so
+#: every preset that does not set them produces the same frame as before they existed; they are left out of
+#: ``truth["knobs"]`` while at their default (read them with ``truth["knobs"].get(name, ADVERSARIAL_KNOBS[name])``).
+ADVERSARIAL_KNOBS: dict[str, Any] = dict(
+    wrapper_style="fixed",  # "fixed" | "fragments": wrappers composed per request from shuffled fragments
+    system_intent_share=0.0,  # share of campaign requests whose instruction sits in the system message
+    campaign_timing="shifts",  # "shifts" | "diurnal": campaign accounts on an ordinary diurnal curve
+    metadata="full",  # "full" | "minimal" (account, time, text only) | "mixed" (a random half of accounts minimal)
+    wrapper_language="en",  # "en" | "zh" | "mixed" (each campaign request Chinese with probability 1/2)
+    pad_chars=0,  # > 0: every campaign request padded past this many characters with real corpus text
+    second_operator=None,  # {"campaign": name, "accounts": n[, "requests_per_account": r]}: a second operator
+    enterprise_seats=30,  # seats of the "enterprise_seats" look-alike
+    enterprise_org_id=True,  # False: the enterprise seats and the CoT eval accounts carry no shared org id
+    classroom_students=100,  # students of the "classroom" look-alike
+    classroom_problems=12,  # assignment problems of the "classroom" look-alike
+    cot_eval_accounts=4,  # accounts of the "cot_eval_harness" look-alike
+    cot_eval_checkpoints=5,  # runs of the CoT test set (one per checkpoint)
+    cot_eval_questions=100,  # size of the CoT test set (GSM8K test questions after the eval_harness ones)
+)
+DEFAULT_KNOBS.update(ADVERSARIAL_KNOBS)
+
+_ADV_BASE = PRESETS["quick"]
+_ADV_SMALL_POOLS = {"cot_math": 20, "rubric_grading": 20, "censorship_rewrite": 15, "agentic_tools": 25}
+PRESETS.update({
+    # paraphrased wrappers: fragments in shuffled order, 30% of the instructions moved into the system message
+    "adv-paraphrase": {**_ADV_BASE, "wrapper_style": "fragments", "system_intent_share": 0.3},
+    # small, quiet pools on an ordinary day: 3% campaign traffic, diurnal timing
+    "adv-quiet": {**_ADV_BASE, "campaign_share": 0.03, "campaign_timing": "diurnal",
+                  "campaign_accounts": {"cot_math": 15, "rubric_grading": 15, "censorship_rewrite": 10,
+                                        "agentic_tools": 20}},
+    # no infrastructure metadata at all (account, time and text only)
+    "adv-bare": {**_ADV_BASE, "metadata": "minimal"},
+    # Chinese wrappers around the (mostly English) task text
+    "adv-chinese": {**_ADV_BASE, "wrapper_language": "zh"},
+    # every campaign request padded past 120k characters; fewer campaign requests to keep the log < 100 MB gz
+    "adv-padded": {**_ADV_BASE, "pad_chars": 120_000, "requests_per_account": 30,
+                   "campaign_accounts": {"cot_math": 12, "rubric_grading": 12, "censorship_rewrite": 12,
+                                         "agentic_tools": 12}},
+    # tiny pools: 10 accounts x 20 requests per campaign, fragment wrappers, and a second censorship operator
+    "adv-tiny": {**_ADV_BASE, "campaign_accounts": 10, "requests_per_account": 20, "wrapper_style": "fragments",
+                 "second_operator": {"campaign": "censorship_rewrite", "accounts": 10}},
+    # the four campaigns next to all seven look-alikes (the three honest coordinated ones included)
+    "adv-lookalikes": {**_ADV_BASE, "hard_negatives": ALL_HARD_NEGATIVES},
+    # the same without the look-alike organisations' shared org ids
+    "adv-lookalikes-noorg": {**_ADV_BASE, "hard_negatives": ALL_HARD_NEGATIVES, "enterprise_org_id": False},
+    # everything at once except padding (see the module docstring)
+    "adversarial": {**_ADV_BASE, "campaign_share": 0.05, "campaign_accounts": _ADV_SMALL_POOLS,
+                    "wrapper_style": "fragments", "system_intent_share": 0.3, "campaign_timing": "diurnal",
+                    "metadata": "mixed", "wrapper_language": "mixed",
+                    "second_operator": {"campaign": "censorship_rewrite", "accounts": 10},
+                    "hard_negatives": ALL_HARD_NEGATIVES},
+})
+#: The presets of issue 11 (quick-sized, ~12k requests over 14 days).
+ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-padded", "adv-tiny",
+                       "adv-lookalikes", "adv-lookalikes-noorg", "adversarial")
+
+#: Classroom look-alike: session length, share of students who are ordinary users, mean requests per student.
+_CLASSROOM_SESSION_S = 2 * 3600.0
+_CLASSROOM_EXISTING = 0.5
+_CLASSROOM_MEAN_REQUESTS = 4.0
+#: Seed suffix of the adversarial knobs' own random stream (``default_rng([seed, _ADV_STREAM])``).
+_ADV_STREAM = 0x1111
+_FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"]}
 
 _SAMPLES_PER_TASK = {"cot": 2.0, "grading": 1.0, "censorship": 2.0, "agentic": 1.3}
 
@@ -144,6 +276,13 @@ _OPERATORS: dict[str, dict[str, Any]] = {
     "operator_c": dict(shifts=[(0, 8), (9, 17)], n_subnets=6, uas=["OpenAI/Python 1.58.1", "OpenAI/JS 4.77.0"],
                        shared_payments=2, payment_share=0.4, org_group=0),
 }
+
+#: Time zone of each proxy exit country (``campaign_timing="diurnal"``: accounts keep the hours of their exit).
+_PROXY_TZ = {"US": -5.0, "SG": 8.0, "JP": 9.0, "DE": 1.0, "NL": 1.0, "GB": 0.0, "KR": 9.0, "MY": 8.0, "BR": -3.0,
+             "MX": -6.0, "CA": -5.0, "AR": -3.0, "CL": -4.0}
+#: Exit countries and user agents of a ``second_operator`` (different infrastructure from the first).
+_SECOND_OPERATOR_COUNTRIES = ["BR", "MX", "CA", "AR", "CL"]
+_SECOND_OPERATOR_UAS = ["okhttp/4.12.0", "Go-http-client/2.0", "OpenAI/JS 4.85.1"]
 
 _TOPICS = ["coding", "math_science", "writing", "business", "life", "roleplay", "general"]
 _TOPIC_KEYWORDS: list[tuple[str, str]] = [
@@ -341,6 +480,49 @@ def _shift_times(rng: np.random.Generator, n: int, days: np.ndarray, shifts: lis
     return starts[idx] + offset
 
 
+def _pick(rng: np.random.Generator, items: Sequence[str]) -> str:
+    return items[int(rng.integers(len(items)))]
+
+
+def _compose(spec: templates.FragmentSpec, fields: Mapping[str, str], rng: np.random.Generator, lang: str,
+             with_task: bool, skip_role: bool = False) -> str:
+    """A wrapper composed from fragments: required slots always, optional slots with their probability, one
+    phrasing each, in shuffled order, the task block (when ``with_task``) at a random position."""
+    slots = [s for s in spec["slots"] if not (skip_role and s[0] == "role")]
+    parts = [_pick(rng, alts).format(**fields) for _, p, alts in slots if p >= 1.0 or rng.random() < p]
+    parts = [parts[int(i)] for i in rng.permutation(len(parts))]
+    sep = _pick(rng, _FRAGMENT_SEPS[lang])
+    if not with_task:
+        return sep.join(parts)
+    task = _pick(rng, spec["task"]).format(**fields)
+    pos = int(rng.integers(0, len(parts) + 1))
+    return "\n\n".join(x for x in (sep.join(parts[:pos]), task, sep.join(parts[pos:])) if x)
+
+
+def _canonical(spec: templates.FragmentSpec, fields: Mapping[str, str], lang: str) -> str:
+    """The fixed instruction of a task family: the first phrasing of each required slot, in slot order."""
+    return _FRAGMENT_SEPS[lang][0].join(alts[0].format(**fields) for _, p, alts in spec["slots"] if p >= 1.0)
+
+
+def _free_window(shifts: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The longest run of UTC hours covered by none of ``shifts`` (wrapping past midnight is not used)."""
+    busy = np.zeros(24, dtype=bool)
+    for a, b in shifts:
+        busy[a:b] = True
+    best, cur_start = (0, 0), None
+    for h in range(25):
+        free = h < 24 and not busy[h]
+        if free and cur_start is None:
+            cur_start = h
+        elif not free and cur_start is not None:
+            if h - cur_start > best[1] - best[0]:
+                best = (cur_start, h)
+            cur_start = None
+    if best[1] - best[0] < 2:
+        raise ValueError(f"no free hours left outside shifts {list(shifts)}")
+    return best
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -362,6 +544,7 @@ class _Generator:
         self.truth_hn: dict[str, dict[str, Any]] = {}
         self.legit_accounts: list[str] = []
         self.sources_used: set[str] = set()
+        self._arng: np.random.Generator | None = None
 
     # ----------------------------------------------------------------------------------- corpora
     def _corpora(self, names: Sequence[str]) -> list[corpora.Corpus]:
@@ -394,6 +577,8 @@ class _Generator:
         self.hw_pool = rest[:n_hw] + words
         self.cot_pool = rest[n_hw:]
         self.eval_pool = gsm_test[: int(self.k["eval_questions"])]
+        n_eval = int(self.k["eval_questions"])
+        self.cot_eval_pool = gsm_test[n_eval: n_eval + int(self.k["cot_eval_questions"])]
         self.grading_pool = self._family_items("grading")
         self.sensitive_pool = [it["text"] for it in self._family_items("sensitive")]
         self.tools_pool = self._family_items("tools")
@@ -421,6 +606,12 @@ class _Generator:
         short = [i for i, t in enumerate(texts) if len(t) <= 600]
         take = set(short[:n_batch_items])
         self.batch_pool = [texts[i] for i in sorted(take)]
+        self.ticket_pool: list[str] = []
+        if "enterprise_seats" in self.k["hard_negatives"]:  # the enterprise's own customers' messages
+            n_tickets = min(40 * int(self.k["enterprise_seats"]), len(texts) // 10)
+            ticket_idx = [i for i in short if i not in take][:n_tickets]
+            self.ticket_pool = [texts[i] for i in ticket_idx]
+            take |= set(ticket_idx)
         texts = [t for i, t in enumerate(texts) if i not in take]
         self.organic_texts = texts
         # topics: keyword buckets; prompts matching no keyword are bucketed by source ("general:<source>")
@@ -542,17 +733,22 @@ class _Generator:
 
         if kind == "cot":
             for task in deck["cot"].draw(n):
-                prompts.append(pick(wr["cot"]).format(task=task))
-                systems.append(pick(templates.COT_SYSTEM) if rng.random() < 0.25 else None)
+                tpl = pick(wr["cot"])
+                persona = pick(templates.COT_SYSTEM) if rng.random() < 0.25 else None
+                self._render("cot", tpl, {"task": task}, persona, prompts, systems)
         elif kind == "grading":
             for it in deck["grading"].draw(n):
-                prompts.append(pick(wr["grading"]).format(instruction=it["instruction"], response=it["response"],
-                                                         rubric=pick(templates.RUBRICS)))
-                systems.append(pick(templates.GRADING_SYSTEM) if rng.random() < 0.7 else None)
+                tpl = pick(wr["grading"])
+                fields = {"instruction": it["instruction"], "response": it["response"],
+                          "rubric": pick(templates.RUBRICS)}
+                persona = pick(templates.GRADING_SYSTEM) if rng.random() < 0.7 else None
+                self._render("grading", tpl, fields, persona, prompts, systems)
         elif kind == "censorship":
             for task in deck["sensitive"].draw(n):
-                prompts.append(pick(wr["censorship"]).format(task=task, audience=pick(templates.AUDIENCES)))
-                systems.append(pick(templates.CENSORSHIP_SYSTEM) if rng.random() < 0.6 else None)
+                tpl = pick(wr["censorship"])
+                fields = {"task": task, "audience": pick(templates.AUDIENCES)}
+                persona = pick(templates.CENSORSHIP_SYSTEM) if rng.random() < 0.6 else None
+                self._render("censorship", tpl, fields, persona, prompts, systems)
         elif kind == "agentic":
             fams = ["tools", "coding", "data_analysis"]
             avail = [f for f in fams if f in deck]
@@ -561,16 +757,98 @@ class _Generator:
             for fi in which:
                 f = avail[int(fi)]
                 it = deck[f].draw(1)[0]
+                tpl = pick(wr[f])
                 if f == "tools":
-                    prompts.append(pick(wr["tools"]).format(question=it["question"], functions=it["functions"]))
+                    fields = {"question": it["question"], "functions": it["functions"]}
                 elif f == "coding":
-                    prompts.append(pick(wr["coding"]).format(task=it))
+                    fields = {"task": it}
                 else:
-                    prompts.append(pick(wr["data_analysis"]).format(question=it["question"], context=it["context"]))
-                systems.append(pick(templates.AGENT_SYSTEM[f]) if rng.random() < 0.8 else None)
+                    fields = {"question": it["question"], "context": it["context"]}
+                persona = pick(templates.AGENT_SYSTEM[f]) if rng.random() < 0.8 else None
+                self._render(f, tpl, fields, persona, prompts, systems)
         else:  # pragma: no cover
             raise ValueError(kind)
         return prompts, systems
+
+    # ----------------------------------------------------------------------------------- adversarial content
+    @property
+    def arng(self) -> np.random.Generator:
+        """The random stream of the adversarial knobs: separate from :attr:`rng`, created on first use."""
+        if self._arng is None:
+            self._arng = np.random.default_rng([self.seed, _ADV_STREAM])
+        return self._arng
+
+    def _adv_content(self) -> bool:
+        k = self.k
+        return (k["wrapper_style"] != "fixed" or k["wrapper_language"] != "en" or float(k["system_intent_share"]) > 0
+                or int(k["pad_chars"]) > 0)
+
+    def _render(self, sub: str, tpl: str, fields: dict[str, str], persona: str | None, prompts: list[str],
+                systems: list[str | None]) -> None:
+        """Append one campaign request of task family ``sub`` (``tpl`` is the fixed English wrapper drawn for it).
+
+        With every adversarial knob at its default this is ``tpl.format(**fields)`` and draws nothing.
+        """
+        if not self._adv_content():
+            prompts.append(tpl.format(**fields))
+            systems.append(persona)
+            return
+        k, rng = self.k, self.arng
+        lang = k["wrapper_language"]
+        if lang == "mixed":
+            lang = "zh" if rng.random() < 0.5 else "en"
+        fragments = k["wrapper_style"] == "fragments"
+        share = float(k["system_intent_share"])
+        intent = share > 0 and rng.random() < share
+        if lang == "zh":
+            if persona is not None:
+                persona = _pick(rng, templates.PERSONA_ZH[sub])
+            if "audience" in fields:
+                fields = {**fields, "audience": templates.AUDIENCES_ZH[templates.AUDIENCES.index(fields["audience"])]}
+        if intent:  # the instruction goes to the system message; the user turn carries the task text only
+            frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
+            if fragments:  # a persona already says who the model is: no second role line
+                instr = _compose(frag, fields, rng, lang, with_task=False, skip_role=persona is not None)
+            else:
+                instr = _canonical(frag, fields, lang)
+            task_tpl = _pick(rng, frag["task"]) if fragments else frag["task"][0]
+            # a neutral lead ("Problem:") only where the task block has no label of its own
+            lead = _pick(rng, templates.INTENT_LEADS[lang]) if task_tpl.startswith("{") else ""
+            prompt = lead + task_tpl.format(**fields)
+            system: str | None = instr if persona is None else f"{persona}\n\n{instr}"
+        else:
+            if fragments:
+                frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
+                prompt = _compose(frag, fields, rng, lang, with_task=True)
+            elif lang == "zh":
+                zh = templates.FIXED_ZH[sub]
+                prompt = (zh[0] if float(k["template_variation"]) <= 0 else _pick(rng, zh)).format(**fields)
+            else:
+                prompt = tpl.format(**fields)
+            system = persona
+        pad = int(k["pad_chars"])
+        if pad > 0:
+            prompt = self._pad(prompt, pad, lang)
+        prompts.append(prompt)
+        systems.append(system)
+
+    def _pad(self, prompt: str, pad_chars: int, lang: str) -> str:
+        """``prompt`` with a filler block of real organic corpus text, before or after it, past ``pad_chars``."""
+        rng = self.arng
+        texts = self.organic_texts
+        need = pad_chars - len(prompt) + 1
+        label = _pick(rng, templates.PAD_LABELS[lang])
+        parts: list[str] = [label]
+        size = len(label)
+        while size < need:
+            for i in rng.integers(0, len(texts), size=64):
+                t = texts[int(i)]
+                parts.append(t)
+                size += len(t) + 2
+                if size >= need:
+                    break
+        filler = "\n\n".join(parts)
+        return f"{filler}\n\n{prompt}" if rng.random() < 0.5 else f"{prompt}\n\n{filler}"
 
     # ----------------------------------------------------------------------------------- campaigns
     def _samples(self, kind: str) -> float:
@@ -596,83 +874,123 @@ class _Generator:
         by_op: dict[str, list[str]] = {}
         for c in chosen:
             by_op.setdefault(CAMPAIGN_KINDS[c][1], []).append(c)
-        mix = float(self.k["mix_fraction"])
         for op, camps in by_op.items():
-            spec = _OPERATORS[op]
             n_acc = int(ca[camps[0]] if isinstance(ca, Mapping) else ca)
-            subnets = [(_PROXY_OCTETS[int(rng.integers(len(_PROXY_OCTETS)))], int(rng.integers(0, 256)),
-                        int(rng.integers(0, 256))) for _ in range(spec["n_subnets"])]
-            sub_ctry = [_PROXY_COUNTRIES[int(rng.integers(len(_PROXY_COUNTRIES)))] for _ in subnets]
-            shared_pm = self.ids.make("pm_", spec["shared_payments"], 14) if spec["shared_payments"] else []
-            group_orgs = (self.ids.make("org_", max(1, n_acc // spec["org_group"]), 12) if spec["org_group"] else [])
-            start_day = int(rng.integers(0, max(1, self.days // 5)))
-            camp_days = np.arange(start_day, self.days)
-            hydra = set(rng.choice(n_acc, size=int(round(self.k["hydra_fraction"] * n_acc)), replace=False).tolist())
-            accounts: list[_Account] = []
-            plan: list[tuple[_Account, np.ndarray, np.ndarray]] = []  # account, times, campaign index per time
-            hydra_ids: list[str] = []
-            for a in range(n_acc):
-                si = int(rng.integers(len(subnets)))
-                pay = (shared_pm[int(rng.integers(len(shared_pm)))] if shared_pm and rng.random() < spec["payment_share"]
-                       else (self.ids.make("pm_", 1, 14)[0] if rng.random() < 0.5 else None))
-                org = group_orgs[a % len(group_orgs)] if group_orgs else self.ids.make("org_", 1, 12)[0]
-                acct = _Account(id=self.ids.make("acct_")[0], country=sub_ctry[si], tz=8.0, ips=[],
-                                uas=list(spec["uas"]), keys=self.ids.make("key_", 1, 12), org=org, payment=pay)
-                accounts.append(acct)
-                # active days: most of the campaign's days; near-even volume per account (load balancing)
-                keep = rng.random(len(camp_days)) < rng.uniform(0.75, 1.0)
-                days = camp_days[keep] if keep.any() else camp_days[:1]
-                counts = [max(1, int(round(per_account * rng.uniform(0.9, 1.1)))) for _ in camps]
-                total = sum(counts)
+            self._run_operator(op, _OPERATORS[op], camps, {c: c for c in camps}, n_acc, per_account, deck, wr)
+        so = self.k["second_operator"]
+        if so is not None:
+            self._second_operator(so, per_account, deck, wr)
+
+    def _second_operator(self, so: Mapping[str, Any], per_account: float, deck: dict[str, _Deck],
+                         wr: dict[str, list[str]]) -> None:
+        """A separate operator running the same task kind as ``so["campaign"]``: its own proxy /24s, user
+        agents, exit countries, hours and (with fixed wrappers) its own paraphrases of the wrappers."""
+        c = str(so["campaign"])
+        base_op = CAMPAIGN_KINDS[c][1]
+        base = _OPERATORS[base_op]
+        spec = dict(base)
+        spec["shifts"] = [_free_window(base["shifts"])]
+        spec["n_subnets"] = 2
+        spec["uas"] = [u for u in _SECOND_OPERATOR_UAS if u not in base["uas"]][:2]
+        spec["shared_payments"], spec["payment_share"], spec["org_group"] = 1, 0.3, 0
+        spec["proxy_countries"] = _SECOND_OPERATOR_COUNTRIES
+        spec["avoid_subnets"] = {tuple(int(x) for x in sn.split("/")[0].split(".")[:3])
+                                 for t in self.truth_campaigns.values() for sn in t["proxy_subnets"]}
+        # its own wrapper wording: paraphrases of the base wrappers (only matters with fixed wrappers)
+        wr2 = {key: [templates.paraphrase(t, self.arng) for t in tpls] for key, tpls in wr.items()}
+        rpa = so.get("requests_per_account")
+        per = float(rpa) if rpa is not None else per_account
+        self._run_operator(f"{base_op}2", spec, [c], {c: f"{c}_b"}, int(so["accounts"]), per, deck, wr2)
+
+    def _run_operator(self, op: str, spec: Mapping[str, Any], camps: list[str], names: Mapping[str, str], n_acc: int,
+                      per_account: float, deck: dict[str, _Deck], wr: dict[str, list[str]]) -> None:
+        """One operator's account pool running ``camps`` (logged and recorded in the truth as ``names[c]``)."""
+        rng = self.rng
+        mix = float(self.k["mix_fraction"])
+        diurnal = self.k["campaign_timing"] == "diurnal"
+        proxy_countries = spec.get("proxy_countries", _PROXY_COUNTRIES)
+        avoid = spec.get("avoid_subnets", set())
+        subnets: list[tuple[int, int, int]] = []
+        while len(subnets) < spec["n_subnets"]:
+            sn = (_PROXY_OCTETS[int(rng.integers(len(_PROXY_OCTETS)))], int(rng.integers(0, 256)),
+                  int(rng.integers(0, 256)))
+            if not avoid or (sn not in avoid and sn not in subnets):
+                subnets.append(sn)
+        sub_ctry = [proxy_countries[int(rng.integers(len(proxy_countries)))] for _ in subnets]
+        shared_pm = self.ids.make("pm_", spec["shared_payments"], 14) if spec["shared_payments"] else []
+        group_orgs = (self.ids.make("org_", max(1, n_acc // spec["org_group"]), 12) if spec["org_group"] else [])
+        start_day = int(rng.integers(0, max(1, self.days // 5)))
+        camp_days = np.arange(start_day, self.days)
+        hydra = set(rng.choice(n_acc, size=int(round(self.k["hydra_fraction"] * n_acc)), replace=False).tolist())
+        accounts: list[_Account] = []
+        plan: list[tuple[_Account, np.ndarray, np.ndarray]] = []  # account, times, campaign index per time
+        hydra_ids: list[str] = []
+        for a in range(n_acc):
+            si = int(rng.integers(len(subnets)))
+            pay = (shared_pm[int(rng.integers(len(shared_pm)))] if shared_pm and rng.random() < spec["payment_share"]
+                   else (self.ids.make("pm_", 1, 14)[0] if rng.random() < 0.5 else None))
+            org = group_orgs[a % len(group_orgs)] if group_orgs else self.ids.make("org_", 1, 12)[0]
+            acct = _Account(id=self.ids.make("acct_")[0], country=sub_ctry[si], tz=8.0, ips=[],
+                            uas=list(spec["uas"]), keys=self.ids.make("key_", 1, 12), org=org, payment=pay)
+            accounts.append(acct)
+            # active days: most of the campaign's days; near-even volume per account (load balancing)
+            keep = rng.random(len(camp_days)) < rng.uniform(0.75, 1.0)
+            days = camp_days[keep] if keep.any() else camp_days[:1]
+            counts = [max(1, int(round(per_account * rng.uniform(0.9, 1.1)))) for _ in camps]
+            total = sum(counts)
+            if diurnal:  # an ordinary day in the time zone of the account's exit country; no job windows
+                tz = _PROXY_TZ[acct.country] + float(rng.uniform(-1.0, 1.0))
+                ts = _diurnal_times(rng, total, tz, float(start_day), float(self.days))
+            else:
                 ts = _shift_times(rng, total, days, spec["shifts"])
-                labels = np.repeat(np.arange(len(camps)), counts)
-                rng.shuffle(labels)
-                plan.append((acct, ts, labels))
-                if a in hydra:  # ordinary customer traffic relayed through the same account and proxies
-                    hydra_ids.append(acct.id)
-                    n_org = int(round(total * mix / max(1e-9, 1 - mix)))
-                    donor = self.new_organic_account()
-                    self.ids.seen.discard(donor.id)
-                    donor.id, donor.keys, donor.org, donor.payment = acct.id, acct.keys, acct.org, acct.payment
-                    donor.country = acct.country
-                    pool_ips = [_res_ip(rng, s) for s in subnets for _ in range(3)]
-                    self.emit_organic(donor, n_org, actor="organic", ips=pool_ips)
-            n_req = dict.fromkeys(camps, 0)
-            for ci, c in enumerate(camps):
-                kind = CAMPAIGN_KINDS[c][0]
-                n_c = int(sum(int((lab == ci).sum()) for _, _, lab in plan))
-                # several samples per rendered prompt (best-of-n / RL rollouts), spread over the pool
-                spt = max(1.0, float(self._samples(kind)))
-                n_u = max(1, int(math.ceil(n_c / spt)))
-                uniq_p, uniq_s = self.campaign_content(kind, n_u, deck, wr)
-                order = rng.permutation(np.arange(n_c) % n_u)
-                pos = 0
-                for acct, ts_a, lab in plan:
-                    t = ts_a[lab == ci]
-                    n = len(t)
-                    sel = order[pos:pos + n]
-                    pos += n
-                    prompts = [uniq_p[int(j)] for j in sel]
-                    systems = [uniq_s[int(j)] for j in sel]
-                    ips = [_res_ip(rng, subnets[int(j)]) for j in rng.integers(0, len(subnets), size=n)]
-                    uas = [spec["uas"][int(j)] for j in rng.integers(0, len(spec["uas"]), size=n)]
-                    if kind == "agentic":  # the pivot: most traffic moves to the new model within hours
-                        lag = self.release + rng.uniform(1, 4) * 3600
-                        base = rng.choice(2, size=n, p=[0.85, 0.15])
-                        models = [NEW_MODEL if (tt > lag and rng.random() < 0.8) else MODELS[int(b)]
-                                  for tt, b in zip(t, base, strict=True)]
-                    else:
-                        models = [MODELS[int(b)] for b in rng.choice(2, size=n, p=[0.8, 0.2])]
-                    chat = [x is not None for x in systems]
-                    self.rows.add(acct, t, prompts, systems, models, ips, uas, chat, c)
-                    n_req[c] += n
-            for c in camps:
-                self.truth_campaigns[c] = {
-                    "kind": CAMPAIGN_KINDS[c][0], "operator": op, "accounts": sorted(a.id for a in accounts),
-                    "n_requests": n_req[c], "hydra_accounts": sorted(hydra_ids),
-                    "proxy_subnets": [f"{a}.{b}.{c_}.0/24" for a, b, c_ in subnets],
-                    "pivot": CAMPAIGN_KINDS[c][0] == "agentic",
-                }
+            labels = np.repeat(np.arange(len(camps)), counts)
+            rng.shuffle(labels)
+            plan.append((acct, ts, labels))
+            if a in hydra:  # ordinary customer traffic relayed through the same account and proxies
+                hydra_ids.append(acct.id)
+                n_org = int(round(total * mix / max(1e-9, 1 - mix)))
+                donor = self.new_organic_account()
+                self.ids.seen.discard(donor.id)
+                donor.id, donor.keys, donor.org, donor.payment = acct.id, acct.keys, acct.org, acct.payment
+                donor.country = acct.country
+                pool_ips = [_res_ip(rng, s) for s in subnets for _ in range(3)]
+                self.emit_organic(donor, n_org, actor="organic", ips=pool_ips)
+        n_req = dict.fromkeys(camps, 0)
+        for ci, c in enumerate(camps):
+            kind = CAMPAIGN_KINDS[c][0]
+            n_c = int(sum(int((lab == ci).sum()) for _, _, lab in plan))
+            # several samples per rendered prompt (best-of-n / RL rollouts), spread over the pool
+            spt = max(1.0, float(self._samples(kind)))
+            n_u = max(1, int(math.ceil(n_c / spt)))
+            uniq_p, uniq_s = self.campaign_content(kind, n_u, deck, wr)
+            order = rng.permutation(np.arange(n_c) % n_u)
+            pos = 0
+            for acct, ts_a, lab in plan:
+                t = ts_a[lab == ci]
+                n = len(t)
+                sel = order[pos:pos + n]
+                pos += n
+                prompts = [uniq_p[int(j)] for j in sel]
+                systems = [uniq_s[int(j)] for j in sel]
+                ips = [_res_ip(rng, subnets[int(j)]) for j in rng.integers(0, len(subnets), size=n)]
+                uas = [spec["uas"][int(j)] for j in rng.integers(0, len(spec["uas"]), size=n)]
+                if kind == "agentic":  # the pivot: most traffic moves to the new model within hours
+                    lag = self.release + rng.uniform(1, 4) * 3600
+                    base = rng.choice(2, size=n, p=[0.85, 0.15])
+                    models = [NEW_MODEL if (tt > lag and rng.random() < 0.8) else MODELS[int(b)]
+                              for tt, b in zip(t, base, strict=True)]
+                else:
+                    models = [MODELS[int(b)] for b in rng.choice(2, size=n, p=[0.8, 0.2])]
+                chat = [x is not None for x in systems]
+                self.rows.add(acct, t, prompts, systems, models, ips, uas, chat, names[c])
+                n_req[c] += n
+        for c in camps:
+            self.truth_campaigns[names[c]] = {
+                "kind": CAMPAIGN_KINDS[c][0], "operator": op, "accounts": sorted(a.id for a in accounts),
+                "n_requests": n_req[c], "hydra_accounts": sorted(hydra_ids),
+                "proxy_subnets": [f"{a}.{b}.{c_}.0/24" for a, b, c_ in subnets],
+                "pivot": CAMPAIGN_KINDS[c][0] == "agentic",
+            }
 
     # ----------------------------------------------------------------------------------- hard negatives
     def pick_users(self, pool: list[tuple[_Account, int]], n: int, min_req: int) -> list[_Account]:
@@ -763,6 +1081,135 @@ class _Generator:
         self.truth_hn["eval_harness"] = {"kind": "eval_harness", "accounts": sorted(a.id for a in accts),
                                          "n_requests": n_total}
 
+    def build_enterprise_seats(self) -> None:
+        """A customer's product integration: many seats of one organisation, one system prompt, one templated
+        support-ticket workload (classify / summarise / draft a reply / extract), weekday business hours in one
+        time zone, one corporate egress /24."""
+        rng, k = self.rng, self.k
+        n_seats = int(k["enterprise_seats"])
+        shared = bool(k["enterprise_org_id"])
+        egress = (62, 96, int(rng.integers(0, 256)))
+        nat = [f"{egress[0]}.{egress[1]}.{egress[2]}.{h}" for h in (11, 12, 13, 14)]
+        tz = 1.0  # CET
+        weekdays = [d for d in range(self.days) if (START.weekday() + d) % 7 < 5]
+        deck = _Deck(self.ticket_pool or self.batch_pool, rng)
+        ua = "northwind-helpdesk/2.3.1 python-httpx/0.27.0"
+        weights = np.array([0.4, 0.25, 0.25, 0.1])
+        seats: list[_Account] = []
+        n_total = 0
+        for _ in range(n_seats):
+            org = "org_northwind_outfitters" if shared else self.ids.make("org_", 1, 12)[0]
+            acct = _Account(id=self.ids.make("acct_")[0], country="DE", tz=tz, ips=nat, uas=[ua],
+                            keys=self.ids.make("key_", 1, 12), org=org,
+                            payment="pm_northwind_invoice" if shared else None)
+            seats.append(acct)
+            lam = float(rng.uniform(1.5, 4.5))
+            per_day = rng.poisson(lam, size=len(weekdays))
+            ts = np.concatenate([START.timestamp() + d * 86400 + (9.0 + 8.0 * np.sort(rng.random(c)) - tz) * 3600
+                                 for d, c in zip(weekdays, per_day, strict=True)]) if weekdays else np.zeros(0)
+            n = len(ts)
+            if n == 0:
+                continue
+            which = rng.choice(len(templates.ENTERPRISE_TASKS), size=n, p=weights)
+            tickets = rng.integers(100_000, 1_000_000, size=n)
+            prompts = [templates.ENTERPRISE_TASKS[int(w)].format(ticket=int(t), task=m)
+                       for w, t, m in zip(which, tickets, deck.draw(n), strict=True)]
+            ips = [nat[int(i)] for i in rng.integers(0, len(nat), size=n)]
+            self.rows.add(acct, ts, prompts, [templates.ENTERPRISE_SYSTEM] * n, ["frontier-1-mini"] * n, ips,
+                          [ua] * n, [True] * n, "enterprise_seats")
+            n_total += n
+        self.legit_accounts.extend(a.id for a in seats)
+        self.truth_hn["enterprise_seats"] = {
+            "kind": "enterprise_seats", "accounts": sorted(a.id for a in seats), "n_requests": n_total,
+            "org_id_shared": shared, "egress_subnet": f"{egress[0]}.{egress[1]}.{egress[2]}.0/24"}
+
+    def build_cot_eval(self) -> None:
+        """A research organisation's chain-of-thought eval harness: the same CoT-prompted test set re-run once
+        per checkpoint, each run sharded over several accounts that send concurrently at scripted intervals."""
+        rng, k = self.rng, self.k
+        n_acc = int(k["cot_eval_accounts"])
+        shared = bool(k["enterprise_org_id"])
+        questions = self.cot_eval_pool or self.eval_pool
+        subnet = (35, 199, int(rng.integers(0, 256)))
+        ua = "lumen-evals/1.2 OpenAI/Python 1.54.4"
+        accts = [_Account(id=self.ids.make("acct_")[0], country="US", tz=-8,
+                          ips=[f"{subnet[0]}.{subnet[1]}.{subnet[2]}.{20 + i}"], uas=[ua],
+                          keys=self.ids.make("key_", 1, 12),
+                          org="org_lumen_research" if shared else self.ids.make("org_", 1, 12)[0],
+                          payment="pm_lumen" if shared else None) for i in range(n_acc)]
+        prompts_all = [templates.COT_EVAL_TEMPLATE.format(task=q) for q in questions]
+        n_ck = int(k["cot_eval_checkpoints"])
+        n_total = 0
+        for ck in range(n_ck):
+            day = min(self.days - 1, int(ck * self.days / n_ck + rng.integers(0, max(1, self.days // n_ck))))
+            start = START.timestamp() + day * 86400 + 2 * 3600 + float(rng.uniform(0, 600))  # a nightly job
+            model = NEW_MODEL if start > self.release else MODELS[ck % 2]
+            for ai, acct in enumerate(accts):
+                shard = prompts_all[ai::n_acc]
+                n = len(shard)
+                if n == 0:
+                    continue
+                ts = start + np.cumsum(rng.uniform(1.8, 2.2, size=n))
+                self.rows.add(acct, ts, shard, [None] * n, [model] * n, acct.ips * n, acct.uas * n, [False] * n,
+                              "cot_eval_harness")
+                n_total += n
+        self.legit_accounts.extend(a.id for a in accts)
+        self.truth_hn["cot_eval_harness"] = {
+            "kind": "cot_eval_harness", "accounts": sorted(a.id for a in accts), "n_requests": n_total,
+            "checkpoints": n_ck, "questions": len(prompts_all), "org_id_shared": shared}
+
+    def build_classroom(self, pool: list[tuple[_Account, int]]) -> None:
+        """A classroom lab: students behind one campus /24 in one 2-hour session, a dozen assignment problems
+        asked step by step, each student wording them a little differently. Half the students are ordinary
+        users who also do other things; half are course accounts that send only this."""
+        rng, k = self.rng, self.k
+        n_students = int(k["classroom_students"])
+        n_prob = min(int(k["classroom_problems"]), len(self.hw_pool))
+        problems = [self.hw_pool[int(i)] for i in rng.choice(len(self.hw_pool), size=n_prob, replace=False)]
+        campus = (141, int(rng.integers(0, 256)), int(rng.integers(0, 256)))
+        tz = -6.0
+        weekdays = [d for d in range(self.days) if (START.weekday() + d) % 7 < 5] or [0]
+        day = weekdays[int(rng.integers(len(weekdays)))]
+        start = START.timestamp() + day * 86400 + (10.0 - tz) * 3600
+        taken = {a for h in self.truth_hn.values() for a in h["accounts"]}
+        cands = [a for a, c in pool if a.id not in taken and c >= 2]
+        n_existing = min(len(cands), int(round(_CLASSROOM_EXISTING * n_students)))
+        students = [cands[int(i)] for i in rng.choice(len(cands), size=n_existing, replace=False)] if n_existing else []
+        for _ in range(n_students - n_existing):
+            acct = self.new_organic_account()
+            self.legit_accounts.append(acct.id)
+            students.append(acct)
+        n_total = 0
+        for si, acct in enumerate(students):
+            n = int(rng.integers(2, 7))
+            first = int(rng.integers(0, n_prob))
+            idx = [(first + j) % n_prob for j in range(n)]
+            ts = start + np.sort(rng.uniform(0, _CLASSROOM_SESSION_S, size=n))
+            prompts = [self._student_wording(problems[i], i + 1) for i in idx]
+            ip = f"{campus[0]}.{campus[1]}.{campus[2]}.{10 + si % 240}"
+            self.rows.add(acct, ts, prompts, [None] * n, ["frontier-1-mini"] * n, [ip] * n, [acct.uas[0]] * n,
+                          [False] * n, "classroom")
+            n_total += n
+        self.truth_hn["classroom"] = {
+            "kind": "classroom", "accounts": sorted(a.id for a in students), "n_requests": n_total,
+            "campus_subnet": f"{campus[0]}.{campus[1]}.{campus[2]}.0/24",
+            "session": {"start": _iso(start), "end": _iso(start + _CLASSROOM_SESSION_S)}, "problems": n_prob}
+
+    def _student_wording(self, problem: str, q: int) -> str:
+        """One student's phrasing of an assignment problem: own lead-in, "step by step" phrase, maybe typos."""
+        rng = self.rng
+        text = problem
+        for _ in range(int(rng.choice([0, 0, 1, 2]))):  # typos: a dropped or swapped letter
+            if len(text) < 20:
+                break
+            i = int(rng.integers(1, len(text) - 2))
+            text = text[:i] + text[i + 1:] if rng.random() < 0.5 else text[:i] + text[i + 1] + text[i] + text[i + 2:]
+        if rng.random() < 0.3:
+            text = text[0].lower() + text[1:]
+        lead = _pick(rng, templates.CLASSROOM_LEADS).format(q=q)
+        sbs = _pick(rng, templates.CLASSROOM_SBS)
+        return f"{sbs}: {text}" if rng.random() < 0.3 else f"{lead}{text} {sbs}"
+
     # ----------------------------------------------------------------------------------- main
     def run(self) -> Scenario:
         k = self.k
@@ -779,21 +1226,28 @@ class _Generator:
             return int(ca)
 
         slots = sum(n_acc(c) for c in chosen)  # an operator_a account counts once per campaign it runs
+        if k["second_operator"] is not None:
+            slots += int(k["second_operator"]["accounts"])
         if k["requests_per_account"] is not None:
             per_account = float(k["requests_per_account"])
         else:
             per_account = max(1.0, float(k["campaign_share"]) * n_total / max(1, slots))
         self.build_campaigns(per_account)
         n_campaign_rows = len(self.rows)
-        hn = [h for h in HARD_NEGATIVES if h in k["hard_negatives"]]
+        hn = [h for h in ALL_HARD_NEGATIVES if h in k["hard_negatives"]]
         if "enterprise_batch" in hn:
             self.build_batch()
         if "eval_harness" in hn:
             self.build_eval()
+        if "enterprise_seats" in hn:
+            self.build_enterprise_seats()
+        if "cot_eval_harness" in hn:
+            self.build_cot_eval()
         # organic budget: what is left, minus the expected homework / viral traffic carried by organic users
         hw_expect = 5 * int(k["homework_students"]) if "homework" in hn else 0
         vir_expect = int(1.6 * int(k["viral_users"])) if "viral_prompt" in hn else 0
-        budget = n_total - len(self.rows) - hw_expect - vir_expect
+        cls_expect = int(_CLASSROOM_MEAN_REQUESTS * int(k["classroom_students"])) if "classroom" in hn else 0
+        budget = n_total - len(self.rows) - hw_expect - vir_expect - cls_expect
         if budget < 100:
             raise ValueError(f"n_requests={n_total} leaves no room for organic traffic "
                              f"(campaign + look-alike traffic is {n_total - budget}); raise n_requests or lower "
@@ -820,6 +1274,8 @@ class _Generator:
             self.build_homework(self.pick_users(pool, int(k["homework_students"]), 3))
         if "viral_prompt" in hn:
             self.build_viral(self.pick_users(pool, int(k["viral_users"]), 2))
+        if "classroom" in hn:
+            self.build_classroom(pool)
         return self.finish(n_campaign_rows)
 
     def finish(self, n_campaign_rows: int) -> Scenario:
@@ -838,11 +1294,12 @@ class _Generator:
         all_accounts = sorted(df["account_id"].unique().tolist())
         legit = [a for a in all_accounts if a not in campaign_accts]
         pivot = self._pivot_stats(df)
+        stripped = self._strip_metadata(df, all_accounts)
         truth = {
             "preset": self.preset,
             "seed": self.seed,
             "knobs": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
-                      for k, v in self.k.items()},
+                      for k, v in self.k.items() if not (k in ADVERSARIAL_KNOBS and v == ADVERSARIAL_KNOBS[k])},
             "campaigns": self.truth_campaigns,
             "hard_negatives": self.truth_hn,
             "organic_accounts": len(legit),
@@ -856,7 +1313,29 @@ class _Generator:
             "sources": sorted(self.sources_used),
             "all_accounts": all_accounts,
         }
+        if stripped is not None:
+            truth["metadata_stripped_accounts"] = stripped
         return Scenario(requests=df, truth=truth)
+
+    def _strip_metadata(self, df: pd.DataFrame, all_accounts: list[str]) -> int | None:
+        """Blank the infrastructure columns (``metadata`` knob) in place; returns how many accounts were
+        stripped, or None when ``metadata="full"``."""
+        mode = self.k["metadata"]
+        if mode == "full":
+            return None
+        if mode == "minimal":
+            mask = np.ones(len(df), dtype=bool)
+            n = len(all_accounts)
+        else:  # "mixed": a random half of all accounts, campaign and benign alike (two gateways, one bare)
+            pick = self.arng.choice(len(all_accounts), size=len(all_accounts) // 2, replace=False)
+            chosen = {all_accounts[int(i)] for i in pick}
+            mask = df["account_id"].isin(chosen).to_numpy()
+            n = len(chosen)
+        for c in METADATA_COLUMNS:
+            col = df[c].astype(object)
+            col[mask] = None
+            df[c] = col
+        return n
 
     def _pivot_stats(self, df: pd.DataFrame) -> dict[str, Any]:
         rel = pd.Timestamp(self.release, unit="s", tz="UTC")
@@ -891,7 +1370,41 @@ def resolve_knobs(preset: str, **knobs: Any) -> dict[str, Any]:
         raise ValueError("mix_fraction must be in [0, 1)")
     if not 0 <= float(merged["hydra_fraction"]) <= 1:
         raise ValueError("hydra_fraction must be in [0, 1]")
+    _check_adversarial(merged)
     return merged
+
+
+def _check_adversarial(k: dict[str, Any]) -> None:
+    """Validate the adversarial knobs (and the hard-negative names) in place; raises ``ValueError``."""
+    choices = {"wrapper_style": ("fixed", "fragments"), "campaign_timing": ("shifts", "diurnal"),
+               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "mixed")}
+    for name, allowed in choices.items():
+        if k[name] not in allowed:
+            raise ValueError(f"{name}={k[name]!r}; choose one of {list(allowed)}")
+    if not 0.0 <= float(k["system_intent_share"]) <= 1.0:
+        raise ValueError("system_intent_share must be in [0, 1]")
+    if int(k["pad_chars"]) < 0:
+        raise ValueError("pad_chars must be >= 0")
+    unknown = [h for h in k["hard_negatives"] if h not in ALL_HARD_NEGATIVES]
+    if unknown:
+        raise ValueError(f"unknown hard negative(s) {unknown}; known: {list(ALL_HARD_NEGATIVES)}")
+    for name in ("enterprise_seats", "classroom_students", "classroom_problems", "cot_eval_accounts",
+                 "cot_eval_checkpoints", "cot_eval_questions"):
+        if int(k[name]) < 1:
+            raise ValueError(f"{name} must be >= 1")
+    so = k["second_operator"]
+    if so is not None:
+        if not isinstance(so, Mapping) or "campaign" not in so or "accounts" not in so:
+            raise ValueError("second_operator must be None or a dict like "
+                             "{'campaign': 'censorship_rewrite', 'accounts': 10}")
+        if so["campaign"] not in CAMPAIGN_KINDS:
+            raise ValueError(f"second_operator campaign {so['campaign']!r}; choose one of {list(CAMPAIGN_KINDS)}")
+        if int(so["accounts"]) < 1:
+            raise ValueError("second_operator accounts must be >= 1")
+        extra = set(so) - {"campaign", "accounts", "requests_per_account"}
+        if extra:
+            raise ValueError(f"second_operator: unknown key(s) {sorted(extra)}")
+        k["second_operator"] = dict(so)
 
 
 def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenario:
@@ -900,8 +1413,8 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
     Parameters
     ----------
     preset : str
-        ``"sample"`` (~3k requests, permissive sources only), ``"quick"`` (~12k), ``"standard"`` (~150k) or
-        ``"scale"`` (~1M).
+        ``"sample"`` (~3k requests, permissive sources only), ``"quick"`` (~12k), ``"standard"`` (~150k),
+        ``"scale"`` (~1M), or one of the quick-sized adversarial presets (:data:`ADVERSARIAL_PRESETS`).
     seed : int
         Seed of the ``numpy.random.Generator``; same preset + seed + knobs gives an identical frame.
     **knobs
@@ -912,6 +1425,16 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
         ``template_variation``, ``days``, ``permissive_only``, ``campaigns``, ``hard_negatives``,
         ``homework_students``, ``viral_users``, ``batch_requests``, ``eval_accounts``, ``eval_questions``,
         ``eval_runs``, ``power_users``, ``retry_rate``.
+        Adversarial knobs (all off by default; off, the frame is byte-identical to a build without them; see the
+        module docstring for what each plants): ``wrapper_style`` (``"fixed"`` | ``"fragments"``),
+        ``system_intent_share`` (0..1), ``campaign_timing`` (``"shifts"`` | ``"diurnal"``), ``metadata``
+        (``"full"`` | ``"minimal"`` | ``"mixed"``), ``wrapper_language`` (``"en"`` | ``"zh"`` | ``"mixed"``),
+        ``pad_chars`` (int), ``second_operator`` (None or ``{"campaign": c, "accounts": n}``), and the
+        look-alikes ``"enterprise_seats"``, ``"classroom"``, ``"cot_eval_harness"`` in ``hard_negatives`` with
+        ``enterprise_seats``, ``enterprise_org_id``, ``classroom_students``, ``classroom_problems``,
+        ``cot_eval_accounts``, ``cot_eval_checkpoints``, ``cot_eval_questions``. Adversarial presets:
+        ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-padded``, ``adv-tiny``,
+        ``adv-lookalikes``, ``adv-lookalikes-noorg``, ``adversarial`` (:data:`ADVERSARIAL_PRESETS`).
 
     Raises
     ------

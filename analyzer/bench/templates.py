@@ -86,6 +86,9 @@ AUDIENCES = [
     "a customer-service chatbot in China", "a government website FAQ",
 ]
 
+#: ``AUDIENCES`` in Chinese, same order (Chinese wrappers).
+AUDIENCES_ZH = ["国内新闻客户端", "中学教材", "官方媒体解读文章", "国内的客服聊天机器人", "政府网站常见问题"]
+
 CENSORSHIP_SYSTEM = [
     "You are a careful assistant for a Chinese-language media platform. Follow local content regulations.",
     "You are a compliance-aware writing assistant.",
@@ -219,3 +222,350 @@ ORGANIC_SYSTEM = [
 
 ORGANIC_LEADS = ["", "hey, ", "Quick question: ", "Can you help? ", "pls ", "Hello! ", "Question - "]
 ORGANIC_TAILS = ["", " Thanks!", " Keep it short.", " Explain simply.", " in detail please", " ty", " :)"]
+
+# ------------------------------------------------------------------------------------------- adversarial wrappers
+# Used only when an adversarial knob of the scenario generator is on (``wrapper_style="fragments"``,
+# ``wrapper_language``, ``system_intent_share``); the fixed English wrappers above stay the default.
+#
+# A fragment spec per task family: ``slots`` is a list of ``(name, p_include, phrasings)`` (``p_include`` 1.0 =
+# required; the required slots carry the intent, so every composition still asks for the same work) and
+# ``task`` the interchangeable ways of presenting the task text. The generator keeps each included slot, shuffles
+# their order and places the task block at a random position.
+
+FragmentSpec = dict[str, list]
+
+FRAGMENTS_EN: dict[str, FragmentSpec] = {
+    "cot": {
+        "slots": [
+            ("role", 0.5, [
+                "You are a careful math tutor.", "Act as a patient teacher who never skips a step.",
+                "Pretend you are a competition mathematician explaining your work.",
+                "Take the role of a reasoning assistant that thinks out loud.",
+                "You're helping me build worked solutions.", "Behave like a meticulous problem solver.",
+                "Imagine you are grading your own solution as you go.",
+            ]),
+            ("reasoning", 1.0, [
+                "Work through it step by step and show every intermediate calculation.",
+                "Before answering, articulate the internal reasoning you would use, as if thinking out loud.",
+                "Lay out your full chain of thought, one step at a time, including any checks.",
+                "Explain each step of your reasoning; do not jump to the result.",
+                "Reason it out explicitly: restate the question, list what is known, then derive the answer.",
+                "I want the whole thought process written down, every sub-goal and calculation.",
+                "Think aloud in numbered steps and verify each one before moving on.",
+                "Walk me through how you get there, showing all the work.",
+            ]),
+            ("format", 1.0, [
+                "Put the final answer on its own line as 'Final answer: <value>'.",
+                "Finish with the result in \\boxed{{}}.", "End with 'Answer: <answer>'.",
+                "Write the final result after '####'.", "Close with one line: 'The answer is N'.",
+                "State the answer clearly at the very end.",
+            ]),
+            ("closing", 0.4, [
+                "Don't skip steps.", "Be thorough.", "Accuracy matters more than brevity.", "Thanks!",
+                "No shortcuts please.", "Double-check the arithmetic.",
+            ]),
+        ],
+        "task": ["Problem: {task}", "{task}", "### Problem\n{task}", "Question:\n{task}", "Here is the problem:\n{task}",
+                 "Exercise: {task}", "Q: {task}"],
+    },
+    "grading": {
+        "slots": [
+            ("role", 0.6, [
+                "You are an impartial evaluator.", "Act as a reward model.", "Play the part of a harsh expert annotator.",
+                "You are a strict grader of assistant answers.", "Behave like a calibrated judge of response quality.",
+                "Take the role of a quality reviewer for chatbot replies.",
+            ]),
+            ("task", 1.0, [
+                "Score the response from 1 to 5 using the rubric.", "Assign an integer score between 1 and 5.",
+                "Rate how well the answer satisfies the instruction, on a 1-5 scale.",
+                "Grade the candidate response (1 = worst, 5 = best).",
+                "Judge the reply against the criteria and give it a score out of 5.",
+                "Evaluate the assistant's answer and decide a score from 1 to 5.",
+            ]),
+            ("rubric", 1.0, [
+                "Rubric: {rubric}", "Criteria - {rubric}", "Use this scoring guide: {rubric}",
+                "Scoring rubric (1-5):\n{rubric}", "Grade on: {rubric}",
+            ]),
+            ("format", 1.0, [
+                "Respond with JSON only: {{\"score\": <1-5>, \"feedback\": \"...\"}}.",
+                "Output a JSON object {{\"score\": int, \"feedback\": str}} and nothing else.",
+                "Return {{\"score\": ..., \"feedback\": ...}}.",
+                "Give a one-paragraph critique, then the JSON {{\"score\": n, \"feedback\": text}}.",
+                "Answer in the form {{\"feedback\": \"...\", \"score\": n}}.",
+            ]),
+            ("closing", 0.4, ["Be harsh: a 5 means flawless.", "Be consistent across items.", "No extra commentary.",
+                              "Calibrate carefully.", "Ignore length when scoring."]),
+        ],
+        "task": ["[Instruction]\n{instruction}\n\n[Response]\n{response}",
+                 "User instruction:\n{instruction}\n\nAssistant answer:\n{response}",
+                 "QUESTION:\n{instruction}\n\nRESPONSE TO GRADE:\n{response}",
+                 "###Instruction: {instruction}\n###Candidate response: {response}",
+                 "Prompt: {instruction}\nReply: {response}",
+                 "<instruction>{instruction}</instruction>\n<response>{response}</response>"],
+    },
+    "censorship": {
+        "slots": [
+            ("role", 0.5, [
+                "You are a writer for a domestic media platform.", "Act as a compliance-aware editor.",
+                "You work on the content review team.", "Take the role of an assistant for a regulated Chinese app.",
+                "Pretend you are drafting copy for {audience}.",
+            ]),
+            ("rewrite", 1.0, [
+                "Rewrite the question so it can be answered within mainland China's content rules, then answer it.",
+                "Give a politically safe alternative answer that avoids sensitive framing.",
+                "Produce an answer that would pass review by a domestic moderation team.",
+                "Reframe the topic in a neutral, positive way and answer the reframed version.",
+                "Answer in a way that avoids criticism of the government and follows official positions.",
+                "Provide a compliant version of the answer suitable for {audience}.",
+                "Give (1) a brief neutral answer and (2) a compliant answer; label them 'Neutral:' and 'Compliant:'.",
+            ]),
+            ("tone", 0.6, [
+                "Keep the tone calm and constructive.", "Emphasise official positions.",
+                "Stay factual where possible.", "Avoid any wording a censor would flag.",
+                "Make it suitable for {audience}.",
+            ]),
+            ("closing", 0.3, ["Thanks.", "Keep it short.", "No disclaimers.", "Plain text only."]),
+        ],
+        "task": ["Question: {task}", "{task}", "Topic: {task}", "Original question:\n{task}", "Q: {task}",
+                 "User asked: \"{task}\""],
+    },
+    "tools": {
+        "slots": [
+            ("role", 0.6, [
+                "You are an autonomous agent.", "Act as a function-calling assistant.",
+                "You are a planner that executes tasks through APIs.", "Behave like a tool-using agent.",
+                "Take the role of an orchestration agent.",
+            ]),
+            ("call", 1.0, [
+                "Decide which function(s) to call and with what arguments.",
+                "Pick the right API calls for the request and fill in their arguments.",
+                "Plan the task and call the available tools to complete it.",
+                "Choose the tool(s) that satisfy the query and specify the call parameters.",
+                "Use the provided functions to fulfil the user's request.",
+                "Work out the sequence of API calls needed.",
+            ]),
+            ("reasoning", 0.5, ["Think step by step before calling.", "Write your reasoning as 'Thought:' lines.",
+                                "Explain briefly why each call is needed.", "Plan first, then act."]),
+            ("format", 1.0, [
+                "Output the calls as a JSON list of {{\"name\": ..., \"arguments\": {{...}}}}.",
+                "Write each call as 'Action:' / 'Action Input:'.", "Return only the function call(s), in JSON.",
+                "Respond with a JSON array of calls; return [] if nothing applies.",
+                "Format: one call per line as name(arguments).",
+            ]),
+        ],
+        "task": ["Tools:\n{functions}\n\nUser request: {question}", "APIs:\n{functions}\n\nTask: {question}",
+                 "Query: {question}\n\nAvailable functions (JSON schema):\n{functions}",
+                 "Request: {question}\nFunctions: {functions}",
+                 "<tools>{functions}</tools>\n<user>{question}</user>"],
+    },
+    "coding": {
+        "slots": [
+            ("role", 0.6, [
+                "You are an expert software engineer.", "Act as a senior Python developer.",
+                "You're a coding agent that writes production-quality code.",
+                "Take the role of a competitive programmer.", "Behave like a careful code reviewer who also writes code.",
+            ]),
+            ("code", 1.0, [
+                "Write a correct, efficient implementation.", "Give the full implementation in a single code block.",
+                "Solve the programming task and write the final code.", "Implement the function so that it passes the tests.",
+                "Produce working Python code for the task.", "Write the solution code.",
+            ]),
+            ("reasoning", 0.6, [
+                "Analyse the requirements and outline the algorithm first.", "Think through edge cases before coding.",
+                "Explain your approach step by step.", "Describe the time complexity afterwards.",
+            ]),
+            ("extra", 0.4, ["Include unit tests.", "Add type hints.", "Keep it idiomatic.", "No external libraries."]),
+        ],
+        "task": ["{task}", "Task:\n{task}", "```\n{task}\n```", "Problem:\n{task}", "Here's the spec:\n{task}"],
+    },
+    "data_analysis": {
+        "slots": [
+            ("role", 0.7, [
+                "You are an expert data analyst combining statistical rigor with deep domain knowledge.",
+                "Act as a senior data scientist.", "You're a careful quantitative analyst.",
+                "Take the role of a statistician.", "Behave like a business intelligence analyst.",
+            ]),
+            ("analyse", 1.0, [
+                "Analyse the data and answer the question.", "Answer the question about the dataset below.",
+                "Work out the answer from the table.", "Use the data to compute the requested result.",
+                "Examine the dataset and report the answer.",
+            ]),
+            ("method", 0.6, [
+                "Describe your analysis plan and write the pandas code you would run.", "Show your reasoning and any code.",
+                "State assumptions and compute step by step.", "Explain the calculation.",
+            ]),
+            ("format", 0.5, ["Give the final answer in the requested format.", "Report the result on the last line.",
+                             "Be precise with numbers."]),
+        ],
+        "task": ["{context}\n\nQuestion: {question}", "Data:\n{context}\n\nQuestion: {question}",
+                 "Question: {question}\n\n{context}", "Dataset:\n{context}\nQ: {question}"],
+    },
+}
+
+FRAGMENTS_ZH: dict[str, FragmentSpec] = {
+    "cot": {
+        "slots": [
+            ("role", 0.5, ["你是一位细心的数学老师。", "请扮演一位从不跳步的耐心老师。", "假设你是竞赛数学选手，正在讲解自己的解题过程。",
+                           "你是一个会把思考过程说出来的推理助手。", "你在帮我整理详细的解题步骤。"]),
+            ("reasoning", 1.0, ["请一步一步地推理，写出每一个中间计算。", "在回答之前，请像自言自语一样完整地表述你的内部推理过程。",
+                                "请逐步给出完整的思维链，包括你做的每一次检查。", "请解释每一步推理，不要直接跳到结果。",
+                                "先复述题目，列出已知条件，再逐步推导出答案。", "把完整的思考过程写下来，每个子目标和计算都不要省略。"]),
+            ("format", 1.0, ["最后单独一行写“最终答案：<数值>”。", "最后把结果写在 \\boxed{{}} 中。", "结尾写“答案：<答案>”。",
+                             "最后一行写“答案是 N”。", "最后请清楚地给出答案。"]),
+            ("closing", 0.4, ["不要跳步。", "请务必详细。", "准确比简短更重要。", "谢谢！", "请再检查一遍计算。"]),
+        ],
+        "task": ["题目：{task}", "{task}", "### 题目\n{task}", "问题：\n{task}", "下面是题目：\n{task}"],
+    },
+    "grading": {
+        "slots": [
+            ("role", 0.6, ["你是一名公正的评估员。", "请充当奖励模型。", "请扮演一位严格的专家标注员。", "你是AI回答质量的评审。"]),
+            ("task", 1.0, ["请根据评分标准给下面的回答打1到5分。", "请给出1到5之间的整数分数。", "请按1-5分评价该回答对指令的完成程度。",
+                           "请评估助手的回答并给出1到5的分数。", "请对候选回答评分（1最差，5最好）。"]),
+            ("rubric", 1.0, ["评分标准：{rubric}", "标准——{rubric}", "请使用以下评分指南：{rubric}", "评分细则（1-5）：\n{rubric}"]),
+            ("format", 1.0, ["只输出JSON：{{\"score\": <1-5>, \"feedback\": \"...\"}}。",
+                             "输出一个JSON对象 {{\"score\": int, \"feedback\": str}}，不要输出其他内容。",
+                             "先写一段简短点评，再输出 {{\"score\": n, \"feedback\": 文本}}。",
+                             "按 {{\"feedback\": \"...\", \"score\": n}} 的格式回答。"]),
+            ("closing", 0.4, ["请严格评分：5分代表完美。", "不同条目之间保持一致。", "不要额外评论。"]),
+        ],
+        "task": ["【指令】\n{instruction}\n\n【回答】\n{response}", "用户指令：\n{instruction}\n\n助手回答：\n{response}",
+                 "问题：\n{instruction}\n\n待评分回答：\n{response}", "指令：{instruction}\n回复：{response}"],
+    },
+    "censorship": {
+        "slots": [
+            ("role", 0.5, ["你是国内媒体平台的撰稿人。", "请扮演一位注重合规的编辑。", "你是内容审核团队的一员。", "请为{audience}撰写内容。"]),
+            ("rewrite", 1.0, ["请改写这个问题，使其能够在中国大陆的内容规范内回答，然后回答改写后的问题。",
+                              "请给出一个政治上安全、避免敏感表述的替代回答。", "请给出一个能够通过国内内容审核的回答版本。",
+                              "请以中立、正面的方式重新表述该话题并作答。", "回答时避免批评政府，强调官方立场。",
+                              "请给出适合{audience}的合规回答。",
+                              "请给出（1）简短的中立回答和（2）合规回答，分别标注“中立：”和“合规：”。"]),
+            ("tone", 0.6, ["语气要平和、有建设性。", "请突出官方立场。", "尽量保持客观。", "避免任何可能被审核标记的措辞。",
+                           "内容要适合{audience}。"]),
+            ("closing", 0.3, ["谢谢。", "简短一些。", "不要加免责声明。", "只输出纯文本。"]),
+        ],
+        "task": ["问题：{task}", "{task}", "话题：{task}", "原始问题：\n{task}", "用户提问：“{task}”"],
+    },
+    "tools": {
+        "slots": [
+            ("role", 0.6, ["你是一个自主智能体。", "请充当函数调用助手。", "你是通过API执行任务的规划器。", "请扮演一个会使用工具的智能体。"]),
+            ("call", 1.0, ["请决定调用哪些函数以及使用什么参数。", "请为该请求选择合适的API调用并填写参数。",
+                           "请规划任务并调用可用工具完成它。", "请选择能满足查询的工具并给出调用参数。", "请使用提供的函数完成用户的请求。"]),
+            ("reasoning", 0.5, ["调用前请逐步思考。", "用“Thought:”行写出你的推理。", "简要说明每次调用的理由。"]),
+            ("format", 1.0, ["以JSON列表输出调用：{{\"name\": ..., \"arguments\": {{...}}}}。",
+                             "每次调用写成“Action:”/“Action Input:”。", "只返回JSON格式的函数调用。",
+                             "用JSON数组返回调用；如果没有合适的函数，返回[]。"]),
+        ],
+        "task": ["工具：\n{functions}\n\n用户请求：{question}", "API列表：\n{functions}\n\n任务：{question}",
+                 "查询：{question}\n\n可用函数（JSON schema）：\n{functions}", "请求：{question}\n函数：{functions}"],
+    },
+    "coding": {
+        "slots": [
+            ("role", 0.6, ["你是一位资深软件工程师。", "请扮演一名高级Python开发者。", "你是一个编写生产级代码的编程智能体。",
+                           "请扮演一名算法竞赛选手。"]),
+            ("code", 1.0, ["请写出正确、高效的实现。", "请在一个代码块中给出完整实现。", "请解决这个编程任务并写出最终代码。",
+                           "请实现该函数，使其通过测试。", "请为该任务编写可运行的Python代码。"]),
+            ("reasoning", 0.6, ["先分析需求并概述算法。", "写代码前先考虑边界情况。", "请逐步解释你的思路。", "最后说明时间复杂度。"]),
+            ("extra", 0.4, ["请附上单元测试。", "请加上类型注解。", "不要使用外部库。"]),
+        ],
+        "task": ["{task}", "任务：\n{task}", "```\n{task}\n```", "题目：\n{task}"],
+    },
+    "data_analysis": {
+        "slots": [
+            ("role", 0.7, ["你是一位兼具统计严谨性和深厚领域知识的数据分析专家。", "请扮演一名资深数据科学家。", "你是一名细致的量化分析师。",
+                           "请扮演一名统计学家。"]),
+            ("analyse", 1.0, ["请分析数据并回答问题。", "请回答关于下面数据集的问题。", "请根据表格算出答案。", "请用这些数据计算所要求的结果。"]),
+            ("method", 0.6, ["请说明分析思路，并写出你会运行的pandas代码。", "请展示推理过程和代码。", "请说明假设并逐步计算。"]),
+            ("format", 0.5, ["按要求的格式给出最终答案。", "最后一行给出结果。", "数字要精确。"]),
+        ],
+        "task": ["{context}\n\n问题：{question}", "数据：\n{context}\n\n问题：{question}", "问题：{question}\n\n{context}"],
+    },
+}
+
+#: Fixed Chinese wrappers (``wrapper_style="fixed"``, ``wrapper_language`` ``"zh"`` / ``"mixed"``).
+FIXED_ZH: dict[str, list[str]] = {
+    "cot": [
+        "请解答下面的题目。在回答之前，请像自言自语一样，一步一步地表述你的内部推理过程，写出每一个中间计算，"
+        "最后单独一行写“最终答案：<数值>”。\n\n题目：{task}",
+        "请仔细思考这道数学题，逐步写出完整的推理链，包括你做的每一次检查，不要跳步。最后写“答案：<答案>”。\n\n{task}",
+        "题目：\n{task}\n\n要求：逐步推理。先复述题目要求，再列出已知量，然后一步一步求解并验证每一步，最后把答案写在 \\boxed{{}} 中。",
+    ],
+    "grading": [
+        "你是一名严格的评分员。请根据以下评分标准给下面的回答打1到5分。\n\n评分标准：\n{rubric}\n\n【指令】\n{instruction}\n\n"
+        "【回答】\n{response}\n\n只输出JSON：{{\"score\": <1-5>, \"feedback\": \"<一段评语>\"}}",
+        "请评估AI助手回答的质量。\n\n用户指令：\n{instruction}\n\n助手回答：\n{response}\n\n评分标准（1-5）：\n{rubric}\n\n"
+        "先写简短点评，再输出JSON对象 {{\"score\": int, \"feedback\": str}}。",
+        "###任务：充当奖励模型。根据标准给候选回答打1到5的整数分。\n###标准：{rubric}\n###指令：{instruction}\n"
+        "###候选回答：{response}\n###输出格式：{{\"score\": ..., \"feedback\": ...}}",
+    ],
+    "censorship": [
+        "请改写下面的问题，使其能够在中国大陆适用的内容规范内安全地回答，然后以中立、正面的语气回答改写后的问题。\n\n问题：{task}",
+        "请为这个问题提供一个政治上安全、避免敏感表述的替代回答，适合{audience}使用。\n\n{task}",
+        "问题：{task}\n\n任务：给出（1）简短的中立回答和（2）适合{audience}的合规回答，分别标注“中立：”和“合规：”。",
+    ],
+    "tools": [
+        "你是一个可以使用以下工具的自主智能体。请决定调用哪些函数以及使用什么参数。先逐步思考，然后以JSON列表输出调用："
+        "{{\"name\": ..., \"arguments\": {{...}}}}。\n\n工具：\n{functions}\n\n用户请求：{question}",
+        "根据下面的API说明，规划并执行用户的任务。用“Thought:”行写出推理，每次调用写成“Action:”/“Action Input:”。\n\n"
+        "API列表：\n{functions}\n\n任务：{question}",
+        "可用函数（JSON schema）：\n{functions}\n\n查询：{question}\n\n只返回满足查询所需的函数调用（JSON）。如果没有合适的函数，返回[]。",
+    ],
+    "coding": [
+        "请用Python完成下面的任务。先考虑边界情况，然后在一个代码块中给出完整实现，最后简要说明时间复杂度。\n\n{task}",
+        "你是一位资深软件工程师。请为下面的任务写出正确、高效并经过测试的解决方案，并附上单元测试。\n\n任务：\n{task}",
+        "请逐步解决这个编程问题：分析需求，概述算法，然后写出最终代码。\n\n```\n{task}\n```",
+    ],
+    "data_analysis": [
+        "你是一位兼具统计严谨性和深厚领域知识的数据分析专家。请回答关于下面数据集的问题。说明分析思路，写出你会运行的pandas代码，"
+        "并报告结果。\n\n{context}\n\n问题：{question}",
+        "作为资深数据科学家，请分析以下数据并回答问题。展示推理过程和代码。\n\n数据：\n{context}\n\n问题：{question}",
+        "问题：{question}\n\n{context}\n\n请像细致的数据分析师一样工作：说明假设，逐步计算，并按要求的格式给出最终答案。",
+    ],
+}
+
+#: Neutral leads for the user turn when the instruction sits in the system message (``system_intent_share``).
+INTENT_LEADS = {"en": ["", "", "Problem:\n", "Input:\n", "Next one:\n", "Item:\n", "Here you go:\n"],
+                "zh": ["", "", "题目：\n", "输入：\n", "下一题：\n", "内容：\n"]}
+
+#: Chinese persona system prompts (the English ones are ``COT_SYSTEM`` etc.).
+PERSONA_ZH = {
+    "cot": ["你是一位严谨的数学家，总是展示完整的推理过程。", "你是一个推理引擎。请始终逐步思考并展示完整推理。"],
+    "grading": ["你是一名公正的AI回答评估专家。", "你是一个奖励模型。请输出校准过的分数。"],
+    "censorship": ["你是中文媒体平台的审慎助手，请遵守当地内容法规。", "你是一个具有合规意识的写作助手。"],
+    "tools": ["你是一个函数调用智能体，在有帮助时使用提供的工具。"],
+    "coding": ["你是一位资深软件工程师。"],
+    "data_analysis": ["你是一位兼具统计严谨性和深厚领域知识的数据分析专家。"],
+}
+
+#: Labels of the filler block that ``pad_chars`` puts around a campaign request.
+PAD_LABELS = {"en": ["Reference material:", "Context:", "Background documents:", "Related notes (for context only):",
+                     "Attached reference text:"],
+              "zh": ["参考资料：", "背景材料：", "相关文档（仅供参考）："]}
+
+# ------------------------------------------------------------------------------------------- new look-alikes
+
+ENTERPRISE_SYSTEM = (
+    "You are HelpDesk Assist, the support copilot for Northwind Outfitters' customer service team. Work only from "
+    "the customer's message. Be accurate and polite; never promise refunds or delivery dates; follow the "
+    "Northwind tone guide (friendly, brief, no emojis)."
+)
+
+ENTERPRISE_TASKS = [
+    "Classify this support ticket into one of: billing, shipping, returns, product_question, account, complaint, "
+    "other. Return JSON {{\"category\": ..., \"priority\": \"low|normal|high\"}}.\n\nTicket #{ticket}:\n{task}",
+    "Summarise the customer's message in two sentences for the ticket history.\n\nTicket #{ticket}:\n{task}",
+    "Draft a short reply to the customer from the support agent. Do not promise refunds or dates.\n\n"
+    "Ticket #{ticket}:\n{task}",
+    "Extract the order number, product and requested action from this ticket as JSON (null when missing).\n\n"
+    "Ticket #{ticket}:\n{task}",
+]
+
+CLASSROOM_LEADS = ["", "", "", "hi, ", "Hello, ", "ok so ", "question {q}: ", "Problem {q}. ", "#{q} ", "hw {q} - ",
+                   "can you help me with this: ", "im stuck on this one: ", "for my lab: ", "Exercise {q}: "]
+CLASSROOM_SBS = ["step by step", "Step by step please.", "explain step by step", "show me step by step how to solve it",
+                 "can you go step by step?", "Solve step-by-step.", "walk me through it step by step",
+                 "step by step pls", "Please explain each step."]
+
+COT_EVAL_TEMPLATE = (
+    "Q: {task}\nA: Let's think step by step. After your reasoning, write the final answer on the last line as "
+    "\"The answer is N\"."
+)
