@@ -38,6 +38,10 @@ from analyzer import signals as sig
 #: system prompt, its payment method) is explained the same way.
 INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id", "system_prompt")
 
+#: Identifiers that tell operators apart: where requests come from and who pays. A system prompt is content:
+#: two operators can paste the same public persona.
+OPERATOR_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
+
 #: Weights of the behavioural signals in the weighted mean. ``training_value`` is not among them: it is a
 #: gate (see :func:`score_signals`), because a coordinated workload with no training value is not a
 #: distillation campaign however coordinated it is.
@@ -422,6 +426,19 @@ def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]
     return [s for s in shared if n_principals.get((s.field, s.value), 0) >= 2]
 
 
+def _n_principals(members: list[str], ctx: _Context) -> int:
+    """Distinct customers among ``members``: seats of one organisation count once, unless that organisation
+    shares evidence identifiers (a payment method, a proxy subnet) with other customers in the group, which
+    makes it one of several linked shells rather than an independent customer."""
+    principal = ctx.principal_of.reindex(members)
+    shared = _evidence_values(ctx, set(members))
+    if shared:
+        holders = _holders(ctx.id_pairs, set(members), shared)
+        linked = set(principal.reindex(holders["account_id"]).dropna())
+        principal = principal.where(~principal.isin(linked), "account:" + principal.index.to_series())
+    return int(principal.nunique())
+
+
 def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
     """Unit hour-of-day activity profiles of ``members`` (rows), smoothed over neighbouring hours."""
     codes = pd.Categorical(mreq["account_id"], categories=members).codes
@@ -450,7 +467,7 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     mreq = greq[greq["account_id"].isin(set(members))]
     unit = _hour_profiles(mreq, members)
     linked = unit @ unit.T >= config.operator_timing_similarity
-    shared = _evidence_values(ctx, set(members))
+    shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS]
     if shared:
         holders = _holders(ctx.id_pairs, set(members), shared)
         pos = {a: i for i, a in enumerate(members)}
@@ -479,7 +496,7 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     m_counts = mreq.groupby("account_id").size().reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     m_share = sig.shrunk_share(m_counts.to_numpy(), totals, config.focus_prior)
-    n_principals = int(ctx.principal_of.reindex(members).nunique())
+    n_principals = _n_principals(members, ctx)
 
     values: dict[str, float | None] = {}
     values["spread"] = sig.spread(n_principals, config.full_spread_accounts)
