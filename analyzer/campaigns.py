@@ -35,8 +35,9 @@ from analyzer import signals as sig
 #: Identifiers whose sharing across *different customers* is evidence of one operator. ``org_id`` is not
 #: among them: accounts of one organisation are one customer's seats, an explanation of their coordination
 #: (see :func:`principals`), and an identifier shared only inside one organisation (its egress block, its
-#: system prompt, its payment method) is explained the same way.
-INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id", "system_prompt")
+#: system prompt, its payment method) is explained the same way. A shared system prompt is content, not
+#: infrastructure: it is a unit of its own (see ``pipeline.system_families``) and judged as such.
+INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 
 #: Identifiers that tell operators apart: where requests come from and who pays. A system prompt is content:
 #: two operators can paste the same public persona.

@@ -318,14 +318,67 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     # Campaigns computed from the previous clustering no longer match: clear them in the same transaction,
     # so that a run killed before the score stage never shows new clusters beside old campaigns.
     empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
-    ws.replace_tables({"prompt_clusters": pc, "clusters": rows, **empty})
+    system_map, system_rows = system_families(ws, options, key, first_id=int(rows["cluster_id"].max()) + 1
+                                              if len(rows) else 0)
+    rows = pd.concat([rows, system_rows], ignore_index=True)
+    ws.replace_tables({"prompt_clusters": pc, "system_clusters": system_map, "clusters": rows, **empty})
     return {"prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
             "template_families": int(families.max() + 1) if n else 0,
             "prompts_in_families": int((families >= 0).sum()),
             "scaffold_families": int(scaffold_fams.max() + 1) if n else 0,
             "prompts_in_scaffold_families": int((scaffold_fams >= 0).sum()),
-            "distinct_tasks": int(len(np.unique(tasks)))}
+            "distinct_tasks": int(len(np.unique(tasks))),
+            "system_families": int(system_rows["cluster_id"].nunique()) if len(system_rows) else 0}
+
+
+#: A system prompt is a unit of its own when it reads as a capability at least this much (training value of
+#: its best capability intent): an operator can move the whole instruction into the system message and send
+#: bare tasks as user turns. Generic personas ("You are a helpful assistant.") stay out.
+SYSTEM_MIN_VALUE = 0.5
+
+
+def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """System prompts that carry a capability instruction, grouped into families.
+
+    Returns ``(system_clusters rows: system_hash, cluster_id (-1 = none), intent, intent_similarity;
+    cluster rows of kind "system")``. Families: the distinct system prompts' vectors clustered like prompts
+    (kNN graph, HDBSCAN), and any other one sent in ``min_family_size`` requests on its own. A request whose
+    prompt is in no template family counts towards its system prompt's family, and its training value is the
+    larger of its prompt's and its system prompt's.
+    """
+    empty = (pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"]),
+             pd.DataFrame(columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
+                                   "template", "exemplars", "campaign_id", "signals"]))
+    sysp = ws.db.execute(
+        """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
+           FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+    if sysp.empty:
+        return empty
+    vecs = embedder_for(options).encode(sysp["text"].tolist())
+    intents, sim = prompt_intents(vecs, options, key)
+    value = np.array([sig.training_value_from_similarity(float(x)) for x in sim])
+    keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
+    if len(keep) == 0:
+        return empty
+    sysp, vecs, intents, sim = sysp.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
+    p = options.cluster
+    labels = np.full(len(sysp), -1, dtype=np.int64)
+    if len(sysp) >= max(p.min_family_size, 2):
+        index = index_mod.build_index(vecs, seed=options.seed)
+        nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(sysp) - 1))
+        labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, p)
+    counts = sysp["n"].to_numpy()
+    labels = cluster_mod.add_repeat_clusters(labels, counts, p.min_family_size)
+    ids = np.where(labels >= 0, labels + first_id, -1)
+    texts = sysp.set_index("system_hash")["text"]
+    rows = label_clusters(sysp["system_hash"].to_numpy(), ids, vecs, counts, texts, intents, sim, options,
+                          kind="system")
+    # A system family is one instruction, not a filled template: templating is judged on the user turns.
+    rows["signals"] = rows["signals"].map(lambda js: json.dumps({**json.loads(js), "template_coverage": 0.0}))
+    out = pd.DataFrame({"system_hash": sysp["system_hash"], "cluster_id": ids.astype(np.int32), "intent": intents,
+                        "intent_similarity": sim.astype(np.float64)})
+    return out, rows
 
 
 def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOptions
@@ -448,13 +501,21 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends."""
     req = ws.db.execute(
         """
-        SELECT r.account_id, r.ts, r.prompt_hash, coalesce(pc.assigned_cluster, -1) AS cluster_id,
+        SELECT r.account_id, r.ts, r.prompt_hash,
+               -- the unit: the prompt's template family, else its system prompt's family, else its topic
+               CASE WHEN c.kind IN ('template', 'scaffold') THEN pc.assigned_cluster
+                    WHEN sc.cluster_id >= 0 THEN sc.cluster_id
+                    ELSE coalesce(pc.assigned_cluster, -1) END AS cluster_id,
                coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
-               pc.intent, pc.intent_similarity, r.model, r.ip,
-               r.user_agent, r.api_key_id, r.org_id, r.payment_id,
+               CASE WHEN sc.intent_similarity > coalesce(pc.intent_similarity, 0) THEN sc.intent
+                    ELSE pc.intent END AS intent,
+               greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0)) AS intent_similarity,
+               r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
                CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
                     ELSE md5(r.system_prompt) END AS system_prompt
         FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+        LEFT JOIN (SELECT cluster_id, kind FROM clusters) c ON c.cluster_id = pc.assigned_cluster
+        LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)
         """
     ).df()
     if req.empty:

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS ingest_log(run_id BIGINT, source VARCHAR, n_read BIGI
     n_rejected BIGINT, n_duplicates BIGINT);
 CREATE TABLE IF NOT EXISTS prompt_clusters(prompt_hash VARCHAR, cluster_id INTEGER, probability DOUBLE,
     assigned_cluster INTEGER, intent VARCHAR, intent_similarity DOUBLE);
+CREATE TABLE IF NOT EXISTS system_clusters(system_hash VARCHAR, cluster_id INTEGER, intent VARCHAR,
+    intent_similarity DOUBLE);
 CREATE TABLE IF NOT EXISTS clusters(cluster_id INTEGER, n_prompts INTEGER, n_requests BIGINT, n_accounts INTEGER,
     label VARCHAR, keywords VARCHAR, template VARCHAR, exemplars VARCHAR, campaign_id VARCHAR, signals VARCHAR);
 CREATE TABLE IF NOT EXISTS campaigns(campaign_id VARCHAR, rank INTEGER, score DOUBLE, flagged BOOLEAN,
@@ -63,7 +65,7 @@ ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS task_id BIGINT;
 ALTER TABLE clusters ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 
-RESULT_TABLES = ("prompt_clusters", "clusters", "campaigns", "campaign_accounts", "accounts")
+RESULT_TABLES = ("prompt_clusters", "system_clusters", "clusters", "campaigns", "campaign_accounts", "accounts")
 
 
 class WorkspaceLocked(RuntimeError):
