@@ -223,9 +223,12 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
 
 
 def value_gate(training_value: float | None, value_full: float = 0.4) -> float:
-    """The training-value gate in [0, 1]: ``training_value / value_full``, capped at 1 (``None`` = 0)."""
+    """The training-value gate in [0, 1]: ``training_value / value_full``, capped at 1.
+
+    ``None`` (not judged: text in a script the embedding model does not read) leaves the gate open (1).
+    """
     if training_value is None or value_full <= 0:
-        return 0.0
+        return 1.0
     return float(np.clip(training_value / value_full, 0.0, 1.0))
 
 
@@ -515,10 +518,15 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
                                              for i in infos],
                                             weights=w))
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
+    unjudged = 0.0
     if "intent_similarity" in mreq:
-        tv = mreq["intent_similarity"].fillna(0.0).map(sig.training_value_from_similarity)
-        values["training_value"] = float(tv.mean())
-        kinds = tv.groupby(mreq["intent"].fillna("")).sum()
+        judged = mreq["intent_similarity"].notna()
+        unjudged = 1.0 - float(judged.mean())
+        tv = mreq.loc[judged, "intent_similarity"].astype(float).map(sig.training_value_from_similarity)
+        # Mostly text the embedding model cannot read (another script): training value is not judged and
+        # the gate stays open, so that detection rests on behaviour rather than on the model's languages.
+        values["training_value"] = float(tv.mean()) if unjudged < 0.5 and len(tv) else None
+        kinds = tv.groupby(mreq.loc[judged, "intent"].fillna("")).sum()
         kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
     else:
         values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
@@ -538,11 +546,12 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
 
     score = score_signals(values, config.weights, value_full=config.value_full)
     cid = campaign_id(members, group)
-    kind = kind_name if values["training_value"] >= 0.3 else ""
+    kind = kind_name if (values["training_value"] or 0.0) >= 0.3 else ""
     evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared, infra_accounts,
                          top_info.template, top_info.template_coverage, kind, pivot_model, sim, ctx.null_similarity,
                          config)
-    evidence[1:1] = _context_evidence(n_members, n_principals, n_tasks, n_unique, n_operators, values, config)
+    evidence[1:1] = _context_evidence(n_members, n_principals, n_tasks, n_unique, n_operators, values, config,
+                                      unjudged)
     topic = _topic(mreq, ctx, top_info)
     row = {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
@@ -624,7 +633,7 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo, n_words: in
 
 
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
-                      values: Mapping[str, float | None], config: ScoringConfig) -> list[str]:
+                      values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0) -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value."""
     ev = []
     if n_principals < n_members:
@@ -638,7 +647,11 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   "and keep different hours from the others, so each is a campaign of its own.")
     gate = value_gate(values.get("training_value"), config.value_full)
-    if gate < 1.0:
+    if values.get("training_value") is None:
+        ev.append(f"Training value not judged: {_fmt_pct(unjudged)} of the requests are written mostly in a "
+                  "script the embedding model does not read (e.g. Chinese wrappers); the score rests on "
+                  "behaviour alone.")
+    elif gate < 1.0:
         ev.append(f"Low training value ({values['training_value'] or 0:.2f}): the content maps onto ordinary "
                   f"workloads more than onto a model capability, so the score is scaled by {gate:.2f}.")
     return ev
@@ -694,7 +707,7 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
     if values["templating"] >= 0.3 and template_text:
         ev.append(f"Templated: {_fmt_pct(coverage)} of the main unit's prompts share the scaffold "
                   f"\u201c{template_text[:160]}\u201d.")
-    if values["training_value"] >= 0.3 and kind:
+    if (values["training_value"] or 0.0) >= 0.3 and kind:
         ev.append(f"Training value {values['training_value']:.2f}: the prompts read as {kind}.")
     if values.get("sync") is not None and values["sync"] >= 0.2:
         ev.append(f"Synchronized: accounts are active in the same {config.sync_bucket_minutes}-minute windows "

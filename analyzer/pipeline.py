@@ -301,6 +301,10 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     assigned = np.where(family_ids >= 0, family_ids, np.where(scaffold_ids >= 0, scaffold_ids, attached))
 
     intents, intent_sim = prompt_intents(vectors, options, key)
+    # The embedding models read English (and Latin-script languages) only: the intent of a prompt written
+    # mostly in another script is not judged (NaN), so that detection does not depend on it.
+    unread = np.fromiter((sig.unreadable(t) for t in hash_texts), dtype=bool, count=len(hash_texts))
+    intent_sim = np.where(unread, np.nan, intent_sim)
 
     scaffold_rows = label_clusters(hashes, scaffold_ids, vectors, req_counts, texts, intents, intent_sim, options,
                                    kind="scaffold")
@@ -452,7 +456,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         idx = sample[c]
         ctexts = [texts[hashes[i]] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
-        tv = float(np.mean([sig.training_value_from_similarity(float(x)) for x in intent_sim[idx]]))
+        judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
+        tv = float(np.mean([sig.training_value_from_similarity(float(x)) for x in judged])) if len(judged) else 0.0
         kw = keywords.get(c, [])
         out.append({
             "cluster_id": c,
@@ -472,7 +477,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
                 "slot_entropy": round(template.slot_entropy, 4),
                 "training_value": round(tv, 4),
                 "intent": str(pd.Series(intents[idx]).mode().iloc[0]),
-                "intent_similarity": round(float(intent_sim[idx].mean()), 4),
+                "intent_similarity": round(float(judged.mean()), 4) if len(judged) else None,
                 "tightness": round(tight.get(c, 0.0), 4),
             }),
         })
@@ -509,7 +514,9 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
                coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
                CASE WHEN sc.intent_similarity > coalesce(pc.intent_similarity, 0) THEN sc.intent
                     ELSE pc.intent END AS intent,
-               greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0)) AS intent_similarity,
+               CASE WHEN pc.intent_similarity IS NULL AND sc.intent_similarity IS NULL THEN NULL
+                    ELSE greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0))
+                    END AS intent_similarity,
                r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
                CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
                     ELSE md5(r.system_prompt) END AS system_prompt

@@ -140,7 +140,8 @@ def test_training_value_is_a_gate():
     assert score_signals({**full, "training_value": 0.0}, weights) == 0.0
     assert score_signals({**full, "training_value": 0.2}, weights, value_full=0.4) == pytest.approx(0.5)
     assert score_signals({**full, "training_value": 0.9}, weights, value_full=0.4) == pytest.approx(1.0)
-    assert score_signals({**full, "training_value": None}, weights) == 0.0
+    # Not judged (text the embedding model cannot read): the gate stays open, detection rests on behaviour.
+    assert score_signals({**full, "training_value": None}, weights) == pytest.approx(1.0)
 
 
 def _seats(accounts, cluster, n, prefix, org, hours_start, subnet, ua):
