@@ -52,6 +52,13 @@ class ClusterParams:
     min_family_size : int
         Fewest unique prompts in a template family (literal or scaffold); also how many prompts a sentence
         must recur in to count as scaffold.
+    scaffold_min_prompts : int
+        Prompts a sentence must recur in to count as scaffold. Lower than ``min_family_size``: a small pool
+        composing its wrapper from 5-10 phrasings per fragment repeats each phrasing only a few times.
+    scaffold_selection : str
+        HDBSCAN selection for scaffold families: ``"eom"`` keeps one family per paraphrased wrapper (its
+        fragment combinations are many small leaves); scaffolds are few and well separated, so the giant
+        clusters ``"eom"`` gives over a diffuse background of topics do not arise.
     task_similarity : float
         Prompts at least this similar (reference cosine) are one task worded differently (near duplicates);
         measured on the quick scenario: 2-11% of campaign prompts have a neighbour this close, against
@@ -66,6 +73,8 @@ class ClusterParams:
     edge_words: int = 6
     min_family_size: int = 8
     task_similarity: float = 0.9
+    scaffold_selection: str = "eom"
+    scaffold_min_prompts: int = 5
 
 
 def knn_to_distance_graph(nbrs: np.ndarray, sims: np.ndarray) -> sp.csr_matrix:

@@ -16,7 +16,7 @@ import resource
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -293,12 +293,13 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
     offset = int(labels.max()) + 1 if n else 0
     family_ids = np.where(families >= 0, families + offset, -1)
-    scaffold_of, scaffold_fams = scaffold_families(hash_texts, families < 0, options)
+    scaffold_of, scaffold_fams = scaffold_families(hash_texts, np.ones(n, dtype=bool), options)
     scaffold_offset = (int(family_ids.max()) + 1) if (family_ids >= 0).any() else offset
     scaffold_ids = np.where(scaffold_fams >= 0, scaffold_fams + scaffold_offset, -1)
-    # The unit a prompt's requests count towards in campaign signals: its template family (literal opening or
-    # closing, else a scaffold of recurring sentences), else its (possibly attributed) topic cluster.
-    assigned = np.where(family_ids >= 0, family_ids, np.where(scaffold_ids >= 0, scaffold_ids, attached))
+    # The unit a prompt's requests count towards in campaign signals: its scaffold family (recurring sentences,
+    # in any order: survives paraphrase by fragments), else its literal template family (opening or closing
+    # words), else its (possibly attributed) topic cluster.
+    assigned = np.where(scaffold_ids >= 0, scaffold_ids, np.where(family_ids >= 0, family_ids, attached))
 
     intents, intent_sim = prompt_intents(vectors, options, key)
     # The embedding models read English (and Latin-script languages) only: the intent of a prompt written
@@ -397,7 +398,7 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     p = options.cluster
     n = len(texts)
     fams = np.full(n, -1, dtype=np.int64)
-    scaf = cluster_mod.scaffolds(texts, min_prompts=p.min_family_size)
+    scaf = cluster_mod.scaffolds(texts, min_prompts=p.scaffold_min_prompts)
     scaf = [s if ok else None for s, ok in zip(scaf, eligible, strict=True)]
     idx = np.array([i for i, s in enumerate(scaf) if s is not None], dtype=np.int64)
     if len(idx) < max(p.min_family_size, 2):
@@ -406,7 +407,7 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     vecs = embedder_for(options).encode(list(distinct))[inverse]
     index = index_mod.build_index(vecs, seed=options.seed)
     nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(idx) - 1))
-    labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, p)
+    labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, replace(p, selection=p.scaffold_selection))
     fams[idx] = labels
     return scaf, fams
 
