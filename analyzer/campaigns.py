@@ -5,18 +5,27 @@
    driven by one account pool, become one group. Organic topics share few accounts, so they stay apart.
 2. **Members.** An account belongs to a group when at least ``member_share`` of its traffic falls in the
    group's clusters, or when it sends requests there and holds an identifier (subnet, user agent, key,
-   payment id, system prompt) concentrated among the members (hydra accounts that mix in ordinary traffic).
-3. **Score** in [0, 1]::
+   payment id) concentrated among the members and shared by two or more customers (hydra accounts that mix
+   in ordinary traffic).
+3. **Operators.** Members linked by shared network, client or payment identifiers, or by common hours, form
+   communities; two or more communities of ``min_operator_accounts`` are separate campaigns (two operators on
+   one task kind, a relay beside an operator), each with its own evidence.
+4. **Score** in [0, 1]::
 
-       score = spread_gate * diversity_gate * sum(w_i * s_i) / sum(w_i)
+       score = spread_gate * diversity_gate * value_gate * sum(w_i * s_i) / sum(w_i)
 
    over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`; ``sync`` without enough
-   activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`); ``spread_gate`` is the
-   spread signal (one account scores 0: a batch job is not a campaign), ``diversity_gate`` the diversity
-   signal (one prompt pasted by many users is not a harvest of tasks). A campaign is *flagged* when
-   ``score >= flag_threshold``.
-4. **Evidence.** Each signal that contributes is turned into a sentence with the numbers behind it; each
-   member account gets its own evidence (share of traffic, shared identifiers, requests).
+   activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`). ``spread_gate`` is the spread signal
+   over *customers* (seats of one organisation count once, see :func:`principals`: a product integration or
+   a batch job is not a campaign); ``diversity_gate`` the diversity signal over distinct *tasks* (one prompt
+   pasted by many users, or a dozen problems asked by a classroom in a hundred wordings, is not a harvest);
+   ``value_gate`` the training value over ``value_full`` (a coordinated workload with no capability to
+   distil is not distillation; not judged, and so open, for text the embedding model cannot read). A
+   campaign is *flagged* when ``score >= flag_threshold``.
+5. **Evidence.** Each signal that contributes is turned into a sentence with the numbers behind it, and what
+   explains or gates the score is said too (organisations, near-duplicate tasks, operators, low or unjudged
+   training value); the label says what the campaign is after ("chain-of-thought elicitation on ...: 38
+   accounts"). Each member account gets its own evidence (share of traffic, shared identifiers, requests).
 """
 
 from __future__ import annotations
