@@ -381,12 +381,11 @@ class SentenceTransformerEmbedder:
             return out
         import torch
 
-        texts = self.window(texts)
-
+        windows = self.window(texts)
         with torch.inference_mode():
-            for idx in _sorted_batches(texts, self.batch_size):
+            for idx in _sorted_batches(texts, self.batch_size):  # original lengths: the same batches as before
                 out[idx] = st.encode(
-                    [texts[i] for i in idx],
+                    [windows[i] for i in idx],
                     batch_size=len(idx),
                     normalize_embeddings=True,
                     convert_to_numpy=True,
@@ -610,9 +609,11 @@ class OnnxEmbedder:
         session, tok = self._load()
         inputs = {i.name for i in session.get_inputs()}
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        texts = self.window(texts)
+        windows = self.window(texts)
+        # Batches by the original lengths: a text that fits meets the same neighbours as before (int8 dynamic
+        # quantization scales activations per batch, so neighbours matter in the last digits).
         for idx in _sorted_batches(texts, self.batch_size):
-            encs = tok.encode_batch([texts[i] for i in idx])
+            encs = tok.encode_batch([windows[i] for i in idx])
             feed = {
                 "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
