@@ -440,7 +440,7 @@ def test_default_limits_are_stated() -> None:
     from analyzer import ingest
 
     assert ingest.MAX_RECORD_BYTES == 64 * 2**20 == ingest.MAX_LINE_BYTES
-    assert ingest.BATCH_BYTES == 64 * 2**20
+    assert ingest.BATCH_BYTES == 16 * 2**20
     with pytest.raises(ValueError):
         list(read_logs([str(FUZZ)], max_record_bytes=10))
 
