@@ -26,8 +26,19 @@ Two tiers, chosen with one option (``make_embedder(..., tier=...)``):
 Vectors from different tiers, backends, quantization configs and truncation lengths live in different spaces,
 so each embedder has its own ``key`` and vectors are stored per key.
 
-Texts are sorted by length before batching (padding is per batch, so similar lengths waste less work) and
-truncated to ``max_seq_length`` tokens; vectors come back in the input order.
+Texts are sorted by length before batching (padding is per batch, so similar lengths waste less work); vectors
+come back in the input order.
+
+Long prompts: head and tail. A text that fits the model's window (``max_seq_length`` tokens, special tokens
+included; for the fast tier also ``max_seq_length`` times the median token length in characters, as model2vec
+cuts) is embedded exactly as it always was. A longer text is embedded as its *window text* (:func:`window_text`):
+its first half-window of tokens and its last half-window (63 + 63 word pieces for MiniLM with [CLS]/[SEP],
+64 + 64 for the static model), cut at word boundaries and joined by a newline, so the vector of a padded prompt
+keeps the instruction whether the padding comes before or after it. Only the head and tail slices of
+:mod:`analyzer.text` are ever tokenised, so a 5 MB prompt costs no more than a 6 kB one. Embedding the window
+text in one pass beat embedding head and tail apart and averaging the two vectors (README, "Long prompts").
+Long prompts' vectors changed with this (they used to be the first 128 tokens only), so every key carries
+:data:`WINDOW_RECIPE`: vectors of the old head-only recipe stay under their old keys and are never mixed in.
 """
 
 from __future__ import annotations
@@ -185,6 +196,121 @@ def _normalise(vecs: np.ndarray) -> np.ndarray:
     return vecs / np.maximum(norms, 1e-12)
 
 
+# --- long prompts: head and tail ---------------------------------------------------------------------------------
+#: Version of the long-prompt recipe, part of every tier's storage key: ``ht`` is a long text embedded as its head
+#: and tail token windows (:func:`window_text`). Before it, a long text was cut to its first ``max_seq_length``
+#: tokens; those vectors stay under the keys without the suffix and are not mixed with these.
+WINDOW_RECIPE = "ht"
+#: What joins the head and the tail of a window text: whitespace, so it adds no token of its own.
+WINDOW_JOIN = "\n"
+
+
+def _plain_tokenizer(tokenizer: Any) -> Any:
+    """A copy of a ``tokenizers.Tokenizer`` without truncation or padding (to count and locate tokens)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+def _cut_word(word_ids: list[int | None], k: int, step: int) -> int:
+    """Move token index ``k`` by ``step`` (-1 for a head's end, +1 for a tail's start) off a word's inside."""
+    n = len(word_ids)
+    while 0 < k < n and word_ids[k] is not None and word_ids[k] == word_ids[k - 1]:
+        k += step
+    return k
+
+
+def window_text(text: str, tokenizer: Any, max_tokens: int, max_chars: int | None = None) -> str | None:
+    """The text a long prompt is embedded as, or None when ``text`` fits the window and is embedded as it is.
+
+    Parameters
+    ----------
+    text : str
+        The prompt.
+    tokenizer : tokenizers.Tokenizer
+        The embedder's tokenizer, without truncation or padding (see :func:`_plain_tokenizer`).
+    max_tokens : int
+        Content tokens the model reads (its window less the special tokens it adds).
+    max_chars : int, optional
+        A character bound on what the model reads (the fast tier cuts texts to ``max_seq_length`` times its
+        median token length before tokenising, as model2vec does); None for no bound.
+
+    Returns
+    -------
+    str or None
+        None when ``text`` has at most ``max_tokens`` tokens (and at most ``max_chars`` characters). Otherwise
+        ``head + WINDOW_JOIN + tail``: the head is the text up to the end of its ``max_tokens // 2``-th token,
+        the tail the text from its last ``max_tokens - max_tokens // 2`` tokens on, both moved to the nearest
+        word boundary inside (never splitting a word into pieces the tokenizer would not produce), and each at
+        most half of ``max_chars``. The window text itself fits, so embedding it gives the same vector again.
+        Only :data:`analyzer.text.HEAD_CHARS` characters from the start and :data:`analyzer.text.TAIL_CHARS`
+        from the end are tokenised (all of it only for a text whose head holds fewer than ``max_tokens`` tokens).
+    """
+    from analyzer.text import HEAD_CHARS, TAIL_CHARS
+
+    n = len(text)
+    char_cap = n if max_chars is None else max_chars
+    head_slice = min(n, HEAD_CHARS, char_cap)
+    head = tokenizer.encode(text[:head_slice], add_special_tokens=False)
+    if len(head.ids) <= max_tokens:
+        if n <= head_slice:
+            return None  # all of it read, and it fits
+        if n <= char_cap and len(tokenizer.encode(text, add_special_tokens=False).ids) <= max_tokens:
+            return None  # few, very long words (only here is the whole text tokenised)
+    half_chars = (char_cap - len(WINDOW_JOIN)) // 2 if max_chars is not None else n
+    n_head = max_tokens // 2
+    n_tail = max_tokens - n_head
+    # head: its first n_head tokens, ending on a word boundary, within half_chars
+    words, offs = head.word_ids, head.offsets
+    if head_slice < n and words:  # the slice may have cut its last word: never count it
+        last = words[-1]
+        limit = len(words)
+        while limit > 0 and words[limit - 1] == last:
+            limit -= 1
+    else:
+        limit = len(words)
+    k = min(n_head, limit)
+    while k > 0 and offs[k - 1][1] > half_chars:
+        k -= 1
+    k = _cut_word(words, k, -1) if k < len(words) else k
+    if k == 0:  # one huge first word: cut inside it rather than lose the head
+        k = min(n_head, limit, len(words))
+        while k > 0 and offs[k - 1][1] > half_chars:
+            k -= 1
+    head_end = offs[k - 1][1] if k else 0
+    # tail: its last n_tail tokens, starting on a word boundary, within half_chars
+    start = max(head_end, n - min(TAIL_CHARS, half_chars))
+    tail = tokenizer.encode(text[start:], add_special_tokens=False)
+    words, offs = tail.word_ids, tail.offsets
+    first = 0
+    if start > head_end and words and start > 0 and not text[start - 1].isspace():
+        while first < len(words) and words[first] == words[0]:
+            first += 1  # the slice may have cut its first word: never count it
+    j = max(first, len(words) - n_tail)
+    j = _cut_word(words, j, +1)
+    if j >= len(words) and len(words) > first:  # one huge last word: cut inside it
+        j = max(first, len(words) - n_tail)
+    tail_start = start + offs[j][0] if j < len(words) else n
+    return text[:head_end].rstrip() + WINDOW_JOIN + text[tail_start:].lstrip()
+
+
+def window_texts(
+    texts: Sequence[str], tokenizer: Any, max_tokens: int, max_chars: int | None = None
+) -> tuple[list[str], int]:
+    """``texts`` with each long one replaced by its :func:`window_text`; also how many were replaced."""
+    out = list(texts)
+    n_long = 0
+    for i, t in enumerate(out):
+        w = window_text(t, tokenizer, max_tokens, max_chars)
+        if w is not None:
+            out[i] = w
+            n_long += 1
+    return out, n_long
+
+
 # --- accurate tier, torch fp32 ----------------------------------------------------------------------------------
 @dataclass
 class SentenceTransformerEmbedder:
@@ -210,13 +336,22 @@ class SentenceTransformerEmbedder:
     max_seq_length: int = 128
     batch_size: int = 16
     _st: Any = field(default=None, init=False, repr=False)
+    _window_tok: Any = field(default=None, init=False, repr=False)
 
     backend = "torch"
 
     @property
     def key(self) -> str:
-        """Storage key (unchanged from earlier versions, so existing workspaces keep their vectors)."""
-        return model_key(self.model, self.max_seq_length)
+        """Storage key: model, truncation and the long-prompt recipe (:data:`WINDOW_RECIPE`)."""
+        return _safe(f"{model_key(self.model, self.max_seq_length)}-{WINDOW_RECIPE}")
+
+    def window(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as they are embedded: each long one replaced by its head-and-tail :func:`window_text`."""
+        st = self._load()
+        if self._window_tok is None:
+            self._window_tok = _plain_tokenizer(st.tokenizer.backend_tokenizer)
+        budget = int(st.max_seq_length) - self._window_tok.num_special_tokens_to_add(False)
+        return window_texts(texts, self._window_tok, budget)[0]
 
     def _load(self) -> Any:
         if self._st is None:
@@ -246,10 +381,11 @@ class SentenceTransformerEmbedder:
             return out
         import torch
 
+        windows = self.window(texts)
         with torch.inference_mode():
-            for idx in _sorted_batches(texts, self.batch_size):
+            for idx in _sorted_batches(texts, self.batch_size):  # original lengths: the same batches as before
                 out[idx] = st.encode(
-                    [texts[i] for i in idx],
+                    [windows[i] for i in idx],
                     batch_size=len(idx),
                     normalize_embeddings=True,
                     convert_to_numpy=True,
@@ -396,14 +532,23 @@ class OnnxEmbedder:
     qconfig: str = field(default_factory=quantization_config)
     _session: Any = field(default=None, init=False, repr=False)
     _tokenizer: Any = field(default=None, init=False, repr=False)
+    _window_tok: Any = field(default=None, init=False, repr=False)
+    _budget: int = field(default=0, init=False, repr=False)
     _dir: Path | None = field(default=None, init=False, repr=False)
 
     backend = "onnx"
 
     @property
     def key(self) -> str:
-        """Storage key: model, truncation, quantization config and export recipe."""
-        return _safe(f"{model_key(self.model, self.max_seq_length)}-onnx-{self.qconfig}-{ONNX_RECIPE}")
+        """Storage key: model, truncation, quantization config, export recipe and long-prompt recipe."""
+        return _safe(
+            f"{model_key(self.model, self.max_seq_length)}-onnx-{self.qconfig}-{ONNX_RECIPE}-{WINDOW_RECIPE}"
+        )
+
+    def window(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as they are embedded: each long one replaced by its head-and-tail :func:`window_text`."""
+        self._load()
+        return window_texts(texts, self._window_tok, self._budget)[0]
 
     def prepare(self) -> Path:
         """Export (once, into the cache) and return the directory holding the quantized graph."""
@@ -438,6 +583,8 @@ class OnnxEmbedder:
             tok = Tokenizer.from_file(str(d / "tokenizer.json"))
             tok.no_padding()
             limit = min(self.max_seq_length, int(cfg.get("max_position_embeddings", 512)))
+            self._window_tok = _plain_tokenizer(tok)
+            self._budget = limit - self._window_tok.num_special_tokens_to_add(False)
             tok.enable_truncation(max_length=limit)
             tok.enable_padding(pad_id=int(cfg.get("pad_token_id") or 0))
             opts = ort.SessionOptions()
@@ -462,8 +609,11 @@ class OnnxEmbedder:
         session, tok = self._load()
         inputs = {i.name for i in session.get_inputs()}
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        windows = self.window(texts)
+        # Batches by the original lengths: a text that fits meets the same neighbours as before (int8 dynamic
+        # quantization scales activations per batch, so neighbours matter in the last digits).
         for idx in _sorted_batches(texts, self.batch_size):
-            encs = tok.encode_batch([texts[i] for i in idx])
+            encs = tok.encode_batch([windows[i] for i in idx])
             feed = {
                 "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
                 "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
@@ -505,14 +655,26 @@ class StaticEmbedder:
     _static: Any = field(default=None, init=False, repr=False)
     _dir: Path | None = field(default=None, init=False, repr=False)
     _table: Any = field(default=None, init=False, repr=False)
+    _window_tok: Any = field(default=None, init=False, repr=False)
 
     backend = "static"
     chunk = 4096  # texts per call into model2vec (and per progress update)
 
     @property
     def key(self) -> str:
-        """Storage key: source model, PCA dimension and truncation."""
-        return _safe(f"m2v-{_model_base(self.model)}-pca{self.pca_dims}-s{self.max_seq_length}")
+        """Storage key: source model, PCA dimension, truncation and the long-prompt recipe."""
+        base = _model_base(self.model)
+        return _safe(f"m2v-{base}-pca{self.pca_dims}-s{self.max_seq_length}-{WINDOW_RECIPE}")
+
+    @property
+    def max_chars(self) -> int:
+        """Characters read per text: ``max_seq_length`` times the median token length (model2vec's cut)."""
+        return self.max_seq_length * int(self._load().median_token_length)
+
+    def window(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` as they are embedded: each long one replaced by its head-and-tail :func:`window_text`."""
+        self._load()
+        return window_texts(texts, self._window_tok, self.max_seq_length, self.max_chars)[0]
 
     def prepare(self) -> Path:
         """Distil (once, into the cache; ~20 s on two idle cores) and return the static model's directory."""
@@ -536,6 +698,7 @@ class StaticEmbedder:
             if static.weights is not None:
                 table = table * np.asarray(static.weights, dtype=np.float32)[:, None]
             self._table = np.ascontiguousarray(table)
+            self._window_tok = _plain_tokenizer(static.tokenizer)
             self._static = static
         return self._static
 
@@ -549,14 +712,22 @@ class StaticEmbedder:
 
         Texts are first cut to ``max_seq_length`` times the model's median token length in characters (as
         model2vec does), tokenised in parallel, and pooled with one sparse matrix product instead of a Python
-        loop per text.
+        loop per text. A text longer than that window (in characters or tokens) is replaced by its
+        head-and-tail :func:`window_text` first, which fits; a text that fits is pooled exactly as before.
         """
         import scipy.sparse as sp
 
         static = self._load()
-        cut = self.max_seq_length * int(static.median_token_length)
+        cut = self.max_chars
+        limit = self.max_seq_length
         with _tokenizer_parallelism():
             encodings = static.tokenizer.encode_batch_fast([t[:cut] for t in texts], add_special_tokens=False)
+            long = [i for i, e in enumerate(encodings) if len(texts[i]) > cut or len(e.ids) > limit]
+            if long:
+                windows = window_texts([texts[i] for i in long], self._window_tok, limit, cut)[0]
+                again = static.tokenizer.encode_batch_fast(windows, add_special_tokens=False)
+                for i, e in zip(long, again, strict=True):
+                    encodings[i] = e
         unk = static.unk_token_id
         ids = [e.ids[: self.max_seq_length] for e in encodings]
         if unk is not None:

@@ -37,6 +37,18 @@ workspace's job).
 Bad input never stops a run: a bad row becomes a :class:`Rejected` naming file, line, field and reason,
 and keeps its raw text. With ``strict=True`` the first bad row raises :class:`IngestError` instead.
 Files that cannot be opened at all (missing, unreadable, unknown extension) always raise.
+
+Size. A prompt of any length is accepted and kept whole (a long-context request of 25k tokens is ordinary
+traffic; later stages read a bounded head and tail of it, see :mod:`analyzer.text`). The limits protect memory
+only and are far above any real API request:
+
+* one record may take at most ``max_record_bytes`` bytes (:data:`MAX_RECORD_BYTES`, 64 MiB): a longer JSONL
+  line, JSON array element, CSV field or Parquet prompt is rejected, naming file, line, field and the limit
+  (a longer physical line is skipped without being read into memory whole);
+* a batch holds at most ``batch_size`` records and about ``batch_bytes`` characters of prompt, system prompt
+  and extra text (:data:`BATCH_BYTES`, 16 MiB), whichever comes first, so a file of 5 MB prompts is read in
+  batches of four rows rather than 50,000. Peak memory grows with ``batch_bytes`` (measured on 5 MB prompts:
+  about 0.27 GiB at 8 MiB, 0.33 GiB at 16 MiB, 0.70 GiB at 64 MiB), not with the prompts' length.
 """
 
 from __future__ import annotations
@@ -81,7 +93,16 @@ OPTIONAL_FIELDS = ("model", "ip", "user_agent", "api_key_id", "org_id", "payment
 SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 
 RAW_MAX_CHARS = 2000
-MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer physical line is rejected (and skipped) unread
+#: Largest record accepted, in bytes of its source text (a JSONL line, a JSON array element, a CSV field, a
+#: Parquet prompt). 64 MiB is about 16M tokens, two orders of magnitude above the longest context window
+#: offered by any API, and small enough that one record never endangers memory.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+#: Kept for callers of earlier versions: the physical-line limit is the record limit.
+MAX_LINE_BYTES = MAX_RECORD_BYTES
+#: Characters of text (prompt, system prompt, extra) after which a batch is closed even if it holds fewer
+#: than ``batch_size`` records; bounds a batch's memory whatever the prompts' length. 16 MiB is about 28,000
+#: requests of the sample's average length (583 characters), so ordinary logs keep large batches.
+BATCH_BYTES = 16 * 1024 * 1024
 
 # canonical target -> source names recognised without a column map, in priority order
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -492,9 +513,9 @@ class _Plan:
 class _Normaliser:
     """Turns one source record (a dict) into a canonical row tuple, or raises :class:`_Bad`."""
 
-    def __init__(self, column_map: Mapping[str, str], max_prompt_chars: int) -> None:
+    def __init__(self, column_map: Mapping[str, str], max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self.column_map = dict(column_map)
-        self.max_prompt_chars = max_prompt_chars
+        self.max_record_bytes = max_record_bytes
         self.plans: dict[tuple[str, ...], _Plan] = {}
 
     def plan(self, rec: dict[str, Any]) -> _Plan:
@@ -547,8 +568,11 @@ class _Normaliser:
             prompt = ""
         if _CTRL_RE.search(prompt):
             prompt = _CTRL_RE.sub("", prompt)
-        if len(prompt) > self.max_prompt_chars:
-            raise _Bad("prompt", f"prompt too long ({len(prompt)} chars > max_prompt_chars={self.max_prompt_chars})")
+        if len(prompt) > self.max_record_bytes // 4:  # only then can its UTF-8 exceed the record limit
+            size = len(prompt.encode("utf-8", "surrogatepass"))
+            if size > self.max_record_bytes:
+                raise _Bad("prompt", f"prompt of {_mib(size)} is larger than the record limit of {_mib(self.max_record_bytes)} "
+                                     f"record limit (max_record_bytes={self.max_record_bytes})")
         if not prompt or prompt.isspace():
             raise _Bad("prompt", "empty prompt")
         # system prompt
@@ -655,6 +679,43 @@ def _raw_text(b: bytes) -> str:
     return b[: RAW_MAX_CHARS * 4].decode("utf-8", "backslashreplace")
 
 
+def _mib(n: int) -> str:
+    """A byte count for a message: ``64 MiB``, ``1.5 MiB`` or ``4,096 bytes``."""
+    if n < 2**20:
+        return f"{n:,} bytes"
+    return f"{n // 2**20} MiB" if n % 2**20 == 0 else f"{n / 2**20:.1f} MiB"
+
+
+_JSON_STR_RE = re.compile(rb'"((?:[^"\\]++|\\.)*+)("?)')
+_JSON_COLON_RE = re.compile(rb"\s*:")
+
+
+def _cut_json_field(prefix: bytes) -> str:
+    """The field whose value a JSON record cut at ``prefix``'s end was in (canonical name where known).
+
+    Scans the JSON strings of the prefix (linear time, no backtracking): the key of the last ``"key":`` before
+    the cut is the field; a ``content``/``text`` key inside ``messages`` is reported as ``messages``.
+    """
+    key: bytes | None = None
+    key_at = 0
+    for m in _JSON_STR_RE.finditer(prefix):
+        if m.group(2) and _JSON_COLON_RE.match(prefix, m.end()):
+            key, key_at = m.group(1), m.start()
+    if key is None:
+        return "<line>"
+    name = key.decode("utf-8", "backslashreplace")
+    if name in ("content", "text") and b'"messages"' in prefix[:key_at]:
+        return "messages"
+    for target, names in _ALIASES.items():
+        if name in names:
+            return target
+    return name
+
+
+def _too_large(limit: int) -> str:
+    return f"record larger than the record limit of {_mib(limit)} (max_record_bytes={limit}); skipped unread"
+
+
 def _surrogate_field(rec: dict[str, Any]) -> str | None:
     """The first top-level key whose value (or the key itself) holds a lone surrogate, else None."""
 
@@ -699,7 +760,7 @@ def _read_jsonl(lines: _Lines) -> Iterator[_Item]:
     decode = _JSON_DECODER.raw_decode
     for lineno, b, overlong in lines:
         if overlong:
-            yield lineno, _raw_text(b), None, ("<line>", f"line longer than {lines.max_line_bytes} bytes")
+            yield lineno, _raw_text(b), None, (_cut_json_field(b), _too_large(lines.max_line_bytes))
             continue
         try:
             text = b.decode("utf-8")
@@ -761,6 +822,7 @@ def _read_json_array(
     pos = 0  # parse position in buf
     line_at_pos = head[0][0]  # physical line number of buf[pos]
     bad_lines: list[int] = []  # lines that were not valid UTF-8
+    overlong_lines: list[int] = []  # lines cut at the record limit
     pending = list(head)
     eof = False
 
@@ -787,6 +849,7 @@ def _read_json_array(
                 bad_lines.append(lineno)
             if overlong:
                 bad_lines.append(lineno)
+                overlong_lines.append(lineno)
             chunk.append(s)
             size += len(b)
         if chunk:
@@ -846,6 +909,11 @@ def _read_json_array(
                     continue
                 if lines.error:
                     return
+                if len(buf) - pos >= max_bytes or any(b >= start_line for b in overlong_lines):
+                    field = _cut_json_field(buf[pos : pos + max_bytes].encode("utf-8", "surrogateescape"))
+                    yield start_line, buf[pos : pos + RAW_MAX_CHARS], None, (
+                        field, _too_large(max_bytes) + "; rest of file skipped")  # fmt: skip
+                    return
                 reason = getattr(e, "msg", None) or str(e) if isinstance(e, ValueError) else "nested too deeply"
                 yield start_line, buf[pos : pos + RAW_MAX_CHARS], None, (
                     "<line>", f"invalid JSON: {reason}; rest of file skipped")  # fmt: skip
@@ -879,7 +947,7 @@ class _CsvFeed:
                 s = b.decode("utf-8", "backslashreplace")
                 self.bad = self.bad or "invalid UTF-8"
             if overlong:
-                self.bad = f"line longer than {self.lines.max_line_bytes} bytes"
+                self.bad = _too_large(self.lines.max_line_bytes)
                 s += "\n"
             pending.append(s)
             yield s
@@ -899,6 +967,21 @@ def _unique_header(row: list[str]) -> list[str]:
     return out
 
 
+def _cut_csv_field(raw: str, header: list[str], delimiter: str) -> str:
+    """The column a CSV record cut at the record limit was in (its header name), else ``"<line>"``."""
+    try:
+        cells = next(csv.reader([raw.rstrip("\r\n")], delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return "<line>"
+    name = header[len(cells) - 1] if 0 < len(cells) <= len(header) else None
+    if name is None:
+        return "<line>"
+    for target, names in _ALIASES.items():
+        if name in names:
+            return target
+    return name
+
+
 def _read_csv(lines: _Lines, delimiter: str, field_limit: int) -> Iterator[_Item]:
     old_limit = csv.field_size_limit()
     csv.field_size_limit(max(old_limit, field_limit))
@@ -916,7 +999,10 @@ def _read_csv(lines: _Lines, delimiter: str, field_limit: int) -> Iterator[_Item
         except csv.Error as e:
             if lines.error:  # the stream broke mid-record: reported once for the file
                 break
-            row, err = None, f"malformed CSV: {e}"
+            if "field larger than field limit" in str(e):
+                row, err = None, _too_large(field_limit)
+            else:
+                row, err = None, f"malformed CSV: {e}"
         raw = "".join(pending)
         pending.clear()
         bad, feed.bad = feed.bad, None
@@ -934,12 +1020,25 @@ def _read_csv(lines: _Lines, delimiter: str, field_limit: int) -> Iterator[_Item
         if reason is None and row is not None and len(row) != len(header):
             reason = f"expected {len(header)} fields, got {len(row)}"
         if reason is not None:
-            yield start, raw[:RAW_MAX_CHARS], None, ("<line>", reason)
+            field = "<line>"
+            if reason.startswith("record larger than"):  # name the column the cut fell in
+                field = _cut_csv_field(raw, header, delimiter)
+            yield start, raw[:RAW_MAX_CHARS], None, (field, reason)
             continue
         yield start, raw, dict(zip(header, row, strict=True)), None
 
 
-def _read_parquet(fh: BinaryIO, gz: bool, batch_size: int) -> Iterator[_Item]:
+def _parquet_rows_per_batch(pf: Any, batch_size: int, batch_bytes: int) -> int:
+    """Rows per Parquet record batch: ``batch_size`` (at most 65,536), fewer when rows are large on average."""
+    rows = max(1, min(batch_size, 65_536))
+    meta = pf.metadata
+    if meta is not None and meta.num_rows:
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows = max(1, min(rows, batch_bytes * meta.num_rows // max(size, 1)))
+    return rows
+
+
+def _read_parquet(fh: BinaryIO, gz: bool, batch_size: int, batch_bytes: int = BATCH_BYTES) -> Iterator[_Item]:
     import pyarrow.parquet as pq
 
     if gz:  # parquet needs random access: decompress to a temporary file first
@@ -952,7 +1051,7 @@ def _read_parquet(fh: BinaryIO, gz: bool, batch_size: int) -> Iterator[_Item]:
             return
         tmp.seek(0)
         try:
-            yield from _read_parquet(tmp, False, batch_size)  # type: ignore[arg-type]
+            yield from _read_parquet(tmp, False, batch_size, batch_bytes)  # type: ignore[arg-type]
         finally:
             tmp.close()
         return
@@ -963,7 +1062,7 @@ def _read_parquet(fh: BinaryIO, gz: bool, batch_size: int) -> Iterator[_Item]:
         return
     row = 0
     try:
-        for batch in pf.iter_batches(batch_size=max(1, min(batch_size, 65_536))):
+        for batch in pf.iter_batches(batch_size=_parquet_rows_per_batch(pf, batch_size, batch_bytes)):
             try:
                 records = batch.to_pylist()
             except Exception:  # noqa: BLE001 - fall back to row by row to isolate the bad row
@@ -1017,17 +1116,16 @@ def _open(path: str, gz: bool) -> BinaryIO:
         raise IngestError(f"{path}: cannot open: {e}") from e
 
 
-def _items(kind: str, gz: bool, fh: BinaryIO, batch_size: int, max_prompt_chars: int,
-           max_line_bytes: int) -> tuple[Iterator[_Item], _Lines | None]:  # fmt: skip
+def _items(kind: str, gz: bool, fh: BinaryIO, batch_size: int, batch_bytes: int,
+           max_record_bytes: int) -> tuple[Iterator[_Item], _Lines | None]:  # fmt: skip
     if kind == "parquet":
-        return _read_parquet(fh, gz, batch_size), None
-    lines = _Lines(fh, max_line_bytes)
+        return _read_parquet(fh, gz, batch_size, batch_bytes), None
+    lines = _Lines(fh, max_record_bytes)
     if kind == "jsonl":
         return _read_jsonl(lines), lines
     if kind == "json":
         return _read_json(lines), lines
-    field_limit = max(16 * 1024 * 1024, 8 * max_prompt_chars)
-    return _read_csv(lines, "\t" if kind == "tsv" else ",", field_limit), lines
+    return _read_csv(lines, "\t" if kind == "tsv" else ",", max_record_bytes), lines
 
 
 def read_logs(
@@ -1035,7 +1133,8 @@ def read_logs(
     column_map: Mapping[str, str] | None = None,
     strict: bool = False,
     batch_size: int = 50_000,
-    max_prompt_chars: int = 100_000,
+    max_record_bytes: int | None = None,
+    batch_bytes: int | None = None,
 ) -> Iterator[IngestBatch]:
     """Read log files and yield batches of canonical request records.
 
@@ -1052,10 +1151,16 @@ def read_logs(
     strict : bool, default False
         Raise :class:`IngestError` at the first bad record instead of rejecting it.
     batch_size : int, default 50_000
-        Records read (accepted plus rejected) per batch. A batch never spans two files; every file yields
-        at least one batch (possibly empty).
-    max_prompt_chars : int, default 100_000
-        Longer prompts are rejected (never truncated).
+        Most records read (accepted plus rejected) per batch. A batch never spans two files; every file
+        yields at least one batch (possibly empty).
+    max_record_bytes : int, optional
+        Largest record, in bytes of its source text (default :data:`MAX_RECORD_BYTES`, 64 MiB). A larger
+        record is rejected (never truncated) with a reason naming the limit; prompts of any length below it
+        are accepted whole.
+    batch_bytes : int, optional
+        A batch is also closed once its accepted records hold this many characters of prompt, system
+        prompt and extra text (default :data:`BATCH_BYTES`, 16 MiB), so memory stays bounded whatever the
+        prompts' length.
 
     Yields
     ------
@@ -1077,6 +1182,10 @@ def read_logs(
     cmap = {str(k): _canonical_target(v) for k, v in (column_map or {}).items()}
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
+    max_record_bytes = MAX_RECORD_BYTES if max_record_bytes is None else int(max_record_bytes)
+    batch_bytes = BATCH_BYTES if batch_bytes is None else int(batch_bytes)
+    if max_record_bytes < 1024 or batch_bytes < 1:
+        raise ValueError("max_record_bytes must be >= 1024 and batch_bytes >= 1")
     formats: list[tuple[str, str, bool]] = []
     for path in paths:
         fmt = _detect_format(path)
@@ -1089,17 +1198,18 @@ def read_logs(
         if not os.access(path, os.R_OK):
             raise IngestError(f"{path}: not readable")
         formats.append((path, *fmt))
-    normalise = _Normaliser(cmap, max_prompt_chars)
+    normalise = _Normaliser(cmap, max_record_bytes)
     for path, kind, gz in formats:
-        yield from _read_one(path, kind, gz, normalise, strict, batch_size, max_prompt_chars)
+        yield from _read_one(path, kind, gz, normalise, strict, batch_size, batch_bytes, max_record_bytes)
 
 
 def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bool, batch_size: int,
-              max_prompt_chars: int) -> Iterator[IngestBatch]:  # fmt: skip
+              batch_bytes: int, max_record_bytes: int) -> Iterator[IngestBatch]:  # fmt: skip
     fh = _open(path, gz)
     rows: list[tuple] = []
     rejected: list[Rejected] = []
     n_read = 0
+    n_chars = 0  # text held by the batch's rows
     yielded = False
 
     def reject(line: int, raw: str | None, rec: dict | None, fld: str, reason: str) -> None:
@@ -1111,15 +1221,15 @@ def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bo
         rejected.append(r)
 
     def flush() -> IngestBatch:
-        nonlocal rejected, n_read
+        nonlocal rejected, n_read, n_chars
         frame = _make_frame(rows) if rows else _empty_frame()
         batch = IngestBatch(frame, rejected, n_read, path)
         rows.clear()  # the frame holds its own arrays
-        rejected, n_read = [], 0
+        rejected, n_read, n_chars = [], 0, 0
         return batch
 
     try:
-        items, lines = _items(kind, gz, fh, batch_size, max_prompt_chars, MAX_LINE_BYTES)
+        items, lines = _items(kind, gz, fh, batch_size, batch_bytes, max_record_bytes)
         append = rows.append
         for line, raw, rec, err in items:
             n_read += 1
@@ -1127,12 +1237,14 @@ def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bo
                 reject(line, raw, rec, err[0], err[1])
             else:
                 try:
-                    append(normalise(rec, path, line))  # type: ignore[arg-type]
+                    row = normalise(rec, path, line)  # type: ignore[arg-type]
+                    append(row)
+                    n_chars += len(row[3]) + len(row[5] or "") + len(row[13] or "")  # prompt, system, extra
                 except _Bad as b:
                     reject(line, raw, rec, b.field, b.reason)
                 except Exception as e:  # noqa: BLE001 - never let one odd record stop the run
                     reject(line, raw, rec, "<line>", f"unexpected error: {type(e).__name__}: {e}")
-            if n_read >= batch_size:
+            if n_read >= batch_size or n_chars >= batch_bytes:
                 yielded = True
                 yield flush()
         if lines is not None and lines.error is not None:

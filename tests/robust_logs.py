@@ -13,9 +13,9 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,20 @@ SAMPLE_LOG = ROOT / "data" / "sample" / "requests.jsonl.gz"
 SAMPLE_TRUTH = ROOT / "data" / "sample" / "truth.json"
 
 
+#: Characters of real text put before one campaign prompt in :func:`mini_lines`: more than the 100,000-character
+#: cap that ingest once had, so the row checks that long prompts are accepted and analysed.
+LONG_PAD_CHARS = 120_000
+LONG_REQUEST_ID = "long-padded-0"
+
+
 def mini_lines() -> list[str]:
     """~180 JSONL lines (~145 unique prompts): half of one planted campaign's accounts' rows plus a thin
-    slice of everything else, so a run finds candidate campaigns (one flagged) in about half a minute."""
+    slice of everything else, so a run finds candidate campaigns (one flagged) in about half a minute.
+
+    The last line is one more request of that campaign (same account, an hour after its last one) whose
+    prompt is a campaign prompt padded *before* with :data:`LONG_PAD_CHARS` characters of the sample's
+    organic prompts (:func:`long_prompt`), as a campaign padding its requests with long context would send.
+    """
     truth = json.loads(SAMPLE_TRUTH.read_text())
     accounts = set(truth["campaigns"]["censorship_rewrite"]["accounts"])
     with gzip.open(SAMPLE_LOG, "rt", encoding="utf-8") as fh:
@@ -37,7 +48,23 @@ def mini_lines() -> list[str]:
         acc = json.loads(line)["account_id"]
         if (acc in accounts and i % 2 == 0) or i % 60 == 0:
             out.append(line if line.endswith("\n") else line + "\n")
+    twin = next(json.loads(x) for x in out if json.loads(x)["account_id"] in accounts)
+    last_ts = max(json.loads(x)["timestamp"] for x in out if json.loads(x)["account_id"] == twin["account_id"])
+    ts = (datetime.fromisoformat(last_ts) + timedelta(hours=1)).isoformat()
+    padded = {**twin, "request_id": LONG_REQUEST_ID, "timestamp": ts, "prompt": long_prompt(twin["prompt"], lines)}
+    out.append(json.dumps(padded, ensure_ascii=False) + "\n")
     return out
+
+
+def long_prompt(instruction: str, lines: list[str] | None = None) -> str:
+    """``instruction`` after :data:`LONG_PAD_CHARS` characters of the sample's organic prompts."""
+    if lines is None:
+        with gzip.open(SAMPLE_LOG, "rt", encoding="utf-8") as fh:
+            lines = fh.readlines()
+    truth = json.loads(SAMPLE_TRUTH.read_text())
+    planted = set().union(*(set(c["accounts"]) for c in truth["campaigns"].values()))
+    organic = [r["prompt"] for r in map(json.loads, lines) if r["account_id"] not in planted and "prompt" in r]
+    return "\n\n".join(organic)[:LONG_PAD_CHARS] + "\n\n" + instruction
 
 
 def write_clean(path: Path, lines: list[str] | None = None) -> Path:
@@ -87,7 +114,6 @@ def write_corrupted(folder: Path, lines: list[str] | None = None) -> tuple[list[
         rec(timestamp=10**20),                                # absurd epoch
         rec(prompt=""),                                       # empty prompt
         rec(prompt="   \n\t "),                               # blank prompt
-        rec(prompt="x" * 100_001),                            # huge prompt (> max_prompt_chars)
         rec(prompt="\u0000\u0000"),                           # only NULs
         b'{"request_id": "bad-nul", "account_id": "acct_bad", "timestamp": "' + ts.encode()
         + b'", "prompt": "raw \x00 NUL byte"}\n',             # raw NUL byte: invalid JSON
@@ -149,16 +175,19 @@ _DROP = _Drop()
 class HashEmbedder:
     """Hashed word uni- and bigrams into 384 dims, L2-normalised; ``delay`` seconds per text mimic a model."""
 
-    key = "hash384-s128"
+    key = "hash384-ht"
     dim = 384
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
 
     def encode(self, texts, progress=None) -> np.ndarray:
+        from analyzer.text import analysis_words  # imported here: run as a script, the path is set in main
+
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
-            words = re.findall(r"\w+", t.lower())[:200]
+            words = analysis_words(t)
+            words = words[:100] + words[-100:] if len(words) > 200 else words  # head and tail, as the real tiers
             for tok in words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]:
                 h = int.from_bytes(hashlib.blake2b(tok.encode(), digest_size=8).digest(), "little")
                 out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0

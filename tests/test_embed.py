@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from analyzer.embed import TIERS, OnnxEmbedder, SentenceTransformerEmbedder, StaticEmbedder, make_embedder
+from analyzer.embed import (
+    TIERS,
+    WINDOW_JOIN,
+    WINDOW_RECIPE,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    StaticEmbedder,
+    make_embedder,
+)
 
 TEXTS = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
@@ -89,7 +99,10 @@ def test_keys_differ_and_are_safe():
         make_embedder(tier="accurate", backend="torch", max_seq_length=256).key,
     }
     assert len(keys) == 6
-    assert make_embedder(tier="accurate", backend="torch").key == "minilm-s128"  # existing workspaces keep their vectors
+    # the long-prompt recipe is part of every key: vectors of the head-only recipe are never mixed in
+    assert make_embedder(tier="accurate", backend="torch").key == f"minilm-s128-{WINDOW_RECIPE}"
+    assert StaticEmbedder().key == f"m2v-minilm-pca256-s128-{WINDOW_RECIPE}"
+    assert OnnxEmbedder(qconfig="quint8_avx2").key == f"minilm-s128-onnx-quint8_avx2-pc-{WINDOW_RECIPE}"
     for key in keys:
         assert key and all(c.isalnum() or c in "._-" for c in key)
     assert TIERS == ("accurate", "fast")
@@ -137,8 +150,89 @@ def test_fast_tier_matches_model2vec_and_uses_the_parallel_tokenizer(monkeypatch
     before = os.environ.get("TOKENIZERS_PARALLELISM")
     vecs = emb.encode(texts)
     assert os.environ.get("TOKENIZERS_PARALLELISM") == before  # only switched on for the duration of a call
-    ref = emb._load().encode(texts, max_length=emb.max_seq_length, use_multiprocessing=False)
+    # model2vec reads a text's first max_seq_length tokens; ours reads a long text's head and tail (its window)
+    ref = emb._load().encode(emb.window(texts), max_length=emb.max_seq_length, use_multiprocessing=False)
+    assert emb.window(texts)[:-1] == texts[:-1] and emb.window(texts)[-1] != texts[-1]
     ref = ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
     ok = np.isfinite(ref).all(axis=1) & np.any(ref, axis=1)  # model2vec gives no vector to a text without tokens; ours is a fixed unit vector
     np.testing.assert_allclose(vecs[ok], ref[ok], atol=1e-3)  # model2vec pools in float16
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+# --- long prompts: head and tail ----------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CAMPAIGNS = ("censorship_rewrite", "censorship_rewrite", "agentic_tools", "cot_math")
+
+
+@pytest.fixture(scope="module")
+def sample_prompts() -> tuple[list[str], str]:
+    """Four real campaign prompts of the bundled sample, and 150k characters of its other (organic) prompts."""
+    from analyzer.ingest import read_logs
+
+    truth = json.loads((ROOT / "data" / "sample" / "truth.json").read_text())
+    df = next(read_logs([str(ROOT / "data" / "sample" / "requests.jsonl.gz")], batch_size=10**6)).requests
+    camp = {n: df[df["account_id"].isin(set(c["accounts"]))]["prompt"].drop_duplicates().tolist()
+            for n, c in truth["campaigns"].items()}  # fmt: skip
+    planted = set().union(*(set(c["accounts"]) for c in truth["campaigns"].values()))
+    organic = df[~df["account_id"].isin(planted)]["prompt"].drop_duplicates().tolist()
+    xs = [camp[name][k] for name, k in zip(SAMPLE_CAMPAIGNS, (0, 1, 0, 5), strict=True)]
+    return xs, "\n\n".join(organic)[:150_000]
+
+
+def _tiers() -> list:
+    tiers = [pytest.param("fast", id="fast")]
+    tiers.append(pytest.param("accurate", id="accurate", marks=pytest.mark.skipif(not HAS_ONNX, reason="no onnx")))
+    return tiers
+
+
+def _embedder(tier: str):
+    return make_embedder(tier=tier, backend="onnx") if tier == "accurate" else make_embedder(tier=tier)
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_short_texts_get_the_same_vectors_as_before(tier, monkeypatch, sample_prompts):
+    """A text that fits the window is embedded exactly as before head-and-tail windows existed."""
+    import analyzer.embed as embed_mod
+
+    emb = _embedder(tier)
+    fits = [t for t in [*TEXTS, *sample_prompts[0]] if emb.window([t]) == [t]]
+    assert len(fits) >= 8  # the short texts and the short campaign prompts
+    new = emb.encode(fits)
+    monkeypatch.setattr(embed_mod, "window_texts", lambda texts, *a, **k: (list(texts), 0))  # the old path
+    np.testing.assert_array_equal(new, emb.encode(fits))
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_a_300k_char_prompt_is_embedded_as_its_head_and_tail(tier, sample_prompts):
+    emb = _embedder(tier)
+    xs, pad = sample_prompts
+    long = xs[2] + "\n\n" + (pad * 2)[:300_000] + "\n\nAnswer in one word: " + xs[0]
+    w = emb.window([long])[0]
+    head, _, tail = w.partition(WINDOW_JOIN)
+    assert long.startswith(w[:200]) and long.endswith(w[-200:])  # the instruction first, the question last
+    assert w.endswith(xs[0]) and len(w) < 3000
+    assert emb.window([w]) == [w]  # the window fits: embedding it is embedding the long prompt
+    v_long, v_window = emb.encode([long, w])
+    np.testing.assert_array_equal(v_long, v_window)
+    assert np.isclose(np.linalg.norm(v_long), 1.0, atol=1e-5)
+
+
+#: Lowest cosine(padded copy, original) measured over four real campaign prompts of the sample padded with
+#: 150k characters of the sample's organic prompts, before and after (fast 0.597, accurate 0.476), less a margin.
+PADDED_MIN_COSINE = {"fast": 0.50, "accurate": 0.40}
+
+
+@pytest.mark.parametrize("tier", _tiers())
+def test_padded_copies_stay_near_the_original(tier, sample_prompts):
+    emb = _embedder(tier)
+    xs, pad = sample_prompts
+    texts = [t for x in xs for t in (x, pad + "\n\n" + x, x + "\n\n" + pad)]
+    v = emb.encode(texts).reshape(len(xs), 3, -1)
+    v_pad = emb.encode([pad])[0]  # the padding alone: what a head-only window would see, padded before
+    for i in range(len(xs)):
+        before, after = float(v[i, 1] @ v[i, 0]), float(v[i, 2] @ v[i, 0])
+        assert before >= PADDED_MIN_COSINE[tier] and after >= PADDED_MIN_COSINE[tier], (i, before, after)
+        assert before > float(v_pad @ v[i, 0]) + 0.05  # the tail carries the instruction
+        # the padded copy is nearer its own original than any other campaign's original
+        others = [float(v[i, 1] @ v[j, 0]) for j in range(len(xs)) if SAMPLE_CAMPAIGNS[j] != SAMPLE_CAMPAIGNS[i]]
+        assert before > max(others), (i, before, others)

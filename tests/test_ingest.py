@@ -405,23 +405,113 @@ def test_control_characters_are_stripped(tmp_path: Path) -> None:
     assert df["prompt_hash"].iloc[0] == prompt_hash("abc\td\ne\rf")
 
 
-def test_huge_prompt_rejected_not_truncated(tmp_path: Path) -> None:
-    p = write_jsonl(tmp_path / "h.jsonl", [rec(prompt="x" * 101), rec(prompt="y" * 100)])
-    df, rej, _, _ = read_all(p, max_prompt_chars=100)
-    assert df["prompt"].tolist() == ["y" * 100]
-    assert rej[0].field == "prompt" and "too long" in rej[0].reason and len(rej[0].raw) <= 2000
+def _long_prompt(n: int) -> str:
+    """``n`` characters of varied text (multi-byte characters included): instruction first, then context."""
+    unit = "Summarise the report below. Café naïve 日本語 — line {i}: the quick brown fox jumps over the lazy dog.\n"
+    parts, size, i = [], 0, 0
+    while size < n:
+        parts.append(unit.format(i=i))
+        size += len(parts[-1])
+        i += 1
+    return "".join(parts)[:n]
 
 
-def test_overlong_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import analyzer.ingest as ingest
+@pytest.mark.parametrize("ext", ["jsonl", "jsonl.gz", "json", "csv", "tsv", "parquet"])
+def test_long_prompts_are_accepted_whole(tmp_path: Path, ext: str) -> None:
+    """A 300k-character prompt (the old 100,000-character cap is gone) is accepted and kept intact."""
+    big = _long_prompt(300_000)
+    rows = [rec(0, prompt=big), rec(1, prompt="short one"), rec(2, prompt=big[::-1])]
+    p = tmp_path / f"long.{ext}"
+    if ext.startswith("jsonl"):
+        write_jsonl(p, rows, gz=ext.endswith(".gz"))
+    elif ext == "json":
+        p.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    elif ext == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), p)
+    else:
+        write_csv(p, rows, delimiter="\t" if ext == "tsv" else ",")
+    df, rej, n, _ = read_all(p)
+    assert rej == [] and n == 3
+    assert df["prompt"].tolist() == [big, "short one", big[::-1]]
+    assert df["prompt_hash"].iloc[0] == prompt_hash(big)
 
-    monkeypatch.setattr(ingest, "MAX_LINE_BYTES", 1000)
+
+def test_default_limits_are_stated() -> None:
+    from analyzer import ingest
+
+    assert ingest.MAX_RECORD_BYTES == 64 * 2**20 == ingest.MAX_LINE_BYTES
+    assert ingest.BATCH_BYTES == 16 * 2**20
+    with pytest.raises(ValueError):
+        list(read_logs([str(FUZZ)], max_record_bytes=10))
+
+
+def test_record_over_the_byte_limit_is_rejected_naming_file_line_field_and_limit(tmp_path: Path) -> None:
+    limit = 4096
+    good = json.dumps(rec()).encode()
+    p = tmp_path / "big.jsonl"
+    p.write_bytes(
+        good + b"\n"
+        + json.dumps(rec(1, prompt="z" * 5000)).encode() + b"\n"  # the prompt runs past the limit
+        + json.dumps(rec(2, prompt=..., messages=[{"role": "user", "content": "m" * 5000}])).encode() + b"\n"
+        + json.dumps(rec(3, prompt="ok", notes="n" * 5000)).encode() + b"\n"  # an extra column
+        + good + b"\n"
+    )  # fmt: skip
+    df, rej, n, _ = read_all(p, max_record_bytes=limit)
+    assert n == 5 and len(df) == 2 and df["line"].tolist() == [1, 5]
+    assert [(r.line, r.field) for r in rej] == [(2, "prompt"), (3, "messages"), (4, "notes")]
+    for r in rej:
+        assert r.source == str(p) and "record limit of 4,096 bytes" in r.reason and "max_record_bytes=4096" in r.reason
+        assert len(r.raw) <= 2000
+    with pytest.raises(IngestError) as exc:
+        list(read_logs([str(p)], strict=True, max_record_bytes=limit))
+    assert f"{p}:2: field 'prompt': record larger than the record limit" in str(exc.value)
+    # the same prompt is accepted under the default limit
+    df, rej, _, _ = read_all(p)
+    assert rej == [] and len(df) == 5 and len(df["prompt"].iloc[1]) == 5000
+
+
+@pytest.mark.parametrize("ext", ["json", "csv", "parquet"])
+def test_record_limit_in_other_formats(tmp_path: Path, ext: str) -> None:
+    rows = [rec(0), rec(1, prompt="q" * 20_000), rec(2)]
+    p = tmp_path / f"big.{ext}"
+    if ext == "json":
+        p.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    elif ext == "parquet":
+        pq.write_table(pa.Table.from_pylist(rows), p)
+    else:
+        write_csv(p, rows)
+    df, rej, n, _ = read_all(p, max_record_bytes=8192)
+    assert len(df) + len(rej) == n and len(rej) == 1
+    r = rej[0]
+    assert "max_record_bytes=8192" in r.reason
+    assert r.field == "prompt"
+    if ext == "json":  # a JSON array cannot be resynchronised past an element it did not read
+        assert r.line == 7 and "rest of file skipped" in r.reason and df["prompt"].tolist() == ["prompt 0"]
+    else:
+        assert r.line == {"csv": 3, "parquet": 2}[ext]  # CSV: physical line (header is 1); Parquet: row
+        assert df["prompt"].tolist() == ["prompt 0", "prompt 2"]
+
+
+def test_batches_are_bounded_by_bytes_as_well_as_rows(tmp_path: Path) -> None:
+    big = _long_prompt(50_000)
+    rows = [rec(i, prompt=f"{i} {big}") for i in range(10)] + [rec(10 + i) for i in range(5)]
+    p = write_jsonl(tmp_path / "b.jsonl", rows)
+    df, rej, n, batches = read_all(p, batch_bytes=120_000)
+    assert rej == [] and n == 15 and len(df) == 15
+    assert [len(b.requests) for b in batches] == [3, 3, 3, 6]  # closed at >= 120k chars, or at the end
+    assert max(sum(len(x) for x in b.requests["prompt"]) for b in batches) < 120_000 + 50_010
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "b.parquet")
+    df2, _, _, batches2 = read_all(tmp_path / "b.parquet", batch_bytes=120_000)
+    assert df2["prompt"].tolist() == df["prompt"].tolist() and len(batches2) >= 4
+
+
+def test_overlong_physical_line_is_skipped_unread(tmp_path: Path) -> None:
     good = json.dumps(rec()).encode()
     p = tmp_path / "long.jsonl"
-    p.write_bytes(good + b"\n" + b'{"prompt": "' + b"z" * 5000 + b'"}\n' + good + b"\n")
-    df, rej, n, _ = read_all(p)
+    p.write_bytes(good + b"\n" + b'{"prompt": "' + b"z" * 50_000 + b'"}\n' + good + b"\n")
+    df, rej, n, _ = read_all(p, max_record_bytes=1024)
     assert n == 3 and len(df) == 2 and df["line"].tolist() == [1, 3]
-    assert rej[0].line == 2 and rej[0].field == "<line>" and "longer than" in rej[0].reason
+    assert rej[0].line == 2 and rej[0].field == "prompt" and "record limit of 1,024 bytes" in rej[0].reason
 
 
 @pytest.mark.parametrize("ext", ["jsonl", "csv", "json"])
@@ -655,7 +745,7 @@ def test_surrogates_never_reach_the_frame(tmp_path: Path) -> None:
 def test_csv_field_larger_than_default_limit(tmp_path: Path) -> None:
     big = "w" * 200_000
     p = write_csv(tmp_path / "big.csv", [{"account_id": "a", "timestamp": str(TS), "prompt": big}])
-    df, rej, _, _ = read_all(p, max_prompt_chars=300_000)
+    df, rej, _, _ = read_all(p)
     assert rej == [] and df["prompt"].iloc[0] == big
 
 

@@ -84,7 +84,7 @@ def test_corrupted_logs_give_the_clean_result(clean_ws, tmp_path):
     fields = {r["field"] for r in rows}
     assert {"<line>", "<file>", "account_id", "timestamp", "prompt"} <= fields
     reasons = " | ".join(r["reason"] for r in rows)
-    for needle in ("invalid JSON", "invalid UTF-8", "empty prompt", "prompt too long", "out of range",
+    for needle in ("invalid JSON", "invalid UTF-8", "empty prompt", "out of range",
                    "unparseable timestamp", "malformed CSV", "truncated gzip"):
         assert needle in reasons
     with Workspace(str(ws)) as w:
@@ -92,6 +92,7 @@ def test_corrupted_logs_give_the_clean_result(clean_ws, tmp_path):
         assert w.db.execute("SELECT count(*) FROM requests").fetchone()[0] == info["clean"]
         n_extra = w.db.execute("SELECT count(*) FROM requests WHERE extra LIKE '%zz_unknown_column%'").fetchone()[0]
         assert n_extra > 0  # unknown columns are kept, not a reason to reject
+        _assert_long_prompt_analysed(w)
 
     doc = json.loads(_export(ws))
     assert doc["ingest"] == counts
@@ -99,6 +100,31 @@ def test_corrupted_logs_give_the_clean_result(clean_ws, tmp_path):
     assert ref["campaigns"], "the reference run should find candidate campaigns"
     assert doc["campaigns"] == ref["campaigns"]
     assert _export(ws, "csv") == _export(clean_ws, "csv")
+
+
+def _assert_long_prompt_analysed(w: Workspace) -> None:
+    """The 120k-character padded campaign prompt of the clean log is stored whole, embedded and clustered."""
+    line = json.loads(rl.mini_lines()[-1])
+    assert line["request_id"] == rl.LONG_REQUEST_ID and len(line["prompt"]) > 100_000
+    row = w.db.execute(
+        """SELECT p.prompt_hash, p.text, p.n_chars FROM requests r JOIN prompts p USING (prompt_hash)
+           WHERE r.request_id = ?""", [rl.LONG_REQUEST_ID]).fetchone()  # fmt: skip
+    assert row is not None and row[1] == line["prompt"] and row[2] == len(line["prompt"])
+    assert w.db.execute("SELECT count(*) FROM embedded WHERE prompt_hash = ?", [row[0]]).fetchone()[0] == 1
+    assert w.db.execute("SELECT count(*) FROM prompt_clusters WHERE prompt_hash = ?", [row[0]]).fetchone()[0] == 1
+
+
+def test_long_padded_prompt_is_clustered_with_its_unpadded_twin(clean_ws):
+    """The padded request (a campaign prompt after 120k characters of other text) lands in the topic cluster of
+    the same prompt sent unpadded: the embedding reads its tail, where the instruction is."""
+    long_prompt = json.loads(rl.mini_lines()[-1])["prompt"]
+    with Workspace(str(clean_ws)) as w:
+        _assert_long_prompt_analysed(w)
+        rows = w.db.execute(
+            """SELECT p.text, pc.cluster_id FROM prompts p JOIN prompt_clusters pc USING (prompt_hash)""").fetchall()
+    clusters = {text: c for text, c in rows}
+    twin = next(t for t in clusters if t != long_prompt and long_prompt.endswith("\n\n" + t))
+    assert clusters[twin] >= 0 and clusters[long_prompt] == clusters[twin]
 
 
 # --- 3. determinism ------------------------------------------------------------------------------------------------
