@@ -4,16 +4,18 @@ A full UMAP of a 20k-prompt sample cost 90-120 s of a 200 s run at 150k requests
 numba code in every process (its layout and graph functions are not ``cache=True``; importing it also pulls in
 pynndescent). The map only has to show where clusters and campaigns sit, so:
 
-1. :func:`select_points` picks the **representatives** that are laid out: up to ``per_cluster`` prompts of every
-   cluster that belongs to a campaign (always all of them, whatever the cap), up to as many of the other
-   clusters as ``max_layout`` allows, and a share of noise prompts. The rest of the ``total`` points shown are
-   campaign prompts first, then other clustered prompts, then noise.
+1. :func:`select_points` picks the **representatives** that are laid out (at most ``max_layout``): a share of
+   noise prompts; ``min_per_cluster`` prompts of every cluster of a campaign, then of every other cluster, as far
+   as room allows (a campaign cluster always gets one, whatever the cap); the room left goes to a uniform sample
+   of the other clustered prompts, so that a large cluster keeps a large footprint. The rest of the ``total``
+   points shown are campaign prompts first, then other clustered prompts, then noise.
 2. :func:`umap_layout` lays the representatives out with UMAP's objective -- the same fuzzy kNN graph, the same
    ``min_dist`` curve and the same SGD with negative sampling as umap-learn -- from a PCA start, for a fixed
    ``n_epochs``. The kNN graph is exact (a few thousand points); the SGD kernel is compiled by numba once and
    cached on disk (``cache=True``), so later processes load it instead of compiling.
-3. :func:`place_points` puts every other shown prompt at the similarity-weighted mean position of its
-   ``place_neighbors`` most similar representatives, plus a little jitter so that points do not stack.
+3. :func:`place_points` puts every other shown prompt at a random weighted mean of the positions of its
+   ``place_neighbors`` most similar representatives (weights: similarity to the fourth power times a random
+   draw), so that it lands among them, spread over the area they cover rather than stacked on one spot.
 
 Points are coloured by cluster in the app, so a cluster's placed prompts land on its representatives.
 """
@@ -33,9 +35,10 @@ class MapParams:
 
     Parameters
     ----------
-    per_cluster : int
-        Most representatives laid out per cluster (a cluster with fewer prompts gives all of them). Clusters
-        that belong to a campaign always get at least one, however many there are.
+    min_per_cluster : int
+        Representatives every cluster gets before the rest of the room is shared out in proportion to cluster
+        size (a smaller cluster gives all its prompts). Clusters that belong to a campaign come first and always
+        get at least one, however many there are.
     max_layout : int
         Most points laid out by UMAP (representatives plus the noise sample); the cost of the layout grows
         with it. Other shown points are placed, not laid out.
@@ -56,10 +59,10 @@ class MapParams:
         Representatives a placed point is averaged between.
     jitter : float
         Standard deviation of the noise added to placed points, as a share of the layout's median
-        nearest-neighbour distance.
+        nearest-neighbour distance (keeps points with a single close representative from stacking).
     """
 
-    per_cluster: int = 20
+    min_per_cluster: int = 5
     max_layout: int = 3000
     noise_share: float = 0.15
     clustered_share: float = 0.7
@@ -68,7 +71,7 @@ class MapParams:
     min_dist: float = 0.1
     negative_samples: int = 5
     place_neighbors: int = 5
-    jitter: float = 0.5
+    jitter: float = 0.25
 
 
 # --- which points -------------------------------------------------------------------------------------------------
@@ -103,8 +106,8 @@ def select_points(units: np.ndarray, campaign_units: np.ndarray, total: int, par
 
     ``units[i]`` is prompt ``i``'s cluster (the unit campaigns are built from; ``-1`` for noise) and
     ``campaign_units`` the clusters that belong to a campaign. Every campaign cluster gets at least one
-    representative even beyond ``max_layout``; the layout holds at most ``max(max_layout, total)`` points
-    otherwise, and the two arrays together at most ``total`` (or the number of campaign clusters, if larger).
+    representative even beyond the cap: the layout holds at most ``min(max_layout, total)`` points or one per
+    campaign cluster if that is more, and the two arrays together at most ``total`` (or that number).
     """
     units = np.asarray(units, dtype=np.int64)
     n = len(units)
@@ -120,18 +123,21 @@ def select_points(units: np.ndarray, campaign_units: np.ndarray, total: int, par
 
     noise_budget = min(int(round(params.noise_share * budget)), int((~clustered).sum()))
     cluster_budget = max(budget - noise_budget, 0)
-    q_c = max(_quota(sizes["campaign"], cluster_budget), 1)
-    q_c = min(q_c, params.per_cluster)
+    other = clustered & ~in_campaign
+    q_c = min(max(_quota(sizes["campaign"], cluster_budget), 1), params.min_per_cluster)
     reps = in_campaign & (rank < q_c)
     left = cluster_budget - int(reps.sum())
-    other = clustered & ~in_campaign
-    q_o = min(_quota(sizes["other"], left), params.per_cluster)
+    q_o = min(_quota(sizes["other"], left), params.min_per_cluster)
     if q_o > 0:
         reps |= other & (rank < q_o)
     elif left > 0 and other.any():  # more clusters than room: one point of each of the largest clusters
         ids, counts = np.unique(units[other], return_counts=True)
         keep = ids[np.argsort(-counts, kind="stable")[:left]]
         reps |= other & (rank == 0) & np.isin(units, keep)
+    left = cluster_budget - int(reps.sum())
+    if left > 0:  # the rest in proportion to cluster size: a uniform sample of the clustered prompts left
+        pool = np.flatnonzero(clustered & ~reps)
+        reps[rng.choice(pool, min(left, len(pool)), replace=False)] = True
     noise = np.flatnonzero(~clustered)
     n_noise = min(max(budget - int(reps.sum()), noise_budget), len(noise))  # noise fills what clusters left
     if n_noise:
@@ -279,7 +285,8 @@ def umap_layout(vectors: np.ndarray, params: MapParams, seed: int) -> np.ndarray
 
 def place_points(vectors: np.ndarray, rep_vectors: np.ndarray, rep_xy: np.ndarray, params: MapParams,
                  rng: np.random.Generator, chunk: int = 4096) -> np.ndarray:
-    """Positions of ``vectors`` beside their most similar representatives (weighted mean plus jitter)."""
+    """Positions of ``vectors`` among their most similar representatives (random weighted means, see the module
+    docstring), plus a little jitter."""
     n = vectors.shape[0]
     out = np.zeros((n, 2))
     if n == 0 or len(rep_xy) == 0:
@@ -288,10 +295,10 @@ def place_points(vectors: np.ndarray, rep_vectors: np.ndarray, rep_xy: np.ndarra
     for s in range(0, n, chunk):
         sims = vectors[s: s + chunk] @ rep_vectors.T
         part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        w = np.clip(np.take_along_axis(sims, part, axis=1), 1e-3, None) ** 4  # the nearest dominate
+        w = np.clip(np.take_along_axis(sims, part, axis=1), 1e-3, None) ** 4  # the most similar dominate
+        w = w * rng.exponential(size=w.shape)  # a random point among them, not always their centre
         out[s: s + chunk] = (w[:, :, None] * rep_xy[part]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-    scale = params.jitter * typical_spacing(rep_xy)
-    return out + rng.normal(scale=scale, size=out.shape)
+    return out + rng.normal(scale=params.jitter * typical_spacing(rep_xy), size=out.shape)
 
 
 def typical_spacing(xy: np.ndarray, sample: int = 500) -> float:

@@ -17,26 +17,28 @@ def test_every_campaign_cluster_has_a_representative_even_beyond_the_cap():
     rng = np.random.default_rng(0)
     units = np.concatenate([np.repeat(np.arange(400), 30), np.full(5000, -1)])  # 400 clusters of 30, noise
     campaign = np.arange(0, 400, 2)  # 200 campaign clusters
-    params = MapParams(max_layout=150, per_cluster=20)
+    params = MapParams(max_layout=150, min_per_cluster=5)
     reps, placed = select_points(units, campaign, total=1000, params=params, rng=rng)
     assert set(campaign) <= set(units[reps])  # 200 campaign clusters although only 150 points fit
     assert len(np.intersect1d(reps, placed)) == 0
     assert len(reps) + len(placed) <= max(1000, len(campaign))
 
 
-def test_selection_respects_caps_and_prefers_campaign_prompts():
+def test_selection_respects_caps_and_keeps_cluster_footprints():
     rng = np.random.default_rng(1)
-    units = np.concatenate([np.repeat(np.arange(50), 100), np.full(20_000, -1)])
+    sizes = np.linspace(3, 600, 50).astype(int)
+    units = np.concatenate([np.repeat(np.arange(50), sizes), np.full(20_000, -1)])
     campaign = np.array([3, 7])
-    params = MapParams(max_layout=600, per_cluster=10, noise_share=0.2)
-    reps, placed = select_points(units, campaign, total=2000, params=params, rng=rng)
-    assert len(reps) <= 600 and len(reps) + len(placed) == 2000
+    params = MapParams(max_layout=900, min_per_cluster=5, noise_share=0.2)
+    reps, placed = select_points(units, campaign, total=4000, params=params, rng=rng)
+    assert len(reps) <= 900 and len(reps) + len(placed) == 4000
     counts = np.bincount(units[reps][units[reps] >= 0], minlength=50)
-    assert counts.max() <= 10 and (counts > 0).all()  # every cluster fits at the quota
-    assert (units[reps] < 0).sum() >= 0.2 * 600 - 1  # the noise share is laid out
+    assert (counts >= np.minimum(sizes, 5)).all()  # every cluster gets its floor
+    assert counts[-5:].mean() > 3 * counts[:5].mean()  # the rest in proportion to size
+    assert (units[reps] < 0).sum() >= 0.2 * 900 - 1  # the noise share is laid out
     shown = np.concatenate([reps, placed])
     assert np.isin(units, campaign).sum() == np.isin(units[shown], campaign).sum()  # all campaign prompts shown
-    again = select_points(units, campaign, total=2000, params=params, rng=np.random.default_rng(1))
+    again = select_points(units, campaign, total=4000, params=params, rng=np.random.default_rng(1))
     assert all(np.array_equal(p, q) for p, q in zip((reps, placed), again, strict=True))
 
 
