@@ -556,28 +556,40 @@ def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
 
 # --- map ----------------------------------------------------------------------------------------------------------------
 def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
-    """2-D UMAP layout of a sample of prompts (clustered prompts first) for the app's map."""
+    """The app's 2-D map of up to ``options.map_sample`` prompts (see :mod:`analyzer.maplayout`).
+
+    UMAP lays out cluster representatives -- every cluster of every campaign among them -- and the other
+    shown prompts are placed beside their most similar representatives.
+    """
+    from analyzer import maplayout
+
     key = embedder_for(options).key
     hashes, vectors = ws.load_embeddings(key)
     if len(hashes) < 10:
         ws.replace_tables({"prompt_map": pd.DataFrame(columns=["prompt_hash", "x", "y"])})
         return {"points": 0}
-    labels = ws.db.execute("SELECT prompt_hash, cluster_id FROM prompt_clusters").df().set_index("prompt_hash")
-    lab = labels["cluster_id"].reindex(hashes).fillna(-1).to_numpy()
+    units, campaign_units = map_units(ws, hashes)
+    params = maplayout.MapParams()
     rng = np.random.default_rng(options.seed)
-    clustered = np.flatnonzero(lab >= 0)
-    noise = np.flatnonzero(lab < 0)
-    take_c = clustered if len(clustered) <= options.map_sample * 0.7 else rng.choice(clustered, int(options.map_sample * 0.7), replace=False)
-    rest = options.map_sample - len(take_c)
-    take_n = noise if len(noise) <= rest else rng.choice(noise, rest, replace=False)
-    idx = np.sort(np.concatenate([take_c, take_n]).astype(int))
-    import umap
-
-    xy = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=options.seed,
-                   n_jobs=1).fit_transform(vectors[idx])
-    frame = pd.DataFrame({"prompt_hash": hashes[idx], "x": xy[:, 0].astype(float), "y": xy[:, 1].astype(float)})
+    reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
+    xy = maplayout.umap_layout(vectors[reps], params, options.seed)
+    placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng)
+    idx = np.concatenate([reps, placed])
+    pos = np.vstack([xy, placed_xy])
+    order = np.argsort(idx, kind="stable")
+    frame = pd.DataFrame({"prompt_hash": hashes[idx[order]], "x": pos[order, 0].astype(float),
+                          "y": pos[order, 1].astype(float)})
     ws.replace_tables({"prompt_map": frame})
-    return {"points": int(len(frame))}
+    return {"points": int(len(frame)), "laid_out": int(len(reps)), "placed": int(len(placed))}
+
+
+def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each prompt's cluster as the app colours it (template family, else topic cluster; -1 noise), in
+    ``hashes`` order, and the clusters that belong to a campaign."""
+    pc = ws.db.execute("SELECT prompt_hash, coalesce(assigned_cluster, cluster_id) AS unit FROM prompt_clusters").df()
+    units = pc.set_index("prompt_hash")["unit"].reindex(hashes).fillna(-1).astype(np.int64).to_numpy()
+    in_campaign = ws.db.execute("SELECT cluster_id FROM clusters WHERE campaign_id IS NOT NULL").df()
+    return units, in_campaign["cluster_id"].to_numpy(dtype=np.int64)
 
 
 # --- everything ---------------------------------------------------------------------------------------------------------

@@ -107,6 +107,41 @@ def test_template_families_and_map_are_stored(ws):
     assert ws.db.execute("SELECT count(*) FROM prompt_map").fetchall()[0][0] > 100
 
 
+def _flagged_clusters_missing_from_map(w) -> tuple[int, list]:
+    """Clusters of flagged campaigns (as the app colours prompts: family, else topic) with no point on the map."""
+    n_flagged_clusters = w.db.execute(
+        "SELECT count(*) FROM clusters c JOIN campaigns cp USING (campaign_id) WHERE cp.flagged").fetchall()[0][0]
+    missing = w.db.execute(
+        """
+        SELECT c.cluster_id FROM clusters c JOIN campaigns cp USING (campaign_id)
+        WHERE cp.flagged AND c.cluster_id NOT IN (SELECT coalesce(pc.assigned_cluster, pc.cluster_id)
+                                                  FROM prompt_map m JOIN prompt_clusters pc USING (prompt_hash))
+        """
+    ).fetchall()
+    return n_flagged_clusters, missing
+
+
+def test_map_shows_every_cluster_of_every_flagged_campaign(ws):
+    n_flagged_clusters, missing = _flagged_clusters_missing_from_map(ws)
+    assert n_flagged_clusters > 0 and missing == []
+    xy = ws.db.execute("SELECT x, y FROM prompt_map").fetchnumpy()
+    assert len(set(zip(xy["x"].round(6), xy["y"].round(6), strict=True))) > 0.95 * len(xy["x"])  # not stacked
+
+
+def test_small_map_still_shows_every_flagged_campaign_cluster(sample_workspace_copy):
+    # 120 points for ~2,300 prompts: the map keeps a representative of every campaign cluster.
+    from analyzer.pipeline import RunOptions, make_map
+
+    w = Workspace(str(sample_workspace_copy))
+    stats = make_map(w, RunOptions(progress=False, map_sample=120))
+    n_flagged_clusters, missing = _flagged_clusters_missing_from_map(w)
+    n_prompts = w.db.execute("SELECT count(*) FROM prompts").fetchall()[0][0]
+    n_campaign_clusters = w.db.execute("SELECT count(*) FROM clusters WHERE campaign_id IS NOT NULL").fetchall()[0][0]
+    w.close()
+    assert stats["points"] <= max(120, n_campaign_clusters) < n_prompts
+    assert n_flagged_clusters > 0 and missing == []
+
+
 def test_run_record_versions_do_not_import_heavy_packages():
     # Every run records package versions while it holds the workspace lock: read from metadata, not imports
     # (importing torch only for its version cost 3-4 s per run, and the fast tier never needs torch).
