@@ -31,6 +31,7 @@ from analyzer import signals as sig
 from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
 from analyzer.embed import DEFAULT_TIER, TIERS, make_embedder
 from analyzer.ingest import read_logs
+from analyzer.text import analysis_text
 from analyzer.workspace import Workspace
 
 
@@ -288,7 +289,10 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     attached = cluster_mod.attach_noise(labels, nbrs, calibrated, options.cluster.attach_similarity)
     tasks = cluster_mod.task_groups(nbrs, calibrated, options.cluster.task_similarity)
     del nbrs, sims, calibrated
-    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
+    # Every text-reading step below (families, scaffolds, labels, language) reads a long prompt's head and
+    # tail only: bounded work per prompt, and padding cannot push the instruction out of view.
+    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"].map(
+        analysis_text)
     hash_texts = texts.reindex(hashes).fillna("").tolist()
     families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
     offset = int(labels.max()) + 1 if n else 0
@@ -376,7 +380,7 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     counts = sysp["n"].to_numpy()
     labels = cluster_mod.add_repeat_clusters(labels, counts, p.min_family_size)
     ids = np.where(labels >= 0, labels + first_id, -1)
-    texts = sysp.set_index("system_hash")["text"]
+    texts = sysp.set_index("system_hash")["text"].map(analysis_text)
     rows = label_clusters(sysp["system_hash"].to_numpy(), ids, vecs, counts, texts, intents, sim, options,
                           kind="system")
     # A system family is one instruction, not a filled template: templating is judged on the user turns.
