@@ -104,17 +104,23 @@ def test_rerun_with_same_logs_embeds_nothing_and_keeps_counts(sample_workspace_c
 def test_template_families_and_map_are_stored(ws):
     kinds = dict(ws.db.execute("SELECT kind, count(*) FROM clusters GROUP BY kind").fetchall())
     assert kinds.get("template", 0) > 0 and kinds.get("topic", 0) > 0
+    # Near-duplicate tasks are recorded for every prompt; capability system prompts are units of their own.
+    assert ws.db.execute("SELECT count(*) FROM prompt_clusters WHERE task_id IS NULL").fetchall()[0][0] == 0
+    systems = ws.db.execute("SELECT intent, intent_similarity FROM system_clusters").fetchall()
+    assert systems and all(sim >= 0.15 for _, sim in systems)
     assert ws.db.execute("SELECT count(*) FROM prompt_map").fetchall()[0][0] > 100
 
 
 def _flagged_clusters_missing_from_map(w) -> tuple[int, list]:
     """Clusters of flagged campaigns (as the app colours prompts: family, else topic) with no point on the map."""
     n_flagged_clusters = w.db.execute(
-        "SELECT count(*) FROM clusters c JOIN campaigns cp USING (campaign_id) WHERE cp.flagged").fetchall()[0][0]
+        "SELECT count(*) FROM clusters c JOIN campaigns cp USING (campaign_id) WHERE cp.flagged "
+        "AND coalesce(c.kind, '') <> 'system'").fetchall()[0][0]
     missing = w.db.execute(
         """
         SELECT c.cluster_id FROM clusters c JOIN campaigns cp USING (campaign_id)
-        WHERE cp.flagged AND c.cluster_id NOT IN (SELECT coalesce(pc.assigned_cluster, pc.cluster_id)
+        WHERE cp.flagged AND coalesce(c.kind, '') <> 'system' -- system prompt families have no place among prompts
+          AND c.cluster_id NOT IN (SELECT coalesce(pc.assigned_cluster, pc.cluster_id)
                                                   FROM prompt_map m JOIN prompt_clusters pc USING (prompt_hash))
         """
     ).fetchall()

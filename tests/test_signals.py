@@ -105,3 +105,13 @@ def test_contrastive_intent_prefers_the_closer_workload():
     is_cap, best_cap, _ = contrastive_intent(cap, ordinary)
     assert is_cap.tolist() == [True, False]
     assert best_cap.tolist() == [0, 0]
+
+
+def test_unreadable_scripts_are_not_judged():
+    from analyzer.signals import unreadable
+
+    assert not unreadable("Solve step by step: Tom has 3 apples and buys 5 more.")
+    # A Chinese wrapper carries the instruction even around a longer English task.
+    zh = "请一步一步地思考下面的问题，展示完整的推理过程，最后给出答案。" + " Tom has 3 apples and buys 5 more." * 5
+    assert unreadable(zh)
+    assert not unreadable("Café crème brûlée in München, señor?")  # Latin script with accents is read
