@@ -466,8 +466,9 @@ def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
 def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
     """Split a group's members into operators: communities linked by shared infrastructure or common hours.
 
-    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`) or their
-    hour-of-day profiles have cosine ``operator_timing_similarity`` or more. Connected communities of at
+    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`), or, when one
+    of them holds none (no metadata, residential exits), when their hour-of-day profiles have cosine
+    ``operator_timing_similarity`` or more. Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). Accounts in smaller communities
     join the operator whose hours they resemble most. Largest operator first.
@@ -479,15 +480,22 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
         return [members]
     mreq = greq[greq["account_id"].isin(set(members))]
     unit = _hour_profiles(mreq, members)
-    linked = unit @ unit.T >= config.operator_timing_similarity
+    timing = unit @ unit.T >= config.operator_timing_similarity
+    linked = np.zeros_like(timing)
+    bare = np.ones(len(members), dtype=bool)  # holds none of the group's shared identifiers
     shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS]
     if shared:
         holders = _holders(ctx.id_pairs, set(members), shared)
         pos = {a: i for i, a in enumerate(members)}
+        rows = holders["account_id"].map(pos).to_numpy()
         vcode, _ = pd.factorize(holders["field"] + "\x1f" + holders["value"])
-        inc = sp.csr_matrix((np.ones(len(holders)), (holders["account_id"].map(pos).to_numpy(), vcode)),
+        inc = sp.csr_matrix((np.ones(len(holders)), (rows, vcode)),
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
         linked |= (inc @ inc.T).toarray() > 0
+        bare[rows] = False
+    # Hours link accounts only where infrastructure cannot speak: accounts that both hold shared identifiers
+    # but none in common are different operators even when they keep the same (ordinary) hours.
+    linked |= timing & (bare[:, None] | bare[None, :])
     _, comp = connected_components(sp.csr_matrix(linked), directed=False)
     sizes = np.bincount(comp)
     big = np.flatnonzero(sizes >= config.min_operator_accounts)

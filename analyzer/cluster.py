@@ -56,9 +56,10 @@ class ClusterParams:
         Prompts a sentence must recur in to count as scaffold. Lower than ``min_family_size``: a small pool
         composing its wrapper from 5-10 phrasings per fragment repeats each phrasing only a few times.
     scaffold_selection : str
-        HDBSCAN selection for scaffold families: ``"eom"`` keeps one family per paraphrased wrapper (its
-        fragment combinations are many small leaves); scaffolds are few and well separated, so the giant
-        clusters ``"eom"`` gives over a diffuse background of topics do not arise.
+        HDBSCAN selection for scaffold families. ``"leaf"`` keeps distinct wrappers apart (``"eom"`` merged
+        two operators' different wrappers into one family on a quiet log); the several leaves of one pool's
+        paraphrased wrapper are joined again by the account-cluster graph, which links units worked on by
+        the same accounts.
     task_similarity : float
         Prompts at least this similar (reference cosine) are one task worded differently (near duplicates);
         measured on the quick scenario: 2-11% of campaign prompts have a neighbour this close, against
@@ -73,7 +74,7 @@ class ClusterParams:
     edge_words: int = 6
     min_family_size: int = 8
     task_similarity: float = 0.9
-    scaffold_selection: str = "eom"
+    scaffold_selection: str = "leaf"
     scaffold_min_prompts: int = 5
 
 
