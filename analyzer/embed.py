@@ -60,6 +60,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from analyzer.text import HEAD_CHARS
+
 DEFAULT_MODEL = "minilm"
 TIERS = ("accurate", "fast")
 DEFAULT_TIER = "fast"
@@ -249,66 +251,101 @@ def window_text(text: str, tokenizer: Any, max_tokens: int, max_chars: int | Non
         Only :data:`analyzer.text.HEAD_CHARS` characters from the start and :data:`analyzer.text.TAIL_CHARS`
         from the end are tokenised (all of it only for a text whose head holds fewer than ``max_tokens`` tokens).
     """
-    from analyzer.text import HEAD_CHARS, TAIL_CHARS
+    return _windows([text], tokenizer, max_tokens, max_chars)[0]
 
-    n = len(text)
-    char_cap = n if max_chars is None else max_chars
-    head_slice = min(n, HEAD_CHARS, char_cap)
-    head = tokenizer.encode(text[:head_slice], add_special_tokens=False)
-    if len(head.ids) <= max_tokens:
-        if n <= head_slice:
-            return None  # all of it read, and it fits
-        if n <= char_cap and len(tokenizer.encode(text, add_special_tokens=False).ids) <= max_tokens:
-            return None  # few, very long words (only here is the whole text tokenised)
-    half_chars = (char_cap - len(WINDOW_JOIN)) // 2 if max_chars is not None else n
-    n_head = max_tokens // 2
-    n_tail = max_tokens - n_head
-    # head: its first n_head tokens, ending on a word boundary, within half_chars
-    words, offs = head.word_ids, head.offsets
-    if head_slice < n and words:  # the slice may have cut its last word: never count it
-        last = words[-1]
-        limit = len(words)
-        while limit > 0 and words[limit - 1] == last:
+
+def window_texts(
+    texts: Sequence[str], tokenizer: Any, max_tokens: int, max_chars: int | None = None, heads: Any = None
+) -> tuple[list[str], int]:
+    """``texts`` with each long one replaced by its :func:`window_text`; also how many were replaced.
+
+    Tokenises in two batched calls (heads, then the long texts' tails), on every core. ``heads``, if given, are
+    the encodings (with offsets) of ``text[:min(len(text), HEAD_CHARS, max_chars)]`` already computed.
+    """
+    windows = _windows(texts, tokenizer, max_tokens, max_chars, heads)
+    out = [t if w is None else w for t, w in zip(texts, windows, strict=True)]
+    return out, sum(w is not None for w in windows)
+
+
+def _head_end(text: str, enc: Any, sliced: bool, n_head: int, half_chars: int) -> tuple[int, int]:
+    """End (in characters) of a long text's head and its token count: at most ``n_head`` tokens and
+    ``half_chars`` characters, whole words."""
+    words, offs = enc.word_ids, enc.offsets
+    limit = len(words)
+    if sliced and words:  # the slice may have cut its last word: never count it
+        while limit > 0 and words[limit - 1] == words[-1]:
             limit -= 1
-    else:
-        limit = len(words)
     k = min(n_head, limit)
     while k > 0 and offs[k - 1][1] > half_chars:
         k -= 1
     k = _cut_word(words, k, -1) if k < len(words) else k
     if k == 0:  # one huge first word: cut inside it rather than lose the head
-        k = min(n_head, limit, len(words))
+        k = min(n_head, len(words))
         while k > 0 and offs[k - 1][1] > half_chars:
             k -= 1
-    head_end = offs[k - 1][1] if k else 0
-    # tail: its last n_tail tokens, starting on a word boundary, within half_chars
-    start = max(head_end, n - min(TAIL_CHARS, half_chars))
-    tail = tokenizer.encode(text[start:], add_special_tokens=False)
-    words, offs = tail.word_ids, tail.offsets
+    return (offs[k - 1][1] if k else 0), k
+
+
+def _tail_start(text: str, start: int, head_end: int, enc: Any, n_tail: int) -> tuple[int, int]:
+    """Start (in characters) of a long text's tail, tokenised from ``start``, and its first token's index: its
+    last ``n_tail`` tokens, whole words."""
+    words, offs = enc.word_ids, enc.offsets
     first = 0
-    if start > head_end and words and start > 0 and not text[start - 1].isspace():
+    if start > head_end and words and not text[start - 1].isspace():
         while first < len(words) and words[first] == words[0]:
             first += 1  # the slice may have cut its first word: never count it
-    j = max(first, len(words) - n_tail)
-    j = _cut_word(words, j, +1)
+    j = _cut_word(words, max(first, len(words) - n_tail), +1)
     if j >= len(words) and len(words) > first:  # one huge last word: cut inside it
         j = max(first, len(words) - n_tail)
-    tail_start = start + offs[j][0] if j < len(words) else n
-    return text[:head_end].rstrip() + WINDOW_JOIN + text[tail_start:].lstrip()
+    return (start + offs[j][0] if j < len(words) else len(text)), j
 
 
-def window_texts(
-    texts: Sequence[str], tokenizer: Any, max_tokens: int, max_chars: int | None = None
-) -> tuple[list[str], int]:
-    """``texts`` with each long one replaced by its :func:`window_text`; also how many were replaced."""
-    out = list(texts)
-    n_long = 0
-    for i, t in enumerate(out):
-        w = window_text(t, tokenizer, max_tokens, max_chars)
-        if w is not None:
-            out[i] = w
-            n_long += 1
-    return out, n_long
+def _windows(
+    texts: Sequence[str], tokenizer: Any, max_tokens: int, max_chars: int | None, heads: Any = None,
+    ids: list[list[int]] | None = None,
+) -> list[str | None]:
+    """:func:`window_text` of each text (None where it fits), with batched tokenizer calls.
+
+    ``ids``, if given, receives each window's token ids (the head's then the tail's; tokenising the window text
+    gives the same ids, as the tests check), or None for a text that fits.
+    """
+    from analyzer.text import TAIL_CHARS
+
+    out: list[str | None] = [None] * len(texts)
+    if ids is not None:
+        ids[:] = [None] * len(texts)  # type: ignore[list-item]
+    caps = [len(t) if max_chars is None else max_chars for t in texts]
+    slices = [min(len(t), HEAD_CHARS, c) for t, c in zip(texts, caps, strict=True)]
+    if heads is None:
+        with _tokenizer_parallelism():
+            heads = tokenizer.encode_batch([t[:k] for t, k in zip(texts, slices, strict=True)], add_special_tokens=False)
+    long: list[int] = []
+    for i, (t, enc) in enumerate(zip(texts, heads, strict=True)):
+        if len(enc.ids) <= max_tokens:
+            if len(t) <= slices[i]:
+                continue  # all of it read, and it fits
+            if len(t) <= caps[i] and len(tokenizer.encode(t, add_special_tokens=False).ids) <= max_tokens:
+                continue  # few, very long words (only here is the whole text tokenised)
+        long.append(i)
+    if not long:
+        return out
+    n_head = max_tokens // 2
+    n_tail = max_tokens - n_head
+    plan: list[tuple[int, int, int, int]] = []  # (index, head_end, head tokens, tail slice start)
+    for i in long:
+        t = texts[i]
+        half_chars = (caps[i] - len(WINDOW_JOIN)) // 2 if max_chars is not None else len(t)
+        head_end, k = _head_end(t, heads[i], slices[i] < len(t), n_head, half_chars)
+        plan.append((i, head_end, k, max(head_end, len(t) - min(TAIL_CHARS, half_chars))))
+    with _tokenizer_parallelism():
+        tails = tokenizer.encode_batch([texts[i][s:] for i, _, _, s in plan], add_special_tokens=False)
+    for (i, head_end, k, start), enc in zip(plan, tails, strict=True):
+        t = texts[i]
+        tail_start, j = _tail_start(t, start, head_end, enc, n_tail)
+        out[i] = t[:head_end].rstrip() + WINDOW_JOIN + t[tail_start:].lstrip()
+        if ids is not None:
+            ids[i] = heads[i].ids[:k] + enc.ids[j:]
+    return out
 
 
 # --- accurate tier, torch fp32 ----------------------------------------------------------------------------------
@@ -720,16 +757,17 @@ class StaticEmbedder:
         static = self._load()
         cut = self.max_chars
         limit = self.max_seq_length
-        with _tokenizer_parallelism():
-            encodings = static.tokenizer.encode_batch_fast([t[:cut] for t in texts], add_special_tokens=False)
+        with _tokenizer_parallelism():  # with offsets (as fast as without): they place a long text's cuts
+            encodings = self._window_tok.encode_batch([t[:cut] for t in texts], add_special_tokens=False)
             long = [i for i, e in enumerate(encodings) if len(texts[i]) > cut or len(e.ids) > limit]
-            if long:
-                windows = window_texts([texts[i] for i in long], self._window_tok, limit, cut)[0]
-                again = static.tokenizer.encode_batch_fast(windows, add_special_tokens=False)
-                for i, e in zip(long, again, strict=True):
-                    encodings[i] = e
+        ids = [e.ids[:limit] for e in encodings]
+        if long:
+            heads = [encodings[i] for i in long] if cut <= HEAD_CHARS else None
+            window_ids: list[list[int]] = []
+            _windows([texts[i] for i in long], self._window_tok, limit, cut, heads, window_ids)
+            for i, row in zip(long, window_ids, strict=True):
+                ids[i] = row[:limit]
         unk = static.unk_token_id
-        ids = [e.ids[: self.max_seq_length] for e in encodings]
         if unk is not None:
             ids = [[i for i in row if i != unk] for row in ids]
         lens = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
