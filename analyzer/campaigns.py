@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -466,9 +467,8 @@ def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
 def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
     """Split a group's members into operators: communities linked by shared infrastructure or common hours.
 
-    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`), or, when one
-    of them holds none (no metadata, residential exits), when their hour-of-day profiles have cosine
-    ``operator_timing_similarity`` or more. Connected communities of at
+    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`) or their
+    hour-of-day profiles have cosine ``operator_timing_similarity`` or more. Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). Accounts in smaller communities
     join the operator whose hours they resemble most. Largest operator first.
@@ -482,7 +482,6 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     unit = _hour_profiles(mreq, members)
     timing = unit @ unit.T >= config.operator_timing_similarity
     linked = np.zeros_like(timing)
-    bare = np.ones(len(members), dtype=bool)  # holds none of the group's shared identifiers
     shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS]
     if shared:
         holders = _holders(ctx.id_pairs, set(members), shared)
@@ -492,10 +491,10 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
         inc = sp.csr_matrix((np.ones(len(holders)), (rows, vcode)),
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
         linked |= (inc @ inc.T).toarray() > 0
-        bare[rows] = False
-    # Hours link accounts only where infrastructure cannot speak: accounts that both hold shared identifiers
-    # but none in common are different operators even when they keep the same (ordinary) hours.
-    linked |= timing & (bare[:, None] | bare[None, :])
+    # Common hours link accounts too: one operator may give each account its own proxy block, and nothing
+    # in the identifiers tells that apart from two operators; it takes different infrastructure *and*
+    # different hours to call them two.
+    linked |= timing
     _, comp = connected_components(sp.csr_matrix(linked), directed=False)
     sizes = np.bincount(comp)
     big = np.flatnonzero(sizes >= config.min_operator_accounts)
@@ -569,7 +568,9 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
                          config)
     evidence[1:1] = _context_evidence(n_members, n_principals, n_tasks, n_unique, n_operators, values, config,
                                       unjudged)
-    topic = _topic(mreq, ctx, top_info)
+    topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
+    if values["training_value"] is None:
+        topic = f"{topic} (intent not judged: text in a script the model does not read)".strip()
     row = {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
         "label": campaign_label(kind, topic, n_members, n_principals), "kind": kind,
@@ -634,19 +635,37 @@ def campaign_label(kind: str, topic: str, n_accounts: int, n_principals: int) ->
     return f"{what or topic or 'unlabelled'}: {who}"
 
 
-def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo, n_words: int = 3) -> str:
+#: Words of instructions rather than subjects: never used to name what a campaign's tasks are about.
+_INSTRUCTION_WORDS = frozenset(
+    "answer answers step steps final problem problems question questions response responses score scores "
+    "solve solution reasoning explain output format json task tasks think show write given following "
+    "please result results instruction instructions rubric feedback grade use using end boxed".split())
+
+
+def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo, n_words: int = 3,
+           min_topic_share: float = 0.3) -> str:
     """The subject of the tasks: keywords of the members' most used topic (semantic) cluster.
 
     A template family's keywords name its wrapper ("problem · step · answer"); the topic clusters the same
-    prompts fall into name what the tasks are about.
+    prompts fall into name what the tasks are about, once words of the wrapper and of instructions are left
+    out. Empty when nothing is left (the label then names the intent alone).
     """
+    units = [ctx.clusters.get(int(c)) for c in mreq["cluster_id"].unique()]
+    scaffold = set(re.findall(r"\w+", " ".join(
+        [top_info.template] + [u.template for u in units if u is not None]).lower())) | _INSTRUCTION_WORDS
+    chosen: list[str] = []
     if "topic_cluster" in mreq:
         topics = mreq.loc[mreq["topic_cluster"] >= 0, "topic_cluster"].value_counts()
-        for tc in topics.index[:3]:
+        # Only a topic that holds a good part of the campaign names it; tasks spread over many topics (a
+        # harvest of GSM8K problems) get no topic rather than the keywords of a minor one.
+        for tc in topics.index[topics >= min_topic_share * len(mreq)][:2]:
             info = ctx.clusters.get(int(tc))
-            if info is not None and info.keywords:
-                return ", ".join(info.keywords[:n_words])
-    return ", ".join(top_info.keywords[:n_words])
+            for k in (info.keywords if info is not None else []):
+                words = re.findall(r"\w+", k.lower())
+                if (words and all(len(w) >= 3 and w.isalpha() for w in words) and not set(words) & scaffold
+                        and k not in chosen):
+                    chosen.append(k)
+    return ", ".join(chosen[:n_words])
 
 
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
