@@ -8,16 +8,18 @@ pynndescent). The map only has to show where clusters and campaigns sit, so:
    noise prompts; ``min_per_cluster`` prompts of every cluster of a campaign, then of every other cluster, as far
    as room allows (a campaign cluster always gets one, whatever the cap); the room left goes to a uniform sample
    of the other clustered prompts, so that a large cluster keeps a large footprint. The rest of the ``total``
-   points shown are campaign prompts first, then other clustered prompts, then noise.
+   points shown are a uniform sample: clustered prompts up to ``clustered_share``, the rest noise.
 2. :func:`umap_layout` lays the representatives out with UMAP's objective -- the same fuzzy kNN graph, the same
    ``min_dist`` curve and the same SGD with negative sampling as umap-learn -- from a PCA start, for a fixed
    ``n_epochs``. The kNN graph is exact (a few thousand points); the SGD kernel is compiled by numba once and
    cached on disk (``cache=True``), so later processes load it instead of compiling.
 3. :func:`place_points` puts every other shown prompt at a random weighted mean of the positions of its
-   ``place_neighbors`` most similar representatives (weights: similarity to the fourth power times a random
-   draw), so that it lands among them, spread over the area they cover rather than stacked on one spot.
+   ``place_neighbors`` most similar representatives of its own cluster (of all, for noise), with weights
+   similarity to the fourth power times a random draw: it lands among them, spread over the area they cover
+   rather than stacked on one spot.
 
-Points are coloured by cluster in the app, so a cluster's placed prompts land on its representatives.
+A placed prompt lands among its own cluster's representatives, so the app's colouring by cluster stays coherent,
+and a large cluster keeps a large footprint.
 """
 
 from __future__ import annotations
@@ -143,17 +145,15 @@ def select_points(units: np.ndarray, campaign_units: np.ndarray, total: int, par
     if n_noise:
         reps[rng.choice(noise, n_noise, replace=False)] = True
 
-    # The rest shown: campaign prompts, then other clustered prompts up to the clustered share, then noise.
+    # The rest shown: a uniform sample of clustered prompts up to the clustered share, then noise (then more
+    # clustered prompts if noise runs out), as a plain sample would show them.
     room = max(total - int(reps.sum()), 0)
-    pools = [rng.permutation(np.flatnonzero(in_campaign & ~reps)), rng.permutation(np.flatnonzero(other & ~reps)),
-             rng.permutation(np.flatnonzero(~clustered & ~reps))]
-    take_c = pools[0][:room]
-    clustered_room = max(int(params.clustered_share * total) - int((reps & clustered).sum()) - len(take_c), 0)
-    take_o = pools[1][: min(clustered_room, room - len(take_c))]
-    take_n = pools[2][: room - len(take_c) - len(take_o)]
-    fill = room - len(take_c) - len(take_o) - len(take_n)
-    take_o2 = pools[1][len(take_o): len(take_o) + fill]
-    placed = np.concatenate([take_c, take_o, take_n, take_o2]).astype(np.int64)
+    pool_c = rng.permutation(np.flatnonzero(clustered & ~reps))
+    pool_n = rng.permutation(np.flatnonzero(~clustered & ~reps))
+    take_c = min(max(int(params.clustered_share * total) - int((reps & clustered).sum()), 0), room, len(pool_c))
+    take_n = min(room - take_c, len(pool_n))
+    take_c = min(room - take_n, len(pool_c))
+    placed = np.concatenate([pool_c[:take_c], pool_n[:take_n]]).astype(np.int64)
     return np.flatnonzero(reps), np.sort(placed)
 
 
@@ -284,18 +284,30 @@ def umap_layout(vectors: np.ndarray, params: MapParams, seed: int) -> np.ndarray
 
 
 def place_points(vectors: np.ndarray, rep_vectors: np.ndarray, rep_xy: np.ndarray, params: MapParams,
-                 rng: np.random.Generator, chunk: int = 4096) -> np.ndarray:
+                 rng: np.random.Generator, units: np.ndarray | None = None, rep_units: np.ndarray | None = None,
+                 chunk: int = 4096) -> np.ndarray:
     """Positions of ``vectors`` among their most similar representatives (random weighted means, see the module
-    docstring), plus a little jitter."""
+    docstring), plus a little jitter.
+
+    With ``units`` and ``rep_units`` (cluster of each point and of each representative, ``-1`` for noise), a
+    clustered point is placed among its own cluster's representatives when that cluster has any.
+    """
     n = vectors.shape[0]
     out = np.zeros((n, 2))
     if n == 0 or len(rep_xy) == 0:
         return out
     k = min(params.place_neighbors, len(rep_xy))
+    has_reps = None
+    if units is not None and rep_units is not None:
+        has_reps = (units >= 0) & np.isin(units, rep_units[rep_units >= 0])
     for s in range(0, n, chunk):
         sims = vectors[s: s + chunk] @ rep_vectors.T
+        if has_reps is not None:
+            own = has_reps[s: s + chunk, None]
+            sims = np.where(~own | (rep_units[None, :] == units[s: s + chunk, None]), sims, -np.inf)
         part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        w = np.clip(np.take_along_axis(sims, part, axis=1), 1e-3, None) ** 4  # the most similar dominate
+        top = np.take_along_axis(sims, part, axis=1)
+        w = np.where(np.isfinite(top), np.clip(top, 1e-3, None) ** 4, 0.0)  # the most similar dominate
         w = w * rng.exponential(size=w.shape)  # a random point among them, not always their centre
         out[s: s + chunk] = (w[:, :, None] * rep_xy[part]).sum(axis=1) / w.sum(axis=1, keepdims=True)
     return out + rng.normal(scale=params.jitter * typical_spacing(rep_xy), size=out.shape)

@@ -577,7 +577,7 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
     rng = np.random.default_rng(options.seed)
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
     xy = maplayout.umap_layout(vectors[reps], params, options.seed)
-    placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng)
+    placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng, units[placed], units[reps])
     idx = np.concatenate([reps, placed])
     pos = np.vstack([xy, placed_xy])
     order = np.argsort(idx, kind="stable")

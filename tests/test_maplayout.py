@@ -37,7 +37,7 @@ def test_selection_respects_caps_and_keeps_cluster_footprints():
     assert counts[-5:].mean() > 3 * counts[:5].mean()  # the rest in proportion to size
     assert (units[reps] < 0).sum() >= 0.2 * 900 - 1  # the noise share is laid out
     shown = np.concatenate([reps, placed])
-    assert np.isin(units, campaign).sum() == np.isin(units[shown], campaign).sum()  # all campaign prompts shown
+    assert abs((units[shown] >= 0).mean() - params.clustered_share) < 0.01  # a plain 70/30 sample otherwise
     again = select_points(units, campaign, total=4000, params=params, rng=np.random.default_rng(1))
     assert all(np.array_equal(p, q) for p, q in zip((reps, placed), again, strict=True))
 
@@ -55,3 +55,8 @@ def test_layout_keeps_clusters_apart_and_placed_points_land_on_their_cluster():
     pos = place_points(new, x, xy, params, np.random.default_rng(0))
     nearest = np.linalg.norm(pos[:, None] - centroids[None], axis=2).argmin(axis=1)
     assert (nearest == new_labels).mean() > 0.95
+    # Told their clusters, points are placed among their own cluster's representatives, whatever they resemble.
+    wrong = (new_labels + 1) % 6
+    pos = place_points(new, x, xy, params, np.random.default_rng(0), units=wrong, rep_units=labels)
+    nearest = np.linalg.norm(pos[:, None] - centroids[None], axis=2).argmin(axis=1)
+    assert (nearest == wrong).all()
