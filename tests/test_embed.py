@@ -236,3 +236,22 @@ def test_padded_copies_stay_near_the_original(tier, sample_prompts):
         # the padded copy is nearer its own original than any other campaign's original
         others = [float(v[i, 1] @ v[j, 0]) for j in range(len(xs)) if SAMPLE_CAMPAIGNS[j] != SAMPLE_CAMPAIGNS[i]]
         assert before > max(others), (i, before, others)
+
+
+def test_model_id_ignores_install_path_and_time(tmp_path):
+    """A built static model or ONNX export is shared by every environment that installs the same weights."""
+    import os
+    import shutil
+
+    from analyzer.embed import _model_id
+
+    a = tmp_path / "envA" / "pkg" / "model"
+    a.mkdir(parents=True)
+    (a / "weights.bin").write_bytes(b"\x01" * 1000)
+    (a / "config.json").write_text('{"dim": 384}')
+    b = tmp_path / "envB" / "pkg" / "model"
+    shutil.copytree(a, b)
+    os.utime(b / "weights.bin", (1, 1))
+    assert _model_id(a) == _model_id(b)
+    (b / "weights.bin").write_bytes(b"\x02" * 1000)  # same size, other weights
+    assert _model_id(a) != _model_id(b)
