@@ -93,10 +93,13 @@ class ScoringConfig:
     #: Training value at which the value gate is fully open (below it the score is scaled down linearly).
     value_full: float = 0.4
     #: Operators: members that share no infrastructure and whose hours of activity differ (cosine of their
-    #: smoothed hour-of-day profiles below ``operator_timing_similarity``) are separate communities; a group
-    #: with two or more communities of ``min_operator_accounts`` accounts is split into one campaign each.
+    #: smoothed hour-of-day profiles below ``operator_timing_similarity``) or whose work differs (cosine of
+    #: their requests over the group's units below ``operator_work_similarity``) are separate communities; a
+    #: group with two or more communities of ``min_operator_accounts`` accounts is split into one campaign
+    #: each.
     min_operator_accounts: int = 5
     operator_timing_similarity: float = 0.5
+    operator_work_similarity: float = 0.5
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -464,6 +467,16 @@ def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
     return smooth / np.where(norm > 0, norm, 1.0)
 
 
+def _unit_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
+    """Cosine similarity of the members' request distributions over the group's units (members x members)."""
+    codes = pd.Categorical(mreq["account_id"], categories=members).codes
+    units, ucodes = np.unique(mreq["cluster_id"].to_numpy(), return_inverse=True)
+    prof = np.zeros((len(members), len(units)))
+    np.add.at(prof, (codes, ucodes), 1.0)
+    prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
+    return prof @ prof.T
+
+
 def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
     """Split a group's members into operators: communities linked by shared infrastructure or common hours.
 
@@ -491,10 +504,11 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
         inc = sp.csr_matrix((np.ones(len(holders)), (rows, vcode)),
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
         linked |= (inc @ inc.T).toarray() > 0
-    # Common hours link accounts too: one operator may give each account its own proxy block, and nothing
-    # in the identifiers tells that apart from two operators; it takes different infrastructure *and*
-    # different hours to call them two.
-    linked |= timing
+    # Common hours and common work link accounts too: one operator may give each account its own proxy
+    # block, and nothing in the identifiers tells that apart from two operators. It takes different
+    # infrastructure and either different hours or different units of work (a chain-of-thought pool and a
+    # tool-use pool merged through a shared padding text) to call them two.
+    linked |= timing & (_unit_profiles(mreq, members) >= config.operator_work_similarity)
     _, comp = connected_components(sp.csr_matrix(linked), directed=False)
     sizes = np.bincount(comp)
     big = np.flatnonzero(sizes >= config.min_operator_accounts)
