@@ -188,3 +188,22 @@ def test_two_operators_on_one_task_kind_are_two_campaigns():
     rows = _organic() + _rows(a + b, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
     res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
     assert res.campaigns["flagged"].sum() == 1 and res.campaigns.iloc[0]["n_accounts"] == 35
+
+
+def test_pools_bridged_by_a_shared_text_stay_apart():
+    """Two operators on different wrappers (units 1 and 2), both padding with the same documents (unit 5),
+    same hours, different proxies: one group through the shared unit, but two operators."""
+    a = [f"opa-{i}" for i in range(12)]
+    c = [f"opc-{i}" for i in range(12)]
+    clusters = {**CLUSTERS, 5: ClusterInfo(5, label="padding", template_coverage=1.0, n_fixed_words=12,
+                                           training_value=0.9)}
+    rows = _organic()
+    rows += _rows(a, 1, 10, "a", start_minutes=60, step_minutes=4, subnet="203.0.113", ua="ua-a")
+    rows += _rows(a, 5, 10, "ap", start_minutes=62, step_minutes=4, subnet="203.0.113", ua="ua-a")
+    rows += _rows(c, 2, 10, "c", start_minutes=61, step_minutes=4, subnet="198.51.100", ua="ua-c")
+    rows += _rows(c, 5, 10, "cp", start_minutes=63, step_minutes=4, subnet="198.51.100", ua="ua-c")
+    res = find_campaigns(pd.DataFrame(rows), clusters, ScoringConfig())
+    flagged = res.campaigns[res.campaigns["flagged"]]
+    ca = res.campaign_accounts
+    sets = sorted((set(ca.loc[ca["campaign_id"] == i, "account_id"]) for i in flagged["campaign_id"]), key=min)
+    assert sets == [set(a), set(c)]
