@@ -94,7 +94,7 @@ class ScoringConfig:
     value_full: float = 0.4
     #: Operators: members that share no infrastructure and whose hours of activity differ (cosine of their
     #: smoothed hour-of-day profiles below ``operator_timing_similarity``) or whose work differs (cosine of
-    #: their requests over the group's units below ``operator_work_similarity``) are separate communities; a
+    #: their requests over units below ``operator_work_similarity``) are separate communities; a
     #: group with two or more communities of ``min_operator_accounts`` accounts is split into one campaign
     #: each.
     min_operator_accounts: int = 5
@@ -467,8 +467,14 @@ def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
     return smooth / np.where(norm > 0, norm, 1.0)
 
 
-def _unit_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
-    """Cosine similarity of the members' request distributions over the group's units (members x members)."""
+def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
+    """Cosine similarity of the work the members do (members x members): their requests' distributions over
+    the group's units.
+
+    Units rather than intents: a padded prompt's intent reads the padding as much as the instruction, so two
+    pools padding with the same documents look alike by intent, while their wrappers keep them in their own
+    units.
+    """
     codes = pd.Categorical(mreq["account_id"], categories=members).codes
     units, ucodes = np.unique(mreq["cluster_id"].to_numpy(), return_inverse=True)
     prof = np.zeros((len(members), len(units)))
@@ -506,9 +512,9 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
         linked |= (inc @ inc.T).toarray() > 0
     # Common hours and common work link accounts too: one operator may give each account its own proxy
     # block, and nothing in the identifiers tells that apart from two operators. It takes different
-    # infrastructure and either different hours or different units of work (a chain-of-thought pool and a
-    # tool-use pool merged through a shared padding text) to call them two.
-    linked |= timing & (_unit_profiles(mreq, members) >= config.operator_work_similarity)
+    # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
+    # pool merged through a shared padding text) to call them two.
+    linked |= timing & (_work_profiles(mreq, members) >= config.operator_work_similarity)
     _, comp = connected_components(sp.csr_matrix(linked), directed=False)
     sizes = np.bincount(comp)
     big = np.flatnonzero(sizes >= config.min_operator_accounts)
