@@ -390,10 +390,6 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     return out, rows
 
 
-#: Distinct scaffolds above which their kNN graph is searched approximately (IVF) rather than exactly.
-SCAFFOLD_FLAT_MAX = 5000
-
-
 def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOptions
                       ) -> tuple[list[str | None], np.ndarray]:
     """Families of prompts built on the same paraphrased wrapper: ``(scaffold per prompt, family per prompt)``.
@@ -419,9 +415,7 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     labels = np.full(len(distinct), -1, dtype=np.int64)
     if len(distinct) >= max(p.min_family_size, 2):
         vecs = embedder_for(options).encode(list(distinct))
-        # Approximate (IVF) above a few thousand scaffolds: a family only needs its near neighbours, and an
-        # exact search over tens of thousands of scaffolds cost minutes at 1M requests.
-        index = index_mod.build_index(vecs, seed=options.seed, flat_max=SCAFFOLD_FLAT_MAX)
+        index = index_mod.build_index(vecs, seed=options.seed)
         nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(distinct) - 1))
         labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, replace(p, selection=p.scaffold_selection))
     labels = cluster_mod.add_repeat_clusters(labels, counts, p.min_family_size)
