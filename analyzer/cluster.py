@@ -254,12 +254,16 @@ def _sentences(text: str, head_chars: int, tail_chars: int) -> list[str]:
     """Normalised sentences of the head and tail of ``text`` (lower case, digits as 0, single spaces)."""
     if len(text) > head_chars + tail_chars:
         text = text[:head_chars] + "\n" + text[-tail_chars:]
-    sents = (" ".join(s.split()) for s in _SENTENCE.findall(_DIGITS.sub("0", text.lower())))
-    return [s for s in sents if s]
+    out = []
+    for s in _SENTENCE.findall(text.lower()):
+        s = " ".join(_DIGITS.sub("0", s).split())
+        if s:
+            out.append(s)
+    return out
 
 
 def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: int = 3,
-              min_scaffold_words: int = 8, head_chars: int = 1500, tail_chars: int = 1000) -> list[str | None]:
+              min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000) -> list[str | None]:
     """The scaffold of each prompt: its sentences that recur verbatim in at least ``min_prompts`` prompts.
 
     A wrapper paraphrased by composing interchangeable fragments in varying order shares no opening or
@@ -276,8 +280,9 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     for text in texts:
         sents = []
         for s in dict.fromkeys(_sentences(text, head_chars, tail_chars)):
-            if s not in n_words:  # normalised sentences are single-spaced: ASCII words are space-separated
-                n_words[s] = s.count(" ") + 1 if s.isascii() else len(words(s))
+            w = n_words.get(s)
+            if w is None:
+                w = n_words[s] = len(words(s))
             sents.append(s)
             df[s] = df.get(s, 0) + 1
         per_prompt.append(sents)

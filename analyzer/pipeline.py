@@ -405,26 +405,14 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     scaf = cluster_mod.scaffolds(texts, min_prompts=p.scaffold_min_prompts)
     scaf = [s if ok else None for s, ok in zip(scaf, eligible, strict=True)]
     idx = np.array([i for i, s in enumerate(scaf) if s is not None], dtype=np.int64)
-    if len(idx) < p.min_family_size:
+    if len(idx) < max(p.min_family_size, 2):
         return scaf, fams
-    # Distinct scaffolds are clustered once each (a fixed wrapper is one scaffold shared by thousands of
-    # prompts); a distinct scaffold left out of every cluster but shared by min_family_size prompts is a
-    # family of its own, as a repeated prompt is a repeat cluster.
-    distinct, inverse, counts = np.unique(np.array([scaf[i] for i in idx], dtype=object), return_inverse=True,
-                                          return_counts=True)
-    labels = np.full(len(distinct), -1, dtype=np.int64)
-    if len(distinct) >= max(p.min_family_size, 2):
-        vecs = embedder_for(options).encode(list(distinct))
-        index = index_mod.build_index(vecs, seed=options.seed)
-        nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(distinct) - 1))
-        labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, replace(p, selection=p.scaffold_selection))
-    labels = cluster_mod.add_repeat_clusters(labels, counts, p.min_family_size)
-    sizes = np.bincount(labels[inverse][labels[inverse] >= 0]) if (labels >= 0).any() else np.zeros(0, int)
-    per_prompt = labels[inverse]
-    # A family needs min_family_size prompts, however few distinct scaffolds it has.
-    per_prompt = np.where((per_prompt >= 0) & (sizes[np.clip(per_prompt, 0, None)] >= p.min_family_size)
-                          if len(sizes) else np.zeros(len(per_prompt), bool), per_prompt, -1)
-    fams[idx] = cluster_mod.relabel_by_size(per_prompt)
+    distinct, inverse = np.unique(np.array([scaf[i] for i in idx], dtype=object), return_inverse=True)
+    vecs = embedder_for(options).encode(list(distinct))[inverse]
+    index = index_mod.build_index(vecs, seed=options.seed)
+    nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(idx) - 1))
+    labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, replace(p, selection=p.scaffold_selection))
+    fams[idx] = labels
     return scaf, fams
 
 
@@ -457,8 +445,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
                    intent_sim: np.ndarray, options: RunOptions, kind: str = "topic") -> pd.DataFrame:
     """One row per cluster of ``labels``: keywords, template, exemplars, label and content signals.
 
-    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters, ``"template"`` for literal template families,
-    ``"scaffold"`` for scaffold families and ``"system"`` for system prompt families.
+    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families.
     """
     rng = np.random.default_rng(options.seed)
     tight = cluster_mod.cluster_tightness(labels, vectors)
@@ -477,10 +464,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
     for c in cluster_ids:
         idx = sample[c]
         ctexts = [texts[hashes[i]] for i in idx]
-        # Scaffold families get their template from their recurring sentences (scaffold_templates): a literal
-        # alignment of wrappers in varying order finds little and costs most of this loop at scale.
-        template = (label_mod.extract_template(ctexts, seed=options.seed) if kind != "scaffold"
-                    else label_mod.Template(text="", n_fixed_words=0, coverage=0.0, n_slots=1, slot_entropy=0.0))
+        template = label_mod.extract_template(ctexts, seed=options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
         tv = float(np.clip((judged - sig.TRAINING_VALUE_LOW) / (sig.TRAINING_VALUE_HIGH - sig.TRAINING_VALUE_LOW),
                            0.0, 1.0).mean()) if len(judged) else 0.0

@@ -28,7 +28,6 @@ group of accounts working on a group of prompt clusters:
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -181,16 +180,11 @@ UNREADABLE_LETTERS = 20
 def unreadable(text: str, head_chars: int = 2000, tail_chars: int = 1000) -> bool:
     """Whether the head or tail of ``text`` is written in a script the embedding model does not read."""
     part = text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]
-    if part.isascii():
+    letters = [c for c in part if c.isalpha()]
+    if not letters:
         return False
-    n_letters = len(_LETTER.findall(part))
-    n_other = len(_NON_LATIN_LETTER.findall(part))
-    return n_letters > 0 and (n_other >= UNREADABLE_LETTERS or n_other / n_letters >= UNREADABLE_SHARE)
-
-
-_LETTER = re.compile(r"[^\W\d_]")
-#: A letter beyond Latin Extended-B (U+024F): CJK, Cyrillic, Arabic, Devanagari...
-_NON_LATIN_LETTER = re.compile(r"[^\W\d_\x00-\u024f]")
+    n_other = sum(ord(c) > 0x24F for c in letters)
+    return n_other >= UNREADABLE_LETTERS or n_other / len(letters) >= UNREADABLE_SHARE
 
 
 def contrastive_intent(capability_sims: np.ndarray, ordinary_sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
