@@ -426,18 +426,14 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
         return rows
     rows = rows.copy()
     members = cluster_mod.members_by_label(family_ids)
-    signals, templates = [], []
-    for cid, js in zip(rows["cluster_id"], rows["signals"], strict=True):
-        sample = members[int(cid)][:200]  # a family's scaffolds are alike: a sample names them
-        parts = pd.Series([s for j in sample for s in (scaffold_of[j] or "").split(" | ") if s])
+    for i, r in rows.iterrows():
+        parts = pd.Series([s for j in members[int(r.cluster_id)] for s in (scaffold_of[j] or "").split(" | ") if s])
         top = parts.value_counts().index[:4].tolist()
-        n_words = [len(cluster_mod.words(scaffold_of[j] or "")) for j in sample]
-        sig_ = json.loads(js)
+        n_words = [len(cluster_mod.words(scaffold_of[j] or "")) for j in members[int(r.cluster_id)]]
+        sig_ = json.loads(r.signals)
         sig_.update(template_coverage=1.0, n_fixed_words=int(np.median(n_words)), n_slots=1)
-        signals.append(json.dumps(sig_))
-        templates.append(" … ".join(top) + " … {task} (sentences in varying order)")
-    rows["signals"] = signals
-    rows["template"] = templates
+        rows.at[i, "signals"] = json.dumps(sig_)
+        rows.at[i, "template"] = " … ".join(top) + " … {task} (sentences in varying order)"
     return rows
 
 
@@ -466,8 +462,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         ctexts = [texts[hashes[i]] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
-        tv = float(np.clip((judged - sig.TRAINING_VALUE_LOW) / (sig.TRAINING_VALUE_HIGH - sig.TRAINING_VALUE_LOW),
-                           0.0, 1.0).mean()) if len(judged) else 0.0
+        tv = float(np.mean([sig.training_value_from_similarity(float(x)) for x in judged])) if len(judged) else 0.0
         kw = keywords.get(c, [])
         out.append({
             "cluster_id": c,
