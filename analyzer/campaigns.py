@@ -484,10 +484,12 @@ def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
 
 
 def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
-    """Split a group's members into operators: communities linked by shared infrastructure or common hours.
+    """Split a group's members into operators: communities linked by shared infrastructure, or by common
+    hours and common work.
 
-    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`) or their
-    hour-of-day profiles have cosine ``operator_timing_similarity`` or more. Connected communities of at
+    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`), or when their
+    hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
+    group's units have cosine ``operator_work_similarity`` or more. Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). Accounts in smaller communities
     join the operator whose hours they resemble most. Largest operator first.
