@@ -7,8 +7,8 @@
    group's clusters, or when it sends requests there and holds an identifier (subnet, user agent, key,
    payment id) concentrated among the members and shared by two or more customers (hydra accounts that mix
    in ordinary traffic).
-3. **Operators.** Members linked by shared network, client or payment identifiers, or by common hours, form
-   communities; two or more communities of ``min_operator_accounts`` are separate campaigns (two operators on
+3. **Operators.** Members linked by shared network, client or payment identifiers, or by common hours and
+   common work, form communities; two or more communities of ``min_operator_accounts`` are separate campaigns (two operators on
    one task kind, a relay beside an operator), each with its own evidence.
 4. **Score** in [0, 1]::
 
