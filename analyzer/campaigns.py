@@ -443,12 +443,11 @@ def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]
     return [s for s in shared if n_principals.get((s.field, s.value), 0) >= 2]
 
 
-def _n_principals(members: list[str], ctx: _Context) -> int:
+def _n_principals(members: list[str], ctx: _Context, shared: list[sig.SharedValue]) -> int:
     """Distinct customers among ``members``: seats of one organisation count once, unless that organisation
     shares evidence identifiers (a payment method, a proxy subnet) with other customers in the group, which
     makes it one of several linked shells rather than an independent customer."""
     principal = ctx.principal_of.reindex(members)
-    shared = _evidence_values(ctx, set(members))
     if shared:
         holders = _holders(ctx.id_pairs, set(members), shared)
         linked = set(principal.reindex(holders["account_id"]).dropna())
@@ -538,7 +537,8 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     m_counts = mreq.groupby("account_id").size().reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     m_share = sig.shrunk_share(m_counts.to_numpy(), totals, config.focus_prior)
-    n_principals = _n_principals(members, ctx)
+    shared = _evidence_values(ctx, member_set) if n_members >= 2 else []
+    n_principals = _n_principals(members, ctx, shared)
 
     values: dict[str, float | None] = {}
     values["spread"] = sig.spread(n_principals, config.full_spread_accounts)
@@ -575,7 +575,6 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
         sim = sig.activity_similarity(mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes)
         values["sync"] = sig.sync(sim, ctx.null_similarity, config.sync_full_ratio)
     values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
-    shared = _evidence_values(ctx, member_set) if n_members >= 2 else []
     holders = _holders(ctx.id_pairs, member_set, shared)
     infra_accounts = set(holders["account_id"])
     values["infrastructure"] = len(infra_accounts) / n_members if (ctx.infra_applicable and n_members >= 2) else None
