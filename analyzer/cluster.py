@@ -262,6 +262,12 @@ def _sentences(text: str, head_chars: int, tail_chars: int) -> list[str]:
     return out
 
 
+def sentences(text: str, head_chars: int = 3000, tail_chars: int = 2000) -> list[str]:
+    """Normalised sentences of a prompt as :func:`scaffolds` reads them (lower case, digits as 0, single
+    spaces; the first ``head_chars`` and last ``tail_chars`` characters only)."""
+    return _sentences(text, head_chars, tail_chars)
+
+
 def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: int = 3,
               min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000) -> list[str | None]:
     """The scaffold of each prompt: its sentences that recur verbatim in at least ``min_prompts`` prompts.

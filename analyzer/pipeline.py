@@ -28,6 +28,7 @@ from analyzer import embed as embed_mod
 from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
+from analyzer import watch as watch_mod
 from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
 from analyzer.embed import DEFAULT_TIER, TIERS, make_embedder
 from analyzer.ingest import read_logs
@@ -534,6 +535,7 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
     clusters = ws.table("clusters")
     result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes))
+    result, watch_stats = check_watchlist(ws, req, result, options.scoring.flag_threshold)
     n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
     clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
     clusters["campaign_id"] = clusters["cluster_id"].map(result.cluster_campaign)
@@ -546,7 +548,7 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     acc["signals"] = acc["signals"].map(json.dumps)
     ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc})
     return {"campaigns": int(len(camps)), "flagged": int(camps["flagged"].sum()) if len(camps) else 0,
-            "accounts": int(len(acc))}
+            "accounts": int(len(acc)), "watch": watch_stats}
 
 
 def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
@@ -556,6 +558,106 @@ def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
     rows = ws.db.execute("SELECT prompt_hash, text FROM prompts WHERE list_contains(?, prompt_hash)",
                          [list(hashes)]).fetchall()
     return dict(rows)
+
+
+# --- watchlist (analyzer.watch: fingerprints of decided campaigns, matched on every score stage) -------------------
+def watch_entries(ws: Workspace) -> list[watch_mod.WatchEntry]:
+    """The workspace's watch entries with their fingerprints and vectors."""
+    vecs = ws.watch_vectors()
+    out = []
+    for r in ws.watch_rows().itertuples(index=False):
+        key, v = vecs.get(r.watch_id, (None, None))
+        fp = watch_mod.Fingerprint.from_json(json.loads(r.fingerprint), v)
+        fp.model_key = key or fp.model_key
+        created = None if pd.isna(r.created_at) else pd.Timestamp(r.created_at).isoformat()
+        out.append(watch_mod.WatchEntry(r.watch_id, r.campaign_id, r.status, r.source, fp, created,
+                                        r.analyst or "", r.note or ""))
+    return out
+
+
+def check_watchlist(ws: Workspace, req: pd.DataFrame, result, flag_threshold: float,
+                    config: watch_mod.WatchConfig | None = None):
+    """The score stage's watchlist check: match every account against the watch entries and apply the flags
+    (:func:`analyzer.watch.apply_watchlist`). Returns ``(result, stats)``; costs nothing without entries.
+
+    Fingerprint vectors are compared only with prompt vectors of the same embedding key; an entry made under
+    another tier is matched by prompt hashes, template sentences and infrastructure, and the stats say so.
+    """
+    config = config or watch_mod.WatchConfig()
+    entries = watch_entries(ws)
+    if not entries:
+        return result, {"entries": 0}
+    hashes = pd.unique(req["prompt_hash"])
+    full = prompt_texts(ws, hashes)
+    shas = [watch_mod.prompt_sha256(full.get(h, "")) for h in hashes]
+    texts = [analysis_text(full.get(h, "")) for h in hashes]
+    del full
+    by_key: dict[str, np.ndarray] = {}  # per model key: each prompt's row in its vectors (-1 = none)
+    loaded: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    matches = []
+    for e in entries:
+        fp, sims = e.fingerprint, None
+        key = fp.model_key
+        if key and len(fp.vectors):
+            if key not in loaded:
+                vh, vv = ws.load_embeddings(key)
+                pos = pd.Series(np.arange(len(vh)), index=vh)
+                by_key[key] = pos.reindex(hashes).fillna(-1).to_numpy(dtype=np.int64)
+                loaded[key] = vv
+            rows = by_key[key]
+            if (rows >= 0).any():
+                sims = np.full(len(hashes), np.nan)
+                have = rows >= 0
+                raw = (loaded[key][rows[have]] @ fp.vectors.T).max(axis=1)
+                sims[have] = embed_mod.calibrate_similarity(key, raw)
+                if not have.all():
+                    notes.append(f"watch {e.watch_id}: {int((~have).sum())} prompts have no vector under {key}")
+            else:
+                notes.append(f"watch {e.watch_id}: fingerprint vectors are in {key}, which this workspace does not "
+                             "use; matched by prompt hashes, template sentences and infrastructure only")
+        match, sim = watch_mod.content_similarity(fp, shas, texts, sims, config)
+        pm = pd.DataFrame({"prompt_hash": hashes, "match": match, "similarity": sim})
+        matches.append(watch_mod.match_accounts(req, e, pm, config))
+    loaded.clear()
+    matched = pd.concat(matches, ignore_index=True)
+    result, outcome = watch_mod.apply_watchlist(result, req, entries, matched, flag_threshold, config)
+    outcome.notes += notes
+    return result, {"entries": len(entries), **outcome.to_dict()}
+
+
+def add_watch(ws: Workspace, campaign_id: str, status: str = "confirmed", analyst: str = "", note: str = "",
+              config: watch_mod.WatchConfig | None = None) -> watch_mod.WatchEntry:
+    """Store the fingerprint of a campaign of the latest analysis as a watch entry (``confirmed`` or
+    ``dismissed``); a new decision on the same campaign replaces the previous one. Raises ``KeyError`` for
+    a campaign the workspace does not have."""
+    config = config or watch_mod.WatchConfig()
+    if status not in ("confirmed", "dismissed"):
+        raise ValueError(f"a watch entry is 'confirmed' or 'dismissed', not {status!r}")
+    camp, members, creq = ws.campaign_requests(campaign_id)
+    if camp is None:
+        raise KeyError(f"no campaign {campaign_id!r} in the latest analysis of {ws.path}")
+    hashes = pd.unique(creq["prompt_hash"])
+    key = ws.current_model_key()
+    vectors = np.zeros((0, 0), dtype=np.float32)
+    if key:
+        vh, vv = ws.load_embeddings(key)
+        rows = pd.Series(np.arange(len(vh)), index=vh).reindex(hashes).dropna().to_numpy(dtype=np.int64)
+        vectors = vv[rows]
+    fp = watch_mod.build_fingerprint(camp, members, creq, ws.request_identifiers(), prompt_texts(ws, hashes),
+                                     hashes, vectors, key, config)
+    entry = watch_mod.WatchEntry(watch_mod.local_watch_id(campaign_id), campaign_id, status, "local", fp,
+                                 analyst=analyst, note=note)
+    store_watch(ws, entry)
+    return entry
+
+
+def store_watch(ws: Workspace, entry: watch_mod.WatchEntry) -> None:
+    """Write one watch entry (fingerprint JSON and vectors) in one transaction."""
+    ws.put_watch({"watch_id": entry.watch_id, "campaign_id": entry.campaign_id, "status": entry.status,
+                  "source": entry.source, "created_at": entry.created_at, "analyst": entry.analyst,
+                  "note": entry.note, "fingerprint": json.dumps(entry.fingerprint.to_json(), ensure_ascii=False)},
+                 entry.fingerprint.vectors, entry.fingerprint.model_key)
 
 
 # --- map ----------------------------------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS accounts(account_id VARCHAR, n_requests BIGINT, n_pro
 CREATE TABLE IF NOT EXISTS prompt_map(prompt_hash VARCHAR, x DOUBLE, y DOUBLE);
 CREATE TABLE IF NOT EXISTS triage(campaign_id VARCHAR, status VARCHAR, note VARCHAR, analyst VARCHAR,
     decided_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS watchlist(watch_id VARCHAR, campaign_id VARCHAR, status VARCHAR, source VARCHAR,
+    created_at TIMESTAMPTZ, analyst VARCHAR, note VARCHAR, fingerprint VARCHAR);
+CREATE TABLE IF NOT EXISTS watch_vectors(watch_id VARCHAR, model_key VARCHAR, "row" INTEGER, vector FLOAT[]);
 CREATE TABLE IF NOT EXISTS runs(run_id BIGINT, command VARCHAR, started_at TIMESTAMPTZ,
     finished_at TIMESTAMPTZ, status VARCHAR, params VARCHAR, versions VARCHAR, stats VARCHAR);
 """
@@ -553,6 +556,97 @@ class Workspace:
         self.db.execute(
             "INSERT INTO triage VALUES (?, ?, ?, ?, ?)", [campaign_id, status, note, analyst, now_utc()]
         )
+
+    # --- watchlist (see analyzer.watch) ---------------------------------------------------------------------------
+    def has_table(self, name: str) -> bool:
+        """Whether the table exists (a read-only handle on an older workspace may lack newer tables)."""
+        return bool(self.db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0][0])
+
+    def put_watch(self, row: dict, vectors: np.ndarray | None, model_key: str | None) -> None:
+        """Store one watch entry and its fingerprint vectors, replacing an entry with the same ``watch_id``,
+        in one transaction (a killed process leaves the old entry or the new one, never half of either)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM watchlist WHERE watch_id = ?", [row["watch_id"]])
+            db.execute("DELETE FROM watch_vectors WHERE watch_id = ?", [row["watch_id"]])
+            db.execute("INSERT INTO watchlist VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [row["watch_id"], row["campaign_id"], row["status"], row["source"],
+                        row.get("created_at") or now_utc(), row.get("analyst") or "", row.get("note") or "",
+                        row["fingerprint"]])
+            if vectors is not None and len(vectors) and model_key:
+                frame = pd.DataFrame({"watch_id": row["watch_id"], "model_key": model_key,
+                                      "row": np.arange(len(vectors), dtype=np.int32),
+                                      "vector": [v.astype(np.float32).tolist() for v in vectors]})
+                db.register("wv_df", frame)
+                try:
+                    db.execute('INSERT INTO watch_vectors SELECT watch_id, model_key, "row", '
+                               "CAST(vector AS FLOAT[]) FROM wv_df")
+                finally:
+                    db.unregister("wv_df")
+
+    def remove_watch(self, watch_id: str) -> int:
+        """Remove a watch entry and its vectors; returns the number of entries removed (0 or 1)."""
+        with self.transaction() as db:
+            n = int(db.execute("SELECT count(*) FROM watchlist WHERE watch_id = ?", [watch_id]).fetchall()[0][0])
+            db.execute("DELETE FROM watchlist WHERE watch_id = ?", [watch_id])
+            db.execute("DELETE FROM watch_vectors WHERE watch_id = ?", [watch_id])
+        return n
+
+    def watch_rows(self) -> pd.DataFrame:
+        """Every watch entry (``watch_id, campaign_id, status, source, created_at, analyst, note,
+        fingerprint`` JSON), oldest first; empty where the workspace has no watchlist yet."""
+        if not self.has_table("watchlist"):
+            return pd.DataFrame(columns=["watch_id", "campaign_id", "status", "source", "created_at", "analyst",
+                                         "note", "fingerprint"])
+        return self.db.execute("SELECT * FROM watchlist ORDER BY created_at, watch_id").df()
+
+    def watch_vectors(self) -> dict[str, tuple[str, np.ndarray]]:
+        """Fingerprint vectors per watch id: ``(model_key, float32 matrix)``."""
+        if not self.has_table("watch_vectors"):
+            return {}
+        rows = self.db.execute('SELECT watch_id, model_key, vector FROM watch_vectors ORDER BY watch_id, "row"').df()
+        return {str(w): (str(g["model_key"].iloc[0]), np.asarray(g["vector"].tolist(), dtype=np.float32))
+                for w, g in rows.groupby("watch_id", sort=False)}
+
+    def current_model_key(self) -> str | None:
+        """The embedding key of the latest run that embedded (its stats), else the key with most vectors."""
+        rows = self.db.execute(
+            "SELECT stats FROM runs WHERE stats LIKE '%\"model_key\"%' ORDER BY run_id DESC LIMIT 1").fetchall()
+        if rows:
+            key = (json.loads(rows[0][0]).get("embed") or {}).get("model_key")
+            if key:
+                return str(key)
+        rows = self.db.execute(
+            "SELECT model_key FROM embedded GROUP BY model_key ORDER BY count(*) DESC, model_key LIMIT 1").fetchall()
+        return str(rows[0][0]) if rows else None
+
+    def campaign_requests(self, campaign_id: str) -> tuple[dict | None, list[str], pd.DataFrame]:
+        """A campaign of the latest analysis: ``(its campaigns row, member accounts, the members' requests in
+        its units)`` (requests: ``account_id, ts, prompt_hash, ip, user_agent, api_key_id, payment_id``).
+        ``(None, [], empty)`` for an unknown campaign."""
+        rows = self.db.execute("SELECT * FROM campaigns WHERE campaign_id = ?", [campaign_id]).df()
+        if rows.empty:
+            return None, [], pd.DataFrame()
+        camp = rows.iloc[0].to_dict()
+        members = [a for (a,) in self.db.execute(
+            "SELECT account_id FROM campaign_accounts WHERE campaign_id = ? ORDER BY account_id",
+            [campaign_id]).fetchall()]
+        units = [int(c) for c in json.loads(camp.get("clusters") or "[]")]
+        req = self.db.execute(
+            """
+            SELECT r.account_id, r.ts, r.prompt_hash, r.ip, r.user_agent, r.api_key_id, r.payment_id
+            FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+            LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)
+            WHERE list_contains(?, r.account_id)
+              AND (len(?) = 0 OR list_contains(?, pc.assigned_cluster) OR list_contains(?, pc.cluster_id)
+                   OR list_contains(?, sc.cluster_id))
+            """, [members, units, units, units, units]).df()
+        return camp, members, req
+
+    def request_identifiers(self) -> pd.DataFrame:
+        """``account_id, ip, user_agent, api_key_id, payment_id`` of every distinct combination in the requests."""
+        return self.db.execute(
+            "SELECT DISTINCT account_id, ip, user_agent, api_key_id, payment_id FROM requests").df()
 
     def triage_latest(self) -> pd.DataFrame:
         return self.db.execute(
