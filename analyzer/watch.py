@@ -46,9 +46,11 @@ class WatchConfig:
     #: A request matches a fingerprint's content when its prompt's cosine to one of the fingerprint's vectors,
     #: on MiniLM's scale (:func:`analyzer.embed.calibrate_similarity`), is at least this; or when its prompt's
     #: SHA-256 is one of the fingerprint's; or when its template sentences match (``min_template_words``).
-    #: 0.8 on the sample scenarios: a campaign's fresh prompts (new tasks in its wrapper) sit at 0.85-0.99 to
-    #: the nearest centroid, organic prompts on the same topics below 0.75 (see tests/test_watch.py).
-    similarity: float = 0.8
+    #: Measured on the sample preset (fingerprints of seed 0's flagged campaigns, fast tier, prompts of
+    #: seed 1: the same wrappers around new tasks): 52-87% of a campaign's fresh prompts reach 0.75 (22-77%
+    #: reach 0.8), while the highest non-campaign prompt reached 0.74 (a CoT eval harness; organic at most
+    #: 0.70). One prompt over the line does not flag an account: see ``min_requests``.
+    similarity: float = 0.75
     #: Words of the fingerprint's template sentences a prompt must contain to match by template (the
     #: ``min_scaffold_words`` of :func:`analyzer.cluster.scaffolds`: shorter overlaps are common phrases).
     min_template_words: int = 8
@@ -72,8 +74,8 @@ class WatchConfig:
     max_prompt_hashes: int = 2000
     #: A sentence is part of the template when it recurs in at least this share of the campaign's unique
     #: prompts (and in at least 3 of them) and has 3 or more words; at most ``max_template_sentences`` kept.
-    template_min_share: float = 0.1
-    max_template_sentences: int = 12
+    template_min_share: float = 0.05
+    max_template_sentences: int = 24
     #: An identifier value is the campaign's infrastructure when at least ``infra_min_accounts`` members hold
     #: it and members are at least ``infra_concentration`` of all accounts holding it in the workspace.
     infra_min_accounts: int = 2
@@ -390,13 +392,14 @@ def apply_watchlist(result: CampaignResult, req: pd.DataFrame, entries: Sequence
     """Flags from the watchlist on a scored result (a new result; the input is not changed).
 
     ``matches`` are the rows of :func:`match_accounts` for every entry. For each *confirmed* entry with
-    matching accounts, the current campaign that is the watched one (:attr:`WatchConfig.same_campaign_share`;
-    the one with most matching members) carries it: it is flagged (score raised to ``flag_threshold`` if
-    below) with the evidence "continues confirmed campaign X", and the matching accounts that are not yet
-    its members join it. Without such a campaign, one is formed for the entry (id ``w-`` + the watch id's
-    hash). A joining account's score is ``max(flag_threshold, s * (0.5 + 0.5 * share))`` with ``s`` the
-    carrier's score, the same form as a member's. For each *dismissed* entry, a flagged campaign that is
-    the dismissed one is no longer flagged (score kept) unless it changed materially
+    matching accounts: when the current campaign that is the watched one (:attr:`WatchConfig.same_campaign_share`;
+    the one with most matching members) is flagged, the matching accounts that are not yet its members join
+    it, and its evidence says "continues confirmed campaign X"; otherwise the matching accounts that no
+    flagged campaign holds form a campaign of their own (id ``w-`` + a hash of the watch id, score
+    ``max(flag_threshold, score at confirmation)``), so that an unflagged look-alike's other members are not
+    flagged along with them. A joining account's score is ``max(flag_threshold, s * (0.5 + 0.5 * share))``
+    with ``s`` the carrier's score, the form of a member's score. For each *dismissed* entry, a flagged
+    campaign that is the dismissed one is no longer flagged (score kept) unless it changed materially
     (:attr:`WatchConfig.material_growth` or new concentrated infrastructure).
     """
     camps = result.campaigns.copy()
@@ -411,27 +414,41 @@ def apply_watchlist(result: CampaignResult, req: pd.DataFrame, entries: Sequence
 
     for e in confirmed:
         em = matches[matches["watch_id"] == e.watch_id]
-        host = _same_campaign(e, set(em["account_id"]), camps, members, config)
-        if em.empty and host is None:
+        if em.empty:
             continue
-        if host is None:
-            row = _formed_campaign(e, em, req, flag_threshold)
+        host = _same_campaign(e, set(em["account_id"]), camps, members, config)
+        flagged_ids = set(camps.loc[camps["flagged"].astype(bool), "campaign_id"])
+        sims = em["similarity"].dropna()
+        summary = (f"{len(em)} accounts match its fingerprint ({int(em['n_match'].sum())} requests, mean "
+                   f"similarity {_fmt_sim(sims.mean() if len(sims) else np.nan)})")
+        if host is None or host not in flagged_ids:
+            # No flagged campaign carries the work: the matching accounts that no flagged campaign holds form
+            # one of their own (an unflagged look-alike's other members are not flagged along with them).
+            taken = set().union(*(members.get(c, set()) for c in flagged_ids)) if flagged_ids else set()
+            em_new = em[~em["account_id"].isin(taken)]
+            if host is not None:
+                i = camps.index[camps["campaign_id"] == host][0]
+                camps.at[i, "evidence"] = [f"{len(em)} of the accounts here or nearby continue confirmed campaign "
+                                           f"{e.fingerprint.campaign_id} (watch {e.watch_id}); they are flagged "
+                                           "in the campaign formed for that watch entry."] + camps.at[i, "evidence"]
+            if em_new.empty:
+                continue
+            row = _formed_campaign(e, em_new, req, flag_threshold)
             camps = pd.concat([camps, pd.DataFrame([row])], ignore_index=True)
             host = row["campaign_id"]
             members[host] = set()
             out.formed.append(host)
+            em = em_new
         out.continued[e.watch_id] = host
-        confirmed_camps.add(host)
         i = camps.index[camps["campaign_id"] == host][0]
         score = max(float(camps.at[i, "score"]), flag_threshold)
         new = em[~em["account_id"].isin(members.get(host, set()))]
-        sims = em["similarity"].dropna()
         line = (f"Continues confirmed campaign {e.fingerprint.campaign_id} (watch {e.watch_id}, confirmed by "
-                f"{_who(e)}): {len(em)} accounts match its fingerprint ({int(em['n_match'].sum())} requests, "
-                f"mean similarity {_fmt_sim(sims.mean() if len(sims) else np.nan)}), {len(new)} of them joined.")
-        camps.at[i, "evidence"] = [line] + [x for x in camps.at[i, "evidence"] if not x.startswith("Continues ")]
+                f"{_who(e)}): {summary}; {len(new)} of them joined here.")
+        camps.at[i, "evidence"] = [line] + camps.at[i, "evidence"]
         camps.at[i, "score"] = round(score, 4)
         camps.at[i, "flagged"] = True
+        confirmed_camps.add(host)
         rows = []
         for r in new.to_dict("records"):
             a_score = round(max(flag_threshold, score * (0.5 + 0.5 * min(1.0, float(r["share"])))), 4)
@@ -501,6 +518,9 @@ def _material_change(e: WatchEntry, mem: set[str], req: pd.DataFrame, config: Wa
     return f"new infrastructure ({', '.join(new[:3])})" if new else ""
 
 
+_ACCOUNT_COUNT = re.compile(r":\s*\d+ accounts?\b.*$")  # the "...: 38 accounts" tail of a campaign label
+
+
 def _formed_campaign(e: WatchEntry, em: pd.DataFrame, req: pd.DataFrame, flag_threshold: float) -> dict:
     """A campaign for a confirmed entry whose work no current campaign carries."""
     fp = e.fingerprint
@@ -509,7 +529,8 @@ def _formed_campaign(e: WatchEntry, em: pd.DataFrame, req: pd.DataFrame, flag_th
     sims = em["similarity"].dropna()
     return {
         "campaign_id": cid, "rank": 0, "score": round(max(flag_threshold, min(fp.score, 1.0)), 4), "flagged": True,
-        "label": f"continues confirmed campaign {fp.campaign_id}: {fp.label}".strip(": "), "kind": fp.intent,
+        "label": f"continues confirmed campaign {fp.campaign_id}: {_ACCOUNT_COUNT.sub('', fp.label)}".strip(": "),
+        "kind": fp.intent,
         "keywords": [], "template": fp.template, "n_accounts": 0, "n_requests": 0,
         "first_seen": mine["ts"].min() if len(mine) else pd.NaT, "last_seen": mine["ts"].max() if len(mine) else pd.NaT,
         "clusters": [], "signals": {"watch_similarity": None if sims.empty else round(float(sims.mean()), 4),
