@@ -16,6 +16,9 @@ from analyzer.embed import DEFAULT_TIER, TIERS
 from analyzer.export import sanitize
 from analyzer.pipeline import RunOptions
 
+#: TLP levels of STIX exports (kept here so that ``--help`` needs no stix2 import).
+TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
+
 WORKSPACE = click.option(
     "--workspace", "-w", required=True, type=click.Path(file_okay=False), help="Workspace folder (created if missing)."
 )
@@ -309,12 +312,15 @@ def map_cmd(workspace, sample, seed, **kw):
 
 @main.command()
 @WORKSPACE
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown"]), default="json", show_default=True,
-              help="json: every campaign with signals and evidence; csv: one row per account; markdown: a report.")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "markdown", "stix"]), default="json",
+              show_default=True, help="json: every campaign with signals and evidence; csv: one row per account; "
+                                      "markdown: a report; stix: a STIX 2.1 bundle of the flagged campaigns.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default="-", show_default=True,
               help="Output file ('-' for standard output).")
 @click.option("--redact", is_flag=True, help="Redact emails, phone and card numbers and API keys in example prompts.")
-def export(workspace, fmt, out, redact):
+@click.option("--tlp", default="amber", show_default=True, type=click.Choice(TLP_LEVELS),
+              help="TLP 2.0 marking of a STIX bundle (--format stix).")
+def export(workspace, fmt, out, redact, tlp):
     """Export the latest analysis: JSON (schema_version 1), CSV (one row per account) or Markdown.
 
     Reads only: the workspace is opened read-only (no lock taken, nothing written), so an export runs next to
@@ -328,7 +334,12 @@ def export(workspace, fmt, out, redact):
     except (WorkspaceMissing, WorkspaceLocked) as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        text = render(ws, fmt, redact)
+        if fmt == "stix":
+            from analyzer.pipeline import stix_export
+
+            text = stix_export(ws, tlp)
+        else:
+            text = render(ws, fmt, redact)
     finally:
         ws.close()
     if out == "-":
@@ -336,6 +347,157 @@ def export(workspace, fmt, out, redact):
     else:
         atomic_write_bytes(out, text.encode("utf-8"))
         click.echo(f"wrote {sanitize(out, ident=True)} ({len(text):,} bytes)", err=True)
+
+
+def _write_out(out: str, text: str) -> None:
+    from analyzer.workspace import atomic_write_bytes
+
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(out, text.encode("utf-8"))
+        click.echo(f"wrote {sanitize(out, ident=True)} ({len(text):,} bytes)", err=True)
+
+
+@main.group()
+def watch() -> None:
+    """Watchlists: fingerprints of confirmed and dismissed campaigns, checked on every later run.
+
+    An account whose requests continue a confirmed campaign's work (its prompts, template, infrastructure)
+    is flagged from its first few requests; a dismissed campaign is not flagged again unless it changed
+    materially. See analyzer/watch.py for the rule.
+    """
+
+
+@watch.command("add")
+@click.argument("campaign")
+@WORKSPACE
+@click.option("--dismiss", is_flag=True, help="Remember the campaign as dismissed (not flagged again) instead of confirmed.")
+@click.option("--note", default="", help="Why (stored with the entry).")
+@click.option("--analyst", default=None, help="Who decided (default: cli:$USER).")
+def watch_add(campaign, workspace, dismiss, note, analyst):
+    """Store CAMPAIGN's fingerprint (a campaign id of the latest analysis) as a watch entry."""
+    from analyzer.pipeline import add_watch
+    from analyzer.workspace import WorkspaceLocked
+
+    ws = _open(workspace)
+    try:
+        with ws.writing():
+            e = add_watch(ws, campaign, "dismissed" if dismiss else "confirmed",
+                          analyst or f"cli:{os.environ.get('USER', 'unknown')}", note)
+    except (KeyError, WorkspaceLocked) as exc:
+        raise click.ClickException(str(exc).strip('"')) from None
+    finally:
+        ws.close()
+    fp = e.fingerprint
+    click.echo(f"{e.watch_id}: {e.status} {sanitize(campaign, ident=True)} ({fp.n_accounts} accounts, "
+               f"{len(fp.vectors)} vectors, {len(fp.template_patterns)} template sentences, "
+               f"{len(fp.prompt_sha256)} prompt hashes, {sum(map(len, fp.infra.values()))} infrastructure values)")
+
+
+@watch.command("list")
+@WORKSPACE
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry (fingerprint included, vectors not).")
+def watch_list(workspace, as_json):
+    """List the watch entries."""
+    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
+
+    try:
+        ws = Workspace(workspace, read_only=True)
+    except (WorkspaceMissing, WorkspaceLocked) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        rows = ws.watch_rows()
+    finally:
+        ws.close()
+    if as_json:
+        for r in rows.itertuples(index=False):
+            click.echo(json.dumps({"watch_id": r.watch_id, "campaign_id": r.campaign_id, "status": r.status,
+                                   "source": r.source, "created_at": str(r.created_at), "analyst": r.analyst,
+                                   "note": r.note, "fingerprint": json.loads(r.fingerprint)}, ensure_ascii=True))
+        return
+    if rows.empty:
+        click.echo("no watch entries")
+        return
+    for r in rows.itertuples(index=False):
+        fp = json.loads(r.fingerprint)
+        label = sanitize(str(fp.get("label", ""))).replace("\n", " ")[:60]
+        click.echo(f"{r.watch_id}  {r.status:<9}  {sanitize(r.campaign_id, ident=True)}  "
+                   f"{str(r.created_at)[:16]}  {sanitize(r.analyst or '-', ident=True)}  {sanitize(r.source, ident=True)}"
+                   f"  {label}")
+
+
+@watch.command("remove")
+@click.argument("watch_id")
+@WORKSPACE
+def watch_remove(watch_id, workspace):
+    """Remove the watch entry WATCH_ID (see 'analyzer watch list')."""
+    from analyzer.workspace import WorkspaceLocked
+
+    ws = _open(workspace)
+    try:
+        with ws.writing():
+            n = ws.remove_watch(watch_id)
+    except WorkspaceLocked as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ws.close()
+    if not n:
+        raise click.ClickException(f"no watch entry {sanitize(watch_id, ident=True)}")
+    click.echo(f"removed {sanitize(watch_id, ident=True)}")
+
+
+@watch.command("export")
+@WORKSPACE
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default="-", show_default=True,
+              help="Output file ('-' for standard output).")
+@click.option("--tlp", default="amber", show_default=True, type=click.Choice(TLP_LEVELS), help="TLP 2.0 marking.")
+@click.option("--identity", default="analyzer", show_default=True, help="Name of the STIX identity that shares.")
+@click.option("--no-vectors", is_flag=True, help="Leave the fingerprint vectors (x_analyzer_fingerprint) out.")
+def watch_export(workspace, out, tlp, identity, no_vectors):
+    """Write the confirmed watch entries as a STIX 2.1 bundle."""
+    from analyzer.pipeline import stix_export
+    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
+
+    try:
+        ws = Workspace(workspace, read_only=True)
+    except (WorkspaceMissing, WorkspaceLocked) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        text = stix_export(ws, tlp, source="watchlist", identity=identity, vectors=not no_vectors)
+    finally:
+        ws.close()
+    _write_out(out, text)
+
+
+@watch.command("import")
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True))
+@WORKSPACE
+def watch_import(bundle, workspace):
+    """Turn a STIX 2.1 BUNDLE's indicators into confirmed watch entries (source stix:<bundle id>)."""
+    from stix2.exceptions import STIXError
+
+    from analyzer.pipeline import import_watch_bundle
+    from analyzer.workspace import WorkspaceLocked
+
+    with open(bundle, encoding="utf-8") as fh:
+        text = fh.read()
+    ws = _open(workspace, create=True)
+    try:
+        with ws.writing():
+            entries, notes = import_watch_bundle(ws, text)
+    except (STIXError, ValueError, WorkspaceLocked) as exc:
+        raise click.ClickException(f"{sanitize(bundle, ident=True)}: {exc}") from None
+    finally:
+        ws.close()
+    for n in notes:
+        click.echo(sanitize(n), err=True)
+    for e in entries:
+        fp = e.fingerprint
+        click.echo(f"{e.watch_id}: {sanitize(fp.label)[:60]} ({len(fp.vectors)} vectors, "
+                   f"{len(fp.template_patterns)} template patterns, {len(fp.prompt_sha256)} prompt hashes, "
+                   f"{sum(map(len, fp.infra.values()))} infrastructure values)")
+    click.echo(f"imported {len(entries)} watch entries")
 
 
 def _known_presets(ctx, param, value):

@@ -634,6 +634,17 @@ def add_watch(ws: Workspace, campaign_id: str, status: str = "confirmed", analys
     config = config or watch_mod.WatchConfig()
     if status not in ("confirmed", "dismissed"):
         raise ValueError(f"a watch entry is 'confirmed' or 'dismissed', not {status!r}")
+    fp = fingerprint_of(ws, campaign_id, config)
+    entry = watch_mod.WatchEntry(watch_mod.local_watch_id(campaign_id), campaign_id, status, "local", fp,
+                                 analyst=analyst, note=note)
+    store_watch(ws, entry)
+    return entry
+
+
+def fingerprint_of(ws: Workspace, campaign_id: str, config: watch_mod.WatchConfig | None = None,
+                   embeddings: tuple[np.ndarray, np.ndarray] | None = None) -> watch_mod.Fingerprint:
+    """The fingerprint of a campaign of the latest analysis (reads only); ``KeyError`` for an unknown one.
+    ``embeddings``: the workspace's ``(hashes, vectors)`` under its current key, when already loaded."""
     camp, members, creq = ws.campaign_requests(campaign_id)
     if camp is None:
         raise KeyError(f"no campaign {campaign_id!r} in the latest analysis of {ws.path}")
@@ -641,15 +652,47 @@ def add_watch(ws: Workspace, campaign_id: str, status: str = "confirmed", analys
     key = ws.current_model_key()
     vectors = np.zeros((0, 0), dtype=np.float32)
     if key:
-        vh, vv = ws.load_embeddings(key)
+        vh, vv = embeddings if embeddings is not None else ws.load_embeddings(key)
         rows = pd.Series(np.arange(len(vh)), index=vh).reindex(hashes).dropna().to_numpy(dtype=np.int64)
         vectors = vv[rows]
-    fp = watch_mod.build_fingerprint(camp, members, creq, ws.request_identifiers(), prompt_texts(ws, hashes),
-                                     hashes, vectors, key, config)
-    entry = watch_mod.WatchEntry(watch_mod.local_watch_id(campaign_id), campaign_id, status, "local", fp,
-                                 analyst=analyst, note=note)
-    store_watch(ws, entry)
-    return entry
+    return watch_mod.build_fingerprint(camp, members, creq, ws.request_identifiers(), prompt_texts(ws, hashes),
+                                       hashes, vectors, key, config or watch_mod.WatchConfig())
+
+
+def import_watch_bundle(ws: Workspace, doc) -> tuple[list[watch_mod.WatchEntry], list[str]]:
+    """Turn a STIX bundle's indicators into confirmed watch entries of this workspace (see
+    :func:`analyzer.stix.entries_from_bundle`); returns the entries stored and notes on what was skipped."""
+    from analyzer import stix
+
+    entries, notes = stix.entries_from_bundle(doc)
+    for e in entries:
+        store_watch(ws, e)
+    return entries, notes
+
+
+def stix_export(ws: Workspace, tlp: str = "amber", source: str = "campaigns", identity: str = "analyzer",
+                vectors: bool = True) -> str:
+    """A STIX 2.1 bundle (JSON) of the latest analysis's flagged campaigns (``source="campaigns"``) or of the
+    confirmed watch entries (``source="watchlist"``). Reads only."""
+    from analyzer import stix
+    from analyzer.export import load_campaigns, unescape_ident
+
+    items = []
+    key = ws.current_model_key()
+    embeddings = ws.load_embeddings(key) if key and source != "watchlist" else None
+    if source == "watchlist":
+        for e in watch_entries(ws):
+            if e.status == "confirmed":
+                fp = e.fingerprint
+                items.append(stix.Shared(fp, fp.n_requests, fp.n_accounts, fp.first_seen, fp.last_seen,
+                                         f"Confirmed by {e.analyst or 'an analyst'}" + (f": {e.note}" if e.note else "")))
+    else:
+        for c in load_campaigns(ws):
+            if c["flagged"]:
+                fp = fingerprint_of(ws, unescape_ident(c["id"]), embeddings=embeddings)
+                items.append(stix.Shared(fp, c["n_requests"], c["n_accounts"], c["first_seen"], c["last_seen"],
+                                         " ".join(c["evidence"][:5])))
+    return stix.bundle_json(stix.make_bundle(items, tlp, identity, vectors))
 
 
 def store_watch(ws: Workspace, entry: watch_mod.WatchEntry) -> None:

@@ -22,6 +22,7 @@ is not flagged unless it changed materially. Everything here is pure: plain fram
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -33,7 +34,8 @@ from analyzer import signals as sig
 from analyzer.campaigns import CampaignResult
 from analyzer.cluster import sentences, words
 
-#: Identifier fields a fingerprint keeps (``subnet`` is derived from ``ip``).
+#: Identifier fields a fingerprint keeps (``subnet`` is derived from ``ip``). Entries imported from STIX may
+#: also hold ``ip_range``: networks of other sizes, matched by containment.
 WATCH_INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 #: Identifiers that name who pays: a fresh account holding one of a confirmed campaign's is its operator's.
 PAYER_FIELDS = ("api_key_id", "payment_id")
@@ -176,7 +178,8 @@ def centroids(vectors: np.ndarray, k_max: int, seed: int = 0) -> np.ndarray:
     else:
         import faiss
 
-        km = faiss.Kmeans(vectors.shape[1], k_max, niter=20, seed=seed, spherical=True, verbose=False)
+        km = faiss.Kmeans(vectors.shape[1], k_max, niter=20, seed=seed, spherical=True, verbose=False,
+                           min_points_per_centroid=1)
         km.train(vectors)
         out = km.centroids.astype(np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -342,6 +345,13 @@ def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFr
         for a, v in zip(hit["account_id"], hit[f], strict=True):
             infra[a].append(f"{f} {v}")
             payer[a] = payer[a] or f in PAYER_FIELDS
+    ranges = [n for n in (_network(v) for v in entry.fingerprint.infra.get("ip_range", [])) if n is not None]
+    if ranges and "ip" in sub:
+        for a, ip in sub[["account_id", "ip"]].dropna().drop_duplicates().itertuples(index=False):
+            addr = _address(ip)
+            hit = next((n for n in ranges if addr is not None and addr.version == n.version and addr in n), None)
+            if hit is not None and f"ip_range {hit}" not in infra[a]:
+                infra[a].append(f"ip_range {hit}")
     acc["infra"] = [infra[a] for a in acc.index]
     acc["payer"] = [payer[a] for a in acc.index]
     acc["share"] = acc["n_match"] / acc["n_total"]
@@ -351,6 +361,20 @@ def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFr
     acc.insert(0, "watch_id", entry.watch_id)
     acc.index.name = "account_id"
     return acc.reset_index()[cols]
+
+
+def _network(value: str):
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+
+
+def _address(value: str):
+    try:
+        return ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        return None
 
 
 # --- turning matches into flags ------------------------------------------------------------------------------------
