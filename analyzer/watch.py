@@ -312,6 +312,11 @@ def content_similarity(fp: Fingerprint, shas: Sequence[str], texts: Sequence[str
     return by_vec | by_hash | by_tmpl, sim
 
 
+#: Columns of :func:`match_accounts`' result.
+MATCH_COLUMNS = ["watch_id", "account_id", "n_total", "n_match", "share", "similarity", "first_match", "infra",
+                 "payer"]
+
+
 def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFrame,
                    config: WatchConfig = WatchConfig()) -> pd.DataFrame:
     """Accounts whose requests continue one watch entry's campaign (the rule of :class:`WatchConfig`).
@@ -322,7 +327,7 @@ def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFr
     over matching requests with a known similarity; NaN if none), ``first_match`` (time of the first
     matching request), ``infra`` (the watched identifiers it holds, ``field value`` strings) and ``payer``.
     """
-    cols = ["watch_id", "account_id", "n_total", "n_match", "share", "similarity", "first_match", "infra", "payer"]
+    cols = MATCH_COLUMNS
     req = with_subnet(req)
     pm = prompt_match.set_index("prompt_hash")
     m = pm["match"].reindex(req["prompt_hash"]).fillna(False).to_numpy(dtype=bool)
@@ -426,6 +431,8 @@ def apply_watchlist(result: CampaignResult, req: pd.DataFrame, entries: Sequence
     campaign that is the dismissed one is no longer flagged (score kept) unless it changed materially
     (:attr:`WatchConfig.material_growth` or new concentrated infrastructure).
     """
+    if "watch_id" not in matches:
+        matches = pd.DataFrame(columns=MATCH_COLUMNS)
     camps = result.campaigns.copy()
     ca = result.campaign_accounts.copy()
     acc = result.accounts.copy()

@@ -843,6 +843,20 @@ def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
     return buf.getvalue()
 
 
+def sync_watch(ws: Workspace, campaign_id: str, status: str, note: str, analyst: str) -> None:
+    """Keep the watchlist in step with a triage decision: confirming or dismissing a campaign stores its
+    fingerprint (:func:`analyzer.pipeline.add_watch`), any other status removes the local entry."""
+    from analyzer import pipeline, watch
+
+    if status in ("confirmed", "dismissed"):
+        try:
+            pipeline.add_watch(ws, campaign_id, status, analyst, note)
+        except KeyError:  # not in the latest analysis any more: the decision is kept, nothing to fingerprint
+            pass
+    else:
+        ws.remove_watch(watch.local_watch_id(campaign_id))
+
+
 def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst: str) -> None:
     """Record a triage decision through a short-lived read-write connection (append-only, latest wins).
 
@@ -863,6 +877,7 @@ def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst
             with ws.writing():
                 # the analyst is stored as given (exports and pages escape it where they show it)
                 ws.set_triage(campaign_id, status, clean(note, 5000), analyst.strip()[:200])
+                sync_watch(ws, campaign_id, status, clean(note, 5000), analyst.strip()[:200])
         except WorkspaceLocked as exc:
             raise WorkspaceUnavailable(f"Could not save: {exc}") from None
         finally:
