@@ -486,6 +486,16 @@ def apply_watchlist(result: CampaignResult, req: pd.DataFrame, entries: Sequence
             rows.append({"campaign_id": host, "account_id": r["account_id"], "n_requests": int(r["n_match"]),
                          "share": round(float(r["share"]), 4), "score": a_score,
                          "evidence": [account_evidence(r, e)]})
+        # matching accounts that were members already: their score reaches the threshold too, with the reason
+        old = em[em["account_id"].isin(members.get(host, set()))].set_index("account_id")
+        sel = (ca["campaign_id"] == host) & ca["account_id"].isin(old.index)
+        for j in np.flatnonzero(sel.to_numpy()):
+            r = old.loc[ca.iat[j, ca.columns.get_loc("account_id")]]
+            k = ca.index[j]
+            a_score = max(flag_threshold, score * (0.5 + 0.5 * min(1.0, float(r["share"]))))
+            ca.at[k, "score"] = round(max(float(ca.at[k, "score"]), a_score), 4)
+            ca.at[k, "evidence"] = [account_evidence({**r.to_dict(), "account_id": r.name}, e),
+                                    *list(ca.at[k, "evidence"])]
         if rows:
             ca = pd.concat([ca, pd.DataFrame(rows)], ignore_index=True)
             members.setdefault(host, set()).update(new["account_id"])
