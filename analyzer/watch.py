@@ -268,27 +268,37 @@ def _iso(value) -> str | None:
 # --- matching ------------------------------------------------------------------------------------------------------
 def template_match(texts: Sequence[str], patterns: Sequence[Mapping], min_words: int) -> np.ndarray:
     """Per text: whether the template patterns it contains add up to ``min_words`` words (or to all of the
-    template's words, for a template shorter than that)."""
+    template's words, for a template shorter than that).
+
+    Case-insensitive patterns (``(?i)...``, as this module writes them) are searched in one pass per text
+    (one alternation); others (imported ``pcre``) one by one. A pattern that does not compile is skipped.
+    """
     out = np.zeros(len(texts), dtype=bool)
-    if not patterns:
-        return out
-    compiled = []
+    joint, single, weights = [], [], []
     for p in patterns:
+        rx, w = str(p["regex"]), int(p.get("words") or pattern_words(str(p["regex"])))
         try:
-            compiled.append((re.compile(p["regex"]), int(p.get("words") or pattern_words(p["regex"]))))
+            if rx.startswith("(?i)"):
+                re.compile(rx[4:], re.IGNORECASE)
+                joint.append(f"(?P<p{len(weights)}>{rx[4:]})")
+            else:
+                single.append((len(weights), re.compile(rx)))
         except re.error:
             continue
-    if not compiled:
+        weights.append(w)
+    if not weights:
         return out
-    need = min(min_words, sum(w for _, w in compiled))
+    need = min(min_words, sum(weights))
+    alt = re.compile("|".join(joint), re.IGNORECASE) if joint else None
     for i, t in enumerate(texts):
-        got = 0
-        for rx, w in compiled:
+        found: set[int] = set()
+        if alt is not None:
+            for m in alt.finditer(t):
+                found.add(int(m.lastgroup[1:]))
+        for j, rx in single:
             if rx.search(t):
-                got += w
-                if got >= need:
-                    out[i] = True
-                    break
+                found.add(j)
+        out[i] = sum(weights[j] for j in found) >= need
     return out
 
 
@@ -424,7 +434,7 @@ def apply_watchlist(result: CampaignResult, req: pd.DataFrame, entries: Sequence
     matching accounts: when the current campaign that is the watched one (:attr:`WatchConfig.same_campaign_share`;
     the one with most matching members) is flagged, the matching accounts that are not yet its members join
     it, and its evidence says "continues confirmed campaign X"; otherwise the matching accounts that no
-    flagged campaign holds form a campaign of their own (id ``w-`` + a hash of the watch id, score
+    flagged campaign holds form a campaign of their own (id ``cw-`` + a hash of the watch id, score
     ``max(flag_threshold, score at confirmation)``), so that an unflagged look-alike's other members are not
     flagged along with them. A joining account's score is ``max(flag_threshold, s * (0.5 + 0.5 * share))``
     with ``s`` the carrier's score, the form of a member's score. For each *dismissed* entry, a flagged
@@ -565,7 +575,7 @@ _ACCOUNT_COUNT = re.compile(r":\s*\d+ accounts?\b.*$")  # the "...: 38 accounts"
 def _formed_campaign(e: WatchEntry, em: pd.DataFrame, req: pd.DataFrame, flag_threshold: float) -> dict:
     """A campaign for a confirmed entry whose work no current campaign carries."""
     fp = e.fingerprint
-    cid = "w-" + hashlib.blake2b(f"formed\x1f{e.watch_id}".encode(), digest_size=5).hexdigest()
+    cid = "cw-" + hashlib.blake2b(f"formed\x1f{e.watch_id}".encode(), digest_size=5).hexdigest()
     mine = req[req["account_id"].isin(set(em["account_id"]))]
     sims = em["similarity"].dropna()
     return {

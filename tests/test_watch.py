@@ -357,3 +357,25 @@ def test_an_entry_from_another_tier_matches_without_vectors(sample_workspace_cop
     assert any("another-model-key" in n for n in stats["notes"])
     assert stats["matched_accounts"] >= 0.8 * e.fingerprint.n_accounts  # by identical prompts and template
     shutil.rmtree(sample_workspace_copy, ignore_errors=True)
+
+
+def test_triage_in_the_app_keeps_the_watchlist_in_step(sample_workspace_copy):
+    from analyzer.app import data
+
+    path = str(sample_workspace_copy)
+    cid = _flagged(path)[0]["id"]
+
+    def rows():
+        ws = Workspace(path, read_only=True)
+        try:
+            return ws.watch_rows()
+        finally:
+            ws.close()
+
+    data.write_triage(path, cid, "confirmed", "same /24", "local:alice")
+    got = rows()
+    assert got["status"].tolist() == ["confirmed"] and got["analyst"].tolist() == ["local:alice"]
+    data.write_triage(path, cid, "dismissed", "an eval harness", "local:bob")
+    assert rows()["status"].tolist() == ["dismissed"]
+    data.write_triage(path, cid, "needs review", "", "local:bob")
+    assert rows().empty
