@@ -613,7 +613,8 @@ class Workspace:
         rows = self.db.execute(
             "SELECT stats FROM runs WHERE stats LIKE '%\"model_key\"%' ORDER BY run_id DESC LIMIT 1").fetchall()
         if rows:
-            key = (json.loads(rows[0][0]).get("embed") or {}).get("model_key")
+            stats = json.loads(rows[0][0]) or {}
+            key = (stats.get("embed") or stats).get("model_key")  # a full run nests it, 'analyzer embed' not
             if key:
                 return str(key)
         rows = self.db.execute(
