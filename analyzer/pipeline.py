@@ -587,6 +587,7 @@ def check_watchlist(ws: Workspace, req: pd.DataFrame, result, flag_threshold: fl
     entries = watch_entries(ws)
     if not entries:
         return result, {"entries": 0}
+    req = watch_mod.with_subnet(req)  # once, not per entry
     hashes = pd.unique(req["prompt_hash"])
     full = prompt_texts(ws, hashes)
     shas = [watch_mod.prompt_sha256(full.get(h, "")) for h in hashes]

@@ -188,6 +188,8 @@ def centroids(vectors: np.ndarray, k_max: int, seed: int = 0) -> np.ndarray:
 
 def with_subnet(req: pd.DataFrame) -> pd.DataFrame:
     """``req`` with a ``subnet`` column (from ``ip``) and every :data:`WATCH_INFRA_FIELDS` column present."""
+    if "subnet" in req and all(f in req for f in WATCH_INFRA_FIELDS):
+        return req
     req = req.copy()
     if "subnet" not in req:
         ips = req["ip"].dropna().unique() if "ip" in req else []
@@ -266,39 +268,44 @@ def _iso(value) -> str | None:
 
 
 # --- matching ------------------------------------------------------------------------------------------------------
+def _anchor(regex: str) -> str:
+    """The longest literal word of a pattern as :func:`sentence_pattern` writes it (lower case; "" if none):
+    a text without it cannot match, and a substring test is far cheaper than the regular expression."""
+    body = regex[4:] if regex.startswith("(?i)") else regex
+    tokens = [re.sub(r"\\(.)", r"\1", t) for t in body.split(r"\s+") if r"\d" not in t]
+    plain = [t.lower() for t in tokens if not re.search(r"[\\()\[\]{}*+?|^$]", t)]
+    return max(plain, key=len, default="")
+
+
 def template_match(texts: Sequence[str], patterns: Sequence[Mapping], min_words: int) -> np.ndarray:
     """Per text: whether the template patterns it contains add up to ``min_words`` words (or to all of the
     template's words, for a template shorter than that).
 
-    Case-insensitive patterns (``(?i)...``, as this module writes them) are searched in one pass per text
-    (one alternation); others (imported ``pcre``) one by one. A pattern that does not compile is skipped.
+    A case-insensitive pattern (``(?i)...``, as this module writes them) is searched only in texts holding its
+    longest literal word (:func:`_anchor`, a substring test); others (imported ``pcre``) in every text. A
+    pattern that does not compile is skipped.
     """
     out = np.zeros(len(texts), dtype=bool)
-    joint, single, weights = [], [], []
+    compiled = []
     for p in patterns:
-        rx, w = str(p["regex"]), int(p.get("words") or pattern_words(str(p["regex"])))
+        rx = str(p["regex"])
         try:
-            if rx.startswith("(?i)"):
-                re.compile(rx[4:], re.IGNORECASE)
-                joint.append(f"(?P<p{len(weights)}>{rx[4:]})")
-            else:
-                single.append((len(weights), re.compile(rx)))
+            compiled.append((re.compile(rx), int(p.get("words") or pattern_words(rx)),
+                             _anchor(rx) if rx.startswith("(?i)") else ""))
         except re.error:
             continue
-        weights.append(w)
-    if not weights:
+    if not compiled:
         return out
-    need = min(min_words, sum(weights))
-    alt = re.compile("|".join(joint), re.IGNORECASE) if joint else None
+    need = min(min_words, sum(w for _, w, _ in compiled))
     for i, t in enumerate(texts):
-        found: set[int] = set()
-        if alt is not None:
-            for m in alt.finditer(t):
-                found.add(int(m.lastgroup[1:]))
-        for j, rx in single:
-            if rx.search(t):
-                found.add(j)
-        out[i] = sum(weights[j] for j in found) >= need
+        low = t.lower()
+        got = 0
+        for rx, w, anchor in compiled:
+            if (not anchor or anchor in low) and rx.search(t):
+                got += w
+                if got >= need:
+                    out[i] = True
+                    break
     return out
 
 
