@@ -421,3 +421,40 @@ def test_sigkill_while_writing_watch_entries_leaves_whole_entries(tmp_path):
         ws.close()
     assert ids and n_rows == len(ids)  # one row per entry, never two
     assert set(per) == ids and set(per.values()) == {32}  # each entry with all of its vectors, no orphans
+
+
+def test_another_providers_indicators_become_a_watch_entry_that_matches():
+    from analyzer import stix
+
+    sha = W.prompt_sha256("Rate this essay from 1 to 10 and explain the grade.")
+    doc = {"type": "bundle", "id": "bundle--6f8a2c53-8f0e-4a52-9f0a-2b1d7e3c4a10", "objects": [
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--0b2c3d4e-5f60-4718-9a0b-1c2d3e4f5a60",
+         "created": "2026-03-01T00:00:00Z", "modified": "2026-03-01T00:00:00Z", "valid_from": "2026-03-01T00:00:00Z",
+         "pattern_type": "stix", "pattern": f"[ipv4-addr:value ISSUBSET '198.18.0.0/15'] OR "
+                                           f"[artifact:hashes.'SHA-256' = '{sha.upper()}']"},
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--1b2c3d4e-5f60-4718-9a0b-1c2d3e4f5a61",
+         "created": "2026-03-01T00:00:00Z", "modified": "2026-03-01T00:00:00Z", "valid_from": "2026-03-01T00:00:00Z",
+         "pattern_type": "pcre", "pattern": r"(?i)grade\s+like\s+a\s+strict\s+examiner"},
+        {"type": "indicator", "spec_version": "2.1", "id": "indicator--2b2c3d4e-5f60-4718-9a0b-1c2d3e4f5a62",
+         "created": "2026-03-01T00:00:00Z", "modified": "2026-03-01T00:00:00Z", "valid_from": "2026-03-01T00:00:00Z",
+         "pattern_type": "yara", "pattern": "rule x { condition: true }"},
+    ]}
+    entries, notes = stix.entries_from_bundle(json.dumps(doc))
+    assert len(entries) == 1 and any("yara" in n for n in notes)
+    e = entries[0]
+    assert e.source == "stix:bundle--6f8a2c53-8f0e-4a52-9f0a-2b1d7e3c4a10" and e.status == "confirmed"
+    assert e.fingerprint.infra == {"ip_range": ["198.18.0.0/15"]} and e.fingerprint.prompt_sha256 == [sha]
+    texts = ["Rate this essay from 1 to 10 and explain the grade.", "Grade like a strict examiner: essay 4",
+             "What is the capital of France?"]
+    shas = [W.prompt_sha256(t) for t in texts]
+    match, _ = W.content_similarity(e.fingerprint, shas, texts, None, W.WatchConfig(min_template_words=5))
+    assert match.tolist() == [True, True, False]
+    pm = pd.DataFrame({"prompt_hash": ["h0", "h1", "h2"], "match": match, "similarity": [1.0, np.nan, np.nan]})
+    rows = [("hydra", T0, "h0", "198.19.4.2", None, None, None)] * 3 + [("hydra", T0, "h2", "198.19.4.2", None,
+                                                                        None, None)] * 9
+    rows += [("elsewhere", T0, "h1", "203.0.113.5", None, None, None)] * 3 + [("elsewhere", T0, "h2", "203.0.113.5",
+                                                                             None, None, None)] * 10
+    got = W.match_accounts(_req(rows), e, pm, W.WatchConfig())
+    # 3 of 12 requests match from inside the shared range: a hydra account; 3 of 13 (23%) from elsewhere: not
+    assert got["account_id"].tolist() == ["hydra"]
+    assert got.iloc[0]["infra"] == ["ip_range 198.18.0.0/15"]
