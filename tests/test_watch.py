@@ -142,6 +142,13 @@ def test_dismissed_campaign_is_not_flagged_again_unless_it_grew():
     out, outcome = W.apply_watchlist(res, req, [entry], no_match, 0.5)
     assert out.campaigns.iloc[0]["flagged"] and outcome.raised_again == {"c-d2": "w-2"}
     assert "changed materially: 7 accounts, 4 at dismissal" in out.campaigns.iloc[0]["evidence"][0]
+    # same size, but on a proxy subnet the dismissed campaign did not use: raised again
+    moved = ["a1", "a2", "a3", "a4"]
+    req = _req([(a, T0, "m", f"198.51.100.{i}", None, None, None) for i, a in enumerate(moved)])
+    res = _result([{"id": "c-d", "score": 0.8}], {"c-d": moved}, moved)
+    out, outcome = W.apply_watchlist(res, req, [entry], no_match, 0.5)
+    assert out.campaigns.iloc[0]["flagged"] and "new infrastructure (subnet 198.51.100.0/24)" in \
+        out.campaigns.iloc[0]["evidence"][0]
 
 
 # --- the workspace: add, list, remove, score --------------------------------------------------------------------------
