@@ -39,6 +39,9 @@ from analyzer.cluster import sentences, words
 WATCH_INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 #: Identifiers that name who pays: a fresh account holding one of a confirmed campaign's is its operator's.
 PAYER_FIELDS = ("api_key_id", "payment_id")
+#: Identifiers that place an account on a watched campaign's own network or payer (a user agent does not: many
+#: customers send the same client library's).
+STRONG_FIELDS = ("subnet", "ip_range", *PAYER_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class WatchConfig:
     #: request. Infrastructure alone never matches: a proxy subnet also carries ordinary customers.
     min_requests: int = 3
     min_share: float = 0.25
+    #: For an account on the watched campaign's own subnet (or IP range) or payer id (:data:`STRONG_FIELDS`),
+    #: a request also matches when its prompt's similarity is at least this (operators paraphrase their
+    #: wrappers; their proxies and payment methods change less often).
+    infra_similarity: float = 0.6
     #: A current campaign *is* a watched one (continues it, or repeats a dismissed one) when it has the
     #: watched campaign id, or when at least this share of its members match the entry or were its members.
     same_campaign_share: float = 0.5
@@ -349,17 +356,15 @@ def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFr
     pm = prompt_match.set_index("prompt_hash")
     m = pm["match"].reindex(req["prompt_hash"]).fillna(False).to_numpy(dtype=bool)
     s = pm["similarity"].reindex(req["prompt_hash"]).to_numpy(dtype=np.float64)
-    frame = pd.DataFrame({"account_id": req["account_id"].to_numpy(), "m": m, "s": np.where(m, s, np.nan),
-                          "t": np.where(m, req["ts"].to_numpy(), pd.NaT)})
-    g = frame.groupby("account_id")
-    acc = pd.DataFrame({"n_total": g.size(), "n_match": g["m"].sum().astype(int), "similarity": g["s"].mean(),
-                        "first_match": g["t"].min()})
-    acc = acc[acc["n_match"] > 0]
-    if acc.empty:
+    near = np.nan_to_num(s, nan=-1.0) >= config.infra_similarity
+    accounts = req["account_id"].to_numpy()
+    candidates = pd.unique(accounts[m | near])
+    if len(candidates) == 0:
         return pd.DataFrame(columns=cols)
-    infra: dict[str, list[str]] = {a: [] for a in acc.index}
-    payer: dict[str, bool] = dict.fromkeys(acc.index, False)
-    sub = req[req["account_id"].isin(acc.index)]
+    infra: dict[str, list[str]] = {a: [] for a in candidates}
+    payer: dict[str, bool] = dict.fromkeys(candidates, False)
+    strong: dict[str, bool] = dict.fromkeys(candidates, False)
+    sub = req[req["account_id"].isin(set(candidates))]
     for f, values in entry.fingerprint.infra.items():
         if f not in sub or not values:
             continue
@@ -367,6 +372,7 @@ def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFr
         for a, v in zip(hit["account_id"], hit[f], strict=True):
             infra[a].append(f"{f} {v}")
             payer[a] = payer[a] or f in PAYER_FIELDS
+            strong[a] = strong[a] or f in STRONG_FIELDS
     ranges = [n for n in (_network(v) for v in entry.fingerprint.infra.get("ip_range", [])) if n is not None]
     if ranges and "ip" in sub:
         for a, ip in sub[["account_id", "ip"]].dropna().drop_duplicates().itertuples(index=False):
@@ -374,6 +380,17 @@ def match_accounts(req: pd.DataFrame, entry: WatchEntry, prompt_match: pd.DataFr
             hit = next((n for n in ranges if addr is not None and addr.version == n.version and addr in n), None)
             if hit is not None and f"ip_range {hit}" not in infra[a]:
                 infra[a].append(f"ip_range {hit}")
+                strong[a] = True
+    # on the campaign's own network or payer, a request near the fingerprint counts (infra_similarity)
+    m = m | (near & pd.Series(accounts).map(strong).fillna(False).to_numpy(dtype=bool))
+    frame = pd.DataFrame({"account_id": accounts, "m": m, "s": np.where(m, s, np.nan),
+                          "t": np.where(m, req["ts"].to_numpy(), pd.NaT)})
+    g = frame.groupby("account_id")
+    acc = pd.DataFrame({"n_total": g.size(), "n_match": g["m"].sum().astype(int), "similarity": g["s"].mean(),
+                        "first_match": g["t"].min()})
+    acc = acc[acc["n_match"] > 0]
+    if acc.empty:
+        return pd.DataFrame(columns=cols)
     acc["infra"] = [infra[a] for a in acc.index]
     acc["payer"] = [payer[a] for a in acc.index]
     acc["share"] = acc["n_match"] / acc["n_total"]
