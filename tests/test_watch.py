@@ -465,3 +465,16 @@ def test_another_providers_indicators_become_a_watch_entry_that_matches():
     # 3 of 12 requests match from inside the shared range: a hydra account; 3 of 13 (23%) from elsewhere: not
     assert got["account_id"].tolist() == ["hydra"]
     assert got.iloc[0]["infra"] == ["ip_range 198.18.0.0/15"]
+
+
+def test_near_prompts_count_only_on_the_watched_network_or_payer():
+    entry = W.WatchEntry("w-1", "c-1", "confirmed", "local",
+                         W.Fingerprint("c-1", infra={"subnet": ["203.0.113.0/24"], "user_agent": ["bot/1"]}))
+    pm = pd.DataFrame({"prompt_hash": ["near", "far"], "match": [False, False], "similarity": [0.65, 0.3]})
+    rows = [("on_subnet", T0, "near", "203.0.113.4", None, None, None)] * 3
+    rows += [("elsewhere", T0, "near", "198.51.100.4", None, None, None)] * 3
+    rows += [("same_client", T0, "near", "198.51.100.5", "bot/1", None, None)] * 3
+    rows += [("on_subnet_far", T0, "far", "203.0.113.5", None, None, None)] * 3
+    got = W.match_accounts(_req(rows), entry, pm, W.WatchConfig())
+    assert got["account_id"].tolist() == ["on_subnet"]
+    assert got.iloc[0]["n_match"] == 3 and got.iloc[0]["similarity"] == pytest.approx(0.65)
