@@ -286,7 +286,7 @@ def score(workspace, **kw):
     from analyzer import pipeline
 
     opts = _options(**kw)
-    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts), workspace, opts,
+    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts, rid), workspace, opts,
                 {"scoring": opts.scoring.__dict__})
     _echo_summary(ws)
     ws.close()

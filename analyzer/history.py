@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
+
+from analyzer.campaigns import CampaignResult
 
 TRANSITIONS = ("new", "continued", "grown", "shrunk", "split", "merged", "gone")
 
@@ -302,3 +304,62 @@ def update_identity(identity: pd.DataFrame, matching: Matching, current: pd.Data
         out[col] = pd.to_datetime(out[col], utc=True)
     out["first_flagged_run_id"] = out["first_flagged_run_id"].astype("Int64")
     return out.sort_values("campaign_id").reset_index(drop=True)
+
+
+@dataclass
+class PreviousState:
+    """What the workspace remembers of the previous scored run (read by ``Workspace.campaign_state``).
+
+    ``campaigns``: that run's campaigns from ``campaign_history`` (``campaign_id, n_accounts, n_requests,
+    score, flagged``); ``members``: ``campaign_members`` (:data:`MEMBER_COLUMNS`); ``identity``: the whole
+    ``campaign_identity`` table (every id ever used).
+    """
+
+    campaigns: pd.DataFrame
+    members: pd.DataFrame
+    identity: pd.DataFrame
+
+
+@dataclass
+class Tracked:
+    """This run's campaigns under their stable ids, and the history tables to store with them."""
+
+    result: CampaignResult
+    matching: Matching
+    members: pd.DataFrame
+    history: pd.DataFrame
+    identity: pd.DataFrame
+
+
+def rename_campaigns(result: CampaignResult, ids: dict[str, str]) -> CampaignResult:
+    """``result`` with every campaign id (campaigns, their accounts, accounts' best campaign, clusters'
+    campaign) replaced through ``ids``."""
+    def ren(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame["campaign_id"] = frame["campaign_id"].map(lambda c: ids.get(c, c) if isinstance(c, str) else c)
+        return frame
+
+    return replace(result, campaigns=ren(result.campaigns), campaign_accounts=ren(result.campaign_accounts),
+                   accounts=ren(result.accounts),
+                   cluster_campaign={k: ids.get(v, v) for k, v in result.cluster_campaign.items()})
+
+
+def track(previous: PreviousState, requests: pd.DataFrame, result: CampaignResult, run_id: int,
+          recorded_at: pd.Timestamp, config: HistoryConfig | None = None) -> Tracked:
+    """Give this run's campaigns their stable ids and compute the history tables (everything pure).
+
+    ``requests``: ``account_id, prompt_hash, cluster_id`` of every request (the frame campaigns were found
+    in); ``result``: :func:`analyzer.campaigns.find_campaigns`' output under provisional ids. Returns the
+    renamed result, the matching, this run's ``campaign_members`` (what the next run matches against), its
+    ``campaign_history`` rows and the new ``campaign_identity`` table.
+    """
+    camps = result.campaigns
+    members = campaign_members(requests, result.campaign_accounts,
+                               dict(zip(camps["campaign_id"], camps["clusters"], strict=True)))
+    known = set(previous.identity["campaign_id"]) if len(previous.identity) else set()
+    matching = match_campaigns(previous.campaigns, previous.members, camps, members, config, known_ids=known)
+    renamed = rename_campaigns(result, matching.ids)
+    members["campaign_id"] = members["campaign_id"].map(matching.ids)
+    hist = history_rows(matching, renamed.campaigns, previous.campaigns, run_id, recorded_at)
+    identity = update_identity(previous.identity, matching, renamed.campaigns, run_id)
+    return Tracked(renamed, matching, members, hist, identity)
