@@ -192,3 +192,131 @@ def test_campaign_members_counts_member_requests_in_the_campaign_clusters():
     m = campaign_members(req, ca, {"C": [1]})
     got = {(r.kind, r.member): r.weight for r in m.itertuples(index=False)}
     assert got == {("account", "a"): 2, ("account", "b"): 1, ("prompt", "h1"): 2, ("prompt", "h2"): 1}
+
+
+# --- end to end: two daily runs into one workspace ----------------------------------------------------------------
+def _split_sample(folder, replaced: dict[str, str]) -> tuple[str, str]:
+    """The sample's first six days, and its last day with ``replaced`` accounts renamed (banned accounts
+    whose work fresh accounts carry on)."""
+    import gzip
+
+    from conftest import SAMPLE_LOG
+
+    rows = [json.loads(line) for line in gzip.open(SAMPLE_LOG, "rt", encoding="utf-8")]
+    last_day = max(r["timestamp"] for r in rows)[:10]
+    early = [r for r in rows if r["timestamp"][:10] < last_day]
+    late = [{**r, "account_id": replaced.get(r["account_id"], r["account_id"])} for r in rows
+            if r["timestamp"][:10] >= last_day]
+    paths = []
+    for name, part in (("days1-6.jsonl", early), ("day7.jsonl", late)):
+        path = folder / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory):
+    """A workspace analysed after day 6 (run 1) and again after day 7 was added (run 2), where on day 7 half of
+    the chain-of-thought campaign's accounts were replaced by fresh ones; with run 1's JSON export."""
+    from conftest import SAMPLE_TRUTH
+
+    from analyzer.export import to_json
+    from analyzer.pipeline import RunOptions, run_all
+    from analyzer.workspace import Workspace
+
+    truth = json.loads(SAMPLE_TRUTH.read_text())
+    cot = sorted(truth["campaigns"]["cot_math"]["accounts"])
+    replaced = {a: f"fresh_{i}" for i, a in enumerate(cot[: len(cot) // 2])}
+    folder = tmp_path_factory.mktemp("daily")
+    day1, day2 = _split_sample(folder, replaced)
+    ws = Workspace(str(folder / "ws"), create=True)
+    opts = RunOptions(progress=False, make_map=False)
+    run_all(ws, [day1], opts)
+    first = json.loads(to_json(ws))
+    run_all(ws, [day2], opts)
+    yield ws, first, set(cot), set(replaced.values())
+    ws.close()
+
+
+def test_daily_runs_keep_campaign_ids(daily):
+    from analyzer.export import to_json
+
+    ws, first, cot, fresh = daily
+    before = {c["id"]: c for c in first["campaigns"]}
+    after = {c["id"]: c for c in json.loads(to_json(ws))["campaigns"]}
+    flagged = [c for c in first["campaigns"] if c["flagged"]]
+    assert len(flagged) >= 3
+    for c in flagged:
+        assert c["id"] in after and after[c["id"]]["flagged"], c["label"]
+    # the campaign whose accounts were partly replaced changed membership, and so its provisional id, but not
+    # its id: the fresh accounts sent the same kind of work and the old accounts' requests are still there
+    (cot_id,) = [cid for cid, c in before.items() if set(c["accounts"]) >= cot]
+    assert fresh <= set(after[cot_id]["accounts"])
+    assert after[cot_id]["history"][-1]["transition"] == "grown"
+    from analyzer.campaigns import campaign_id
+
+    provisional = campaign_id(ws.db.execute("SELECT account_id FROM campaign_accounts WHERE campaign_id = ?",
+                                            [cot_id]).df()["account_id"].tolist(), after[cot_id]["clusters"])
+    assert provisional != cot_id
+    c = after[cot_id]
+    assert [h["run"] for h in c["history"]] == [1, 2] and c["history"][0]["transition"] == "new"
+    assert c["first_run"] == 1 and c["first_flagged_run"] == 1 and c["first_flagged"] <= before[cot_id]["last_seen"]
+    assert c["first_seen"] == before[cot_id]["first_seen"] and c["last_seen"] > before[cot_id]["last_seen"]
+
+
+def test_daily_runs_record_one_transition_per_campaign_and_run(daily):
+    ws, first, _, _ = daily
+    h = ws.campaign_history()
+    assert sorted(h["run_id"].unique()) == [1, 2]
+    assert not h.duplicated(["run_id", "campaign_id"]).any()
+    assert set(h.loc[h["run_id"] == 1, "transition"]) == {"new"}
+    assert set(h.loc[h["run_id"] == 1, "campaign_id"]) == {c["id"] for c in first["campaigns"]}
+    run2 = h[h["run_id"] == 2]
+    assert set(run2.loc[run2["transition"] != "gone", "campaign_id"]) == set(ws.table("campaigns")["campaign_id"])
+    ident = ws.table("campaign_identity")
+    assert set(ident["campaign_id"]) == set(h["campaign_id"])
+    assert (ident.set_index("campaign_id").loc[run2.loc[run2["transition"] != "gone", "campaign_id"],
+                                                "last_run_id"] == 2).all()
+
+
+def test_a_rescore_continues_every_campaign_and_the_markdown_shows_history(daily):
+    from analyzer import pipeline
+    from analyzer.export import to_markdown
+
+    ws, _, _, _ = daily
+    ids = set(ws.table("campaigns")["campaign_id"])
+    with ws.writing():
+        run_id = ws.start_run("score", {}, {})
+        stats = pipeline.score(ws, pipeline.RunOptions(progress=False), run_id)
+        ws.finish_run(run_id, stats)
+    assert set(ws.table("campaigns")["campaign_id"]) == ids
+    h = ws.campaign_history()
+    assert set(h.loc[h["run_id"] == run_id, "transition"]) == {"continued"}
+    assert "History: new (run 1) → " in to_markdown(ws)
+
+
+def test_daily_workspace_history_is_consistent(daily):
+    from robust_logs import history_problems
+
+    assert history_problems(daily[0]) == []
+
+
+def test_a_score_that_fails_while_writing_changes_neither_campaigns_nor_history(daily, monkeypatch):
+    """The history rows are written in the transaction that replaces the campaigns: a failure at the last
+    insert (here a history frame the table refuses) rolls back the campaigns too."""
+    from robust_logs import history_problems
+
+    from analyzer import history as history_mod
+    from analyzer import pipeline
+
+    ws = daily[0]
+    before = {t: ws.table(t) for t in ("campaigns", "campaign_accounts", "campaign_history", "campaign_identity",
+                                        "campaign_members")}
+    real = history_mod.history_rows
+    monkeypatch.setattr(history_mod, "history_rows", lambda *a, **k: real(*a, **k).assign(no_such_column=1))
+    with pytest.raises(Exception, match="no_such_column"):
+        pipeline.score(ws, pipeline.RunOptions(progress=False), run_id=99)
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(ws.table(table), frame, check_like=True)
+    assert history_problems(ws) == []
