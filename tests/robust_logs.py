@@ -239,9 +239,40 @@ class HashEmbedder:
         return out
 
 
+def kill_at_score_commit() -> None:
+    """Make the score stage SIGKILL its own process when it would commit the campaigns and their history
+    (every row inserted, nothing committed): the worst moment for the two to disagree."""
+    import signal
+
+    from analyzer.workspace import Workspace
+
+    real = Workspace.replace_tables
+
+    def replace_tables(self, frames, append=None):
+        if "campaign_history" in (append or {}):
+            conn = self.db
+
+            class KillAtCommit:
+                def __getattr__(self, name):
+                    return getattr(conn, name)
+
+                def execute(self, sql, *args):
+                    if sql == "COMMIT":
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return conn.execute(sql, *args)
+
+            self.db = KillAtCommit()
+        return real(self, frames, append)
+
+    Workspace.replace_tables = replace_tables
+
+
 def main() -> None:
     from analyzer import pipeline
     from analyzer.cli import main as cli_main
+
+    if os.environ.get("KILL_AT_SCORE_COMMIT"):
+        kill_at_score_commit()
 
     delay = float(os.environ.get("HASH_EMBED_DELAY", "0"))
     pipeline.make_embedder = lambda *a, **k: HashEmbedder(delay)
