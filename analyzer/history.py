@@ -41,7 +41,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse.csgraph import connected_components
 
 from analyzer.campaigns import CampaignResult
 
@@ -205,19 +207,10 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
     # 3. one-to-one continuation
     rest = ov[~ov["prev"].isin(used_prev) & ~ov["cur"].isin(ids) & ~ov["cur"].isin(split_children)
               & (np.maximum(ov["share_prev"], ov["share_cur"]) >= link)]
-    if len(rest):
-        ps, cs = sorted(set(rest["prev"])), sorted(set(rest["cur"]))
-        pi, ci = {p: k for k, p in enumerate(ps)}, {c: k for k, c in enumerate(cs)}
-        weight = np.zeros((len(ps), len(cs)))
-        weight[[pi[p] for p in rest["prev"]], [ci[c] for c in rest["cur"]]] = rest["jaccard"].to_numpy()
-        r_idx, c_idx = linear_sum_assignment(weight, maximize=True)
-        for r, k in zip(r_idx, c_idx, strict=True):
-            if weight[r, k] <= 0:
-                continue
-            prev, cur = ps[r], cs[k]
-            ids[cur] = prev
-            used_prev.add(prev)
-            rows.append((cur, _continued(prev_size[prev][0], cur_size[cur][0], config), []))
+    for prev, cur in _assign(rest):
+        ids[cur] = prev
+        used_prev.add(prev)
+        rows.append((cur, _continued(prev_size[prev][0], cur_size[cur][0], config), []))
     # 4. new and gone
     taken = set(known_ids) | set(prev_ids) | set(ids.values())
     for cur in cur_ids:
@@ -230,6 +223,30 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
     out = [(ids[cur], t, parents_) for cur, t, parents_ in sorted(rows, key=lambda r: order[r[0]])]
     out += [(prev, "gone", []) for prev in prev_ids if prev not in used_prev]
     return Matching(ids=ids, transitions=pd.DataFrame(out, columns=["campaign_id", "transition", "parent_ids"]))
+
+
+def _assign(pairs: pd.DataFrame) -> list[tuple[str, str]]:
+    """One-to-one (previous, current) pairs maximising the total ``jaccard`` of ``pairs`` (Hungarian
+    algorithm), solved per connected component of the pair graph (components are small; the whole matrix
+    of a large workspace would not be)."""
+    if pairs.empty:
+        return []
+    ps, cs = sorted(set(pairs["prev"])), sorted(set(pairs["cur"]))
+    pi, ci = {p: k for k, p in enumerate(ps)}, {c: k for k, c in enumerate(cs)}
+    rows = np.array([pi[p] for p in pairs["prev"]])
+    cols = np.array([ci[c] for c in pairs["cur"]])
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, len(ps) + cols)), shape=(len(ps) + len(cs),) * 2)
+    _, comp = connected_components(graph, directed=False)
+    out = []
+    for k in np.unique(comp[rows]):
+        sel = comp[rows] == k
+        r_ids, c_ids = np.unique(rows[sel]), np.unique(cols[sel])
+        weight = np.zeros((len(r_ids), len(c_ids)))
+        weight[np.searchsorted(r_ids, rows[sel]), np.searchsorted(c_ids, cols[sel])] = pairs["jaccard"].to_numpy()[sel]
+        for r, c in zip(*linear_sum_assignment(weight, maximize=True), strict=True):
+            if weight[r, c] > 0:
+                out.append((ps[r_ids[r]], cs[c_ids[c]]))
+    return out
 
 
 def _continued(n_prev: int, n_cur: int, config: HistoryConfig) -> str:

@@ -320,3 +320,22 @@ def test_a_score_that_fails_while_writing_changes_neither_campaigns_nor_history(
     for table, frame in before.items():
         pd.testing.assert_frame_equal(ws.table(table), frame, check_like=True)
     assert history_problems(ws) == []
+
+
+def test_no_campaigns_now_means_every_previous_one_is_gone():
+    (p, pm), (c, cm) = frames([camp("A", acc("a", 10), acc("p", 40))]), frames([])
+    c = pd.DataFrame(columns=p.columns)
+    cm = pd.DataFrame(columns=pm.columns)
+    m = match_campaigns(p, pm, c, cm)
+    assert m.ids == {} and m.transitions.values.tolist() == [["A", "gone", []]]
+    h = history_rows(m, c, p, run_id=2, recorded_at=pd.Timestamp("2026-02-01", tz="UTC"))
+    assert h["transition"].tolist() == ["gone"] and h["n_accounts"].tolist() == [10]
+    assert update_identity(pd.DataFrame(), m, c, run_id=2).empty
+
+
+def test_assignment_is_one_to_one_across_independent_groups():
+    prev = [camp(f"P{i}", acc(f"a{i}_", 10), acc(f"p{i}_", 20)) for i in range(30)]
+    cur = [camp(f"x{i}", acc(f"a{i}_", 10), acc(f"p{i}_", 20)) for i in reversed(range(30))]
+    m, t = run(prev, cur)
+    assert m.ids == {f"x{i}": f"P{i}" for i in range(30)}
+    assert {v[0] for v in t.values()} == {"continued"}
