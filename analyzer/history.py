@@ -180,6 +180,7 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
 
     # 1. merges
     parents = ov[(ov["share_prev"] >= link) & (ov["share_cur"] >= part)]
+    parents = parents[parents.groupby("cur")["prev"].transform("size") >= 2]  # (few: loop over them only)
     for cur, grp in parents.groupby("cur", sort=True):
         grp = grp[~grp["prev"].isin(used_prev)]  # a previous campaign flows into one merge at most
         if len(grp) >= 2:
@@ -190,6 +191,7 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
     # 2. splits
     children = ov[(ov["share_cur"] >= link) & (ov["share_prev"] >= part) & ~ov["cur"].isin(ids)
                   & ~ov["prev"].isin(used_prev)]
+    children = children[children.groupby("prev")["cur"].transform("size") >= 2]
     split_children: dict[str, str] = {}
     for prev, grp in children.groupby("prev", sort=True):
         grp = grp[~grp["cur"].isin(split_children) & ~grp["cur"].isin(ids)]
@@ -231,13 +233,18 @@ def _assign(pairs: pd.DataFrame) -> list[tuple[str, str]]:
     of a large workspace would not be)."""
     if pairs.empty:
         return []
+    # a pair whose two campaigns have no other candidate is its own component: assigned directly
+    alone = (pairs.groupby("prev")["cur"].transform("size") == 1) & (pairs.groupby("cur")["prev"].transform("size") == 1)
+    out = list(zip(pairs.loc[alone, "prev"], pairs.loc[alone, "cur"], strict=True))
+    pairs = pairs[~alone]
+    if pairs.empty:
+        return out
     ps, cs = sorted(set(pairs["prev"])), sorted(set(pairs["cur"]))
     pi, ci = {p: k for k, p in enumerate(ps)}, {c: k for k, c in enumerate(cs)}
     rows = np.array([pi[p] for p in pairs["prev"]])
     cols = np.array([ci[c] for c in pairs["cur"]])
     graph = sp.coo_matrix((np.ones(len(rows)), (rows, len(ps) + cols)), shape=(len(ps) + len(cs),) * 2)
     _, comp = connected_components(graph, directed=False)
-    out = []
     for k in np.unique(comp[rows]):
         sel = comp[rows] == k
         r_ids, c_ids = np.unique(rows[sel]), np.unique(cols[sel])
@@ -293,34 +300,50 @@ def update_identity(identity: pd.DataFrame, matching: Matching, current: pd.Data
     run in ``first_flagged_run_id``. ``first_run_id`` / ``last_run_id``: the first and latest run that found it.
     Gone campaigns keep their row unchanged.
     """
-    ident = identity.set_index("campaign_id")[IDENTITY_COLUMNS[1:]].copy() if len(identity) else \
-        pd.DataFrame(columns=IDENTITY_COLUMNS[1:], index=pd.Index([], name="campaign_id"))
-    t = matching.transitions.set_index("campaign_id")
-    new_rows = []
-    for r in current.itertuples(index=False):
-        cid = str(r.campaign_id)
-        old_ids = [cid] if cid in ident.index else []
-        if cid in t.index and t.at[cid, "transition"] == "merged":
-            old_ids += [p for p in t.at[cid, "parent_ids"] if p in ident.index]
-        old = ident.loc[old_ids] if old_ids else ident.iloc[0:0]
-        first_seen = min([pd.Timestamp(r.first_seen), *[pd.Timestamp(x) for x in old["first_seen"].dropna()]])
-        last_seen = max([pd.Timestamp(r.last_seen), *[pd.Timestamp(x) for x in old["last_seen"].dropna()]])
-        flagged_before = old.dropna(subset=["first_flagged_at"]).sort_values("first_flagged_at")
-        if len(flagged_before):
-            ff_at, ff_run = flagged_before["first_flagged_at"].iloc[0], flagged_before["first_flagged_run_id"].iloc[0]
-        elif bool(r.flagged):
-            ff_at, ff_run = pd.Timestamp(r.last_seen), run_id
-        else:
-            ff_at, ff_run = pd.NaT, None
-        first_run = int(old["first_run_id"].min()) if len(old) else int(run_id)
-        new_rows.append((cid, first_seen, last_seen, ff_at, ff_run, first_run, int(run_id)))
-    fresh = pd.DataFrame(new_rows, columns=IDENTITY_COLUMNS)
-    kept = ident[~ident.index.isin(fresh["campaign_id"])].reset_index()
-    out = pd.concat([kept[IDENTITY_COLUMNS], fresh], ignore_index=True) if len(kept) else fresh
+    ident = _identity_frame(identity)
+    cur = pd.DataFrame({"campaign_id": current["campaign_id"].astype(str).to_numpy(),
+                        "first_seen": pd.to_datetime(current["first_seen"], utc=True).to_numpy(),
+                        "last_seen": pd.to_datetime(current["last_seen"], utc=True).to_numpy(),
+                        "flagged": current["flagged"].astype(bool).to_numpy()})
+    for col in ("first_seen", "last_seen"):
+        cur[col] = pd.to_datetime(cur[col], utc=True)
+    # the identities a current campaign inherits: its own, and those of the parents it absorbed
+    t = matching.transitions
+    merged = t.loc[t["transition"] == "merged", ["campaign_id", "parent_ids"]].explode("parent_ids").dropna()
+    links = pd.concat([pd.DataFrame({"campaign_id": cur["campaign_id"], "old_id": cur["campaign_id"]}),
+                       merged.rename(columns={"parent_ids": "old_id"})], ignore_index=True)
+    old = links.merge(ident.rename(columns={"campaign_id": "old_id"}), on="old_id")
+    agg = old.groupby("campaign_id").agg(old_first=("first_seen", "min"), old_last=("last_seen", "max"),
+                                         old_run=("first_run_id", "min"))
+    flagged_before = (old.dropna(subset=["first_flagged_at"])
+                      .sort_values(["first_flagged_at", "first_flagged_run_id"])
+                      .drop_duplicates("campaign_id").set_index("campaign_id")[["first_flagged_at",
+                                                                                  "first_flagged_run_id"]])
+    out = cur.set_index("campaign_id").join(agg).join(flagged_before)
+    out["first_flagged_at"] = pd.to_datetime(out["first_flagged_at"], utc=True)
+    out["first_flagged_run_id"] = pd.to_numeric(out["first_flagged_run_id"]).astype("Int64")
+    now_flagged = out["first_flagged_at"].isna() & out["flagged"]
+    out.loc[now_flagged, "first_flagged_at"] = out.loc[now_flagged, "last_seen"]
+    out.loc[now_flagged, "first_flagged_run_id"] = int(run_id)
+    out["first_seen"] = out[["first_seen", "old_first"]].min(axis=1)
+    out["last_seen"] = out[["last_seen", "old_last"]].max(axis=1)
+    out["first_run_id"] = out["old_run"].fillna(run_id).astype(np.int64)
+    out["last_run_id"] = np.int64(run_id)
+    fresh = out.reset_index()[IDENTITY_COLUMNS]
+    kept = ident[~ident["campaign_id"].isin(fresh["campaign_id"])]
+    out = pd.concat([kept, fresh], ignore_index=True) if len(kept) else fresh
+    return _identity_frame(out).sort_values("campaign_id").reset_index(drop=True)
+
+
+def _identity_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with exactly :data:`IDENTITY_COLUMNS`, times as UTC timestamps and run ids as integers."""
+    out = (frame if len(frame) else pd.DataFrame(columns=IDENTITY_COLUMNS))[IDENTITY_COLUMNS].copy()
+    out["campaign_id"] = out["campaign_id"].astype(object)
     for col in ("first_seen", "last_seen", "first_flagged_at"):
         out[col] = pd.to_datetime(out[col], utc=True)
-    out["first_flagged_run_id"] = out["first_flagged_run_id"].astype("Int64")
-    return out.sort_values("campaign_id").reset_index(drop=True)
+    for col in ("first_flagged_run_id", "first_run_id", "last_run_id"):
+        out[col] = pd.to_numeric(out[col]).astype("Int64")
+    return out
 
 
 @dataclass
