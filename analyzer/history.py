@@ -302,11 +302,11 @@ def update_identity(identity: pd.DataFrame, matching: Matching, current: pd.Data
     """
     ident = _identity_frame(identity)
     cur = pd.DataFrame({"campaign_id": current["campaign_id"].astype(str).to_numpy(),
-                        "first_seen": pd.to_datetime(current["first_seen"], utc=True).to_numpy(),
-                        "last_seen": pd.to_datetime(current["last_seen"], utc=True).to_numpy(),
+                        "first_seen": _utc(current["first_seen"]).to_numpy(),
+                        "last_seen": _utc(current["last_seen"]).to_numpy(),
                         "flagged": current["flagged"].astype(bool).to_numpy()})
     for col in ("first_seen", "last_seen"):
-        cur[col] = pd.to_datetime(cur[col], utc=True)
+        cur[col] = _utc(cur[col])
     # the identities a current campaign inherits: its own, and those of the parents it absorbed
     t = matching.transitions
     merged = t.loc[t["transition"] == "merged", ["campaign_id", "parent_ids"]].explode("parent_ids").dropna()
@@ -320,7 +320,7 @@ def update_identity(identity: pd.DataFrame, matching: Matching, current: pd.Data
                       .drop_duplicates("campaign_id").set_index("campaign_id")[["first_flagged_at",
                                                                                   "first_flagged_run_id"]])
     out = cur.set_index("campaign_id").join(agg).join(flagged_before)
-    out["first_flagged_at"] = pd.to_datetime(out["first_flagged_at"], utc=True)
+    out["first_flagged_at"] = _utc(out["first_flagged_at"])
     out["first_flagged_run_id"] = pd.to_numeric(out["first_flagged_run_id"]).astype("Int64")
     now_flagged = out["first_flagged_at"].isna() & out["flagged"]
     out.loc[now_flagged, "first_flagged_at"] = out.loc[now_flagged, "last_seen"]
@@ -335,12 +335,18 @@ def update_identity(identity: pd.DataFrame, matching: Matching, current: pd.Data
     return _identity_frame(out).sort_values("campaign_id").reset_index(drop=True)
 
 
+def _utc(values) -> pd.Series:
+    """Timestamps as ``datetime64[us, UTC]`` (the workspace's resolution; an all-missing column would
+    otherwise get a coarser unit that later microsecond values do not fit)."""
+    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[us, UTC]")
+
+
 def _identity_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with exactly :data:`IDENTITY_COLUMNS`, times as UTC timestamps and run ids as integers."""
     out = (frame if len(frame) else pd.DataFrame(columns=IDENTITY_COLUMNS))[IDENTITY_COLUMNS].copy()
     out["campaign_id"] = out["campaign_id"].astype(object)
     for col in ("first_seen", "last_seen", "first_flagged_at"):
-        out[col] = pd.to_datetime(out[col], utc=True)
+        out[col] = _utc(out[col])
     for col in ("first_flagged_run_id", "first_run_id", "last_run_id"):
         out[col] = pd.to_numeric(out[col]).astype("Int64")
     return out

@@ -28,7 +28,7 @@ def frames(camps: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         n_req = c["per_account"] * len(c["accounts"])
         rows.append({"campaign_id": c["id"], "n_accounts": len(c["accounts"]), "n_requests": n_req,
                      "score": 0.8, "flagged": True,
-                     "first_seen": pd.Timestamp("2026-01-01", tz="UTC"), "last_seen": pd.Timestamp("2026-01-02", tz="UTC")})
+                     "first_seen": pd.Timestamp("2026-01-01", tz="UTC"), "last_seen": pd.Timestamp("2026-01-02 10:00:00.123456", tz="UTC")})
         members += [(c["id"], "account", a, c["per_account"]) for a in c["accounts"]]
         members += [(c["id"], "prompt", p, max(1, n_req // len(c["prompts"]))) for p in c["prompts"]]
     return (pd.DataFrame(rows), pd.DataFrame(members, columns=["campaign_id", "kind", "member", "weight"]))
@@ -160,11 +160,21 @@ def test_history_rows_and_identity():
          "first_flagged_run_id": None, "first_run_id": 6, "last_run_id": 6}])
     ident = update_identity(old, m, c, run_id=7).set_index("campaign_id")
     assert ident.loc["A", "first_seen"] == pd.Timestamp("2025-12-01", tz="UTC")
-    assert ident.loc["A", "last_seen"] == pd.Timestamp("2026-01-02", tz="UTC")
+    assert ident.loc["A", "last_seen"] == pd.Timestamp("2026-01-02 10:00:00.123456", tz="UTC")
     assert ident.loc["A", "first_flagged_run_id"] == 3 and ident.loc["A", "first_run_id"] == 2
     assert ident.loc["A", "last_run_id"] == 7
     assert ident.loc["B", "last_run_id"] == 6  # gone: unchanged
     assert ident.loc["x2", "first_run_id"] == 7 and pd.isna(ident.loc["x2", "first_flagged_at"])
+
+
+def test_first_run_identity_records_when_each_campaign_was_flagged():
+    (p, pm), (c, cm) = frames([]), frames([camp("x1", acc("a", 10), acc("p", 40)), camp("x2", acc("b", 9), acc("q", 9))])
+    c.loc[c["campaign_id"] == "x2", "flagged"] = False
+    m = match_campaigns(p, pm, c, cm)
+    ident = update_identity(pd.DataFrame(), m, c, run_id=1).set_index("campaign_id")
+    assert ident.loc["x1", "first_flagged_at"] == pd.Timestamp("2026-01-02 10:00:00.123456", tz="UTC")
+    assert ident.loc["x1", "first_flagged_run_id"] == 1 and pd.isna(ident.loc["x2", "first_flagged_run_id"])
+    assert (ident["first_run_id"] == 1).all() and (ident["last_run_id"] == 1).all()
 
 
 def test_identity_of_a_merge_takes_its_parents_earliest_times():
