@@ -509,7 +509,7 @@ def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
     return infos
 
 
-def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict[str, int]:
+def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict:
     """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends.
 
     Campaigns keep their ids across runs (:mod:`analyzer.history`): this run's transitions are appended to
