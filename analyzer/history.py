@@ -26,7 +26,9 @@ the larger of its account and its prompt value, so either kind of evidence suffi
    sheds a group of accounts keeps its identity); every other child is ``split`` with a new id and
    ``parent_ids = [p]``.
 3. **continued**: among the rest, pairs where most of one lies in the other (``max(share_prev, share_cur) >=
-   link_min``) are assigned one-to-one, maximising the total weighted Jaccard (Hungarian algorithm,
+   link_min``) and the current one holds at least ``part_min`` of the previous one (a crumb of a campaign
+   that dispersed does not inherit its id) are assigned one-to-one, maximising the total weighted Jaccard
+   (Hungarian algorithm,
    :func:`scipy.optimize.linear_sum_assignment`). A continued campaign keeps its id; it is ``grown`` or
    ``shrunk`` instead when its number of accounts changed by more than ``size_change`` (a fraction).
 4. **new**: every other current campaign (its provisional id, or a fresh one if that id was ever used);
@@ -68,7 +70,8 @@ class HistoryConfig:
     #: "mostly inside" its child, a split child "mostly from" its parent, and a split child the continuation.
     link_min: float = 0.5
     #: A merge parent must make up, and a split child must take, at least this fraction of the other side's
-    #: weight to count as a part of the merge or split (smaller pieces are growth, shedding or noise).
+    #: weight to count as a part of the merge or split (smaller pieces are growth, shedding or noise); a
+    #: continuation must hold at least this fraction of the previous campaign.
     part_min: float = 0.2
     #: A continued campaign is ``grown`` / ``shrunk`` when its account count changed by more than this
     #: fraction of the previous count.
@@ -208,7 +211,7 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
                 rows.append((cur, "split", [prev]))
     # 3. one-to-one continuation
     rest = ov[~ov["prev"].isin(used_prev) & ~ov["cur"].isin(ids) & ~ov["cur"].isin(split_children)
-              & (np.maximum(ov["share_prev"], ov["share_cur"]) >= link)]
+              & (np.maximum(ov["share_prev"], ov["share_cur"]) >= link) & (ov["share_prev"] >= part)]
     for prev, cur in _assign(rest):
         ids[cur] = prev
         used_prev.add(prev)

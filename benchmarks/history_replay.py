@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ban-day", type=int, default=7, help="from this day (1-based) half the accounts are replaced")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
+    ap.add_argument("--keep", default=None, help="analyse into this workspace folder (kept) instead of a temporary one")
     args = ap.parse_args()
     if not corpora.available():
         sys.exit(f"benchmark corpora not found at {corpora.data_dir()}: nothing to measure")
@@ -71,7 +72,7 @@ def main() -> None:
     history_mod.track = timed_track
     per_day, follow = [], {name: [] for name in sc.truth["campaigns"]}
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Workspace(str(Path(tmp) / "ws"), create=True)
+        ws = Workspace(args.keep or str(Path(tmp) / "ws"), create=True)
         opts = RunOptions(progress=False, make_map=False)
         for d in sorted(days.unique()):
             log, _ = write_scenario(Scenario(req[days == d].reset_index(drop=True), sc.truth), Path(tmp) / f"d{d}",
@@ -106,10 +107,13 @@ def main() -> None:
         after = [s for s in seen[flagged_days[0]:] if s is not None]
         changes = {k: sum(a[k] != b[k] for a, b in zip(after, after[1:], strict=False)) for k in (0, 1)}
         report[name] = {"first_flagged_day": flagged_days[0] + 1, "stable_id_changes": changes[0],
-                        "provisional_id_changes": changes[1], "days_flagged": len(flagged_days)}
-    print(json.dumps(report, indent=1))
+                        "provisional_id_changes": changes[1], "days_flagged": len(flagged_days),
+                        "ids_by_day": [None if s is None else s[0] for s in seen]}
+    print(json.dumps({k: {f: v for f, v in r.items() if f != "ids_by_day"} for k, r in report.items()}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps({"per_day": per_day, "campaigns": report, "args": vars(args)}, indent=1))
+    if args.keep:
+        print(f"workspace kept in {args.keep}")
 
 
 if __name__ == "__main__":

@@ -349,3 +349,12 @@ def test_assignment_is_one_to_one_across_independent_groups():
     m, t = run(prev, cur)
     assert m.ids == {f"x{i}": f"P{i}" for i in range(30)}
     assert {v[0] for v in t.values()} == {"continued"}
+
+
+def test_a_crumb_of_a_dispersed_campaign_does_not_inherit_its_id():
+    """A's 20 accounts scatter over three unrelated campaigns; a 3-account remnant lies entirely inside A but
+    holds only 15% of it: A is gone, the pieces are new."""
+    m, t = run([camp("A", acc("a", 20), acc("p", 40))],
+               [camp("x1", acc("a", 3), acc("p", 6)), camp("x2", acc("a", 5, 3) + acc("z", 15), acc("q", 40)),
+                camp("x3", acc("a", 4, 8) + acc("y", 15), acc("r", 40))])
+    assert t == {"x1": ("new", []), "x2": ("new", []), "x3": ("new", []), "A": ("gone", [])}
