@@ -167,6 +167,8 @@ def run(logs, workspace, column_map, strict, embed_chunk, **kw):
         click.echo(f"rejected rows (with reasons): {stats['quarantine']}")
     click.echo(f"embed: {stats['embed']['embedded_now']:,} new prompts ({stats['embed']['embedded_total']:,} in workspace)")
     click.echo(f"cluster: {stats['cluster']['clusters']:,} clusters, {stats['cluster']['noise']:,} noise prompts")
+    click.echo("campaigns since the previous run: "  # ids kept while a campaign continues (analyzer.history)
+               + (", ".join(f"{n} {t}" for t, n in stats["score"]["transitions"].items()) or "none"))
     click.echo("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stats["stages_s"].items())
                + f"; peak memory {stats['peak_rss_mb']:.0f} MiB")
     _echo_summary(ws)
@@ -289,7 +291,7 @@ def score(workspace, **kw):
     from analyzer import pipeline
 
     opts = _options(**kw)
-    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts), workspace, opts,
+    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts, rid), workspace, opts,
                 {"scoring": opts.scoring.__dict__})
     _echo_summary(ws)
     ws.close()

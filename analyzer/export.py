@@ -264,6 +264,32 @@ def _ingest_totals(ws: Workspace, tables: set[str]) -> dict[str, int]:
     return ws.ingest_totals()
 
 
+def _campaign_history(ws: Workspace, tables: set[str]) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+    """Each campaign's ``history`` entries (oldest run first) and its ``campaign_identity`` row, by id."""
+    history: dict[str, list[dict]] = {}
+    identity: dict[str, dict] = {}
+    if "campaign_history" in tables:
+        rows = ws.db.execute(
+            """SELECT h.* FROM campaign_history h SEMI JOIN campaigns c USING (campaign_id)
+               ORDER BY h.run_id""").df()
+        for r in rows.itertuples(index=False):
+            history.setdefault(r.campaign_id, []).append({
+                "run": int(r.run_id), "transition": str(r.transition),
+                "parents": [sanitize(str(p), ident=True) for p in json.loads(r.parent_ids or "[]")],
+                "score": float(r.score), "flagged": bool(r.flagged), "n_accounts": int(r.n_accounts),
+                "n_requests": int(r.n_requests),
+            })
+    if "campaign_identity" in tables:
+        for r in ws.db.execute("SELECT * FROM campaign_identity SEMI JOIN campaigns USING (campaign_id)").df(
+                ).itertuples(index=False):
+            identity[r.campaign_id] = r._asdict()
+    return history, identity
+
+
+def _run_or_none(value) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
     """Campaigns of the latest analysis as plain dicts (schema of the JSON export), best first.
 
@@ -283,6 +309,7 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
         ).df()
         by_campaign = accounts.groupby("campaign_id")["account_id"].agg(list).to_dict()
     triage = _triage_latest(ws, tables).set_index("campaign_id")
+    history, identity = _campaign_history(ws, tables)
 
     def text(v: str) -> str:
         return redact(sanitize(v)) if redact_examples else sanitize(v)
@@ -294,6 +321,11 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
     for r in camps.itertuples(index=False):
         t = triage.loc[r.campaign_id] if r.campaign_id in triage.index else None
         kind = getattr(r, "kind", None)  # not in workspaces written before kinds existed
+        since = identity.get(r.campaign_id, {})
+        first_seen = min((t for t in (r.first_seen, since.get("first_seen")) if t is not None and not pd.isna(t)),
+                         default=None)
+        last_seen = max((t for t in (r.last_seen, since.get("last_seen")) if t is not None and not pd.isna(t)),
+                        default=None)
         out.append({
             "id": ident(r.campaign_id),
             "rank": int(r.rank),
@@ -305,8 +337,12 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
             "template": text(r.template or ""),
             "n_accounts": int(r.n_accounts),
             "n_requests": int(r.n_requests),
-            "first_seen": _iso(r.first_seen),
-            "last_seen": _iso(r.last_seen),
+            "first_seen": _iso(first_seen),
+            "last_seen": _iso(last_seen),
+            "first_flagged": _iso(since.get("first_flagged_at")),
+            "first_flagged_run": _run_or_none(since.get("first_flagged_run_id")),
+            "first_run": _run_or_none(since.get("first_run_id")),
+            "history": history.get(r.campaign_id, []),
             "accounts": [ident(a) for a in by_campaign.get(r.campaign_id, [])],
             "clusters": json.loads(r.clusters),
             "signals": json.loads(r.signals),
@@ -326,9 +362,17 @@ def to_json(ws: Workspace, redact_examples: bool = False) -> str:
     Top level: ``schema_version``, ``generated_at`` (ISO 8601 UTC), ``workspace`` (path), ``ingest`` (counts
     ``read``, ``accepted``, ``rejected``, ``duplicates``) and ``campaigns``, best first, each with ``id``,
     ``rank``, ``score``, ``flagged``, ``label``, ``kind``, ``keywords``, ``template``, ``n_accounts``,
-    ``n_requests``, ``first_seen``, ``last_seen``, ``accounts`` (member account ids, most requests first),
-    ``clusters``, ``signals``, ``evidence``, ``examples`` and ``triage`` (``status``, ``note``, ``analyst``,
-    ``at``, or null).
+    ``n_requests``, ``first_seen``, ``last_seen``, ``first_flagged``, ``first_flagged_run``, ``first_run``,
+    ``history``, ``accounts`` (member account ids, most requests first), ``clusters``, ``signals``,
+    ``evidence``, ``examples`` and ``triage`` (``status``, ``note``, ``analyst``, ``at``, or null).
+
+    A campaign keeps its ``id`` across runs into one workspace while it continues (:mod:`analyzer.history`).
+    ``first_seen`` / ``last_seen``: its earliest and latest request (data time) over every run that found it;
+    ``first_flagged``: its latest request time in the first run that flagged it (null if never flagged), that
+    run's id in ``first_flagged_run``; ``first_run``: the run that first found it. ``history``: one entry per
+    run that recorded it, oldest first: ``run``, ``transition`` (``new``, ``continued``, ``grown``,
+    ``shrunk``, ``split``, ``merged``), ``parents`` (split: the campaign it came from; merged: the campaigns
+    it absorbed), ``score``, ``flagged``, ``n_accounts``, ``n_requests``.
 
     Text escaping: no string holds a control, bidi or other invisible format character; each is written as a
     visible escape by :func:`sanitize`. Identifiers (``id``, ``accounts``, ``kind``, ``workspace``,
@@ -351,7 +395,7 @@ def to_json(ws: Workspace, redact_examples: bool = False) -> str:
 
 
 CSV_COLUMNS = ["account_id", "score", "campaign_id", "flagged", "n_requests", "share_in_campaign",
-               "campaign_score", "campaign_label"]
+               "campaign_score", "campaign_label", "campaign_transition", "campaign_first_flagged"]
 
 
 def to_csv(ws: Workspace) -> str:
@@ -363,15 +407,25 @@ def to_csv(ws: Workspace) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    if not {"accounts", "campaigns", "campaign_accounts"} <= _tables(ws):
+    tables = _tables(ws)
+    if not {"accounts", "campaigns", "campaign_accounts"} <= tables:
         return buf.getvalue()
+    has_history = {"campaign_history", "campaign_identity"} <= tables
+    latest = ("(SELECT campaign_id, transition FROM campaign_history "
+              "WHERE run_id = (SELECT max(run_id) FROM campaign_history))" if has_history else
+              "(SELECT NULL::VARCHAR AS campaign_id, NULL::VARCHAR AS transition)")
+    ident = ("campaign_identity" if has_history else
+             "(SELECT NULL::VARCHAR AS campaign_id, NULL::TIMESTAMPTZ AS first_flagged_at)")
     rows = ws.db.execute(
-        """
+        f"""
         SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
-               ca.share AS share_in_campaign, c.score AS campaign_score, c.label AS campaign_label
+               ca.share AS share_in_campaign, c.score AS campaign_score, c.label AS campaign_label,
+               h.transition AS campaign_transition, i.first_flagged_at AS campaign_first_flagged
         FROM accounts a
         LEFT JOIN campaigns c USING (campaign_id)
         LEFT JOIN campaign_accounts ca ON ca.campaign_id = a.campaign_id AND ca.account_id = a.account_id
+        LEFT JOIN {latest} h ON h.campaign_id = a.campaign_id
+        LEFT JOIN {ident} i ON i.campaign_id = a.campaign_id
         ORDER BY a.score DESC, a.account_id
         """
     ).df()
@@ -383,6 +437,8 @@ def to_csv(ws: Workspace) -> str:
             "" if pd.isna(r.share_in_campaign) else f"{float(r.share_in_campaign):.4f}",
             "" if pd.isna(r.campaign_score) else f"{float(r.campaign_score):.4f}",
             csv_cell(r.campaign_label) if isinstance(r.campaign_label, str) else "",
+            r.campaign_transition if isinstance(r.campaign_transition, str) else "",
+            _iso(r.campaign_first_flagged) or "",
         ])
     return buf.getvalue()
 
@@ -424,6 +480,13 @@ def to_markdown(ws: Workspace, redact_examples: bool = False, campaigns: Iterabl
         lines += [f"## {c['rank']}. {md_inline(c['label'], 120)} ({md_code(c['id'])}, score {c['score']:.2f})", ""]
         if c.get("kind"):
             lines += [f"Looks like **{md_inline(c['kind'])}**.", ""]
+        if c.get("history"):
+            steps = [f"{h['transition']} (run {h['run']}"
+                     + (f", from {', '.join(md_code(p) for p in h['parents'])}" if h["parents"] else "") + ")"
+                     for h in c["history"][-6:]]
+            more = len(c["history"]) - len(steps)
+            lines += [f"History: {'… ' if more > 0 else ''}{' → '.join(steps)}; first flagged "
+                      f"{_when(c.get('first_flagged'))}.", ""]
         if c.get("triage"):
             t = c["triage"]
             note = f": {md_inline(t['note'])}" if t.get("note") else ""

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from analyzer import __version__
 from analyzer import cluster as cluster_mod
 from analyzer import embed as embed_mod
+from analyzer import history as history_mod
 from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
@@ -33,7 +34,7 @@ from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
 from analyzer.embed import DEFAULT_TIER, TIERS, make_embedder
 from analyzer.ingest import read_logs
 from analyzer.text import analysis_text
-from analyzer.workspace import Workspace
+from analyzer.workspace import Workspace, now_utc
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunOptions:
     embed_chunk: int = 4096
     cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    history: history_mod.HistoryConfig = field(default_factory=history_mod.HistoryConfig)
     label_sample: int = 100
     keyword_sample: int = 50
     map_sample: int = 20_000
@@ -508,8 +510,12 @@ def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
     return infos
 
 
-def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
-    """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends."""
+def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict:
+    """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends.
+
+    Campaigns keep their ids across runs (:mod:`analyzer.history`): this run's transitions are appended to
+    ``campaign_history`` (under ``run_id``, default the newest run) in the transaction that stores them.
+    """
     req = ws.db.execute(
         """
         SELECT r.account_id, r.ts, r.prompt_hash,
@@ -535,7 +541,12 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
     clusters = ws.table("clusters")
     result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes))
+    # The watchlist first (fresh accounts continuing a confirmed campaign join it or form their own), then
+    # stable ids for everything this run found, watch-formed campaigns included.
     result, watch_stats = check_watchlist(ws, req, result, options.scoring.flag_threshold)
+    tracked = history_mod.track(history_mod.PreviousState(*ws.campaign_state()), req, result,
+                                ws.latest_run_id() if run_id is None else run_id, now_utc(), options.history)
+    result = tracked.result
     n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
     clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
     clusters["campaign_id"] = clusters["cluster_id"].map(result.cluster_campaign)
@@ -546,9 +557,12 @@ def score(ws: Workspace, options: RunOptions) -> dict[str, int]:
     ca["evidence"] = ca["evidence"].map(lambda v: json.dumps(v, ensure_ascii=False))
     acc = result.accounts.copy()
     acc["signals"] = acc["signals"].map(json.dumps)
-    ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc})
+    ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc,
+                       "campaign_members": tracked.members, "campaign_identity": tracked.identity},
+                      append={"campaign_history": tracked.history})
     return {"campaigns": int(len(camps)), "flagged": int(camps["flagged"].sum()) if len(camps) else 0,
-            "accounts": int(len(acc)), "watch": watch_stats}
+            "accounts": int(len(acc)), "watch": watch_stats,
+            "transitions": {str(k): int(v) for k, v in tracked.history["transition"].value_counts().sort_index().items()}}
 
 
 def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
@@ -764,7 +778,7 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
                 stats["cluster"] = cluster(ws, options, index_result)
             del index_result
             with timer.stage("score"):
-                stats["score"] = score(ws, options)
+                stats["score"] = score(ws, options, run_id)
             if options.make_map:
                 with timer.stage("map"):
                     stats["map"] = make_map(ws, options)

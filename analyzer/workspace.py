@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS watchlist(watch_id VARCHAR, campaign_id VARCHAR, stat
 CREATE TABLE IF NOT EXISTS watch_vectors(watch_id VARCHAR, model_key VARCHAR, "row" INTEGER, vector FLOAT[]);
 CREATE TABLE IF NOT EXISTS runs(run_id BIGINT, command VARCHAR, started_at TIMESTAMPTZ,
     finished_at TIMESTAMPTZ, status VARCHAR, params VARCHAR, versions VARCHAR, stats VARCHAR);
+CREATE TABLE IF NOT EXISTS campaign_history(run_id BIGINT, campaign_id VARCHAR, transition VARCHAR,
+    parent_ids VARCHAR, n_accounts INTEGER, n_requests BIGINT, score DOUBLE, flagged BOOLEAN,
+    recorded_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS campaign_identity(campaign_id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
+    first_flagged_at TIMESTAMPTZ, first_flagged_run_id BIGINT, first_run_id BIGINT, last_run_id BIGINT);
+CREATE TABLE IF NOT EXISTS campaign_members(campaign_id VARCHAR, kind VARCHAR, member VARCHAR, weight BIGINT);
 """
 
 # Columns added after a table was first released: applied to older workspaces when they are opened.
@@ -529,13 +535,16 @@ class Workspace:
         return os.path.join(self.path, "index", f"{model_key}.faiss")
 
     # --- results -------------------------------------------------------------------------------------------------
-    def replace_tables(self, frames: dict[str, pd.DataFrame]) -> None:
-        """Replace the contents of several result tables in one transaction."""
+    def replace_tables(self, frames: dict[str, pd.DataFrame],
+                       append: dict[str, pd.DataFrame] | None = None) -> None:
+        """Replace the contents of several result tables, and append rows to others (``append``: history
+        tables), in one transaction."""
         db = self.db
         db.execute("BEGIN")
         try:
-            for table, frame in frames.items():
-                db.execute(f"DELETE FROM {table}")
+            for table, frame in [*frames.items(), *(append or {}).items()]:
+                if table in frames:
+                    db.execute(f"DELETE FROM {table}")
                 if len(frame):
                     db.register("result_df", frame)
                     cols = ", ".join(f'"{c}"' for c in frame.columns)
@@ -548,6 +557,36 @@ class Workspace:
 
     def table(self, name: str) -> pd.DataFrame:
         return self.db.execute(f"SELECT * FROM {name}").df()
+
+    # --- campaign history ------------------------------------------------------------------------------------------
+    def latest_run_id(self) -> int:
+        """The newest run's id (0 in a workspace without runs)."""
+        return int(self.db.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0][0])
+
+    def campaign_state(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """What the previous scored run left for the next one to match against:
+        ``(campaigns, members, identity)``.
+
+        ``campaigns``: the latest recorded run's campaigns that were not ``gone`` (``campaign_id, n_accounts,
+        n_requests, score, flagged`` from ``campaign_history``); ``members``: ``campaign_members``;
+        ``identity``: ``campaign_identity``. The cluster stage clears the campaign tables but not these, so a
+        re-cluster still matches against the last scored campaigns.
+        """
+        camps = self.db.execute(
+            """
+            SELECT campaign_id, n_accounts, n_requests, score, flagged FROM campaign_history
+            WHERE run_id = (SELECT max(run_id) FROM campaign_history) AND transition <> 'gone'
+            ORDER BY campaign_id
+            """).df()
+        members = self.db.execute("SELECT campaign_id, kind, member, weight FROM campaign_members").df()
+        return camps, members, self.table("campaign_identity")
+
+    def campaign_history(self, campaign_id: str | None = None) -> pd.DataFrame:
+        """``campaign_history`` rows (one campaign's, or all), oldest run first."""
+        where = "WHERE campaign_id = ?" if campaign_id is not None else ""
+        return self.db.execute(
+            f"SELECT * FROM campaign_history {where} ORDER BY run_id, campaign_id",
+            [campaign_id] if campaign_id is not None else []).df()
 
     # --- triage ----------------------------------------------------------------------------------------------------
     def set_triage(self, campaign_id: str, status: str, note: str = "", analyst: str = "") -> None:

@@ -164,6 +164,42 @@ def write_corrupted(folder: Path, lines: list[str] | None = None) -> tuple[list[
                                            "dups": n_dups}
 
 
+def history_problems(ws) -> list[str]:
+    """Ways in which a workspace's campaign history disagrees with its campaign tables (empty: consistent).
+
+    The latest run in ``campaign_history`` must hold one row per campaign, its non-``gone`` campaigns must be
+    exactly the member snapshot's and (unless a later cluster stage cleared them, pending a score) the
+    ``campaigns`` table's, with the same numbers; every id in the history has an identity row, and the latest
+    run's campaigns have it as their ``last_run_id``.
+    """
+    db = ws.db
+    problems = []
+    if db.execute("SELECT count(*) FROM (SELECT run_id, campaign_id FROM campaign_history GROUP BY ALL "
+                  "HAVING count(*) > 1)").fetchone()[0]:
+        problems.append("a campaign has two rows in one run")
+    latest = db.execute("SELECT max(run_id) FROM campaign_history").fetchone()[0]
+    live = {r[0] for r in db.execute("SELECT campaign_id FROM campaign_history WHERE run_id = ? AND transition <> "
+                                     "'gone'", [latest]).fetchall()}
+    members = {r[0] for r in db.execute("SELECT DISTINCT campaign_id FROM campaign_members").fetchall()}
+    if members != live:
+        problems.append(f"member snapshot {sorted(members)} is not the latest history {sorted(live)}")
+    camps = db.execute("SELECT campaign_id, n_accounts, n_requests, score, flagged FROM campaigns").fetchall()
+    if camps:
+        hist = set(db.execute("SELECT campaign_id, n_accounts, n_requests, score, flagged FROM campaign_history "
+                              "WHERE run_id = ? AND transition <> 'gone'", [latest]).fetchall())
+        if set(camps) != hist:
+            problems.append("the campaigns table is not the latest run's history")
+    missing = db.execute("SELECT count(*) FROM (SELECT DISTINCT campaign_id FROM campaign_history) h "
+                         "ANTI JOIN campaign_identity USING (campaign_id)").fetchone()[0]
+    if missing:
+        problems.append(f"{missing} history ids have no identity row")
+    stale = db.execute("SELECT count(*) FROM campaign_identity WHERE list_contains(?, campaign_id) "
+                       "AND last_run_id <> ?", [sorted(live), latest]).fetchone()[0]
+    if stale:
+        problems.append(f"{stale} live campaigns have a stale last_run_id")
+    return problems
+
+
 class _Drop:
     pass
 
@@ -203,9 +239,40 @@ class HashEmbedder:
         return out
 
 
+def kill_at_score_commit() -> None:
+    """Make the score stage SIGKILL its own process when it would commit the campaigns and their history
+    (every row inserted, nothing committed): the worst moment for the two to disagree."""
+    import signal
+
+    from analyzer.workspace import Workspace
+
+    real = Workspace.replace_tables
+
+    def replace_tables(self, frames, append=None):
+        if "campaign_history" in (append or {}):
+            conn = self.db
+
+            class KillAtCommit:
+                def __getattr__(self, name):
+                    return getattr(conn, name)
+
+                def execute(self, sql, *args):
+                    if sql == "COMMIT":
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return conn.execute(sql, *args)
+
+            self.db = KillAtCommit()
+        return real(self, frames, append)
+
+    Workspace.replace_tables = replace_tables
+
+
 def main() -> None:
     from analyzer import pipeline
     from analyzer.cli import main as cli_main
+
+    if os.environ.get("KILL_AT_SCORE_COMMIT"):
+        kill_at_score_commit()
 
     delay = float(os.environ.get("HASH_EMBED_DELAY", "0"))
     pipeline.make_embedder = lambda *a, **k: HashEmbedder(delay)

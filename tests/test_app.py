@@ -474,3 +474,46 @@ def test_odd_account_ids_show_as_visible_escapes_and_still_navigate(sample_works
     assert shown in doc["campaigns"][0]["accounts"]
     assert ODD not in data.export_markdown(str(ws), cid) and shown in data.export_markdown(str(ws), cid)
     assert any(line.startswith(shown + ",") for line in data.export_accounts_csv(str(ws), cid).splitlines())
+
+
+# --- campaign history across runs ------------------------------------------------------------------------------------
+@pytest.fixture
+def two_runs(sample_workspace_copy) -> tuple[Path, str, str]:
+    """The sample re-scored after one flagged campaign's accounts were removed (as if banned and purged):
+    run 2 continues the other campaigns and records that one as gone. Returns (workspace, gone id, kept id)."""
+    from analyzer import pipeline
+
+    ids = flagged(sample_workspace_copy)["campaign_id"].tolist()
+    gone, kept = ids[0], ids[1]
+    ws = Workspace(str(sample_workspace_copy))
+    with ws.writing():
+        ws.db.execute("DELETE FROM requests WHERE account_id IN (SELECT account_id FROM campaign_accounts "
+                      "WHERE campaign_id = ?)", [gone])
+        run_id = ws.start_run("score", {}, {})
+        ws.finish_run(run_id, pipeline.score(ws, pipeline.RunOptions(progress=False), run_id))
+    ws.close()
+    return sample_workspace_copy, gone, kept
+
+
+def test_overview_lists_what_changed_and_the_campaign_page_shows_its_history(two_runs, monkeypatch):
+    ws, gone, kept = two_runs
+    state = data.workspace_state(str(ws))
+    changes, run = data.latest_transitions(str(ws), state.run_key)
+    assert run == 2
+    row = changes.set_index("campaign_id").loc[gone]
+    assert row["transition"] == "gone" and row["change"] == "no longer flagged"
+    assert kept not in set(changes["campaign_id"])  # continued, still flagged: not a change
+
+    at = make_app(ws, monkeypatch)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Campaigns: what changed" in [s.value for s in at.subheader]
+    assert any(t.value.startswith("Run 2: ") and "1 gone" in t.value for t in at.text)
+    assert gone in next(d.value for d in at.dataframe if "transition" in d.value.columns)["campaign_id"].tolist()
+
+    at.session_state["campaign_id"] = kept
+    goto(at, "Campaign")
+    assert "History across runs" in [s.value for s in at.subheader]
+    hist = next(d.value for d in at.dataframe if "transition" in d.value.columns)
+    assert hist["run_id"].tolist() == [1, 2] and hist["transition"].tolist() == ["new", "continued"]
+    assert any("Score and accounts per run" in c.proto.spec for c in at.get("plotly_chart"))

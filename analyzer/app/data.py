@@ -279,6 +279,85 @@ def run_changes(runs: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, int] | Non
     )
 
 
+# --- campaign history across runs ---------------------------------------------------------------------------------
+def _has_tables(con: duckdb.DuckDBPyConnection, *names: str) -> bool:
+    """Whether the workspace has these tables (one analysed before campaign history existed lacks them, and the
+    app opens it read-only, so it cannot create them)."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return set(names) <= tables
+
+
+HISTORY_FRAME_COLUMNS = ["run_id", "recorded_at", "transition", "parents", "n_accounts", "n_requests", "score",
+                         "flagged"]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def campaign_history(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
+    """One campaign's row in every run that recorded it, oldest first (``parents``: ids, comma-separated)."""
+    with connect(ws_path) as con:
+        if not _has_tables(con, "campaign_history"):
+            return pd.DataFrame(columns=HISTORY_FRAME_COLUMNS)
+        out = con.execute(
+            """SELECT run_id, recorded_at, transition, parent_ids, n_accounts, n_requests, score, flagged
+               FROM campaign_history WHERE campaign_id = ? ORDER BY run_id""", [campaign_id]).df()
+    out["parents"] = [", ".join(clean_id(p) for p in json.loads(v or "[]")) for v in out.pop("parent_ids")]
+    return out[HISTORY_FRAME_COLUMNS]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def campaign_identity(ws_path: str, run_key: str, campaign_id: str) -> dict[str, Any] | None:
+    """The campaign's ``campaign_identity`` row (first / last seen, first flagged, first / last run)."""
+    with connect(ws_path) as con:
+        if not _has_tables(con, "campaign_identity"):
+            return None
+        rows = con.execute("SELECT * FROM campaign_identity WHERE campaign_id = ?", [campaign_id]).df()
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+TRANSITION_ORDER = ("new", "split", "merged", "grown", "shrunk", "gone", "continued")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def latest_transitions(ws_path: str, run_key: str) -> tuple[pd.DataFrame, int | None]:
+    """What changed in the latest run that recorded campaign history: ``(frame, run id)``.
+
+    One row per campaign that is not simply continued (new, split, merged, grown, shrunk, gone) or whose flag
+    changed: ``campaign_id, transition, change`` ("newly flagged", "no longer flagged" or ""), ``parents``,
+    ``label`` (empty for gone campaigns), ``score, previous_score, n_accounts, previous_accounts``; newly
+    flagged and flagged campaigns first. ``(empty, None)`` before the first recorded run.
+    """
+    cols = ["campaign_id", "transition", "change", "parents", "label", "score", "previous_score", "n_accounts",
+            "previous_accounts", "flagged"]
+    with connect(ws_path) as con:
+        if not _has_tables(con, "campaign_history", "campaigns"):
+            return pd.DataFrame(columns=cols), None
+        run = con.execute("SELECT max(run_id) FROM campaign_history").fetchone()[0]
+        if run is None:
+            return pd.DataFrame(columns=cols), None
+        out = con.execute(
+            """
+            WITH now AS (SELECT * FROM campaign_history WHERE run_id = ?),
+            before AS (SELECT campaign_id, score, flagged, n_accounts FROM campaign_history
+                       WHERE run_id < ? AND transition <> 'gone'
+                       QUALIFY row_number() OVER (PARTITION BY campaign_id ORDER BY run_id DESC) = 1)
+            SELECT n.campaign_id, n.transition, n.parent_ids, coalesce(c.label, '') AS label, n.score,
+                   b.score AS previous_score, n.n_accounts, b.n_accounts AS previous_accounts,
+                   n.flagged AND n.transition <> 'gone' AS flagged,
+                   CASE WHEN n.transition = 'gone' THEN (CASE WHEN n.flagged THEN 'no longer flagged' ELSE '' END)
+                        WHEN n.flagged AND NOT coalesce(b.flagged, false) THEN 'newly flagged'
+                        WHEN NOT n.flagged AND coalesce(b.flagged, false) THEN 'no longer flagged'
+                        ELSE '' END AS change
+            FROM now n LEFT JOIN before b USING (campaign_id) LEFT JOIN campaigns c USING (campaign_id)
+            """, [run, run]).df()
+    out = out[(out["transition"] != "continued") | (out["change"] != "")].copy()
+    out["parents"] = [", ".join(clean_id(p) for p in json.loads(v or "[]")) for v in out.pop("parent_ids")]
+    out["label"] = out["label"].map(clean)
+    out["_order"] = [(c != "newly flagged", not f, TRANSITION_ORDER.index(t))
+                     for c, f, t in zip(out["change"], out["flagged"], out["transition"], strict=True)]
+    out = out.sort_values(["_order", "score"], ascending=[True, False]).drop(columns="_order")
+    return out[cols].reset_index(drop=True), int(run)
+
+
 # --- campaigns ----------------------------------------------------------------------------------------------------
 def triage_latest(ws_path: str) -> pd.DataFrame:
     """Latest triage decision per campaign (uncached: analysts change it from the app)."""

@@ -138,6 +138,7 @@ def page_overview(ws: WorkspaceState) -> None:
         show_frame(changes, hide_index=True, width="stretch")
     with st.expander("Run history"):
         show_frame(runs.drop(columns=["stats"]), hide_index=True, width="stretch")
+    campaign_changes(ws)
 
     camps = data.campaigns_frame(ws.path, ws.run_key)
     flagged = camps[camps["flagged"]].head(10)
@@ -147,6 +148,24 @@ def page_overview(ws: WorkspaceState) -> None:
                    hide_index=True, width="stretch",
                    column_config={"score": st.column_config.ProgressColumn("score", min_value=0, max_value=1,
                                                                            format="%.2f")})
+
+
+def campaign_changes(ws: WorkspaceState) -> None:
+    """The latest run's campaign transitions: new, split, merged, grown, shrunk, gone, and flag changes."""
+    changes, run = data.latest_transitions(ws.path, ws.run_key)
+    if run is None:
+        return
+    st.subheader("Campaigns: what changed")
+    counts = changes["transition"].value_counts()
+    summary = ", ".join(f"{int(counts[t])} {t}" for t in data.TRANSITION_ORDER if t in counts) or "no change"
+    n_new_flag = int((changes["change"] == "newly flagged").sum())
+    st.text(f"Run {run}: {summary}; {n_new_flag} newly flagged. Other campaigns continued with their ids.")
+    if len(changes):
+        show_frame(changes, hide_index=True, width="stretch", column_config={
+            "score": st.column_config.NumberColumn("score", format="%.2f"),
+            "previous_score": st.column_config.NumberColumn("previous score", format="%.2f"),
+            "previous_accounts": st.column_config.NumberColumn("previous accounts"),
+        })
 
 
 # --- campaigns --------------------------------------------------------------------------------------------------------
@@ -316,6 +335,8 @@ def page_campaign(ws: WorkspaceState) -> None:
     st.subheader("Evidence")
     st.text("\n".join(f"• {e}" for e in c["evidence"]) or "(none)")
 
+    campaign_history_section(ws, cid)
+
     st.subheader("Signals")
     sig = pd.DataFrame([
         {"signal": k, "value": v, "meaning": SIGNAL_DESCRIPTIONS.get(k, "")} for k, v in c["signals"].items()
@@ -363,6 +384,41 @@ def page_campaign(ws: WorkspaceState) -> None:
     triage_form(ws, cid)
     st.subheader("Export this campaign")
     export_buttons(ws, cid, key="campaign_export")
+
+
+def history_figure(hist: pd.DataFrame) -> go.Figure:
+    """Score (left axis) and accounts (right axis) of a campaign in each run that recorded it."""
+    fig = go.Figure()
+    runs = hist["run_id"].astype(int).astype(str)
+    fig.add_trace(go.Scatter(x=runs, y=hist["score"], name="score", mode="lines+markers",
+                             hovertext=[html.escape(t) for t in hist["transition"]]))
+    fig.add_trace(go.Bar(x=runs, y=hist["n_accounts"], name="accounts", yaxis="y2", opacity=0.35))
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Score and accounts per run",
+                      xaxis={"title": "run", "type": "category"}, yaxis={"title": "score", "range": [0, 1]},
+                      yaxis2={"title": "accounts", "overlaying": "y", "side": "right", "rangemode": "tozero"},
+                      legend={"orientation": "h"})
+    return fig
+
+
+def campaign_history_section(ws: WorkspaceState, cid: str) -> None:
+    """The campaign's identity (first seen, first flagged) and its transitions across runs."""
+    hist = data.campaign_history(ws.path, ws.run_key, cid)
+    ident = data.campaign_identity(ws.path, ws.run_key, cid)
+    if hist.empty or ident is None:
+        return
+    st.subheader("History across runs")
+    m = st.columns(4)
+    ts_metric(m[0], "First seen", ident["first_seen"])
+    ts_metric(m[1], "First flagged", ident["first_flagged_at"])
+    m[2].metric("First run", int(ident["first_run_id"]))
+    m[3].metric("Runs recorded", len(hist))
+    if len(hist) > 1:
+        st.plotly_chart(history_figure(hist), width="stretch")
+    show_frame(hist, hide_index=True, width="stretch", column_config={
+        "run_id": st.column_config.NumberColumn("run"),
+        "recorded_at": st.column_config.DatetimeColumn("recorded", format="YYYY-MM-DD HH:mm"),
+        "score": st.column_config.NumberColumn("score", format="%.2f"),
+    })
 
 
 # --- account ------------------------------------------------------------------------------------------------------------
