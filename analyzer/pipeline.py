@@ -621,10 +621,33 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
                      to_scaffold_families=int((scaf >= 0).sum()))
     before_topic, before_unit = topic.copy(), unit.copy()
 
-    # 2. new groups among recent prompts in no family, and repeat clusters
+    where_run = "WHERE run_id = ?" if run_id is not None else ""
+
+    # 2. system prompts
+    system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
+    stats.update(sys_stats)
+
+    # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
+    # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
+    run_req = ws.db.execute(
+        f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
+                                     ELSE md5(system_prompt) END AS system_hash FROM requests {where_run}""",
+        [run_id] if run_id is not None else []).df()
+    sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
+                         system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
+    in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
+    run_units = pd.Series(unit, index=hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
+    share = float(((run_units < 0) & ~in_sys).mean()) if len(run_req) else 0.0
+    last = last_full_clustering(ws) or {}
+    stats["unassigned_request_share"] = round(share, 4)
+    drift = assign_mod.drift_trigger(ip, n, n, share, last.get("unassigned_request_share"))
+    if drift:
+        stats["drift"] = drift
+        return stats
+
+    # 4. new groups among recent prompts in no family, and repeat clusters
     family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
     in_family = np.isin(unit, family_ids)
-    where_run = "WHERE run_id = ?" if run_id is not None else ""
     newest = ws.db.execute(f"SELECT max(ts) FROM requests {where_run}",
                            [run_id] if run_id is not None else []).fetchall()[0][0]
     recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
@@ -665,27 +688,6 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
                  new_repeat_clusters=int(len(repeats)),
                  new_template_families=int(len(np.unique(new_templates[new_templates >= 0]))),
                  new_scaffold_families=int(len(np.unique(new_scaffolds[new_scaffolds >= 0]))))
-
-    # 3. system prompts
-    system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
-    stats.update(sys_stats)
-
-    # 4. drift: the run's requests left without a unit, against the last full clustering
-    run_req = ws.db.execute(
-        f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
-                                     ELSE md5(system_prompt) END AS system_hash FROM requests {where_run}""",
-        [run_id] if run_id is not None else []).df()
-    sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
-                         system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
-    in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
-    run_units = pd.Series(unit, index=hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
-    share = float(((run_units < 0) & ~in_sys).mean()) if len(run_req) else 0.0
-    last = last_full_clustering(ws) or {}
-    stats["unassigned_request_share"] = round(share, 4)
-    drift = assign_mod.drift_trigger(ip, n, n, share, last.get("unassigned_request_share"))
-    if drift:
-        stats["drift"] = drift
-        return stats
 
     # 5. cluster rows: label the new clusters, update counts and training value of the ones that gained prompts
     ids = np.flatnonzero((topic != before_topic) | (unit != before_unit) | is_new)
