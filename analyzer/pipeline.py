@@ -733,27 +733,28 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
     rows = clusters.copy()
     if rows.empty:
         return rows
-    by_topic = pd.DataFrame({"c": topic, "n": req_counts}).groupby("c")["n"].agg(["size", "sum"])
-    by_unit = pd.DataFrame({"c": unit, "n": req_counts}).groupby("c")["n"].agg(["size", "sum"])
     value = np.array([sig.training_value_from_similarity(float(x)) if not np.isnan(x) else np.nan
                       for x in intent_sim[is_new]])
-    added = pd.DataFrame({"topic": topic[is_new], "unit": unit[is_new], "v": value})
-    for i, r in rows.iterrows():
-        kind, c = r["kind"], int(r["cluster_id"])
-        if kind == "system":
-            continue
-        table, col = (by_topic, "topic") if kind == "topic" else (by_unit, "unit")
-        if c not in table.index:
-            continue
-        n_old = int(r["n_prompts"] or 0)
-        rows.at[i, "n_prompts"] = int(table.at[c, "size"])
-        rows.at[i, "n_requests"] = int(table.at[c, "sum"])
-        gained = added.loc[added[col] == c, "v"].dropna()
-        if len(gained):
-            s = json.loads(r["signals"] or "{}")
-            tv = float(s.get("training_value", 0.0))
-            s["training_value"] = round((tv * n_old + float(gained.sum())) / (n_old + len(gained)), 4)
-            rows.at[i, "signals"] = json.dumps(s)
+    ids = rows["cluster_id"].astype(np.int64)
+    by_topic = rows["kind"].eq("topic").to_numpy()
+    counted = rows["kind"].isin(["topic", "template", "scaffold"]).to_numpy()
+    n_prompts, n_requests, n_gained, v_gained = (np.zeros(len(rows)) for _ in range(4))
+    for mask, member in ((by_topic, topic), (~by_topic, unit)):
+        agg = pd.DataFrame({"c": member, "n": req_counts}).groupby("c")["n"].agg(["size", "sum"])
+        gained = pd.DataFrame({"c": member[is_new], "v": value}).dropna().groupby("c")["v"].agg(["size", "sum"])
+        sel = mask & counted & ids.isin(agg.index).to_numpy()
+        n_prompts[sel] = agg["size"].reindex(ids[sel]).to_numpy()
+        n_requests[sel] = agg["sum"].reindex(ids[sel]).to_numpy()
+        n_gained[mask] = gained["size"].reindex(ids[mask]).fillna(0).to_numpy()
+        v_gained[mask] = gained["sum"].reindex(ids[mask]).fillna(0).to_numpy()
+        rows.loc[sel, "n_prompts"] = n_prompts[sel].astype(np.int64)
+        rows.loc[sel, "n_requests"] = n_requests[sel].astype(np.int64)
+    for i in np.flatnonzero(counted & (n_gained > 0)):
+        s = json.loads(rows["signals"].iat[i] or "{}")
+        n_old = float(clusters["n_prompts"].iat[i] or 0)
+        tv = float(s.get("training_value", 0.0))
+        s["training_value"] = round((tv * n_old + v_gained[i]) / (n_old + n_gained[i]), 4)
+        rows["signals"].iat[i] = json.dumps(s)
     return rows
 
 

@@ -1,10 +1,11 @@
 """Replay a scenario one day at a time into one workspace: incremental runs against ``--recluster`` every day.
 
-Run: ``python benchmarks/replay.py [--preset quick] [--seed 0] [--ban-day 7] [--modes incremental,recluster]
-[--out benchmarks/results/replay-quick-seed0.json]``
+Run: ``python benchmarks/replay.py [--preset quick] [--seed 0] [--ban-day 7] [--late censorship_rewrite:5]
+[--modes incremental,recluster] [--out benchmarks/results/replay-quick-seed0.json]``
 
 The scenario (``analyzer.bench.scenario``; with ``--ban-day`` half of each operator's accounts are banned that
-day and replaced by fresh accounts) is split into one log per UTC day. Each mode feeds the days in order into
+day and replaced by fresh accounts; with ``--late`` one campaign's requests before a day are dropped, so it
+starts mid-log, after the clustering was made without it) is split into one log per UTC day. Each mode feeds the days in order into
 its own workspace (``analyzer run DAY --workspace WS``, with ``--recluster`` in the recluster mode) and reads
 the JSON export after each day. Prints per-day wall time and cluster path, the day each campaign was first
 flagged against its first day of activity, campaign ids per day and their changes after detection,
@@ -25,7 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyzer.bench import corpora  # noqa: E402
-from analyzer.bench.replay import ReplayCriteria, equivalence, replay, score_replay, split_days  # noqa: E402
+from analyzer.bench.replay import (  # noqa: E402
+    ReplayCriteria,
+    equivalence,
+    replay,
+    score_replay,
+    split_days,
+    start_late,
+)
 from analyzer.bench.scenario import build_scenario  # noqa: E402
 
 
@@ -53,6 +61,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ban-day", type=int, default=7, help="day of the bans (-1: no bans)")
     ap.add_argument("--days", type=int, default=None, help="override the preset's number of days")
+    ap.add_argument("--late", default="censorship_rewrite:5",
+                    help="CAMPAIGN:DAY: drop that campaign's requests before DAY, so it starts mid-log ('none': off)")
     ap.add_argument("--modes", default="incremental,recluster")
     ap.add_argument("--workdir", default=None, help="keep the workspaces here (default: a temporary folder)")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
@@ -63,6 +73,9 @@ def main() -> None:
     if args.days:
         knobs["days"] = args.days
     scenario = build_scenario(args.preset, seed=args.seed, **knobs)
+    if args.late != "none":
+        name, day = args.late.rsplit(":", 1)
+        scenario = start_late(scenario, name, int(day))
     crit = ReplayCriteria()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
@@ -78,7 +91,7 @@ def main() -> None:
     results = {m: score_replay(d, scenario, crit) for m, d in days_by_mode.items()}
     for m, res in results.items():
         _print_mode(m, res, crit)
-    doc = {"preset": args.preset, "seed": args.seed, "knobs": knobs, "criteria": asdict(crit),
+    doc = {"preset": args.preset, "seed": args.seed, "knobs": knobs, "late_start": args.late, "criteria": asdict(crit),
            "modes": results,
            "days": {m: [{"day": d.day, "seconds": d.seconds, "path": d.path, "trigger": d.trigger, "stages": d.stages,
                          "flagged": [{"id": c["id"], "n_accounts": len(c["accounts"])} for c in d.campaigns

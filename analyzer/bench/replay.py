@@ -84,6 +84,21 @@ def split_days(scenario: Scenario, out_dir: str) -> list[str]:
     return paths
 
 
+def start_late(scenario: Scenario, campaign: str, day: int) -> Scenario:
+    """The scenario with ``campaign``'s requests before ``day`` (0-based) removed: a campaign that starts
+    mid-log, after the first clusterings were made without it. The truth records ``late_start``."""
+    df = scenario.requests
+    if campaign not in scenario.truth.get("campaigns", {}):
+        raise ValueError(f"no campaign {campaign!r} in the scenario")
+    days = (df["ts"] - df["ts"].min().normalize()).dt.days
+    keep = ~((df["actor"] == campaign) & (days < day))
+    truth = {**scenario.truth, "late_start": {**scenario.truth.get("late_start", {}), campaign: int(day)}}
+    out = df[keep].reset_index(drop=True)
+    truth["n_requests"] = int(len(out))
+    truth["all_accounts"] = sorted(out["account_id"].unique().tolist())
+    return Scenario(requests=out, truth=truth)
+
+
 def export_campaigns(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The fields the replay scores, from a JSON export (``analyzer export --format json``)."""
     return [{"id": c["id"], "accounts": list(c["accounts"]), "flagged": bool(c["flagged"]),
