@@ -706,7 +706,10 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
     new_rows.append(scaffold_templates(label_clusters(d_on[0], new_scaffolds, *d_on[1:], kind="scaffold"),
                                        new_scaffolds, scaffold_of))
     new_rows.append(system_clusters_new)
-    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new)
+    run_pos = pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
+    touched = np.unique(np.concatenate([topic[run_pos], unit[run_pos], topic[ids], unit[ids], before_topic[ids],
+                                        before_unit[ids]]))
+    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched)
     rows = pd.concat([old_rows, *[r for r in new_rows if len(r)]], ignore_index=True)
     changed = pd.DataFrame({
         "prompt_hash": hashes[ids], "cluster_id": topic[ids].astype(np.int32), "probability": prob[ids],
@@ -726,18 +729,21 @@ FAMILY_SENTENCE_MIN_MEMBERS = 2
 
 
 def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndarray, req_counts: np.ndarray,
-                        intent_sim: np.ndarray, is_new: np.ndarray) -> pd.DataFrame:
-    """The stored cluster rows with ``n_prompts`` / ``n_requests`` recounted (topic clusters by membership,
-    template and scaffold families by unit) and, for clusters that gained new prompts, the training value as
-    the running mean over their prompts. Labels, keywords, templates and exemplars are kept."""
+                        intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray) -> pd.DataFrame:
+    """The stored cluster rows, where those in ``touched`` (clusters that gained or lost prompts or requests)
+    have ``n_prompts`` / ``n_requests`` recounted (topic clusters by membership, template and scaffold families
+    by unit) and, when they gained new prompts, the training value as the running mean over their prompts.
+    Labels, keywords, templates and exemplars are kept; untouched rows are left as they are."""
     rows = clusters.copy()
     if rows.empty:
         return rows
+    rows["n_prompts"] = rows["n_prompts"].fillna(0).astype(np.int64)
+    rows["n_requests"] = rows["n_requests"].fillna(0).astype(np.int64)
     value = np.array([sig.training_value_from_similarity(float(x)) if not np.isnan(x) else np.nan
                       for x in intent_sim[is_new]])
     ids = rows["cluster_id"].astype(np.int64)
     by_topic = rows["kind"].eq("topic").to_numpy()
-    counted = rows["kind"].isin(["topic", "template", "scaffold"]).to_numpy()
+    counted = (rows["kind"].isin(["topic", "template", "scaffold"]) & rows["cluster_id"].isin(touched)).to_numpy()
     n_prompts, n_requests, n_gained, v_gained = (np.zeros(len(rows)) for _ in range(4))
     for mask, member in ((by_topic, topic), (~by_topic, unit)):
         agg = pd.DataFrame({"c": member, "n": req_counts}).groupby("c")["n"].agg(["size", "sum"])
@@ -749,12 +755,13 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
         v_gained[mask] = gained["sum"].reindex(ids[mask]).fillna(0).to_numpy()
         rows.loc[sel, "n_prompts"] = n_prompts[sel].astype(np.int64)
         rows.loc[sel, "n_requests"] = n_requests[sel].astype(np.int64)
+    sig_col = rows.columns.get_loc("signals")
     for i in np.flatnonzero(counted & (n_gained > 0)):
-        s = json.loads(rows["signals"].iat[i] or "{}")
+        s = json.loads(rows.iat[i, sig_col] or "{}")
         n_old = float(clusters["n_prompts"].iat[i] or 0)
         tv = float(s.get("training_value", 0.0))
         s["training_value"] = round((tv * n_old + v_gained[i]) / (n_old + n_gained[i]), 4)
-        rows["signals"].iat[i] = json.dumps(s)
+        rows.iat[i, sig_col] = json.dumps(s)
     return rows
 
 

@@ -40,8 +40,11 @@ from analyzer.bench.scenario import build_scenario  # noqa: E402
 def _print_mode(mode: str, res: dict, crit: ReplayCriteria) -> None:
     print(f"\n== {mode}")
     print("seconds per day: " + ", ".join(f"{s:.1f}" for s in res["seconds_per_day"]))
+    print("CPU seconds per day: " + ", ".join(f"{s:.1f}" for s in res["cpu_seconds_per_day"]))
+    print("cluster path per day: " + ", ".join(res["paths"]))
     if "last_over_second_day" in res:
-        print(f"last day / second day: {res['last_over_second_day']:.2f} (target <= {crit.last_over_second_day})")
+        print(f"last day / second day: {res['last_over_second_day']:.2f} wall, {res['last_over_second_day_cpu']:.2f} "
+              f"CPU (target <= {crit.last_over_second_day})")
     print("final: " + json.dumps(res.get("final")))
     for name, c in res["campaigns"].items():
         print(f"  {name:22s} {c['n_accounts']:3d} accounts: active from day {c['first_active_day']}, first flagged "
@@ -93,7 +96,7 @@ def main() -> None:
         _print_mode(m, res, crit)
     doc = {"preset": args.preset, "seed": args.seed, "knobs": knobs, "late_start": args.late, "criteria": asdict(crit),
            "modes": results,
-           "days": {m: [{"day": d.day, "seconds": d.seconds, "path": d.path, "trigger": d.trigger, "stages": d.stages,
+           "days": {m: [{"day": d.day, "seconds": d.seconds, "cpu_seconds": d.cpu_seconds, "path": d.path, "trigger": d.trigger, "stages": d.stages,
                          "flagged": [{"id": c["id"], "n_accounts": len(c["accounts"])} for c in d.campaigns
                                      if c["flagged"]]} for d in ds] for m, ds in days_by_mode.items()}}
     if {"incremental", "recluster"} <= set(days_by_mode):
