@@ -63,7 +63,7 @@ class IncrementalParams:
     max_growth: float = 1.0
     max_unassigned_increase: float = 0.4
     discovery_days: float = 3.0
-    family_sample: int = 300
+    family_sample: int = 100
     majority: float = 0.5
 
 
