@@ -97,7 +97,7 @@ def main() -> None:
     doc = {"preset": args.preset, "seed": args.seed, "knobs": knobs, "late_start": args.late, "criteria": asdict(crit),
            "modes": results,
            "days": {m: [{"day": d.day, "seconds": d.seconds, "cpu_seconds": d.cpu_seconds, "path": d.path, "trigger": d.trigger, "stages": d.stages,
-                         "flagged": [{"id": c["id"], "n_accounts": len(c["accounts"])} for c in d.campaigns
+                         "flagged": [{"id": c["id"], "accounts": c["accounts"]} for c in d.campaigns
                                      if c["flagged"]]} for d in ds] for m, ds in days_by_mode.items()}}
     if {"incremental", "recluster"} <= set(days_by_mode):
         a, b = days_by_mode["incremental"][-1], days_by_mode["recluster"][-1]

@@ -164,6 +164,19 @@ def first_activity_days(requests: pd.DataFrame) -> dict[str, int]:
     return {str(a): int(d) for a, d in day.groupby(requests["actor"]).min().items()}
 
 
+def truth_until(scenario: Scenario, day: int) -> dict[str, Any]:
+    """The truth restricted to the accounts with a request by the end of ``day`` (0-based)."""
+    req = scenario.requests
+    days = (req["ts"] - req["ts"].min().normalize()).dt.days
+    active = set(req.loc[days <= day, "account_id"])
+    truth = scenario.truth
+    out = {**truth, "campaigns": {n: {**t, "accounts": [a for a in t["accounts"] if a in active]}
+                                  for n, t in truth.get("campaigns", {}).items()}}
+    if truth.get("all_accounts"):
+        out["all_accounts"] = [a for a in truth["all_accounts"] if a in active]
+    return out
+
+
 def score_replay(days: Sequence[DayResult], scenario: Scenario, criteria: ReplayCriteria = ReplayCriteria()
                  ) -> dict[str, Any]:
     """Detection delay, id changes and replacement-account coverage over a replay (see the module doc)."""
@@ -171,7 +184,10 @@ def score_replay(days: Sequence[DayResult], scenario: Scenario, criteria: Replay
     req = scenario.requests
     first_active = first_activity_days(req)
     per_campaign: dict[str, Any] = {}
-    found_by_day = [metrics.campaign_recall([c["accounts"] for c in _flagged(d)], truth)[1] for d in days]
+    # A campaign is found on a day when it is found among the accounts active so far: accounts that replace
+    # banned ones later are not yet there to be flagged.
+    found_by_day = [metrics.campaign_recall([c["accounts"] for c in _flagged(d)], truth_until(scenario, d.day))[1]
+                    for d in days]
     matched_by_day = [matched(d, truth) for d in days]
     for name, t in truth.get("campaigns", {}).items():
         start = first_active.get(name)
