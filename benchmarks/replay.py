@@ -104,6 +104,12 @@ def main() -> None:
         eq = equivalence(a, b, scenario.truth)
         doc["equivalence_last_day"] = eq
         print("\nequivalence on the last day (a = incremental, b = recluster): " + json.dumps(eq))
+        per_day = [equivalence(x, y, scenario.truth)
+                   for x, y in zip(days_by_mode["incremental"], days_by_mode["recluster"], strict=True)]
+        doc["equivalence_per_day"] = per_day
+        print("per day, min Jaccard of matched campaigns / recall a, b / false flags a, b: " + "; ".join(
+            f"{min(e['matched_jaccard'].values(), default=1.0):.2f} / {e['a']['campaign_recall']:.2f}, "
+            f"{e['b']['campaign_recall']:.2f} / {e['a']['false_flags']}, {e['b']['false_flags']}" for e in per_day))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
