@@ -40,8 +40,9 @@ class IncrementalParams:
     ----------
     max_growth : float
         Re-cluster when the prompts added since the last full clustering exceed this share of the prompts it
-        clustered (1.0: the history has doubled). Full runs then happen at doubling points, so their total cost
-        stays proportional to the final history, and assignment never leans on a clustering of a small past.
+        clustered (2.0: the history has tripled). Full runs then happen at geometric points (with even daily
+        volume: days 3, 9, 27, ...), so their total cost stays proportional to the final history (1.5 full
+        runs of it), and assignment never leans on a clustering of a much smaller past.
     max_unassigned_increase : float
         Re-cluster when the share of the run's requests that no known unit takes (no topic cluster, family or
         system family; measured before new groups are looked for) exceeds the share of all requests left
@@ -60,7 +61,7 @@ class IncrementalParams:
         its neighbours, each at ``attach_similarity`` or closer, are in that cluster.
     """
 
-    max_growth: float = 1.0
+    max_growth: float = 2.0
     max_unassigned_increase: float = 0.4
     discovery_days: float = 3.0
     family_sample: int = 100
