@@ -588,6 +588,14 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
     stats: dict = {"path": "incremental", "prompts": n, "new_prompts": int(len(new))}
     texts: dict[str, str] = {}
 
+    # the known families: template keys and scaffold sentences, from a sample of each family's members
+    tf = ws.family_sample("template", ip.family_sample)
+    heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
+                                          p.edge_words)
+    sf = ws.family_sample("scaffold", ip.family_sample)
+    sentences = assign_mod.scaffold_sentences(sf["text"].map(analysis_text).tolist(), sf["family"].tolist(),
+                                              min_prompts=FAMILY_SENTENCE_MIN_MEMBERS)
+
     # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
     if len(new):
         nbrs, sims = _query_neighbours(index, vectors, new, p.k)
@@ -599,13 +607,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
         topic[new], prob[new] = member, np.where(member >= 0, 1.0, 0.0)
         new_texts = _texts_of(ws, hashes[new])
         texts.update(zip(hashes[new], new_texts, strict=True))
-        tf = ws.family_sample("template", ip.family_sample)
-        heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
-                                              p.edge_words)
         tmpl = assign_mod.match_families(new_texts, heads, tails, p.edge_words)
-        sf = ws.family_sample("scaffold", ip.family_sample)
-        sentences = assign_mod.scaffold_sentences(sf["text"].map(analysis_text).tolist(), sf["family"].tolist(),
-                                                  min_prompts=FAMILY_SENTENCE_MIN_MEMBERS)
         scaf = assign_mod.match_scaffolds(new_texts, sentences)
         unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
         new_intents, new_sim = prompt_intents(vectors[new], options, key)
@@ -656,6 +658,15 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
     disc = disc[~in_family[disc]]
     missing = [h for h in hashes[disc] if h not in texts]
     texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
+    # recent prompts seen before a family formed (its first days) join it now, as a new prompt would
+    seen = disc[~is_new[disc]]
+    seen_texts = [texts[h] for h in hashes[seen]]
+    late_scaffold = assign_mod.match_scaffolds(seen_texts, sentences)
+    late = np.where(late_scaffold >= 0, late_scaffold,
+                    assign_mod.match_families(seen_texts, heads, tails, p.edge_words))
+    unit[seen] = np.where(late >= 0, late, unit[seen])
+    disc = np.setdiff1d(disc, seen[late >= 0])
+    stats["recent_prompts_joining_families"] = int((late >= 0).sum())
     disc_texts = [texts[h] for h in hashes[disc]]
     new_topics, new_templates = np.full(len(disc), -1, dtype=np.int64), np.full(len(disc), -1, dtype=np.int64)
     new_scaffolds = np.full(len(disc), -1, dtype=np.int64)
