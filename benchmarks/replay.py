@@ -10,8 +10,8 @@ its own workspace (``analyzer run DAY --workspace WS``, with ``--recluster`` in 
 the JSON export after each day. Prints per-day wall time and cluster path, the day each campaign was first
 flagged against its first day of activity, campaign ids per day and their changes after detection,
 replacement accounts flagged and how many of their requests were seen by then, and the agreement of the two
-modes on the last day. Embeddings are shared between the modes through an embedding cache, so the modes
-differ in clustering and scoring, not in embedding. Needs ``../shared/data`` (or ``$ANALYZER_SHARED_DATA``).
+modes on the last day and day by day. Each mode embeds its own prompts (the fast tier: a small share of a
+day's cost). Needs ``../shared/data`` (or ``$ANALYZER_SHARED_DATA``).
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--late", default="censorship_rewrite:5",
                     help="CAMPAIGN:DAY: drop that campaign's requests before DAY, so it starts mid-log ('none': off)")
     ap.add_argument("--modes", default="incremental,recluster")
+    ap.add_argument("--embedding-cache", action="store_true",
+                    help="share vectors between the modes through an embedding cache (its import and export read the "
+                         "whole cache each day, which adds a cost that grows with the history)")
     ap.add_argument("--workdir", default=None, help="keep the workspaces here (default: a temporary folder)")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args()
@@ -90,7 +93,7 @@ def main() -> None:
         for mode in modes:
             print(f"replaying ({mode})")
             days_by_mode[mode] = replay(paths, str(work), recluster=(mode == "recluster"),
-                                        embedding_cache=str(work / "embedding-cache"))
+                                        embedding_cache=str(work / "embedding-cache") if args.embedding_cache else None)
     results = {m: score_replay(d, scenario, crit) for m, d in days_by_mode.items()}
     for m, res in results.items():
         _print_mode(m, res, crit)
