@@ -505,6 +505,15 @@ def last_full_clustering(ws: Workspace) -> dict | None:
     return None
 
 
+def last_clustering_run(ws: Workspace) -> int | None:
+    """The id of the latest finished run that clustered or assigned (``None`` when there is none)."""
+    for run_id, js in ws.db.execute("SELECT run_id, stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC"
+                                    ).fetchall():
+        if ((json.loads(js) if js else None) or {}).get("cluster"):
+            return int(run_id)
+    return None
+
+
 def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[str, str]:
     """``("incremental", "")`` when the new prompts can be assigned to the workspace's clustering, else
     ``("full", why)``: ``"requested"`` (``--recluster``), ``"no clustering"``, ``"parameters changed"`` (cluster
@@ -550,7 +559,7 @@ def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
     return [analysis_text(found.get(h, "")) for h in hashes]
 
 
-def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | None = None) -> dict:
+def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     """The cluster stage for a daily run: assign prompts without a row in ``prompt_clusters`` to the units of the
     stored clustering (see :mod:`analyzer.assign`) instead of clustering everything again.
 
@@ -623,7 +632,11 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
                      to_scaffold_families=int((scaf >= 0).sum()))
     before_topic, before_unit = topic.copy(), unit.copy()
 
-    where_run = "WHERE run_id = ?" if run_id is not None else ""
+    # The requests since the clustering was last written by a finished run: the day's, plus those of runs
+    # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
+    since = last_clustering_run(ws)
+    where_run = "WHERE run_id > ?" if since is not None else ""
+    run_args = [since] if since is not None else []
 
     # 2. system prompts
     system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
@@ -634,7 +647,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
     run_req = ws.db.execute(
         f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
                                      ELSE md5(system_prompt) END AS system_hash FROM requests {where_run}""",
-        [run_id] if run_id is not None else []).df()
+        run_args).df()
     sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
                          system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
     in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
@@ -651,7 +664,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
     family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
     in_family = np.isin(unit, family_ids)
     newest = ws.db.execute(f"SELECT max(ts) FROM requests {where_run}",
-                           [run_id] if run_id is not None else []).fetchall()[0][0]
+                           run_args).fetchall()[0][0]
     recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
               if newest is not None else pd.Series([], dtype=object))
     disc = np.union1d(pos.reindex(recent).dropna().to_numpy(dtype=np.int64), new)
@@ -671,7 +684,9 @@ def assign(ws: Workspace, options: RunOptions, index_result=None, run_id: int | 
     new_topics, new_templates = np.full(len(disc), -1, dtype=np.int64), np.full(len(disc), -1, dtype=np.int64)
     new_scaffolds = np.full(len(disc), -1, dtype=np.int64)
     scaffold_of: list[str | None] = [None] * len(disc)
-    if len(disc) >= max(p.min_family_size, 2):
+    # Only new prompts bring new groups; without them the search would only re-cut what an earlier (possibly
+    # killed) run left ungrouped, so a re-run after a crash gives what the uninterrupted run gave.
+    if len(new) and len(disc) >= max(p.min_family_size, 2):
         fams = cluster_mod.template_families(disc_texts, p.edge_words, p.min_family_size)
         new_templates = np.where(fams >= 0, fams + next_id, -1)
         next_id = int(max(next_id, new_templates.max() + 1))
@@ -801,6 +816,8 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     value = np.array([sig.training_value_from_similarity(float(x)) for x in sim])
     keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
     cand, vecs, intents, sim = cand.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
+    if cand["system_hash"].isin(known["system_hash"]).all():  # nothing new since they were last judged
+        return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
     labels = np.full(len(cand), -1, dtype=np.int64)
     if len(cand) and len(fam):
         fam_text = sysp.set_index("system_hash")["text"].reindex(fam["system_hash"]).fillna("")
@@ -960,7 +977,7 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
             path, why = choose_cluster_path(ws, options, embedder_for(options).key)
             if path == "incremental":
                 with timer.stage("assign"):
-                    stats["cluster"] = assign(ws, options, index_result, run_id)
+                    stats["cluster"] = assign(ws, options, index_result)
                 if stats["cluster"].get("drift"):  # the day does not fit the clustering: nothing was written
                     path, why = "full", stats["cluster"]["drift"]
                     stats["assign_discarded"] = stats.pop("cluster")

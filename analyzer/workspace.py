@@ -587,16 +587,14 @@ class Workspace:
         """Requests per prompt: ``prompt_hash, n``."""
         return self.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
 
-    def unassigned_request_share(self, run_id: int | None = None) -> float | None:
-        """Share of requests (of run ``run_id``, else all) whose prompt has no unit (no cluster, family or
-        attribution) and whose system prompt is in no system family; ``None`` when there are none."""
-        where = "WHERE r.run_id = ?" if run_id is not None else ""
+    def unassigned_request_share(self) -> float | None:
+        """Share of all requests whose prompt has no unit (no cluster, family or attribution) and whose system
+        prompt is in no system family; ``None`` when there are no requests."""
         row = self.db.execute(
-            f"""SELECT avg(CASE WHEN coalesce(pc.assigned_cluster, -1) < 0 AND coalesce(sc.cluster_id, -1) < 0
-                           THEN 1.0 ELSE 0.0 END)
-                FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
-                LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt) {where}""",
-            [run_id] if run_id is not None else []).fetchall()
+            """SELECT avg(CASE WHEN coalesce(pc.assigned_cluster, -1) < 0 AND coalesce(sc.cluster_id, -1) < 0
+                          THEN 1.0 ELSE 0.0 END)
+               FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+               LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)""").fetchall()
         return None if row[0][0] is None else float(row[0][0])
 
     def table(self, name: str) -> pd.DataFrame:
