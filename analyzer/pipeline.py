@@ -568,9 +568,11 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     nearest member. New groups are then looked for among recent prompts in no family (template families,
     scaffolds, HDBSCAN over their topic noise), and noise prompts sent ``min_cluster_size`` times become repeat
     clusters. Intents and task ids are computed for the new prompts only; the counts and training value of the
-    clusters that gained prompts are updated. When the run's share of requests left without a unit shows drift
-    (:func:`analyzer.assign.drift_trigger`), nothing is written and the stats carry ``"drift"``: the caller
-    re-clusters. Otherwise prompt rows, clusters, and the cleared campaigns are written in one transaction.
+    clusters that gained prompts are updated. When the share of the requests since the last clustering run that
+    no known unit takes shows drift (:func:`analyzer.assign.drift_trigger`), nothing is written and the stats
+    carry ``"drift"``: the caller re-clusters. Otherwise prompt rows, clusters, and the cleared campaigns are
+    written in one transaction. New groups are looked for only when there are new prompts, so a run killed
+    after that transaction and run again ends where the uninterrupted run ends.
     """
     hashes, vectors, index = index_result or build_index(ws, options)
     key = embedder_for(options).key
