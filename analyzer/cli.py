@@ -139,8 +139,11 @@ def main() -> None:
 @click.option("--no-map", is_flag=True, help="Skip the 2-D map layout (UMAP) used by the app.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sampling, index training, map).")
 @EMBED_CHUNK
+@click.option("--recluster", is_flag=True,
+              help="Cluster everything again. Without it, a workspace that has a clustering assigns the new prompts "
+                   "to it, and re-clusters only when the new traffic does not fit (drift).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(logs, workspace, column_map, strict, embed_chunk, **kw):
+def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
 
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
@@ -152,6 +155,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, **kw):
 
     opts = _options(**kw)
     opts.embed_chunk = embed_chunk
+    opts.recluster = recluster
     paths = _paths(logs)
     ws = _open(workspace, create=True)
     _use_workspace_tier(ws, opts, kw.get("tier"))
@@ -166,7 +170,10 @@ def run(logs, workspace, column_map, strict, embed_chunk, **kw):
     if stats.get("quarantine"):
         click.echo(f"rejected rows (with reasons): {stats['quarantine']}")
     click.echo(f"embed: {stats['embed']['embedded_now']:,} new prompts ({stats['embed']['embedded_total']:,} in workspace)")
-    click.echo(f"cluster: {stats['cluster']['clusters']:,} clusters, {stats['cluster']['noise']:,} noise prompts")
+    cl = stats["cluster"]
+    how = (f"assigned {cl['new_prompts']:,} new prompts" if cl["path"] == "incremental"
+           else f"full re-cluster ({cl.get('trigger')})")
+    click.echo(f"cluster: {how}; {cl['clusters']:,} clusters, {cl['noise']:,} noise prompts")
     click.echo("campaigns since the previous run: "  # ids kept while a campaign continues (analyzer.history)
                + (", ".join(f"{n} {t}" for t, n in stats["score"]["transitions"].items()) or "none"))
     click.echo("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stats["stages_s"].items())

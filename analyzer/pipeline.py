@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analyzer import __version__
+from analyzer import assign as assign_mod
 from analyzer import cluster as cluster_mod
 from analyzer import embed as embed_mod
 from analyzer import history as history_mod
@@ -56,6 +57,8 @@ class RunOptions:
     embedding_cache: str | None = None
     seed: int = 0
     progress: bool = True
+    recluster: bool = False  # re-cluster everything even when new prompts could be assigned to the clustering
+    incremental: assign_mod.IncrementalParams = field(default_factory=assign_mod.IncrementalParams)
 
 
 #: Packages whose versions each run records: key in the record, then the distribution names it may have.
@@ -334,7 +337,9 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
                                               if len(rows) else 0)
     rows = pd.concat([rows, system_rows], ignore_index=True)
     ws.replace_tables({"prompt_clusters": pc, "system_clusters": system_map, "clusters": rows, **empty})
-    return {"prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
+    return {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
+            "unassigned_request_share": ws.unassigned_request_share(),
+            "prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
             "template_families": int(families.max() + 1) if n else 0,
             "prompts_in_families": int((families >= 0).sum()),
@@ -491,6 +496,358 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         })
     return pd.DataFrame(out, columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
                                       "template", "exemplars", "campaign_id", "signals"])
+
+
+# --- assign: the incremental cluster stage ----------------------------------------------------------------------
+def last_full_clustering(ws: Workspace) -> dict | None:
+    """The cluster stats of the latest run that clustered everything (``None`` when no run recorded one)."""
+    for (js,) in ws.db.execute("SELECT stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC").fetchall():
+        found = ((json.loads(js) if js else None) or {}).get("cluster") or {}
+        if found.get("path") == "full":
+            return found
+    return None
+
+
+def last_clustering_run(ws: Workspace) -> int | None:
+    """The id of the latest finished run that clustered or assigned (``None`` when there is none)."""
+    for run_id, js in ws.db.execute("SELECT run_id, stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC"
+                                    ).fetchall():
+        if ((json.loads(js) if js else None) or {}).get("cluster"):
+            return int(run_id)
+    return None
+
+
+def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[str, str]:
+    """``("incremental", "")`` when the new prompts can be assigned to the workspace's clustering, else
+    ``("full", why)``: ``"requested"`` (``--recluster``), ``"no clustering"``, ``"parameters changed"`` (cluster
+    parameters or embedding model differ from the last full clustering's) or ``"growth"``
+    (:func:`analyzer.assign.drift_trigger`). The other drift measure, ``"unassigned"``, is checked by
+    :func:`assign` once it has assigned the day."""
+    if options.recluster:
+        return "full", "requested"
+    if not ws.db.execute("SELECT count(*) FROM prompt_clusters").fetchall()[0][0]:
+        return "full", "no clustering"
+    last = last_full_clustering(ws)
+    if last is None or "prompts" not in last:
+        return "full", "no clustering"
+    if last.get("model_key") != key or last.get("cluster_params") != json.loads(json.dumps(asdict(options.cluster))):
+        return "full", "parameters changed"
+    n_now = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    trigger = assign_mod.drift_trigger(options.incremental, int(last["prompts"]), n_now)
+    return ("full", trigger) if trigger else ("incremental", "")
+
+
+def _query_neighbours(index, vectors: np.ndarray, ids: np.ndarray, k: int, batch: int = 8192
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other prompts of the prompts at rows ``ids``, most similar first: ``(rows, cosines)``
+    (``-1`` / ``-inf`` where missing), as :func:`analyzer.index.knn_graph` gives them for every prompt."""
+    nbrs = np.full((len(ids), k), -1, dtype=np.int64)
+    sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
+    k_eff = min(k + 1, int(index.ntotal))
+    for start in range(0, len(ids), batch):
+        q = ids[start : start + batch]
+        s, i = index_mod.search(index, vectors[q], k=k_eff)
+        keep = (i != q[:, None]) & (i >= 0)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+        kept = np.take_along_axis(keep, order, axis=1)
+        width = order.shape[1]
+        nbrs[start : start + len(q), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
+        sims[start : start + len(q), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
+    return nbrs, sims
+
+
+def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
+    """Analysis texts (head and tail) of ``hashes``, in order."""
+    found = prompt_texts(ws, [str(h) for h in hashes])
+    return [analysis_text(found.get(h, "")) for h in hashes]
+
+
+def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
+    """The cluster stage for a daily run: assign prompts without a row in ``prompt_clusters`` to the units of the
+    stored clustering (see :mod:`analyzer.assign`) instead of clustering everything again.
+
+    New prompts join a topic cluster by their neighbours among clustered prompts, a template family by its
+    key, a scaffold family by its recurring sentences; new system prompts join a system family by their
+    nearest member. New groups are then looked for among recent prompts in no family (template families,
+    scaffolds, HDBSCAN over their topic noise), and noise prompts sent ``min_cluster_size`` times become repeat
+    clusters. Intents and task ids are computed for the new prompts only; the counts and training value of the
+    clusters that gained prompts are updated. When the share of the requests since the last clustering run that
+    no known unit takes shows drift (:func:`analyzer.assign.drift_trigger`), nothing is written and the stats
+    carry ``"drift"``: the caller re-clusters. Otherwise prompt rows, clusters, and the cleared campaigns are
+    written in one transaction. New groups are looked for only when there are new prompts, so a run killed
+    after that transaction and run again ends where the uninterrupted run ends.
+    """
+    hashes, vectors, index = index_result or build_index(ws, options)
+    key = embedder_for(options).key
+    p, ip = options.cluster, options.incremental
+    n = len(hashes)
+    pos = pd.Series(np.arange(n), index=hashes)
+    pc = ws.table("prompt_clusters")
+    pc = pc[pc["prompt_hash"].isin(pos.index)].reset_index(drop=True)
+    old = pos.reindex(pc["prompt_hash"]).to_numpy()
+    topic, unit, task = (np.full(n, -1, dtype=np.int64) for _ in range(3))
+    prob, isim = np.zeros(n), np.full(n, np.nan)
+    intents = np.full(n, None, dtype=object)
+    topic[old], unit[old] = pc["cluster_id"].to_numpy(), pc["assigned_cluster"].to_numpy()
+    task[old], prob[old] = pc["task_id"].fillna(-1).to_numpy(), pc["probability"].fillna(0.0).to_numpy()
+    intents[old], isim[old] = pc["intent"].to_numpy(), pc["intent_similarity"].astype(float).to_numpy()
+    is_new = np.ones(n, dtype=bool)
+    is_new[old] = False
+    new = np.flatnonzero(is_new)
+    clusters = ws.table("clusters")
+    kinds = dict(zip(clusters["cluster_id"].astype(int), clusters["kind"], strict=True))
+    next_id = int(max(clusters["cluster_id"].max() if len(clusters) else -1, topic.max(initial=-1),
+                      unit.max(initial=-1))) + 1
+    req_counts = ws.request_counts().set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
+    stats: dict = {"path": "incremental", "prompts": n, "new_prompts": int(len(new))}
+    texts: dict[str, str] = {}
+
+    # the known families: template keys and scaffold sentences, from a sample of each family's members
+    tf = ws.family_sample("template", ip.family_sample)
+    heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
+                                          p.edge_words)
+    sf = ws.family_sample("scaffold", ip.family_sample)
+    sentences = assign_mod.scaffold_sentences(sf["text"].map(analysis_text).tolist(), sf["family"].tolist(),
+                                              min_prompts=FAMILY_SENTENCE_MIN_MEMBERS)
+
+    # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
+    if len(new):
+        nbrs, sims = _query_neighbours(index, vectors, new, p.k)
+        cal = embed_mod.calibrate_similarity(key, sims)
+        nb = np.clip(nbrs, 0, None)
+        nb_topic = np.where(nbrs >= 0, topic[nb], -1)  # new prompts have no topic yet
+        member = assign_mod.majority_label(nb_topic, cal, p.attach_similarity, ip.majority)
+        attached = assign_mod.nearest_label(nb_topic, cal, p.attach_similarity)
+        topic[new], prob[new] = member, np.where(member >= 0, 1.0, 0.0)
+        new_texts = _texts_of(ws, hashes[new])
+        texts.update(zip(hashes[new], new_texts, strict=True))
+        tmpl = assign_mod.match_families(new_texts, heads, tails, p.edge_words)
+        scaf = assign_mod.match_scaffolds(new_texts, sentences)
+        unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
+        new_intents, new_sim = prompt_intents(vectors[new], options, key)
+        unread = np.fromiter((sig.unreadable(t) for t in new_texts), dtype=bool, count=len(new))
+        intents[new], isim[new] = new_intents, np.where(unread, np.nan, new_sim)
+        new_pos = np.full(n, -1, dtype=np.int64)
+        new_pos[new] = np.arange(len(new))
+        nb_new = np.where(nbrs >= 0, new_pos[nb], -1)
+        nb_old_task = np.where((nbrs >= 0) & ~is_new[nb], task[nb], -1)
+        task[new] = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity, int(task.max(initial=-1)) + 1)
+        stats.update(topic_members=int((member >= 0).sum()), attributed=int(((member < 0) & (attached >= 0)).sum()),
+                     to_template_families=int(((tmpl >= 0) & (scaf < 0)).sum()),
+                     to_scaffold_families=int((scaf >= 0).sum()))
+    before_topic, before_unit = topic.copy(), unit.copy()
+
+    # The requests since the clustering was last written by a finished run: the day's, plus those of runs
+    # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
+    since = last_clustering_run(ws)
+    where_run = "WHERE run_id > ?" if since is not None else ""
+    run_args = [since] if since is not None else []
+
+    # 2. system prompts
+    system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
+    stats.update(sys_stats)
+
+    # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
+    # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
+    run_req = ws.db.execute(
+        f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
+                                     ELSE md5(system_prompt) END AS system_hash FROM requests {where_run}""",
+        run_args).df()
+    sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
+                         system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
+    in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
+    run_units = pd.Series(unit, index=hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
+    share = float(((run_units < 0) & ~in_sys).mean()) if len(run_req) else 0.0
+    last = last_full_clustering(ws) or {}
+    stats["unassigned_request_share"] = round(share, 4)
+    drift = assign_mod.drift_trigger(ip, n, n, share, last.get("unassigned_request_share"))
+    if drift:
+        stats["drift"] = drift
+        return stats
+
+    # 4. new groups among recent prompts in no family, and repeat clusters
+    family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
+    in_family = np.isin(unit, family_ids)
+    newest = ws.db.execute(f"SELECT max(ts) FROM requests {where_run}",
+                           run_args).fetchall()[0][0]
+    recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
+              if newest is not None else pd.Series([], dtype=object))
+    disc = np.union1d(pos.reindex(recent).dropna().to_numpy(dtype=np.int64), new)
+    disc = disc[~in_family[disc]]
+    missing = [h for h in hashes[disc] if h not in texts]
+    texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
+    # recent prompts seen before a family formed (its first days) join it now, as a new prompt would
+    seen = disc[~is_new[disc]]
+    seen_texts = [texts[h] for h in hashes[seen]]
+    late_scaffold = assign_mod.match_scaffolds(seen_texts, sentences)
+    late = np.where(late_scaffold >= 0, late_scaffold,
+                    assign_mod.match_families(seen_texts, heads, tails, p.edge_words))
+    unit[seen] = np.where(late >= 0, late, unit[seen])
+    disc = np.setdiff1d(disc, seen[late >= 0])
+    stats["recent_prompts_joining_families"] = int((late >= 0).sum())
+    disc_texts = [texts[h] for h in hashes[disc]]
+    new_topics, new_templates = np.full(len(disc), -1, dtype=np.int64), np.full(len(disc), -1, dtype=np.int64)
+    new_scaffolds = np.full(len(disc), -1, dtype=np.int64)
+    scaffold_of: list[str | None] = [None] * len(disc)
+    # Only new prompts bring new groups; without them the search would only re-cut what an earlier (possibly
+    # killed) run left ungrouped, so a re-run after a crash gives what the uninterrupted run gave.
+    if len(new) and len(disc) >= max(p.min_family_size, 2):
+        fams = cluster_mod.template_families(disc_texts, p.edge_words, p.min_family_size)
+        new_templates = np.where(fams >= 0, fams + next_id, -1)
+        next_id = int(max(next_id, new_templates.max() + 1))
+        scaffold_of, sfams = scaffold_families(disc_texts, np.ones(len(disc), dtype=bool), options)
+        new_scaffolds = np.where(sfams >= 0, sfams + next_id, -1)
+        next_id = int(max(next_id, new_scaffolds.max() + 1))
+        noise = np.flatnonzero(topic[disc] < 0)
+        if len(noise) >= max(p.min_cluster_size, 2):
+            sub = index_mod.build_index(vectors[disc[noise]], seed=options.seed)
+            s_nbrs, s_sims = index_mod.knn_graph(sub, vectors[disc[noise]], k=min(p.k, len(noise) - 1))
+            labels, strengths = cluster_mod.cluster_knn_graph(s_nbrs, s_sims, p)
+            new_topics[noise] = np.where(labels >= 0, labels + next_id, -1)
+            prob[disc[noise]] = np.where(labels >= 0, np.where(strengths > 0, strengths, 1.0), prob[disc[noise]])
+            next_id = int(max(next_id, new_topics.max() + 1))
+    topic[disc] = np.where(new_topics >= 0, new_topics, topic[disc])
+    repeats = np.flatnonzero((topic < 0) & (req_counts >= p.min_cluster_size))
+    topic[repeats] = next_id + np.arange(len(repeats))
+    prob[repeats] = 1.0
+    next_id += len(repeats)
+    unit[repeats] = np.where(in_family[repeats], unit[repeats], topic[repeats])
+    unit[disc] = np.where(new_scaffolds >= 0, new_scaffolds, np.where(
+        new_templates >= 0, new_templates, np.where(new_topics >= 0, new_topics, unit[disc])))
+    topic_ids = np.unique(np.concatenate([new_topics[new_topics >= 0], topic[repeats]]))
+    stats.update(discovery_prompts=int(len(disc)), new_topic_clusters=int(len(topic_ids)),
+                 new_repeat_clusters=int(len(repeats)),
+                 new_template_families=int(len(np.unique(new_templates[new_templates >= 0]))),
+                 new_scaffold_families=int(len(np.unique(new_scaffolds[new_scaffolds >= 0]))))
+
+    # 5. cluster rows: label the new clusters, update counts and training value of the ones that gained prompts
+    ids = np.flatnonzero((topic != before_topic) | (unit != before_unit) | is_new)
+    missing = [h for h in hashes[ids] if h not in texts]
+    texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
+    text_s = pd.Series(texts, dtype=object)
+    on = (hashes[ids], vectors[ids], req_counts[ids], text_s, intents[ids], isim[ids], options)
+
+    def label(labels: np.ndarray, kind: str) -> pd.DataFrame:
+        return label_clusters(on[0], labels, *on[1:], kind=kind)
+
+    new_rows = [label(np.where(np.isin(topic[ids], topic_ids), topic[ids], -1), "topic")]
+    d_ids = disc  # families were formed over the discovery set: label them there
+    d_on = (hashes[d_ids], vectors[d_ids], req_counts[d_ids], text_s, intents[d_ids], isim[d_ids], options)
+    new_rows.append(label_clusters(d_on[0], new_templates, *d_on[1:], kind="template"))
+    new_rows.append(scaffold_templates(label_clusters(d_on[0], new_scaffolds, *d_on[1:], kind="scaffold"),
+                                       new_scaffolds, scaffold_of))
+    new_rows.append(system_clusters_new)
+    run_pos = pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
+    touched = np.unique(np.concatenate([topic[run_pos], unit[run_pos], topic[ids], unit[ids], before_topic[ids],
+                                        before_unit[ids]]))
+    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched)
+    rows = pd.concat([old_rows, *[r for r in new_rows if len(r)]], ignore_index=True)
+    changed = pd.DataFrame({
+        "prompt_hash": hashes[ids], "cluster_id": topic[ids].astype(np.int32), "probability": prob[ids],
+        "assigned_cluster": unit[ids].astype(np.int32), "intent": intents[ids],
+        "intent_similarity": isim[ids].astype(np.float64), "task_id": task[ids].astype(np.int64),
+    })
+    empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
+    ws.update_tables({"prompt_clusters": ("prompt_hash", changed), "system_clusters": ("system_hash", system_rows)},
+                     {"clusters": rows, **empty})
+    stats.update(rows_written=int(len(changed)), clusters=int((rows["kind"] == "topic").sum()),
+                 noise=int((topic < 0).sum()))
+    return stats
+
+
+#: A known scaffold family's recurring sentences are those found in at least this many of its sampled members.
+FAMILY_SENTENCE_MIN_MEMBERS = 2
+
+
+def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndarray, req_counts: np.ndarray,
+                        intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray) -> pd.DataFrame:
+    """The stored cluster rows, where those in ``touched`` (clusters that gained or lost prompts or requests)
+    have ``n_prompts`` / ``n_requests`` recounted (topic clusters by membership, template and scaffold families
+    by unit) and, when they gained new prompts, the training value as the running mean over their prompts.
+    Labels, keywords, templates and exemplars are kept; untouched rows are left as they are."""
+    rows = clusters.copy()
+    if rows.empty:
+        return rows
+    rows["n_prompts"] = rows["n_prompts"].fillna(0).astype(np.int64)
+    rows["n_requests"] = rows["n_requests"].fillna(0).astype(np.int64)
+    value = np.array([sig.training_value_from_similarity(float(x)) if not np.isnan(x) else np.nan
+                      for x in intent_sim[is_new]])
+    ids = rows["cluster_id"].astype(np.int64)
+    by_topic = rows["kind"].eq("topic").to_numpy()
+    counted = (rows["kind"].isin(["topic", "template", "scaffold"]) & rows["cluster_id"].isin(touched)).to_numpy()
+    n_prompts, n_requests, n_gained, v_gained = (np.zeros(len(rows)) for _ in range(4))
+    for mask, member in ((by_topic, topic), (~by_topic, unit)):
+        agg = pd.DataFrame({"c": member, "n": req_counts}).groupby("c")["n"].agg(["size", "sum"])
+        gained = pd.DataFrame({"c": member[is_new], "v": value}).dropna().groupby("c")["v"].agg(["size", "sum"])
+        sel = mask & counted & ids.isin(agg.index).to_numpy()
+        n_prompts[sel] = agg["size"].reindex(ids[sel]).to_numpy()
+        n_requests[sel] = agg["sum"].reindex(ids[sel]).to_numpy()
+        n_gained[mask] = gained["size"].reindex(ids[mask]).fillna(0).to_numpy()
+        v_gained[mask] = gained["sum"].reindex(ids[mask]).fillna(0).to_numpy()
+        rows.loc[sel, "n_prompts"] = n_prompts[sel].astype(np.int64)
+        rows.loc[sel, "n_requests"] = n_requests[sel].astype(np.int64)
+    sig_col = rows.columns.get_loc("signals")
+    for i in np.flatnonzero(counted & (n_gained > 0)):
+        s = json.loads(rows.iat[i, sig_col] or "{}")
+        n_old = float(clusters["n_prompts"].iat[i] or 0)
+        tv = float(s.get("training_value", 0.0))
+        s["training_value"] = round((tv * n_old + v_gained[i]) / (n_old + n_gained[i]), 4)
+        rows.iat[i, sig_col] = json.dumps(s)
+    return rows
+
+
+def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
+    """System prompts in no stored system family, for an incremental run: ``(system_clusters rows to upsert,
+    new cluster rows, next free cluster id, stats)``.
+
+    Capability system prompts (see :func:`system_families`) join the family of their nearest member at
+    ``attach_similarity`` or closer; the others are clustered among themselves, and any sent in
+    ``min_family_size`` requests becomes a family of its own.
+    """
+    p = options.cluster
+    empty = pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"])
+    sysp = ws.db.execute(
+        """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
+           FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+    known = ws.table("system_clusters")
+    fam = known[known["cluster_id"] >= 0]
+    cand = sysp[~sysp["system_hash"].isin(fam["system_hash"])].reset_index(drop=True)
+    if cand.empty:
+        return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
+    emb = embedder_for(options)
+    vecs = emb.encode(cand["text"].tolist())
+    intents, sim = prompt_intents(vecs, options, key)
+    value = np.array([sig.training_value_from_similarity(float(x)) for x in sim])
+    keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
+    cand, vecs, intents, sim = cand.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
+    if cand["system_hash"].isin(known["system_hash"]).all():  # nothing new since they were last judged
+        return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
+    labels = np.full(len(cand), -1, dtype=np.int64)
+    if len(cand) and len(fam):
+        fam_text = sysp.set_index("system_hash")["text"].reindex(fam["system_hash"]).fillna("")
+        cos = embed_mod.calibrate_similarity(key, vecs @ emb.encode(fam_text.tolist()).T)
+        best = cos.argmax(axis=1)
+        labels = np.where(cos.max(axis=1) >= p.attach_similarity, fam["cluster_id"].to_numpy()[best], -1)
+    rest = np.flatnonzero(labels < 0)
+    found = np.full(len(rest), -1, dtype=np.int64)
+    if len(rest) >= max(p.min_family_size, 2):
+        sub = index_mod.build_index(vecs[rest], seed=options.seed)
+        nbrs, sims = index_mod.knn_graph(sub, vecs[rest], k=min(p.k, len(rest) - 1))
+        found, _ = cluster_mod.cluster_knn_graph(nbrs, sims, p)
+    found = cluster_mod.add_repeat_clusters(found, cand["n"].to_numpy()[rest], p.min_family_size)
+    new_ids = np.where(found >= 0, found + first_id, -1)
+    labels[rest] = new_ids
+    next_id = int(max(first_id, new_ids.max(initial=-1) + 1))
+    rows = label_clusters(cand["system_hash"].to_numpy()[rest], new_ids, vecs[rest], cand["n"].to_numpy()[rest],
+                          cand.set_index("system_hash")["text"].map(analysis_text), intents[rest], sim[rest], options,
+                          kind="system")
+    rows["signals"] = rows["signals"].map(lambda js: json.dumps({**json.loads(js), "template_coverage": 0.0}))
+    out = pd.DataFrame({"system_hash": cand["system_hash"], "cluster_id": labels.astype(np.int32), "intent": intents,
+                        "intent_similarity": sim.astype(np.float64)})
+    n_known = int((labels >= 0).sum()) - int((new_ids >= 0).sum())
+    return out, rows, next_id, {"system_prompts_assigned": n_known,
+                                "new_system_families": int(len(np.unique(new_ids[new_ids >= 0])))}
 
 
 # --- score --------------------------------------------------------------------------------------------------------
@@ -759,7 +1116,12 @@ def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray
 # --- everything ---------------------------------------------------------------------------------------------------------
 def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map: dict[str, str] | None = None,
             strict: bool = False, command: str = "run") -> dict:
-    """Ingest, embed, index, cluster, label, score (and map) in one go; returns stage times and counts."""
+    """Ingest, embed, index, cluster, label, score (and map) in one go; returns stage times and counts.
+
+    When the workspace already has a clustering, new prompts are assigned to it (:func:`assign`) unless
+    ``options.recluster`` is set or :func:`choose_cluster_path` / the assignment's drift check call for a full
+    re-cluster; ``stats["cluster"]["path"]`` says which ran and ``stats["cluster"]["trigger"]`` why a full one.
+    """
     timer = StageTimer()
     params = {"paths": list(paths), "options": asdict(options), "column_map": column_map, "strict": strict}
     with ws.writing():
@@ -774,8 +1136,17 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
                 stats["embed"] = embed(ws, options)
             with timer.stage("index"):
                 index_result = build_index(ws, options)
-            with timer.stage("cluster"):
-                stats["cluster"] = cluster(ws, options, index_result)
+            path, why = choose_cluster_path(ws, options, embedder_for(options).key)
+            if path == "incremental":
+                with timer.stage("assign"):
+                    stats["cluster"] = assign(ws, options, index_result)
+                if stats["cluster"].get("drift"):  # the day does not fit the clustering: nothing was written
+                    path, why = "full", stats["cluster"]["drift"]
+                    stats["assign_discarded"] = stats.pop("cluster")
+            if path == "full":
+                with timer.stage("cluster"):
+                    stats["cluster"] = cluster(ws, options, index_result)
+                stats["cluster"]["trigger"] = why
             del index_result
             with timer.stage("score"):
                 stats["score"] = score(ws, options, run_id)

@@ -555,6 +555,60 @@ class Workspace:
             db.execute("ROLLBACK")
             raise
 
+    def update_tables(self, upserts: dict[str, tuple[str, pd.DataFrame]], frames: dict[str, pd.DataFrame]) -> None:
+        """In one transaction: for each ``table: (key column, rows)`` of ``upserts`` replace the rows with those
+        keys (insert the others), and replace the whole contents of each table of ``frames``."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for table, (key, frame) in upserts.items():
+                if not len(frame):
+                    continue
+                db.register("upsert_df", frame)
+                cols = ", ".join(f'"{c}"' for c in frame.columns)
+                db.execute(f'DELETE FROM {table} WHERE "{key}" IN (SELECT "{key}" FROM upsert_df)')
+                db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM upsert_df")
+                db.unregister("upsert_df")
+            for table, frame in frames.items():
+                db.execute(f"DELETE FROM {table}")
+                if len(frame):
+                    db.register("result_df", frame)
+                    cols = ", ".join(f'"{c}"' for c in frame.columns)
+                    db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
+                    db.unregister("result_df")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def family_sample(self, kind: str, n: int) -> pd.DataFrame:
+        """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``."""
+        return self.db.execute(
+            """SELECT pc.prompt_hash, pc.assigned_cluster AS family, p.text
+               FROM prompt_clusters pc JOIN clusters c ON c.cluster_id = pc.assigned_cluster AND c.kind = ?
+               JOIN prompts p ON p.prompt_hash = pc.prompt_hash
+               QUALIFY row_number() OVER (PARTITION BY pc.assigned_cluster ORDER BY pc.prompt_hash) <= ?
+               ORDER BY pc.prompt_hash""", [kind, n]).df()
+
+    def prompt_first_seen(self, since) -> pd.DataFrame:
+        """Prompts whose first request is at or after ``since``: ``prompt_hash, first_seen``."""
+        return self.db.execute(
+            "SELECT prompt_hash, min(ts) AS first_seen FROM requests GROUP BY 1 HAVING min(ts) >= ?", [since]).df()
+
+    def request_counts(self) -> pd.DataFrame:
+        """Requests per prompt: ``prompt_hash, n``."""
+        return self.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
+
+    def unassigned_request_share(self) -> float | None:
+        """Share of all requests whose prompt has no unit (no cluster, family or attribution) and whose system
+        prompt is in no system family; ``None`` when there are no requests."""
+        row = self.db.execute(
+            """SELECT avg(CASE WHEN coalesce(pc.assigned_cluster, -1) < 0 AND coalesce(sc.cluster_id, -1) < 0
+                          THEN 1.0 ELSE 0.0 END)
+               FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+               LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)""").fetchall()
+        return None if row[0][0] is None else float(row[0][0])
+
     def table(self, name: str) -> pd.DataFrame:
         return self.db.execute(f"SELECT * FROM {name}").df()
 

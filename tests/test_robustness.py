@@ -409,3 +409,55 @@ def test_a_malicious_npy_in_a_workspace_is_refused_not_executed(tmp_path):
         ws.verify_embeddings("m")
     assert not marker.exists()
     ws.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks to see when a run holds the lock")
+def test_sigkill_during_a_daily_run_then_rerun_gives_the_uninterrupted_result(tmp_path):
+    """A daily run (incremental: new prompts assigned to the stored clustering) killed at random points and run
+    again ends where the uninterrupted daily run ends."""
+    env = {**os.environ, "HASH_EMBED_DELAY": "0.01", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    lines = sorted(rl.mini_lines(), key=lambda line: json.loads(line)["timestamp"])
+    cut = int(len(lines) * 0.75)
+    day1 = rl.write_clean(tmp_path / "day1.jsonl", lines[:cut])
+    day2 = rl.write_clean(tmp_path / "day2.jsonl", lines[cut:])
+
+    def run(ws: Path, log: Path, kill_after: float | None = None) -> tuple[int, float]:
+        proc = subprocess.Popen(_cmd("hash", ["run", str(log), *RUN_ARGS, "--embed-chunk", "4", "--workspace", str(ws)]),
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        t_work = _wait_for_lock(proc, ws)
+        if kill_after is None:
+            out, _ = proc.communicate(timeout=600)
+            assert proc.returncode == 0, out.decode(errors="replace")
+            return 0, time.monotonic() - t_work
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        return proc.returncode, time.monotonic() - t_work
+
+    fresh = tmp_path / "fresh"
+    run(fresh, day1)
+    _, work_s = run(fresh, day2)
+    with Workspace(str(fresh)) as w:
+        last = json.loads(w.db.execute("SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1").fetchall()[0][0])
+    assert last["cluster"]["path"] == "incremental" and last["cluster"]["new_prompts"] > 0
+
+    ws = tmp_path / "killed"
+    run(ws, day1)
+    rng = random.Random(int(os.environ.get("KILL_SEED", "7")))
+    killed = 0
+    for _ in range(8):
+        rc, _ = run(ws, day2, kill_after=rng.uniform(0.0, work_s))
+        killed += rc == -signal.SIGKILL
+    assert killed >= 4, "most runs should have been killed mid-way"
+    run(ws, day2)
+
+    assert _comparable(json.loads(_export(ws))) == _comparable(json.loads(_export(fresh)))
+    assert _export(ws, "csv") == _export(fresh, "csv")
+    with Workspace(str(ws)) as w:
+        status = [s for (s,) in w.db.execute("SELECT status FROM runs ORDER BY run_id").fetchall()]
+        assert "running" not in status and status[-1] == "ok", status
+        n_rows, n_emb = w.db.execute(
+            "SELECT (SELECT count(*) FROM prompt_clusters), (SELECT count(*) FROM embedded)").fetchone()
+        assert n_rows == n_emb  # every prompt has exactly one cluster row, whatever was killed

@@ -428,3 +428,25 @@ def test_adversarial_preset_combines_knobs() -> None:
     assert rows["prompt"].str.contains(CJK).any() and not rows["prompt"].str.contains(CJK).all()
     again = build_scenario("adversarial", seed=0)
     pd.testing.assert_frame_equal(s.requests, again.requests)
+
+
+def test_ban_day_replaces_half_of_each_pool_with_fresh_accounts() -> None:
+    s = _small(ban_day=3)
+    base = _small()
+    df, start = s.requests, s.requests["ts"].min().normalize()
+    day = (df["ts"] - start).dt.days
+    for name, t in s.truth["campaigns"].items():
+        repl = t["replacement_accounts"]
+        assert len(repl) == len(t["banned_accounts"]) == round(0.5 * len(base.truth["campaigns"][name]["accounts"]))
+        assert set(repl) <= set(t["accounts"]) and set(repl.values()) == set(t["banned_accounts"])
+        assert set(t["banned_accounts"]) <= set(base.truth["campaigns"][name]["accounts"])
+        # a banned account sends nothing from the ban day on; its replacement only from then, on its own key
+        assert not (df["account_id"].isin(t["banned_accounts"]) & (day >= 3)).any()
+        mine = df[df["account_id"].isin(list(repl))]
+        assert len(mine) and (day[mine.index] >= 3).all()
+        assert not set(mine["api_key_id"]) & set(df.loc[df["account_id"].isin(t["banned_accounts"]), "api_key_id"])
+    # the same traffic, only re-attributed: rows, times and prompts are those of the build without bans
+    assert len(df) == len(base.requests)
+    assert (df["prompt"].to_numpy() == base.requests["prompt"].to_numpy()).all()
+    with pytest.raises(ValueError, match="ban_day"):
+        _small(ban_day=0)

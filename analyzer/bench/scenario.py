@@ -53,6 +53,11 @@ frames and ``truth.json`` with or without these knobs existing (knobs at their d
   exit countries in the Americas, its own user agents, hours outside the first operator's shifts (or, with
   diurnal timing, its exits' time zones) and, with fixed wrappers, its own paraphrases of them. Its truth
   entry is ``f"{c}_b"`` with operator ``"<first operator>2"``; the recall rule counts it as its own campaign.
+* ``ban_day=d`` (issue 12, succession): on day ``d`` (0-based) ``ban_share`` (default 1/2) of each operator's
+  accounts are banned; each has a fresh replacement account (new id, API key, organisation, payment; the same
+  proxies and user agents) that sends everything the banned one would have sent from then on. The truth lists
+  the replacements among the campaign's ``accounts`` and in ``replacement_accounts`` (replacement -> banned
+  id), the banned ones in ``banned_accounts``. Draws from its own stream ``default_rng([seed, 0x2222])``.
 * look-alikes coordinated for honest reasons (add them to ``hard_negatives``; not in the default tuple):
   ``enterprise_seats`` (``enterprise_seats`` seats of one organisation, one shared system prompt, a templated
   support-ticket workload over the company's customers' messages, weekday business hours in CET, one corporate
@@ -94,7 +99,7 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,6 +193,8 @@ ADVERSARIAL_KNOBS: dict[str, Any] = dict(
     cot_eval_accounts=4,  # accounts of the "cot_eval_harness" look-alike
     cot_eval_checkpoints=5,  # runs of the CoT test set (one per checkpoint)
     cot_eval_questions=100,  # size of the CoT test set (GSM8K test questions after the eval_harness ones)
+    ban_day=None,  # int: from this day (0-based) a share of each campaign's accounts is banned and replaced
+    ban_share=0.5,  # share of each operator's accounts banned on ``ban_day`` (each gets one fresh replacement)
 )
 DEFAULT_KNOBS.update(ADVERSARIAL_KNOBS)
 
@@ -232,6 +239,8 @@ _CLASSROOM_EXISTING = 0.5
 _CLASSROOM_MEAN_REQUESTS = 4.0
 #: Seed suffix of the adversarial knobs' own random stream (``default_rng([seed, _ADV_STREAM])``).
 _ADV_STREAM = 0x1111
+#: Seed suffix of the ban knob's own random stream (which accounts are banned, the replacements' ids).
+_BAN_STREAM = 0x2222
 _FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"]}
 
 _SAMPLES_PER_TASK = {"cot": 2.0, "grading": 1.0, "censorship": 2.0, "agentic": 1.3}
@@ -545,6 +554,8 @@ class _Generator:
         self.legit_accounts: list[str] = []
         self.sources_used: set[str] = set()
         self._arng: np.random.Generator | None = None
+        self._brng: np.random.Generator | None = None
+        self.successors: dict[str, _Account] = {}  # banned account id -> its replacement (``ban_day``)
 
     # ----------------------------------------------------------------------------------- corpora
     def _corpora(self, names: Sequence[str]) -> list[corpora.Corpus]:
@@ -778,6 +789,48 @@ class _Generator:
             self._arng = np.random.default_rng([self.seed, _ADV_STREAM])
         return self._arng
 
+    @property
+    def brng(self) -> np.random.Generator:
+        """The random stream of the ban knob: separate from :attr:`rng` and :attr:`arng`, created on first use."""
+        if self._brng is None:
+            self._brng = np.random.default_rng([self.seed, _BAN_STREAM])
+        return self._brng
+
+    def _ban(self, accounts: list[_Account]) -> dict[str, str]:
+        """Ban ``ban_share`` of an operator's accounts on ``ban_day``: each gets a fresh replacement account (new
+        id, key, organisation and payment; the same proxies and user agents) that carries on its work from then.
+        Returns ``{replacement id: banned id}``; draws only from :attr:`brng`."""
+        if self.k["ban_day"] is None:
+            return {}
+        n_ban = int(round(float(self.k["ban_share"]) * len(accounts)))
+        picked = sorted(self.brng.choice(len(accounts), size=n_ban, replace=False).tolist())
+        ids = _Ids(self.brng)
+        ids.seen = self.ids.seen  # one namespace of ids
+        out: dict[str, str] = {}
+        for i in picked:
+            old = accounts[i]
+            new = replace(old, id=ids.make("acct_")[0], keys=ids.make("key_", 1, 12), org=ids.make("org_", 1, 12)[0],
+                          payment=ids.make("pm_", 1, 14)[0] if self.brng.random() < 0.5 else None)
+            self.successors[old.id] = new
+            out[new.id] = old.id
+        return out
+
+    def _apply_bans(self, df: pd.DataFrame) -> None:
+        """Move every row of a banned account from ``ban_day`` on to its replacement (in place)."""
+        if not self.successors:
+            return
+        ban_ts = pd.Timestamp(START.timestamp() + int(self.k["ban_day"]) * 86400, unit="s", tz="UTC")
+        late = (df["ts"] >= ban_ts).to_numpy()
+        acc = df["account_id"].to_numpy(dtype=object)
+        for old, new in self.successors.items():
+            m = late & (acc == old)
+            if not m.any():
+                continue
+            df.loc[m, "account_id"] = new.id
+            df.loc[m, "api_key_id"] = new.keys[0]
+            df.loc[m, "org_id"] = new.org
+            df.loc[m, "payment_id"] = new.payment
+
     def _adv_content(self) -> bool:
         k = self.k
         return (k["wrapper_style"] != "fixed" or k["wrapper_language"] != "en" or float(k["system_intent_share"]) > 0
@@ -984,13 +1037,18 @@ class _Generator:
                 chat = [x is not None for x in systems]
                 self.rows.add(acct, t, prompts, systems, models, ips, uas, chat, names[c])
                 n_req[c] += n
+        replacements = self._ban(accounts)
         for c in camps:
             self.truth_campaigns[names[c]] = {
-                "kind": CAMPAIGN_KINDS[c][0], "operator": op, "accounts": sorted(a.id for a in accounts),
+                "kind": CAMPAIGN_KINDS[c][0], "operator": op,
+                "accounts": sorted([a.id for a in accounts] + list(replacements)),
                 "n_requests": n_req[c], "hydra_accounts": sorted(hydra_ids),
                 "proxy_subnets": [f"{a}.{b}.{c_}.0/24" for a, b, c_ in subnets],
                 "pivot": CAMPAIGN_KINDS[c][0] == "agentic",
             }
+            if self.k["ban_day"] is not None:
+                self.truth_campaigns[names[c]].update(
+                    banned_accounts=sorted(replacements.values()), replacement_accounts=dict(sorted(replacements.items())))
 
     # ----------------------------------------------------------------------------------- hard negatives
     def pick_users(self, pool: list[tuple[_Account, int]], n: int, min_req: int) -> list[_Account]:
@@ -1290,6 +1348,7 @@ class _Generator:
         df.insert(0, "request_id", [f"req_{i:09d}" for i in range(len(df))])
         df = df[COLUMNS]
         df["chat"] = df["chat"].astype(bool)
+        self._apply_bans(df)
         campaign_accts = {a for c in self.truth_campaigns.values() for a in c["accounts"]}
         all_accounts = sorted(df["account_id"].unique().tolist())
         legit = [a for a in all_accounts if a not in campaign_accts]
@@ -1385,6 +1444,10 @@ def _check_adversarial(k: dict[str, Any]) -> None:
         raise ValueError("system_intent_share must be in [0, 1]")
     if int(k["pad_chars"]) < 0:
         raise ValueError("pad_chars must be >= 0")
+    if k["ban_day"] is not None and not 1 <= int(k["ban_day"]) < int(k["days"]):
+        raise ValueError("ban_day must be None or a day in [1, days)")
+    if not 0.0 <= float(k["ban_share"]) <= 1.0:
+        raise ValueError("ban_share must be in [0, 1]")
     unknown = [h for h in k["hard_negatives"] if h not in ALL_HARD_NEGATIVES]
     if unknown:
         raise ValueError(f"unknown hard negative(s) {unknown}; known: {list(ALL_HARD_NEGATIVES)}")

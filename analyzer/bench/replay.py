@@ -1,0 +1,284 @@
+"""Replay benchmark: a scenario fed one day at a time into one workspace, as a team running daily would.
+
+:func:`split_days` writes one log per day of a scenario; :func:`replay` runs ``analyzer run`` on each day in
+turn (incremental, or ``--recluster`` every day) and keeps, per day, the wall time, the path the cluster stage
+took and the JSON export's campaigns (``id``, ``accounts``, ``flagged``, ``score``: nothing else is read, so
+any detector that writes the same export can be scored). :func:`score_replay` turns the days into figures:
+the day each true campaign was first flagged against its first day of activity, the ids of its flagged
+campaigns day by day and how often they changed after detection, and, for accounts that replaced banned ones
+(scenario knob ``ban_day``), the share flagged by the end and how many of their requests had been seen when
+they were first flagged. :func:`equivalence` compares two modes' last days.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analyzer.bench import metrics
+from analyzer.bench.scenario import Scenario, scenario_records
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReplayCriteria:
+    """The checks of issue 12 that the replay reports on (each reported as met or not, never enforced).
+
+    Parameters
+    ----------
+    detect_within_days : int
+        A campaign of ``min_accounts`` accounts or more must be flagged by the end of this day of its activity
+        (1 = its first day).
+    min_accounts : int
+        Campaigns smaller than this are reported but not held to ``detect_within_days``.
+    replacement_flagged_share : float
+        Share of replacement accounts that must be flagged by the last day.
+    replacement_requests : int
+        "Most" replacement accounts must be flagged within this many of their own requests.
+    last_over_second_day : float
+        The last day's run may cost at most this multiple of the second day's.
+    matched_jaccard : float
+        Two modes agree on a true campaign when the account sets of the flagged campaigns matched to it have
+        at least this Jaccard similarity.
+    """
+
+    detect_within_days: int = 2
+    min_accounts: int = 10
+    replacement_flagged_share: float = 0.9
+    replacement_requests: int = 20
+    last_over_second_day: float = 1.5
+    matched_jaccard: float = 0.9
+
+
+@dataclass
+class DayResult:
+    day: int
+    seconds: float  # wall time of the day's run (the JSON export included)
+    cpu_seconds: float  # CPU time of this process in it, all threads (less disturbed by other load on the machine)
+    path: str
+    trigger: str | None
+    stages: dict[str, float]
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # id, accounts, flagged, score
+
+
+def split_days(scenario: Scenario, out_dir: str) -> list[str]:
+    """Write one ``day-NN.jsonl.gz`` per UTC day of the scenario (in time order); returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    df = scenario.requests
+    day = (df["ts"] - df["ts"].min().normalize()).dt.days
+    paths = []
+    for d in sorted(day.unique()):
+        path = os.path.join(out_dir, f"day-{int(d):02d}.jsonl.gz")
+        with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as fh:
+            for rec in scenario_records(df[day == d]):
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        paths.append(path)
+    return paths
+
+
+def start_late(scenario: Scenario, campaign: str, day: int) -> Scenario:
+    """The scenario with ``campaign``'s requests before ``day`` (0-based) removed: a campaign that starts
+    mid-log, after the first clusterings were made without it. The truth records ``late_start``."""
+    df = scenario.requests
+    if campaign not in scenario.truth.get("campaigns", {}):
+        raise ValueError(f"no campaign {campaign!r} in the scenario")
+    days = (df["ts"] - df["ts"].min().normalize()).dt.days
+    keep = ~((df["actor"] == campaign) & (days < day))
+    truth = {**scenario.truth, "late_start": {**scenario.truth.get("late_start", {}), campaign: int(day)}}
+    out = df[keep].reset_index(drop=True)
+    truth["n_requests"] = int(len(out))
+    truth["all_accounts"] = sorted(out["account_id"].unique().tolist())
+    return Scenario(requests=out, truth=truth)
+
+
+def export_campaigns(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The fields the replay scores, from a JSON export (``analyzer export --format json``)."""
+    return [{"id": c["id"], "accounts": list(c["accounts"]), "flagged": bool(c["flagged"]),
+             "score": float(c.get("score", 0.0))} for c in doc.get("campaigns", [])]
+
+
+def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_cache: str | None = None,
+           log: Log = print) -> list[DayResult]:
+    """Run the analyzer on each day's log in turn, into one workspace; ``recluster`` forces a full run each day."""
+    from analyzer.export import to_json
+    from analyzer.pipeline import RunOptions, run_all
+    from analyzer.workspace import Workspace
+
+    ws_path = os.path.join(workdir, "ws-recluster" if recluster else "ws-incremental")
+    out = []
+    for d, path in enumerate(day_paths):
+        opts = RunOptions(progress=False, make_map=False, recluster=recluster, embedding_cache=embedding_cache)
+        t0, c0 = time.perf_counter(), time.process_time()
+        ws = Workspace(ws_path, create=True)
+        try:
+            stats = run_all(ws, [path], opts)
+            doc = json.loads(to_json(ws))
+        finally:
+            ws.close()
+        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        cl = stats["cluster"]
+        res = DayResult(day=d, seconds=round(secs, 2), cpu_seconds=round(cpu, 2), path=cl["path"], trigger=cl.get("trigger"),
+                        stages=stats["stages_s"], campaigns=export_campaigns(doc))
+        n_flag = sum(c["flagged"] for c in res.campaigns)
+        log(f"  day {d:2d} {'recluster' if recluster else 'incremental'}: {secs:6.1f} s ({cpu:6.1f} s CPU), {cl['path']}"
+            f"{' (' + str(cl.get('trigger')) + ')' if cl.get('trigger') else ''}, {n_flag} flagged")
+        out.append(res)
+    return out
+
+
+def _flagged(day: DayResult) -> list[dict[str, Any]]:
+    return [c for c in day.campaigns if c["flagged"]]
+
+
+def _scores(day: DayResult) -> dict[str, float]:
+    """An account's score from the export alone: the best score of a campaign listing it."""
+    out: dict[str, float] = {}
+    for c in day.campaigns:
+        for a in c["accounts"]:
+            out[a] = max(out.get(a, 0.0), c["score"])
+    return out
+
+
+def matched(day: DayResult, truth: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The flagged campaigns of a day assigned to each true campaign (a strict majority of their accounts)."""
+    fl = _flagged(day)
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in truth.get("campaigns", {})}
+    for c, names in zip(fl, metrics.assign_flags([c["accounts"] for c in fl], truth), strict=True):
+        for name in names:
+            out[name].append(c)
+    return out
+
+
+def first_activity_days(requests: pd.DataFrame) -> dict[str, int]:
+    """Day (0-based) of each true campaign's first request (``actor`` column of the scenario frame)."""
+    day = (requests["ts"] - requests["ts"].min().normalize()).dt.days
+    return {str(a): int(d) for a, d in day.groupby(requests["actor"]).min().items()}
+
+
+def truth_until(scenario: Scenario, day: int) -> dict[str, Any]:
+    """The truth restricted to the accounts with a request by the end of ``day`` (0-based)."""
+    req = scenario.requests
+    days = (req["ts"] - req["ts"].min().normalize()).dt.days
+    active = set(req.loc[days <= day, "account_id"])
+    truth = scenario.truth
+    out = {**truth, "campaigns": {n: {**t, "accounts": [a for a in t["accounts"] if a in active]}
+                                  for n, t in truth.get("campaigns", {}).items()}}
+    if truth.get("all_accounts"):
+        out["all_accounts"] = [a for a in truth["all_accounts"] if a in active]
+    return out
+
+
+def score_replay(days: Sequence[DayResult], scenario: Scenario, criteria: ReplayCriteria = ReplayCriteria()
+                 ) -> dict[str, Any]:
+    """Detection delay, id changes and replacement-account coverage over a replay (see the module doc)."""
+    truth = scenario.truth
+    req = scenario.requests
+    first_active = first_activity_days(req)
+    per_campaign: dict[str, Any] = {}
+    # A campaign is found on a day when it is found among the accounts active so far: accounts that replace
+    # banned ones later are not yet there to be flagged.
+    found_by_day = [metrics.campaign_recall([c["accounts"] for c in _flagged(d)], truth_until(scenario, d.day))[1]
+                    for d in days]
+    matched_by_day = [matched(d, truth) for d in days]
+    for name, t in truth.get("campaigns", {}).items():
+        start = first_active.get(name)
+        first = next((d.day for d, f in zip(days, found_by_day, strict=True) if f.get(name)), None)
+        ids = [sorted(c["id"] for c in m[name]) for m in matched_by_day]
+        changes = 0
+        if first is not None:
+            changes = sum(1 for a, b in zip(ids[first:], ids[first + 1:], strict=False) if a != b)
+        delay = None if first is None or start is None else first - start + 1
+        per_campaign[name] = {
+            "n_accounts": len(t["accounts"]), "first_active_day": start, "first_flagged_day": first,
+            "detected_on_day_of_activity": delay, "flagged_at_end": bool(found_by_day[-1].get(name)) if days else False,
+            "id_changes_after_detection": changes, "ids_per_day": ids,
+            "meets_deadline": (len(t["accounts"]) < criteria.min_accounts
+                               or (delay is not None and delay <= criteria.detect_within_days)),
+        }
+    out: dict[str, Any] = {"campaigns": per_campaign}
+    out["replacements"] = replacement_stats(days, scenario, criteria)
+    if days:
+        last = days[-1]
+        fl = [c["accounts"] for c in _flagged(last)]
+        recall, _ = metrics.campaign_recall(fl, truth)
+        out["final"] = {"campaign_recall": round(recall, 4), "false_flags": metrics.false_flags(fl, truth)[0],
+                        "account_auc": round(metrics.account_auc(_scores(last), truth), 4)}
+        secs, cpu = [d.seconds for d in days], [d.cpu_seconds for d in days]
+        out["seconds_per_day"], out["cpu_seconds_per_day"] = secs, cpu
+        out["paths"] = [d.path if d.path == "incremental" else f"full ({d.trigger})" for d in days]
+        if len(days) >= 2:
+            out["last_over_second_day"] = round(secs[-1] / max(secs[1], 1e-9), 3)
+            out["last_over_second_day_cpu"] = round(cpu[-1] / max(cpu[1], 1e-9), 3)
+    return out
+
+
+def replacement_stats(days: Sequence[DayResult], scenario: Scenario, criteria: ReplayCriteria) -> dict[str, Any]:
+    """For accounts that replaced banned ones: the share flagged by the end, and per account the number of its
+    requests seen by the end of the day it was first flagged (``None``: never flagged)."""
+    truth = scenario.truth
+    repl = sorted({a for t in truth.get("campaigns", {}).values() for a in t.get("replacement_accounts", {})})
+    if not repl or not days:
+        return {"n": len(repl)}
+    req = scenario.requests
+    start = req["ts"].min().normalize()
+    day = (req["ts"] - start).dt.days.to_numpy()
+    first_flag: dict[str, int] = {}
+    for d in days:
+        flagged = {a for c in _flagged(d) for a in c["accounts"]}
+        for a in repl:
+            if a in flagged and a not in first_flag:
+                first_flag[a] = d.day
+    seen: dict[str, int | None] = {}
+    mine = req[req["account_id"].isin(repl)]
+    mday = day[mine.index.to_numpy()]
+    for a in repl:
+        m = (mine["account_id"] == a).to_numpy()
+        seen[a] = int((mday[m] <= first_flag[a]).sum()) if a in first_flag else None
+    last = {a for c in _flagged(days[-1]) for a in c["accounts"]}
+    counts = np.array([v for v in seen.values() if v is not None], dtype=float)
+    within = int((counts <= criteria.replacement_requests).sum())
+    return {
+        "n": len(repl), "flagged_at_end": round(sum(a in last for a in repl) / len(repl), 4),
+        "ever_flagged": round(len(first_flag) / len(repl), 4),
+        "requests_seen_when_first_flagged": {
+            "min": float(counts.min()) if len(counts) else None,
+            "p25": float(np.percentile(counts, 25)) if len(counts) else None,
+            "median": float(np.median(counts)) if len(counts) else None,
+            "p75": float(np.percentile(counts, 75)) if len(counts) else None,
+            "max": float(counts.max()) if len(counts) else None},
+        f"share_flagged_within_{criteria.replacement_requests}_requests": round(within / len(repl), 4),
+        "histogram": {str(k): int(v) for k, v in zip(*np.unique(np.minimum(counts, 50).astype(int),
+                                                               return_counts=True), strict=True)},
+    }
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    """|a & b| / |a | b| (1.0 when both are empty)."""
+    return 1.0 if not a and not b else len(a & b) / len(a | b)
+
+
+def equivalence(a: DayResult, b: DayResult, truth: Mapping[str, Any]) -> dict[str, Any]:
+    """Compare two runs' exports of the same day: per true campaign, the Jaccard of the accounts of the flagged
+    campaigns matched to it; recall, false flags and account AUC of each."""
+    ma, mb = matched(a, truth), matched(b, truth)
+    per = {}
+    for name in truth.get("campaigns", {}):
+        sa = {x for c in ma[name] for x in c["accounts"]}
+        sb = {x for c in mb[name] for x in c["accounts"]}
+        per[name] = round(jaccard(sa, sb), 4)
+    out: dict[str, Any] = {"matched_jaccard": per}
+    for label, day in (("a", a), ("b", b)):
+        fl = [c["accounts"] for c in _flagged(day)]
+        out[label] = {"campaign_recall": round(metrics.campaign_recall(fl, truth)[0], 4),
+                      "false_flags": metrics.false_flags(fl, truth)[0],
+                      "account_auc": round(metrics.account_auc(_scores(day), truth), 4)}
+    return out

@@ -1,0 +1,61 @@
+"""Scoring of the replay benchmark (analyzer.bench.replay) on hand-made days: no pipeline runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analyzer.bench.replay import DayResult, equivalence, jaccard, score_replay
+from analyzer.bench.scenario import Scenario
+
+TRUTH = {
+    "campaigns": {
+        "camp": {"accounts": ["a1", "a2", "a3", "a4", "r1", "r2"], "replacement_accounts": {"r1": "a3", "r2": "a4"},
+                 "banned_accounts": ["a3", "a4"]},
+    },
+    "hard_negatives": {},
+    "all_accounts": ["a1", "a2", "a3", "a4", "r1", "r2", "o1", "o2"],
+}
+
+
+def _scenario() -> Scenario:
+    rows = []
+    t0 = pd.Timestamp("2026-01-05", tz="UTC")
+    for d in range(4):
+        for a in ("a1", "a2") + (("a3", "a4") if d < 2 else ("r1", "r2")):
+            rows += [{"account_id": a, "ts": t0 + pd.Timedelta(days=d, hours=h), "actor": "camp"} for h in (1, 2, 3)]
+        rows += [{"account_id": o, "ts": t0 + pd.Timedelta(days=d, hours=5), "actor": "organic"} for o in ("o1", "o2")]
+    return Scenario(requests=pd.DataFrame(rows), truth=TRUTH)
+
+
+def _day(d: int, campaigns: list[tuple[str, list[str], bool]]) -> DayResult:
+    return DayResult(day=d, seconds=1.0 + d, cpu_seconds=1.0, path="incremental", trigger=None, stages={},
+                     campaigns=[{"id": i, "accounts": a, "flagged": f, "score": 0.9 if f else 0.1}
+                                for i, a, f in campaigns])
+
+
+def test_score_replay_detection_day_id_changes_and_replacements() -> None:
+    days = [
+        _day(0, [("c-x", ["a1", "a2", "a3", "a4"], False)]),
+        _day(1, [("c-x", ["a1", "a2", "a3", "a4"], True)]),
+        _day(2, [("c-y", ["a1", "a2", "a3", "a4", "r1"], True)]),
+        _day(3, [("c-y", ["a1", "a2", "a3", "a4", "r1"], True), ("c-o", ["o1", "o2"], False)]),
+    ]
+    res = score_replay(days, _scenario())
+    c = res["campaigns"]["camp"]
+    assert c["first_active_day"] == 0 and c["first_flagged_day"] == 1 and c["detected_on_day_of_activity"] == 2
+    assert c["ids_per_day"] == [[], ["c-x"], ["c-y"], ["c-y"]] and c["id_changes_after_detection"] == 1
+    r = res["replacements"]
+    assert r["n"] == 2 and r["flagged_at_end"] == 0.5
+    # r1 was first flagged on day 2, its first day: three of its requests had been seen
+    assert r["requests_seen_when_first_flagged"]["max"] == 3.0
+    assert res["final"]["campaign_recall"] == 1.0 and res["final"]["false_flags"] == 0
+    assert res["last_over_second_day"] == 2.0
+
+
+def test_equivalence_compares_matched_account_sets() -> None:
+    a = _day(3, [("c-1", ["a1", "a2", "a3", "a4", "r1", "r2"], True)])
+    b = _day(3, [("c-2", ["a1", "a2", "a3", "a4", "r1"], True), ("c-3", ["o1"], False)])
+    eq = equivalence(a, b, TRUTH)
+    assert eq["matched_jaccard"]["camp"] == round(jaccard(set(a.campaigns[0]["accounts"]),
+                                                          set(b.campaigns[0]["accounts"])), 4) == 0.8333
+    assert eq["a"]["campaign_recall"] == eq["b"]["campaign_recall"] == 1.0
