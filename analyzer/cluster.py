@@ -116,6 +116,16 @@ def members_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
     return {int(c): order[bounds[i] : bounds[i + 1]] for i, c in enumerate(ids)}
 
 
+def first_copies(codes: np.ndarray, cap: int) -> np.ndarray:
+    """Positions of the first ``cap`` occurrences of each value of ``codes`` (ascending positions)."""
+    codes = np.asarray(codes)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    rank = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+    return np.sort(order[rank < cap])
+
+
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     """Renumber clusters 0..m-1 by decreasing size (ties by first point), keeping -1 for noise.
 

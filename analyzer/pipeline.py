@@ -366,7 +366,7 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
         return empty
     vecs = embedder_for(options).encode(sysp["text"].tolist())
     intents, sim = prompt_intents(vecs, options, key)
-    value = np.array([sig.training_value_from_similarity(float(x)) for x in sim])
+    value = sig.training_values(sim)
     keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
     if len(keep) == 0:
         return empty
@@ -390,6 +390,16 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     return out, rows
 
 
+#: Copies of one distinct scaffold, per kNN neighbour (``k``), that take part in the scaffold kNN graph. Many
+#: prompts share one scaffold (a fixed wrapper: thousands). A scaffold with at least ``k + 1`` copies has all
+#: its ``k`` neighbours among its own copies, and any other prompt sees the same similarities in its neighbour
+#: list whether the scaffold has ``k`` copies or thousands; with at least ``min_cluster_size`` copies kept, every
+#: split of the density tree that holds such a scaffold stays a cluster either way. So the graph with copies
+#: capped at ``2 k`` yields the same families as the graph of every prompt, at the size of the distinct
+#: scaffolds (the full graph was an exact search over hundreds of thousands of rows at 1M requests).
+SCAFFOLD_COPIES_PER_K = 2
+
+
 def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOptions
                       ) -> tuple[list[str | None], np.ndarray]:
     """Families of prompts built on the same paraphrased wrapper: ``(scaffold per prompt, family per prompt)``.
@@ -407,12 +417,23 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     idx = np.array([i for i, s in enumerate(scaf) if s is not None], dtype=np.int64)
     if len(idx) < max(p.min_family_size, 2):
         return scaf, fams
+    k = min(p.k, len(idx) - 1)
     distinct, inverse = np.unique(np.array([scaf[i] for i in idx], dtype=object), return_inverse=True)
-    vecs = embedder_for(options).encode(list(distinct))[inverse]
+    # Each prompt is a point (a wrapper's family counts its prompts), but a distinct scaffold's copies beyond
+    # the first few only repeat the same neighbours: they take part in the graph up to a cap, and the others
+    # take the label of their scaffold's first copy (see SCAFFOLD_COPIES_PER_K).
+    cap = max(SCAFFOLD_COPIES_PER_K * k, k + 1, p.min_cluster_size, p.min_samples + 1)
+    kept = cluster_mod.first_copies(inverse, cap)
+    vecs = embedder_for(options).encode(list(distinct))[inverse[kept]]
     index = index_mod.build_index(vecs, seed=options.seed)
-    nbrs, sims = index_mod.knn_graph(index, vecs, k=min(p.k, len(idx) - 1))
+    nbrs, sims = index_mod.knn_graph(index, vecs, k=k)
+    del index
     labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, replace(p, selection=p.scaffold_selection))
-    fams[idx] = labels
+    _, first = np.unique(inverse[kept], return_index=True)  # every distinct scaffold has a kept copy
+    per_prompt = labels[first][inverse]
+    per_prompt[kept] = labels
+    # Numbered by decreasing size over all prompts, as if every copy had been clustered.
+    fams[idx] = cluster_mod.relabel_by_size(per_prompt)
     return scaf, fams
 
 
@@ -462,7 +483,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         ctexts = [texts[hashes[i]] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
-        tv = float(np.mean([sig.training_value_from_similarity(float(x)) for x in judged])) if len(judged) else 0.0
+        tv = float(np.mean(sig.training_values(judged))) if len(judged) else 0.0
         kw = keywords.get(c, [])
         out.append({
             "cluster_id": c,

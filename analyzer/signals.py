@@ -167,6 +167,12 @@ def training_value_from_similarity(similarity: float, low: float = TRAINING_VALU
     return float(np.clip((similarity - low) / (high - low), 0.0, 1.0))
 
 
+def training_values(similarities: np.ndarray, low: float = TRAINING_VALUE_LOW,
+                    high: float = TRAINING_VALUE_HIGH) -> np.ndarray:
+    """:func:`training_value_from_similarity` of each element of ``similarities`` (float64, same values)."""
+    return np.clip((np.asarray(similarities, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+
+
 #: A prompt whose letters are at least this share outside the Latin script is not judged for training value:
 #: the embedding models (MiniLM and the static model distilled from it) read English; measured on the
 #: benchmark, a Chinese-wrapped chain-of-thought request sits closer to its bare task (0.49-0.77) than to its
@@ -180,6 +186,8 @@ UNREADABLE_LETTERS = 20
 def unreadable(text: str, head_chars: int = 2000, tail_chars: int = 1000) -> bool:
     """Whether the head or tail of ``text`` is written in a script the embedding model does not read."""
     part = text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]
+    if part.isascii():  # no letter beyond U+024F (the common case, checked in C)
+        return False
     letters = [c for c in part if c.isalpha()]
     if not letters:
         return False
