@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -447,14 +448,28 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
         return rows
     rows = rows.copy()
     members = cluster_mod.members_by_label(family_ids)
-    for i, r in rows.iterrows():
-        parts = pd.Series([s for j in members[int(r.cluster_id)] for s in (scaffold_of[j] or "").split(" | ") if s])
-        top = parts.value_counts().index[:4].tolist()
-        n_words = [len(cluster_mod.words(scaffold_of[j] or "")) for j in members[int(r.cluster_id)]]
-        sig_ = json.loads(r.signals)
-        sig_.update(template_coverage=1.0, n_fixed_words=int(np.median(n_words)), n_slots=1)
-        rows.at[i, "signals"] = json.dumps(sig_)
-        rows.at[i, "template"] = " … ".join(top) + " … {task} (sentences in varying order)"
+    n_words: dict[str, int] = {}  # words per distinct scaffold
+    signals, templates = [], []
+    for cid, js in zip(rows["cluster_id"], rows["signals"], strict=True):
+        # A family's prompts share few distinct scaffolds: count those (in order of first appearance, so
+        # that sentences as frequent as each other keep the order in which the members show them).
+        scaf_counts = Counter(scaffold_of[j] or "" for j in members[int(cid)])
+        parts: Counter[str] = Counter()
+        for scaf, m in scaf_counts.items():
+            for sent in scaf.split(" | "):
+                if sent:
+                    parts[sent] += m
+        top = pd.Series(parts, dtype=object).sort_values(ascending=False, kind="stable").index[:4].tolist()
+        for scaf in scaf_counts:
+            if scaf not in n_words:
+                n_words[scaf] = len(cluster_mod.words(scaf))
+        median_words = np.median(np.repeat([n_words[x] for x in scaf_counts], list(scaf_counts.values())))
+        sig_ = json.loads(js)
+        sig_.update(template_coverage=1.0, n_fixed_words=int(median_words), n_slots=1)
+        signals.append(json.dumps(sig_))
+        templates.append(" … ".join(top) + " … {task} (sentences in varying order)")
+    rows["signals"] = signals
+    rows["template"] = templates
     return rows
 
 
