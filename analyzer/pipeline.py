@@ -517,13 +517,21 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
                 "n_slots": template.n_slots,
                 "slot_entropy": round(template.slot_entropy, 4),
                 "training_value": round(tv, 4),
-                "intent": str(pd.Series(intents[idx]).mode().iloc[0]),
+                "intent": most_common(intents[idx]),
                 "intent_similarity": round(float(judged.mean()), 4) if len(judged) else None,
                 "tightness": round(tight.get(c, 0.0), 4),
             }),
         })
     return pd.DataFrame(out, columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
                                       "template", "exemplars", "campaign_id", "signals"])
+
+
+def most_common(values: Sequence[str]) -> str:
+    """The most frequent of ``values``, the first in sorted order among equally frequent ones (as pandas'
+    ``Series.mode().iloc[0]``, without building a Series per cluster)."""
+    counts = Counter(values)
+    top = max(counts.values())
+    return str(min(v for v, c in counts.items() if c == top))
 
 
 # --- score --------------------------------------------------------------------------------------------------------

@@ -110,3 +110,11 @@ def test_training_values_match_the_scalar_mapping():
 def test_ascii_text_is_always_readable():
     assert not signals.unreadable("Solve: 2 + 2 = ?  " * 500)
     assert signals.unreadable("请一步一步地思考这个问题，并写出每一步的推理过程和最后的答案。" + " Solve 2 + 2." * 100)
+
+
+def test_most_common_intent_matches_pandas_mode():
+    rng = np.random.default_rng(5)
+    names = np.array(["reasoning", "coding", "chain-of-thought elicitation", "tool use", "b", "a"], dtype=object)
+    for _ in range(300):
+        values = names[rng.integers(0, len(names), size=int(rng.integers(1, 12)))]
+        assert pipeline.most_common(values) == str(pd.Series(values).mode().iloc[0])
