@@ -28,6 +28,8 @@ group of accounts working on a group of prompt clusters:
 from __future__ import annotations
 
 import ipaddress
+import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -188,11 +190,23 @@ def unreadable(text: str, head_chars: int = 2000, tail_chars: int = 1000) -> boo
     part = text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]
     if part.isascii():  # no letter beyond U+024F (the common case, checked in C)
         return False
-    letters = [c for c in part if c.isalpha()]
-    if not letters:
-        return False
-    n_other = sum(ord(c) > 0x24F for c in letters)
-    return n_other >= UNREADABLE_LETTERS or n_other / len(letters) >= UNREADABLE_SHARE
+    # Only the non-ASCII characters are looked at one by one (ASCII letters are counted in C), and a text
+    # stops being read once it has shown UNREADABLE_LETTERS letters of another script.
+    n_wide = n_other = 0
+    for m in _NON_ASCII.finditer(part):
+        c = m.group()
+        if c.isalpha():
+            n_wide += 1
+            if ord(c) > 0x24F:
+                n_other += 1
+                if n_other >= UNREADABLE_LETTERS:
+                    return True
+    n_letters = len(part) - len(part.translate(_ASCII_LETTERS)) + n_wide
+    return n_letters > 0 and n_other / n_letters >= UNREADABLE_SHARE
+
+
+_ASCII_LETTERS = dict.fromkeys(map(ord, string.ascii_letters))  # str.translate table deleting them
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def contrastive_intent(capability_sims: np.ndarray, ordinary_sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
