@@ -396,8 +396,11 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
 #: its ``k`` neighbours among its own copies, and any other prompt sees the same similarities in its neighbour
 #: list whether the scaffold has ``k`` copies or thousands; with at least ``min_cluster_size`` copies kept, every
 #: split of the density tree that holds such a scaffold stays a cluster either way. So the graph with copies
-#: capped at ``2 k`` yields the same families as the graph of every prompt, at the size of the distinct
-#: scaffolds (the full graph was an exact search over hundreds of thousands of rows at 1M requests).
+#: capped at ``2 k`` yields the same families as the graph of every prompt (up to how HDBSCAN orders equal
+#: distances: on the adversarial presets, seed 0, one prompt in about 9,400 changed family in 3 of 9, with no
+#: change of score beyond 0.002), at a fraction of the size: at 1M requests 157k prompts with a scaffold, 50k
+#: distinct scaffolds, 109k points in the graph, where the IVF lists holding a fixed wrapper's 18k copies made
+#: the search quadratic.
 SCAFFOLD_COPIES_PER_K = 2
 
 
