@@ -19,6 +19,7 @@ so that a prompt pasted by hundreds of accounts is visible even though it is one
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,6 +115,16 @@ def members_by_label(labels: np.ndarray) -> dict[int, np.ndarray]:
     ids, first = np.unique(sorted_labels[starts:], return_index=True)
     bounds = list(first + starts) + [len(labels)]
     return {int(c): order[bounds[i] : bounds[i + 1]] for i, c in enumerate(ids)}
+
+
+def first_copies(codes: np.ndarray, cap: int) -> np.ndarray:
+    """Positions of the first ``cap`` occurrences of each value of ``codes`` (ascending positions)."""
+    codes = np.asarray(codes)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    rank = np.arange(len(codes)) - np.repeat(starts, np.diff(np.r_[starts, len(codes)]))
+    return np.sort(order[rank < cap])
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
@@ -251,15 +262,15 @@ _SENTENCE = re.compile(r"[^.!?。！？；;:：\n]+")
 
 
 def _sentences(text: str, head_chars: int, tail_chars: int) -> list[str]:
-    """Normalised sentences of the head and tail of ``text`` (lower case, digits as 0, single spaces)."""
+    """Normalised sentences of the head and tail of ``text`` (lower case, digits as 0, single spaces).
+
+    Case and digits are normalised once for the whole text (neither a letter's case nor a digit is a
+    sentence boundary).
+    """
     if len(text) > head_chars + tail_chars:
         text = text[:head_chars] + "\n" + text[-tail_chars:]
-    out = []
-    for s in _SENTENCE.findall(text.lower()):
-        s = " ".join(_DIGITS.sub("0", s).split())
-        if s:
-            out.append(s)
-    return out
+    sents = (" ".join(s.split()) for s in _SENTENCE.findall(_DIGITS.sub("0", text.lower())))
+    return [s for s in sents if s]
 
 
 def sentences(text: str, head_chars: int = 3000, tail_chars: int = 2000) -> list[str]:
@@ -280,23 +291,29 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     Only the first ``head_chars`` and last ``tail_chars`` characters are read (padding cannot hide a wrapper
     at either end, and memory stays bounded).
     """
-    per_prompt: list[list[str]] = []
-    n_words: dict[str, int] = {}  # words per distinct sentence, counted once
-    df: dict[str, int] = {}
-    for text in texts:
-        sents = []
-        for s in dict.fromkeys(_sentences(text, head_chars, tail_chars)):
-            w = n_words.get(s)
-            if w is None:
-                w = n_words[s] = len(words(s))
-            sents.append(s)
-            df[s] = df.get(s, 0) + 1
-        per_prompt.append(sents)
+    per_prompt = [list(dict.fromkeys(_sentences(text, head_chars, tail_chars))) for text in texts]
+    df = Counter(s for sents in per_prompt for s in sents)
+    n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
+
+    def count(s: str) -> int:
+        w = n_words.get(s)
+        if w is None:
+            w = n_words[s] = len(words(s))
+        return w
+
     out: list[str | None] = []
     for sents in per_prompt:
-        common = sorted(s for s in sents if df[s] >= min_prompts and n_words[s] >= min_sentence_words)
+        recurring = [s for s in sents if df[s] >= min_prompts]
+        common = sorted(s for s in recurring if count(s) >= min_sentence_words)
         n_common = sum(n_words[s] for s in common)
-        own = sum(n_words[s] for s in sents if df[s] < min_prompts)
-        ok = n_common >= min_scaffold_words and own >= min_sentence_words
-        out.append(" | ".join(common) if ok else None)
+        if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
+            out.append(None)
+            continue
+        own = 0  # words of the prompt's own sentences, counted until there are enough
+        for s in sents:
+            if df[s] < min_prompts:
+                own += count(s)
+                if own >= min_sentence_words:
+                    break
+        out.append(" | ".join(common) if own >= min_sentence_words else None)
     return out

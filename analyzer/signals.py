@@ -28,6 +28,8 @@ group of accounts working on a group of prompt clusters:
 from __future__ import annotations
 
 import ipaddress
+import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -167,6 +169,12 @@ def training_value_from_similarity(similarity: float, low: float = TRAINING_VALU
     return float(np.clip((similarity - low) / (high - low), 0.0, 1.0))
 
 
+def training_values(similarities: np.ndarray, low: float = TRAINING_VALUE_LOW,
+                    high: float = TRAINING_VALUE_HIGH) -> np.ndarray:
+    """:func:`training_value_from_similarity` of each element of ``similarities`` (float64, same values)."""
+    return np.clip((np.asarray(similarities, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+
+
 #: A prompt whose letters are at least this share outside the Latin script is not judged for training value:
 #: the embedding models (MiniLM and the static model distilled from it) read English; measured on the
 #: benchmark, a Chinese-wrapped chain-of-thought request sits closer to its bare task (0.49-0.77) than to its
@@ -180,11 +188,25 @@ UNREADABLE_LETTERS = 20
 def unreadable(text: str, head_chars: int = 2000, tail_chars: int = 1000) -> bool:
     """Whether the head or tail of ``text`` is written in a script the embedding model does not read."""
     part = text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]
-    letters = [c for c in part if c.isalpha()]
-    if not letters:
+    if part.isascii():  # no letter beyond U+024F (the common case, checked in C)
         return False
-    n_other = sum(ord(c) > 0x24F for c in letters)
-    return n_other >= UNREADABLE_LETTERS or n_other / len(letters) >= UNREADABLE_SHARE
+    # Only the non-ASCII characters are looked at one by one (ASCII letters are counted in C), and a text
+    # stops being read once it has shown UNREADABLE_LETTERS letters of another script.
+    n_wide = n_other = 0
+    for m in _NON_ASCII.finditer(part):
+        c = m.group()
+        if c.isalpha():
+            n_wide += 1
+            if ord(c) > 0x24F:
+                n_other += 1
+                if n_other >= UNREADABLE_LETTERS:
+                    return True
+    n_letters = len(part) - len(part.translate(_ASCII_LETTERS)) + n_wide
+    return n_letters > 0 and n_other / n_letters >= UNREADABLE_SHARE
+
+
+_ASCII_LETTERS = dict.fromkeys(map(ord, string.ascii_letters))  # str.translate table deleting them
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def contrastive_intent(capability_sims: np.ndarray, ordinary_sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
