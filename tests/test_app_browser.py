@@ -129,9 +129,11 @@ def test_server_shows_flagged_campaigns_in_browser(sample_workspace, tmp_path):
             for cid, label in flagged:
                 t0 = time.time()
                 driver.get(f"{url}/?page=Campaign&campaign={cid}")
-                body = _wait_for_text(driver, label[:60])
+                _wait_for_text(driver, label[:60])
                 timings.setdefault("Campaign", round(time.time() - t0, 2))
-                assert "Evidence" in body and "Signals" in body
+                # the page paints top-down (evidence, history across runs, signals): wait for the last heading
+                body = _wait_for_text(driver, "Signals")
+                assert "Evidence" in body and "History across runs" in body
             _settle(driver)
             driver.save_screenshot(str(tmp_path / "campaign.png"))
     finally:
