@@ -81,6 +81,13 @@ class ScoringConfig:
     link_min_shared: int = 3
     link_jaccard: float = 0.3
     generalist_clusters: int = 40
+    #: One pool, however spread: two units whose whole account sets (generalists included) have Jaccard
+    #: similarity of at least ``pool_jaccard`` with ``pool_min_shared`` accounts in common are linked. An
+    #: operator's accounts sending hundreds of requests each over many paraphrased wrapper families touch a
+    #: hundred units apiece (generalists by count), yet every one of those units has the same pool of hundreds of
+    #: accounts; organic power users do not make up most of the accounts of two units at once.
+    pool_jaccard: float = 0.6
+    pool_min_shared: int = 10
     member_share: float = 0.25
     member_min_requests: int = 2
     focus_prior: float = 3.0
@@ -155,7 +162,10 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     - their account sets have Jaccard similarity of at least ``link_jaccard`` with ``link_min_shared``
       accounts in common: one pool spreading its load over many template variants touches each of them
       lightly, but the pool is the same. Generalist accounts (more than ``generalist_clusters`` clusters:
-      power users, routers) do not count here, so they cannot chain unrelated topics together.
+      power users, routers) do not count here, so they cannot chain unrelated topics together, or
+    - their whole account sets, generalists included, have Jaccard similarity of at least ``pool_jaccard``
+      with ``pool_min_shared`` accounts in common: the same large pool, however many units each account
+      spreads over.
 
     Returns groups sorted by their smallest cluster id.
     """
@@ -172,6 +182,7 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     specialists = ac[ac["account_id"].map(breadth) <= config.generalist_clusters]
     _link_pairs(specialists, uf,
                 lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard))
+    _link_pairs(ac, uf, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard))
     groups: dict[int, list[int]] = defaultdict(list)
     for c in clusters:
         groups[uf.find(c)].append(c)

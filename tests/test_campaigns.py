@@ -116,6 +116,21 @@ def test_group_clusters_ignores_generalists():
     assert len(groups) == 60
 
 
+def test_group_clusters_links_one_large_pool_spread_over_many_units():
+    # An operator's 30 accounts spread their load over 100 wrapper families (each account touches all 100:
+    # generalists by count); each family also has 3 organic visitors of its own. The pool is one group.
+    rows = [{"account_id": f"op{i}", "cluster_id": c, "n": 2} for i in range(30) for c in range(100)]
+    rows += [{"account_id": f"s{c}-{j}", "cluster_id": c, "n": 1} for c in range(100) for j in range(3)]
+    # 12 power users touch 50 popular topics, each topic with 20 specialists of its own: not one pool.
+    rows += [{"account_id": f"g{i}", "cluster_id": 100 + c, "n": 2} for i in range(12) for c in range(50)]
+    rows += [{"account_id": f"t{c}-{j}", "cluster_id": 100 + c, "n": 3} for c in range(50) for j in range(20)]
+    ac = pd.DataFrame(rows)
+    total = ac.groupby("account_id")["n"].sum()
+    groups = group_clusters(ac, total, ScoringConfig())
+    assert list(range(100)) in groups
+    assert sum(1 for g in groups if g[0] >= 100) == 50
+
+
 def test_score_gates():
     full = {"focus": 1, "templating": 1, "training_value": 1, "sync": 1, "infrastructure": 1, "evenness": 1}
     assert score_signals({**full, "spread": 1.0, "diversity": 1.0}, ScoringConfig().weights) == pytest.approx(1.0)
