@@ -580,19 +580,7 @@ def _query_neighbours(index, vectors: np.ndarray, ids: np.ndarray, k: int, batch
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest other prompts of the prompts at rows ``ids``, most similar first: ``(rows, cosines)``
     (``-1`` / ``-inf`` where missing), as :func:`analyzer.index.knn_graph` gives them for every prompt."""
-    nbrs = np.full((len(ids), k), -1, dtype=np.int64)
-    sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
-    k_eff = min(k + 1, int(index.ntotal))
-    for start in range(0, len(ids), batch):
-        q = ids[start : start + batch]
-        s, i = index_mod.search(index, vectors[q], k=k_eff)
-        keep = (i != q[:, None]) & (i >= 0)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-        kept = np.take_along_axis(keep, order, axis=1)
-        width = order.shape[1]
-        nbrs[start : start + len(q), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
-        sims[start : start + len(q), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
-    return nbrs, sims
+    return index_mod.knn_graph(index, vectors, k=k, batch=batch, ids=np.asarray(ids, dtype=np.int64))
 
 
 def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:

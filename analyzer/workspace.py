@@ -535,51 +535,49 @@ class Workspace:
         return os.path.join(self.path, "index", f"{model_key}.faiss")
 
     # --- results -------------------------------------------------------------------------------------------------
+    def write_tables(self, replace: dict[str, pd.DataFrame] | None = None,
+                     upsert: dict[str, tuple[str, pd.DataFrame]] | None = None,
+                     append: dict[str, pd.DataFrame] | None = None) -> None:
+        """The one writer of result tables, in one transaction (all or nothing): for each ``table: (key
+        column, rows)`` of ``upsert`` replace the rows with those keys (insert the others), then replace the
+        whole contents of each table of ``replace``, then append the rows of ``append`` (history tables)."""
+        with self.transaction() as db:
+            for table, (key, frame) in (upsert or {}).items():
+                if len(frame):
+                    self._insert_frame(db, table, frame, delete_where=f'"{key}" IN (SELECT "{key}" FROM frame_df)')
+            for table, frame in (replace or {}).items():
+                db.execute(f"DELETE FROM {table}")
+                self._insert_frame(db, table, frame)
+            for table, frame in (append or {}).items():
+                self._insert_frame(db, table, frame)
+
+    @staticmethod
+    def _insert_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
+                      delete_where: str | None = None) -> None:
+        """Insert ``frame``'s rows into ``table`` by column name, first deleting ``delete_where`` (a condition
+        that may read the frame as ``frame_df``)."""
+        if not len(frame):
+            return
+        # not unregistered on an error: the transaction is aborted then (the caller rolls back), and the next
+        # registration under this name replaces it
+        db.register("frame_df", frame)
+        if delete_where:
+            db.execute(f"DELETE FROM {table} WHERE {delete_where}")
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame_df")
+        db.unregister("frame_df")
+
     def replace_tables(self, frames: dict[str, pd.DataFrame],
                        append: dict[str, pd.DataFrame] | None = None) -> None:
         """Replace the contents of several result tables, and append rows to others (``append``: history
-        tables), in one transaction."""
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            for table, frame in [*frames.items(), *(append or {}).items()]:
-                if table in frames:
-                    db.execute(f"DELETE FROM {table}")
-                if len(frame):
-                    db.register("result_df", frame)
-                    cols = ", ".join(f'"{c}"' for c in frame.columns)
-                    db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
-                    db.unregister("result_df")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        tables), in one transaction (:meth:`write_tables`)."""
+        self.write_tables(replace=frames, append=append)
 
     def update_tables(self, upserts: dict[str, tuple[str, pd.DataFrame]], frames: dict[str, pd.DataFrame]) -> None:
         """In one transaction: for each ``table: (key column, rows)`` of ``upserts`` replace the rows with those
-        keys (insert the others), and replace the whole contents of each table of ``frames``."""
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            for table, (key, frame) in upserts.items():
-                if not len(frame):
-                    continue
-                db.register("upsert_df", frame)
-                cols = ", ".join(f'"{c}"' for c in frame.columns)
-                db.execute(f'DELETE FROM {table} WHERE "{key}" IN (SELECT "{key}" FROM upsert_df)')
-                db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM upsert_df")
-                db.unregister("upsert_df")
-            for table, frame in frames.items():
-                db.execute(f"DELETE FROM {table}")
-                if len(frame):
-                    db.register("result_df", frame)
-                    cols = ", ".join(f'"{c}"' for c in frame.columns)
-                    db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
-                    db.unregister("result_df")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        keys (insert the others), and replace the whole contents of each table of ``frames``
+        (:meth:`write_tables`)."""
+        self.write_tables(replace=frames, upsert=upserts)
 
     def family_sample(self, kind: str, n: int) -> pd.DataFrame:
         """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``."""
