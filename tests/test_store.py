@@ -88,7 +88,8 @@ def small_ws(tmp_path) -> Path:
         "clusters": pd.DataFrame({"cluster_id": [0], "kind": ["topic"], "label": ["maths"], "n_prompts": [2],
                                   "n_requests": [6], "n_accounts": [2], "campaign_id": ["c1"]}),
         "campaigns": pd.DataFrame([{"campaign_id": "c1", "rank": 1, "score": 0.8, "flagged": True, "label": "maths",
-                                    "kind": "topic", "n_accounts": 2, "n_requests": 6, "first_seen": ts,
+                                    "kind": "topic", "keywords": "[]", "template": "", "n_accounts": 2, "n_requests": 6,
+                                    "first_seen": ts,
                                     "last_seen": ts + pd.Timedelta(hours=1), "clusters": "[0]",
                                     "signals": json.dumps({"spread": 0.5}), "evidence": "[]", "examples": "[]"}]),
         "campaign_accounts": pd.DataFrame({"campaign_id": ["c1", "c1"], "account_id": ["a1", "a2"],
@@ -212,3 +213,42 @@ def test_store_reads_work_on_a_read_only_connection(small_ws):
         assert store.traffic_over_time(con, "1 hour")["requests"].sum() == 6
     finally:
         con.close()
+
+
+HOLD_WRITE = """
+import sys
+from analyzer.workspace import Workspace
+ws = Workspace(sys.argv[1])
+ws.acquire()
+print("ready", flush=True)
+sys.stdin.read()
+ws.close()
+"""
+
+
+def test_export_while_a_writer_holds_the_workspace_fails_cleanly_and_changes_nothing(small_ws):
+    """A run in progress has the database open read-write and holds the lock: an export (read-only, no DDL)
+    is refused with a message and leaves every file as it was."""
+    import os
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from analyzer import cli
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE, str(small_ws)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in small_ws.iterdir() if p.is_file()}
+        res = CliRunner().invoke(cli.main, ["export", "-w", str(small_ws), "--format", "json"])
+        assert res.exit_code != 0 and "in use" in res.output
+        after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in small_ws.iterdir() if p.is_file()}
+        assert after == before
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(30)
+    res = CliRunner().invoke(cli.main, ["export", "-w", str(small_ws), "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["campaigns"][0]["id"] == "c1"
