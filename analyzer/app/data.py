@@ -373,13 +373,18 @@ def campaign_detail(ws_path: str, run_key: str, campaign_id: str) -> dict[str, A
     return r
 
 
+def _subnets(ips: pd.Series) -> pd.Series:
+    """:func:`analyzer.signals.subnet` of each IP, parsing each distinct value once."""
+    return ips.map({ip: subnet(ip) for ip in ips.unique()})
+
+
 def main_subnets(ip_counts: pd.DataFrame) -> pd.Series:
     """Each account's most used network (:func:`analyzer.signals.subnet`: /24 for IPv4, /48 for IPv6), from
     ``account_id, ip, requests`` rows; ties go to the smallest network. Accounts with no valid address have
     none (IPs that are not addresses have no network)."""
     if ip_counts.empty:
         return pd.Series(dtype=object)
-    nets = ip_counts.assign(subnet=ip_counts["ip"].map(subnet)).dropna(subset=["subnet"])
+    nets = ip_counts.assign(subnet=_subnets(ip_counts["ip"])).dropna(subset=["subnet"])
     per = nets.groupby(["account_id", "subnet"], as_index=False)["requests"].sum()
     per = per.sort_values(["account_id", "requests", "subnet"], ascending=[True, False, True])
     return per.drop_duplicates("account_id").set_index("account_id")["subnet"]
@@ -388,7 +393,7 @@ def main_subnets(ip_counts: pd.DataFrame) -> pd.Series:
 def subnet_counts(ip_counts: pd.DataFrame) -> pd.DataFrame:
     """``value, requests`` per network (:func:`analyzer.signals.subnet`) from ``ip, requests`` rows, busiest
     first; IPs that are not addresses count towards no network."""
-    nets = ip_counts.assign(value=ip_counts["ip"].map(subnet)).dropna(subset=["value"])
+    nets = ip_counts.assign(value=_subnets(ip_counts["ip"])).dropna(subset=["value"])
     out = nets.groupby("value", as_index=False)["requests"].sum()
     return out.sort_values(["requests", "value"], ascending=[False, True]).reset_index(drop=True)
 
