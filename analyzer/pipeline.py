@@ -567,13 +567,6 @@ def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[s
     return ("full", trigger) if trigger else ("incremental", "")
 
 
-def _query_neighbours(index, vectors: np.ndarray, ids: np.ndarray, k: int, batch: int = 8192
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest other prompts of the prompts at rows ``ids``, most similar first: ``(rows, cosines)``
-    (``-1`` / ``-inf`` where missing), as :func:`analyzer.index.knn_graph` gives them for every prompt."""
-    return index_mod.knn_graph(index, vectors, k=k, batch=batch, ids=np.asarray(ids, dtype=np.int64))
-
-
 def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
     """Analysis texts (head and tail) of ``hashes``, in order."""
     found = prompt_texts(ws, [str(h) for h in hashes])
@@ -630,7 +623,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
 
     # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
     if len(new):
-        nbrs, sims = _query_neighbours(index, vectors, new, p.k)
+        nbrs, sims = index_mod.knn_graph(index, vectors, k=p.k, ids=new)  # the new prompts' neighbours
         cal = embed_mod.calibrate_similarity(key, sims)
         nb = np.clip(nbrs, 0, None)
         nb_topic = np.where(nbrs >= 0, topic[nb], -1)  # new prompts have no topic yet

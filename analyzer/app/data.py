@@ -1,4 +1,7 @@
-"""Data access for the app: small, aggregated DuckDB queries over a workspace, opened read-only.
+"""Data access for the app: small, aggregated queries over a workspace, opened read-only.
+
+The queries themselves are in :mod:`analyzer.store` (the SQL layer); this module opens the connections,
+caches, and turns their results into what pages show (subnets through :func:`analyzer.signals.subnet`).
 
 Design rules:
 
