@@ -1,6 +1,7 @@
 """The workspace: one folder holding a DuckDB database, embedding shards and the FAISS index.
 
-Everything that touches disk lives here. Writes are atomic: files go to a temporary name and are renamed,
+Everything that touches disk lives here; with :mod:`analyzer.store` (read-only queries) it is the only code
+that speaks SQL. Writes are atomic: files go to a temporary name and are renamed,
 database changes run in transactions, and an embedding shard is recorded in the database only after its
 file is complete, so a run killed at any point can simply be started again. Only one process may write to
 a workspace at a time (``.lock``). Nothing here ever unpickles: arrays are read with
@@ -159,7 +160,9 @@ def load_npy(path: str) -> np.ndarray:
 class Workspace:
     """A workspace folder. ``Workspace(path, create=True)`` makes it if needed.
 
-    Use ``with ws.writing():`` around anything that changes it; readers (the app) just query ``ws.db``.
+    Use ``with ws.writing():`` around anything that changes it; read-only users open it with
+    ``read_only=True`` (no DDL, no lock). With :mod:`analyzer.store` this class is the SQL layer: other
+    modules call its methods (or ``store``'s functions) and never ``ws.db`` directly.
     """
 
     def __init__(self, path: str, create: bool = False, read_only: bool = False) -> None:
