@@ -127,7 +127,7 @@ def test_main_subnet_of_an_account_without_addresses_is_missing():
                         "requests": [5, 1, 2, 1, 1]})
     nets = main_subnets(ips)
     assert "a" not in nets.index and nets["b"] == "10.0.0.0/24"
-    assert nets["c"] == "10.0.0.0/24"  # a tie goes to the smallest network
+    assert nets["c"] == "10.0.0.0/24"  # a tie goes to the first in text order
     assert subnet_counts(ips[["ip", "requests"]]).values.tolist() == [["10.0.0.0/24", 3], ["10.0.1.0/24", 1]]
 
 

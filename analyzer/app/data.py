@@ -383,7 +383,7 @@ def _subnets(ips: pd.Series) -> pd.Series:
 
 def main_subnets(ip_counts: pd.DataFrame) -> pd.Series:
     """Each account's most used network (:func:`analyzer.signals.subnet`: /24 for IPv4, /48 for IPv6), from
-    ``account_id, ip, requests`` rows; ties go to the smallest network. Accounts with no valid address have
+    ``account_id, ip, requests`` rows; ties go to the first network in text order (deterministic). Accounts with no valid address have
     none (IPs that are not addresses have no network)."""
     if ip_counts.empty:
         return pd.Series(dtype=object)
