@@ -383,8 +383,8 @@ def _subnets(ips: pd.Series) -> pd.Series:
 
 def main_subnets(ip_counts: pd.DataFrame) -> pd.Series:
     """Each account's most used network (:func:`analyzer.signals.subnet`: /24 for IPv4, /48 for IPv6), from
-    ``account_id, ip, requests`` rows; ties go to the first network in text order (deterministic). Accounts with no valid address have
-    none (IPs that are not addresses have no network)."""
+    ``account_id, ip, requests`` rows; ties go to the first network in text order (deterministic). Accounts
+    with no valid address have none (IPs that are not addresses have no network)."""
     if ip_counts.empty:
         return pd.Series(dtype=object)
     nets = ip_counts.assign(subnet=_subnets(ip_counts["ip"])).dropna(subset=["subnet"])
