@@ -22,6 +22,10 @@ TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
 WORKSPACE = click.option(
     "--workspace", "-w", required=True, type=click.Path(file_okay=False), help="Workspace folder (created if missing)."
 )
+CONFIG = click.option(
+    "--config", "config_file", default=None, type=click.Path(dir_okay=False),
+    help="A TOML configuration (see 'analyzer config show'): over the defaults and WORKSPACE/analyzer.toml, "
+         "under explicit flags.")
 
 
 def _model_options(f):
@@ -41,18 +45,19 @@ def _model_options(f):
 
 
 def _cluster_options(f):
-    f = click.option("--min-cluster-size", default=ClusterParams.min_cluster_size, show_default=True, type=int,
+    # Defaults None: a flag given overrides the configuration files, one not given leaves them be.
+    f = click.option("--min-cluster-size", default=None, show_default=str(ClusterParams.min_cluster_size), type=int,
                      help="Fewest unique prompts in a cluster: the smallest detectable campaign template.")(f)
-    f = click.option("--min-samples", default=ClusterParams.min_samples, show_default=True, type=int,
+    f = click.option("--min-samples", default=None, show_default=str(ClusterParams.min_samples), type=int,
                      help="HDBSCAN min_samples (higher = more conservative, more noise).")(f)
-    f = click.option("--knn", default=ClusterParams.k, show_default=True, type=int, help="Neighbours per prompt in the kNN graph.")(f)
-    f = click.option("--selection", default=ClusterParams.selection, show_default=True, type=click.Choice(["leaf", "eom"]),
+    f = click.option("--knn", default=None, show_default=str(ClusterParams.k), type=int, help="Neighbours per prompt in the kNN graph.")(f)
+    f = click.option("--selection", default=None, show_default=ClusterParams.selection, type=click.Choice(["leaf", "eom"]),
                      help="HDBSCAN cluster selection method.")(f)
     return f
 
 
 def _score_options(f):
-    f = click.option("--flag-threshold", default=ScoringConfig.flag_threshold, show_default=True, type=float,
+    f = click.option("--flag-threshold", default=None, show_default=str(ScoringConfig.flag_threshold), type=float,
                      help="Campaigns scoring at least this are flagged.")(f)
     f = click.option("--weights", default=None, metavar="JSON",
                      help='Signal weights as JSON, e.g. \'{"focus": 3, "sync": 2}\' (others keep defaults).')(f)
@@ -60,12 +65,14 @@ def _score_options(f):
 
 
 def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
-             selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
+             selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False,
+             config_file=None, workspace=None) -> RunOptions:
     opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
                       make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
+    opts = _configured(opts, workspace, config_file)
     cp = opts.cluster
-    opts.cluster = ClusterParams(k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
-                                 min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
+    opts.cluster = replace(cp, k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
+                           min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
     if flag_threshold is not None:
         opts.scoring = replace(opts.scoring, flag_threshold=flag_threshold)
     if weights:
@@ -78,6 +85,23 @@ def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embed
             raise click.BadParameter(f"--weights: unknown signals {sorted(unknown)}; known: {sorted(opts.scoring.weights)}")
         opts.scoring.weights.update({k: float(v) for k, v in w.items()})
     return opts
+
+
+def _configured(opts: RunOptions, workspace: str | None, config_file: str | None) -> RunOptions:
+    """``opts`` with the configuration of ``WORKSPACE/analyzer.toml`` and ``--config`` (analyzer.config)."""
+    from analyzer import config as config_mod
+
+    try:
+        return config_mod.apply(config_mod.load_config(workspace, config_file), opts)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _effective(opts: RunOptions) -> dict:
+    """The configuration ``opts`` runs with, as recorded in the run's params."""
+    from analyzer import config as config_mod
+
+    return config_mod.as_dict(config_mod.of_options(opts))
 
 
 def _open(path: str, create: bool = False):
@@ -133,6 +157,7 @@ def main() -> None:
 @_model_options
 @_cluster_options
 @_score_options
+@CONFIG
 @click.option("--column-map", default=None, metavar="SRC=DST,...",
               help="Rename input columns, e.g. 'user=account_id,text=prompt,time=timestamp'.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
@@ -153,7 +178,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     from analyzer.pipeline import run_all
     from analyzer.workspace import WorkspaceLocked
 
-    opts = _options(**kw)
+    opts = _options(workspace=workspace, **kw)
     opts.embed_chunk = embed_chunk
     opts.recluster = recluster
     paths = _paths(logs)
@@ -279,27 +304,29 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
 @WORKSPACE
 @_model_options
 @_cluster_options
+@CONFIG
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (label sampling, index training).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def cluster(workspace, quiet, **kw):
     """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
     from analyzer import pipeline
 
-    opts = _options(quiet=quiet, **kw)
+    opts = _options(quiet=quiet, workspace=workspace, **kw)
     _stage("cluster", lambda ws, rid: pipeline.cluster(ws, opts), workspace, opts,
-           {"cluster": opts.cluster.__dict__}, tier=kw.get("tier"), embeds=True).close()
+           {"cluster": opts.cluster.__dict__, "config": _effective(opts)}, tier=kw.get("tier"), embeds=True).close()
 
 
 @main.command()
 @WORKSPACE
 @_score_options
+@CONFIG
 def score(workspace, **kw):
     """Group clusters into campaigns by shared accounts, compute signals, score and explain."""
     from analyzer import pipeline
 
-    opts = _options(**kw)
+    opts = _options(workspace=workspace, **kw)
     ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts, rid), workspace, opts,
-                {"scoring": opts.scoring.__dict__})
+                {"scoring": opts.scoring.__dict__, "config": _effective(opts)})
     _echo_summary(ws)
     ws.close()
 
@@ -309,11 +336,12 @@ def score(workspace, **kw):
 @_model_options
 @click.option("--sample", default=20_000, show_default=True, type=int, help="Prompts laid out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sample and UMAP).")
+@CONFIG
 def map_cmd(workspace, sample, seed, **kw):
     """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
     from analyzer import pipeline
 
-    opts = _options(seed=seed, **kw)
+    opts = _options(seed=seed, workspace=workspace, **kw)
     opts.map_sample = sample
     _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample},
            tier=kw.get("tier"), embeds=True).close()
@@ -507,6 +535,35 @@ def watch_import(bundle, workspace):
                    f"{len(fp.template_patterns)} template patterns, {len(fp.prompt_sha256)} prompt hashes, "
                    f"{sum(map(len, fp.infra.values()))} infrastructure values)")
     click.echo(f"imported {len(entries)} watch entries")
+
+
+@main.group("config")
+def config_group() -> None:
+    """The configuration: every threshold and weight, read from WORKSPACE/analyzer.toml and --config FILE."""
+
+
+@config_group.command("show")
+@click.option("--workspace", "-w", default=None, type=click.Path(file_okay=False),
+              help="Read WORKSPACE/analyzer.toml too (when present).")
+@CONFIG
+def config_show(workspace, config_file):
+    """Print the effective configuration as TOML, each value with what it means.
+
+    Defaults, then WORKSPACE/analyzer.toml, then --config FILE. The output is a valid configuration: save it as
+    WORKSPACE/analyzer.toml (or pass it with --config) and edit the values to change.
+    """
+    from analyzer import config as config_mod
+
+    try:
+        cfg = config_mod.load_config(workspace, config_file)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    read = [p for p in ((os.path.join(workspace, config_mod.CONFIG_FILE) if workspace else None), config_file)
+            if p and os.path.isfile(p)]
+    header = (f"analyzer {__version__}: effective configuration (defaults"
+              + "".join(f" < {sanitize(p, ident=True)}" for p in read) + ").\n"
+              "Save as WORKSPACE/analyzer.toml or pass with --config; explicit command-line flags override it.")
+    click.echo(config_mod.to_toml(cfg, header), nl=False)
 
 
 def _known_presets(ctx, param, value):
