@@ -203,6 +203,8 @@ class EvidenceParams:
     examples: int = 5
     #: Shared identifiers listed in each member account's evidence.
     account_identifiers: int = 3
+    #: Shared identifier values named in a campaign's shared-infrastructure sentence.
+    campaign_identifiers: int = 3
 
 
 @dataclass
@@ -909,7 +911,7 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
     if values.get("regularity") is not None and values["regularity"] >= ep.regularity_min:
         ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
     if infra_accounts:
-        tops = "; ".join(f"{s.field.replace('_', ' ')} {s.value[:50]!r} ({s.n_group_accounts} accounts)" for s in shared_vals[:3])
+        tops = "; ".join(f"{s.field.replace('_', ' ')} {s.value[:50]!r} ({s.n_group_accounts} accounts)" for s in shared_vals[: ep.campaign_identifiers])
         ev.append(f"Shared infrastructure: {len(infra_accounts)} of {n_members} accounts share identifiers used "
                   f"mostly by this group: {tops}.")
     if values.get("pivot") is not None and values["pivot"] >= ep.pivot_min:
