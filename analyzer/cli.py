@@ -618,8 +618,10 @@ def _known_suite(ctx, param, value):
               help="Embedding tier the analyzer uses (bertopic is given the same vectors); 'both' runs the analyzer "
                    "once per tier, each row carrying its tier.")
 @click.option("--dry-run", is_flag=True, help="Print what would run (presets, seeds, systems, tiers) and stop.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="A TOML configuration (see 'analyzer config show') the analyzer runs with, over the defaults.")
 def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curve, out, in_process, embedding_cache,
-          tier, dry_run):
+          tier, dry_run, config_file):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
@@ -672,10 +674,18 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     names = names or ["quick" if (quick or curve) else "scale" if scale else "standard"]
     tiers = ["fast", "accurate"] if tier == "both" else [tier]
     mode = "curve" if curve else "benign-only" if benign_only else "compare"
+    if config_file:  # a bad file is an error now, not in every run
+        from analyzer import config as config_mod
+
+        try:
+            config_mod.read_file(config_file)
+        except config_mod.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     if dry_run:
         click.echo(f"mode: {mode}\npresets: {', '.join(names)}\nseeds: {', '.join(map(str, seeds or (0,)))}\n"
                    f"systems: {', '.join(systems)}\ntiers: {', '.join(tiers)}\nknobs: {json.dumps(parsed)}\n"
-                   f"out: {out or '-'}" + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
+                   f"out: {out or '-'}\nconfig: {config_file or 'defaults'}"
+                   + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
         return
     if not corpora.available():
         raise click.ClickException(
@@ -686,7 +696,7 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
         for name in names:
             for seed in seeds or (0,):
                 rows += run_curve(name, seed, tier, knobs=parsed, isolate=not in_process,
-                                  embedding_cache=embedding_cache, log=say)
+                                  embedding_cache=embedding_cache, log=say, config_file=config_file)
         click.echo(curve_table(rows))
         if out:
             save(rows, out)
@@ -698,7 +708,8 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
             say("curve plot not saved: give --out to save it next to the rows")
         return
     rows = run_bench(names, seeds or (0,), systems, isolate=not in_process, knobs=parsed,
-                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say)
+                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say,
+                     config_file=config_file)
     if benign_only:
         summary = benign_summary(rows)
         click.echo(benign_table(rows, summary))

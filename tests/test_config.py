@@ -122,6 +122,18 @@ def test_config_show_cli(tmp_path):
     assert res.exit_code != 0 and str(bad) in res.output and "similarty" in res.output
 
 
+def test_bench_takes_a_configuration(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text("[scoring]\nflag_threshold = 0.6\n")
+    res = CliRunner().invoke(main, ["bench", "--quick", "--config", str(good), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert f"config: {good}" in res.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[scoring]\nflag_threshold = \"x\"\n")
+    res = CliRunner().invoke(main, ["bench", "--quick", "--config", str(bad), "--dry-run"])
+    assert res.exit_code != 0 and str(bad) in res.output and "flag_threshold" in res.output
+
+
 def test_signal_values_follow_the_configuration():
     p = dataclasses.replace(sig.DEFAULTS, diversity_saturation=0.6, pivot_full_excess=1.0, unreadable_letters=5)
     assert sig.diversity(30, 100) == 1.0
