@@ -168,6 +168,11 @@ class ScoringConfig:
     #: Weights of the behavioural signals in the weighted mean (:data:`DEFAULT_WEIGHTS`).
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
+    def __post_init__(self) -> None:
+        if len(self.operator_hour_smoothing) % 2 != 1:
+            raise ValueError("operator_hour_smoothing needs an odd number of weights (centred on the hour), "
+                             f"not {len(self.operator_hour_smoothing)}")
+
 
 @dataclass(frozen=True)
 class EvidenceParams:

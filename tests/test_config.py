@@ -86,6 +86,7 @@ def test_partial_files_override_only_what_they_name(tmp_path):
     ("[scoring.weights]\nspeed = 1\n", ["weights", "speed"]),
     ("[scoring]\nflag_threshold = \n", ["not valid TOML"]),
     ("flag_threshold = 0.7\n", ["flag_threshold", "section"]),
+    ("[scoring]\noperator_hour_smoothing = [1, 2]\n", ["[scoring]", "odd number"]),
 ])
 def test_errors_name_the_file_and_the_key(tmp_path, text, words):
     path = tmp_path / "my-config.toml"
