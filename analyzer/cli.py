@@ -412,16 +412,18 @@ def watch() -> None:
 @click.option("--dismiss", is_flag=True, help="Remember the campaign as dismissed (not flagged again) instead of confirmed.")
 @click.option("--note", default="", help="Why (stored with the entry).")
 @click.option("--analyst", default=None, help="Who decided (default: cli:$USER).")
-def watch_add(campaign, workspace, dismiss, note, analyst):
+@CONFIG
+def watch_add(campaign, workspace, dismiss, note, analyst, config_file):
     """Store CAMPAIGN's fingerprint (a campaign id of the latest analysis) as a watch entry."""
     from analyzer.pipeline import add_watch
     from analyzer.workspace import WorkspaceLocked
 
+    watch_config = _configured(RunOptions(), workspace, config_file).watch  # how fingerprints are made
     ws = _open(workspace)
     try:
         with ws.writing():
             e = add_watch(ws, campaign, "dismissed" if dismiss else "confirmed",
-                          analyst or f"cli:{os.environ.get('USER', 'unknown')}", note)
+                          analyst or f"cli:{os.environ.get('USER', 'unknown')}", note, watch_config)
     except (KeyError, WorkspaceLocked) as exc:
         raise click.ClickException(str(exc).strip('"')) from None
     finally:
