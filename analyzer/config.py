@@ -86,7 +86,10 @@ class ConfigError(ValueError):
 def field_help(cls: type) -> dict[str, str]:
     """What each field of the dataclass ``cls`` means: its ``#:`` comment lines (Sphinx's convention) or its
     entry in the class docstring's numpy-style ``Parameters`` list; ``""`` for a field with neither."""
-    src = textwrap.dedent(inspect.getsource(cls))
+    try:
+        src = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source installed: values are still shown, without their comments
+        return {f.name: "" for f in fields(cls)}
     lines = src.splitlines()
     found: dict[str, str] = {}
     node = ast.parse(src).body[0]
