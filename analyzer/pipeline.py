@@ -32,9 +32,10 @@ from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
 from analyzer import watch as watch_mod
-from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
+from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_campaigns
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
 from analyzer.ingest import read_logs
+from analyzer.mapparams import MapParams
 from analyzer.text import analysis_text
 from analyzer.workspace import Workspace, now_utc
 
@@ -60,6 +61,11 @@ class RunOptions:
     progress: bool = True
     recluster: bool = False  # re-cluster everything even when new prompts could be assigned to the clustering
     incremental: assign_mod.IncrementalParams = field(default_factory=assign_mod.IncrementalParams)
+    # The other sections of the configuration (analyzer.config.AnalyzerConfig groups them all).
+    signals: sig.SignalParams = field(default_factory=sig.SignalParams)
+    evidence: EvidenceParams = field(default_factory=EvidenceParams)
+    watch: watch_mod.WatchConfig = field(default_factory=watch_mod.WatchConfig)
+    map: MapParams = field(default_factory=MapParams)
 
 
 #: Packages whose versions each run records: key in the record, then the distribution names it may have.
@@ -309,7 +315,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     intents, intent_sim = prompt_intents(vectors, options, key)
     # The embedding models read English (and Latin-script languages) only: the intent of a prompt written
     # mostly in another script is not judged (NaN), so that detection does not depend on it.
-    unread = np.fromiter((sig.unreadable(t) for t in hash_texts), dtype=bool, count=len(hash_texts))
+    unread = np.fromiter((sig.unreadable(t, options.signals) for t in hash_texts), dtype=bool, count=len(hash_texts))
     intent_sim = np.where(unread, np.nan, intent_sim)
 
     scaffold_rows = label_clusters(hashes, scaffold_ids, vectors, req_counts, texts, intents, intent_sim, options,
@@ -333,6 +339,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     rows = pd.concat([rows, system_rows], ignore_index=True)
     ws.replace_tables({"prompt_clusters": pc, "system_clusters": system_map, "clusters": rows, **empty})
     return {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
+            "signal_params": cluster_signal_params(options.signals),
             "unassigned_request_share": ws.unassigned_request_share(),
             "prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
@@ -344,10 +351,15 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
             "system_families": int(system_rows["cluster_id"].nunique()) if len(system_rows) else 0}
 
 
-#: A system prompt is a unit of its own when it reads as a capability at least this much (training value of
-#: its best capability intent): an operator can move the whole instruction into the system message and send
-#: bare tasks as user turns. Generic personas ("You are a helpful assistant.") stay out.
-SYSTEM_MIN_VALUE = 0.5
+#: The signal parameters the cluster stage reads (training value of prompts and clusters, scripts not judged,
+#: system families): a change to one calls for a full re-cluster, as a change of the cluster parameters does.
+CLUSTER_SIGNAL_FIELDS = ("training_value_low", "training_value_high", "unreadable_share", "unreadable_letters",
+                         "unreadable_head_chars", "unreadable_tail_chars", "system_min_value")
+
+
+def cluster_signal_params(signals: sig.SignalParams) -> dict:
+    """The values of :data:`CLUSTER_SIGNAL_FIELDS`, as recorded with a full clustering."""
+    return {f: getattr(signals, f) for f in CLUSTER_SIGNAL_FIELDS}
 
 
 def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -367,8 +379,8 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
         return empty
     vecs = embedder_for(options).encode(sysp["text"].tolist())
     intents, sim = prompt_intents(vecs, options, key)
-    value = sig.training_values(sim)
-    keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
+    value = sig.training_values(sim, options.signals.training_value_low, options.signals.training_value_high)
+    keep = np.flatnonzero(value >= options.signals.system_min_value)
     if len(keep) == 0:
         return empty
     sysp, vecs, intents, sim = sysp.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
@@ -501,7 +513,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         ctexts = [texts[hashes[i]] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
-        tv = float(np.mean(sig.training_values(judged))) if len(judged) else 0.0
+        tv = (float(np.mean(sig.training_values(judged, options.signals.training_value_low,
+                                                options.signals.training_value_high))) if len(judged) else 0.0)
         kw = keywords.get(c, [])
         out.append({
             "cluster_id": c,
@@ -561,6 +574,10 @@ def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[s
     if last is None or "prompts" not in last:
         return "full", "no clustering"
     if last.get("model_key") != key or last.get("cluster_params") != json.loads(json.dumps(asdict(options.cluster))):
+        return "full", "parameters changed"
+    # A clustering recorded before signal parameters were configurable was made with the defaults.
+    recorded = last.get("signal_params", cluster_signal_params(sig.DEFAULTS))
+    if recorded != json.loads(json.dumps(cluster_signal_params(options.signals))):
         return "full", "parameters changed"
     n_now = ws.embedded_count(key)
     trigger = assign_mod.drift_trigger(options.incremental, int(last["prompts"]), n_now)
@@ -636,7 +653,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
         scaf = assign_mod.match_scaffolds(new_texts, sentences)
         unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
         new_intents, new_sim = prompt_intents(vectors[new], options, key)
-        unread = np.fromiter((sig.unreadable(t) for t in new_texts), dtype=bool, count=len(new))
+        unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
         intents[new], isim[new] = new_intents, np.where(unread, np.nan, new_sim)
         new_pos = np.full(n, -1, dtype=np.int64)
         new_pos[new] = np.arange(len(new))
@@ -745,7 +762,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     run_pos = pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
     touched = np.unique(np.concatenate([topic[run_pos], unit[run_pos], topic[ids], unit[ids], before_topic[ids],
                                         before_unit[ids]]))
-    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched)
+    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched, options.signals)
     rows = pd.concat([old_rows, *[r for r in new_rows if len(r)]], ignore_index=True)
     changed = pd.DataFrame({
         "prompt_hash": hashes[ids], "cluster_id": topic[ids].astype(np.int32), "probability": prob[ids],
@@ -765,7 +782,8 @@ FAMILY_SENTENCE_MIN_MEMBERS = 2
 
 
 def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndarray, req_counts: np.ndarray,
-                        intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray) -> pd.DataFrame:
+                        intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray,
+                        signals: sig.SignalParams = sig.DEFAULTS) -> pd.DataFrame:
     """The stored cluster rows, where those in ``touched`` (clusters that gained or lost prompts or requests)
     have ``n_prompts`` / ``n_requests`` recounted (topic clusters by membership, template and scaffold families
     by unit) and, when they gained new prompts, the training value as the running mean over their prompts.
@@ -775,7 +793,8 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
         return rows
     rows["n_prompts"] = rows["n_prompts"].fillna(0).astype(np.int64)
     rows["n_requests"] = rows["n_requests"].fillna(0).astype(np.int64)
-    value = np.array([sig.training_value_from_similarity(float(x)) if not np.isnan(x) else np.nan
+    value = np.array([sig.training_value_from_similarity(float(x), signals.training_value_low,
+                                                         signals.training_value_high) if not np.isnan(x) else np.nan
                       for x in intent_sim[is_new]])
     ids = rows["cluster_id"].astype(np.int64)
     by_topic = rows["kind"].eq("topic").to_numpy()
@@ -821,8 +840,9 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     emb = embedder_for(options)
     vecs = emb.encode(cand["text"].tolist())
     intents, sim = prompt_intents(vecs, options, key)
-    value = np.array([sig.training_value_from_similarity(float(x)) for x in sim])
-    keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
+    value = np.array([sig.training_value_from_similarity(float(x), options.signals.training_value_low,
+                                                         options.signals.training_value_high) for x in sim])
+    keep = np.flatnonzero(value >= options.signals.system_min_value)
     cand, vecs, intents, sim = cand.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
     if cand["system_hash"].isin(known["system_hash"]).all():  # nothing new since they were last judged
         return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
@@ -888,10 +908,11 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     if req.empty:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
     clusters = ws.table("clusters")
-    result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes))
+    result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes),
+                            options.signals, options.evidence)
     # The watchlist first (fresh accounts continuing a confirmed campaign join it or form their own), then
     # stable ids for everything this run found, watch-formed campaigns included.
-    result, watch_stats = check_watchlist(ws, req, result, options.scoring.flag_threshold)
+    result, watch_stats = check_watchlist(ws, req, result, options.scoring.flag_threshold, options.watch)
     tracked = history_mod.track(history_mod.PreviousState(*ws.campaign_state()), req, result,
                                 ws.latest_run_id() if run_id is None else run_id, now_utc(), options.history)
     result = tracked.result
@@ -1079,7 +1100,7 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
         ws.replace_tables({"prompt_map": pd.DataFrame(columns=["prompt_hash", "x", "y"])})
         return {"points": 0}
     units, campaign_units = map_units(ws, hashes)
-    params = maplayout.MapParams()
+    params = options.map
     rng = np.random.default_rng(options.seed)
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
     xy = maplayout.umap_layout(vectors[reps], params, options.seed)
