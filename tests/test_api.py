@@ -1,0 +1,155 @@
+"""The Python API (analyzer.analyze / open_workspace): the README's example as written, a DataFrame source,
+the options shared with ``analyzer run``, and exact ids (with control and bidi characters) through to the
+exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import analyzer
+from analyzer import cli
+from analyzer.api import DATAFRAME_SOURCE, run_options
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+SAMPLE_LOG = ROOT / "data" / "sample" / "requests.jsonl.gz"
+SAMPLE_TRUTH = ROOT / "data" / "sample" / "truth.json"
+# Odd but valid account ids: a right-to-left override and a C1 control (NEL) survive ingest (only C0 controls
+# are stripped) and must reach every export exact (JSON) or visibly escaped (terminal, Markdown, CSV).
+RLO_ID = "acct_\u202eevil_gpj.exe"
+NEL_ID = "acct_\x85nel"
+
+
+def readme_section_code(heading: str) -> list[str]:
+    """The ```python blocks of the README section ``## heading`` (up to the next ``## ``)."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end != -1 else None]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def truth() -> dict:
+    return json.loads(SAMPLE_TRUTH.read_text())
+
+
+@pytest.fixture
+def in_sample_checkout(tmp_path, monkeypatch) -> Path:
+    """A working folder that looks like the repository root to the README (data/sample there), so that what
+    the example writes (workspace/notebook) lands in tmp_path."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sample").symlink_to(SAMPLE_LOG.parent, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_import_analyzer_does_not_load_the_pipeline():
+    code = ("import sys, analyzer; assert callable(analyzer.analyze) and callable(analyzer.open_workspace); "
+            "heavy = {'pandas', 'numpy', 'duckdb', 'faiss', 'analyzer.pipeline'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with pytest.raises(AttributeError):
+        analyzer.no_such_name  # noqa: B018
+
+
+def test_run_options_are_the_command_options():
+    """The command builds its RunOptions with run_options: the same parameters give the same run."""
+    from_cli = cli._options(model="minilm", tier="accurate", min_cluster_size=7, min_samples=3, knn=20,
+                            selection="eom", flag_threshold=0.6, weights='{"focus": 3, "sync": 0}', seed=4,
+                            no_map=True, quiet=True)
+    from_api = run_options(tier="accurate", min_cluster_size=7, min_samples=3, knn=20, selection="eom",
+                           flag_threshold=0.6, weights={"focus": 3, "sync": 0}, seed=4, make_map=False,
+                           progress=False)
+    assert from_cli == from_api
+    assert from_api.scoring.weights["focus"] == 3.0 and from_api.cluster.min_cluster_size == 7
+    assert run_options().scoring.weights != from_api.scoring.weights  # the defaults were not changed in place
+    with pytest.raises(ValueError, match="unknown signals"):
+        run_options(weights={"no_such_signal": 1})
+    with pytest.raises(ValueError, match="unknown tier"):
+        run_options(tier="slow")
+    res = CliRunner().invoke(cli.main, ["run", str(SAMPLE_LOG), "-w", "unused", "--weights", '{"nope": 1}'])
+    assert res.exit_code == 2 and "unknown signals" in res.output
+
+
+def test_readme_python_api_examples_run_as_written(in_sample_checkout):
+    blocks = readme_section_code("Python API")
+    assert len(blocks) == 2, "the README's Python API section has a file example and a DataFrame example"
+    ns: dict = {}
+    exec(compile(blocks[0], "README.md[Python API 1]", "exec"), ns)  # noqa: S102 - our own README
+    result = ns["result"]
+    assert Path(result.workspace) == in_sample_checkout / "workspace" / "notebook"
+    camps = truth()["campaigns"]
+    flagged_accounts = set().union(*result.flagged["accounts"])
+    assert len(result.flagged) >= 3
+    assert flagged_accounts <= set().union(*(c["accounts"] for c in camps.values()))  # no organic account flagged
+    assert set(camps["cot_math"]["accounts"]) <= flagged_accounts
+    accounts = result.accounts.set_index("account_id")
+    assert accounts.loc[list(flagged_accounts), "flagged"].all()
+    assert (accounts.loc[list(flagged_accounts), "score"] > 0).all()
+    assert len(result.accounts) == truth()["n_accounts"] and result.stats["ingest"]["accepted"] == 2986
+
+    exec(compile(blocks[1], "README.md[Python API 2]", "exec"), ns)  # noqa: S102
+    frame_result = ns["result"]
+    assert frame_result.rejected[["source", "line", "field"]].values.tolist() == [[DATAFRAME_SOURCE, 1, "timestamp"]]
+    assert frame_result.stats["ingest"] == {"read": 2986, "accepted": 2985, "rejected": 1, "duplicates": 0}
+    assert len(frame_result.flagged) >= 3 and set(frame_result.campaigns.columns) == set(result.campaigns.columns)
+    tmp_ws = frame_result.workspace
+    assert os.path.isdir(tmp_ws)
+    frame_result.cleanup()
+    assert not os.path.exists(tmp_ws)
+
+
+def odd_frame() -> tuple[pd.DataFrame, list[str]]:
+    """The sample without operator C's campaign, and operator B's censorship_rewrite accounts renamed so that
+    two carry an RLO (U+202E) and a NEL (U+0085) in their ids."""
+    t = truth()
+    frame = pd.read_json(SAMPLE_LOG, lines=True, dtype={"account_id": str})
+    frame = frame[~frame["account_id"].isin(t["campaigns"]["agentic_tools"]["accounts"])].reset_index(drop=True)
+    pool = sorted(t["campaigns"]["censorship_rewrite"]["accounts"])
+    renamed = {pool[0]: RLO_ID, pool[1]: NEL_ID}
+    frame["account_id"] = frame["account_id"].replace(renamed)
+    return frame, [renamed.get(a, a) for a in pool]
+
+
+def test_dataframe_campaign_is_flagged_with_exact_odd_ids_in_every_output(tmp_path):
+    frame, members = odd_frame()
+    result = analyzer.analyze(frame, tmp_path / "ws", progress=False)
+    assert result.rejected.empty and result.stats["ingest"]["accepted"] == len(frame)
+
+    # The campaign is found and flagged, with the exact member ids (odd ones included) and account scores.
+    hit = result.flagged.loc[result.flagged["accounts"].map(lambda a: RLO_ID in a).astype(bool)]
+    assert len(hit) == 1
+    camp = hit.iloc[0]
+    assert set(members) <= set(camp["accounts"]) and NEL_ID in camp["accounts"]
+    assert camp["score"] >= 0.5 and camp["n_accounts"] == len(camp["accounts"])
+    accounts = result.accounts.set_index("account_id")
+    for acct in (RLO_ID, NEL_ID):
+        assert accounts.loc[acct, "flagged"] and accounts.loc[acct, "campaign_id"] == camp["campaign_id"]
+        assert accounts.loc[acct, "score"] > 0.5
+    campaigns = set().union(*(c["accounts"] for c in truth()["campaigns"].values()))
+    assert not accounts.loc[~accounts.index.isin(campaigns | {RLO_ID, NEL_ID}), "flagged"].any()  # nothing organic
+
+    # JSON export: exact ids after parsing, no raw control or bidi character in the bytes.
+    text = result.export("json")
+    assert text.isascii() and "\x7f" not in text
+    doc = json.loads(text)
+    (jc,) = [c for c in doc["campaigns"] if c["id"] == camp["campaign_id"]]
+    assert jc["accounts"] == list(camp["accounts"]) and RLO_ID in jc["accounts"] and NEL_ID in jc["accounts"]
+    assert jc["flagged"] is True and jc["score"] == pytest.approx(camp["score"])
+
+    # Human-facing renderings show visible escapes, never the raw characters.
+    res = CliRunner().invoke(cli.main, ["export", "-w", result.workspace, "--format", "json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["campaigns"][0]["accounts"] == doc["campaigns"][0]["accounts"]
+    for fmt in ("markdown", "csv"):
+        shown = result.export(fmt)
+        assert "\u202e" not in shown and "\x85" not in shown, fmt
+        assert "acct_\\u202eevil_gpj.exe" in shown and "acct_\\u0085nel" in shown, fmt
