@@ -214,6 +214,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
         if isinstance(source, pd.DataFrame):
             frame_file = write_frame(source, scratch)
             paths = [frame_file]
+        elif not isinstance(source, str | os.PathLike | Sequence):
+            raise TypeError(f"source must be a path, a list of paths or a pandas DataFrame, not {type(source).__name__}")
         else:
             paths = expand_paths([os.fspath(source)] if isinstance(source, str | os.PathLike)
                                  else [os.fspath(p) for p in source])

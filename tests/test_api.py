@@ -80,6 +80,45 @@ def test_run_options_are_the_command_options():
     assert res.exit_code == 2 and "unknown signals" in res.output
 
 
+def test_a_dataframe_is_ingested_as_its_records_in_a_file_would_be(tmp_path):
+    """write_frame (Parquet, or JSON lines for columns pyarrow cannot type) feeds the ingest the same records as
+    a JSONL file of the frame: same accepted rows, same rejections."""
+    from analyzer.api import write_frame
+    from analyzer.ingest import read_logs
+
+    records = [
+        {"account_id": "a1", "timestamp": "2026-01-05T10:00:00Z", "prompt": "Think step by step: 2+2?", "ip": "10.0.0.1"},
+        {"account_id": RLO_ID, "timestamp": "2026-01-05T10:01:00Z",
+         "messages": [{"role": "system", "content": "You grade."}, {"role": "user", "content": "Grade this."}]},
+        {"account_id": "a3", "timestamp": None, "prompt": "no time"},  # rejected: no timestamp
+        {"account_id": "a4", "timestamp": "2026-01-05T10:02:00Z", "prompt": ""},  # rejected: empty prompt
+    ]
+    jsonl = tmp_path / "records.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    def ingested(path) -> tuple[list, list]:
+        (batch,) = list(read_logs([str(path)]))
+        cols = ["request_id", "account_id", "ts", "prompt", "system_prompt", "ip"]
+        return (batch.requests[cols].values.tolist(), [(r.line, r.field) for r in batch.rejected])
+
+    expected = ingested(jsonl)
+    assert len(expected[0]) == 2 and len(expected[1]) == 2
+    frame = pd.DataFrame(records)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    (tmp_path / "typed").mkdir()
+    (tmp_path / "mixed").mkdir()
+    typed = write_frame(frame, str(tmp_path / "typed"))
+    assert typed.endswith(".parquet")
+    assert ingested(typed) == expected
+    mixed = frame.assign(account_id=[1, RLO_ID, "a3", "a4"])  # an int among strings: pyarrow cannot type it
+    fallback = write_frame(mixed, str(tmp_path / "mixed"))
+    assert fallback.endswith(".jsonl")
+    rows, rejected = ingested(fallback)
+    assert rejected == expected[1] and [r[1] for r in rows] == ["1", RLO_ID]
+    with pytest.raises(TypeError, match="DataFrame"):
+        analyzer.analyze(42)
+
+
 def test_readme_python_api_examples_run_as_written(in_sample_checkout):
     blocks = readme_section_code("Python API")
     assert len(blocks) == 2, "the README's Python API section has a file example and a DataFrame example"
