@@ -11,9 +11,10 @@
 
 :func:`analyze` does what ``analyzer run`` does (the command calls :func:`run_logs` and :func:`run_options`
 too), with the same parameters under the same names, so a notebook and the command give the same campaigns
-on the same input. A DataFrame is written to a temporary Parquet file and read by the ingest exactly as a
-file would be: same column names, same validation, and bad rows are quarantined (``Analysis.rejected``), not
-fatal, unless ``strict``.
+on the same input. A DataFrame is written to a Parquet file (in the workspace's ``frames/`` while the run
+reads it) and read by the ingest exactly as a file would be: same column names, same validation, bad rows
+quarantined (``Analysis.rejected``), not fatal, unless ``strict``, and the same frame analysed again into
+the same workspace counts as duplicates.
 
 Values are the workspace's own: account and campaign ids in these frames are exact (as in the JSON export),
 so they join against ground truth or other tables. Ids come from the logs and may hold control or bidi
@@ -27,6 +28,8 @@ names), and it imports the pipeline (numpy, pandas, FAISS...) only inside the fu
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -42,8 +45,10 @@ if TYPE_CHECKING:
 
 #: The name a DataFrame source gets in ``Analysis.rejected`` (its temporary file is gone by then).
 DATAFRAME_SOURCE = "<DataFrame>"
-#: File name of the temporary Parquet copy of a DataFrame source (what the ingest reads).
-DATAFRAME_FILE = "dataframe.parquet"
+#: Folder of a workspace where a DataFrame source is written for the ingest to read (removed after the run).
+#: The file is named by its content's hash, so the same frame analysed again has the same source name and
+#: its rows (rejected ones included) count as duplicates, as a file read again does.
+FRAME_DIR = "frames"
 
 CAMPAIGN_COLUMNS = ["campaign_id", "rank", "score", "flagged", "label", "kind", "keywords", "n_accounts",
                     "n_requests", "accounts", "evidence", "signals", "template", "examples", "clusters",
@@ -207,44 +212,64 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
                        knn=knn, selection=selection, flag_threshold=flag_threshold, weights=weights, seed=seed,
                        make_map=make_map, progress=progress, embed_chunk=embed_chunk, recluster=recluster)
     cmap = parse_column_map(column_map) if isinstance(column_map, str) else column_map
+    is_frame = isinstance(source, pd.DataFrame)
+    if is_frame:
+        paths: list[str] = []
+    elif isinstance(source, str | os.PathLike | Sequence):
+        paths = expand_paths([os.fspath(source)] if isinstance(source, str | os.PathLike)
+                             else [os.fspath(p) for p in source])
+    else:
+        raise TypeError(f"source must be a path, a list of paths or a pandas DataFrame, not {type(source).__name__}")
     tmp_ws = tempfile.TemporaryDirectory(prefix="analyzer-") if workspace is None else None
-    ws_path = os.path.join(tmp_ws.name, "workspace") if tmp_ws is not None else os.fspath(workspace)
-    with tempfile.TemporaryDirectory(prefix="analyzer-input-") as scratch:
+    try:
+        ws = Workspace(os.path.join(tmp_ws.name, "workspace") if tmp_ws else os.fspath(workspace), create=True)
         frame_file = None
-        if isinstance(source, pd.DataFrame):
-            frame_file = write_frame(source, scratch)
-            paths = [frame_file]
-        elif not isinstance(source, str | os.PathLike | Sequence):
-            raise TypeError(f"source must be a path, a list of paths or a pandas DataFrame, not {type(source).__name__}")
-        else:
-            paths = expand_paths([os.fspath(source)] if isinstance(source, str | os.PathLike)
-                                 else [os.fspath(p) for p in source])
-        ws = Workspace(ws_path, create=True)
         try:
+            if is_frame:
+                frame_file = write_frame(source, os.path.join(ws.path, FRAME_DIR))
+                paths = [frame_file]
             stats = run_logs(ws, paths, opts, cmap, strict, tier)
         finally:
             ws.close()
-    result = open_workspace(ws_path)
+            if frame_file is not None:
+                os.remove(frame_file)
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(frame_file))
+        result = open_workspace(ws.path)
+    except BaseException:
+        if tmp_ws is not None:
+            tmp_ws.cleanup()
+        raise
     result.stats = stats
     result._tmp = tmp_ws
-    if frame_file is not None:
-        result.rejected.loc[result.rejected["source"] == frame_file, "source"] = DATAFRAME_SOURCE
+    if is_frame:
+        frames = result.rejected["source"].str.startswith(os.path.join(ws.path, FRAME_DIR, ""))
+        result.rejected.loc[frames, "source"] = DATAFRAME_SOURCE
     return result
 
 
 def write_frame(frame: pd.DataFrame, folder: str) -> str:
-    """Write a DataFrame source where the ingest reads it: Parquet (types kept: timestamps stay timestamps,
-    ``messages`` lists stay lists), or JSON lines when pyarrow cannot type a column (mixed values in one
-    column, e.g. ids that are numbers in some rows and strings in others). Returns the file's path."""
+    """Write a DataFrame source into ``folder`` for the ingest to read, named by its content's hash
+    (``dataframe-<sha256 prefix>.parquet``). Parquet keeps types (timestamps stay timestamps, ``messages``
+    lists stay lists); when pyarrow cannot type a column (mixed values in one column, e.g. ids that are numbers
+    in some rows and strings in others), the frame is written as JSON lines instead. Returns the file's path."""
     import pyarrow as pa
 
-    path = os.path.join(folder, DATAFRAME_FILE)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}")
     try:
-        frame.to_parquet(path, index=False)
+        frame.to_parquet(tmp, index=False)
+        ext = "parquet"
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        path = os.path.join(folder, "dataframe.jsonl")
-        frame.to_json(path, orient="records", lines=True, date_format="iso", date_unit="us", force_ascii=False,
+        frame.to_json(tmp, orient="records", lines=True, date_format="iso", date_unit="us", force_ascii=False,
                       default_handler=str)
+        ext = "jsonl"
+    digest = hashlib.sha256()
+    with open(tmp, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    path = os.path.join(folder, f"dataframe-{digest.hexdigest()[:16]}.{ext}")
+    os.replace(tmp, path)
     return path
 
 

@@ -161,8 +161,11 @@ def odd_frame() -> tuple[pd.DataFrame, list[str]]:
 
 def test_dataframe_campaign_is_flagged_with_exact_odd_ids_in_every_output(tmp_path):
     frame, members = odd_frame()
+    frame.loc[3, "account_id"] = None  # one bad row (no account): quarantined, named by its row
     result = analyzer.analyze(frame, tmp_path / "ws", progress=False)
-    assert result.rejected.empty and result.stats["ingest"]["accepted"] == len(frame)
+    assert result.stats["ingest"] == {"read": len(frame), "accepted": len(frame) - 1, "rejected": 1, "duplicates": 0}
+    assert result.rejected[["source", "line", "field"]].values.tolist() == [[DATAFRAME_SOURCE, 4, "account_id"]]
+    assert os.listdir(result.workspace) and not os.path.exists(os.path.join(result.workspace, "frames"))
 
     # The campaign is found and flagged, with the exact member ids (odd ones included) and account scores.
     hit = result.flagged.loc[result.flagged["accounts"].map(lambda a: RLO_ID in a).astype(bool)]
@@ -192,3 +195,9 @@ def test_dataframe_campaign_is_flagged_with_exact_odd_ids_in_every_output(tmp_pa
         shown = result.export(fmt)
         assert "\u202e" not in shown and "\x85" not in shown, fmt
         assert "acct_\\u202eevil_gpj.exe" in shown and "acct_\\u0085nel" in shown, fmt
+
+    # The same frame again into the same workspace: every row, the bad one included, is a duplicate (as a file
+    # read twice), and the campaign keeps its id.
+    again = analyzer.analyze(frame, tmp_path / "ws", progress=False)
+    assert again.stats["ingest"] == {"read": len(frame), "accepted": 0, "rejected": 0, "duplicates": len(frame)}
+    assert camp["campaign_id"] in set(again.flagged["campaign_id"])
