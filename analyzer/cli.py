@@ -92,7 +92,7 @@ def _paths(logs) -> list[str]:
     try:
         return expand_paths(list(logs))
     except IngestError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(sanitize(str(exc))) from None
 
 
 EMBED_CHUNK = click.option("--embed-chunk", default=4096, show_default=True, type=click.IntRange(min=1),
@@ -159,7 +159,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
                          kw.get("tier"))
     except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
         ws.close()
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(sanitize(str(exc))) from None  # may quote file names and values from the logs
     ing = stats["ingest"]
     click.echo(f"ingest: read {ing['read']:,}, accepted {ing['accepted']:,}, rejected {ing['rejected']:,}, "
                f"duplicates {ing['duplicates']:,}")
@@ -232,7 +232,7 @@ def ingest(logs, workspace, column_map, strict, quiet):
         _stage("ingest", lambda ws, rid: pipeline.ingest(ws, paths, rid, cmap, strict, not quiet),
                workspace, RunOptions(), {"paths": paths, "column_map": cmap, "strict": strict}, create=True).close()
     except (IngestError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(sanitize(str(exc))) from None
 
 
 @main.command()

@@ -201,3 +201,23 @@ def test_dataframe_campaign_is_flagged_with_exact_odd_ids_in_every_output(tmp_pa
     again = analyzer.analyze(frame, tmp_path / "ws", progress=False)
     assert again.stats["ingest"] == {"read": len(frame), "accepted": 0, "rejected": 0, "duplicates": len(frame)}
     assert camp["campaign_id"] in set(again.flagged["campaign_id"])
+
+
+def test_odd_characters_reach_the_terminal_and_the_quarantine_file_only_as_escapes(tmp_path):
+    """A file name and a bad row holding U+202E and U+0085: the strict error on the terminal shows escapes, the
+    quarantine file is ASCII JSON whose parsed values are exact."""
+    log = tmp_path / "day\u202egpj.jsonl"
+    good = {"account_id": RLO_ID, "timestamp": "2026-01-05T10:00:00Z", "prompt": "Think step by step."}
+    bad = {"account_id": NEL_ID, "timestamp": "\u202eyesterday\x85", "prompt": "x"}
+    log.write_text(json.dumps(good) + "\n" + json.dumps(bad, ensure_ascii=False) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(cli.main, ["ingest", str(log), "-w", str(tmp_path / "ws"), "--strict", "-q"])
+    assert res.exit_code == 1 and "day\\u202egpj.jsonl:2: field 'timestamp'" in res.output
+    assert "\u202e" not in res.output and "\x85" not in res.output
+    res = runner.invoke(cli.main, ["ingest", str(log), "-w", str(tmp_path / "ws"), "-q"])
+    assert res.exit_code == 0 and '"rejected": 1' in res.output
+    (qfile,) = (tmp_path / "ws" / "quarantine").glob("rejected-*.jsonl")
+    text = qfile.read_text(encoding="utf-8")
+    assert text.isascii()
+    (row,) = [json.loads(line) for line in text.splitlines()]
+    assert row["source"] == str(log) and json.loads(row["raw"]) == bad
