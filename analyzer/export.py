@@ -295,8 +295,9 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
 
     Every text goes through :func:`sanitize`: identifiers (``id``, ``accounts``, ``kind``, ``triage.analyst``)
     with ``ident=True``, prose (label, keywords, template, evidence, examples, triage note) without; with
-    ``redact_examples`` the prose is also passed through :func:`redact`. Only reads: a workspace without
-    result tables yields no campaigns.
+    ``redact_examples`` the prose is also passed through :func:`redact`. This is the form for people (terminal,
+    Markdown, app); machine outputs (:func:`to_json`, :mod:`analyzer.api`) restore exact ids with
+    :func:`exact_ids`. Only reads: a workspace without result tables yields no campaigns.
     """
     tables = _tables(ws)
     if "campaigns" not in tables:
