@@ -4,8 +4,9 @@ Text from the logs (prompts, account ids, user agents, labels) is attacker-contr
 inert and visible: :func:`sanitize` is the one function that writes control, bidi and other invisible
 characters as visible escapes such as ``\\u202e`` (identifiers by an exactly reversible rule), CSV cells
 cannot start a formula, Markdown puts prompts in fenced code blocks (longer fences than any backtick run
-inside) and ids in code spans, and escapes other text only where a renderer would misread it. The JSON export is for machines: its identifiers are exact and its bytes pure ASCII
-(:func:`to_json`). An optional redaction removes emails, phone numbers, card numbers and API-key-like strings.
+inside) and ids in code spans, and escapes other text only where a renderer would misread it. The JSON
+export is for machines: its identifiers are exact and its bytes pure ASCII (:func:`to_json`). An optional
+redaction removes emails, phone numbers, card numbers and API-key-like strings.
 Exports only read the workspace (opened read-only: no lock, no DDL, no DML).
 """
 
