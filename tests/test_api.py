@@ -119,7 +119,7 @@ def test_a_dataframe_is_ingested_as_its_records_in_a_file_would_be(tmp_path):
         analyzer.analyze(42)
 
 
-def test_readme_python_api_examples_run_as_written(in_sample_checkout):
+def test_readme_python_api_examples_run_as_written(in_sample_checkout, sample_workspace):
     blocks = readme_section_code("Python API")
     assert len(blocks) == 2, "the README's Python API section has a file example and a DataFrame example"
     ns: dict = {}
@@ -135,6 +135,14 @@ def test_readme_python_api_examples_run_as_written(in_sample_checkout):
     assert accounts.loc[list(flagged_accounts), "flagged"].all()
     assert (accounts.loc[list(flagged_accounts), "score"] > 0).all()
     assert len(result.accounts) == truth()["n_accounts"] and result.stats["ingest"]["accepted"] == 2986
+    # The same campaigns, members and account scores as the pipeline run of the shared fixture (conftest.py);
+    # scores agree to 1e-3 (floating-point summation order differs between runs in the 4th decimal).
+    pipeline_run = analyzer.open_workspace(sample_workspace)
+    cols = ["campaign_id", "score", "flagged", "n_accounts", "accounts"]
+    pd.testing.assert_frame_equal(result.campaigns[cols], pipeline_run.campaigns[cols], check_exact=False, atol=1e-3)
+    acc = ["account_id", "score", "campaign_id", "flagged", "n_requests"]
+    by_id = pipeline_run.accounts.set_index("account_id").loc[result.accounts["account_id"]].reset_index()
+    pd.testing.assert_frame_equal(result.accounts[acc], by_id[acc], check_exact=False, atol=1e-3)
 
     exec(compile(blocks[1], "README.md[Python API 2]", "exec"), ns)  # noqa: S102
     frame_result = ns["result"]
