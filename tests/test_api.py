@@ -80,6 +80,14 @@ def test_run_options_are_the_command_options():
     assert res.exit_code == 2 and "unknown signals" in res.output
 
 
+def test_analyze_takes_every_option_of_the_run_command():
+    import inspect
+
+    renamed = {"logs": "source", "no_map": "make_map", "quiet": "progress"}  # flags the other way round
+    options = {renamed.get(p.name, p.name) for p in cli.run.params}
+    assert options <= set(inspect.signature(analyzer.analyze).parameters)
+
+
 def test_a_dataframe_is_ingested_as_its_records_in_a_file_would_be(tmp_path):
     """write_frame (Parquet, or JSON lines for columns pyarrow cannot type) feeds the ingest the same records as
     a JSONL file of the frame: same accepted rows, same rejections."""
