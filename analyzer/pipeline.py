@@ -33,7 +33,7 @@ from analyzer import label as label_mod
 from analyzer import signals as sig
 from analyzer import watch as watch_mod
 from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
-from analyzer.embed import DEFAULT_TIER, TIERS, make_embedder
+from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
 from analyzer.ingest import read_logs
 from analyzer.text import analysis_text
 from analyzer.workspace import Workspace, now_utc
@@ -106,12 +106,8 @@ def workspace_tier(ws: Workspace) -> str | None:
 
     Later stages and re-runs use it when no tier is given, so that a workspace keeps one vector space.
     """
-    rows = ws.db.execute(
-        "SELECT params FROM runs WHERE params LIKE '%\"tier\"%' ORDER BY run_id DESC LIMIT 1").fetchall()
-    if not rows:
-        return None
-    tier = (json.loads(rows[0][0]).get("options") or {}).get("tier")
-    return tier if tier in TIERS else None
+    found = recorded_settings(ws.last_run_options())
+    return found.tier if found else None
 
 
 def peak_rss_mb() -> float:
@@ -202,7 +198,7 @@ def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
                 ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
     if options.embedding_cache and n:
         export_embeddings(ws, options.embedding_cache, key)
-    total = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    total = ws.embedded_count(key)
     return {"model_key": key, "embedded_now": n, "embedded_total": total, "reused_from_cache": reused}
 
 
@@ -235,8 +231,7 @@ def export_embeddings(ws: Workspace, cache_dir: str, key: str) -> int:
     cache = Workspace(cache_dir, create=True)
     try:
         with cache.writing():
-            known = set(h for (h,) in cache.db.execute(
-                "SELECT prompt_hash FROM embedded WHERE model_key = ?", [key]).fetchall())
+            known = set(cache.embedded_hashes(key))
             take = np.flatnonzero([h not in known for h in hashes])
             if len(take):
                 cache.add_embedding_shard(key, hashes[take].tolist(), vectors[take])
@@ -287,7 +282,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
         nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
     key = embedder_for(options).key
     labels, strengths = cluster_mod.cluster_knn_graph(nbrs, sims, options.cluster)
-    counts = ws.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
+    counts = ws.request_counts()
     req_counts = counts.set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
     labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
     strengths = np.where((strengths == 0) & (labels >= 0), 1.0, strengths)
@@ -298,8 +293,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     del nbrs, sims, calibrated
     # Every text-reading step below (families, scaffolds, labels, language) reads a long prompt's head and
     # tail only: bounded work per prompt, and padding cannot push the instruction out of view.
-    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"].map(
-        analysis_text)
+    texts = ws.prompt_texts().map(analysis_text)
     hash_texts = texts.reindex(hashes).fillna("").tolist()
     families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
     offset = int(labels.max()) + 1 if n else 0
@@ -333,7 +327,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     })
     # Campaigns computed from the previous clustering no longer match: clear them in the same transaction,
     # so that a run killed before the score stage never shows new clusters beside old campaigns.
-    empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
+    empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
     system_map, system_rows = system_families(ws, options, key, first_id=int(rows["cluster_id"].max()) + 1
                                               if len(rows) else 0)
     rows = pd.concat([rows, system_rows], ignore_index=True)
@@ -368,9 +362,7 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     empty = (pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"]),
              pd.DataFrame(columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
                                    "template", "exemplars", "campaign_id", "signals"]))
-    sysp = ws.db.execute(
-        """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
-           FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+    sysp = ws.system_prompt_counts()
     if sysp.empty:
         return empty
     vecs = embedder_for(options).encode(sysp["text"].tolist())
@@ -540,8 +532,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
 # --- assign: the incremental cluster stage ----------------------------------------------------------------------
 def last_full_clustering(ws: Workspace) -> dict | None:
     """The cluster stats of the latest run that clustered everything (``None`` when no run recorded one)."""
-    for (js,) in ws.db.execute("SELECT stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC").fetchall():
-        found = ((json.loads(js) if js else None) or {}).get("cluster") or {}
+    for _run_id, stats in ws.ok_run_stats():
+        found = stats.get("cluster") or {}
         if found.get("path") == "full":
             return found
     return None
@@ -549,10 +541,9 @@ def last_full_clustering(ws: Workspace) -> dict | None:
 
 def last_clustering_run(ws: Workspace) -> int | None:
     """The id of the latest finished run that clustered or assigned (``None`` when there is none)."""
-    for run_id, js in ws.db.execute("SELECT run_id, stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC"
-                                    ).fetchall():
-        if ((json.loads(js) if js else None) or {}).get("cluster"):
-            return int(run_id)
+    for run_id, stats in ws.ok_run_stats():
+        if stats.get("cluster"):
+            return run_id
     return None
 
 
@@ -564,35 +555,16 @@ def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[s
     :func:`assign` once it has assigned the day."""
     if options.recluster:
         return "full", "requested"
-    if not ws.db.execute("SELECT count(*) FROM prompt_clusters").fetchall()[0][0]:
+    if not ws.has_rows("prompt_clusters"):
         return "full", "no clustering"
     last = last_full_clustering(ws)
     if last is None or "prompts" not in last:
         return "full", "no clustering"
     if last.get("model_key") != key or last.get("cluster_params") != json.loads(json.dumps(asdict(options.cluster))):
         return "full", "parameters changed"
-    n_now = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    n_now = ws.embedded_count(key)
     trigger = assign_mod.drift_trigger(options.incremental, int(last["prompts"]), n_now)
     return ("full", trigger) if trigger else ("incremental", "")
-
-
-def _query_neighbours(index, vectors: np.ndarray, ids: np.ndarray, k: int, batch: int = 8192
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest other prompts of the prompts at rows ``ids``, most similar first: ``(rows, cosines)``
-    (``-1`` / ``-inf`` where missing), as :func:`analyzer.index.knn_graph` gives them for every prompt."""
-    nbrs = np.full((len(ids), k), -1, dtype=np.int64)
-    sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
-    k_eff = min(k + 1, int(index.ntotal))
-    for start in range(0, len(ids), batch):
-        q = ids[start : start + batch]
-        s, i = index_mod.search(index, vectors[q], k=k_eff)
-        keep = (i != q[:, None]) & (i >= 0)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-        kept = np.take_along_axis(keep, order, axis=1)
-        width = order.shape[1]
-        nbrs[start : start + len(q), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
-        sims[start : start + len(q), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
-    return nbrs, sims
 
 
 def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
@@ -651,7 +623,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
 
     # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
     if len(new):
-        nbrs, sims = _query_neighbours(index, vectors, new, p.k)
+        nbrs, sims = index_mod.knn_graph(index, vectors, k=p.k, ids=new)  # the new prompts' neighbours
         cal = embed_mod.calibrate_similarity(key, sims)
         nb = np.clip(nbrs, 0, None)
         nb_topic = np.where(nbrs >= 0, topic[nb], -1)  # new prompts have no topic yet
@@ -679,8 +651,6 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     # The requests since the clustering was last written by a finished run: the day's, plus those of runs
     # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
     since = last_clustering_run(ws)
-    where_run = "WHERE run_id > ?" if since is not None else ""
-    run_args = [since] if since is not None else []
 
     # 2. system prompts
     system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
@@ -688,10 +658,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
 
     # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
     # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
-    run_req = ws.db.execute(
-        f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
-                                     ELSE md5(system_prompt) END AS system_hash FROM requests {where_run}""",
-        run_args).df()
+    run_req = ws.request_system_hashes(since)
     sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
                          system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
     in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
@@ -707,8 +674,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     # 4. new groups among recent prompts in no family, and repeat clusters
     family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
     in_family = np.isin(unit, family_ids)
-    newest = ws.db.execute(f"SELECT max(ts) FROM requests {where_run}",
-                           run_args).fetchall()[0][0]
+    newest = ws.newest_request_ts(since)
     recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
               if newest is not None else pd.Series([], dtype=object))
     disc = np.union1d(pos.reindex(recent).dropna().to_numpy(dtype=np.int64), new)
@@ -786,7 +752,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
         "assigned_cluster": unit[ids].astype(np.int32), "intent": intents[ids],
         "intent_similarity": isim[ids].astype(np.float64), "task_id": task[ids].astype(np.int64),
     })
-    empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
+    empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
     ws.update_tables({"prompt_clusters": ("prompt_hash", changed), "system_clusters": ("system_hash", system_rows)},
                      {"clusters": rows, **empty})
     stats.update(rows_written=int(len(changed)), clusters=int((rows["kind"] == "topic").sum()),
@@ -846,9 +812,7 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     """
     p = options.cluster
     empty = pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"])
-    sysp = ws.db.execute(
-        """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
-           FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+    sysp = ws.system_prompt_counts()
     known = ws.table("system_clusters")
     fam = known[known["cluster_id"] >= 0]
     cand = sysp[~sysp["system_hash"].isin(fam["system_hash"])].reset_index(drop=True)
@@ -920,27 +884,7 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     Campaigns keep their ids across runs (:mod:`analyzer.history`): this run's transitions are appended to
     ``campaign_history`` (under ``run_id``, default the newest run) in the transaction that stores them.
     """
-    req = ws.db.execute(
-        """
-        SELECT r.account_id, r.ts, r.prompt_hash,
-               -- the unit: the prompt's template family, else its system prompt's family, else its topic
-               CASE WHEN c.kind IN ('template', 'scaffold') THEN pc.assigned_cluster
-                    WHEN sc.cluster_id >= 0 THEN sc.cluster_id
-                    ELSE coalesce(pc.assigned_cluster, -1) END AS cluster_id,
-               coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
-               CASE WHEN sc.intent_similarity > coalesce(pc.intent_similarity, 0) THEN sc.intent
-                    ELSE pc.intent END AS intent,
-               CASE WHEN pc.intent_similarity IS NULL AND sc.intent_similarity IS NULL THEN NULL
-                    ELSE greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0))
-                    END AS intent_similarity,
-               r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
-               CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
-                    ELSE md5(r.system_prompt) END AS system_prompt
-        FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
-        LEFT JOIN (SELECT cluster_id, kind FROM clusters) c ON c.cluster_id = pc.assigned_cluster
-        LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)
-        """
-    ).df()
+    req = ws.scoring_requests()
     if req.empty:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
     clusters = ws.table("clusters")
@@ -973,9 +917,7 @@ def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
     """Texts of the given prompts, in one query."""
     if not len(hashes):
         return {}
-    rows = ws.db.execute("SELECT prompt_hash, text FROM prompts WHERE list_contains(?, prompt_hash)",
-                         [list(hashes)]).fetchall()
-    return dict(rows)
+    return ws.prompt_texts([str(h) for h in hashes]).to_dict()
 
 
 # --- watchlist (analyzer.watch: fingerprints of decided campaigns, matched on every score stage) -------------------
@@ -1154,10 +1096,9 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
 def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each prompt's cluster as the app colours it (template family, else topic cluster; -1 noise), in
     ``hashes`` order, and the clusters that belong to a campaign."""
-    pc = ws.db.execute("SELECT prompt_hash, coalesce(assigned_cluster, cluster_id) AS unit FROM prompt_clusters").df()
+    pc = ws.prompt_units()
     units = pc.set_index("prompt_hash")["unit"].reindex(hashes).fillna(-1).astype(np.int64).to_numpy()
-    in_campaign = ws.db.execute("SELECT cluster_id FROM clusters WHERE campaign_id IS NOT NULL").df()
-    return units, in_campaign["cluster_id"].to_numpy(dtype=np.int64)
+    return units, ws.campaign_cluster_ids()
 
 
 # --- everything ---------------------------------------------------------------------------------------------------------

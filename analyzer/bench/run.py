@@ -92,9 +92,9 @@ def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None
     stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache,
                                                tier=tier))
     stats["stages_s"]["embeddings_reused"] = stats["embed"]["reused_from_cache"]
-    camps = ws.db.execute("SELECT campaign_id, flagged, score FROM campaigns").df()
-    ca = ws.db.execute("SELECT campaign_id, account_id FROM campaign_accounts").df()
-    acc = ws.db.execute("SELECT account_id, score FROM accounts").df()
+    camps = ws.table("campaigns", ["campaign_id", "flagged", "score"])
+    ca = ws.table("campaign_accounts", ["campaign_id", "account_id"])
+    acc = ws.table("accounts", ["account_id", "score"])
     ws.close()
     flagged_ids = set(camps.loc[camps["flagged"], "campaign_id"])
     members = {cid: g["account_id"].tolist() for cid, g in ca.groupby("campaign_id")}
@@ -111,10 +111,10 @@ def _embeddings_from(workdir: str):
     from analyzer.workspace import Workspace
 
     ws = Workspace(os.path.join(workdir, "ws-analyzer"))
-    key = ws.db.execute("SELECT model_key FROM embedded GROUP BY model_key ORDER BY count(*) DESC LIMIT 1").fetchall()[0][0]
+    key = ws.largest_model_key()
     hashes, vectors = ws.load_embeddings(key)
-    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
-    req = ws.db.execute("SELECT account_id, prompt_hash FROM requests").df()
+    texts = ws.prompt_texts()
+    req = ws.table("requests", ["account_id", "prompt_hash"])
     ws.close()
     return hashes, vectors, texts.reindex(hashes).tolist(), req
 
