@@ -277,10 +277,11 @@ def open_workspace(path: str | os.PathLike[str]) -> Analysis:
     """The results of an existing workspace's latest analysis (opened read-only: no lock, nothing written, so
     it works next to the app or a running export). Raises :class:`analyzer.workspace.WorkspaceMissing` for a
     folder that is not a workspace."""
+    from analyzer import store
     from analyzer.workspace import Workspace
 
     with Workspace(os.fspath(path), read_only=True) as ws:
-        ws.db.execute("SET TimeZone = 'UTC'")
+        store.use_utc(ws)
         return Analysis(workspace=ws.path, campaigns=campaign_frame(ws), accounts=account_frame(ws),
                         clusters=cluster_frame(ws), rejected=rejected_frame(ws))
 
@@ -300,12 +301,14 @@ def campaign_frame(ws: Workspace) -> pd.DataFrame:
 
 
 def account_frame(ws: Workspace) -> pd.DataFrame:
-    """One row per account, highest score first (:meth:`analyzer.workspace.Workspace.account_scores`)."""
+    """One row per account, highest score first (:func:`analyzer.store.account_scores`)."""
     import pandas as pd
 
-    if not all(ws.has_table(t) for t in ("accounts", "campaigns", "campaign_accounts")):
+    from analyzer import store
+
+    if not {"accounts", "campaigns", "campaign_accounts"} <= store.table_names(ws):
         return pd.DataFrame(columns=ACCOUNT_COLUMNS)
-    frame = ws.account_scores()
+    frame = store.account_scores(ws)
     frame["signals"] = frame["signals"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
     frame["campaign_id"] = frame["campaign_id"].astype(object).where(frame["campaign_id"].notna(), None)
     return frame[ACCOUNT_COLUMNS].reset_index(drop=True)
@@ -315,9 +318,10 @@ def cluster_frame(ws: Workspace) -> pd.DataFrame:
     """The ``clusters`` table, JSON columns parsed and text escaped (:func:`analyzer.export.sanitize`)."""
     import pandas as pd
 
+    from analyzer import store
     from analyzer.export import sanitize
 
-    if not ws.has_table("clusters"):
+    if "clusters" not in store.table_names(ws):
         return pd.DataFrame(columns=CLUSTER_COLUMNS)
     frame = ws.table("clusters").sort_values("n_requests", ascending=False, kind="stable")
     if "kind" not in frame:
@@ -342,6 +346,8 @@ def rejected_frame(ws: Workspace) -> pd.DataFrame:
     """Rows the ingest quarantined, every run's, in order."""
     import pandas as pd
 
-    if not ws.has_table("rejected"):
+    from analyzer import store
+
+    if "rejected" not in store.table_names(ws):
         return pd.DataFrame(columns=REJECTED_COLUMNS)
-    return ws.rejected_rows()[REJECTED_COLUMNS]
+    return store.rejected_rows(ws)[REJECTED_COLUMNS]

@@ -851,23 +851,5 @@ class Workspace:
         return self.db.execute(
             "SELECT DISTINCT account_id, ip, user_agent, api_key_id, payment_id FROM requests").df()
 
-    def account_scores(self) -> pd.DataFrame:
-        """One row per account of the latest analysis, highest score first (:func:`analyzer.api.account_frame`):
-        ``account_id, score, campaign_id, flagged`` (its campaign is flagged), ``n_requests, n_prompts,
-        share_in_campaign, first_seen, last_seen, signals`` (JSON)."""
-        return self.db.execute(
-            """
-            SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
-                   a.n_prompts, ca.share AS share_in_campaign, a.first_seen, a.last_seen, a.signals
-            FROM accounts a
-            LEFT JOIN campaigns c USING (campaign_id)
-            LEFT JOIN campaign_accounts ca ON ca.campaign_id = a.campaign_id AND ca.account_id = a.account_id
-            ORDER BY a.score DESC, a.account_id
-            """).df()
-
-    def rejected_rows(self) -> pd.DataFrame:
-        """Every quarantined row (``run_id, source, line, field, reason, raw``), by run, file and line."""
-        return self.db.execute("SELECT * FROM rejected ORDER BY run_id, source, line").df()
-
     def triage_latest(self) -> pd.DataFrame:
         return store.triage_latest(self)
