@@ -102,6 +102,9 @@ class ScoringConfig:
     #: every one of those units comes from its proxies. Organic topics are not dominated by one community;
     #: one organisation's seats are one customer and form none.
     infra_link_min_principals: int = 3
+    #: Requests in the group an account needs to join through an identifier concentrated among the core
+    #: members (a fresh account behind the operator's proxies is one of them from its first request).
+    infra_member_min_requests: int = 1
     infra_unit_share: float = 0.5
     infra_unit_min_accounts: int = 3
     member_share: float = 0.25
@@ -501,7 +504,7 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
     extra: set[str] = set()
     if len(core) >= 2:
         shared = _evidence_values(ctx, core)
-        cand = set(per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index)
+        cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx.id_pairs, cand, shared)["account_id"])
     return sorted(core | extra), extra, per_acc
 
