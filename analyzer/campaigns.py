@@ -119,6 +119,9 @@ class ScoringConfig:
     infra_unit_share: float = 0.5
     #: Accounts of the community a unit must hold for the unit to be its work.
     infra_unit_min_accounts: int = 3
+    #: Share of a community's clustered requests that must go to units it dominates for its units to be
+    #: linked: an operator's proxy pool does the operator's work; a shared NAT block's users do their own.
+    infra_community_focus: float = 0.5
     #: Requests in the group an account needs to join through an identifier concentrated among the core
     #: members (a fresh account behind the operator's proxies is one of them from its first request).
     infra_member_min_requests: int = 1
@@ -351,14 +354,19 @@ def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_princ
 def _dominant_communities(account_cluster: pd.DataFrame, community: pd.Series, config: ScoringConfig
                           ) -> pd.DataFrame:
     """Rows ``cluster_id, community`` of the units one infrastructure community dominates: it sends
-    ``infra_unit_share`` of the unit's requests from at least ``infra_unit_min_accounts`` of its accounts."""
+    ``infra_unit_share`` of the unit's requests from at least ``infra_unit_min_accounts`` of its accounts, and
+    ``infra_community_focus`` of the community's clustered requests go to units it dominates."""
     ac = account_cluster.assign(community=community.reindex(account_cluster["account_id"]).to_numpy())
     unit_total = ac.groupby("cluster_id")["n"].sum()
     by = ac.dropna(subset=["community"]).groupby(["cluster_id", "community"])
     agg = pd.DataFrame({"n": by["n"].sum(), "accounts": by["account_id"].nunique()}).reset_index()
-    agg = agg[(agg["n"] >= config.infra_unit_share * unit_total.reindex(agg["cluster_id"]).to_numpy())
-              & (agg["accounts"] >= config.infra_unit_min_accounts)]
-    return agg[["cluster_id", "community"]]
+    dominated = agg[(agg["n"] >= config.infra_unit_share * unit_total.reindex(agg["cluster_id"]).to_numpy())
+                    & (agg["accounts"] >= config.infra_unit_min_accounts)]
+    # A community whose accounts mostly do other work (a carrier's NAT block that a few of the pool's accounts
+    # also went through) is not one operator's: its units stay unlinked.
+    focus = dominated.groupby("community")["n"].sum() / agg.groupby("community")["n"].sum()
+    focused = focus.index[focus.to_numpy() >= config.infra_community_focus]
+    return dominated.loc[dominated["community"].isin(focused), ["cluster_id", "community"]]
 
 
 def _link_pairs(pairs: pd.DataFrame, uf: _UnionFind, accept) -> None:

@@ -169,6 +169,16 @@ def test_group_clusters_links_units_one_proxy_community_dominates():
     assert all(len(g) == 1 for g in group_clusters(ac, total, ScoringConfig()))
     groups = group_clusters(ac, total, ScoringConfig(), community)
     assert [0, 1, 2, 3] in groups and [10] in groups and [11] in groups
+    # Ten customers behind one carrier NAT block dominate two small units, but do most of their work in
+    # topics of their own: their block links nothing.
+    rows += [{"account_id": f"nat{j}", "cluster_id": 20 + j % 2, "n": 1} for j in range(10)]
+    rows += [{"account_id": f"nat{j}", "cluster_id": 30 + j, "n": 4} for j in range(10)]
+    rows += [{"account_id": f"t{j}-{k}", "cluster_id": 30 + j, "n": 4} for j in range(10) for k in range(3)]
+    ac = pd.DataFrame(rows)
+    total = ac.groupby("account_id")["n"].sum()
+    community = pd.concat([community, pd.Series(1, index=[f"nat{j}" for j in range(10)])])
+    groups = group_clusters(ac, total, ScoringConfig(), community)
+    assert [0, 1, 2, 3] in groups and [20] in groups and [21] in groups
 
 
 def test_score_gates():
