@@ -941,8 +941,9 @@ def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, seed: in
         return 0.0
     rng = np.random.default_rng(seed)
     pick = set(rng.choice(pool, size=min(config.null_accounts, len(pool)), replace=False).tolist())
-    sub = req[req["account_id"].isin(pick)]
-    # Cap heavy accounts so that they do not dominate the baseline.
+    # Cap heavy accounts so that they do not dominate the baseline: their first requests in time (ties by
+    # prompt), whatever order the workspace returned the rows in.
+    sub = req[req["account_id"].isin(pick)].sort_values(["account_id", "t", "prompt_hash"], kind="stable")
     sub = sub.groupby("account_id", group_keys=False).head(config.null_max_requests)
     return sig.activity_similarity(sub["acode"].to_numpy(), sub["t"].to_numpy(), config.sync_bucket_minutes)
 
