@@ -400,37 +400,49 @@ def _dt_us(dt: datetime) -> int:
 
 
 def _parse_ts(v: Any) -> int:
-    """Timestamp -> microseconds since the epoch (UTC)."""
-    t = type(v)
-    if t is str:
-        s = v.strip()
-        if not s:
-            raise _Bad("timestamp", "missing timestamp")
-        try:
-            us = _dt_us(datetime.fromisoformat(s))
-        except ValueError:
-            if _NUMERIC_RE.fullmatch(s):
-                us = _epoch_us(float(s) if ("." in s or "e" in s or "E" in s) else int(s), v)
-            else:
-                try:
-                    us = _dt_us(datetime.fromisoformat(s.upper()))
-                except ValueError:
-                    raise _Bad("timestamp", f"unparseable timestamp {_short(v)}") from None
-    elif t is int or t is float:
-        us = _epoch_us(v, v)
-    elif v is None:
-        raise _Bad("timestamp", "missing timestamp")
-    elif isinstance(v, datetime):
-        us = _dt_us(v)
-    elif isinstance(v, date):
-        us = _dt_us(datetime(v.year, v.month, v.day))
-    elif isinstance(v, int | float) and not isinstance(v, bool):
-        us = _epoch_us(float(v) if isinstance(v, float) else int(v), v)
-    else:
-        raise _Bad("timestamp", f"expected an ISO-8601 string or epoch number, got {_tname(v)}")
+    """Timestamp -> microseconds since the epoch (UTC), in 2000-01-01..2100-01-01."""
+    try:  # the common case first: an ISO-8601 string (_dt_us inlined: this runs once per record)
+        dt = _fromiso(v)
+        us = (dt - (_EPOCH if dt.tzinfo is not None else _EPOCH_NAIVE)) // _US
+    except (TypeError, ValueError):
+        us = _ts_other(v)
     if not _TS_MIN_US <= us <= _TS_MAX_US:
         raise _Bad("timestamp", f"timestamp {_short(v)} out of range 2000-01-01..2100-01-01")
     return us
+
+
+def _ts_other(v: Any) -> int:
+    """A timestamp that is not a bare ISO-8601 string -> microseconds since the epoch (range not checked)."""
+    if type(v) is str:
+        return _ts_str(v)
+    if type(v) is int or type(v) is float:
+        return _epoch_us(v, v)
+    if v is None:
+        raise _Bad("timestamp", "missing timestamp")
+    if isinstance(v, datetime):
+        return _dt_us(v)
+    if isinstance(v, date):
+        return _dt_us(datetime(v.year, v.month, v.day))
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return _epoch_us(float(v) if isinstance(v, float) else int(v), v)
+    raise _Bad("timestamp", f"expected an ISO-8601 string or epoch number, got {_tname(v)}")
+
+
+def _ts_str(v: str) -> int:
+    """A timestamp string: ISO-8601 with spaces around or in lowercase, or an epoch number."""
+    s = v.strip()
+    if not s:
+        raise _Bad("timestamp", "missing timestamp")
+    try:
+        return _dt_us(datetime.fromisoformat(s))
+    except ValueError:
+        pass
+    if _NUMERIC_RE.fullmatch(s):
+        return _epoch_us(float(s) if ("." in s or "e" in s or "E" in s) else int(s), v)
+    try:
+        return _dt_us(datetime.fromisoformat(s.upper()))
+    except ValueError:
+        raise _Bad("timestamp", f"unparseable timestamp {_short(v)}") from None
 
 
 def _content_text(content: Any, i: int) -> str:
@@ -529,43 +541,32 @@ class _Normaliser:
 
     def __call__(self, rec: dict[str, Any], source: str, line: int) -> tuple:
         p = self.plans.get(tuple(rec)) or self.plan(rec)
-        # account
         if p.account is None:
             raise _Bad("account_id", "missing account_id")
-        v = rec[p.account]
-        if type(v) is str:  # fast path of _id_str
-            account = v.strip()
-            if _CTRL_RE.search(account):
-                account = _CTRL_RE.sub("", account).strip()
-        else:
-            account = _id_str(v, "account_id")
+        account = _id_str(rec[p.account], "account_id")
         if not account:
             raise _Bad("account_id", "missing or empty account_id")
-        # timestamp
         if p.ts is None:
             raise _Bad("timestamp", "missing timestamp")
-        v = rec[p.ts]
-        try:  # fast path of _parse_ts: an ISO string in range
-            dt = _fromiso(v)
-            ts_us = (dt - (_EPOCH if dt.tzinfo else _EPOCH_NAIVE)) // _US
-            if not _TS_MIN_US <= ts_us <= _TS_MAX_US:
-                raise ValueError
-        except (TypeError, ValueError):
-            ts_us = _parse_ts(v)
-        # prompt
-        system = None
-        pv = rec[p.prompt] if p.prompt is not None else None
-        mv = rec[p.messages] if p.messages is not None else None
-        if type(pv) is str and (pv or mv is None or mv == ""):
-            prompt = pv
-        elif pv is not None and pv != "":
-            raise _Bad("prompt", f"expected a string, got {_tname(pv)}")
-        elif mv is not None and mv != "":
-            prompt, system = _parse_messages(mv)
-        elif pv is None:
-            raise _Bad("prompt", "missing prompt (no 'prompt' or 'messages' field)")
-        else:
-            prompt = ""
+        ts_us = _parse_ts(rec[p.ts])
+        prompt, system = self._prompt(rec, p)
+        if p.system is not None:
+            system = _system_prompt(rec[p.system], system)
+        opt: list[str | None] = [None] * len(OPTIONAL_FIELDS)
+        for i, k in p.opt:
+            opt[i] = _opt_str(rec[k])
+        extra = _extra(rec, p.extra) if p.extra else None
+        rid = _id_str(rec[p.rid], "request_id") if p.rid is not None else None
+        if not rid:
+            rid = _hashed_id(account, ts_us, prompt, opt[0])
+        return (rid, account, ts_us, prompt, prompt_hash(prompt), system, *opt, extra, source, line)
+
+    def _prompt(self, rec: dict[str, Any], p: _Plan) -> tuple[str, str | None]:
+        """(prompt, system prompt from ``messages`` or None), control characters removed; the prompt is
+        neither empty nor larger than the record limit."""
+        prompt, system = _prompt_source(
+            rec[p.prompt] if p.prompt is not None else None, rec[p.messages] if p.messages is not None else None
+        )
         if _CTRL_RE.search(prompt):
             prompt = _CTRL_RE.sub("", prompt)
         if len(prompt) > self.max_record_bytes // 4:  # only then can its UTF-8 exceed the record limit
@@ -575,45 +576,45 @@ class _Normaliser:
                                      f"record limit (max_record_bytes={self.max_record_bytes})")
         if not prompt or prompt.isspace():
             raise _Bad("prompt", "empty prompt")
-        # system prompt
-        if p.system is not None:
-            sv = rec[p.system]
-            if sv is not None and sv != "":
-                if type(sv) is not str:
-                    raise _Bad("system_prompt", f"expected a string, got {_tname(sv)}")
-                system = sv
         if system is not None and _CTRL_RE.search(system):
             system = _CTRL_RE.sub("", system)
-        # optional fields
-        opt: list[str | None] = [None] * len(OPTIONAL_FIELDS)
-        for i, k in p.opt:
-            v = rec[k]
-            if type(v) is str:
-                v = v.strip()
-                if _CTRL_RE.search(v):
-                    v = _CTRL_RE.sub("", v).strip()
-                opt[i] = v or None
-            elif v is not None:
-                opt[i] = _opt_str(v)
-        # extra
-        extra = None
-        if p.extra:
-            ex = {k: v for k in p.extra if (v := rec[k]) is not None and v != ""}
-            if ex:
-                extra = _to_json(ex)
-        # request id
-        rid = None
-        if p.rid is not None:
-            v = rec[p.rid]
-            if type(v) is str and not _CTRL_RE.search(v):
-                rid = v.strip()
-            else:
-                rid = _id_str(v, "request_id")
-        if not rid:
-            ts_iso = (_EPOCH + timedelta(microseconds=ts_us)).isoformat(timespec="microseconds")
-            key = f"{account}\x1f{ts_iso}\x1f{prompt}\x1f{opt[0] or ''}"
-            rid = "h:" + hashlib.blake2b(key.encode("utf-8")).hexdigest()[:32]
-        return (rid, account, ts_us, prompt, prompt_hash(prompt), system, *opt, extra, source, line)
+        return prompt, system
+
+
+def _prompt_source(pv: Any, mv: Any) -> tuple[str, str | None]:
+    """(prompt, system prompt or None) from the prompt field's value ``pv`` and the messages field's ``mv``:
+    a non-empty prompt string wins, else non-empty messages; as found, control characters and all."""
+    if type(pv) is str and (pv or mv is None or mv == ""):
+        return pv, None
+    if pv is not None and pv != "":
+        raise _Bad("prompt", f"expected a string, got {_tname(pv)}")
+    if mv is not None and mv != "":
+        return _parse_messages(mv)
+    if pv is None:
+        raise _Bad("prompt", "missing prompt (no 'prompt' or 'messages' field)")
+    return "", None
+
+
+def _system_prompt(v: Any, default: str | None) -> str | None:
+    """The system prompt field's value (control characters removed), or ``default`` when it is empty."""
+    if v is None or v == "":
+        return default
+    if type(v) is not str:
+        raise _Bad("system_prompt", f"expected a string, got {_tname(v)}")
+    return _CTRL_RE.sub("", v) if _CTRL_RE.search(v) else v
+
+
+def _extra(rec: dict[str, Any], keys: Sequence[str]) -> str | None:
+    """The non-empty values of ``keys`` as a JSON object string, or None when all are empty."""
+    ex = {k: v for k in keys if (v := rec[k]) is not None and v != ""}
+    return _to_json(ex) if ex else None
+
+
+def _hashed_id(account: str, ts_us: int, prompt: str, model: str | None) -> str:
+    """The request id of a record without one: see the module docstring."""
+    ts_iso = (_EPOCH + timedelta(microseconds=ts_us)).isoformat(timespec="microseconds")
+    key = f"{account}\x1f{ts_iso}\x1f{prompt}\x1f{model or ''}"
+    return "h:" + hashlib.blake2b(key.encode("utf-8")).hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------------------------------------
