@@ -21,6 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
+
 DB_NAME = "analyzer.duckdb"
 
 SCHEMA = """
@@ -100,35 +102,10 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_save_npy(path: str, array: np.ndarray) -> None:
     """Save ``array`` as ``.npy`` atomically (complete and on disk before it appears under ``path``)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_npy(path: str) -> np.ndarray:
@@ -437,11 +414,10 @@ class Workspace:
                 "SELECT coalesce(max(shard), 0) + 1 FROM embedded WHERE model_key = ?", [model_key]
             ).fetchall()[0][0]
         )
-        # File first (atomically: a temporary name, fsync, rename), rows second: a run killed in between
-        # leaves an orphan file that the next shard with this number simply replaces.
+        # File first (atomically: a temporary name, fsync, rename, fsync of the folder), rows second: a run
+        # killed in between leaves an orphan file that the next shard with this number simply replaces.
         path = self.shard_path(model_key, shard)
         atomic_save_npy(path, vectors.astype(np.float16))
-        _fsync_dir(os.path.dirname(path))
         frame = pd.DataFrame(
             {"prompt_hash": hashes, "model_key": model_key, "shard": shard, "row": np.arange(len(hashes))}
         )
