@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import json
 import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -22,8 +21,12 @@ import numpy as np
 import pandas as pd
 
 from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
+from analyzer.retry import Backoff, retry
 
 DB_NAME = "analyzer.duckdb"
+#: How long opening the database waits for another process that holds it for a moment (the app's short
+#: read-only queries, a run opening it for writing): 0.05 s, doubling up to 0.5 s, for 3 s in all.
+_CONNECT_BACKOFF = Backoff(first_s=0.05, factor=2.0, max_s=0.5, total_s=3.0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests(
@@ -162,19 +165,14 @@ class Workspace:
         self._lock_fh = None
 
     @staticmethod
-    def _connect(db_path: str, read_only: bool, wait_s: float = 3.0):
+    def _connect(db_path: str, read_only: bool, backoff: Backoff = _CONNECT_BACKOFF):
         """Open the database, retrying briefly while another process holds it for a moment (the app's
         short read-only queries, or a run opening it for writing)."""
-        deadline = time.monotonic() + wait_s
-        delay = 0.05
-        while True:
-            try:
-                return duckdb.connect(db_path, read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+        return retry(
+            lambda: duckdb.connect(db_path, read_only=read_only),
+            lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower(),
+            backoff.waits(),
+        )
 
     def close(self) -> None:
         self.db.close()

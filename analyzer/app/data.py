@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ import pandas as pd
 import streamlit as st
 
 from analyzer.export import csv_cell, sanitize, unescape_ident
+from analyzer.retry import retry
 from analyzer.workspace import DB_NAME, Workspace, WorkspaceLocked
 
 MAP_MAX_POINTS = 20_000
@@ -43,6 +43,8 @@ TRIAGE_STATUSES = ("open", "needs review", "confirmed", "dismissed")
 # connections to a file must share one configuration. Serialising this process's own connections lets the
 # triage writer open the file read-write without colliding with another session's read.
 _DB_LOCK = threading.RLock()
+#: A locked database file is opened again after 0.2 s, 0.4 s, ... (``retries`` tries in all).
+_CONNECT_WAIT_S = 0.2
 
 
 class WorkspaceUnavailable(RuntimeError):
@@ -112,19 +114,17 @@ def connect(ws_path: str, retries: int = 5) -> Iterator[duckdb.DuckDBPyConnectio
             f"Run `analyzer run LOGS --workspace {ws_path}` first."
         )
     with _DB_LOCK:
-        con = None
-        for attempt in range(retries):
-            try:
-                con = duckdb.connect(db_path, read_only=True)
-                break
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
-                if attempt == retries - 1:
-                    raise WorkspaceUnavailable(
-                        "The workspace is being written by a running analysis (DuckDB allows one writer). "
-                        f"Reload this page when it has finished. ({exc})"
-                    ) from None
-                time.sleep(0.2 * (attempt + 1))
-        assert con is not None
+        try:
+            con = retry(
+                lambda: duckdb.connect(db_path, read_only=True),
+                lambda exc: isinstance(exc, duckdb.IOException | duckdb.ConnectionException),
+                [_CONNECT_WAIT_S * (k + 1) for k in range(retries - 1)],
+            )
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            raise WorkspaceUnavailable(
+                "The workspace is being written by a running analysis (DuckDB allows one writer). "
+                f"Reload this page when it has finished. ({exc})"
+            ) from None
         try:
             con.execute("SET TimeZone = 'UTC'")
             yield con
