@@ -816,119 +816,158 @@ def _read_json(lines: _Lines) -> Iterator[_Item]:
 def _read_json_array(
     head: list[tuple[int, bytes, bool]], it: Iterator[tuple[int, bytes, bool]], lines: _Lines
 ) -> Iterator[_Item]:
-    max_bytes = lines.max_line_bytes
-    decoder = json.JSONDecoder()
-    ws = " \t\r\n"
-    buf = ""
-    pos = 0  # parse position in buf
-    line_at_pos = head[0][0]  # physical line number of buf[pos]
-    bad_lines: list[int] = []  # lines that were not valid UTF-8
-    overlong_lines: list[int] = []  # lines cut at the record limit
-    pending = list(head)
-    eof = False
+    """The elements of a JSON array (``head``: the lines read so far, the first holding the ``[``)."""
+    return iter(_ArrayReader(head, it, lines))
 
-    def more() -> bool:
-        nonlocal buf, pos, eof
-        if eof:
+
+class _ArrayReader:
+    """Streams the elements of a JSON array: decoded lines are buffered until an element parses whole.
+
+    Each element is yielded with the line it starts on and its text (for a rejection). A bad element (not an
+    object, invalid UTF-8, a lone surrogate) is rejected and reading goes on; broken JSON, an element over
+    the record limit or a missing separator end the file with one rejection (an array cannot be resynchronised).
+    """
+
+    _WS = " \t\r\n"
+
+    def __init__(
+        self, head: list[tuple[int, bytes, bool]], it: Iterator[tuple[int, bytes, bool]], lines: _Lines
+    ) -> None:
+        self.lines = lines
+        self.max_bytes = lines.max_line_bytes
+        self.it = it
+        self.pending = list(head)
+        self.buf = ""
+        self.pos = 0  # parse position in buf
+        self.line_at_pos = head[0][0]  # physical line number of buf[pos]
+        self.bad_lines: list[int] = []  # lines that were not valid UTF-8
+        self.overlong_lines: list[int] = []  # lines cut at the record limit
+        self.eof = False
+        self.decoder = json.JSONDecoder()
+
+    # --- the buffer -----------------------------------------------------------------------------------------
+    def _next_line(self) -> tuple[int, bytes, bool] | None:
+        if self.pending:
+            return self.pending.pop(0)
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.eof = True
+            return None
+
+    def more(self) -> bool:
+        """Append at least 64 KiB of lines (more while an element is incomplete) to the buffer."""
+        if self.eof:
             return False
         chunk: list[str] = []
         size = 0
-        want = max(1 << 16, len(buf) - pos)  # grow geometrically while an element is incomplete
-        while size < want:
-            if pending:
-                lineno, b, overlong = pending.pop(0)
-            else:
-                try:
-                    lineno, b, overlong = next(it)
-                except StopIteration:
-                    eof = True
-                    break
+        want = max(1 << 16, len(self.buf) - self.pos)  # grow geometrically while an element is incomplete
+        while size < want and (item := self._next_line()) is not None:
+            lineno, b, overlong = item
             try:
                 s = b.decode("utf-8")
             except UnicodeDecodeError:
                 s = b.decode("utf-8", "surrogateescape")
-                bad_lines.append(lineno)
+                self.bad_lines.append(lineno)
             if overlong:
-                bad_lines.append(lineno)
-                overlong_lines.append(lineno)
+                self.bad_lines.append(lineno)
+                self.overlong_lines.append(lineno)
             chunk.append(s)
             size += len(b)
         if chunk:
-            buf = buf[pos:] + "".join(chunk)
-            pos = 0
+            self.buf = self.buf[self.pos :] + "".join(chunk)
+            self.pos = 0
         return bool(chunk)
 
-    def advance(to: int) -> None:
-        nonlocal pos, line_at_pos
-        line_at_pos += buf.count("\n", pos, to)
-        pos = to
+    def advance(self, to: int) -> None:
+        self.line_at_pos += self.buf.count("\n", self.pos, to)
+        self.pos = to
 
-    def skip_ws() -> str:
+    def skip_ws(self) -> str:
+        """Move past whitespace; the next character, or ``""`` at the end of the file."""
         while True:
+            buf, p = self.buf, self.pos
             n = len(buf)
-            p = pos
-            while p < n and buf[p] in ws:
+            while p < n and buf[p] in self._WS:
                 p += 1
-            advance(p)
+            self.advance(p)
             if p < n:
                 return buf[p]
-            if not more():
+            if not self.more():
                 return ""
 
-    more()
-    skip_ws()
-    advance(pos + 1)  # the "["
-    expect_value = True
-    while True:
-        c = skip_ws()
+    def _error(self, line: int, field: str, reason: str) -> _Item:
+        return line, self.buf[self.pos : self.pos + RAW_MAX_CHARS], None, (field, reason)
+
+    # --- the array ------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[_Item]:
+        self.more()
+        self.skip_ws()
+        self.advance(self.pos + 1)  # the "["
+        expect_value = True
+        while True:
+            c = self.skip_ws()
+            if c == "" or c == "]" or (not expect_value and c != ","):
+                end = self._end(c)
+                if end is not None:
+                    yield end
+                return
+            if not expect_value:
+                self.advance(self.pos + 1)
+                expect_value = True
+                continue
+            item, last = self._element()
+            if item is not None:
+                yield item
+            if last:
+                return
+            expect_value = False
+
+    def _end(self, c: str) -> _Item | None:
+        """The rejection (if any) that ends the array at character ``c`` (end of file, ``]`` or no ``,``)."""
         if c == "":
-            if lines.error:  # a broken gzip stream is reported once, for the file
-                return
-            yield line_at_pos, buf[pos : pos + RAW_MAX_CHARS], None, ("<line>", "invalid JSON: unterminated array")
-            return
+            if self.lines.error:  # a broken gzip stream is reported once, for the file
+                return None
+            return self._error(self.line_at_pos, "<line>", "invalid JSON: unterminated array")
         if c == "]":
-            advance(pos + 1)
-            if skip_ws():
-                yield line_at_pos, buf[pos : pos + RAW_MAX_CHARS], None, (
-                    "<line>", "invalid JSON: data after the closing ']' (ignored)")  # fmt: skip
-            return
-        if not expect_value:
-            if c != ",":
-                yield line_at_pos, buf[pos : pos + RAW_MAX_CHARS], None, (
-                    "<line>", "invalid JSON: expected ',' or ']' between array elements; rest of file skipped")  # fmt: skip
-                return
-            advance(pos + 1)
-            expect_value = True
-            continue
-        start_line = line_at_pos
+            self.advance(self.pos + 1)
+            if not self.skip_ws():
+                return None
+            return self._error(self.line_at_pos, "<line>", "invalid JSON: data after the closing ']' (ignored)")
+        return self._error(self.line_at_pos, "<line>",
+                           "invalid JSON: expected ',' or ']' between array elements; rest of file skipped")  # fmt: skip
+
+    def _element(self) -> tuple[_Item | None, bool]:
+        """Decode the element at the parse position: (the item to yield or None, whether it is the last)."""
+        start_line = self.line_at_pos
         while True:
             try:
-                obj, end = decoder.raw_decode(buf, pos)
+                obj, end = self.decoder.raw_decode(self.buf, self.pos)
                 break
             except (ValueError, RecursionError) as e:
-                if len(buf) - pos < max_bytes and more():
+                if len(self.buf) - self.pos < self.max_bytes and self.more():
                     continue
-                if lines.error:
-                    return
-                if len(buf) - pos >= max_bytes or any(b >= start_line for b in overlong_lines):
-                    field = _cut_json_field(buf[pos : pos + max_bytes].encode("utf-8", "surrogateescape"))
-                    yield start_line, buf[pos : pos + RAW_MAX_CHARS], None, (
-                        field, _too_large(max_bytes) + "; rest of file skipped")  # fmt: skip
-                    return
-                reason = getattr(e, "msg", None) or str(e) if isinstance(e, ValueError) else "nested too deeply"
-                yield start_line, buf[pos : pos + RAW_MAX_CHARS], None, (
-                    "<line>", f"invalid JSON: {reason}; rest of file skipped")  # fmt: skip
-                return
-        text = buf[pos:end]
-        advance(end)
-        decode_error = bool(bad_lines) and any(start_line <= b <= line_at_pos for b in bad_lines)
+                return self._broken(start_line, e), True
+        text = self.buf[self.pos : end]
+        self.advance(end)
+        bad_lines = self.bad_lines
+        decode_error = bool(bad_lines) and any(start_line <= b <= self.line_at_pos for b in bad_lines)
         err = _check_json_record(obj, text, decode_error)
         if decode_error and err is None:
             err = ("<line>", "invalid UTF-8")
-        yield start_line, text[:RAW_MAX_CHARS], (None if err else obj), err
-        expect_value = False
-        if bad_lines and bad_lines[-1] <= line_at_pos:
+        if bad_lines and bad_lines[-1] <= self.line_at_pos:
             bad_lines.clear()
+        return (start_line, text[:RAW_MAX_CHARS], (None if err else obj), err), False
+
+    def _broken(self, start_line: int, e: Exception) -> _Item | None:
+        """The rejection for an element that does not parse (none when the gzip stream broke under it)."""
+        if self.lines.error:
+            return None
+        if len(self.buf) - self.pos >= self.max_bytes or any(b >= start_line for b in self.overlong_lines):
+            field = _cut_json_field(self.buf[self.pos : self.pos + self.max_bytes].encode("utf-8", "surrogateescape"))
+            return self._error(start_line, field, _too_large(self.max_bytes) + "; rest of file skipped")
+        reason = getattr(e, "msg", None) or str(e) if isinstance(e, ValueError) else "nested too deeply"
+        return self._error(start_line, "<line>", f"invalid JSON: {reason}; rest of file skipped")
 
 
 class _CsvFeed:
