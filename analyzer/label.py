@@ -67,6 +67,10 @@ _HEAD_CHARS = 2400
 _TAIL_CHARS = 800
 _CUT = "\x00cut\x00"  # marks the cut between head and tail; the tokenisers never produce it
 _KEYWORD_TOKENS = 400  # tokens per document considered by the keywords
+# c-TF-IDF pruning: in a class of at least _PRUNE_MIN_CLASS_DOCS documents, a term found in fewer than
+# _PRUNE_MIN_TERM_DOCS of them is dropped (one prompt's own words do not describe a cluster).
+_PRUNE_MIN_CLASS_DOCS = 5
+_PRUNE_MIN_TERM_DOCS = 2
 
 _STOP = frozenset(ENGLISH_STOP_WORDS) | frozenset(
     "的了是在我你他她它们吗呢吧啊和与或及这那个一不有也就都而请把被为之"
@@ -665,9 +669,15 @@ def ctfidf_keywords(
         x = vec.fit_transform(docs).tocsr().astype(np.float64)
     except ValueError:  # empty vocabulary
         return {c: [] for c in out_labels}
+    scores = _ctfidf_scores(x, np.searchsorted(classes, lab), len(classes), wts)
     terms = vec.get_feature_names_out()
-    n_docs, n_cls = len(docs), len(classes)
-    cls = np.searchsorted(classes, lab)
+    return {int(c): _top_terms(scores, ci, terms, top_n) for ci, c in enumerate(classes) if int(c) != exclude_label}
+
+
+def _ctfidf_scores(x: sparse.csr_matrix, cls: np.ndarray, n_cls: int, wts: np.ndarray) -> sparse.csr_matrix:
+    """Class x term c-TF-IDF scores (see :func:`ctfidf_keywords`) of the document x term counts ``x``;
+    ``cls[i]`` is the class (row) of document ``i``, ``wts[i]`` its weight."""
+    n_docs = x.shape[0]
     rows = np.arange(n_docs)
     member = sparse.csr_matrix((np.ones(n_docs), (cls, rows)), shape=(n_cls, n_docs))
     weighted = sparse.csr_matrix((wts, (cls, rows)), shape=(n_cls, n_docs))
@@ -681,23 +691,22 @@ def ctfidf_keywords(
     with np.errstate(divide="ignore", invalid="ignore"):
         idf = np.where(f_t > 0, np.log1p(avg_words / np.where(f_t > 0, f_t, 1.0)), 0.0)
 
-    big = sparse.diags((docs_per_class >= 5).astype(np.float64))
-    small = sparse.diags((docs_per_class < 5).astype(np.float64))
-    kept = (big @ tf.multiply(class_df >= 2) + small @ tf).tocsr()
+    pruned = docs_per_class >= _PRUNE_MIN_CLASS_DOCS
+    big = sparse.diags(pruned.astype(np.float64))
+    small = sparse.diags((~pruned).astype(np.float64))
+    kept = (big @ tf.multiply(class_df >= _PRUNE_MIN_TERM_DOCS) + small @ tf).tocsr()
     norm = np.where(words_per_class > 0, words_per_class, 1.0)
-    scores = (sparse.diags(1.0 / norm) @ kept @ sparse.diags(idf)).tocsr()
+    return (sparse.diags(1.0 / norm) @ kept @ sparse.diags(idf)).tocsr()
 
-    result: dict[int, list[str]] = {}
-    for ci, c in enumerate(classes):
-        if int(c) == exclude_label:
-            continue
-        lo, hi = scores.indptr[ci], scores.indptr[ci + 1]
-        idx, val = scores.indices[lo:hi], scores.data[lo:hi]
-        good = val > 0
-        idx, val = idx[good], val[good]
-        order = np.lexsort((terms[idx], -val))[:top_n]
-        result[int(c)] = [str(terms[idx[k]]) for k in order]
-    return result
+
+def _top_terms(scores: sparse.csr_matrix, row: int, terms: np.ndarray, top_n: int) -> list[str]:
+    """The ``top_n`` terms of a row of ``scores`` with a positive score, best first, ties alphabetical."""
+    lo, hi = scores.indptr[row], scores.indptr[row + 1]
+    idx, val = scores.indices[lo:hi], scores.data[lo:hi]
+    good = val > 0
+    idx, val = idx[good], val[good]
+    order = np.lexsort((terms[idx], -val))[:top_n]
+    return [str(terms[idx[k]]) for k in order]
 
 
 # ---------------------------------------------------------------------------------------- exemplars
