@@ -2,10 +2,11 @@
 
 Text from the logs (prompts, account ids, user agents, labels) is attacker-controlled. Every export keeps it
 inert and visible: :func:`sanitize` is the one function that writes control, bidi and other invisible
-characters as visible escapes such as ``\\u202e`` (identifiers by an exactly reversible rule, see
-:func:`to_json`), CSV cells cannot start a formula, Markdown puts prompts in fenced code blocks (longer fences
-than any backtick run inside) and ids in code spans, and escapes other text only where a renderer would
-misread it. An optional redaction removes emails, phone numbers, card numbers and API-key-like strings.
+characters as visible escapes such as ``\\u202e`` (identifiers by an exactly reversible rule), CSV cells
+cannot start a formula, Markdown puts prompts in fenced code blocks (longer fences than any backtick run
+inside) and ids in code spans, and escapes other text only where a renderer would misread it. The JSON
+export is for machines: its identifiers are exact and its bytes pure ASCII (:func:`to_json`). An optional
+redaction removes emails, phone numbers, card numbers and API-key-like strings.
 Exports only read the workspace (opened read-only: no lock, no DDL, no DML).
 """
 
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from analyzer import store
 from analyzer.workspace import Workspace
 
 SCHEMA_VERSION = 1
@@ -249,7 +251,7 @@ def _iso(value) -> str | None:
 def _tables(ws: Workspace) -> set[str]:
     """Tables present in the workspace: an old or partly written workspace may lack some, and exports read
     it read-only, so they cannot create them."""
-    return {r[0] for r in ws.db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return store.table_names(ws)
 
 
 def _triage_latest(ws: Workspace, tables: set[str]) -> pd.DataFrame:
@@ -269,9 +271,7 @@ def _campaign_history(ws: Workspace, tables: set[str]) -> tuple[dict[str, list[d
     history: dict[str, list[dict]] = {}
     identity: dict[str, dict] = {}
     if "campaign_history" in tables:
-        rows = ws.db.execute(
-            """SELECT h.* FROM campaign_history h SEMI JOIN campaigns c USING (campaign_id)
-               ORDER BY h.run_id""").df()
+        rows = store.current_campaign_history(ws)
         for r in rows.itertuples(index=False):
             history.setdefault(r.campaign_id, []).append({
                 "run": int(r.run_id), "transition": str(r.transition),
@@ -280,8 +280,7 @@ def _campaign_history(ws: Workspace, tables: set[str]) -> tuple[dict[str, list[d
                 "n_requests": int(r.n_requests),
             })
     if "campaign_identity" in tables:
-        for r in ws.db.execute("SELECT * FROM campaign_identity SEMI JOIN campaigns USING (campaign_id)").df(
-                ).itertuples(index=False):
+        for r in store.current_campaign_identity(ws).itertuples(index=False):
             identity[r.campaign_id] = r._asdict()
     return history, identity
 
@@ -295,18 +294,17 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
 
     Every text goes through :func:`sanitize`: identifiers (``id``, ``accounts``, ``kind``, ``triage.analyst``)
     with ``ident=True``, prose (label, keywords, template, evidence, examples, triage note) without; with
-    ``redact_examples`` the prose is also passed through :func:`redact`. Only reads: a workspace without
-    result tables yields no campaigns.
+    ``redact_examples`` the prose is also passed through :func:`redact`. This is the form for people (terminal,
+    Markdown, app); machine outputs (:func:`to_json`, :mod:`analyzer.api`) restore exact ids with
+    :func:`exact_ids`. Only reads: a workspace without result tables yields no campaigns.
     """
     tables = _tables(ws)
     if "campaigns" not in tables:
         return []
-    camps = ws.db.execute("SELECT * FROM campaigns ORDER BY rank").df()
+    camps = store.campaigns(ws)
     by_campaign: dict[str, list[str]] = {}
     if "campaign_accounts" in tables:
-        accounts = ws.db.execute(
-            "SELECT campaign_id, account_id FROM campaign_accounts ORDER BY campaign_id, n_requests DESC, account_id"
-        ).df()
+        accounts = store.campaign_members(ws)
         by_campaign = accounts.groupby("campaign_id")["account_id"].agg(list).to_dict()
     triage = _triage_latest(ws, tables).set_index("campaign_id")
     history, identity = _campaign_history(ws, tables)
@@ -356,6 +354,22 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
     return out
 
 
+def exact_ids(campaign: dict) -> dict:
+    """A campaign of :func:`load_campaigns` with its identifiers exact again (the raw values in the workspace):
+    ``id``, ``accounts``, ``history[].parents`` and ``triage.analyst`` through :func:`unescape_ident`.
+
+    For machine-readable outputs (the JSON export, :mod:`analyzer.api`), whose readers match ids against
+    ground truth or raw logs; their bytes are kept safe by the encoding (``ensure_ascii``), not by changing
+    values. Prose fields stay escaped by :func:`sanitize`.
+    """
+    out = dict(campaign, id=unescape_ident(campaign["id"]),
+               accounts=[unescape_ident(a) for a in campaign["accounts"]],
+               history=[dict(h, parents=[unescape_ident(p) for p in h["parents"]]) for h in campaign["history"]])
+    if out["triage"] is not None and out["triage"]["analyst"] is not None:
+        out["triage"] = dict(out["triage"], analyst=unescape_ident(out["triage"]["analyst"]))
+    return out
+
+
 def to_json(ws: Workspace, redact_examples: bool = False) -> str:
     """The JSON export, ``schema_version`` 1: the contract other tools read.
 
@@ -374,24 +388,29 @@ def to_json(ws: Workspace, redact_examples: bool = False) -> str:
     ``shrunk``, ``split``, ``merged``), ``parents`` (split: the campaign it came from; merged: the campaigns
     it absorbed), ``score``, ``flagged``, ``n_accounts``, ``n_requests``.
 
-    Text escaping: no string holds a control, bidi or other invisible format character; each is written as a
-    visible escape by :func:`sanitize`. Identifiers (``id``, ``accounts``, ``kind``, ``workspace``,
-    ``triage.analyst``) follow the exactly reversible rule: ``\\uXXXX`` (4 lower-case hex digits) or
-    ``\\UXXXXXXXX`` stands for that character and a literal backslash before ``u``/``U`` is written
-    ``\\u005c``. To match an exported account id against raw logs, replace every ``\\\\u([0-9a-f]{4})`` and
-    ``\\\\U([0-9a-f]{8})`` (regular expressions) by the character with that code point
-    (:func:`unescape_ident`); ids made of printable characters without ``\\u`` are exported unchanged.
-    Prose fields (label, keywords, template, evidence, examples, triage note) are escaped the same way but
-    keep tabs and newlines (CRLF becomes LF) and their backslashes as they are.
+    Text escaping. The document is ASCII (``ensure_ascii``): every non-ASCII character is a JSON ``\\uXXXX``
+    escape, so the bytes hold no control, bidi or other invisible character whatever the logs held, and a
+    JSON parser gives back the exact values. Identifiers (``id``, ``accounts``, ``history[].parents``,
+    ``workspace``, ``triage.analyst``) are exact: the account and campaign ids of the workspace, to match
+    against raw logs or ground truth as they are (:func:`exact_ids`); escape them before showing them to a
+    person (:func:`sanitize` with ``ident=True``). Prose fields (label, keywords, template, evidence, examples,
+    triage note) are already escaped for display by :func:`sanitize`: each control, bidi or invisible format
+    character is the visible text ``\\u202e``; tabs and newlines are kept (CRLF becomes LF).
     """
     doc = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "workspace": sanitize(ws.path, ident=True),
+        "workspace": ws.path,
         "ingest": _ingest_totals(ws, _tables(ws)),
-        "campaigns": load_campaigns(ws, redact_examples),
+        "campaigns": [exact_ids(c) for c in load_campaigns(ws, redact_examples)],
     }
-    return json.dumps(doc, ensure_ascii=False, indent=2)
+    return ascii_json(doc)
+
+
+def ascii_json(doc: object) -> str:
+    """``doc`` as indented JSON in pure printable ASCII: non-ASCII characters and controls (DEL included, which
+    ``ensure_ascii`` leaves raw) are ``\\uXXXX`` escapes, so parsing gives back exactly ``doc``."""
+    return json.dumps(doc, ensure_ascii=True, indent=2).replace("\x7f", "\\u007f")
 
 
 CSV_COLUMNS = ["account_id", "score", "campaign_id", "flagged", "n_requests", "share_in_campaign",
@@ -410,25 +429,7 @@ def to_csv(ws: Workspace) -> str:
     tables = _tables(ws)
     if not {"accounts", "campaigns", "campaign_accounts"} <= tables:
         return buf.getvalue()
-    has_history = {"campaign_history", "campaign_identity"} <= tables
-    latest = ("(SELECT campaign_id, transition FROM campaign_history "
-              "WHERE run_id = (SELECT max(run_id) FROM campaign_history))" if has_history else
-              "(SELECT NULL::VARCHAR AS campaign_id, NULL::VARCHAR AS transition)")
-    ident = ("campaign_identity" if has_history else
-             "(SELECT NULL::VARCHAR AS campaign_id, NULL::TIMESTAMPTZ AS first_flagged_at)")
-    rows = ws.db.execute(
-        f"""
-        SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
-               ca.share AS share_in_campaign, c.score AS campaign_score, c.label AS campaign_label,
-               h.transition AS campaign_transition, i.first_flagged_at AS campaign_first_flagged
-        FROM accounts a
-        LEFT JOIN campaigns c USING (campaign_id)
-        LEFT JOIN campaign_accounts ca ON ca.campaign_id = a.campaign_id AND ca.account_id = a.account_id
-        LEFT JOIN {latest} h ON h.campaign_id = a.campaign_id
-        LEFT JOIN {ident} i ON i.campaign_id = a.campaign_id
-        ORDER BY a.score DESC, a.account_id
-        """
-    ).df()
+    rows = store.account_rows(ws)
     for r in rows.itertuples(index=False):
         w.writerow([
             csv_cell(r.account_id, ident=True), f"{float(r.score):.4f}",
