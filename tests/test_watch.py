@@ -333,9 +333,14 @@ def test_export_import_into_a_fresh_workspace_flags_replacement_accounts(sample_
     assert len(watched - replacements) <= 1
     carriers = [c for c in flagged if any(e.startswith("Continues confirmed campaign") for e in c["evidence"])]
     assert carriers
+    # Every replacement account a carrier holds ranks above every account of the log that is not a campaign's
+    # (a member's score follows its share of traffic in the campaign, so one that joined on its first request
+    # through the operator's proxies can score below the flag threshold while flagged as a member).
     scores = csv.set_index("account_id")["score"]
+    benign = scores[~scores.index.isin(replacements)].max()
     for c in carriers:
-        assert all(scores[a] >= 0.5 for a in c["accounts"] if a in replacements)
+        carried = [a for a in c["accounts"] if a in replacements]
+        assert carried and min(scores[a] for a in carried) > benign
 
 
 def test_an_entry_from_another_tier_matches_without_vectors(sample_workspace_copy):
