@@ -21,6 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analyzer.checkpoints import checkpoint, commit_point
+
 DB_NAME = "analyzer.duckdb"
 
 SCHEMA = """
@@ -108,6 +110,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    checkpoint("export.before_rename")
     os.replace(tmp, path)
 
 
@@ -279,6 +282,7 @@ class Workspace:
             "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?, NULL)",
             [run_id, command, now_utc(), json.dumps(params, default=str), json.dumps(versions)],
         )
+        checkpoint("run.started")
         return run_id
 
     def finish_run(self, run_id: int, stats: dict, status: str = "ok") -> None:
@@ -286,6 +290,7 @@ class Workspace:
             "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
             [now_utc(), status, json.dumps(stats, default=str), run_id],
         )
+        checkpoint("run.finished")
 
     # --- ingest ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -406,6 +411,8 @@ class Workspace:
             if not updated:
                 db.execute("INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?)",
                            [run_id, source, counts["read"], accepted, n_rej, counts["duplicates"]])
+            checkpoint("ingest.batch_inserted")
+        checkpoint("ingest.batch_committed")
         return counts
 
     def ingest_totals(self) -> dict[str, int]:
@@ -442,6 +449,7 @@ class Workspace:
         path = self.shard_path(model_key, shard)
         atomic_save_npy(path, vectors.astype(np.float16))
         _fsync_dir(os.path.dirname(path))
+        checkpoint("embed.shard_file_written")
         frame = pd.DataFrame(
             {"prompt_hash": hashes, "model_key": model_key, "shard": shard, "row": np.arange(len(hashes))}
         )
@@ -450,6 +458,7 @@ class Workspace:
             self.db.execute("INSERT INTO embedded SELECT * FROM emb_df")
         finally:
             self.db.unregister("emb_df")
+        checkpoint("embed.shard_recorded")
         return shard
 
     def shard_path(self, model_key: str, shard: int) -> str:
@@ -550,6 +559,7 @@ class Workspace:
                     cols = ", ".join(f'"{c}"' for c in frame.columns)
                     db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
                     db.unregister("result_df")
+            checkpoint(commit_point([*frames, *(append or {})]))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -576,6 +586,7 @@ class Workspace:
                     cols = ", ".join(f'"{c}"' for c in frame.columns)
                     db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
                     db.unregister("result_df")
+            checkpoint("assign.before_commit")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -676,6 +687,8 @@ class Workspace:
                                "CAST(vector AS FLOAT[]) FROM wv_df")
                 finally:
                     db.unregister("wv_df")
+            checkpoint("watch.before_commit")
+        checkpoint("watch.committed")
 
     def remove_watch(self, watch_id: str) -> int:
         """Remove a watch entry and its vectors; returns the number of entries removed (0 or 1)."""
