@@ -264,6 +264,34 @@ def _assert_consistent(ws: Path, rerun: bool) -> None:
         assert not [p for p in ws.rglob("*") if ".tmp-" in p.name]
 
 
+def test_a_checkpoint_does_nothing_unless_named_and_kills_at_the_named_hit(monkeypatch, tmp_path):
+    from collections import Counter
+
+    from analyzer import checkpoints as cp
+
+    kills: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append(sig))
+    monkeypatch.setattr(cp, "_hits", Counter())
+    monkeypatch.delenv(cp.CRASH_ENV, raising=False)
+    monkeypatch.delenv(cp.LOG_ENV, raising=False)
+    cp.checkpoint("score.before_commit")
+    assert not kills and not cp._hits  # not even counted
+    log = tmp_path / "hits"
+    monkeypatch.setenv(cp.LOG_ENV, str(log))
+    monkeypatch.setenv(cp.CRASH_ENV, "score.before_commit:2")
+    after = []
+    for name in ("score.before_commit", "run.finished", "score.before_commit", "score.before_commit"):
+        cp.checkpoint(name)
+        after.append(list(kills))
+    assert after == [[], [], [signal.SIGKILL], [signal.SIGKILL]]  # the second hit of that name only
+    assert log.read_text().split() == ["score.before_commit", "run.finished", "score.before_commit",
+                                       "score.before_commit"]
+    # the result-table transactions are named after the stage that writes them
+    assert cp.commit_point(["clusters", "campaigns", "campaign_members", "campaign_history"]) == "score.before_commit"
+    assert cp.commit_point(["prompt_clusters", "system_clusters", "clusters", "campaigns"]) == "cluster.before_commit"
+    assert cp.commit_point(["prompt_map"]) == "map.before_commit"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     s = rl.CliServer(tmp_path_factory.mktemp("cli-server"))
