@@ -11,6 +11,7 @@ tests.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -242,6 +243,9 @@ class HashEmbedder:
 #: and FAISS's threads: numba's workqueue threading layer is fork-safe, and with one OpenMP thread GNU OpenMP
 #: keeps no thread pool that a forked child would wait on.
 FORK_SAFE_ENV = {"NUMBA_THREADING_LAYER": "workqueue", "OMP_NUM_THREADS": "1"}
+#: Seconds a command may run in :class:`CliServer` before the server and its child are killed (a hang, not a
+#: slow machine: a command on the small test logs takes seconds).
+COMMAND_TIMEOUT_S = 600
 
 
 class CliServer:
@@ -262,9 +266,22 @@ class CliServer:
         env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, LOG_ENV)}
         env.update(FORK_SAFE_ENV, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(folder)],
-                                     cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        if self.proc.stdout.readline().strip() != "ready":
+                                     cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)  # its own process group, children included
+        if self._reply() != "ready":
             raise RuntimeError(f"the CLI server did not start: {self.server_log()}")
+
+    def _reply(self) -> str:
+        """The server's next line; kills the server and its children if none comes in time."""
+        import select
+
+        if not select.select([self.proc.stdout], [], [], COMMAND_TIMEOUT_S)[0]:
+            self.close()
+            raise TimeoutError(f"no answer from the CLI server in {COMMAND_TIMEOUT_S} s: {self.server_log()}")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the CLI server died: {self.server_log()}")
+        return line.strip()
 
     def server_log(self) -> str:
         path = self.folder / "server.log"
@@ -280,13 +297,14 @@ class CliServer:
         env = {**({CRASH_ENV: crash_at} if crash_at else {}), **({LOG_ENV: str(log)} if log else {})}
         self.proc.stdin.write(json.dumps({"args": [str(a) for a in args], "env": env, "out": str(out)}) + "\n")
         self.proc.stdin.flush()
-        reply = self.proc.stdout.readline()
-        if not reply:
-            raise RuntimeError(f"the CLI server died: {self.server_log()}")
-        return int(json.loads(reply)["rc"]), out.read_text(errors="replace")
+        return int(json.loads(self._reply())["rc"]), out.read_text(errors="replace")
 
     def close(self) -> None:
-        self.proc.kill()  # idle between commands: nothing to finish
+        """Kill the server's process group (idle between commands: nothing to finish)."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=60)
 
 
