@@ -69,17 +69,29 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 
 @dataclass
 class ScoringConfig:
-    """Parameters of grouping and scoring (all documented in the README).
+    """Parameters of grouping and scoring: section ``[scoring]`` of ``analyzer.toml`` (``[scoring.weights]``
+    holds :data:`DEFAULT_WEIGHTS`). Each field's ``#:`` comment says what it means; ``analyzer config show``
+    prints them.
 
     ``flag_threshold`` was calibrated on the benchmark's benign traffic (organic accounts and the four
     legitimate look-alikes): see the README's calibration table.
     """
 
+    #: An account is *engaged* in a unit when at least this share of its own traffic falls there (and
+    #: ``engaged_min_requests``); units sharing engaged accounts are linked into one group.
     engaged_share: float = 0.2
+    #: Requests an account needs in a unit to be engaged in it.
     engaged_min_requests: int = 2
+    #: Two units are linked when their engaged accounts overlap by at least this share of the smaller set
+    #: (and ``link_min_shared`` accounts).
     link_overlap: float = 0.5
+    #: Accounts two units must share to be linked (engaged overlap or Jaccard rule).
     link_min_shared: int = 3
+    #: Two units are linked when their non-generalist account sets have at least this Jaccard similarity: one
+    #: pool spreading its load over many template variants touches each lightly, but the pool is the same.
     link_jaccard: float = 0.3
+    #: Accounts in more than this many units are generalists (power users, routers): left out of the Jaccard
+    #: rule so that they cannot chain unrelated topics together.
     generalist_clusters: int = 40
     #: One pool, however spread: two units whose whole account sets (generalists included) have Jaccard
     #: similarity of at least ``pool_jaccard`` with ``pool_min_shared`` accounts in common are linked. An
@@ -87,27 +99,117 @@ class ScoringConfig:
     #: hundred units apiece (generalists by count), yet every one of those units has the same pool of hundreds of
     #: accounts; organic power users do not make up most of the accounts of two units at once.
     pool_jaccard: float = 0.6
+    #: Accounts two units must have in common for the ``pool_jaccard`` rule.
     pool_min_shared: int = 10
+    #: An account is a member of a group when at least this share of its own traffic falls in the group's
+    #: units (and ``member_min_requests``).
     member_share: float = 0.25
+    #: Requests an account needs in a group to be a member (core or joined through shared infrastructure).
     member_min_requests: int = 2
+    #: Focus shrinks each member's share towards 0 by this many pseudo-requests (``in / (total + prior)``), so
+    #: that an account with one request in the group is not "fully focused".
     focus_prior: float = 3.0
+    #: Spread is ``log(customers) / log(this)``, capped at 1: this many distinct customers give full spread.
     full_spread_accounts: int = 10
+    #: A group with fewer members than this is scored only when its members sent
+    #: ``min_single_account_requests`` requests (a single account's templated batch is shown, not flagged).
     min_candidate_accounts: int = 2
+    #: Requests a group below ``min_candidate_accounts`` members needs to be scored at all.
     min_single_account_requests: int = 100
+    #: Core members a group needs before accounts below ``member_share`` that hold an identifier concentrated
+    #: among them join it (hydra accounts mixing in ordinary traffic).
+    hydra_min_core: int = 2
+    #: An identifier shared inside a group counts as evidence only when held by at least this many customers
+    #: (principals): seats of one organisation sharing its egress block explain each other.
+    evidence_min_principals: int = 2
+    #: Width of the time windows in which co-activity (sync) is measured, in minutes.
     sync_bucket_minutes: int = 15
+    #: Sync is 1 when the members are this many times as co-active as random accounts (0 at 1x).
     sync_full_ratio: float = 4.0
+    #: Sync is measured when at least ``sync_min_accounts`` members sent ``sync_min_requests`` requests each,
+    #: else it counts as 0 (see :data:`NO_EVIDENCE_IS_ZERO`); the random-account baseline uses the same bar.
+    sync_min_accounts: int = 3
+    #: Requests an account needs for its activity to be compared (sync and its baseline).
+    sync_min_requests: int = 3
+    #: Random accounts sampled for the sync baseline (activity similarity of unrelated accounts).
+    null_accounts: int = 300
+    #: Requests kept per account in the sync baseline, so that heavy accounts do not dominate it.
+    null_max_requests: int = 200
+    #: A campaign is flagged when its score is at least this. Calibrated on the benchmark's benign traffic
+    #: (organic accounts and the legitimate look-alikes): see the README's calibration table.
     flag_threshold: float = 0.5
     #: Training value at which the value gate is fully open (below it the score is scaled down linearly).
     value_full: float = 0.4
+    #: Training value is not judged (the value gate stays open) when at least this share of a campaign's
+    #: requests are written mostly in a script the embedding model does not read.
+    unjudged_max_share: float = 0.5
+    #: A member account's score is the campaign score times ``base + (1 - base) * its share of traffic in the
+    #: campaign``: members doing nothing else rank first.
+    member_score_base: float = 0.5
+    #: Accounts touching a campaign without belonging to it keep a partial score,
+    #: ``score * partial_score_factor * share ** partial_score_exponent``: below every member's, above
+    #: accounts that never touched it.
+    partial_score_factor: float = 0.5
+    #: Exponent of the share in the partial score (see ``partial_score_factor``).
+    partial_score_exponent: float = 2.0
     #: Operators: members that share no infrastructure and whose hours of activity differ (cosine of their
     #: smoothed hour-of-day profiles below ``operator_timing_similarity``) or whose work differs (cosine of
     #: their requests over units below ``operator_work_similarity``) are separate communities; a
     #: group with two or more communities of ``min_operator_accounts`` accounts is split into one campaign
     #: each.
     min_operator_accounts: int = 5
+    #: Cosine of two members' smoothed hour-of-day profiles at which they keep common hours (operators).
     operator_timing_similarity: float = 0.5
+    #: Cosine of two members' requests over the group's units at which they do common work (operators).
     operator_work_similarity: float = 0.5
+    #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
+    #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
+    operator_hour_smoothing: tuple[float, ...] = (1.0, 2.0, 3.0, 2.0, 1.0)
+    #: Weights of the behavioural signals in the weighted mean (:data:`DEFAULT_WEIGHTS`).
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    def __post_init__(self) -> None:
+        if len(self.operator_hour_smoothing) % 2 != 1:
+            raise ValueError("operator_hour_smoothing needs an odd number of weights (centred on the hour), "
+                             f"not {len(self.operator_hour_smoothing)}")
+
+
+@dataclass(frozen=True)
+class EvidenceParams:
+    """Cut-offs of what the evidence sentences and labels say (section ``[evidence]`` of ``analyzer.toml``):
+    they change the text an analyst reads, never a score or a flag."""
+
+    #: A campaign's label names its training intent (and the evidence says what the prompts read as) when its
+    #: training value reaches this.
+    intent_min_value: float = 0.3
+    #: Members with at least this (shrunk) share of their traffic in the campaign "do almost nothing else".
+    focused_share: float = 0.8
+    #: Diversity below this is reported as "low task diversity" (a viral or scripted repeat).
+    low_diversity: float = 0.5
+    #: Templating at or above this is reported with the scaffold.
+    templated_min: float = 0.3
+    #: Sync at or above this is reported as synchronized.
+    sync_min: float = 0.2
+    #: Regularity at or above this is reported as scripted pacing.
+    regularity_min: float = 0.5
+    #: Pivot at or above this is reported as a move to a new model.
+    pivot_min: float = 0.3
+    #: A topic cluster names the campaign's subject only when it holds at least this share of its requests.
+    topic_min_share: float = 0.3
+    #: Topic clusters read for the subject (largest first).
+    topic_clusters: int = 2
+    #: Keywords of the subject in the label.
+    topic_words: int = 3
+    #: Letters a keyword's words need to name the subject (shorter ones are fragments).
+    topic_min_word_chars: int = 3
+    #: Keywords stored per campaign.
+    keywords: int = 10
+    #: Example prompts stored per campaign.
+    examples: int = 5
+    #: Shared identifiers listed in each member account's evidence.
+    account_identifiers: int = 3
+    #: Shared identifier values named in a campaign's shared-infrastructure sentence.
+    campaign_identifiers: int = 3
 
 
 @dataclass
@@ -224,7 +326,8 @@ NO_EVIDENCE_IS_ZERO = ("sync",)
 
 
 def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float],
-                  missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO, value_full: float = 0.4) -> float:
+                  missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO,
+                  value_full: float = ScoringConfig.value_full) -> float:
     """The campaign score from its signal values (see the module docstring).
 
     ``spread * diversity * value_gate(training_value) * weighted mean of the behavioural signals``. A signal
@@ -246,7 +349,7 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
     return float(np.clip(gate * behaviour, 0.0, 1.0))
 
 
-def value_gate(training_value: float | None, value_full: float = 0.4) -> float:
+def value_gate(training_value: float | None, value_full: float = ScoringConfig.value_full) -> float:
     """The training-value gate in [0, 1]: ``training_value / value_full``, capped at 1.
 
     ``None`` (not judged: text in a script the embedding model does not read) leaves the gate open (1).
@@ -261,6 +364,8 @@ def find_campaigns(
     clusters: Mapping[int, ClusterInfo],
     config: ScoringConfig | None = None,
     texts_for: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
+    signals: sig.SignalParams | None = None,
+    evidence: EvidenceParams | None = None,
 ) -> CampaignResult:
     """Group, score and explain campaigns.
 
@@ -275,8 +380,12 @@ def find_campaigns(
     clusters : mapping of cluster id to :class:`ClusterInfo`
     config : ScoringConfig
     texts_for : function from prompt hashes to their texts (templates and example prompts).
+    signals : SignalParams (thresholds of the signal functions)
+    evidence : EvidenceParams (cut-offs of the evidence sentences and labels)
     """
     config = config or ScoringConfig()
+    signals = signals or sig.DEFAULTS
+    evidence = evidence or EvidenceParams()
     texts_for = texts_for or (lambda hashes: {})
     req = requests.copy()
     req["t"] = (req["ts"].astype("datetime64[us, UTC]").astype("int64") // 1_000_000).astype(np.int64)
@@ -284,7 +393,8 @@ def find_campaigns(
         if col not in req:
             req[col] = None
     ips = req["ip"].dropna().unique()
-    req["subnet"] = req["ip"].map(dict(zip(ips, map(sig.subnet, ips), strict=True)))
+    req["subnet"] = req["ip"].map({ip: sig.subnet(ip, signals.subnet_prefix_v4, signals.subnet_prefix_v6)
+                                   for ip in ips})
     account_total = req.groupby("account_id").size()
     account_codes = pd.Categorical(req["account_id"]).codes.astype(np.int64)
     req["acode"] = account_codes
@@ -302,16 +412,17 @@ def find_campaigns(
     value_accounts = id_pairs.groupby(["field", "value"])["account_id"].nunique().to_dict()
     infra_applicable = {f for f in INFRA_FIELDS if (id_pairs["field"] == f).any()}
 
-    releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}))
+    releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}),
+                                      signals.release_grace_hours, signals.release_min_requests)
     # Only traffic inside a release window matters for the pivot signal: keep that slice once.
     in_window = np.zeros(len(req), dtype=bool)
     for t0 in releases.values():
-        in_window |= (req["t"].to_numpy() >= t0) & (req["t"].to_numpy() < t0 + sig.PIVOT_WINDOW_HOURS * 3600)
+        in_window |= (req["t"].to_numpy() >= t0) & (req["t"].to_numpy() < t0 + signals.pivot_window_hours * 3600)
     window_req = req.loc[in_window, ["account_id", "t", "model"]]
     null_similarity = _null_activity_similarity(req, config)
 
     ctx = _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, bool(infra_applicable),
-                   releases, window_req, null_similarity, principals(req))
+                   releases, window_req, null_similarity, principals(req), signals, evidence)
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     group_of = {c: i for i, group in enumerate(groups) for c in group}
     greq_all = req[req["cluster_id"].isin(group_of.keys())]
@@ -367,6 +478,8 @@ class _Context:
     window_req: pd.DataFrame
     null_similarity: float
     principal_of: pd.Series  # account id -> principal (its organisation, else the account itself)
+    signals: sig.SignalParams = sig.DEFAULTS
+    evidence: EvidenceParams = field(default_factory=EvidenceParams)
 
 
 def principals(req: pd.DataFrame) -> pd.Series:
@@ -416,7 +529,7 @@ def _candidate_groups(groups: list[list[int]], account_cluster: pd.DataFrame, ac
     core = per[(share >= config.member_share) & (per >= config.member_min_requests)]
     n_core = core.groupby(level="g").size()
     core_requests = core.groupby(level="g").sum()
-    ok = (n_core >= 2) | ((n_core >= config.min_candidate_accounts)
+    ok = (n_core >= config.hydra_min_core) | ((n_core >= config.min_candidate_accounts)
                           | (core_requests >= config.min_single_account_requests))
     return np.sort(n_core.index[ok.to_numpy()].to_numpy().astype(np.int64))
 
@@ -432,7 +545,7 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
     share = per_acc / ctx.account_total.reindex(per_acc.index)
     core = set(per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index)
     extra: set[str] = set()
-    if len(core) >= 2:
+    if len(core) >= config.hydra_min_core:
         shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx.id_pairs, cand, shared)["account_id"])
@@ -445,13 +558,14 @@ def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]
     A value shared only by the seats of one organisation (its egress block, its system prompt) explains their
     likeness instead of proving an operator behind them.
     """
-    shared = sig.concentrated_values(ctx.id_pairs, accounts, ctx.value_accounts)
+    shared = sig.concentrated_values(ctx.id_pairs, accounts, ctx.value_accounts, ctx.signals.infra_min_accounts,
+                                     ctx.signals.infra_min_concentration)
     if not shared:
         return shared
     holders = _holders(ctx.id_pairs, accounts, shared)
     n_principals = (holders.assign(p=ctx.principal_of.reindex(holders["account_id"]).to_numpy())
                     .groupby(["field", "value"])["p"].nunique())
-    return [s for s in shared if n_principals.get((s.field, s.value), 0) >= 2]
+    return [s for s in shared if n_principals.get((s.field, s.value), 0) >= ctx.config.evidence_min_principals]
 
 
 def _n_principals(members: list[str], ctx: _Context, shared: list[sig.SharedValue]) -> int:
@@ -466,13 +580,15 @@ def _n_principals(members: list[str], ctx: _Context, shared: list[sig.SharedValu
     return int(principal.nunique())
 
 
-def _hour_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
-    """Unit hour-of-day activity profiles of ``members`` (rows), smoothed over neighbouring hours."""
+def _hour_profiles(mreq: pd.DataFrame, members: list[str], kernel: Sequence[float]) -> np.ndarray:
+    """Unit hour-of-day activity profiles of ``members`` (rows), smoothed over neighbouring hours with the
+    weights ``kernel`` (odd length, centred on the hour)."""
     codes = pd.Categorical(mreq["account_id"], categories=members).codes
     hours = ((mreq["t"].to_numpy() // 3600) % 24).astype(np.int64)
     prof = np.zeros((len(members), 24))
     np.add.at(prof, (codes, hours), 1.0)
-    smooth = sum(w * np.roll(prof, o, axis=1) for o, w in zip(range(-2, 3), (1.0, 2.0, 3.0, 2.0, 1.0), strict=True))
+    half = len(kernel) // 2
+    smooth = sum(w * np.roll(prof, o, axis=1) for o, w in zip(range(-half, half + 1), kernel, strict=True))
     norm = np.linalg.norm(smooth, axis=1, keepdims=True)
     return smooth / np.where(norm > 0, norm, 1.0)
 
@@ -510,7 +626,7 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     if len(members) < 2 * config.min_operator_accounts:
         return [members]
     mreq = greq[greq["account_id"].isin(set(members))]
-    unit = _hour_profiles(mreq, members)
+    unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
     timing = unit @ unit.T >= config.operator_timing_similarity
     linked = np.zeros_like(timing)
     shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS]
@@ -553,17 +669,19 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
 
     values: dict[str, float | None] = {}
     values["spread"] = sig.spread(n_principals, config.full_spread_accounts)
+    sigp = ctx.signals
     values["evenness"] = sig.evenness(m_counts.to_numpy()) if n_members >= 2 else None
     values["focus"] = float(m_share.mean())
     n_unique = int(mreq["prompt_hash"].nunique())
     n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
-    values["diversity"] = sig.diversity(n_tasks, len(mreq))
+    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
     # Templating of each unit (a template family has one scaffold; a topic cluster rarely does),
     # weighted by the members' requests in it.
     cw = mreq.groupby("cluster_id").size()
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
-    values["templating"] = float(np.average([sig.templating(i.template_coverage, i.n_fixed_words, n_slots=i.n_slots)
+    values["templating"] = float(np.average([sig.templating(i.template_coverage, i.n_fixed_words,
+                                                           sigp.full_scaffold_words, n_slots=i.n_slots)
                                              for i in infos],
                                             weights=w))
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
@@ -571,10 +689,11 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     if "intent_similarity" in mreq:
         judged = mreq["intent_similarity"].notna()
         unjudged = 1.0 - float(judged.mean())
-        tv = mreq.loc[judged, "intent_similarity"].astype(float).map(sig.training_value_from_similarity)
+        tv = mreq.loc[judged, "intent_similarity"].astype(float).map(
+            lambda x: sig.training_value_from_similarity(x, sigp.training_value_low, sigp.training_value_high))
         # Mostly text the embedding model cannot read (another script): training value is not judged and
         # the gate stays open, so that detection rests on behaviour rather than on the model's languages.
-        values["training_value"] = float(tv.mean()) if unjudged < 0.5 and len(tv) else None
+        values["training_value"] = float(tv.mean()) if unjudged < config.unjudged_max_share and len(tv) else None
         kinds = tv.groupby(mreq.loc[judged, "intent"].fillna("")).sum()
         kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
     else:
@@ -582,22 +701,25 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
         kind_name = top_info.intent
     sim = None
     values["sync"] = None
-    if (mreq.groupby("account_id").size() >= 3).sum() >= 3:
+    if (mreq.groupby("account_id").size() >= config.sync_min_requests).sum() >= config.sync_min_accounts:
         sim = sig.activity_similarity(mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes)
         values["sync"] = sig.sync(sim, ctx.null_similarity, config.sync_full_ratio)
-    values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy())
+    values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy(),
+                                              sigp.regularity_min_requests, sigp.regularity_max_cv)
     holders = _holders(ctx.id_pairs, member_set, shared)
     infra_accounts = set(holders["account_id"])
     values["infrastructure"] = len(infra_accounts) / n_members if (ctx.infra_applicable and n_members >= 2) else None
     other = ctx.window_req[~ctx.window_req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
-    values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases)
+    values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases,
+                                             sigp.pivot_window_hours, sigp.pivot_min_requests, sigp.pivot_full_excess)
 
     score = score_signals(values, config.weights, value_full=config.value_full)
     cid = campaign_id(members, group)
-    kind = kind_name if (values["training_value"] or 0.0) >= 0.3 else ""
+    ep = ctx.evidence
+    kind = kind_name if (values["training_value"] or 0.0) >= ep.intent_min_value else ""
     evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared, infra_accounts,
                          top_info.template, top_info.template_coverage, kind, pivot_model, sim, ctx.null_similarity,
-                         config)
+                         config, ep)
     evidence[1:1] = _context_evidence(n_members, n_principals, n_tasks, n_unique, n_operators, values, config,
                                       unjudged)
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
@@ -606,12 +728,13 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     row = {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
         "label": campaign_label(kind, topic, n_members, n_principals), "kind": kind,
-        "keywords": list(dict.fromkeys(k for i in infos for k in i.keywords))[:10], "template": top_info.template,
+        "keywords": list(dict.fromkeys(k for i in infos for k in i.keywords))[: ep.keywords],
+        "template": top_info.template,
         "n_accounts": n_members, "n_requests": int(len(mreq)),
         "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
         "clusters": [int(c) for c in group],
         "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
-        "evidence": evidence, "examples": _examples(mreq, ctx.texts_for, n=5),
+        "evidence": evidence, "examples": _examples(mreq, ctx.texts_for, n=ep.examples),
     }
     # Per-account evidence.
     by_value = {(s.field, s.value): s for s in shared}
@@ -625,17 +748,20 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     for acc, n in zip(members, m_counts.to_numpy(), strict=True):
         total = int(ctx.account_total[acc])
         ev = [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign"]
-        ev += infra_by_acc.get(acc, [])[:3]
+        ev += infra_by_acc.get(acc, [])[: ep.account_identifiers]
         if acc in extra_members:
             ev.append("joined through shared infrastructure despite mixing in other traffic (hydra pattern)")
         account_rows.append({
             "campaign_id": cid, "account_id": acc, "n_requests": int(n), "share": round(float(n / total), 4),
-            "score": round(score * (0.5 + 0.5 * min(1.0, n / total)), 4), "evidence": ev,
+            "score": round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, n / total)),
+                           4),
+            "evidence": ev,
         })
     # Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
     # so that near-members rank above accounts that never touched it.
     partial_rows = [
-        {"account_id": acc, "campaign_id": cid, "partial": score * 0.5 * (n / ctx.account_total[acc]) ** 2}
+        {"account_id": acc, "campaign_id": cid,
+         "partial": score * config.partial_score_factor * (n / ctx.account_total[acc]) ** config.partial_score_exponent}
         for acc, n in per_acc[~per_acc.index.isin(member_set)].items()
     ]
     return row, account_rows, partial_rows
@@ -674,14 +800,14 @@ _INSTRUCTION_WORDS = frozenset(
     "please result results instruction instructions rubric feedback grade use using end boxed".split())
 
 
-def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo, n_words: int = 3,
-           min_topic_share: float = 0.3) -> str:
+def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
     """The subject of the tasks: keywords of the members' most used topic (semantic) cluster.
 
     A template family's keywords name its wrapper ("problem · step · answer"); the topic clusters the same
     prompts fall into name what the tasks are about, once words of the wrapper and of instructions are left
-    out. Empty when nothing is left (the label then names the intent alone).
+    out. Empty when nothing is left (the label then names the intent alone). Cut-offs: ``ctx.evidence``.
     """
+    ep = ctx.evidence
     units = [ctx.clusters.get(int(c)) for c in mreq["cluster_id"].unique()]
     scaffold = set(re.findall(r"\w+", " ".join(
         [top_info.template] + [u.template for u in units if u is not None]).lower())) | _INSTRUCTION_WORDS
@@ -690,14 +816,15 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo, n_words: in
         topics = mreq.loc[mreq["topic_cluster"] >= 0, "topic_cluster"].value_counts()
         # Only a topic that holds a good part of the campaign names it; tasks spread over many topics (a
         # harvest of GSM8K problems) get no topic rather than the keywords of a minor one.
-        for tc in topics.index[topics >= min_topic_share * len(mreq)][:2]:
+        for tc in topics.index[topics >= ep.topic_min_share * len(mreq)][: ep.topic_clusters]:
             info = ctx.clusters.get(int(tc))
             for k in (info.keywords if info is not None else []):
                 words = re.findall(r"\w+", k.lower())
-                if (words and all(len(w) >= 3 and w.isalpha() for w in words) and not set(words) & scaffold
+                if (words and all(len(w) >= ep.topic_min_word_chars and w.isalpha() for w in words)
+                        and not set(words) & scaffold
                         and k not in chosen):
                     chosen.append(k)
-    return ", ".join(chosen[:n_words])
+    return ", ".join(chosen[: ep.topic_words])
 
 
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
@@ -725,17 +852,18 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
     return ev
 
 
-def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, n: int = 300, seed: int = 0) -> float:
-    """Activity similarity of random accounts with at least 3 requests: the baseline for ``sync``."""
+def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, seed: int = 0) -> float:
+    """Activity similarity of ``null_accounts`` random accounts with at least ``sync_min_requests`` requests:
+    the baseline for ``sync``."""
     counts = req.groupby("account_id").size()
-    pool = sorted(counts[counts >= 3].index)
-    if len(pool) < 3:
+    pool = sorted(counts[counts >= config.sync_min_requests].index)
+    if len(pool) < config.sync_min_accounts:
         return 0.0
     rng = np.random.default_rng(seed)
-    pick = set(rng.choice(pool, size=min(n, len(pool)), replace=False).tolist())
+    pick = set(rng.choice(pool, size=min(config.null_accounts, len(pool)), replace=False).tolist())
     sub = req[req["account_id"].isin(pick)]
     # Cap heavy accounts so that they do not dominate the baseline.
-    sub = sub.groupby("account_id", group_keys=False).head(200)
+    sub = sub.groupby("account_id", group_keys=False).head(config.null_max_requests)
     return sig.activity_similarity(sub["acode"].to_numpy(), sub["t"].to_numpy(), config.sync_bucket_minutes)
 
 
@@ -756,7 +884,8 @@ def _examples(mreq: pd.DataFrame, texts_for, n: int) -> list[str]:
 
 
 def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts,
-              template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig) -> list[str]:
+              template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig,
+              ep: EvidenceParams) -> list[str]:
     ev = [f"{n_members} accounts sent {n_requests:,} requests ({n_unique:,} distinct prompts)."]
     if n_members >= 2:
         ev.append(
@@ -765,31 +894,32 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
         )
     ev.append(
         f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_share)))} of each account's own traffic is in this campaign"
-        + (f"; {int((m_share >= 0.8).sum())} accounts do almost nothing else." if (m_share >= 0.8).any() else ".")
+        + (f"; {int((m_share >= ep.focused_share).sum())} accounts do almost nothing else."
+           if (m_share >= ep.focused_share).any() else ".")
     )
-    if values["diversity"] < 0.5:
+    if values["diversity"] < ep.low_diversity:
         ev.append(
             f"Low task diversity: {n_unique:,} distinct prompts for {n_requests:,} requests "
             "(one prompt repeated: looks like a viral or scripted repeat, not a harvest of tasks)."
         )
-    if values["templating"] >= 0.3 and template_text:
+    if values["templating"] >= ep.templated_min and template_text:
         ev.append(f"Templated: {_fmt_pct(coverage)} of the main unit's prompts share the scaffold "
                   f"\u201c{template_text[:160]}\u201d.")
-    if (values["training_value"] or 0.0) >= 0.3 and kind:
+    if (values["training_value"] or 0.0) >= ep.intent_min_value and kind:
         ev.append(f"Training value {values['training_value']:.2f}: the prompts read as {kind}.")
-    if values.get("sync") is not None and values["sync"] >= 0.2:
+    if values.get("sync") is not None and values["sync"] >= ep.sync_min:
         ev.append(f"Synchronized: accounts are active in the same {config.sync_bucket_minutes}-minute windows "
                   f"(activity similarity {sim:.3f} vs {null_sim:.3f} for random accounts).")
     elif values.get("sync") is None and n_members >= 2:
-        ev.append("Timing: too few accounts with 3+ requests to compare their activity (counted as no "
-                  "synchronization).")
-    if values.get("regularity") is not None and values["regularity"] >= 0.5:
+        ev.append(f"Timing: too few accounts with {config.sync_min_requests}+ requests to compare their activity "
+                  "(counted as no synchronization).")
+    if values.get("regularity") is not None and values["regularity"] >= ep.regularity_min:
         ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
     if infra_accounts:
-        tops = "; ".join(f"{s.field.replace('_', ' ')} {s.value[:50]!r} ({s.n_group_accounts} accounts)" for s in shared_vals[:3])
+        tops = "; ".join(f"{s.field.replace('_', ' ')} {s.value[:50]!r} ({s.n_group_accounts} accounts)" for s in shared_vals[: ep.campaign_identifiers])
         ev.append(f"Shared infrastructure: {len(infra_accounts)} of {n_members} accounts share identifiers used "
                   f"mostly by this group: {tops}.")
-    if values.get("pivot") is not None and values["pivot"] >= 0.3:
+    if values.get("pivot") is not None and values["pivot"] >= ep.pivot_min:
         ev.append(f"Pivot: traffic moved to newly released model {pivot_model!r} much faster than other tenants "
                   f"(pivot {values['pivot']:.2f}).")
     if n_members == 1:

@@ -48,10 +48,6 @@ CHECKPOINTS: dict[str, str] = {
     "export.before_rename": "an output file (export, STIX bundle) complete under its temporary name",
 }
 
-#: Result-table transactions (``Workspace.replace_tables``), named by a table only that stage writes.
-_COMMIT_BY_TABLE = (("campaign_history", "score.before_commit"), ("prompt_map", "map.before_commit"),
-                    ("prompt_clusters", "cluster.before_commit"))
-
 _hits: Counter[str] = Counter()
 
 
@@ -71,10 +67,16 @@ def checkpoint(name: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def commit_point(tables: Iterable[str]) -> str:
-    """The checkpoint name of a result-table transaction about to commit, from the tables it writes."""
-    written = set(tables)
-    for table, name in _COMMIT_BY_TABLE:
-        if table in written:
-            return name
-    return "tables.before_commit"  # unregistered: a new caller of replace_tables should be given a name
+def commit_point(replaced: Iterable[str], upserted: Iterable[str] = (), appended: Iterable[str] = ()) -> str:
+    """The checkpoint name of a result-table transaction (``Workspace.write_tables``) about to commit, from the
+    tables it replaces, upserts and appends to: the stage that writes them."""
+    replaced, upserted, appended = set(replaced), set(upserted), set(appended)
+    if "campaign_history" in appended:
+        return "score.before_commit"
+    if "prompt_map" in replaced:
+        return "map.before_commit"
+    if "prompt_clusters" in upserted:
+        return "assign.before_commit"
+    if "prompt_clusters" in replaced:
+        return "cluster.before_commit"
+    return "tables.before_commit"  # unregistered: a new writer of result tables should be given a name here

@@ -22,6 +22,10 @@ TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
 WORKSPACE = click.option(
     "--workspace", "-w", required=True, type=click.Path(file_okay=False), help="Workspace folder (created if missing)."
 )
+CONFIG = click.option(
+    "--config", "config_file", default=None, type=click.Path(dir_okay=False),
+    help="A TOML configuration (see 'analyzer config show'): over the defaults and WORKSPACE/analyzer.toml, "
+         "under explicit flags.")
 
 
 def _model_options(f):
@@ -41,18 +45,19 @@ def _model_options(f):
 
 
 def _cluster_options(f):
-    f = click.option("--min-cluster-size", default=ClusterParams.min_cluster_size, show_default=True, type=int,
+    # Defaults None: a flag given overrides the configuration files, one not given leaves them be.
+    f = click.option("--min-cluster-size", default=None, show_default=str(ClusterParams.min_cluster_size), type=int,
                      help="Fewest unique prompts in a cluster: the smallest detectable campaign template.")(f)
-    f = click.option("--min-samples", default=ClusterParams.min_samples, show_default=True, type=int,
+    f = click.option("--min-samples", default=None, show_default=str(ClusterParams.min_samples), type=int,
                      help="HDBSCAN min_samples (higher = more conservative, more noise).")(f)
-    f = click.option("--knn", default=ClusterParams.k, show_default=True, type=int, help="Neighbours per prompt in the kNN graph.")(f)
-    f = click.option("--selection", default=ClusterParams.selection, show_default=True, type=click.Choice(["leaf", "eom"]),
+    f = click.option("--knn", default=None, show_default=str(ClusterParams.k), type=int, help="Neighbours per prompt in the kNN graph.")(f)
+    f = click.option("--selection", default=None, show_default=ClusterParams.selection, type=click.Choice(["leaf", "eom"]),
                      help="HDBSCAN cluster selection method.")(f)
     return f
 
 
 def _score_options(f):
-    f = click.option("--flag-threshold", default=ScoringConfig.flag_threshold, show_default=True, type=float,
+    f = click.option("--flag-threshold", default=None, show_default=str(ScoringConfig.flag_threshold), type=float,
                      help="Campaigns scoring at least this are flagged.")(f)
     f = click.option("--weights", default=None, metavar="JSON",
                      help='Signal weights as JSON, e.g. \'{"focus": 3, "sync": 2}\' (others keep defaults).')(f)
@@ -60,12 +65,14 @@ def _score_options(f):
 
 
 def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
-             selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False) -> RunOptions:
+             selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False,
+             config_file=None, workspace=None) -> RunOptions:
     opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
                       make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
+    opts = _configured(opts, workspace, config_file)
     cp = opts.cluster
-    opts.cluster = ClusterParams(k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
-                                 min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
+    opts.cluster = replace(cp, k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
+                           min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
     if flag_threshold is not None:
         opts.scoring = replace(opts.scoring, flag_threshold=flag_threshold)
     if weights:
@@ -78,6 +85,23 @@ def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embed
             raise click.BadParameter(f"--weights: unknown signals {sorted(unknown)}; known: {sorted(opts.scoring.weights)}")
         opts.scoring.weights.update({k: float(v) for k, v in w.items()})
     return opts
+
+
+def _configured(opts: RunOptions, workspace: str | None, config_file: str | None) -> RunOptions:
+    """``opts`` with the configuration of ``WORKSPACE/analyzer.toml`` and ``--config`` (analyzer.config)."""
+    from analyzer import config as config_mod
+
+    try:
+        return config_mod.apply(config_mod.load_config(workspace, config_file), opts)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _effective(opts: RunOptions) -> dict:
+    """The configuration ``opts`` runs with, as recorded in the run's params."""
+    from analyzer import config as config_mod
+
+    return config_mod.as_dict(config_mod.of_options(opts))
 
 
 def _open(path: str, create: bool = False):
@@ -133,6 +157,7 @@ def main() -> None:
 @_model_options
 @_cluster_options
 @_score_options
+@CONFIG
 @click.option("--column-map", default=None, metavar="SRC=DST,...",
               help="Rename input columns, e.g. 'user=account_id,text=prompt,time=timestamp'.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
@@ -153,7 +178,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     from analyzer.pipeline import run_all
     from analyzer.workspace import WorkspaceLocked
 
-    opts = _options(**kw)
+    opts = _options(workspace=workspace, **kw)
     opts.embed_chunk = embed_chunk
     opts.recluster = recluster
     paths = _paths(logs)
@@ -279,27 +304,29 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
 @WORKSPACE
 @_model_options
 @_cluster_options
+@CONFIG
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (label sampling, index training).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def cluster(workspace, quiet, **kw):
     """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
     from analyzer import pipeline
 
-    opts = _options(quiet=quiet, **kw)
+    opts = _options(quiet=quiet, workspace=workspace, **kw)
     _stage("cluster", lambda ws, rid: pipeline.cluster(ws, opts), workspace, opts,
-           {"cluster": opts.cluster.__dict__}, tier=kw.get("tier"), embeds=True).close()
+           {"cluster": opts.cluster.__dict__, "config": _effective(opts)}, tier=kw.get("tier"), embeds=True).close()
 
 
 @main.command()
 @WORKSPACE
 @_score_options
+@CONFIG
 def score(workspace, **kw):
     """Group clusters into campaigns by shared accounts, compute signals, score and explain."""
     from analyzer import pipeline
 
-    opts = _options(**kw)
+    opts = _options(workspace=workspace, **kw)
     ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts, rid), workspace, opts,
-                {"scoring": opts.scoring.__dict__})
+                {"scoring": opts.scoring.__dict__, "config": _effective(opts)})
     _echo_summary(ws)
     ws.close()
 
@@ -309,11 +336,12 @@ def score(workspace, **kw):
 @_model_options
 @click.option("--sample", default=20_000, show_default=True, type=int, help="Prompts laid out.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sample and UMAP).")
+@CONFIG
 def map_cmd(workspace, sample, seed, **kw):
     """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
     from analyzer import pipeline
 
-    opts = _options(seed=seed, **kw)
+    opts = _options(seed=seed, workspace=workspace, **kw)
     opts.map_sample = sample
     _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample},
            tier=kw.get("tier"), embeds=True).close()
@@ -384,16 +412,18 @@ def watch() -> None:
 @click.option("--dismiss", is_flag=True, help="Remember the campaign as dismissed (not flagged again) instead of confirmed.")
 @click.option("--note", default="", help="Why (stored with the entry).")
 @click.option("--analyst", default=None, help="Who decided (default: cli:$USER).")
-def watch_add(campaign, workspace, dismiss, note, analyst):
+@CONFIG
+def watch_add(campaign, workspace, dismiss, note, analyst, config_file):
     """Store CAMPAIGN's fingerprint (a campaign id of the latest analysis) as a watch entry."""
     from analyzer.pipeline import add_watch
     from analyzer.workspace import WorkspaceLocked
 
+    watch_config = _configured(RunOptions(), workspace, config_file).watch  # how fingerprints are made
     ws = _open(workspace)
     try:
         with ws.writing():
             e = add_watch(ws, campaign, "dismissed" if dismiss else "confirmed",
-                          analyst or f"cli:{os.environ.get('USER', 'unknown')}", note)
+                          analyst or f"cli:{os.environ.get('USER', 'unknown')}", note, watch_config)
     except (KeyError, WorkspaceLocked) as exc:
         raise click.ClickException(str(exc).strip('"')) from None
     finally:
@@ -509,6 +539,35 @@ def watch_import(bundle, workspace):
     click.echo(f"imported {len(entries)} watch entries")
 
 
+@main.group("config")
+def config_group() -> None:
+    """The configuration: every threshold and weight, read from WORKSPACE/analyzer.toml and --config FILE."""
+
+
+@config_group.command("show")
+@click.option("--workspace", "-w", default=None, type=click.Path(file_okay=False),
+              help="Read WORKSPACE/analyzer.toml too (when present).")
+@CONFIG
+def config_show(workspace, config_file):
+    """Print the effective configuration as TOML, each value with what it means.
+
+    Defaults, then WORKSPACE/analyzer.toml, then --config FILE. The output is a valid configuration: save it as
+    WORKSPACE/analyzer.toml (or pass it with --config) and edit the values to change.
+    """
+    from analyzer import config as config_mod
+
+    try:
+        cfg = config_mod.load_config(workspace, config_file)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    read = [p for p in ((os.path.join(workspace, config_mod.CONFIG_FILE) if workspace else None), config_file)
+            if p and os.path.isfile(p)]
+    header = (f"analyzer {__version__}: effective configuration (defaults"
+              + "".join(f" < {sanitize(p, ident=True)}" for p in read) + ").\n"
+              "Save as WORKSPACE/analyzer.toml or pass with --config; explicit command-line flags override it.")
+    click.echo(config_mod.to_toml(cfg, header), nl=False)
+
+
 def _known_presets(ctx, param, value):
     """``--preset`` names checked against analyzer.bench.scenario.PRESETS as it is now (not a fixed list)."""
     from analyzer.bench.scenario import PRESETS
@@ -561,8 +620,10 @@ def _known_suite(ctx, param, value):
               help="Embedding tier the analyzer uses (bertopic is given the same vectors); 'both' runs the analyzer "
                    "once per tier, each row carrying its tier.")
 @click.option("--dry-run", is_flag=True, help="Print what would run (presets, seeds, systems, tiers) and stop.")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="A TOML configuration (see 'analyzer config show') the analyzer runs with, over the defaults.")
 def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curve, out, in_process, embedding_cache,
-          tier, dry_run):
+          tier, dry_run, config_file):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
@@ -615,10 +676,18 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     names = names or ["quick" if (quick or curve) else "scale" if scale else "standard"]
     tiers = ["fast", "accurate"] if tier == "both" else [tier]
     mode = "curve" if curve else "benign-only" if benign_only else "compare"
+    if config_file:  # a bad file is an error now, not in every run
+        from analyzer import config as config_mod
+
+        try:
+            config_mod.read_file(config_file)
+        except config_mod.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     if dry_run:
         click.echo(f"mode: {mode}\npresets: {', '.join(names)}\nseeds: {', '.join(map(str, seeds or (0,)))}\n"
                    f"systems: {', '.join(systems)}\ntiers: {', '.join(tiers)}\nknobs: {json.dumps(parsed)}\n"
-                   f"out: {out or '-'}" + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
+                   f"out: {out or '-'}\nconfig: {config_file or 'defaults'}"
+                   + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
         return
     if not corpora.available():
         raise click.ClickException(
@@ -629,7 +698,7 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
         for name in names:
             for seed in seeds or (0,):
                 rows += run_curve(name, seed, tier, knobs=parsed, isolate=not in_process,
-                                  embedding_cache=embedding_cache, log=say)
+                                  embedding_cache=embedding_cache, log=say, config_file=config_file)
         click.echo(curve_table(rows))
         if out:
             save(rows, out)
@@ -641,7 +710,8 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
             say("curve plot not saved: give --out to save it next to the rows")
         return
     rows = run_bench(names, seeds or (0,), systems, isolate=not in_process, knobs=parsed,
-                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say)
+                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say,
+                     config_file=config_file)
     if benign_only:
         summary = benign_summary(rows)
         click.echo(benign_table(rows, summary))

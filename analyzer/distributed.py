@@ -89,11 +89,7 @@ class EmbedActor:
 
 def pending_count(ws: Workspace, key: str) -> int:
     """Number of unique prompts without a vector for ``key``."""
-    return int(ws.db.execute(
-        """SELECT count(*) FROM prompts p
-           WHERE NOT EXISTS (SELECT 1 FROM embedded e WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)""",
-        [key],
-    ).fetchall()[0][0])
+    return ws.pending_count(key)
 
 
 def iter_pending(ws: Workspace, key: str, shard_rows: int) -> Iterator[pd.DataFrame]:
@@ -104,13 +100,7 @@ def iter_pending(ws: Workspace, key: str, shard_rows: int) -> Iterator[pd.DataFr
     """
     after = ""
     while True:
-        frame = ws.db.execute(
-            """SELECT p.prompt_hash, p.text FROM prompts p
-               WHERE p.prompt_hash > ? AND NOT EXISTS
-                     (SELECT 1 FROM embedded e WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)
-               ORDER BY p.prompt_hash LIMIT ?""",
-            [after, key, int(shard_rows)],
-        ).df()
+        frame = ws.pending_prompts(key, after=after, limit=int(shard_rows))
         if frame.empty:
             return
         frame["text"] = frame["text"].fillna("")
@@ -219,7 +209,7 @@ def embed_with_ray(ws: Workspace, options: RunOptions, address: str, num_actors:
                 ray.shutdown()
     if options.embedding_cache and done:
         export_embeddings(ws, options.embedding_cache, key)
-    total = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    total = ws.embedded_count(key)
     return {"model_key": key, "embedded_now": done, "embedded_total": total, "reused_from_cache": reused}
 
 

@@ -827,6 +827,33 @@ def calibrate_similarity(key: str, similarity: np.ndarray) -> np.ndarray:
     return sims
 
 
+# --- what a workspace was embedded with ------------------------------------------------------------------------
+# Runs recorded before tiers existed embedded with the accurate model (the only one there was).
+PRE_TIER_TIER = "accurate"
+
+
+@dataclass(frozen=True)
+class RecordedSettings:
+    """The embedding settings a run recorded (``runs.params.options``): queries and later runs must use the
+    same ones, so that their vectors share the workspace's vector space."""
+
+    model: str
+    max_seq_length: int
+    tier: str
+
+
+def recorded_settings(options: dict | None) -> RecordedSettings | None:
+    """The embedding settings of a run's recorded ``options`` (see ``Workspace.last_run_options``); ``None``
+    when nothing was recorded (a new workspace: the defaults apply). The one fallback: options without a
+    known tier were recorded before tiers existed, which means :data:`PRE_TIER_TIER`."""
+    if options is None:
+        return None
+    tier = options.get("tier")
+    return RecordedSettings(model=str(options.get("model") or DEFAULT_MODEL),
+                            max_seq_length=int(options.get("max_seq_length") or 128),
+                            tier=tier if tier in TIERS else PRE_TIER_TIER)
+
+
 # --- entry point ------------------------------------------------------------------------------------------------
 def make_embedder(
     model: str = DEFAULT_MODEL,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from analyzer import store
 from analyzer.workspace import Workspace
 
 SCHEMA_VERSION = 1
@@ -249,7 +250,7 @@ def _iso(value) -> str | None:
 def _tables(ws: Workspace) -> set[str]:
     """Tables present in the workspace: an old or partly written workspace may lack some, and exports read
     it read-only, so they cannot create them."""
-    return {r[0] for r in ws.db.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    return store.table_names(ws)
 
 
 def _triage_latest(ws: Workspace, tables: set[str]) -> pd.DataFrame:
@@ -269,9 +270,7 @@ def _campaign_history(ws: Workspace, tables: set[str]) -> tuple[dict[str, list[d
     history: dict[str, list[dict]] = {}
     identity: dict[str, dict] = {}
     if "campaign_history" in tables:
-        rows = ws.db.execute(
-            """SELECT h.* FROM campaign_history h SEMI JOIN campaigns c USING (campaign_id)
-               ORDER BY h.run_id""").df()
+        rows = store.current_campaign_history(ws)
         for r in rows.itertuples(index=False):
             history.setdefault(r.campaign_id, []).append({
                 "run": int(r.run_id), "transition": str(r.transition),
@@ -280,8 +279,7 @@ def _campaign_history(ws: Workspace, tables: set[str]) -> tuple[dict[str, list[d
                 "n_requests": int(r.n_requests),
             })
     if "campaign_identity" in tables:
-        for r in ws.db.execute("SELECT * FROM campaign_identity SEMI JOIN campaigns USING (campaign_id)").df(
-                ).itertuples(index=False):
+        for r in store.current_campaign_identity(ws).itertuples(index=False):
             identity[r.campaign_id] = r._asdict()
     return history, identity
 
@@ -301,12 +299,10 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
     tables = _tables(ws)
     if "campaigns" not in tables:
         return []
-    camps = ws.db.execute("SELECT * FROM campaigns ORDER BY rank").df()
+    camps = store.campaigns(ws)
     by_campaign: dict[str, list[str]] = {}
     if "campaign_accounts" in tables:
-        accounts = ws.db.execute(
-            "SELECT campaign_id, account_id FROM campaign_accounts ORDER BY campaign_id, n_requests DESC, account_id"
-        ).df()
+        accounts = store.campaign_members(ws)
         by_campaign = accounts.groupby("campaign_id")["account_id"].agg(list).to_dict()
     triage = _triage_latest(ws, tables).set_index("campaign_id")
     history, identity = _campaign_history(ws, tables)
@@ -410,25 +406,7 @@ def to_csv(ws: Workspace) -> str:
     tables = _tables(ws)
     if not {"accounts", "campaigns", "campaign_accounts"} <= tables:
         return buf.getvalue()
-    has_history = {"campaign_history", "campaign_identity"} <= tables
-    latest = ("(SELECT campaign_id, transition FROM campaign_history "
-              "WHERE run_id = (SELECT max(run_id) FROM campaign_history))" if has_history else
-              "(SELECT NULL::VARCHAR AS campaign_id, NULL::VARCHAR AS transition)")
-    ident = ("campaign_identity" if has_history else
-             "(SELECT NULL::VARCHAR AS campaign_id, NULL::TIMESTAMPTZ AS first_flagged_at)")
-    rows = ws.db.execute(
-        f"""
-        SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
-               ca.share AS share_in_campaign, c.score AS campaign_score, c.label AS campaign_label,
-               h.transition AS campaign_transition, i.first_flagged_at AS campaign_first_flagged
-        FROM accounts a
-        LEFT JOIN campaigns c USING (campaign_id)
-        LEFT JOIN campaign_accounts ca ON ca.campaign_id = a.campaign_id AND ca.account_id = a.account_id
-        LEFT JOIN {latest} h ON h.campaign_id = a.campaign_id
-        LEFT JOIN {ident} i ON i.campaign_id = a.campaign_id
-        ORDER BY a.score DESC, a.account_id
-        """
-    ).df()
+    rows = store.account_rows(ws)
     for r in rows.itertuples(index=False):
         w.writerow([
             csv_cell(r.account_id, ident=True), f"{float(r.score):.4f}",

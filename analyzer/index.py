@@ -51,22 +51,28 @@ def knn_graph(
     k: int = 15,
     batch: int = 8192,
     progress: Callable[[int], None] | None = None,
+    ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(neighbours, similarities)``, each ``(n, k)``, for every vector, itself excluded.
+    """Return ``(neighbours, similarities)``, each ``(n, k)``, for every vector, itself excluded; with ``ids``
+    only for the rows ``ids`` of ``vectors`` (``vectors`` are the index's rows, in order).
 
     Missing neighbours (tiny inputs, IVF misses) are ``-1`` with similarity ``-inf``.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = vectors.shape[0]
-    k_eff = min(k + 1, n)
+    n = vectors.shape[0] if ids is None else len(ids)
+    k_eff = min(k + 1, int(index.ntotal))
     nbrs = np.full((n, k), -1, dtype=np.int64)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
     for start in range(0, n, batch):
-        q = vectors[start : start + batch]
+        if ids is None:
+            q = vectors[start : start + batch]
+            rows = np.arange(start, start + len(q))
+        else:
+            rows = np.asarray(ids[start : start + batch], dtype=np.int64)
+            q = vectors[rows]
         s, i = index.search(q, k_eff)
-        rows = np.arange(start, start + len(q))[:, None]
         # Drop the query itself wherever it appears; keep the first k others, in order.
-        keep = (i != rows) & (i >= 0)
+        keep = (i != rows[:, None]) & (i >= 0)
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
         kept = np.take_along_axis(keep, order, axis=1)
         width = order.shape[1]

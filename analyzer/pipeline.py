@@ -32,10 +32,11 @@ from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
 from analyzer import watch as watch_mod
-from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns
+from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_campaigns
 from analyzer.checkpoints import checkpoint
-from analyzer.embed import DEFAULT_TIER, TIERS, make_embedder
+from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
 from analyzer.ingest import read_logs
+from analyzer.mapparams import MapParams
 from analyzer.text import analysis_text
 from analyzer.workspace import Workspace, now_utc
 
@@ -61,6 +62,11 @@ class RunOptions:
     progress: bool = True
     recluster: bool = False  # re-cluster everything even when new prompts could be assigned to the clustering
     incremental: assign_mod.IncrementalParams = field(default_factory=assign_mod.IncrementalParams)
+    # The other sections of the configuration (analyzer.config.AnalyzerConfig groups them all).
+    signals: sig.SignalParams = field(default_factory=sig.SignalParams)
+    evidence: EvidenceParams = field(default_factory=EvidenceParams)
+    watch: watch_mod.WatchConfig = field(default_factory=watch_mod.WatchConfig)
+    map: MapParams = field(default_factory=MapParams)
 
 
 #: Packages whose versions each run records: key in the record, then the distribution names it may have.
@@ -107,12 +113,8 @@ def workspace_tier(ws: Workspace) -> str | None:
 
     Later stages and re-runs use it when no tier is given, so that a workspace keeps one vector space.
     """
-    rows = ws.db.execute(
-        "SELECT params FROM runs WHERE params LIKE '%\"tier\"%' ORDER BY run_id DESC LIMIT 1").fetchall()
-    if not rows:
-        return None
-    tier = (json.loads(rows[0][0]).get("options") or {}).get("tier")
-    return tier if tier in TIERS else None
+    found = recorded_settings(ws.last_run_options())
+    return found.tier if found else None
 
 
 def peak_rss_mb() -> float:
@@ -204,7 +206,7 @@ def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
                 ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
     if options.embedding_cache and n:
         export_embeddings(ws, options.embedding_cache, key)
-    total = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    total = ws.embedded_count(key)
     return {"model_key": key, "embedded_now": n, "embedded_total": total, "reused_from_cache": reused}
 
 
@@ -237,8 +239,7 @@ def export_embeddings(ws: Workspace, cache_dir: str, key: str) -> int:
     cache = Workspace(cache_dir, create=True)
     try:
         with cache.writing():
-            known = set(h for (h,) in cache.db.execute(
-                "SELECT prompt_hash FROM embedded WHERE model_key = ?", [key]).fetchall())
+            known = set(cache.embedded_hashes(key))
             take = np.flatnonzero([h not in known for h in hashes])
             if len(take):
                 cache.add_embedding_shard(key, hashes[take].tolist(), vectors[take])
@@ -290,7 +291,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
         nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
     key = embedder_for(options).key
     labels, strengths = cluster_mod.cluster_knn_graph(nbrs, sims, options.cluster)
-    counts = ws.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
+    counts = ws.request_counts()
     req_counts = counts.set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
     labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
     strengths = np.where((strengths == 0) & (labels >= 0), 1.0, strengths)
@@ -301,8 +302,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     del nbrs, sims, calibrated
     # Every text-reading step below (families, scaffolds, labels, language) reads a long prompt's head and
     # tail only: bounded work per prompt, and padding cannot push the instruction out of view.
-    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"].map(
-        analysis_text)
+    texts = ws.prompt_texts().map(analysis_text)
     hash_texts = texts.reindex(hashes).fillna("").tolist()
     families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
     offset = int(labels.max()) + 1 if n else 0
@@ -318,7 +318,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     intents, intent_sim = prompt_intents(vectors, options, key)
     # The embedding models read English (and Latin-script languages) only: the intent of a prompt written
     # mostly in another script is not judged (NaN), so that detection does not depend on it.
-    unread = np.fromiter((sig.unreadable(t) for t in hash_texts), dtype=bool, count=len(hash_texts))
+    unread = np.fromiter((sig.unreadable(t, options.signals) for t in hash_texts), dtype=bool, count=len(hash_texts))
     intent_sim = np.where(unread, np.nan, intent_sim)
 
     scaffold_rows = label_clusters(hashes, scaffold_ids, vectors, req_counts, texts, intents, intent_sim, options,
@@ -336,13 +336,14 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     })
     # Campaigns computed from the previous clustering no longer match: clear them in the same transaction,
     # so that a run killed before the score stage never shows new clusters beside old campaigns.
-    empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
+    empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
     system_map, system_rows = system_families(ws, options, key, first_id=int(rows["cluster_id"].max()) + 1
                                               if len(rows) else 0)
     rows = pd.concat([rows, system_rows], ignore_index=True)
     ws.replace_tables({"prompt_clusters": pc, "system_clusters": system_map, "clusters": rows, **empty})
     checkpoint("cluster.committed")
     return {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
+            "signal_params": cluster_signal_params(options.signals),
             "unassigned_request_share": ws.unassigned_request_share(),
             "prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
@@ -354,10 +355,15 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
             "system_families": int(system_rows["cluster_id"].nunique()) if len(system_rows) else 0}
 
 
-#: A system prompt is a unit of its own when it reads as a capability at least this much (training value of
-#: its best capability intent): an operator can move the whole instruction into the system message and send
-#: bare tasks as user turns. Generic personas ("You are a helpful assistant.") stay out.
-SYSTEM_MIN_VALUE = 0.5
+#: The signal parameters the cluster stage reads (training value of prompts and clusters, scripts not judged,
+#: system families): a change to one calls for a full re-cluster, as a change of the cluster parameters does.
+CLUSTER_SIGNAL_FIELDS = ("training_value_low", "training_value_high", "unreadable_share", "unreadable_letters",
+                         "unreadable_head_chars", "unreadable_tail_chars", "system_min_value")
+
+
+def cluster_signal_params(signals: sig.SignalParams) -> dict:
+    """The values of :data:`CLUSTER_SIGNAL_FIELDS`, as recorded with a full clustering."""
+    return {f: getattr(signals, f) for f in CLUSTER_SIGNAL_FIELDS}
 
 
 def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -372,15 +378,13 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     empty = (pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"]),
              pd.DataFrame(columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
                                    "template", "exemplars", "campaign_id", "signals"]))
-    sysp = ws.db.execute(
-        """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
-           FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+    sysp = ws.system_prompt_counts()
     if sysp.empty:
         return empty
     vecs = embedder_for(options).encode(sysp["text"].tolist())
     intents, sim = prompt_intents(vecs, options, key)
-    value = sig.training_values(sim)
-    keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
+    value = sig.training_values(sim, options.signals.training_value_low, options.signals.training_value_high)
+    keep = np.flatnonzero(value >= options.signals.system_min_value)
     if len(keep) == 0:
         return empty
     sysp, vecs, intents, sim = sysp.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
@@ -513,7 +517,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         ctexts = [texts[hashes[i]] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
-        tv = float(np.mean(sig.training_values(judged))) if len(judged) else 0.0
+        tv = (float(np.mean(sig.training_values(judged, options.signals.training_value_low,
+                                                options.signals.training_value_high))) if len(judged) else 0.0)
         kw = keywords.get(c, [])
         out.append({
             "cluster_id": c,
@@ -544,8 +549,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
 # --- assign: the incremental cluster stage ----------------------------------------------------------------------
 def last_full_clustering(ws: Workspace) -> dict | None:
     """The cluster stats of the latest run that clustered everything (``None`` when no run recorded one)."""
-    for (js,) in ws.db.execute("SELECT stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC").fetchall():
-        found = ((json.loads(js) if js else None) or {}).get("cluster") or {}
+    for _run_id, stats in ws.ok_run_stats():
+        found = stats.get("cluster") or {}
         if found.get("path") == "full":
             return found
     return None
@@ -553,10 +558,9 @@ def last_full_clustering(ws: Workspace) -> dict | None:
 
 def last_clustering_run(ws: Workspace) -> int | None:
     """The id of the latest finished run that clustered or assigned (``None`` when there is none)."""
-    for run_id, js in ws.db.execute("SELECT run_id, stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC"
-                                    ).fetchall():
-        if ((json.loads(js) if js else None) or {}).get("cluster"):
-            return int(run_id)
+    for run_id, stats in ws.ok_run_stats():
+        if stats.get("cluster"):
+            return run_id
     return None
 
 
@@ -568,35 +572,20 @@ def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[s
     :func:`assign` once it has assigned the day."""
     if options.recluster:
         return "full", "requested"
-    if not ws.db.execute("SELECT count(*) FROM prompt_clusters").fetchall()[0][0]:
+    if not ws.has_rows("prompt_clusters"):
         return "full", "no clustering"
     last = last_full_clustering(ws)
     if last is None or "prompts" not in last:
         return "full", "no clustering"
     if last.get("model_key") != key or last.get("cluster_params") != json.loads(json.dumps(asdict(options.cluster))):
         return "full", "parameters changed"
-    n_now = int(ws.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [key]).fetchall()[0][0])
+    # A clustering recorded before signal parameters were configurable was made with the defaults.
+    recorded = last.get("signal_params", cluster_signal_params(sig.DEFAULTS))
+    if recorded != json.loads(json.dumps(cluster_signal_params(options.signals))):
+        return "full", "parameters changed"
+    n_now = ws.embedded_count(key)
     trigger = assign_mod.drift_trigger(options.incremental, int(last["prompts"]), n_now)
     return ("full", trigger) if trigger else ("incremental", "")
-
-
-def _query_neighbours(index, vectors: np.ndarray, ids: np.ndarray, k: int, batch: int = 8192
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest other prompts of the prompts at rows ``ids``, most similar first: ``(rows, cosines)``
-    (``-1`` / ``-inf`` where missing), as :func:`analyzer.index.knn_graph` gives them for every prompt."""
-    nbrs = np.full((len(ids), k), -1, dtype=np.int64)
-    sims = np.full((len(ids), k), -np.inf, dtype=np.float32)
-    k_eff = min(k + 1, int(index.ntotal))
-    for start in range(0, len(ids), batch):
-        q = ids[start : start + batch]
-        s, i = index_mod.search(index, vectors[q], k=k_eff)
-        keep = (i != q[:, None]) & (i >= 0)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-        kept = np.take_along_axis(keep, order, axis=1)
-        width = order.shape[1]
-        nbrs[start : start + len(q), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
-        sims[start : start + len(q), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
-    return nbrs, sims
 
 
 def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
@@ -655,7 +644,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
 
     # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
     if len(new):
-        nbrs, sims = _query_neighbours(index, vectors, new, p.k)
+        nbrs, sims = index_mod.knn_graph(index, vectors, k=p.k, ids=new)  # the new prompts' neighbours
         cal = embed_mod.calibrate_similarity(key, sims)
         nb = np.clip(nbrs, 0, None)
         nb_topic = np.where(nbrs >= 0, topic[nb], -1)  # new prompts have no topic yet
@@ -668,7 +657,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
         scaf = assign_mod.match_scaffolds(new_texts, sentences)
         unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
         new_intents, new_sim = prompt_intents(vectors[new], options, key)
-        unread = np.fromiter((sig.unreadable(t) for t in new_texts), dtype=bool, count=len(new))
+        unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
         intents[new], isim[new] = new_intents, np.where(unread, np.nan, new_sim)
         new_pos = np.full(n, -1, dtype=np.int64)
         new_pos[new] = np.arange(len(new))
@@ -683,8 +672,6 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     # The requests since the clustering was last written by a finished run: the day's, plus those of runs
     # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
     since = last_clustering_run(ws)
-    where_run = "WHERE run_id > ?" if since is not None else ""
-    run_args = [since] if since is not None else []
 
     # 2. system prompts
     system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
@@ -692,10 +679,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
 
     # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
     # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
-    run_req = ws.db.execute(
-        f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
-                                     ELSE md5(system_prompt) END AS system_hash FROM requests {where_run}""",
-        run_args).df()
+    run_req = ws.request_system_hashes(since)
     sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
                          system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
     in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
@@ -711,8 +695,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     # 4. new groups among recent prompts in no family, and repeat clusters
     family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
     in_family = np.isin(unit, family_ids)
-    newest = ws.db.execute(f"SELECT max(ts) FROM requests {where_run}",
-                           run_args).fetchall()[0][0]
+    newest = ws.newest_request_ts(since)
     recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
               if newest is not None else pd.Series([], dtype=object))
     disc = np.union1d(pos.reindex(recent).dropna().to_numpy(dtype=np.int64), new)
@@ -783,14 +766,14 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     run_pos = pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
     touched = np.unique(np.concatenate([topic[run_pos], unit[run_pos], topic[ids], unit[ids], before_topic[ids],
                                         before_unit[ids]]))
-    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched)
+    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched, options.signals)
     rows = pd.concat([old_rows, *[r for r in new_rows if len(r)]], ignore_index=True)
     changed = pd.DataFrame({
         "prompt_hash": hashes[ids], "cluster_id": topic[ids].astype(np.int32), "probability": prob[ids],
         "assigned_cluster": unit[ids].astype(np.int32), "intent": intents[ids],
         "intent_similarity": isim[ids].astype(np.float64), "task_id": task[ids].astype(np.int64),
     })
-    empty = {t: ws.db.execute(f"SELECT * FROM {t} LIMIT 0").df() for t in ("campaigns", "campaign_accounts", "accounts")}
+    empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
     ws.update_tables({"prompt_clusters": ("prompt_hash", changed), "system_clusters": ("system_hash", system_rows)},
                      {"clusters": rows, **empty})
     checkpoint("assign.committed")
@@ -804,7 +787,8 @@ FAMILY_SENTENCE_MIN_MEMBERS = 2
 
 
 def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndarray, req_counts: np.ndarray,
-                        intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray) -> pd.DataFrame:
+                        intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray,
+                        signals: sig.SignalParams = sig.DEFAULTS) -> pd.DataFrame:
     """The stored cluster rows, where those in ``touched`` (clusters that gained or lost prompts or requests)
     have ``n_prompts`` / ``n_requests`` recounted (topic clusters by membership, template and scaffold families
     by unit) and, when they gained new prompts, the training value as the running mean over their prompts.
@@ -814,7 +798,8 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
         return rows
     rows["n_prompts"] = rows["n_prompts"].fillna(0).astype(np.int64)
     rows["n_requests"] = rows["n_requests"].fillna(0).astype(np.int64)
-    value = np.array([sig.training_value_from_similarity(float(x)) if not np.isnan(x) else np.nan
+    value = np.array([sig.training_value_from_similarity(float(x), signals.training_value_low,
+                                                         signals.training_value_high) if not np.isnan(x) else np.nan
                       for x in intent_sim[is_new]])
     ids = rows["cluster_id"].astype(np.int64)
     by_topic = rows["kind"].eq("topic").to_numpy()
@@ -851,9 +836,7 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     """
     p = options.cluster
     empty = pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"])
-    sysp = ws.db.execute(
-        """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
-           FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+    sysp = ws.system_prompt_counts()
     known = ws.table("system_clusters")
     fam = known[known["cluster_id"] >= 0]
     cand = sysp[~sysp["system_hash"].isin(fam["system_hash"])].reset_index(drop=True)
@@ -862,8 +845,9 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     emb = embedder_for(options)
     vecs = emb.encode(cand["text"].tolist())
     intents, sim = prompt_intents(vecs, options, key)
-    value = np.array([sig.training_value_from_similarity(float(x)) for x in sim])
-    keep = np.flatnonzero(value >= SYSTEM_MIN_VALUE)
+    value = np.array([sig.training_value_from_similarity(float(x), options.signals.training_value_low,
+                                                         options.signals.training_value_high) for x in sim])
+    keep = np.flatnonzero(value >= options.signals.system_min_value)
     cand, vecs, intents, sim = cand.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
     if cand["system_hash"].isin(known["system_hash"]).all():  # nothing new since they were last judged
         return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
@@ -925,34 +909,15 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     Campaigns keep their ids across runs (:mod:`analyzer.history`): this run's transitions are appended to
     ``campaign_history`` (under ``run_id``, default the newest run) in the transaction that stores them.
     """
-    req = ws.db.execute(
-        """
-        SELECT r.account_id, r.ts, r.prompt_hash,
-               -- the unit: the prompt's template family, else its system prompt's family, else its topic
-               CASE WHEN c.kind IN ('template', 'scaffold') THEN pc.assigned_cluster
-                    WHEN sc.cluster_id >= 0 THEN sc.cluster_id
-                    ELSE coalesce(pc.assigned_cluster, -1) END AS cluster_id,
-               coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
-               CASE WHEN sc.intent_similarity > coalesce(pc.intent_similarity, 0) THEN sc.intent
-                    ELSE pc.intent END AS intent,
-               CASE WHEN pc.intent_similarity IS NULL AND sc.intent_similarity IS NULL THEN NULL
-                    ELSE greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0))
-                    END AS intent_similarity,
-               r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
-               CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
-                    ELSE md5(r.system_prompt) END AS system_prompt
-        FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
-        LEFT JOIN (SELECT cluster_id, kind FROM clusters) c ON c.cluster_id = pc.assigned_cluster
-        LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)
-        """
-    ).df()
+    req = ws.scoring_requests()
     if req.empty:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
     clusters = ws.table("clusters")
-    result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes))
+    result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes),
+                            options.signals, options.evidence)
     # The watchlist first (fresh accounts continuing a confirmed campaign join it or form their own), then
     # stable ids for everything this run found, watch-formed campaigns included.
-    result, watch_stats = check_watchlist(ws, req, result, options.scoring.flag_threshold)
+    result, watch_stats = check_watchlist(ws, req, result, options.scoring.flag_threshold, options.watch)
     tracked = history_mod.track(history_mod.PreviousState(*ws.campaign_state()), req, result,
                                 ws.latest_run_id() if run_id is None else run_id, now_utc(), options.history)
     result = tracked.result
@@ -979,9 +944,7 @@ def prompt_texts(ws: Workspace, hashes: Sequence[str]) -> dict[str, str]:
     """Texts of the given prompts, in one query."""
     if not len(hashes):
         return {}
-    rows = ws.db.execute("SELECT prompt_hash, text FROM prompts WHERE list_contains(?, prompt_hash)",
-                         [list(hashes)]).fetchall()
-    return dict(rows)
+    return ws.prompt_texts([str(h) for h in hashes]).to_dict()
 
 
 # --- watchlist (analyzer.watch: fingerprints of decided campaigns, matched on every score stage) -------------------
@@ -1143,7 +1106,7 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
         ws.replace_tables({"prompt_map": pd.DataFrame(columns=["prompt_hash", "x", "y"])})
         return {"points": 0}
     units, campaign_units = map_units(ws, hashes)
-    params = maplayout.MapParams()
+    params = options.map
     rng = np.random.default_rng(options.seed)
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
     xy = maplayout.umap_layout(vectors[reps], params, options.seed)
@@ -1161,10 +1124,9 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
 def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each prompt's cluster as the app colours it (template family, else topic cluster; -1 noise), in
     ``hashes`` order, and the clusters that belong to a campaign."""
-    pc = ws.db.execute("SELECT prompt_hash, coalesce(assigned_cluster, cluster_id) AS unit FROM prompt_clusters").df()
+    pc = ws.prompt_units()
     units = pc.set_index("prompt_hash")["unit"].reindex(hashes).fillna(-1).astype(np.int64).to_numpy()
-    in_campaign = ws.db.execute("SELECT cluster_id FROM clusters WHERE campaign_id IS NOT NULL").df()
-    return units, in_campaign["cluster_id"].to_numpy(dtype=np.int64)
+    return units, ws.campaign_cluster_ids()
 
 
 # --- everything ---------------------------------------------------------------------------------------------------------

@@ -36,6 +36,75 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+
+@dataclass(frozen=True)
+class SignalParams:
+    """Thresholds of the signal functions: section ``[signals]`` of ``analyzer.toml``.
+
+    The scoring-side constants of the signals (spread, focus prior, sync window) are
+    :class:`analyzer.campaigns.ScoringConfig` fields; these are the ones the signal functions own.
+    """
+
+    #: Reference (MiniLM) cosine to the best capability intent at which training value starts (0 below).
+    #: Calibrated on the benchmark: organic prompts sit mostly below 0.15. Also read by the cluster stage.
+    training_value_low: float = 0.15
+    #: Reference cosine at which training value is full (1): campaign wrappers sit at 0.4-0.7.
+    training_value_high: float = 0.45
+    #: A prompt whose letters are at least this share outside the Latin script is not judged for training
+    #: value: the embedding models read English; measured on the benchmark, a Chinese-wrapped
+    #: chain-of-thought request sits closer to its bare task (0.49-0.77) than to its English twin
+    #: (0.33-0.57) on the fast tier.
+    unreadable_share: float = 0.2
+    #: ...or when it holds at least this many such letters: a wrapper of a few dozen Chinese characters
+    #: carries the whole instruction even when the English task text inside is longer.
+    unreadable_letters: int = 20
+    #: Characters of a prompt's head read to judge its script (bounded work per prompt).
+    unreadable_head_chars: int = 2000
+    #: Characters of a prompt's tail read to judge its script (padding cannot hide a wrapper at the end).
+    unreadable_tail_chars: int = 1000
+    #: Diversity is full once this share of the requests are distinct tasks (a viral prompt has almost none).
+    diversity_saturation: float = 0.3
+    #: ...or once there are this many distinct tasks however often each is re-sent (a large campaign that
+    #: samples each task several times still harvests thousands).
+    diversity_distinct_saturation: int = 500
+    #: Fixed scaffold words at which a template counts as full (templating = coverage x length / this).
+    full_scaffold_words: int = 8
+    #: Requests an account needs before its pacing is judged (regularity signal).
+    regularity_min_requests: int = 5
+    #: An account paces regularly (scripted) when the coefficient of variation of its gaps is below this:
+    #: human activity is bursty (CV well above 1); a script with jitter is below.
+    regularity_max_cv: float = 0.8
+    #: IPv4 addresses are grouped by this prefix length for the infrastructure signal (a /24 proxy block).
+    subnet_prefix_v4: int = 24
+    #: IPv6 addresses are grouped by this prefix length (a /48 site).
+    subnet_prefix_v6: int = 48
+    #: An identifier value is concentrated in a group when at least this many of its accounts hold it...
+    infra_min_accounts: int = 2
+    #: ...and they are at least this share of all accounts in the workspace holding it.
+    infra_min_concentration: float = 0.5
+    #: A model first seen at least this many hours after the log starts is a new release (for the pivot
+    #: signal); a model present from the start is not.
+    release_grace_hours: int = 24
+    #: ...and it must have at least this many requests in the whole log.
+    release_min_requests: int = 20
+    #: Pivot window: hours after a release in which a group's share of traffic on the new model is compared
+    #: with everyone else's (MiniMax moved half its traffic within 24 hours).
+    pivot_window_hours: int = 48
+    #: Group requests needed inside the window for the pivot to be judged.
+    pivot_min_requests: int = 20
+    #: Excess share (group minus others) of traffic on the new model at which pivot is full (1).
+    pivot_full_excess: float = 0.5
+    #: A system prompt is a unit of its own when its training value reaches this: an operator can move the
+    #: whole instruction into the system message and send bare tasks as user turns; generic personas ("You
+    #: are a helpful assistant.") stay out. Read by the cluster stage.
+    system_min_value: float = 0.5
+
+
+#: The defaults: every signal function's default arguments read them, so a call without the configuration
+#: behaves as the default configuration does.
+DEFAULTS = SignalParams()
+
+
 SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "spread": "distinct accounts (log scale; 1 account = 0)",
     "evenness": "how evenly requests are split across accounts (1 - Gini); load balancing gives ~1",
@@ -104,7 +173,8 @@ ORDINARY_INTENTS: dict[str, str] = {
 }
 
 
-def spread(n_accounts: int, full_spread_accounts: int = 20) -> float:
+def spread(n_accounts: int, full_spread_accounts: int) -> float:
+    """``log(n) / log(full_spread_accounts)``, capped at 1; 0 for one account (``ScoringConfig``)."""
     if n_accounts <= 1:
         return 0.0
     return float(min(1.0, np.log(n_accounts) / np.log(max(full_spread_accounts, 2))))
@@ -124,17 +194,18 @@ def evenness(request_counts: Sequence[int] | np.ndarray) -> float:
     return 1.0 - gini(request_counts)
 
 
-def shrunk_share(in_group: np.ndarray, total: np.ndarray, prior: float = 3.0) -> np.ndarray:
+def shrunk_share(in_group: np.ndarray, total: np.ndarray, prior: float) -> np.ndarray:
     """Share of each account's requests inside the group, shrunk towards 0 by ``prior`` pseudo-requests."""
     return np.asarray(in_group, dtype=np.float64) / (np.asarray(total, dtype=np.float64) + prior)
 
 
-def diversity(n_unique_prompts: int, n_requests: int, saturation: float = 0.3, distinct_saturation: int = 500
-              ) -> float:
+def diversity(n_unique_prompts: int, n_requests: int, saturation: float = DEFAULTS.diversity_saturation,
+              distinct_saturation: int = DEFAULTS.diversity_distinct_saturation) -> float:
     """Many distinct tasks, or one prompt repeated?
 
-    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation))``: 1 once 30% of requests are
-    distinct prompts, or once there are 500 distinct prompts however often each is re-sent. A viral prompt is a
+    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation))``: 1 once ``saturation`` of the
+    requests are distinct prompts, or once there are ``distinct_saturation`` distinct prompts however often each
+    is re-sent. A viral prompt is a
     handful of prompts sent by many accounts (both terms low); a large campaign that samples each task many
     times (several completions per prompt, a limited pool of source questions) still harvests thousands of
     distinct tasks.
@@ -145,7 +216,8 @@ def diversity(n_unique_prompts: int, n_requests: int, saturation: float = 0.3, d
     return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation)))
 
 
-def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8, n_slots: int | None = None) -> float:
+def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = DEFAULTS.full_scaffold_words,
+               n_slots: int | None = None) -> float:
     """Template coverage x scaffold length (``full_scaffold_words`` fixed words = full).
 
     A unit whose prompts are one and the same text (``n_slots == 0``: a popular prompt re-sent, a viral paste)
@@ -157,41 +229,27 @@ def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = 8
     return float(np.clip(coverage, 0, 1) * min(1.0, n_fixed_words / full_scaffold_words))
 
 
-#: Similarity (reference cosine) to a capability intent at which training value starts, and where it is full.
-#: Calibrated on the benchmark: organic prompts sit mostly below 0.15, campaign wrappers 0.4-0.7.
-TRAINING_VALUE_LOW = 0.15
-TRAINING_VALUE_HIGH = 0.45
-
-
-def training_value_from_similarity(similarity: float, low: float = TRAINING_VALUE_LOW,
-                                   high: float = TRAINING_VALUE_HIGH) -> float:
+def training_value_from_similarity(similarity: float, low: float = DEFAULTS.training_value_low,
+                                   high: float = DEFAULTS.training_value_high) -> float:
     """Map a cosine similarity to a capability intent onto [0, 1]."""
     return float(np.clip((similarity - low) / (high - low), 0.0, 1.0))
 
 
-def training_values(similarities: np.ndarray, low: float = TRAINING_VALUE_LOW,
-                    high: float = TRAINING_VALUE_HIGH) -> np.ndarray:
+def training_values(similarities: np.ndarray, low: float = DEFAULTS.training_value_low,
+                    high: float = DEFAULTS.training_value_high) -> np.ndarray:
     """:func:`training_value_from_similarity` of each element of ``similarities`` (float64, same values)."""
     return np.clip((np.asarray(similarities, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
 
 
-#: A prompt whose letters are at least this share outside the Latin script is not judged for training value:
-#: the embedding models (MiniLM and the static model distilled from it) read English; measured on the
-#: benchmark, a Chinese-wrapped chain-of-thought request sits closer to its bare task (0.49-0.77) than to its
-#: English twin (0.33-0.57) on the fast tier.
-UNREADABLE_SHARE = 0.2
-#: ...or when it holds at least this many such letters: a wrapper of a few dozen Chinese characters carries
-#: the whole instruction even when the English task text inside is longer.
-UNREADABLE_LETTERS = 20
-
-
-def unreadable(text: str, head_chars: int = 2000, tail_chars: int = 1000) -> bool:
-    """Whether the head or tail of ``text`` is written in a script the embedding model does not read."""
+def unreadable(text: str, params: SignalParams = DEFAULTS) -> bool:
+    """Whether the head or tail of ``text`` is written in a script the embedding model does not read: at least
+    ``unreadable_share`` of its letters, or ``unreadable_letters`` of them, beyond Latin (``params``)."""
+    head_chars, tail_chars = params.unreadable_head_chars, params.unreadable_tail_chars
     part = text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]
     if part.isascii():  # no letter beyond U+024F (the common case, checked in C)
         return False
     # Only the non-ASCII characters are looked at one by one (ASCII letters are counted in C), and a text
-    # stops being read once it has shown UNREADABLE_LETTERS letters of another script.
+    # stops being read once it has shown ``unreadable_letters`` letters of another script.
     n_wide = n_other = 0
     for m in _NON_ASCII.finditer(part):
         c = m.group()
@@ -199,10 +257,10 @@ def unreadable(text: str, head_chars: int = 2000, tail_chars: int = 1000) -> boo
             n_wide += 1
             if ord(c) > 0x24F:
                 n_other += 1
-                if n_other >= UNREADABLE_LETTERS:
+                if n_other >= params.unreadable_letters:
                     return True
     n_letters = len(part) - len(part.translate(_ASCII_LETTERS)) + n_wide
-    return n_letters > 0 and n_other / n_letters >= UNREADABLE_SHARE
+    return n_letters > 0 and n_other / n_letters >= params.unreadable_share
 
 
 _ASCII_LETTERS = dict.fromkeys(map(ord, string.ascii_letters))  # str.translate table deleting them
@@ -223,7 +281,7 @@ def contrastive_intent(capability_sims: np.ndarray, ordinary_sims: np.ndarray) -
     return capability_sims[rows, cap] > best_ord, cap, ordi
 
 
-def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucket_minutes: int = 15) -> float:
+def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucket_minutes: int) -> float:
     """Mean pairwise cosine similarity of accounts' activity vectors over time buckets."""
     if len(ts_seconds) == 0:
         return 0.0
@@ -243,7 +301,7 @@ def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucke
     return float((total - m) / (m * (m - 1)))
 
 
-def sync(similarity: float, null_similarity: float, full_ratio: float = 4.0) -> float:
+def sync(similarity: float, null_similarity: float, full_ratio: float) -> float:
     """Co-activity relative to the workspace's random-account baseline, in [0, 1].
 
     0 when the accounts are no more co-active than random accounts, 1 when they are ``full_ratio`` times
@@ -254,8 +312,9 @@ def sync(similarity: float, null_similarity: float, full_ratio: float = 4.0) -> 
     return float(np.clip((similarity / null_similarity - 1.0) / (full_ratio - 1.0), 0.0, 1.0))
 
 
-def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray, min_requests: int = 5,
-                   max_cv: float = 0.8) -> float | None:
+def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray,
+                   min_requests: int = DEFAULTS.regularity_min_requests,
+                   max_cv: float = DEFAULTS.regularity_max_cv) -> float | None:
     """Share of accounts (with at least ``min_requests``) whose inter-request gaps have CV below ``max_cv``.
 
     Human activity is bursty (CV well above 1); a script sending at a steady rate with jitter is below.
@@ -271,15 +330,17 @@ def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray, min_reques
     return float((cv.fillna(0.0) < max_cv).mean())
 
 
-def subnet(ip: str | None) -> str | None:
-    """The /24 (IPv4) or /48 (IPv6) network of an address, or ``None`` if it is not an address."""
+def subnet(ip: str | None, prefix_v4: int = DEFAULTS.subnet_prefix_v4,
+           prefix_v6: int = DEFAULTS.subnet_prefix_v6) -> str | None:
+    """The ``/prefix_v4`` (IPv4, default /24) or ``/prefix_v6`` (IPv6, /48) network of an address, or ``None`` if
+    it is not an address."""
     if not ip:
         return None
     try:
         addr = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
-    prefix = 24 if addr.version == 4 else 48
+    prefix = prefix_v4 if addr.version == 4 else prefix_v6
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
@@ -293,7 +354,8 @@ class SharedValue:
 
 def concentrated_values(
     pairs: pd.DataFrame, group_accounts: set[str], value_accounts: dict[tuple[str, str], int],
-    min_group_accounts: int = 2, min_concentration: float = 0.5,
+    min_group_accounts: int = DEFAULTS.infra_min_accounts,
+    min_concentration: float = DEFAULTS.infra_min_concentration,
 ) -> list[SharedValue]:
     """Identifier values used by at least ``min_group_accounts`` group accounts and mostly by them.
 
@@ -313,12 +375,11 @@ def concentrated_values(
     return out
 
 
-PIVOT_WINDOW_HOURS = 48
-
-
 def pivot(group_models: pd.DataFrame, other_models: pd.DataFrame, releases: dict[str, int],
-          window_hours: int = PIVOT_WINDOW_HOURS, min_requests: int = 20) -> tuple[float | None, str | None]:
-    """Excess share of the group's traffic on a new model within ``window_hours`` of its release.
+          window_hours: int = DEFAULTS.pivot_window_hours, min_requests: int = DEFAULTS.pivot_min_requests,
+          full_excess: float = DEFAULTS.pivot_full_excess) -> tuple[float | None, str | None]:
+    """Excess share of the group's traffic on a new model within ``window_hours`` of its release, over
+    ``full_excess`` (capped at 1).
 
     Both frames have ``ts`` (epoch seconds) and ``model``. ``releases`` maps new models to their first
     appearance in the workspace. Returns ``(value, model)``; ``(None, None)`` when no new model is in reach.
@@ -332,14 +393,16 @@ def pivot(group_models: pd.DataFrame, other_models: pd.DataFrame, releases: dict
         o = other_models[(other_models["ts"] >= t0) & (other_models["ts"] < t1)]
         p_group = float((g["model"] == model).mean())
         p_other = float((o["model"] == model).mean()) if len(o) else 0.0
-        value = float(np.clip((p_group - p_other) / 0.5, 0.0, 1.0))
+        value = float(np.clip((p_group - p_other) / full_excess, 0.0, 1.0))
         if best[0] is None or value > best[0]:
             best = (value, model)
     return best
 
 
-def new_model_releases(models: pd.DataFrame, grace_hours: int = 24, min_requests: int = 20) -> dict[str, int]:
-    """Models first seen at least ``grace_hours`` after the log starts (``ts`` epoch seconds, ``model``)."""
+def new_model_releases(models: pd.DataFrame, grace_hours: int = DEFAULTS.release_grace_hours,
+                       min_requests: int = DEFAULTS.release_min_requests) -> dict[str, int]:
+    """Models first seen at least ``grace_hours`` after the log starts, in at least ``min_requests`` requests
+    (``ts`` epoch seconds, ``model``)."""
     m = models.dropna(subset=["model"])
     if m.empty:
         return {}

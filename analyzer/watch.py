@@ -65,6 +65,7 @@ class WatchConfig:
     #: ordinary traffic); an account holding a watched payer id (:data:`PAYER_FIELDS`) needs one matching
     #: request. Infrastructure alone never matches: a proxy subnet also carries ordinary customers.
     min_requests: int = 3
+    #: Share of an account's traffic its matching requests must make up (see ``min_requests``).
     min_share: float = 0.25
     #: For an account on the watched campaign's own subnet (or IP range) or payer id (:data:`STRONG_FIELDS`),
     #: a request also matches when its prompt's similarity is at least this (operators paraphrase their
@@ -84,10 +85,12 @@ class WatchConfig:
     #: A sentence is part of the template when it recurs in at least this share of the campaign's unique
     #: prompts (and in at least 3 of them) and has 3 or more words; at most ``max_template_sentences`` kept.
     template_min_share: float = 0.05
+    #: Template sentences kept per fingerprint (most frequent first).
     max_template_sentences: int = 24
     #: An identifier value is the campaign's infrastructure when at least ``infra_min_accounts`` members hold
     #: it and members are at least ``infra_concentration`` of all accounts holding it in the workspace.
     infra_min_accounts: int = 2
+    #: Share of all accounts holding an identifier value that must be members (see ``infra_min_accounts``).
     infra_concentration: float = 0.5
 
 

@@ -1,6 +1,7 @@
 """The workspace: one folder holding a DuckDB database, embedding shards and the FAISS index.
 
-Everything that touches disk lives here. Writes are atomic: files go to a temporary name and are renamed,
+Everything that touches disk lives here; with :mod:`analyzer.store` (read-only queries) it is the only code
+that speaks SQL. Writes are atomic: files go to a temporary name and are renamed,
 database changes run in transactions, and an embedding shard is recorded in the database only after its
 file is complete, so a run killed at any point can simply be started again. Only one process may write to
 a workspace at a time (``.lock``). Nothing here ever unpickles: arrays are read with
@@ -21,6 +22,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analyzer import store
 from analyzer.checkpoints import checkpoint, commit_point
 
 DB_NAME = "analyzer.duckdb"
@@ -160,7 +162,9 @@ def load_npy(path: str) -> np.ndarray:
 class Workspace:
     """A workspace folder. ``Workspace(path, create=True)`` makes it if needed.
 
-    Use ``with ws.writing():`` around anything that changes it; readers (the app) just query ``ws.db``.
+    Use ``with ws.writing():`` around anything that changes it; read-only users open it with
+    ``read_only=True`` (no DDL, no lock). With :mod:`analyzer.store` this class is the SQL layer: other
+    modules call its methods (or ``store``'s functions) and never ``ws.db`` directly.
     """
 
     def __init__(self, path: str, create: bool = False, read_only: bool = False) -> None:
@@ -416,26 +420,48 @@ class Workspace:
         return counts
 
     def ingest_totals(self) -> dict[str, int]:
-        row = self.db.execute(
-            "SELECT coalesce(sum(n_read),0), coalesce(sum(n_accepted),0), coalesce(sum(n_rejected),0), "
-            "coalesce(sum(n_duplicates),0) FROM ingest_log"
-        ).fetchall()[0]
-        return dict(zip(("read", "accepted", "rejected", "duplicates"), (int(x) for x in row), strict=True))
+        return store.ingest_totals(self)
 
     # --- embeddings ------------------------------------------------------------------------------------------
     def embeddings_dir(self, model_key: str) -> str:
         return os.path.join(self.path, "embeddings", model_key)
 
-    def pending_prompts(self, model_key: str) -> pd.DataFrame:
-        """Unique prompts without a vector for ``model_key`` (``prompt_hash``, ``text``), in hash order."""
+    def pending_prompts(self, model_key: str, after: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Unique prompts without a vector for ``model_key`` (``prompt_hash``, ``text``), in hash order; with
+        ``after`` / ``limit`` only the first ``limit`` whose hash sorts after ``after`` (a keyset page)."""
+        after_sql = "p.prompt_hash > ? AND" if after is not None else ""
+        limit_sql = f"LIMIT {int(limit)}" if limit is not None else ""
         return self.db.execute(
-            """
+            f"""
             SELECT p.prompt_hash, p.text FROM prompts p
-            WHERE NOT EXISTS (SELECT 1 FROM embedded e WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)
-            ORDER BY p.prompt_hash
+            WHERE {after_sql}
+                  NOT EXISTS (SELECT 1 FROM embedded e WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)
+            ORDER BY p.prompt_hash {limit_sql}
             """,
-            [model_key],
+            [*([after] if after is not None else []), model_key],
         ).df()
+
+    def pending_count(self, model_key: str) -> int:
+        """Number of unique prompts without a vector for ``model_key``."""
+        return int(self.db.execute(
+            """SELECT count(*) FROM prompts p
+               WHERE NOT EXISTS (SELECT 1 FROM embedded e WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)""",
+            [model_key],
+        ).fetchall()[0][0])
+
+    def embedded_count(self, model_key: str) -> int:
+        """Number of prompts with a vector for ``model_key``."""
+        return int(self.db.execute("SELECT count(*) FROM embedded WHERE model_key = ?", [model_key]).fetchall()[0][0])
+
+    def embedded_hashes(self, model_key: str) -> pd.Series:
+        """Prompt hashes with a vector for ``model_key``, in hash order (the rows of its FAISS index)."""
+        return store.embedded_hashes(self, model_key)
+
+    def largest_model_key(self) -> str | None:
+        """The embedding key with the most vectors (ties: the first by name); ``None`` without vectors."""
+        rows = self.db.execute(
+            "SELECT model_key FROM embedded GROUP BY model_key ORDER BY count(*) DESC, model_key LIMIT 1").fetchall()
+        return str(rows[0][0]) if rows else None
 
     def add_embedding_shard(self, model_key: str, hashes: list[str], vectors: np.ndarray) -> int:
         """Store one shard (float16 file first, then its rows in the database); return its number."""
@@ -544,53 +570,50 @@ class Workspace:
         return os.path.join(self.path, "index", f"{model_key}.faiss")
 
     # --- results -------------------------------------------------------------------------------------------------
+    def write_tables(self, replace: dict[str, pd.DataFrame] | None = None,
+                     upsert: dict[str, tuple[str, pd.DataFrame]] | None = None,
+                     append: dict[str, pd.DataFrame] | None = None) -> None:
+        """The one writer of result tables, in one transaction (all or nothing): for each ``table: (key
+        column, rows)`` of ``upsert`` replace the rows with those keys (insert the others), then replace the
+        whole contents of each table of ``replace``, then append the rows of ``append`` (history tables)."""
+        with self.transaction() as db:
+            for table, (key, frame) in (upsert or {}).items():
+                if len(frame):
+                    self._insert_frame(db, table, frame, delete_where=f'"{key}" IN (SELECT "{key}" FROM frame_df)')
+            for table, frame in (replace or {}).items():
+                db.execute(f"DELETE FROM {table}")
+                self._insert_frame(db, table, frame)
+            for table, frame in (append or {}).items():
+                self._insert_frame(db, table, frame)
+            checkpoint(commit_point(replace or {}, upsert or {}, append or {}))
+
+    @staticmethod
+    def _insert_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
+                      delete_where: str | None = None) -> None:
+        """Insert ``frame``'s rows into ``table`` by column name, first deleting ``delete_where`` (a condition
+        that may read the frame as ``frame_df``)."""
+        if not len(frame):
+            return
+        # not unregistered on an error: the transaction is aborted then (the caller rolls back), and the next
+        # registration under this name replaces it
+        db.register("frame_df", frame)
+        if delete_where:
+            db.execute(f"DELETE FROM {table} WHERE {delete_where}")
+        cols = ", ".join(f'"{c}"' for c in frame.columns)
+        db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame_df")
+        db.unregister("frame_df")
+
     def replace_tables(self, frames: dict[str, pd.DataFrame],
                        append: dict[str, pd.DataFrame] | None = None) -> None:
         """Replace the contents of several result tables, and append rows to others (``append``: history
-        tables), in one transaction."""
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            for table, frame in [*frames.items(), *(append or {}).items()]:
-                if table in frames:
-                    db.execute(f"DELETE FROM {table}")
-                if len(frame):
-                    db.register("result_df", frame)
-                    cols = ", ".join(f'"{c}"' for c in frame.columns)
-                    db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
-                    db.unregister("result_df")
-            checkpoint(commit_point([*frames, *(append or {})]))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        tables), in one transaction (:meth:`write_tables`)."""
+        self.write_tables(replace=frames, append=append)
 
     def update_tables(self, upserts: dict[str, tuple[str, pd.DataFrame]], frames: dict[str, pd.DataFrame]) -> None:
         """In one transaction: for each ``table: (key column, rows)`` of ``upserts`` replace the rows with those
-        keys (insert the others), and replace the whole contents of each table of ``frames``."""
-        db = self.db
-        db.execute("BEGIN")
-        try:
-            for table, (key, frame) in upserts.items():
-                if not len(frame):
-                    continue
-                db.register("upsert_df", frame)
-                cols = ", ".join(f'"{c}"' for c in frame.columns)
-                db.execute(f'DELETE FROM {table} WHERE "{key}" IN (SELECT "{key}" FROM upsert_df)')
-                db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM upsert_df")
-                db.unregister("upsert_df")
-            for table, frame in frames.items():
-                db.execute(f"DELETE FROM {table}")
-                if len(frame):
-                    db.register("result_df", frame)
-                    cols = ", ".join(f'"{c}"' for c in frame.columns)
-                    db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM result_df")
-                    db.unregister("result_df")
-            checkpoint("assign.before_commit")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        keys (insert the others), and replace the whole contents of each table of ``frames``
+        (:meth:`write_tables`)."""
+        self.write_tables(replace=frames, upsert=upserts)
 
     def family_sample(self, kind: str, n: int) -> pd.DataFrame:
         """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``."""
@@ -620,10 +643,96 @@ class Workspace:
                LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)""").fetchall()
         return None if row[0][0] is None else float(row[0][0])
 
-    def table(self, name: str) -> pd.DataFrame:
-        return self.db.execute(f"SELECT * FROM {name}").df()
+    def table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """Every row of table ``name`` (only ``columns``, if given)."""
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        return self.db.execute(f"SELECT {cols} FROM {name}").df()
+
+    def empty_rows(self, name: str) -> pd.DataFrame:
+        """No rows, with ``name``'s columns (to clear a table through :meth:`write_tables`)."""
+        return self.db.execute(f"SELECT * FROM {name} LIMIT 0").df()
+
+    def has_rows(self, name: str) -> bool:
+        """Whether table ``name`` holds at least one row."""
+        return store.has_rows(self, name)
+
+    def prompt_texts(self, hashes: list[str] | None = None) -> pd.Series:
+        """Prompt texts by ``prompt_hash`` (of ``hashes`` only, if given; unknown hashes are left out)."""
+        if hashes is None:
+            rows = self.db.execute("SELECT prompt_hash, text FROM prompts").df()
+        else:
+            rows = self.db.execute("SELECT prompt_hash, text FROM prompts WHERE list_contains(?, prompt_hash)",
+                                   [list(hashes)]).df()
+        return rows.set_index("prompt_hash")["text"]
+
+    def system_prompt_counts(self) -> pd.DataFrame:
+        """Distinct non-empty system prompts: ``system_hash`` (md5 of the text), ``text``, ``n`` requests; in
+        hash order."""
+        return self.db.execute(
+            """SELECT md5(system_prompt) AS system_hash, any_value(system_prompt) AS text, count(*) AS n
+               FROM requests WHERE system_prompt IS NOT NULL AND system_prompt <> '' GROUP BY 1 ORDER BY 1""").df()
+
+    def request_system_hashes(self, since_run: int | None = None) -> pd.DataFrame:
+        """``prompt_hash, system_hash`` (md5 of the system prompt, ``None`` without one) of every request, or
+        of those ingested by runs after ``since_run``."""
+        where, args = ("WHERE run_id > ?", [since_run]) if since_run is not None else ("", [])
+        return self.db.execute(
+            f"""SELECT prompt_hash, CASE WHEN system_prompt IS NULL OR system_prompt = '' THEN NULL
+                                         ELSE md5(system_prompt) END AS system_hash FROM requests {where}""",
+            args).df()
+
+    def newest_request_ts(self, since_run: int | None = None) -> pd.Timestamp | None:
+        """The latest request time (of the requests ingested by runs after ``since_run``, if given)."""
+        where, args = ("WHERE run_id > ?", [since_run]) if since_run is not None else ("", [])
+        return self.db.execute(f"SELECT max(ts) FROM requests {where}", args).fetchall()[0][0]
+
+    def scoring_requests(self) -> pd.DataFrame:
+        """Every request with what the campaign stage needs: ``account_id, ts, prompt_hash, cluster_id`` (its
+        unit: the prompt's template family, else its system prompt's family, else its topic), ``topic_cluster,
+        task_id, intent, intent_similarity`` (the stronger of prompt and system prompt), ``model, ip,
+        user_agent, api_key_id, org_id, payment_id, system_prompt`` (md5, ``None`` without one)."""
+        return self.db.execute(
+            """
+            SELECT r.account_id, r.ts, r.prompt_hash,
+                   -- the unit: the prompt's template family, else its system prompt's family, else its topic
+                   CASE WHEN c.kind IN ('template', 'scaffold') THEN pc.assigned_cluster
+                        WHEN sc.cluster_id >= 0 THEN sc.cluster_id
+                        ELSE coalesce(pc.assigned_cluster, -1) END AS cluster_id,
+                   coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
+                   CASE WHEN sc.intent_similarity > coalesce(pc.intent_similarity, 0) THEN sc.intent
+                        ELSE pc.intent END AS intent,
+                   CASE WHEN pc.intent_similarity IS NULL AND sc.intent_similarity IS NULL THEN NULL
+                        ELSE greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0))
+                        END AS intent_similarity,
+                   r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
+                   CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
+                        ELSE md5(r.system_prompt) END AS system_prompt
+            FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+            LEFT JOIN (SELECT cluster_id, kind FROM clusters) c ON c.cluster_id = pc.assigned_cluster
+            LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)
+            """
+        ).df()
+
+    def prompt_units(self) -> pd.DataFrame:
+        """``prompt_hash, unit``: each clustered prompt's template family, else its topic cluster (-1 noise)."""
+        return self.db.execute(
+            "SELECT prompt_hash, coalesce(assigned_cluster, cluster_id) AS unit FROM prompt_clusters").df()
+
+    def campaign_cluster_ids(self) -> np.ndarray:
+        """The ids of the clusters that belong to a campaign."""
+        return self.db.execute("SELECT cluster_id FROM clusters WHERE campaign_id IS NOT NULL").df()[
+            "cluster_id"].to_numpy(dtype=np.int64)
 
     # --- campaign history ------------------------------------------------------------------------------------------
+    def ok_run_stats(self) -> list[tuple[int, dict]]:
+        """``(run_id, stats)`` of every run that finished ``ok``, newest first (``{}`` for runs without stats)."""
+        return [(int(run_id), (json.loads(js) if js else None) or {}) for run_id, js in self.db.execute(
+            "SELECT run_id, stats FROM runs WHERE status = 'ok' ORDER BY run_id DESC").fetchall()]
+
+    def last_run_options(self) -> dict | None:
+        """The ``options`` of the newest run that recorded any (:func:`analyzer.store.last_run_options`)."""
+        return store.last_run_options(self)
+
     def latest_run_id(self) -> int:
         """The newest run's id (0 in a workspace without runs)."""
         return int(self.db.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0][0])
@@ -723,9 +832,7 @@ class Workspace:
             key = (stats.get("embed") or stats).get("model_key")  # a full run nests it, 'analyzer embed' not
             if key:
                 return str(key)
-        rows = self.db.execute(
-            "SELECT model_key FROM embedded GROUP BY model_key ORDER BY count(*) DESC, model_key LIMIT 1").fetchall()
-        return str(rows[0][0]) if rows else None
+        return self.largest_model_key()
 
     def campaign_requests(self, campaign_id: str) -> tuple[dict | None, list[str], pd.DataFrame]:
         """A campaign of the latest analysis: ``(its campaigns row, member accounts, the members' requests in
@@ -756,9 +863,4 @@ class Workspace:
             "SELECT DISTINCT account_id, ip, user_agent, api_key_id, payment_id FROM requests").df()
 
     def triage_latest(self) -> pd.DataFrame:
-        return self.db.execute(
-            """
-            SELECT campaign_id, status, note, analyst, decided_at FROM triage
-            QUALIFY row_number() OVER (PARTITION BY campaign_id ORDER BY decided_at DESC) = 1
-            """
-        ).df()
+        return store.triage_latest(self)

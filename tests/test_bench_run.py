@@ -260,3 +260,27 @@ def test_cli_skips_systems_whose_extra_is_missing(monkeypatch) -> None:
     assert res.exit_code == 0, res.output
     assert plan["systems"] == "analyzer, volume"
     assert "bertopic skipped (bertopic not installed): pip install 'analyzer[dev]'" in res.stderr
+
+
+# ----------------------------------------------------------------------------------------- reading the analysis
+def test_run_analyzer_and_embeddings_read_the_workspace(sample_workspace, tmp_path, monkeypatch) -> None:
+    """What the bench reads back from an analysed workspace (through the workspace's own queries)."""
+    import shutil
+
+    from analyzer import pipeline
+    from analyzer.export import load_campaigns
+    from analyzer.workspace import Workspace
+
+    shutil.copytree(sample_workspace, tmp_path / "ws-analyzer")
+    monkeypatch.setattr(pipeline, "run_all", lambda *a, **k: {"stages_s": {}, "embed": {"reused_from_cache": 0}})
+    got = run.run_analyzer("unused.jsonl", str(tmp_path))
+    with Workspace(str(tmp_path / "ws-analyzer"), read_only=True) as ws:
+        camps = load_campaigns(ws)
+        n_requests = ws.request_counts()["n"].sum()
+        n_accounts = len(ws.table("accounts"))
+    assert sorted(map(sorted, got.flagged)) == sorted(sorted(c["accounts"]) for c in camps if c["flagged"])
+    assert len(got.candidates) == len(camps) and sum(got.candidates_flagged) == len(got.flagged) > 0
+    assert len(got.scores) == n_accounts
+    hashes, vectors, texts, req = run._embeddings_from(str(tmp_path))
+    assert len(hashes) == len(vectors) == len(texts) > 0 and all(isinstance(t, str) for t in texts)
+    assert len(req) == n_requests and list(req.columns) == ["account_id", "prompt_hash"]

@@ -25,6 +25,17 @@ def test_knn_graph_excludes_self_and_is_exact_for_flat():
     assert np.allclose(np.sort(brute, axis=1)[:, ::-1][:, :5], sims, atol=1e-5)
 
 
+def test_knn_graph_of_some_rows_matches_the_full_graph():
+    """The incremental cluster stage asks for the neighbours of new prompts only: same rows, same order."""
+    x, _ = _blobs()
+    idx = index.build_index(x)
+    full_n, full_s = index.knn_graph(idx, x, k=7)
+    ids = np.array([5, 0, 299, 17, len(x) - 1])
+    n, s = index.knn_graph(idx, x, k=7, batch=2, ids=ids)
+    assert (n == full_n[ids]).all() and np.allclose(s, full_s[ids])
+    assert not (n == ids[:, None]).any()
+
+
 def test_hdbscan_on_knn_graph_finds_blobs_and_keeps_noise():
     x, truth = _blobs()
     idx = index.build_index(x)

@@ -287,8 +287,9 @@ def test_a_checkpoint_does_nothing_unless_named_and_kills_at_the_named_hit(monke
     assert log.read_text().split() == ["score.before_commit", "run.finished", "score.before_commit",
                                        "score.before_commit"]
     # the result-table transactions are named after the stage that writes them
-    assert cp.commit_point(["clusters", "campaigns", "campaign_members", "campaign_history"]) == "score.before_commit"
-    assert cp.commit_point(["prompt_clusters", "system_clusters", "clusters", "campaigns"]) == "cluster.before_commit"
+    assert cp.commit_point(["clusters", "campaigns"], (), ["campaign_history"]) == "score.before_commit"
+    assert cp.commit_point(["prompt_clusters", "system_clusters", "clusters"]) == "cluster.before_commit"
+    assert cp.commit_point(["clusters", "campaigns"], ["prompt_clusters", "system_clusters"]) == "assign.before_commit"
     assert cp.commit_point(["prompt_map"]) == "map.before_commit"
 
 

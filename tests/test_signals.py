@@ -6,10 +6,10 @@ from analyzer import signals as sig
 
 
 def test_spread_is_zero_for_one_account_and_saturates():
-    assert sig.spread(1) == 0.0
-    assert 0 < sig.spread(5) < sig.spread(10) < 1.0
-    assert sig.spread(20) == pytest.approx(1.0)
-    assert sig.spread(500) == 1.0
+    assert sig.spread(1, 20) == 0.0
+    assert 0 < sig.spread(5, 20) < sig.spread(10, 20) < 1.0
+    assert sig.spread(20, 20) == pytest.approx(1.0)
+    assert sig.spread(500, 20) == 1.0
 
 
 def test_gini_and_evenness():
@@ -39,12 +39,12 @@ def test_activity_similarity_higher_for_synchronized_accounts():
     n = 20
     shift = np.concatenate([rng.uniform(d * 86400 + 3600 * 9, d * 86400 + 3600 * 11, size=(n, 10)) for d in range(3)], axis=1)
     sync_codes = np.repeat(np.arange(n), shift.shape[1])
-    sync_sim = sig.activity_similarity(sync_codes, shift.ravel().astype(np.int64))
+    sync_sim = sig.activity_similarity(sync_codes, shift.ravel().astype(np.int64), 15)
     scattered = rng.uniform(0, 3 * 86400, size=(n, 30))
-    rand_sim = sig.activity_similarity(sync_codes, scattered.ravel().astype(np.int64))
+    rand_sim = sig.activity_similarity(sync_codes, scattered.ravel().astype(np.int64), 15)
     assert sync_sim > 3 * rand_sim
-    assert sig.sync(sync_sim, rand_sim) > 0.5
-    assert sig.sync(rand_sim, rand_sim) == 0.0
+    assert sig.sync(sync_sim, rand_sim, 4.0) > 0.5
+    assert sig.sync(rand_sim, rand_sim, 4.0) == 0.0
 
 
 def test_regular_pacing():

@@ -1,4 +1,7 @@
-"""Data access for the app: small, aggregated DuckDB queries over a workspace, opened read-only.
+"""Data access for the app: small, aggregated queries over a workspace, opened read-only.
+
+The queries themselves are in :mod:`analyzer.store` (the SQL layer); this module opens the connections,
+caches, and turns their results into what pages show (subnets through :func:`analyzer.signals.subnet`).
 
 Design rules:
 
@@ -28,12 +31,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analyzer import store
+from analyzer.embed import DEFAULT_MODEL, DEFAULT_TIER, recorded_settings
 from analyzer.export import csv_cell, sanitize, unescape_ident
+from analyzer.signals import subnet
 from analyzer.workspace import DB_NAME, Workspace, WorkspaceLocked
 
 MAP_MAX_POINTS = 20_000
@@ -103,7 +108,7 @@ def display_frame(frame: pd.DataFrame, id_columns: frozenset[str] = ID_COLUMNS) 
 
 
 @contextlib.contextmanager
-def connect(ws_path: str, retries: int = 5) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(ws_path: str, retries: int = 5) -> Iterator[store.Connection]:
     """A short-lived read-only connection (UTC session time zone); retried briefly if the file is locked."""
     db_path = os.path.join(ws_path, DB_NAME)
     if not os.path.exists(db_path):
@@ -115,9 +120,9 @@ def connect(ws_path: str, retries: int = 5) -> Iterator[duckdb.DuckDBPyConnectio
         con = None
         for attempt in range(retries):
             try:
-                con = duckdb.connect(db_path, read_only=True)
+                con = store.connect_read_only(db_path)
                 break
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            except store.BUSY_ERRORS as exc:
                 if attempt == retries - 1:
                     raise WorkspaceUnavailable(
                         "The workspace is being written by a running analysis (DuckDB allows one writer). "
@@ -126,16 +131,16 @@ def connect(ws_path: str, retries: int = 5) -> Iterator[duckdb.DuckDBPyConnectio
                 time.sleep(0.2 * (attempt + 1))
         assert con is not None
         try:
-            con.execute("SET TimeZone = 'UTC'")
             yield con
         finally:
             con.close()
 
 
 def query(ws_path: str, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Run one read-only query and return a frame."""
+    """Run one ad-hoc read-only query and return a frame: for tests and debugging only (the app itself reads
+    through the named queries of :mod:`analyzer.store`)."""
     with connect(ws_path) as con:
-        return con.execute(sql, list(params or [])).df()
+        return store.ad_hoc(con, sql, params)
 
 
 # --- workspace state ----------------------------------------------------------------------------------------------
@@ -156,35 +161,21 @@ def workspace_state(ws_path: str) -> WorkspaceState:
     """
     ws_path = os.path.abspath(ws_path)
     with connect(ws_path) as con:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if not {"runs", "campaigns", "requests"} <= tables:
+        tables = store.table_names(con)
+        if not {"runs", "campaigns", "requests", "clusters"} <= tables:
             raise WorkspaceUnavailable(f"{ws_path} has no analysis tables yet. Run `analyzer run` on it first.")
-        run = con.execute(
-            "SELECT run_id, status, CAST(finished_at AS VARCHAR) FROM runs ORDER BY run_id DESC LIMIT 1"
-        ).fetchall()
-        n_req = con.execute("SELECT count(*) FROM (SELECT 1 FROM requests LIMIT 1)").fetchall()[0][0]
-        n_camp = con.execute("SELECT count(*) FROM (SELECT 1 FROM clusters LIMIT 1)").fetchall()[0][0]
+        run = store.latest_run(con)
+        n_req = store.has_rows(con, "requests")
+        n_camp = store.has_rows(con, "clusters")
     if not run or not n_req:
         raise WorkspaceUnavailable(
             f"The workspace {ws_path} is empty: no requests have been ingested. "
             f"Run `analyzer run LOGS --workspace {ws_path}`."
         )
-    run_id, status, finished = run[0]
+    run_id, status, finished = run
     return WorkspaceState(
         path=ws_path, run_key=f"{run_id}:{status}:{finished}", has_results=bool(n_camp), latest_run_status=status
     )
-
-
-def prompt_units(ws_path: str) -> str:
-    """SQL for ``prompt_hash -> cluster_id``, where the cluster is the unit campaigns are built from.
-
-    A prompt counts towards its template family, else its (possibly noise-attributed) topic cluster
-    (``prompt_clusters.assigned_cluster``); older workspaces without that column use the topic cluster.
-    """
-    cols = set(query(ws_path, "SELECT column_name FROM information_schema.columns "
-                              "WHERE table_name = 'prompt_clusters'")["column_name"])
-    unit = "coalesce(assigned_cluster, cluster_id)" if "assigned_cluster" in cols else "cluster_id"
-    return f"(SELECT prompt_hash, {unit} AS cluster_id FROM prompt_clusters)"
 
 
 # --- overview -----------------------------------------------------------------------------------------------------
@@ -192,17 +183,7 @@ def prompt_units(ws_path: str) -> str:
 def overview_counts(ws_path: str, run_key: str) -> dict[str, int]:
     """Headline counts of the latest analysis."""
     with connect(ws_path) as con:
-        row = con.execute(
-            """
-            SELECT (SELECT count(*) FROM requests), (SELECT count(DISTINCT account_id) FROM requests),
-                   (SELECT count(*) FROM prompts), (SELECT count(*) FROM clusters),
-                   (SELECT count(*) FROM campaigns), (SELECT count(*) FROM campaigns WHERE flagged),
-                   (SELECT count(*) FROM rejected),
-                   (SELECT count(*) FROM campaign_accounts ca JOIN campaigns c USING (campaign_id) WHERE c.flagged)
-            """
-        ).fetchall()[0]
-    keys = ("requests", "accounts", "prompts", "clusters", "candidates", "flagged", "rejected", "flagged_accounts")
-    return dict(zip(keys, (int(x) for x in row), strict=True))
+        return store.overview_counts(con)
 
 
 def pick_bucket(span_seconds: float, max_buckets: int = 200) -> str:
@@ -217,22 +198,8 @@ def pick_bucket(span_seconds: float, max_buckets: int = 200) -> str:
 @st.cache_data(show_spinner=False, max_entries=32)
 def traffic_over_time(ws_path: str, run_key: str) -> pd.DataFrame:
     """Requests per time bucket, split into traffic from accounts in flagged campaigns and the rest."""
-    span = query(ws_path, "SELECT epoch(max(ts)) - epoch(min(ts)) FROM requests").iloc[0, 0]
-    bucket = pick_bucket(float(span or 0))
-    return query(
-        ws_path,
-        f"""
-        WITH flagged_acc AS (
-            SELECT DISTINCT ca.account_id FROM campaign_accounts ca JOIN campaigns c USING (campaign_id)
-            WHERE c.flagged)
-        SELECT time_bucket(INTERVAL '{bucket}', r.ts) AS bucket,
-               CASE WHEN f.account_id IS NULL THEN 'other accounts' ELSE 'accounts in flagged campaigns' END
-                   AS traffic,
-               count(*) AS requests
-        FROM requests r LEFT JOIN flagged_acc f USING (account_id)
-        GROUP BY ALL ORDER BY bucket
-        """,
-    )
+    with connect(ws_path) as con:
+        return store.traffic_over_time(con, pick_bucket(store.request_span_seconds(con)))
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
@@ -248,10 +215,8 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
 @st.cache_data(show_spinner=False, max_entries=32)
 def runs_history(ws_path: str, run_key: str) -> pd.DataFrame:
     """The ``runs`` table, newest first (stats kept as JSON text)."""
-    return query(
-        ws_path,
-        "SELECT run_id, command, started_at, finished_at, status, stats FROM runs ORDER BY run_id DESC",
-    )
+    with connect(ws_path) as con:
+        return store.runs(con)
 
 
 def run_changes(runs: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, int] | None]:
@@ -280,13 +245,6 @@ def run_changes(runs: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, int] | Non
 
 
 # --- campaign history across runs ---------------------------------------------------------------------------------
-def _has_tables(con: duckdb.DuckDBPyConnection, *names: str) -> bool:
-    """Whether the workspace has these tables (one analysed before campaign history existed lacks them, and the
-    app opens it read-only, so it cannot create them)."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    return set(names) <= tables
-
-
 HISTORY_FRAME_COLUMNS = ["run_id", "recorded_at", "transition", "parents", "n_accounts", "n_requests", "score",
                          "flagged"]
 
@@ -295,11 +253,7 @@ HISTORY_FRAME_COLUMNS = ["run_id", "recorded_at", "transition", "parents", "n_ac
 def campaign_history(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
     """One campaign's row in every run that recorded it, oldest first (``parents``: ids, comma-separated)."""
     with connect(ws_path) as con:
-        if not _has_tables(con, "campaign_history"):
-            return pd.DataFrame(columns=HISTORY_FRAME_COLUMNS)
-        out = con.execute(
-            """SELECT run_id, recorded_at, transition, parent_ids, n_accounts, n_requests, score, flagged
-               FROM campaign_history WHERE campaign_id = ? ORDER BY run_id""", [campaign_id]).df()
+        out = store.campaign_history(con, campaign_id)
     out["parents"] = [", ".join(clean_id(p) for p in json.loads(v or "[]")) for v in out.pop("parent_ids")]
     return out[HISTORY_FRAME_COLUMNS]
 
@@ -308,10 +262,7 @@ def campaign_history(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFra
 def campaign_identity(ws_path: str, run_key: str, campaign_id: str) -> dict[str, Any] | None:
     """The campaign's ``campaign_identity`` row (first / last seen, first flagged, first / last run)."""
     with connect(ws_path) as con:
-        if not _has_tables(con, "campaign_identity"):
-            return None
-        rows = con.execute("SELECT * FROM campaign_identity WHERE campaign_id = ?", [campaign_id]).df()
-    return None if rows.empty else rows.iloc[0].to_dict()
+        return store.campaign_identity(con, campaign_id)
 
 
 TRANSITION_ORDER = ("new", "split", "merged", "grown", "shrunk", "gone", "continued")
@@ -329,26 +280,9 @@ def latest_transitions(ws_path: str, run_key: str) -> tuple[pd.DataFrame, int | 
     cols = ["campaign_id", "transition", "change", "parents", "label", "score", "previous_score", "n_accounts",
             "previous_accounts", "flagged"]
     with connect(ws_path) as con:
-        if not _has_tables(con, "campaign_history", "campaigns"):
-            return pd.DataFrame(columns=cols), None
-        run = con.execute("SELECT max(run_id) FROM campaign_history").fetchone()[0]
-        if run is None:
-            return pd.DataFrame(columns=cols), None
-        out = con.execute(
-            """
-            WITH now AS (SELECT * FROM campaign_history WHERE run_id = ?),
-            before AS (SELECT campaign_id, score, flagged, n_accounts FROM campaign_history
-                       WHERE run_id < ? AND transition <> 'gone'
-                       QUALIFY row_number() OVER (PARTITION BY campaign_id ORDER BY run_id DESC) = 1)
-            SELECT n.campaign_id, n.transition, n.parent_ids, coalesce(c.label, '') AS label, n.score,
-                   b.score AS previous_score, n.n_accounts, b.n_accounts AS previous_accounts,
-                   n.flagged AND n.transition <> 'gone' AS flagged,
-                   CASE WHEN n.transition = 'gone' THEN (CASE WHEN n.flagged THEN 'no longer flagged' ELSE '' END)
-                        WHEN n.flagged AND NOT coalesce(b.flagged, false) THEN 'newly flagged'
-                        WHEN NOT n.flagged AND coalesce(b.flagged, false) THEN 'no longer flagged'
-                        ELSE '' END AS change
-            FROM now n LEFT JOIN before b USING (campaign_id) LEFT JOIN campaigns c USING (campaign_id)
-            """, [run, run]).df()
+        out, run = store.latest_transitions(con)
+    if out is None or run is None:
+        return pd.DataFrame(columns=cols), None
     out = out[(out["transition"] != "continued") | (out["change"] != "")].copy()
     out["parents"] = [", ".join(clean_id(p) for p in json.loads(v or "[]")) for v in out.pop("parent_ids")]
     out["label"] = out["label"].map(clean)
@@ -361,48 +295,22 @@ def latest_transitions(ws_path: str, run_key: str) -> tuple[pd.DataFrame, int | 
 # --- campaigns ----------------------------------------------------------------------------------------------------
 def triage_latest(ws_path: str) -> pd.DataFrame:
     """Latest triage decision per campaign (uncached: analysts change it from the app)."""
-    return query(
-        ws_path,
-        """
-        SELECT campaign_id, status, note, analyst, decided_at FROM triage
-        QUALIFY row_number() OVER (PARTITION BY campaign_id ORDER BY decided_at DESC) = 1
-        """,
-    )
+    with connect(ws_path) as con:
+        return store.triage_latest(con)
 
 
 def triage_history(ws_path: str, campaign_id: str) -> pd.DataFrame:
     """Every triage decision recorded for one campaign, newest first."""
-    return query(
-        ws_path,
-        "SELECT decided_at, status, analyst, note FROM triage WHERE campaign_id = ? ORDER BY decided_at DESC",
-        [campaign_id],
-    )
+    with connect(ws_path) as con:
+        return store.triage_history(con, campaign_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def campaigns_frame(ws_path: str, run_key: str) -> pd.DataFrame:
     """All candidate campaigns, best first, with one column per signal (``sig_<name>``) and the models used."""
-    camps = query(
-        ws_path,
-        """
-        SELECT campaign_id, rank, score, flagged, label, kind, n_accounts, n_requests, first_seen, last_seen,
-               clusters, signals
-        FROM campaigns ORDER BY rank
-        """,
-    )
-    pcq = prompt_units(ws_path)
-    models = query(
-        ws_path,
-        f"""
-        SELECT c.campaign_id, list(DISTINCT coalesce(r.model, '(none)') ORDER BY coalesce(r.model, '(none)'))
-               AS models
-        FROM requests r
-        JOIN {pcq} pc USING (prompt_hash)
-        JOIN clusters c ON c.cluster_id = pc.cluster_id AND c.campaign_id IS NOT NULL
-        JOIN campaign_accounts ca ON ca.campaign_id = c.campaign_id AND ca.account_id = r.account_id
-        GROUP BY c.campaign_id
-        """,
-    )
+    with connect(ws_path) as con:
+        camps = store.campaign_list(con)
+        models = store.campaign_models(con)
     camps["label"] = camps["label"].map(lambda s: clean(s, 200))
     camps["kind"] = camps["kind"].fillna("")
     sigs = camps["signals"].map(json.loads)
@@ -454,10 +362,10 @@ def filter_campaigns(camps: pd.DataFrame, triage: pd.DataFrame, f: CampaignFilte
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_detail(ws_path: str, run_key: str, campaign_id: str) -> dict[str, Any] | None:
     """One campaign with its JSON columns parsed and text cleaned; ``None`` if unknown."""
-    rows = query(ws_path, "SELECT * FROM campaigns WHERE campaign_id = ?", [campaign_id])
-    if rows.empty:
+    with connect(ws_path) as con:
+        r = store.campaign(con, campaign_id)
+    if r is None:
         return None
-    r = rows.iloc[0].to_dict()
     for col in ("keywords", "clusters", "signals", "evidence", "examples"):
         r[col] = json.loads(r[col]) if isinstance(r[col], str) else []
     r["label"] = clean(r["label"])
@@ -468,43 +376,39 @@ def campaign_detail(ws_path: str, run_key: str, campaign_id: str) -> dict[str, A
     return r
 
 
-def _campaign_requests(pcq: str) -> str:
-    """CTE ``campaign_requests``: the members' requests in the campaign's clusters (one ``?`` parameter)."""
-    return f"""
-    campaign_requests AS (
-        SELECT r.* FROM requests r
-        JOIN {pcq} pc USING (prompt_hash)
-        JOIN clusters c ON c.cluster_id = pc.cluster_id
-        JOIN campaign_accounts ca ON ca.campaign_id = c.campaign_id AND ca.account_id = r.account_id
-        WHERE c.campaign_id = ?)
-"""
+def _subnets(ips: pd.Series) -> pd.Series:
+    """:func:`analyzer.signals.subnet` of each IP, parsing each distinct value once."""
+    return ips.map({ip: subnet(ip) for ip in ips.unique()})
 
-_SUBNET = """CASE WHEN ip IS NULL THEN NULL
-                  WHEN ip LIKE '%:%' THEN array_to_string(string_split(ip, ':')[1:3], ':') || '::/48'
-                  ELSE regexp_extract(ip, '^(\\d+\\.\\d+\\.\\d+)\\.', 1) || '.0/24' END"""
+
+def main_subnets(ip_counts: pd.DataFrame) -> pd.Series:
+    """Each account's most used network (:func:`analyzer.signals.subnet`: /24 for IPv4, /48 for IPv6), from
+    ``account_id, ip, requests`` rows; ties go to the first network in text order (deterministic). Accounts
+    with no valid address have none (IPs that are not addresses have no network)."""
+    if ip_counts.empty:
+        return pd.Series(dtype=object)
+    nets = ip_counts.assign(subnet=_subnets(ip_counts["ip"])).dropna(subset=["subnet"])
+    per = nets.groupby(["account_id", "subnet"], as_index=False)["requests"].sum()
+    per = per.sort_values(["account_id", "requests", "subnet"], ascending=[True, False, True])
+    return per.drop_duplicates("account_id").set_index("account_id")["subnet"]
+
+
+def subnet_counts(ip_counts: pd.DataFrame) -> pd.DataFrame:
+    """``value, requests`` per network (:func:`analyzer.signals.subnet`) from ``ip, requests`` rows, busiest
+    first; IPs that are not addresses count towards no network."""
+    nets = ip_counts.assign(value=_subnets(ip_counts["ip"])).dropna(subset=["value"])
+    out = nets.groupby("value", as_index=False)["requests"].sum()
+    return out.sort_values(["requests", "value"], ascending=[False, True]).reset_index(drop=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_accounts(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
     """Member accounts: volume in the campaign, share of their traffic, first/last seen, main subnet and UA."""
-    return query(
-        ws_path,
-        f"""
-        WITH acc AS (SELECT account_id FROM campaign_accounts WHERE campaign_id = ?),
-        infra AS (
-            SELECT account_id, mode({_SUBNET}) AS subnet, mode(user_agent) AS user_agent,
-                   count(DISTINCT ip) AS n_ips
-            FROM requests WHERE account_id IN (SELECT account_id FROM acc) GROUP BY account_id)
-        SELECT ca.account_id, ca.n_requests, ca.share, ca.score, a.n_requests AS total_requests,
-               a.first_seen, a.last_seen, i.subnet, i.user_agent, i.n_ips, ca.evidence
-        FROM campaign_accounts ca
-        LEFT JOIN accounts a USING (account_id)
-        LEFT JOIN infra i USING (account_id)
-        WHERE ca.campaign_id = ?
-        ORDER BY ca.n_requests DESC, ca.account_id
-        """,
-        [campaign_id, campaign_id],
-    ).assign(
+    with connect(ws_path) as con:
+        rows = store.campaign_account_rows(con, campaign_id)
+        ips = store.member_ip_counts(con, campaign_id)
+    rows.insert(rows.columns.get_loc("user_agent"), "subnet", rows["account_id"].map(main_subnets(ips)))
+    return rows.assign(
         evidence=lambda d: d["evidence"].map(lambda s: " ".join(clean(e) for e in json.loads(s)) if s else ""),
     )
 
@@ -512,64 +416,24 @@ def campaign_accounts(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFr
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_heatmap(ws_path: str, run_key: str, campaign_id: str, max_accounts: int = 60) -> pd.DataFrame:
     """Requests per (account, time bucket) for the campaign's busiest accounts; long format."""
-    pcq = prompt_units(ws_path)
-    span = query(
-        ws_path, "SELECT epoch(last_seen) - epoch(first_seen) FROM campaigns WHERE campaign_id = ?", [campaign_id]
-    )
-    bucket = pick_bucket(float(span.iloc[0, 0] or 0) if len(span) else 0, max_buckets=150)
-    return query(
-        ws_path,
-        f"""
-        WITH {_campaign_requests(pcq)},
-        top AS (SELECT account_id FROM campaign_requests GROUP BY account_id
-                ORDER BY count(*) DESC, account_id LIMIT {int(max_accounts)})
-        SELECT account_id, time_bucket(INTERVAL '{bucket}', ts) AS bucket, count(*) AS requests
-        FROM campaign_requests WHERE account_id IN (SELECT account_id FROM top)
-        GROUP BY ALL ORDER BY account_id, bucket
-        """,
-        [campaign_id],
-    ).assign(bucket_size=bucket)
+    with connect(ws_path) as con:
+        bucket = pick_bucket(store.campaign_span_seconds(con, campaign_id), max_buckets=150)
+        return store.campaign_heatmap(con, campaign_id, bucket, max_accounts).assign(bucket_size=bucket)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_model_mix(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
     """Requests per (time bucket, model) inside the campaign, next to the same for all other traffic."""
-    pcq = prompt_units(ws_path)
-    span = query(ws_path, "SELECT epoch(max(ts)) - epoch(min(ts)) FROM requests").iloc[0, 0]
-    bucket = pick_bucket(float(span or 0), max_buckets=120)
-    return query(
-        ws_path,
-        f"""
-        WITH {_campaign_requests(pcq)},
-        tagged AS (
-            SELECT ts, model, 'campaign' AS scope FROM campaign_requests
-            UNION ALL
-            SELECT ts, model, 'all traffic' AS scope FROM requests)
-        SELECT scope, time_bucket(INTERVAL '{bucket}', ts) AS bucket, coalesce(model, '(none)') AS model,
-               count(*) AS requests
-        FROM tagged GROUP BY ALL ORDER BY scope, bucket, model
-        """,
-        [campaign_id],
-    )
+    with connect(ws_path) as con:
+        return store.campaign_model_mix(con, campaign_id, pick_bucket(store.request_span_seconds(con), max_buckets=120))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_clusters(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFrame:
     """The prompt clusters the campaign spans, with the members' requests in each."""
-    pcq = prompt_units(ws_path)
-    return query(
-        ws_path,
-        f"""
-        WITH {_campaign_requests(pcq)},
-        per AS (SELECT pc.cluster_id, count(*) AS campaign_requests, count(DISTINCT cr.account_id) AS accounts
-                FROM campaign_requests cr JOIN {pcq} pc USING (prompt_hash) GROUP BY pc.cluster_id)
-        SELECT c.cluster_id, c.kind, c.label, c.n_prompts, c.n_requests, c.n_accounts, per.campaign_requests,
-               per.accounts AS campaign_accounts, c.template
-        FROM clusters c LEFT JOIN per USING (cluster_id)
-        WHERE c.campaign_id = ? ORDER BY per.campaign_requests DESC NULLS LAST
-        """,
-        [campaign_id, campaign_id],
-    ).assign(label=lambda d: d["label"].map(lambda s: clean(s, 150)),
+    with connect(ws_path) as con:
+        out = store.campaign_clusters(con, campaign_id)
+    return out.assign(label=lambda d: d["label"].map(lambda s: clean(s, 150)),    ).assign(label=lambda d: d["label"].map(lambda s: clean(s, 150)),
              template=lambda d: d["template"].map(lambda s: clean(s, 300)))
 
 
@@ -577,85 +441,33 @@ def campaign_clusters(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFr
 @st.cache_data(show_spinner=False, max_entries=32)
 def account_choices(ws_path: str, run_key: str, limit: int = 2000) -> list[str]:
     """Account ids for the account picker: campaign members and the highest scores first."""
-    return query(
-        ws_path, f"SELECT account_id FROM accounts ORDER BY score DESC, n_requests DESC LIMIT {int(limit)}"
-    )["account_id"].tolist()
+    with connect(ws_path) as con:
+        return store.top_accounts(con, limit)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any] | None:
     """One account: summary row, campaigns, clusters, timeline per cluster, models and infrastructure."""
-    pcq = prompt_units(ws_path)
-    row = query(ws_path, "SELECT * FROM accounts WHERE account_id = ?", [account_id])
-    if row.empty:
-        return None
-    summary = row.iloc[0].to_dict()
+    with connect(ws_path) as con:
+        summary = store.account(con, account_id)
+        if summary is None:
+            return None
+        campaigns = store.account_campaigns(con, account_id)
+        clusters = store.account_clusters(con, account_id)
+        span = (float((summary["last_seen"] - summary["first_seen"]).total_seconds())
+                if summary.get("first_seen") else 0)
+        bucket = pick_bucket(span, max_buckets=120)
+        timeline = store.account_timeline(con, account_id, bucket)
+        identifiers = store.account_identifiers(con, account_id)
+        ips = store.account_ip_counts(con, account_id)
+        recent = store.account_recent(con, account_id)
     summary["signals"] = json.loads(summary["signals"]) if isinstance(summary.get("signals"), str) else {}
-    campaigns = query(
-        ws_path,
-        """
-        SELECT ca.campaign_id, c.rank, c.score AS campaign_score, c.flagged, c.label, ca.n_requests, ca.share,
-               ca.score AS account_score, ca.evidence
-        FROM campaign_accounts ca JOIN campaigns c USING (campaign_id)
-        WHERE ca.account_id = ? ORDER BY c.rank
-        """,
-        [account_id],
-    )
     campaigns["label"] = campaigns["label"].map(lambda s: clean(s, 150))
     campaigns["evidence"] = campaigns["evidence"].map(lambda s: [clean(e) for e in json.loads(s)] if s else [])
-    clusters = query(
-        ws_path,
-        f"""
-        SELECT coalesce(pc.cluster_id, -1) AS cluster_id, any_value(c.label) AS label,
-               any_value(c.campaign_id) AS campaign_id, count(*) AS requests,
-               count(DISTINCT r.prompt_hash) AS prompts, min(r.ts) AS first_seen, max(r.ts) AS last_seen
-        FROM requests r LEFT JOIN {pcq} pc USING (prompt_hash)
-        LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
-        WHERE r.account_id = ? GROUP BY 1 ORDER BY requests DESC
-        """,
-        [account_id],
-    )
     clusters["label"] = clusters["label"].map(lambda s: clean(s, 150) if isinstance(s, str) else "(noise)")
-    span = float((summary["last_seen"] - summary["first_seen"]).total_seconds()) if summary.get("first_seen") else 0
-    bucket = pick_bucket(span, max_buckets=120)
-    timeline = query(
-        ws_path,
-        f"""
-        SELECT time_bucket(INTERVAL '{bucket}', r.ts) AS bucket, coalesce(pc.cluster_id, -1) AS cluster_id,
-               count(*) AS requests
-        FROM requests r LEFT JOIN {pcq} pc USING (prompt_hash)
-        WHERE r.account_id = ? GROUP BY ALL ORDER BY bucket
-        """,
-        [account_id],
-    )
-    infra = query(
-        ws_path,
-        f"""
-        SELECT 'model' AS kind, coalesce(model, '(none)') AS value, count(*) AS requests FROM requests
-            WHERE account_id = ? GROUP BY ALL
-        UNION ALL SELECT 'subnet', {_SUBNET}, count(*) FROM requests WHERE account_id = ? AND ip IS NOT NULL
-            GROUP BY ALL
-        UNION ALL SELECT 'user agent', user_agent, count(*) FROM requests
-            WHERE account_id = ? AND user_agent IS NOT NULL GROUP BY ALL
-        UNION ALL SELECT 'api key', api_key_id, count(*) FROM requests
-            WHERE account_id = ? AND api_key_id IS NOT NULL GROUP BY ALL
-        UNION ALL SELECT 'org', org_id, count(*) FROM requests WHERE account_id = ? AND org_id IS NOT NULL
-            GROUP BY ALL
-        UNION ALL SELECT 'country', country, count(*) FROM requests WHERE account_id = ? AND country IS NOT NULL
-            GROUP BY ALL
-        ORDER BY kind, requests DESC
-        """,
-        [account_id] * 6,
-    )
-    recent = query(
-        ws_path,
-        f"""
-        SELECT r.ts, coalesce(pc.cluster_id, -1) AS cluster_id, r.model, left(p.text, 300) AS prompt
-        FROM requests r JOIN prompts p USING (prompt_hash) LEFT JOIN {pcq} pc USING (prompt_hash)
-        WHERE r.account_id = ? ORDER BY r.ts DESC LIMIT 50
-        """,
-        [account_id],
-    )
+    infra = pd.concat([identifiers, subnet_counts(ips).assign(kind="subnet")[["kind", "value", "requests"]]],
+                      ignore_index=True)
+    infra = infra.sort_values(["kind", "requests"], ascending=[True, False], kind="stable").reset_index(drop=True)
     recent["prompt"] = recent["prompt"].map(lambda s: clean(s, 300))
     return {"summary": summary, "campaigns": campaigns, "clusters": clusters, "timeline": timeline,
             "infra": infra, "recent": recent, "bucket": bucket}
@@ -665,25 +477,8 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
 @st.cache_data(show_spinner=False, max_entries=16)
 def map_points(ws_path: str, run_key: str, max_points: int = MAP_MAX_POINTS) -> pd.DataFrame:
     """The 2-D prompt map, sampled server-side to at most ``max_points`` (deterministically, by hash)."""
-    pcq = prompt_units(ws_path)
-    frame = query(
-        ws_path,
-        f"""
-        WITH req AS (SELECT prompt_hash, count(*) AS requests, count(DISTINCT account_id) AS accounts
-                     FROM requests GROUP BY prompt_hash)
-        SELECT m.prompt_hash, m.x, m.y, coalesce(pc.cluster_id, -1) AS cluster_id, c.campaign_id,
-               coalesce(cp.score, 0.0) AS score, coalesce(cp.flagged, false) AS flagged,
-               coalesce(req.requests, 0) AS requests, coalesce(req.accounts, 0) AS accounts,
-               left(p.text, 160) AS text
-        FROM prompt_map m
-        LEFT JOIN {pcq} pc USING (prompt_hash)
-        LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
-        LEFT JOIN campaigns cp ON cp.campaign_id = c.campaign_id
-        LEFT JOIN req USING (prompt_hash)
-        LEFT JOIN prompts p USING (prompt_hash)
-        ORDER BY hash(m.prompt_hash) LIMIT {int(max_points)}
-        """,
-    )
+    with connect(ws_path) as con:
+        frame = store.map_points(con, max_points)
     frame["text"] = frame["text"].map(lambda s: clean(s, 150))
     return frame
 
@@ -692,33 +487,13 @@ def prompts_and_accounts(ws_path: str, prompt_hashes: Sequence[str], limit: int 
                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """For a set of prompts (a map selection, search hits): the prompts with their counts, and the accounts
     that sent them (requests among those prompts, cluster count, campaign)."""
-    pcq = prompt_units(ws_path)
     hashes = list(dict.fromkeys(prompt_hashes))[:5000]
     if not hashes:
         empty_p = pd.DataFrame(columns=["prompt_hash", "cluster_id", "requests", "accounts", "text"])
         empty_a = pd.DataFrame(columns=["account_id", "requests", "prompts", "campaign_id", "score"])
         return empty_p, empty_a
-    sel = pd.DataFrame({"prompt_hash": hashes})
     with connect(ws_path) as con:
-        con.register("sel", sel)
-        prompts = con.execute(
-            f"""
-            SELECT p.prompt_hash, coalesce(pc.cluster_id, -1) AS cluster_id, count(r.request_id) AS requests,
-                   count(DISTINCT r.account_id) AS accounts, any_value(p.text) AS text
-            FROM sel JOIN prompts p USING (prompt_hash)
-            LEFT JOIN {pcq} pc USING (prompt_hash)
-            LEFT JOIN requests r USING (prompt_hash)
-            GROUP BY ALL ORDER BY requests DESC LIMIT {int(limit)}
-            """
-        ).df()
-        accounts = con.execute(
-            f"""
-            SELECT r.account_id, count(*) AS requests, count(DISTINCT r.prompt_hash) AS prompts,
-                   any_value(a.campaign_id) AS campaign_id, any_value(a.score) AS score
-            FROM sel JOIN requests r USING (prompt_hash) LEFT JOIN accounts a USING (account_id)
-            GROUP BY ALL ORDER BY requests DESC, r.account_id LIMIT {int(limit)}
-            """
-        ).df()
+        prompts, accounts = store.prompts_and_accounts(con, hashes, limit)
     prompts["text"] = prompts["text"].map(lambda s: clean(s, 2000))
     return prompts, accounts
 
@@ -756,14 +531,13 @@ def embedder(model: str = "minilm", max_seq_length: int = 128, tier: str = "fast
 
 
 def embedding_settings(ws_path: str) -> tuple[str, int, str]:
-    """``(model, max_seq_length, tier)`` of the workspace's latest analysis, so queries use the same vectors.
-
-    Runs recorded before tiers existed used the accurate tier."""
-    rows = query(ws_path, "SELECT params FROM runs WHERE params LIKE '%\"options\"%' ORDER BY run_id DESC LIMIT 1")
-    if rows.empty:
-        return "minilm", 128, "accurate"
-    opts = json.loads(rows.iloc[0]["params"]).get("options", {})
-    return opts.get("model", "minilm"), int(opts.get("max_seq_length", 128)), opts.get("tier", "accurate")
+    """``(model, max_seq_length, tier)`` of the workspace's latest analysis, so queries use the same vectors
+    (:func:`analyzer.embed.recorded_settings`, as the pipeline reads them; the defaults when none recorded)."""
+    with connect(ws_path) as con:
+        found = recorded_settings(store.last_run_options(con))
+    if found is None:
+        return DEFAULT_MODEL, 128, DEFAULT_TIER
+    return found.model, found.max_seq_length, found.tier
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -775,9 +549,8 @@ def search_index(ws_path: str, run_key: str, model_key: str) -> tuple[Any, np.nd
     if not os.path.exists(path):
         return None
     index = load_index(path)
-    hashes = query(
-        ws_path, 'SELECT prompt_hash FROM embedded WHERE model_key = ? ORDER BY prompt_hash', [model_key]
-    )["prompt_hash"].to_numpy(dtype=object)
+    with connect(ws_path) as con:
+        hashes = store.embedded_hashes(con, model_key).to_numpy(dtype=object)
     if len(hashes) != index.ntotal:
         return None
     return index, hashes
@@ -799,22 +572,8 @@ def semantic_search(ws_path: str, run_key: str, text: str, k: int = 30) -> pd.Da
     sims, ids = search(index, vec, k=min(int(k), len(hashes)))
     keep = ids[0] >= 0
     hits = pd.DataFrame({"prompt_hash": hashes[ids[0][keep]], "similarity": sims[0][keep].astype(float)})
-    pcq = prompt_units(ws_path)
     with connect(ws_path) as con:
-        con.register("hits", hits)
-        out = con.execute(
-            f"""
-            WITH req AS (SELECT prompt_hash, count(*) AS requests, count(DISTINCT account_id) AS accounts
-                         FROM requests WHERE prompt_hash IN (SELECT prompt_hash FROM hits) GROUP BY prompt_hash)
-            SELECT h.prompt_hash, h.similarity, coalesce(pc.cluster_id, -1) AS cluster_id, c.campaign_id,
-                   coalesce(req.requests, 0) AS requests, coalesce(req.accounts, 0) AS accounts, p.text
-            FROM hits h JOIN prompts p USING (prompt_hash)
-            LEFT JOIN {pcq} pc USING (prompt_hash)
-            LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
-            LEFT JOIN req USING (prompt_hash)
-            ORDER BY h.similarity DESC
-            """
-        ).df()
+        out = store.search_hits(con, hits)
     out["text"] = out["text"].map(lambda s: clean(s, 2000))
     return out
 
@@ -825,40 +584,15 @@ def expand_accounts(ws_path: str, account_ids: Sequence[str], limit: int = 100) 
     The clusters frame lists every cluster these accounts used (how many of them, their requests, the
     cluster's campaign); the timeline counts their requests per time bucket and cluster (top clusters only).
     """
-    pcq = prompt_units(ws_path)
-    acc = pd.DataFrame({"account_id": list(dict.fromkeys(account_ids))[:5000]})
-    if acc.empty:
+    acc = list(dict.fromkeys(account_ids))[:5000]
+    if not acc:
         return (pd.DataFrame(columns=["cluster_id", "label", "campaign_id", "accounts", "requests"]),
                 pd.DataFrame(columns=["bucket", "cluster", "requests"]))
     with connect(ws_path) as con:
-        con.register("acc", acc)
-        clusters = con.execute(
-            f"""
-            SELECT coalesce(pc.cluster_id, -1) AS cluster_id, any_value(c.label) AS label,
-                   any_value(c.campaign_id) AS campaign_id, count(DISTINCT r.account_id) AS accounts,
-                   count(*) AS requests
-            FROM acc JOIN requests r USING (account_id)
-            LEFT JOIN {pcq} pc USING (prompt_hash) LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
-            GROUP BY 1 ORDER BY accounts DESC, requests DESC LIMIT {int(limit)}
-            """
-        ).df()
-        span = con.execute(
-            "SELECT epoch(max(ts)) - epoch(min(ts)) FROM requests WHERE account_id IN (SELECT account_id FROM acc)"
-        ).fetchall()[0][0]
-        bucket = pick_bucket(float(span or 0), max_buckets=120)
+        clusters = store.accounts_clusters(con, acc, limit)
+        bucket = pick_bucket(store.request_span_seconds(con, acc), max_buckets=120)
         top = [int(c) for c in clusters["cluster_id"].head(8)]
-        timeline = con.execute(
-            f"""
-            SELECT time_bucket(INTERVAL '{bucket}', r.ts) AS bucket,
-                   CASE WHEN NOT list_contains(?, coalesce(pc.cluster_id, -1)) THEN 'other'
-                        WHEN pc.cluster_id IS NULL OR pc.cluster_id < 0 THEN 'noise'
-                        ELSE 'cluster ' || pc.cluster_id::VARCHAR END AS cluster,
-                   count(*) AS requests
-            FROM acc JOIN requests r USING (account_id) LEFT JOIN {pcq} pc USING (prompt_hash)
-            GROUP BY ALL ORDER BY bucket
-            """,
-            [top],
-        ).df()
+        timeline = store.accounts_timeline(con, acc, bucket, top)
     clusters["label"] = clusters["label"].map(lambda s: clean(s, 150) if isinstance(s, str) else "(noise)")
     return clusters, timeline
 
@@ -869,7 +603,7 @@ def _read_workspace(ws_path: str) -> Iterator[Workspace]:
     with _DB_LOCK:
         ws = Workspace(ws_path, read_only=True)
         try:
-            ws.db.execute("SET TimeZone = 'UTC'")
+            store.use_utc(ws)
             yield ws
         finally:
             ws.close()
@@ -910,8 +644,8 @@ def export_accounts_csv(ws_path: str, campaign_id: str | None = None) -> str:
         text = to_csv(ws)
     if campaign_id is None:
         return text
-    members = set(query(ws_path, "SELECT account_id FROM campaign_accounts WHERE campaign_id = ?",
-                        [campaign_id])["account_id"])
+    with connect(ws_path) as con:
+        members = set(store.member_accounts(con, campaign_id))
     # The CSV escapes its cells (visible escapes, formula-looking cells prefixed with '); compare likewise.
     wanted = {csv_cell(a, ident=True) for a in members}
     rows = list(csv.reader(io.StringIO(text)))
@@ -948,7 +682,7 @@ def write_triage(ws_path: str, campaign_id: str, status: str, note: str, analyst
     with _DB_LOCK:
         try:
             ws = Workspace(ws_path)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        except store.BUSY_ERRORS as exc:
             raise WorkspaceUnavailable(
                 f"Could not save: the workspace is open for writing elsewhere (a running analysis?). ({exc})"
             ) from None

@@ -83,18 +83,23 @@ def _peak_mb() -> float:
 
 
 def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None, tier: str = DEFAULT_TIER,
-                 quiet: bool = True) -> SystemResult:
+                 quiet: bool = True, config_file: str | None = None) -> SystemResult:
+    """The analyzer on ``log_path`` in a fresh workspace; ``config_file``: a TOML configuration
+    (:mod:`analyzer.config`) over the defaults."""
+    from analyzer import config as config_mod
     from analyzer.pipeline import RunOptions, run_all
     from analyzer.workspace import Workspace
 
     t0 = time.perf_counter()
+    opts = RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache, tier=tier)
+    if config_file:
+        opts = config_mod.apply(config_mod.read_file(config_file), opts)
     ws = Workspace(os.path.join(workdir, "ws-analyzer"), create=True)
-    stats = run_all(ws, [log_path], RunOptions(progress=not quiet, make_map=False, embedding_cache=embedding_cache,
-                                               tier=tier))
+    stats = run_all(ws, [log_path], opts)
     stats["stages_s"]["embeddings_reused"] = stats["embed"]["reused_from_cache"]
-    camps = ws.db.execute("SELECT campaign_id, flagged, score FROM campaigns").df()
-    ca = ws.db.execute("SELECT campaign_id, account_id FROM campaign_accounts").df()
-    acc = ws.db.execute("SELECT account_id, score FROM accounts").df()
+    camps = ws.table("campaigns", ["campaign_id", "flagged", "score"])
+    ca = ws.table("campaign_accounts", ["campaign_id", "account_id"])
+    acc = ws.table("accounts", ["account_id", "score"])
     ws.close()
     flagged_ids = set(camps.loc[camps["flagged"], "campaign_id"])
     members = {cid: g["account_id"].tolist() for cid, g in ca.groupby("campaign_id")}
@@ -111,10 +116,10 @@ def _embeddings_from(workdir: str):
     from analyzer.workspace import Workspace
 
     ws = Workspace(os.path.join(workdir, "ws-analyzer"))
-    key = ws.db.execute("SELECT model_key FROM embedded GROUP BY model_key ORDER BY count(*) DESC LIMIT 1").fetchall()[0][0]
+    key = ws.largest_model_key()
     hashes, vectors = ws.load_embeddings(key)
-    texts = ws.db.execute("SELECT prompt_hash, text FROM prompts").df().set_index("prompt_hash")["text"]
-    req = ws.db.execute("SELECT account_id, prompt_hash FROM requests").df()
+    texts = ws.prompt_texts()
+    req = ws.table("requests", ["account_id", "prompt_hash"])
     ws.close()
     return hashes, vectors, texts.reindex(hashes).tolist(), req
 
@@ -402,7 +407,8 @@ def _caller(isolate: bool) -> Callable[..., SystemResult]:
 
 
 def run_systems(log_path: str, workdir: str, systems: Sequence[str], tiers: Sequence[str],
-                embedding_cache: str | None, isolate: bool) -> list[tuple[str, str | None, SystemResult]]:
+                embedding_cache: str | None, isolate: bool, config_file: str | None = None
+                ) -> list[tuple[str, str | None, SystemResult]]:
     """Run ``systems`` on one log: ``(system, tier, result)`` in run order.
 
     The analyzer runs once per tier, each into ``workdir/<tier>``; BERTopic is given the first tier's vectors, so
@@ -416,7 +422,8 @@ def run_systems(log_path: str, workdir: str, systems: Sequence[str], tiers: Sequ
         if system == "analyzer":
             for t in tiers:
                 os.makedirs(os.path.join(workdir, t), exist_ok=True)
-                out.append((system, t, call(run_analyzer, log_path, os.path.join(workdir, t), embedding_cache, t)))
+                out.append((system, t, call(run_analyzer, log_path, os.path.join(workdir, t), embedding_cache, t, True,
+                                            config_file)))
         elif system == "bertopic":
             out.append((system, tiers[0], call(run_bertopic, os.path.join(workdir, tiers[0]))))
         elif system == "bertopic_e2e":
@@ -429,7 +436,8 @@ def run_systems(log_path: str, workdir: str, systems: Sequence[str], tiers: Sequ
 def run_bench(preset: str | Sequence[str] = "quick", seeds: Sequence[int] = (0,),
               systems: Sequence[str] = DEFAULT_SYSTEMS, isolate: bool = True, workdir: str | None = None,
               knobs: dict | None = None, embedding_cache: str | None = None,
-              tier: str | Sequence[str] = DEFAULT_TIER, benign_only: bool = False, log: Log = print) -> list[dict]:
+              tier: str | Sequence[str] = DEFAULT_TIER, benign_only: bool = False, log: Log = print,
+              config_file: str | None = None) -> list[dict]:
     """Run every system on every seed of every preset; one row per (preset, seed, system[, tier]).
 
     ``tier`` is a tier, ``"both"``, or a list; the analyzer runs once per tier and its rows carry ``tier``.
@@ -451,7 +459,8 @@ def run_bench(preset: str | Sequence[str] = "quick", seeds: Sequence[int] = (0,)
                 log(f"[{name} seed {seed}] scenario{' (benign only)' if benign_only else ''}: "
                     f"{len(scenario.requests):,} requests, {scenario.requests['account_id'].nunique():,} accounts "
                     f"({time.perf_counter() - t0:.1f} s)")
-                for system, t, res in run_systems(str(log_path), tmp, systems, tiers, embedding_cache, isolate):
+                for system, t, res in run_systems(str(log_path), tmp, systems, tiers, embedding_cache, isolate,
+                                                  config_file):
                     row = (benign_row if benign_only else score_row)(system, name, seed, res, truth, t)
                     rows.append(row)
                     log(format_benign_row(row) if benign_only else format_row(row))
@@ -560,7 +569,7 @@ def curve_point(preset: str, seed: int, knob: str, value: Any, overrides: Mappin
 def run_curve(preset: str = "quick", seed: int = 0, tier: str | Sequence[str] = DEFAULT_TIER,
               grid: Sequence[tuple[str, Sequence[Any]]] = CURVE_GRID, knobs: Mapping[str, Any] | None = None,
               isolate: bool = True, workdir: str | None = None, embedding_cache: str | None = None,
-              log: Log = print) -> list[dict]:
+              log: Log = print, config_file: str | None = None) -> list[dict]:
     """The analyzer on ``preset`` as it is (knob ``"default"``) and at every point of ``grid``.
 
     A point whose knobs resolve to the baseline's is not run again: the baseline's figures are copied.
@@ -591,7 +600,7 @@ def run_curve(preset: str = "quick", seed: int = 0, tier: str | Sequence[str] = 
             for t in tiers:
                 wd = os.path.join(tmp, t)
                 os.makedirs(wd, exist_ok=True)
-                res = call(run_analyzer, str(log_path), wd, embedding_cache, t)
+                res = call(run_analyzer, str(log_path), wd, embedding_cache, t, True, config_file)
                 row = curve_point(preset, seed, knob, value, overrides, res, scenario.truth, t, scenario_s)
                 rows.append(row)
                 log(format_curve_point(row))
