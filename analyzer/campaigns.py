@@ -49,6 +49,11 @@ from analyzer import signals as sig
 #: infrastructure: it is a unit of its own (see ``pipeline.system_families``) and judged as such.
 INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 
+#: Identifiers that link accounts into one infrastructure community for grouping units
+#: (:func:`infra_communities`). Not the user agent: a popular client library's string is shared by
+#: thousands of unrelated customers.
+INFRA_LINK_FIELDS = ("subnet", "api_key_id", "payment_id")
+
 #: Identifiers that tell operators apart: where requests come from and who pays. A system prompt is content:
 #: two operators can paste the same public persona.
 OPERATOR_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
@@ -101,10 +106,29 @@ class ScoringConfig:
     pool_jaccard: float = 0.6
     #: Accounts two units must have in common for the ``pool_jaccard`` rule.
     pool_min_shared: int = 10
+    #: One operator's infrastructure: accounts of different customers linked through identifier values
+    #: (``INFRA_LINK_FIELDS``) that ``infra_link_min_principals`` or more customers hold form an infrastructure
+    #: community (a proxy pool, a shared payment method). Units where one community sends at least
+    #: ``infra_unit_share`` of the requests from ``infra_unit_min_accounts`` or more of its accounts are that
+    #: community's work, and all of them are linked: a pool that spreads a few requests per account over
+    #: coding, tool-use and data-analysis wrappers on its first days holds no unit's majority per account, but
+    #: every one of those units comes from its proxies. Organic topics are not dominated by one community;
+    #: one organisation's seats are one customer and form none.
+    infra_link_min_principals: int = 3
+    #: Share of a unit's requests one infrastructure community must send for the unit to be its work.
+    infra_unit_share: float = 0.5
+    #: Accounts of the community a unit must hold for the unit to be its work.
+    infra_unit_min_accounts: int = 3
+    #: Share of a community's clustered requests that must go to units it dominates for its units to be
+    #: linked: an operator's proxy pool does the operator's work; a shared NAT block's users do their own.
+    infra_community_focus: float = 0.5
+    #: Requests in the group an account needs to join through an identifier concentrated among the core
+    #: members (a fresh account behind the operator's proxies is one of them from its first request).
+    infra_member_min_requests: int = 1
     #: An account is a member of a group when at least this share of its own traffic falls in the group's
     #: units (and ``member_min_requests``).
     member_share: float = 0.25
-    #: Requests an account needs in a group to be a member (core or joined through shared infrastructure).
+    #: Requests an account needs in a group to be a core member (see ``infra_member_min_requests`` for the others).
     member_min_requests: int = 2
     #: Focus shrinks each member's share towards 0 by this many pseudo-requests (``in / (total + prior)``), so
     #: that an account with one request in the group is not "fully focused".
@@ -253,7 +277,8 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig) -> list[list[int]]:
+def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig,
+                   community: pd.Series | None = None) -> list[list[int]]:
     """Connected groups of clusters worked on by the same pool of accounts.
 
     ``account_cluster`` has columns ``account_id, cluster_id, n`` (requests of the account in the cluster).
@@ -267,7 +292,9 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
       power users, routers) do not count here, so they cannot chain unrelated topics together, or
     - their whole account sets, generalists included, have Jaccard similarity of at least ``pool_jaccard``
       with ``pool_min_shared`` accounts in common: the same large pool, however many units each account
-      spreads over.
+      spreads over, or
+    - one infrastructure community (``community``: account id -> community id, see
+      :func:`infra_communities`) dominates both (:func:`_dominant_communities`).
 
     Returns groups sorted by their smallest cluster id.
     """
@@ -285,10 +312,61 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     _link_pairs(specialists, uf,
                 lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard))
     _link_pairs(ac, uf, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard))
+    if community is not None and len(community):
+        for units in _dominant_communities(ac, community, config).groupby("community")["cluster_id"]:
+            first, *rest = units[1].tolist()
+            for c in rest:
+                uf.union(first, c)
     groups: dict[int, list[int]] = defaultdict(list)
     for c in clusters:
         groups[uf.find(c)].append(c)
     return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+
+
+def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_principals: int) -> pd.Series:
+    """Account id -> infrastructure community id, for accounts linked through shared identifier values.
+
+    ``id_pairs`` holds distinct ``field, value, account_id`` rows. Only values of ``INFRA_LINK_FIELDS`` held by
+    ``min_principals`` or more customers (``principal_of``: account -> customer) link accounts; accounts
+    connected through such values, directly or in a chain (a proxy pool rotating its accounts over several
+    blocks), are one community. Accounts that hold no such value are left out.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    pairs = id_pairs[id_pairs["field"].isin(INFRA_LINK_FIELDS)]
+    if pairs.empty:
+        return pd.Series(dtype=np.int64)
+    key = pairs["field"] + "\x1f" + pairs["value"]
+    n_principals = principal_of.reindex(pairs["account_id"]).groupby(key.to_numpy()).nunique()
+    linking = set(n_principals.index[n_principals >= min_principals])
+    pairs = pairs[key.isin(linking).to_numpy()]
+    if pairs.empty:
+        return pd.Series(dtype=np.int64)
+    acc_codes, accounts = pd.factorize(pairs["account_id"])
+    val_codes, _ = pd.factorize(key[key.isin(linking)])
+    n_acc = len(accounts)
+    graph = sp.csr_matrix((np.ones(len(pairs)), (acc_codes, n_acc + val_codes)),
+                          shape=(n_acc + int(val_codes.max()) + 1,) * 2)
+    _, comp = connected_components(graph, directed=False)
+    return pd.Series(comp[:n_acc].astype(np.int64), index=accounts)
+
+
+def _dominant_communities(account_cluster: pd.DataFrame, community: pd.Series, config: ScoringConfig
+                          ) -> pd.DataFrame:
+    """Rows ``cluster_id, community`` of the units one infrastructure community dominates: it sends
+    ``infra_unit_share`` of the unit's requests from at least ``infra_unit_min_accounts`` of its accounts, and
+    ``infra_community_focus`` of the community's clustered requests go to units it dominates."""
+    ac = account_cluster.assign(community=community.reindex(account_cluster["account_id"]).to_numpy())
+    unit_total = ac.groupby("cluster_id")["n"].sum()
+    by = ac.dropna(subset=["community"]).groupby(["cluster_id", "community"])
+    agg = pd.DataFrame({"n": by["n"].sum(), "accounts": by["account_id"].nunique()}).reset_index()
+    dominated = agg[(agg["n"] >= config.infra_unit_share * unit_total.reindex(agg["cluster_id"]).to_numpy())
+                    & (agg["accounts"] >= config.infra_unit_min_accounts)]
+    # A community whose accounts mostly do other work (a carrier's NAT block that a few of the pool's accounts
+    # also went through) is not one operator's: its units stay unlinked.
+    focus = dominated.groupby("community")["n"].sum() / agg.groupby("community")["n"].sum()
+    focused = focus.index[focus.to_numpy() >= config.infra_community_focus]
+    return dominated.loc[dominated["community"].isin(focused), ["cluster_id", "community"]]
 
 
 def _link_pairs(pairs: pd.DataFrame, uf: _UnionFind, accept) -> None:
@@ -400,9 +478,8 @@ def find_campaigns(
     req["acode"] = account_codes
 
     ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
-    groups = group_clusters(ac, account_total, config)
 
-    # Identifier usage across the whole workspace, for the infrastructure signal.
+    # Identifier usage across the whole workspace, for the infrastructure signal and the community link.
     pair_frames = []
     for f in INFRA_FIELDS:
         p = req[["account_id", f]].dropna().drop_duplicates()
@@ -411,6 +488,9 @@ def find_campaigns(
     id_pairs = pd.concat(pair_frames, ignore_index=True)
     value_accounts = id_pairs.groupby(["field", "value"])["account_id"].nunique().to_dict()
     infra_applicable = {f for f in INFRA_FIELDS if (id_pairs["field"] == f).any()}
+    principal_of = principals(req)
+    groups = group_clusters(ac, account_total, config,
+                            infra_communities(id_pairs, principal_of, config.infra_link_min_principals))
 
     releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}),
                                       signals.release_grace_hours, signals.release_min_requests)
@@ -422,7 +502,7 @@ def find_campaigns(
     null_similarity = _null_activity_similarity(req, config)
 
     ctx = _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, bool(infra_applicable),
-                   releases, window_req, null_similarity, principals(req), signals, evidence)
+                   releases, window_req, null_similarity, principal_of, signals, evidence)
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     group_of = {c: i for i, group in enumerate(groups) for c in group}
     greq_all = req[req["cluster_id"].isin(group_of.keys())]
@@ -547,7 +627,7 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
     extra: set[str] = set()
     if len(core) >= config.hydra_min_core:
         shared = _evidence_values(ctx, core)
-        cand = set(per_acc[(per_acc >= config.member_min_requests) & ~per_acc.index.isin(core)].index)
+        cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx.id_pairs, cand, shared)["account_id"])
     return sorted(core | extra), extra, per_acc
 
@@ -861,8 +941,9 @@ def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, seed: in
         return 0.0
     rng = np.random.default_rng(seed)
     pick = set(rng.choice(pool, size=min(config.null_accounts, len(pool)), replace=False).tolist())
-    sub = req[req["account_id"].isin(pick)]
-    # Cap heavy accounts so that they do not dominate the baseline.
+    # Cap heavy accounts so that they do not dominate the baseline: their first requests in time (ties by
+    # prompt), whatever order the workspace returned the rows in.
+    sub = req[req["account_id"].isin(pick)].sort_values(["account_id", "t", "prompt_hash"], kind="stable")
     sub = sub.groupby("account_id", group_keys=False).head(config.null_max_requests)
     return sig.activity_similarity(sub["acode"].to_numpy(), sub["t"].to_numpy(), config.sync_bucket_minutes)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import replace
 
 import click
 
@@ -67,24 +66,24 @@ def _score_options(f):
 def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
              selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False,
              config_file=None, workspace=None) -> RunOptions:
-    opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size, seed=seed,
-                      make_map=not no_map, progress=not quiet, embedding_cache=embedding_cache)
-    opts = _configured(opts, workspace, config_file)
-    cp = opts.cluster
-    opts.cluster = replace(cp, k=knn or cp.k, min_cluster_size=min_cluster_size or cp.min_cluster_size,
-                           min_samples=min_samples or cp.min_samples, selection=selection or cp.selection)
-    if flag_threshold is not None:
-        opts.scoring = replace(opts.scoring, flag_threshold=flag_threshold)
+    from analyzer import config as config_mod
+    from analyzer.api import run_options  # shared with the Python API: the same parameters mean the same run
+
     if weights:
         try:
-            w = json.loads(weights)
+            weights = json.loads(weights)
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"--weights is not valid JSON: {exc}") from None
-        unknown = set(w) - set(opts.scoring.weights)
-        if unknown:
-            raise click.BadParameter(f"--weights: unknown signals {sorted(unknown)}; known: {sorted(opts.scoring.weights)}")
-        opts.scoring.weights.update({k: float(v) for k, v in w.items()})
-    return opts
+    try:
+        return run_options(model=model, tier=tier, max_seq_length=max_seq_length, batch_size=batch_size,
+                           embedding_cache=embedding_cache, min_cluster_size=min_cluster_size,
+                           min_samples=min_samples, knn=knn, selection=selection, flag_threshold=flag_threshold,
+                           weights=weights, seed=seed, make_map=not no_map, progress=not quiet,
+                           workspace=workspace, config_file=config_file)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.BadParameter(f"--weights: {exc}" if weights else str(exc)) from None
 
 
 def _configured(opts: RunOptions, workspace: str | None, config_file: str | None) -> RunOptions:
@@ -120,7 +119,7 @@ def _paths(logs) -> list[str]:
     try:
         return expand_paths(list(logs))
     except IngestError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(sanitize(str(exc))) from None
 
 
 EMBED_CHUNK = click.option("--embed-chunk", default=4096, show_default=True, type=click.IntRange(min=1),
@@ -174,8 +173,8 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
     adds to the workspace: known request ids are skipped and known prompts are not embedded again.
     """
+    from analyzer.api import run_logs
     from analyzer.ingest import IngestError, parse_column_map
-    from analyzer.pipeline import run_all
     from analyzer.workspace import WorkspaceLocked
 
     opts = _options(workspace=workspace, **kw)
@@ -183,12 +182,12 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     opts.recluster = recluster
     paths = _paths(logs)
     ws = _open(workspace, create=True)
-    _use_workspace_tier(ws, opts, kw.get("tier"))
     try:
-        stats = run_all(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict)
+        stats = run_logs(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict,
+                         kw.get("tier"))
     except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
         ws.close()
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(sanitize(str(exc))) from None  # may quote file names and values from the logs
     ing = stats["ingest"]
     click.echo(f"ingest: read {ing['read']:,}, accepted {ing['accepted']:,}, rejected {ing['rejected']:,}, "
                f"duplicates {ing['duplicates']:,}")
@@ -261,7 +260,7 @@ def ingest(logs, workspace, column_map, strict, quiet):
         _stage("ingest", lambda ws, rid: pipeline.ingest(ws, paths, rid, cmap, strict, not quiet),
                workspace, RunOptions(), {"paths": paths, "column_map": cmap, "strict": strict}, create=True).close()
     except (IngestError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(sanitize(str(exc))) from None
 
 
 @main.command()

@@ -2,10 +2,11 @@
 
 Text from the logs (prompts, account ids, user agents, labels) is attacker-controlled. Every export keeps it
 inert and visible: :func:`sanitize` is the one function that writes control, bidi and other invisible
-characters as visible escapes such as ``\\u202e`` (identifiers by an exactly reversible rule, see
-:func:`to_json`), CSV cells cannot start a formula, Markdown puts prompts in fenced code blocks (longer fences
-than any backtick run inside) and ids in code spans, and escapes other text only where a renderer would
-misread it. An optional redaction removes emails, phone numbers, card numbers and API-key-like strings.
+characters as visible escapes such as ``\\u202e`` (identifiers by an exactly reversible rule), CSV cells
+cannot start a formula, Markdown puts prompts in fenced code blocks (longer fences than any backtick run
+inside) and ids in code spans, and escapes other text only where a renderer would misread it. The JSON
+export is for machines: its identifiers are exact and its bytes pure ASCII (:func:`to_json`). An optional
+redaction removes emails, phone numbers, card numbers and API-key-like strings.
 Exports only read the workspace (opened read-only: no lock, no DDL, no DML).
 """
 
@@ -293,8 +294,9 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
 
     Every text goes through :func:`sanitize`: identifiers (``id``, ``accounts``, ``kind``, ``triage.analyst``)
     with ``ident=True``, prose (label, keywords, template, evidence, examples, triage note) without; with
-    ``redact_examples`` the prose is also passed through :func:`redact`. Only reads: a workspace without
-    result tables yields no campaigns.
+    ``redact_examples`` the prose is also passed through :func:`redact`. This is the form for people (terminal,
+    Markdown, app); machine outputs (:func:`to_json`, :mod:`analyzer.api`) restore exact ids with
+    :func:`exact_ids`. Only reads: a workspace without result tables yields no campaigns.
     """
     tables = _tables(ws)
     if "campaigns" not in tables:
@@ -352,6 +354,22 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
     return out
 
 
+def exact_ids(campaign: dict) -> dict:
+    """A campaign of :func:`load_campaigns` with its identifiers exact again (the raw values in the workspace):
+    ``id``, ``accounts``, ``history[].parents`` and ``triage.analyst`` through :func:`unescape_ident`.
+
+    For machine-readable outputs (the JSON export, :mod:`analyzer.api`), whose readers match ids against
+    ground truth or raw logs; their bytes are kept safe by the encoding (``ensure_ascii``), not by changing
+    values. Prose fields stay escaped by :func:`sanitize`.
+    """
+    out = dict(campaign, id=unescape_ident(campaign["id"]),
+               accounts=[unescape_ident(a) for a in campaign["accounts"]],
+               history=[dict(h, parents=[unescape_ident(p) for p in h["parents"]]) for h in campaign["history"]])
+    if out["triage"] is not None and out["triage"]["analyst"] is not None:
+        out["triage"] = dict(out["triage"], analyst=unescape_ident(out["triage"]["analyst"]))
+    return out
+
+
 def to_json(ws: Workspace, redact_examples: bool = False) -> str:
     """The JSON export, ``schema_version`` 1: the contract other tools read.
 
@@ -370,24 +388,29 @@ def to_json(ws: Workspace, redact_examples: bool = False) -> str:
     ``shrunk``, ``split``, ``merged``), ``parents`` (split: the campaign it came from; merged: the campaigns
     it absorbed), ``score``, ``flagged``, ``n_accounts``, ``n_requests``.
 
-    Text escaping: no string holds a control, bidi or other invisible format character; each is written as a
-    visible escape by :func:`sanitize`. Identifiers (``id``, ``accounts``, ``kind``, ``workspace``,
-    ``triage.analyst``) follow the exactly reversible rule: ``\\uXXXX`` (4 lower-case hex digits) or
-    ``\\UXXXXXXXX`` stands for that character and a literal backslash before ``u``/``U`` is written
-    ``\\u005c``. To match an exported account id against raw logs, replace every ``\\\\u([0-9a-f]{4})`` and
-    ``\\\\U([0-9a-f]{8})`` (regular expressions) by the character with that code point
-    (:func:`unescape_ident`); ids made of printable characters without ``\\u`` are exported unchanged.
-    Prose fields (label, keywords, template, evidence, examples, triage note) are escaped the same way but
-    keep tabs and newlines (CRLF becomes LF) and their backslashes as they are.
+    Text escaping. The document is ASCII (``ensure_ascii``): every non-ASCII character is a JSON ``\\uXXXX``
+    escape, so the bytes hold no control, bidi or other invisible character whatever the logs held, and a
+    JSON parser gives back the exact values. Identifiers (``id``, ``accounts``, ``history[].parents``,
+    ``workspace``, ``triage.analyst``) are exact: the account and campaign ids of the workspace, to match
+    against raw logs or ground truth as they are (:func:`exact_ids`); escape them before showing them to a
+    person (:func:`sanitize` with ``ident=True``). Prose fields (label, keywords, template, evidence, examples,
+    triage note) are already escaped for display by :func:`sanitize`: each control, bidi or invisible format
+    character is the visible text ``\\u202e``; tabs and newlines are kept (CRLF becomes LF).
     """
     doc = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "workspace": sanitize(ws.path, ident=True),
+        "workspace": ws.path,
         "ingest": _ingest_totals(ws, _tables(ws)),
-        "campaigns": load_campaigns(ws, redact_examples),
+        "campaigns": [exact_ids(c) for c in load_campaigns(ws, redact_examples)],
     }
-    return json.dumps(doc, ensure_ascii=False, indent=2)
+    return ascii_json(doc)
+
+
+def ascii_json(doc: object) -> str:
+    """``doc`` as indented JSON in pure printable ASCII: non-ASCII characters and controls (DEL included, which
+    ``ensure_ascii`` leaves raw) are ``\\uXXXX`` escapes, so parsing gives back exactly ``doc``."""
+    return json.dumps(doc, ensure_ascii=True, indent=2).replace("\x7f", "\\u007f")
 
 
 CSV_COLUMNS = ["account_id", "score", "campaign_id", "flagged", "n_requests", "share_in_campaign",

@@ -159,7 +159,7 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
             for batch in read_logs(paths, column_map=column_map, strict=strict):
                 for r in batch.rejected:
                     qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
-                                          "raw": r.raw}, ensure_ascii=False) + "\n")
+                                          "raw": r.raw}, ensure_ascii=True) + "\n")  # exact values, ASCII bytes
                 n_bad += len(batch.rejected)
                 counts = ws.add_ingest_batch(batch.requests, batch.rejected, batch.n_read, batch.source, run_id)
                 for key, val in counts.items():

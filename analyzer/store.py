@@ -226,6 +226,26 @@ def account_rows(source: Connection | Workspace) -> pd.DataFrame:
     ).df()
 
 
+def account_scores(source: Connection | Workspace) -> pd.DataFrame:
+    """One row per account of the latest analysis, highest score first (the Python API's
+    :func:`analyzer.api.account_frame`): ``account_id, score, campaign_id, flagged`` (its campaign is flagged),
+    ``n_requests, n_prompts, share_in_campaign, first_seen, last_seen, signals`` (JSON)."""
+    return _db(source).execute(
+        """
+        SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
+               a.n_prompts, ca.share AS share_in_campaign, a.first_seen, a.last_seen, a.signals
+        FROM accounts a
+        LEFT JOIN campaigns c USING (campaign_id)
+        LEFT JOIN campaign_accounts ca ON ca.campaign_id = a.campaign_id AND ca.account_id = a.account_id
+        ORDER BY a.score DESC, a.account_id
+        """).df()
+
+
+def rejected_rows(source: Connection | Workspace) -> pd.DataFrame:
+    """Every quarantined row (``run_id, source, line, field, reason, raw``), by run, file and line."""
+    return _db(source).execute("SELECT * FROM rejected ORDER BY run_id, source, line").df()
+
+
 # --- the app: overview -------------------------------------------------------------------------------------------
 def overview_counts(source: Connection | Workspace) -> dict[str, int]:
     """Headline counts of the latest analysis."""

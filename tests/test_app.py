@@ -255,6 +255,8 @@ SIGNED_IN = {"is_logged_in": True, "email": "alice@corp.example", "email_verifie
 ])
 def test_analyst_identity(user, required, typed, local_user, expected):
     assert auth.analyst_identity(user, required, typed, local_user) == expected
+    if user.get("is_logged_in"):  # OIDC configured but optional: the signed-in identity, nothing else
+        assert auth.analyst_identity(user, required, "mallory", local_user, login_configured=True) == expected
 
 
 @pytest.mark.parametrize("user", [{}, {"is_logged_in": False}, {"email": "test@example.com"},
@@ -262,6 +264,16 @@ def test_analyst_identity(user, required, typed, local_user, expected):
 def test_analyst_identity_refuses_when_login_is_required_and_nobody_is_identified(user):
     with pytest.raises(auth.AnalystUnknown):
         auth.analyst_identity(user, True, "alice", "svc-analyzer")
+
+
+@pytest.mark.parametrize("user", [{}, {"is_logged_in": False}, {"email": "test@example.com"},
+                                  {"is_logged_in": False, "email": "alice@corp.example", "name": "Alice"}])
+@pytest.mark.parametrize("typed", ["", "alice@corp.example", "local:alice"])
+def test_analyst_identity_never_trusts_a_typed_name_or_user_while_login_is_configured(user, typed):
+    """OIDC configured but login optional (viewing open): a decision still needs the signed-in identity; the
+    server's $USER (a service account) and a name typed in the browser are not identities."""
+    with pytest.raises(auth.AnalystUnknown, match="log in"):
+        auth.analyst_identity(user, False, typed, "svc-analyzer", login_configured=True)
 
 
 def test_triage_records_the_signed_in_identity_not_the_server_user(sample_workspace_copy, monkeypatch):
@@ -290,6 +302,22 @@ def test_triage_without_login_records_the_local_user_marked_unverified(sample_wo
     assert not at.exception and not at.error
     analysts = data.query(str(sample_workspace_copy), "SELECT analyst FROM triage")["analyst"].tolist()
     assert analysts == ["local:svc-analyzer"]
+
+
+def test_triage_with_login_configured_but_optional_needs_a_signed_in_analyst(sample_workspace_copy, monkeypatch):
+    cid = flagged(sample_workspace_copy)["campaign_id"].iloc[0]
+    at = make_app(sample_workspace_copy, monkeypatch, USER="svc-analyzer")
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x",
+                          "client_id": "id", "client_secret": "s",
+                          "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+    at.run()
+    at.session_state["campaign_id"] = cid
+    goto(at, "Campaign")
+    assert not [t for t in at.text_input if t.key == "triage_analyst"]  # no name to type while login is on
+    assert any(b.label == "Log in to triage" for b in at.sidebar.button)
+    next(b for b in at.button if b.label == "Save decision").click().run()
+    assert [e.value for e in at.error] == ["this deployment has sign-in configured; log in to record a decision"]
+    assert data.query(str(sample_workspace_copy), "SELECT analyst FROM triage").empty  # not local:svc-analyzer
 
 
 def test_triage_refused_while_an_analysis_writes(sample_workspace_copy):
@@ -467,9 +495,9 @@ def test_odd_account_ids_show_as_visible_escapes_and_still_navigate(sample_works
     at.text_input(key="account_typed").set_value(shown).run()
     assert any(f"Account {shown}" in t.value for t in at.text)
     assert not at.warning
-    # the exports escape it the same way
-    doc = json.loads(data.export_campaign_json(str(ws), cid))
-    assert shown in doc["campaigns"][0]["accounts"]
+    # the human-facing exports escape it the same way; the JSON (for machines) keeps it exact, in ASCII bytes
+    text = data.export_campaign_json(str(ws), cid)
+    assert text.isascii() and odd in json.loads(text)["campaigns"][0]["accounts"]
     assert ODD not in data.export_markdown(str(ws), cid) and shown in data.export_markdown(str(ws), cid)
     assert any(line.startswith(shown + ",") for line in data.export_accounts_csv(str(ws), cid).splitlines())
 

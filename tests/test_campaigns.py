@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.campaigns import ClusterInfo, ScoringConfig, find_campaigns, group_clusters, score_signals
+from analyzer.campaigns import (
+    ClusterInfo,
+    ScoringConfig,
+    find_campaigns,
+    group_clusters,
+    infra_communities,
+    score_signals,
+)
 
 T0 = pd.Timestamp("2026-03-01T00:00:00Z")
 
@@ -135,6 +142,49 @@ def test_group_clusters_links_one_large_pool_spread_over_many_units():
     groups = group_clusters(ac, total, ScoringConfig())
     assert list(range(100)) in groups
     assert sum(1 for g in groups if g[0] >= 100) == 50
+
+
+def _id_pairs(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["field", "value", "account_id"])
+
+
+def test_infra_communities_chain_proxy_blocks_across_customers():
+    # A proxy pool rotates 6 accounts over two /24 blocks (chained through p2 and p4); two seats of one
+    # organisation share their egress block; a popular user agent is not a linking identifier.
+    pairs = [("subnet", "10.0.1.0/24", f"p{i}") for i in range(4)] + [("subnet", "10.0.2.0/24", f"p{i}")
+                                                                        for i in (2, 4, 5)]
+    pairs += [("subnet", "10.9.9.0/24", "seat1"), ("subnet", "10.9.9.0/24", "seat2")]
+    pairs += [("user_agent", "python-requests/2.31", a) for a in ("p0", "seat1", "x1", "x2")]
+    principal = pd.Series({"p0": "a:p0", "p1": "a:p1", "p2": "a:p2", "p3": "a:p3", "p4": "a:p4", "p5": "a:p5",
+                           "seat1": "org:acme", "seat2": "org:acme", "x1": "a:x1", "x2": "a:x2"})
+    comm = infra_communities(_id_pairs(pairs), principal, min_principals=3)
+    assert set(comm.index) == {f"p{i}" for i in range(6)}
+    assert comm.nunique() == 1
+
+
+def test_group_clusters_links_units_one_proxy_community_dominates():
+    # On its first day an operator's 12 accounts send a request or two each, over four wrapper units (coding,
+    # tool use, data analysis): no two units share accounts, but every unit is the proxy community's. Two
+    # organic topics, visited by a few of its accounts too, stay apart.
+    rows = [{"account_id": f"op{i}", "cluster_id": i % 4, "n": 1 + i % 2} for i in range(12)]
+    rows += [{"account_id": f"org{u}-{j}", "cluster_id": 10 + u, "n": 2} for u in range(2) for j in range(8)]
+    rows += [{"account_id": f"op{i}", "cluster_id": 10 + i % 2, "n": 1} for i in range(3)]
+    ac = pd.DataFrame(rows)
+    total = ac.groupby("account_id")["n"].sum()
+    community = pd.Series(0, index=[f"op{i}" for i in range(12)])
+    assert all(len(g) == 1 for g in group_clusters(ac, total, ScoringConfig()))
+    groups = group_clusters(ac, total, ScoringConfig(), community)
+    assert [0, 1, 2, 3] in groups and [10] in groups and [11] in groups
+    # Ten customers behind one carrier NAT block dominate two small units, but do most of their work in
+    # topics of their own: their block links nothing.
+    rows += [{"account_id": f"nat{j}", "cluster_id": 20 + j % 2, "n": 1} for j in range(10)]
+    rows += [{"account_id": f"nat{j}", "cluster_id": 30 + j, "n": 4} for j in range(10)]
+    rows += [{"account_id": f"t{j}-{k}", "cluster_id": 30 + j, "n": 4} for j in range(10) for k in range(3)]
+    ac = pd.DataFrame(rows)
+    total = ac.groupby("account_id")["n"].sum()
+    community = pd.concat([community, pd.Series(1, index=[f"nat{j}" for j in range(10)])])
+    groups = group_clusters(ac, total, ScoringConfig(), community)
+    assert [0, 1, 2, 3] in groups and [20] in groups and [21] in groups
 
 
 def test_score_gates():

@@ -397,10 +397,10 @@ def test_odd_account_ids_are_escaped_visibly_in_every_export(odd_ws, capsys):
             assert ch not in text, (fmt, hex(ord(ch)))
     assert ODD_SEEN in outputs["markdown"] and ODD_SEEN in outputs["csv"].splitlines()[1]
     assert "\\u2066x\\u2069\\u0085" in outputs["terminal"]
+    assert outputs["json"].isascii()  # no raw control or bidi byte: JSON escapes, decoded by any parser
     (c,) = json.loads(outputs["json"])["campaigns"]
-    assert c["accounts"][0] == ODD_SEEN  # most requests first
-    assert [unescape_ident(a) for a in c["accounts"]] == [ODD_ACCOUNT, HOSTILE_ACCOUNT, "@SUM(1+1)"]
-    assert c["evidence"] == [f"account {ODD_SEEN} sent 9 requests"]
+    assert c["accounts"] == [ODD_ACCOUNT, HOSTILE_ACCOUNT, "@SUM(1+1)"]  # exact ids, most requests first
+    assert c["evidence"] == [f"account {ODD_SEEN} sent 9 requests"]  # prose: visible escapes
     assert c["label"].endswith("\\u2066x\\u2069\\u0085")
 
 

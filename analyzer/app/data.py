@@ -611,15 +611,15 @@ def _read_workspace(ws_path: str) -> Iterator[Workspace]:
 
 def export_campaign_json(ws_path: str, campaign_id: str | None = None) -> str:
     """The JSON export (schema_version 1): every campaign, or only ``campaign_id``."""
-    from analyzer.export import to_json
+    from analyzer.export import ascii_json, to_json
 
     with _read_workspace(ws_path) as ws:
         text = to_json(ws)
     if campaign_id is None:
         return text
     doc = json.loads(text)
-    doc["campaigns"] = [c for c in doc["campaigns"] if c["id"] == campaign_id]
-    return json.dumps(doc, ensure_ascii=False, indent=2)
+    doc["campaigns"] = [c for c in doc["campaigns"] if c["id"] == campaign_id]  # ids exact (to_json)
+    return ascii_json(doc)
 
 
 def export_markdown(ws_path: str, campaign_id: str | None = None) -> str:

@@ -264,6 +264,7 @@ def triage_form(ws: WorkspaceState, campaign_id: str) -> None:
     st.text(f"Current status: {current}" + (f" (by {clean_id(cur.iloc[0]['analyst'], 60)})" if len(cur) else ""))
     user = auth.current_user()
     required = auth.login_was_required()
+    configured = auth.auth_configured()  # login on: only a signed-in identity records decisions
     signed_in = user.get("is_logged_in") is True
     local_user = os.environ.get("USER", "")
     with st.form(f"triage_{campaign_id}"):
@@ -276,12 +277,14 @@ def triage_form(ws: WorkspaceState, campaign_id: str) -> None:
                 st.text(f"Recorded as: {clean_id(auth.analyst_identity(user, required), 200)} (signed in)")
             except auth.AnalystUnknown as exc:
                 st.text(f"Cannot record decisions: {exc}")
+        elif required or configured:
+            st.text("Sign in to record decisions (this deployment has login configured).")
         else:
             typed = st.text_input("Analyst (not verified: recorded as local:NAME)", key="triage_analyst",
                                   max_chars=200, placeholder=f"blank: local:{local_user or 'unknown'}")
         if st.form_submit_button("Save decision", type="primary"):
             try:
-                analyst = auth.analyst_identity(user, required, typed, local_user)
+                analyst = auth.analyst_identity(user, required, typed, local_user, configured)
                 data.write_triage(ws.path, campaign_id, status, note, analyst)
             except (WorkspaceUnavailable, auth.AnalystUnknown) as exc:
                 st.error(str(exc))
