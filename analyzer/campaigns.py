@@ -261,22 +261,6 @@ class CampaignResult:
     cluster_campaign: dict[int, str]
 
 
-class _UnionFind:
-    def __init__(self, items):
-        self.parent = {i: i for i in items}
-
-    def find(self, x):
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig,
                    community: pd.Series | None = None) -> list[list[int]]:
     """Connected groups of clusters worked on by the same pool of accounts.
@@ -298,29 +282,35 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
 
     Returns groups sorted by their smallest cluster id.
     """
+    from scipy.sparse.csgraph import connected_components
+
     ac = account_cluster[account_cluster["cluster_id"] >= 0].copy()
-    clusters = sorted(ac["cluster_id"].unique().tolist())
-    uf = _UnionFind(clusters)
-    if not clusters:
+    clusters = np.sort(ac["cluster_id"].unique())
+    if not len(clusters):
         return []
     ac["share"] = ac["n"] / account_total.reindex(ac["account_id"]).to_numpy()
     engaged = ac[(ac["share"] >= config.engaged_share) & (ac["n"] >= config.engaged_min_requests)]
-    _link_pairs(engaged, uf,
-                lambda n, a, b: (n >= config.link_min_shared) & (n / np.minimum(a, b) >= config.link_overlap))
     breadth = ac.groupby("account_id")["cluster_id"].size()
     specialists = ac[ac["account_id"].map(breadth) <= config.generalist_clusters]
-    _link_pairs(specialists, uf,
-                lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard))
-    _link_pairs(ac, uf, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard))
+    edges = [
+        _linked_pairs(engaged,
+                      lambda n, a, b: (n >= config.link_min_shared) & (n / np.minimum(a, b) >= config.link_overlap)),
+        _linked_pairs(specialists,
+                      lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard)),
+        _linked_pairs(ac, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard)),
+    ]
     if community is not None and len(community):
-        for units in _dominant_communities(ac, community, config).groupby("community")["cluster_id"]:
-            first, *rest = units[1].tolist()
-            for c in rest:
-                uf.union(first, c)
+        dominated = _dominant_communities(ac, community, config)
+        # Each dominated unit linked to the first unit of its community: one star per community.
+        first = dominated.groupby("community")["cluster_id"].transform("min").to_numpy()
+        edges.append(np.stack([first, dominated["cluster_id"].to_numpy()], axis=1).astype(np.int64))
+    pos = np.searchsorted(clusters, np.concatenate(edges))
+    graph = sp.coo_matrix((np.ones(len(pos)), (pos[:, 0], pos[:, 1])), shape=(len(clusters),) * 2)
+    _, component = connected_components(graph, directed=False)
     groups: dict[int, list[int]] = defaultdict(list)
-    for c in clusters:
-        groups[uf.find(c)].append(c)
-    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+    for c, k in zip(clusters.tolist(), component.tolist(), strict=True):
+        groups[k].append(int(c))
+    return sorted(groups.values(), key=lambda g: g[0])
 
 
 def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_principals: int) -> pd.Series:
@@ -369,13 +359,14 @@ def _dominant_communities(account_cluster: pd.DataFrame, community: pd.Series, c
     return dominated.loc[dominated["community"].isin(focused), ["cluster_id", "community"]]
 
 
-def _link_pairs(pairs: pd.DataFrame, uf: _UnionFind, accept) -> None:
-    """Union clusters whose account sets (rows ``account_id, cluster_id``) pass ``accept(shared, |A|, |B|)``.
+def _linked_pairs(pairs: pd.DataFrame, accept) -> np.ndarray:
+    """Pairs of clusters (an ``(n, 2)`` array of cluster ids) whose account sets (rows ``account_id,
+    cluster_id``) pass ``accept(shared, |A|, |B|)``.
 
     ``accept`` works on arrays: one element per pair of clusters that share at least one account.
     """
     if pairs.empty:
-        return
+        return np.empty((0, 2), dtype=np.int64)
     acc_codes, _ = pd.factorize(pairs["account_id"])
     cl_codes, cl_uniques = pd.factorize(pairs["cluster_id"])
     m = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (acc_codes, cl_codes)))
@@ -383,8 +374,8 @@ def _link_pairs(pairs: pd.DataFrame, uf: _UnionFind, accept) -> None:
     co = sp.triu(m.T @ m, k=1).tocoo()
     size = np.asarray(m.sum(axis=0)).ravel()
     keep = accept(co.data.astype(np.float64), size[co.row], size[co.col])
-    for i, j in zip(co.row[keep], co.col[keep], strict=True):
-        uf.union(int(cl_uniques[i]), int(cl_uniques[j]))
+    ids = np.asarray(cl_uniques, dtype=np.int64)
+    return np.stack([ids[co.row[keep]], ids[co.col[keep]]], axis=1)
 
 
 def campaign_id(accounts: list[str], clusters: list[int]) -> str:

@@ -46,7 +46,8 @@ CHECKPOINTS: dict[str, str] = {
     "run.finished": "the run's row updated to its final status",
     "watch.before_commit": "a watch entry and its vectors inserted, not committed",
     "watch.committed": "a watch entry and its vectors committed",
-    "export.before_rename": "an output file (export, STIX bundle) complete under its temporary name",
+    "export.before_rename": "an output file (export, STIX bundle, scenario truth) written under its temporary "
+                            "name, not yet under its own",
 }
 
 _hits: Counter[str] = Counter()

@@ -8,11 +8,12 @@ product is cosine similarity and Euclidean distance is ``sqrt(2 - 2 cos)``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import faiss
 import numpy as np
+
+from analyzer.atomic import atomic_path
 
 FLAT_MAX = 60_000
 TRAIN_POINTS_PER_LIST = 20
@@ -89,11 +90,9 @@ def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.nda
 
 
 def save_index(index: faiss.Index, path: str) -> None:
-    """Write ``index`` atomically (temporary file, then rename)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    faiss.write_index(index, tmp)
-    os.replace(tmp, path)
+    """Write ``index`` atomically (see :func:`analyzer.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, tmp)
 
 
 def load_index(path: str) -> faiss.Index:

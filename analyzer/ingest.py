@@ -400,37 +400,49 @@ def _dt_us(dt: datetime) -> int:
 
 
 def _parse_ts(v: Any) -> int:
-    """Timestamp -> microseconds since the epoch (UTC)."""
-    t = type(v)
-    if t is str:
-        s = v.strip()
-        if not s:
-            raise _Bad("timestamp", "missing timestamp")
-        try:
-            us = _dt_us(datetime.fromisoformat(s))
-        except ValueError:
-            if _NUMERIC_RE.fullmatch(s):
-                us = _epoch_us(float(s) if ("." in s or "e" in s or "E" in s) else int(s), v)
-            else:
-                try:
-                    us = _dt_us(datetime.fromisoformat(s.upper()))
-                except ValueError:
-                    raise _Bad("timestamp", f"unparseable timestamp {_short(v)}") from None
-    elif t is int or t is float:
-        us = _epoch_us(v, v)
-    elif v is None:
-        raise _Bad("timestamp", "missing timestamp")
-    elif isinstance(v, datetime):
-        us = _dt_us(v)
-    elif isinstance(v, date):
-        us = _dt_us(datetime(v.year, v.month, v.day))
-    elif isinstance(v, int | float) and not isinstance(v, bool):
-        us = _epoch_us(float(v) if isinstance(v, float) else int(v), v)
-    else:
-        raise _Bad("timestamp", f"expected an ISO-8601 string or epoch number, got {_tname(v)}")
+    """Timestamp -> microseconds since the epoch (UTC), in 2000-01-01..2100-01-01."""
+    try:  # the common case first: an ISO-8601 string (_dt_us inlined: this runs once per record)
+        dt = _fromiso(v)
+        us = (dt - (_EPOCH if dt.tzinfo is not None else _EPOCH_NAIVE)) // _US
+    except (TypeError, ValueError):
+        us = _ts_other(v)
     if not _TS_MIN_US <= us <= _TS_MAX_US:
         raise _Bad("timestamp", f"timestamp {_short(v)} out of range 2000-01-01..2100-01-01")
     return us
+
+
+def _ts_other(v: Any) -> int:
+    """A timestamp that is not a bare ISO-8601 string -> microseconds since the epoch (range not checked)."""
+    if type(v) is str:
+        return _ts_str(v)
+    if type(v) is int or type(v) is float:
+        return _epoch_us(v, v)
+    if v is None:
+        raise _Bad("timestamp", "missing timestamp")
+    if isinstance(v, datetime):
+        return _dt_us(v)
+    if isinstance(v, date):
+        return _dt_us(datetime(v.year, v.month, v.day))
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return _epoch_us(float(v) if isinstance(v, float) else int(v), v)
+    raise _Bad("timestamp", f"expected an ISO-8601 string or epoch number, got {_tname(v)}")
+
+
+def _ts_str(v: str) -> int:
+    """A timestamp string: ISO-8601 with spaces around or in lowercase, or an epoch number."""
+    s = v.strip()
+    if not s:
+        raise _Bad("timestamp", "missing timestamp")
+    try:
+        return _dt_us(datetime.fromisoformat(s))
+    except ValueError:
+        pass
+    if _NUMERIC_RE.fullmatch(s):
+        return _epoch_us(float(s) if ("." in s or "e" in s or "E" in s) else int(s), v)
+    try:
+        return _dt_us(datetime.fromisoformat(s.upper()))
+    except ValueError:
+        raise _Bad("timestamp", f"unparseable timestamp {_short(v)}") from None
 
 
 def _content_text(content: Any, i: int) -> str:
@@ -529,43 +541,32 @@ class _Normaliser:
 
     def __call__(self, rec: dict[str, Any], source: str, line: int) -> tuple:
         p = self.plans.get(tuple(rec)) or self.plan(rec)
-        # account
         if p.account is None:
             raise _Bad("account_id", "missing account_id")
-        v = rec[p.account]
-        if type(v) is str:  # fast path of _id_str
-            account = v.strip()
-            if _CTRL_RE.search(account):
-                account = _CTRL_RE.sub("", account).strip()
-        else:
-            account = _id_str(v, "account_id")
+        account = _id_str(rec[p.account], "account_id")
         if not account:
             raise _Bad("account_id", "missing or empty account_id")
-        # timestamp
         if p.ts is None:
             raise _Bad("timestamp", "missing timestamp")
-        v = rec[p.ts]
-        try:  # fast path of _parse_ts: an ISO string in range
-            dt = _fromiso(v)
-            ts_us = (dt - (_EPOCH if dt.tzinfo else _EPOCH_NAIVE)) // _US
-            if not _TS_MIN_US <= ts_us <= _TS_MAX_US:
-                raise ValueError
-        except (TypeError, ValueError):
-            ts_us = _parse_ts(v)
-        # prompt
-        system = None
-        pv = rec[p.prompt] if p.prompt is not None else None
-        mv = rec[p.messages] if p.messages is not None else None
-        if type(pv) is str and (pv or mv is None or mv == ""):
-            prompt = pv
-        elif pv is not None and pv != "":
-            raise _Bad("prompt", f"expected a string, got {_tname(pv)}")
-        elif mv is not None and mv != "":
-            prompt, system = _parse_messages(mv)
-        elif pv is None:
-            raise _Bad("prompt", "missing prompt (no 'prompt' or 'messages' field)")
-        else:
-            prompt = ""
+        ts_us = _parse_ts(rec[p.ts])
+        prompt, system = self._prompt(rec, p)
+        if p.system is not None:
+            system = _system_prompt(rec[p.system], system)
+        opt: list[str | None] = [None] * len(OPTIONAL_FIELDS)
+        for i, k in p.opt:
+            opt[i] = _opt_str(rec[k])
+        extra = _extra(rec, p.extra) if p.extra else None
+        rid = _id_str(rec[p.rid], "request_id") if p.rid is not None else None
+        if not rid:
+            rid = _hashed_id(account, ts_us, prompt, opt[0])
+        return (rid, account, ts_us, prompt, prompt_hash(prompt), system, *opt, extra, source, line)
+
+    def _prompt(self, rec: dict[str, Any], p: _Plan) -> tuple[str, str | None]:
+        """(prompt, system prompt from ``messages`` or None), control characters removed; the prompt is
+        neither empty nor larger than the record limit."""
+        prompt, system = _prompt_source(
+            rec[p.prompt] if p.prompt is not None else None, rec[p.messages] if p.messages is not None else None
+        )
         if _CTRL_RE.search(prompt):
             prompt = _CTRL_RE.sub("", prompt)
         if len(prompt) > self.max_record_bytes // 4:  # only then can its UTF-8 exceed the record limit
@@ -575,45 +576,45 @@ class _Normaliser:
                                      f"record limit (max_record_bytes={self.max_record_bytes})")
         if not prompt or prompt.isspace():
             raise _Bad("prompt", "empty prompt")
-        # system prompt
-        if p.system is not None:
-            sv = rec[p.system]
-            if sv is not None and sv != "":
-                if type(sv) is not str:
-                    raise _Bad("system_prompt", f"expected a string, got {_tname(sv)}")
-                system = sv
         if system is not None and _CTRL_RE.search(system):
             system = _CTRL_RE.sub("", system)
-        # optional fields
-        opt: list[str | None] = [None] * len(OPTIONAL_FIELDS)
-        for i, k in p.opt:
-            v = rec[k]
-            if type(v) is str:
-                v = v.strip()
-                if _CTRL_RE.search(v):
-                    v = _CTRL_RE.sub("", v).strip()
-                opt[i] = v or None
-            elif v is not None:
-                opt[i] = _opt_str(v)
-        # extra
-        extra = None
-        if p.extra:
-            ex = {k: v for k in p.extra if (v := rec[k]) is not None and v != ""}
-            if ex:
-                extra = _to_json(ex)
-        # request id
-        rid = None
-        if p.rid is not None:
-            v = rec[p.rid]
-            if type(v) is str and not _CTRL_RE.search(v):
-                rid = v.strip()
-            else:
-                rid = _id_str(v, "request_id")
-        if not rid:
-            ts_iso = (_EPOCH + timedelta(microseconds=ts_us)).isoformat(timespec="microseconds")
-            key = f"{account}\x1f{ts_iso}\x1f{prompt}\x1f{opt[0] or ''}"
-            rid = "h:" + hashlib.blake2b(key.encode("utf-8")).hexdigest()[:32]
-        return (rid, account, ts_us, prompt, prompt_hash(prompt), system, *opt, extra, source, line)
+        return prompt, system
+
+
+def _prompt_source(pv: Any, mv: Any) -> tuple[str, str | None]:
+    """(prompt, system prompt or None) from the prompt field's value ``pv`` and the messages field's ``mv``:
+    a non-empty prompt string wins, else non-empty messages; as found, control characters and all."""
+    if type(pv) is str and (pv or mv is None or mv == ""):
+        return pv, None
+    if pv is not None and pv != "":
+        raise _Bad("prompt", f"expected a string, got {_tname(pv)}")
+    if mv is not None and mv != "":
+        return _parse_messages(mv)
+    if pv is None:
+        raise _Bad("prompt", "missing prompt (no 'prompt' or 'messages' field)")
+    return "", None
+
+
+def _system_prompt(v: Any, default: str | None) -> str | None:
+    """The system prompt field's value (control characters removed), or ``default`` when it is empty."""
+    if v is None or v == "":
+        return default
+    if type(v) is not str:
+        raise _Bad("system_prompt", f"expected a string, got {_tname(v)}")
+    return _CTRL_RE.sub("", v) if _CTRL_RE.search(v) else v
+
+
+def _extra(rec: dict[str, Any], keys: Sequence[str]) -> str | None:
+    """The non-empty values of ``keys`` as a JSON object string, or None when all are empty."""
+    ex = {k: v for k in keys if (v := rec[k]) is not None and v != ""}
+    return _to_json(ex) if ex else None
+
+
+def _hashed_id(account: str, ts_us: int, prompt: str, model: str | None) -> str:
+    """The request id of a record without one: see the module docstring."""
+    ts_iso = (_EPOCH + timedelta(microseconds=ts_us)).isoformat(timespec="microseconds")
+    key = f"{account}\x1f{ts_iso}\x1f{prompt}\x1f{model or ''}"
+    return "h:" + hashlib.blake2b(key.encode("utf-8")).hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -815,119 +816,158 @@ def _read_json(lines: _Lines) -> Iterator[_Item]:
 def _read_json_array(
     head: list[tuple[int, bytes, bool]], it: Iterator[tuple[int, bytes, bool]], lines: _Lines
 ) -> Iterator[_Item]:
-    max_bytes = lines.max_line_bytes
-    decoder = json.JSONDecoder()
-    ws = " \t\r\n"
-    buf = ""
-    pos = 0  # parse position in buf
-    line_at_pos = head[0][0]  # physical line number of buf[pos]
-    bad_lines: list[int] = []  # lines that were not valid UTF-8
-    overlong_lines: list[int] = []  # lines cut at the record limit
-    pending = list(head)
-    eof = False
+    """The elements of a JSON array (``head``: the lines read so far, the first holding the ``[``)."""
+    return iter(_ArrayReader(head, it, lines))
 
-    def more() -> bool:
-        nonlocal buf, pos, eof
-        if eof:
+
+class _ArrayReader:
+    """Streams the elements of a JSON array: decoded lines are buffered until an element parses whole.
+
+    Each element is yielded with the line it starts on and its text (for a rejection). A bad element (not an
+    object, invalid UTF-8, a lone surrogate) is rejected and reading goes on; broken JSON, an element over
+    the record limit or a missing separator end the file with one rejection (an array cannot be resynchronised).
+    """
+
+    _WS = " \t\r\n"
+
+    def __init__(
+        self, head: list[tuple[int, bytes, bool]], it: Iterator[tuple[int, bytes, bool]], lines: _Lines
+    ) -> None:
+        self.lines = lines
+        self.max_bytes = lines.max_line_bytes
+        self.it = it
+        self.pending = list(head)
+        self.buf = ""
+        self.pos = 0  # parse position in buf
+        self.line_at_pos = head[0][0]  # physical line number of buf[pos]
+        self.bad_lines: list[int] = []  # lines that were not valid UTF-8
+        self.overlong_lines: list[int] = []  # lines cut at the record limit
+        self.eof = False
+        self.decoder = json.JSONDecoder()
+
+    # --- the buffer -----------------------------------------------------------------------------------------
+    def _next_line(self) -> tuple[int, bytes, bool] | None:
+        if self.pending:
+            return self.pending.pop(0)
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.eof = True
+            return None
+
+    def more(self) -> bool:
+        """Append at least 64 KiB of lines (more while an element is incomplete) to the buffer."""
+        if self.eof:
             return False
         chunk: list[str] = []
         size = 0
-        want = max(1 << 16, len(buf) - pos)  # grow geometrically while an element is incomplete
-        while size < want:
-            if pending:
-                lineno, b, overlong = pending.pop(0)
-            else:
-                try:
-                    lineno, b, overlong = next(it)
-                except StopIteration:
-                    eof = True
-                    break
+        want = max(1 << 16, len(self.buf) - self.pos)  # grow geometrically while an element is incomplete
+        while size < want and (item := self._next_line()) is not None:
+            lineno, b, overlong = item
             try:
                 s = b.decode("utf-8")
             except UnicodeDecodeError:
                 s = b.decode("utf-8", "surrogateescape")
-                bad_lines.append(lineno)
+                self.bad_lines.append(lineno)
             if overlong:
-                bad_lines.append(lineno)
-                overlong_lines.append(lineno)
+                self.bad_lines.append(lineno)
+                self.overlong_lines.append(lineno)
             chunk.append(s)
             size += len(b)
         if chunk:
-            buf = buf[pos:] + "".join(chunk)
-            pos = 0
+            self.buf = self.buf[self.pos :] + "".join(chunk)
+            self.pos = 0
         return bool(chunk)
 
-    def advance(to: int) -> None:
-        nonlocal pos, line_at_pos
-        line_at_pos += buf.count("\n", pos, to)
-        pos = to
+    def advance(self, to: int) -> None:
+        self.line_at_pos += self.buf.count("\n", self.pos, to)
+        self.pos = to
 
-    def skip_ws() -> str:
+    def skip_ws(self) -> str:
+        """Move past whitespace; the next character, or ``""`` at the end of the file."""
         while True:
+            buf, p = self.buf, self.pos
             n = len(buf)
-            p = pos
-            while p < n and buf[p] in ws:
+            while p < n and buf[p] in self._WS:
                 p += 1
-            advance(p)
+            self.advance(p)
             if p < n:
                 return buf[p]
-            if not more():
+            if not self.more():
                 return ""
 
-    more()
-    skip_ws()
-    advance(pos + 1)  # the "["
-    expect_value = True
-    while True:
-        c = skip_ws()
+    def _error(self, line: int, field: str, reason: str) -> _Item:
+        return line, self.buf[self.pos : self.pos + RAW_MAX_CHARS], None, (field, reason)
+
+    # --- the array ------------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[_Item]:
+        self.more()
+        self.skip_ws()
+        self.advance(self.pos + 1)  # the "["
+        expect_value = True
+        while True:
+            c = self.skip_ws()
+            if c == "" or c == "]" or (not expect_value and c != ","):
+                end = self._end(c)
+                if end is not None:
+                    yield end
+                return
+            if not expect_value:
+                self.advance(self.pos + 1)
+                expect_value = True
+                continue
+            item, last = self._element()
+            if item is not None:
+                yield item
+            if last:
+                return
+            expect_value = False
+
+    def _end(self, c: str) -> _Item | None:
+        """The rejection (if any) that ends the array at character ``c`` (end of file, ``]`` or no ``,``)."""
         if c == "":
-            if lines.error:  # a broken gzip stream is reported once, for the file
-                return
-            yield line_at_pos, buf[pos : pos + RAW_MAX_CHARS], None, ("<line>", "invalid JSON: unterminated array")
-            return
+            if self.lines.error:  # a broken gzip stream is reported once, for the file
+                return None
+            return self._error(self.line_at_pos, "<line>", "invalid JSON: unterminated array")
         if c == "]":
-            advance(pos + 1)
-            if skip_ws():
-                yield line_at_pos, buf[pos : pos + RAW_MAX_CHARS], None, (
-                    "<line>", "invalid JSON: data after the closing ']' (ignored)")  # fmt: skip
-            return
-        if not expect_value:
-            if c != ",":
-                yield line_at_pos, buf[pos : pos + RAW_MAX_CHARS], None, (
-                    "<line>", "invalid JSON: expected ',' or ']' between array elements; rest of file skipped")  # fmt: skip
-                return
-            advance(pos + 1)
-            expect_value = True
-            continue
-        start_line = line_at_pos
+            self.advance(self.pos + 1)
+            if not self.skip_ws():
+                return None
+            return self._error(self.line_at_pos, "<line>", "invalid JSON: data after the closing ']' (ignored)")
+        return self._error(self.line_at_pos, "<line>",
+                           "invalid JSON: expected ',' or ']' between array elements; rest of file skipped")  # fmt: skip
+
+    def _element(self) -> tuple[_Item | None, bool]:
+        """Decode the element at the parse position: (the item to yield or None, whether it is the last)."""
+        start_line = self.line_at_pos
         while True:
             try:
-                obj, end = decoder.raw_decode(buf, pos)
+                obj, end = self.decoder.raw_decode(self.buf, self.pos)
                 break
             except (ValueError, RecursionError) as e:
-                if len(buf) - pos < max_bytes and more():
+                if len(self.buf) - self.pos < self.max_bytes and self.more():
                     continue
-                if lines.error:
-                    return
-                if len(buf) - pos >= max_bytes or any(b >= start_line for b in overlong_lines):
-                    field = _cut_json_field(buf[pos : pos + max_bytes].encode("utf-8", "surrogateescape"))
-                    yield start_line, buf[pos : pos + RAW_MAX_CHARS], None, (
-                        field, _too_large(max_bytes) + "; rest of file skipped")  # fmt: skip
-                    return
-                reason = getattr(e, "msg", None) or str(e) if isinstance(e, ValueError) else "nested too deeply"
-                yield start_line, buf[pos : pos + RAW_MAX_CHARS], None, (
-                    "<line>", f"invalid JSON: {reason}; rest of file skipped")  # fmt: skip
-                return
-        text = buf[pos:end]
-        advance(end)
-        decode_error = bool(bad_lines) and any(start_line <= b <= line_at_pos for b in bad_lines)
+                return self._broken(start_line, e), True
+        text = self.buf[self.pos : end]
+        self.advance(end)
+        bad_lines = self.bad_lines
+        decode_error = bool(bad_lines) and any(start_line <= b <= self.line_at_pos for b in bad_lines)
         err = _check_json_record(obj, text, decode_error)
         if decode_error and err is None:
             err = ("<line>", "invalid UTF-8")
-        yield start_line, text[:RAW_MAX_CHARS], (None if err else obj), err
-        expect_value = False
-        if bad_lines and bad_lines[-1] <= line_at_pos:
+        if bad_lines and bad_lines[-1] <= self.line_at_pos:
             bad_lines.clear()
+        return (start_line, text[:RAW_MAX_CHARS], (None if err else obj), err), False
+
+    def _broken(self, start_line: int, e: Exception) -> _Item | None:
+        """The rejection for an element that does not parse (none when the gzip stream broke under it)."""
+        if self.lines.error:
+            return None
+        if len(self.buf) - self.pos >= self.max_bytes or any(b >= start_line for b in self.overlong_lines):
+            field = _cut_json_field(self.buf[self.pos : self.pos + self.max_bytes].encode("utf-8", "surrogateescape"))
+            return self._error(start_line, field, _too_large(self.max_bytes) + "; rest of file skipped")
+        reason = getattr(e, "msg", None) or str(e) if isinstance(e, ValueError) else "nested too deeply"
+        return self._error(start_line, "<line>", f"invalid JSON: {reason}; rest of file skipped")
 
 
 class _CsvFeed:

@@ -13,10 +13,11 @@ Two tokenisations are used:
 
 Template recovery (:func:`extract_template`), in short: sample at most ``max_prompts`` prompts, count the
 document frequency of every token, pick a *reference* prompt (the approximate medoid by token-set
-Jaccard), align every other distinct prompt to it (:class:`difflib.SequenceMatcher` on the sequences of
-frequent tokens only), pick the *family* of prompts that share long aligned blocks with the reference
-(so that a cluster with several wrapper variants recovers the dominant wrapper instead of only the words
-all variants share), and call a reference token *fixed* when it is aligned in at least ``min_support`` of
+Jaccard), align every other distinct prompt to it (patience-style, :func:`_align`: tokens frequent in the
+sample that occur once in both prompts are anchors; the stretches between anchors match by their common
+ends and are then aligned the same way once more), pick the *family* of prompts that share long aligned
+blocks with the reference (so that a cluster with several wrapper variants recovers the dominant wrapper
+instead of only the words all variants share), and call a reference token *fixed* when it is aligned in at least ``min_support`` of
 the family. Runs of fixed tokens with no content word (stop words, punctuation) or with a single token
 are dropped - stop words alone never make a template. Runs of non-fixed tokens become ``{…}`` slots.
 """
@@ -28,7 +29,7 @@ import random
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
@@ -66,6 +67,10 @@ _HEAD_CHARS = 2400
 _TAIL_CHARS = 800
 _CUT = "\x00cut\x00"  # marks the cut between head and tail; the tokenisers never produce it
 _KEYWORD_TOKENS = 400  # tokens per document considered by the keywords
+# c-TF-IDF pruning: in a class of at least _PRUNE_MIN_CLASS_DOCS documents, a term found in fewer than
+# _PRUNE_MIN_TERM_DOCS of them is dropped (one prompt's own words do not describe a cluster).
+_PRUNE_MIN_CLASS_DOCS = 5
+_PRUNE_MIN_TERM_DOCS = 2
 
 _STOP = frozenset(ENGLISH_STOP_WORDS) | frozenset(
     "的了是在我你他她它们吗呢吧啊和与或及这那个一不有也就都而请把被为之"
@@ -328,13 +333,28 @@ def _gap(
     depth: int,
 ) -> None:
     """Align the stretch ``a[a0:a1]`` with ``b[b0:b1]`` (between two anchors)."""
-    ga, gb = a1 - a0, b1 - b0
-    if ga <= 0 or gb <= 0:
+    if a1 <= a0 or b1 <= b0:
         return
+    k, s = _match_ends(a, b, a0, a1, b0, b1, where, blocks)
+    a0, a1, b0, b1 = a0 + k, a1 - s, b0 + k, b1 - s
+    if depth <= 0 or a1 <= a0 or b1 <= b0:
+        return
+    ca = Counter(a[a0:a1])
+    common = [t for t, c in Counter(b[b0:b1]).items() if c == 1 and ca.get(t) == 1 and t in cand]
+    if common:
+        pairs = sorted((a.index(t, a0, a1), b.index(t, b0, b1)) for t in common)
+        _chain(a, b, pairs, a0, a1, b0, b1, where, blocks, cand, depth - 1)
+
+
+def _match_ends(
+    a: list[str], b: list[str], a0: int, a1: int, b0: int, b1: int, where: list[int], blocks: list[tuple[int, int]]
+) -> tuple[int, int]:
+    """Match the common prefix and suffix of ``a[a0:a1]`` and ``b[b0:b1]`` (both non-empty); their lengths."""
+    ga, gb = a1 - a0, b1 - b0
     if ga == gb and a[a0:a1] == b[b0:b1]:
         where[b0:b1] = range(a0, a1)
         blocks.append((b0, gb))
-        return
+        return gb, 0
     lim = min(ga, gb)
     k = 0
     while k < lim and a[a0 + k] == b[b0 + k]:
@@ -348,16 +368,7 @@ def _gap(
     if s:
         where[b1 - s : b1] = range(a1 - s, a1)
         blocks.append((b1 - s, s))
-    a0, a1, b0, b1 = a0 + k, a1 - s, b0 + k, b1 - s
-    if depth <= 0 or a1 <= a0 or b1 <= b0:
-        return
-    ca = Counter(a[a0:a1])
-    cb = Counter(b[b0:b1])
-    common = [t for t, c in cb.items() if c == 1 and ca.get(t) == 1 and t in cand]
-    if not common:
-        return
-    pairs = sorted((a.index(t, a0, a1), b.index(t, b0, b1)) for t in common)
-    _chain(a, b, pairs, a0, a1, b0, b1, where, blocks, cand, depth - 1)
+    return k, s
 
 
 def extract_template(
@@ -378,27 +389,54 @@ def extract_template(
     """
     if not prompts:
         return Template("", 0, 0.0, 0, 0.0)
-    if len(prompts) > max(1, max_prompts):
-        rng = random.Random(seed)
-        sample = [prompts[i] for i in sorted(rng.sample(range(len(prompts)), max(1, max_prompts)))]
-    else:
-        sample = list(prompts)
-    counts = Counter(sample)
+    counts = Counter(_sample(prompts, max_prompts, seed))
     uniq = list(counts)
     if len(uniq) == 1:  # an exact duplicate (a viral prompt pasted verbatim)
         text = uniq[0]
         return Template(text, len(_WORD_RE.findall(text.lower())), 1.0, 0, 0.0)
     w = [counts[u] for u in uniq]
-    n = len(sample)
+    n = sum(w)
     ms = min(1.0, max(1e-9, float(min_support)))
-
     toks = [_tokens(u) for u in uniq]
     if not any(toks):  # only whitespace
         return Template("", 0, 1.0, 0, 0.0)
 
-    # Document frequency over the sample, and the approximate Jaccard medoid as the reference.
     tcounts = [Counter(t) for t in toks]
     sets = [c.keys() for c in tcounts]
+    df = _doc_freq(sets, w)
+    ref = _reference(sets, w, df)
+    fam_min = max(2, math.ceil(_FAMILY_MIN_SHARE * n))
+    cand_min = max(2, math.ceil(ms * fam_min - 1e-9))
+    cand = frozenset(t for t, c in df.items() if c >= cand_min)
+    ref_low, ref_shown, ref_gaps = _reference_tokens(uniq[ref], toks[ref])
+    if cand.isdisjoint(ref_low):
+        return _weak_template(w)
+
+    wheres, block_lists = _align_all(toks, tcounts, ref, cand)
+    family = _family(block_lists, w, fam_min)
+    fixed = _fixed_tokens(block_lists, w, family, len(ref_low), ms)
+    _drop_weak_runs(fixed, ref_low)
+    if not any(fixed):
+        return _weak_template(w)
+
+    text, slots = _scaffold(fixed, ref_shown, ref_gaps)
+    fixed_word_pos = [i for i, f in enumerate(fixed) if f and _is_word(ref_low[i])]
+    coverage = _coverage(wheres, fixed_word_pos, w) / n
+    slot_entropy = _slot_entropy(toks, wheres, slots, w)
+    return Template(text, len(fixed_word_pos), float(coverage), len(slots), float(slot_entropy))
+
+
+def _sample(prompts: Sequence[str], max_prompts: int, seed: int) -> list[str]:
+    """At most ``max_prompts`` of ``prompts`` (at least one), drawn from ``seed``, in their input order."""
+    k = max(1, max_prompts)
+    if len(prompts) <= k:
+        return list(prompts)
+    rng = random.Random(seed)
+    return [prompts[i] for i in sorted(rng.sample(range(len(prompts)), k))]
+
+
+def _doc_freq(sets: Sequence[Collection[str]], w: Sequence[int]) -> Counter[str]:
+    """Weighted document frequency of every token (``sets[j]``: the distinct tokens of prompt ``j``)."""
     df: Counter[str] = Counter()
     for s, wj in zip(sets, w, strict=True):
         if wj == 1:
@@ -407,6 +445,16 @@ def extract_template(
             for t in s:
                 df[t] += wj
     df.pop(_CUT, None)
+    return df
+
+
+def _reference(sets: Sequence[Collection[str]], w: Sequence[int], df: Counter[str]) -> int:
+    """Index of the approximate token-set Jaccard medoid: the prompt sharing the most with the others.
+
+    ``sets[j]``: the distinct tokens of prompt ``j``, weighing ``w[j]``. The intersection of a prompt with
+    the others is estimated from the document frequencies ``df`` of its tokens.
+    """
+    n = sum(w)
     mean_len = sum(len(s) * wj for s, wj in zip(sets, w, strict=True)) / n
     best, ref = -1.0, 0
     for j, s in enumerate(sets):
@@ -416,24 +464,30 @@ def extract_template(
         score = inter / max(1e-9, len(s) + mean_len - inter)
         if score > best:
             best, ref = score, j
+    return ref
 
-    fam_min = max(2, math.ceil(_FAMILY_MIN_SHARE * n))
-    cand_min = max(2, math.ceil(ms * fam_min - 1e-9))
-    cand = frozenset(t for t, c in df.items() if c >= cand_min)
-    ref_low, ref_shown, ref_gaps = _tokens_with_gaps(uniq[ref])
-    if ref_low != toks[ref]:  # cannot happen; keep the output consistent if it ever does
-        ref_low = toks[ref]
-        ref_shown, ref_gaps = list(ref_low), [" "] * len(ref_low)
-    ref_count = Counter(ref_low)
+
+def _reference_tokens(text: str, toks: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """The reference's lowercase tokens ``toks``, with their original spelling and the whitespace before them."""
+    low, shown, gaps = _tokens_with_gaps(text)
+    if low != toks:  # cannot happen; keep the output consistent if it ever does
+        return toks, list(toks), [" "] * len(toks)
+    return low, shown, gaps
+
+
+def _align_all(
+    toks: list[list[str]], tcounts: list[Counter[str]], ref: int, cand: frozenset[str]
+) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Align every distinct prompt to the reference ``toks[ref]``; see :func:`_align`.
+
+    Returns ``where`` and the matched blocks of every prompt, in the order of ``toks``.
+    """
+    ref_low = toks[ref]
+    ref_count = tcounts[ref]
     ref_pos = {t: r for r, t in enumerate(ref_low) if t in cand and ref_count[t] == 1}
-    if not any(t in cand for t in ref_low):
-        return _weak_template(w)
     n_ref = len(ref_low)
-
-    # Align every distinct prompt to the reference.
     wheres: list[list[int]] = []
     block_lists: list[list[tuple[int, int]]] = []
-    block_score: list[int] = []
     for j, tj in enumerate(toks):
         if j == ref:
             where, blocks = list(range(n_ref)), [(0, n_ref)]
@@ -441,11 +495,14 @@ def extract_template(
             where, blocks = _align(tj, tcounts[j], ref_low, cand, ref_pos)
         wheres.append(where)
         block_lists.append(blocks)
-        block_score.append(sum(size for _, size in blocks))
+    return wheres, block_lists
 
-    # The family: prompts sharing at least half as much long-block text with the reference as the
-    # typical prompt among the fam_min closest ones does (all prompts when that is too few).
-    order = sorted(range(len(uniq)), key=lambda j: -block_score[j])
+
+def _family(block_lists: Sequence[Sequence[tuple[int, int]]], w: Sequence[int], fam_min: int) -> list[int]:
+    """The prompts sharing at least half as much long-block text with the reference as the typical prompt
+    among the ``fam_min`` closest ones does (all prompts when those weigh less than ``fam_min``)."""
+    block_score = [sum(size for _, size in blocks) for blocks in block_lists]
+    order = sorted(range(len(block_score)), key=lambda j: -block_score[j])
     top: list[int] = []
     acc = 0
     for j in order:
@@ -454,21 +511,32 @@ def extract_template(
         if acc >= fam_min:
             break
     median = sorted(top)[len(top) // 2]
-    family = [j for j in range(len(uniq)) if block_score[j] >= 0.5 * median]
+    family = [j for j in range(len(block_score)) if block_score[j] >= 0.5 * median]
     if sum(w[j] for j in family) < fam_min:
-        family = list(range(len(uniq)))
-    fam_n = sum(w[j] for j in family)
+        family = list(range(len(block_score)))
+    return family
 
+
+def _fixed_tokens(
+    block_lists: Sequence[Sequence[tuple[int, int]]],
+    w: Sequence[int],
+    family: Sequence[int],
+    n_ref: int,
+    min_support: float,
+) -> list[bool]:
+    """Per reference token: aligned in at least ``min_support`` of the (weighted) ``family``."""
     diff = [0] * (n_ref + 1)
     for j in family:
         wj = w[j]
         for start, size in block_lists[j]:
             diff[start] += wj
             diff[start + size] -= wj
-    thr = ms * fam_n - 1e-9
-    fixed = [c >= thr for c in accumulate(diff[:n_ref])]
+    thr = min_support * sum(w[j] for j in family) - 1e-9
+    return [c >= thr for c in accumulate(diff[:n_ref])]
 
-    # Keep only runs of fixed tokens that carry meaning: >= 2 tokens and at least one content word.
+
+def _drop_weak_runs(fixed: list[bool], ref_low: Sequence[str]) -> None:
+    """Unfix, in place, the runs of fixed tokens that carry no meaning: a single token, or no content word."""
     i = 0
     while i < len(fixed):
         if not fixed[i]:
@@ -480,16 +548,18 @@ def extract_template(
         if k - i < 2 or not any(_is_content(t) for t in ref_low[i:k]):
             fixed[i:k] = [False] * (k - i)
         i = k
-    if not any(fixed):
-        return _weak_template(w)
 
-    # Text of the scaffold, and its slots as (last fixed position before, first fixed position after).
+
+def _scaffold(
+    fixed: Sequence[bool], shown: Sequence[str], gaps: Sequence[str]
+) -> tuple[str, list[tuple[int | None, int | None]]]:
+    """Text of the scaffold, and its slots as (last fixed position before, first fixed position after)."""
     parts: list[str] = []
     slots: list[tuple[int | None, int | None]] = []
     prev_fixed: int | None = None
     in_slot = False
     slot_gap = ""
-    for i, (tok, gap) in enumerate(zip(ref_shown, ref_gaps, strict=True)):
+    for i, (tok, gap) in enumerate(zip(shown, gaps, strict=True)):
         if fixed[i]:
             if in_slot:
                 parts.append((_show_gap(slot_gap) if parts else "") + SLOT)
@@ -504,31 +574,37 @@ def extract_template(
     if in_slot:
         parts.append(_show_gap(slot_gap) + SLOT)
         slots.append((prev_fixed, None))
-    text = "".join(parts)
+    return "".join(parts), slots
 
-    # Coverage, read off the alignment: the share of fixed words each prompt has in order.
-    fixed_word_pos = [i for i in range(n_ref) if fixed[i] and _is_word(ref_low[i])]
-    n_fixed_words = len(fixed_word_pos)
-    need = _DEFAULT_MIN_MATCH * n_fixed_words - 1e-9
+
+def _coverage(wheres: Sequence[Sequence[int]], fixed_word_pos: Sequence[int], w: Sequence[int]) -> int:
+    """Weight of the prompts whose alignment holds at least :data:`_DEFAULT_MIN_MATCH` of the fixed words."""
+    need = _DEFAULT_MIN_MATCH * len(fixed_word_pos) - 1e-9
     covered = 0
-    for j in range(len(uniq)):
-        where = wheres[j]
+    for where, wj in zip(wheres, w, strict=True):
         if sum(1 for i in fixed_word_pos if where[i] >= 0) >= need:
-            covered += w[j]
-    coverage = covered / n
+            covered += wj
+    return covered
 
-    # Slot fillings, read off the alignment: the tokens between a slot's two anchors.
+
+def _slot_entropy(
+    toks: Sequence[Sequence[str]],
+    wheres: Sequence[Sequence[int]],
+    slots: Sequence[tuple[int | None, int | None]],
+    w: Sequence[int],
+) -> float:
+    """Mean entropy of the slot fillings (the tokens between a slot's two anchors in each prompt's
+    alignment), weighted by the mean filling length; see :attr:`Template.slot_entropy`."""
     fillings: list[Counter[tuple[str, ...]]] = [Counter() for _ in slots]
     lengths = [0.0] * len(slots)
-    for j, tj in enumerate(toks):
-        where = wheres[j]
+    for tj, where, wj in zip(toks, wheres, w, strict=True):
         for s, (lo, hi) in enumerate(slots):
             start = 0 if lo is None else where[lo] + 1
             end = len(tj) if hi is None else where[hi]
             if start == 0 and lo is not None or end < start:  # an anchor is missing
                 continue
-            fillings[s][tuple(tj[start:end])] += w[j]
-            lengths[s] += (end - start) * w[j]
+            fillings[s][tuple(tj[start:end])] += wj
+            lengths[s] += (end - start) * wj
     num = den = 0.0
     for s, fill in enumerate(fillings):
         total = sum(fill.values())
@@ -537,8 +613,7 @@ def extract_template(
         weight = max(lengths[s] / total, 1e-3)
         num += weight * _entropy(list(fill.values()))
         den += weight
-    slot_entropy = num / den if den else 0.0
-    return Template(text, n_fixed_words, float(coverage), len(slots), float(slot_entropy))
+    return num / den if den else 0.0
 
 
 def _weak_template(weights: Sequence[int]) -> Template:
@@ -594,9 +669,15 @@ def ctfidf_keywords(
         x = vec.fit_transform(docs).tocsr().astype(np.float64)
     except ValueError:  # empty vocabulary
         return {c: [] for c in out_labels}
+    scores = _ctfidf_scores(x, np.searchsorted(classes, lab), len(classes), wts)
     terms = vec.get_feature_names_out()
-    n_docs, n_cls = len(docs), len(classes)
-    cls = np.searchsorted(classes, lab)
+    return {int(c): _top_terms(scores, ci, terms, top_n) for ci, c in enumerate(classes) if int(c) != exclude_label}
+
+
+def _ctfidf_scores(x: sparse.csr_matrix, cls: np.ndarray, n_cls: int, wts: np.ndarray) -> sparse.csr_matrix:
+    """Class x term c-TF-IDF scores (see :func:`ctfidf_keywords`) of the document x term counts ``x``;
+    ``cls[i]`` is the class (row) of document ``i``, ``wts[i]`` its weight."""
+    n_docs = x.shape[0]
     rows = np.arange(n_docs)
     member = sparse.csr_matrix((np.ones(n_docs), (cls, rows)), shape=(n_cls, n_docs))
     weighted = sparse.csr_matrix((wts, (cls, rows)), shape=(n_cls, n_docs))
@@ -610,23 +691,22 @@ def ctfidf_keywords(
     with np.errstate(divide="ignore", invalid="ignore"):
         idf = np.where(f_t > 0, np.log1p(avg_words / np.where(f_t > 0, f_t, 1.0)), 0.0)
 
-    big = sparse.diags((docs_per_class >= 5).astype(np.float64))
-    small = sparse.diags((docs_per_class < 5).astype(np.float64))
-    kept = (big @ tf.multiply(class_df >= 2) + small @ tf).tocsr()
+    pruned = docs_per_class >= _PRUNE_MIN_CLASS_DOCS
+    big = sparse.diags(pruned.astype(np.float64))
+    small = sparse.diags((~pruned).astype(np.float64))
+    kept = (big @ tf.multiply(class_df >= _PRUNE_MIN_TERM_DOCS) + small @ tf).tocsr()
     norm = np.where(words_per_class > 0, words_per_class, 1.0)
-    scores = (sparse.diags(1.0 / norm) @ kept @ sparse.diags(idf)).tocsr()
+    return (sparse.diags(1.0 / norm) @ kept @ sparse.diags(idf)).tocsr()
 
-    result: dict[int, list[str]] = {}
-    for ci, c in enumerate(classes):
-        if int(c) == exclude_label:
-            continue
-        lo, hi = scores.indptr[ci], scores.indptr[ci + 1]
-        idx, val = scores.indices[lo:hi], scores.data[lo:hi]
-        good = val > 0
-        idx, val = idx[good], val[good]
-        order = np.lexsort((terms[idx], -val))[:top_n]
-        result[int(c)] = [str(terms[idx[k]]) for k in order]
-    return result
+
+def _top_terms(scores: sparse.csr_matrix, row: int, terms: np.ndarray, top_n: int) -> list[str]:
+    """The ``top_n`` terms of a row of ``scores`` with a positive score, best first, ties alphabetical."""
+    lo, hi = scores.indptr[row], scores.indptr[row + 1]
+    idx, val = scores.indices[lo:hi], scores.data[lo:hi]
+    good = val > 0
+    idx, val = idx[good], val[good]
+    order = np.lexsort((terms[idx], -val))[:top_n]
+    return [str(terms[idx[k]]) for k in order]
 
 
 # ---------------------------------------------------------------------------------------- exemplars

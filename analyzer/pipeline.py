@@ -7,7 +7,6 @@ has, embedding skips prompts that already have a vector, and the later stages re
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -32,6 +31,7 @@ from analyzer import index as index_mod
 from analyzer import label as label_mod
 from analyzer import signals as sig
 from analyzer import watch as watch_mod
+from analyzer.atomic import atomic_path
 from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_campaigns
 from analyzer.checkpoints import checkpoint
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
@@ -151,10 +151,8 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     """
     totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
     qpath = quarantine_path(ws, run_id)
-    os.makedirs(os.path.dirname(qpath), exist_ok=True)
-    tmp = f"{qpath}.tmp-{os.getpid()}"
     n_bad = 0
-    try:
+    with atomic_path(qpath) as tmp:
         with open(tmp, "w", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
             for batch in read_logs(paths, column_map=column_map, strict=strict):
                 for r in batch.rejected:
@@ -165,17 +163,10 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
                 for key, val in counts.items():
                     totals[key] += val
                 bar.update(batch.n_read)
-            qfh.flush()
-            os.fsync(qfh.fileno())
-        if n_bad:
-            os.replace(tmp, qpath)
-            checkpoint("ingest.quarantine_written")
-        else:
+        if not n_bad:  # no quarantine file for a clean run
             os.remove(tmp)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    if n_bad:
+        checkpoint("ingest.quarantine_written")
     return totals
 
 

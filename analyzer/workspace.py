@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import json
 import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -23,9 +22,14 @@ import numpy as np
 import pandas as pd
 
 from analyzer import store
+from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
 from analyzer.checkpoints import checkpoint, commit_point
+from analyzer.retry import Backoff, retry
 
 DB_NAME = "analyzer.duckdb"
+#: How long opening the database waits for another process that holds it for a moment (the app's short
+#: read-only queries, a run opening it for writing): 0.05 s, doubling up to 0.5 s, for 3 s in all.
+_CONNECT_BACKOFF = Backoff(first_s=0.05, factor=2.0, max_s=0.5, total_s=3.0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests(
@@ -104,36 +108,10 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    checkpoint("export.before_rename")
-    os.replace(tmp, path)
-
-
 def atomic_save_npy(path: str, array: np.ndarray) -> None:
     """Save ``array`` as ``.npy`` atomically (complete and on disk before it appears under ``path``)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_npy(path: str) -> np.ndarray:
@@ -192,19 +170,14 @@ class Workspace:
         self._lock_fh = None
 
     @staticmethod
-    def _connect(db_path: str, read_only: bool, wait_s: float = 3.0):
+    def _connect(db_path: str, read_only: bool, backoff: Backoff = _CONNECT_BACKOFF):
         """Open the database, retrying briefly while another process holds it for a moment (the app's
         short read-only queries, or a run opening it for writing)."""
-        deadline = time.monotonic() + wait_s
-        delay = 0.05
-        while True:
-            try:
-                return duckdb.connect(db_path, read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
+        return retry(
+            lambda: duckdb.connect(db_path, read_only=read_only),
+            lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower(),
+            backoff.waits(),
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -470,11 +443,10 @@ class Workspace:
                 "SELECT coalesce(max(shard), 0) + 1 FROM embedded WHERE model_key = ?", [model_key]
             ).fetchall()[0][0]
         )
-        # File first (atomically: a temporary name, fsync, rename), rows second: a run killed in between
-        # leaves an orphan file that the next shard with this number simply replaces.
+        # File first (atomically: a temporary name, fsync, rename, fsync of the folder), rows second: a run
+        # killed in between leaves an orphan file that the next shard with this number simply replaces.
         path = self.shard_path(model_key, shard)
         atomic_save_npy(path, vectors.astype(np.float16))
-        _fsync_dir(os.path.dirname(path))
         checkpoint("embed.shard_file_written")
         frame = pd.DataFrame(
             {"prompt_hash": hashes, "model_key": model_key, "shard": shard, "row": np.arange(len(hashes))}

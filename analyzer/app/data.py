@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ import streamlit as st
 from analyzer import store
 from analyzer.embed import DEFAULT_MODEL, DEFAULT_TIER, recorded_settings
 from analyzer.export import csv_cell, sanitize, unescape_ident
+from analyzer.retry import retry
 from analyzer.signals import subnet
 from analyzer.workspace import DB_NAME, Workspace, WorkspaceLocked
 
@@ -48,6 +48,8 @@ TRIAGE_STATUSES = ("open", "needs review", "confirmed", "dismissed")
 # connections to a file must share one configuration. Serialising this process's own connections lets the
 # triage writer open the file read-write without colliding with another session's read.
 _DB_LOCK = threading.RLock()
+#: A locked database file is opened again after 0.2 s, 0.4 s, ... (``retries`` tries in all).
+_CONNECT_WAIT_S = 0.2
 
 
 class WorkspaceUnavailable(RuntimeError):
@@ -117,19 +119,17 @@ def connect(ws_path: str, retries: int = 5) -> Iterator[store.Connection]:
             f"Run `analyzer run LOGS --workspace {ws_path}` first."
         )
     with _DB_LOCK:
-        con = None
-        for attempt in range(retries):
-            try:
-                con = store.connect_read_only(db_path)
-                break
-            except store.BUSY_ERRORS as exc:
-                if attempt == retries - 1:
-                    raise WorkspaceUnavailable(
-                        "The workspace is being written by a running analysis (DuckDB allows one writer). "
-                        f"Reload this page when it has finished. ({exc})"
-                    ) from None
-                time.sleep(0.2 * (attempt + 1))
-        assert con is not None
+        try:
+            con = retry(
+                lambda: store.connect_read_only(db_path),
+                lambda exc: isinstance(exc, store.BUSY_ERRORS),
+                [_CONNECT_WAIT_S * (k + 1) for k in range(retries - 1)],
+            )
+        except store.BUSY_ERRORS as exc:
+            raise WorkspaceUnavailable(
+                "The workspace is being written by a running analysis (DuckDB allows one writer). "
+                f"Reload this page when it has finished. ({exc})"
+            ) from None
         try:
             yield con
         finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
 
 Flagged = Sequence[Iterable[str]]
 
@@ -131,12 +131,9 @@ def account_auc(scores: Mapping[str, float], truth: Mapping[str, Any]) -> float:
     pos = campaign_accounts(truth)
     y = np.array([a in pos for a in accounts], dtype=bool)
     s = np.array([float(scores.get(a, 0.0)) for a in accounts], dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    ranks = rankdata(s, method="average")
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def account_precision_recall(flagged_accounts: Iterable[str], truth: Mapping[str, Any]) -> tuple[float, float]:

@@ -107,6 +107,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analyzer.atomic import atomic_open, atomic_write_bytes
 from analyzer.bench import corpora, templates
 
 # =============================================================================================== constants
@@ -1541,8 +1542,8 @@ def write_scenario(scenario: Scenario, out_dir: str | os.PathLike[str], log_name
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path, truth_path = out / log_name, out / truth_name
-    tmp = log_path.with_name(log_path.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
+    with atomic_open(log_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
+                                                           mtime=0) as gz:
         buf: list[str] = []
         for rec in scenario_records(scenario.requests):
             buf.append(json.dumps(rec, ensure_ascii=False))
@@ -1551,8 +1552,5 @@ def write_scenario(scenario: Scenario, out_dir: str | os.PathLike[str], log_name
                 buf = []
         if buf:
             gz.write(("\n".join(buf) + "\n").encode("utf-8"))
-    os.replace(tmp, log_path)
-    tmp_t = truth_path.with_name(truth_path.name + ".tmp")
-    tmp_t.write_text(json.dumps(scenario.truth, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp_t, truth_path)
+    atomic_write_bytes(truth_path, (json.dumps(scenario.truth, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return log_path, truth_path
