@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+from analyzer.checkpoints import checkpoint
+
 __all__ = ["atomic_open", "atomic_path", "atomic_write_bytes", "fsync_dir"]
 
 
@@ -70,3 +72,4 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+        checkpoint("export.before_rename")

@@ -33,6 +33,7 @@ from analyzer import signals as sig
 from analyzer import watch as watch_mod
 from analyzer.atomic import atomic_path
 from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_campaigns
+from analyzer.checkpoints import checkpoint
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
 from analyzer.ingest import read_logs
 from analyzer.mapparams import MapParams
@@ -164,6 +165,8 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
                 bar.update(batch.n_read)
         if not n_bad:  # no quarantine file for a clean run
             os.remove(tmp)
+    if n_bad:
+        checkpoint("ingest.quarantine_written")
     return totals
 
 
@@ -245,6 +248,7 @@ def build_index(ws: Workspace, options: RunOptions):
         raise RuntimeError("no embedded prompts in the workspace: run 'analyzer ingest' and 'analyzer embed' first")
     index = index_mod.build_index(vectors, seed=options.seed)
     index_mod.save_index(index, ws.index_path(key))
+    checkpoint("index.written")
     return hashes, vectors, index
 
 
@@ -328,6 +332,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
                                               if len(rows) else 0)
     rows = pd.concat([rows, system_rows], ignore_index=True)
     ws.replace_tables({"prompt_clusters": pc, "system_clusters": system_map, "clusters": rows, **empty})
+    checkpoint("cluster.committed")
     return {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
             "signal_params": cluster_signal_params(options.signals),
             "unassigned_request_share": ws.unassigned_request_share(),
@@ -762,6 +767,7 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
     ws.update_tables({"prompt_clusters": ("prompt_hash", changed), "system_clusters": ("system_hash", system_rows)},
                      {"clusters": rows, **empty})
+    checkpoint("assign.committed")
     stats.update(rows_written=int(len(changed)), clusters=int((rows["kind"] == "topic").sum()),
                  noise=int((topic < 0).sum()))
     return stats
@@ -919,6 +925,7 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc,
                        "campaign_members": tracked.members, "campaign_identity": tracked.identity},
                       append={"campaign_history": tracked.history})
+    checkpoint("score.committed")
     return {"campaigns": int(len(camps)), "flagged": int(camps["flagged"].sum()) if len(camps) else 0,
             "accounts": int(len(acc)), "watch": watch_stats,
             "transitions": {str(k): int(v) for k, v in tracked.history["transition"].value_counts().sort_index().items()}}
@@ -1101,6 +1108,7 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
     frame = pd.DataFrame({"prompt_hash": hashes[idx[order]], "x": pos[order, 0].astype(float),
                           "y": pos[order, 1].astype(float)})
     ws.replace_tables({"prompt_map": frame})
+    checkpoint("map.committed")
     return {"points": int(len(frame)), "laid_out": int(len(reps)), "placed": int(len(placed))}
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from analyzer import store
 from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
+from analyzer.checkpoints import checkpoint, commit_point
 from analyzer.retry import Backoff, retry
 
 DB_NAME = "analyzer.duckdb"
@@ -258,6 +259,7 @@ class Workspace:
             "INSERT INTO runs VALUES (?, ?, ?, NULL, 'running', ?, ?, NULL)",
             [run_id, command, now_utc(), json.dumps(params, default=str), json.dumps(versions)],
         )
+        checkpoint("run.started")
         return run_id
 
     def finish_run(self, run_id: int, stats: dict, status: str = "ok") -> None:
@@ -265,6 +267,7 @@ class Workspace:
             "UPDATE runs SET finished_at = ?, status = ?, stats = ? WHERE run_id = ?",
             [now_utc(), status, json.dumps(stats, default=str), run_id],
         )
+        checkpoint("run.finished")
 
     # --- ingest ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -385,6 +388,8 @@ class Workspace:
             if not updated:
                 db.execute("INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?)",
                            [run_id, source, counts["read"], accepted, n_rej, counts["duplicates"]])
+            checkpoint("ingest.batch_inserted")
+        checkpoint("ingest.batch_committed")
         return counts
 
     def ingest_totals(self) -> dict[str, int]:
@@ -442,6 +447,7 @@ class Workspace:
         # killed in between leaves an orphan file that the next shard with this number simply replaces.
         path = self.shard_path(model_key, shard)
         atomic_save_npy(path, vectors.astype(np.float16))
+        checkpoint("embed.shard_file_written")
         frame = pd.DataFrame(
             {"prompt_hash": hashes, "model_key": model_key, "shard": shard, "row": np.arange(len(hashes))}
         )
@@ -450,6 +456,7 @@ class Workspace:
             self.db.execute("INSERT INTO embedded SELECT * FROM emb_df")
         finally:
             self.db.unregister("emb_df")
+        checkpoint("embed.shard_recorded")
         return shard
 
     def shard_path(self, model_key: str, shard: int) -> str:
@@ -550,6 +557,7 @@ class Workspace:
                 self._insert_frame(db, table, frame)
             for table, frame in (append or {}).items():
                 self._insert_frame(db, table, frame)
+            checkpoint(commit_point(replace or {}, upsert or {}, append or {}))
 
     @staticmethod
     def _insert_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
@@ -760,6 +768,8 @@ class Workspace:
                                "CAST(vector AS FLOAT[]) FROM wv_df")
                 finally:
                     db.unregister("wv_df")
+            checkpoint("watch.before_commit")
+        checkpoint("watch.committed")
 
     def remove_watch(self, watch_id: str) -> int:
         """Remove a watch entry and its vectors; returns the number of entries removed (0 or 1)."""

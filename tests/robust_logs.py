@@ -1,20 +1,24 @@
-"""Helpers for the robustness tests: small logs cut from ``data/sample``, a corrupted copy of them, and a
-deterministic hashing embedder for the kill tests.
+"""Helpers for the robustness tests: small logs cut from ``data/sample``, a corrupted copy of them, a
+deterministic hashing embedder, and :class:`CliServer`, which runs CLI commands in forked children of one warm
+process for the kill tests.
 
 Run as a script, ``python tests/robust_logs.py ARGS...`` is ``python -m analyzer ARGS...`` with the embedder
 replaced by :class:`HashEmbedder` (same pipeline, workspace, DuckDB, FAISS and HDBSCAN; only the vectors are
-cheap). It exists so that the SIGKILL test can kill ten runs quickly; the real model is covered by the
-``slow`` variant of that test and by the other tests.
+cheap), and ``python tests/robust_logs.py --serve FOLDER`` is the :class:`CliServer` process. The kill tests
+use it so that some thirty killed runs and their re-runs stay fast; the real model is covered by the other
+tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import os
+import subprocess
 import sys
-import time
+import traceback
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -209,13 +213,10 @@ _DROP = _Drop()
 
 # --- a cheap deterministic embedder for the kill test ------------------------------------------------------
 class HashEmbedder:
-    """Hashed word uni- and bigrams into 384 dims, L2-normalised; ``delay`` seconds per text mimic a model."""
+    """Hashed word uni- and bigrams into 384 dims, L2-normalised."""
 
     key = "hash384-ht"
     dim = 384
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
 
     def encode(self, texts, progress=None) -> np.ndarray:
         from analyzer.text import analysis_words  # imported here: run as a script, the path is set in main
@@ -232,53 +233,143 @@ class HashEmbedder:
                 out[i] /= n
             else:
                 out[i, 0] = 1.0
-            if self.delay:
-                time.sleep(self.delay)
             if progress is not None:
                 progress(1)
         return out
 
 
-def kill_at_score_commit() -> None:
-    """Make the score stage SIGKILL its own process when it would commit the campaigns and their history
-    (every row inserted, nothing committed): the worst moment for the two to disagree."""
-    import signal
+# --- a warm process that runs analyzer commands, each in a forked child ------------------------------------
+#: Environment of :class:`CliServer`'s process. Its children are forked after a warm-up run has started numba's
+#: and FAISS's threads: numba's workqueue threading layer is fork-safe, and with one OpenMP thread GNU OpenMP
+#: keeps no thread pool that a forked child would wait on.
+FORK_SAFE_ENV = {"NUMBA_THREADING_LAYER": "workqueue", "OMP_NUM_THREADS": "1"}
+#: Seconds a command may run in :class:`CliServer` before the server and its child are killed (a hang, not a
+#: slow machine: a command on the small test logs takes seconds).
+COMMAND_TIMEOUT_S = 600
 
-    from analyzer.workspace import Workspace
 
-    real = Workspace.replace_tables
+class CliServer:
+    """Runs ``analyzer`` commands with the :class:`HashEmbedder`, each in a child forked from one warm process.
 
-    def replace_tables(self, frames, append=None):
-        if "campaign_history" in (append or {}):
-            conn = self.db
+    A fresh interpreter pays about ten seconds (imports, numba loading its compiled HDBSCAN) before a small
+    run does any work; the server pays it once (``python tests/robust_logs.py --serve FOLDER`` warms up with
+    a full and an incremental run), so a command killed at a checkpoint and its re-run cost only their work.
+    Each child is a separate process: :func:`analyzer.checkpoints.checkpoint` SIGKILLs it, not the server.
+    """
 
-            class KillAtCommit:
-                def __getattr__(self, name):
-                    return getattr(conn, name)
+    def __init__(self, folder: Path) -> None:
+        from analyzer.checkpoints import CRASH_ENV, LOG_ENV
 
-                def execute(self, sql, *args):
-                    if sql == "COMMIT":
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    return conn.execute(sql, *args)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self._n = 0
+        env = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, LOG_ENV)}
+        env.update(FORK_SAFE_ENV, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(folder)],
+                                     cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)  # its own process group, children included
+        if self._reply() != "ready":
+            raise RuntimeError(f"the CLI server did not start: {self.server_log()}")
 
-            self.db = KillAtCommit()
-        return real(self, frames, append)
+    def _reply(self) -> str:
+        """The server's next line; kills the server and its children if none comes in time."""
+        import select
 
-    Workspace.replace_tables = replace_tables
+        if not select.select([self.proc.stdout], [], [], COMMAND_TIMEOUT_S)[0]:
+            self.close()
+            raise TimeoutError(f"no answer from the CLI server in {COMMAND_TIMEOUT_S} s: {self.server_log()}")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the CLI server died: {self.server_log()}")
+        return line.strip()
+
+    def server_log(self) -> str:
+        path = self.folder / "server.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def run(self, args: list, crash_at: str | None = None, log: Path | None = None) -> tuple[int, str]:
+        """Run ``analyzer ARGS`` in a fresh child; returns ``(exit status, output)``, ``-SIGKILL`` when the
+        checkpoint ``crash_at`` killed it. ``log``: a file to which the child appends each checkpoint it hits."""
+        from analyzer.checkpoints import CRASH_ENV, LOG_ENV
+
+        self._n += 1
+        out = self.folder / f"command-{self._n}.txt"
+        env = {**({CRASH_ENV: crash_at} if crash_at else {}), **({LOG_ENV: str(log)} if log else {})}
+        self.proc.stdin.write(json.dumps({"args": [str(a) for a in args], "env": env, "out": str(out)}) + "\n")
+        self.proc.stdin.flush()
+        return int(json.loads(self._reply())["rc"]), out.read_text(errors="replace")
+
+    def close(self) -> None:
+        """Kill the server's process group (idle between commands: nothing to finish)."""
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=60)
+
+
+def use_hash_embedder() -> None:
+    """Make this process's pipeline embed with :class:`HashEmbedder` (and record it as the embedder)."""
+    from analyzer import pipeline
+
+    pipeline.make_embedder = lambda *a, **k: HashEmbedder()
+    pipeline.versions = lambda: {"analyzer": "test", "embedder": HashEmbedder.key}
+
+
+def _invoke(args: list[str]) -> int:
+    """``analyzer ARGS`` in this process; its exit status (1 and a traceback for an unexpected error)."""
+    from analyzer.cli import main as cli_main
+
+    try:
+        cli_main.main(args, prog_name="analyzer")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def serve(folder: Path) -> None:
+    """The :class:`CliServer` process: warm up, then fork one child per JSON request read from stdin
+    (``{"args", "env", "out"}``) and answer each with ``{"rc"}`` once the child has ended."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    server_log = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(server_log, 1)
+    os.dup2(server_log, 2)
+    use_hash_embedder()
+    warm = folder / "warm-up"
+    log = write_clean(folder / "warm-up.jsonl")
+    for args in (["--no-map"], []):  # a full run, then an incremental one with the map
+        if _invoke(["run", str(log), "--workspace", str(warm), "--quiet", *args]):
+            raise SystemExit(f"warm-up failed: run {args}")
+    sys.stdout.flush()
+    proto.write("ready\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the child: run the command, never return into this loop
+            rc = 1
+            try:
+                out = os.open(req["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                os.environ.update(req["env"])
+                rc = _invoke(req["args"])
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(rc)
+        _, status = os.waitpid(pid, 0)
+        proto.write(json.dumps({"rc": os.waitstatus_to_exitcode(status)}) + "\n")
 
 
 def main() -> None:
-    from analyzer import pipeline
-    from analyzer.cli import main as cli_main
-
-    if os.environ.get("KILL_AT_SCORE_COMMIT"):
-        kill_at_score_commit()
-
-    delay = float(os.environ.get("HASH_EMBED_DELAY", "0"))
-    pipeline.make_embedder = lambda *a, **k: HashEmbedder(delay)
-    pipeline.versions = lambda: {"analyzer": "test", "embedder": HashEmbedder.key}
-    sys.argv = ["analyzer", *sys.argv[1:]]
-    cli_main()
+    if sys.argv[1:2] == ["--serve"]:
+        serve(Path(sys.argv[2]))
+        return
+    use_hash_embedder()
+    raise SystemExit(_invoke(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import duckdb
@@ -62,10 +61,9 @@ def app(sample_workspace, monkeypatch) -> AppTest:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(app, page):
-    t0 = time.perf_counter()
-    goto(app, page)
+    goto(app, page)  # within AppTest's timeout, without an exception
     assert not app.error, [e.value for e in app.error]
-    assert time.perf_counter() - t0 < 30
+    assert app.header[0].value.startswith(page)  # the page asked for, rendered to its header
 
 
 def test_campaign_table_shows_flagged_labels(app, sample_workspace):

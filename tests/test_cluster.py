@@ -61,11 +61,16 @@ def test_ivf_index_for_large_inputs():
 
 
 def test_repeat_clusters_and_deterministic_relabel():
-    labels = np.array([1, 1, -1, 0, -1, 0, 0])
+    labels = np.array([7, 7, -1, 3, -1, 3, 3, 9, 5, 5])
     relabelled = cluster.relabel_by_size(labels)
-    assert relabelled.tolist() == [1, 1, -1, 0, -1, 0, 0]
-    out = cluster.add_repeat_clusters(relabelled, np.array([1, 1, 50, 1, 3, 1, 1]), min_requests=10)
-    assert out[2] == 2 and out[4] == -1
+    # largest first (3 has three points), ties by first point (7 before 5), noise kept
+    assert relabelled.tolist() == [1, 1, -1, 0, -1, 0, 0, 3, 2, 2]
+    # the same partition under other ids gets the same labels
+    renamed = np.array([40, 40, -1, 11, -1, 11, 11, 2, 0, 0])
+    assert cluster.relabel_by_size(renamed).tolist() == relabelled.tolist()
+    out = cluster.add_repeat_clusters(relabelled, np.array([1, 1, 50, 1, 3, 1, 1, 1, 1, 1]), min_requests=10)
+    assert out[2] == 4 and out[4] == -1  # only the noise prompt sent 50 times gets a cluster, the next id
+    assert np.array_equal(np.delete(out, 2), np.delete(relabelled, 2))
 
 
 def test_tiny_input_is_all_noise():

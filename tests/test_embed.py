@@ -13,7 +13,6 @@ import pytest
 from analyzer.embed import (
     TIERS,
     WINDOW_JOIN,
-    WINDOW_RECIPE,
     OnnxEmbedder,
     SentenceTransformerEmbedder,
     StaticEmbedder,
@@ -89,23 +88,26 @@ def test_fallback_to_torch_when_onnx_fails(monkeypatch):
         make_embedder(tier="accurate", backend="onnx")
 
 
-def test_keys_differ_and_are_safe():
-    keys = {
-        make_embedder(tier="accurate", backend="torch").key,
-        OnnxEmbedder(qconfig="qint8_avx512_vnni").key,
-        OnnxEmbedder(qconfig="quint8_avx2").key,
-        StaticEmbedder().key,
-        StaticEmbedder(max_seq_length=256).key,
-        make_embedder(tier="accurate", backend="torch", max_seq_length=256).key,
-    }
-    assert len(keys) == 6
-    # the long-prompt recipe is part of every key: vectors of the head-only recipe are never mixed in
-    assert make_embedder(tier="accurate", backend="torch").key == f"minilm-s128-{WINDOW_RECIPE}"
-    assert StaticEmbedder().key == f"m2v-minilm-pca256-s128-{WINDOW_RECIPE}"
-    assert OnnxEmbedder(qconfig="quint8_avx2").key == f"minilm-s128-onnx-quint8_avx2-pc-{WINDOW_RECIPE}"
+def test_keys_differ_and_are_safe(monkeypatch):
+    import analyzer.embed as embed_mod
+
+    embedders = [
+        make_embedder(tier="accurate", backend="torch"),
+        OnnxEmbedder(qconfig="qint8_avx512_vnni"),
+        OnnxEmbedder(qconfig="quint8_avx2"),
+        StaticEmbedder(),
+        StaticEmbedder(max_seq_length=256),
+        make_embedder(tier="accurate", backend="torch", max_seq_length=256),
+    ]
+    keys = [e.key for e in embedders]
+    assert len(set(keys)) == 6
     for key in keys:
         assert key and all(c.isalnum() or c in "._-" for c in key)
-    assert TIERS == ("accurate", "fast")
+    # the long-prompt recipe is part of every key: vectors of another recipe are never mixed in
+    monkeypatch.setattr(embed_mod, "WINDOW_RECIPE", "other")
+    assert not set(keys) & {e.key for e in embedders}
+    # every tier the CLI offers builds its embedder (whose key is not another tier's); an unknown one is refused
+    assert len({make_embedder(tier=t, backend="torch").key for t in TIERS}) == len(TIERS) >= 2
     with pytest.raises(ValueError):
         make_embedder(tier="slow")
 
@@ -135,7 +137,7 @@ def test_fast_tier_builds_and_ranks_paraphrase_first(tmp_path, monkeypatch):
 def test_fast_tier_is_the_default_and_its_similarities_are_put_on_minilm_scale():
     from analyzer.embed import DEFAULT_TIER, calibrate_similarity
 
-    assert DEFAULT_TIER == "fast" and isinstance(make_embedder(), StaticEmbedder)
+    assert isinstance(make_embedder(), StaticEmbedder) and make_embedder().key == make_embedder(tier=DEFAULT_TIER).key
     sims = np.array([-0.5, 0.0, 0.3, 0.6, 0.8, 0.95, 1.0], dtype=np.float32)
     mapped = calibrate_similarity(StaticEmbedder().key, sims)
     assert np.all(np.diff(mapped) > 0)  # monotone: neighbour order is kept

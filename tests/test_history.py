@@ -28,7 +28,7 @@ def frames(camps: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         n_req = c["per_account"] * len(c["accounts"])
         rows.append({"campaign_id": c["id"], "n_accounts": len(c["accounts"]), "n_requests": n_req,
                      "score": 0.8, "flagged": True,
-                     "first_seen": pd.Timestamp("2026-01-01", tz="UTC"), "last_seen": pd.Timestamp("2026-01-02 10:00:00.123456", tz="UTC")})
+                     "first_seen": utc("2026-01-01"), "last_seen": utc("2026-01-02 10:00:00.123456")})
         members += [(c["id"], "account", a, c["per_account"]) for a in c["accounts"]]
         members += [(c["id"], "prompt", p, max(1, n_req // len(c["prompts"]))) for p in c["prompts"]]
     return (pd.DataFrame(rows), pd.DataFrame(members, columns=["campaign_id", "kind", "member", "weight"]))
@@ -36,6 +36,26 @@ def frames(camps: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def acc(prefix: str, n: int, start: int = 0) -> list[str]:
     return [f"{prefix}{i}" for i in range(start, start + n)]
+
+
+def utc(day: str) -> pd.Timestamp:
+    return pd.Timestamp(day, tz="UTC")
+
+
+def identity(cid: str, first_seen: str, last_seen: str, first_flagged_at: str | None, first_flagged_run_id: int | None,
+             first_run_id: int, last_run_id: int) -> dict:
+    """One ``campaign_identity`` row (dates UTC)."""
+    return {"campaign_id": cid, "first_seen": utc(first_seen), "last_seen": utc(last_seen),
+            "first_flagged_at": utc(first_flagged_at) if first_flagged_at else pd.NaT,
+            "first_flagged_run_id": first_flagged_run_id, "first_run_id": first_run_id, "last_run_id": last_run_id}
+
+
+def matched(prev: list[dict], cur: list[dict]):
+    """``(match, previous campaigns, current campaigns renamed to their stable ids)``."""
+    (p, pm), (c, cm) = frames(prev), frames(cur)
+    m = match_campaigns(p, pm, c, cm)
+    c["campaign_id"] = c["campaign_id"].map(m.ids)
+    return m, p, c
 
 
 def run(prev: list[dict], cur: list[dict], known: frozenset[str] = frozenset(), config: HistoryConfig | None = None):
@@ -140,27 +160,19 @@ def test_overlap_measures():
 
 
 def test_history_rows_and_identity():
-    prev = [camp("A", acc("a", 10), acc("p", 40)), camp("B", acc("b", 10), acc("q", 40))]
-    cur = [camp("x1", acc("a", 10), acc("p", 40)), camp("x2", acc("z", 10), acc("zz", 40))]
-    (p, pm), (c, cm) = frames(prev), frames(cur)
-    m = match_campaigns(p, pm, c, cm)
-    c["campaign_id"] = c["campaign_id"].map(m.ids)
+    m, p, c = matched([camp("A", acc("a", 10), acc("p", 40)), camp("B", acc("b", 10), acc("q", 40))],
+                      [camp("x1", acc("a", 10), acc("p", 40)), camp("x2", acc("z", 10), acc("zz", 40))])
     c.loc[c["campaign_id"] == "x2", "flagged"] = False
-    at = pd.Timestamp("2026-02-01", tz="UTC")
+    at = utc("2026-02-01")
     h = history_rows(m, c, p, run_id=7, recorded_at=at)
     assert h.set_index("campaign_id")["transition"].to_dict() == {"A": "continued", "x2": "new", "B": "gone"}
     assert (h["run_id"] == 7).all() and h.loc[h["campaign_id"] == "B", "n_accounts"].item() == 10
     assert json.loads(h["parent_ids"].iloc[0]) == []
-    old = pd.DataFrame([
-        {"campaign_id": "A", "first_seen": pd.Timestamp("2025-12-01", tz="UTC"),
-         "last_seen": pd.Timestamp("2025-12-02", tz="UTC"), "first_flagged_at": pd.Timestamp("2025-12-02", tz="UTC"),
-         "first_flagged_run_id": 3, "first_run_id": 2, "last_run_id": 6},
-        {"campaign_id": "B", "first_seen": pd.Timestamp("2025-12-01", tz="UTC"),
-         "last_seen": pd.Timestamp("2025-12-03", tz="UTC"), "first_flagged_at": pd.NaT,
-         "first_flagged_run_id": None, "first_run_id": 6, "last_run_id": 6}])
+    old = pd.DataFrame([identity("A", "2025-12-01", "2025-12-02", "2025-12-02", 3, 2, 6),
+                        identity("B", "2025-12-01", "2025-12-03", None, None, 6, 6)])
     ident = update_identity(old, m, c, run_id=7).set_index("campaign_id")
-    assert ident.loc["A", "first_seen"] == pd.Timestamp("2025-12-01", tz="UTC")
-    assert ident.loc["A", "last_seen"] == pd.Timestamp("2026-01-02 10:00:00.123456", tz="UTC")
+    assert ident.loc["A", "first_seen"] == utc("2025-12-01")
+    assert ident.loc["A", "last_seen"] == utc("2026-01-02 10:00:00.123456")
     assert ident.loc["A", "first_flagged_run_id"] == 3 and ident.loc["A", "first_run_id"] == 2
     assert ident.loc["A", "last_run_id"] == 7
     assert ident.loc["B", "last_run_id"] == 6  # gone: unchanged
@@ -172,26 +184,18 @@ def test_first_run_identity_records_when_each_campaign_was_flagged():
     c.loc[c["campaign_id"] == "x2", "flagged"] = False
     m = match_campaigns(p, pm, c, cm)
     ident = update_identity(pd.DataFrame(), m, c, run_id=1).set_index("campaign_id")
-    assert ident.loc["x1", "first_flagged_at"] == pd.Timestamp("2026-01-02 10:00:00.123456", tz="UTC")
+    assert ident.loc["x1", "first_flagged_at"] == utc("2026-01-02 10:00:00.123456")
     assert ident.loc["x1", "first_flagged_run_id"] == 1 and pd.isna(ident.loc["x2", "first_flagged_run_id"])
     assert (ident["first_run_id"] == 1).all() and (ident["last_run_id"] == 1).all()
 
 
 def test_identity_of_a_merge_takes_its_parents_earliest_times():
-    prev = [camp("A", acc("a", 8), acc("p", 20)), camp("B", acc("b", 12), acc("q", 20))]
-    cur = [camp("x1", acc("a", 8) + acc("b", 12), acc("p", 20) + acc("q", 20))]
-    (p, pm), (c, cm) = frames(prev), frames(cur)
-    m = match_campaigns(p, pm, c, cm)
-    c["campaign_id"] = c["campaign_id"].map(m.ids)
-    old = pd.DataFrame([
-        {"campaign_id": "A", "first_seen": pd.Timestamp("2025-11-01", tz="UTC"),
-         "last_seen": pd.Timestamp("2025-12-02", tz="UTC"), "first_flagged_at": pd.Timestamp("2025-11-05", tz="UTC"),
-         "first_flagged_run_id": 1, "first_run_id": 1, "last_run_id": 6},
-        {"campaign_id": "B", "first_seen": pd.Timestamp("2025-12-01", tz="UTC"),
-         "last_seen": pd.Timestamp("2025-12-03", tz="UTC"), "first_flagged_at": pd.NaT,
-         "first_flagged_run_id": None, "first_run_id": 4, "last_run_id": 6}])
+    m, _, c = matched([camp("A", acc("a", 8), acc("p", 20)), camp("B", acc("b", 12), acc("q", 20))],
+                      [camp("x1", acc("a", 8) + acc("b", 12), acc("p", 20) + acc("q", 20))])
+    old = pd.DataFrame([identity("A", "2025-11-01", "2025-12-02", "2025-11-05", 1, 1, 6),
+                        identity("B", "2025-12-01", "2025-12-03", None, None, 4, 6)])
     ident = update_identity(old, m, c, run_id=7).set_index("campaign_id")
-    assert ident.loc["B", "first_seen"] == pd.Timestamp("2025-11-01", tz="UTC")
+    assert ident.loc["B", "first_seen"] == utc("2025-11-01")
     assert ident.loc["B", "first_flagged_run_id"] == 1 and ident.loc["B", "first_run_id"] == 1
 
 
@@ -338,7 +342,7 @@ def test_no_campaigns_now_means_every_previous_one_is_gone():
     cm = pd.DataFrame(columns=pm.columns)
     m = match_campaigns(p, pm, c, cm)
     assert m.ids == {} and m.transitions.values.tolist() == [["A", "gone", []]]
-    h = history_rows(m, c, p, run_id=2, recorded_at=pd.Timestamp("2026-02-01", tz="UTC"))
+    h = history_rows(m, c, p, run_id=2, recorded_at=utc("2026-02-01"))
     assert h["transition"].tolist() == ["gone"] and h["n_accounts"].tolist() == [10]
     assert update_identity(pd.DataFrame(), m, c, run_id=2).empty
 

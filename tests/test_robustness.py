@@ -1,20 +1,18 @@
 """Robustness: corrupted logs, killed runs, determinism, tampered workspaces, no unpickling anywhere.
 
 The end-to-end tests use ~180 requests (~145 unique prompts) cut from ``data/sample`` (see
-``tests/robust_logs.py``) and the real model, except the default variant of the SIGKILL test, which uses a
-cheap hashing embedder so that ten killed runs stay fast (its ``slow`` variant runs the real model).
+``tests/robust_logs.py``) and the real model, except the SIGKILL tests: they kill runs at every named
+checkpoint (:mod:`analyzer.checkpoints`) through :class:`robust_logs.CliServer`, with a cheap hashing embedder,
+so that some thirty killed runs and their re-runs stay fast.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
+import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import pytest
 import robust_logs as rl
 from click.testing import CliRunner
 
+from analyzer.checkpoints import CHECKPOINTS
 from analyzer.cli import main as cli
 from analyzer.workspace import Workspace, WorkspaceCorrupt
 
@@ -140,17 +139,50 @@ def test_same_logs_options_and_seed_give_identical_results(clean_ws, clean_log, 
     assert _export(clean_ws, "markdown").split("\n", 3)[3] == _export(ws, "markdown").split("\n", 3)[3]
 
 
-# --- 2. crash safety -------------------------------------------------------------------------------------------------
-#: Fields of the JSON export compared after the killed runs: everything except ``generated_at`` and
+# --- 2. crash safety: a run killed at each checkpoint, then run again ---------------------------------------------
+#: Fields of the JSON export compared after a killed run and its re-run: everything except ``generated_at`` and
 #: ``workspace`` (differ by construction) and ``ingest.read`` / ``ingest.duplicates`` (every re-read of the log
 #: counts its rows again, as duplicates). So: ``schema_version``, ``ingest.accepted``, ``ingest.rejected`` and
 #: the whole ``campaigns`` list (ids, ranks, scores, flags, labels, keywords, templates, accounts, clusters,
-#: signals, evidence, examples, triage). The CSV export is compared byte for byte, except its
-#: ``campaign_transition`` column (the latest run's transition: ``new`` in the fresh workspace, ``continued``
-#: where an earlier killed run had already scored).
-#: Run numbers differ by construction too (the killed workspace had more runs): a campaign's ``history``
-#: and ``first_run`` / ``first_flagged_run`` are left out, and checked by :func:`rl.history_problems`.
+#: signals, evidence, examples, triage). The CSV export is compared except its ``campaign_transition`` column
+#: (the latest run's transition: ``new`` in the fresh workspace, ``continued`` where the killed run had already
+#: scored). Run numbers differ by construction too (the killed workspace has one run more): a campaign's
+#: ``history`` and ``first_run`` / ``first_flagged_run`` are compared through :func:`_history_states`.
 RUN_FIELDS = ("history", "first_run", "first_flagged_run")
+RUN_ARGS_KILL = ["--no-map", "--quiet", "--seed", "0", "--embed-chunk", "48"]  # 3 shards on day 1, 1 on day 2
+
+#: The points each scenario's command is killed at (every checkpoint its uninterrupted run reaches, for the two
+#: daily runs), in the order they are reached; ``NAME:N`` is the N-th hit of ``NAME``. ``day1``: a first run
+#: into a new workspace (full clustering); ``day2``: the next day's run (incremental: new prompts assigned to
+#: the stored clustering); ``map``: ``analyzer map``; ``watch``: ``analyzer watch add`` replacing an entry;
+#: ``export``: ``analyzer export --out``.
+CRASH_POINTS = {
+    "day1": ("run.started", "ingest.batch_inserted", "ingest.batch_committed:2", "ingest.quarantine_written",
+             "embed.shard_file_written", "embed.shard_recorded:2", "index.written", "cluster.before_commit",
+             "cluster.committed", "score.before_commit", "score.committed", "run.finished"),
+    "day2": ("run.started", "ingest.batch_inserted", "ingest.batch_committed", "ingest.quarantine_written",
+             "embed.shard_file_written", "embed.shard_recorded", "index.written", "assign.before_commit",
+             "assign.committed", "score.before_commit", "score.committed", "run.finished"),
+    "map": ("map.before_commit", "map.committed"),
+    "watch": ("watch.before_commit", "watch.committed"),
+    "export": ("export.before_rename",),
+}
+CRASH_CASES = [(scenario, point) for scenario, points in CRASH_POINTS.items() for point in points]
+#: What a process killed at a point before its commit must have left as it was before the command started.
+UNCHANGED_AT = {"ingest.batch_inserted": ("n_requests",), "embed.shard_file_written": ("n_embedded",),
+                "cluster.before_commit": ("prompt_clusters",), "assign.before_commit": ("prompt_clusters",),
+                "score.before_commit": ("history", "identity", "campaign_members"),
+                "map.before_commit": ("prompt_map",), "watch.before_commit": ("watchlist", "watch_vectors")}
+RESULT_TABLES = ("prompt_clusters", "system_clusters", "clusters", "campaign_accounts", "accounts", "prompt_map",
+                 "campaign_members")
+
+
+def _rows(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> list[str]:
+    """A table as its sorted rows, each a JSON object (missing values ``null``, arrays lists)."""
+    frame = frame.drop(columns=[c for c in drop if c in frame.columns])
+    frame = frame.astype(object).where(frame.notna(), None)
+    plain = lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v)  # noqa: E731
+    return sorted(json.dumps(r, sort_keys=True, default=plain) for r in frame.to_dict("records"))
 
 
 def _csv_comparable(text: str) -> list[list[str]]:
@@ -168,139 +200,209 @@ def _comparable(doc: dict) -> dict:
             "rejected": doc["ingest"]["rejected"], "campaigns": camps}
 
 
-def _cmd(embedder: str, args: list[str]) -> list[str]:
-    if embedder == "hash":
-        return [sys.executable, str(ROOT / "tests" / "robust_logs.py"), *args]
-    # The accurate tier: slow enough per shard that most kills land mid-run (the fast tier finishes in seconds).
-    return [sys.executable, "-m", "analyzer", *args, *(["--tier", "accurate"] if args[0] == "run" else [])]
+def _history_states(w: Workspace) -> list[list[tuple]]:
+    """``campaign_history`` run by run, without run numbers and times, leaving out a run that only repeated
+    the previous one (every campaign ``continued`` with the same numbers): what a re-run of a command whose
+    killed run had already scored adds."""
+    states: list[list[tuple]] = []
+    for _, g in w.campaign_history().groupby("run_id", sort=True):
+        state = sorted((r.campaign_id, r.transition, r.parent_ids, int(r.n_accounts), int(r.n_requests),
+                        float(r.score), bool(r.flagged)) for r in g.itertuples(index=False))
+        if states and {s[1] for s in state} == {"continued"} and (
+                [s[:1] + s[3:] for s in state] == [s[:1] + s[3:] for s in states[-1] if s[1] != "gone"]):
+            continue
+        states.append(state)
+    return states
 
 
-def _lock_held(ws: Path) -> bool:
-    """Whether some process holds the workspace's write lock (an flock), read from ``/proc/locks``."""
-    try:
-        inode = os.stat(ws / ".lock").st_ino
-        with open("/proc/locks", encoding="ascii") as fh:
-            return any(re.search(rf":{inode}\s", line) for line in fh)
-    except OSError:
-        return False
+#: What :func:`_results` reads from a workspace, by name.
+RESULTS = {
+    **{t: lambda w, t=t: _rows(w.table(t)) for t in RESULT_TABLES},
+    "n_requests": lambda w: w.db.execute("SELECT count(*) FROM requests").fetchone()[0],
+    "n_embedded": lambda w: w.db.execute("SELECT count(*) FROM embedded").fetchone()[0],
+    "rejected": lambda w: _rows(w.table("rejected"), drop=("run_id",)),
+    "history": _history_states,
+    "identity": lambda w: _rows(w.table("campaign_identity"),
+                                drop=("first_flagged_run_id", "first_run_id", "last_run_id")),
+    "watchlist": lambda w: _rows(w.table("watchlist"), drop=("created_at",)),
+    "watch_vectors": lambda w: _rows(w.table("watch_vectors")),
+    "json": lambda w: _comparable(json.loads(_export_text(w, "json"))),
+    "csv": lambda w: _csv_comparable(_export_text(w, "csv")),
+}
 
 
-def _wait_for_lock(proc: subprocess.Popen, ws: Path, timeout: float = 120.0) -> float:
-    """Wait until ``proc`` takes the lock of ``ws`` (or exits); returns the time it did."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline and not _lock_held(ws):
-        time.sleep(0.005)
-    return time.monotonic()
+def _export_text(w: Workspace, fmt: str) -> str:
+    from analyzer.export import export
+
+    return export(w, fmt)
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks to see when a run holds the lock")
-@pytest.mark.parametrize("embedder", ["hash", pytest.param("minilm", marks=pytest.mark.slow)])
-def test_sigkill_at_random_points_then_rerun_gives_the_clean_result(embedder, tmp_path):
-    env = {**os.environ, "HASH_EMBED_DELAY": "0.01", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    logs = tmp_path / "logs"
-    paths, info = rl.write_corrupted(logs)  # bad rows too: quarantine files and the rejected table
-    run_args = ["run", *map(str, paths), *RUN_ARGS, "--embed-chunk", "16"]
+def _results(ws: Path, keys=RESULTS) -> dict:
+    """What a workspace holds (``keys`` of :data:`RESULTS`), less what differs by construction between a killed
+    and re-run workspace and an uninterrupted one (run numbers, times of writing, a repeated run's history).
+    An empty dict for a workspace not created yet."""
+    if not (ws / "analyzer.duckdb").exists():
+        return {}
+    with Workspace(str(ws), read_only=True) as w:
+        return {k: RESULTS[k](w) for k in keys}
 
-    def run(ws: Path, kill_after: float | None = None) -> tuple[int, float]:
-        """Run to the end, returning (0, seconds of work), or SIGKILL it ``kill_after`` seconds into its work.
 
-        Work starts when the run takes the workspace lock (after start-up imports, which take most of a small
-        run's time), so every kill lands while the run holds the lock and has its row in ``runs``.
-        """
-        proc = subprocess.Popen(_cmd(embedder, [*run_args, "--workspace", str(ws)]), cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        t_work = _wait_for_lock(proc, ws)
-        if kill_after is None:
-            out, _ = proc.communicate(timeout=600)
-            assert proc.returncode == 0, out.decode(errors="replace")
-            return 0, time.monotonic() - t_work
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-        return proc.returncode, time.monotonic() - t_work
-
-    if embedder == "minilm":  # export the int8 model now: the timed fresh run must not include the one-off export
-        from analyzer.embed import make_embedder
-
-        make_embedder(tier="accurate")
-    fresh = tmp_path / "fresh"
-    _, work_s = run(fresh)
-    rng = random.Random(int(os.environ.get("KILL_SEED", "5")))
-    ws = tmp_path / "killed"
-    killed = 0
-    for _ in range(16):
-        # Later runs are shorter (ingest finds duplicates, most prompts are embedded, a stored clustering takes
-        # the incremental path): a run that finishes sets the window for the next kills to its own length.
-        rc, seconds = run(ws, kill_after=rng.uniform(0.0, 0.5 * work_s))
-        killed += rc == -signal.SIGKILL
-        if rc == 0:
-            work_s = min(work_s, seconds)
-        if killed == 8:
-            break
-    assert killed >= 5, "most runs should have been killed mid-way"
-    run(ws)  # the lock of every killed run was released: this run gets it
-
-    assert _comparable(json.loads(_export(ws))) == _comparable(json.loads(_export(fresh)))
-    assert _csv_comparable(_export(ws, "csv")) == _csv_comparable(_export(fresh, "csv"))
-    with Workspace(str(ws)) as w:
-        status = [s for (s,) in w.db.execute("SELECT status FROM runs ORDER BY run_id").fetchall()]
-        assert "running" not in status and status[-1] == "ok", status
-        assert "interrupted" in status, status  # (a kill during start-up may precede the run row)
-        key = w.db.execute("SELECT DISTINCT model_key FROM embedded").fetchall()
-        assert len(key) == 1
-        assert w.verify_embeddings(key[0][0]) == 0  # every database row points at a complete shard
-        n_emb, n_prompts = w.db.execute(
-            "SELECT (SELECT count(*) FROM embedded), (SELECT count(*) FROM prompts)").fetchone()
-        assert n_emb == n_prompts  # each prompt embedded exactly once, whatever was killed
+def _assert_consistent(ws: Path, rerun: bool) -> None:
+    """Invariants of a workspace after any kill (``rerun`` False) and after the re-run."""
+    with Workspace(str(ws), read_only=True) as w:
         assert rl.history_problems(w) == []
-        latest = w.db.execute("SELECT DISTINCT transition FROM campaign_history WHERE run_id = "
-                              "(SELECT max(run_id) FROM campaign_history)").fetchall()
-        assert {t for (t,) in latest} <= {"new", "continued"}  # the same data: nothing split, merged or gone
-    leftovers = [p for p in ws.rglob("*") if ".tmp-" in p.name]
-    assert not leftovers
+        n_emb, n_prompts, n_distinct = w.db.execute(
+            "SELECT (SELECT count(*) FROM embedded), (SELECT count(*) FROM prompts), "
+            "(SELECT count(DISTINCT prompt_hash) FROM embedded)").fetchone()
+        assert n_emb == n_distinct  # no prompt embedded twice, whatever was killed
+        if rerun:
+            assert n_emb == n_prompts
+            assert w.db.execute("SELECT count(*) FROM prompt_clusters").fetchone()[0] == n_emb
+            for (key,) in w.db.execute("SELECT DISTINCT model_key FROM embedded").fetchall():
+                assert w.verify_embeddings(key) == 0  # every database row points at a complete shard
+    if rerun:
+        assert not [p for p in ws.rglob("*") if ".tmp-" in p.name]
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks to see when a run holds the lock")
-def test_sigkill_at_the_score_commit_leaves_campaigns_and_history_consistent(clean_log, tmp_path):
-    """Killed with every campaign and history row inserted but not committed, a score (or a run, whose cluster
-    stage already cleared the campaigns) leaves the previous run's campaigns and history; the next score
-    continues the same campaigns."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    ws = tmp_path / "ws"
+def test_a_checkpoint_does_nothing_unless_named_and_kills_at_the_named_hit(monkeypatch, tmp_path):
+    from collections import Counter
 
-    def cli(args: list[str], kill: bool = False) -> int:
-        proc = subprocess.run(_cmd("hash", [*args, "--workspace", str(ws)]), cwd=ROOT, capture_output=True,
-                              env={**env, **({"KILL_AT_SCORE_COMMIT": "1"} if kill else {})}, timeout=600)
-        assert kill or proc.returncode == 0, proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
-        return proc.returncode
+    from analyzer import checkpoints as cp
 
-    cli(["run", str(clean_log), *RUN_ARGS])
-    ref = json.loads(_export(ws))
-    assert ref["campaigns"]
+    kills: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append(sig))
+    monkeypatch.setattr(cp, "_hits", Counter())
+    monkeypatch.delenv(cp.CRASH_ENV, raising=False)
+    monkeypatch.delenv(cp.LOG_ENV, raising=False)
+    cp.checkpoint("score.before_commit")
+    assert not kills and not cp._hits  # not even counted
+    log = tmp_path / "hits"
+    monkeypatch.setenv(cp.LOG_ENV, str(log))
+    monkeypatch.setenv(cp.CRASH_ENV, "score.before_commit:2")
+    after = []
+    for name in ("score.before_commit", "run.finished", "score.before_commit", "score.before_commit"):
+        cp.checkpoint(name)
+        after.append(list(kills))
+    assert after == [[], [], [signal.SIGKILL], [signal.SIGKILL]]  # the second hit of that name only
+    assert log.read_text().split() == ["score.before_commit", "run.finished", "score.before_commit",
+                                       "score.before_commit"]
+    # the result-table transactions are named after the stage that writes them
+    assert cp.commit_point(["clusters", "campaigns"], (), ["campaign_history"]) == "score.before_commit"
+    assert cp.commit_point(["prompt_clusters", "system_clusters", "clusters"]) == "cluster.before_commit"
+    assert cp.commit_point(["clusters", "campaigns"], ["prompt_clusters", "system_clusters"]) == "assign.before_commit"
+    assert cp.commit_point(["prompt_map"]) == "map.before_commit"
 
-    def state() -> tuple:
-        with Workspace(str(ws)) as w:
-            assert rl.history_problems(w) == []
-            return (w.table("campaigns").to_dict("list"), w.table("campaign_history").to_dict("list"),
-                    w.table("campaign_identity").to_dict("list"))
 
-    camps, hist, ident = state()
-    assert cli(["score"], kill=True) == -signal.SIGKILL
-    assert state() == (camps, hist, ident)
-    assert cli(["run", str(clean_log), *RUN_ARGS], kill=True) == -signal.SIGKILL
-    after_run = state()
-    assert not after_run[0]["campaign_id"] and after_run[1:] == (hist, ident)  # cleared by the cluster stage
-    cli(["score"])
-    doc = json.loads(_export(ws))
-    assert _comparable(doc) == _comparable(ref)
-    with Workspace(str(ws)) as w:
-        runs = dict(w.db.execute("SELECT run_id, status FROM runs").fetchall())
-        assert runs[2] == runs[3] == "interrupted"
-        h = w.campaign_history()
-        assert sorted(h["run_id"].unique()) == [1, 4] and set(h.loc[h["run_id"] == 4, "transition"]) == {"continued"}
-    assert all([e["run"] for e in c["history"]] == [1, 4] for c in doc["campaigns"])
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = rl.CliServer(tmp_path_factory.mktemp("cli-server"))
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory) -> dict[str, list[Path]]:
+    """Two days of the mini log, each with bad rows of every kind, a duplicate-laden truncated gzip and an empty
+    file (so that every ingest checkpoint, the quarantine file included, is reached on both days)."""
+    lines = sorted(rl.mini_lines(), key=lambda line: json.loads(line)["timestamp"])
+    cut = int(len(lines) * 0.75)
+    folder = tmp_path_factory.mktemp("days")
+    return {"day1": rl.write_corrupted(folder / "day1", lines[:cut])[0],
+            "day2": rl.write_corrupted(folder / "day2", lines[cut:])[0]}
+
+
+def _command(scenario: str, ws: Path, days: dict, ref: dict, out: Path) -> list:
+    if scenario in days:
+        return ["run", *days[scenario], "--workspace", ws, *RUN_ARGS_KILL]
+    if scenario == "map":
+        return ["map", "--workspace", ws, "--seed", "0", "--sample", "60"]
+    if scenario == "watch":
+        return ["watch", "add", ref["campaign"], "--workspace", ws, "--note", "confirmed now", "--analyst", "t"]
+    return ["export", "--workspace", ws, "--format", "csv", "--out", out]
+
+
+@pytest.fixture(scope="module")
+def reference(server, days, tmp_path_factory) -> dict:
+    """Every scenario run once without a kill, each hit of a checkpoint logged: ``{"start": {scenario: path of the
+    workspace it starts from}, "end": {scenario: path after its command}, "hits": {scenario: [names]}, ...}``."""
+    base = tmp_path_factory.mktemp("reference")
+    ref: dict = {"start": {"day1": base / "nothing"}, "end": {}, "hits": {}}
+    for scenario, start in (("day1", None), ("day2", "day1"), ("map", "day2"), ("watch", "watch-start"),
+                            ("export", "day2")):
+        if scenario == "watch":  # an entry to replace: the campaign remembered as dismissed
+            ws = base / "watch-start"
+            shutil.copytree(ref["end"]["day2"], ws)
+            with Workspace(str(ws), read_only=True) as w:
+                ref["campaign"] = w.db.execute("SELECT campaign_id FROM campaigns ORDER BY rank LIMIT 1").fetchone()[0]
+            rc, out = server.run(["watch", "add", ref["campaign"], "--workspace", ws, "--dismiss", "--note", "earlier"])
+            assert rc == 0, out
+            ref["end"]["watch-start"] = ws
+        ws = base / scenario
+        if start is not None:
+            ref["start"][scenario] = ref["end"][start]
+            if scenario != "export":
+                shutil.copytree(ref["end"][start], ws)
+        log = base / f"{scenario}.hits"
+        target = ref["start"][scenario] if scenario == "export" else ws
+        rc, out = server.run(_command(scenario, target, days, ref, base / "export.csv"), log=log)
+        assert rc == 0, out
+        ref["end"][scenario] = base / "export.csv" if scenario == "export" else ws
+        ref["hits"][scenario] = log.read_text().split()
+    ref["results"] = {s: _results(p) for s, p in ref["end"].items() if s != "export"}
+    ref["results"]["nothing"] = {"n_requests": 0, "n_embedded": 0, "prompt_clusters": [], "history": [],
+                                 "identity": [], "campaign_members": []}
+    return ref
+
+
+def test_every_checkpoint_is_reached_by_an_uninterrupted_run_and_killed_at(reference):
+    hits = reference["hits"]
+    assert set().union(*map(set, hits.values())) == set(CHECKPOINTS)  # none dead, none unregistered
+    assert {p.partition(":")[0] for _, p in CRASH_CASES} == set(CHECKPOINTS)
+    for scenario in ("day1", "day2"):  # every point of both daily runs is killed at
+        assert {p.partition(":")[0] for p in CRASH_POINTS[scenario]} == set(hits[scenario]), scenario
+    for scenario, point in CRASH_CASES:
+        name, _, nth = point.partition(":")
+        assert hits[scenario].count(name) >= int(nth or 1), (scenario, point)
+    with Workspace(str(reference["end"]["day2"]), read_only=True) as w:
+        stats = json.loads(w.db.execute("SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1").fetchone()[0])
+    assert stats["cluster"]["path"] == "incremental" and stats["cluster"]["new_prompts"] > 0
+    assert reference["results"]["day2"]["json"]["campaigns"], "the reference run should find candidate campaigns"
+
+
+@pytest.mark.parametrize(("scenario", "point"), CRASH_CASES, ids=[f"{s}-{p}" for s, p in CRASH_CASES])
+def test_killed_at_a_checkpoint_then_run_again_ends_where_an_uninterrupted_run_ends(
+        server, days, reference, scenario, point, tmp_path):
+    start = reference["start"][scenario]
+    ws = start if scenario == "export" else tmp_path / "ws"
+    if scenario not in ("day1", "export"):
+        shutil.copytree(start, ws)
+    out = tmp_path / "export.csv"
+    cmd = _command(scenario, ws, days, reference, out)
+
+    rc, output = server.run(cmd, crash_at=point)
+    assert rc == -signal.SIGKILL, output  # the checkpoint was reached
+    before = reference["results"]["nothing" if scenario == "day1" else
+                                  "watch-start" if scenario == "watch" else "day1" if scenario == "day2" else "day2"]
+    if scenario == "export":
+        assert not out.exists()  # never a partial file under the final name
+    else:
+        _assert_consistent(ws, rerun=False)
+        unchanged = UNCHANGED_AT.get(point.partition(":")[0], ())
+        assert _results(ws, unchanged) == {k: before[k] for k in unchanged if k in before}
+
+    rc, output = server.run(cmd)
+    assert rc == 0, output
+    if scenario == "export":
+        assert out.read_bytes() == reference["end"]["export"].read_bytes()
+        return
+    _assert_consistent(ws, rerun=True)
+    assert _results(ws) == reference["results"][scenario]
+    if scenario in ("day1", "day2", "map"):
+        with Workspace(str(ws), read_only=True) as w:
+            status = [s for (s,) in w.db.execute("SELECT status FROM runs ORDER BY run_id").fetchall()]
+        n_before = {"day1": 0, "day2": 1, "map": 2}[scenario]
+        # the killed run is marked interrupted by the re-run (unless it had already finished)
+        assert status[n_before:] == (["ok", "ok"] if point == "run.finished" else ["interrupted", "ok"]), status
 
 
 # --- crash safety, piece by piece (fast) -------------------------------------------------------------------------
@@ -414,55 +516,3 @@ def test_a_malicious_npy_in_a_workspace_is_refused_not_executed(tmp_path):
         ws.verify_embeddings("m")
     assert not marker.exists()
     ws.close()
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks to see when a run holds the lock")
-def test_sigkill_during_a_daily_run_then_rerun_gives_the_uninterrupted_result(tmp_path):
-    """A daily run (incremental: new prompts assigned to the stored clustering) killed at random points and run
-    again ends where the uninterrupted daily run ends."""
-    env = {**os.environ, "HASH_EMBED_DELAY": "0.01", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    lines = sorted(rl.mini_lines(), key=lambda line: json.loads(line)["timestamp"])
-    cut = int(len(lines) * 0.75)
-    day1 = rl.write_clean(tmp_path / "day1.jsonl", lines[:cut])
-    day2 = rl.write_clean(tmp_path / "day2.jsonl", lines[cut:])
-
-    def run(ws: Path, log: Path, kill_after: float | None = None) -> tuple[int, float]:
-        proc = subprocess.Popen(_cmd("hash", ["run", str(log), *RUN_ARGS, "--embed-chunk", "4", "--workspace", str(ws)]),
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        t_work = _wait_for_lock(proc, ws)
-        if kill_after is None:
-            out, _ = proc.communicate(timeout=600)
-            assert proc.returncode == 0, out.decode(errors="replace")
-            return 0, time.monotonic() - t_work
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-        return proc.returncode, time.monotonic() - t_work
-
-    fresh = tmp_path / "fresh"
-    run(fresh, day1)
-    _, work_s = run(fresh, day2)
-    with Workspace(str(fresh)) as w:
-        last = json.loads(w.db.execute("SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1").fetchall()[0][0])
-    assert last["cluster"]["path"] == "incremental" and last["cluster"]["new_prompts"] > 0
-
-    ws = tmp_path / "killed"
-    run(ws, day1)
-    rng = random.Random(int(os.environ.get("KILL_SEED", "7")))
-    killed = 0
-    for _ in range(8):
-        rc, _ = run(ws, day2, kill_after=rng.uniform(0.0, work_s))
-        killed += rc == -signal.SIGKILL
-    assert killed >= 4, "most runs should have been killed mid-way"
-    run(ws, day2)
-
-    assert _comparable(json.loads(_export(ws))) == _comparable(json.loads(_export(fresh)))
-    assert _export(ws, "csv") == _export(fresh, "csv")
-    with Workspace(str(ws)) as w:
-        status = [s for (s,) in w.db.execute("SELECT status FROM runs ORDER BY run_id").fetchall()]
-        assert "running" not in status and status[-1] == "ok", status
-        n_rows, n_emb = w.db.execute(
-            "SELECT (SELECT count(*) FROM prompt_clusters), (SELECT count(*) FROM embedded)").fetchone()
-        assert n_rows == n_emb  # every prompt has exactly one cluster row, whatever was killed

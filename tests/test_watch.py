@@ -393,48 +393,6 @@ def test_triage_in_the_app_keeps_the_watchlist_in_step(sample_workspace_copy):
     assert rows().empty
 
 
-def test_sigkill_while_writing_watch_entries_leaves_whole_entries(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    script = (
-        "import sys, numpy as np\n"
-        "from analyzer.workspace import Workspace\n"
-        "from analyzer.pipeline import store_watch\n"
-        "from analyzer import watch as W\n"
-        "ws = Workspace(sys.argv[1], create=True)\n"
-        "rng = np.random.default_rng(0)\n"
-        "with ws.writing():\n"
-        "    print('ready', flush=True)\n"
-        "    i = 0\n"
-        "    while True:\n"
-        "        fp = W.Fingerprint(f'c-{i % 7}', vectors=rng.random((32, 64), dtype=np.float32), model_key='k')\n"
-        "        store_watch(ws, W.WatchEntry(f'w-{i % 7}', fp.campaign_id, 'confirmed', 'local', fp))\n"
-        "        i += 1\n"
-    )
-    ws_path = tmp_path / "ws"
-    proc = subprocess.Popen([sys.executable, "-c", script, str(ws_path)], cwd=root, stdout=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(root)})
-    assert proc.stdout.readline().strip() == b"ready"
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    ws = Workspace(str(ws_path))
-    try:
-        ids = {w for (w,) in ws.db.execute("SELECT watch_id FROM watchlist").fetchall()}
-        per = dict(ws.db.execute("SELECT watch_id, count(*) FROM watch_vectors GROUP BY 1").fetchall())
-        n_rows = ws.db.execute("SELECT count(*) FROM watchlist").fetchone()[0]
-    finally:
-        ws.close()
-    assert ids and n_rows == len(ids)  # one row per entry, never two
-    assert set(per) == ids and set(per.values()) == {32}  # each entry with all of its vectors, no orphans
-
-
 def test_another_providers_indicators_become_a_watch_entry_that_matches():
     from analyzer import stix
 
