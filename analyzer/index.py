@@ -51,30 +51,54 @@ def knn_graph(
     k: int = 15,
     batch: int = 8192,
     progress: Callable[[int], None] | None = None,
+    copies: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(neighbours, similarities)``, each ``(n, k)``, for every vector, itself excluded.
 
     Missing neighbours (tiny inputs, IVF misses) are ``-1`` with similarity ``-inf``.
+
+    ``copies``, if given, has one code per row; rows with the same code hold the same vector (copies of one
+    text). Each distinct vector is then searched once and its result list serves all its copies, each
+    dropping itself from it as a search of its own would: the same graph, one search per distinct vector
+    instead of one per row.
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = vectors.shape[0]
     k_eff = min(k + 1, n)
     nbrs = np.full((n, k), -1, dtype=np.int64)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
+    if copies is None:
+        for start in range(0, n, batch):
+            q = vectors[start : start + batch]
+            s, i = index.search(q, k_eff)
+            _drop_self(nbrs, sims, start, s, i, k)
+            if progress is not None:
+                progress(len(q))
+        return nbrs, sims
+    _, first, group = np.unique(copies, return_index=True, return_inverse=True)
+    found_s = np.empty((len(first), k_eff), dtype=np.float32)
+    found_i = np.empty((len(first), k_eff), dtype=np.int64)
+    for start in range(0, len(first), batch):
+        q = vectors[first[start : start + batch]]
+        found_s[start : start + len(q)], found_i[start : start + len(q)] = index.search(q, k_eff)
     for start in range(0, n, batch):
-        q = vectors[start : start + batch]
-        s, i = index.search(q, k_eff)
-        rows = np.arange(start, start + len(q))[:, None]
-        # Drop the query itself wherever it appears; keep the first k others, in order.
-        keep = (i != rows) & (i >= 0)
-        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-        kept = np.take_along_axis(keep, order, axis=1)
-        width = order.shape[1]
-        nbrs[start : start + len(q), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
-        sims[start : start + len(q), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
+        g = group[start : start + batch]
+        _drop_self(nbrs, sims, start, found_s[g], found_i[g], k)
         if progress is not None:
-            progress(len(q))
+            progress(len(g))
     return nbrs, sims
+
+
+def _drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, s: np.ndarray, i: np.ndarray, k: int) -> None:
+    """Write the search results ``(s, i)`` of rows ``start...`` into ``nbrs``/``sims`` without each row itself."""
+    rows = np.arange(start, start + len(i))[:, None]
+    # Drop the query itself wherever it appears; keep the first k others, in order.
+    keep = (i != rows) & (i >= 0)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(keep, order, axis=1)
+    width = order.shape[1]
+    nbrs[start : start + len(i), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
+    sims[start : start + len(i), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:

@@ -438,7 +438,8 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     kept = cluster_mod.first_copies(inverse, cap)
     vecs = embedder_for(options).encode(list(distinct))[inverse[kept]]
     index = index_mod.build_index(vecs, seed=options.seed)
-    nbrs, sims = index_mod.knn_graph(index, vecs, k=k)
+    # A kept scaffold's copies are one vector: searched once (same graph, half the searches at 1M).
+    nbrs, sims = index_mod.knn_graph(index, vecs, k=k, copies=inverse[kept])
     del index
     labels, _ = cluster_mod.cluster_knn_graph(nbrs, sims, replace(p, selection=p.scaffold_selection))
     _, first = np.unique(inverse[kept], return_index=True)  # every distinct scaffold has a kept copy
