@@ -497,17 +497,19 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
     members = cluster_mod.members_by_label(labels)
     sample = {c: (idx if len(idx) <= options.label_sample else np.sort(rng.choice(idx, options.label_sample, replace=False)))
               for c, idx in members.items()}
+    # Texts by position, looked up once (a Series lookup per sampled text was ~5% of the labelling time).
+    text_at = texts.reindex(hashes).to_numpy()
     docs, doc_labels, doc_weights = [], [], []
     for c, idx in sample.items():
         idx = idx[: options.keyword_sample]
-        docs += [texts[hashes[i]] for i in idx]
+        docs += [text_at[i] for i in idx]
         doc_labels += [c] * len(idx)
         doc_weights += [float(req_counts[i]) for i in idx]
     keywords = label_mod.ctfidf_keywords(docs, doc_labels, weights=doc_weights) if docs else {}
     out = []
     for c in cluster_ids:
         idx = sample[c]
-        ctexts = [texts[hashes[i]] for i in idx]
+        ctexts = [text_at[i] for i in idx]
         template = label_mod.extract_template(ctexts, seed=options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
         tv = float(np.mean(sig.training_values(judged))) if len(judged) else 0.0
