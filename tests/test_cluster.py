@@ -60,6 +60,33 @@ def test_ivf_index_for_large_inputs():
     assert same > 0.95
 
 
+def test_knn_graph_with_copies_searches_each_vector_once_and_gives_the_same_graph():
+    x, _ = _blobs(n_blobs=20, per_blob=100, n_noise=500)
+    rng = np.random.default_rng(1)
+    # Rows 0..n-1 are distinct; then up to 40 copies of some of them, interleaved (a fixed wrapper's scaffold).
+    code = np.concatenate([np.arange(len(x)), rng.choice(50, size=1500)])
+    code = code[rng.permutation(len(code))]
+    rows = x[code]
+    idx = index.build_index(rows, flat_max=1000)
+    assert "IVF" in index.index_kind(len(rows), flat_max=1000)
+
+    class Counting:  # the real index, counting the query vectors it is asked for
+        def __init__(self, inner):
+            self.inner, self.queries = inner, 0
+
+        def search(self, q, k):
+            self.queries += len(q)
+            return self.inner.search(q, k)
+
+    counting = Counting(idx)
+    nbrs, sims = index.knn_graph(counting, rows, k=15, batch=512, copies=code)
+    plain_nbrs, plain_sims = index.knn_graph(idx, rows, k=15, batch=512)
+    assert counting.queries == len(np.unique(code)) < len(rows)
+    np.testing.assert_array_equal(nbrs, plain_nbrs)
+    np.testing.assert_array_equal(sims, plain_sims)
+    assert not (nbrs == np.arange(len(rows))[:, None]).any()
+
+
 def test_repeat_clusters_and_deterministic_relabel():
     labels = np.array([7, 7, -1, 3, -1, 3, 3, 9, 5, 5])
     relabelled = cluster.relabel_by_size(labels)
