@@ -55,6 +55,9 @@ TRANSITIONS = ("new", "continued", "grown", "shrunk", "split", "merged", "gone")
 #: ``"prompt"``, ``member`` the account id or prompt hash, ``weight`` its requests in the campaign.
 MEMBER_COLUMNS = ["campaign_id", "kind", "member", "weight"]
 
+#: Columns of the ended campaigns' member snapshots: :data:`MEMBER_COLUMNS` and the run they ended in.
+ENDED_COLUMNS = [*MEMBER_COLUMNS, "ended_run"]
+
 HISTORY_COLUMNS = ["run_id", "campaign_id", "transition", "parent_ids", "n_accounts", "n_requests", "score",
                    "flagged", "recorded_at"]
 IDENTITY_COLUMNS = ["campaign_id", "first_seen", "last_seen", "first_flagged_at", "first_flagged_run_id",
@@ -76,6 +79,10 @@ class HistoryConfig:
     #: A continued campaign is ``grown`` / ``shrunk`` when its account count changed by more than this
     #: fraction of the previous count.
     size_change: float = 0.25
+    #: A campaign that ended (``gone``, or merged into another) within this many runs takes its id back when a
+    #: later campaign that would otherwise be new or split off matches it as a continuation would: two
+    #: operators merged for a day (bans and replacements) and apart again keep their ids.
+    revive_runs: int = 7
 
 
 @dataclass
@@ -158,12 +165,16 @@ def _size(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
 
 def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, current: pd.DataFrame,
                     current_members: pd.DataFrame, config: HistoryConfig | None = None,
-                    known_ids: set[str] | frozenset[str] = frozenset()) -> Matching:
+                    known_ids: set[str] | frozenset[str] = frozenset(),
+                    ended_members: pd.DataFrame | None = None) -> Matching:
     """Match this run's campaigns to the previous run's (the rule is in the module docstring).
 
     ``previous`` / ``current``: one row per campaign, ``campaign_id, n_accounts, n_requests`` (previous ids
     are stable ids, current ids provisional). ``*_members``: frames of :data:`MEMBER_COLUMNS`.
     ``known_ids``: every id ever used in this workspace; a new campaign never takes one of them.
+    ``ended_members``: member snapshots of campaigns that ended in recent runs (:data:`MEMBER_COLUMNS`): a
+    current campaign left new or split off that continues one of them takes its id back (step 4 of the rule;
+    its transition stays ``split``, or is ``continued`` instead of ``new``).
     """
     config = config or HistoryConfig()
     prev_size, cur_size = _size(previous), _size(current)
@@ -216,7 +227,17 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
         ids[cur] = prev
         used_prev.add(prev)
         rows.append((cur, _continued(prev_size[prev][0], cur_size[cur][0], config), []))
-    # 4. new and gone
+    # 4. revived: a campaign left new or split off takes back the id of a recently ended one it continues
+    if ended_members is not None and len(ended_members):
+        left = [c for c in cur_ids if c not in ids]
+        back = overlaps(ended_members[~ended_members["campaign_id"].isin(set(ids.values()) | set(prev_ids))],
+                        current_members[current_members["campaign_id"].isin(left)])
+        back = back[(np.maximum(back["share_prev"], back["share_cur"]) >= link) & (back["share_prev"] >= part)]
+        for old_id, cur in _assign(back.sort_values(["prev", "cur"]).reset_index(drop=True)):
+            ids[cur] = old_id
+            if cur not in split_children:
+                rows.append((cur, "continued", []))
+    # 5. new and gone
     taken = set(known_ids) | set(prev_ids) | set(ids.values())
     for cur in cur_ids:
         if cur not in ids:
@@ -361,12 +382,14 @@ class PreviousState:
 
     ``campaigns``: that run's campaigns from ``campaign_history`` (``campaign_id, n_accounts, n_requests,
     score, flagged``); ``members``: ``campaign_members`` (:data:`MEMBER_COLUMNS`); ``identity``: the whole
-    ``campaign_identity`` table (every id ever used).
+    ``campaign_identity`` table (every id ever used); ``ended``: ``campaign_ended_members``
+    (:data:`ENDED_COLUMNS`), the member snapshots of campaigns that ended in recent runs.
     """
 
     campaigns: pd.DataFrame
     members: pd.DataFrame
     identity: pd.DataFrame
+    ended: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ENDED_COLUMNS))
 
 
 @dataclass
@@ -378,6 +401,7 @@ class Tracked:
     members: pd.DataFrame
     history: pd.DataFrame
     identity: pd.DataFrame
+    ended: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ENDED_COLUMNS))
 
 
 def rename_campaigns(result: CampaignResult, ids: dict[str, str]) -> CampaignResult:
@@ -405,10 +429,30 @@ def track(previous: PreviousState, requests: pd.DataFrame, result: CampaignResul
     camps = result.campaigns
     members = campaign_members(requests, result.campaign_accounts,
                                dict(zip(camps["campaign_id"], camps["clusters"], strict=True)))
+    config = config or HistoryConfig()
     known = set(previous.identity["campaign_id"]) if len(previous.identity) else set()
-    matching = match_campaigns(previous.campaigns, previous.members, camps, members, config, known_ids=known)
+    matching = match_campaigns(previous.campaigns, previous.members, camps, members, config, known_ids=known,
+                               ended_members=previous.ended[MEMBER_COLUMNS])
     renamed = rename_campaigns(result, matching.ids)
     members["campaign_id"] = members["campaign_id"].map(matching.ids)
     hist = history_rows(matching, renamed.campaigns, previous.campaigns, run_id, recorded_at)
     identity = update_identity(previous.identity, matching, renamed.campaigns, run_id)
-    return Tracked(renamed, matching, members, hist, identity)
+    return Tracked(renamed, matching, members, hist, identity,
+                   ended_snapshots(previous, matching, run_id, config.revive_runs))
+
+
+def ended_snapshots(previous: PreviousState, matching: Matching, run_id: int, revive_runs: int) -> pd.DataFrame:
+    """The ``campaign_ended_members`` table after this run (:data:`ENDED_COLUMNS`): the previous run's
+    campaigns that ended now (``gone``, or a parent merged into another campaign) with ``ended_run = run_id``,
+    and the earlier snapshots still within ``revive_runs`` runs that were not revived now."""
+    t = matching.transitions
+    gone = set(t.loc[t["transition"] == "gone", "campaign_id"])
+    merged = t.loc[t["transition"] == "merged", "parent_ids"].explode().dropna()
+    ended_now = (gone | set(merged)) - set(matching.ids.values())
+    now = previous.members[previous.members["campaign_id"].isin(ended_now)].assign(ended_run=int(run_id))
+    earlier = previous.ended[(previous.ended["ended_run"] > run_id - revive_runs)
+                             & ~previous.ended["campaign_id"].isin(set(matching.ids.values()) | ended_now)]
+    out = pd.concat([earlier[ENDED_COLUMNS], now[ENDED_COLUMNS]], ignore_index=True)
+    out["weight"] = out["weight"].astype(np.int64)
+    out["ended_run"] = out["ended_run"].astype(np.int64)
+    return out.sort_values(["campaign_id", "kind", "member"]).reset_index(drop=True)

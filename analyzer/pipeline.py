@@ -927,7 +927,8 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     acc = result.accounts.copy()
     acc["signals"] = acc["signals"].map(json.dumps)
     ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc,
-                       "campaign_members": tracked.members, "campaign_identity": tracked.identity},
+                       "campaign_members": tracked.members, "campaign_identity": tracked.identity,
+                       "campaign_ended_members": tracked.ended},
                       append={"campaign_history": tracked.history})
     checkpoint("score.committed")
     return {"campaigns": int(len(camps)), "flagged": int(camps["flagged"].sum()) if len(camps) else 0,

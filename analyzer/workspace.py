@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS campaign_history(run_id BIGINT, campaign_id VARCHAR, 
 CREATE TABLE IF NOT EXISTS campaign_identity(campaign_id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
     first_flagged_at TIMESTAMPTZ, first_flagged_run_id BIGINT, first_run_id BIGINT, last_run_id BIGINT);
 CREATE TABLE IF NOT EXISTS campaign_members(campaign_id VARCHAR, kind VARCHAR, member VARCHAR, weight BIGINT);
+CREATE TABLE IF NOT EXISTS campaign_ended_members(campaign_id VARCHAR, kind VARCHAR, member VARCHAR, weight BIGINT,
+                                                  ended_run BIGINT);
 """
 
 # Columns added after a table was first released: applied to older workspaces when they are opened.
@@ -709,9 +711,10 @@ class Workspace:
         """The newest run's id (0 in a workspace without runs)."""
         return int(self.db.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchall()[0][0])
 
-    def campaign_state(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def campaign_state(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """What the previous scored run left for the next one to match against:
-        ``(campaigns, members, identity)``.
+        ``(campaigns, members, identity, ended)`` (``ended``: ``campaign_ended_members``, the member snapshots
+        of recently ended campaigns).
 
         ``campaigns``: the latest recorded run's campaigns that were not ``gone`` (``campaign_id, n_accounts,
         n_requests, score, flagged`` from ``campaign_history``); ``members``: ``campaign_members``;
@@ -725,7 +728,9 @@ class Workspace:
             ORDER BY campaign_id
             """).df()
         members = self.db.execute("SELECT campaign_id, kind, member, weight FROM campaign_members").df()
-        return camps, members, self.table("campaign_identity")
+        ended = self.db.execute(
+            "SELECT campaign_id, kind, member, weight, ended_run FROM campaign_ended_members").df()
+        return camps, members, self.table("campaign_identity"), ended
 
     def campaign_history(self, campaign_id: str | None = None) -> pd.DataFrame:
         """``campaign_history`` rows (one campaign's, or all), oldest run first."""

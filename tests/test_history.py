@@ -9,7 +9,9 @@ import pytest
 
 from analyzer.history import (
     HistoryConfig,
+    PreviousState,
     campaign_members,
+    ended_snapshots,
     history_rows,
     match_campaigns,
     overlaps,
@@ -119,6 +121,29 @@ def test_new_and_gone():
     assert t == {"A": ("continued", []), "x2": ("new", []), "B": ("gone", [])}
     gone = m.transitions[m.transitions["transition"] == "gone"]
     assert gone["campaign_id"].tolist() == ["B"] and m.transitions["transition"].iloc[-1] == "gone"
+
+
+def test_two_operators_merged_for_a_run_and_apart_again_keep_their_ids():
+    a, b = camp("A", acc("a", 12), acc("p", 40)), camp("B", acc("b", 10), acc("q", 40))
+    # run 2: one campaign holds both (the ban day's replacements bridged them); B ends as a merge parent
+    m2, t2 = run([a, b], [camp("m", acc("a", 12) + acc("b", 10), acc("p", 40) + acc("q", 40))])
+    assert m2.ids == {"m": "A"} and t2 == {"A": ("merged", ["B"])}
+    (p1, pm1), identity_ = frames([a, b]), pd.DataFrame({"campaign_id": ["A", "B"]})
+    ended = ended_snapshots(PreviousState(p1, pm1, identity_), m2, run_id=2, revive_runs=7)
+    assert set(ended["campaign_id"]) == {"B"} and set(ended["ended_run"]) == {2}
+    # run 3: apart again; without the snapshot B's work would split off under a new id
+    (p2, pm2), (c3, cm3) = frames([camp("A", acc("a", 12) + acc("b", 10), acc("p", 40) + acc("q", 40))]), \
+        frames([camp("x1", acc("a", 12), acc("p", 40)), camp("x2", acc("b", 10), acc("q", 40))])
+    plain = match_campaigns(p2, pm2, c3, cm3, known_ids={"A", "B"})
+    assert plain.ids["x1"] == "A" and plain.ids["x2"] not in {"A", "B"}
+    m3 = match_campaigns(p2, pm2, c3, cm3, known_ids={"A", "B"}, ended_members=ended[pm2.columns])
+    assert m3.ids == {"x1": "A", "x2": "B"}
+    assert dict(zip(m3.transitions["campaign_id"], m3.transitions["transition"], strict=True))["B"] == "split"
+    # revived, B's snapshot is dropped; a snapshot older than revive_runs is dropped too
+    state = PreviousState(p2, pm2, identity_, ended)
+    assert ended_snapshots(state, m3, run_id=3, revive_runs=7).empty
+    assert ended_snapshots(state, plain, run_id=9, revive_runs=7).empty
+    assert set(ended_snapshots(state, plain, run_id=8, revive_runs=7)["campaign_id"]) == {"B"}
 
 
 def test_replacement_accounts_doing_the_same_work_match_through_the_prompts():
