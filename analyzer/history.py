@@ -31,7 +31,10 @@ the larger of its account and its prompt value, so either kind of evidence suffi
    (Hungarian algorithm,
    :func:`scipy.optimize.linear_sum_assignment`). A continued campaign keeps its id; it is ``grown`` or
    ``shrunk`` instead when its number of accounts changed by more than ``size_change`` (a fraction).
-4. **new**: every other current campaign (its provisional id, or a fresh one if that id was ever used);
+4. **revived**: a current campaign left new or split off that continues (as in 3) a campaign that ended
+   (``gone``, or a merge parent) within ``revive_runs`` runs takes that id back (``continued``, or ``split``
+   with its parent); the ended campaigns' member snapshots are kept for this (:func:`ended_snapshots`).
+5. **new**: every other current campaign (its provisional id, or a fresh one if that id was ever used);
    **gone**: every other previous campaign (recorded once, in the run where it disappears).
 """
 
