@@ -585,6 +585,27 @@ def _known_suite(ctx, param, value):
     return value
 
 
+def _bench_replay(presets: list[str], seeds: list[int], knobs: dict, out: str | None, dry_run: bool, say) -> None:
+    """``analyzer bench --replay``: :func:`analyzer.bench.replay.run_replay` per preset and seed."""
+    from analyzer.atomic import atomic_write_bytes
+    from analyzer.bench import corpora
+    from analyzer.bench.replay import run_replay
+
+    unknown = set(knobs) - {"ban_day", "days"}
+    if unknown:
+        raise click.UsageError(f"--replay takes the knobs ban_day and days only, not {sorted(unknown)}")
+    if dry_run:
+        say(f"would replay {presets} x seeds {seeds} day by day (incremental path), knobs {knobs}")
+        return
+    if not corpora.available():
+        raise click.ClickException(f"benchmark corpora not found at {corpora.data_dir()}: nothing to replay")
+    docs = [run_replay(p, seed, int(knobs.get("ban_day", 7)), knobs.get("days"), modes=("incremental",), log=say)
+            for p in presets for seed in seeds]
+    if out:
+        atomic_write_bytes(out, (json.dumps(docs if len(docs) > 1 else docs[0], indent=1) + "\n").encode())
+        say(f"wrote {out}")
+
+
 @main.command()
 @click.option("--quick", is_flag=True, help="The quick scenario (~12k requests; about a minute plus embedding).")
 @click.option("--scale", is_flag=True,
@@ -618,11 +639,17 @@ def _known_suite(ctx, param, value):
 @click.option("--tier", default=DEFAULT_TIER, show_default=True, type=click.Choice([*TIERS, "both"]),
               help="Embedding tier the analyzer uses (bertopic is given the same vectors); 'both' runs the analyzer "
                    "once per tier, each row carrying its tier.")
+@click.option("--replay", is_flag=True,
+              help="Daily replay instead (issue 12): the preset (default quick) split into one log per day and fed "
+                   "day by day into one workspace with the incremental path; half of each operator's accounts "
+                   "banned and replaced on day 7 (--knob ban_day=N, -1: none), censorship starting on day 5; "
+                   "reports detection day, id changes, replacement accounts and per-day cost. "
+                   "benchmarks/replay.py also runs --recluster every day for comparison.")
 @click.option("--dry-run", is_flag=True, help="Print what would run (presets, seeds, systems, tiers) and stop.")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False, exists=True),
               help="A TOML configuration (see 'analyzer config show') the analyzer runs with, over the defaults.")
 def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curve, out, in_process, embedding_cache,
-          tier, dry_run, config_file):
+          tier, replay, dry_run, config_file):
     """Benchmark the analyzer against BERTopic and a volume heuristic on labelled scenarios.
 
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
@@ -656,6 +683,9 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
             parsed[name] = json.loads(value)
         except json.JSONDecodeError:
             parsed[name] = value
+    if replay:
+        _bench_replay(list(presets) or ["quick"], list(seeds) or [0], parsed, out, dry_run, say)
+        return
     if scale and not systems:
         systems = ("analyzer", "volume")
     if curve:

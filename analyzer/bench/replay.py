@@ -282,3 +282,78 @@ def equivalence(a: DayResult, b: DayResult, truth: Mapping[str, Any]) -> dict[st
                       "false_flags": metrics.false_flags(fl, truth)[0],
                       "account_auc": round(metrics.account_auc(_scores(day), truth), 4)}
     return out
+
+
+def mode_report(mode: str, res: Mapping[str, Any], crit: ReplayCriteria) -> list[str]:
+    """Lines describing one mode's replay figures (:func:`score_replay`) for a terminal."""
+    lines = [f"== {mode}",
+             "seconds per day: " + ", ".join(f"{s:.1f}" for s in res["seconds_per_day"]),
+             "CPU seconds per day: " + ", ".join(f"{s:.1f}" for s in res["cpu_seconds_per_day"]),
+             "cluster path per day: " + ", ".join(res["paths"])]
+    if "last_over_second_day" in res:
+        lines.append(f"last day / second day: {res['last_over_second_day']:.2f} wall, "
+                     f"{res['last_over_second_day_cpu']:.2f} CPU (target <= {crit.last_over_second_day})")
+    lines.append("final: " + json.dumps(res.get("final")))
+    for name, c in res["campaigns"].items():
+        lines.append(f"  {name:22s} {c['n_accounts']:3d} accounts: active from day {c['first_active_day']}, first "
+                     f"flagged day {c['first_flagged_day']} (day {c['detected_on_day_of_activity']} of its activity), "
+                     f"{c['id_changes_after_detection']} id changes after detection")
+    r = res["replacements"]
+    if r.get("n"):
+        lines.append(f"  replacement accounts: {r['n']}, flagged at the end {r['flagged_at_end']:.1%}, ever flagged "
+                     f"{r['ever_flagged']:.1%}; requests seen when first flagged "
+                     f"{r['requests_seen_when_first_flagged']}; within {crit.replacement_requests}: "
+                     f"{r[f'share_flagged_within_{crit.replacement_requests}_requests']:.1%}")
+    return lines
+
+
+def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int | None = None,
+               late: str | None = "censorship_rewrite:5", modes: Sequence[str] = ("incremental", "recluster"),
+               workdir: str | None = None, embedding_cache: bool = False, log: Log = print) -> dict[str, Any]:
+    """The whole replay benchmark (``analyzer bench --replay``, ``benchmarks/replay.py``): build the scenario
+    (``ban_day`` < 0: no bans; ``late`` ``"CAMPAIGN:DAY"`` drops that campaign's requests before DAY, ``None``:
+    off), split it into days, replay each mode into its own workspace under ``workdir`` (default: a temporary
+    folder), score the days and log the figures. Returns the document the script writes as JSON."""
+    import tempfile
+    from dataclasses import asdict
+
+    from analyzer.bench.scenario import build_scenario
+
+    knobs: dict[str, Any] = {} if ban_day < 0 else {"ban_day": ban_day}
+    if days:
+        knobs["days"] = days
+    scenario = build_scenario(preset, seed=seed, **knobs)
+    if late:
+        name, day = late.rsplit(":", 1)
+        scenario = start_late(scenario, name, int(day))
+    crit = ReplayCriteria()
+    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+        work = workdir or tmp
+        paths = split_days(scenario, os.path.join(work, "days"))
+        log(f"{preset} seed {seed}: {len(scenario.requests):,} requests over {len(paths)} days, knobs {knobs}")
+        days_by_mode = {}
+        for mode in modes:
+            log(f"replaying ({mode})")
+            days_by_mode[mode] = replay(paths, work, recluster=(mode == "recluster"), log=log,
+                                        embedding_cache=os.path.join(work, "embedding-cache") if embedding_cache else None)
+    results = {m: score_replay(d, scenario, crit) for m, d in days_by_mode.items()}
+    for m, res in results.items():
+        log("\n" + "\n".join(mode_report(m, res, crit)))
+    doc: dict[str, Any] = {
+        "preset": preset, "seed": seed, "knobs": knobs, "late_start": late or "none", "criteria": asdict(crit),
+        "modes": results,
+        "days": {m: [{"day": d.day, "seconds": d.seconds, "cpu_seconds": d.cpu_seconds, "path": d.path,
+                      "trigger": d.trigger, "stages": d.stages,
+                      "flagged": [{"id": c["id"], "accounts": c["accounts"]} for c in d.campaigns if c["flagged"]]}
+                     for d in ds] for m, ds in days_by_mode.items()}}
+    if {"incremental", "recluster"} <= set(days_by_mode):
+        a, b = days_by_mode["incremental"][-1], days_by_mode["recluster"][-1]
+        doc["equivalence_last_day"] = equivalence(a, b, scenario.truth)
+        log("\nequivalence on the last day (a = incremental, b = recluster): " + json.dumps(doc["equivalence_last_day"]))
+        per_day = [equivalence(x, y, scenario.truth)
+                   for x, y in zip(days_by_mode["incremental"], days_by_mode["recluster"], strict=True)]
+        doc["equivalence_per_day"] = per_day
+        log("per day, min Jaccard of matched campaigns / recall a, b / false flags a, b: " + "; ".join(
+            f"{min(e['matched_jaccard'].values(), default=1.0):.2f} / {e['a']['campaign_recall']:.2f}, "
+            f"{e['b']['campaign_recall']:.2f} / {e['a']['false_flags']}, {e['b']['false_flags']}" for e in per_day))
+    return doc
