@@ -572,8 +572,8 @@ class _Normaliser:
         if len(prompt) > self.max_record_bytes // 4:  # only then can its UTF-8 exceed the record limit
             size = len(prompt.encode("utf-8", "surrogatepass"))
             if size > self.max_record_bytes:
-                raise _Bad("prompt", f"prompt of {_mib(size)} is larger than the record limit of {_mib(self.max_record_bytes)} "
-                                     f"record limit (max_record_bytes={self.max_record_bytes})")
+                raise _Bad("prompt", f"prompt of {_mib(size)} is larger than the record limit of "
+                                     f"{_mib(self.max_record_bytes)} (max_record_bytes={self.max_record_bytes})")
         if not prompt or prompt.isspace():
             raise _Bad("prompt", "empty prompt")
         if system is not None and _CTRL_RE.search(system):
