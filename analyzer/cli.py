@@ -103,11 +103,13 @@ def _effective(opts: RunOptions) -> dict:
     return config_mod.as_dict(config_mod.of_options(opts))
 
 
-def _open(path: str, create: bool = False):
+def _open(path: str, create: bool = False, read_only: bool = False):
+    """The workspace at ``path`` (read-only: no lock taken, nothing written); a clear error if it is absent or
+    another run holds it."""
     from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
 
     try:
-        return Workspace(path, create=create)
+        return Workspace(path, create=create, read_only=read_only)
     except (WorkspaceMissing, WorkspaceLocked) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -363,12 +365,8 @@ def export(workspace, fmt, out, redact, tlp):
     the app or another export. Control and bidi characters in ids and text are written as visible escapes.
     """
     from analyzer.export import export as render
-    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing, atomic_write_bytes
 
-    try:
-        ws = Workspace(workspace, read_only=True)
-    except (WorkspaceMissing, WorkspaceLocked) as exc:
-        raise click.ClickException(str(exc)) from None
+    ws = _open(workspace, read_only=True)
     try:
         if fmt == "stix":
             from analyzer.pipeline import stix_export
@@ -378,14 +376,12 @@ def export(workspace, fmt, out, redact, tlp):
             text = render(ws, fmt, redact)
     finally:
         ws.close()
-    if out == "-":
-        sys.stdout.write(text)  # every value in it went through analyzer.export.sanitize
-    else:
-        atomic_write_bytes(out, text.encode("utf-8"))
-        click.echo(f"wrote {sanitize(out, ident=True)} ({len(text):,} bytes)", err=True)
+    _write_out(out, text)
 
 
 def _write_out(out: str, text: str) -> None:
+    """``text`` (every value in it already through analyzer.export.sanitize) to standard output or, atomically,
+    to the file ``out``."""
     from analyzer.workspace import atomic_write_bytes
 
     if out == "-":
@@ -438,12 +434,7 @@ def watch_add(campaign, workspace, dismiss, note, analyst, config_file):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry (fingerprint included, vectors not).")
 def watch_list(workspace, as_json):
     """List the watch entries."""
-    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
-
-    try:
-        ws = Workspace(workspace, read_only=True)
-    except (WorkspaceMissing, WorkspaceLocked) as exc:
-        raise click.ClickException(str(exc)) from None
+    ws = _open(workspace, read_only=True)
     try:
         rows = ws.watch_rows()
     finally:
@@ -495,12 +486,8 @@ def watch_remove(watch_id, workspace):
 def watch_export(workspace, out, tlp, identity, no_vectors):
     """Write the confirmed watch entries as a STIX 2.1 bundle."""
     from analyzer.pipeline import stix_export
-    from analyzer.workspace import Workspace, WorkspaceLocked, WorkspaceMissing
 
-    try:
-        ws = Workspace(workspace, read_only=True)
-    except (WorkspaceMissing, WorkspaceLocked) as exc:
-        raise click.ClickException(str(exc)) from None
+    ws = _open(workspace, read_only=True)
     try:
         text = stix_export(ws, tlp, source="watchlist", identity=identity, vectors=not no_vectors)
     finally:
