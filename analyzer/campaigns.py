@@ -760,8 +760,9 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     if "intent_similarity" in mreq:
         judged = mreq["intent_similarity"].notna()
         unjudged = 1.0 - float(judged.mean())
-        tv = mreq.loc[judged, "intent_similarity"].astype(float).map(
-            lambda x: sig.training_value_from_similarity(x, sigp.training_value_low, sigp.training_value_high))
+        sims = mreq.loc[judged, "intent_similarity"]
+        tv = pd.Series(sig.training_values(sims.to_numpy(dtype=np.float64), sigp.training_value_low,
+                                           sigp.training_value_high), index=sims.index)
         # Mostly text the embedding model cannot read (another script): training value is not judged and
         # the gate stays open, so that detection rests on behaviour rather than on the model's languages.
         values["training_value"] = float(tv.mean()) if unjudged < config.unjudged_max_share and len(tv) else None

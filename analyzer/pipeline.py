@@ -372,13 +372,9 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     sysp = ws.system_prompt_counts()
     if sysp.empty:
         return empty
-    vecs = embedder_for(options).encode(sysp["text"].tolist())
-    intents, sim = prompt_intents(vecs, options, key)
-    value = sig.training_values(sim, options.signals.training_value_low, options.signals.training_value_high)
-    keep = np.flatnonzero(value >= options.signals.system_min_value)
-    if len(keep) == 0:
+    sysp, vecs, intents, sim = capability_system_prompts(sysp, options, key)
+    if sysp.empty:
         return empty
-    sysp, vecs, intents, sim = sysp.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
     p = options.cluster
     labels = np.full(len(sysp), -1, dtype=np.int64)
     if len(sysp) >= max(p.min_family_size, 2):
@@ -391,8 +387,6 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     texts = sysp.set_index("system_hash")["text"].map(analysis_text)
     rows = label_clusters(sysp["system_hash"].to_numpy(), ids, vecs, counts, texts, intents, sim, options,
                           kind="system")
-    # A system family is one instruction, not a filled template: templating is judged on the user turns.
-    rows["signals"] = rows["signals"].map(lambda js: json.dumps({**json.loads(js), "template_coverage": 0.0}))
     out = pd.DataFrame({"system_hash": sysp["system_hash"], "cluster_id": ids.astype(np.int32), "intent": intents,
                         "intent_similarity": sim.astype(np.float64)})
     return out, rows
@@ -527,7 +521,9 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
             "exemplars": json.dumps(label_mod.exemplars(ctexts, vectors[idx], n=3)),
             "campaign_id": None,
             "signals": json.dumps({
-                "template_coverage": round(template.coverage, 4),
+                # A system family is one instruction, not a filled template: templating is judged on the user
+                # turns.
+                "template_coverage": 0.0 if kind == "system" else round(template.coverage, 4),
                 "n_fixed_words": template.n_fixed_words,
                 "n_slots": template.n_slots,
                 "slot_entropy": round(template.slot_entropy, 4),
@@ -781,6 +777,17 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
 FAMILY_SENTENCE_MIN_MEMBERS = 2
 
 
+def capability_system_prompts(sysp: pd.DataFrame, options: RunOptions, key: str
+                              ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of ``sysp`` (``system_hash, text, n``) whose text reads as a capability instruction (training
+    value at least ``system_min_value``), with their vectors, intents and intent similarities."""
+    vecs = embedder_for(options).encode(sysp["text"].tolist())
+    intents, sim = prompt_intents(vecs, options, key)
+    value = sig.training_values(sim, options.signals.training_value_low, options.signals.training_value_high)
+    keep = np.flatnonzero(value >= options.signals.system_min_value)
+    return sysp.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
+
+
 def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndarray, req_counts: np.ndarray,
                         intent_sim: np.ndarray, is_new: np.ndarray, touched: np.ndarray,
                         signals: sig.SignalParams = sig.DEFAULTS) -> pd.DataFrame:
@@ -793,9 +800,7 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
         return rows
     rows["n_prompts"] = rows["n_prompts"].fillna(0).astype(np.int64)
     rows["n_requests"] = rows["n_requests"].fillna(0).astype(np.int64)
-    value = np.array([sig.training_value_from_similarity(float(x), signals.training_value_low,
-                                                         signals.training_value_high) if not np.isnan(x) else np.nan
-                      for x in intent_sim[is_new]])
+    value = sig.training_values(intent_sim[is_new], signals.training_value_low, signals.training_value_high)
     ids = rows["cluster_id"].astype(np.int64)
     by_topic = rows["kind"].eq("topic").to_numpy()
     counted = (rows["kind"].isin(["topic", "template", "scaffold"]) & rows["cluster_id"].isin(touched)).to_numpy()
@@ -838,12 +843,7 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     if cand.empty:
         return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
     emb = embedder_for(options)
-    vecs = emb.encode(cand["text"].tolist())
-    intents, sim = prompt_intents(vecs, options, key)
-    value = np.array([sig.training_value_from_similarity(float(x), options.signals.training_value_low,
-                                                         options.signals.training_value_high) for x in sim])
-    keep = np.flatnonzero(value >= options.signals.system_min_value)
-    cand, vecs, intents, sim = cand.iloc[keep].reset_index(drop=True), vecs[keep], intents[keep], sim[keep]
+    cand, vecs, intents, sim = capability_system_prompts(cand, options, key)
     if cand["system_hash"].isin(known["system_hash"]).all():  # nothing new since they were last judged
         return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
     labels = np.full(len(cand), -1, dtype=np.int64)
@@ -865,7 +865,6 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     rows = label_clusters(cand["system_hash"].to_numpy()[rest], new_ids, vecs[rest], cand["n"].to_numpy()[rest],
                           cand.set_index("system_hash")["text"].map(analysis_text), intents[rest], sim[rest], options,
                           kind="system")
-    rows["signals"] = rows["signals"].map(lambda js: json.dumps({**json.loads(js), "template_coverage": 0.0}))
     out = pd.DataFrame({"system_hash": cand["system_hash"], "cluster_id": labels.astype(np.int32), "intent": intents,
                         "intent_similarity": sim.astype(np.float64)})
     n_known = int((labels >= 0).sum()) - int((new_ids >= 0).sum())
