@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -317,13 +316,14 @@ def account_frame(ws: Workspace) -> pd.DataFrame:
     if not {"accounts", "campaigns", "campaign_accounts"} <= store.table_names(ws):
         return pd.DataFrame(columns=ACCOUNT_COLUMNS)
     frame = store.account_scores(ws)
-    frame["signals"] = frame["signals"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
+    frame["signals"] = frame["signals"].map(lambda s: dict(s) if isinstance(s, dict) else {})
     frame["campaign_id"] = frame["campaign_id"].astype(object).where(frame["campaign_id"].notna(), None)
     return frame[ACCOUNT_COLUMNS].reset_index(drop=True)
 
 
 def cluster_frame(ws: Workspace) -> pd.DataFrame:
-    """The ``clusters`` table, JSON columns parsed and text escaped (:func:`analyzer.export.sanitize`)."""
+    """The ``clusters`` table, text escaped (:func:`analyzer.export.sanitize`); ``keywords`` and ``exemplars``
+    lists, ``signals`` a dict."""
     import pandas as pd
 
     from analyzer import store
@@ -339,13 +339,13 @@ def cluster_frame(ws: Workspace) -> pd.DataFrame:
         return sanitize(v) if isinstance(v, str) else v
 
     def texts(v: object) -> list:
-        return [text(x) for x in json.loads(v)] if isinstance(v, str) and v else []
+        return [text(x) for x in v] if isinstance(v, list) else []
 
     frame["label"] = frame["label"].map(text)
     frame["template"] = frame["template"].map(text)
     frame["keywords"] = frame["keywords"].map(texts)
     frame["exemplars"] = frame["exemplars"].map(texts)
-    frame["signals"] = frame["signals"].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
+    frame["signals"] = frame["signals"].map(lambda s: dict(s) if isinstance(s, dict) else {})
     frame["campaign_id"] = frame["campaign_id"].astype(object).where(frame["campaign_id"].notna(), None)
     return frame[CLUSTER_COLUMNS].reset_index(drop=True)
 

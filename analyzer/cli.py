@@ -443,13 +443,13 @@ def watch_list(workspace, as_json):
         for r in rows.itertuples(index=False):
             click.echo(json.dumps({"watch_id": r.watch_id, "campaign_id": r.campaign_id, "status": r.status,
                                    "source": r.source, "created_at": str(r.created_at), "analyst": r.analyst,
-                                   "note": r.note, "fingerprint": json.loads(r.fingerprint)}, ensure_ascii=True))
+                                   "note": r.note, "fingerprint": r.fingerprint}, ensure_ascii=True))
         return
     if rows.empty:
         click.echo("no watch entries")
         return
     for r in rows.itertuples(index=False):
-        fp = json.loads(r.fingerprint)
+        fp = r.fingerprint or {}
         label = sanitize(str(fp.get("label", ""))).replace("\n", " ")[:60]
         click.echo(f"{r.watch_id}  {r.status:<9}  {sanitize(r.campaign_id, ident=True)}  "
                    f"{str(r.created_at)[:16]}  {sanitize(r.analyst or '-', ident=True)}  {sanitize(r.source, ident=True)}"

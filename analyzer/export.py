@@ -275,7 +275,7 @@ def _campaign_history(ws: Workspace, tables: set[str]) -> tuple[dict[str, list[d
         for r in rows.itertuples(index=False):
             history.setdefault(r.campaign_id, []).append({
                 "run": int(r.run_id), "transition": str(r.transition),
-                "parents": [sanitize(str(p), ident=True) for p in json.loads(r.parent_ids or "[]")],
+                "parents": [sanitize(str(p), ident=True) for p in r.parent_ids or []],
                 "score": float(r.score), "flagged": bool(r.flagged), "n_accounts": int(r.n_accounts),
                 "n_requests": int(r.n_requests),
             })
@@ -331,7 +331,7 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
             "flagged": bool(r.flagged),
             "label": text(r.label or ""),
             "kind": ident(kind) if isinstance(kind, str) and kind else None,
-            "keywords": [text(k) for k in json.loads(r.keywords)],
+            "keywords": [text(k) for k in r.keywords or []],
             "template": text(r.template or ""),
             "n_accounts": int(r.n_accounts),
             "n_requests": int(r.n_requests),
@@ -342,10 +342,10 @@ def load_campaigns(ws: Workspace, redact_examples: bool = False) -> list[dict]:
             "first_run": _run_or_none(since.get("first_run_id")),
             "history": history.get(r.campaign_id, []),
             "accounts": [ident(a) for a in by_campaign.get(r.campaign_id, [])],
-            "clusters": json.loads(r.clusters),
-            "signals": json.loads(r.signals),
-            "evidence": [text(e) for e in json.loads(r.evidence)],
-            "examples": [text(e) for e in json.loads(r.examples)],
+            "clusters": [int(c) for c in r.clusters or []],
+            "signals": dict(r.signals or {}),
+            "evidence": [text(e) for e in r.evidence or []],
+            "examples": [text(e) for e in r.examples or []],
             "triage": None if t is None else {
                 "status": sanitize(str(t["status"])), "note": sanitize(t["note"] if isinstance(t["note"], str) else ""),
                 "analyst": ident(t["analyst"]), "at": _iso(t["decided_at"]),

@@ -41,7 +41,6 @@ the larger of its account and its prompt value, so either kind of evidence suffi
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -296,7 +295,7 @@ def history_rows(matching: Matching, current: pd.DataFrame, previous: pd.DataFra
     """Rows for ``campaign_history`` (:data:`HISTORY_COLUMNS`): one per current campaign and one per gone one.
 
     ``current``: ``campaign_id`` (stable), ``n_accounts, n_requests, score, flagged``; ``previous``: the same
-    for the previous run's campaigns (gone rows repeat their last known numbers). ``parent_ids`` is JSON.
+    for the previous run's campaigns (gone rows repeat their last known numbers). ``parent_ids``: a list of ids.
     """
     t = matching.transitions
     if t.empty:
@@ -308,7 +307,7 @@ def history_rows(matching: Matching, current: pd.DataFrame, previous: pd.DataFra
     vals = pd.concat([now.reindex(t.loc[~gone, "campaign_id"]), before.reindex(t.loc[gone, "campaign_id"])])
     out = pd.DataFrame({
         "run_id": int(run_id), "campaign_id": t["campaign_id"].to_numpy(), "transition": t["transition"].to_numpy(),
-        "parent_ids": [json.dumps(list(p)) for p in t["parent_ids"]],
+        "parent_ids": [[str(x) for x in p] for p in t["parent_ids"]],
         "n_accounts": vals["n_accounts"].to_numpy(dtype=np.int64),
         "n_requests": vals["n_requests"].to_numpy(dtype=np.int64),
         "score": vals["score"].to_numpy(dtype=float), "flagged": vals["flagged"].to_numpy(dtype=bool),

@@ -456,7 +456,7 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
     members = cluster_mod.members_by_label(family_ids)
     n_words: dict[str, int] = {}  # words per distinct scaffold
     signals, templates = [], []
-    for cid, js in zip(rows["cluster_id"], rows["signals"], strict=True):
+    for cid, stored in zip(rows["cluster_id"], rows["signals"], strict=True):
         # A family's prompts share few distinct scaffolds: count those (in order of first appearance, so
         # that sentences as frequent as each other keep the order in which the members show them).
         scaf_counts = Counter(scaffold_of[j] or "" for j in members[int(cid)])
@@ -470,9 +470,7 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
             if scaf not in n_words:
                 n_words[scaf] = len(cluster_mod.words(scaf))
         median_words = np.median(np.repeat([n_words[x] for x in scaf_counts], list(scaf_counts.values())))
-        sig_ = json.loads(js)
-        sig_.update(template_coverage=1.0, n_fixed_words=int(median_words), n_slots=1)
-        signals.append(json.dumps(sig_))
+        signals.append({**stored, "template_coverage": 1.0, "n_fixed_words": int(median_words), "n_slots": 1})
         templates.append(" … ".join(top) + " … {task} (sentences in varying order)")
     rows["signals"] = signals
     rows["template"] = templates
@@ -516,11 +514,11 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
             "n_requests": int(req_counts[members[c]].sum()),
             "n_accounts": 0,
             "label": label_mod.cluster_label(kw, template),
-            "keywords": json.dumps(kw),
+            "keywords": kw,
             "template": template.text,
-            "exemplars": json.dumps(label_mod.exemplars(ctexts, vectors[idx], n=3)),
+            "exemplars": label_mod.exemplars(ctexts, vectors[idx], n=3),
             "campaign_id": None,
-            "signals": json.dumps({
+            "signals": {
                 # A system family is one instruction, not a filled template: templating is judged on the user
                 # turns.
                 "template_coverage": 0.0 if kind == "system" else round(template.coverage, 4),
@@ -531,7 +529,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
                 "intent": most_common(intents[idx]),
                 "intent_similarity": round(float(judged.mean()), 4) if len(judged) else None,
                 "tightness": round(tight.get(c, 0.0), 4),
-            }),
+            },
         })
     return pd.DataFrame(out, columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
                                       "template", "exemplars", "campaign_id", "signals"])
@@ -817,11 +815,11 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
         rows.loc[sel, "n_requests"] = n_requests[sel].astype(np.int64)
     sig_col = rows.columns.get_loc("signals")
     for i in np.flatnonzero(counted & (n_gained > 0)):
-        s = json.loads(rows.iat[i, sig_col] or "{}")
+        s = dict(rows.iat[i, sig_col] or {})
         n_old = float(clusters["n_prompts"].iat[i] or 0)
-        tv = float(s.get("training_value", 0.0))
+        tv = float(_stored(s, "training_value", 0.0))
         s["training_value"] = round((tv * n_old + v_gained[i]) / (n_old + n_gained[i]), 4)
-        rows.iat[i, sig_col] = json.dumps(s)
+        rows.iat[i, sig_col] = s
     return rows
 
 
@@ -885,16 +883,23 @@ def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
     """What the label stage stored about each cluster (rows of the ``clusters`` table)."""
     infos = {}
     for r in rows.itertuples(index=False):
-        s = json.loads(r.signals or "{}")
+        s = r.signals or {}
         infos[int(r.cluster_id)] = ClusterInfo(
-            cluster_id=int(r.cluster_id), label=r.label or "", keywords=json.loads(r.keywords or "[]"),
-            template=r.template or "", template_coverage=float(s.get("template_coverage", 0.0)),
-            n_fixed_words=int(s.get("n_fixed_words", 0)),
-            n_slots=None if s.get("n_slots") is None else int(s["n_slots"]), training_value=float(s.get("training_value", 0.0)),
-            intent=s.get("intent", ""), tightness=float(s.get("tightness", 0.0)),
-            exemplars=json.loads(r.exemplars or "[]"),
+            cluster_id=int(r.cluster_id), label=r.label or "", keywords=list(r.keywords or []),
+            template=r.template or "", template_coverage=float(_stored(s, "template_coverage", 0.0)),
+            n_fixed_words=int(_stored(s, "n_fixed_words", 0)),
+            n_slots=None if s.get("n_slots") is None else int(s["n_slots"]),
+            training_value=float(_stored(s, "training_value", 0.0)),
+            intent=_stored(s, "intent", ""), tightness=float(_stored(s, "tightness", 0.0)),
+            exemplars=list(r.exemplars or []),
         )
     return infos
+
+
+def _stored(signals: dict, key: str, default):
+    """A stored cluster signal, ``default`` where it was not recorded (NULL: older workspaces lack some)."""
+    value = signals.get(key)
+    return default if value is None else value
 
 
 def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict:
@@ -918,13 +923,7 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
     clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
     clusters["campaign_id"] = clusters["cluster_id"].map(result.cluster_campaign)
-    camps = result.campaigns.copy()
-    for col in ("keywords", "clusters", "signals", "evidence", "examples"):
-        camps[col] = camps[col].map(lambda v: json.dumps(v, ensure_ascii=False, default=str))
-    ca = result.campaign_accounts.copy()
-    ca["evidence"] = ca["evidence"].map(lambda v: json.dumps(v, ensure_ascii=False))
-    acc = result.accounts.copy()
-    acc["signals"] = acc["signals"].map(json.dumps)
+    camps, ca, acc = result.campaigns, result.campaign_accounts, result.accounts
     ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc,
                        "campaign_members": tracked.members, "campaign_identity": tracked.identity,
                        "campaign_ended_members": tracked.ended},
@@ -949,7 +948,7 @@ def watch_entries(ws: Workspace) -> list[watch_mod.WatchEntry]:
     out = []
     for r in ws.watch_rows().itertuples(index=False):
         key, v = vecs.get(r.watch_id, (None, None))
-        fp = watch_mod.Fingerprint.from_json(json.loads(r.fingerprint), v)
+        fp = watch_mod.Fingerprint.from_json(r.fingerprint, v)
         fp.model_key = key or fp.model_key
         created = None if pd.isna(r.created_at) else pd.Timestamp(r.created_at).isoformat()
         out.append(watch_mod.WatchEntry(r.watch_id, r.campaign_id, r.status, r.source, fp, created,
@@ -1082,7 +1081,7 @@ def store_watch(ws: Workspace, entry: watch_mod.WatchEntry) -> None:
     """Write one watch entry (fingerprint JSON and vectors) in one transaction."""
     ws.put_watch({"watch_id": entry.watch_id, "campaign_id": entry.campaign_id, "status": entry.status,
                   "source": entry.source, "created_at": entry.created_at, "analyst": entry.analyst,
-                  "note": entry.note, "fingerprint": json.dumps(entry.fingerprint.to_json(), ensure_ascii=False)},
+                  "note": entry.note, "fingerprint": entry.fingerprint.to_json()},
                  entry.fingerprint.vectors, entry.fingerprint.model_key)
 
 

@@ -10,10 +10,12 @@ needs that (:func:`table_names`); results are plain DataFrames, tuples and dicts
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -40,10 +42,14 @@ def _bucket(bucket: str) -> str:
 
 
 def connect_read_only(db_path: str) -> Connection:
-    """A read-only connection with the session time zone UTC (times come back as UTC)."""
+    """A read-only connection with the session time zone UTC (times come back as UTC); an earlier release's
+    JSON text columns read typed (:func:`analyzer.workspace.read_legacy_as_typed`)."""
+    from analyzer.workspace import read_legacy_as_typed  # workspace imports this module
+
     con = duckdb.connect(db_path, read_only=True)
     try:
         use_utc(con)
+        read_legacy_as_typed(con)
     except BaseException:
         con.close()
         raise
@@ -59,6 +65,32 @@ def ad_hoc(source: Connection | Workspace, sql: str, params: list | tuple | None
     """Run one ad-hoc query and return a frame: for tests, debugging and dev scripts only (product code calls
     the named functions here and in :mod:`analyzer.workspace`)."""
     return _db(source).execute(sql, list(params or [])).df()
+
+
+def typed_rows(result: Connection) -> pd.DataFrame:
+    """The rows of an executed query as a frame whose structured columns hold plain Python values: lists
+    (DuckDB gives NumPy arrays), dicts (STRUCT, MAP) and ``JSON`` documents parsed; NULL is ``None``."""
+    kinds = {d[0]: str(d[1]) for d in result.description}
+    frame = result.df()
+    for name, kind in kinds.items():
+        if kind.endswith("]") or kind == "JSON" or kind.startswith(("STRUCT", "MAP")):
+            frame[name] = pd.Series([_plain(v, kind) for v in frame[name]], index=frame.index, dtype=object)
+    return frame
+
+
+def _plain(value: Any, kind: str) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, str) and kind == "JSON":
+        return json.loads(value)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def _parsed(value: Any) -> Any:
+    """A JSON document read with ``fetchall`` (text), parsed; ``None`` for NULL."""
+    return json.loads(value) if isinstance(value, str) else None
 
 
 # --- workspace state ---------------------------------------------------------------------------------------------
@@ -88,9 +120,9 @@ def latest_run(source: Connection | Workspace) -> tuple[int, str, str | None] | 
 
 
 def runs(source: Connection | Workspace) -> pd.DataFrame:
-    """The ``runs`` table, newest first (stats kept as JSON text)."""
-    return _db(source).execute(
-        "SELECT run_id, command, started_at, finished_at, status, stats FROM runs ORDER BY run_id DESC").df()
+    """The ``runs`` table, newest first (``stats``: a dict, ``None`` while a run has none)."""
+    return typed_rows(_db(source).execute(
+        "SELECT run_id, command, started_at, finished_at, status, stats FROM runs ORDER BY run_id DESC"))
 
 
 def last_run_options(source: Connection | Workspace) -> dict | None:
@@ -98,10 +130,7 @@ def last_run_options(source: Connection | Workspace) -> dict | None:
     ``None`` when no run did. See :func:`analyzer.embed.recorded_settings` for what they mean."""
     for (params,) in _db(source).execute(
             "SELECT params FROM runs WHERE params IS NOT NULL ORDER BY run_id DESC").fetchall():
-        try:
-            found = json.loads(params)
-        except json.JSONDecodeError:
-            continue
+        found = _parsed(params)
         if isinstance(found, dict) and isinstance(found.get("options"), dict):
             return found["options"]
     return None
@@ -152,12 +181,12 @@ def campaigns(source: Connection | Workspace) -> pd.DataFrame:
     """Every ``campaigns`` row, best first (empty frame without the table)."""
     if "campaigns" not in table_names(source):
         return pd.DataFrame()
-    return _db(source).execute("SELECT * FROM campaigns ORDER BY rank").df()
+    return typed_rows(_db(source).execute("SELECT * FROM campaigns ORDER BY rank"))
 
 
 def campaign(source: Connection | Workspace, campaign_id: str) -> dict[str, Any] | None:
     """One ``campaigns`` row as a dict; ``None`` for an unknown id."""
-    rows = _db(source).execute("SELECT * FROM campaigns WHERE campaign_id = ?", [campaign_id]).df()
+    rows = typed_rows(_db(source).execute("SELECT * FROM campaigns WHERE campaign_id = ?", [campaign_id]))
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
@@ -182,9 +211,9 @@ def current_campaign_history(source: Connection | Workspace) -> pd.DataFrame:
     if not {"campaign_history", "campaigns"} <= table_names(source):
         return pd.DataFrame(columns=["run_id", "campaign_id", "transition", "parent_ids", "n_accounts",
                                      "n_requests", "score", "flagged", "recorded_at"])
-    return _db(source).execute(
+    return typed_rows(_db(source).execute(
         """SELECT h.* FROM campaign_history h SEMI JOIN campaigns c USING (campaign_id)
-           ORDER BY h.run_id""").df()
+           ORDER BY h.run_id"""))
 
 
 def current_campaign_identity(source: Connection | Workspace) -> pd.DataFrame:
@@ -229,7 +258,7 @@ def account_rows(source: Connection | Workspace) -> pd.DataFrame:
 def account_scores(source: Connection | Workspace) -> pd.DataFrame:
     """One row per account of the latest analysis, highest score first (the Python API's
     :func:`analyzer.api.account_frame`): ``account_id, score, campaign_id, flagged`` (its campaign is flagged),
-    ``n_requests, n_prompts, share_in_campaign, first_seen, last_seen, signals`` (JSON)."""
+    ``n_requests, n_prompts, share_in_campaign, first_seen, last_seen, signals`` (dict)."""
     return _db(source).execute(
         """
         SELECT a.account_id, a.score, a.campaign_id, coalesce(c.flagged, false) AS flagged, a.n_requests,
@@ -295,9 +324,9 @@ def campaign_history(source: Connection | Workspace, campaign_id: str) -> pd.Dat
     cols = ["run_id", "recorded_at", "transition", "parent_ids", "n_accounts", "n_requests", "score", "flagged"]
     if "campaign_history" not in table_names(source):
         return pd.DataFrame(columns=cols)
-    return _db(source).execute(
+    return typed_rows(_db(source).execute(
         f"""SELECT {', '.join(cols)} FROM campaign_history WHERE campaign_id = ? ORDER BY run_id""",
-        [campaign_id]).df()
+        [campaign_id]))
 
 
 def campaign_identity(source: Connection | Workspace, campaign_id: str) -> dict[str, Any] | None:
@@ -317,7 +346,7 @@ def latest_transitions(source: Connection | Workspace) -> tuple[pd.DataFrame | N
     run = db.execute("SELECT max(run_id) FROM campaign_history").fetchone()[0]
     if run is None:
         return None, None
-    out = db.execute(
+    out = typed_rows(db.execute(
         """
         WITH now AS (SELECT * FROM campaign_history WHERE run_id = ?),
         before AS (SELECT campaign_id, score, flagged, n_accounts FROM campaign_history
@@ -331,7 +360,7 @@ def latest_transitions(source: Connection | Workspace) -> tuple[pd.DataFrame | N
                     WHEN NOT n.flagged AND coalesce(b.flagged, false) THEN 'no longer flagged'
                     ELSE '' END AS change
         FROM now n LEFT JOIN before b USING (campaign_id) LEFT JOIN campaigns c USING (campaign_id)
-        """, [run, run]).df()
+        """, [run, run]))
     return out, int(run)
 
 
@@ -361,11 +390,11 @@ def _campaign_requests(pcq: str) -> str:
 
 def campaign_list(source: Connection | Workspace) -> pd.DataFrame:
     """All candidate campaigns, best first: ``campaign_id, rank, score, flagged, label, kind, n_accounts,
-    n_requests, first_seen, last_seen, clusters`` JSON, ``signals`` JSON."""
+    n_requests, first_seen, last_seen, n_clusters, signals`` (dict)."""
     return _db(source).execute(
         """
         SELECT campaign_id, rank, score, flagged, label, kind, n_accounts, n_requests, first_seen, last_seen,
-               clusters, signals
+               len(coalesce(clusters, [])) AS n_clusters, signals
         FROM campaigns ORDER BY rank
         """
     ).df()
@@ -389,8 +418,8 @@ def campaign_models(source: Connection | Workspace) -> pd.DataFrame:
 
 def campaign_account_rows(source: Connection | Workspace, campaign_id: str) -> pd.DataFrame:
     """Member accounts, busiest in the campaign first: ``account_id, n_requests, share, score, total_requests,
-    first_seen, last_seen, user_agent`` (their most used), ``n_ips, evidence`` JSON."""
-    return _db(source).execute(
+    first_seen, last_seen, user_agent`` (their most used), ``n_ips, evidence`` (list)."""
+    return typed_rows(_db(source).execute(
         """
         WITH acc AS (SELECT account_id FROM campaign_accounts WHERE campaign_id = ?),
         infra AS (
@@ -405,7 +434,7 @@ def campaign_account_rows(source: Connection | Workspace, campaign_id: str) -> p
         ORDER BY ca.n_requests DESC, ca.account_id
         """,
         [campaign_id, campaign_id],
-    ).df()
+    ))
 
 
 def member_ip_counts(source: Connection | Workspace, campaign_id: str) -> pd.DataFrame:
@@ -490,13 +519,13 @@ def top_accounts(source: Connection | Workspace, limit: int) -> list[str]:
 
 def account(source: Connection | Workspace, account_id: str) -> dict[str, Any] | None:
     """One ``accounts`` row as a dict; ``None`` for an unknown id."""
-    rows = _db(source).execute("SELECT * FROM accounts WHERE account_id = ?", [account_id]).df()
+    rows = typed_rows(_db(source).execute("SELECT * FROM accounts WHERE account_id = ?", [account_id]))
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
 def account_campaigns(source: Connection | Workspace, account_id: str) -> pd.DataFrame:
     """The campaigns an account belongs to, best first, with its share and score in each."""
-    return _db(source).execute(
+    return typed_rows(_db(source).execute(
         """
         SELECT ca.campaign_id, c.rank, c.score AS campaign_score, c.flagged, c.label, ca.n_requests, ca.share,
                ca.score AS account_score, ca.evidence
@@ -504,7 +533,7 @@ def account_campaigns(source: Connection | Workspace, account_id: str) -> pd.Dat
         WHERE ca.account_id = ? ORDER BY c.rank
         """,
         [account_id],
-    ).df()
+    ))
 
 
 def account_clusters(source: Connection | Workspace, account_id: str) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer import store
 from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
@@ -31,11 +33,39 @@ DB_NAME = "analyzer.duckdb"
 #: read-only queries, a run opening it for writing): 0.05 s, doubling up to 0.5 s, for 3 s in all.
 _CONNECT_BACKOFF = Backoff(first_s=0.05, factor=2.0, max_s=0.5, total_s=3.0)
 
-SCHEMA = """
+#: The fields of ``clusters.signals``: what the label stage records about every cluster (fixed keys, so a
+#: STRUCT). Every key an earlier release wrote is one of them, so migrating its JSON text loses nothing.
+CLUSTER_SIGNAL_FIELDS = (("template_coverage", "DOUBLE"), ("n_fixed_words", "INTEGER"), ("n_slots", "INTEGER"),
+                         ("slot_entropy", "DOUBLE"), ("training_value", "DOUBLE"), ("intent", "VARCHAR"),
+                         ("intent_similarity", "DOUBLE"), ("tightness", "DOUBLE"))
+CLUSTER_SIGNALS = "STRUCT(" + ", ".join(f"{name} {kind}" for name, kind in CLUSTER_SIGNAL_FIELDS) + ")"
+#: Campaign and account signals: name -> value in [0, 1] or NULL (not applicable). The names differ between rows
+#: (a campaign formed from a watch entry has its own two; an account without a campaign has none), so a MAP,
+#: which keeps each row's keys and their order.
+SIGNAL_MAP = "MAP(VARCHAR, DOUBLE)"
+
+#: The structured columns, by table: lists, STRUCTs and MAPs for values of a fixed shape; DuckDB's ``JSON`` for
+#: free-form documents (run parameters and stats, a watch entry's fingerprint, a request's extra log fields),
+#: whose keys change with the options, the release or the logs. An earlier release stored all of them as JSON
+#: text in VARCHAR columns: :func:`legacy_columns` finds those, the writer migrates them in place and a
+#: read-only handle reads them through typed views (:func:`read_legacy_as_typed`).
+TYPED_COLUMNS: dict[str, dict[str, str]] = {
+    "requests": {"extra": "JSON"},
+    "clusters": {"keywords": "VARCHAR[]", "exemplars": "VARCHAR[]", "signals": CLUSTER_SIGNALS},
+    "campaigns": {"keywords": "VARCHAR[]", "clusters": "INTEGER[]", "signals": SIGNAL_MAP, "evidence": "VARCHAR[]",
+                  "examples": "VARCHAR[]"},
+    "campaign_accounts": {"evidence": "VARCHAR[]"},
+    "accounts": {"signals": SIGNAL_MAP},
+    "watchlist": {"fingerprint": "JSON"},
+    "runs": {"params": "JSON", "versions": "JSON", "stats": "JSON"},
+    "campaign_history": {"parent_ids": "VARCHAR[]"},
+}
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests(
     request_id VARCHAR, account_id VARCHAR, ts TIMESTAMPTZ, prompt_hash VARCHAR, system_prompt VARCHAR,
     model VARCHAR, ip VARCHAR, user_agent VARCHAR, api_key_id VARCHAR, org_id VARCHAR, payment_id VARCHAR,
-    country VARCHAR, extra VARCHAR, source VARCHAR, line BIGINT, run_id BIGINT);
+    country VARCHAR, extra JSON, source VARCHAR, line BIGINT, run_id BIGINT);
 CREATE TABLE IF NOT EXISTS prompts(prompt_hash VARCHAR PRIMARY KEY, text VARCHAR, n_chars INTEGER);
 CREATE TABLE IF NOT EXISTS embedded(prompt_hash VARCHAR, model_key VARCHAR, shard INTEGER, "row" INTEGER);
 CREATE TABLE IF NOT EXISTS rejected(run_id BIGINT, source VARCHAR, line BIGINT, field VARCHAR, reason VARCHAR,
@@ -47,26 +77,27 @@ CREATE TABLE IF NOT EXISTS prompt_clusters(prompt_hash VARCHAR, cluster_id INTEG
 CREATE TABLE IF NOT EXISTS system_clusters(system_hash VARCHAR, cluster_id INTEGER, intent VARCHAR,
     intent_similarity DOUBLE);
 CREATE TABLE IF NOT EXISTS clusters(cluster_id INTEGER, n_prompts INTEGER, n_requests BIGINT, n_accounts INTEGER,
-    label VARCHAR, keywords VARCHAR, template VARCHAR, exemplars VARCHAR, campaign_id VARCHAR, signals VARCHAR);
+    label VARCHAR, keywords VARCHAR[], template VARCHAR, exemplars VARCHAR[], campaign_id VARCHAR,
+    signals {CLUSTER_SIGNALS});
 CREATE TABLE IF NOT EXISTS campaigns(campaign_id VARCHAR, rank INTEGER, score DOUBLE, flagged BOOLEAN,
-    label VARCHAR, kind VARCHAR, keywords VARCHAR, template VARCHAR, n_accounts INTEGER, n_requests BIGINT,
-    first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, clusters VARCHAR, signals VARCHAR, evidence VARCHAR,
-    examples VARCHAR);
+    label VARCHAR, kind VARCHAR, keywords VARCHAR[], template VARCHAR, n_accounts INTEGER, n_requests BIGINT,
+    first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, clusters INTEGER[], signals {SIGNAL_MAP}, evidence VARCHAR[],
+    examples VARCHAR[]);
 CREATE TABLE IF NOT EXISTS campaign_accounts(campaign_id VARCHAR, account_id VARCHAR, n_requests BIGINT,
-    share DOUBLE, score DOUBLE, evidence VARCHAR);
+    share DOUBLE, score DOUBLE, evidence VARCHAR[]);
 CREATE TABLE IF NOT EXISTS accounts(account_id VARCHAR, n_requests BIGINT, n_prompts BIGINT,
     first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, top_cluster INTEGER, campaign_id VARCHAR, score DOUBLE,
-    signals VARCHAR);
+    signals {SIGNAL_MAP});
 CREATE TABLE IF NOT EXISTS prompt_map(prompt_hash VARCHAR, x DOUBLE, y DOUBLE);
 CREATE TABLE IF NOT EXISTS triage(campaign_id VARCHAR, status VARCHAR, note VARCHAR, analyst VARCHAR,
     decided_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS watchlist(watch_id VARCHAR, campaign_id VARCHAR, status VARCHAR, source VARCHAR,
-    created_at TIMESTAMPTZ, analyst VARCHAR, note VARCHAR, fingerprint VARCHAR);
+    created_at TIMESTAMPTZ, analyst VARCHAR, note VARCHAR, fingerprint JSON);
 CREATE TABLE IF NOT EXISTS watch_vectors(watch_id VARCHAR, model_key VARCHAR, "row" INTEGER, vector FLOAT[]);
 CREATE TABLE IF NOT EXISTS runs(run_id BIGINT, command VARCHAR, started_at TIMESTAMPTZ,
-    finished_at TIMESTAMPTZ, status VARCHAR, params VARCHAR, versions VARCHAR, stats VARCHAR);
+    finished_at TIMESTAMPTZ, status VARCHAR, params JSON, versions JSON, stats JSON);
 CREATE TABLE IF NOT EXISTS campaign_history(run_id BIGINT, campaign_id VARCHAR, transition VARCHAR,
-    parent_ids VARCHAR, n_accounts INTEGER, n_requests BIGINT, score DOUBLE, flagged BOOLEAN,
+    parent_ids VARCHAR[], n_accounts INTEGER, n_requests BIGINT, score DOUBLE, flagged BOOLEAN,
     recorded_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS campaign_identity(campaign_id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
     first_flagged_at TIMESTAMPTZ, first_flagged_run_id BIGINT, first_run_id BIGINT, last_run_id BIGINT);
@@ -83,6 +114,114 @@ ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS intent_similarity DOUBLE;
 ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS task_id BIGINT;
 ALTER TABLE clusters ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
+
+def legacy_columns(db: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """The columns of :data:`TYPED_COLUMNS` that this database still holds as JSON text (VARCHAR), as written by
+    an earlier release: ``{table: {column: type it should have}}``; empty for a current workspace."""
+    rows = db.execute(
+        """SELECT table_name, column_name FROM information_schema.columns
+           WHERE table_catalog = current_database() AND table_schema = 'main' AND data_type = 'VARCHAR'""").fetchall()
+    out: dict[str, dict[str, str]] = {}
+    for table, column in rows:
+        if column in TYPED_COLUMNS.get(table, {}):
+            out.setdefault(table, {})[column] = TYPED_COLUMNS[table][column]
+    return out
+
+
+def from_json_text(column: str, kind: str) -> str:
+    """SQL turning the JSON text of ``column`` (an earlier release's VARCHAR) into a value of type ``kind``.
+
+    NULL and empty text become NULL (the readers of JSON text read both as empty). A ``JSON`` column keeps the
+    document as it was; text that is not JSON becomes a JSON string, so nothing is lost. A STRUCT takes the
+    keys it names (:func:`check_struct_keys` makes sure there are no others); lists and maps are cast.
+    """
+    col = f'"{column}"'
+    if kind == "JSON":
+        return f"CASE WHEN {col} IS NULL THEN NULL WHEN json_valid({col}) THEN {col}::JSON ELSE to_json({col}) END"
+    text = f"nullif(trim({col}), '')"
+    if kind == CLUSTER_SIGNALS:
+        shape = json.dumps(dict(CLUSTER_SIGNAL_FIELDS))
+        return f"json_transform({text}, '{shape}')"
+    return f"CAST({text}::JSON AS {kind})"
+
+
+def check_struct_keys(db: duckdb.DuckDBPyConnection, legacy: dict[str, dict[str, str]]) -> None:
+    """Raise :class:`WorkspaceCorrupt` when JSON text about to become a STRUCT holds a key the STRUCT has no
+    field for (migrating it would drop that value)."""
+    fields = {name for name, _kind in CLUSTER_SIGNAL_FIELDS}
+    for table, columns in legacy.items():
+        for column, kind in columns.items():
+            if kind != CLUSTER_SIGNALS:
+                continue
+            keys = {k for (k,) in db.execute(
+                f"""SELECT DISTINCT unnest(json_keys("{column}")) FROM {table}
+                    WHERE json_valid("{column}") AND json_type("{column}") = 'OBJECT'""").fetchall()}
+            if keys - fields:
+                raise WorkspaceCorrupt(
+                    f"{table}.{column} holds keys {sorted(keys - fields)} that this release does not know; "
+                    "refusing to migrate the workspace (they would be lost)")
+
+
+def migrate_legacy_columns(db: duckdb.DuckDBPyConnection, legacy: dict[str, dict[str, str]]) -> None:
+    """Convert an earlier release's JSON text columns (``legacy``: :func:`legacy_columns`, checked by
+    :func:`check_struct_keys`) to their types, in place (the caller holds the transaction)."""
+    for table, columns in legacy.items():
+        for column, kind in columns.items():
+            db.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" SET DATA TYPE {kind} '
+                       f"USING {from_json_text(column, kind)}")
+
+
+def read_legacy_as_typed(db: duckdb.DuckDBPyConnection) -> list[str]:
+    """On a read-only connection to an earlier release's workspace: temporary views, one per table with JSON text
+    columns and under its name, that show those columns typed as a current workspace holds them (the file is
+    not changed; the next writer migrates it). Returns the tables so shown (none for a current workspace)."""
+    legacy = legacy_columns(db)
+    if not legacy:
+        return []
+    catalog = db.execute("SELECT current_database()").fetchall()[0][0].replace('"', '""')
+    for table, columns in legacy.items():
+        replace = ", ".join(f'{from_json_text(c, k)} AS "{c}"' for c, k in columns.items())
+        db.execute(f'CREATE OR REPLACE TEMP VIEW {table} AS SELECT * REPLACE ({replace}) FROM "{catalog}".main.{table}')
+    return list(legacy)
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _arrow_value(value: object, kind: pa.DataType, where: str) -> object:
+    """One Python value of a structured column in the form Arrow builds ``kind`` from (``None`` for missing)."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{where} takes a {kind}, not text ({str(value)[:40]!r}): pass the list or dict itself")
+    if pa.types.is_map(kind):
+        return list(dict(value).items())
+    if pa.types.is_struct(kind):
+        unknown = set(value) - {f.name for f in kind}
+        if unknown:
+            raise ValueError(f"{where} has no field for {sorted(unknown)}")
+        return dict(value)
+    return value.tolist() if isinstance(value, np.ndarray) else list(value)
+
+
+def typed_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its structured columns (lists, STRUCTs, MAPs of :data:`TYPED_COLUMNS`) as Arrow arrays of
+    the exact types of ``table``'s columns, so that DuckDB stores what the Python values hold (left to itself it
+    guesses a type from the values, and dicts with different keys would not become a MAP)."""
+    structured = [c for c, kind in TYPED_COLUMNS.get(table, {}).items()
+                  if c in frame.columns and kind != "JSON" and not isinstance(frame[c].dtype, pd.ArrowDtype)]
+    if not structured:
+        return frame
+    cols = ", ".join(f'"{c}"' for c in structured)
+    schema = db.sql(f"SELECT {cols} FROM {table} LIMIT 0").to_arrow_table().schema
+    out = frame.copy(deep=False)
+    for c in structured:
+        kind = schema.field(c).type
+        values = [_arrow_value(v, kind, f"{table}.{c}") for v in frame[c]]
+        out[c] = pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values, type=kind)), index=frame.index)
+    return out
+
 
 RESULT_TABLES = ("prompt_clusters", "system_clusters", "clusters", "campaigns", "campaign_accounts", "accounts")
 
@@ -166,10 +305,26 @@ class Workspace:
                 f"workspace {self.path} is in use by {self._lock_holder()} (the database is open for writing "
                 "elsewhere); wait for that run to finish (a killed run releases it automatically)"
             ) from exc
-        if not read_only:
-            self.db.execute(SCHEMA)
-            self.db.execute(MIGRATIONS)
         self._lock_fh = None
+        try:
+            self._prepare_schema()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _prepare_schema(self) -> None:
+        """The writer creates missing tables and migrates an earlier release's (new columns, JSON text to typed
+        columns) in one transaction; a reader changes nothing and reads JSON text columns typed through
+        temporary views."""
+        if self.read_only:
+            read_legacy_as_typed(self.db)
+            return
+        legacy = legacy_columns(self.db)
+        check_struct_keys(self.db, legacy)
+        with self.transaction() as db:  # all or nothing: a failed migration leaves the earlier release's file
+            db.execute(SCHEMA)
+            db.execute(MIGRATIONS)
+            migrate_legacy_columns(db, legacy)
 
     @staticmethod
     def _connect(db_path: str, read_only: bool, backoff: Backoff = _CONNECT_BACKOFF):
@@ -570,7 +725,7 @@ class Workspace:
             return
         # not unregistered on an error: the transaction is aborted then (the caller rolls back), and the next
         # registration under this name replaces it
-        db.register("frame_df", frame)
+        db.register("frame_df", typed_frame(db, table, frame))
         if delete_where:
             db.execute(f"DELETE FROM {table} WHERE {delete_where}")
         cols = ", ".join(f'"{c}"' for c in frame.columns)
@@ -618,9 +773,10 @@ class Workspace:
         return None if row[0][0] is None else float(row[0][0])
 
     def table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """Every row of table ``name`` (only ``columns``, if given)."""
+        """Every row of table ``name`` (only ``columns``, if given); lists and JSON documents as Python values
+        (:func:`analyzer.store.typed_rows`)."""
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-        return self.db.execute(f"SELECT {cols} FROM {name}").df()
+        return store.typed_rows(self.db.execute(f"SELECT {cols} FROM {name}"))
 
     def empty_rows(self, name: str) -> pd.DataFrame:
         """No rows, with ``name``'s columns (to clear a table through :meth:`write_tables`)."""
@@ -735,9 +891,9 @@ class Workspace:
     def campaign_history(self, campaign_id: str | None = None) -> pd.DataFrame:
         """``campaign_history`` rows (one campaign's, or all), oldest run first."""
         where = "WHERE campaign_id = ?" if campaign_id is not None else ""
-        return self.db.execute(
+        return store.typed_rows(self.db.execute(
             f"SELECT * FROM campaign_history {where} ORDER BY run_id, campaign_id",
-            [campaign_id] if campaign_id is not None else []).df()
+            [campaign_id] if campaign_id is not None else []))
 
     # --- triage ----------------------------------------------------------------------------------------------------
     def set_triage(self, campaign_id: str, status: str, note: str = "", analyst: str = "") -> None:
@@ -762,7 +918,7 @@ class Workspace:
             db.execute("INSERT INTO watchlist VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        [row["watch_id"], row["campaign_id"], row["status"], row["source"],
                         row.get("created_at") or now_utc(), row.get("analyst") or "", row.get("note") or "",
-                        row["fingerprint"]])
+                        json.dumps(row["fingerprint"], ensure_ascii=False)])
             if vectors is not None and len(vectors) and model_key:
                 frame = pd.DataFrame({"watch_id": row["watch_id"], "model_key": model_key,
                                       "row": np.arange(len(vectors), dtype=np.int32),
@@ -786,11 +942,11 @@ class Workspace:
 
     def watch_rows(self) -> pd.DataFrame:
         """Every watch entry (``watch_id, campaign_id, status, source, created_at, analyst, note,
-        fingerprint`` JSON), oldest first; empty where the workspace has no watchlist yet."""
+        fingerprint`` dict), oldest first; empty where the workspace has no watchlist yet."""
         if not self.has_table("watchlist"):
             return pd.DataFrame(columns=["watch_id", "campaign_id", "status", "source", "created_at", "analyst",
                                          "note", "fingerprint"])
-        return self.db.execute("SELECT * FROM watchlist ORDER BY created_at, watch_id").df()
+        return store.typed_rows(self.db.execute("SELECT * FROM watchlist ORDER BY created_at, watch_id"))
 
     def watch_vectors(self) -> dict[str, tuple[str, np.ndarray]]:
         """Fingerprint vectors per watch id: ``(model_key, float32 matrix)``."""
@@ -815,14 +971,13 @@ class Workspace:
         """A campaign of the latest analysis: ``(its campaigns row, member accounts, the members' requests in
         its units)`` (requests: ``account_id, ts, prompt_hash, ip, user_agent, api_key_id, payment_id``).
         ``(None, [], empty)`` for an unknown campaign."""
-        rows = self.db.execute("SELECT * FROM campaigns WHERE campaign_id = ?", [campaign_id]).df()
-        if rows.empty:
+        camp = store.campaign(self, campaign_id)
+        if camp is None:
             return None, [], pd.DataFrame()
-        camp = rows.iloc[0].to_dict()
         members = [a for (a,) in self.db.execute(
             "SELECT account_id FROM campaign_accounts WHERE campaign_id = ? ORDER BY account_id",
             [campaign_id]).fetchall()]
-        units = [int(c) for c in json.loads(camp.get("clusters") or "[]")]
+        units = [int(c) for c in camp.get("clusters") or []]
         req = self.db.execute(
             """
             SELECT r.account_id, r.ts, r.prompt_hash, r.ip, r.user_agent, r.api_key_id, r.payment_id

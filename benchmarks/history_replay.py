@@ -93,7 +93,7 @@ def main() -> None:
                 for c in camps[camps["flagged"]].itertuples(index=False):
                     n = len(members.get(c.campaign_id, set()) & accs)
                     if n and (best is None or n > best[0]):
-                        provisional = campaign_id(sorted(members[c.campaign_id]), json.loads(c.clusters))
+                        provisional = campaign_id(sorted(members[c.campaign_id]), list(c.clusters))
                         best = (n, c.campaign_id, provisional)
                 follow[name].append(None if best is None else best[1:])
         ws.close()

@@ -79,7 +79,7 @@ def test_campaign_table_shows_flagged_labels(app, sample_workspace):
 def test_filters_change_row_counts(app, sample_workspace):
     ws = str(sample_workspace)
     scores = data.query(ws, "SELECT score, signals FROM campaigns")
-    spread = scores["signals"].map(lambda s: json.loads(s).get("spread") or 0.0)
+    spread = scores["signals"].map(lambda s: s.get("spread") or 0.0)
     goto(app, "Campaigns")
     n_all = len(app.dataframe[0].value)
     assert n_all == len(scores)
@@ -374,7 +374,7 @@ def test_hostile_prompt_text_renders_inert(sample_workspace_copy, monkeypatch):
     con = duckdb.connect(str(ws / DB_NAME))
     con.execute("UPDATE campaigns SET label = ?, template = ?, keywords = ?, examples = ?, evidence = ? "
                 "WHERE campaign_id = ?",
-                [evil, evil, json.dumps([evil]), json.dumps([evil, long_evil]), json.dumps([f"Template {evil}"]),
+                [evil, evil, [evil], [evil, long_evil], [f"Template {evil}"],
                  cid])
     con.execute("UPDATE clusters SET label = ? WHERE campaign_id = ?", [evil, cid])
     con.execute("UPDATE prompts SET text = ? || text WHERE prompt_hash IN (SELECT pc.prompt_hash FROM "

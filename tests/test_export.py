@@ -98,25 +98,25 @@ def hostile_ws(tmp_path) -> Path:
     ts = pd.Timestamp("2026-01-05T00:00:00Z")
     camps = pd.DataFrame([{
         "campaign_id": "c-0123456789", "rank": 1, "score": 0.9, "flagged": True,
-        "label": "=cmd|' /C calc'!A0 \x1b[2J" + "<b>label</b>", "kind": "cot", "keywords": json.dumps(["<i>kw</i>", "x"]),
+        "label": "=cmd|' /C calc'!A0 \x1b[2J" + "<b>label</b>", "kind": "cot", "keywords": ["<i>kw</i>", "x"],
         "template": "Solve: {x} <script>alert(2)</script> write to admin@corp.example",
-        "n_accounts": 2, "n_requests": 10, "first_seen": ts, "last_seen": ts, "clusters": json.dumps([0]),
-        "signals": json.dumps({"spread": 0.5}), "evidence": json.dumps(["[link](http://evil.example) \x1b[1mbold"]),
-        "examples": json.dumps([HOSTILE, "```\nfence breaker\n```", "12 + 30 = 42 in 2024, request req_000000123"]),
+        "n_accounts": 2, "n_requests": 10, "first_seen": ts, "last_seen": ts, "clusters": [0],
+        "signals": {"spread": 0.5}, "evidence": ["[link](http://evil.example) \x1b[1mbold"],
+        "examples": [HOSTILE, "```\nfence breaker\n```", "12 + 30 = 42 in 2024, request req_000000123"],
     }])
     accounts = pd.DataFrame([
         {"campaign_id": "c-0123456789", "account_id": HOSTILE_ACCOUNT, "n_requests": 5, "share": 0.5, "score": 0.9,
-         "evidence": "[]"},
+         "evidence": []},
         {"campaign_id": "c-0123456789", "account_id": "@SUM(1+1)", "n_requests": 5, "share": 0.5, "score": 0.8,
-         "evidence": "[]"},
+         "evidence": []},
     ])
     acc = pd.DataFrame([
         {"account_id": HOSTILE_ACCOUNT, "n_requests": 5, "n_prompts": 5, "first_seen": ts, "last_seen": ts,
-         "top_cluster": 0, "campaign_id": "c-0123456789", "score": 0.9, "signals": "{}"},
+         "top_cluster": 0, "campaign_id": "c-0123456789", "score": 0.9, "signals": {}},
         {"account_id": "@SUM(1+1)", "n_requests": 5, "n_prompts": 5, "first_seen": ts, "last_seen": ts,
-         "top_cluster": 0, "campaign_id": "c-0123456789", "score": 0.8, "signals": "{}"},
+         "top_cluster": 0, "campaign_id": "c-0123456789", "score": 0.8, "signals": {}},
         {"account_id": "-2+3", "n_requests": 1, "n_prompts": 1, "first_seen": ts, "last_seen": ts,
-         "top_cluster": -1, "campaign_id": None, "score": 0.1, "signals": "{}"},
+         "top_cluster": -1, "campaign_id": None, "score": 0.1, "signals": {}},
     ])
     ws.replace_tables({"campaigns": camps, "campaign_accounts": accounts, "accounts": acc})
     ws.close()
@@ -373,11 +373,11 @@ def odd_ws(hostile_ws) -> Path:
     import duckdb
 
     con = duckdb.connect(str(hostile_ws / "analyzer.duckdb"))
-    con.execute("INSERT INTO campaign_accounts VALUES ('c-0123456789', ?, 9, 0.9, 0.95, '[]')", [ODD_ACCOUNT])
-    con.execute("INSERT INTO accounts SELECT ?, 9, 9, first_seen, last_seen, 0, 'c-0123456789', 0.95, '{}' "
+    con.execute("INSERT INTO campaign_accounts VALUES ('c-0123456789', ?, 9, 0.9, 0.95, [])", [ODD_ACCOUNT])
+    con.execute("INSERT INTO accounts SELECT ?, 9, 9, first_seen, last_seen, 0, 'c-0123456789', 0.95, MAP {} "
                 "FROM accounts LIMIT 1", [ODD_ACCOUNT])
     con.execute("UPDATE campaigns SET label = label || ?, evidence = ?",
-                [" \u2066x\u2069\u0085", json.dumps([f"account {ODD_ACCOUNT} sent 9 requests"])])
+                [" \u2066x\u2069\u0085", [f"account {ODD_ACCOUNT} sent 9 requests"]])
     con.close()
     return hostile_ws
 
@@ -416,7 +416,7 @@ def test_markdown_report_keeps_prose_verbatim_and_hostile_text_inert(hostile_ws)
 
     con = duckdb.connect(str(hostile_ws / "analyzer.duckdb"))
     con.execute("UPDATE campaigns SET label = ?, evidence = ?",
-                ["Agent's tool-use scaffold (JSON calls)", json.dumps(READABLE + INERT)])
+                ["Agent's tool-use scaffold (JSON calls)", READABLE + INERT])
     con.close()
     with Workspace(str(hostile_ws), read_only=True) as ws:
         report = to_markdown(ws)

@@ -192,7 +192,7 @@ def test_history_rows_and_identity():
     h = history_rows(m, c, p, run_id=7, recorded_at=at)
     assert h.set_index("campaign_id")["transition"].to_dict() == {"A": "continued", "x2": "new", "B": "gone"}
     assert (h["run_id"] == 7).all() and h.loc[h["campaign_id"] == "B", "n_accounts"].item() == 10
-    assert json.loads(h["parent_ids"].iloc[0]) == []
+    assert h["parent_ids"].iloc[0] == []
     old = pd.DataFrame([identity("A", "2025-12-01", "2025-12-02", "2025-12-02", 3, 2, 6),
                         identity("B", "2025-12-01", "2025-12-03", None, None, 6, 6)])
     ident = update_identity(old, m, c, run_id=7).set_index("campaign_id")

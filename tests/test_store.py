@@ -88,16 +88,16 @@ def small_ws(tmp_path) -> Path:
         "clusters": pd.DataFrame({"cluster_id": [0], "kind": ["topic"], "label": ["maths"], "n_prompts": [2],
                                   "n_requests": [6], "n_accounts": [2], "campaign_id": ["c1"]}),
         "campaigns": pd.DataFrame([{"campaign_id": "c1", "rank": 1, "score": 0.8, "flagged": True, "label": "maths",
-                                    "kind": "topic", "keywords": "[]", "template": "", "n_accounts": 2, "n_requests": 6,
+                                    "kind": "topic", "keywords": [], "template": "", "n_accounts": 2, "n_requests": 6,
                                     "first_seen": ts,
-                                    "last_seen": ts + pd.Timedelta(hours=1), "clusters": "[0]",
-                                    "signals": json.dumps({"spread": 0.5}), "evidence": "[]", "examples": "[]"}]),
+                                    "last_seen": ts + pd.Timedelta(hours=1), "clusters": [0],
+                                    "signals": {"spread": 0.5}, "evidence": [], "examples": []}]),
         "campaign_accounts": pd.DataFrame({"campaign_id": ["c1", "c1"], "account_id": ["a1", "a2"],
                                            "n_requests": [5, 1], "share": [1.0, 1.0], "score": [0.8, 0.5],
-                                           "evidence": ["[]", "[]"]}),
+                                           "evidence": [[], []]}),
         "accounts": pd.DataFrame({"account_id": ["a1", "a2"], "n_requests": [5, 1], "n_prompts": [2, 1],
                                   "first_seen": [ts, ts], "last_seen": [ts, ts], "top_cluster": [0, 0],
-                                  "campaign_id": ["c1", "c1"], "score": [0.8, 0.5], "signals": ["{}", "{}"]}),
+                                  "campaign_id": ["c1", "c1"], "score": [0.8, 0.5], "signals": [{}, {}]}),
     })
     ws.close()
     return path

@@ -214,7 +214,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, float]) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def runs_history(ws_path: str, run_key: str) -> pd.DataFrame:
-    """The ``runs`` table, newest first (stats kept as JSON text)."""
+    """The ``runs`` table, newest first (``stats``: a dict)."""
     with connect(ws_path) as con:
         return store.runs(con)
 
@@ -225,14 +225,15 @@ def run_changes(runs: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, int] | Non
     Returns ``(frame with metric, previous, latest, change; run ids compared)``; empty with ``None`` when
     fewer than two successful runs exist.
     """
-    ok = runs[(runs["status"] == "ok") & runs["stats"].notna()].sort_values("run_id", ascending=False)
+    ok = runs[(runs["status"] == "ok") & runs["stats"].map(lambda s: isinstance(s, dict))]
+    ok = ok.sort_values("run_id", ascending=False)
     if len(ok) < 2:
         return pd.DataFrame(columns=["metric", "previous", "latest", "change"]), None
     latest, previous = ok.iloc[0], ok.iloc[1]
     a: dict[str, float] = {}
     b: dict[str, float] = {}
-    _flatten("", json.loads(previous["stats"]), a)
-    _flatten("", json.loads(latest["stats"]), b)
+    _flatten("", previous["stats"], a)
+    _flatten("", latest["stats"], b)
     rows = [
         {"metric": k, "previous": a[k], "latest": b[k], "change": b[k] - a[k]}
         for k in b
@@ -254,7 +255,7 @@ def campaign_history(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFra
     """One campaign's row in every run that recorded it, oldest first (``parents``: ids, comma-separated)."""
     with connect(ws_path) as con:
         out = store.campaign_history(con, campaign_id)
-    out["parents"] = [", ".join(clean_id(p) for p in json.loads(v or "[]")) for v in out.pop("parent_ids")]
+    out["parents"] = [", ".join(clean_id(p) for p in v or []) for v in out.pop("parent_ids")]
     return out[HISTORY_FRAME_COLUMNS]
 
 
@@ -284,7 +285,7 @@ def latest_transitions(ws_path: str, run_key: str) -> tuple[pd.DataFrame, int | 
     if out is None or run is None:
         return pd.DataFrame(columns=cols), None
     out = out[(out["transition"] != "continued") | (out["change"] != "")].copy()
-    out["parents"] = [", ".join(clean_id(p) for p in json.loads(v or "[]")) for v in out.pop("parent_ids")]
+    out["parents"] = [", ".join(clean_id(p) for p in v or []) for v in out.pop("parent_ids")]
     out["label"] = out["label"].map(clean)
     out["_order"] = [(c != "newly flagged", not f, TRANSITION_ORDER.index(t))
                      for c, f, t in zip(out["change"], out["flagged"], out["transition"], strict=True)]
@@ -313,14 +314,13 @@ def campaigns_frame(ws_path: str, run_key: str) -> pd.DataFrame:
         models = store.campaign_models(con)
     camps["label"] = camps["label"].map(lambda s: clean(s, 200))
     camps["kind"] = camps["kind"].fillna("")
-    sigs = camps["signals"].map(json.loads)
+    sigs = camps["signals"].map(lambda s: s if isinstance(s, dict) else {})
     names = sorted({k for s in sigs for k in s})
     for name in names:
         camps[f"sig_{name}"] = sigs.map(lambda s, n=name: s.get(n)).astype(float)
-    camps["n_clusters"] = camps["clusters"].map(lambda s: len(json.loads(s)))
     m = models.set_index("campaign_id")["models"].map(list)
     camps["models"] = camps["campaign_id"].map(m).map(lambda v: v if isinstance(v, list) else [])
-    return camps.drop(columns=["signals", "clusters"])
+    return camps.drop(columns=["signals"])
 
 
 @dataclass
@@ -361,13 +361,14 @@ def filter_campaigns(camps: pd.DataFrame, triage: pd.DataFrame, f: CampaignFilte
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def campaign_detail(ws_path: str, run_key: str, campaign_id: str) -> dict[str, Any] | None:
-    """One campaign with its JSON columns parsed and text cleaned; ``None`` if unknown."""
+    """One campaign with its text cleaned; ``None`` if unknown."""
     with connect(ws_path) as con:
         r = store.campaign(con, campaign_id)
     if r is None:
         return None
-    for col in ("keywords", "clusters", "signals", "evidence", "examples"):
-        r[col] = json.loads(r[col]) if isinstance(r[col], str) else []
+    for col in ("keywords", "clusters", "evidence", "examples"):
+        r[col] = r[col] if isinstance(r[col], list) else []
+    r["signals"] = r["signals"] if isinstance(r["signals"], dict) else {}
     r["label"] = clean(r["label"])
     r["template"] = clean(r.get("template"))
     r["keywords"] = [clean(k) for k in r["keywords"]]
@@ -409,7 +410,7 @@ def campaign_accounts(ws_path: str, run_key: str, campaign_id: str) -> pd.DataFr
         ips = store.member_ip_counts(con, campaign_id)
     rows.insert(rows.columns.get_loc("user_agent"), "subnet", rows["account_id"].map(main_subnets(ips)))
     return rows.assign(
-        evidence=lambda d: d["evidence"].map(lambda s: " ".join(clean(e) for e in json.loads(s)) if s else ""),
+        evidence=lambda d: d["evidence"].map(lambda s: " ".join(clean(e) for e in s or [])),
     )
 
 
@@ -461,9 +462,9 @@ def account_detail(ws_path: str, run_key: str, account_id: str) -> dict[str, Any
         identifiers = store.account_identifiers(con, account_id)
         ips = store.account_ip_counts(con, account_id)
         recent = store.account_recent(con, account_id)
-    summary["signals"] = json.loads(summary["signals"]) if isinstance(summary.get("signals"), str) else {}
+    summary["signals"] = summary["signals"] if isinstance(summary.get("signals"), dict) else {}
     campaigns["label"] = campaigns["label"].map(lambda s: clean(s, 150))
-    campaigns["evidence"] = campaigns["evidence"].map(lambda s: [clean(e) for e in json.loads(s)] if s else [])
+    campaigns["evidence"] = campaigns["evidence"].map(lambda s: [clean(e) for e in s or []])
     clusters["label"] = clusters["label"].map(lambda s: clean(s, 150) if isinstance(s, str) else "(noise)")
     infra = pd.concat([identifiers, subnet_counts(ips).assign(kind="subnet")[["kind", "value", "requests"]]],
                       ignore_index=True)
