@@ -115,6 +115,7 @@ ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS task_id BIGINT;
 ALTER TABLE clusters ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 
+
 def legacy_columns(db: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     """The columns of :data:`TYPED_COLUMNS` that this database still holds as JSON text (VARCHAR), as written by
     an earlier release: ``{table: {column: type it should have}}``; empty for a current workspace."""
