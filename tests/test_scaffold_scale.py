@@ -3,7 +3,6 @@
 Each shortcut is checked against the plain computation it replaces, on the real model, FAISS and HDBSCAN.
 """
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -72,9 +71,9 @@ def _templates_by_member(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of
         parts = pd.Series([s for j in members[int(r.cluster_id)] for s in (scaffold_of[j] or "").split(" | ") if s])
         top = parts.value_counts().index[:4].tolist()
         n_words = [len(cluster.words(scaffold_of[j] or "")) for j in members[int(r.cluster_id)]]
-        sig_ = json.loads(r.signals)
+        sig_ = dict(r.signals)
         sig_.update(template_coverage=1.0, n_fixed_words=int(np.median(n_words)), n_slots=1)
-        rows.at[i, "signals"] = json.dumps(sig_)
+        rows.at[i, "signals"] = sig_
         rows.at[i, "template"] = " … ".join(top) + " … {task} (sentences in varying order)"
     return rows
 
@@ -90,12 +89,12 @@ def test_scaffold_templates_from_counts_match_the_member_by_member_count():
         family_ids.append(fam)
     family_ids = np.array(family_ids)
     rows = pd.DataFrame({"cluster_id": [0, 1, 2, 3, 4], "template": [""] * 5,
-                         "signals": [json.dumps({"template_coverage": 0.2, "training_value": 0.5})] * 5})
+                         "signals": [{"template_coverage": 0.2, "training_value": 0.5} for _ in range(5)]})
     got = pipeline.scaffold_templates(rows, family_ids, scaffold_of)
     want = _templates_by_member(rows, family_ids, scaffold_of)
     assert got["template"].tolist() == want["template"].tolist()
     assert got["signals"].tolist() == want["signals"].tolist()
-    assert json.loads(got["signals"][0])["training_value"] == 0.5  # other signals are kept
+    assert got["signals"][0]["training_value"] == 0.5  # other signals are kept
     # Ties keep the order in which members show the sentences.
     tie = pipeline.scaffold_templates(rows.iloc[:1], np.zeros(2, dtype=np.int64), ["b x y | a x y", "a x y | b x y"])
     assert tie["template"][0].startswith("b x y … a x y … {task}")
