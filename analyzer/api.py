@@ -331,7 +331,7 @@ def cluster_frame(ws: Workspace) -> pd.DataFrame:
 
     if "clusters" not in store.table_names(ws):
         return pd.DataFrame(columns=CLUSTER_COLUMNS)
-    frame = ws.table("clusters").sort_values("n_requests", ascending=False, kind="stable")
+    frame = store.cluster_rows(ws).sort_values("n_requests", ascending=False, kind="stable")
     if "kind" not in frame:
         frame["kind"] = None
 

@@ -176,6 +176,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     adds to the workspace: known request ids are skipped and known prompts are not embedded again.
     """
     from analyzer.api import run_logs
+    from analyzer.config import ConfigError
     from analyzer.ingest import IngestError, parse_column_map
     from analyzer.workspace import WorkspaceLocked
 
@@ -187,7 +188,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     try:
         stats = run_logs(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict,
                          kw.get("tier"))
-    except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
+    except (IngestError, WorkspaceLocked, FileNotFoundError, ConfigError) as exc:
         ws.close()
         raise click.ClickException(sanitize(str(exc))) from None  # may quote file names and values from the logs
     ing = stats["ingest"]
@@ -216,32 +217,40 @@ def _use_workspace_tier(ws, opts: RunOptions, tier: str | None) -> None:
         opts.tier = workspace_tier(ws) or DEFAULT_TIER
 
 
-def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None = None, create=False,
-           tier: str | None = None, embeds: bool = False):
-    """Run one stage in a recorded run. Stages that use vectors (``embeds``) resolve the tier first."""
-    from analyzer.pipeline import StageTimer, versions
+def _stage(name: str, stages: list[str], workspace: str, opts: RunOptions, params: dict | None = None,
+           create=False, tier: str | None = None, embeds: bool = False, ctx_args: dict | None = None,
+           instances: dict | None = None):
+    """Run ``stages`` (:data:`analyzer.catalog.PIPELINE` names) through the runner in a run recorded as
+    ``name``; the run's stats are those of stage ``name``. Stages that use vectors (``embeds``) resolve the
+    tier first; ``instances``: stage objects to use instead of the configured classes."""
+    from analyzer.config import ConfigError
+    from analyzer.pipeline import versions
+    from analyzer.stages import Context, make_stage, run_stages
     from analyzer.workspace import WorkspaceLocked
 
+    try:  # a misconfigured class ([stages] in analyzer.toml) fails before anything is opened or recorded
+        made = {n: (instances or {}).get(n) or make_stage(n, opts) for n in stages}
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     ws = _open(workspace, create=create)
     params = dict(params or {})
     if embeds:
         _use_workspace_tier(ws, opts, tier)
         params["options"] = {"model": opts.model, "tier": opts.tier, "max_seq_length": opts.max_seq_length}
-    timer = StageTimer()
+    seconds: dict[str, float] = {}
     try:
         with ws.writing():
             run_id = ws.start_run(name, params, versions())
             try:
-                with timer.stage(name):
-                    stats = fn(ws, run_id)
+                stats = run_stages(Context(ws, opts, run_id, **(ctx_args or {})), stages, made, seconds)[name]
             except BaseException as exc:
-                ws.finish_run(run_id, {"stages_s": timer.stages}, status=f"failed: {type(exc).__name__}")
+                ws.finish_run(run_id, {"stages_s": seconds}, status=f"failed: {type(exc).__name__}")
                 raise
-            ws.finish_run(run_id, {name: stats, "stages_s": timer.stages})
+            ws.finish_run(run_id, {name: stats, "stages_s": seconds})
     except WorkspaceLocked as exc:
         ws.close()
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{name}: {json.dumps(stats, default=str)} ({timer.stages[name]:.1f} s)")
+    click.echo(f"{name}: {json.dumps(stats, default=str)} ({sum(seconds.values()):.1f} s)")
     return ws
 
 
@@ -253,14 +262,14 @@ def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None 
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def ingest(logs, workspace, column_map, strict, quiet):
     """Read LOGS into the workspace (bad rows are quarantined with file, line, field and reason)."""
-    from analyzer import pipeline
     from analyzer.ingest import IngestError, parse_column_map
 
     cmap = parse_column_map(column_map) if column_map else None
     try:
         paths = _paths(logs)
-        _stage("ingest", lambda ws, rid: pipeline.ingest(ws, paths, rid, cmap, strict, not quiet),
-               workspace, RunOptions(), {"paths": paths, "column_map": cmap, "strict": strict}, create=True).close()
+        _stage("ingest", ["ingest"], workspace, RunOptions(progress=not quiet),
+               {"paths": paths, "column_map": cmap, "strict": strict}, create=True,
+               ctx_args={"logs": paths, "column_map": cmap, "strict": strict}).close()
     except (IngestError, FileNotFoundError) as exc:
         raise click.ClickException(sanitize(str(exc))) from None
 
@@ -279,24 +288,22 @@ def ingest(logs, workspace, column_map, strict, quiet):
               help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a cluster.")
 def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
     """Embed the unique prompts that have no vector yet (resumable: finished shards are kept)."""
-    from analyzer import pipeline
-
     opts = _options(quiet=quiet, **kw)
     opts.embed_chunk = embed_chunk
     if ray_address is None:
-        _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model},
-               tier=kw.get("tier"), embeds=True).close()
+        _stage("embed", ["embed"], workspace, opts, {"model": opts.model}, tier=kw.get("tier"), embeds=True).close()
         return
-    from analyzer.distributed import RayUnavailable, embed_with_ray, require_ray
+    from analyzer.distributed import RayUnavailable, require_ray
+    from analyzer.stages import RayEmbed
 
     try:
         ray = require_ray()  # before the workspace is opened: a clear message, no failed run recorded
     except RayUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        _stage("embed", lambda ws, rid: embed_with_ray(ws, opts, ray_address, ray_actors, shard_rows=embed_chunk),
-               workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors},
-               tier=kw.get("tier"), embeds=True).close()
+        _stage("embed", ["embed"], workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors},
+               tier=kw.get("tier"), embeds=True,
+               instances={"embed": RayEmbed(opts, ray_address, ray_actors, shard_rows=embed_chunk)}).close()
     except (ConnectionError, ray.exceptions.RayError) as exc:  # e.g. no cluster there, or a worker that failed
         raise click.ClickException(f"Ray: {exc}") from None
 
@@ -310,10 +317,9 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def cluster(workspace, quiet, **kw):
     """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
-    from analyzer import pipeline
-
     opts = _options(quiet=quiet, workspace=workspace, **kw)
-    _stage("cluster", lambda ws, rid: pipeline.cluster(ws, opts), workspace, opts,
+    opts.recluster = True  # everything, not only the prompts new since the last clustering
+    _stage("cluster", ["index", "cluster", "label"], workspace, opts,
            {"cluster": opts.cluster.__dict__, "config": _effective(opts)}, tier=kw.get("tier"), embeds=True).close()
 
 
@@ -323,11 +329,8 @@ def cluster(workspace, quiet, **kw):
 @CONFIG
 def score(workspace, **kw):
     """Group clusters into campaigns by shared accounts, compute signals, score and explain."""
-    from analyzer import pipeline
-
     opts = _options(workspace=workspace, **kw)
-    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts, rid), workspace, opts,
-                {"scoring": opts.scoring.__dict__, "config": _effective(opts)})
+    ws = _stage("score", ["score"], workspace, opts, {"scoring": opts.scoring.__dict__, "config": _effective(opts)})
     _echo_summary(ws)
     ws.close()
 
@@ -340,12 +343,9 @@ def score(workspace, **kw):
 @CONFIG
 def map_cmd(workspace, sample, seed, **kw):
     """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
-    from analyzer import pipeline
-
     opts = _options(seed=seed, workspace=workspace, **kw)
     opts.map_sample = sample
-    _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample},
-           tier=kw.get("tier"), embeds=True).close()
+    _stage("map", ["map"], workspace, opts, {"sample": sample}, tier=kw.get("tier"), embeds=True).close()
 
 
 @main.command()
