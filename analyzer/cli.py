@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 
 import click
 
@@ -642,42 +643,18 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
     benchmark cannot run and says so.
     """
-    from analyzer.bench import corpora
-    from analyzer.bench.run import (
-        DEFAULT_SYSTEMS,
-        benign_summary,
-        benign_summary_text,
-        benign_table,
-        comparison,
-        curve_plot_path,
-        curve_table,
-        resolve_presets,
-        run_bench,
-        run_curve,
-        runnable_systems,
-        save,
-        save_curve_plot,
-        table,
-    )
+    from analyzer.bench.run import DEFAULT_SYSTEMS, curve_plot_path, resolve_presets, runnable_systems
 
     if benign_only and curve:
         raise click.UsageError("--benign-only and --curve are separate runs; choose one")
     say = lambda m: click.echo(m, err=True)  # noqa: E731
-    parsed = {}
-    for k in knobs:
-        name, _, value = k.partition("=")
-        try:
-            parsed[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[name] = value
+    parsed = _parse_knobs(knobs)
     if replay:
         _bench_replay(list(presets) or ["quick"], list(seeds) or [0], parsed, out, dry_run, say)
         return
     if scale and not systems:
         systems = ("analyzer", "volume")
-    if curve:
-        systems = ("analyzer",)
-    elif benign_only and not systems:
+    if curve or (benign_only and not systems):
         systems = ("analyzer",)
     systems, skipped = runnable_systems(systems or DEFAULT_SYSTEMS)
     for m in skipped:
@@ -693,47 +670,92 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     tiers = ["fast", "accurate"] if tier == "both" else [tier]
     mode = "curve" if curve else "benign-only" if benign_only else "compare"
     if config_file:  # a bad file is an error now, not in every run
-        from analyzer import config as config_mod
-
-        try:
-            config_mod.read_file(config_file)
-        except config_mod.ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+        _check_config_file(config_file)
     if dry_run:
         click.echo(f"mode: {mode}\npresets: {', '.join(names)}\nseeds: {', '.join(map(str, seeds or (0,)))}\n"
                    f"systems: {', '.join(systems)}\ntiers: {', '.join(tiers)}\nknobs: {json.dumps(parsed)}\n"
                    f"out: {out or '-'}\nconfig: {config_file or 'defaults'}"
                    + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
         return
+    _require_corpora()
+    run = dict(knobs=parsed, isolate=not in_process, embedding_cache=embedding_cache, log=say, config_file=config_file)
+    if curve:
+        _bench_curve(names, seeds or (0,), tier, out, say, **run)
+    else:
+        _bench_compare(names, seeds or (0,), systems, tier, benign_only, out, say, **run)
+
+
+def _parse_knobs(knobs: Sequence[str]) -> dict:
+    """``NAME=VALUE`` pairs; a value is JSON where it parses as JSON, else the string."""
+    parsed = {}
+    for k in knobs:
+        name, _, value = k.partition("=")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = value
+    return parsed
+
+
+def _check_config_file(config_file: str) -> None:
+    """A bad configuration file is an error before any run, not in every run."""
+    from analyzer import config as config_mod
+
+    try:
+        config_mod.read_file(config_file)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _require_corpora() -> None:
+    from analyzer.bench import corpora
+
     if not corpora.available():
         raise click.ClickException(
             f"benchmark corpora not found at {corpora.data_dir()} (set ANALYZER_SHARED_DATA); nothing is downloaded"
         )
-    if curve:
-        rows = []
-        for name in names:
-            for seed in seeds or (0,):
-                rows += run_curve(name, seed, tier, knobs=parsed, isolate=not in_process,
-                                  embedding_cache=embedding_cache, log=say, config_file=config_file)
-        click.echo(curve_table(rows))
-        if out:
-            save(rows, out)
-            say(f"wrote {out}")
-            written = save_curve_plot(rows, curve_plot_path(out), log=say)
-            if written:
-                say(f"wrote {written}")
-        else:
-            say("curve plot not saved: give --out to save it next to the rows")
+
+
+def _bench_curve(names: list[str], seeds: Sequence[int], tier: str, out: str | None, say, **run) -> None:
+    """``analyzer bench --curve``: the difficulty curve's rows as a table, saved with a plot next to ``out``."""
+    from analyzer.bench.run import curve_plot_path, curve_table, run_curve, save, save_curve_plot
+
+    rows = []
+    for name in names:
+        for seed in seeds:
+            rows += run_curve(name, seed, tier, **run)
+    click.echo(curve_table(rows))
+    if not out:
+        say("curve plot not saved: give --out to save it next to the rows")
         return
-    rows = run_bench(names, seeds or (0,), systems, isolate=not in_process, knobs=parsed,
-                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say,
-                     config_file=config_file)
+    save(rows, out)
+    say(f"wrote {out}")
+    written = save_curve_plot(rows, curve_plot_path(out), log=say)
+    if written:
+        say(f"wrote {written}")
+
+
+def _bench_compare(names: list[str], seeds: Sequence[int], systems: Sequence[str], tier: str, benign_only: bool,
+                   out: str | None, say, **run) -> None:
+    """``analyzer bench`` (and ``--benign-only``): every system on every scenario, as a table (with the
+    speed ratios, or the benign look-alikes' summary)."""
+    from analyzer.bench.run import (
+        benign_summary,
+        benign_summary_text,
+        benign_table,
+        comparison,
+        run_bench,
+        save,
+        table,
+    )
+
+    rows = run_bench(names, seeds, systems, tier=tier, benign_only=benign_only, **run)
+    summary = []
     if benign_only:
         summary = benign_summary(rows)
         click.echo(benign_table(rows, summary))
         click.echo("\n" + benign_summary_text(summary))
     else:
-        summary = []
         click.echo(table(rows))
         ratios = comparison(rows)
         if ratios:
@@ -741,7 +763,6 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     if out:
         save(rows, out, **({"summary": summary} if summary else {}))
         say(f"wrote {out}")
-
 
 @main.command()
 @click.argument("workspace", type=click.Path(file_okay=False, exists=True))
