@@ -1189,7 +1189,7 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None) 
 
     def save(frame: pd.DataFrame) -> None:
         if write is None:
-            save(frame)
+            ws.replace_tables("map", {"prompt_map": frame})
         else:
             write(replace={"prompt_map": frame})
 

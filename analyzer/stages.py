@@ -58,6 +58,12 @@ class Context:
         Renaming of input columns.
     strict : bool
         Stop at the first bad row instead of quarantining it.
+    memory : dict
+        The in-memory datasets made so far in this run, by name.
+    stage : str
+        The stage running now (set by the runner): the one whose outputs :meth:`write` and :meth:`put` accept.
+    pending : list
+        Writes queued by the stages and not yet committed: ``(stage, write_tables arguments)``.
     """
 
     ws: Workspace
@@ -319,10 +325,6 @@ class Map(Stage):
         return self.stats_
 
 
-#: The commit point (:mod:`analyzer.checkpoints`) of a stage's tables; the cluster stage's depends on its path.
-COMMIT_POINTS = {"score": "score", "map": "map"}
-
-
 def load_class(key: str, path: str) -> type:
     """The class ``"package.module:ClassName"`` named by ``[stages] KEY``; a :class:`ConfigError` naming the key
     when it cannot be imported or does not implement :class:`StageLike`."""
@@ -358,7 +360,7 @@ def _commit(ctx: Context, names: list[str], point: str | None) -> None:
 def _run_one(ctx: Context, stage: StageLike, name: str) -> dict:
     ctx.stage = name
     stats = stage.run(ctx)
-    _commit(ctx, [name], COMMIT_POINTS.get(name, name))
+    _commit(ctx, [name], name)  # crash points NAME.before_commit / NAME.committed
     return stats
 
 
