@@ -167,3 +167,30 @@ def test_analyzer_run_refuses_a_configured_class_that_is_not_a_stage_before_it_s
     assert res.exit_code != 0
     assert "[stages] cluster = 'stage_plugins:NotAStage'" in res.output and "does not implement" in res.output
     assert _table(tmp_path / "ws", "SELECT count(*) AS n FROM runs")["n"][0] == 0  # nothing was started
+
+
+def test_an_older_workspace_keeps_its_cluster_campaigns(tmp_path):
+    """A workspace made when the score stage wrote ``clusters.campaign_id``: read-only readers see the campaign
+    in the old column, and a writer opening it moves the column to ``cluster_campaigns``."""
+    import duckdb
+
+    from analyzer import store
+
+    path = tmp_path / "ws"
+    Workspace(str(path), create=True).close()
+    con = duckdb.connect(str(path / "analyzer.duckdb"))
+    con.execute("ALTER TABLE clusters ADD COLUMN campaign_id VARCHAR")
+    con.execute("INSERT INTO clusters (cluster_id, kind, label, campaign_id) VALUES (1, 'topic', 'a', 'c-1'), "
+                "(2, 'topic', 'b', NULL)")
+    con.close()
+    def campaigns(ws: Workspace) -> list:
+        rows = store.cluster_rows(ws)
+        return [(int(c), None if pd.isna(k) else k) for c, k in zip(rows["cluster_id"], rows["campaign_id"], strict=True)]
+
+    with Workspace(str(path), read_only=True) as ws:
+        assert campaigns(ws) == [(1, "c-1"), (2, None)]
+    with Workspace(str(path)) as ws:
+        assert "campaign_id" not in ws.table("clusters").columns
+        assert ws.table("cluster_campaigns").values.tolist() == [[1, "c-1"]]
+        assert campaigns(ws) == [(1, "c-1"), (2, None)]
+        assert ws.campaign_cluster_ids().tolist() == [1]
