@@ -14,7 +14,7 @@ import platform
 import resource
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
@@ -200,7 +200,7 @@ def embed(ws: Workspace, options: RunOptions, executor: Executor | None = None) 
                          local=embed_mod.EmbedBatches.wrapping(embedder))
         desc = "embed" if executor.name == "local" else f"embed ({executor.name})"
         with executor, _bar(n, desc, " prompts", options.progress) as bar:
-            vectors = executor.map_batches(task, iter_pending(ws, key, chunk))
+            vectors = executor.map_batches(task, ws.iter_pending_prompts(key, chunk))
             done = write_shards(ws, key, vectors, chunk, bar.update)
     if options.embedding_cache and done:
         export_embeddings(ws, options.embedding_cache, key)
@@ -220,24 +220,6 @@ def embedder_kwargs(options: RunOptions, embedder: embed_mod.Embedder | None = N
     if backend in ("onnx", "torch"):
         kw["backend"] = backend
     return kw
-
-
-def iter_pending(ws: Workspace, key: str, rows: int) -> Iterator[pd.DataFrame]:
-    """Pending prompts (``prompt_hash``, ``text``) in hash order, ``rows`` at a time.
-
-    A keyset on ``prompt_hash`` (not ``OFFSET``): vectors committed meanwhile shrink the pending set without
-    shifting the next page. Memory stays at one page whatever the workspace size.
-    """
-    after = ""
-    while True:
-        frame = ws.pending_prompts(key, after=after, limit=int(rows))
-        if frame.empty:
-            return
-        frame["text"] = frame["text"].fillna("")
-        yield frame
-        if len(frame) < rows:
-            return
-        after = str(frame["prompt_hash"].iloc[-1])
 
 
 def write_shards(ws: Workspace, key: str, batches: Iterable[pd.DataFrame], shard_rows: int,

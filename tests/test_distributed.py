@@ -20,7 +20,7 @@ import pytest
 from analyzer.checkpoints import CRASH_ENV, LOG_ENV
 from analyzer.distributed import _windows
 from analyzer.executor import BatchTask, LocalExecutor
-from analyzer.pipeline import RunOptions, embed, ingest, iter_pending, write_shards
+from analyzer.pipeline import RunOptions, embed, ingest, write_shards
 from analyzer.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,9 +96,9 @@ def test_ray_windows_bound_the_frames_handed_over_at_once():
     assert list(_windows(iter(frames), window_bytes=1 << 40)) and len(next(_windows(iter(frames), 1 << 40))) == 7
 
 
-def test_iter_pending_and_write_shards(tmp_path):
+def test_pending_pages_and_write_shards(tmp_path):
     ws = _workspace(tmp_path, "ws", n=23)
-    shards = list(iter_pending(ws, "k", rows=10))
+    shards = list(ws.iter_pending_prompts("k", rows=10))
     assert [len(s) for s in shards] == [10, 10, 3]
     hashes = pd.concat(shards)["prompt_hash"].tolist()
     assert hashes == sorted(hashes) == ws.pending_prompts("k")["prompt_hash"].tolist()
@@ -116,7 +116,15 @@ def test_iter_pending_and_write_shards(tmp_path):
     got_hashes, got = ws.load_embeddings("k")
     assert got_hashes.tolist() == hashes
     np.testing.assert_allclose(got, vecs, atol=1e-3)
-    assert list(iter_pending(ws, "k", rows=10)) == []
+    assert list(ws.iter_pending_prompts("k", rows=10)) == []
+    # Pages read while shards are stored (as the embed path reads them) are neither shifted nor repeated.
+    pages = ws.iter_pending_prompts("k2", rows=10)
+    seen_hashes = []
+    with ws.writing():
+        for page in pages:
+            seen_hashes += page["prompt_hash"].tolist()
+            ws.add_embedding_shard("k2", page["prompt_hash"].tolist(), vecs[: len(page)])
+    assert seen_hashes == hashes and ws.pending_count("k2") == 0
     ws.close()
 
 
