@@ -14,7 +14,7 @@ import platform
 import resource
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 
@@ -35,6 +35,7 @@ from analyzer.atomic import atomic_path
 from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_campaigns
 from analyzer.checkpoints import checkpoint
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
+from analyzer.executor import BatchTask, Executor, LocalExecutor
 from analyzer.ingest import read_logs
 from analyzer.mapparams import MapParams
 from analyzer.text import analysis_text
@@ -176,29 +177,80 @@ def quarantine_path(ws: Workspace, run_id: int) -> str:
 
 
 # --- embed ------------------------------------------------------------------------------------------------------
-def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
+def embed(ws: Workspace, options: RunOptions, executor: Executor | None = None) -> dict[str, int | str]:
     """Embed every unique prompt that has no vector yet for the chosen model; returns counts.
 
-    Vectors are saved in shards of ``options.embed_chunk`` prompts; a killed run keeps every finished shard.
+    The one embed path, whatever runs the model: ``executor`` turns batches of pending prompts into vectors
+    (default :class:`LocalExecutor`, the embedder in this process; :class:`analyzer.distributed.RayExecutor`
+    on a Ray cluster), everything else happens here. Pending prompts are read in hash order in pages of
+    ``options.embed_chunk`` and the vectors stored in shards of that many as they come back, so memory stays at
+    a few shards and a killed run keeps every finished shard (the next run embeds only what is still pending).
     """
+    executor = executor or LocalExecutor()
     embedder = embedder_for(options)
     key = embedder.key
     ws.verify_embeddings(key)
-    reused = 0
-    if options.embedding_cache:
-        reused = import_embeddings(ws, options.embedding_cache, key)
-    pending = ws.pending_prompts(key)
-    n = len(pending)
+    reused = import_embeddings(ws, options.embedding_cache, key) if options.embedding_cache else 0
+    n = ws.pending_count(key)
+    done = 0
     if n:
-        with _bar(n, "embed", " prompts", options.progress) as bar:
-            for start in range(0, n, max(1, options.embed_chunk)):
-                chunk = pending.iloc[start : start + max(1, options.embed_chunk)]
-                vecs = embedder.encode(chunk["text"].tolist(), progress=bar.update)
-                ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
-    if options.embedding_cache and n:
+        chunk = max(1, int(options.embed_chunk))
+        task = BatchTask(embed_mod.EmbedBatches, {"embedder_kwargs": embedder_kwargs(options, embedder),
+                                                  "expected_key": key},
+                         local=embed_mod.EmbedBatches.wrapping(embedder))
+        desc = "embed" if executor.name == "local" else f"embed ({executor.name})"
+        with executor, _bar(n, desc, " prompts", options.progress) as bar:
+            vectors = executor.map_batches(task, ws.iter_pending_prompts(key, chunk))
+            done = write_shards(ws, key, vectors, chunk, bar.update)
+    if options.embedding_cache and done:
         export_embeddings(ws, options.embedding_cache, key)
     total = ws.embedded_count(key)
-    return {"model_key": key, "embedded_now": n, "embedded_total": total, "reused_from_cache": reused}
+    return {"model_key": key, "embedded_now": done, "embedded_total": total, "reused_from_cache": reused}
+
+
+def embedder_kwargs(options: RunOptions, embedder: embed_mod.Embedder | None = None) -> dict[str, object]:
+    """Arguments of :func:`make_embedder` for ``options``, the same in this process and in every worker.
+
+    With ``embedder`` (the one this process built), its backend is pinned, so that a worker without onnxruntime
+    fails (:class:`analyzer.embed.EmbedBatches` checks the key) instead of silently falling back to torch.
+    """
+    kw: dict[str, object] = {"model": options.model, "max_seq_length": options.max_seq_length,
+                             "batch_size": options.batch_size, "tier": options.tier}
+    backend = getattr(embedder, "backend", None)
+    if backend in ("onnx", "torch"):
+        kw["backend"] = backend
+    return kw
+
+
+def write_shards(ws: Workspace, key: str, batches: Iterable[pd.DataFrame], shard_rows: int,
+                 progress: Callable[[int], None]) -> int:
+    """Store result batches (``prompt_hash``, ``vector``) as they come, one shard per ``shard_rows`` prompts
+    (the rest at the end), whatever the batches' sizes; returns the number of prompts stored."""
+    hashes: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    n_buf = written = 0
+
+    def flush(upto: int) -> int:
+        nonlocal hashes, vectors, n_buf
+        h = np.concatenate(hashes)
+        v = np.concatenate(vectors)
+        ws.add_embedding_shard(key, h[:upto].tolist(), v[:upto])
+        hashes, vectors = [h[upto:]], [v[upto:]]
+        n_buf -= upto
+        return upto
+
+    for batch in batches:
+        if batch.empty:
+            continue
+        hashes.append(batch["prompt_hash"].to_numpy(dtype=object))
+        vectors.append(np.stack(batch["vector"].to_numpy()).astype(np.float16, copy=False))
+        n_buf += len(batch)
+        progress(len(batch))
+        while n_buf >= shard_rows:
+            written += flush(shard_rows)
+    if n_buf:
+        written += flush(n_buf)
+    return written
 
 
 def import_embeddings(ws: Workspace, cache_dir: str, key: str, chunk: int = 65536) -> int:
@@ -1126,8 +1178,10 @@ def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 # --- everything ---------------------------------------------------------------------------------------------------------
 def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map: dict[str, str] | None = None,
-            strict: bool = False, command: str = "run") -> dict:
+            strict: bool = False, command: str = "run", executor: Executor | None = None) -> dict:
     """Ingest, embed, index, cluster, label, score (and map) in one go; returns stage times and counts.
+
+    ``executor`` runs the embedding model (default: in this process; see :func:`embed`).
 
     When the workspace already has a clustering, new prompts are assigned to it (:func:`assign`) unless
     ``options.recluster`` is set or :func:`choose_cluster_path` / the assignment's drift check call for a full
@@ -1135,6 +1189,8 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
     """
     timer = StageTimer()
     params = {"paths": list(paths), "options": asdict(options), "column_map": column_map, "strict": strict}
+    if executor is not None and executor.name != "local":
+        params.update(executor.describe())
     with ws.writing():
         run_id = ws.start_run(command, params, versions())
         stats: dict = {"run_id": run_id}
@@ -1144,7 +1200,7 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
             if os.path.exists(quarantine_path(ws, run_id)):
                 stats["quarantine"] = quarantine_path(ws, run_id)
             with timer.stage("embed"):
-                stats["embed"] = embed(ws, options)
+                stats["embed"] = embed(ws, options, executor)
             with timer.stage("index"):
                 index_result = build_index(ws, options)
             path, why = choose_cluster_path(ws, options, embedder_for(options).key)
