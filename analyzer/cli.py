@@ -130,6 +130,42 @@ EMBED_CHUNK = click.option("--embed-chunk", default=4096, show_default=True, typ
                                 "run loses at most one shard of work.")
 
 
+def _ray_options(f):
+    f = click.option("--ray-actors", default=None, type=click.IntRange(min=1), metavar="N",
+                     help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a "
+                          "cluster.")(f)
+    f = click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+                     help="Embed on a Ray cluster (needs the 'ray' extra: pip install 'analyzer[ray]'): 'local' "
+                          "starts a private 2-CPU Ray here, 'auto' joins the cluster this machine is part of, "
+                          "'ray://HEAD:10001' connects with Ray Client. The workspace and every other stage stay on "
+                          "this machine; workers receive prompt texts and need the analyzer package installed.")(f)
+    return f
+
+
+def _executor(ray_address: str | None, ray_actors: int | None):
+    """The executor of the embed stage: ``None`` (in this process) without ``--ray``, else a RayExecutor.
+    Checks that Ray is installed before any workspace is opened: a clear message, no failed run recorded."""
+    if ray_address is None:
+        return None
+    from analyzer.distributed import RayExecutor, RayUnavailable, require_ray
+
+    try:
+        require_ray()
+    except RayUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    return RayExecutor(ray_address, ray_actors)
+
+
+def _executor_errors(executor) -> tuple[type[BaseException], ...]:
+    """Exceptions of the executor's engine that end a command with a message (no cluster there, a worker that
+    failed): none for the local executor."""
+    if executor is None:
+        return ()
+    from analyzer.distributed import require_ray
+
+    return (ConnectionError, require_ray().exceptions.RayError)
+
+
 def _echo_summary(ws) -> None:
     from analyzer.export import load_campaigns
 
@@ -169,8 +205,9 @@ def main() -> None:
 @click.option("--recluster", is_flag=True,
               help="Cluster everything again. Without it, a workspace that has a clustering assigns the new prompts "
                    "to it, and re-clusters only when the new traffic does not fit (drift).")
+@_ray_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
+def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, **kw):
     """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
 
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
@@ -185,13 +222,17 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     opts.embed_chunk = embed_chunk
     opts.recluster = recluster
     paths = _paths(logs)
+    executor = _executor(ray_address, ray_actors)
     ws = _open(workspace, create=True)
     try:
         stats = run_logs(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict,
-                         kw.get("tier"))
+                         kw.get("tier"), executor)
     except (IngestError, WorkspaceLocked, FileNotFoundError, ConfigError) as exc:
         ws.close()
         raise click.ClickException(sanitize(str(exc))) from None  # may quote file names and values from the logs
+    except _executor_errors(executor) as exc:
+        ws.close()
+        raise click.ClickException(f"Ray: {exc}") from None
     ing = stats["ingest"]
     click.echo(f"ingest: read {ing['read']:,}, accepted {ing['accepted']:,}, rejected {ing['rejected']:,}, "
                f"duplicates {ing['duplicates']:,}")
@@ -220,17 +261,17 @@ def _use_workspace_tier(ws, opts: RunOptions, tier: str | None) -> None:
 
 def _stage(name: str, stages: list[str], workspace: str, opts: RunOptions, params: dict | None = None,
            create=False, tier: str | None = None, embeds: bool = False, ctx_args: dict | None = None,
-           instances: dict | None = None):
+           stage_kwargs: dict[str, dict] | None = None):
     """Run ``stages`` (:data:`analyzer.catalog.PIPELINE` names) through the runner in a run recorded as
     ``name``; the run's stats are those of stage ``name``. Stages that use vectors (``embeds``) resolve the
-    tier first; ``instances``: stage objects to use instead of the configured classes."""
+    tier first; ``stage_kwargs``: more arguments of a stage's class (the embed stage's ``executor``)."""
     from analyzer.config import ConfigError
     from analyzer.pipeline import versions
     from analyzer.stages import Context, make_stage, run_stages
     from analyzer.workspace import WorkspaceLocked
 
     try:  # a misconfigured class ([stages] in analyzer.toml) fails before anything is opened or recorded
-        made = {n: (instances or {}).get(n) or make_stage(n, opts) for n in stages}
+        made = {n: make_stage(n, opts, **(stage_kwargs or {}).get(n, {})) for n in stages}
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     ws = _open(workspace, create=create)
@@ -280,32 +321,17 @@ def ingest(logs, workspace, column_map, strict, quiet):
 @_model_options
 @EMBED_CHUNK
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
-              help="Embed on a Ray cluster (needs the 'ray' extra: pip install 'analyzer[ray]'): 'local' starts a "
-                   "private 2-CPU Ray here, 'auto' joins the cluster this machine is part of, 'ray://HEAD:10001' "
-                   "connects with Ray Client. The workspace stays on this machine; workers receive prompt texts "
-                   "and need the analyzer package installed. --embed-chunk is then the prompts per saved shard.")
-@click.option("--ray-actors", default=None, type=click.IntRange(min=1), metavar="N",
-              help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a cluster.")
+@_ray_options
 def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
     """Embed the unique prompts that have no vector yet (resumable: finished shards are kept)."""
     opts = _options(quiet=quiet, **kw)
     opts.embed_chunk = embed_chunk
-    if ray_address is None:
-        _stage("embed", ["embed"], workspace, opts, {"model": opts.model}, tier=kw.get("tier"), embeds=True).close()
-        return
-    from analyzer.distributed import RayUnavailable, require_ray
-    from analyzer.stages import RayEmbed
-
+    executor = _executor(ray_address, ray_actors)
+    params = {"model": opts.model, **(executor.describe() if executor else {})}
     try:
-        ray = require_ray()  # before the workspace is opened: a clear message, no failed run recorded
-    except RayUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        _stage("embed", ["embed"], workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors},
-               tier=kw.get("tier"), embeds=True,
-               instances={"embed": RayEmbed(opts, ray_address, ray_actors, shard_rows=embed_chunk)}).close()
-    except (ConnectionError, ray.exceptions.RayError) as exc:  # e.g. no cluster there, or a worker that failed
+        _stage("embed", ["embed"], workspace, opts, params, tier=kw.get("tier"), embeds=True,
+               stage_kwargs={"embed": {"executor": executor}} if executor else None).close()
+    except _executor_errors(executor) as exc:
         raise click.ClickException(f"Ray: {exc}") from None
 
 

@@ -56,9 +56,12 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from analyzer.text import HEAD_CHARS
 
@@ -915,3 +918,35 @@ def make_embedder(
                 stacklevel=2,
             )
     return SentenceTransformerEmbedder(model=model, max_seq_length=max_seq_length, batch_size=batch_size)
+
+
+class EmbedBatches:
+    """The embed stage's batch task (:class:`analyzer.executor.BatchTask`): builds the embedder once, then
+    turns pandas batches of ``prompt_hash``, ``text`` into ``prompt_hash``, ``vector``.
+
+    Vectors are float16 arrays, one per row (the workspace stores float16, so nothing is lost on the way).
+    ``expected_key`` is the key of the embedder the driver stores vectors under: a worker that builds another
+    (other backend, other quantization config) refuses to start rather than mix vector spaces.
+    """
+
+    def __init__(self, embedder_kwargs: dict[str, Any], expected_key: str) -> None:
+        self.embedder = make_embedder(**embedder_kwargs)
+        if self.embedder.key != expected_key:
+            raise RuntimeError(
+                f"this worker builds embedder {self.embedder.key!r} but the driver stores {expected_key!r}: "
+                "install the same analyzer version and extras (onnxruntime) on every worker, and use workers with "
+                "the same CPU features as the driver (the ONNX quantization config depends on them)"
+            )
+
+    @classmethod
+    def wrapping(cls, embedder: Embedder) -> EmbedBatches:
+        """The task around an embedder this process already built (the local executor's instance)."""
+        self = cls.__new__(cls)
+        self.embedder = embedder
+        return self
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd  # at call time: this module does not need pandas otherwise
+
+        vecs = self.embedder.encode(batch["text"].tolist()).astype(np.float16)
+        return pd.DataFrame({"prompt_hash": batch["prompt_hash"].to_numpy(), "vector": list(vecs)})

@@ -15,7 +15,7 @@ import os
 import platform
 import resource
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -36,6 +36,7 @@ from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_
 from analyzer.catalog import StageClasses
 from analyzer.checkpoints import checkpoint
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
+from analyzer.executor import BatchTask, Executor, LocalExecutor
 from analyzer.ingest import read_logs
 from analyzer.mapparams import MapParams
 from analyzer.text import analysis_text
@@ -165,29 +166,80 @@ def quarantine_path(ws: Workspace, run_id: int) -> str:
 
 
 # --- embed ------------------------------------------------------------------------------------------------------
-def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
+def embed(ws: Workspace, options: RunOptions, executor: Executor | None = None) -> dict[str, int | str]:
     """Embed every unique prompt that has no vector yet for the chosen model; returns counts.
 
-    Vectors are saved in shards of ``options.embed_chunk`` prompts; a killed run keeps every finished shard.
+    The one embed path, whatever runs the model: ``executor`` turns batches of pending prompts into vectors
+    (default :class:`LocalExecutor`, the embedder in this process; :class:`analyzer.distributed.RayExecutor`
+    on a Ray cluster), everything else happens here. Pending prompts are read in hash order in pages of
+    ``options.embed_chunk`` and the vectors stored in shards of that many as they come back, so memory stays at
+    a few shards and a killed run keeps every finished shard (the next run embeds only what is still pending).
     """
+    executor = executor or LocalExecutor()
     embedder = embedder_for(options)
     key = embedder.key
     ws.verify_embeddings(key)
-    reused = 0
-    if options.embedding_cache:
-        reused = import_embeddings(ws, options.embedding_cache, key)
-    pending = ws.pending_prompts(key)
-    n = len(pending)
+    reused = import_embeddings(ws, options.embedding_cache, key) if options.embedding_cache else 0
+    n = ws.pending_count(key)
+    done = 0
     if n:
-        with _bar(n, "embed", " prompts", options.progress) as bar:
-            for start in range(0, n, max(1, options.embed_chunk)):
-                chunk = pending.iloc[start : start + max(1, options.embed_chunk)]
-                vecs = embedder.encode(chunk["text"].tolist(), progress=bar.update)
-                ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
-    if options.embedding_cache and n:
+        chunk = max(1, int(options.embed_chunk))
+        task = BatchTask(embed_mod.EmbedBatches, {"embedder_kwargs": embedder_kwargs(options, embedder),
+                                                  "expected_key": key},
+                         local=embed_mod.EmbedBatches.wrapping(embedder))
+        desc = "embed" if executor.name == "local" else f"embed ({executor.name})"
+        with executor, _bar(n, desc, " prompts", options.progress) as bar:
+            vectors = executor.map_batches(task, ws.iter_pending_prompts(key, chunk))
+            done = write_shards(ws, key, vectors, chunk, bar.update)
+    if options.embedding_cache and done:
         export_embeddings(ws, options.embedding_cache, key)
     total = ws.embedded_count(key)
-    return {"model_key": key, "embedded_now": n, "embedded_total": total, "reused_from_cache": reused}
+    return {"model_key": key, "embedded_now": done, "embedded_total": total, "reused_from_cache": reused}
+
+
+def embedder_kwargs(options: RunOptions, embedder: embed_mod.Embedder | None = None) -> dict[str, object]:
+    """Arguments of :func:`make_embedder` for ``options``, the same in this process and in every worker.
+
+    With ``embedder`` (the one this process built), its backend is pinned, so that a worker without onnxruntime
+    fails (:class:`analyzer.embed.EmbedBatches` checks the key) instead of silently falling back to torch.
+    """
+    kw: dict[str, object] = {"model": options.model, "max_seq_length": options.max_seq_length,
+                             "batch_size": options.batch_size, "tier": options.tier}
+    backend = getattr(embedder, "backend", None)
+    if backend in ("onnx", "torch"):
+        kw["backend"] = backend
+    return kw
+
+
+def write_shards(ws: Workspace, key: str, batches: Iterable[pd.DataFrame], shard_rows: int,
+                 progress: Callable[[int], None]) -> int:
+    """Store result batches (``prompt_hash``, ``vector``) as they come, one shard per ``shard_rows`` prompts
+    (the rest at the end), whatever the batches' sizes; returns the number of prompts stored."""
+    hashes: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    n_buf = written = 0
+
+    def flush(upto: int) -> int:
+        nonlocal hashes, vectors, n_buf
+        h = np.concatenate(hashes)
+        v = np.concatenate(vectors)
+        ws.add_embedding_shard(key, h[:upto].tolist(), v[:upto])
+        hashes, vectors = [h[upto:]], [v[upto:]]
+        n_buf -= upto
+        return upto
+
+    for batch in batches:
+        if batch.empty:
+            continue
+        hashes.append(batch["prompt_hash"].to_numpy(dtype=object))
+        vectors.append(np.stack(batch["vector"].to_numpy()).astype(np.float16, copy=False))
+        n_buf += len(batch)
+        progress(len(batch))
+        while n_buf >= shard_rows:
+            written += flush(shard_rows)
+    if n_buf:
+        written += flush(n_buf)
+    return written
 
 
 def import_embeddings(ws: Workspace, cache_dir: str, key: str, chunk: int = 65536) -> int:
@@ -1223,10 +1275,13 @@ def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 # --- everything ---------------------------------------------------------------------------------------------------------
 def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map: dict[str, str] | None = None,
-            strict: bool = False, command: str = "run") -> dict:
+            strict: bool = False, command: str = "run", executor: Executor | None = None) -> dict:
     """Every stage of :data:`analyzer.catalog.PIPELINE` in one recorded run (the map unless
     ``options.make_map`` is off), through the runner :func:`analyzer.stages.run_stages`; returns stage times
     and counts.
+
+    ``executor`` runs the embedding model (default: in this process; see :func:`embed`): it is handed to the
+    embed stage's class.
 
     When the workspace already has a clustering, new prompts are assigned to it (:func:`assign`) unless
     ``options.recluster`` is set or :func:`choose_cluster_path` / the assignment's drift check call for a full
@@ -1235,8 +1290,12 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
     from analyzer.stages import Context, make_stage, run_stages
 
     names = ["ingest", "embed", "index", "cluster", "label", "score"] + (["map"] if options.make_map else [])
-    stages = {name: make_stage(name, options) for name in names}  # a misconfigured class fails before the run
+    # a misconfigured class fails before the run starts
+    stages = {name: make_stage(name, options, **({"executor": executor} if name == "embed" and executor else {}))
+              for name in names}
     params = {"paths": list(paths), "options": asdict(options), "column_map": column_map, "strict": strict}
+    if executor is not None and executor.name != "local":
+        params.update(executor.describe())
     seconds: dict[str, float] = {}
     with ws.writing():
         run_id = ws.start_run(command, params, versions())

@@ -158,6 +158,14 @@ class Ingest(Stage):
 class Embed(Stage):
     """Embed every prompt without a vector (shards committed one by one: resumable).
 
+    Parameters
+    ----------
+    options : RunOptions
+        Every option of the run.
+    executor : Executor or None
+        What runs the model (:mod:`analyzer.executor`): ``None`` in this process,
+        :class:`analyzer.distributed.RayExecutor` on a Ray cluster (``--ray``).
+
     Attributes
     ----------
     counts_ : dict
@@ -166,38 +174,12 @@ class Embed(Stage):
 
     name = "embed"
 
-    def run(self, ctx: Context) -> dict:
-        self.counts_ = pipeline.embed(ctx.ws, self.options)
-        return self.counts_
-
-
-class RayEmbed(Embed):
-    """The embed stage on a Ray cluster (:func:`analyzer.distributed.embed_with_ray`), for ``analyzer embed
-    --ray``: same outputs as :class:`Embed`.
-
-    Parameters
-    ----------
-    options : RunOptions
-        Every option of the run.
-    address : str
-        The Ray cluster (``local``, ``auto``, ``ray://HEAD:10001``).
-    actors : int or None
-        Embedding actors.
-    shard_rows : int
-        Prompts per saved shard.
-    """
-
-    def __init__(self, options: pipeline.RunOptions, address: str = "local", actors: int | None = None,
-                 shard_rows: int = 8192) -> None:
+    def __init__(self, options: pipeline.RunOptions, executor=None) -> None:
         super().__init__(options)
-        self.address = address
-        self.actors = actors
-        self.shard_rows = shard_rows
+        self.executor = executor
 
     def run(self, ctx: Context) -> dict:
-        from analyzer.distributed import embed_with_ray
-
-        self.counts_ = embed_with_ray(ctx.ws, self.options, self.address, self.actors, shard_rows=self.shard_rows)
+        self.counts_ = pipeline.embed(ctx.ws, self.options, self.executor)
         return self.counts_
 
 
@@ -342,9 +324,10 @@ def load_class(key: str, path: str) -> type:
     return cls
 
 
-def make_stage(name: str, options: pipeline.RunOptions) -> StageLike:
-    """The configured class of stage ``name`` (``options.stages``), constructed with ``options``."""
-    return load_class(name, getattr(options.stages, name))(options)
+def make_stage(name: str, options: pipeline.RunOptions, **kwargs) -> StageLike:
+    """The configured class of stage ``name`` (``options.stages``), constructed with ``options`` (and
+    ``kwargs``: the embed stage's ``executor``)."""
+    return load_class(name, getattr(options.stages, name))(options, **kwargs)
 
 
 def _commit(ctx: Context, names: list[str], point: str | None) -> None:

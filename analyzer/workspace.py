@@ -466,6 +466,29 @@ class Workspace:
             [*([after] if after is not None else []), model_key],
         ).df()
 
+    def iter_pending_prompts(self, model_key: str, rows: int) -> Iterator[pd.DataFrame]:
+        """Unique prompts without a vector for ``model_key`` (``prompt_hash``, ``text``; a missing text is
+        ``""``) in hash order, ``rows`` at a time (the last page may be shorter).
+
+        One query, streamed on a cursor of its own: the pending set is the one when the first page is read, so
+        shards committed meanwhile on this connection do not shift the pages, and each page costs only its rows
+        (pages as keyset queries re-scanned every prompt each time: 8x slower at 670k prompts). DuckDB sorts out
+        of core; this process holds one page.
+        """
+        cur = self.db.cursor()
+        try:
+            cur.execute(
+                """SELECT p.prompt_hash, coalesce(p.text, '') AS text FROM prompts p
+                   WHERE NOT EXISTS (SELECT 1 FROM embedded e
+                                     WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)
+                   ORDER BY p.prompt_hash""",
+                [model_key],
+            )
+            while page := cur.fetchmany(int(rows)):
+                yield pd.DataFrame(page, columns=["prompt_hash", "text"])
+        finally:
+            cur.close()
+
     def pending_count(self, model_key: str) -> int:
         """Number of unique prompts without a vector for ``model_key``."""
         return int(self.db.execute(
