@@ -17,6 +17,7 @@ import resource
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -713,7 +714,83 @@ def assign(ws: Workspace, options: RunOptions, index_result=None,
     """
     hashes, vectors, index = index_result or build_index(ws, options)
     key = embedder_for(options).key
-    p, ip = options.cluster, options.incremental
+    clusters = ws.table("clusters")
+    st = _stored_assignment(ws, hashes, vectors, clusters)
+    stats: dict = {"path": "incremental", "prompts": len(hashes), "new_prompts": int(len(st.new))}
+    fams = _known_families(ws, options)
+    if len(st.new):  # 1. new prompts: topic cluster, template / scaffold family, intent and task
+        stats.update(_assign_new(ws, st, index, fams, options, key))
+    before_topic, before_unit = st.topic.copy(), st.unit.copy()
+    # The requests since the clustering was last written by a finished run: the day's, plus those of runs
+    # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
+    since = last_clustering_run(ws)
+    # 2. system prompts
+    system_rows, system_job, st.next_id, sys_stats = assign_system(ws, options, key, st.next_id)
+    stats.update(sys_stats)
+    # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
+    # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
+    run_req = ws.request_system_hashes(since)
+    share = _unassigned_share(ws, st, run_req, system_rows)
+    stats["unassigned_request_share"] = round(share, 4)
+    last = last_full_clustering(ws) or {}
+    drift = assign_mod.drift_trigger(options.incremental, len(hashes), len(hashes), share,
+                                     last.get("unassigned_request_share"))
+    if drift:
+        stats["drift"] = drift
+        return Grouping(stats)
+    # 4. new groups among recent prompts in no family, and repeat clusters
+    kinds = dict(zip(clusters["cluster_id"].astype(int), clusters["kind"], strict=True))
+    found = _discover(ws, st, kinds, since, fams, options, topics, stats)
+    # 5. what the label stage does: label the new clusters, update counts and training value of the ones that
+    # gained prompts
+    ids = np.flatnonzero((st.topic != before_topic) | (st.unit != before_unit) | st.is_new)
+    jobs = _daily_label_jobs(ws, st, ids, found)
+    run_pos = st.pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
+    touched = np.unique(np.concatenate([st.topic[run_pos], st.unit[run_pos], st.topic[ids], st.unit[ids],
+                                        before_topic[ids], before_unit[ids]]))
+    changed = pd.DataFrame({
+        "prompt_hash": hashes[ids], "cluster_id": st.topic[ids].astype(np.int32), "probability": st.prob[ids],
+        "assigned_cluster": st.unit[ids].astype(np.int32), "intent": st.intents[ids],
+        "intent_similarity": st.isim[ids].astype(np.float64), "task_id": st.task[ids].astype(np.int64),
+    })
+    stats.update(rows_written=int(len(changed)), noise=int((st.topic < 0).sum()))
+    update = ClusterUpdate(st.topic, st.unit, st.req_counts, st.isim, st.is_new, touched)
+    return Grouping(stats, changed, system_rows, LabelWork(jobs, system_job, update), upsert=True)
+
+
+@dataclass
+class _Assignment:
+    """The stored clustering over every indexed prompt, as arrays a daily run updates in place: topic cluster,
+    unit, task, membership strength, intent and its similarity; which prompts are new; the next free id."""
+
+    hashes: np.ndarray
+    vectors: np.ndarray
+    pos: pd.Series  # prompt hash -> row
+    topic: np.ndarray
+    unit: np.ndarray
+    task: np.ndarray
+    prob: np.ndarray
+    isim: np.ndarray
+    intents: np.ndarray
+    is_new: np.ndarray
+    req_counts: np.ndarray
+    next_id: int
+    texts: dict[str, str] = field(default_factory=dict)  # analysis texts read so far, by hash
+
+    @property
+    def new(self) -> np.ndarray:
+        return np.flatnonzero(self.is_new)
+
+    def read_texts(self, ws: Workspace, rows: np.ndarray) -> list[str]:
+        """Analysis texts of the prompts at ``rows`` (each read from the workspace once)."""
+        missing = [h for h in self.hashes[rows] if h not in self.texts]
+        self.texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
+        return [self.texts[h] for h in self.hashes[rows]]
+
+
+def _stored_assignment(ws: Workspace, hashes: np.ndarray, vectors: np.ndarray, clusters: pd.DataFrame
+                       ) -> _Assignment:
+    """The stored ``prompt_clusters`` rows laid over the indexed prompts (new prompts: -1, no intent)."""
     n = len(hashes)
     pos = pd.Series(np.arange(n), index=hashes)
     pc = ws.table("prompt_clusters")
@@ -727,151 +804,174 @@ def assign(ws: Workspace, options: RunOptions, index_result=None,
     intents[old], isim[old] = pc["intent"].to_numpy(), pc["intent_similarity"].astype(float).to_numpy()
     is_new = np.ones(n, dtype=bool)
     is_new[old] = False
-    new = np.flatnonzero(is_new)
-    clusters = ws.table("clusters")
-    kinds = dict(zip(clusters["cluster_id"].astype(int), clusters["kind"], strict=True))
     next_id = int(max(clusters["cluster_id"].max() if len(clusters) else -1, topic.max(initial=-1),
                       unit.max(initial=-1))) + 1
     req_counts = ws.request_counts().set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
-    stats: dict = {"path": "incremental", "prompts": n, "new_prompts": int(len(new))}
-    texts: dict[str, str] = {}
+    return _Assignment(hashes, vectors, pos, topic, unit, task, prob, isim, intents, is_new, req_counts, next_id)
 
-    # the known families: template keys and scaffold sentences, from a sample of each family's members
+
+@dataclass
+class _Families:
+    """The known families' keys, from a sample of each family's members: template families' opening and
+    closing words, scaffold families' recurring sentences."""
+
+    heads: Any
+    tails: Any
+    sentences: Any
+
+    def match(self, texts: list[str], edge_words: int) -> tuple[np.ndarray, np.ndarray]:
+        """(template family, scaffold family) of each text, -1 for none."""
+        return (assign_mod.match_families(texts, self.heads, self.tails, edge_words),
+                assign_mod.match_scaffolds(texts, self.sentences))
+
+
+def _known_families(ws: Workspace, options: RunOptions) -> _Families:
+    ip = options.incremental
     tf = ws.family_sample("template", ip.family_sample)
     heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
-                                          p.edge_words)
+                                          options.cluster.edge_words)
     sf = ws.family_sample("scaffold", ip.family_sample)
     sentences = assign_mod.scaffold_sentences(sf["text"].map(analysis_text).tolist(), sf["family"].tolist(),
                                               min_prompts=FAMILY_SENTENCE_MIN_MEMBERS)
+    return _Families(heads, tails, sentences)
 
-    # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
-    if len(new):
-        nbrs, sims = index_mod.knn_graph(index, vectors, k=p.k, ids=new)  # the new prompts' neighbours
-        cal = embed_mod.calibrate_similarity(key, sims)
-        nb = np.clip(nbrs, 0, None)
-        nb_topic = np.where(nbrs >= 0, topic[nb], -1)  # new prompts have no topic yet
-        member = assign_mod.majority_label(nb_topic, cal, p.attach_similarity, ip.majority)
-        attached = assign_mod.nearest_label(nb_topic, cal, p.attach_similarity)
-        topic[new], prob[new] = member, np.where(member >= 0, 1.0, 0.0)
-        new_texts = _texts_of(ws, hashes[new])
-        texts.update(zip(hashes[new], new_texts, strict=True))
-        tmpl = assign_mod.match_families(new_texts, heads, tails, p.edge_words)
-        scaf = assign_mod.match_scaffolds(new_texts, sentences)
-        unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
-        new_intents, new_sim = prompt_intents(vectors[new], options, key)
-        unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
-        intents[new], isim[new] = new_intents, np.where(unread, np.nan, new_sim)
-        new_pos = np.full(n, -1, dtype=np.int64)
-        new_pos[new] = np.arange(len(new))
-        nb_new = np.where(nbrs >= 0, new_pos[nb], -1)
-        nb_old_task = np.where((nbrs >= 0) & ~is_new[nb], task[nb], -1)
-        task[new] = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity, int(task.max(initial=-1)) + 1)
-        stats.update(topic_members=int((member >= 0).sum()), attributed=int(((member < 0) & (attached >= 0)).sum()),
-                     to_template_families=int(((tmpl >= 0) & (scaf < 0)).sum()),
-                     to_scaffold_families=int((scaf >= 0).sum()))
-    before_topic, before_unit = topic.copy(), unit.copy()
 
-    # The requests since the clustering was last written by a finished run: the day's, plus those of runs
-    # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
-    since = last_clustering_run(ws)
+def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options: RunOptions, key: str) -> dict:
+    """New prompts join a topic cluster by their neighbours' majority, a scaffold family by its sentences, else
+    a template family by its key, else the nearest topic (attribution); their intents and task ids are
+    computed. Returns the step's stats."""
+    p, new = options.cluster, st.new
+    nbrs, sims = index_mod.knn_graph(index, st.vectors, k=p.k, ids=new)  # the new prompts' neighbours
+    cal = embed_mod.calibrate_similarity(key, sims)
+    nb = np.clip(nbrs, 0, None)
+    nb_topic = np.where(nbrs >= 0, st.topic[nb], -1)  # new prompts have no topic yet
+    member = assign_mod.majority_label(nb_topic, cal, p.attach_similarity, options.incremental.majority)
+    attached = assign_mod.nearest_label(nb_topic, cal, p.attach_similarity)
+    st.topic[new], st.prob[new] = member, np.where(member >= 0, 1.0, 0.0)
+    new_texts = st.read_texts(ws, new)
+    tmpl, scaf = fams.match(new_texts, p.edge_words)
+    st.unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
+    new_intents, new_sim = prompt_intents(st.vectors[new], options, key)
+    unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
+    st.intents[new], st.isim[new] = new_intents, np.where(unread, np.nan, new_sim)
+    new_pos = np.full(len(st.hashes), -1, dtype=np.int64)
+    new_pos[new] = np.arange(len(new))
+    nb_new = np.where(nbrs >= 0, new_pos[nb], -1)
+    nb_old_task = np.where((nbrs >= 0) & ~st.is_new[nb], st.task[nb], -1)
+    st.task[new] = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity,
+                                           int(st.task.max(initial=-1)) + 1)
+    return {"topic_members": int((member >= 0).sum()), "attributed": int(((member < 0) & (attached >= 0)).sum()),
+            "to_template_families": int(((tmpl >= 0) & (scaf < 0)).sum()),
+            "to_scaffold_families": int((scaf >= 0).sum())}
 
-    # 2. system prompts
-    system_rows, system_job, next_id, sys_stats = assign_system(ws, options, key, next_id)
-    stats.update(sys_stats)
 
-    # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
-    # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
-    run_req = ws.request_system_hashes(since)
+def _unassigned_share(ws: Workspace, st: _Assignment, run_req: pd.DataFrame, system_rows: pd.DataFrame) -> float:
+    """Share of the run's requests that neither their prompt's unit nor their system prompt's family takes."""
+    if not len(run_req):
+        return 0.0
     sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
                          system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
     in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
-    run_units = pd.Series(unit, index=hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
-    share = float(((run_units < 0) & ~in_sys).mean()) if len(run_req) else 0.0
-    last = last_full_clustering(ws) or {}
-    stats["unassigned_request_share"] = round(share, 4)
-    drift = assign_mod.drift_trigger(ip, n, n, share, last.get("unassigned_request_share"))
-    if drift:
-        stats["drift"] = drift
-        return Grouping(stats)
+    run_units = pd.Series(st.unit, index=st.hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
+    return float(((run_units < 0) & ~in_sys).mean())
 
-    # 4. new groups among recent prompts in no family, and repeat clusters
+
+@dataclass
+class _Discovery:
+    """New groups found among the discovery prompts ``disc`` (rows): per row its new topic, template family
+    and scaffold family (-1 none) and scaffold; ``topic_ids`` the new topic and repeat clusters."""
+
+    disc: np.ndarray
+    topics: np.ndarray
+    templates: np.ndarray
+    scaffolds: np.ndarray
+    scaffold_of: list[str | None]
+    topic_ids: np.ndarray
+
+
+def _discover(ws: Workspace, st: _Assignment, kinds: dict[int, str], since: int | None, fams: _Families,
+              options: RunOptions, topics: TopicClusterer, stats: dict) -> _Discovery:
+    """New groups among the recent prompts in no family (template families, scaffolds, topic clusters over
+    their noise) and repeat clusters of noise prompts sent ``min_cluster_size`` times; updates ``st``."""
+    p = options.cluster
     family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
-    in_family = np.isin(unit, family_ids)
+    in_family = np.isin(st.unit, family_ids)
     newest = ws.newest_request_ts(since)
-    recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
+    recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=options.incremental.discovery_days))["prompt_hash"]
               if newest is not None else pd.Series([], dtype=object))
-    disc = np.union1d(pos.reindex(recent).dropna().to_numpy(dtype=np.int64), new)
-    disc = disc[~in_family[disc]]
-    missing = [h for h in hashes[disc] if h not in texts]
-    texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
-    # recent prompts seen before a family formed (its first days) join it now, as a new prompt would
-    seen = disc[~is_new[disc]]
-    seen_texts = [texts[h] for h in hashes[seen]]
-    late_scaffold = assign_mod.match_scaffolds(seen_texts, sentences)
-    late = np.where(late_scaffold >= 0, late_scaffold,
-                    assign_mod.match_families(seen_texts, heads, tails, p.edge_words))
-    unit[seen] = np.where(late >= 0, late, unit[seen])
-    disc = np.setdiff1d(disc, seen[late >= 0])
-    stats["recent_prompts_joining_families"] = int((late >= 0).sum())
-    disc_texts = [texts[h] for h in hashes[disc]]
-    new_topics, new_templates = np.full(len(disc), -1, dtype=np.int64), np.full(len(disc), -1, dtype=np.int64)
-    new_scaffolds = np.full(len(disc), -1, dtype=np.int64)
-    scaffold_of: list[str | None] = [None] * len(disc)
-    # Only new prompts bring new groups; without them the search would only re-cut what an earlier (possibly
-    # killed) run left ungrouped, so a re-run after a crash gives what the uninterrupted run gave.
-    if len(new) and len(disc) >= max(p.min_family_size, 2):
-        fams = cluster_mod.template_families(disc_texts, p.edge_words, p.min_family_size)
-        new_templates = np.where(fams >= 0, fams + next_id, -1)
-        next_id = int(max(next_id, new_templates.max() + 1))
-        scaffold_of, sfams = scaffold_families(disc_texts, np.ones(len(disc), dtype=bool), options)
-        new_scaffolds = np.where(sfams >= 0, sfams + next_id, -1)
-        next_id = int(max(next_id, new_scaffolds.max() + 1))
-        noise = np.flatnonzero(topic[disc] < 0)
-        if len(noise) >= max(p.min_cluster_size, 2):
-            sub = index_mod.build_index(vectors[disc[noise]], seed=options.seed)
-            s_nbrs, s_sims = index_mod.knn_graph(sub, vectors[disc[noise]], k=min(p.k, len(noise) - 1))
-            labels, strengths = topics(s_nbrs, s_sims, p)
-            new_topics[noise] = np.where(labels >= 0, labels + next_id, -1)
-            prob[disc[noise]] = np.where(labels >= 0, np.where(strengths > 0, strengths, 1.0), prob[disc[noise]])
-            next_id = int(max(next_id, new_topics.max() + 1))
-    topic[disc] = np.where(new_topics >= 0, new_topics, topic[disc])
-    repeats = np.flatnonzero((topic < 0) & (req_counts >= p.min_cluster_size))
-    topic[repeats] = next_id + np.arange(len(repeats))
-    prob[repeats] = 1.0
-    next_id += len(repeats)
-    unit[repeats] = np.where(in_family[repeats], unit[repeats], topic[repeats])
-    unit[disc] = np.where(new_scaffolds >= 0, new_scaffolds, np.where(
-        new_templates >= 0, new_templates, np.where(new_topics >= 0, new_topics, unit[disc])))
-    topic_ids = np.unique(np.concatenate([new_topics[new_topics >= 0], topic[repeats]]))
-    stats.update(discovery_prompts=int(len(disc)), new_topic_clusters=int(len(topic_ids)),
+    disc = np.union1d(st.pos.reindex(recent).dropna().to_numpy(dtype=np.int64), st.new)
+    disc = _late_joiners(ws, st, disc[~in_family[disc]], fams, p.edge_words, stats)
+    found = _new_groups(ws, st, disc, options, topics)
+    st.topic[disc] = np.where(found.topics >= 0, found.topics, st.topic[disc])
+    repeats = np.flatnonzero((st.topic < 0) & (st.req_counts >= p.min_cluster_size))
+    st.topic[repeats] = st.next_id + np.arange(len(repeats))
+    st.prob[repeats] = 1.0
+    st.next_id += len(repeats)
+    st.unit[repeats] = np.where(in_family[repeats], st.unit[repeats], st.topic[repeats])
+    st.unit[disc] = np.where(found.scaffolds >= 0, found.scaffolds, np.where(
+        found.templates >= 0, found.templates, np.where(found.topics >= 0, found.topics, st.unit[disc])))
+    found.topic_ids = np.unique(np.concatenate([found.topics[found.topics >= 0], st.topic[repeats]]))
+    stats.update(discovery_prompts=int(len(disc)), new_topic_clusters=int(len(found.topic_ids)),
                  new_repeat_clusters=int(len(repeats)),
-                 new_template_families=int(len(np.unique(new_templates[new_templates >= 0]))),
-                 new_scaffold_families=int(len(np.unique(new_scaffolds[new_scaffolds >= 0]))))
+                 new_template_families=int(len(np.unique(found.templates[found.templates >= 0]))),
+                 new_scaffold_families=int(len(np.unique(found.scaffolds[found.scaffolds >= 0]))))
+    return found
 
-    # 5. what the label stage does: label the new clusters, update counts and training value of the ones that
-    # gained prompts
-    ids = np.flatnonzero((topic != before_topic) | (unit != before_unit) | is_new)
-    missing = [h for h in hashes[ids] if h not in texts]
-    texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
-    text_s = pd.Series(texts, dtype=object)
-    d_ids = disc  # families were formed over the discovery set: label them there
-    jobs = [LabelJob(hashes[ids], np.where(np.isin(topic[ids], topic_ids), topic[ids], -1), vectors[ids],
-                     req_counts[ids], text_s, intents[ids], isim[ids], "topic"),
-            LabelJob(hashes[d_ids], new_templates, vectors[d_ids], req_counts[d_ids], text_s, intents[d_ids],
-                     isim[d_ids], "template"),
-            LabelJob(hashes[d_ids], new_scaffolds, vectors[d_ids], req_counts[d_ids], text_s, intents[d_ids],
-                     isim[d_ids], "scaffold", scaffold_of)]
-    run_pos = pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
-    touched = np.unique(np.concatenate([topic[run_pos], unit[run_pos], topic[ids], unit[ids], before_topic[ids],
-                                        before_unit[ids]]))
-    changed = pd.DataFrame({
-        "prompt_hash": hashes[ids], "cluster_id": topic[ids].astype(np.int32), "probability": prob[ids],
-        "assigned_cluster": unit[ids].astype(np.int32), "intent": intents[ids],
-        "intent_similarity": isim[ids].astype(np.float64), "task_id": task[ids].astype(np.int64),
-    })
-    stats.update(rows_written=int(len(changed)), noise=int((topic < 0).sum()))
-    update = ClusterUpdate(topic, unit, req_counts, isim, is_new, touched)
-    return Grouping(stats, changed, system_rows, LabelWork(jobs, system_job, update), upsert=True)
+
+def _late_joiners(ws: Workspace, st: _Assignment, disc: np.ndarray, fams: _Families, edge_words: int,
+                  stats: dict) -> np.ndarray:
+    """Recent prompts seen before a family formed (its first days) join it now, as a new prompt would; returns
+    the discovery prompts left."""
+    st.read_texts(ws, disc)
+    seen = disc[~st.is_new[disc]]
+    tmpl, scaf = fams.match(st.read_texts(ws, seen), edge_words)
+    late = np.where(scaf >= 0, scaf, tmpl)
+    st.unit[seen] = np.where(late >= 0, late, st.unit[seen])
+    stats["recent_prompts_joining_families"] = int((late >= 0).sum())
+    return np.setdiff1d(disc, seen[late >= 0])
+
+
+def _new_groups(ws: Workspace, st: _Assignment, disc: np.ndarray, options: RunOptions,
+                topics: TopicClusterer) -> _Discovery:
+    """Template and scaffold families and topic clusters among the discovery prompts (their noise only for
+    topics). Only new prompts bring new groups; without them the search would only re-cut what an earlier
+    (possibly killed) run left ungrouped, so a re-run after a crash gives what the uninterrupted run gave."""
+    p = options.cluster
+    none = np.full(len(disc), -1, dtype=np.int64)
+    found = _Discovery(disc, none.copy(), none.copy(), none.copy(), [None] * len(disc), none[:0])
+    if not (len(st.new) and len(disc) >= max(p.min_family_size, 2)):
+        return found
+    disc_texts = st.read_texts(ws, disc)
+    fams = cluster_mod.template_families(disc_texts, p.edge_words, p.min_family_size)
+    found.templates = np.where(fams >= 0, fams + st.next_id, -1)
+    st.next_id = int(max(st.next_id, found.templates.max() + 1))
+    found.scaffold_of, sfams = scaffold_families(disc_texts, np.ones(len(disc), dtype=bool), options)
+    found.scaffolds = np.where(sfams >= 0, sfams + st.next_id, -1)
+    st.next_id = int(max(st.next_id, found.scaffolds.max() + 1))
+    noise = np.flatnonzero(st.topic[disc] < 0)
+    if len(noise) >= max(p.min_cluster_size, 2):
+        rows = disc[noise]
+        sub = index_mod.build_index(st.vectors[rows], seed=options.seed)
+        s_nbrs, s_sims = index_mod.knn_graph(sub, st.vectors[rows], k=min(p.k, len(noise) - 1))
+        labels, strengths = topics(s_nbrs, s_sims, p)
+        found.topics[noise] = np.where(labels >= 0, labels + st.next_id, -1)
+        st.prob[rows] = np.where(labels >= 0, np.where(strengths > 0, strengths, 1.0), st.prob[rows])
+        st.next_id = int(max(st.next_id, found.topics.max() + 1))
+    return found
+
+
+def _daily_label_jobs(ws: Workspace, st: _Assignment, ids: np.ndarray, found: _Discovery) -> list[LabelJob]:
+    """What the label stage labels after a daily run: the new topic clusters over the changed prompts ``ids``,
+    the new template and scaffold families over the discovery set they were formed in."""
+    st.read_texts(ws, ids)
+    text_s = pd.Series(st.texts, dtype=object)
+    d = found.disc
+    return [LabelJob(st.hashes[ids], np.where(np.isin(st.topic[ids], found.topic_ids), st.topic[ids], -1),
+                     st.vectors[ids], st.req_counts[ids], text_s, st.intents[ids], st.isim[ids], "topic"),
+            LabelJob(st.hashes[d], found.templates, st.vectors[d], st.req_counts[d], text_s, st.intents[d],
+                     st.isim[d], "template"),
+            LabelJob(st.hashes[d], found.scaffolds, st.vectors[d], st.req_counts[d], text_s, st.intents[d],
+                     st.isim[d], "scaffold", found.scaffold_of)]
 
 
 #: The columns of the ``clusters`` table, as the label stage writes them.
