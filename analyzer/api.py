@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analyzer.executor import Executor
     from analyzer.pipeline import RunOptions
     from analyzer.workspace import Workspace
 
@@ -108,12 +109,13 @@ def run_options(model: str = "minilm", tier: str | None = None, max_seq_length: 
 
 
 def run_logs(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map: Mapping[str, str] | None = None,
-             strict: bool = False, tier: str | None = None) -> dict:
+             strict: bool = False, tier: str | None = None, executor: Executor | None = None) -> dict:
     """The work of ``analyzer run`` on an open workspace: every stage on the log files ``paths`` (expanded
     already, see :func:`analyzer.ingest.expand_paths`); returns the run's stats (:func:`analyzer.pipeline.run_all`).
 
     ``tier`` is the tier the caller asked for: ``None`` keeps the one the workspace already uses (a new
-    workspace gets ``options.tier``), so that a workspace keeps one vector space across runs.
+    workspace gets ``options.tier``), so that a workspace keeps one vector space across runs. ``executor`` runs
+    the embedding model (default: in this process; :class:`analyzer.distributed.RayExecutor` on a Ray cluster).
     """
     from analyzer.pipeline import run_all, workspace_tier
 
@@ -121,7 +123,16 @@ def run_logs(ws: Workspace, paths: Sequence[str], options: RunOptions, column_ma
         options.tier = workspace_tier(ws) or options.tier
     else:
         options.tier = tier
-    return run_all(ws, list(paths), options, dict(column_map) if column_map else None, strict)
+    return run_all(ws, list(paths), options, dict(column_map) if column_map else None, strict, executor=executor)
+
+
+def _ray_executor(address: str | None, actors: int | None) -> Executor | None:
+    """The Ray executor for ``address`` (``None`` without one: the model runs in this process)."""
+    if address is None:
+        return None
+    from analyzer.distributed import RayExecutor
+
+    return RayExecutor(address, actors)
 
 
 @dataclass(eq=False)
@@ -187,7 +198,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
             min_samples: int | None = None, knn: int | None = None, selection: str | None = None,
             flag_threshold: float | None = None, weights: Mapping[str, float] | None = None, seed: int = 0,
             make_map: bool = False, progress: bool = True, embed_chunk: int | None = None,
-            recluster: bool = False, config_file: str | os.PathLike[str] | None = None) -> Analysis:
+            recluster: bool = False, config_file: str | os.PathLike[str] | None = None,
+            ray_address: str | None = None, ray_actors: int | None = None) -> Analysis:
     """Analyse request logs as ``analyzer run`` does and return the results as DataFrames (:class:`Analysis`).
 
     ``source``: a log file, folder or glob, a list of them (JSONL / CSV / Parquet, optionally gzipped), or a
@@ -203,6 +215,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
     ``flag_threshold``, ``weights`` (a dict of signal weights), ``seed``, ``embed_chunk``, ``recluster``,
     ``config_file`` (a TOML configuration, read after ``WORKSPACE/analyzer.toml``; see ``analyzer config show``).
     ``make_map`` (default off here, on in the command) computes the app's 2-D map; ``progress`` shows bars.
+    ``ray_address`` (the command's ``--ray``) embeds on a Ray cluster (:class:`analyzer.distributed.RayExecutor`,
+    with ``ray_actors`` actors); by default the model runs in this process.
 
     Raises :class:`analyzer.ingest.IngestError` (a ``ValueError``) for a path that matches nothing or a bad
     row under ``strict``, :class:`analyzer.workspace.WorkspaceLocked` when another run writes the workspace,
@@ -235,7 +249,7 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
             if is_frame:
                 frame_file = write_frame(source, os.path.join(ws.path, FRAME_DIR))
                 paths = [frame_file]
-            stats = run_logs(ws, paths, opts, cmap, strict, tier)
+            stats = run_logs(ws, paths, opts, cmap, strict, tier, _ray_executor(ray_address, ray_actors))
         finally:
             ws.close()
             if frame_file is not None:
@@ -331,7 +345,7 @@ def cluster_frame(ws: Workspace) -> pd.DataFrame:
 
     if "clusters" not in store.table_names(ws):
         return pd.DataFrame(columns=CLUSTER_COLUMNS)
-    frame = ws.table("clusters").sort_values("n_requests", ascending=False, kind="stable")
+    frame = store.cluster_rows(ws).sort_values("n_requests", ascending=False, kind="stable")
     if "kind" not in frame:
         frame["kind"] = None
 

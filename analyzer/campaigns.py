@@ -455,7 +455,33 @@ def find_campaigns(
     config = config or ScoringConfig()
     signals = signals or sig.DEFAULTS
     evidence = evidence or EvidenceParams()
-    texts_for = texts_for or (lambda hashes: {})
+    req = _scoring_frame(requests, signals)
+    account_total = req.groupby("account_id").size()
+    ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
+    ctx = _context(req, account_total, clusters, config, texts_for or (lambda hashes: {}), signals, evidence)
+    groups = group_clusters(ac, account_total, config,
+                            infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals))
+    groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
+    campaign_rows, account_rows, partial_rows, cluster_campaign = _score_groups(groups, req, ctx)
+    campaigns = pd.DataFrame(campaign_rows, columns=[
+        "campaign_id", "score", "flagged", "label", "kind", "keywords", "template", "n_accounts",
+        "n_requests", "first_seen", "last_seen", "clusters", "signals", "evidence", "examples"])
+    if len(campaigns):
+        campaigns = campaigns.sort_values(["score", "n_requests", "campaign_id"], ascending=[False, False, True])
+        campaigns = campaigns.drop_duplicates("campaign_id").reset_index(drop=True)
+    campaigns.insert(1, "rank", np.arange(1, len(campaigns) + 1))
+    kept = set(campaigns["campaign_id"])
+    camp_acc = pd.DataFrame(account_rows, columns=["campaign_id", "account_id", "n_requests", "share", "score", "evidence"])
+    camp_acc = camp_acc[camp_acc["campaign_id"].isin(kept)]
+    partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
+    partial = partial[partial["campaign_id"].isin(kept)]
+    accounts = _account_table(req, account_total, camp_acc, ac, partial)
+    return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
+
+
+def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.DataFrame:
+    """The requests with what scoring reads: epoch seconds ``t``, every identifier column (missing ones as
+    nulls), the IP's ``subnet`` and an integer account code ``acode``."""
     req = requests.copy()
     req["t"] = (req["ts"].astype("datetime64[us, UTC]").astype("int64") // 1_000_000).astype(np.int64)
     for col in ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt"):
@@ -464,37 +490,46 @@ def find_campaigns(
     ips = req["ip"].dropna().unique()
     req["subnet"] = req["ip"].map({ip: sig.subnet(ip, signals.subnet_prefix_v4, signals.subnet_prefix_v6)
                                    for ip in ips})
-    account_total = req.groupby("account_id").size()
-    account_codes = pd.Categorical(req["account_id"]).codes.astype(np.int64)
-    req["acode"] = account_codes
+    req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
+    return req
 
-    ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
 
-    # Identifier usage across the whole workspace, for the infrastructure signal and the community link.
+def identifier_pairs(req: pd.DataFrame) -> pd.DataFrame:
+    """Which account uses which identifier value: rows ``field, value, account_id`` over ``INFRA_FIELDS``
+    (each pair once, empty values left out), for the infrastructure signal and the community link."""
     pair_frames = []
     for f in INFRA_FIELDS:
         p = req[["account_id", f]].dropna().drop_duplicates()
         p = p[p[f].astype(str).str.len() > 0]
         pair_frames.append(pd.DataFrame({"field": f, "value": p[f].astype(str), "account_id": p["account_id"]}))
-    id_pairs = pd.concat(pair_frames, ignore_index=True)
-    value_accounts = id_pairs.groupby(["field", "value"])["account_id"].nunique().to_dict()
-    infra_applicable = {f for f in INFRA_FIELDS if (id_pairs["field"] == f).any()}
-    principal_of = principals(req)
-    groups = group_clusters(ac, account_total, config,
-                            infra_communities(id_pairs, principal_of, config.infra_link_min_principals))
+    return pd.concat(pair_frames, ignore_index=True)
 
+
+def _context(req: pd.DataFrame, account_total: pd.Series, clusters: Mapping[int, ClusterInfo],
+             config: ScoringConfig, texts_for: Callable[[Sequence[str]], Mapping[str, str]],
+             signals: sig.SignalParams, evidence: EvidenceParams) -> _Context:
+    """The workspace-wide facts every group is scored against: identifier usage, principals, model releases
+    and the traffic inside their windows, the sync baseline."""
+    id_pairs = identifier_pairs(req)
+    value_accounts = id_pairs.groupby(["field", "value"])["account_id"].nunique().to_dict()
+    infra_applicable = any((id_pairs["field"] == f).any() for f in INFRA_FIELDS)
     releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}),
                                       signals.release_grace_hours, signals.release_min_requests)
     # Only traffic inside a release window matters for the pivot signal: keep that slice once.
+    t = req["t"].to_numpy()
     in_window = np.zeros(len(req), dtype=bool)
     for t0 in releases.values():
-        in_window |= (req["t"].to_numpy() >= t0) & (req["t"].to_numpy() < t0 + signals.pivot_window_hours * 3600)
+        in_window |= (t >= t0) & (t < t0 + signals.pivot_window_hours * 3600)
     window_req = req.loc[in_window, ["account_id", "t", "model"]]
-    null_similarity = _null_activity_similarity(req, config)
+    return _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, infra_applicable,
+                    releases, window_req, _null_activity_similarity(req, config), principals(req), signals, evidence)
 
-    ctx = _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, bool(infra_applicable),
-                   releases, window_req, null_similarity, principal_of, signals, evidence)
-    groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
+
+def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
+                  ) -> tuple[list[dict], list[dict], list[dict], dict[int, str]]:
+    """Score every candidate group, one campaign per operator in it: campaign rows, member rows, partial rows
+    and the campaign each cluster belongs to (its largest operator's)."""
+    config = ctx.config
     group_of = {c: i for i, group in enumerate(groups) for c in group}
     greq_all = req[req["cluster_id"].isin(group_of.keys())]
     group_ids = greq_all["cluster_id"].map(group_of).to_numpy()
@@ -518,20 +553,7 @@ def find_campaigns(
             partial_rows += partial
             for c in group:  # the largest operator (scored first) names the cluster's campaign
                 cluster_campaign.setdefault(int(c), row["campaign_id"])
-
-    campaigns = pd.DataFrame(campaign_rows, columns=[
-        "campaign_id", "score", "flagged", "label", "kind", "keywords", "template", "n_accounts",
-        "n_requests", "first_seen", "last_seen", "clusters", "signals", "evidence", "examples"])
-    if len(campaigns):
-        campaigns = campaigns.sort_values(["score", "n_requests", "campaign_id"], ascending=[False, False, True])
-        campaigns = campaigns.drop_duplicates("campaign_id").reset_index(drop=True)
-    campaigns.insert(1, "rank", np.arange(1, len(campaigns) + 1))
-    camp_acc = pd.DataFrame(account_rows, columns=["campaign_id", "account_id", "n_requests", "share", "score", "evidence"])
-    camp_acc = camp_acc[camp_acc["campaign_id"].isin(set(campaigns["campaign_id"]))]
-    partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
-    partial = partial[partial["campaign_id"].isin(set(campaigns["campaign_id"]))]
-    accounts = _account_table(req, account_total, camp_acc, ac, partial)
-    return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
+    return campaign_rows, account_rows, partial_rows, cluster_campaign
 
 
 @dataclass
@@ -725,36 +747,69 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
 
 
+@dataclass
+class _Operator:
+    """One operator's members on a group of clusters, and what the signals read of them."""
+
+    group: list[int]
+    members: list[str]
+    member_set: set[str]
+    mreq: pd.DataFrame  # the members' requests in the group
+    counts: pd.Series  # requests per member in the group, in ``members`` order
+    share: np.ndarray  # each member's (shrunk) share of its own traffic in the group
+    shared: list[sig.SharedValue]  # evidence identifiers (concentrated, across principals)
+    n_principals: int
+
+
+def _operator(group: list[int], greq: pd.DataFrame, members: list[str], ctx: _Context) -> _Operator:
+    """The members' slice of the group's requests and what every signal reads of it."""
+    member_set = set(members)
+    mreq = greq[greq["account_id"].isin(member_set)]
+    counts = mreq.groupby("account_id").size().reindex(members)
+    totals = ctx.account_total.reindex(members).to_numpy()
+    share = sig.shrunk_share(counts.to_numpy(), totals, ctx.config.focus_prior)
+    shared = _evidence_values(ctx, member_set) if len(members) >= 2 else []
+    return _Operator(group, members, member_set, mreq, counts, share, shared,
+                     _n_principals(members, ctx, shared))
+
+
 def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters."""
-    config = ctx.config
-    n_members = len(members)
-    member_set = set(members)
-    mreq = greq[greq["account_id"].isin(member_set)]
-    m_counts = mreq.groupby("account_id").size().reindex(members)
-    totals = ctx.account_total.reindex(members).to_numpy()
-    m_share = sig.shrunk_share(m_counts.to_numpy(), totals, config.focus_prior)
-    shared = _evidence_values(ctx, member_set) if n_members >= 2 else []
-    n_principals = _n_principals(members, ctx, shared)
+    op = _operator(group, greq, members, ctx)
+    values, content, extras = _signal_values(op, ctx)
+    score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
+    cid = campaign_id(members, group)
+    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx)
+    account_rows = _account_rows(cid, score, op, extras["holders"], extra_members, ctx)
+    partial_rows = _partial_rows(cid, score, per_acc, op.member_set, ctx)
+    return row, account_rows, partial_rows
 
-    values: dict[str, float | None] = {}
-    values["spread"] = sig.spread(n_principals, config.full_spread_accounts)
-    sigp = ctx.signals
-    values["evenness"] = sig.evenness(m_counts.to_numpy()) if n_members >= 2 else None
-    values["focus"] = float(m_share.mean())
-    n_unique = int(mreq["prompt_hash"].nunique())
-    n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
-    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
-    # Templating of each unit (a template family has one scaffold; a topic cluster rarely does),
-    # weighted by the members' requests in it.
+
+@dataclass
+class _Content:
+    """What the group's units say of the operator's work: the units, the main one, the capability intent."""
+
+    infos: list[ClusterInfo]
+    weights: np.ndarray  # the members' requests per unit, in ``infos`` order
+    top: ClusterInfo
+    kind_name: str
+    unjudged: float  # share of the requests whose intent was not judged (unreadable script)
+
+
+def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
+    """``templating`` and ``training_value`` of the members' requests, and the units they fall in.
+
+    Templating of each unit (a template family has one scaffold; a topic cluster rarely does), weighted by
+    the members' requests in it; training value per request from its intent similarity.
+    """
+    config, sigp = ctx.config, ctx.signals
     cw = mreq.groupby("cluster_id").size()
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
-    values["templating"] = float(np.average([sig.templating(i.template_coverage, i.n_fixed_words,
-                                                           sigp.full_scaffold_words, n_slots=i.n_slots)
-                                             for i in infos],
-                                            weights=w))
+    values: dict[str, float | None] = {"templating": float(np.average(
+        [sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots)
+         for i in infos], weights=w))}
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
     unjudged = 0.0
     if "intent_similarity" in mreq:
@@ -771,72 +826,111 @@ def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra
     else:
         values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
         kind_name = top_info.intent
+    return values, _Content(infos, w, top_info, kind_name, unjudged)
+
+
+def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], dict]:
+    """``sync``, ``regularity``, ``infrastructure`` and ``pivot`` of the members, with what their evidence
+    quotes (activity similarity, identifier holders, the model pivoted to)."""
+    config, sigp, mreq = ctx.config, ctx.signals, op.mreq
+    values: dict[str, float | None] = {"sync": None}
     sim = None
-    values["sync"] = None
     if (mreq.groupby("account_id").size() >= config.sync_min_requests).sum() >= config.sync_min_accounts:
         sim = sig.activity_similarity(mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes)
         values["sync"] = sig.sync(sim, ctx.null_similarity, config.sync_full_ratio)
     values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy(),
                                               sigp.regularity_min_requests, sigp.regularity_max_cv)
-    holders = _holders(ctx.id_pairs, member_set, shared)
+    holders = _holders(ctx.id_pairs, op.member_set, op.shared)
     infra_accounts = set(holders["account_id"])
+    n_members = len(op.members)
     values["infrastructure"] = len(infra_accounts) / n_members if (ctx.infra_applicable and n_members >= 2) else None
-    other = ctx.window_req[~ctx.window_req["account_id"].isin(member_set)][["t", "model"]].rename(columns={"t": "ts"})
+    other = ctx.window_req[~ctx.window_req["account_id"].isin(op.member_set)][["t", "model"]].rename(columns={"t": "ts"})
     values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases,
                                              sigp.pivot_window_hours, sigp.pivot_min_requests, sigp.pivot_full_excess)
+    return values, {"sim": sim, "holders": holders, "infra_accounts": infra_accounts, "pivot_model": pivot_model}
 
-    score = score_signals(values, config.weights, value_full=config.value_full)
-    cid = campaign_id(members, group)
-    ep = ctx.evidence
-    kind = kind_name if (values["training_value"] or 0.0) >= ep.intent_min_value else ""
-    evidence = _evidence(values, n_members, len(mreq), n_unique, m_counts, m_share, shared, infra_accounts,
-                         top_info.template, top_info.template_coverage, kind, pivot_model, sim, ctx.null_similarity,
-                         config, ep)
-    evidence[1:1] = _context_evidence(n_members, n_principals, n_tasks, n_unique, n_operators, values, config,
-                                      unjudged)
+
+def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], _Content, dict]:
+    """Every signal of one operator, in the order the exports list them (see the module docstring)."""
+    config, sigp, mreq = ctx.config, ctx.signals, op.mreq
+    n_members = len(op.members)
+    values: dict[str, float | None] = {"spread": sig.spread(op.n_principals, config.full_spread_accounts)}
+    values["evenness"] = sig.evenness(op.counts.to_numpy()) if n_members >= 2 else None
+    values["focus"] = float(op.share.mean())
+    n_unique = int(mreq["prompt_hash"].nunique())
+    n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
+    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
+    content_values, content = _content_signals(mreq, ctx)
+    values.update(content_values)
+    behaviour, extras = _behaviour_signals(op, ctx)
+    values.update(behaviour)
+    extras.update(n_unique=n_unique, n_tasks=n_tasks)
+    return values, content, extras
+
+
+def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
+                  op: _Operator, n_operators: int, ctx: _Context) -> dict:
+    """The ``campaigns`` row: score, label, evidence sentences and examples."""
+    config, ep, mreq = ctx.config, ctx.evidence, op.mreq
+    n_members, top_info = len(op.members), content.top
+    kind = content.kind_name if (values["training_value"] or 0.0) >= ep.intent_min_value else ""
+    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, op.share, op.shared,
+                         extras["infra_accounts"], top_info.template, top_info.template_coverage, kind,
+                         extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
+    evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
+                                      values, config, content.unjudged)
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
     if values["training_value"] is None:
         topic = f"{topic} (intent not judged: text in a script the model does not read)".strip()
-    row = {
+    return {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
-        "label": campaign_label(kind, topic, n_members, n_principals), "kind": kind,
-        "keywords": list(dict.fromkeys(k for i in infos for k in i.keywords))[: ep.keywords],
+        "label": campaign_label(kind, topic, n_members, op.n_principals), "kind": kind,
+        "keywords": list(dict.fromkeys(k for i in content.infos for k in i.keywords))[: ep.keywords],
         "template": top_info.template,
         "n_accounts": n_members, "n_requests": int(len(mreq)),
         "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
-        "clusters": [int(c) for c in group],
+        "clusters": [int(c) for c in op.group],
         "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
         "evidence": evidence, "examples": _examples(mreq, ctx.texts_for, n=ep.examples),
     }
-    # Per-account evidence.
-    by_value = {(s.field, s.value): s for s in shared}
-    rank = {(s.field, s.value): i for i, s in enumerate(shared)}  # most shared first, whatever the row order
+
+
+def _account_rows(cid: str, score: float, op: _Operator, holders: pd.DataFrame, extra_members: set[str],
+                  ctx: _Context) -> list[dict]:
+    """The ``campaign_accounts`` rows: each member's share of its traffic, its identifiers, its score."""
+    config, ep = ctx.config, ctx.evidence
+    by_value = {(s.field, s.value): s for s in op.shared}
+    rank = {(s.field, s.value): i for i, s in enumerate(op.shared)}  # most shared first, whatever the row order
     infra_by_acc: dict[str, list[str]] = defaultdict(list)
     for f, v, a in sorted(zip(holders["field"], holders["value"], holders["account_id"], strict=True),
                           key=lambda t: rank[(t[0], t[1])]):
         infra_by_acc[a].append(
             f"shares {f.replace('_', ' ')} {v[:60]!r} with {by_value[(f, v)].n_group_accounts - 1} other members")
-    account_rows = []
-    for acc, n in zip(members, m_counts.to_numpy(), strict=True):
+    rows = []
+    for acc, n in zip(op.members, op.counts.to_numpy(), strict=True):
         total = int(ctx.account_total[acc])
         ev = [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign"]
         ev += infra_by_acc.get(acc, [])[: ep.account_identifiers]
         if acc in extra_members:
             ev.append("joined through shared infrastructure despite mixing in other traffic (hydra pattern)")
-        account_rows.append({
+        rows.append({
             "campaign_id": cid, "account_id": acc, "n_requests": int(n), "share": round(float(n / total), 4),
             "score": round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, n / total)),
                            4),
             "evidence": ev,
         })
-    # Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
-    # so that near-members rank above accounts that never touched it.
-    partial_rows = [
+    return rows
+
+
+def _partial_rows(cid: str, score: float, per_acc: pd.Series, member_set: set[str], ctx: _Context) -> list[dict]:
+    """Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
+    so that near-members rank above accounts that never touched it."""
+    config = ctx.config
+    return [
         {"account_id": acc, "campaign_id": cid,
          "partial": score * config.partial_score_factor * (n / ctx.account_total[acc]) ** config.partial_score_exponent}
         for acc, n in per_acc[~per_acc.index.isin(member_set)].items()
     ]
-    return row, account_rows, partial_rows
 
 
 #: How each capability intent reads in a campaign label.

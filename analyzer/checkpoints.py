@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Iterable
 
 #: Environment variable: ``NAME`` or ``NAME:N`` (the N-th hit in this process) of the point to die at.
 CRASH_ENV = "ANALYZER_CRASH_AT"
@@ -34,12 +33,14 @@ CHECKPOINTS: dict[str, str] = {
     "embed.shard_file_written": "an embedding shard's file is complete on disk; its `embedded` rows are not",
     "embed.shard_recorded": "an embedding shard's file and its `embedded` rows are stored",
     "index.written": "the FAISS index file renamed into place",
-    "cluster.before_commit": "the full cluster stage's tables inserted (campaign tables cleared), not committed",
-    "cluster.committed": "the full cluster stage's tables committed",
-    "assign.before_commit": "the incremental stage's cluster rows upserted (campaign tables cleared), not "
+    "cluster.before_commit": "the full cluster and label stages' tables inserted (the runner cleared the tables "
+                             "they make stale: campaigns, map), not committed",
+    "cluster.committed": "the full cluster and label stages' tables committed",
+    "assign.before_commit": "the incremental cluster and label stages' rows upserted (stale tables cleared), not "
                             "committed",
-    "assign.committed": "the incremental stage's cluster rows committed",
-    "score.before_commit": "campaign tables, history, identity and member snapshot inserted, not committed",
+    "assign.committed": "the incremental cluster and label stages' rows committed",
+    "score.before_commit": "campaign tables, cluster_campaigns, history, identity and member snapshot inserted "
+                           "(the map cleared as stale), not committed",
     "score.committed": "campaign tables, history, identity and member snapshot committed",
     "map.before_commit": "the map's points inserted, not committed",
     "map.committed": "the map's points committed",
@@ -67,18 +68,3 @@ def checkpoint(name: str) -> None:
         want, _, nth = target.partition(":")
         if want == name and _hits[name] == int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-def commit_point(replaced: Iterable[str], upserted: Iterable[str] = (), appended: Iterable[str] = ()) -> str:
-    """The checkpoint name of a result-table transaction (``Workspace.write_tables``) about to commit, from the
-    tables it replaces, upserts and appends to: the stage that writes them."""
-    replaced, upserted, appended = set(replaced), set(upserted), set(appended)
-    if "campaign_history" in appended:
-        return "score.before_commit"
-    if "prompt_map" in replaced:
-        return "map.before_commit"
-    if "prompt_clusters" in upserted:
-        return "assign.before_commit"
-    if "prompt_clusters" in replaced:
-        return "cluster.before_commit"
-    return "tables.before_commit"  # unregistered: a new writer of result tables should be given a name here

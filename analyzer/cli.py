@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 
 import click
 
@@ -129,6 +130,42 @@ EMBED_CHUNK = click.option("--embed-chunk", default=4096, show_default=True, typ
                                 "run loses at most one shard of work.")
 
 
+def _ray_options(f):
+    f = click.option("--ray-actors", default=None, type=click.IntRange(min=1), metavar="N",
+                     help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a "
+                          "cluster.")(f)
+    f = click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+                     help="Embed on a Ray cluster (needs the 'ray' extra: pip install 'analyzer[ray]'): 'local' "
+                          "starts a private 2-CPU Ray here, 'auto' joins the cluster this machine is part of, "
+                          "'ray://HEAD:10001' connects with Ray Client. The workspace and every other stage stay on "
+                          "this machine; workers receive prompt texts and need the analyzer package installed.")(f)
+    return f
+
+
+def _executor(ray_address: str | None, ray_actors: int | None):
+    """The executor of the embed stage: ``None`` (in this process) without ``--ray``, else a RayExecutor.
+    Checks that Ray is installed before any workspace is opened: a clear message, no failed run recorded."""
+    if ray_address is None:
+        return None
+    from analyzer.distributed import RayExecutor, RayUnavailable, require_ray
+
+    try:
+        require_ray()
+    except RayUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    return RayExecutor(ray_address, ray_actors)
+
+
+def _executor_errors(executor) -> tuple[type[BaseException], ...]:
+    """Exceptions of the executor's engine that end a command with a message (no cluster there, a worker that
+    failed): none for the local executor."""
+    if executor is None:
+        return ()
+    from analyzer.distributed import require_ray
+
+    return (ConnectionError, require_ray().exceptions.RayError)
+
+
 def _echo_summary(ws) -> None:
     from analyzer.export import load_campaigns
 
@@ -168,14 +205,16 @@ def main() -> None:
 @click.option("--recluster", is_flag=True,
               help="Cluster everything again. Without it, a workspace that has a clustering assigns the new prompts "
                    "to it, and re-clusters only when the new traffic does not fit (drift).")
+@_ray_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
+def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, **kw):
     """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
 
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
     adds to the workspace: known request ids are skipped and known prompts are not embedded again.
     """
     from analyzer.api import run_logs
+    from analyzer.config import ConfigError
     from analyzer.ingest import IngestError, parse_column_map
     from analyzer.workspace import WorkspaceLocked
 
@@ -183,13 +222,17 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, **kw):
     opts.embed_chunk = embed_chunk
     opts.recluster = recluster
     paths = _paths(logs)
+    executor = _executor(ray_address, ray_actors)
     ws = _open(workspace, create=True)
     try:
         stats = run_logs(ws, paths, opts, parse_column_map(column_map) if column_map else None, strict,
-                         kw.get("tier"))
-    except (IngestError, WorkspaceLocked, FileNotFoundError) as exc:
+                         kw.get("tier"), executor)
+    except (IngestError, WorkspaceLocked, FileNotFoundError, ConfigError) as exc:
         ws.close()
         raise click.ClickException(sanitize(str(exc))) from None  # may quote file names and values from the logs
+    except _executor_errors(executor) as exc:
+        ws.close()
+        raise click.ClickException(f"Ray: {exc}") from None
     ing = stats["ingest"]
     click.echo(f"ingest: read {ing['read']:,}, accepted {ing['accepted']:,}, rejected {ing['rejected']:,}, "
                f"duplicates {ing['duplicates']:,}")
@@ -216,32 +259,40 @@ def _use_workspace_tier(ws, opts: RunOptions, tier: str | None) -> None:
         opts.tier = workspace_tier(ws) or DEFAULT_TIER
 
 
-def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None = None, create=False,
-           tier: str | None = None, embeds: bool = False):
-    """Run one stage in a recorded run. Stages that use vectors (``embeds``) resolve the tier first."""
-    from analyzer.pipeline import StageTimer, versions
+def _stage(name: str, stages: list[str], workspace: str, opts: RunOptions, params: dict | None = None,
+           create=False, tier: str | None = None, embeds: bool = False, ctx_args: dict | None = None,
+           stage_kwargs: dict[str, dict] | None = None):
+    """Run ``stages`` (:data:`analyzer.catalog.PIPELINE` names) through the runner in a run recorded as
+    ``name``; the run's stats are those of stage ``name``. Stages that use vectors (``embeds``) resolve the
+    tier first; ``stage_kwargs``: more arguments of a stage's class (the embed stage's ``executor``)."""
+    from analyzer.config import ConfigError
+    from analyzer.pipeline import versions
+    from analyzer.stages import Context, make_stage, run_stages
     from analyzer.workspace import WorkspaceLocked
 
+    try:  # a misconfigured class ([stages] in analyzer.toml) fails before anything is opened or recorded
+        made = {n: make_stage(n, opts, **(stage_kwargs or {}).get(n, {})) for n in stages}
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     ws = _open(workspace, create=create)
     params = dict(params or {})
     if embeds:
         _use_workspace_tier(ws, opts, tier)
         params["options"] = {"model": opts.model, "tier": opts.tier, "max_seq_length": opts.max_seq_length}
-    timer = StageTimer()
+    seconds: dict[str, float] = {}
     try:
         with ws.writing():
             run_id = ws.start_run(name, params, versions())
             try:
-                with timer.stage(name):
-                    stats = fn(ws, run_id)
+                stats = run_stages(Context(ws, opts, run_id, **(ctx_args or {})), stages, made, seconds)[name]
             except BaseException as exc:
-                ws.finish_run(run_id, {"stages_s": timer.stages}, status=f"failed: {type(exc).__name__}")
+                ws.finish_run(run_id, {"stages_s": seconds}, status=f"failed: {type(exc).__name__}")
                 raise
-            ws.finish_run(run_id, {name: stats, "stages_s": timer.stages})
+            ws.finish_run(run_id, {name: stats, "stages_s": seconds})
     except WorkspaceLocked as exc:
         ws.close()
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{name}: {json.dumps(stats, default=str)} ({timer.stages[name]:.1f} s)")
+    click.echo(f"{name}: {json.dumps(stats, default=str)} ({sum(seconds.values()):.1f} s)")
     return ws
 
 
@@ -253,14 +304,14 @@ def _stage(name: str, fn, workspace: str, opts: RunOptions, params: dict | None 
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def ingest(logs, workspace, column_map, strict, quiet):
     """Read LOGS into the workspace (bad rows are quarantined with file, line, field and reason)."""
-    from analyzer import pipeline
     from analyzer.ingest import IngestError, parse_column_map
 
     cmap = parse_column_map(column_map) if column_map else None
     try:
         paths = _paths(logs)
-        _stage("ingest", lambda ws, rid: pipeline.ingest(ws, paths, rid, cmap, strict, not quiet),
-               workspace, RunOptions(), {"paths": paths, "column_map": cmap, "strict": strict}, create=True).close()
+        _stage("ingest", ["ingest"], workspace, RunOptions(progress=not quiet),
+               {"paths": paths, "column_map": cmap, "strict": strict}, create=True,
+               ctx_args={"logs": paths, "column_map": cmap, "strict": strict}).close()
     except (IngestError, FileNotFoundError) as exc:
         raise click.ClickException(sanitize(str(exc))) from None
 
@@ -270,34 +321,17 @@ def ingest(logs, workspace, column_map, strict, quiet):
 @_model_options
 @EMBED_CHUNK
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
-              help="Embed on a Ray cluster (needs the 'ray' extra: pip install 'analyzer[ray]'): 'local' starts a "
-                   "private 2-CPU Ray here, 'auto' joins the cluster this machine is part of, 'ray://HEAD:10001' "
-                   "connects with Ray Client. The workspace stays on this machine; workers receive prompt texts "
-                   "and need the analyzer package installed. --embed-chunk is then the prompts per saved shard.")
-@click.option("--ray-actors", default=None, type=click.IntRange(min=1), metavar="N",
-              help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a cluster.")
+@_ray_options
 def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
     """Embed the unique prompts that have no vector yet (resumable: finished shards are kept)."""
-    from analyzer import pipeline
-
     opts = _options(quiet=quiet, **kw)
     opts.embed_chunk = embed_chunk
-    if ray_address is None:
-        _stage("embed", lambda ws, rid: pipeline.embed(ws, opts), workspace, opts, {"model": opts.model},
-               tier=kw.get("tier"), embeds=True).close()
-        return
-    from analyzer.distributed import RayUnavailable, embed_with_ray, require_ray
-
+    executor = _executor(ray_address, ray_actors)
+    params = {"model": opts.model, **(executor.describe() if executor else {})}
     try:
-        ray = require_ray()  # before the workspace is opened: a clear message, no failed run recorded
-    except RayUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        _stage("embed", lambda ws, rid: embed_with_ray(ws, opts, ray_address, ray_actors, shard_rows=embed_chunk),
-               workspace, opts, {"model": opts.model, "ray": ray_address, "ray_actors": ray_actors},
-               tier=kw.get("tier"), embeds=True).close()
-    except (ConnectionError, ray.exceptions.RayError) as exc:  # e.g. no cluster there, or a worker that failed
+        _stage("embed", ["embed"], workspace, opts, params, tier=kw.get("tier"), embeds=True,
+               stage_kwargs={"embed": {"executor": executor}} if executor else None).close()
+    except _executor_errors(executor) as exc:
         raise click.ClickException(f"Ray: {exc}") from None
 
 
@@ -310,10 +344,9 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def cluster(workspace, quiet, **kw):
     """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
-    from analyzer import pipeline
-
     opts = _options(quiet=quiet, workspace=workspace, **kw)
-    _stage("cluster", lambda ws, rid: pipeline.cluster(ws, opts), workspace, opts,
+    opts.recluster = True  # everything, not only the prompts new since the last clustering
+    _stage("cluster", ["index", "cluster", "label"], workspace, opts,
            {"cluster": opts.cluster.__dict__, "config": _effective(opts)}, tier=kw.get("tier"), embeds=True).close()
 
 
@@ -323,11 +356,8 @@ def cluster(workspace, quiet, **kw):
 @CONFIG
 def score(workspace, **kw):
     """Group clusters into campaigns by shared accounts, compute signals, score and explain."""
-    from analyzer import pipeline
-
     opts = _options(workspace=workspace, **kw)
-    ws = _stage("score", lambda ws, rid: pipeline.score(ws, opts, rid), workspace, opts,
-                {"scoring": opts.scoring.__dict__, "config": _effective(opts)})
+    ws = _stage("score", ["score"], workspace, opts, {"scoring": opts.scoring.__dict__, "config": _effective(opts)})
     _echo_summary(ws)
     ws.close()
 
@@ -340,12 +370,9 @@ def score(workspace, **kw):
 @CONFIG
 def map_cmd(workspace, sample, seed, **kw):
     """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
-    from analyzer import pipeline
-
     opts = _options(seed=seed, workspace=workspace, **kw)
     opts.map_sample = sample
-    _stage("map", lambda ws, rid: pipeline.make_map(ws, opts), workspace, opts, {"sample": sample},
-           tier=kw.get("tier"), embeds=True).close()
+    _stage("map", ["map"], workspace, opts, {"sample": sample}, tier=kw.get("tier"), embeds=True).close()
 
 
 @main.command()
@@ -642,42 +669,18 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     Scenarios are built from the public corpora in ../shared/data (see data/README.md); without them the
     benchmark cannot run and says so.
     """
-    from analyzer.bench import corpora
-    from analyzer.bench.run import (
-        DEFAULT_SYSTEMS,
-        benign_summary,
-        benign_summary_text,
-        benign_table,
-        comparison,
-        curve_plot_path,
-        curve_table,
-        resolve_presets,
-        run_bench,
-        run_curve,
-        runnable_systems,
-        save,
-        save_curve_plot,
-        table,
-    )
+    from analyzer.bench.run import DEFAULT_SYSTEMS, curve_plot_path, resolve_presets, runnable_systems
 
     if benign_only and curve:
         raise click.UsageError("--benign-only and --curve are separate runs; choose one")
     say = lambda m: click.echo(m, err=True)  # noqa: E731
-    parsed = {}
-    for k in knobs:
-        name, _, value = k.partition("=")
-        try:
-            parsed[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[name] = value
+    parsed = _parse_knobs(knobs)
     if replay:
         _bench_replay(list(presets) or ["quick"], list(seeds) or [0], parsed, out, dry_run, say)
         return
     if scale and not systems:
         systems = ("analyzer", "volume")
-    if curve:
-        systems = ("analyzer",)
-    elif benign_only and not systems:
+    if curve or (benign_only and not systems):
         systems = ("analyzer",)
     systems, skipped = runnable_systems(systems or DEFAULT_SYSTEMS)
     for m in skipped:
@@ -693,47 +696,92 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     tiers = ["fast", "accurate"] if tier == "both" else [tier]
     mode = "curve" if curve else "benign-only" if benign_only else "compare"
     if config_file:  # a bad file is an error now, not in every run
-        from analyzer import config as config_mod
-
-        try:
-            config_mod.read_file(config_file)
-        except config_mod.ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+        _check_config_file(config_file)
     if dry_run:
         click.echo(f"mode: {mode}\npresets: {', '.join(names)}\nseeds: {', '.join(map(str, seeds or (0,)))}\n"
                    f"systems: {', '.join(systems)}\ntiers: {', '.join(tiers)}\nknobs: {json.dumps(parsed)}\n"
                    f"out: {out or '-'}\nconfig: {config_file or 'defaults'}"
                    + (f"\nplot: {curve_plot_path(out)}" if curve and out else ""))
         return
+    _require_corpora()
+    run = dict(knobs=parsed, isolate=not in_process, embedding_cache=embedding_cache, log=say, config_file=config_file)
+    if curve:
+        _bench_curve(names, seeds or (0,), tier, out, say, **run)
+    else:
+        _bench_compare(names, seeds or (0,), systems, tier, benign_only, out, say, **run)
+
+
+def _parse_knobs(knobs: Sequence[str]) -> dict:
+    """``NAME=VALUE`` pairs; a value is JSON where it parses as JSON, else the string."""
+    parsed = {}
+    for k in knobs:
+        name, _, value = k.partition("=")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = value
+    return parsed
+
+
+def _check_config_file(config_file: str) -> None:
+    """A bad configuration file is an error before any run, not in every run."""
+    from analyzer import config as config_mod
+
+    try:
+        config_mod.read_file(config_file)
+    except config_mod.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _require_corpora() -> None:
+    from analyzer.bench import corpora
+
     if not corpora.available():
         raise click.ClickException(
             f"benchmark corpora not found at {corpora.data_dir()} (set ANALYZER_SHARED_DATA); nothing is downloaded"
         )
-    if curve:
-        rows = []
-        for name in names:
-            for seed in seeds or (0,):
-                rows += run_curve(name, seed, tier, knobs=parsed, isolate=not in_process,
-                                  embedding_cache=embedding_cache, log=say, config_file=config_file)
-        click.echo(curve_table(rows))
-        if out:
-            save(rows, out)
-            say(f"wrote {out}")
-            written = save_curve_plot(rows, curve_plot_path(out), log=say)
-            if written:
-                say(f"wrote {written}")
-        else:
-            say("curve plot not saved: give --out to save it next to the rows")
+
+
+def _bench_curve(names: list[str], seeds: Sequence[int], tier: str, out: str | None, say, **run) -> None:
+    """``analyzer bench --curve``: the difficulty curve's rows as a table, saved with a plot next to ``out``."""
+    from analyzer.bench.run import curve_plot_path, curve_table, run_curve, save, save_curve_plot
+
+    rows = []
+    for name in names:
+        for seed in seeds:
+            rows += run_curve(name, seed, tier, **run)
+    click.echo(curve_table(rows))
+    if not out:
+        say("curve plot not saved: give --out to save it next to the rows")
         return
-    rows = run_bench(names, seeds or (0,), systems, isolate=not in_process, knobs=parsed,
-                     embedding_cache=embedding_cache, tier=tier, benign_only=benign_only, log=say,
-                     config_file=config_file)
+    save(rows, out)
+    say(f"wrote {out}")
+    written = save_curve_plot(rows, curve_plot_path(out), log=say)
+    if written:
+        say(f"wrote {written}")
+
+
+def _bench_compare(names: list[str], seeds: Sequence[int], systems: Sequence[str], tier: str, benign_only: bool,
+                   out: str | None, say, **run) -> None:
+    """``analyzer bench`` (and ``--benign-only``): every system on every scenario, as a table (with the
+    speed ratios, or the benign look-alikes' summary)."""
+    from analyzer.bench.run import (
+        benign_summary,
+        benign_summary_text,
+        benign_table,
+        comparison,
+        run_bench,
+        save,
+        table,
+    )
+
+    rows = run_bench(names, seeds, systems, tier=tier, benign_only=benign_only, **run)
+    summary = []
     if benign_only:
         summary = benign_summary(rows)
         click.echo(benign_table(rows, summary))
         click.echo("\n" + benign_summary_text(summary))
     else:
-        summary = []
         click.echo(table(rows))
         ratios = comparison(rows)
         if ratios:
@@ -741,7 +789,6 @@ def bench(quick, scale, presets, suite, seeds, systems, knobs, benign_only, curv
     if out:
         save(rows, out, **({"summary": summary} if summary else {}))
         say(f"wrote {out}")
-
 
 @main.command()
 @click.argument("workspace", type=click.Path(file_okay=False, exists=True))

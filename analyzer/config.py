@@ -14,6 +14,7 @@ section         class                                                 what it se
 ``history``     :class:`analyzer.history.HistoryConfig`               campaign ids across runs
 ``watch``       :class:`analyzer.watch.WatchConfig`                   watchlist matching and fingerprints
 ``map``         :class:`analyzer.mapparams.MapParams`                 the app's 2-D map
+``stages``      :class:`analyzer.catalog.StageClasses`                the class that runs each stage
 ==============  ====================================================  ==========================================
 
 What each field means and how it was calibrated is written once, next to the field: a ``#:`` comment above
@@ -46,6 +47,7 @@ from typing import Any
 
 from analyzer.assign import IncrementalParams
 from analyzer.campaigns import EvidenceParams, ScoringConfig
+from analyzer.catalog import StageClasses
 from analyzer.cluster import ClusterParams
 from analyzer.history import HistoryConfig
 from analyzer.mapparams import MapParams
@@ -71,6 +73,7 @@ class AnalyzerConfig:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     map: MapParams = field(default_factory=MapParams)
+    stages: StageClasses = field(default_factory=StageClasses)
 
 
 #: Section name -> its dataclass.

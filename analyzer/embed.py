@@ -56,9 +56,12 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from analyzer.text import HEAD_CHARS
 
@@ -488,13 +491,24 @@ def _pooling_mode(model_dir: Path) -> str:
 
 def _export_onnx(model_dir: Path, out_dir: Path, qconfig: str) -> None:
     """Export ``model_dir`` (transformer + pooling + normalise) to an int8 ONNX graph in ``out_dir``."""
-    import onnx
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
-    pooling = _pooling_mode(model_dir)
     hf = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    fp32 = out_dir / "model_fp32.onnx"
+    _torch_export(_sentence_module(hf, _pooling_mode(model_dir)), fp32)
+    src = _fuse(fp32, out_dir / "model_opt.onnx", hf.config)
+    _quantize(src, out_dir / f"model_{qconfig}.onnx", qconfig)
+    for tmp in out_dir.glob("model_*.onnx*"):
+        if tmp.name != f"model_{qconfig}.onnx":
+            tmp.unlink()
+    for name in ("tokenizer.json", "config.json"):
+        shutil.copy2(model_dir / name, out_dir / name)
+
+
+def _sentence_module(hf: Any, pooling: str) -> Any:
+    """The transformer with the model's pooling (``cls`` or mean over the attention mask) and L2
+    normalisation, as one torch module whose output is the sentence embedding."""
+    import torch
 
     class _Sentence(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -512,34 +526,51 @@ def _export_onnx(model_dir: Path, out_dir: Path, qconfig: str) -> None:
                 vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(vec, p=2.0, dim=1)
 
+    return _Sentence(hf)
+
+
+def _torch_export(module: Any, path: Path) -> None:
+    """The module as an fp32 ONNX graph (opset 17) with dynamic batch and sequence axes."""
+    import torch
+
     names = ["input_ids", "attention_mask", "token_type_ids"]
     ids = torch.randint(1000, 2000, (2, 16))
-    fp32 = out_dir / "model_fp32.onnx"
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Sentence(hf),
+            module,
             (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-            str(fp32),
+            str(path),
             input_names=names,
             output_names=["sentence_embedding"],
             dynamic_axes={n: {0: "batch", 1: "seq"} for n in names} | {"sentence_embedding": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
-    src = fp32
-    try:  # fuse attention / layer norms / gelu: faster, and the fused attention is quantized too
+
+
+def _fuse(fp32: Path, out: Path, cfg: Any) -> Path:
+    """Attention, layer norms and gelu fused by onnxruntime's transformer optimizer (faster, and the fused
+    attention is quantized too); returns the graph to quantize (the unfused one where fusing fails)."""
+    try:
         from onnxruntime.transformers.optimizer import optimize_model
 
-        cfg = hf.config
         with contextlib.redirect_stdout(None):
             opt = optimize_model(
                 str(fp32), model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size
             )
-        src = out_dir / "model_opt.onnx"
-        opt.save_model_to_file(str(src))
+        opt.save_model_to_file(str(out))
+        return out
     except Exception as exc:  # noqa: BLE001 - the unfused graph works too
         log.info("onnxruntime transformer optimizer failed (%s); quantizing the unfused graph", exc)
+        return fp32
+
+
+def _quantize(src: Path, out: Path, qconfig: str) -> None:
+    """Dynamic int8 quantization of the weights, per channel (see ``ONNX_RECIPE``)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     weight_type = QuantType.QInt8 if qconfig.startswith("qint8") else QuantType.QUInt8
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -547,7 +578,7 @@ def _export_onnx(model_dir: Path, out_dir: Path, qconfig: str) -> None:
         try:
             quantize_dynamic(
                 str(src),
-                str(out_dir / f"model_{qconfig}.onnx"),
+                str(out),
                 weight_type=weight_type,
                 per_channel=True,  # see ONNX_RECIPE
                 reduce_range=False,
@@ -555,11 +586,6 @@ def _export_onnx(model_dir: Path, out_dir: Path, qconfig: str) -> None:
             )
         finally:
             logging.getLogger().disabled = was
-    for tmp in out_dir.glob("model_*.onnx*"):
-        if tmp.name != f"model_{qconfig}.onnx":
-            tmp.unlink()
-    for name in ("tokenizer.json", "config.json"):
-        shutil.copy2(model_dir / name, out_dir / name)
 
 
 @dataclass
@@ -892,3 +918,35 @@ def make_embedder(
                 stacklevel=2,
             )
     return SentenceTransformerEmbedder(model=model, max_seq_length=max_seq_length, batch_size=batch_size)
+
+
+class EmbedBatches:
+    """The embed stage's batch task (:class:`analyzer.executor.BatchTask`): builds the embedder once, then
+    turns pandas batches of ``prompt_hash``, ``text`` into ``prompt_hash``, ``vector``.
+
+    Vectors are float16 arrays, one per row (the workspace stores float16, so nothing is lost on the way).
+    ``expected_key`` is the key of the embedder the driver stores vectors under: a worker that builds another
+    (other backend, other quantization config) refuses to start rather than mix vector spaces.
+    """
+
+    def __init__(self, embedder_kwargs: dict[str, Any], expected_key: str) -> None:
+        self.embedder = make_embedder(**embedder_kwargs)
+        if self.embedder.key != expected_key:
+            raise RuntimeError(
+                f"this worker builds embedder {self.embedder.key!r} but the driver stores {expected_key!r}: "
+                "install the same analyzer version and extras (onnxruntime) on every worker, and use workers with "
+                "the same CPU features as the driver (the ONNX quantization config depends on them)"
+            )
+
+    @classmethod
+    def wrapping(cls, embedder: Embedder) -> EmbedBatches:
+        """The task around an embedder this process already built (the local executor's instance)."""
+        self = cls.__new__(cls)
+        self.embedder = embedder
+        return self
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd  # at call time: this module does not need pandas otherwise
+
+        vecs = self.embedder.encode(batch["text"].tolist()).astype(np.float16)
+        return pd.DataFrame({"prompt_hash": batch["prompt_hash"].to_numpy(), "vector": list(vecs)})

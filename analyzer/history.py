@@ -184,73 +184,101 @@ def match_campaigns(previous: pd.DataFrame, previous_members: pd.DataFrame, curr
     cur_ids = list(current["campaign_id"].astype(str))
     ov = overlaps(previous_members[previous_members["campaign_id"].isin(prev_size)],
                   current_members[current_members["campaign_id"].isin(cur_size)])
-    ov = ov.sort_values(["prev", "cur"]).reset_index(drop=True)
-    link, part = config.link_min, config.part_min
+    st = _MatchState(ov.sort_values(["prev", "cur"]).reset_index(drop=True), prev_size, cur_size, config)
+    _merges(st)
+    _splits(st)
+    _continuations(st)
+    if ended_members is not None and len(ended_members):
+        _revivals(st, ended_members, current_members, cur_ids, prev_ids)
+    # 5. new and gone
+    taken = set(known_ids) | set(prev_ids) | set(st.ids.values())
+    for cur in cur_ids:
+        if cur not in st.ids:
+            st.ids[cur] = _fresh_id(cur, taken)
+            taken.add(st.ids[cur])
+            if cur not in st.split_children:
+                st.rows.append((cur, "new", []))
+    order = {cur: k for k, cur in enumerate(cur_ids)}
+    out = [(st.ids[cur], t, parents_) for cur, t, parents_ in sorted(st.rows, key=lambda r: order[r[0]])]
+    out += [(prev, "gone", []) for prev in prev_ids if prev not in st.used_prev]
+    return Matching(ids=st.ids, transitions=pd.DataFrame(out, columns=["campaign_id", "transition", "parent_ids"]))
 
-    def largest(ids: list[str]) -> str:
-        return sorted(ids, key=lambda i: (-prev_size[i][0], -prev_size[i][1], i))[0]
 
-    ids: dict[str, str] = {}
-    rows: list[tuple[str, str, list[str]]] = []  # provisional or previous id, transition, parents
-    used_prev: set[str] = set()
+@dataclass
+class _MatchState:
+    """The matching so far, step by step (:func:`match_campaigns`)."""
 
-    # 1. merges
+    ov: pd.DataFrame  # overlaps of previous and current campaigns (:func:`overlaps`)
+    prev_size: dict[str, tuple[int, int]]
+    cur_size: dict[str, tuple[int, int]]
+    config: HistoryConfig
+    ids: dict[str, str] = field(default_factory=dict)  # provisional id -> stable id
+    rows: list[tuple[str, str, list[str]]] = field(default_factory=list)  # provisional id, transition, parents
+    used_prev: set[str] = field(default_factory=set)
+    split_children: dict[str, str] = field(default_factory=dict)  # provisional id -> the campaign it split from
+
+    def continued(self, prev: str, cur: str) -> None:
+        self.ids[cur] = prev
+        self.rows.append((cur, _continued(self.prev_size[prev][0], self.cur_size[cur][0], self.config), []))
+
+
+def _merges(st: _MatchState) -> None:
+    """1. A current campaign holding most of two or more previous ones keeps the largest one's id."""
+    ov, link, part = st.ov, st.config.link_min, st.config.part_min
     parents = ov[(ov["share_prev"] >= link) & (ov["share_cur"] >= part)]
     parents = parents[parents.groupby("cur")["prev"].transform("size") >= 2]  # (few: loop over them only)
     for cur, grp in parents.groupby("cur", sort=True):
-        grp = grp[~grp["prev"].isin(used_prev)]  # a previous campaign flows into one merge at most
+        grp = grp[~grp["prev"].isin(st.used_prev)]  # a previous campaign flows into one merge at most
         if len(grp) >= 2:
-            keep = largest(list(grp["prev"]))
-            ids[cur] = keep
-            rows.append((cur, "merged", sorted(p for p in grp["prev"] if p != keep)))
-            used_prev |= set(grp["prev"])
-    # 2. splits
-    children = ov[(ov["share_cur"] >= link) & (ov["share_prev"] >= part) & ~ov["cur"].isin(ids)
-                  & ~ov["prev"].isin(used_prev)]
+            keep = sorted(grp["prev"], key=lambda i: (-st.prev_size[i][0], -st.prev_size[i][1], i))[0]
+            st.ids[cur] = keep
+            st.rows.append((cur, "merged", sorted(p for p in grp["prev"] if p != keep)))
+            st.used_prev |= set(grp["prev"])
+
+
+def _splits(st: _MatchState) -> None:
+    """2. A previous campaign whose most parts are two or more current ones: a part holding most of it keeps
+    its id, the others are ``split`` from it."""
+    ov, link, part = st.ov, st.config.link_min, st.config.part_min
+    children = ov[(ov["share_cur"] >= link) & (ov["share_prev"] >= part) & ~ov["cur"].isin(st.ids)
+                  & ~ov["prev"].isin(st.used_prev)]
     children = children[children.groupby("prev")["cur"].transform("size") >= 2]
-    split_children: dict[str, str] = {}
     for prev, grp in children.groupby("prev", sort=True):
-        grp = grp[~grp["cur"].isin(split_children) & ~grp["cur"].isin(ids)]
+        grp = grp[~grp["cur"].isin(st.split_children) & ~grp["cur"].isin(st.ids)]
         if len(grp) < 2:
             continue
-        used_prev.add(prev)
+        st.used_prev.add(prev)
         best = grp.sort_values(["share_prev", "jaccard", "cur"], ascending=[False, False, True]).iloc[0]
         for cur in grp["cur"]:
             if cur == best["cur"] and best["share_prev"] >= link:
-                ids[cur] = prev
-                rows.append((cur, _continued(prev_size[prev][0], cur_size[cur][0], config), []))
+                st.continued(prev, cur)
             else:
-                split_children[cur] = prev
-                rows.append((cur, "split", [prev]))
-    # 3. one-to-one continuation
-    rest = ov[~ov["prev"].isin(used_prev) & ~ov["cur"].isin(ids) & ~ov["cur"].isin(split_children)
+                st.split_children[cur] = prev
+                st.rows.append((cur, "split", [prev]))
+
+
+def _continuations(st: _MatchState) -> None:
+    """3. One-to-one continuation of the remaining pairs (Hungarian assignment, :func:`_assign`)."""
+    ov, link, part = st.ov, st.config.link_min, st.config.part_min
+    rest = ov[~ov["prev"].isin(st.used_prev) & ~ov["cur"].isin(st.ids) & ~ov["cur"].isin(st.split_children)
               & (np.maximum(ov["share_prev"], ov["share_cur"]) >= link) & (ov["share_prev"] >= part)]
     for prev, cur in _assign(rest):
-        ids[cur] = prev
-        used_prev.add(prev)
-        rows.append((cur, _continued(prev_size[prev][0], cur_size[cur][0], config), []))
-    # 4. revived: a campaign left new or split off takes back the id of a recently ended one it continues
-    if ended_members is not None and len(ended_members):
-        left = [c for c in cur_ids if c not in ids]
-        back = overlaps(ended_members[~ended_members["campaign_id"].isin(set(ids.values()) | set(prev_ids))],
-                        current_members[current_members["campaign_id"].isin(left)])
-        back = back[(np.maximum(back["share_prev"], back["share_cur"]) >= link) & (back["share_prev"] >= part)]
-        for old_id, cur in _assign(back.sort_values(["prev", "cur"]).reset_index(drop=True)):
-            ids[cur] = old_id
-            if cur not in split_children:
-                rows.append((cur, "continued", []))
-    # 5. new and gone
-    taken = set(known_ids) | set(prev_ids) | set(ids.values())
-    for cur in cur_ids:
-        if cur not in ids:
-            ids[cur] = _fresh_id(cur, taken)
-            taken.add(ids[cur])
-            if cur not in split_children:
-                rows.append((cur, "new", []))
-    order = {cur: k for k, cur in enumerate(cur_ids)}
-    out = [(ids[cur], t, parents_) for cur, t, parents_ in sorted(rows, key=lambda r: order[r[0]])]
-    out += [(prev, "gone", []) for prev in prev_ids if prev not in used_prev]
-    return Matching(ids=ids, transitions=pd.DataFrame(out, columns=["campaign_id", "transition", "parent_ids"]))
+        st.continued(prev, cur)
+        st.used_prev.add(prev)
+
+
+def _revivals(st: _MatchState, ended_members: pd.DataFrame, current_members: pd.DataFrame, cur_ids: list[str],
+              prev_ids: list[str]) -> None:
+    """4. A campaign left new or split off takes back the id of a recently ended one it continues."""
+    link, part = st.config.link_min, st.config.part_min
+    left = [c for c in cur_ids if c not in st.ids]
+    back = overlaps(ended_members[~ended_members["campaign_id"].isin(set(st.ids.values()) | set(prev_ids))],
+                    current_members[current_members["campaign_id"].isin(left)])
+    back = back[(np.maximum(back["share_prev"], back["share_cur"]) >= link) & (back["share_prev"] >= part)]
+    for old_id, cur in _assign(back.sort_values(["prev", "cur"]).reset_index(drop=True)):
+        st.ids[cur] = old_id
+        if cur not in st.split_children:
+            st.rows.append((cur, "continued", []))
 
 
 def _assign(pairs: pd.DataFrame) -> list[tuple[str, str]]:

@@ -1,8 +1,10 @@
-"""Runs the stages against a workspace. The CLI and the benchmark call these functions.
+"""The work of the stages against a workspace: the functions the stage classes of :mod:`analyzer.stages` call
+(ingest, embed, index, cluster / assign, label rows, score, map), and :func:`run_all`, every stage in one run.
 
-Each stage reads what the previous one stored in the workspace and stores its own result, so stages can
-run separately (batch jobs) and a killed run can be started again: ingest skips request ids it already
-has, embedding skips prompts that already have a vector, and the later stages recompute from stored data.
+Each stage reads what the stages before it stored in the workspace (or handed on in memory) and stores its
+own result only (:data:`analyzer.catalog.PIPELINE`), so stages can run separately (batch jobs) and a killed
+run can be started again: ingest skips request ids it already has, embedding skips prompts that already have
+a vector, and the later stages recompute from stored data.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import json
 import os
 import platform
 import resource
-import time
 from collections import Counter
-from collections.abc import Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,10 @@ from analyzer import signals as sig
 from analyzer import watch as watch_mod
 from analyzer.atomic import atomic_path
 from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_campaigns
+from analyzer.catalog import StageClasses
 from analyzer.checkpoints import checkpoint
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
+from analyzer.executor import BatchTask, Executor, LocalExecutor
 from analyzer.ingest import read_logs
 from analyzer.mapparams import MapParams
 from analyzer.text import analysis_text
@@ -67,6 +70,7 @@ class RunOptions:
     evidence: EvidenceParams = field(default_factory=EvidenceParams)
     watch: watch_mod.WatchConfig = field(default_factory=watch_mod.WatchConfig)
     map: MapParams = field(default_factory=MapParams)
+    stages: StageClasses = field(default_factory=StageClasses)
 
 
 #: Packages whose versions each run records: key in the record, then the distribution names it may have.
@@ -122,19 +126,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-@dataclass
-class StageTimer:
-    stages: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
-
-
 def _bar(total: int | None, desc: str, unit: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, leave=False)
 
@@ -176,29 +167,80 @@ def quarantine_path(ws: Workspace, run_id: int) -> str:
 
 
 # --- embed ------------------------------------------------------------------------------------------------------
-def embed(ws: Workspace, options: RunOptions) -> dict[str, int | str]:
+def embed(ws: Workspace, options: RunOptions, executor: Executor | None = None) -> dict[str, int | str]:
     """Embed every unique prompt that has no vector yet for the chosen model; returns counts.
 
-    Vectors are saved in shards of ``options.embed_chunk`` prompts; a killed run keeps every finished shard.
+    The one embed path, whatever runs the model: ``executor`` turns batches of pending prompts into vectors
+    (default :class:`LocalExecutor`, the embedder in this process; :class:`analyzer.distributed.RayExecutor`
+    on a Ray cluster), everything else happens here. Pending prompts are read in hash order in pages of
+    ``options.embed_chunk`` and the vectors stored in shards of that many as they come back, so memory stays at
+    a few shards and a killed run keeps every finished shard (the next run embeds only what is still pending).
     """
+    executor = executor or LocalExecutor()
     embedder = embedder_for(options)
     key = embedder.key
     ws.verify_embeddings(key)
-    reused = 0
-    if options.embedding_cache:
-        reused = import_embeddings(ws, options.embedding_cache, key)
-    pending = ws.pending_prompts(key)
-    n = len(pending)
+    reused = import_embeddings(ws, options.embedding_cache, key) if options.embedding_cache else 0
+    n = ws.pending_count(key)
+    done = 0
     if n:
-        with _bar(n, "embed", " prompts", options.progress) as bar:
-            for start in range(0, n, max(1, options.embed_chunk)):
-                chunk = pending.iloc[start : start + max(1, options.embed_chunk)]
-                vecs = embedder.encode(chunk["text"].tolist(), progress=bar.update)
-                ws.add_embedding_shard(key, chunk["prompt_hash"].tolist(), vecs)
-    if options.embedding_cache and n:
+        chunk = max(1, int(options.embed_chunk))
+        task = BatchTask(embed_mod.EmbedBatches, {"embedder_kwargs": embedder_kwargs(options, embedder),
+                                                  "expected_key": key},
+                         local=embed_mod.EmbedBatches.wrapping(embedder))
+        desc = "embed" if executor.name == "local" else f"embed ({executor.name})"
+        with executor, _bar(n, desc, " prompts", options.progress) as bar:
+            vectors = executor.map_batches(task, ws.iter_pending_prompts(key, chunk))
+            done = write_shards(ws, key, vectors, chunk, bar.update)
+    if options.embedding_cache and done:
         export_embeddings(ws, options.embedding_cache, key)
     total = ws.embedded_count(key)
-    return {"model_key": key, "embedded_now": n, "embedded_total": total, "reused_from_cache": reused}
+    return {"model_key": key, "embedded_now": done, "embedded_total": total, "reused_from_cache": reused}
+
+
+def embedder_kwargs(options: RunOptions, embedder: embed_mod.Embedder | None = None) -> dict[str, object]:
+    """Arguments of :func:`make_embedder` for ``options``, the same in this process and in every worker.
+
+    With ``embedder`` (the one this process built), its backend is pinned, so that a worker without onnxruntime
+    fails (:class:`analyzer.embed.EmbedBatches` checks the key) instead of silently falling back to torch.
+    """
+    kw: dict[str, object] = {"model": options.model, "max_seq_length": options.max_seq_length,
+                             "batch_size": options.batch_size, "tier": options.tier}
+    backend = getattr(embedder, "backend", None)
+    if backend in ("onnx", "torch"):
+        kw["backend"] = backend
+    return kw
+
+
+def write_shards(ws: Workspace, key: str, batches: Iterable[pd.DataFrame], shard_rows: int,
+                 progress: Callable[[int], None]) -> int:
+    """Store result batches (``prompt_hash``, ``vector``) as they come, one shard per ``shard_rows`` prompts
+    (the rest at the end), whatever the batches' sizes; returns the number of prompts stored."""
+    hashes: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    n_buf = written = 0
+
+    def flush(upto: int) -> int:
+        nonlocal hashes, vectors, n_buf
+        h = np.concatenate(hashes)
+        v = np.concatenate(vectors)
+        ws.add_embedding_shard(key, h[:upto].tolist(), v[:upto])
+        hashes, vectors = [h[upto:]], [v[upto:]]
+        n_buf -= upto
+        return upto
+
+    for batch in batches:
+        if batch.empty:
+            continue
+        hashes.append(batch["prompt_hash"].to_numpy(dtype=object))
+        vectors.append(np.stack(batch["vector"].to_numpy()).astype(np.float16, copy=False))
+        n_buf += len(batch)
+        progress(len(batch))
+        while n_buf >= shard_rows:
+            written += flush(shard_rows)
+    if n_buf:
+        written += flush(n_buf)
+    return written
 
 
 def import_embeddings(ws: Workspace, cache_dir: str, key: str, chunk: int = 65536) -> int:
@@ -274,14 +316,76 @@ def prompt_intents(vectors: np.ndarray, options: RunOptions, key: str) -> tuple[
     return intents, sim
 
 
-def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, int]:
-    """kNN graph, HDBSCAN, labels and per-cluster content signals; stored in ``prompt_clusters``/``clusters``."""
+#: A topic clusterer: ``(neighbours, similarities, params) -> (labels, strengths)`` over a kNN graph (the
+#: default: :func:`analyzer.cluster.cluster_knn_graph`, HDBSCAN). The cluster stage's ``topics`` method.
+TopicClusterer = Callable[[np.ndarray, np.ndarray, cluster_mod.ClusterParams], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class LabelJob:
+    """One kind of unit for the label stage to label (:func:`label_clusters`'s arguments): ``labels`` of the
+    prompts (or system prompts) ``hashes``, with what labelling reads about them. ``scaffold_of``: each
+    prompt's scaffold, for the templates of scaffold families."""
+
+    hashes: np.ndarray
+    labels: np.ndarray
+    vectors: np.ndarray
+    req_counts: np.ndarray
+    texts: pd.Series
+    intents: np.ndarray
+    intent_sim: np.ndarray
+    kind: str
+    scaffold_of: list[str | None] | None = None
+
+
+@dataclass
+class ClusterUpdate:
+    """A daily run's change to the stored clusters (:func:`update_cluster_rows`'s arguments): every clustered
+    prompt's topic and unit, requests and intent similarity, which are new, and the clusters touched."""
+
+    topic: np.ndarray
+    unit: np.ndarray
+    req_counts: np.ndarray
+    intent_sim: np.ndarray
+    is_new: np.ndarray
+    touched: np.ndarray
+
+
+@dataclass
+class LabelWork:
+    """What the cluster stage hands the label stage (the in-memory dataset ``label_work``): the units to label,
+    in the order their rows are written, the system families (a full clustering labels them last), and for a
+    daily run the update of the stored cluster rows (``None`` for a full clustering)."""
+
+    jobs: list[LabelJob]
+    system: LabelJob | None = None
+    update: ClusterUpdate | None = None
+
+
+@dataclass
+class Grouping:
+    """The cluster stage's result: its stats, the ``prompt_clusters`` and ``system_clusters`` rows (all of them
+    for a full clustering, ``upsert`` the changed ones for a daily run; ``None`` when a daily run found drift
+    and wrote nothing) and the label stage's work."""
+
+    stats: dict
+    prompt_clusters: pd.DataFrame | None = None
+    system_clusters: pd.DataFrame | None = None
+    work: LabelWork | None = None
+    upsert: bool = False
+
+
+def cluster(ws: Workspace, options: RunOptions, index_result=None,
+            topics: TopicClusterer = cluster_mod.cluster_knn_graph) -> Grouping:
+    """The full cluster stage: kNN graph, topic clusters (``topics``: HDBSCAN), noise attribution, task groups,
+    template / scaffold / system families and intents. Reads only; returns the rows of ``prompt_clusters`` and
+    ``system_clusters`` and the label stage's work (:class:`Grouping`)."""
     hashes, vectors, index = index_result or build_index(ws, options)
     n = len(hashes)
     with _bar(n, "knn graph", " prompts", options.progress) as bar:
         nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
     key = embedder_for(options).key
-    labels, strengths = cluster_mod.cluster_knn_graph(nbrs, sims, options.cluster)
+    labels, strengths = topics(nbrs, sims, options.cluster)
     counts = ws.request_counts()
     req_counts = counts.set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
     labels = cluster_mod.add_repeat_clusters(labels, req_counts, options.cluster.min_cluster_size)
@@ -312,38 +416,40 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None) -> dict[str, 
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in hash_texts), dtype=bool, count=len(hash_texts))
     intent_sim = np.where(unread, np.nan, intent_sim)
 
-    scaffold_rows = label_clusters(hashes, scaffold_ids, vectors, req_counts, texts, intents, intent_sim, options,
-                                   kind="scaffold")
-    scaffold_rows = scaffold_templates(scaffold_rows, scaffold_ids, scaffold_of)
-    rows = pd.concat([
-        label_clusters(hashes, labels, vectors, req_counts, texts, intents, intent_sim, options, kind="topic"),
-        label_clusters(hashes, family_ids, vectors, req_counts, texts, intents, intent_sim, options, kind="template"),
-        scaffold_rows,
-    ], ignore_index=True)
+    jobs = [LabelJob(hashes, labels, vectors, req_counts, texts, intents, intent_sim, "topic"),
+            LabelJob(hashes, family_ids, vectors, req_counts, texts, intents, intent_sim, "template"),
+            LabelJob(hashes, scaffold_ids, vectors, req_counts, texts, intents, intent_sim, "scaffold", scaffold_of)]
     pc = pd.DataFrame({
         "prompt_hash": hashes, "cluster_id": labels.astype(np.int32), "probability": strengths,
         "assigned_cluster": assigned.astype(np.int32), "intent": intents,
         "intent_similarity": intent_sim.astype(np.float64), "task_id": tasks.astype(np.int64),
     })
-    # Campaigns computed from the previous clustering no longer match: clear them in the same transaction,
-    # so that a run killed before the score stage never shows new clusters beside old campaigns.
-    empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
-    system_map, system_rows = system_families(ws, options, key, first_id=int(rows["cluster_id"].max()) + 1
-                                              if len(rows) else 0)
-    rows = pd.concat([rows, system_rows], ignore_index=True)
-    ws.replace_tables({"prompt_clusters": pc, "system_clusters": system_map, "clusters": rows, **empty})
-    checkpoint("cluster.committed")
-    return {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
-            "signal_params": cluster_signal_params(options.signals),
-            "unassigned_request_share": ws.unassigned_request_share(),
-            "prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
-            "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
-            "template_families": int(families.max() + 1) if n else 0,
-            "prompts_in_families": int((families >= 0).sum()),
-            "scaffold_families": int(scaffold_fams.max() + 1) if n else 0,
-            "prompts_in_scaffold_families": int((scaffold_fams >= 0).sum()),
-            "distinct_tasks": int(len(np.unique(tasks))),
-            "system_families": int(system_rows["cluster_id"].nunique()) if len(system_rows) else 0}
+    first_system = int(max(labels.max(initial=-1), family_ids.max(initial=-1), scaffold_ids.max(initial=-1))) + 1
+    system_map, system_job = system_families(ws, options, key, first_id=first_system)
+    stats = {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
+             "signal_params": cluster_signal_params(options.signals), "stages": grouping_classes(options.stages),
+             "unassigned_request_share": unassigned_share(ws, hashes, assigned, system_map),
+             "prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
+             "noise_attributed": int(((labels < 0) & (attached >= 0)).sum()),
+             "template_families": int(families.max() + 1) if n else 0,
+             "prompts_in_families": int((families >= 0).sum()),
+             "scaffold_families": int(scaffold_fams.max() + 1) if n else 0,
+             "prompts_in_scaffold_families": int((scaffold_fams >= 0).sum()),
+             "distinct_tasks": int(len(np.unique(tasks))),
+             "system_families": int(len(np.unique(system_job.labels[system_job.labels >= 0]))) if system_job else 0}
+    return Grouping(stats, pc, system_map, LabelWork(jobs, system_job))
+
+
+def unassigned_share(ws: Workspace, hashes: np.ndarray, units: np.ndarray, system_map: pd.DataFrame) -> float | None:
+    """Share of all requests whose prompt has no unit (``units``, in ``hashes`` order: no cluster, family or
+    attribution) and whose system prompt is in no system family (``system_map``); ``None`` without requests."""
+    req = ws.request_system_hashes()
+    if req.empty:
+        return None
+    unit = pd.Series(units, index=hashes).reindex(req["prompt_hash"]).fillna(-1).to_numpy()
+    family = system_map.set_index("system_hash")["cluster_id"] if len(system_map) else pd.Series(dtype=float)
+    in_sys = req["system_hash"].map(family).fillna(-1).to_numpy() >= 0
+    return float(((unit < 0) & ~in_sys).mean())
 
 
 #: The signal parameters the cluster stage reads (training value of prompts and clusters, scripts not judged,
@@ -357,24 +463,23 @@ def cluster_signal_params(signals: sig.SignalParams) -> dict:
     return {f: getattr(signals, f) for f in CLUSTER_SIGNAL_FIELDS}
 
 
-def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int
+                    ) -> tuple[pd.DataFrame, LabelJob | None]:
     """System prompts that carry a capability instruction, grouped into families.
 
     Returns ``(system_clusters rows: system_hash, cluster_id (-1 = none), intent, intent_similarity;
-    cluster rows of kind "system")``. Families: the distinct system prompts' vectors clustered like prompts
-    (kNN graph, HDBSCAN), and any other one sent in ``min_family_size`` requests on its own. A request whose
-    prompt is in no template family counts towards its system prompt's family, and its training value is the
-    larger of its prompt's and its system prompt's.
+    the label stage's job for the families, None without any capability system prompt)``. Families: the
+    distinct system prompts' vectors clustered like prompts (kNN graph, HDBSCAN), and any other one sent in
+    ``min_family_size`` requests on its own. A request whose prompt is in no template family counts towards
+    its system prompt's family, and its training value is the larger of its prompt's and its system prompt's.
     """
-    empty = (pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"]),
-             pd.DataFrame(columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
-                                   "template", "exemplars", "campaign_id", "signals"]))
+    empty = pd.DataFrame(columns=["system_hash", "cluster_id", "intent", "intent_similarity"])
     sysp = ws.system_prompt_counts()
     if sysp.empty:
-        return empty
+        return empty, None
     sysp, vecs, intents, sim = capability_system_prompts(sysp, options, key)
     if sysp.empty:
-        return empty
+        return empty, None
     p = options.cluster
     labels = np.full(len(sysp), -1, dtype=np.int64)
     if len(sysp) >= max(p.min_family_size, 2):
@@ -385,11 +490,10 @@ def system_families(ws: Workspace, options: RunOptions, key: str, first_id: int)
     labels = cluster_mod.add_repeat_clusters(labels, counts, p.min_family_size)
     ids = np.where(labels >= 0, labels + first_id, -1)
     texts = sysp.set_index("system_hash")["text"].map(analysis_text)
-    rows = label_clusters(sysp["system_hash"].to_numpy(), ids, vecs, counts, texts, intents, sim, options,
-                          kind="system")
+    job = LabelJob(sysp["system_hash"].to_numpy(), ids, vecs, counts, texts, intents, sim, "system")
     out = pd.DataFrame({"system_hash": sysp["system_hash"], "cluster_id": ids.astype(np.int32), "intent": intents,
                         "intent_similarity": sim.astype(np.float64)})
-    return out, rows
+    return out, job
 
 
 #: Copies of one distinct scaffold, per kNN neighbour (``k``), that take part in the scaffold kNN graph. Many
@@ -517,7 +621,6 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
             "keywords": kw,
             "template": template.text,
             "exemplars": label_mod.exemplars(ctexts, vectors[idx], n=3),
-            "campaign_id": None,
             "signals": {
                 # A system family is one instruction, not a filled template: templating is judged on the user
                 # turns.
@@ -532,7 +635,7 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
             },
         })
     return pd.DataFrame(out, columns=["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords",
-                                      "template", "exemplars", "campaign_id", "signals"])
+                                      "template", "exemplars", "signals"])
 
 
 # --- assign: the incremental cluster stage ----------------------------------------------------------------------
@@ -572,9 +675,16 @@ def choose_cluster_path(ws: Workspace, options: RunOptions, key: str) -> tuple[s
     recorded = last.get("signal_params", cluster_signal_params(sig.DEFAULTS))
     if recorded != json.loads(json.dumps(cluster_signal_params(options.signals))):
         return "full", "parameters changed"
+    if last.get("stages", grouping_classes(StageClasses())) != grouping_classes(options.stages):
+        return "full", "parameters changed"
     n_now = ws.embedded_count(key)
     trigger = assign_mod.drift_trigger(options.incremental, int(last["prompts"]), n_now)
     return ("full", trigger) if trigger else ("incremental", "")
+
+
+def grouping_classes(stages: StageClasses) -> dict[str, str]:
+    """The classes of the stages a clustering is made by (cluster, label), as recorded with a full one."""
+    return {"cluster": stages.cluster, "label": stages.label}
 
 
 def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
@@ -583,7 +693,8 @@ def _texts_of(ws: Workspace, hashes: np.ndarray) -> list[str]:
     return [analysis_text(found.get(h, "")) for h in hashes]
 
 
-def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
+def assign(ws: Workspace, options: RunOptions, index_result=None,
+           topics: TopicClusterer = cluster_mod.cluster_knn_graph) -> Grouping:
     """The cluster stage for a daily run: assign prompts without a row in ``prompt_clusters`` to the units of the
     stored clustering (see :mod:`analyzer.assign`) instead of clustering everything again.
 
@@ -594,13 +705,90 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     clusters. Intents and task ids are computed for the new prompts only; the counts and training value of the
     clusters that gained prompts are updated. When the share of the requests since the last clustering run that
     no known unit takes shows drift (:func:`analyzer.assign.drift_trigger`), nothing is written and the stats
-    carry ``"drift"``: the caller re-clusters. Otherwise prompt rows, clusters, and the cleared campaigns are
-    written in one transaction. New groups are looked for only when there are new prompts, so a run killed
+    carry ``"drift"``: the caller re-clusters. Reads only: returns the changed ``prompt_clusters`` and
+    ``system_clusters`` rows (to upsert) and the label stage's work (:class:`Grouping`), which the runner
+    writes in one transaction. New groups are looked for only when there are new prompts, so a run killed
     after that transaction and run again ends where the uninterrupted run ends.
     """
     hashes, vectors, index = index_result or build_index(ws, options)
     key = embedder_for(options).key
-    p, ip = options.cluster, options.incremental
+    clusters = ws.table("clusters")
+    st = _stored_assignment(ws, hashes, vectors, clusters)
+    stats: dict = {"path": "incremental", "prompts": len(hashes), "new_prompts": int(len(st.new))}
+    fams = _known_families(ws, options)
+    if len(st.new):  # 1. new prompts: topic cluster, template / scaffold family, intent and task
+        stats.update(_assign_new(ws, st, index, fams, options, key))
+    before_topic, before_unit = st.topic.copy(), st.unit.copy()
+    # The requests since the clustering was last written by a finished run: the day's, plus those of runs
+    # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
+    since = last_clustering_run(ws)
+    # 2. system prompts
+    system_rows, system_job, st.next_id, sys_stats = assign_system(ws, options, key, st.next_id)
+    stats.update(sys_stats)
+    # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
+    # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
+    run_req = ws.request_system_hashes(since)
+    share = _unassigned_share(ws, st, run_req, system_rows)
+    stats["unassigned_request_share"] = round(share, 4)
+    last = last_full_clustering(ws) or {}
+    drift = assign_mod.drift_trigger(options.incremental, len(hashes), len(hashes), share,
+                                     last.get("unassigned_request_share"))
+    if drift:
+        stats["drift"] = drift
+        return Grouping(stats)
+    # 4. new groups among recent prompts in no family, and repeat clusters
+    kinds = dict(zip(clusters["cluster_id"].astype(int), clusters["kind"], strict=True))
+    found = _discover(ws, st, kinds, since, fams, options, topics, stats)
+    # 5. what the label stage does: label the new clusters, update counts and training value of the ones that
+    # gained prompts
+    ids = np.flatnonzero((st.topic != before_topic) | (st.unit != before_unit) | st.is_new)
+    jobs = _daily_label_jobs(ws, st, ids, found)
+    run_pos = st.pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
+    touched = np.unique(np.concatenate([st.topic[run_pos], st.unit[run_pos], st.topic[ids], st.unit[ids],
+                                        before_topic[ids], before_unit[ids]]))
+    changed = pd.DataFrame({
+        "prompt_hash": hashes[ids], "cluster_id": st.topic[ids].astype(np.int32), "probability": st.prob[ids],
+        "assigned_cluster": st.unit[ids].astype(np.int32), "intent": st.intents[ids],
+        "intent_similarity": st.isim[ids].astype(np.float64), "task_id": st.task[ids].astype(np.int64),
+    })
+    stats.update(rows_written=int(len(changed)), noise=int((st.topic < 0).sum()))
+    update = ClusterUpdate(st.topic, st.unit, st.req_counts, st.isim, st.is_new, touched)
+    return Grouping(stats, changed, system_rows, LabelWork(jobs, system_job, update), upsert=True)
+
+
+@dataclass
+class _Assignment:
+    """The stored clustering over every indexed prompt, as arrays a daily run updates in place: topic cluster,
+    unit, task, membership strength, intent and its similarity; which prompts are new; the next free id."""
+
+    hashes: np.ndarray
+    vectors: np.ndarray
+    pos: pd.Series  # prompt hash -> row
+    topic: np.ndarray
+    unit: np.ndarray
+    task: np.ndarray
+    prob: np.ndarray
+    isim: np.ndarray
+    intents: np.ndarray
+    is_new: np.ndarray
+    req_counts: np.ndarray
+    next_id: int
+    texts: dict[str, str] = field(default_factory=dict)  # analysis texts read so far, by hash
+
+    @property
+    def new(self) -> np.ndarray:
+        return np.flatnonzero(self.is_new)
+
+    def read_texts(self, ws: Workspace, rows: np.ndarray) -> list[str]:
+        """Analysis texts of the prompts at ``rows`` (each read from the workspace once)."""
+        missing = [h for h in self.hashes[rows] if h not in self.texts]
+        self.texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
+        return [self.texts[h] for h in self.hashes[rows]]
+
+
+def _stored_assignment(ws: Workspace, hashes: np.ndarray, vectors: np.ndarray, clusters: pd.DataFrame
+                       ) -> _Assignment:
+    """The stored ``prompt_clusters`` rows laid over the indexed prompts (new prompts: -1, no intent)."""
     n = len(hashes)
     pos = pd.Series(np.arange(n), index=hashes)
     pc = ws.table("prompt_clusters")
@@ -614,161 +802,212 @@ def assign(ws: Workspace, options: RunOptions, index_result=None) -> dict:
     intents[old], isim[old] = pc["intent"].to_numpy(), pc["intent_similarity"].astype(float).to_numpy()
     is_new = np.ones(n, dtype=bool)
     is_new[old] = False
-    new = np.flatnonzero(is_new)
-    clusters = ws.table("clusters")
-    kinds = dict(zip(clusters["cluster_id"].astype(int), clusters["kind"], strict=True))
     next_id = int(max(clusters["cluster_id"].max() if len(clusters) else -1, topic.max(initial=-1),
                       unit.max(initial=-1))) + 1
     req_counts = ws.request_counts().set_index("prompt_hash")["n"].reindex(hashes).fillna(0).to_numpy()
-    stats: dict = {"path": "incremental", "prompts": n, "new_prompts": int(len(new))}
-    texts: dict[str, str] = {}
+    return _Assignment(hashes, vectors, pos, topic, unit, task, prob, isim, intents, is_new, req_counts, next_id)
 
-    # the known families: template keys and scaffold sentences, from a sample of each family's members
+
+@dataclass
+class _Families:
+    """The known families' keys, from a sample of each family's members: template families' opening and
+    closing words, scaffold families' recurring sentences."""
+
+    heads: Any
+    tails: Any
+    sentences: Any
+
+    def match(self, texts: list[str], edge_words: int) -> tuple[np.ndarray, np.ndarray]:
+        """(template family, scaffold family) of each text, -1 for none."""
+        return (assign_mod.match_families(texts, self.heads, self.tails, edge_words),
+                assign_mod.match_scaffolds(texts, self.sentences))
+
+
+def _known_families(ws: Workspace, options: RunOptions) -> _Families:
+    ip = options.incremental
     tf = ws.family_sample("template", ip.family_sample)
     heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
-                                          p.edge_words)
+                                          options.cluster.edge_words)
     sf = ws.family_sample("scaffold", ip.family_sample)
     sentences = assign_mod.scaffold_sentences(sf["text"].map(analysis_text).tolist(), sf["family"].tolist(),
                                               min_prompts=FAMILY_SENTENCE_MIN_MEMBERS)
+    return _Families(heads, tails, sentences)
 
-    # 1. new prompts: topic cluster by neighbours, template / scaffold family by their text, intent and task
-    if len(new):
-        nbrs, sims = index_mod.knn_graph(index, vectors, k=p.k, ids=new)  # the new prompts' neighbours
-        cal = embed_mod.calibrate_similarity(key, sims)
-        nb = np.clip(nbrs, 0, None)
-        nb_topic = np.where(nbrs >= 0, topic[nb], -1)  # new prompts have no topic yet
-        member = assign_mod.majority_label(nb_topic, cal, p.attach_similarity, ip.majority)
-        attached = assign_mod.nearest_label(nb_topic, cal, p.attach_similarity)
-        topic[new], prob[new] = member, np.where(member >= 0, 1.0, 0.0)
-        new_texts = _texts_of(ws, hashes[new])
-        texts.update(zip(hashes[new], new_texts, strict=True))
-        tmpl = assign_mod.match_families(new_texts, heads, tails, p.edge_words)
-        scaf = assign_mod.match_scaffolds(new_texts, sentences)
-        unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
-        new_intents, new_sim = prompt_intents(vectors[new], options, key)
-        unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
-        intents[new], isim[new] = new_intents, np.where(unread, np.nan, new_sim)
-        new_pos = np.full(n, -1, dtype=np.int64)
-        new_pos[new] = np.arange(len(new))
-        nb_new = np.where(nbrs >= 0, new_pos[nb], -1)
-        nb_old_task = np.where((nbrs >= 0) & ~is_new[nb], task[nb], -1)
-        task[new] = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity, int(task.max(initial=-1)) + 1)
-        stats.update(topic_members=int((member >= 0).sum()), attributed=int(((member < 0) & (attached >= 0)).sum()),
-                     to_template_families=int(((tmpl >= 0) & (scaf < 0)).sum()),
-                     to_scaffold_families=int((scaf >= 0).sum()))
-    before_topic, before_unit = topic.copy(), unit.copy()
 
-    # The requests since the clustering was last written by a finished run: the day's, plus those of runs
-    # killed before they finished (their clustering, if written, is consistent, but they recorded nothing).
-    since = last_clustering_run(ws)
+def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options: RunOptions, key: str) -> dict:
+    """New prompts join a topic cluster by their neighbours' majority, a scaffold family by its sentences, else
+    a template family by its key, else the nearest topic (attribution); their intents and task ids are
+    computed. Returns the step's stats."""
+    p, new = options.cluster, st.new
+    nbrs, sims = index_mod.knn_graph(index, st.vectors, k=p.k, ids=new)  # the new prompts' neighbours
+    cal = embed_mod.calibrate_similarity(key, sims)
+    nb = np.clip(nbrs, 0, None)
+    nb_topic = np.where(nbrs >= 0, st.topic[nb], -1)  # new prompts have no topic yet
+    member = assign_mod.majority_label(nb_topic, cal, p.attach_similarity, options.incremental.majority)
+    attached = assign_mod.nearest_label(nb_topic, cal, p.attach_similarity)
+    st.topic[new], st.prob[new] = member, np.where(member >= 0, 1.0, 0.0)
+    new_texts = st.read_texts(ws, new)
+    tmpl, scaf = fams.match(new_texts, p.edge_words)
+    st.unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
+    new_intents, new_sim = prompt_intents(st.vectors[new], options, key)
+    unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
+    st.intents[new], st.isim[new] = new_intents, np.where(unread, np.nan, new_sim)
+    new_pos = np.full(len(st.hashes), -1, dtype=np.int64)
+    new_pos[new] = np.arange(len(new))
+    nb_new = np.where(nbrs >= 0, new_pos[nb], -1)
+    nb_old_task = np.where((nbrs >= 0) & ~st.is_new[nb], st.task[nb], -1)
+    st.task[new] = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity,
+                                           int(st.task.max(initial=-1)) + 1)
+    return {"topic_members": int((member >= 0).sum()), "attributed": int(((member < 0) & (attached >= 0)).sum()),
+            "to_template_families": int(((tmpl >= 0) & (scaf < 0)).sum()),
+            "to_scaffold_families": int((scaf >= 0).sum())}
 
-    # 2. system prompts
-    system_rows, system_clusters_new, next_id, sys_stats = assign_system(ws, options, key, next_id)
-    stats.update(sys_stats)
 
-    # 3. drift: the run's requests that no known unit takes, against the share left without one at the last
-    # full clustering (before new groups are looked for: a day of entirely new content is drift, not growth)
-    run_req = ws.request_system_hashes(since)
+def _unassigned_share(ws: Workspace, st: _Assignment, run_req: pd.DataFrame, system_rows: pd.DataFrame) -> float:
+    """Share of the run's requests that neither their prompt's unit nor their system prompt's family takes."""
+    if not len(run_req):
+        return 0.0
     sys_fam = pd.concat([ws.table("system_clusters")[["system_hash", "cluster_id"]],
                          system_rows[["system_hash", "cluster_id"]]]).drop_duplicates("system_hash", keep="last")
     in_sys = run_req["system_hash"].map(sys_fam.set_index("system_hash")["cluster_id"]).fillna(-1).to_numpy() >= 0
-    run_units = pd.Series(unit, index=hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
-    share = float(((run_units < 0) & ~in_sys).mean()) if len(run_req) else 0.0
-    last = last_full_clustering(ws) or {}
-    stats["unassigned_request_share"] = round(share, 4)
-    drift = assign_mod.drift_trigger(ip, n, n, share, last.get("unassigned_request_share"))
-    if drift:
-        stats["drift"] = drift
-        return stats
+    run_units = pd.Series(st.unit, index=st.hashes).reindex(run_req["prompt_hash"]).fillna(-1).to_numpy()
+    return float(((run_units < 0) & ~in_sys).mean())
 
-    # 4. new groups among recent prompts in no family, and repeat clusters
+
+@dataclass
+class _Discovery:
+    """New groups found among the discovery prompts ``disc`` (rows): per row its new topic, template family
+    and scaffold family (-1 none) and scaffold; ``topic_ids`` the new topic and repeat clusters."""
+
+    disc: np.ndarray
+    topics: np.ndarray
+    templates: np.ndarray
+    scaffolds: np.ndarray
+    scaffold_of: list[str | None]
+    topic_ids: np.ndarray
+
+
+def _discover(ws: Workspace, st: _Assignment, kinds: dict[int, str], since: int | None, fams: _Families,
+              options: RunOptions, topics: TopicClusterer, stats: dict) -> _Discovery:
+    """New groups among the recent prompts in no family (template families, scaffolds, topic clusters over
+    their noise) and repeat clusters of noise prompts sent ``min_cluster_size`` times; updates ``st``."""
+    p = options.cluster
     family_ids = np.array([c for c, k in kinds.items() if k in ("template", "scaffold")], dtype=np.int64)
-    in_family = np.isin(unit, family_ids)
+    in_family = np.isin(st.unit, family_ids)
     newest = ws.newest_request_ts(since)
-    recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=ip.discovery_days))["prompt_hash"]
+    recent = (ws.prompt_first_seen(newest - pd.Timedelta(days=options.incremental.discovery_days))["prompt_hash"]
               if newest is not None else pd.Series([], dtype=object))
-    disc = np.union1d(pos.reindex(recent).dropna().to_numpy(dtype=np.int64), new)
-    disc = disc[~in_family[disc]]
-    missing = [h for h in hashes[disc] if h not in texts]
-    texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
-    # recent prompts seen before a family formed (its first days) join it now, as a new prompt would
-    seen = disc[~is_new[disc]]
-    seen_texts = [texts[h] for h in hashes[seen]]
-    late_scaffold = assign_mod.match_scaffolds(seen_texts, sentences)
-    late = np.where(late_scaffold >= 0, late_scaffold,
-                    assign_mod.match_families(seen_texts, heads, tails, p.edge_words))
-    unit[seen] = np.where(late >= 0, late, unit[seen])
-    disc = np.setdiff1d(disc, seen[late >= 0])
-    stats["recent_prompts_joining_families"] = int((late >= 0).sum())
-    disc_texts = [texts[h] for h in hashes[disc]]
-    new_topics, new_templates = np.full(len(disc), -1, dtype=np.int64), np.full(len(disc), -1, dtype=np.int64)
-    new_scaffolds = np.full(len(disc), -1, dtype=np.int64)
-    scaffold_of: list[str | None] = [None] * len(disc)
-    # Only new prompts bring new groups; without them the search would only re-cut what an earlier (possibly
-    # killed) run left ungrouped, so a re-run after a crash gives what the uninterrupted run gave.
-    if len(new) and len(disc) >= max(p.min_family_size, 2):
-        fams = cluster_mod.template_families(disc_texts, p.edge_words, p.min_family_size)
-        new_templates = np.where(fams >= 0, fams + next_id, -1)
-        next_id = int(max(next_id, new_templates.max() + 1))
-        scaffold_of, sfams = scaffold_families(disc_texts, np.ones(len(disc), dtype=bool), options)
-        new_scaffolds = np.where(sfams >= 0, sfams + next_id, -1)
-        next_id = int(max(next_id, new_scaffolds.max() + 1))
-        noise = np.flatnonzero(topic[disc] < 0)
-        if len(noise) >= max(p.min_cluster_size, 2):
-            sub = index_mod.build_index(vectors[disc[noise]], seed=options.seed)
-            s_nbrs, s_sims = index_mod.knn_graph(sub, vectors[disc[noise]], k=min(p.k, len(noise) - 1))
-            labels, strengths = cluster_mod.cluster_knn_graph(s_nbrs, s_sims, p)
-            new_topics[noise] = np.where(labels >= 0, labels + next_id, -1)
-            prob[disc[noise]] = np.where(labels >= 0, np.where(strengths > 0, strengths, 1.0), prob[disc[noise]])
-            next_id = int(max(next_id, new_topics.max() + 1))
-    topic[disc] = np.where(new_topics >= 0, new_topics, topic[disc])
-    repeats = np.flatnonzero((topic < 0) & (req_counts >= p.min_cluster_size))
-    topic[repeats] = next_id + np.arange(len(repeats))
-    prob[repeats] = 1.0
-    next_id += len(repeats)
-    unit[repeats] = np.where(in_family[repeats], unit[repeats], topic[repeats])
-    unit[disc] = np.where(new_scaffolds >= 0, new_scaffolds, np.where(
-        new_templates >= 0, new_templates, np.where(new_topics >= 0, new_topics, unit[disc])))
-    topic_ids = np.unique(np.concatenate([new_topics[new_topics >= 0], topic[repeats]]))
-    stats.update(discovery_prompts=int(len(disc)), new_topic_clusters=int(len(topic_ids)),
+    disc = np.union1d(st.pos.reindex(recent).dropna().to_numpy(dtype=np.int64), st.new)
+    disc = _late_joiners(ws, st, disc[~in_family[disc]], fams, p.edge_words, stats)
+    found = _new_groups(ws, st, disc, options, topics)
+    st.topic[disc] = np.where(found.topics >= 0, found.topics, st.topic[disc])
+    repeats = np.flatnonzero((st.topic < 0) & (st.req_counts >= p.min_cluster_size))
+    st.topic[repeats] = st.next_id + np.arange(len(repeats))
+    st.prob[repeats] = 1.0
+    st.next_id += len(repeats)
+    st.unit[repeats] = np.where(in_family[repeats], st.unit[repeats], st.topic[repeats])
+    st.unit[disc] = np.where(found.scaffolds >= 0, found.scaffolds, np.where(
+        found.templates >= 0, found.templates, np.where(found.topics >= 0, found.topics, st.unit[disc])))
+    found.topic_ids = np.unique(np.concatenate([found.topics[found.topics >= 0], st.topic[repeats]]))
+    stats.update(discovery_prompts=int(len(disc)), new_topic_clusters=int(len(found.topic_ids)),
                  new_repeat_clusters=int(len(repeats)),
-                 new_template_families=int(len(np.unique(new_templates[new_templates >= 0]))),
-                 new_scaffold_families=int(len(np.unique(new_scaffolds[new_scaffolds >= 0]))))
+                 new_template_families=int(len(np.unique(found.templates[found.templates >= 0]))),
+                 new_scaffold_families=int(len(np.unique(found.scaffolds[found.scaffolds >= 0]))))
+    return found
 
-    # 5. cluster rows: label the new clusters, update counts and training value of the ones that gained prompts
-    ids = np.flatnonzero((topic != before_topic) | (unit != before_unit) | is_new)
-    missing = [h for h in hashes[ids] if h not in texts]
-    texts.update(zip(missing, _texts_of(ws, np.asarray(missing, dtype=object)), strict=True))
-    text_s = pd.Series(texts, dtype=object)
-    on = (hashes[ids], vectors[ids], req_counts[ids], text_s, intents[ids], isim[ids], options)
 
-    def label(labels: np.ndarray, kind: str) -> pd.DataFrame:
-        return label_clusters(on[0], labels, *on[1:], kind=kind)
+def _late_joiners(ws: Workspace, st: _Assignment, disc: np.ndarray, fams: _Families, edge_words: int,
+                  stats: dict) -> np.ndarray:
+    """Recent prompts seen before a family formed (its first days) join it now, as a new prompt would; returns
+    the discovery prompts left."""
+    st.read_texts(ws, disc)
+    seen = disc[~st.is_new[disc]]
+    tmpl, scaf = fams.match(st.read_texts(ws, seen), edge_words)
+    late = np.where(scaf >= 0, scaf, tmpl)
+    st.unit[seen] = np.where(late >= 0, late, st.unit[seen])
+    stats["recent_prompts_joining_families"] = int((late >= 0).sum())
+    return np.setdiff1d(disc, seen[late >= 0])
 
-    new_rows = [label(np.where(np.isin(topic[ids], topic_ids), topic[ids], -1), "topic")]
-    d_ids = disc  # families were formed over the discovery set: label them there
-    d_on = (hashes[d_ids], vectors[d_ids], req_counts[d_ids], text_s, intents[d_ids], isim[d_ids], options)
-    new_rows.append(label_clusters(d_on[0], new_templates, *d_on[1:], kind="template"))
-    new_rows.append(scaffold_templates(label_clusters(d_on[0], new_scaffolds, *d_on[1:], kind="scaffold"),
-                                       new_scaffolds, scaffold_of))
-    new_rows.append(system_clusters_new)
-    run_pos = pos.reindex(run_req["prompt_hash"].unique()).dropna().to_numpy(dtype=np.int64)
-    touched = np.unique(np.concatenate([topic[run_pos], unit[run_pos], topic[ids], unit[ids], before_topic[ids],
-                                        before_unit[ids]]))
-    old_rows = update_cluster_rows(clusters, topic, unit, req_counts, isim, is_new, touched, options.signals)
-    rows = pd.concat([old_rows, *[r for r in new_rows if len(r)]], ignore_index=True)
-    changed = pd.DataFrame({
-        "prompt_hash": hashes[ids], "cluster_id": topic[ids].astype(np.int32), "probability": prob[ids],
-        "assigned_cluster": unit[ids].astype(np.int32), "intent": intents[ids],
-        "intent_similarity": isim[ids].astype(np.float64), "task_id": task[ids].astype(np.int64),
-    })
-    empty = {t: ws.empty_rows(t) for t in ("campaigns", "campaign_accounts", "accounts")}
-    ws.update_tables({"prompt_clusters": ("prompt_hash", changed), "system_clusters": ("system_hash", system_rows)},
-                     {"clusters": rows, **empty})
-    checkpoint("assign.committed")
-    stats.update(rows_written=int(len(changed)), clusters=int((rows["kind"] == "topic").sum()),
-                 noise=int((topic < 0).sum()))
-    return stats
+
+def _new_groups(ws: Workspace, st: _Assignment, disc: np.ndarray, options: RunOptions,
+                topics: TopicClusterer) -> _Discovery:
+    """Template and scaffold families and topic clusters among the discovery prompts (their noise only for
+    topics). Only new prompts bring new groups; without them the search would only re-cut what an earlier
+    (possibly killed) run left ungrouped, so a re-run after a crash gives what the uninterrupted run gave."""
+    p = options.cluster
+    none = np.full(len(disc), -1, dtype=np.int64)
+    found = _Discovery(disc, none.copy(), none.copy(), none.copy(), [None] * len(disc), none[:0])
+    if not (len(st.new) and len(disc) >= max(p.min_family_size, 2)):
+        return found
+    disc_texts = st.read_texts(ws, disc)
+    fams = cluster_mod.template_families(disc_texts, p.edge_words, p.min_family_size)
+    found.templates = np.where(fams >= 0, fams + st.next_id, -1)
+    st.next_id = int(max(st.next_id, found.templates.max() + 1))
+    found.scaffold_of, sfams = scaffold_families(disc_texts, np.ones(len(disc), dtype=bool), options)
+    found.scaffolds = np.where(sfams >= 0, sfams + st.next_id, -1)
+    st.next_id = int(max(st.next_id, found.scaffolds.max() + 1))
+    noise = np.flatnonzero(st.topic[disc] < 0)
+    if len(noise) >= max(p.min_cluster_size, 2):
+        rows = disc[noise]
+        sub = index_mod.build_index(st.vectors[rows], seed=options.seed)
+        s_nbrs, s_sims = index_mod.knn_graph(sub, st.vectors[rows], k=min(p.k, len(noise) - 1))
+        labels, strengths = topics(s_nbrs, s_sims, p)
+        found.topics[noise] = np.where(labels >= 0, labels + st.next_id, -1)
+        st.prob[rows] = np.where(labels >= 0, np.where(strengths > 0, strengths, 1.0), st.prob[rows])
+        st.next_id = int(max(st.next_id, found.topics.max() + 1))
+    return found
+
+
+def _daily_label_jobs(ws: Workspace, st: _Assignment, ids: np.ndarray, found: _Discovery) -> list[LabelJob]:
+    """What the label stage labels after a daily run: the new topic clusters over the changed prompts ``ids``,
+    the new template and scaffold families over the discovery set they were formed in."""
+    st.read_texts(ws, ids)
+    text_s = pd.Series(st.texts, dtype=object)
+    d = found.disc
+    return [LabelJob(st.hashes[ids], np.where(np.isin(st.topic[ids], found.topic_ids), st.topic[ids], -1),
+                     st.vectors[ids], st.req_counts[ids], text_s, st.intents[ids], st.isim[ids], "topic"),
+            LabelJob(st.hashes[d], found.templates, st.vectors[d], st.req_counts[d], text_s, st.intents[d],
+                     st.isim[d], "template"),
+            LabelJob(st.hashes[d], found.scaffolds, st.vectors[d], st.req_counts[d], text_s, st.intents[d],
+                     st.isim[d], "scaffold", found.scaffold_of)]
+
+
+#: The columns of the ``clusters`` table, as the label stage writes them.
+CLUSTER_COLUMNS = ["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts", "label", "keywords", "template",
+                   "exemplars", "signals"]
+
+
+def label_job(job: LabelJob, options: RunOptions) -> pd.DataFrame:
+    """The cluster rows of one :class:`LabelJob` (:func:`label_clusters`; scaffold families get their
+    recurring sentences as template, :func:`scaffold_templates`)."""
+    rows = label_clusters(job.hashes, job.labels, job.vectors, job.req_counts, job.texts, job.intents,
+                          job.intent_sim, options, kind=job.kind)
+    if job.kind == "scaffold":
+        rows = scaffold_templates(rows, job.labels, job.scaffold_of or [])
+    return rows
+
+
+def label_rows(ws: Workspace, work: LabelWork, options: RunOptions) -> pd.DataFrame:
+    """The label stage: every row of the ``clusters`` table. A full clustering labels every unit; a daily run
+    keeps the stored rows (with the counts and training value of the clusters it touched updated,
+    :func:`update_cluster_rows`) and adds the new clusters. ``n_accounts``: the distinct accounts whose requests
+    count towards each unit (:meth:`~analyzer.workspace.Workspace.unit_account_counts`, over the
+    ``prompt_clusters`` and ``system_clusters`` rows the cluster stage has written)."""
+    new = [label_job(job, options) for job in work.jobs]
+    if work.update is None:
+        rows = pd.concat(new, ignore_index=True)
+        system = label_job(work.system, options) if work.system else pd.DataFrame(columns=CLUSTER_COLUMNS)
+        rows = pd.concat([rows, system], ignore_index=True)
+    else:
+        u = work.update
+        if work.system is not None:
+            new.append(label_job(work.system, options))
+        old = update_cluster_rows(ws.table("clusters", CLUSTER_COLUMNS), u.topic, u.unit, u.req_counts,
+                                  u.intent_sim, u.is_new, u.touched, options.signals)
+        rows = pd.concat([old, *[r for r in new if len(r)]], ignore_index=True)
+    n_acc = ws.unit_account_counts(rows)
+    rows["n_accounts"] = n_acc.reindex(rows["cluster_id"].astype(np.int64)).fillna(0).astype(int).to_numpy()
+    return rows
 
 
 #: A known scaffold family's recurring sentences are those found in at least this many of its sampled members.
@@ -824,9 +1063,9 @@ def update_cluster_rows(clusters: pd.DataFrame, topic: np.ndarray, unit: np.ndar
 
 
 def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
-                  ) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
+                  ) -> tuple[pd.DataFrame, LabelJob | None, int, dict]:
     """System prompts in no stored system family, for an incremental run: ``(system_clusters rows to upsert,
-    new cluster rows, next free cluster id, stats)``.
+    the label stage's job for the new families (None when nothing is new), next free cluster id, stats)``.
 
     Capability system prompts (see :func:`system_families`) join the family of their nearest member at
     ``attach_similarity`` or closer; the others are clustered among themselves, and any sent in
@@ -839,11 +1078,11 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     fam = known[known["cluster_id"] >= 0]
     cand = sysp[~sysp["system_hash"].isin(fam["system_hash"])].reset_index(drop=True)
     if cand.empty:
-        return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
+        return empty, None, first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
     emb = embedder_for(options)
     cand, vecs, intents, sim = capability_system_prompts(cand, options, key)
     if cand["system_hash"].isin(known["system_hash"]).all():  # nothing new since they were last judged
-        return empty, pd.DataFrame(), first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
+        return empty, None, first_id, {"system_prompts_assigned": 0, "new_system_families": 0}
     labels = np.full(len(cand), -1, dtype=np.int64)
     if len(cand) and len(fam):
         fam_text = sysp.set_index("system_hash")["text"].reindex(fam["system_hash"]).fillna("")
@@ -860,13 +1099,12 @@ def assign_system(ws: Workspace, options: RunOptions, key: str, first_id: int
     new_ids = np.where(found >= 0, found + first_id, -1)
     labels[rest] = new_ids
     next_id = int(max(first_id, new_ids.max(initial=-1) + 1))
-    rows = label_clusters(cand["system_hash"].to_numpy()[rest], new_ids, vecs[rest], cand["n"].to_numpy()[rest],
-                          cand.set_index("system_hash")["text"].map(analysis_text), intents[rest], sim[rest], options,
-                          kind="system")
+    job = LabelJob(cand["system_hash"].to_numpy()[rest], new_ids, vecs[rest], cand["n"].to_numpy()[rest],
+                   cand.set_index("system_hash")["text"].map(analysis_text), intents[rest], sim[rest], "system")
     out = pd.DataFrame({"system_hash": cand["system_hash"], "cluster_id": labels.astype(np.int32), "intent": intents,
                         "intent_similarity": sim.astype(np.float64)})
     n_known = int((labels >= 0).sum()) - int((new_ids >= 0).sum())
-    return out, rows, next_id, {"system_prompts_assigned": n_known,
+    return out, job, next_id, {"system_prompts_assigned": n_known,
                                 "new_system_families": int(len(np.unique(new_ids[new_ids >= 0])))}
 
 
@@ -902,11 +1140,14 @@ def _stored(signals: dict, key: str, default):
     return default if value is None else value
 
 
-def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict:
-    """Group clusters into campaigns, score and explain them; stored in ``campaigns`` and friends.
+def score(ws: Workspace, options: RunOptions, run_id: int | None = None, write: Callable | None = None) -> dict:
+    """The score stage: group units into campaigns, score and explain them; stored in ``campaigns``,
+    ``campaign_accounts``, ``accounts`` and ``cluster_campaigns`` (each cluster's campaign).
 
     Campaigns keep their ids across runs (:mod:`analyzer.history`): this run's transitions are appended to
     ``campaign_history`` (under ``run_id``, default the newest run) in the transaction that stores them.
+    ``write``: the runner's queue of writes (:meth:`analyzer.stages.Context.write`); without it the tables are
+    written here, in one transaction.
     """
     req = ws.scoring_requests()
     if req.empty:
@@ -920,15 +1161,17 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None) -> dict
     tracked = history_mod.track(history_mod.PreviousState(*ws.campaign_state()), req, result,
                                 ws.latest_run_id() if run_id is None else run_id, now_utc(), options.history)
     result = tracked.result
-    n_acc = req[req["cluster_id"] >= 0].groupby("cluster_id")["account_id"].nunique()
-    clusters["n_accounts"] = n_acc.reindex(clusters["cluster_id"]).fillna(0).astype(int).to_numpy()
-    clusters["campaign_id"] = clusters["cluster_id"].map(result.cluster_campaign)
+    campaign_of = clusters["cluster_id"].map(result.cluster_campaign)
+    cluster_campaigns = pd.DataFrame({"cluster_id": clusters["cluster_id"][campaign_of.notna()].astype(np.int32),
+                                      "campaign_id": campaign_of.dropna().astype(object)})
     camps, ca, acc = result.campaigns, result.campaign_accounts, result.accounts
-    ws.replace_tables({"clusters": clusters, "campaigns": camps, "campaign_accounts": ca, "accounts": acc,
-                       "campaign_members": tracked.members, "campaign_identity": tracked.identity,
-                       "campaign_ended_members": tracked.ended},
-                      append={"campaign_history": tracked.history})
-    checkpoint("score.committed")
+    tables = {"campaigns": camps, "campaign_accounts": ca, "accounts": acc, "cluster_campaigns": cluster_campaigns,
+              "campaign_members": tracked.members, "campaign_identity": tracked.identity,
+              "campaign_ended_members": tracked.ended}
+    if write is None:
+        ws.replace_tables("score", tables, append={"campaign_history": tracked.history})
+    else:
+        write(replace=tables, append={"campaign_history": tracked.history})
     return {"campaigns": int(len(camps)), "flagged": int(camps["flagged"].sum()) if len(camps) else 0,
             "accounts": int(len(acc)), "watch": watch_stats,
             "transitions": {str(k): int(v) for k, v in tracked.history["transition"].value_counts().sort_index().items()}}
@@ -1086,18 +1329,25 @@ def store_watch(ws: Workspace, entry: watch_mod.WatchEntry) -> None:
 
 
 # --- map ----------------------------------------------------------------------------------------------------------------
-def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
+def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None) -> dict[str, int]:
     """The app's 2-D map of up to ``options.map_sample`` prompts (see :mod:`analyzer.maplayout`).
 
     UMAP lays out cluster representatives -- every cluster of every campaign among them -- and the other
-    shown prompts are placed beside their most similar representatives.
+    shown prompts are placed beside their most similar representatives. ``write``: the runner's queue of
+    writes (without it ``prompt_map`` is written here).
     """
     from analyzer import maplayout
+
+    def save(frame: pd.DataFrame) -> None:
+        if write is None:
+            ws.replace_tables("map", {"prompt_map": frame})
+        else:
+            write(replace={"prompt_map": frame})
 
     key = embedder_for(options).key
     hashes, vectors = ws.load_embeddings(key)
     if len(hashes) < 10:
-        ws.replace_tables({"prompt_map": pd.DataFrame(columns=["prompt_hash", "x", "y"])})
+        save(pd.DataFrame(columns=["prompt_hash", "x", "y"]))
         return {"points": 0}
     units, campaign_units = map_units(ws, hashes)
     params = options.map
@@ -1110,8 +1360,7 @@ def make_map(ws: Workspace, options: RunOptions) -> dict[str, int]:
     order = np.argsort(idx, kind="stable")
     frame = pd.DataFrame({"prompt_hash": hashes[idx[order]], "x": pos[order, 0].astype(float),
                           "y": pos[order, 1].astype(float)})
-    ws.replace_tables({"prompt_map": frame})
-    checkpoint("map.committed")
+    save(frame)
     return {"points": int(len(frame)), "laid_out": int(len(reps)), "placed": int(len(placed))}
 
 
@@ -1125,49 +1374,39 @@ def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 # --- everything ---------------------------------------------------------------------------------------------------------
 def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map: dict[str, str] | None = None,
-            strict: bool = False, command: str = "run") -> dict:
-    """Ingest, embed, index, cluster, label, score (and map) in one go; returns stage times and counts.
+            strict: bool = False, command: str = "run", executor: Executor | None = None) -> dict:
+    """Every stage of :data:`analyzer.catalog.PIPELINE` in one recorded run (the map unless
+    ``options.make_map`` is off), through the runner :func:`analyzer.stages.run_stages`; returns stage times
+    and counts.
+
+    ``executor`` runs the embedding model (default: in this process; see :func:`embed`): it is handed to the
+    embed stage's class.
 
     When the workspace already has a clustering, new prompts are assigned to it (:func:`assign`) unless
     ``options.recluster`` is set or :func:`choose_cluster_path` / the assignment's drift check call for a full
     re-cluster; ``stats["cluster"]["path"]`` says which ran and ``stats["cluster"]["trigger"]`` why a full one.
     """
-    timer = StageTimer()
+    from analyzer.stages import Context, make_stage, run_stages
+
+    names = ["ingest", "embed", "index", "cluster", "label", "score"] + (["map"] if options.make_map else [])
+    # a misconfigured class fails before the run starts
+    stages = {name: make_stage(name, options, **({"executor": executor} if name == "embed" and executor else {}))
+              for name in names}
     params = {"paths": list(paths), "options": asdict(options), "column_map": column_map, "strict": strict}
+    if executor is not None and executor.name != "local":
+        params.update(executor.describe())
+    seconds: dict[str, float] = {}
     with ws.writing():
         run_id = ws.start_run(command, params, versions())
         stats: dict = {"run_id": run_id}
+        ctx = Context(ws, options, run_id, list(paths), column_map, strict)
         try:
-            with timer.stage("ingest"):
-                stats["ingest"] = ingest(ws, paths, run_id, column_map, strict, options.progress)
-            if os.path.exists(quarantine_path(ws, run_id)):
-                stats["quarantine"] = quarantine_path(ws, run_id)
-            with timer.stage("embed"):
-                stats["embed"] = embed(ws, options)
-            with timer.stage("index"):
-                index_result = build_index(ws, options)
-            path, why = choose_cluster_path(ws, options, embedder_for(options).key)
-            if path == "incremental":
-                with timer.stage("assign"):
-                    stats["cluster"] = assign(ws, options, index_result)
-                if stats["cluster"].get("drift"):  # the day does not fit the clustering: nothing was written
-                    path, why = "full", stats["cluster"]["drift"]
-                    stats["assign_discarded"] = stats.pop("cluster")
-            if path == "full":
-                with timer.stage("cluster"):
-                    stats["cluster"] = cluster(ws, options, index_result)
-                stats["cluster"]["trigger"] = why
-            del index_result
-            with timer.stage("score"):
-                stats["score"] = score(ws, options, run_id)
-            if options.make_map:
-                with timer.stage("map"):
-                    stats["map"] = make_map(ws, options)
+            stats.update(run_stages(ctx, names, stages, seconds=seconds))
         except BaseException as exc:
-            stats["stages_s"] = timer.stages
+            stats["stages_s"] = seconds
             ws.finish_run(run_id, stats, status=f"failed: {type(exc).__name__}")
             raise
-        stats["stages_s"] = timer.stages
+        stats["stages_s"] = seconds
         stats["peak_rss_mb"] = round(peak_rss_mb(), 1)
         ws.finish_run(run_id, stats)
     return stats

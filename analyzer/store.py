@@ -376,13 +376,38 @@ def _units(db: Connection) -> str:
     return f"(SELECT prompt_hash, {unit} AS cluster_id FROM prompt_clusters)"
 
 
-def _campaign_requests(pcq: str) -> str:
-    """CTE ``campaign_requests``: the members' requests in the campaign's clusters (one ``?`` parameter)."""
+def _clusters(db: Connection) -> str:
+    """SQL for the ``clusters`` rows with each one's ``campaign_id`` (``cluster_campaigns``, the score stage's
+    table; ``NULL`` for a cluster in no campaign). A read-only handle on a workspace made before that table
+    reads the old ``clusters.campaign_id`` column."""
+    if "campaign_id" in column_names(db, "clusters"):
+        return "clusters"
+    if "cluster_campaigns" not in table_names(db):
+        return "(SELECT *, CAST(NULL AS VARCHAR) AS campaign_id FROM clusters)"
+    return "(SELECT cl.*, cc.campaign_id FROM clusters cl LEFT JOIN cluster_campaigns cc USING (cluster_id))"
+
+
+def cluster_rows(source: Connection | Workspace) -> pd.DataFrame:
+    """Every ``clusters`` row, in the order the label stage wrote them, with its ``campaign_id`` (``None``
+    outside campaigns)."""
+    db = _db(source)
+    rows = typed_rows(db.execute("SELECT * FROM clusters"))  # one table scanned: DuckDB keeps the write order
+    if "campaign_id" in rows.columns:  # a read-only handle on a workspace made before cluster_campaigns
+        return rows
+    camp = (db.execute("SELECT cluster_id, campaign_id FROM cluster_campaigns").df()
+            if "cluster_campaigns" in table_names(db) else pd.DataFrame(columns=["cluster_id", "campaign_id"]))
+    rows["campaign_id"] = rows["cluster_id"].map(camp.set_index("cluster_id")["campaign_id"]).astype(object)
+    return rows
+
+
+def _campaign_requests(pcq: str, cq: str) -> str:
+    """CTE ``campaign_requests``: the members' requests in the campaign's clusters (one ``?`` parameter);
+    ``pcq``: :func:`_units`, ``cq``: :func:`_clusters`."""
     return f"""
     campaign_requests AS (
         SELECT r.* FROM requests r
         JOIN {pcq} pc USING (prompt_hash)
-        JOIN clusters c ON c.cluster_id = pc.cluster_id
+        JOIN {cq} c ON c.cluster_id = pc.cluster_id
         JOIN campaign_accounts ca ON ca.campaign_id = c.campaign_id AND ca.account_id = r.account_id
         WHERE c.campaign_id = ?)
 """
@@ -409,7 +434,7 @@ def campaign_models(source: Connection | Workspace) -> pd.DataFrame:
                AS models
         FROM requests r
         JOIN {_units(db)} pc USING (prompt_hash)
-        JOIN clusters c ON c.cluster_id = pc.cluster_id AND c.campaign_id IS NOT NULL
+        JOIN {_clusters(db)} c ON c.cluster_id = pc.cluster_id AND c.campaign_id IS NOT NULL
         JOIN campaign_accounts ca ON ca.campaign_id = c.campaign_id AND ca.account_id = r.account_id
         GROUP BY c.campaign_id
         """
@@ -463,7 +488,7 @@ def campaign_heatmap(source: Connection | Workspace, campaign_id: str, bucket: s
     db = _db(source)
     return db.execute(
         f"""
-        WITH {_campaign_requests(_units(db))},
+        WITH {_campaign_requests(_units(db), _clusters(db))},
         top AS (SELECT account_id FROM campaign_requests GROUP BY account_id
                 ORDER BY count(*) DESC, account_id LIMIT {int(max_accounts)})
         SELECT account_id, time_bucket(INTERVAL '{_bucket(bucket)}', ts) AS bucket, count(*) AS requests
@@ -479,7 +504,7 @@ def campaign_model_mix(source: Connection | Workspace, campaign_id: str, bucket:
     db = _db(source)
     return db.execute(
         f"""
-        WITH {_campaign_requests(_units(db))},
+        WITH {_campaign_requests(_units(db), _clusters(db))},
         tagged AS (
             SELECT ts, model, 'campaign' AS scope FROM campaign_requests
             UNION ALL
@@ -498,12 +523,12 @@ def campaign_clusters(source: Connection | Workspace, campaign_id: str) -> pd.Da
     pcq = _units(db)
     return db.execute(
         f"""
-        WITH {_campaign_requests(pcq)},
+        WITH {_campaign_requests(pcq, _clusters(db))},
         per AS (SELECT pc.cluster_id, count(*) AS campaign_requests, count(DISTINCT cr.account_id) AS accounts
                 FROM campaign_requests cr JOIN {pcq} pc USING (prompt_hash) GROUP BY pc.cluster_id)
         SELECT c.cluster_id, c.kind, c.label, c.n_prompts, c.n_requests, c.n_accounts, per.campaign_requests,
                per.accounts AS campaign_accounts, c.template
-        FROM clusters c LEFT JOIN per USING (cluster_id)
+        FROM {_clusters(db)} c LEFT JOIN per USING (cluster_id)
         WHERE c.campaign_id = ? ORDER BY per.campaign_requests DESC NULLS LAST
         """,
         [campaign_id, campaign_id],
@@ -545,7 +570,7 @@ def account_clusters(source: Connection | Workspace, account_id: str) -> pd.Data
                any_value(c.campaign_id) AS campaign_id, count(*) AS requests,
                count(DISTINCT r.prompt_hash) AS prompts, min(r.ts) AS first_seen, max(r.ts) AS last_seen
         FROM requests r LEFT JOIN {_units(db)} pc USING (prompt_hash)
-        LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
+        LEFT JOIN {_clusters(db)} c ON c.cluster_id = pc.cluster_id
         WHERE r.account_id = ? GROUP BY 1 ORDER BY requests DESC
         """,
         [account_id],
@@ -622,7 +647,7 @@ def map_points(source: Connection | Workspace, max_points: int) -> pd.DataFrame:
                left(p.text, 160) AS text
         FROM prompt_map m
         LEFT JOIN {_units(db)} pc USING (prompt_hash)
-        LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
+        LEFT JOIN {_clusters(db)} c ON c.cluster_id = pc.cluster_id
         LEFT JOIN campaigns cp ON cp.campaign_id = c.campaign_id
         LEFT JOIN req USING (prompt_hash)
         LEFT JOIN prompts p USING (prompt_hash)
@@ -675,7 +700,7 @@ def search_hits(source: Connection | Workspace, hits: pd.DataFrame) -> pd.DataFr
                    coalesce(req.requests, 0) AS requests, coalesce(req.accounts, 0) AS accounts, p.text
             FROM hits h JOIN prompts p USING (prompt_hash)
             LEFT JOIN {_units(db)} pc USING (prompt_hash)
-            LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
+            LEFT JOIN {_clusters(db)} c ON c.cluster_id = pc.cluster_id
             LEFT JOIN req USING (prompt_hash)
             ORDER BY h.similarity DESC
             """
@@ -695,7 +720,7 @@ def accounts_clusters(source: Connection | Workspace, account_ids: list[str], li
                    any_value(c.campaign_id) AS campaign_id, count(DISTINCT r.account_id) AS accounts,
                    count(*) AS requests
             FROM acc JOIN requests r USING (account_id)
-            LEFT JOIN {_units(db)} pc USING (prompt_hash) LEFT JOIN clusters c ON c.cluster_id = pc.cluster_id
+            LEFT JOIN {_units(db)} pc USING (prompt_hash) LEFT JOIN {_clusters(db)} c ON c.cluster_id = pc.cluster_id
             GROUP BY 1 ORDER BY accounts DESC, requests DESC LIMIT {int(limit)}
             """
         ).df()

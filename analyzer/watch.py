@@ -470,103 +470,140 @@ def apply_watchlist(result: CampaignResult, req: pd.DataFrame, entries: Sequence
     """
     if "watch_id" not in matches:
         matches = pd.DataFrame(columns=MATCH_COLUMNS)
-    camps = result.campaigns.copy()
     ca = result.campaign_accounts.copy()
-    acc = result.accounts.copy()
-    out = WatchOutcome(matched_accounts=int(matches["account_id"].nunique()) if len(matches) else 0)
-    members = ca.groupby("campaign_id")["account_id"].agg(set).to_dict() if len(ca) else {}
-    camps["evidence"] = camps["evidence"].map(list)
-    confirmed = [e for e in entries if e.status == "confirmed"]
-    dismissed = [e for e in entries if e.status == "dismissed"]
-    confirmed_camps: set[str] = set()
-
-    for e in confirmed:
+    st = _WatchState(
+        camps=result.campaigns.copy(), ca=ca, acc=result.accounts.copy(),
+        members=ca.groupby("campaign_id")["account_id"].agg(set).to_dict() if len(ca) else {},
+        out=WatchOutcome(matched_accounts=int(matches["account_id"].nunique()) if len(matches) else 0))
+    st.camps["evidence"] = st.camps["evidence"].map(list)
+    for e in (e for e in entries if e.status == "confirmed"):
         em = matches[matches["watch_id"] == e.watch_id]
-        if em.empty:
-            continue
-        host = _same_campaign(e, set(em["account_id"]), camps, members, config)
-        flagged_ids = set(camps.loc[camps["flagged"].astype(bool), "campaign_id"])
-        sims = em["similarity"].dropna()
-        summary = (f"{len(em)} accounts match its fingerprint ({int(em['n_match'].sum())} requests, mean "
-                   f"similarity {_fmt_sim(sims.mean() if len(sims) else np.nan)})")
-        if host is None or host not in flagged_ids:
-            # No flagged campaign carries the work: the matching accounts that no flagged campaign holds form
-            # one of their own (an unflagged look-alike's other members are not flagged along with them).
-            taken = set().union(*(members.get(c, set()) for c in flagged_ids)) if flagged_ids else set()
-            em_new = em[~em["account_id"].isin(taken)]
-            if host is not None:
-                i = camps.index[camps["campaign_id"] == host][0]
-                camps.at[i, "evidence"] = [f"{len(em)} of the accounts here or nearby continue confirmed campaign "
-                                           f"{e.fingerprint.campaign_id} (watch {e.watch_id}); they are flagged "
-                                           "in the campaign formed for that watch entry."] + camps.at[i, "evidence"]
-            if em_new.empty:
-                continue
-            row = _formed_campaign(e, em_new, req, flag_threshold)
-            camps = pd.concat([camps, pd.DataFrame([row])], ignore_index=True)
-            host = row["campaign_id"]
-            members[host] = set()
-            out.formed.append(host)
-            em = em_new
-        out.continued[e.watch_id] = host
-        i = camps.index[camps["campaign_id"] == host][0]
-        score = max(float(camps.at[i, "score"]), flag_threshold)
-        new = em[~em["account_id"].isin(members.get(host, set()))]
-        line = (f"Continues confirmed campaign {e.fingerprint.campaign_id} (watch {e.watch_id}, confirmed by "
-                f"{_who(e)}): {summary}; {len(new)} of them joined here.")
-        camps.at[i, "evidence"] = [line] + camps.at[i, "evidence"]
-        camps.at[i, "score"] = round(score, 4)
-        camps.at[i, "flagged"] = True
-        confirmed_camps.add(host)
-        rows = []
-        for r in new.to_dict("records"):
-            a_score = round(max(flag_threshold, score * (0.5 + 0.5 * min(1.0, float(r["share"])))), 4)
-            rows.append({"campaign_id": host, "account_id": r["account_id"], "n_requests": int(r["n_match"]),
-                         "share": round(float(r["share"]), 4), "score": a_score,
-                         "evidence": [account_evidence(r, e)]})
-        # matching accounts that were members already: their score reaches the threshold too, with the reason
-        old = em[em["account_id"].isin(members.get(host, set()))].set_index("account_id")
-        sel = (ca["campaign_id"] == host) & ca["account_id"].isin(old.index)
-        for j in np.flatnonzero(sel.to_numpy()):
-            r = old.loc[ca.iat[j, ca.columns.get_loc("account_id")]]
-            k = ca.index[j]
-            a_score = max(flag_threshold, score * (0.5 + 0.5 * min(1.0, float(r["share"]))))
-            ca.at[k, "score"] = round(max(float(ca.at[k, "score"]), a_score), 4)
-            ca.at[k, "evidence"] = [account_evidence({**r.to_dict(), "account_id": r.name}, e),
-                                    *list(ca.at[k, "evidence"])]
-        if rows:
-            ca = pd.concat([ca, pd.DataFrame(rows)], ignore_index=True)
-            members.setdefault(host, set()).update(new["account_id"])
-            camps.at[i, "n_accounts"] = int(camps.at[i, "n_accounts"]) + len(rows)
-            camps.at[i, "n_requests"] = int(camps.at[i, "n_requests"]) + int(new["n_match"].sum())
-        acc = _raise_accounts(acc, ca[ca["campaign_id"] == host])
-
-    for e in dismissed:
-        em = matches[matches["watch_id"] == e.watch_id]
-        host = _same_campaign(e, set(em["account_id"]), camps, members, config)
-        if host is None or host in confirmed_camps:
-            continue
-        i = camps.index[camps["campaign_id"] == host][0]
-        changed = _material_change(e, members.get(host, set()), req, config)
-        if changed:
-            out.raised_again[host] = e.watch_id
-            camps.at[i, "evidence"] = [f"Dismissed before (watch {e.watch_id}, by {_who(e)}) but changed "
-                                       f"materially: {changed}."] + camps.at[i, "evidence"]
-            continue
-        if not bool(camps.at[i, "flagged"]):
-            continue
-        camps.at[i, "flagged"] = False
-        out.suppressed[host] = e.watch_id
-        note = f" ({e.note})" if e.note else ""
-        camps.at[i, "evidence"] = [
-            f"Flag suppressed: dismissed by {_who(e)}{note} (watch {e.watch_id}); it has not changed materially "
-            f"({int(camps.at[i, 'n_accounts'])} accounts, {e.fingerprint.n_accounts} at dismissal; no new "
-            f"infrastructure)."] + camps.at[i, "evidence"]
-
+        if not em.empty:
+            _apply_confirmed(st, e, em, req, flag_threshold)
+    for e in (e for e in entries if e.status == "dismissed"):
+        _apply_dismissed(st, e, matches[matches["watch_id"] == e.watch_id], req, config)
+    camps = st.camps
     if len(camps):
         camps = camps.sort_values(["score", "n_requests", "campaign_id"], ascending=[False, False, True])
         camps = camps.reset_index(drop=True)
         camps["rank"] = np.arange(1, len(camps) + 1)
-    return replace(result, campaigns=camps, campaign_accounts=ca.reset_index(drop=True), accounts=acc), out
+    return replace(result, campaigns=camps, campaign_accounts=st.ca.reset_index(drop=True), accounts=st.acc), st.out
+
+
+@dataclass
+class _WatchState:
+    """The result being rewritten by :func:`apply_watchlist`, entry by entry."""
+
+    camps: pd.DataFrame
+    ca: pd.DataFrame
+    acc: pd.DataFrame
+    members: dict[str, set[str]]  # campaign id -> its member accounts
+    out: WatchOutcome
+    confirmed_camps: set[str] = field(default_factory=set)  # campaigns a confirmed entry flagged
+
+    def prepend_evidence(self, campaign_id: str, line: str) -> int:
+        """Put ``line`` first in the campaign's evidence; returns its row index."""
+        i = self.camps.index[self.camps["campaign_id"] == campaign_id][0]
+        self.camps.at[i, "evidence"] = [line] + self.camps.at[i, "evidence"]
+        return i
+
+
+def _confirmed_host(st: _WatchState, e: WatchEntry, em: pd.DataFrame, req: pd.DataFrame, flag_threshold: float,
+                    config: WatchConfig) -> tuple[str | None, pd.DataFrame]:
+    """The flagged campaign that carries a confirmed entry's work, else a campaign formed for it from the
+    matching accounts that no flagged campaign holds (an unflagged look-alike's other members are not flagged
+    along with them). Returns the host and the matching accounts it takes (host ``None``: nothing to do)."""
+    host = _same_campaign(e, set(em["account_id"]), st.camps, st.members, config)
+    flagged_ids = set(st.camps.loc[st.camps["flagged"].astype(bool), "campaign_id"])
+    if host is not None and host in flagged_ids:
+        return host, em
+    taken = set().union(*(st.members.get(c, set()) for c in flagged_ids)) if flagged_ids else set()
+    em_new = em[~em["account_id"].isin(taken)]
+    if host is not None:
+        st.prepend_evidence(host, f"{len(em)} of the accounts here or nearby continue confirmed campaign "
+                                  f"{e.fingerprint.campaign_id} (watch {e.watch_id}); they are flagged "
+                                  "in the campaign formed for that watch entry.")
+    if em_new.empty:
+        return None, em_new
+    row = _formed_campaign(e, em_new, req, flag_threshold)
+    st.camps = pd.concat([st.camps, pd.DataFrame([row])], ignore_index=True)
+    st.members[row["campaign_id"]] = set()
+    st.out.formed.append(row["campaign_id"])
+    return row["campaign_id"], em_new
+
+
+def _apply_confirmed(st: _WatchState, e: WatchEntry, em: pd.DataFrame, req: pd.DataFrame, flag_threshold: float,
+                     config: WatchConfig = WatchConfig()) -> None:
+    """A confirmed entry with matching accounts ``em``: its host campaign is flagged with the evidence
+    "continues confirmed campaign X", and the matching accounts join it (or, members already, reach the
+    threshold with the reason)."""
+    sims = em["similarity"].dropna()
+    summary = (f"{len(em)} accounts match its fingerprint ({int(em['n_match'].sum())} requests, mean "
+               f"similarity {_fmt_sim(sims.mean() if len(sims) else np.nan)})")
+    host, em = _confirmed_host(st, e, em, req, flag_threshold, config)
+    if host is None:
+        return
+    st.out.continued[e.watch_id] = host
+    new = em[~em["account_id"].isin(st.members.get(host, set()))]
+    i = st.prepend_evidence(host, f"Continues confirmed campaign {e.fingerprint.campaign_id} (watch {e.watch_id}, "
+                                  f"confirmed by {_who(e)}): {summary}; {len(new)} of them joined here.")
+    score = max(float(st.camps.at[i, "score"]), flag_threshold)
+    st.camps.at[i, "score"] = round(score, 4)
+    st.camps.at[i, "flagged"] = True
+    st.confirmed_camps.add(host)
+    _raise_members(st, host, em, e, score, flag_threshold)
+    rows = []
+    for r in new.to_dict("records"):
+        a_score = round(max(flag_threshold, score * (0.5 + 0.5 * min(1.0, float(r["share"])))), 4)
+        rows.append({"campaign_id": host, "account_id": r["account_id"], "n_requests": int(r["n_match"]),
+                     "share": round(float(r["share"]), 4), "score": a_score,
+                     "evidence": [account_evidence(r, e)]})
+    if rows:
+        st.ca = pd.concat([st.ca, pd.DataFrame(rows)], ignore_index=True)
+        st.members.setdefault(host, set()).update(new["account_id"])
+        st.camps.at[i, "n_accounts"] = int(st.camps.at[i, "n_accounts"]) + len(rows)
+        st.camps.at[i, "n_requests"] = int(st.camps.at[i, "n_requests"]) + int(new["n_match"].sum())
+    st.acc = _raise_accounts(st.acc, st.ca[st.ca["campaign_id"] == host])
+
+
+def _raise_members(st: _WatchState, host: str, em: pd.DataFrame, e: WatchEntry, score: float,
+                   flag_threshold: float) -> None:
+    """Matching accounts that were members of the host already: their score reaches the threshold too, with
+    the reason first in their evidence."""
+    ca = st.ca
+    old = em[em["account_id"].isin(st.members.get(host, set()))].set_index("account_id")
+    sel = (ca["campaign_id"] == host) & ca["account_id"].isin(old.index)
+    for j in np.flatnonzero(sel.to_numpy()):
+        r = old.loc[ca.iat[j, ca.columns.get_loc("account_id")]]
+        k = ca.index[j]
+        a_score = max(flag_threshold, score * (0.5 + 0.5 * min(1.0, float(r["share"]))))
+        ca.at[k, "score"] = round(max(float(ca.at[k, "score"]), a_score), 4)
+        ca.at[k, "evidence"] = [account_evidence({**r.to_dict(), "account_id": r.name}, e),
+                                *list(ca.at[k, "evidence"])]
+
+
+def _apply_dismissed(st: _WatchState, e: WatchEntry, em: pd.DataFrame, req: pd.DataFrame,
+                     config: WatchConfig) -> None:
+    """A dismissed entry: the campaign that is the dismissed one is no longer flagged (score kept), unless a
+    confirmed entry flagged it or it changed materially (then it is raised again, with the reason)."""
+    host = _same_campaign(e, set(em["account_id"]), st.camps, st.members, config)
+    if host is None or host in st.confirmed_camps:
+        return
+    changed = _material_change(e, st.members.get(host, set()), req, config)
+    if changed:
+        st.out.raised_again[host] = e.watch_id
+        st.prepend_evidence(host, f"Dismissed before (watch {e.watch_id}, by {_who(e)}) but changed "
+                                  f"materially: {changed}.")
+        return
+    i = st.camps.index[st.camps["campaign_id"] == host][0]
+    if not bool(st.camps.at[i, "flagged"]):
+        return
+    st.camps.at[i, "flagged"] = False
+    st.out.suppressed[host] = e.watch_id
+    note = f" ({e.note})" if e.note else ""
+    st.prepend_evidence(host, f"Flag suppressed: dismissed by {_who(e)}{note} (watch {e.watch_id}); it has not "
+                              f"changed materially ({int(st.camps.at[i, 'n_accounts'])} accounts, "
+                              f"{e.fingerprint.n_accounts} at dismissal; no new infrastructure).")
 
 
 def _same_campaign(e: WatchEntry, matched: set[str], camps: pd.DataFrame, members: Mapping[str, set[str]],

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analyzer import store
+from analyzer import catalog, store
 from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
-from analyzer.checkpoints import checkpoint, commit_point
+from analyzer.checkpoints import checkpoint
 from analyzer.retry import Backoff, retry
 
 DB_NAME = "analyzer.duckdb"
@@ -77,8 +77,8 @@ CREATE TABLE IF NOT EXISTS prompt_clusters(prompt_hash VARCHAR, cluster_id INTEG
 CREATE TABLE IF NOT EXISTS system_clusters(system_hash VARCHAR, cluster_id INTEGER, intent VARCHAR,
     intent_similarity DOUBLE);
 CREATE TABLE IF NOT EXISTS clusters(cluster_id INTEGER, n_prompts INTEGER, n_requests BIGINT, n_accounts INTEGER,
-    label VARCHAR, keywords VARCHAR[], template VARCHAR, exemplars VARCHAR[], campaign_id VARCHAR,
-    signals {CLUSTER_SIGNALS});
+    label VARCHAR, keywords VARCHAR[], template VARCHAR, exemplars VARCHAR[], signals {CLUSTER_SIGNALS});
+CREATE TABLE IF NOT EXISTS cluster_campaigns(cluster_id INTEGER, campaign_id VARCHAR);
 CREATE TABLE IF NOT EXISTS campaigns(campaign_id VARCHAR, rank INTEGER, score DOUBLE, flagged BOOLEAN,
     label VARCHAR, kind VARCHAR, keywords VARCHAR[], template VARCHAR, n_accounts INTEGER, n_requests BIGINT,
     first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, clusters INTEGER[], signals {SIGNAL_MAP}, evidence VARCHAR[],
@@ -115,6 +115,12 @@ ALTER TABLE prompt_clusters ADD COLUMN IF NOT EXISTS task_id BIGINT;
 ALTER TABLE clusters ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 
+#: A workspace made before the score stage had a table of its own for each cluster's campaign kept it in
+#: ``clusters.campaign_id``: moved to ``cluster_campaigns`` (the label stage's table is not the score stage's).
+CAMPAIGN_COLUMN_MIGRATION = """
+INSERT INTO cluster_campaigns SELECT cluster_id, campaign_id FROM clusters WHERE campaign_id IS NOT NULL;
+ALTER TABLE clusters DROP COLUMN campaign_id;
+"""
 
 def legacy_columns(db: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
     """The columns of :data:`TYPED_COLUMNS` that this database still holds as JSON text (VARCHAR), as written by
@@ -227,6 +233,17 @@ def typed_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) 
 RESULT_TABLES = ("prompt_clusters", "system_clusters", "clusters", "campaigns", "campaign_accounts", "accounts")
 
 
+#: The unit a request counts towards: its prompt's template or scaffold family, else its system prompt's family,
+#: else its prompt's (possibly attributed) topic cluster; -1 for none. Over :data:`UNIT_JOINS`.
+UNIT_SQL = """CASE WHEN c.kind IN ('template', 'scaffold') THEN pc.assigned_cluster
+                        WHEN sc.cluster_id >= 0 THEN sc.cluster_id
+                        ELSE coalesce(pc.assigned_cluster, -1) END"""
+#: The joins :data:`UNIT_SQL` reads; ``{kinds}``: a relation of ``cluster_id, kind``.
+UNIT_JOINS = """FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
+            LEFT JOIN {kinds} c ON c.cluster_id = pc.assigned_cluster
+            LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)"""
+
+
 class WorkspaceLocked(RuntimeError):
     """Another process is writing to this workspace."""
 
@@ -240,6 +257,10 @@ class WorkspaceBusy(WorkspaceLocked, duckdb.IOException):
 
 class WorkspaceMissing(FileNotFoundError):
     """The folder is not an analyzer workspace."""
+
+
+class Discard(Exception):  # noqa: N818 - not an error: the way out of a transaction that writes nothing
+    """Raised inside :meth:`Workspace.transaction` to roll it back without an error (nothing to commit)."""
 
 
 class WorkspaceCorrupt(RuntimeError):
@@ -297,6 +318,7 @@ class Workspace:
                 )
             os.makedirs(self.path, exist_ok=True)
         self.read_only = read_only
+        self._tx_depth = 0  # transactions open (an inner one joins the outer: see transaction())
         try:
             self.db = self._connect(db_path, read_only)
         except duckdb.IOException as exc:
@@ -315,8 +337,8 @@ class Workspace:
 
     def _prepare_schema(self) -> None:
         """The writer creates missing tables and migrates an earlier release's (new columns, JSON text to typed
-        columns) in one transaction; a reader changes nothing and reads JSON text columns typed through
-        temporary views."""
+        columns, ``clusters.campaign_id`` to ``cluster_campaigns``) in one transaction; a reader changes nothing
+        and reads JSON text columns typed through temporary views."""
         if self.read_only:
             read_legacy_as_typed(self.db)
             return
@@ -326,6 +348,8 @@ class Workspace:
             db.execute(SCHEMA)
             db.execute(MIGRATIONS)
             migrate_legacy_columns(db, legacy)
+            if "campaign_id" in store.column_names(db, "clusters"):
+                db.execute(CAMPAIGN_COLUMN_MIGRATION)
 
     @staticmethod
     def _connect(db_path: str, read_only: bool, backoff: Backoff = _CONNECT_BACKOFF):
@@ -429,16 +453,39 @@ class Workspace:
 
     # --- ingest ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """``BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on any error, a killed process never commits)."""
+    def transaction(self, point: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on any error, a killed process never commits).
+
+        Inside another transaction it joins that one: what it writes commits or rolls back with the outer
+        one (the runner commits the cluster and label stages' tables together). ``point`` names the
+        crash points of the outermost commit: ``POINT.before_commit`` and ``POINT.committed``
+        (:mod:`analyzer.checkpoints`). Raising :class:`Discard` inside rolls back quietly.
+        """
         db = self.db
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield db
+            finally:
+                self._tx_depth -= 1
+            return
         db.execute("BEGIN")
+        self._tx_depth = 1
         try:
             yield db
+            if point:
+                checkpoint(f"{point}.before_commit")
+        except Discard:
+            db.execute("ROLLBACK")
+            return
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            self._tx_depth = 0
         db.execute("COMMIT")
+        if point:
+            checkpoint(f"{point}.committed")
 
     _REQUEST_COLS = (
         "request_id", "account_id", "ts", "prompt_hash", "system_prompt", "model", "ip", "user_agent",
@@ -572,6 +619,29 @@ class Workspace:
             [*([after] if after is not None else []), model_key],
         ).df()
 
+    def iter_pending_prompts(self, model_key: str, rows: int) -> Iterator[pd.DataFrame]:
+        """Unique prompts without a vector for ``model_key`` (``prompt_hash``, ``text``; a missing text is
+        ``""``) in hash order, ``rows`` at a time (the last page may be shorter).
+
+        One query, streamed on a cursor of its own: the pending set is the one when the first page is read, so
+        shards committed meanwhile on this connection do not shift the pages, and each page costs only its rows
+        (pages as keyset queries re-scanned every prompt each time: 8x slower at 670k prompts). DuckDB sorts out
+        of core; this process holds one page.
+        """
+        cur = self.db.cursor()
+        try:
+            cur.execute(
+                """SELECT p.prompt_hash, coalesce(p.text, '') AS text FROM prompts p
+                   WHERE NOT EXISTS (SELECT 1 FROM embedded e
+                                     WHERE e.prompt_hash = p.prompt_hash AND e.model_key = ?)
+                   ORDER BY p.prompt_hash""",
+                [model_key],
+            )
+            while page := cur.fetchmany(int(rows)):
+                yield pd.DataFrame(page, columns=["prompt_hash", "text"])
+        finally:
+            cur.close()
+
     def pending_count(self, model_key: str) -> int:
         """Number of unique prompts without a vector for ``model_key``."""
         return int(self.db.execute(
@@ -700,22 +770,36 @@ class Workspace:
         return os.path.join(self.path, "index", f"{model_key}.faiss")
 
     # --- results -------------------------------------------------------------------------------------------------
-    def write_tables(self, replace: dict[str, pd.DataFrame] | None = None,
+    def write_tables(self, stage: str, replace: dict[str, pd.DataFrame] | None = None,
                      upsert: dict[str, tuple[str, pd.DataFrame]] | None = None,
                      append: dict[str, pd.DataFrame] | None = None) -> None:
-        """The one writer of result tables, in one transaction (all or nothing): for each ``table: (key
-        column, rows)`` of ``upsert`` replace the rows with those keys (insert the others), then replace the
-        whole contents of each table of ``replace``, then append the rows of ``append`` (history tables)."""
-        with self.transaction() as db:
-            for table, (key, frame) in (upsert or {}).items():
+        """The one writer of result tables, for ``stage``, in one transaction (all or nothing): for each
+        ``table: (key column, rows)`` of ``upsert`` replace the rows with those keys (insert the others), then
+        replace the whole contents of each table of ``replace``, then append the rows of ``append`` (history
+        tables). A table that ``stage`` does not declare as an output (:data:`analyzer.catalog.PIPELINE`) is
+        refused (:class:`analyzer.catalog.UndeclaredOutput`) before anything is written. The commit's crash
+        points are ``STAGE.before_commit`` / ``STAGE.committed``, unless the write joins a transaction the
+        runner opened (which names its own)."""
+        replace, upsert, append = replace or {}, upsert or {}, append or {}
+        catalog.check_outputs(stage, [*upsert, *replace, *append])
+        with self.transaction(stage) as db:
+            for table, (key, frame) in upsert.items():
                 if len(frame):
                     self._insert_frame(db, table, frame, delete_where=f'"{key}" IN (SELECT "{key}" FROM frame_df)')
-            for table, frame in (replace or {}).items():
+            for table, frame in replace.items():
                 db.execute(f"DELETE FROM {table}")
                 self._insert_frame(db, table, frame)
-            for table, frame in (append or {}).items():
+            for table, frame in append.items():
                 self._insert_frame(db, table, frame)
-            checkpoint(commit_point(replace or {}, upsert or {}, append or {}))
+
+    def clear_tables(self, tables: list[str]) -> None:
+        """Delete every row of ``tables``: the runner's invalidation of stale outputs
+        (:func:`analyzer.catalog.stale_after`), done inside the transaction of the commit that made them stale."""
+        with self.transaction() as db:
+            for table in tables:
+                if table not in catalog.TABLES:
+                    raise ValueError(f"{table!r} is not a stage's table")
+                db.execute(f"DELETE FROM {table}")
 
     @staticmethod
     def _insert_frame(db: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
@@ -733,17 +817,11 @@ class Workspace:
         db.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM frame_df")
         db.unregister("frame_df")
 
-    def replace_tables(self, frames: dict[str, pd.DataFrame],
+    def replace_tables(self, stage: str, frames: dict[str, pd.DataFrame],
                        append: dict[str, pd.DataFrame] | None = None) -> None:
-        """Replace the contents of several result tables, and append rows to others (``append``: history
+        """Replace the contents of ``stage``'s tables ``frames``, and append rows to others (``append``: history
         tables), in one transaction (:meth:`write_tables`)."""
-        self.write_tables(replace=frames, append=append)
-
-    def update_tables(self, upserts: dict[str, tuple[str, pd.DataFrame]], frames: dict[str, pd.DataFrame]) -> None:
-        """In one transaction: for each ``table: (key column, rows)`` of ``upserts`` replace the rows with those
-        keys (insert the others), and replace the whole contents of each table of ``frames``
-        (:meth:`write_tables`)."""
-        self.write_tables(replace=frames, upsert=upserts)
+        self.write_tables(stage, replace=frames, append=append)
 
     def family_sample(self, kind: str, n: int) -> pd.DataFrame:
         """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``."""
@@ -762,16 +840,6 @@ class Workspace:
     def request_counts(self) -> pd.DataFrame:
         """Requests per prompt: ``prompt_hash, n``."""
         return self.db.execute("SELECT prompt_hash, count(*) AS n FROM requests GROUP BY prompt_hash").df()
-
-    def unassigned_request_share(self) -> float | None:
-        """Share of all requests whose prompt has no unit (no cluster, family or attribution) and whose system
-        prompt is in no system family; ``None`` when there are no requests."""
-        row = self.db.execute(
-            """SELECT avg(CASE WHEN coalesce(pc.assigned_cluster, -1) < 0 AND coalesce(sc.cluster_id, -1) < 0
-                          THEN 1.0 ELSE 0.0 END)
-               FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
-               LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)""").fetchall()
-        return None if row[0][0] is None else float(row[0][0])
 
     def table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
         """Every row of table ``name`` (only ``columns``, if given); lists and JSON documents as Python values
@@ -823,12 +891,8 @@ class Workspace:
         task_id, intent, intent_similarity`` (the stronger of prompt and system prompt), ``model, ip,
         user_agent, api_key_id, org_id, payment_id, system_prompt`` (md5, ``None`` without one)."""
         return self.db.execute(
-            """
-            SELECT r.account_id, r.ts, r.prompt_hash,
-                   -- the unit: the prompt's template family, else its system prompt's family, else its topic
-                   CASE WHEN c.kind IN ('template', 'scaffold') THEN pc.assigned_cluster
-                        WHEN sc.cluster_id >= 0 THEN sc.cluster_id
-                        ELSE coalesce(pc.assigned_cluster, -1) END AS cluster_id,
+            f"""
+            SELECT r.account_id, r.ts, r.prompt_hash, {UNIT_SQL} AS cluster_id,
                    coalesce(pc.cluster_id, -1) AS topic_cluster, pc.task_id,
                    CASE WHEN sc.intent_similarity > coalesce(pc.intent_similarity, 0) THEN sc.intent
                         ELSE pc.intent END AS intent,
@@ -838,11 +902,24 @@ class Workspace:
                    r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
                    CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
                         ELSE md5(r.system_prompt) END AS system_prompt
-            FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
-            LEFT JOIN (SELECT cluster_id, kind FROM clusters) c ON c.cluster_id = pc.assigned_cluster
-            LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)
+            {UNIT_JOINS.format(kinds="(SELECT cluster_id, kind FROM clusters)")}
             """
         ).df()
+
+    def unit_account_counts(self, kinds: pd.DataFrame) -> pd.Series:
+        """Distinct accounts per unit (the ``cluster_id`` of :meth:`scoring_requests`), with the clusters' kinds
+        taken from ``kinds`` (``cluster_id, kind``: the cluster rows about to be written) rather than from the
+        ``clusters`` table; indexed by unit, units >= 0 only."""
+        kinds = pd.DataFrame({"cluster_id": kinds["cluster_id"].astype(np.int64), "kind": kinds["kind"].astype(object)})
+        self.db.register("kinds_df", kinds)
+        try:
+            found = self.db.execute(
+                f"""SELECT cluster_id, count(DISTINCT account_id) AS n FROM (
+                        SELECT r.account_id, {UNIT_SQL} AS cluster_id
+                        {UNIT_JOINS.format(kinds="kinds_df")}) WHERE cluster_id >= 0 GROUP BY 1""").df()
+        finally:
+            self.db.unregister("kinds_df")
+        return found.set_index("cluster_id")["n"]
 
     def prompt_units(self) -> pd.DataFrame:
         """``prompt_hash, unit``: each clustered prompt's template family, else its topic cluster (-1 noise)."""
@@ -851,8 +928,7 @@ class Workspace:
 
     def campaign_cluster_ids(self) -> np.ndarray:
         """The ids of the clusters that belong to a campaign."""
-        return self.db.execute("SELECT cluster_id FROM clusters WHERE campaign_id IS NOT NULL").df()[
-            "cluster_id"].to_numpy(dtype=np.int64)
+        return self.db.execute("SELECT cluster_id FROM cluster_campaigns").df()["cluster_id"].to_numpy(dtype=np.int64)
 
     # --- campaign history ------------------------------------------------------------------------------------------
     def ok_run_stats(self) -> list[tuple[int, dict]]:

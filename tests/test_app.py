@@ -376,9 +376,11 @@ def test_hostile_prompt_text_renders_inert(sample_workspace_copy, monkeypatch):
                 "WHERE campaign_id = ?",
                 [evil, evil, [evil], [evil, long_evil], [f"Template {evil}"],
                  cid])
-    con.execute("UPDATE clusters SET label = ? WHERE campaign_id = ?", [evil, cid])
+    con.execute("UPDATE clusters SET label = ? WHERE cluster_id IN (SELECT cluster_id FROM cluster_campaigns "
+                "WHERE campaign_id = ?)", [evil, cid])
     con.execute("UPDATE prompts SET text = ? || text WHERE prompt_hash IN (SELECT pc.prompt_hash FROM "
-                "prompt_clusters pc JOIN clusters c USING (cluster_id) WHERE c.campaign_id = ?)", [evil + " ", cid])
+                "prompt_clusters pc JOIN cluster_campaigns c USING (cluster_id) WHERE c.campaign_id = ?)",
+                [evil + " ", cid])
     con.execute("UPDATE requests SET user_agent = ? WHERE account_id IN "
                 "(SELECT account_id FROM campaign_accounts WHERE campaign_id = ?)", [evil, cid])
     account = con.execute("SELECT account_id FROM campaign_accounts WHERE campaign_id = ? LIMIT 1", [cid]).fetchone()[0]

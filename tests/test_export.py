@@ -118,7 +118,7 @@ def hostile_ws(tmp_path) -> Path:
         {"account_id": "-2+3", "n_requests": 1, "n_prompts": 1, "first_seen": ts, "last_seen": ts,
          "top_cluster": -1, "campaign_id": None, "score": 0.1, "signals": {}},
     ])
-    ws.replace_tables({"campaigns": camps, "campaign_accounts": accounts, "accounts": acc})
+    ws.replace_tables("score", {"campaigns": camps, "campaign_accounts": accounts, "accounts": acc})
     ws.close()
     return path
 

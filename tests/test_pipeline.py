@@ -114,11 +114,12 @@ def test_template_families_and_map_are_stored(ws):
 def _flagged_clusters_missing_from_map(w) -> tuple[int, list]:
     """Clusters of flagged campaigns (as the app colours prompts: family, else topic) with no point on the map."""
     n_flagged_clusters = w.db.execute(
-        "SELECT count(*) FROM clusters c JOIN campaigns cp USING (campaign_id) WHERE cp.flagged "
+        "SELECT count(*) FROM clusters c JOIN cluster_campaigns USING (cluster_id) JOIN campaigns cp USING (campaign_id) "
+        "WHERE cp.flagged "
         "AND coalesce(c.kind, '') <> 'system'").fetchall()[0][0]
     missing = w.db.execute(
         """
-        SELECT c.cluster_id FROM clusters c JOIN campaigns cp USING (campaign_id)
+        SELECT c.cluster_id FROM clusters c JOIN cluster_campaigns USING (cluster_id) JOIN campaigns cp USING (campaign_id)
         WHERE cp.flagged AND coalesce(c.kind, '') <> 'system' -- system prompt families have no place among prompts
           AND c.cluster_id NOT IN (SELECT coalesce(pc.assigned_cluster, pc.cluster_id)
                                                   FROM prompt_map m JOIN prompt_clusters pc USING (prompt_hash))
@@ -142,7 +143,7 @@ def test_small_map_still_shows_every_flagged_campaign_cluster(sample_workspace_c
     stats = make_map(w, RunOptions(progress=False, map_sample=120))
     n_flagged_clusters, missing = _flagged_clusters_missing_from_map(w)
     n_prompts = w.db.execute("SELECT count(*) FROM prompts").fetchall()[0][0]
-    n_campaign_clusters = w.db.execute("SELECT count(*) FROM clusters WHERE campaign_id IS NOT NULL").fetchall()[0][0]
+    n_campaign_clusters = w.db.execute("SELECT count(*) FROM cluster_campaigns").fetchall()[0][0]
     w.close()
     assert stats["points"] <= max(120, n_campaign_clusters) < n_prompts
     assert n_flagged_clusters > 0 and missing == []

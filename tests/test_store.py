@@ -82,11 +82,14 @@ def small_ws(tmp_path) -> Path:
     ws.add_requests(_requests(rows), run_id=rid)
     ws.finish_run(rid, {"cluster": {"path": "full"}})
     ts = pd.Timestamp("2026-01-05T10:00:00Z")
-    ws.replace_tables({
+    ws.replace_tables("cluster", {
         "prompt_clusters": pd.DataFrame({"prompt_hash": ["h-p0", "h-p1"], "cluster_id": [0, 0],
-                                         "assigned_cluster": [0, 0]}),
+                                         "assigned_cluster": [0, 0]})})
+    ws.replace_tables("label", {
         "clusters": pd.DataFrame({"cluster_id": [0], "kind": ["topic"], "label": ["maths"], "n_prompts": [2],
-                                  "n_requests": [6], "n_accounts": [2], "campaign_id": ["c1"]}),
+                                  "n_requests": [6], "n_accounts": [2]})})
+    ws.replace_tables("score", {
+        "cluster_campaigns": pd.DataFrame({"cluster_id": [0], "campaign_id": ["c1"]}),
         "campaigns": pd.DataFrame([{"campaign_id": "c1", "rank": 1, "score": 0.8, "flagged": True, "label": "maths",
                                     "kind": "topic", "keywords": [], "template": "", "n_accounts": 2, "n_requests": 6,
                                     "first_seen": ts,

@@ -184,6 +184,9 @@ def test_the_writer_migrates_an_old_workspace_in_place_and_keeps_everything(tmp_
         _check_typed_values(ws)
         assert _exports(ws) == exports_before  # the exports' bytes do not change
         assert store.triage_latest(ws)["note"].tolist() == ["seen before"]
+        # clusters.campaign_id moved to cluster_campaigns in the same transaction
+        campaign_of = store.cluster_rows(ws).set_index("cluster_id")["campaign_id"]
+        assert campaign_of[0] == "c-old" and pd.isna(campaign_of[1])
         assert ws.table("requests").set_index("request_id")["extra"].to_dict() == {
             "r1": {"custom": "x", "nested": {"a": [1, 2.5]}}, "r2": None}
         # text that was not JSON is kept, as a JSON string
@@ -216,7 +219,8 @@ def test_writers_store_python_lists_and_dicts_exactly(tmp_path):
     ])
     clusters = pd.DataFrame([{"cluster_id": 1, "keywords": ["k"], "exemplars": [],
                               "signals": {"n_slots": None, "intent": "cot", "template_coverage": 0.25}}])
-    ws.replace_tables({"campaigns": camps, "clusters": clusters})
+    ws.replace_tables("score", {"campaigns": camps})
+    ws.replace_tables("label", {"clusters": clusters})
     got = store.campaigns(ws).set_index("campaign_id")
     assert got.at["c1", "keywords"] == ["a", "b"] and got.at["c1", "clusters"] == [3, 4]
     assert list(got.at["c1", "signals"].items()) == [("z", 0.5), ("a", None)]
@@ -228,8 +232,8 @@ def test_writers_store_python_lists_and_dicts_exactly(tmp_path):
         "campaign_id"].tolist() == ["c1"]
     # JSON text, or a key the STRUCT lacks, is refused rather than stored as something else
     with pytest.raises(TypeError, match="campaigns.keywords"):
-        ws.replace_tables({"campaigns": camps.assign(keywords=['["a"]', "[]"])})
+        ws.replace_tables("score", {"campaigns": camps.assign(keywords=['["a"]', "[]"])})
     with pytest.raises(ValueError, match="no field"):
-        ws.replace_tables({"clusters": clusters.assign(signals=[{"nope": 1.0}])})
+        ws.replace_tables("label", {"clusters": clusters.assign(signals=[{"nope": 1.0}])})
     assert len(store.campaigns(ws)) == 2  # the failed writes changed nothing
     ws.close()

@@ -90,18 +90,18 @@ def test_triage_latest_wins(tmp_path):
 def test_write_tables_upserts_replaces_and_appends_in_one_transaction(tmp_path):
     ws = Workspace(str(tmp_path / "ws"), create=True)
     pc = pd.DataFrame({"prompt_hash": ["a", "b"], "cluster_id": [1, 2]})
-    ws.replace_tables({"prompt_clusters": pc}, append={"prompt_map": pd.DataFrame({"prompt_hash": ["a"], "x": [0.0],
-                                                                                    "y": [1.0]})})
-    ws.update_tables({"prompt_clusters": ("prompt_hash", pd.DataFrame({"prompt_hash": ["b", "c"],
-                                                                       "cluster_id": [5, 6]}))},
-                     {"system_clusters": pd.DataFrame({"system_hash": ["s"], "cluster_id": [9]})})
+    ws.replace_tables("cluster", {"prompt_clusters": pc})
+    ws.replace_tables("map", {"prompt_map": pd.DataFrame({"prompt_hash": ["a"], "x": [0.0], "y": [1.0]})})
+    ws.write_tables("cluster", upsert={"prompt_clusters": ("prompt_hash", pd.DataFrame({"prompt_hash": ["b", "c"],
+                                                                                      "cluster_id": [5, 6]}))},
+                    replace={"system_clusters": pd.DataFrame({"system_hash": ["s"], "cluster_id": [9]})})
     got = ws.table("prompt_clusters").sort_values("prompt_hash")
     assert got[["prompt_hash", "cluster_id"]].values.tolist() == [["a", 1], ["b", 5], ["c", 6]]
     assert ws.table("system_clusters")["cluster_id"].tolist() == [9]
     # a failing write leaves everything as it was (the bad frame names a column the table lacks)
     with pytest.raises(Exception, match="nope"):
-        ws.write_tables(replace={"prompt_clusters": pd.DataFrame({"prompt_hash": ["z"], "cluster_id": [0]}),
-                                 "system_clusters": pd.DataFrame({"nope": [1]})})
+        ws.write_tables("cluster", replace={"prompt_clusters": pd.DataFrame({"prompt_hash": ["z"], "cluster_id": [0]}),
+                                            "system_clusters": pd.DataFrame({"nope": [1]})})
     assert sorted(ws.table("prompt_clusters")["prompt_hash"]) == ["a", "b", "c"]
     assert len(ws.table("prompt_map")) == 1
     ws.close()

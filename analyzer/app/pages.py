@@ -323,6 +323,30 @@ def page_campaign(ws: WorkspaceState) -> None:
     if c is None:
         st.error("Unknown campaign.")
         return
+    campaign_header(c)
+    st.subheader("Evidence")
+    st.text("\n".join(f"• {e}" for e in c["evidence"]) or "(none)")
+    campaign_history_section(ws, cid)
+    campaign_signals_section(c)
+    campaign_prompts_section(c)
+    campaign_accounts_section(ws, cid)
+    st.subheader("Timing")
+    heat = data.campaign_heatmap(ws.path, ws.run_key, cid)
+    if len(heat):
+        st.plotly_chart(heatmap_figure(heat), width="stretch")
+    mix = data.campaign_model_mix(ws.path, ws.run_key, cid)
+    if len(mix):
+        st.plotly_chart(model_mix_figure(mix), width="stretch")
+    st.subheader("Clusters")
+    show_frame(data.campaign_clusters(ws.path, ws.run_key, cid), hide_index=True, width="stretch")
+    st.subheader("Triage")
+    triage_form(ws, cid)
+    st.subheader("Export this campaign")
+    export_buttons(ws, cid, key="campaign_export")
+
+
+def campaign_header(c: dict) -> None:
+    """Rank, label, and the campaign's figures as metrics."""
     st.header(f"Campaign #{int(c['rank'])}")
     st.text(c["label"])
     m = st.columns(6)
@@ -335,11 +359,9 @@ def page_campaign(ws: WorkspaceState) -> None:
     if c.get("kind"):
         st.text(f"Looks like: {clean(c['kind'])}")
 
-    st.subheader("Evidence")
-    st.text("\n".join(f"• {e}" for e in c["evidence"]) or "(none)")
 
-    campaign_history_section(ws, cid)
-
+def campaign_signals_section(c: dict) -> None:
+    """Each signal's value as a bar, with what it means."""
     st.subheader("Signals")
     sig = pd.DataFrame([
         {"signal": k, "value": v, "meaning": SIGNAL_DESCRIPTIONS.get(k, "")} for k, v in c["signals"].items()
@@ -349,6 +371,9 @@ def page_campaign(ws: WorkspaceState) -> None:
         "meaning": st.column_config.TextColumn("meaning", width="large"),
     })
 
+
+def campaign_prompts_section(c: dict) -> None:
+    """The recovered template, keywords and example prompts."""
     st.subheader("Prompts")
     if c["template"]:
         st.text("Recovered template (variable slots marked):")
@@ -358,6 +383,9 @@ def page_campaign(ws: WorkspaceState) -> None:
     for i, ex in enumerate(c["examples"]):
         show_prompt(ex, f"Example prompt {i + 1}")
 
+
+def campaign_accounts_section(ws: WorkspaceState, cid: str) -> None:
+    """The member accounts, with a button to open one."""
     st.subheader("Accounts")
     acc = data.campaign_accounts(ws.path, ws.run_key, cid)
     show_frame(acc, hide_index=True, width="stretch", column_config={
@@ -371,22 +399,6 @@ def page_campaign(ws: WorkspaceState) -> None:
         pick = st.selectbox("Open account", acc["account_id"].tolist(), key="campaign_open_account", format_func=clean_id)
         if st.button("Open account page"):
             goto("Account", account_id=pick, account_typed="")
-
-    st.subheader("Timing")
-    heat = data.campaign_heatmap(ws.path, ws.run_key, cid)
-    if len(heat):
-        st.plotly_chart(heatmap_figure(heat), width="stretch")
-    mix = data.campaign_model_mix(ws.path, ws.run_key, cid)
-    if len(mix):
-        st.plotly_chart(model_mix_figure(mix), width="stretch")
-
-    st.subheader("Clusters")
-    show_frame(data.campaign_clusters(ws.path, ws.run_key, cid), hide_index=True, width="stretch")
-
-    st.subheader("Triage")
-    triage_form(ws, cid)
-    st.subheader("Export this campaign")
-    export_buttons(ws, cid, key="campaign_export")
 
 
 def history_figure(hist: pd.DataFrame) -> go.Figure:

@@ -960,21 +960,12 @@ class _Generator:
                       per_account: float, deck: dict[str, _Deck], wr: dict[str, list[str]]) -> None:
         """One operator's account pool running ``camps`` (logged and recorded in the truth as ``names[c]``)."""
         rng = self.rng
-        mix = float(self.k["mix_fraction"])
-        diurnal = self.k["campaign_timing"] == "diurnal"
-        proxy_countries = spec.get("proxy_countries", _PROXY_COUNTRIES)
-        avoid = spec.get("avoid_subnets", set())
-        subnets: list[tuple[int, int, int]] = []
-        while len(subnets) < spec["n_subnets"]:
-            sn = (_PROXY_OCTETS[int(rng.integers(len(_PROXY_OCTETS)))], int(rng.integers(0, 256)),
-                  int(rng.integers(0, 256)))
-            if not avoid or (sn not in avoid and sn not in subnets):
-                subnets.append(sn)
-        sub_ctry = [proxy_countries[int(rng.integers(len(proxy_countries)))] for _ in subnets]
+        subnets = self._proxy_subnets(spec)
+        countries = spec.get("proxy_countries", _PROXY_COUNTRIES)
+        sub_ctry = [countries[int(rng.integers(len(countries)))] for _ in subnets]
         shared_pm = self.ids.make("pm_", spec["shared_payments"], 14) if spec["shared_payments"] else []
         group_orgs = (self.ids.make("org_", max(1, n_acc // spec["org_group"]), 12) if spec["org_group"] else [])
         start_day = int(rng.integers(0, max(1, self.days // 5)))
-        camp_days = np.arange(start_day, self.days)
         hydra = set(rng.choice(n_acc, size=int(round(self.k["hydra_fraction"] * n_acc)), replace=False).tolist())
         accounts: list[_Account] = []
         plan: list[tuple[_Account, np.ndarray, np.ndarray]] = []  # account, times, campaign index per time
@@ -987,57 +978,13 @@ class _Generator:
             acct = _Account(id=self.ids.make("acct_")[0], country=sub_ctry[si], tz=8.0, ips=[],
                             uas=list(spec["uas"]), keys=self.ids.make("key_", 1, 12), org=org, payment=pay)
             accounts.append(acct)
-            # active days: most of the campaign's days; near-even volume per account (load balancing)
-            keep = rng.random(len(camp_days)) < rng.uniform(0.75, 1.0)
-            days = camp_days[keep] if keep.any() else camp_days[:1]
-            counts = [max(1, int(round(per_account * rng.uniform(0.9, 1.1)))) for _ in camps]
-            total = sum(counts)
-            if diurnal:  # an ordinary day in the time zone of the account's exit country; no job windows
-                tz = _PROXY_TZ[acct.country] + float(rng.uniform(-1.0, 1.0))
-                ts = _diurnal_times(rng, total, tz, float(start_day), float(self.days))
-            else:
-                ts = _shift_times(rng, total, days, spec["shifts"])
-            labels = np.repeat(np.arange(len(camps)), counts)
-            rng.shuffle(labels)
+            ts, labels = self._account_plan(acct, spec, len(camps), per_account, start_day)
             plan.append((acct, ts, labels))
             if a in hydra:  # ordinary customer traffic relayed through the same account and proxies
                 hydra_ids.append(acct.id)
-                n_org = int(round(total * mix / max(1e-9, 1 - mix)))
-                donor = self.new_organic_account()
-                self.ids.seen.discard(donor.id)
-                donor.id, donor.keys, donor.org, donor.payment = acct.id, acct.keys, acct.org, acct.payment
-                donor.country = acct.country
-                pool_ips = [_res_ip(rng, s) for s in subnets for _ in range(3)]
-                self.emit_organic(donor, n_org, actor="organic", ips=pool_ips)
-        n_req = dict.fromkeys(camps, 0)
-        for ci, c in enumerate(camps):
-            kind = CAMPAIGN_KINDS[c][0]
-            n_c = int(sum(int((lab == ci).sum()) for _, _, lab in plan))
-            # several samples per rendered prompt (best-of-n / RL rollouts), spread over the pool
-            spt = max(1.0, float(self._samples(kind)))
-            n_u = max(1, int(math.ceil(n_c / spt)))
-            uniq_p, uniq_s = self.campaign_content(kind, n_u, deck, wr)
-            order = rng.permutation(np.arange(n_c) % n_u)
-            pos = 0
-            for acct, ts_a, lab in plan:
-                t = ts_a[lab == ci]
-                n = len(t)
-                sel = order[pos:pos + n]
-                pos += n
-                prompts = [uniq_p[int(j)] for j in sel]
-                systems = [uniq_s[int(j)] for j in sel]
-                ips = [_res_ip(rng, subnets[int(j)]) for j in rng.integers(0, len(subnets), size=n)]
-                uas = [spec["uas"][int(j)] for j in rng.integers(0, len(spec["uas"]), size=n)]
-                if kind == "agentic":  # the pivot: most traffic moves to the new model within hours
-                    lag = self.release + rng.uniform(1, 4) * 3600
-                    base = rng.choice(2, size=n, p=[0.85, 0.15])
-                    models = [NEW_MODEL if (tt > lag and rng.random() < 0.8) else MODELS[int(b)]
-                              for tt, b in zip(t, base, strict=True)]
-                else:
-                    models = [MODELS[int(b)] for b in rng.choice(2, size=n, p=[0.8, 0.2])]
-                chat = [x is not None for x in systems]
-                self.rows.add(acct, t, prompts, systems, models, ips, uas, chat, names[c])
-                n_req[c] += n
+                self._relay_organic(acct, len(labels), subnets)
+        n_req = {c: self._emit_campaign(ci, CAMPAIGN_KINDS[c][0], names[c], plan, subnets, spec, deck, wr)
+                 for ci, c in enumerate(camps)}
         replacements = self._ban(accounts)
         for c in camps:
             self.truth_campaigns[names[c]] = {
@@ -1050,6 +997,81 @@ class _Generator:
             if self.k["ban_day"] is not None:
                 self.truth_campaigns[names[c]].update(
                     banned_accounts=sorted(replacements.values()), replacement_accounts=dict(sorted(replacements.items())))
+
+    def _proxy_subnets(self, spec: Mapping[str, Any]) -> list[tuple[int, int, int]]:
+        """The operator's proxy /24 blocks (``spec["n_subnets"]``, none of ``spec["avoid_subnets"]``)."""
+        rng = self.rng
+        avoid = spec.get("avoid_subnets", set())
+        subnets: list[tuple[int, int, int]] = []
+        while len(subnets) < spec["n_subnets"]:
+            sn = (_PROXY_OCTETS[int(rng.integers(len(_PROXY_OCTETS)))], int(rng.integers(0, 256)),
+                  int(rng.integers(0, 256)))
+            if not avoid or (sn not in avoid and sn not in subnets):
+                subnets.append(sn)
+        return subnets
+
+    def _account_plan(self, acct: _Account, spec: Mapping[str, Any], n_camps: int, per_account: float,
+                      start_day: int) -> tuple[np.ndarray, np.ndarray]:
+        """One pool account's request times and the campaign (index) of each: most of the campaign's days,
+        near-even volume per account (load balancing), in shifts or on an ordinary diurnal curve."""
+        rng = self.rng
+        camp_days = np.arange(start_day, self.days)
+        keep = rng.random(len(camp_days)) < rng.uniform(0.75, 1.0)
+        days = camp_days[keep] if keep.any() else camp_days[:1]
+        counts = [max(1, int(round(per_account * rng.uniform(0.9, 1.1)))) for _ in range(n_camps)]
+        total = sum(counts)
+        if self.k["campaign_timing"] == "diurnal":  # an ordinary day in the exit country's time zone; no job windows
+            tz = _PROXY_TZ[acct.country] + float(rng.uniform(-1.0, 1.0))
+            ts = _diurnal_times(rng, total, tz, float(start_day), float(self.days))
+        else:
+            ts = _shift_times(rng, total, days, spec["shifts"])
+        labels = np.repeat(np.arange(n_camps), counts)
+        rng.shuffle(labels)
+        return ts, labels
+
+    def _relay_organic(self, acct: _Account, n_campaign: int, subnets: list[tuple[int, int, int]]) -> None:
+        """A hydra account: ordinary customer traffic (``mix_fraction`` of its requests) relayed through the
+        same account and proxies."""
+        mix = float(self.k["mix_fraction"])
+        n_org = int(round(n_campaign * mix / max(1e-9, 1 - mix)))
+        donor = self.new_organic_account()
+        self.ids.seen.discard(donor.id)
+        donor.id, donor.keys, donor.org, donor.payment = acct.id, acct.keys, acct.org, acct.payment
+        donor.country = acct.country
+        pool_ips = [_res_ip(self.rng, s) for s in subnets for _ in range(3)]
+        self.emit_organic(donor, n_org, actor="organic", ips=pool_ips)
+
+    def _emit_campaign(self, ci: int, kind: str, name: str, plan: list[tuple[_Account, np.ndarray, np.ndarray]],
+                       subnets: list[tuple[int, int, int]], spec: Mapping[str, Any], deck: dict[str, _Deck],
+                       wr: dict[str, list[str]]) -> int:
+        """The requests of campaign ``ci`` over the pool's plan; returns how many."""
+        rng = self.rng
+        n_c = int(sum(int((lab == ci).sum()) for _, _, lab in plan))
+        # several samples per rendered prompt (best-of-n / RL rollouts), spread over the pool
+        spt = max(1.0, float(self._samples(kind)))
+        n_u = max(1, int(math.ceil(n_c / spt)))
+        uniq_p, uniq_s = self.campaign_content(kind, n_u, deck, wr)
+        order = rng.permutation(np.arange(n_c) % n_u)
+        pos = 0
+        for acct, ts_a, lab in plan:
+            t = ts_a[lab == ci]
+            n = len(t)
+            sel = order[pos:pos + n]
+            pos += n
+            prompts = [uniq_p[int(j)] for j in sel]
+            systems = [uniq_s[int(j)] for j in sel]
+            ips = [_res_ip(rng, subnets[int(j)]) for j in rng.integers(0, len(subnets), size=n)]
+            uas = [spec["uas"][int(j)] for j in rng.integers(0, len(spec["uas"]), size=n)]
+            if kind == "agentic":  # the pivot: most traffic moves to the new model within hours
+                lag = self.release + rng.uniform(1, 4) * 3600
+                base = rng.choice(2, size=n, p=[0.85, 0.15])
+                models = [NEW_MODEL if (tt > lag and rng.random() < 0.8) else MODELS[int(b)]
+                          for tt, b in zip(t, base, strict=True)]
+            else:
+                models = [MODELS[int(b)] for b in rng.choice(2, size=n, p=[0.8, 0.2])]
+            chat = [x is not None for x in systems]
+            self.rows.add(acct, t, prompts, systems, models, ips, uas, chat, name)
+        return n_c
 
     # ----------------------------------------------------------------------------------- hard negatives
     def pick_users(self, pool: list[tuple[_Account, int]], n: int, min_req: int) -> list[_Account]:

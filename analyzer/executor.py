@@ -1,0 +1,91 @@
+"""Executors: where a stage's batch work runs, written once and run in this process or on a Ray cluster.
+
+A stage that maps batches of rows to batches of results (the embed stage: ``prompt_hash``, ``text`` in;
+``prompt_hash``, ``vector`` out) describes the work as a :class:`BatchTask`: a callable class that each worker
+builds once (a model load) and then calls per pandas batch. The stage keeps every other step (what to read,
+what to store, resuming, progress) and hands its batches to an :class:`Executor`:
+
+* :class:`LocalExecutor` calls the task in this process, one batch at a time, in order;
+* :class:`analyzer.distributed.RayExecutor` runs it on a Ray Data actor pool (optional extra ``ray``).
+
+Both return the results in input order and read their input lazily, so a stage that writes results as they
+come keeps its memory bounded and can be resumed after a kill. An executor is a context manager: entering it
+starts the engine it needs (nothing for the local one), leaving it stops what entering started; entering one
+that is already running is harmless, so a run may hold it open across several stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+#: A batch function: a pandas batch in, a pandas batch of results out (same rows, same order).
+BatchFn = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """Batch work to map over frames.
+
+    Attributes
+    ----------
+    cls : type
+        A callable class: ``cls(**kwargs)`` is built once per worker, then called with each batch. It must be
+        importable by name (Ray workers import it), and ``kwargs`` must be plain, picklable values.
+    kwargs : dict
+        Constructor arguments of ``cls``.
+    local : callable, optional
+        An instance this process already built (a model it already loaded): the local executor uses it
+        instead of building another.
+    """
+
+    cls: type
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    local: BatchFn | None = None
+
+    def build(self) -> BatchFn:
+        """The batch function for this process: ``local`` if given, else a new ``cls(**kwargs)``."""
+        return self.local if self.local is not None else self.cls(**self.kwargs)
+
+
+class Executor:
+    """Runs a :class:`BatchTask` over a stream of frames; subclasses say where."""
+
+    #: Short name, used in progress bars and run records.
+    name = "executor"
+
+    def __enter__(self) -> Executor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the engine this executor needs (idempotent)."""
+
+    def stop(self) -> None:
+        """Stop what :meth:`start` started (nothing that was running before it)."""
+
+    def describe(self) -> dict[str, Any]:
+        """How the work ran, for the run's record."""
+        return {"executor": self.name}
+
+    def map_batches(self, task: BatchTask, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """``task`` applied to ``frames``: result batches in input order (their sizes may differ from the
+        input frames'); the input is read lazily, as results are taken."""
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """Runs the task in this process: one call per input frame, results as they are computed."""
+
+    name = "local"
+
+    def map_batches(self, task: BatchTask, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        fn = task.build()
+        for frame in frames:
+            yield fn(frame)

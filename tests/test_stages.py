@@ -1,0 +1,196 @@
+"""The declared pipeline (:mod:`analyzer.catalog`) and its stage classes (:mod:`analyzer.stages`): one way, one
+writer per dataset, enforced at run time, documented as declared, and swappable in configuration."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import robust_logs as rl
+from click.testing import CliRunner
+
+from analyzer import catalog, stages
+from analyzer.cli import main as cli
+from analyzer.config import ConfigError
+from analyzer.pipeline import RunOptions
+from analyzer.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_declared_pipeline_runs_one_way():
+    made: set[str] = set()
+    everything = {d for s in catalog.PIPELINE for d in s.outputs}
+    for spec in catalog.PIPELINE:
+        upstream_or_raw = made | set(catalog.RAW)
+        assert set(spec.inputs) <= upstream_or_raw, (spec.name, set(spec.inputs) - upstream_or_raw)
+        # what a stage reads as the previous run left it is some stage's output, never a raw input
+        assert set(spec.previous) <= everything, spec.name
+        made |= set(spec.outputs)
+    assert set(catalog.MEMORY) <= made
+
+
+def test_every_dataset_has_exactly_one_writer_and_every_table_is_declared(tmp_path):
+    writers = Counter(d for s in catalog.PIPELINE for d in s.outputs)
+    assert [d for d, n in writers.items() if n != 1] == []
+    assert not set(writers) & set(catalog.RAW)
+    assert set(catalog.TABLES) <= set(writers)
+    with Workspace(str(tmp_path / "ws"), create=True) as ws:
+        tables = set(ws.db.execute("SELECT table_name FROM information_schema.tables").df()["table_name"])
+    # every table of the workspace is a stage's output, a raw input from analysts, or the runs record
+    assert tables == set(catalog.TABLES) | (set(catalog.RAW) - {"logs"}) | {"runs"}
+
+
+def test_every_stage_run_by_the_pipeline_has_a_default_class_implementing_the_interface():
+    names = [s.name for s in catalog.PIPELINE if s.name != "export"]
+    assert list(stages.DEFAULTS) == names
+    for name, path in stages.DEFAULTS.items():
+        cls = stages.load_class(name, path)
+        assert issubclass(cls, stages.Stage) and cls.name == name
+        assert isinstance(cls(RunOptions()), stages.StageLike)
+        assert cls.__doc__ and "Attributes" in cls.__doc__
+
+
+def test_the_writer_refuses_a_table_its_stage_does_not_declare(tmp_path):
+    ws = Workspace(str(tmp_path / "ws"), create=True)
+    clusters = pd.DataFrame({"cluster_id": [1], "kind": ["topic"], "n_accounts": [3]})
+    ws.replace_tables("label", {"clusters": clusters})
+    # the score stage may not rewrite the label stage's clusters, nor the cluster stage clear campaigns
+    with pytest.raises(catalog.UndeclaredOutput, match="'score' may not write clusters"):
+        ws.write_tables("score", replace={"clusters": clusters.assign(n_accounts=9),
+                                          "campaigns": ws.empty_rows("campaigns")})
+    with pytest.raises(catalog.UndeclaredOutput, match="'cluster' may not write campaigns"):
+        ws.write_tables("cluster", replace={"campaigns": ws.empty_rows("campaigns")})
+    with pytest.raises(KeyError, match="no stage 'nobody'"):
+        ws.write_tables("nobody", replace={"clusters": clusters})
+    assert ws.table("clusters")["n_accounts"].tolist() == [3]  # refused before anything was written
+    ctx = stages.Context(ws, RunOptions(), stage="label")
+    with pytest.raises(catalog.UndeclaredOutput):
+        ctx.write(replace={"prompt_clusters": pd.DataFrame()})
+    with pytest.raises(catalog.UndeclaredOutput):
+        ctx.put("vectors", None)
+    assert ctx.pending == []
+    ws.close()
+
+
+def test_a_clustering_makes_the_campaign_tables_and_the_map_stale_but_not_the_history():
+    assert catalog.stale_after(["cluster", "label"]) == ["campaigns", "campaign_accounts", "accounts",
+                                                         "cluster_campaigns", "prompt_map"]
+    assert catalog.stale_after(["score"]) == ["prompt_map"]
+    assert catalog.downstream_of(["ingest"])[:3] == ["embed", "index", "cluster"]
+
+
+def test_the_design_document_shows_the_declared_stages_and_flow():
+    doc = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    assert catalog.stage_table() in doc
+    assert "```mermaid\n" + catalog.mermaid() + "\n```" in doc
+    for spec in catalog.PIPELINE:  # every stage in the one-line summary, in order
+        assert f"`{spec.name}`" in doc.split("\n", 3)[2], spec.name
+
+
+def test_a_class_that_cannot_be_a_stage_is_refused_naming_the_config_key():
+    with pytest.raises(ConfigError, match=r"\[stages\] cluster = 'stage_plugins:NotAStage': NotAStage does not"):
+        stages.load_class("cluster", "stage_plugins:NotAStage")
+    with pytest.raises(ConfigError, match=r"\[stages\] label = 'stage_plugins:Missing': cannot be loaded"):
+        stages.load_class("label", "stage_plugins:Missing")
+    with pytest.raises(ConfigError, match=r"\[stages\] score = 'nope': expected 'package.module:ClassName'"):
+        stages.load_class("score", "nope")
+
+
+def _cli(args: list) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _table(ws: Path, sql: str) -> pd.DataFrame:
+    with Workspace(str(ws), read_only=True) as w:
+        return w.db.execute(sql).df()
+
+
+@pytest.fixture(scope="module")
+def small_ws(tmp_path_factory) -> tuple[Path, Path]:
+    """A workspace analysed from the mini log (map included), and that log."""
+    folder = tmp_path_factory.mktemp("stages")
+    log = rl.write_clean(folder / "clean.jsonl")
+    res = _cli(["run", log, "--workspace", folder / "ws", "--quiet", "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    return folder / "ws", log
+
+
+def test_a_clustering_clears_what_it_makes_stale_and_a_score_brings_it_back(small_ws, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_ws[0], ws)
+    campaigns = "SELECT campaign_id, score, n_accounts FROM campaigns ORDER BY campaign_id"
+    before = _table(ws, campaigns)
+    assert len(before) and len(_table(ws, "SELECT * FROM prompt_map")) and len(_table(ws, "SELECT * FROM cluster_campaigns"))
+    res = _cli(["cluster", "--workspace", ws, "--quiet"])
+    assert res.exit_code == 0, res.output
+    for table in ("campaigns", "campaign_accounts", "accounts", "cluster_campaigns", "prompt_map"):
+        assert _table(ws, f"SELECT count(*) AS n FROM {table}")["n"][0] == 0, table
+    # the clustering and its labels are there, and the score stage's memory of the last campaigns is kept
+    assert _table(ws, "SELECT count(*) AS n FROM clusters WHERE n_accounts > 0")["n"][0] > 0
+    assert _table(ws, "SELECT count(*) AS n FROM campaign_members")["n"][0] > 0
+    res = _cli(["score", "--workspace", ws])
+    assert res.exit_code == 0, res.output
+    pd.testing.assert_frame_equal(_table(ws, campaigns), before)
+
+
+def test_a_custom_stage_class_from_a_config_file_is_used_by_analyzer_run(small_ws, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_ws[0], ws)
+    cfg = tmp_path / "custom.toml"
+    cfg.write_text('[stages]\ncluster = "stage_plugins:OneTopic"\n', encoding="utf-8")
+    shown = _cli(["config", "show", "--config", cfg])
+    assert 'cluster = "stage_plugins:OneTopic"' in shown.output and 'label = "analyzer.stages:Label"' in shown.output
+    res = _cli(["run", small_ws[1], "--workspace", ws, "--config", cfg, "--quiet", "--no-map"])
+    assert res.exit_code == 0, res.output
+    # another clusterer: the stored clustering is not updated but made again, with every prompt in one topic
+    assert "full re-cluster (parameters changed)" in res.output
+    topics = _table(ws, "SELECT DISTINCT cluster_id FROM prompt_clusters")["cluster_id"].tolist()
+    assert topics == [0]
+    assert _table(ws, "SELECT count(*) AS n FROM clusters WHERE kind = 'topic'")["n"][0] == 1
+    stats = json.loads(_table(ws, "SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1")["stats"][0])
+    assert stats["cluster"]["stages"]["cluster"] == "stage_plugins:OneTopic"
+
+
+def test_analyzer_run_refuses_a_configured_class_that_is_not_a_stage_before_it_starts(tmp_path):
+    log = rl.write_clean(tmp_path / "clean.jsonl")
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[stages]\ncluster = "stage_plugins:NotAStage"\n', encoding="utf-8")
+    res = _cli(["run", log, "--workspace", tmp_path / "ws", "--config", cfg, "--quiet"])
+    assert res.exit_code != 0
+    assert "[stages] cluster = 'stage_plugins:NotAStage'" in res.output and "does not implement" in res.output
+    assert _table(tmp_path / "ws", "SELECT count(*) AS n FROM runs")["n"][0] == 0  # nothing was started
+
+
+def test_an_older_workspace_keeps_its_cluster_campaigns(tmp_path):
+    """A workspace made when the score stage wrote ``clusters.campaign_id``: read-only readers see the campaign
+    in the old column, and a writer opening it moves the column to ``cluster_campaigns``."""
+    import duckdb
+
+    from analyzer import store
+
+    path = tmp_path / "ws"
+    Workspace(str(path), create=True).close()
+    con = duckdb.connect(str(path / "analyzer.duckdb"))
+    con.execute("ALTER TABLE clusters ADD COLUMN campaign_id VARCHAR")
+    con.execute("INSERT INTO clusters (cluster_id, kind, label, campaign_id) VALUES (1, 'topic', 'a', 'c-1'), "
+                "(2, 'topic', 'b', NULL)")
+    con.close()
+    def campaigns(ws: Workspace) -> list:
+        rows = store.cluster_rows(ws)
+        return [(int(c), None if pd.isna(k) else k) for c, k in zip(rows["cluster_id"], rows["campaign_id"], strict=True)]
+
+    with Workspace(str(path), read_only=True) as ws:
+        assert campaigns(ws) == [(1, "c-1"), (2, None)]
+    with Workspace(str(path)) as ws:
+        assert "campaign_id" not in ws.table("clusters").columns
+        assert ws.table("cluster_campaigns").values.tolist() == [[1, "c-1"]]
+        assert campaigns(ws) == [(1, "c-1"), (2, None)]
+        assert ws.campaign_cluster_ids().tolist() == [1]
