@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,6 +122,29 @@ class ScoringConfig:
     #: Share of a community's clustered requests that must go to units it dominates for its units to be
     #: linked: an operator's proxy pool does the operator's work; a shared NAT block's users do their own.
     infra_community_focus: float = 0.5
+    #: A community's *unclustered work*: requests of an infrastructure community's accounts whose prompts fall in
+    #: no unit (HDBSCAN noise) but read as a capability (training value at least ``community_unit_min_value``)
+    #: form one unit of that community. A small pool's first days (ten fresh accounts, three requests each, tool
+    #: calls over ever different schemas in paraphrased wrappers) are too few and too varied prompts to cluster,
+    #: yet come from one proxy pool; the unit is then judged like any other (spread, focus, sync...). Organic
+    #: prompts in no unit are mostly ordinary requests, and a community needs customers linked through shared
+    #: identifiers (a carrier NAT block's users do their own, mostly ordinary, work).
+    community_unit_min_value: float = 0.5
+    #: Accounts of the community that must send such requests for its unclustered work to be a unit.
+    community_unit_min_accounts: int = 3
+    #: Share of all the community's requests its unclustered capability work must make up to be a unit: a
+    #: fresh pool's first days are mostly such work (adv-tiny, seed 0: 40-64% on days 1-2), while a campus
+    #: block's classroom and regular users send mostly clustered homework and ordinary requests (7%), and a
+    #: grown pool's work has clustered (15-18% by day 6).
+    community_unit_min_share: float = 0.25
+    #: A community's unclustered work is linked to a unit where at least this share of its accounts also work
+    #: (and ``link_min_shared`` accounts) when the community's accounts are ``community_link_min_unit_share`` of
+    #: that unit's: the clustered part of the same pool's work, however lightly each account touches it (a
+    #: scaffold family shared with other operators' fragment wrappers, which no community dominates).
+    community_link_share: float = 0.5
+    #: Share of a unit's accounts the community must hold for its unclustered work to be linked to the unit (a
+    #: popular organic topic its accounts also visit is not its work).
+    community_link_min_unit_share: float = 0.25
     #: Requests in the group an account needs to join through an identifier concentrated among the core
     #: members (a fresh account behind the operator's proxies is one of them from its first request).
     infra_member_min_requests: int = 1
@@ -186,6 +209,11 @@ class ScoringConfig:
     operator_timing_similarity: float = 0.5
     #: Cosine of two members' requests over the group's units at which they do common work (operators).
     operator_work_similarity: float = 0.5
+    #: Two infrastructure communities of a group's members are one operator when at least this share of the
+    #: accounts of one of them keep common hours and do common work with an account of the other (see
+    #: ``operator_timing_similarity``): an account behind its own proxy joins the pool it resembles, while one
+    #: chance pair of look-alike accounts does not merge two pools of ten behind blocks of their own.
+    operator_link_share: float = 0.5
     #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
     #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
     operator_hour_smoothing: tuple[float, ...] = (1.0, 2.0, 3.0, 2.0, 1.0)
@@ -262,7 +290,7 @@ class CampaignResult:
 
 
 def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig,
-                   community: pd.Series | None = None) -> list[list[int]]:
+                   community: pd.Series | None = None, community_units: Collection[int] = ()) -> list[list[int]]:
     """Connected groups of clusters worked on by the same pool of accounts.
 
     ``account_cluster`` has columns ``account_id, cluster_id, n`` (requests of the account in the cluster).
@@ -278,7 +306,9 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
       with ``pool_min_shared`` accounts in common: the same large pool, however many units each account
       spreads over, or
     - one infrastructure community (``community``: account id -> community id, see
-      :func:`infra_communities`) dominates both (:func:`_dominant_communities`).
+      :func:`infra_communities`) dominates both (:func:`_dominant_communities`), or
+    - one is a community's unclustered work (``community_units``, see :func:`community_units`) and the other
+      holds ``community_link_share`` of its accounts (:func:`_community_unit_links`).
 
     Returns groups sorted by their smallest cluster id.
     """
@@ -289,21 +319,27 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     if not len(clusters):
         return []
     ac["share"] = ac["n"] / account_total.reindex(ac["account_id"]).to_numpy()
-    engaged = ac[(ac["share"] >= config.engaged_share) & (ac["n"] >= config.engaged_min_requests)]
-    breadth = ac.groupby("account_id")["cluster_id"].size()
-    specialists = ac[ac["account_id"].map(breadth) <= config.generalist_clusters]
+    # A community's unclustered work is all its accounts' scattered requests: it overlaps every unit they touch,
+    # so the overlap rules leave it out (it is linked by its community's dominance and its own rule).
+    real = ac[~ac["cluster_id"].isin(community_units)]
+    engaged = real[(real["share"] >= config.engaged_share) & (real["n"] >= config.engaged_min_requests)]
+    breadth = real.groupby("account_id")["cluster_id"].size()
+    specialists = real[real["account_id"].map(breadth) <= config.generalist_clusters]
     edges = [
         _linked_pairs(engaged,
                       lambda n, a, b: (n >= config.link_min_shared) & (n / np.minimum(a, b) >= config.link_overlap)),
         _linked_pairs(specialists,
                       lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard)),
-        _linked_pairs(ac, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard)),
+        _linked_pairs(real, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard)),
     ]
+    dominated = pd.DataFrame({"cluster_id": pd.Series(dtype=np.int64), "community": pd.Series(dtype=np.int64)})
     if community is not None and len(community):
         dominated = _dominant_communities(ac, community, config)
         # Each dominated unit linked to the first unit of its community: one star per community.
         first = dominated.groupby("community")["cluster_id"].transform("min").to_numpy()
         edges.append(np.stack([first, dominated["cluster_id"].to_numpy()], axis=1).astype(np.int64))
+    if len(community_units):
+        edges.append(_community_unit_links(ac, community_units, dominated, config))
     pos = np.searchsorted(clusters, np.concatenate(edges))
     graph = sp.coo_matrix((np.ones(len(pos)), (pos[:, 0], pos[:, 1])), shape=(len(clusters),) * 2)
     _, component = connected_components(graph, directed=False)
@@ -341,6 +377,46 @@ def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_princ
     return pd.Series(comp[:n_acc].astype(np.int64), index=accounts)
 
 
+#: Label of a community's unclustered work (see :func:`community_units`).
+COMMUNITY_UNIT_LABEL = "unclustered capability requests of one infrastructure community"
+
+
+def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[int, ClusterInfo],
+                    config: ScoringConfig, signals: sig.SignalParams) -> tuple[pd.DataFrame, dict[int, ClusterInfo]]:
+    """``req`` with each infrastructure community's unclustered capability work as one unit of its own, and
+    ``clusters`` with those units' descriptions.
+
+    A request is such work when its prompt is in no unit (``cluster_id`` -1), it reads as a capability (training
+    value at least ``community_unit_min_value``; not judged counts as not) and its account belongs to an
+    infrastructure community (``community``, see :func:`infra_communities`) of which at least
+    ``community_unit_min_accounts`` accounts send such requests, making up ``community_unit_min_share`` of all
+    the community's requests. Unit ids follow every id in use.
+    """
+    infos = dict(clusters)
+    if community.empty or "intent_similarity" not in req:
+        return req, infos
+    com = req["account_id"].map(community)
+    tv = sig.training_values(req["intent_similarity"].to_numpy(dtype=np.float64), signals.training_value_low,
+                             signals.training_value_high)
+    work = ((req["cluster_id"] < 0) & com.notna() & (tv >= config.community_unit_min_value)).to_numpy(copy=True)
+    n_acc = req.loc[work, "account_id"].groupby(com[work]).nunique()
+    share = (com[work].value_counts() / com.value_counts()).reindex(n_acc.index)
+    kept = np.sort(n_acc.index[(n_acc >= config.community_unit_min_accounts)
+                               & (share >= config.community_unit_min_share)].to_numpy())
+    work &= com.isin(kept).to_numpy()
+    if not work.any():
+        return req, infos
+    first = max(int(req["cluster_id"].max()), max(infos, default=-1)) + 1
+    ids = first + np.searchsorted(kept, com[work].to_numpy())
+    unit = req["cluster_id"].to_numpy(dtype=np.int64, copy=True)
+    unit[work] = ids
+    req = req.assign(cluster_id=unit)
+    for c, g in pd.DataFrame({"c": ids, "tv": tv[work], "intent": req.loc[work, "intent"].fillna("")}).groupby("c"):
+        infos[int(c)] = ClusterInfo(int(c), label=COMMUNITY_UNIT_LABEL, training_value=float(g["tv"].mean()),
+                                    intent=str(g["intent"].mode().iloc[0]))
+    return req, infos
+
+
 def _dominant_communities(account_cluster: pd.DataFrame, community: pd.Series, config: ScoringConfig
                           ) -> pd.DataFrame:
     """Rows ``cluster_id, community`` of the units one infrastructure community dominates: it sends
@@ -357,6 +433,30 @@ def _dominant_communities(account_cluster: pd.DataFrame, community: pd.Series, c
     focus = dominated.groupby("community")["n"].sum() / agg.groupby("community")["n"].sum()
     focused = focus.index[focus.to_numpy() >= config.infra_community_focus]
     return dominated.loc[dominated["community"].isin(focused), ["cluster_id", "community"]]
+
+
+def _community_unit_links(account_cluster: pd.DataFrame, community_units: Collection[int], dominated: pd.DataFrame,
+                          config: ScoringConfig) -> np.ndarray:
+    """Pairs ``(community unit, unit)`` (an ``(n, 2)`` array) where the unit holds ``community_link_share`` of
+    the community unit's accounts, at least ``link_min_shared`` of them, those accounts are
+    ``community_link_min_unit_share`` of the unit's, and no other community dominates the unit (``dominated``:
+    rows ``cluster_id, community`` of :func:`_dominant_communities`): a wrapper family that two operators'
+    accounts share is the work of the one whose proxies send most of it."""
+    is_cu = account_cluster["cluster_id"].isin(community_units)
+    cu = account_cluster.loc[is_cu, ["account_id", "cluster_id"]].rename(columns={"cluster_id": "cu"})
+    other = account_cluster.loc[~is_cu, ["account_id", "cluster_id"]]
+    shared = cu.merge(other, on="account_id").groupby(["cu", "cluster_id"]).size()
+    if shared.empty:
+        return np.empty((0, 2), dtype=np.int64)
+    cu_size = cu.groupby("cu").size().reindex(shared.index.get_level_values("cu")).to_numpy()
+    unit_size = other.groupby("cluster_id").size().reindex(shared.index.get_level_values("cluster_id")).to_numpy()
+    owner = dominated.drop_duplicates("cluster_id").set_index("cluster_id")["community"]
+    cu_owner = owner.reindex(shared.index.get_level_values("cu")).to_numpy()
+    unit_owner = owner.reindex(shared.index.get_level_values("cluster_id")).to_numpy()
+    other_owner = ~np.isnan(unit_owner) & (unit_owner != cu_owner)
+    ok = ((shared.to_numpy() >= config.link_min_shared) & (shared.to_numpy() >= config.community_link_share * cu_size)
+          & (shared.to_numpy() >= config.community_link_min_unit_share * unit_size) & ~other_owner)
+    return np.asarray(shared.index[ok].tolist(), dtype=np.int64).reshape(-1, 2)
 
 
 def _linked_pairs(pairs: pd.DataFrame, accept) -> np.ndarray:
@@ -457,10 +557,12 @@ def find_campaigns(
     evidence = evidence or EvidenceParams()
     req = _scoring_frame(requests, signals)
     account_total = req.groupby("account_id").size()
-    ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
     ctx = _context(req, account_total, clusters, config, texts_for or (lambda hashes: {}), signals, evidence)
-    groups = group_clusters(ac, account_total, config,
-                            infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals))
+    community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
+    req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals)
+    ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
+    ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
+    groups = group_clusters(ac, account_total, config, community, ctx.community_units)
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     campaign_rows, account_rows, partial_rows, cluster_campaign = _score_groups(groups, req, ctx)
     campaigns = pd.DataFrame(campaign_rows, columns=[
@@ -572,6 +674,8 @@ class _Context:
     null_similarity: float
     principal_of: pd.Series  # account id -> principal (its organisation, else the account itself)
     signals: sig.SignalParams = sig.DEFAULTS
+    #: ids of the infrastructure communities' unclustered work (see :func:`community_units`)
+    community_units: frozenset[int] = frozenset()
     evidence: EvidenceParams = field(default_factory=EvidenceParams)
 
 
@@ -735,8 +839,9 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     # block, and nothing in the identifiers tells that apart from two operators. It takes different
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
     # pool merged through a shared padding text) to call them two.
-    linked |= timing & (_work_profiles(mreq, members) >= config.operator_work_similarity)
-    _, comp = connected_components(sp.csr_matrix(linked), directed=False)
+    _, infra = connected_components(sp.csr_matrix(linked), directed=False)
+    comp = _merge_by_behaviour(infra, timing & (_work_profiles(mreq, members) >= config.operator_work_similarity),
+                               config.operator_link_share)
     sizes = np.bincount(comp)
     big = np.flatnonzero(sizes >= config.min_operator_accounts)
     if len(big) < 2:
@@ -745,6 +850,22 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     centroids = np.stack([unit[comp == c].mean(axis=0) for c in big])
     owner = np.where(np.isin(comp, big), comp, big[(unit @ centroids.T).argmax(axis=1)])
     return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
+
+
+def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float) -> np.ndarray:
+    """Communities (a label per account) after merging the infrastructure communities ``infra`` (a label per
+    account) that behave alike: two are merged when at least ``share`` of the accounts of one of them keep the
+    hours and do the work (``alike``: account x account) of an account of the other. An account of its own
+    proxy joins the community it resembles; two pools of ten, each behind its own blocks, stay two when one
+    pair of their accounts happens to keep similar hours over similar work."""
+    from scipy.sparse.csgraph import connected_components
+
+    k = int(infra.max()) + 1
+    onehot = sp.csr_matrix((np.ones(len(infra)), (np.arange(len(infra)), infra)), shape=(len(infra), k))
+    reaches = (sp.csr_matrix(alike.astype(np.float64)) @ onehot).toarray() > 0  # account -> communities it resembles
+    cover = (onehot.T @ sp.csr_matrix(reaches.astype(np.float64))).toarray() / np.bincount(infra, minlength=k)[:, None]
+    _, merged = connected_components(sp.csr_matrix(cover >= share), directed=False)
+    return merged[infra]
 
 
 @dataclass
@@ -879,6 +1000,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                       values, config, content.unjudged)
+    evidence += _community_unit_evidence(mreq, ctx)
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
     if values["training_value"] is None:
         topic = f"{topic} (intent not judged: text in a script the model does not read)".strip()
@@ -889,10 +1011,22 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
         "template": top_info.template,
         "n_accounts": n_members, "n_requests": int(len(mreq)),
         "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
-        "clusters": [int(c) for c in op.group],
+        # a community's unclustered work is no stored cluster: the campaign lists the clusters it has
+        "clusters": [int(c) for c in op.group if c not in ctx.community_units],
         "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
         "evidence": evidence, "examples": _examples(mreq, ctx.texts_for, n=ep.examples),
     }
+
+
+def _community_unit_evidence(mreq: pd.DataFrame, ctx: _Context) -> list[str]:
+    """The sentence saying how many of the campaign's requests are its community's unclustered work (see
+    :func:`community_units`), or none."""
+    n = int(mreq["cluster_id"].isin(ctx.community_units).sum())
+    if not n:
+        return []
+    return [f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few or too "
+            "varied to form one); they are counted together because they read as capability requests and come "
+            "from accounts of different customers linked through shared network, key or payment identifiers"]
 
 
 def _account_rows(cid: str, score: float, op: _Operator, holders: pd.DataFrame, extra_members: set[str],

@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 
 from analyzer.campaigns import (
+    COMMUNITY_UNIT_LABEL,
     ClusterInfo,
     ScoringConfig,
+    community_units,
     find_campaigns,
     group_clusters,
     infra_communities,
@@ -187,6 +189,76 @@ def test_group_clusters_links_units_one_proxy_community_dominates():
     assert [0, 1, 2, 3] in groups and [20] in groups and [21] in groups
 
 
+def _noise_work(accounts, prefix, sim, subnet=None, n=3, intent="tool use"):
+    """Requests in no unit (prompts too few and varied to cluster) with the given intent similarity."""
+    rows = _rows(accounts, -1, n, prefix, subnet=subnet, step_minutes=37)
+    return [{**r, "intent": intent, "intent_similarity": sim} for r in rows]
+
+
+def test_community_units_pool_unclustered_capability_work_of_one_proxy_community():
+    from analyzer import signals as sig
+    from analyzer.campaigns import _scoring_frame, identifier_pairs, principals
+
+    rows = _noise_work([f"op{i}" for i in range(10)], "op", 0.5, subnet="203.0.113")  # a proxy pool's tool calls
+    rows += _noise_work([f"nat{i}" for i in range(10)], "nat", 0.05, subnet="198.51.100")  # a NAT block's chit-chat
+    rows += _noise_work([f"solo{i}" for i in range(10)], "solo", 0.5)  # capability requests, no shared network
+    rows += _noise_work([f"unread{i}" for i in range(10)], "unread", np.nan, subnet="192.0.2")  # intent not judged
+    req = _scoring_frame(pd.DataFrame(rows), sig.DEFAULTS)
+    community = infra_communities(identifier_pairs(req), principals(req), 3)
+    assert community.nunique() == 3  # op, nat and unread: each a block shared by ten customers
+    out, infos = community_units(req, community, CLUSTERS, ScoringConfig(), sig.DEFAULTS)
+    new = sorted(set(infos) - set(CLUSTERS))
+    assert len(new) == 1 and infos[new[0]].label == COMMUNITY_UNIT_LABEL and infos[new[0]].intent == "tool use"
+    unit = out.set_index("prompt_hash")["cluster_id"]
+    assert (unit[unit.index.str.startswith("op")] == new[0]).all()
+    assert (unit[~unit.index.str.startswith("op")] == -1).all()
+    # fewer accounts than community_unit_min_accounts: no unit
+    _, infos = community_units(req, community, CLUSTERS, ScoringConfig(community_unit_min_accounts=11), sig.DEFAULTS)
+    assert set(infos) == set(CLUSTERS)
+    # a community whose unclustered capability work is a small part of what it sends (a campus block's users,
+    # mostly busy with clustered homework): no unit
+    busy = pd.DataFrame(rows + _rows([f"op{i}" for i in range(10)], 1, 3, "hw", subnet="203.0.113"))
+    busy = _scoring_frame(busy, sig.DEFAULTS)
+    assert community_units(busy, community, CLUSTERS, ScoringConfig(community_unit_min_share=0.6),
+                           sig.DEFAULTS)[0]["cluster_id"].max() == 1
+    assert community_units(busy, community, CLUSTERS, ScoringConfig(community_unit_min_share=0.4),
+                           sig.DEFAULTS)[0]["cluster_id"].max() > 1
+
+
+def test_small_pool_with_unclustered_prompts_is_a_campaign_only_behind_shared_infrastructure():
+    pool = [f"op{i}" for i in range(10)]
+    organic = _organic()
+    behind_proxy = pd.DataFrame(organic + _noise_work(pool, "op", 0.5, subnet="203.0.113"))
+    res = find_campaigns(behind_proxy, CLUSTERS)
+    camp = res.campaign_accounts.groupby("campaign_id")["account_id"].agg(set)
+    cid = next(c for c, accs in camp.items() if set(pool) <= accs)
+    row = res.campaigns.set_index("campaign_id").loc[cid]
+    assert any("in no cluster" in e for e in row["evidence"])
+    assert row["clusters"] == []  # the community's unclustered work is no stored cluster
+    # The same requests from unrelated networks: nothing groups them.
+    spread_out = pd.DataFrame(organic + _noise_work(pool, "op", 0.5))
+    res = find_campaigns(spread_out, CLUSTERS)
+    assert not set(res.campaign_accounts["account_id"]) & set(pool)
+
+
+def test_community_unit_links_to_its_pools_share_of_a_wrapper_family_only():
+    # A pool's unclustered work (unit 50, community 0) and a wrapper family it shares with another operator's
+    # ten accounts (6): linked. A popular topic its accounts also visit (7) and a family that another proxy
+    # community dominates (8): not.
+    ops = [f"op{i}" for i in range(6)]
+    rows = [{"account_id": a, "cluster_id": 50, "n": 3} for a in ops]
+    rows += [{"account_id": a, "cluster_id": c, "n": 1} for a in ops[:4] for c in (6, 7, 8)]
+    rows += [{"account_id": f"r{i}", "cluster_id": 6, "n": 2} for i in range(10)]
+    rows += [{"account_id": f"org{i}", "cluster_id": 7, "n": 2} for i in range(30)]
+    rows += [{"account_id": f"q{i}", "cluster_id": 8, "n": 3} for i in range(6)]
+    ac = pd.DataFrame(rows)
+    total = ac.groupby("account_id")["n"].sum()
+    community = pd.concat([pd.Series(0, index=ops), pd.Series(1, index=[f"q{i}" for i in range(6)])])
+    groups = group_clusters(ac, total, ScoringConfig(), community, community_units={50})
+    assert [6, 50] in groups and [7] in groups and [8] in groups
+    assert [6] in group_clusters(ac, total, ScoringConfig(), community)  # not a community unit: no such link
+
+
 def test_score_gates():
     full = {"focus": 1, "templating": 1, "training_value": 1, "sync": 1, "infrastructure": 1, "evenness": 1}
     assert score_signals({**full, "spread": 1.0, "diversity": 1.0}, ScoringConfig().weights) == pytest.approx(1.0)
@@ -259,6 +331,23 @@ def test_two_operators_on_one_task_kind_are_two_campaigns():
     rows = _organic() + _rows(a + b, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
     res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
     assert res.campaigns["flagged"].sum() == 1 and res.campaigns.iloc[0]["n_accounts"] == 35
+
+
+def test_operator_communities_merge_on_shared_behaviour_not_one_chance_pair():
+    from analyzer.campaigns import _merge_by_behaviour
+
+    # Two pools of ten behind their own blocks (0-9, 10-19); accounts 20 and 21 each behind a proxy of their own.
+    infra = np.array([0] * 10 + [1] * 10 + [2, 3])
+    alike = np.eye(22, dtype=bool)
+    alike[5, 15] = alike[15, 5] = True  # one chance pair across the pools
+    alike[20, 3] = alike[3, 20] = alike[21, 20] = alike[20, 21] = True  # 20 works like pool 0's, 21 like 20
+    merged = _merge_by_behaviour(infra, alike, ScoringConfig().operator_link_share)
+    assert len(set(merged[:10]) | {merged[20], merged[21]}) == 1
+    assert len(set(merged[10:20])) == 1 and merged[10] != merged[0]
+    # Half of the second pool keeping the first one's hours over its work: one operator.
+    for i in range(10, 15):
+        alike[i, i - 10] = alike[i - 10, i] = True
+    assert len(set(_merge_by_behaviour(infra, alike, ScoringConfig().operator_link_share))) == 1
 
 
 def test_pools_bridged_by_a_shared_text_stay_apart():
