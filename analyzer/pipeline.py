@@ -17,7 +17,7 @@ import resource
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -581,12 +581,35 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
     return rows
 
 
+class LabelParts(Protocol):
+    """The swappable parts of labelling (the label stage's class implements them, :class:`analyzer.stages.Label`):
+    keywords per cluster from sampled member texts, and the recovered template of one cluster's texts."""
+
+    def keywords(self, docs: list[str], labels: list[int], weights: list[float]) -> dict[int, list[str]]: ...
+
+    def template(self, texts: list[str], seed: int) -> label_mod.Template: ...
+
+
+class DefaultLabelParts:
+    """c-TF-IDF keywords (:func:`analyzer.label.ctfidf_keywords`) and aligned templates
+    (:func:`analyzer.label.extract_template`)."""
+
+    def keywords(self, docs: list[str], labels: list[int], weights: list[float]) -> dict[int, list[str]]:
+        return label_mod.ctfidf_keywords(docs, labels, weights=weights)
+
+    def template(self, texts: list[str], seed: int) -> label_mod.Template:
+        return label_mod.extract_template(texts, seed=seed)
+
+
 def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,
-                   intent_sim: np.ndarray, options: RunOptions, kind: str = "topic") -> pd.DataFrame:
+                   intent_sim: np.ndarray, options: RunOptions, kind: str = "topic",
+                   parts: LabelParts | None = None) -> pd.DataFrame:
     """One row per cluster of ``labels``: keywords, template, exemplars, label and content signals.
 
-    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families.
+    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families;
+    ``parts`` computes keywords and templates (default :class:`DefaultLabelParts`).
     """
+    parts = parts or DefaultLabelParts()
     rng = np.random.default_rng(options.seed)
     tight = cluster_mod.cluster_tightness(labels, vectors)
     cluster_ids = [int(c) for c in np.unique(labels) if c >= 0]
@@ -601,12 +624,12 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         docs += [text_at[i] for i in idx]
         doc_labels += [c] * len(idx)
         doc_weights += [float(req_counts[i]) for i in idx]
-    keywords = label_mod.ctfidf_keywords(docs, doc_labels, weights=doc_weights) if docs else {}
+    keywords = parts.keywords(docs, doc_labels, doc_weights) if docs else {}
     out = []
     for c in cluster_ids:
         idx = sample[c]
         ctexts = [text_at[i] for i in idx]
-        template = label_mod.extract_template(ctexts, seed=options.seed)
+        template = parts.template(ctexts, options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
         tv = (float(np.mean(sig.training_values(judged, options.signals.training_value_low,
                                                 options.signals.training_value_high))) if len(judged) else 0.0)
@@ -977,31 +1000,31 @@ CLUSTER_COLUMNS = ["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts"
                    "exemplars", "signals"]
 
 
-def label_job(job: LabelJob, options: RunOptions) -> pd.DataFrame:
+def label_job(job: LabelJob, options: RunOptions, parts: LabelParts | None = None) -> pd.DataFrame:
     """The cluster rows of one :class:`LabelJob` (:func:`label_clusters`; scaffold families get their
     recurring sentences as template, :func:`scaffold_templates`)."""
     rows = label_clusters(job.hashes, job.labels, job.vectors, job.req_counts, job.texts, job.intents,
-                          job.intent_sim, options, kind=job.kind)
+                          job.intent_sim, options, kind=job.kind, parts=parts)
     if job.kind == "scaffold":
         rows = scaffold_templates(rows, job.labels, job.scaffold_of or [])
     return rows
 
 
-def label_rows(ws: Workspace, work: LabelWork, options: RunOptions) -> pd.DataFrame:
+def label_rows(ws: Workspace, work: LabelWork, options: RunOptions, parts: LabelParts | None = None) -> pd.DataFrame:
     """The label stage: every row of the ``clusters`` table. A full clustering labels every unit; a daily run
     keeps the stored rows (with the counts and training value of the clusters it touched updated,
     :func:`update_cluster_rows`) and adds the new clusters. ``n_accounts``: the distinct accounts whose requests
     count towards each unit (:meth:`~analyzer.workspace.Workspace.unit_account_counts`, over the
     ``prompt_clusters`` and ``system_clusters`` rows the cluster stage has written)."""
-    new = [label_job(job, options) for job in work.jobs]
+    new = [label_job(job, options, parts) for job in work.jobs]
     if work.update is None:
         rows = pd.concat(new, ignore_index=True)
-        system = label_job(work.system, options) if work.system else pd.DataFrame(columns=CLUSTER_COLUMNS)
+        system = label_job(work.system, options, parts) if work.system else pd.DataFrame(columns=CLUSTER_COLUMNS)
         rows = pd.concat([rows, system], ignore_index=True)
     else:
         u = work.update
         if work.system is not None:
-            new.append(label_job(work.system, options))
+            new.append(label_job(work.system, options, parts))
         old = update_cluster_rows(ws.table("clusters", CLUSTER_COLUMNS), u.topic, u.unit, u.req_counts,
                                   u.intent_sim, u.is_new, u.touched, options.signals)
         rows = pd.concat([old, *[r for r in new if len(r)]], ignore_index=True)

@@ -34,6 +34,7 @@ import pandas as pd
 
 from analyzer import catalog, pipeline
 from analyzer import cluster as cluster_mod
+from analyzer import label as label_mod
 from analyzer.catalog import StageClasses
 from analyzer.config import ConfigError
 from analyzer.workspace import Workspace
@@ -268,8 +269,18 @@ class Label(Stage):
 
     name = "label"
 
+    def keywords(self, docs: list[str], labels: list[int], weights: list[float]) -> dict[int, list[str]]:
+        """Keywords per cluster from its sampled member texts (``docs``, their cluster ``labels`` and request
+        ``weights``): c-TF-IDF (:func:`analyzer.label.ctfidf_keywords`). Override to swap the representation."""
+        return pipeline.DefaultLabelParts().keywords(docs, labels, weights)
+
+    def template(self, texts: list[str], seed: int) -> label_mod.Template:
+        """The recovered template of one cluster's sampled texts, variable slots marked
+        (:func:`analyzer.label.extract_template`). Override to swap template detection."""
+        return pipeline.DefaultLabelParts().template(texts, seed)
+
     def run(self, ctx: Context) -> dict:
-        self.rows_ = pipeline.label_rows(ctx.ws, ctx.get("label_work"), self.options)
+        self.rows_ = pipeline.label_rows(ctx.ws, ctx.get("label_work"), self.options, parts=self)
         ctx.write(replace={"clusters": self.rows_})
         return {"clusters": int(len(self.rows_)), "topic_clusters": int((self.rows_["kind"] == "topic").sum())}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.stages import Cluster
+from analyzer.label import Template
+from analyzer.stages import Cluster, Label
 
 
 class OneTopic(Cluster):
@@ -13,6 +14,20 @@ class OneTopic(Cluster):
 
     def topics(self, nbrs, sims, params):
         return np.zeros(len(nbrs), dtype=np.int64), np.ones(len(nbrs))
+
+
+class LongestWords(Label):
+    """Another representation: each cluster's keywords are its three longest words, its template the first text."""
+
+    def keywords(self, docs, labels, weights):
+        out: dict[int, list[str]] = {}
+        for doc, label in zip(docs, labels, strict=True):
+            out.setdefault(int(label), []).extend(doc.lower().split())
+        return {c: sorted(set(words), key=lambda w: (-len(w), w))[:3] for c, words in out.items()}
+
+    def template(self, texts, seed):
+        text = "FIRST: " + texts[0][:40]
+        return Template(text=text, n_fixed_words=len(text.split()), coverage=1.0, n_slots=0, slot_entropy=0.0)
 
 
 class NotAStage:

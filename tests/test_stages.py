@@ -12,7 +12,7 @@ import pytest
 import robust_logs as rl
 from click.testing import CliRunner
 
-from analyzer import catalog, stages
+from analyzer import catalog, stages, store
 from analyzer.cli import main as cli
 from analyzer.config import ConfigError
 from analyzer.pipeline import RunOptions
@@ -157,6 +157,24 @@ def test_a_custom_stage_class_from_a_config_file_is_used_by_analyzer_run(small_w
     assert _table(ws, "SELECT count(*) AS n FROM clusters WHERE kind = 'topic'")["n"][0] == 1
     stats = json.loads(_table(ws, "SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1")["stats"][0])
     assert stats["cluster"]["stages"]["cluster"] == "stage_plugins:OneTopic"
+
+
+def test_a_label_subclass_swaps_keywords_and_templates(small_ws, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_ws[0], ws)
+    cfg = tmp_path / "labels.toml"
+    cfg.write_text('[stages]\nlabel = "stage_plugins:LongestWords"\n', encoding="utf-8")
+    res = _cli(["run", small_ws[1], "--workspace", ws, "--config", cfg, "--quiet", "--no-map"])
+    assert res.exit_code == 0, res.output
+    with Workspace(str(ws), read_only=True) as w:
+        rows = store.cluster_rows(w)
+    rows = rows[rows["kind"].isin(["topic", "template"])]  # scaffold families keep their recurring sentences
+    assert len(rows)
+    for kw, template in zip(rows["keywords"], rows["template"], strict=True):
+        assert len(kw) <= 3 and all(len(a) >= len(b) for a, b in zip(kw, kw[1:], strict=False))
+        assert template.startswith("FIRST: ")
 
 
 def test_analyzer_run_refuses_a_configured_class_that_is_not_a_stage_before_it_starts(tmp_path):
