@@ -386,7 +386,7 @@ def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] 
     made = {n: (stages or {}).get(n) or make_stage(n, ctx.options) for n in order}  # every class checked first
     seconds = {} if seconds is None else seconds
     out: dict = {}
-    for name in order:
+    for pos, name in enumerate(order):
         if name == "label" and "cluster" in order:
             continue  # committed with the cluster stage
         t0 = time.perf_counter()
@@ -398,12 +398,24 @@ def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] 
             seconds["label"] = round(time.perf_counter() - t0 - sum(extra.values()), 3)
             if getattr(made["cluster"], "discarded_", None):
                 out["assign_discarded"] = made["cluster"].discarded_
-            continue
-        out[name] = _run_one(ctx, made[name], name)
-        seconds[name] = round(time.perf_counter() - t0, 3)
-        if name == "ingest" and getattr(made[name], "quarantine_", None):
-            out["quarantine"] = made[name].quarantine_
+        else:
+            out[name] = _run_one(ctx, made[name], name)
+            seconds[name] = round(time.perf_counter() - t0, 3)
+            if name == "ingest" and getattr(made[name], "quarantine_", None):
+                out["quarantine"] = made[name].quarantine_
+        _release(ctx, made, [n for n in order[pos + 1:] if not (name == "cluster" and n == "label")])
     return out
+
+
+def _release(ctx: Context, made: dict[str, StageLike], remaining: Sequence[str]) -> None:
+    """Let go of what no stage still to run reads: the in-memory datasets (the vectors and FAISS index, the
+    label work with every prompt's text) and the stage objects that ran, with their learned state. At 1M
+    requests this is about a gigabyte that the score stage would otherwise hold at its peak."""
+    needed = {d for n in remaining for d in catalog.STAGES[n].inputs}
+    for dataset in [d for d in ctx.memory if d not in needed]:
+        del ctx.memory[dataset]
+    for name in [n for n in made if n not in remaining]:
+        del made[name]
 
 
 #: The default class of each stage (the values of :class:`analyzer.catalog.StageClasses`).

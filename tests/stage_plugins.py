@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from analyzer.label import Template
-from analyzer.stages import Cluster, Label
+from analyzer.stages import Cluster, Label, Score
 
 
 class OneTopic(Cluster):
@@ -28,6 +28,16 @@ class LongestWords(Label):
     def template(self, texts, seed):
         text = "FIRST: " + texts[0][:40]
         return Template(text=text, n_fixed_words=len(text.split()), coverage=1.0, n_slots=0, slot_entropy=0.0)
+
+
+class MemoryAtScore(Score):
+    """The default score stage, recording which in-memory datasets of the run it can still see."""
+
+    seen: list[list[str]] = []
+
+    def run(self, ctx):
+        MemoryAtScore.seen.append(sorted(ctx.memory))
+        return super().run(ctx)
 
 
 class NotAStage:

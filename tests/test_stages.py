@@ -177,6 +177,23 @@ def test_a_label_subclass_swaps_keywords_and_templates(small_ws, tmp_path):
         assert template.startswith("FIRST: ")
 
 
+def test_the_runner_lets_go_of_the_vectors_and_label_work_once_no_later_stage_reads_them(small_ws, tmp_path):
+    import shutil
+
+    import stage_plugins
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_ws[0], ws)
+    cfg = tmp_path / "memory.toml"
+    cfg.write_text('[stages]\nscore = "stage_plugins:MemoryAtScore"\n', encoding="utf-8")
+    stage_plugins.MemoryAtScore.seen.clear()
+    res = _cli(["run", small_ws[1], "--workspace", ws, "--config", cfg, "--quiet", "--no-map", "--recluster"])
+    assert res.exit_code == 0, res.output
+    # the index and cluster stages made both in this run; the score stage reads neither
+    assert {"vectors", "label_work"} <= set(catalog.MEMORY)
+    assert stage_plugins.MemoryAtScore.seen == [[]]
+
+
 def test_analyzer_run_refuses_a_configured_class_that_is_not_a_stage_before_it_starts(tmp_path):
     log = rl.write_clean(tmp_path / "clean.jsonl")
     cfg = tmp_path / "bad.toml"
