@@ -247,6 +247,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address
                + (", ".join(f"{n} {t}" for t, n in stats["score"]["transitions"].items()) or "none"))
     click.echo("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in stats["stages_s"].items())
                + f"; peak memory {stats['peak_rss_mb']:.0f} MiB")
+    click.echo("stage peak memory MiB: " + ", ".join(f"{k} {v:.0f}" for k, v in stats["stage_peak_mb"].items()))
     _echo_summary(ws)
     ws.close()
 

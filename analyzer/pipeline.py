@@ -1419,17 +1419,18 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
     if executor is not None and executor.name != "local":
         params.update(executor.describe())
     seconds: dict[str, float] = {}
+    peaks: dict[str, float] = {}
     with ws.writing():
         run_id = ws.start_run(command, params, versions())
         stats: dict = {"run_id": run_id}
         ctx = Context(ws, options, run_id, list(paths), column_map, strict)
         try:
-            stats.update(run_stages(ctx, names, stages, seconds=seconds))
+            stats.update(run_stages(ctx, names, stages, seconds=seconds, peaks=peaks))
         except BaseException as exc:
-            stats["stages_s"] = seconds
+            stats["stages_s"], stats["stage_peak_mb"] = seconds, peaks
             ws.finish_run(run_id, stats, status=f"failed: {type(exc).__name__}")
             raise
-        stats["stages_s"] = seconds
+        stats["stages_s"], stats["stage_peak_mb"] = seconds, peaks
         stats["peak_rss_mb"] = round(peak_rss_mb(), 1)
         ws.finish_run(run_id, stats)
     return stats

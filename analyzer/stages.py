@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import resource
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -65,6 +67,8 @@ class Context:
         The stage running now (set by the runner): the one whose outputs :meth:`write` and :meth:`put` accept.
     pending : list
         Writes queued by the stages and not yet committed: ``(stage, write_tables arguments)``.
+    peaks : StagePeaks or None
+        The runner's meter of each stage's peak memory.
     """
 
     ws: Workspace
@@ -76,6 +80,7 @@ class Context:
     memory: dict[str, Any] = field(default_factory=dict)
     stage: str = ""
     pending: list[tuple[str, dict]] = field(default_factory=list)
+    peaks: StagePeaks | None = None
 
     def write(self, replace: dict[str, pd.DataFrame] | None = None,
               upsert: dict[str, tuple[str, pd.DataFrame]] | None = None,
@@ -351,8 +356,18 @@ def _commit(ctx: Context, names: list[str], point: str | None) -> None:
             ctx.ws.clear_tables(catalog.stale_after(names))
 
 
-def _run_one(ctx: Context, stage: StageLike, name: str) -> dict:
+def _enter(ctx: Context, name: str) -> None:
+    """Make ``name`` the running stage; the memory meter samples at the boundary (a stage shorter than its
+    interval still gets a figure)."""
+    if ctx.peaks is not None:
+        ctx.peaks.sample()
     ctx.stage = name
+    if ctx.peaks is not None:
+        ctx.peaks.sample()
+
+
+def _run_one(ctx: Context, stage: StageLike, name: str) -> dict:
+    _enter(ctx, name)
     stats = stage.run(ctx)
     _commit(ctx, [name], name)  # crash points NAME.before_commit / NAME.committed
     return stats
@@ -361,12 +376,12 @@ def _run_one(ctx: Context, stage: StageLike, name: str) -> dict:
 def _run_clustering(ctx: Context, cluster: StageLike, label: StageLike) -> dict:
     """The cluster and label stages, committed together under ``cluster`` (a full clustering) or ``assign``
     (a daily run's assignment)."""
-    ctx.stage = "cluster"
+    _enter(ctx, "cluster")
     stats = cluster.run(ctx)
     point = "assign" if stats.get("path") == "incremental" else "cluster"
     with ctx.ws.transaction(point):
         ctx.flush()
-        ctx.stage = "label"
+        _enter(ctx, "label")
         label_stats = label.run(ctx)
         ctx.flush()
         ctx.ws.clear_tables(catalog.stale_after(["cluster", "label"]))
@@ -374,17 +389,72 @@ def _run_clustering(ctx: Context, cluster: StageLike, label: StageLike) -> dict:
     return stats
 
 
+class StagePeaks:
+    """Peak resident memory of each stage, in MiB: a daemon thread reads this process's resident set every
+    ``interval`` seconds and charges it to the stage running then (``ctx.stage``). A spike shorter than the
+    interval can be missed; the process's exact peak is :func:`analyzer.pipeline.peak_rss_mb`. Where
+    ``/proc/self/statm`` does not exist (not Linux) each stage gets the process's peak so far.
+
+    Attributes
+    ----------
+    peaks_ : dict
+        MiB by stage name, in the order the stages ran.
+    """
+
+    def __init__(self, ctx: Context, interval: float = 0.1) -> None:
+        self.ctx, self.interval = ctx, interval
+        self.peaks_: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="stage-peaks", daemon=True)
+
+    def __enter__(self) -> StagePeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def sample(self) -> None:
+        """Charge the resident set now to the running stage."""
+        stage = self.ctx.stage
+        if stage:
+            self.peaks_[stage] = max(self.peaks_.get(stage, 0.0), round(_rss_mb(), 1))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] | None = None,
-               seconds: dict[str, float] | None = None) -> dict:
+               seconds: dict[str, float] | None = None, peaks: dict[str, float] | None = None) -> dict:
     """Run the stages ``names`` in the declared order (the configured classes, or ``stages``); returns each
     one's stats by name (and ``assign_discarded``, ``quarantine`` where they apply). ``seconds`` collects
-    each stage's time."""
+    each stage's time, ``peaks`` its peak resident memory in MiB (:class:`StagePeaks`)."""
+    with StagePeaks(ctx) as ctx.peaks:
+        try:
+            return _run_in_order(ctx, names, stages, {} if seconds is None else seconds)
+        finally:
+            if peaks is not None:
+                peaks.update(ctx.peaks.peaks_)
+
+
+def _run_in_order(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] | None,
+                  seconds: dict[str, float]) -> dict:
     order = [s.name for s in catalog.PIPELINE if s.name in names]
     unknown = set(names) - set(order)
     if unknown:
         raise KeyError(f"no stage {sorted(unknown)}; the stages are {', '.join(catalog.STAGES)}")
     made = {n: (stages or {}).get(n) or make_stage(n, ctx.options) for n in order}  # every class checked first
-    seconds = {} if seconds is None else seconds
     out: dict = {}
     for pos, name in enumerate(order):
         if name == "label" and "cluster" in order:

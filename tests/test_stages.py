@@ -192,6 +192,11 @@ def test_the_runner_lets_go_of_the_vectors_and_label_work_once_no_later_stage_re
     # the index and cluster stages made both in this run; the score stage reads neither
     assert {"vectors", "label_work"} <= set(catalog.MEMORY)
     assert stage_plugins.MemoryAtScore.seen == [[]]
+    # and each stage's peak memory is recorded beside its time, none above the process's peak
+    stats = json.loads(_table(ws, "SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1")["stats"][0])
+    assert list(stats["stage_peak_mb"]) == ["ingest", "embed", "index", "cluster", "label", "score"]
+    assert all(0 < mb <= stats["peak_rss_mb"] + 1 for mb in stats["stage_peak_mb"].values())
+    assert "stage peak memory MiB: ingest " in res.output
 
 
 def test_analyzer_run_refuses_a_configured_class_that_is_not_a_stage_before_it_starts(tmp_path):
