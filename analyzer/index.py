@@ -19,12 +19,16 @@ FLAT_MAX = 60_000
 TRAIN_POINTS_PER_LIST = 20
 
 
+def ivf_lists(n: int) -> int:
+    """Inverted lists of the IVF index for ``n`` vectors: ``4 sqrt(n)``, between 256 and 16,384."""
+    return int(min(16384, max(256, 4 * np.sqrt(n))))
+
+
 def index_kind(n: int, flat_max: int = FLAT_MAX) -> str:
     """The FAISS factory string used for ``n`` vectors."""
     if n <= flat_max:
         return "Flat"
-    nlist = int(min(16384, max(256, 4 * np.sqrt(n))))
-    return f"IVF{nlist},SQ8"
+    return f"IVF{ivf_lists(n)},SQ8"
 
 
 def build_index(vectors: np.ndarray, flat_max: int = FLAT_MAX, seed: int = 0) -> faiss.Index:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import resource
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -432,7 +431,7 @@ def _rss_mb() -> float:
         with open("/proc/self/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return pipeline.peak_rss_mb()
 
 
 def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] | None = None,
@@ -440,12 +439,13 @@ def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] 
     """Run the stages ``names`` in the declared order (the configured classes, or ``stages``); returns each
     one's stats by name (and ``assign_discarded``, ``quarantine`` where they apply). ``seconds`` collects
     each stage's time, ``peaks`` its peak resident memory in MiB (:class:`StagePeaks`)."""
-    with StagePeaks(ctx) as ctx.peaks:
-        try:
+    watch = ctx.peaks = StagePeaks(ctx)
+    try:
+        with watch:
             return _run_in_order(ctx, names, stages, {} if seconds is None else seconds)
-        finally:
-            if peaks is not None:
-                peaks.update(ctx.peaks.peaks_)
+    finally:  # after the meter's last sample, at the end of the last stage
+        if peaks is not None:
+            peaks.update(watch.peaks_)
 
 
 def _run_in_order(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] | None,

@@ -77,7 +77,7 @@ def build(vectors: np.ndarray, kind: str, train_per_list: int | None, seed: int)
 def measure(vectors: np.ndarray, queries: np.ndarray, exact: np.ndarray, spec: tuple, k: int, seed: int) -> dict:
     kind, nprobe, per_list, ef_search, k_factor = spec
     n = len(vectors)
-    nlist = int(min(16384, max(256, 4 * np.sqrt(n))))
+    nlist = index_mod.ivf_lists(n)
     kind = kind.format(nlist=nlist, nlist2=2 * nlist)
     t0 = time.perf_counter()
     index = build(vectors, kind, per_list, seed)
