@@ -151,6 +151,28 @@ class ScoringConfig:
     #: An account is a member of a group when at least this share of its own traffic falls in the group's
     #: units (and ``member_min_requests``).
     member_share: float = 0.25
+    #: Capability wrappers (units templated at least ``wrapper_min_templating`` whose training value reaches
+    #: ``value_full``) sharing ``wrapper_link_min_shared`` accounts, ``wrapper_link_lift`` times as many as two
+    #: random account sets of their sizes would, are linked: a pool spreading one or two requests per account
+    #: over a dozen paraphrased coding, tool-use and data-analysis wrappers on its first days, with no network
+    #: metadata, shares only two to four accounts between any two of them, and no organic account works there.
+    wrapper_min_templating: float = 0.5
+    #: Share of a capability wrapper's prompts that must carry a task of their own (distinct ``task_similarity``
+    #: groups): 0.9-1.0 for a pool's wrappers, 0.04-0.4 for a classroom's problems, each asked by a dozen
+    #: students in their own words around the same problem text (adversarial preset, seed 0).
+    wrapper_min_task_share: float = 0.9
+    #: Accounts two capability wrappers must share to be linked (see ``wrapper_min_templating``).
+    wrapper_link_min_shared: int = 2
+    #: How many times the accounts two random sets of their sizes would share two capability wrappers must share.
+    wrapper_link_lift: float = 3.0
+    #: Share of the larger capability wrapper's accounts the two must share: two hydra accounts of a pool that
+    #: also send an organic support-ticket template (44 accounts) do not make it the pool's (adv-bare: a pool's
+    #: wrappers share 20-30% of their accounts on its first days).
+    wrapper_link_min_overlap: float = 0.15
+    #: A wrapper joiner's request must be in a unit of which at least this share of the accounts are the pool's:
+    #: core members or accounts in two or more of the group's units (an organic template the pool's hydra
+    #: accounts also use has its own one-off users, who do not join).
+    joiner_unit_pool_share: float = 0.5
     #: Requests an account needs in a group to be a core member (see ``infra_member_min_requests`` for the others).
     member_min_requests: int = 2
     #: Focus shrinks each member's share towards 0 by this many pseudo-requests (``in / (total + prior)``), so
@@ -290,7 +312,8 @@ class CampaignResult:
 
 
 def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, config: ScoringConfig,
-                   community: pd.Series | None = None, community_units: Collection[int] = ()) -> list[list[int]]:
+                   community: pd.Series | None = None, community_units: Collection[int] = (),
+                   wrapper_units: Collection[int] = ()) -> list[list[int]]:
     """Connected groups of clusters worked on by the same pool of accounts.
 
     ``account_cluster`` has columns ``account_id, cluster_id, n`` (requests of the account in the cluster).
@@ -308,7 +331,10 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     - one infrastructure community (``community``: account id -> community id, see
       :func:`infra_communities`) dominates both (:func:`_dominant_communities`), or
     - one is a community's unclustered work (``community_units``, see :func:`community_units`) and the other
-      holds ``community_link_share`` of its accounts (:func:`_community_unit_links`).
+      holds ``community_link_share`` of its accounts (:func:`_community_unit_links`), or
+    - both are capability wrappers (``wrapper_units``, see :func:`wrapper_units`) sharing
+      ``wrapper_link_min_shared`` accounts, ``wrapper_link_lift`` times as many as accounts picked at random
+      would share (:func:`_wrapper_links`).
 
     Returns groups sorted by their smallest cluster id.
     """
@@ -340,6 +366,8 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
         edges.append(np.stack([first, dominated["cluster_id"].to_numpy()], axis=1).astype(np.int64))
     if len(community_units):
         edges.append(_community_unit_links(ac, community_units, dominated, config))
+    if len(wrapper_units):
+        edges.append(_wrapper_links(real[real["cluster_id"].isin(wrapper_units)], len(account_total), config))
     pos = np.searchsorted(clusters, np.concatenate(edges))
     graph = sp.coo_matrix((np.ones(len(pos)), (pos[:, 0], pos[:, 1])), shape=(len(clusters),) * 2)
     _, component = connected_components(graph, directed=False)
@@ -459,6 +487,42 @@ def _community_unit_links(account_cluster: pd.DataFrame, community_units: Collec
     return np.asarray(shared.index[ok].tolist(), dtype=np.int64).reshape(-1, 2)
 
 
+def wrapper_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config: ScoringConfig,
+                  signals: sig.SignalParams) -> list[int]:
+    """Ids of the units of ``req`` (rows ``cluster_id, prompt_hash, task_id, intent_similarity``) that are
+    capability wrappers: templated (``wrapper_min_templating``; a repeated text is not), holding a different task
+    in at least ``wrapper_min_task_share`` of their prompts (an instruction around ever new tasks, not one problem
+    asked in many words, as a classroom's students ask it), and of training value at least ``value_full`` over
+    their requests, as a campaign's ``training_value`` is measured (not judged, as there, when
+    ``unjudged_max_share`` of them are in a script the model does not read)."""
+    if "task_id" not in req or "intent_similarity" not in req:
+        return []
+    unit = req[req["cluster_id"] >= 0]
+    prompts = unit[["cluster_id", "prompt_hash", "task_id"]].drop_duplicates("prompt_hash")
+    by = prompts.groupby("cluster_id")
+    task_share = by["task_id"].nunique() / by.size()
+    sim = unit["intent_similarity"].to_numpy(dtype=np.float64)
+    tv = pd.Series(sig.training_values(sim, signals.training_value_low, signals.training_value_high),
+                   index=unit.index).where(~np.isnan(sim))
+    value = tv.groupby(unit["cluster_id"]).mean()
+    unjudged = tv.isna().groupby(unit["cluster_id"]).mean()
+    capability = (value.reindex(task_share.index) >= config.value_full) | (
+        unjudged.reindex(task_share.index) >= config.unjudged_max_share)
+    return sorted(int(c) for c in task_share.index[(task_share >= config.wrapper_min_task_share) & capability]
+                  if (i := clusters.get(int(c))) is not None
+                  and sig.templating(i.template_coverage, i.n_fixed_words, signals.full_scaffold_words,
+                                     n_slots=i.n_slots) >= config.wrapper_min_templating)
+
+
+def _wrapper_links(pairs: pd.DataFrame, n_accounts: int, config: ScoringConfig) -> np.ndarray:
+    """Pairs of capability wrappers (rows ``account_id, cluster_id`` of their accounts) that share
+    ``wrapper_link_min_shared`` accounts, ``wrapper_link_lift`` times the ``|A| |B| / n_accounts`` that two
+    random account sets of their sizes would share, and ``wrapper_link_min_overlap`` of the larger one's."""
+    return _linked_pairs(pairs, lambda n, a, b: (n >= config.wrapper_link_min_shared)
+                         & (n * n_accounts >= config.wrapper_link_lift * a * b)
+                         & (n >= config.wrapper_link_min_overlap * np.maximum(a, b)))
+
+
 def _linked_pairs(pairs: pd.DataFrame, accept) -> np.ndarray:
     """Pairs of clusters (an ``(n, 2)`` array of cluster ids) whose account sets (rows ``account_id,
     cluster_id``) pass ``accept(shared, |A|, |B|)``.
@@ -562,7 +626,8 @@ def find_campaigns(
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
-    groups = group_clusters(ac, account_total, config, community, ctx.community_units)
+    ctx.wrapper_units = frozenset(wrapper_units(req, ctx.clusters, config, signals))
+    groups = group_clusters(ac, account_total, config, community, ctx.community_units, ctx.wrapper_units)
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     campaign_rows, account_rows, partial_rows, cluster_campaign = _score_groups(groups, req, ctx)
     campaigns = pd.DataFrame(campaign_rows, columns=[
@@ -642,14 +707,14 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
         greq = greq_all.iloc[bounds[i] : bounds[i + 1]]
-        members, extra_members, per_acc = _members(greq, ctx)
+        members, extra_members, per_acc, joiners = _members(greq, ctx)
         if not members or (len(members) < config.min_candidate_accounts
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
         operators = _operators(members, greq, ctx)
-        for op_members in operators:
+        for k, op_members in enumerate(operators):
             row, member_rows, partial = _score_group(group, greq, op_members, extra_members, per_acc, ctx,
-                                                     n_operators=len(operators))
+                                                     n_operators=len(operators), joiners=joiners if k == 0 else [])
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -676,6 +741,8 @@ class _Context:
     signals: sig.SignalParams = sig.DEFAULTS
     #: ids of the infrastructure communities' unclustered work (see :func:`community_units`)
     community_units: frozenset[int] = frozenset()
+    #: ids of the capability wrappers (see :func:`wrapper_units`)
+    wrapper_units: frozenset[int] = frozenset()
     evidence: EvidenceParams = field(default_factory=EvidenceParams)
 
     def __post_init__(self) -> None:
@@ -754,22 +821,44 @@ def _candidate_groups(groups: list[list[int]], account_cluster: pd.DataFrame, ac
     return np.sort(n_core.index[ok.to_numpy()].to_numpy().astype(np.int64))
 
 
-def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd.Series]:
-    """``(members, joined_by_infrastructure, requests per account in the group)``.
+def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd.Series, list[str]]:
+    """``(members, joined_by_infrastructure, requests per account in the group, wrapper joiners)``.
 
     Members hold ``member_share`` of their own traffic in the group; accounts below that share join when they
-    hold an identifier concentrated among those core members (hydra accounts).
+    hold an identifier concentrated among those core members (hydra accounts). *Wrapper joiners* (not among the
+    members) hold ``member_share`` of their traffic in the group with fewer than ``member_min_requests``
+    requests, all of them in capability wrappers (:func:`wrapper_units`): a pool account's first request in
+    the operator's own wrapper. They are listed with the campaign, not measured in its signals.
     """
     config = ctx.config
     per_acc = greq.groupby("account_id").size()
     share = per_acc / ctx.account_total.reindex(per_acc.index)
     core = set(per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index)
     extra: set[str] = set()
+    joiners: list[str] = []
     if len(core) >= config.hydra_min_core:
         shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx, cand, shared)["account_id"])
-    return sorted(core | extra), extra, per_acc
+        if ctx.wrapper_units:
+            joiners = _wrapper_joiners(greq, per_acc, share, core | extra, ctx)
+    return sorted(core | extra), extra, per_acc, joiners
+
+
+def _wrapper_joiners(greq: pd.DataFrame, per_acc: pd.Series, share: pd.Series, members: set[str], ctx: _Context
+                     ) -> list[str]:
+    """Accounts outside ``members`` with ``member_share`` of their traffic in the group, every request of it in
+    capability wrappers of which ``joiner_unit_pool_share`` of the accounts are the pool's (members, or in two
+    or more of the group's units): see :func:`_members`."""
+    config = ctx.config
+    pairs = greq[["account_id", "cluster_id"]].drop_duplicates()
+    breadth = pairs.groupby("account_id").size()
+    pool = pairs["account_id"].isin(members).to_numpy() | (breadth.reindex(pairs["account_id"]).to_numpy() >= 2)
+    pool_share = pd.Series(pool).groupby(pairs["cluster_id"].to_numpy()).mean()
+    units = set(pool_share.index[pool_share.to_numpy() >= config.joiner_unit_pool_share]) & ctx.wrapper_units
+    in_pool_units = greq["cluster_id"].isin(units).groupby(greq["account_id"]).all()
+    ok = (share >= config.member_share).to_numpy() & in_pool_units.reindex(per_acc.index).to_numpy()
+    return sorted(set(per_acc.index[ok]) - members)
 
 
 def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]:
@@ -918,15 +1007,17 @@ def _operator(group: list[int], greq: pd.DataFrame, members: list[str], ctx: _Co
 
 
 def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra_members: set[str],
-                 per_acc: pd.Series, ctx: _Context, n_operators: int = 1):
-    """Signals, score, evidence and account rows of one operator's members on a group of clusters."""
+                 per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = ()):
+    """Signals, score, evidence and account rows of one operator's members on a group of clusters
+    (``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its signals)."""
     op = _operator(group, greq, members, ctx)
     values, content, extras = _signal_values(op, ctx)
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
-    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx)
+    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners))
     account_rows = _account_rows(cid, score, op, extras["holders"], extra_members, ctx)
-    partial_rows = _partial_rows(cid, score, per_acc, op.member_set, ctx)
+    account_rows += _joiner_rows(cid, score, joiners, per_acc, ctx)
+    partial_rows = _partial_rows(cid, score, per_acc, op.member_set | set(joiners), ctx)
     return row, account_rows, partial_rows
 
 
@@ -1013,8 +1104,9 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
 
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
-                  op: _Operator, n_operators: int, ctx: _Context) -> dict:
-    """The ``campaigns`` row: score, label, evidence sentences and examples."""
+                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0) -> dict:
+    """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
+    listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
     n_members, top_info = len(op.members), content.top
     kind = content.kind_name if (values["training_value"] or 0.0) >= ep.intent_min_value else ""
@@ -1024,15 +1116,19 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                       values, config, content.unjudged)
     evidence += _community_unit_evidence(mreq, ctx)
+    if n_joiners:
+        evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "
+                        "campaign's capability wrappers, a quarter or more of all they sent (fresh pool accounts): "
+                        f"listed with the campaign, not counted in its signals")
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
     if values["training_value"] is None:
         topic = f"{topic} (intent not judged: text in a script the model does not read)".strip()
     return {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
-        "label": campaign_label(kind, topic, n_members, op.n_principals), "kind": kind,
+        "label": campaign_label(kind, topic, n_members + n_joiners, op.n_principals + n_joiners), "kind": kind,
         "keywords": list(dict.fromkeys(k for i in content.infos for k in i.keywords))[: ep.keywords],
         "template": top_info.template,
-        "n_accounts": n_members, "n_requests": int(len(mreq)),
+        "n_accounts": n_members + n_joiners, "n_requests": int(len(mreq)),
         "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
         # a community's unclustered work is no stored cluster: the campaign lists the clusters it has
         "clusters": [int(c) for c in op.group if c not in ctx.community_units],
@@ -1075,6 +1171,22 @@ def _account_rows(cid: str, score: float, op: _Operator, holders: pd.DataFrame, 
             "score": round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, n / total)),
                            4),
             "evidence": ev,
+        })
+    return rows
+
+
+def _joiner_rows(cid: str, score: float, joiners: Sequence[str], per_acc: pd.Series, ctx: _Context) -> list[dict]:
+    """The ``campaign_accounts`` rows of the wrapper joiners (see :func:`_members`), scored like members."""
+    config = ctx.config
+    rows = []
+    for acc in joiners:
+        n, total = int(per_acc[acc]), int(ctx.account_total[acc])
+        rows.append({
+            "campaign_id": cid, "account_id": acc, "n_requests": n, "share": round(n / total, 4),
+            "score": round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, n / total)),
+                           4),
+            "evidence": [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign, all in its "
+                         "capability wrappers"],
         })
     return rows
 

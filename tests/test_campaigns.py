@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analyzer import signals as sig
 from analyzer.campaigns import (
     COMMUNITY_UNIT_LABEL,
     ClusterInfo,
@@ -13,6 +14,7 @@ from analyzer.campaigns import (
     group_clusters,
     infra_communities,
     score_signals,
+    wrapper_units,
 )
 
 T0 = pd.Timestamp("2026-03-01T00:00:00Z")
@@ -367,3 +369,78 @@ def test_pools_bridged_by_a_shared_text_stay_apart():
     ca = res.campaign_accounts
     sets = sorted((set(ca.loc[ca["campaign_id"] == i, "account_id"]) for i in flagged["campaign_id"]), key=min)
     assert sets == [set(a), set(c)]
+
+
+WRAPPERS = {c: ClusterInfo(c, label=f"wrapper {c}", template_coverage=1.0, n_fixed_words=20, training_value=0.2,
+                           intent="tool use") for c in range(1, 8)}
+WRAPPERS.update({8: ClusterInfo(8, label="support tickets", template_coverage=1.0, n_fixed_words=20,
+                                training_value=0.2, intent="tool use")})
+WRAPPERS.update({c: ClusterInfo(c, label=f"c{c}", template_coverage=0.1, n_fixed_words=1) for c in range(100, 131)})
+
+
+def _fresh_pool(one_task_per_unit: bool) -> pd.DataFrame:
+    """A pool's first day in a log with no network metadata: 40 accounts send one or two requests each over
+    seven templated capability units (1-7) and nothing else (28 send to two neighbouring units, 12 to one);
+    200 organic accounts do their own work; 30 organic one-off users send a templated workload (unit 8) that
+    two of the pool's accounts also send. ``one_task_per_unit``: each unit is one problem asked in many words
+    (a classroom), not a wrapper."""
+    bare = {"ip": None, "user_agent": None, "api_key_id": None}
+    rows = [{**r, **bare, "intent": "", "intent_similarity": 0.1, "task_id": k} for k, r in enumerate(_organic())]
+    for i in range(40):
+        units = [1 + i % 7, 1 + (i + 1) % 7] if i < 28 else [1 + i % 7]
+        for k, unit in enumerate(units):
+            rows.append({"account_id": f"pool-{i}", "ts": T0 + pd.Timedelta(minutes=37 * i + 300 * k),
+                         "prompt_hash": f"p-{i}-{k}", "cluster_id": unit, "system_prompt": None,
+                         "intent": "tool use", "intent_similarity": 0.4,
+                         "task_id": unit if one_task_per_unit else 10**6 + 10 * i + k})
+    for j in range(32):
+        acc = f"pool-{j}" if j < 2 else f"ticket-{j}"
+        rows.append({"account_id": acc, "ts": T0 + pd.Timedelta(minutes=41 * j), "prompt_hash": f"t-{j}",
+                     "cluster_id": 8, "system_prompt": None, "intent": "tool use", "intent_similarity": 0.4,
+                     "task_id": 2 * 10**6 + j})
+    return pd.DataFrame(rows)
+
+
+def test_capability_wrappers_are_templated_capability_units_with_a_task_per_prompt():
+    req = _fresh_pool(one_task_per_unit=False)
+    assert wrapper_units(req, WRAPPERS, ScoringConfig(), sig.DEFAULTS) == list(range(1, 9))
+    # One problem per unit (a classroom's students in their own words), low training value, or no template: none.
+    assert wrapper_units(_fresh_pool(one_task_per_unit=True), WRAPPERS, ScoringConfig(), sig.DEFAULTS) == [8]
+    low = req.assign(intent_similarity=0.1)
+    assert wrapper_units(low, WRAPPERS, ScoringConfig(), sig.DEFAULTS) == []
+    # Text the model does not read (intent not judged) keeps the gate open, as for a campaign's training value.
+    assert wrapper_units(low.assign(intent_similarity=np.nan), WRAPPERS, ScoringConfig(), sig.DEFAULTS)[:7] == \
+        list(range(1, 8))
+    untemplated = {c: ClusterInfo(c, template_coverage=0.2, n_fixed_words=20, training_value=0.9) for c in WRAPPERS}
+    assert wrapper_units(req, untemplated, ScoringConfig(), sig.DEFAULTS) == []
+
+
+def test_fresh_pool_over_capability_wrappers_is_one_campaign_listing_its_one_request_accounts():
+    res = find_campaigns(_fresh_pool(one_task_per_unit=False), WRAPPERS)
+    flagged = res.campaigns[res.campaigns["flagged"]]
+    assert len(flagged) == 1
+    row = flagged.iloc[0]
+    accounts = set(res.campaign_accounts.loc[res.campaign_accounts["campaign_id"] == row["campaign_id"], "account_id"])
+    pool = {f"pool-{i}" for i in range(40)}
+    # Members (two requests) and the accounts with one request in the wrappers; no ticket user joins.
+    assert accounts == pool and row["n_accounts"] == 40 and "40 accounts" in row["label"]
+    assert sorted(row["clusters"]) == list(range(1, 8))
+    assert any("not counted in its signals" in e for e in row["evidence"])
+    # The same units, each one problem asked by many (a classroom): not linked, nothing flagged.
+    res = find_campaigns(_fresh_pool(one_task_per_unit=True), WRAPPERS)
+    assert not res.campaigns["flagged"].any()
+
+
+def test_capability_wrappers_link_on_shared_accounts_beyond_chance_only():
+    cfg = ScoringConfig()
+    def rows(unit, accounts):
+        return [{"account_id": a, "cluster_id": unit, "n": 1} for a in accounts]
+    # Units 1 and 2 (12 accounts each) share 3 of them among 300 accounts: linked.
+    ac = pd.DataFrame(rows(1, [f"a{i}" for i in range(12)]) + rows(2, [f"a{i}" for i in range(9, 21)])
+                      + rows(3, [f"x{i}" for i in range(40)]) + rows(3, ["a0", "a1"]))
+    total = pd.Series(1, index=[f"n{i}" for i in range(300)])
+    groups = group_clusters(ac, total, cfg, wrapper_units=[1, 2, 3])
+    assert [1, 2] in groups and [3] in groups  # 2 shared of 42: under the larger unit's overlap share
+    assert [1] in group_clusters(ac, total, cfg)  # not wrappers: no such link
+    # Among 40 accounts in all, 3 shared of 12 is chance (lift 0.8): not linked.
+    assert [1] in group_clusters(ac, total.iloc[:40], cfg, wrapper_units=[1, 2, 3])
