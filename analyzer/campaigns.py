@@ -34,7 +34,7 @@ import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -157,6 +157,9 @@ class ScoringConfig:
     #: over a dozen paraphrased coding, tool-use and data-analysis wrappers on its first days, with no network
     #: metadata, shares only two to four accounts between any two of them, and no organic account works there.
     wrapper_min_templating: float = 0.5
+    #: Prompts of a templated topic cluster's unit matched against its template to measure the unit's
+    #: templating (see :func:`unit_template_coverage`).
+    template_check_prompts: int = 20
     #: Share of a capability wrapper's prompts that must carry a task of their own (distinct ``task_similarity``
     #: groups): 0.9-1.0 for a pool's wrappers, 0.04-0.4 for a classroom's problems, each asked by a dozen
     #: students in their own words around the same problem text (adversarial preset, seed 0).
@@ -301,6 +304,7 @@ class ClusterInfo:
     intent: str = ""
     tightness: float = 0.0
     exemplars: list[str] = field(default_factory=list)
+    kind: str = ""  # topic, template, scaffold or system ("" not recorded)
 
 
 @dataclass
@@ -487,6 +491,42 @@ def _community_unit_links(account_cluster: pd.DataFrame, community_units: Collec
     return np.asarray(shared.index[ok].tolist(), dtype=np.int64).reshape(-1, 2)
 
 
+def unit_template_coverage(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo],
+                           texts_for: Callable[[Sequence[str]], Mapping[str, str]], config: ScoringConfig,
+                           signals: sig.SignalParams) -> dict[int, ClusterInfo]:
+    """``clusters`` with each templated topic cluster's template coverage measured on the prompts its unit holds.
+
+    A topic cluster's template describes its HDBSCAN members; the prompts of those that carry a template are
+    counted towards their template or scaffold family, and the cluster's unit keeps the rest and the noise
+    attributed to it. A large cluster built around one templated workload can so leave a unit of unrelated
+    conversations that would borrow its 96% templating. Up to ``template_check_prompts`` of the unit's prompts
+    (the most requested first, then evenly through the rest; ``texts_for`` reads their texts in one call) are
+    matched against the template (:func:`analyzer.label.template_match`), weighted by their requests; units
+    whose texts cannot be read keep the stored coverage."""
+    from analyzer.label import Template, template_match
+
+    templated = [c for c, i in clusters.items() if i.kind == "topic" and i.template
+                 and sig.templating(i.template_coverage, i.n_fixed_words, signals.full_scaffold_words,
+                                    n_slots=i.n_slots) > 0]
+    if not templated:
+        return dict(clusters)
+    counts = req.loc[req["cluster_id"].isin(templated), ["cluster_id", "prompt_hash"]].value_counts()
+    samples = {int(c): _sample_hashes(pd.DataFrame({"prompt_hash": g.index.get_level_values("prompt_hash").repeat(
+        g.to_numpy())}), config.template_check_prompts) for c, g in counts.groupby(level="cluster_id")}
+    texts = texts_for(sorted({h for hashes in samples.values() for h in hashes}))
+    out = dict(clusters)
+    for c, hashes in samples.items():
+        read = [h for h in hashes if h in texts]
+        if not read:
+            continue
+        i = clusters[c]
+        template = Template(i.template, i.n_fixed_words, i.template_coverage, 1 if i.n_slots is None else i.n_slots, 0.0)
+        w = np.array([counts[(c, h)] for h in read], dtype=np.float64)
+        hit = np.array([template_match(template, texts[h]) for h in read], dtype=np.float64)
+        out[c] = replace(i, template_coverage=round(float(np.average(hit, weights=w)), 4))
+    return out
+
+
 def wrapper_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config: ScoringConfig,
                   signals: sig.SignalParams) -> list[int]:
     """Ids of the units of ``req`` (rows ``cluster_id, prompt_hash, task_id, intent_similarity``) that are
@@ -625,6 +665,7 @@ def find_campaigns(
     community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
+    ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
     ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
     ctx.wrapper_units = frozenset(wrapper_units(req, ctx.clusters, config, signals))
     groups = group_clusters(ac, account_total, config, community, ctx.community_units, ctx.wrapper_units)

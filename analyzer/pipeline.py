@@ -1152,7 +1152,7 @@ def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
             n_slots=None if s.get("n_slots") is None else int(s["n_slots"]),
             training_value=float(_stored(s, "training_value", 0.0)),
             intent=_stored(s, "intent", ""), tightness=float(_stored(s, "tightness", 0.0)),
-            exemplars=list(r.exemplars or []),
+            exemplars=list(r.exemplars or []), kind=r.kind or "",
         )
     return infos
 

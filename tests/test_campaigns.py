@@ -14,6 +14,7 @@ from analyzer.campaigns import (
     group_clusters,
     infra_communities,
     score_signals,
+    unit_template_coverage,
     wrapper_units,
 )
 
@@ -444,3 +445,23 @@ def test_capability_wrappers_link_on_shared_accounts_beyond_chance_only():
     assert [1] in group_clusters(ac, total, cfg)  # not wrappers: no such link
     # Among 40 accounts in all, 3 shared of 12 is chance (lift 0.8): not linked.
     assert [1] in group_clusters(ac, total.iloc[:40], cfg, wrapper_units=[1, 2, 3])
+
+
+def test_a_topic_units_templating_is_measured_on_the_prompts_it_holds():
+    # A large topic cluster built around a support-ticket template: the templated prompts went to their family,
+    # and the unit holds unrelated conversations attributed to it. Its stored 96% coverage describes the former.
+    template = "Classify the customer message below into exactly one category: billing, shipping. Message: {…}"
+    info = ClusterInfo(0, template=template, template_coverage=0.96, n_fixed_words=13, n_slots=1, kind="topic")
+    family = ClusterInfo(1, template=template, template_coverage=0.96, n_fixed_words=13, n_slots=1, kind="template")
+    chats = {f"h{i}": f"my kid spilled juice on the laptop again, what should I try first {i}" for i in range(30)}
+    tickets = {f"t{i}": template.replace("{…}", f"where is my parcel number {i}") for i in range(30)}
+    req = pd.DataFrame({"cluster_id": [0] * 30 + [1] * 30, "prompt_hash": list(chats) + list(tickets)})
+    out = unit_template_coverage(req, {0: info, 1: family}, lambda hs: {**chats, **tickets}, ScoringConfig(),
+                                 sig.DEFAULTS)
+    assert out[0].template_coverage == 0.0 and out[1].template_coverage == 0.96  # families hold their own prompts
+    # The same unit holding the templated prompts keeps its coverage; texts that cannot be read keep the stored one.
+    req = pd.DataFrame({"cluster_id": [0] * 30, "prompt_hash": list(tickets)})
+    assert unit_template_coverage(req, {0: info}, lambda hs: tickets, ScoringConfig(), sig.DEFAULTS)[0] \
+        .template_coverage == 1.0
+    assert unit_template_coverage(req, {0: info}, lambda hs: {}, ScoringConfig(), sig.DEFAULTS)[0] \
+        .template_coverage == 0.96
