@@ -3,7 +3,7 @@
 A campaign's provisional id (:func:`analyzer.campaigns.campaign_id`) is a hash of its accounts and clusters, so
 it changes whenever membership changes, and cluster ids are not stable across re-clustering. This module
 matches campaigns on what does survive a re-clustering: their member **accounts** and the **prompts** (prompt
-hashes) their requests use, each weighted by request counts. Accounts that replace banned ones and carry on the
+hashes) their requests use (stored with their request counts). Accounts that replace banned ones and carry on the
 same work share no account with the previous campaign but do share its prompts (the workspace keeps every
 request, and a re-run's campaign holds yesterday's prompts too).
 
@@ -12,7 +12,8 @@ reads the previous state from the workspace and stores what :func:`match_campaig
 :func:`update_identity` return, in the same transaction as the campaign tables.
 
 The overlap rule, for a previous campaign ``p`` and a current campaign ``c``, per member kind (accounts,
-prompts) with weights ``w`` (requests): ``I = sum over shared members of min(w_p, w_c)``;
+prompts) with weights ``w`` (1 per account, so that a few heavy accounts cannot outweigh the rest; requests per
+prompt): ``I = sum over shared members of min(w_p, w_c)``;
 ``share_prev = I / W_p`` (how much of ``p`` is found in ``c``), ``share_cur = I / W_c`` (how much of ``c``
 comes from ``p``), ``jaccard = I / (W_p + W_c - I)`` (the weighted Jaccard index). Each measure of the pair is
 the larger of its account and its prompt value, so either kind of evidence suffices. Then, in this order:
@@ -129,13 +130,16 @@ def overlaps(previous_members: pd.DataFrame, current_members: pd.DataFrame) -> p
 
     Per kind: ``I`` = sum of ``min`` weights over shared members, ``share_prev = I / W_prev``,
     ``share_cur = I / W_cur``, ``jaccard = I / (W_prev + W_cur - I)``; each measure is then the larger over
-    the kinds.
+    the kinds. Accounts weigh 1 each here (their stored weight, requests, is not read); prompts weigh their
+    requests.
     """
     cols = ["prev", "cur", "share_prev", "share_cur", "jaccard"]
     if previous_members.empty or current_members.empty:
         return pd.DataFrame(columns=cols)
-    p = previous_members.rename(columns={"campaign_id": "prev", "weight": "wp"})
-    c = current_members.rename(columns={"campaign_id": "cur", "weight": "wc"})
+    # Accounts count once each: two heavy accounts (an eval harness's hundreds of requests) that drift into a
+    # campaign of fifteen light ones must not outweigh them when a re-clustering sheds them again.
+    p = _counted(previous_members).rename(columns={"campaign_id": "prev", "weight": "wp"})
+    c = _counted(current_members).rename(columns={"campaign_id": "cur", "weight": "wc"})
     joined = p.merge(c, on=["kind", "member"])
     if joined.empty:
         return pd.DataFrame(columns=cols)
@@ -150,6 +154,11 @@ def overlaps(previous_members: pd.DataFrame, current_members: pd.DataFrame) -> p
     inter["share_cur"] = i / wc
     inter["jaccard"] = i / (wp + wc - i)
     return inter.groupby(["prev", "cur"])[["share_prev", "share_cur", "jaccard"]].max().reset_index()[cols]
+
+
+def _counted(members: pd.DataFrame) -> pd.DataFrame:
+    """``members`` with every account's weight 1 (prompts keep their requests): see :func:`overlaps`."""
+    return members.assign(weight=np.where(members["kind"].to_numpy() == "account", 1, members["weight"].to_numpy()))
 
 
 def _fresh_id(provisional: str, used: set[str]) -> str:

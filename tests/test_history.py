@@ -114,6 +114,19 @@ def test_merged_keeps_the_largest_parent_and_records_the_others():
     assert t == {"B": ("merged", ["A", "C"])}
 
 
+def test_a_few_heavy_accounts_shed_by_a_recluster_do_not_take_the_id():
+    # Fifteen pool accounts (a few requests each) and two eval-harness accounts (hundreds each, most of the
+    # requests) were one campaign; a re-clustering sets the two apart. The fifteen keep the id: accounts count once.
+    pool, harness = acc("p", 15), acc("h", 2)
+    (p, pm) = frames([camp("c-1", pool + harness, acc("x", 40), per_account=8)])
+    pm.loc[pm["member"].isin(harness), "weight"] = 200
+    pm = pd.concat([pm, pd.DataFrame([("c-1", "prompt", f"hp{i}", 4) for i in range(100)],
+                                     columns=pm.columns)], ignore_index=True)
+    (c, cm) = frames([camp("c-a", pool, acc("x", 40), per_account=9), camp("c-b", harness, acc("hp", 100), 200)])
+    m = match_campaigns(p, pm, c, cm)
+    assert m.ids["c-a"] == "c-1" and m.ids["c-b"] != "c-1"
+
+
 def test_new_and_gone():
     m, t = run([camp("A", acc("a", 10), acc("p", 40)), camp("B", acc("b", 10), acc("q", 40))],
                [camp("x1", acc("a", 10), acc("p", 40)), camp("x2", acc("z", 10), acc("zz", 40))])
