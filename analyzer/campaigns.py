@@ -158,7 +158,7 @@ class ScoringConfig:
     #: metadata, shares only two to four accounts between any two of them, and no organic account works there.
     wrapper_min_templating: float = 0.5
     #: Prompts of a templated topic cluster's unit matched against its template to measure the unit's
-    #: templating (see :func:`unit_template_coverage`).
+    #: templating (see :func:`unit_template_coverage`); 0 keeps the coverage the label stage stored.
     template_check_prompts: int = 20
     #: Share of a capability wrapper's prompts that must carry a task of their own (distinct ``task_similarity``
     #: groups): 0.9-1.0 for a pool's wrappers, 0.04-0.4 for a classroom's problems, each asked by a dozen
@@ -508,23 +508,32 @@ def unit_template_coverage(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo
     templated = [c for c, i in clusters.items() if i.kind == "topic" and i.template
                  and sig.templating(i.template_coverage, i.n_fixed_words, signals.full_scaffold_words,
                                     n_slots=i.n_slots) > 0]
-    if not templated:
+    if not templated or config.template_check_prompts <= 0:
         return dict(clusters)
-    counts = req.loc[req["cluster_id"].isin(templated), ["cluster_id", "prompt_hash"]].value_counts()
-    samples = {int(c): _sample_hashes(pd.DataFrame({"prompt_hash": g.index.get_level_values("prompt_hash").repeat(
-        g.to_numpy())}), config.template_check_prompts) for c, g in counts.groupby(level="cluster_id")}
-    texts = texts_for(sorted({h for hashes in samples.values() for h in hashes}))
+    sample = _unit_samples(req[req["cluster_id"].isin(templated)], config.template_check_prompts)
+    texts = texts_for(sorted(set(sample["prompt_hash"])))
+    sample = sample[sample["prompt_hash"].isin(texts.keys())]
     out = dict(clusters)
-    for c, hashes in samples.items():
-        read = [h for h in hashes if h in texts]
-        if not read:
-            continue
-        i = clusters[c]
+    for c, g in sample.groupby("cluster_id", sort=True):
+        i = clusters[int(c)]
         template = Template(i.template, i.n_fixed_words, i.template_coverage, 1 if i.n_slots is None else i.n_slots, 0.0)
-        w = np.array([counts[(c, h)] for h in read], dtype=np.float64)
-        hit = np.array([template_match(template, texts[h]) for h in read], dtype=np.float64)
-        out[c] = replace(i, template_coverage=round(float(np.average(hit, weights=w)), 4))
+        hit = np.array([template_match(template, texts[h]) for h in g["prompt_hash"]], dtype=np.float64)
+        out[int(c)] = replace(i, template_coverage=round(float(np.average(hit, weights=g["n"].to_numpy())), 4))
     return out
+
+
+def _unit_samples(req: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Rows ``cluster_id, prompt_hash, n`` (its requests): up to ``n`` distinct prompts per unit of ``req``, the
+    most requested first, then evenly through the rest (as :func:`_sample_hashes` picks them, for all units at
+    once)."""
+    counts = req[["cluster_id", "prompt_hash"]].value_counts().rename("n").reset_index()
+    counts = counts.sort_values(["cluster_id", "n", "prompt_hash"], ascending=[True, False, True], kind="stable")
+    pos = counts.groupby("cluster_id").cumcount().to_numpy()
+    size = counts.groupby("cluster_id")["n"].transform("size").to_numpy()
+    step = np.maximum(size / n, 1.0)
+    i = np.ceil(pos / step)
+    keep = (size <= n) | ((i < n) & (np.floor(i * step) == pos))
+    return counts[keep].reset_index(drop=True)
 
 
 def wrapper_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config: ScoringConfig,
