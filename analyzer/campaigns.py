@@ -704,9 +704,9 @@ def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.Data
     for col in ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt"):
         if col not in req:
             req[col] = None
-    ips = req["ip"].dropna().unique()
-    req["subnet"] = req["ip"].map({ip: sig.subnet(ip, signals.subnet_prefix_v4, signals.subnet_prefix_v6)
-                                   for ip in ips})
+    ips = [str(ip) for ip in req["ip"].dropna().unique()]
+    req["subnet"] = req["ip"].map(dict(zip(ips, sig.subnets(ips, signals.subnet_prefix_v4, signals.subnet_prefix_v6),
+                                           strict=True)))
     req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
     return req
 
@@ -1356,7 +1356,8 @@ def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, seed: in
 def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
     """Up to ``n`` distinct prompts of the group: the most frequent first, then evenly through the rest."""
     counts = mreq["prompt_hash"].value_counts()
-    ordered = sorted(counts.index, key=lambda h: (-counts[h], h))
+    ordered = pd.DataFrame({"h": [str(h) for h in counts.index], "n": counts.to_numpy()}).sort_values(
+        ["n", "h"], ascending=[False, True], kind="stable")["h"].tolist()
     if len(ordered) > n:
         step = len(ordered) / n
         ordered = [ordered[int(i * step)] for i in range(n)]

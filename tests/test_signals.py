@@ -115,3 +115,11 @@ def test_unreadable_scripts_are_not_judged():
     zh = "请一步一步地思考下面的问题，展示完整的推理过程，最后给出答案。" + " Tom has 3 apples and buys 5 more." * 5
     assert unreadable(zh)
     assert not unreadable("Café crème brûlée in München, señor?")  # Latin script with accents is read
+
+
+def test_subnets_are_subnet_of_each_address_in_one_pass():
+    ips = ["203.0.113.7", "203.0.113.250", "10.1.2.3", "01.2.3.4", " 198.51.100.9", "256.1.1.1", "2001:db8::1",
+           "not-an-ip", "", "255.255.255.255"]
+    for prefix in (24, 16, 32, 0):
+        assert sig.subnets(ips, prefix, 48) == [sig.subnet(ip, prefix, 48) for ip in ips]
+    assert sig.subnets(["203.0.113.7"]) == ["203.0.113.0/24"]
