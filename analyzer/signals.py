@@ -27,7 +27,6 @@ group of accounts working on a group of prompt clusters:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import string
 from collections.abc import Sequence
@@ -35,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from analyzer import netaddr
 
 
 @dataclass(frozen=True)
@@ -334,36 +335,14 @@ def subnet(ip: str | None, prefix_v4: int = DEFAULTS.subnet_prefix_v4,
            prefix_v6: int = DEFAULTS.subnet_prefix_v6) -> str | None:
     """The ``/prefix_v4`` (IPv4, default /24) or ``/prefix_v6`` (IPv6, /48) network of an address, or ``None`` if
     it is not an address."""
-    if not ip:
-        return None
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    prefix = prefix_v4 if addr.version == 4 else prefix_v6
-    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-
-
-#: A dotted-quad IPv4 address as :mod:`ipaddress` accepts it (octets 0-255 without leading zeros).
-_IPV4 = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
+    return netaddr.network(ip, prefix_v4, prefix_v6)
 
 
 def subnets(ips: Sequence[str], prefix_v4: int = DEFAULTS.subnet_prefix_v4,
             prefix_v6: int = DEFAULTS.subnet_prefix_v6) -> list[str | None]:
-    """:func:`subnet` of each of ``ips``, the same strings, with plain IPv4 addresses masked in one vectorised
-    pass (at 10k distinct addresses :func:`subnet` one by one was a fifth of the score stage)."""
-    plain = np.fromiter((bool(_IPV4.fullmatch(ip)) if isinstance(ip, str) else False for ip in ips), dtype=bool,
-                        count=len(ips))
-    out: list[str | None] = [None if plain[i] else subnet(ip, prefix_v4, prefix_v6) for i, ip in enumerate(ips)]
-    idx = np.flatnonzero(plain)
-    if len(idx):
-        octets = np.array([ips[i].split(".") for i in idx], dtype=np.int64)
-        value = (octets[:, 0] << 24) | (octets[:, 1] << 16) | (octets[:, 2] << 8) | octets[:, 3]
-        net = value & ((0xFFFFFFFF << (32 - prefix_v4)) & 0xFFFFFFFF)
-        parts = [(net >> shift) & 0xFF for shift in (24, 16, 8, 0)]
-        for k, i in enumerate(idx):
-            out[i] = f"{parts[0][k]}.{parts[1][k]}.{parts[2][k]}.{parts[3][k]}/{prefix_v4}"
-    return out
+    """:func:`subnet` of each of ``ips``, the same strings, in one vectorised pass for plain IPv4 addresses (at 10k
+    distinct addresses :func:`subnet` one by one was a tenth of the score stage)."""
+    return netaddr.networks(ips, prefix_v4, prefix_v6)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Replay a scenario one day at a time into one workspace: incremental runs against ``--recluster`` every day.
 
 Run: ``python benchmarks/replay.py [--preset quick] [--seed 0] [--ban-day 7] [--late censorship_rewrite:5]
-[--modes incremental,recluster] [--out benchmarks/results/replay-quick-seed0.json]``
+[--days N] [--requests N] [--modes incremental,recluster] [--out benchmarks/results/replay-quick-seed0.json]``
 
 The scenario (``analyzer.bench.scenario``; with ``--ban-day`` half of each operator's accounts are banned that
 day and replaced by fresh accounts; with ``--late`` one campaign's requests before a day are dropped, so it
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ban-day", type=int, default=7, help="day of the bans (-1: no bans)")
     ap.add_argument("--days", type=int, default=None, help="override the preset's number of days")
+    ap.add_argument("--requests", type=int, default=None, help="override the preset's number of requests")
     ap.add_argument("--late", default="censorship_rewrite:5",
                     help="CAMPAIGN:DAY: drop that campaign's requests before DAY, so it starts mid-log ('none': off)")
     ap.add_argument("--modes", default="incremental,recluster")
@@ -45,7 +46,8 @@ def main() -> None:
     if not corpora.available():
         sys.exit(f"benchmark corpora not found at {corpora.data_dir()}: nothing to measure")
     doc = run_replay(args.preset, args.seed, args.ban_day, args.days, None if args.late == "none" else args.late,
-                     [m.strip() for m in args.modes.split(",") if m.strip()], args.workdir, args.embedding_cache)
+                     [m.strip() for m in args.modes.split(",") if m.strip()], args.workdir, args.embedding_cache,
+                     n_requests=args.requests)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

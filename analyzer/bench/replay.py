@@ -309,11 +309,13 @@ def mode_report(mode: str, res: Mapping[str, Any], crit: ReplayCriteria) -> list
 
 def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int | None = None,
                late: str | None = "censorship_rewrite:5", modes: Sequence[str] = ("incremental", "recluster"),
-               workdir: str | None = None, embedding_cache: bool = False, log: Log = print) -> dict[str, Any]:
+               workdir: str | None = None, embedding_cache: bool = False, log: Log = print,
+               n_requests: int | None = None) -> dict[str, Any]:
     """The whole replay benchmark (``analyzer bench --replay``, ``benchmarks/replay.py``): build the scenario
     (``ban_day`` < 0: no bans; ``late`` ``"CAMPAIGN:DAY"`` drops that campaign's requests before DAY, ``None``:
-    off), split it into days, replay each mode into its own workspace under ``workdir`` (default: a temporary
-    folder), score the days and log the figures. Returns the document the script writes as JSON."""
+    off; ``days`` and ``n_requests`` override the preset's), split it into days, replay each mode into its own
+    workspace under ``workdir`` (default: a temporary folder), score the days and log the figures. Returns the
+    document the script writes as JSON."""
     import tempfile
     from dataclasses import asdict
 
@@ -322,6 +324,8 @@ def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int
     knobs: dict[str, Any] = {} if ban_day < 0 else {"ban_day": ban_day}
     if days:
         knobs["days"] = days
+    if n_requests:
+        knobs["n_requests"] = n_requests
     scenario = build_scenario(preset, seed=seed, **knobs)
     if late:
         name, day = late.rsplit(":", 1)
