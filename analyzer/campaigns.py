@@ -172,6 +172,10 @@ class ScoringConfig:
     #: also send an organic support-ticket template (44 accounts) do not make it the pool's (adv-bare: a pool's
     #: wrappers share 20-30% of their accounts on its first days).
     wrapper_link_min_overlap: float = 0.15
+    #: Share of a capability wrapper's accounts that must also work in another wrapper linked with it for its
+    #: links to count (see :func:`_wrapper_links`): a pool's wrappers hold mostly its accounts, which spread over
+    #: several of them.
+    wrapper_link_pool_share: float = 0.5
     #: A wrapper joiner's request must be in a unit of which at least this share of the accounts are the pool's:
     #: core members or accounts in two or more of the group's units (an organic template the pool's hydra
     #: accounts also use has its own one-off users, who do not join).
@@ -566,10 +570,28 @@ def wrapper_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config
 def _wrapper_links(pairs: pd.DataFrame, n_accounts: int, config: ScoringConfig) -> np.ndarray:
     """Pairs of capability wrappers (rows ``account_id, cluster_id`` of their accounts) that share
     ``wrapper_link_min_shared`` accounts, ``wrapper_link_lift`` times the ``|A| |B| / n_accounts`` that two
-    random account sets of their sizes would share, and ``wrapper_link_min_overlap`` of the larger one's."""
-    return _linked_pairs(pairs, lambda n, a, b: (n >= config.wrapper_link_min_shared)
-                         & (n * n_accounts >= config.wrapper_link_lift * a * b)
-                         & (n >= config.wrapper_link_min_overlap * np.maximum(a, b)))
+    random account sets of their sizes would share, and ``wrapper_link_min_overlap`` of the larger one's; of
+    these, only pairs of units that are the linked pool's (``wrapper_link_pool_share`` of each unit's accounts
+    work in another unit linked with it): a pool's wrappers hold little but its accounts, while an organic
+    template that two of its hydra accounts also use ("I want you to act as a ...", twelve accounts) is not
+    its work."""
+    from scipy.sparse.csgraph import connected_components
+
+    linked = _linked_pairs(pairs, lambda n, a, b: (n >= config.wrapper_link_min_shared)
+                           & (n * n_accounts >= config.wrapper_link_lift * a * b)
+                           & (n >= config.wrapper_link_min_overlap * np.maximum(a, b)))
+    if not len(linked):
+        return linked
+    units = np.unique(linked)
+    pos = np.searchsorted(units, linked)
+    graph = sp.coo_matrix((np.ones(len(pos)), (pos[:, 0], pos[:, 1])), shape=(len(units),) * 2)
+    _, component = connected_components(graph, directed=False)
+    ac = pairs.loc[pairs["cluster_id"].isin(units), ["account_id", "cluster_id"]].drop_duplicates()
+    ac = ac.assign(component=component[np.searchsorted(units, ac["cluster_id"].to_numpy())])
+    breadth = ac.groupby(["account_id", "component"])["cluster_id"].transform("size").to_numpy()
+    pool_share = pd.Series(breadth >= 2).groupby(ac["cluster_id"].to_numpy()).mean()
+    pool = pool_share.index[pool_share.to_numpy() >= config.wrapper_link_pool_share].to_numpy()
+    return linked[np.isin(linked, pool).all(axis=1)]
 
 
 def _linked_pairs(pairs: pd.DataFrame, accept) -> np.ndarray:

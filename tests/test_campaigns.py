@@ -433,18 +433,29 @@ def test_fresh_pool_over_capability_wrappers_is_one_campaign_listing_its_one_req
 
 
 def test_capability_wrappers_link_on_shared_accounts_beyond_chance_only():
+    from dataclasses import replace
+    from itertools import combinations
+
     cfg = ScoringConfig()
-    def rows(unit, accounts):
-        return [{"account_id": a, "cluster_id": unit, "n": 1} for a in accounts]
-    # Units 1 and 2 (12 accounts each) share 3 of them among 300 accounts: linked.
-    ac = pd.DataFrame(rows(1, [f"a{i}" for i in range(12)]) + rows(2, [f"a{i}" for i in range(9, 21)])
-                      + rows(3, [f"x{i}" for i in range(40)]) + rows(3, ["a0", "a1"]))
+    # A pool of 36 accounts, each in two of six wrappers (1-6, 12-15 accounts each, 2-3 shared per pair: Jaccard
+    # about 0.1, which no other rule links), among 300 accounts: linked. An organic template (7: 8 accounts of
+    # its own) that three pool accounts of wrapper 1 also use: 3 of its 11 accounts work in another wrapper, so
+    # it is not the pool's. A template whose 40 accounts share 2 with wrapper 1 (8): under the overlap share.
+    pairs = list(combinations(range(1, 7), 2))
+    rows = [{"account_id": f"a{i}", "cluster_id": c, "n": 1} for i in range(36) for c in pairs[i % len(pairs)]]
+    in_1 = [f"a{i}" for i in range(36) if 1 in pairs[i % len(pairs)]]
+    rows += [{"account_id": a, "cluster_id": 7, "n": 1} for a in [f"o{i}" for i in range(8)] + in_1[:3]]
+    rows += [{"account_id": a, "cluster_id": 8, "n": 1} for a in [f"x{i}" for i in range(38)] + in_1[3:5]]
+    ac = pd.DataFrame(rows)
     total = pd.Series(1, index=[f"n{i}" for i in range(300)])
-    groups = group_clusters(ac, total, cfg, wrapper_units=[1, 2, 3])
-    assert [1, 2] in groups and [3] in groups  # 2 shared of 42: under the larger unit's overlap share
+    wrappers = list(range(1, 9))
+    groups = group_clusters(ac, total, cfg, wrapper_units=wrappers)
+    assert list(range(1, 7)) in groups and [7] in groups and [8] in groups
+    every_pair = replace(cfg, wrapper_link_pool_share=0.0)  # without the pool rule the organic template would join
+    assert list(range(1, 8)) in group_clusters(ac, total, every_pair, wrapper_units=wrappers)
     assert [1] in group_clusters(ac, total, cfg)  # not wrappers: no such link
-    # Among 40 accounts in all, 3 shared of 12 is chance (lift 0.8): not linked.
-    assert [1] in group_clusters(ac, total.iloc[:40], cfg, wrapper_units=[1, 2, 3])
+    # Among 40 accounts in all, the pool's overlaps are chance (lift under 3): not linked.
+    assert [1] in group_clusters(ac, total.iloc[:40], cfg, wrapper_units=wrappers)
 
 
 def test_a_topic_units_templating_is_measured_on_the_prompts_it_holds():
