@@ -784,9 +784,12 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
         operators = _operators(members, greq, ctx)
-        for k, op_members in enumerate(operators):
+        # Wrapper joiners are listed only where the group is one operator's: a single request says nothing of
+        # which of two operators sharing the group's wrappers an account would belong to.
+        joiners = joiners if len(operators) == 1 else []
+        for op_members in operators:
             row, member_rows, partial = _score_group(group, greq, op_members, extra_members, per_acc, ctx,
-                                                     n_operators=len(operators), joiners=joiners if k == 0 else [])
+                                                     n_operators=len(operators), joiners=joiners)
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
