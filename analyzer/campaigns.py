@@ -159,7 +159,7 @@ class ScoringConfig:
     wrapper_min_templating: float = 0.5
     #: Prompts of a templated topic cluster's unit matched against its template to measure the unit's
     #: templating (see :func:`unit_template_coverage`); 0 keeps the coverage the label stage stored.
-    template_check_prompts: int = 20
+    template_check_prompts: int = 10
     #: Share of a capability wrapper's prompts that must carry a task of their own (distinct ``task_similarity``
     #: groups): 0.9-1.0 for a pool's wrappers, 0.04-0.4 for a classroom's problems, each asked by a dozen
     #: students in their own words around the same problem text (adversarial preset, seed 0).
@@ -915,7 +915,8 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
         shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx, cand, shared)["account_id"])
-        if ctx.wrapper_units:
+        loose = (share >= config.member_share) & ~per_acc.index.isin(core | extra)
+        if ctx.wrapper_units and loose.any() and greq["cluster_id"].isin(ctx.wrapper_units).any():
             joiners = _wrapper_joiners(greq, per_acc, share, core | extra, ctx)
     return sorted(core | extra), extra, per_acc, joiners
 
