@@ -176,6 +176,11 @@ class ScoringConfig:
     #: links to count (see :func:`_wrapper_links`): a pool's wrappers hold mostly its accounts, which spread over
     #: several of them.
     wrapper_link_pool_share: float = 0.5
+    #: Share of its own traffic a wrapper joiner's one request must be (see :func:`_members`): a fresh pool
+    #: account's first request is half or more of what it sent (adv-bare, first day: the same 38 accounts
+    #: listed at 0.25 and at 0.5); an organic user's one coding request among four is not enough (1M scale log:
+    #: two such users at 25%).
+    joiner_min_share: float = 0.5
     #: A wrapper joiner's request must be in a unit of which at least this share of the accounts are the pool's:
     #: core members or accounts in two or more of the group's units (an organic template the pool's hydra
     #: accounts also use has its own one-off users, who do not join).
@@ -901,7 +906,7 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
 
     Members hold ``member_share`` of their own traffic in the group; accounts below that share join when they
     hold an identifier concentrated among those core members (hydra accounts). *Wrapper joiners* (not among the
-    members) hold ``member_share`` of their traffic in the group with fewer than ``member_min_requests``
+    members) hold ``joiner_min_share`` of their traffic in the group with fewer than ``member_min_requests``
     requests, all of them in capability wrappers (:func:`wrapper_units`): a pool account's first request in
     the operator's own wrapper. They are listed with the campaign, not measured in its signals.
     """
@@ -915,7 +920,7 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
         shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx, cand, shared)["account_id"])
-        loose = (share >= config.member_share) & ~per_acc.index.isin(core | extra)
+        loose = (share >= config.joiner_min_share) & ~per_acc.index.isin(core | extra)
         if ctx.wrapper_units and loose.any() and greq["cluster_id"].isin(ctx.wrapper_units).any():
             joiners = _wrapper_joiners(greq, per_acc, share, core | extra, ctx)
     return sorted(core | extra), extra, per_acc, joiners
@@ -923,7 +928,7 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
 
 def _wrapper_joiners(greq: pd.DataFrame, per_acc: pd.Series, share: pd.Series, members: set[str], ctx: _Context
                      ) -> list[str]:
-    """Accounts outside ``members`` with ``member_share`` of their traffic in the group, every request of it in
+    """Accounts outside ``members`` with ``joiner_min_share`` of their traffic in the group, every request of it in
     capability wrappers of which ``joiner_unit_pool_share`` of the accounts are the pool's (members, or in two
     or more of the group's units): see :func:`_members`."""
     config = ctx.config
@@ -933,7 +938,7 @@ def _wrapper_joiners(greq: pd.DataFrame, per_acc: pd.Series, share: pd.Series, m
     pool_share = pd.Series(pool).groupby(pairs["cluster_id"].to_numpy()).mean()
     units = set(pool_share.index[pool_share.to_numpy() >= config.joiner_unit_pool_share]) & ctx.wrapper_units
     in_pool_units = greq["cluster_id"].isin(units).groupby(greq["account_id"]).all()
-    ok = (share >= config.member_share).to_numpy() & in_pool_units.reindex(per_acc.index).to_numpy()
+    ok = (share >= config.joiner_min_share).to_numpy() & in_pool_units.reindex(per_acc.index).to_numpy()
     return sorted(set(per_acc.index[ok]) - members)
 
 
@@ -1194,7 +1199,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     evidence += _community_unit_evidence(mreq, ctx)
     if n_joiners:
         evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "
-                        "campaign's capability wrappers, a quarter or more of all they sent (fresh pool accounts): "
+                        "campaign's capability wrappers, half or more of all they sent (fresh pool accounts): "
                         f"listed with the campaign, not counted in its signals")
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
     if values["training_value"] is None:
