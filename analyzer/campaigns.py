@@ -152,8 +152,8 @@ class ScoringConfig:
     #: units (and ``member_min_requests``).
     member_share: float = 0.25
     #: Capability wrappers (units templated at least ``wrapper_min_templating`` whose training value reaches
-    #: ``value_full``) sharing ``wrapper_link_min_shared`` accounts, ``wrapper_link_lift`` times as many as two
-    #: random account sets of their sizes would, are linked: a pool spreading one or two requests per account
+    #: ``value_full``) sharing accounts beyond chance are linked (``wrapper_link_*``, :func:`_wrapper_links`):
+    #: a pool spreading one or two requests per account
     #: over a dozen paraphrased coding, tool-use and data-analysis wrappers on its first days, with no network
     #: metadata, shares only two to four accounts between any two of them, and no organic account works there.
     wrapper_min_templating: float = 0.5
@@ -345,9 +345,8 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
       :func:`infra_communities`) dominates both (:func:`_dominant_communities`), or
     - one is a community's unclustered work (``community_units``, see :func:`community_units`) and the other
       holds ``community_link_share`` of its accounts (:func:`_community_unit_links`), or
-    - both are capability wrappers (``wrapper_units``, see :func:`wrapper_units`) sharing
-      ``wrapper_link_min_shared`` accounts, ``wrapper_link_lift`` times as many as accounts picked at random
-      would share (:func:`_wrapper_links`).
+    - both are capability wrappers (``wrapper_units``, see :func:`wrapper_units`) sharing accounts beyond
+      chance, mostly the same pool's (:func:`_wrapper_links`).
 
     Returns groups sorted by their smallest cluster id.
     """
