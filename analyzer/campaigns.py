@@ -532,8 +532,8 @@ def unit_template_coverage(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo
 
 def _unit_samples(req: pd.DataFrame, n: int) -> pd.DataFrame:
     """Rows ``cluster_id, prompt_hash, n`` (its requests): up to ``n`` distinct prompts per unit of ``req``, the
-    most requested first, then evenly through the rest (as :func:`_sample_hashes` picks them, for all units at
-    once)."""
+    most requested first, then evenly through the rest (positions ``floor(i * size / n)``), for all units at
+    once."""
     counts = req[["cluster_id", "prompt_hash"]].value_counts().rename("n").reset_index()
     counts = counts.sort_values(["cluster_id", "n", "prompt_hash"], ascending=[True, False, True], kind="stable")
     pos = counts.groupby("cluster_id").cumcount().to_numpy()
@@ -591,10 +591,8 @@ def _wrapper_links(pairs: pd.DataFrame, n_accounts: int, config: ScoringConfig) 
     graph = sp.coo_matrix((np.ones(len(pos)), (pos[:, 0], pos[:, 1])), shape=(len(units),) * 2)
     _, component = connected_components(graph, directed=False)
     ac = pairs.loc[pairs["cluster_id"].isin(units), ["account_id", "cluster_id"]].drop_duplicates()
-    ac = ac.assign(component=component[np.searchsorted(units, ac["cluster_id"].to_numpy())])
-    breadth = ac.groupby(["account_id", "component"])["cluster_id"].transform("size").to_numpy()
-    pool_share = pd.Series(breadth >= 2).groupby(ac["cluster_id"].to_numpy()).mean()
-    pool = pool_share.index[pool_share.to_numpy() >= config.wrapper_link_pool_share].to_numpy()
+    share = _pool_share(ac, component[np.searchsorted(units, ac["cluster_id"].to_numpy())])
+    pool = share.index[share.to_numpy() >= config.wrapper_link_pool_share].to_numpy()
     return linked[np.isin(linked, pool).all(axis=1)]
 
 
@@ -919,26 +917,29 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
         shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
         extra = set(_holders(ctx, cand, shared)["account_id"])
-        loose = (share >= config.joiner_min_share) & ~per_acc.index.isin(core | extra)
-        if ctx.wrapper_units and loose.any() and greq["cluster_id"].isin(ctx.wrapper_units).any():
-            joiners = _wrapper_joiners(greq, per_acc, share, core | extra, ctx)
+        loose = per_acc.index[(share >= config.joiner_min_share).to_numpy() & ~per_acc.index.isin(core | extra)]
+        if ctx.wrapper_units and len(loose) and greq["cluster_id"].isin(ctx.wrapper_units).any():
+            joiners = _wrapper_joiners(greq, loose, core | extra, ctx)
     return sorted(core | extra), extra, per_acc, joiners
 
 
-def _wrapper_joiners(greq: pd.DataFrame, per_acc: pd.Series, share: pd.Series, members: set[str], ctx: _Context
-                     ) -> list[str]:
-    """Accounts outside ``members`` with ``joiner_min_share`` of their traffic in the group, every request of it in
-    capability wrappers of which ``joiner_unit_pool_share`` of the accounts are the pool's (members, or in two
-    or more of the group's units): see :func:`_members`."""
-    config = ctx.config
+def _wrapper_joiners(greq: pd.DataFrame, candidates: pd.Index, members: set[str], ctx: _Context) -> list[str]:
+    """The ``candidates`` (accounts outside ``members`` with ``joiner_min_share`` of their traffic in the group)
+    whose every request in it is in capability wrappers of which ``joiner_unit_pool_share`` of the accounts are
+    the pool's (members, or in two or more of the group's units): see :func:`_members`."""
     pairs = greq[["account_id", "cluster_id"]].drop_duplicates()
-    breadth = pairs.groupby("account_id").size()
-    pool = pairs["account_id"].isin(members).to_numpy() | (breadth.reindex(pairs["account_id"]).to_numpy() >= 2)
-    pool_share = pd.Series(pool).groupby(pairs["cluster_id"].to_numpy()).mean()
-    units = set(pool_share.index[pool_share.to_numpy() >= config.joiner_unit_pool_share]) & ctx.wrapper_units
+    share = _pool_share(pairs, np.zeros(len(pairs), dtype=np.int64), members)
+    units = set(share.index[share.to_numpy() >= ctx.config.joiner_unit_pool_share]) & ctx.wrapper_units
     in_pool_units = greq["cluster_id"].isin(units).groupby(greq["account_id"]).all()
-    ok = (share >= config.joiner_min_share).to_numpy() & in_pool_units.reindex(per_acc.index).to_numpy()
-    return sorted(set(per_acc.index[ok]) - members)
+    return sorted(a for a in candidates if in_pool_units[a])
+
+
+def _pool_share(pairs: pd.DataFrame, group: np.ndarray, members: Collection[str] = ()) -> pd.Series:
+    """Per unit of ``pairs`` (distinct rows ``account_id, cluster_id``), the share of its accounts that are the
+    pool's: in ``members``, or in two or more units of their row's ``group`` (a group of units per row)."""
+    breadth = pairs.groupby([pairs["account_id"].to_numpy(), group])["cluster_id"].transform("size").to_numpy()
+    pool = (breadth >= 2) | pairs["account_id"].isin(members).to_numpy()
+    return pd.Series(pool).groupby(pairs["cluster_id"].to_numpy()).mean()
 
 
 def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]:
@@ -1248,23 +1249,25 @@ def _account_rows(cid: str, score: float, op: _Operator, holders: pd.DataFrame, 
             ev.append("joined through shared infrastructure despite mixing in other traffic (hydra pattern)")
         rows.append({
             "campaign_id": cid, "account_id": acc, "n_requests": int(n), "share": round(float(n / total), 4),
-            "score": round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, n / total)),
-                           4),
-            "evidence": ev,
+            "score": _member_score(score, n / total, config), "evidence": ev,
         })
     return rows
 
 
+def _member_score(score: float, share: float, config: ScoringConfig) -> float:
+    """A member account's score: the campaign's times ``member_score_base`` plus the rest by its ``share`` of
+    traffic in the campaign, so that members doing nothing else rank first."""
+    return round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, share)), 4)
+
+
 def _joiner_rows(cid: str, score: float, joiners: Sequence[str], per_acc: pd.Series, ctx: _Context) -> list[dict]:
     """The ``campaign_accounts`` rows of the wrapper joiners (see :func:`_members`), scored like members."""
-    config = ctx.config
     rows = []
     for acc in joiners:
         n, total = int(per_acc[acc]), int(ctx.account_total[acc])
         rows.append({
             "campaign_id": cid, "account_id": acc, "n_requests": n, "share": round(n / total, 4),
-            "score": round(score * (config.member_score_base + (1.0 - config.member_score_base) * min(1.0, n / total)),
-                           4),
+            "score": _member_score(score, n / total, ctx.config),
             "evidence": [f"{n} of its {total} requests ({_fmt_pct(n / total)}) are in this campaign, all in its "
                          "capability wrappers"],
         })
@@ -1385,13 +1388,8 @@ def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, seed: in
 
 def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
     """Up to ``n`` distinct prompts of the group: the most frequent first, then evenly through the rest."""
-    counts = mreq["prompt_hash"].value_counts()
-    ordered = pd.DataFrame({"h": [str(h) for h in counts.index], "n": counts.to_numpy()}).sort_values(
-        ["n", "h"], ascending=[False, True], kind="stable")["h"].tolist()
-    if len(ordered) > n:
-        step = len(ordered) / n
-        ordered = [ordered[int(i * step)] for i in range(n)]
-    return ordered
+    one_unit = pd.DataFrame({"cluster_id": 0, "prompt_hash": mreq["prompt_hash"].astype(str).to_numpy()})
+    return _unit_samples(one_unit, n)["prompt_hash"].tolist()
 
 
 def _examples(mreq: pd.DataFrame, texts_for, n: int) -> list[str]:
