@@ -251,20 +251,26 @@ def place_points(vectors: np.ndarray, rep_vectors: np.ndarray, rep_xy: np.ndarra
     out = np.zeros((n, 2))
     if n == 0 or len(rep_xy) == 0:
         return out
-    k = min(params.place_neighbors, len(rep_xy))
-    has_reps = None
+    among = np.full(n, -1, dtype=np.int64)  # the cluster whose representatives a point is placed among; -1: all
     if units is not None and rep_units is not None:
         has_reps = (units >= 0) & np.isin(units, rep_units[rep_units >= 0])
-    for s in range(0, n, chunk):
-        sims = vectors[s: s + chunk] @ rep_vectors.T
-        if has_reps is not None:
-            own = has_reps[s: s + chunk, None]
-            sims = np.where(~own | (rep_units[None, :] == units[s: s + chunk, None]), sims, -np.inf)
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        top = np.take_along_axis(sims, part, axis=1)
-        w = np.where(np.isfinite(top), np.clip(top, 1e-3, None) ** 4, 0.0)  # the most similar dominate
-        w = w * rng.exponential(size=w.shape)  # a random point among them, not always their centre
-        out[s: s + chunk] = (w[:, :, None] * rep_xy[part]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+        among[has_reps] = units[has_reps]
+    # One block per cluster: its points against its own representatives only (a mask over all of them made
+    # the placement of 17k points among 3,000 representatives cost 0.8 s).
+    order = np.argsort(among, kind="stable")
+    bounds = np.flatnonzero(np.diff(among[order])) + 1
+    for block in np.split(order, bounds):
+        reps = np.arange(len(rep_xy)) if among[block[0]] < 0 else np.flatnonzero(rep_units == among[block[0]])
+        k = min(params.place_neighbors, len(reps))
+        rv, rxy = rep_vectors[reps], rep_xy[reps]
+        for s in range(0, len(block), chunk):
+            rows = block[s: s + chunk]
+            sims = vectors[rows] @ rv.T
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            top = np.take_along_axis(sims, part, axis=1)
+            w = np.clip(top, 1e-3, None) ** 4  # the most similar dominate
+            w = w * rng.exponential(size=w.shape)  # a random point among them, not always their centre
+            out[rows] = (w[:, :, None] * rxy[part]).sum(axis=1) / w.sum(axis=1, keepdims=True)
     return out + rng.normal(scale=params.jitter * typical_spacing(rep_xy), size=out.shape)
 
 

@@ -815,8 +815,8 @@ def _stored_assignment(ws: Workspace, hashes: np.ndarray, vectors: np.ndarray, c
     n = len(hashes)
     pos = pd.Series(np.arange(n), index=hashes)
     pc = ws.table("prompt_clusters")
-    pc = pc[pc["prompt_hash"].isin(pos.index)].reset_index(drop=True)
-    old = pos.reindex(pc["prompt_hash"]).to_numpy()
+    at = pos.index.get_indexer(pc["prompt_hash"])  # (isin of a str column in an object index: 50x slower)
+    pc, old = pc[at >= 0].reset_index(drop=True), at[at >= 0]
     topic, unit, task = (np.full(n, -1, dtype=np.int64) for _ in range(3))
     prob, isim = np.zeros(n), np.full(n, np.nan)
     intents = np.full(n, None, dtype=object)

@@ -1,13 +1,14 @@
 """Replay a scenario one day at a time into one workspace: incremental runs against ``--recluster`` every day.
 
 Run: ``python benchmarks/replay.py [--preset quick] [--seed 0] [--ban-day 7] [--late censorship_rewrite:5]
-[--days N] [--requests N] [--modes incremental,recluster] [--out benchmarks/results/replay-quick-seed0.json]``
+[--days N] [--requests N] [--modes incremental,recluster,process] [--out benchmarks/results/replay-quick-seed0.json]``
 
 The scenario (``analyzer.bench.scenario``; with ``--ban-day`` half of each operator's accounts are banned that
 day and replaced by fresh accounts; with ``--late`` one campaign's requests before a day are dropped, so it
 starts mid-log, after the clustering was made without it) is split into one log per UTC day. Each mode feeds the days in order into
-its own workspace (``analyzer run DAY --workspace WS``, with ``--recluster`` in the recluster mode) and reads
-the JSON export after each day. Prints per-day wall time and cluster path, the day each campaign was first
+its own workspace (``analyzer run DAY --workspace WS``, with ``--recluster`` in the recluster mode; in this
+process without the map, or in the ``process`` mode as one ``analyzer run`` process per day with its defaults,
+as a team runs it: start-up and the map included) and reads the JSON export after each day. Prints per-day wall time and cluster path, the day each campaign was first
 flagged against its first day of activity, campaign ids per day and their changes after detection,
 replacement accounts flagged and how many of their requests were seen by then, and the agreement of the two
 modes on the last day and day by day. Each mode embeds its own prompts (the fast tier: a small share of a
@@ -36,7 +37,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=None, help="override the preset's number of requests")
     ap.add_argument("--late", default="censorship_rewrite:5",
                     help="CAMPAIGN:DAY: drop that campaign's requests before DAY, so it starts mid-log ('none': off)")
-    ap.add_argument("--modes", default="incremental,recluster")
+    ap.add_argument("--modes", default="incremental,recluster",
+                    help="comma-separated, of: incremental (daily runs in this process), recluster (a full "
+                         "re-cluster every day), process (one 'analyzer run' process per day, map included)")
     ap.add_argument("--embedding-cache", action="store_true",
                     help="share vectors between the modes through an embedding cache (its import and export read the "
                          "whole cache each day, which adds a cost that grows with the history)")

@@ -86,3 +86,25 @@ def test_bench_replay_command_runs_the_replay_day_by_day(tmp_path) -> None:
     active = [c for c in inc["campaigns"].values() if c["first_active_day"] is not None]
     assert active and all(c["detected_on_day_of_activity"] is not None for c in active)
     assert set(inc["final"]) == {"campaign_recall", "false_flags", "account_auc"}
+
+
+def test_process_mode_runs_one_analyzer_process_per_day_with_the_in_process_results(tmp_path) -> None:
+    import pytest
+
+    from analyzer.bench import corpora
+    from analyzer.bench.replay import run_replay
+
+    if not corpora.available():
+        pytest.skip("benchmark corpora not available (../shared/data)")
+    with pytest.raises(ValueError, match="no replay mode 'daily'"):
+        run_replay("sample", ban_day=-1, days=2, modes=("daily",), workdir=str(tmp_path / "x"), log=lambda *_: None)
+    doc = run_replay("sample", seed=0, ban_day=-1, days=2, late=None, modes=("incremental", "process"),
+                     workdir=str(tmp_path), log=lambda *_: None)
+    inc, proc = doc["days"]["incremental"], doc["days"]["process"]
+    assert [d["path"] for d in proc] == [d["path"] for d in inc] == ["full", "incremental"]
+    # the stages a process ran are read back from its run record, the map among them (the default run has one)
+    assert "map" in proc[1]["stages"] and "map" not in inc[1]["stages"]
+    assert all(d["seconds"] > 0 and d["cpu_seconds"] > 0 for d in proc)
+    for a, b in zip(inc, proc, strict=True):  # the same campaigns, whichever way the day was run
+        assert sorted(map(sorted, (c["accounts"] for c in a["flagged"]))) == \
+            sorted(map(sorted, (c["accounts"] for c in b["flagged"])))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,8 +63,8 @@ class ReplayCriteria:
 @dataclass
 class DayResult:
     day: int
-    seconds: float  # wall time of the day's run (the JSON export included)
-    cpu_seconds: float  # CPU time of this process in it, all threads (less disturbed by other load on the machine)
+    seconds: float  # wall time of the day's run (in process: the JSON export included)
+    cpu_seconds: float  # CPU time of the run, all threads (less disturbed by other load on the machine)
     path: str
     trigger: str | None
     stages: dict[str, float]
@@ -106,33 +107,71 @@ def export_campaigns(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
              "score": float(c.get("score", 0.0))} for c in doc.get("campaigns", [])]
 
 
+#: The replay's modes: a daily run in this process, the same with a full re-cluster every day, and one
+#: ``analyzer run DAY --workspace WS`` process per day with its defaults (the map included), as a team runs it.
+MODES = ("incremental", "recluster", "process")
+
+
 def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_cache: str | None = None,
-           log: Log = print) -> list[DayResult]:
-    """Run the analyzer on each day's log in turn, into one workspace; ``recluster`` forces a full run each day."""
+           log: Log = print, process: bool = False) -> list[DayResult]:
+    """Run the analyzer on each day's log in turn, into one workspace; ``recluster`` forces a full run each day;
+    ``process`` runs each day as its own ``analyzer run`` process (its wall and CPU time are the process's:
+    start-up, imports and the map included; the JSON export is read afterwards, not timed)."""
     from analyzer.export import to_json
     from analyzer.pipeline import RunOptions, run_all
     from analyzer.workspace import Workspace
 
-    ws_path = os.path.join(workdir, "ws-recluster" if recluster else "ws-incremental")
+    mode = "process" if process else "recluster" if recluster else "incremental"
+    ws_path = os.path.join(workdir, f"ws-{mode}")
     out = []
     for d, path in enumerate(day_paths):
-        opts = RunOptions(progress=False, make_map=False, recluster=recluster, embedding_cache=embedding_cache)
-        t0, c0 = time.perf_counter(), time.process_time()
-        ws = Workspace(ws_path, create=True)
-        try:
-            stats = run_all(ws, [path], opts)
-            doc = json.loads(to_json(ws))
-        finally:
-            ws.close()
-        secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0 = time.perf_counter(), (_children_cpu() if process else time.process_time())
+        if process:
+            _run_process(path, ws_path, embedding_cache)
+            secs, cpu = time.perf_counter() - t0, _children_cpu() - c0
+            ws = Workspace(ws_path)
+            try:
+                stats = ws.ok_run_stats()[0][1]
+                doc = json.loads(to_json(ws))
+            finally:
+                ws.close()
+        else:
+            opts = RunOptions(progress=False, make_map=False, recluster=recluster, embedding_cache=embedding_cache)
+            ws = Workspace(ws_path, create=True)
+            try:
+                stats = run_all(ws, [path], opts)
+                doc = json.loads(to_json(ws))
+            finally:
+                ws.close()
+            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         cl = stats["cluster"]
         res = DayResult(day=d, seconds=round(secs, 2), cpu_seconds=round(cpu, 2), path=cl["path"], trigger=cl.get("trigger"),
                         stages=stats["stages_s"], campaigns=export_campaigns(doc))
         n_flag = sum(c["flagged"] for c in res.campaigns)
-        log(f"  day {d:2d} {'recluster' if recluster else 'incremental'}: {secs:6.1f} s ({cpu:6.1f} s CPU), {cl['path']}"
+        log(f"  day {d:2d} {mode}: {secs:6.1f} s ({cpu:6.1f} s CPU), {cl['path']}"
             f"{' (' + str(cl.get('trigger')) + ')' if cl.get('trigger') else ''}, {n_flag} flagged")
         out.append(res)
     return out
+
+
+def _run_process(path: str, ws_path: str, embedding_cache: str | None) -> None:
+    """``analyzer run PATH --workspace WS_PATH`` in a process of its own; its output is shown only on failure."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "analyzer.cli", "run", path, "--workspace", ws_path, "--quiet"]
+    if embedding_cache:
+        cmd += ["--embedding-cache", embedding_cache]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by this process's finished child processes (user and system)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _flagged(day: DayResult) -> list[dict[str, Any]]:
@@ -313,7 +352,8 @@ def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int
                n_requests: int | None = None) -> dict[str, Any]:
     """The whole replay benchmark (``analyzer bench --replay``, ``benchmarks/replay.py``): build the scenario
     (``ban_day`` < 0: no bans; ``late`` ``"CAMPAIGN:DAY"`` drops that campaign's requests before DAY, ``None``:
-    off; ``days`` and ``n_requests`` override the preset's), split it into days, replay each mode into its own
+    off; ``days`` and ``n_requests`` override the preset's), split it into days, replay each mode (of
+:data:`MODES`) into its own
     workspace under ``workdir`` (default: a temporary folder), score the days and log the figures. Returns the
     document the script writes as JSON."""
     import tempfile
@@ -321,6 +361,9 @@ def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int
 
     from analyzer.bench.scenario import build_scenario
 
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"no replay mode {unknown[0]!r}; the modes are {', '.join(MODES)}")
     knobs: dict[str, Any] = {} if ban_day < 0 else {"ban_day": ban_day}
     if days:
         knobs["days"] = days
@@ -338,7 +381,7 @@ def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int
         days_by_mode = {}
         for mode in modes:
             log(f"replaying ({mode})")
-            days_by_mode[mode] = replay(paths, work, recluster=(mode == "recluster"), log=log,
+            days_by_mode[mode] = replay(paths, work, recluster=(mode == "recluster"), log=log, process=(mode == "process"),
                                         embedding_cache=os.path.join(work, "embedding-cache") if embedding_cache else None)
     results = {m: score_replay(d, scenario, crit) for m, d in days_by_mode.items()}
     for m, res in results.items():
