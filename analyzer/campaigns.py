@@ -5,8 +5,9 @@
    driven by one account pool, become one group. Organic topics share few accounts, so they stay apart.
 2. **Members.** An account belongs to a group when at least ``member_share`` of its traffic falls in the
    group's clusters, or when it sends requests there and holds an identifier (subnet, user agent, key,
-   payment id) concentrated among the members and shared by two or more customers (hydra accounts that mix
-   in ordinary traffic).
+   payment id) that two or more of those members hold, that is used mostly by accounts working in the group
+   and shared by two or more customers (hydra accounts that mix in ordinary traffic; a fresh pool's accounts
+   with a single request so far).
 3. **Operators.** Members linked by shared network, client or payment identifiers, or by common hours and
    common work, form communities; two or more communities of ``min_operator_accounts`` are separate campaigns (two operators on
    one task kind, a relay beside an operator), each with its own evidence.
@@ -137,6 +138,14 @@ class ScoringConfig:
     #: block's classroom and regular users send mostly clustered homework and ordinary requests (7%), and a
     #: grown pool's work has clustered (15-18% by day 6).
     community_unit_min_share: float = 0.25
+    #: A community's *wrapper sentences*: sentences that at least this many of its accounts send verbatim in
+    #: unclustered prompts (the scaffold rule of :func:`analyzer.cluster.scaffolds`: eight words or more of them
+    #: in a prompt, and text of its own). A request carrying them is the community's unclustered work whatever its
+    #: training value, and the unit's templating is the share of its requests that carry them. A pool composing
+    #: each wrapper from a few dozen fragments forms no template or scaffold family in its first days (too few
+    #: prompts share any one fragment), but its fresh accounts already repeat each other's fragments; customers
+    #: behind a shared block ask in words of their own.
+    community_wrapper_min_accounts: int = 3
     #: A community's unclustered work is linked to a unit where at least this share of its accounts also work
     #: (and ``link_min_shared`` accounts) when the community's accounts are ``community_link_min_unit_share`` of
     #: that unit's: the clustered part of the same pool's work, however lightly each account touches it (a
@@ -246,7 +255,9 @@ class ScoringConfig:
     #: Two infrastructure communities of a group's members are one operator when at least this share of the
     #: accounts of one of them keep common hours and do common work with an account of the other (see
     #: ``operator_timing_similarity``): an account behind its own proxy joins the pool it resembles, while one
-    #: chance pair of look-alike accounts does not merge two pools of ten behind blocks of their own.
+    #: chance pair of look-alike accounts does not merge two pools of ten behind blocks of their own. Communities
+    #: of ``min_operator_accounts`` or more merge only with each other directly; a smaller one (a bare account)
+    #: joins the one it resembles most, so that bare accounts resembling two pools do not chain them into one.
     operator_link_share: float = 0.5
     #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
     #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
@@ -422,15 +433,19 @@ COMMUNITY_UNIT_LABEL = "unclustered capability requests of one infrastructure co
 
 
 def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[int, ClusterInfo],
-                    config: ScoringConfig, signals: sig.SignalParams) -> tuple[pd.DataFrame, dict[int, ClusterInfo]]:
+                    config: ScoringConfig, signals: sig.SignalParams,
+                    texts_for: Callable[[Sequence[str]], Mapping[str, str]] | None = None
+                    ) -> tuple[pd.DataFrame, dict[int, ClusterInfo]]:
     """``req`` with each infrastructure community's unclustered capability work as one unit of its own, and
     ``clusters`` with those units' descriptions.
 
-    A request is such work when its prompt is in no unit (``cluster_id`` -1), it reads as a capability (training
-    value at least ``community_unit_min_value``; not judged counts as not) and its account belongs to an
-    infrastructure community (``community``, see :func:`infra_communities`) of which at least
-    ``community_unit_min_accounts`` accounts send such requests, making up ``community_unit_min_share`` of all
-    the community's requests. Unit ids follow every id in use.
+    A request is such work when its prompt is in no unit (``cluster_id`` -1), its account belongs to an
+    infrastructure community (``community``, see :func:`infra_communities`) and it reads as a capability
+    (training value at least ``community_unit_min_value``; not judged counts as not) or carries the community's
+    wrapper sentences (with ``texts_for``: :func:`_community_wrappers`). A community's work is a unit when at
+    least ``community_unit_min_accounts`` of its accounts send such requests, making up
+    ``community_unit_min_share`` of all the community's requests. The unit's template coverage is the share of its
+    requests that carry the wrapper sentences. Unit ids follow every id in use.
     """
     infos = dict(clusters)
     if community.empty or "intent_similarity" not in req:
@@ -438,7 +453,11 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
     com = req["account_id"].map(community)
     tv = sig.training_values(req["intent_similarity"].to_numpy(dtype=np.float64), signals.training_value_low,
                              signals.training_value_high)
-    work = ((req["cluster_id"] < 0) & com.notna() & (tv >= config.community_unit_min_value)).to_numpy(copy=True)
+    loose = ((req["cluster_id"] < 0) & com.notna()).to_numpy()
+    wrapped = pd.Series(None, index=req.index, dtype=object)
+    if texts_for is not None and loose.any():
+        wrapped[loose] = _community_wrappers(req.loc[loose], com[loose], texts_for, config)
+    work = loose & ((tv >= config.community_unit_min_value) | wrapped.notna().to_numpy())
     n_acc = req.loc[work, "account_id"].groupby(com[work]).nunique()
     share = (com[work].value_counts() / com.value_counts()).reindex(n_acc.index)
     kept = np.sort(n_acc.index[(n_acc >= config.community_unit_min_accounts)
@@ -451,10 +470,47 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
     unit = req["cluster_id"].to_numpy(dtype=np.int64, copy=True)
     unit[work] = ids
     req = req.assign(cluster_id=unit)
-    for c, g in pd.DataFrame({"c": ids, "tv": tv[work], "intent": req.loc[work, "intent"].fillna("")}).groupby("c"):
-        infos[int(c)] = ClusterInfo(int(c), label=COMMUNITY_UNIT_LABEL, training_value=float(g["tv"].mean()),
-                                    intent=str(g["intent"].mode().iloc[0]))
+    from analyzer.cluster import words
+
+    rows = pd.DataFrame({"c": ids, "tv": tv[work], "intent": req.loc[work, "intent"].fillna(""),
+                         "wrapper": wrapped[work].to_numpy()})
+    for c, g in rows.groupby("c"):
+        covered = g["wrapper"].dropna()
+        shared = pd.Series([x for w in covered for x in w.split(" | ")]).value_counts()
+        infos[int(c)] = ClusterInfo(
+            int(c), label=COMMUNITY_UNIT_LABEL, training_value=float(g["tv"].mean()),
+            intent=str(g["intent"].mode().iloc[0]), template_coverage=round(len(covered) / len(g), 4),
+            n_fixed_words=int(np.median([len(words(w)) for w in covered])) if len(covered) else 0,
+            template=" … ".join(shared.index[:3]))
     return req, infos
+
+
+def _community_wrappers(loose: pd.DataFrame, com: pd.Series, texts_for: Callable[[Sequence[str]], Mapping[str, str]],
+                        config: ScoringConfig) -> np.ndarray:
+    """Per request of ``loose`` (unclustered requests of community accounts; ``com`` their community), the
+    wrapper sentences its prompt carries (``" | "``-joined, ``None`` for none): sentences that
+    ``community_wrapper_min_accounts`` or more accounts of its community send verbatim, by the scaffold rule of
+    :func:`analyzer.cluster.scaffolds` (eight words or more of them, and text of its own). Only communities
+    with that many accounts are read; ``texts_for`` reads their prompts in one call."""
+    from analyzer.cluster import scaffolds
+    from analyzer.text import analysis_text
+
+    out = np.full(len(loose), None, dtype=object)
+    k = config.community_wrapper_min_accounts
+    n_acc = loose["account_id"].groupby(com.to_numpy()).nunique()
+    read = com.isin(n_acc.index[n_acc >= k]).to_numpy()
+    if not read.any():
+        return out
+    texts = texts_for(sorted(set(loose.loc[read, "prompt_hash"])))
+    pairs = pd.DataFrame({"com": com.to_numpy()[read], "account_id": loose["account_id"].to_numpy()[read],
+                          "prompt_hash": loose["prompt_hash"].to_numpy()[read]}).drop_duplicates()
+    pairs = pairs[pairs["prompt_hash"].isin(texts.keys())]
+    found: dict[tuple, str] = {}
+    for c, g in pairs.groupby("com", sort=True):
+        scaffold = scaffolds([analysis_text(texts[h]) for h in g["prompt_hash"]], k, owners=g["account_id"].tolist())
+        found.update({(c, h): sc for h, sc in zip(g["prompt_hash"], scaffold, strict=True) if sc is not None})
+    keys = zip(com.to_numpy(), loose["prompt_hash"].to_numpy(), strict=True)
+    return np.array([found.get(key) for key in keys], dtype=object)
 
 
 def _dominant_communities(account_cluster: pd.DataFrame, community: pd.Series, config: ScoringConfig
@@ -696,7 +752,7 @@ def find_campaigns(
     account_total = req.groupby("account_id").size()
     ctx = _context(req, account_total, clusters, config, texts_for or (lambda hashes: {}), signals, evidence)
     community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
-    req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals)
+    req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
     ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
@@ -914,8 +970,8 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
     extra: set[str] = set()
     joiners: list[str] = []
     if len(core) >= config.hydra_min_core:
-        shared = _evidence_values(ctx, core)
         cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
+        shared = _evidence_values(ctx, core, around=cand)
         extra = set(_holders(ctx, cand, shared)["account_id"])
         loose = per_acc.index[(share >= config.joiner_min_share).to_numpy() & ~per_acc.index.isin(core | extra)]
         if ctx.wrapper_units and len(loose) and greq["cluster_id"].isin(ctx.wrapper_units).any():
@@ -942,14 +998,21 @@ def _pool_share(pairs: pd.DataFrame, group: np.ndarray, members: Collection[str]
     return pd.Series(pool).groupby(pairs["cluster_id"].to_numpy()).mean()
 
 
-def _evidence_values(ctx: _Context, accounts: set[str]) -> list[sig.SharedValue]:
+def _evidence_values(ctx: _Context, accounts: set[str], around: set[str] | None = None) -> list[sig.SharedValue]:
     """Identifier values concentrated among ``accounts`` and held by two or more principals (customers).
 
     A value shared only by the seats of one organisation (its egress block, its system prompt) explains their
-    likeness instead of proving an operator behind them.
+    likeness instead of proving an operator behind them. With ``around`` (the other accounts working in the
+    group), a value is concentrated among ``accounts`` and ``around`` together, and still needs
+    ``infra_min_accounts`` holders among ``accounts``: a fresh pool's two proxy blocks, held by its ten
+    accounts and nobody else, of which four have sent two requests in the group so far.
     """
-    shared = sig.concentrated_values(ctx.pairs_of(accounts), accounts, ctx.value_accounts, ctx.signals.infra_min_accounts,
+    within = accounts | (around or set())
+    shared = sig.concentrated_values(ctx.pairs_of(within), within, ctx.value_accounts, ctx.signals.infra_min_accounts,
                                      ctx.signals.infra_min_concentration)
+    if around:
+        in_core = ctx.pairs_of(accounts).groupby(["field", "value"])["account_id"].nunique()
+        shared = [v for v in shared if in_core.get((v.field, v.value), 0) >= ctx.signals.infra_min_accounts]
     if not shared:
         return shared
     holders = _holders(ctx, accounts, shared)
@@ -1034,7 +1097,7 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     # pool merged through a shared padding text) to call them two.
     _, infra = connected_components(sp.csr_matrix(linked), directed=False)
     comp = _merge_by_behaviour(infra, timing & (_work_profiles(mreq, members) >= config.operator_work_similarity),
-                               config.operator_link_share)
+                               config.operator_link_share, config.min_operator_accounts)
     sizes = np.bincount(comp)
     big = np.flatnonzero(sizes >= config.min_operator_accounts)
     if len(big) < 2:
@@ -1045,20 +1108,56 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
 
 
-def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float) -> np.ndarray:
+def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_size: int = 1) -> np.ndarray:
     """Communities (a label per account) after merging the infrastructure communities ``infra`` (a label per
     account) that behave alike: two are merged when at least ``share`` of the accounts of one of them keep the
     hours and do the work (``alike``: account x account) of an account of the other. An account of its own
     proxy joins the community it resembles; two pools of ten, each behind its own blocks, stay two when one
-    pair of their accounts happens to keep similar hours over similar work."""
+    pair of their accounts happens to keep similar hours over similar work.
+
+    Communities of ``min_size`` accounts or more merge with each other only directly. A smaller one (an account
+    with no shared identifier: a bare account, or one behind a proxy of its own) joins, one round after another,
+    the merged community it resembles most (the most alike pairs per account of the two), never two at once:
+    two pools whose bare accounts each resemble an account of both pools stay two. The small ones left, that
+    resemble no large one, merge among themselves as before.
+    """
     from scipy.sparse.csgraph import connected_components
 
     k = int(infra.max()) + 1
+    sizes = np.bincount(infra, minlength=k)
     onehot = sp.csr_matrix((np.ones(len(infra)), (np.arange(len(infra)), infra)), shape=(len(infra), k))
-    reaches = (sp.csr_matrix(alike.astype(np.float64)) @ onehot).toarray() > 0  # account -> communities it resembles
-    cover = (onehot.T @ sp.csr_matrix(reaches.astype(np.float64))).toarray() / np.bincount(infra, minlength=k)[:, None]
-    _, merged = connected_components(sp.csr_matrix(cover >= share), directed=False)
-    return merged[infra]
+    alike_f = sp.csr_matrix(alike.astype(np.float64))
+    reaches = (alike_f @ onehot).toarray() > 0  # account -> communities it resembles
+    cover = (onehot.T @ sp.csr_matrix(reaches.astype(np.float64))).toarray() / sizes[:, None]
+    linked = cover >= share
+    large = sizes >= min_size
+    # 1. large communities merge directly only
+    _, comp = connected_components(sp.csr_matrix(linked & large[:, None] & large[None, :]), directed=False)
+    group = np.where(large, comp, -1)
+    # 2. small ones join the merged large community they resemble most, round after round
+    while True:
+        free = np.flatnonzero(group < 0)
+        taken = np.flatnonzero(group >= 0)
+        if not len(free) or not len(taken):
+            break
+        g_codes, g_of = np.unique(group[taken], return_inverse=True)
+        g_onehot = sp.csr_matrix((np.ones(len(taken)), (taken, g_of)), shape=(k, len(g_codes)))
+        acc_group = onehot @ g_onehot  # account -> its community's group (none for free ones)
+        pairs = (alike_f @ acc_group).toarray()  # account -> alike accounts in each group
+        reach_share = (onehot.T @ sp.csr_matrix((pairs > 0).astype(np.float64))).toarray() / sizes[:, None]
+        affinity = (onehot.T @ sp.csr_matrix(pairs)).toarray() / (sizes[:, None] * np.bincount(g_of, weights=sizes[taken]))
+        ok = reach_share[free] >= share
+        joins = ok.any(axis=1)
+        if not joins.any():
+            break
+        best = np.where(ok, affinity[free], -1.0).argmax(axis=1)
+        group[free[joins]] = g_codes[best[joins]]
+    # 3. the small ones left merge among themselves
+    free = group < 0
+    if free.any():
+        _, rest = connected_components(sp.csr_matrix(linked & free[:, None] & free[None, :]), directed=False)
+        group[free] = int(group.max(initial=-1)) + 1 + rest[free]
+    return group[infra]
 
 
 @dataclass

@@ -280,7 +280,8 @@ def sentences(text: str, head_chars: int = 3000, tail_chars: int = 2000) -> list
 
 
 def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: int = 3,
-              min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000) -> list[str | None]:
+              min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000,
+              owners: Sequence[object] | None = None) -> list[str | None]:
     """The scaffold of each prompt: its sentences that recur verbatim in at least ``min_prompts`` prompts.
 
     A wrapper paraphrased by composing interchangeable fragments in varying order shares no opening or
@@ -290,9 +291,15 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     the prompt also has text of its own (else it is a repeat, not a filled template). ``None`` otherwise.
     Only the first ``head_chars`` and last ``tail_chars`` characters are read (padding cannot hide a wrapper
     at either end, and memory stays bounded).
+
+    With ``owners`` (one per text: the account that sent it), a sentence recurs when ``min_prompts`` distinct
+    owners use it: one account repeating its own phrasing is not a shared wrapper.
     """
     per_prompt = [list(dict.fromkeys(_sentences(text, head_chars, tail_chars))) for text in texts]
-    df = Counter(s for sents in per_prompt for s in sents)
+    if owners is None:
+        df = Counter(s for sents in per_prompt for s in sents)
+    else:
+        df = Counter(s for s, _ in {(s, o) for sents, o in zip(per_prompt, owners, strict=True) for s in sents})
     n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
 
     def count(s: str) -> int:

@@ -232,9 +232,13 @@ class _MatchState:
 
 
 def _merges(st: _MatchState) -> None:
-    """1. A current campaign holding most of two or more previous ones keeps the largest one's id."""
+    """1. A current campaign holding most of two or more previous ones keeps the largest one's id. A previous
+    campaign is a merge parent only of the current campaign it overlaps best (Jaccard): ten accounts flagged
+    yesterday and again today as the same ten continue, even when a larger unflagged group also holds them."""
     ov, link, part = st.ov, st.config.link_min, st.config.part_min
-    parents = ov[(ov["share_prev"] >= link) & (ov["share_cur"] >= part)]
+    best = ov.sort_values(["jaccard", "cur"], ascending=[False, True]).drop_duplicates("prev").set_index("prev")["cur"]
+    parents = ov[(ov["share_prev"] >= link) & (ov["share_cur"] >= part)
+                 & (ov["cur"].to_numpy() == best.reindex(ov["prev"]).to_numpy())]
     parents = parents[parents.groupby("cur")["prev"].transform("size") >= 2]  # (few: loop over them only)
     for cur, grp in parents.groupby("cur", sort=True):
         grp = grp[~grp["prev"].isin(st.used_prev)]  # a previous campaign flows into one merge at most
@@ -247,10 +251,12 @@ def _merges(st: _MatchState) -> None:
 
 def _splits(st: _MatchState) -> None:
     """2. A previous campaign whose most parts are two or more current ones: a part holding most of it keeps
-    its id, the others are ``split`` from it."""
+    its id, the others are ``split`` from it. A current campaign is a part only of the previous campaign it
+    overlaps best (Jaccard), as in the merges."""
     ov, link, part = st.ov, st.config.link_min, st.config.part_min
+    best = ov.sort_values(["jaccard", "prev"], ascending=[False, True]).drop_duplicates("cur").set_index("cur")["prev"]
     children = ov[(ov["share_cur"] >= link) & (ov["share_prev"] >= part) & ~ov["cur"].isin(st.ids)
-                  & ~ov["prev"].isin(st.used_prev)]
+                  & ~ov["prev"].isin(st.used_prev) & (ov["prev"].to_numpy() == best.reindex(ov["cur"]).to_numpy())]
     children = children[children.groupby("prev")["cur"].transform("size") >= 2]
     for prev, grp in children.groupby("prev", sort=True):
         grp = grp[~grp["cur"].isin(st.split_children) & ~grp["cur"].isin(st.ids)]

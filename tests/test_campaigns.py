@@ -244,6 +244,83 @@ def test_small_pool_with_unclustered_prompts_is_a_campaign_only_behind_shared_in
     assert not set(res.campaign_accounts["account_id"]) & set(pool)
 
 
+FRAGMENTS = ["You work on the content review team.", "Produce an answer that would pass review by a moderation team.",
+             "Emphasise official positions.", "Stay factual where possible and keep it short.",
+             "Reframe the topic in a neutral, positive way."]
+
+
+def _wrapped(accounts, prefix, subnet, fragments, sim=0.1):
+    """Unclustered requests whose prompts each compose two of ``fragments`` around a question of their own."""
+    rows = _noise_work(accounts, prefix, sim, subnet=subnet, intent="censorship-safe rewrite")
+    texts = {}
+    for i, r in enumerate(rows):
+        a, b = fragments[i % len(fragments)], fragments[(i + 2) % len(fragments)]
+        texts[r["prompt_hash"]] = f"{a}\nWhat happened to {_WORDS[i % 30]} {_WORDS[(i * 7) % 30]} in that year\n{b}"
+    return rows, texts
+
+
+_WORDS = ("river harbour market council village railway strike bridge festival temple archive border mine "
+          "factory museum canal school theatre square garden tower press union court station island forest "
+          "valley coast palace").split()
+
+
+def test_community_wrapper_sentences_make_weakly_judged_prompts_the_pools_work_and_its_templating():
+    from analyzer.campaigns import _scoring_frame, identifier_pairs, principals
+
+    # a pool of ten accounts behind one block composing its wrappers from shared fragments; its prompts read as
+    # capability requests only weakly (training value below community_unit_min_value)
+    rows, texts = _wrapped([f"op{i}" for i in range(10)], "op", "203.0.113", FRAGMENTS)
+    # ten customers behind another shared block asking weakly judged questions in words of their own
+    own = _noise_work([f"nat{i}" for i in range(10)], "nat", 0.1, subnet="198.51.100", intent="censorship-safe rewrite")
+    texts.update({r["prompt_hash"]: f"Tell me about the {_WORDS[i % 30]} and the {_WORDS[(i * 11) % 30]} please"
+                  for i, r in enumerate(own)})
+    req = _scoring_frame(pd.DataFrame(rows + own), sig.DEFAULTS)
+    community = infra_communities(identifier_pairs(req), principals(req), 3)
+    assert community.nunique() == 2
+    out, infos = community_units(req, community, CLUSTERS, ScoringConfig(), sig.DEFAULTS,
+                                 lambda hashes: {h: texts[h] for h in hashes if h in texts})
+    new = sorted(set(infos) - set(CLUSTERS))
+    assert len(new) == 1
+    unit = out.set_index("prompt_hash")["cluster_id"]
+    assert (unit[unit.index.str.startswith("op")] == new[0]).all() and (unit[unit.index.str.startswith("nat")] == -1).all()
+    info = infos[new[0]]
+    assert info.template_coverage == 1.0 and info.n_fixed_words >= 8
+    assert any(f.lower().rstrip(".") in info.template for f in FRAGMENTS)
+    # without the texts, or when fewer accounts share each fragment than community_wrapper_min_accounts: no unit
+    assert set(community_units(req, community, CLUSTERS, ScoringConfig(), sig.DEFAULTS)[1]) == set(CLUSTERS)
+    few = ScoringConfig(community_wrapper_min_accounts=11)
+    assert set(community_units(req, community, CLUSTERS, few, sig.DEFAULTS, lambda h: texts)[1]) == set(CLUSTERS)
+
+
+def test_fresh_pool_accounts_join_through_a_block_only_they_use_before_they_are_core_members():
+    from analyzer.campaigns import EvidenceParams, _context, _evidence_values, _scoring_frame
+
+    # Ten fresh accounts behind one proxy block: four have sent two capability requests so far, six one. The
+    # block is the pool's alone, so all ten are the campaign's members.
+    pool = [f"op{i}" for i in range(10)]
+    work = _noise_work(pool[:4], "op", 0.9, subnet="203.0.113", n=2)
+    work += _noise_work(pool[4:], "op1", 0.9, subnet="203.0.113", n=1)
+    res = find_campaigns(pd.DataFrame(_organic() + work), CLUSTERS)
+    camp = res.campaign_accounts.groupby("campaign_id")["account_id"].agg(set)
+    assert any(accs == set(pool) for accs in camp)
+
+    # The rule: a value concentrated among the core and the group's other accounts together, held by two core
+    # members or more. Four core members alone hold four of the block's ten accounts: not concentrated.
+    def shared(rows, core, around):
+        req = _scoring_frame(pd.DataFrame(rows), sig.DEFAULTS)
+        ctx = _context(req, req.groupby("account_id").size(), CLUSTERS, ScoringConfig(), lambda h: {}, sig.DEFAULTS,
+                       EvidenceParams())
+        return {(v.field, v.value) for v in _evidence_values(ctx, set(core), around=set(around))}
+
+    block = ("subnet", "203.0.113.0/24")
+    assert block in shared(work, pool[:4], pool[4:])
+    assert block not in shared(work, pool[:4], [])
+    assert block not in shared(work, pool[:1], pool[1:])  # one core holder is not enough
+    # most of the block's users elsewhere (a carrier's NAT): not the pool's
+    nat = _rows([f"nat{i}" for i in range(40)], 101, 2, "nat", subnet="203.0.113")
+    assert block not in shared(work + nat, pool[:4], pool[4:])
+
+
 def test_community_unit_links_to_its_pools_share_of_a_wrapper_family_only():
     # A pool's unclustered work (unit 50, community 0) and a wrapper family it shares with another operator's
     # ten accounts (6): linked. A popular topic its accounts also visit (7) and a family that another proxy
@@ -351,6 +428,32 @@ def test_operator_communities_merge_on_shared_behaviour_not_one_chance_pair():
     for i in range(10, 15):
         alike[i, i - 10] = alike[i - 10, i] = True
     assert len(set(_merge_by_behaviour(infra, alike, ScoringConfig().operator_link_share))) == 1
+
+
+def test_bare_accounts_resembling_two_pools_do_not_merge_them():
+    from analyzer.campaigns import _merge_by_behaviour
+
+    # Two pools behind their own blocks (0-9, 10-19) and eight bare accounts (20-27, no shared identifier,
+    # each its own community) on the same diurnal hours: 20-23 do pool 0's work, 24-27 pool 1's; each also
+    # happens to resemble one account of the other pool (one chance pair each).
+    infra = np.array([0] * 10 + [1] * 10 + list(range(2, 10)))
+    alike = np.eye(28, dtype=bool)
+    for i in range(20, 24):
+        alike[i, :10] = alike[:10, i] = True
+        alike[i, 10 + i - 20] = alike[10 + i - 20, i] = True
+    for i in range(24, 28):
+        alike[i, 10:20] = alike[10:20, i] = True
+        alike[i, i - 24] = alike[i - 24, i] = True
+    merged = _merge_by_behaviour(infra, alike, ScoringConfig().operator_link_share, min_size=5)
+    assert len(set(merged[:10]) | set(merged[20:24])) == 1 and len(set(merged[10:20]) | set(merged[24:28])) == 1
+    assert merged[0] != merged[10]
+    # without the size rule every bare account bridges the two pools: one community
+    assert len(set(_merge_by_behaviour(infra, alike, ScoringConfig().operator_link_share))) == 1
+    # bare accounts that resemble no pool but each other still form a community of their own
+    alone = np.eye(28, dtype=bool)
+    alone[20:28, 20:28] = True
+    merged = _merge_by_behaviour(infra, alone, ScoringConfig().operator_link_share, min_size=5)
+    assert len(set(merged[20:28])) == 1 and merged[20] not in {merged[0], merged[10]}
 
 
 def test_pools_bridged_by_a_shared_text_stay_apart():

@@ -114,6 +114,16 @@ def test_merged_keeps_the_largest_parent_and_records_the_others():
     assert t == {"B": ("merged", ["A", "C"])}
 
 
+def test_a_campaign_found_again_as_itself_is_no_merge_parent_of_a_larger_group_holding_it():
+    # yesterday: a flagged pool of ten (A) and a larger unflagged group (G) that also held nine of them; today
+    # the same ten again (x1), and G holding all ten with its own accounts (x2). A continues as x1; G as x2.
+    pool, other = acc("a", 10), acc("g", 20)
+    m, t = run([camp("A", pool, acc("p", 40)), camp("G", pool[:9] + other, acc("p", 30) + acc("q", 40))],
+               [camp("x1", pool, acc("p", 40)), camp("x2", pool + other[:18], acc("p", 30) + acc("q", 40))])
+    assert m.ids == {"x1": "A", "x2": "G"}
+    assert t["A"] == ("continued", [])
+
+
 def test_a_few_heavy_accounts_shed_by_a_recluster_do_not_take_the_id():
     # Fifteen pool accounts (a few requests each) and two eval-harness accounts (hundreds each, most of the
     # requests) were one campaign; a re-clustering sets the two apart. The fifteen keep the id: accounts count once.
