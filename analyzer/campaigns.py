@@ -146,6 +146,8 @@ class ScoringConfig:
     #: prompts share any one fragment), but its fresh accounts already repeat each other's fragments; customers
     #: behind a shared block ask in words of their own.
     community_wrapper_min_accounts: int = 3
+    #: How many of a community unit's most common wrapper sentences its template shows (display only).
+    community_template_sentences: int = 3
     #: A community's unclustered work is linked to a unit where at least this share of its accounts also work
     #: (and ``link_min_shared`` accounts) when the community's accounts are ``community_link_min_unit_share`` of
     #: that unit's: the clustered part of the same pool's work, however lightly each account touches it (a
@@ -481,7 +483,7 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
             int(c), label=COMMUNITY_UNIT_LABEL, training_value=float(g["tv"].mean()),
             intent=str(g["intent"].mode().iloc[0]), template_coverage=round(len(covered) / len(g), 4),
             n_fixed_words=int(np.median([len(words(w)) for w in covered])) if len(covered) else 0,
-            template=" … ".join(shared.index[:3]))
+            template=" … ".join(shared.index[:config.community_template_sentences]))
     return req, infos
 
 
