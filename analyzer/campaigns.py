@@ -457,8 +457,11 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
                              signals.training_value_high)
     loose = ((req["cluster_id"] < 0) & com.notna()).to_numpy()
     wrapped = pd.Series(None, index=req.index, dtype=object)
-    if texts_for is not None and loose.any():
-        wrapped[loose] = _community_wrappers(req.loc[loose], com[loose], texts_for, config)
+    # Only communities whose unclustered requests could make a unit are read (its work is part of them).
+    loose_share = com[loose].value_counts() / com.value_counts()
+    readable = loose & com.isin(loose_share.index[loose_share >= config.community_unit_min_share]).to_numpy()
+    if texts_for is not None and readable.any():
+        wrapped[readable] = _community_wrappers(req.loc[readable], com[readable], texts_for, config)
     work = loose & ((tv >= config.community_unit_min_value) | wrapped.notna().to_numpy())
     n_acc = req.loc[work, "account_id"].groupby(com[work]).nunique()
     share = (com[work].value_counts() / com.value_counts()).reindex(n_acc.index)
