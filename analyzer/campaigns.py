@@ -804,7 +804,9 @@ def identifier_pairs(req: pd.DataFrame) -> pd.DataFrame:
         p = req[["account_id", f]].dropna().drop_duplicates()
         p = p[p[f].astype(str).str.len() > 0]
         pair_frames.append(pd.DataFrame({"field": f, "value": p[f].astype(str), "account_id": p["account_id"]}))
-    return pd.concat(pair_frames, ignore_index=True)
+    # Plain object columns: every group takes its accounts' rows, and taking rows of Arrow-backed strings one
+    # group at a time was a quarter of the score stage at 1M requests (1,149 groups: 70 s -> 53 s).
+    return pd.concat(pair_frames, ignore_index=True).astype(object)
 
 
 def _context(req: pd.DataFrame, account_total: pd.Series, clusters: Mapping[int, ClusterInfo],
