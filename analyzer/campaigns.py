@@ -16,7 +16,8 @@
        score = spread_gate * diversity_gate * value_gate * sum(w_i * s_i) / sum(w_i)
 
    over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`; ``sync`` without enough
-   activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`). ``spread_gate`` is the spread signal
+   activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`; ``pivot`` counts only when above 0, see
+   :data:`ONLY_WHEN_SHOWN`). ``spread_gate`` is the spread signal
    over *customers* (seats of one organisation count once, see :func:`principals`: a product integration or
    a batch job is not a campaign); ``diversity_gate`` the diversity signal over distinct *tasks* (one prompt
    pasted by many users, or a dozen problems asked by a classroom in a hundred wordings, is not a harvest);
@@ -458,13 +459,14 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
     loose = ((req["cluster_id"] < 0) & com.notna()).to_numpy()
     wrapped = pd.Series(None, index=req.index, dtype=object)
     # Only communities whose unclustered requests could make a unit are read (its work is part of them).
-    loose_share = com[loose].value_counts() / com.value_counts()
+    com_requests = com.value_counts()
+    loose_share = com[loose].value_counts() / com_requests
     readable = loose & com.isin(loose_share.index[loose_share >= config.community_unit_min_share]).to_numpy()
     if texts_for is not None and readable.any():
         wrapped[readable] = _community_wrappers(req.loc[readable], com[readable], texts_for, config)
     work = loose & ((tv >= config.community_unit_min_value) | wrapped.notna().to_numpy())
     n_acc = req.loc[work, "account_id"].groupby(com[work]).nunique()
-    share = (com[work].value_counts() / com.value_counts()).reindex(n_acc.index)
+    share = (com[work].value_counts() / com_requests).reindex(n_acc.index)
     kept = np.sort(n_acc.index[(n_acc >= config.community_unit_min_accounts)
                                & (share >= config.community_unit_min_share)].to_numpy())
     work &= com.isin(kept).to_numpy()
@@ -690,11 +692,17 @@ def _fmt_pct(x: float) -> str:
 #: members sent three requests: a group too light to show co-ordinated timing has shown none, and leaving
 #: the signal out let small organic groups score on content alone (templating, training value).
 NO_EVIDENCE_IS_ZERO = ("sync",)
+#: Signals that only add evidence: a value of 0 is left out of the weighted mean like a signal that does not
+#: apply. ``pivot`` is 0 when a group that sent enough requests after a model release moved to it no faster
+#: than everyone else, which is what organic traffic and a careful operator both do; a group too small to
+#: judge leaves it out, so a 0 would only penalise the groups large enough to be measured.
+ONLY_WHEN_SHOWN = ("pivot",)
 
 
 def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float],
                   missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO,
-                  value_full: float = ScoringConfig.value_full) -> float:
+                  value_full: float = ScoringConfig.value_full,
+                  only_when_shown: Sequence[str] = ONLY_WHEN_SHOWN) -> float:
     """The campaign score from its signal values (see the module docstring).
 
     ``spread * diversity * value_gate(training_value) * weighted mean of the behavioural signals``. A signal
@@ -706,7 +714,7 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
         v = values.get(name)
         if v is None and name in missing_as_zero:
             v = 0.0
-        if v is None or w <= 0:
+        if v is None or w <= 0 or (name in only_when_shown and v <= 0):
             continue
         num += w * float(v)
         den += w
@@ -1265,11 +1273,16 @@ def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | 
     holders = _holders(ctx, op.member_set, op.shared)
     infra_accounts = set(holders["account_id"])
     n_members = len(op.members)
-    values["infrastructure"] = len(infra_accounts) / n_members if (ctx.infra_applicable and n_members >= 2) else None
+    # Over the members that send identifiers at all: an account sending without network or client metadata can
+    # show no shared infrastructure, and stripping it from some accounts must not dilute the others' evidence.
+    n_identified = int(ctx.pairs_of(op.member_set)["account_id"].nunique())
+    n_measured = n_identified if n_identified >= sigp.infra_min_accounts else n_members
+    values["infrastructure"] = len(infra_accounts) / n_measured if (ctx.infra_applicable and n_members >= 2) else None
     other = ctx.window_without(op.member_set)[["t", "model"]].rename(columns={"t": "ts"})
     values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases,
                                              sigp.pivot_window_hours, sigp.pivot_min_requests, sigp.pivot_full_excess)
-    return values, {"sim": sim, "holders": holders, "infra_accounts": infra_accounts, "pivot_model": pivot_model}
+    return values, {"sim": sim, "holders": holders, "infra_accounts": infra_accounts, "pivot_model": pivot_model,
+                    "n_measured": n_measured}
 
 
 def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], _Content, dict]:
@@ -1298,7 +1311,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     n_members, top_info = len(op.members), content.top
     kind = content.kind_name if (values["training_value"] or 0.0) >= ep.intent_min_value else ""
     evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, op.share, op.shared,
-                         extras["infra_accounts"], top_info.template, top_info.template_coverage, kind,
+                         extras["infra_accounts"], extras["n_measured"], top_info.template, top_info.template_coverage, kind,
                          extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                       values, config, content.unjudged)
@@ -1504,7 +1517,7 @@ def _examples(mreq: pd.DataFrame, texts_for, n: int) -> list[str]:
     return [texts[h] for h in hashes if h in texts]
 
 
-def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts,
+def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts, n_measured,
               template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig,
               ep: EvidenceParams) -> list[str]:
     ev = [f"{n_members} accounts sent {n_requests:,} requests ({n_unique:,} distinct prompts)."]
@@ -1538,8 +1551,10 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
         ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
     if infra_accounts:
         tops = "; ".join(f"{s.field.replace('_', ' ')} {s.value[:50]!r} ({s.n_group_accounts} accounts)" for s in shared_vals[: ep.campaign_identifiers])
+        bare = (f" ({n_members - n_measured} send no network or client identifiers: the signal is the share of the "
+                f"{n_measured} that do)") if n_measured < n_members else ""
         ev.append(f"Shared infrastructure: {len(infra_accounts)} of {n_members} accounts share identifiers used "
-                  f"mostly by this group: {tops}.")
+                  f"mostly by this group{bare}: {tops}.")
     if values.get("pivot") is not None and values["pivot"] >= ep.pivot_min:
         ev.append(f"Pivot: traffic moved to newly released model {pivot_model!r} much faster than other tenants "
                   f"(pivot {values['pivot']:.2f}).")

@@ -20,7 +20,8 @@ group of accounts working on a group of prompt clusters:
 ``regularity``            Scripted pacing: share of accounts whose gaps between requests are regular.
 ``infrastructure``        Share of accounts holding an identifier (IP /24 subnet, user agent, API key, org,
                           payment id, system prompt) that is concentrated in this group: used by at least
-                          two of its accounts and mostly by them.
+                          two of its accounts and mostly by them. Taken over the accounts that send
+                          identifiers at all (:func:`analyzer.campaigns.find_campaigns`).
 ``pivot``                 Did the traffic jump to a newly released model faster than everyone else?
 ========================  =================================================================================
 """

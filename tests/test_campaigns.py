@@ -352,6 +352,13 @@ def test_score_gates():
     light = {"focus": 1.0, "sync": None, "spread": 1.0, "diversity": 1.0, **tv}
     assert score_signals(light, {"focus": 1, "sync": 1}) == pytest.approx(0.5)
     assert score_signals(light, {"focus": 1, "sync": 1}, missing_as_zero=()) == 1.0
+    # A pivot only adds evidence: a group large enough to be judged that moved no faster than everyone else
+    # scores as one too small to judge, and a pivot raises the score.
+    half = {"focus": 0.5, "spread": 1.0, "diversity": 1.0, **tv}
+    w = {"focus": 1, "pivot": 1}
+    assert score_signals({**half, "pivot": 0.0}, w) == score_signals({**half, "pivot": None}, w) == 0.5
+    assert score_signals({**half, "pivot": 1.0}, w) == pytest.approx(0.75)
+    assert score_signals({**half, "pivot": 0.0}, w, only_when_shown=()) == pytest.approx(0.25)
 
 
 def test_training_value_is_a_gate():
@@ -391,6 +398,26 @@ def test_seats_of_one_organisation_are_one_customer():
         r["org_id"] = None
     res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
     assert res.campaigns.iloc[0]["flagged"] and res.campaigns.iloc[0]["signals"]["infrastructure"] > 0.9
+
+
+def test_infrastructure_is_the_share_of_the_members_that_send_identifiers():
+    """Half of a pool sends no IP, user agent or key: the other half all behind one block is full evidence, not
+    half of it (stripping metadata from some accounts must not dilute the rest); the evidence says so."""
+    pool = [f"camp-{i}" for i in range(20)]
+    rows = _organic() + _rows(pool, 1, 6, "p", subnet="203.0.113", ua="python-httpx/0.27")
+    for r in rows:
+        if r["account_id"] in pool[10:]:
+            r.update(ip=None, user_agent=None, api_key_id=None)
+    camp = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig()).campaigns.iloc[0]
+    assert camp["n_accounts"] == 20 and camp["signals"]["infrastructure"] == 1.0
+    line = next(e for e in camp["evidence"] if e.startswith("Shared infrastructure"))
+    assert "10 of 20 accounts" in line and "10 send no network or client identifiers" in line
+    # One account left with identifiers shows nothing shared: the share is over every member again.
+    for r in rows:
+        if r["account_id"] in pool[1:10]:
+            r.update(ip=None, user_agent=None, api_key_id=None)
+    camp = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig()).campaigns.iloc[0]
+    assert camp["n_accounts"] == 20 and camp["signals"]["infrastructure"] == 0.0
 
 
 def test_two_operators_on_one_task_kind_are_two_campaigns():
