@@ -249,7 +249,9 @@ class ScoringConfig:
     #: smoothed hour-of-day profiles below ``operator_timing_similarity``) or whose work differs (cosine of
     #: their requests over units below ``operator_work_similarity``) are separate communities; a
     #: group with two or more communities of ``min_operator_accounts`` accounts is split into one campaign
-    #: each.
+    #: each. A smaller community of two or more accounts, none of them keeping the hours and doing the work of
+    #: an account of a larger one, is one of them too (an eval harness on a few bare accounts); smaller ones
+    #: otherwise join the operator whose hours they resemble most.
     min_operator_accounts: int = 5
     #: Cosine of two members' smoothed hour-of-day profiles at which they keep common hours (operators).
     operator_timing_similarity: float = 0.5
@@ -1085,8 +1087,9 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
     group's units have cosine ``operator_work_similarity`` or more. Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
-    own (a relay and an operator on the same task kind are not one actor). Accounts in smaller communities
-    join the operator whose hours they resemble most. Largest operator first.
+    own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
+    accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
+    communities join the operator whose hours they resemble most. Largest operator first.
     """
     from scipy.sparse.csgraph import connected_components
 
@@ -1111,10 +1114,16 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
     # pool merged through a shared padding text) to call them two.
     _, infra = connected_components(sp.csr_matrix(linked), directed=False)
-    comp = _merge_by_behaviour(infra, timing & (_work_profiles(mreq, members) >= config.operator_work_similarity),
-                               config.operator_link_share, config.min_operator_accounts)
+    alike = timing & (_work_profiles(mreq, members) >= config.operator_work_similarity)
+    comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts)
     sizes = np.bincount(comp)
-    big = np.flatnonzero(sizes >= config.min_operator_accounts)
+    is_big = sizes >= config.min_operator_accounts
+    # A smaller community of two or more accounts none of which keeps the hours and does the work of an account
+    # of a large one is an actor of its own (an eval harness re-running its test set on a few bare accounts),
+    # not a part of the operator whose hours happen to be nearest.
+    reaches_big = alike[:, is_big[comp]].any(axis=1)
+    is_big |= (sizes >= 2) & (np.bincount(comp, weights=reaches_big, minlength=len(sizes)) == 0) & is_big.any()
+    big = np.flatnonzero(is_big)
     if len(big) < 2:
         return [members]
     big = big[np.argsort(-sizes[big], kind="stable")]

@@ -440,6 +440,33 @@ def test_two_operators_on_one_task_kind_are_two_campaigns():
     assert res.campaigns["flagged"].sum() == 1 and res.campaigns.iloc[0]["n_accounts"] == 35
 
 
+def test_a_few_accounts_unlike_every_operator_are_not_folded_into_the_nearest_one():
+    """Four bare accounts of an eval harness working one of the pool's units at other hours (like each other,
+    like none of the pool's accounts) are not counted as the pool's: they are a candidate of their own."""
+    pool = [f"opa-{i}" for i in range(25)]
+    harness = [f"eval-{i}" for i in range(4)]
+    rows = _organic()
+    rows += _rows(pool, 1, 8, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
+    rows += _rows(pool, 2, 4, "a2", start_minutes=90, step_minutes=3, subnet="203.0.113", ua="ua-a")
+    bare = _rows(harness, 2, 12, "e", start_minutes=14 * 60, step_minutes=3)
+    for r in bare:
+        r.update(ip=None, user_agent=None, api_key_id=None)
+    res = find_campaigns(pd.DataFrame(rows + bare), CLUSTERS, ScoringConfig())
+    ca = res.campaign_accounts
+    flagged = res.campaigns[res.campaigns["flagged"]]
+    assert len(flagged) == 1
+    assert set(ca.loc[ca["campaign_id"] == flagged.iloc[0]["campaign_id"], "account_id"]) == set(pool)
+    assert set(harness) <= set(ca["account_id"])  # still shown, as a candidate of their own
+    # The same four keeping the pool's hours over its work are the pool's.
+    bare = _rows(harness, 1, 8, "e", start_minutes=60, step_minutes=3) + _rows(harness, 2, 4, "e2", start_minutes=90,
+                                                                                  step_minutes=3)
+    for r in bare:
+        r.update(ip=None, user_agent=None, api_key_id=None)
+    res = find_campaigns(pd.DataFrame(rows + bare), CLUSTERS, ScoringConfig())
+    flagged = res.campaigns[res.campaigns["flagged"]]
+    assert len(flagged) == 1 and flagged.iloc[0]["n_accounts"] == 29
+
+
 def test_operator_communities_merge_on_shared_behaviour_not_one_chance_pair():
     from analyzer.campaigns import _merge_by_behaviour
 
