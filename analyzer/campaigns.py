@@ -250,9 +250,13 @@ class ScoringConfig:
     #: their requests over units below ``operator_work_similarity``) are separate communities; a
     #: group with two or more communities of ``min_operator_accounts`` accounts is split into one campaign
     #: each. A smaller community of two or more accounts, none of them keeping the hours and doing the work of
-    #: an account of a larger one, is one of them too (an eval harness on a few bare accounts); smaller ones
-    #: otherwise join the operator whose hours they resemble most.
+    #: an account of a larger one, is one of them too (an eval harness on a few bare accounts; see
+    #: ``operator_apart_min_requests``); smaller ones otherwise join the operator whose hours they resemble most.
     min_operator_accounts: int = 5
+    #: Requests in the group each account of such a smaller community needs before its unlikeness to every
+    #: operator sets it apart: a fresh pool account's one to three requests say too little about its hours and
+    #: work (its pool's first day would fall apart into fragments), a harness's hundred say enough.
+    operator_apart_min_requests: int = 10
     #: Cosine of two members' smoothed hour-of-day profiles at which they keep common hours (operators).
     operator_timing_similarity: float = 0.5
     #: Cosine of two members' requests over the group's units at which they do common work (operators).
@@ -1120,9 +1124,11 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     is_big = sizes >= config.min_operator_accounts
     # A smaller community of two or more accounts none of which keeps the hours and does the work of an account
     # of a large one is an actor of its own (an eval harness re-running its test set on a few bare accounts),
-    # not a part of the operator whose hours happen to be nearest.
+    # not a part of the operator whose hours happen to be nearest, once each has sent enough to tell.
     reaches_big = alike[:, is_big[comp]].any(axis=1)
-    is_big |= (sizes >= 2) & (np.bincount(comp, weights=reaches_big, minlength=len(sizes)) == 0) & is_big.any()
+    light = mreq.groupby("account_id").size().reindex(members).to_numpy() < config.operator_apart_min_requests
+    apart = np.bincount(comp, weights=reaches_big | light, minlength=len(sizes)) == 0
+    is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)
     if len(big) < 2:
         return [members]
