@@ -713,7 +713,8 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
 
     ``spread * diversity * value_gate(training_value) * weighted mean of the behavioural signals``. A signal
     that is ``None`` does not apply and is left out of the weighted mean, except those named in
-    ``missing_as_zero``, which count as 0 (no evidence found).
+    ``missing_as_zero``, which count as 0 (no evidence found); those named in ``only_when_shown`` are left out
+    at 0 too (they only add evidence).
     """
     num = den = 0.0
     for name, w in weights.items():
@@ -1126,7 +1127,7 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     # of a large one is an actor of its own (an eval harness re-running its test set on a few bare accounts),
     # not a part of the operator whose hours happen to be nearest, once each has sent enough to tell.
     reaches_big = alike[:, is_big[comp]].any(axis=1)
-    light = mreq.groupby("account_id").size().reindex(members).to_numpy() < config.operator_apart_min_requests
+    light = mreq.groupby("account_id").size().reindex(members, fill_value=0).to_numpy() < config.operator_apart_min_requests
     apart = np.bincount(comp, weights=reaches_big | light, minlength=len(sizes)) == 0
     is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)
