@@ -1030,10 +1030,12 @@ def _evidence_values(ctx: _Context, accounts: set[str], around: set[str] | None 
     accounts and nobody else, of which four have sent two requests in the group so far.
     """
     within = accounts | (around or set())
-    shared = sig.concentrated_values(ctx.pairs_of(within), within, ctx.value_accounts, ctx.signals.infra_min_accounts,
+    pairs = ctx.pairs_of(within)
+    shared = sig.concentrated_values(pairs, within, ctx.value_accounts, ctx.signals.infra_min_accounts,
                                      ctx.signals.infra_min_concentration)
     if around:
-        in_core = ctx.pairs_of(accounts).groupby(["field", "value"])["account_id"].nunique()
+        core_pairs = pairs[pairs["account_id"].isin(accounts)]
+        in_core = core_pairs.groupby(["field", "value"])["account_id"].nunique()
         shared = [v for v in shared if in_core.get((v.field, v.value), 0) >= ctx.signals.infra_min_accounts]
     if not shared:
         return shared
@@ -1127,7 +1129,8 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     # of a large one is an actor of its own (an eval harness re-running its test set on a few bare accounts),
     # not a part of the operator whose hours happen to be nearest, once each has sent enough to tell.
     reaches_big = alike[:, is_big[comp]].any(axis=1)
-    light = mreq.groupby("account_id").size().reindex(members, fill_value=0).to_numpy() < config.operator_apart_min_requests
+    n_requests = mreq.groupby("account_id").size().reindex(members, fill_value=0).to_numpy()
+    light = n_requests < config.operator_apart_min_requests
     apart = np.bincount(comp, weights=reaches_big | light, minlength=len(sizes)) == 0
     is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)

@@ -353,8 +353,8 @@ def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int
     """The whole replay benchmark (``analyzer bench --replay``, ``benchmarks/replay.py``): build the scenario
     (``ban_day`` < 0: no bans; ``late`` ``"CAMPAIGN:DAY"`` drops that campaign's requests before DAY, ``None``:
     off; ``days`` and ``n_requests`` override the preset's), split it into days, replay each mode (of
-    :data:`MODES`) into its own workspace under ``workdir`` (default: a temporary folder), score the days and log the figures. Returns the
-    document the script writes as JSON."""
+    :data:`MODES`) into its own workspace under ``workdir`` (default: a temporary folder), score the days and
+    log the figures. Returns the document the script writes as JSON."""
     import tempfile
     from dataclasses import asdict
 
