@@ -59,6 +59,11 @@ class IncrementalParams:
     majority : float
         A new prompt is a member of a topic cluster (not only attributed to it) when more than this share of
         its neighbours, each at ``attach_similarity`` or closer, are in that cluster.
+    index_retrain_growth : float
+        The saved inverted-file index is extended with each run's new vectors until the prompts number this many
+        times those its quantiser was trained on (4.0: twice as many inverted lists are then due, ``4 sqrt(n)``);
+        then, and with ``--recluster``, it is trained again. Training on every run cost 2-3 s a day at 100k
+        prompts and grew with the history.
     """
 
     max_growth: float = 2.0
@@ -66,6 +71,7 @@ class IncrementalParams:
     discovery_days: float = 3.0
     family_sample: int = 100
     majority: float = 0.5
+    index_retrain_growth: float = 4.0
 
 
 # --- topic clusters ---------------------------------------------------------------------------------------------

@@ -51,6 +51,11 @@ MEMORY = {
 #: never cleared as stale.
 STATE = ("campaign_history", "campaign_identity", "campaign_members", "campaign_ended_members")
 
+#: Tables never cleared as stale: the score stage's :data:`STATE`, and the map (``prompt_map``), whose positions
+#: depend only on the vectors: a run keeps the shown points and adds new ones (the app colours them by the
+#: current clusters and campaigns).
+KEPT = (*STATE, "prompt_map")
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -104,7 +109,8 @@ PIPELINE: tuple[StageSpec, ...] = (
               previous=STATE,
               job="group units into campaigns, signals, score, watchlist, stable ids across runs"),
     StageSpec("map", ("embedded", "embedding_shards", "prompt_clusters", "cluster_campaigns"), ("prompt_map",),
-              job="the app's 2-D map of a sample of prompts"),
+              previous=("prompt_map",),
+              job="the app's 2-D map of a sample of prompts: laid out, or the kept one extended"),
     StageSpec("export", ("campaigns", "campaign_accounts", "accounts", "clusters", "cluster_campaigns", "requests",
                          "triage", "campaign_history", "campaign_identity", "ingest_log"), ("export_files",),
               appends=True, job="JSON / CSV / Markdown / STIX files (the app reads the same tables)"),
@@ -156,10 +162,10 @@ def downstream_of(stages: Iterable[str]) -> list[str]:
 
 def stale_after(stages: Iterable[str]) -> list[str]:
     """The workspace tables the runner clears when ``stages`` commit new results: the derived (not
-    :data:`STATE`, not in-memory, not file) outputs of the stages downstream of them."""
+    :data:`KEPT`, not in-memory, not file) outputs of the stages downstream of them."""
     out: list[str] = []
     for name in downstream_of(stages):
-        out += [d for d in STAGES[name].outputs if d not in STATE and d not in MEMORY and d in TABLES]
+        out += [d for d in STAGES[name].outputs if d not in KEPT and d not in MEMORY and d in TABLES]
     return out
 
 

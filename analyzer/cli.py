@@ -373,6 +373,7 @@ def map_cmd(workspace, sample, seed, **kw):
     """Compute the 2-D map (UMAP on a sample of prompts) shown in the app."""
     opts = _options(seed=seed, workspace=workspace, **kw)
     opts.map_sample = sample
+    opts.recluster = True  # this command lays the map out afresh (the only stage it runs)
     _stage("map", ["map"], workspace, opts, {"sample": sample}, tier=kw.get("tier"), embeds=True).close()
 
 

@@ -4,14 +4,23 @@ The index type is chosen by size: exact inner product (``Flat``) up to ``flat_ma
 inverted file with 8-bit scalar quantisation (``IVF{nlist},SQ8``), which keeps recall near 0.9 for the kNN
 graph at a quarter of the memory (see ``../shared/notes/scaling.md``). Vectors are L2-normalised, so inner
 product is cosine similarity and Euclidean distance is ``sqrt(2 - 2 cos)``.
+
+A workspace's index is kept between runs (:func:`update_index`): its ids are **embedding row ids** (a vector's
+shard and row, see :meth:`analyzer.workspace.Workspace.load_embedding_rows`; they never change), so a daily run adds the day's new vectors to the saved
+inverted file instead of training it again on all history; :class:`PositionIndex` answers searches with positions
+in the run's own (hash-ordered) rows. The quantiser is trained again when the prompts have grown
+``retrain_growth`` times since it was trained, or when asked.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
+import pandas as pd
 
 from analyzer.atomic import atomic_path
 
@@ -31,11 +40,15 @@ def index_kind(n: int, flat_max: int = FLAT_MAX) -> str:
     return f"IVF{ivf_lists(n)},SQ8"
 
 
-def build_index(vectors: np.ndarray, flat_max: int = FLAT_MAX, seed: int = 0) -> faiss.Index:
-    """Build an inner-product index over L2-normalised ``vectors`` (float32, shape ``(n, d)``)."""
+def build_index(vectors: np.ndarray, flat_max: int = FLAT_MAX, seed: int = 0, ids: np.ndarray | None = None
+                ) -> faiss.Index:
+    """Build an inner-product index over L2-normalised ``vectors`` (float32, shape ``(n, d)``); its search returns
+    row positions in ``vectors``, or, with ``ids`` (int64, one per row), those ids."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = vectors.shape
     kind = index_kind(n, flat_max)
+    if ids is not None and kind == "Flat":
+        kind = "IDMap,Flat"
     index = faiss.index_factory(d, kind, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         rng = np.random.default_rng(seed)
@@ -46,8 +59,132 @@ def build_index(vectors: np.ndarray, flat_max: int = FLAT_MAX, seed: int = 0) ->
         sample = vectors[rng.choice(n, size=min(n, ivf.nlist * TRAIN_POINTS_PER_LIST), replace=False)]
         index.train(sample)
         ivf.nprobe = 16
-    index.add(vectors)
+    if ids is None:
+        index.add(vectors)
+    else:
+        index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
     return index
+
+
+# --- the workspace's index, kept between runs -----------------------------------------------------------------------
+def hash_tags(hashes: np.ndarray) -> np.ndarray:
+    """A 64-bit tag of each prompt hash, stored beside the index to check that an id still holds the same prompt
+    (a damaged shard is embedded again under a number that may be reused)."""
+    return pd.util.hash_array(np.asarray(hashes, dtype=object)).view(np.int64)
+
+
+@dataclass
+class IndexedRows:
+    """What a saved index holds: the row ids it was given and their prompts' tags, and how many vectors its
+    quantiser was trained for (0: an exact index, nothing trained)."""
+
+    ids: np.ndarray
+    tags: np.ndarray
+    trained_on: int
+
+    def save(self, path: str) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, ids=self.ids, tags=self.tags, trained_on=np.array([self.trained_on], dtype=np.int64))
+
+    @classmethod
+    def load(cls, path: str) -> IndexedRows:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["ids"], z["tags"], int(z["trained_on"][0]))
+
+
+def rows_path(index_path: str) -> str:
+    """Where the :class:`IndexedRows` of the index saved at ``index_path`` are kept."""
+    return index_path + ".rows.npz"
+
+
+class PositionIndex:
+    """A saved index (ids: embedding row ids) searched by position: ``search`` answers with the positions of the
+    found vectors in ``ids`` (the run's rows, in its order), -1 for none; what :func:`knn_graph` and
+    :func:`search` read."""
+
+    def __init__(self, index: faiss.Index, ids: np.ndarray) -> None:
+        self.index = index
+        order = np.argsort(ids, kind="stable")
+        self._sorted, self._positions = np.asarray(ids, dtype=np.int64)[order], order
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims, found = self.index.search(queries, k)
+        if len(self._sorted) == 0:
+            return sims, np.full_like(found, -1)
+        at = np.searchsorted(self._sorted, found).clip(max=len(self._sorted) - 1)
+        ok = (found >= 0) & (self._sorted[at] == found)
+        return sims, np.where(ok, self._positions[at], -1)
+
+
+def update_index(path: str, vectors: np.ndarray, ids: np.ndarray, tags: np.ndarray, seed: int = 0,
+                 retrain_growth: float = 4.0, rebuild: bool = False, flat_max: int = FLAT_MAX
+                 ) -> tuple[faiss.Index, IndexedRows, str]:
+    """The workspace's index over ``vectors`` (ids ``ids``, tags :func:`hash_tags`), from the one saved at
+    ``path`` when it can serve: ``(index, its rows, how)``, ``how`` being ``"extended"`` (the saved inverted file
+    with the new vectors added) or ``"built"``. Nothing is written (see :func:`save_workspace_index`).
+
+    The saved index is extended when it is an inverted file, every id it holds is still among ``ids`` with the
+    same tag, ``vectors`` still call for an inverted file, and they number at most ``retrain_growth`` times the
+    vectors its quantiser was trained for; otherwise (or with ``rebuild``) a new index is built and trained.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    saved = None if rebuild or index_kind(len(ids), flat_max) == "Flat" else _load_saved(path)
+    if saved is not None:
+        index, rows = saved
+        if len(ids) <= retrain_growth * rows.trained_on and index.ntotal == len(rows.ids):
+            order = np.argsort(ids, kind="stable")
+            at = np.searchsorted(ids[order], rows.ids).clip(max=len(ids) - 1)
+            held = order[at]
+            if np.array_equal(ids[held], rows.ids) and np.array_equal(tags[held], rows.tags):
+                new = np.ones(len(ids), dtype=bool)
+                new[held] = False
+                if new.any():
+                    index.add_with_ids(np.ascontiguousarray(vectors[new], dtype=np.float32), ids[new])
+                return index, IndexedRows(np.concatenate([rows.ids, ids[new]]),
+                                          np.concatenate([rows.tags, tags[new]]), rows.trained_on), "extended"
+    index = build_index(vectors, flat_max, seed, ids=ids)
+    trained = len(ids) if index_kind(len(ids), flat_max) != "Flat" else 0
+    return index, IndexedRows(ids, np.asarray(tags, dtype=np.int64), trained), "built"
+
+
+def _load_saved(path: str) -> tuple[faiss.Index, IndexedRows] | None:
+    """The inverted-file index saved at ``path`` and its rows, or ``None`` (none, unreadable, or not one)."""
+    if not (os.path.exists(path) and os.path.exists(rows_path(path))):
+        return None
+    try:
+        index, rows = load_index(path), IndexedRows.load(rows_path(path))
+    except (RuntimeError, OSError, ValueError, KeyError):
+        return None
+    try:
+        faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    return index, rows
+
+
+def save_workspace_index(path: str, index: faiss.Index, rows: IndexedRows) -> None:
+    """Write the index, then its rows (each atomically): a run killed between the two leaves rows that do not
+    match the index's size, and the next run builds afresh."""
+    save_index(index, path)
+    rows.save(rows_path(path))
+
+
+def load_position_index(path: str, ids: np.ndarray) -> PositionIndex | faiss.Index | None:
+    """The index saved at ``path`` for searching by position in the rows ``ids`` (a :class:`PositionIndex`), a
+    positional index saved before ids were kept (no rows file), or ``None`` when there is none or it does
+    not cover ``ids``."""
+    if not os.path.exists(path):
+        return None
+    index = load_index(path)
+    if not os.path.exists(rows_path(path)):
+        return index if index.ntotal == len(ids) else None
+    if index.ntotal != len(ids):
+        return None
+    return PositionIndex(index, ids)
 
 
 def knn_graph(

@@ -20,6 +20,10 @@ pynndescent). The map only has to show where clusters and campaigns sit, so:
 
 A placed prompt lands among its own cluster's representatives, so the app's colouring by cluster stays coherent,
 and a large cluster keeps a large footprint.
+
+Between layouts a daily run keeps the shown points and places new ones beside them (:func:`extend_points`, then
+:func:`place_points` with the shown points as representatives): a campaign that appeared since the layout gets
+its points among the prompts most like its own.
 """
 
 from __future__ import annotations
@@ -110,6 +114,25 @@ def select_points(units: np.ndarray, campaign_units: np.ndarray, total: int, par
     take_c = min(room - take_n, len(pool_c))
     placed = np.concatenate([pool_c[:take_c], pool_n[:take_n]]).astype(np.int64)
     return np.flatnonzero(reps), np.sort(placed)
+
+
+def extend_points(units: np.ndarray, campaign_units: np.ndarray, shown: np.ndarray, total: int, params: MapParams,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Which prompts to add to a kept map whose shown prompts are the rows ``shown`` (they are placed, not laid
+    out): ``min_per_cluster`` prompts of each campaign cluster with no shown prompt, so every campaign stays on
+    the map, then a uniform sample of the others while the map holds fewer than ``total`` points. A sorted
+    index array, disjoint from ``shown``."""
+    units = np.asarray(units, dtype=np.int64)
+    n = len(units)
+    is_shown = np.zeros(n, dtype=bool)
+    is_shown[shown] = True
+    missing = np.setdiff1d(np.asarray(campaign_units, dtype=np.int64), units[is_shown])
+    candidates = np.flatnonzero(~is_shown & (units >= 0) & np.isin(units, missing))
+    add = candidates[_rank_in_group(units[candidates], rng) < params.min_per_cluster]
+    room = max(min(int(total), n) - int(is_shown.sum()) - len(add), 0)
+    rest = np.flatnonzero(~is_shown)
+    rest = rest[~np.isin(rest, add)]
+    return np.sort(np.concatenate([add, rng.choice(rest, min(room, len(rest)), replace=False)])).astype(np.int64)
 
 
 # --- layout -------------------------------------------------------------------------------------------------------

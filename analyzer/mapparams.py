@@ -37,6 +37,11 @@ class MapParams:
     jitter : float
         Standard deviation of the noise added to placed points, as a share of the layout's median
         nearest-neighbour distance (keeps points with a single close representative from stacking).
+    relayout_growth : float
+        A run lays the map out afresh (UMAP) when the embedded prompts have grown by more than this share since
+        the last layout (1.0: doubled; with even daily volume, layouts on days 1, 2, 4, 8, 16, ...), when there is
+        no map, or with ``--recluster``. Otherwise it keeps every shown point where it is and places beside them
+        a point for each campaign cluster that has none, and new prompts while the map is below its size.
     """
 
     min_per_cluster: int = 5
@@ -49,3 +54,4 @@ class MapParams:
     negative_samples: int = 5
     place_neighbors: int = 5
     jitter: float = 0.25
+    relayout_growth: float = 1.0

@@ -10,6 +10,7 @@ a vector, and the later stages recompute from stored data.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -282,16 +283,23 @@ def export_embeddings(ws: Workspace, cache_dir: str, key: str) -> int:
 
 
 # --- index + cluster + label ------------------------------------------------------------------------------------
-def build_index(ws: Workspace, options: RunOptions):
-    """Build and save the FAISS index for the stored vectors; returns ``(hashes, vectors, index)``."""
+def build_index(ws: Workspace, options: RunOptions, stats: dict | None = None):
+    """The FAISS index for the stored vectors, the saved one extended with the new vectors when it can serve
+    (:func:`analyzer.index.update_index`; trained afresh with ``options.recluster``), saved again; returns
+    ``(hashes, vectors, index)``, the index searched by position in ``hashes``. ``stats`` gets how it was made."""
     key = embedder_for(options).key
-    hashes, vectors = ws.load_embeddings(key)
+    hashes, vectors, ids = ws.load_embedding_rows(key)
     if len(hashes) == 0:
         raise RuntimeError("no embedded prompts in the workspace: run 'analyzer ingest' and 'analyzer embed' first")
-    index = index_mod.build_index(vectors, seed=options.seed)
-    index_mod.save_index(index, ws.index_path(key))
+    path = ws.index_path(key)
+    index, rows, how = index_mod.update_index(path, vectors, ids, index_mod.hash_tags(hashes), seed=options.seed,
+                                              retrain_growth=options.incremental.index_retrain_growth,
+                                              rebuild=options.recluster)
+    index_mod.save_workspace_index(path, index, rows)
     checkpoint("index.written")
-    return hashes, vectors, index
+    if stats is not None:
+        stats.update(index=how, trained_on=rows.trained_on)
+    return hashes, vectors, index_mod.PositionIndex(index, ids)
 
 
 def intent_vectors(options: RunOptions) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
@@ -851,10 +859,44 @@ def _known_families(ws: Workspace, options: RunOptions) -> _Families:
     tf = ws.family_sample("template", ip.family_sample)
     heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
                                           options.cluster.edge_words)
-    sf = ws.family_sample("scaffold", ip.family_sample)
-    sentences = assign_mod.scaffold_sentences(sf["text"].map(analysis_text).tolist(), sf["family"].tolist(),
-                                              min_prompts=FAMILY_SENTENCE_MIN_MEMBERS)
+    sentences = scaffold_family_sentences(ws, ws.family_sample("scaffold", ip.family_sample))
     return _Families(heads, tails, sentences)
+
+
+def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, set[str]]:
+    """The recurring sentences of each scaffold family (:func:`analyzer.assign.scaffold_sentences`) from its
+    ``sample`` of members (``prompt_hash, family, text``), memoised in the workspace's
+    ``cache/scaffold-sentences.json`` under a digest of the family's sample: a family whose sample did not change
+    since the last run is not read again (it cost about a second a day at 100k prompts). The memo is only a
+    shortcut: a missing or unreadable one is made again, and what it gives is what the computation gives."""
+    path = os.path.join(ws.path, "cache", "scaffold-sentences.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            memo = json.load(fh)
+    except (OSError, ValueError):
+        memo = {}
+    out: dict[int, set[str]] = {}
+    fresh: dict[str, dict] = {}
+    todo: list[pd.DataFrame] = []
+    for fam, grp in sample.groupby("family", sort=True):
+        key = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}\n" + "\n".join(grp["prompt_hash"])
+        digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+        hit = memo.get(str(fam)) if isinstance(memo, dict) else None
+        if isinstance(hit, dict) and hit.get("sample") == digest and isinstance(hit.get("sentences"), list):
+            out[int(fam)] = set(hit["sentences"])
+        else:
+            todo.append(grp)
+        fresh[str(fam)] = {"sample": digest}
+    if todo:
+        rest = pd.concat(todo)
+        out.update(assign_mod.scaffold_sentences(rest["text"].map(analysis_text).tolist(), rest["family"].tolist(),
+                                                 min_prompts=FAMILY_SENTENCE_MIN_MEMBERS))
+    for fam, entry in fresh.items():
+        entry["sentences"] = sorted(out.get(int(fam), set()))
+    if todo or set(fresh) != set(memo if isinstance(memo, dict) else {}):
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(fresh, fh)
+    return out
 
 
 def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options: RunOptions, key: str) -> dict:
@@ -1352,12 +1394,18 @@ def store_watch(ws: Workspace, entry: watch_mod.WatchEntry) -> None:
 
 
 # --- map ----------------------------------------------------------------------------------------------------------------
-def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None) -> dict[str, int]:
+def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, relayout: bool = False
+             ) -> dict[str, int | str]:
     """The app's 2-D map of up to ``options.map_sample`` prompts (see :mod:`analyzer.maplayout`).
 
-    UMAP lays out cluster representatives -- every cluster of every campaign among them -- and the other
-    shown prompts are placed beside their most similar representatives. ``write``: the runner's queue of
-    writes (without it ``prompt_map`` is written here).
+    A layout: UMAP lays out cluster representatives -- every cluster of every campaign among them -- and the
+    other shown prompts are placed beside their most similar representatives. A run lays the map out when there
+    is none, with ``relayout`` (``--recluster``, ``analyzer map``), when the kept map has more points than
+    ``options.map_sample``, or when the prompts have grown by more than ``options.map.relayout_growth`` since the
+    last layout (:func:`map_layout_basis`); otherwise it keeps the
+    shown points where they are and places new ones beside them (:func:`analyzer.maplayout.extend_points`), at a cost that does not
+    grow with the history's layout. ``write``: the runner's queue of writes (without it ``prompt_map`` is
+    written here).
     """
     from analyzer import maplayout
 
@@ -1375,6 +1423,20 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None) 
     units, campaign_units = map_units(ws, hashes)
     params = options.map
     rng = np.random.default_rng(options.seed)
+    basis = None if relayout else map_layout_basis(ws)
+    if basis is not None and len(hashes) <= (1.0 + params.relayout_growth) * basis:
+        shown = ws.table("prompt_map", ["prompt_hash", "x", "y"])
+        at = pd.Index(hashes).get_indexer(shown["prompt_hash"])
+        if 10 <= (at >= 0).sum() <= options.map_sample:  # a kept map larger than asked for is made again
+            shown, at = shown[at >= 0], at[at >= 0]
+            add = maplayout.extend_points(units, campaign_units, at, options.map_sample, params, rng)
+            xy = maplayout.place_points(vectors[add], vectors[at], shown[["x", "y"]].to_numpy(), params, rng,
+                                        units[add], units[at])
+            frame = pd.concat([shown, pd.DataFrame({"prompt_hash": hashes[add], "x": xy[:, 0], "y": xy[:, 1]})],
+                              ignore_index=True)
+            save(frame)
+            return {"layout": "extended", "points": int(len(frame)), "added": int(len(add)),
+                    "layout_prompts": int(basis)}
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
     xy = maplayout.umap_layout(vectors[reps], params, options.seed)
     placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng, units[placed], units[reps])
@@ -1384,7 +1446,18 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None) 
     frame = pd.DataFrame({"prompt_hash": hashes[idx[order]], "x": pos[order, 0].astype(float),
                           "y": pos[order, 1].astype(float)})
     save(frame)
-    return {"points": int(len(frame)), "laid_out": int(len(reps)), "placed": int(len(placed))}
+    return {"layout": "full", "points": int(len(frame)), "laid_out": int(len(reps)), "placed": int(len(placed)),
+            "layout_prompts": int(len(hashes))}
+
+
+def map_layout_basis(ws: Workspace) -> int | None:
+    """How many prompts the map's last layout was made over (the latest finished run's map stats), or ``None``
+    when that is unknown (no map yet, or one recorded before maps were extended)."""
+    for _run_id, stats in ws.ok_run_stats():
+        found = stats.get("map") or {}
+        if found:
+            return found.get("layout_prompts")
+    return None
 
 
 def map_units(ws: Workspace, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -189,7 +189,8 @@ class Embed(Stage):
 
 
 class Index(Stage):
-    """Build and save the FAISS index over the stored vectors; hands ``vectors`` (hashes, vectors, index) on.
+    """Build (or extend the saved) FAISS index over the stored vectors and save it; hands ``vectors`` (hashes,
+    vectors, index) on.
 
     Attributes
     ----------
@@ -200,10 +201,11 @@ class Index(Stage):
     name = "index"
 
     def run(self, ctx: Context) -> dict:
-        built = pipeline.build_index(ctx.ws, self.options)
+        stats: dict = {}
+        built = pipeline.build_index(ctx.ws, self.options, stats)
         ctx.put("vectors", built)
         self.n_prompts_ = int(len(built[0]))
-        return {"prompts": self.n_prompts_}
+        return {"prompts": self.n_prompts_, **stats}
 
 
 class Cluster(Stage):
@@ -307,7 +309,8 @@ class Score(Stage):
 
 
 class Map(Stage):
-    """The app's 2-D map of a sample of prompts (:func:`analyzer.pipeline.make_map`).
+    """The app's 2-D map of a sample of prompts (:func:`analyzer.pipeline.make_map`): laid out afresh with
+    ``options.recluster`` or when the prompts have grown enough, else the kept map extended.
 
     Attributes
     ----------
@@ -318,7 +321,7 @@ class Map(Stage):
     name = "map"
 
     def run(self, ctx: Context) -> dict:
-        self.stats_ = pipeline.make_map(ctx.ws, self.options, write=ctx.write)
+        self.stats_ = pipeline.make_map(ctx.ws, self.options, write=ctx.write, relayout=self.options.recluster)
         return self.stats_
 
 

@@ -148,9 +148,17 @@ def ingest_totals(source: Connection | Workspace) -> dict[str, int]:
 
 
 def embedded_hashes(source: Connection | Workspace, model_key: str) -> pd.Series:
-    """Prompt hashes with a vector for ``model_key``, in hash order (the rows of the FAISS index)."""
+    """Prompt hashes with a vector for ``model_key``, in hash order (the order the pipeline reads vectors in)."""
     return _db(source).execute(
         "SELECT prompt_hash FROM embedded WHERE model_key = ? ORDER BY prompt_hash", [model_key]).df()["prompt_hash"]
+
+
+def embedded_rows(source: Connection | Workspace, model_key: str) -> pd.DataFrame:
+    """``prompt_hash``, ``shard``, ``row`` of every vector for ``model_key``, in hash order (shard and row make
+    the ids of the workspace's FAISS index)."""
+    return _db(source).execute(
+        """SELECT prompt_hash, shard, "row" FROM embedded WHERE model_key = ? ORDER BY prompt_hash""",
+        [model_key]).df()
 
 
 # --- triage ------------------------------------------------------------------------------------------------------

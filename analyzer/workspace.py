@@ -244,6 +244,12 @@ UNIT_JOINS = """FROM requests r LEFT JOIN prompt_clusters pc USING (prompt_hash)
             LEFT JOIN system_clusters sc ON sc.system_hash = md5(r.system_prompt)"""
 
 
+def embedding_row_ids(shards: pd.Series | np.ndarray, rows: pd.Series | np.ndarray) -> np.ndarray:
+    """The id of each stored vector (its embedding shard and row, ``shard << 32 | row``): the ids of the
+    workspace's FAISS index (:func:`analyzer.index.update_index`)."""
+    return (np.asarray(shards, dtype=np.int64) << 32) | np.asarray(rows, dtype=np.int64)
+
+
 class WorkspaceLocked(RuntimeError):
     """Another process is writing to this workspace."""
 
@@ -738,7 +744,14 @@ class Workspace:
         return n
 
     def load_embeddings(self, model_key: str) -> tuple[np.ndarray, np.ndarray]:
-        """All stored vectors for ``model_key``: ``(prompt_hashes, float32 matrix)`` in hash order.
+        """All stored vectors for ``model_key``: ``(prompt_hashes, float32 matrix)`` in hash order (see
+        :meth:`load_embedding_rows`)."""
+        hashes, vectors, _ = self.load_embedding_rows(model_key)
+        return hashes, vectors
+
+    def load_embedding_rows(self, model_key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All stored vectors for ``model_key``: ``(prompt_hashes, float32 matrix, row ids)`` in hash order; a
+        vector's row id (:func:`embedding_row_ids`) names its shard and row and never changes.
 
         Raises :class:`WorkspaceCorrupt` for a missing or damaged shard, or one that is not a float array
         (``allow_pickle=False`` always: an object array is refused, never unpickled).
@@ -748,7 +761,7 @@ class Workspace:
             [model_key],
         ).df()
         if rows.empty:
-            return np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32)
+            return np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
         out: np.ndarray | None = None
         for shard, grp in rows.groupby("shard", sort=True):
             arr = load_npy(self.shard_path(model_key, int(shard)))
@@ -764,7 +777,7 @@ class Workspace:
         assert out is not None
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.where(norms > 0, norms, 1.0)
-        return rows["prompt_hash"].to_numpy(dtype=object), out
+        return rows["prompt_hash"].to_numpy(dtype=object), out, embedding_row_ids(rows["shard"], rows["row"])
 
     def index_path(self, model_key: str) -> str:
         return os.path.join(self.path, "index", f"{model_key}.faiss")

@@ -208,3 +208,36 @@ def test_a_day_of_entirely_new_content_triggers_a_recluster(two_days, tmp_path) 
         ws.close()
     assert stats["cluster"]["path"] == "full" and stats["cluster"]["trigger"] == "unassigned"
     assert stats["assign_discarded"]["unassigned_request_share"] > 0.9
+
+
+def test_scaffold_sentences_memo_gives_what_the_computation_gives(tmp_path) -> None:
+    """The daily run's memo of scaffold families' sentences: reused while a family's sample is unchanged, made
+    again for a family whose sample changed, and harmless when damaged."""
+    import pandas as pd
+
+    from analyzer.pipeline import analysis_text, scaffold_family_sentences
+    from analyzer.workspace import Workspace
+
+    frags = ["Think through the problem step by step before answering", "Show every intermediate calculation",
+             "Finish with the final answer on its own line", "Grade the answer against the rubric below",
+             "Return a score from one to ten with a reason"]
+    rows = [(f"h{f}{i}", f, ". ".join(frags[f * 2: f * 2 + 3]) + f". Item {i}: what is {i} plus {i + 1}?")
+            for f in (0, 1) for i in range(6)]
+    sample = pd.DataFrame(rows, columns=["prompt_hash", "family", "text"])
+
+    def computed(frame):
+        return assign.scaffold_sentences(frame["text"].map(analysis_text).tolist(), frame["family"].tolist(),
+                                         min_prompts=2)
+
+    with Workspace(str(tmp_path / "ws"), create=True) as ws:
+        memo = tmp_path / "ws" / "cache" / "scaffold-sentences.json"
+        first = scaffold_family_sentences(ws, sample)
+        assert first == computed(sample) and all(first.values()) and memo.exists()
+        assert scaffold_family_sentences(ws, sample) == first
+        grown = pd.concat([sample.iloc[6:], pd.DataFrame(
+            [("h1x", 1, f"{frags[2]}. A new sentence that every member now carries here. Item x: 2 + 2?"),
+             ("h1y", 1, f"{frags[3]}. A new sentence that every member now carries here. Item y: 3 + 3?")],
+            columns=sample.columns)])
+        assert scaffold_family_sentences(ws, grown) == computed(grown) != computed(sample.iloc[6:])
+        memo.write_text("{not json", encoding="utf-8")
+        assert scaffold_family_sentences(ws, sample) == first

@@ -150,3 +150,47 @@ def test_scaffolds_survive_fragment_order_and_ignore_task_text():
         f.lower().rstrip(".") for f in fragments} for s in out[:20])
     # A prompt that is nothing but recurring sentences is a repeat, not a filled template.
     assert cluster.scaffolds([fragments[0] + " " + fragments[1]] * 10, min_prompts=8)[0] is None
+
+
+def _saved_index_case(tmp_path, n_old=4000, n_new=400, d=32):
+    """Vectors with shuffled embedding row ids (hash order is not row order), the first ``n_old`` indexed."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(n_old + n_new, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ids = (np.int64(1) << 32) + rng.permutation(n_old + n_new).astype(np.int64)
+    tags = index.hash_tags(np.array([f"h{i}" for i in ids], dtype=object))
+    path = str(tmp_path / "k.faiss")
+    old = np.sort(rng.choice(n_old + n_new, n_old, replace=False))
+    built, rows, how = index.update_index(path, x[old], ids[old], tags[old], flat_max=1000)
+    assert how == "built" and rows.trained_on == n_old
+    index.save_workspace_index(path, built, rows)
+    return x, ids, tags, path
+
+
+def test_saved_index_is_extended_and_searched_by_position(tmp_path):
+    """A daily run adds the new vectors to the saved inverted file (no training); searches answer with positions
+    in the run's rows, and each vector finds itself first."""
+    x, ids, tags, path = _saved_index_case(tmp_path)
+    extended, rows, how = index.update_index(path, x, ids, tags, flat_max=1000)
+    assert how == "extended" and extended.ntotal == len(x) and rows.trained_on == 4000
+    found = index.PositionIndex(extended, ids)
+    _, top = found.search(x, 1)
+    assert (top[:, 0] == np.arange(len(x))).mean() > 0.99
+    nbrs, _ = index.knn_graph(found, x, k=5, ids=np.arange(10))
+    assert ((nbrs >= 0) & (nbrs < len(x))).all() and not (nbrs == np.arange(10)[:, None]).any()
+
+
+def test_saved_index_is_trained_again_when_it_cannot_serve(tmp_path):
+    """Grown past retrain_growth, a vector's id holding another prompt (a re-embedded shard), a missing rows
+    file, or --recluster: a fresh index, trained on everything."""
+    x, ids, tags, path = _saved_index_case(tmp_path)
+    assert index.update_index(path, x, ids, tags, flat_max=1000, retrain_growth=1.05)[2] == "built"
+    other = tags.copy()
+    other[:] += 1
+    assert index.update_index(path, x, ids, other, flat_max=1000)[2] == "built"
+    assert index.update_index(path, x, ids, tags, flat_max=1000, rebuild=True)[2] == "built"
+    import os
+
+    os.remove(index.rows_path(path))
+    again, rows, how = index.update_index(path, x, ids, tags, flat_max=1000)
+    assert how == "built" and rows.trained_on == len(x) and again.ntotal == len(x)

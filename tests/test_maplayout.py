@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from analyzer import maplayout
 from analyzer.maplayout import MapParams, place_points, select_points, umap_layout
 
 
@@ -60,3 +61,18 @@ def test_layout_keeps_clusters_apart_and_placed_points_land_on_their_cluster():
     pos = place_points(new, x, xy, params, np.random.default_rng(0), units=wrong, rep_units=labels)
     nearest = np.linalg.norm(pos[:, None] - centroids[None], axis=2).argmin(axis=1)
     assert (nearest == wrong).all()
+
+
+def test_a_kept_map_gets_every_new_campaign_cluster_and_fills_up_to_its_size():
+    """Between layouts: each campaign cluster without a shown prompt gets min_per_cluster of them (a small one all
+    it has), shown prompts are not added again, and other prompts fill the map only up to its size."""
+    rng = np.random.default_rng(0)
+    units = np.concatenate([np.full(50, 1), np.full(40, 2), np.full(3, 3), np.full(200, -1)])
+    shown = np.arange(0, 50, 2)  # half of cluster 1; clusters 2 and 3 (new campaign clusters) have none
+    params = MapParams(min_per_cluster=5)
+    add = maplayout.extend_points(units, np.array([1, 2, 3]), shown, 60, params, rng)
+    assert not np.isin(add, shown).any() and (np.diff(add) > 0).all()
+    assert (units[add] == 2).sum() >= 5 and (units[add] == 3).sum() == 3
+    assert len(shown) + len(add) == 60
+    full = maplayout.extend_points(units, np.array([1, 2, 3]), shown, len(shown), params, rng)
+    assert sorted(set(units[full])) == [2, 3] and len(full) == 8  # a full map: only the campaigns' points

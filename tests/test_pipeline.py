@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT, SAMPLE_TRUTH
 
@@ -147,6 +148,31 @@ def test_small_map_still_shows_every_flagged_campaign_cluster(sample_workspace_c
     w.close()
     assert stats["points"] <= max(120, n_campaign_clusters) < n_prompts
     assert n_flagged_clusters > 0 and missing == []
+
+
+def test_a_later_map_keeps_its_points_and_shows_a_campaign_it_lacked(sample_workspace_copy):
+    """Between layouts the map stage keeps every shown point where it is and adds the campaign clusters without
+    a point (here: one whose points were taken off); a relayout lays everything out again."""
+    from analyzer.pipeline import RunOptions, make_map
+
+    w = Workspace(str(sample_workspace_copy))
+    gone = w.db.execute(
+        """SELECT c.cluster_id FROM clusters c JOIN cluster_campaigns USING (cluster_id) JOIN campaigns cp
+           USING (campaign_id) WHERE cp.flagged AND coalesce(c.kind, '') <> 'system' ORDER BY c.n_prompts DESC
+           LIMIT 1""").fetchall()[0][0]
+    w.db.execute("""DELETE FROM prompt_map WHERE prompt_hash IN (SELECT prompt_hash FROM prompt_clusters
+                    WHERE coalesce(assigned_cluster, cluster_id) = ?)""", [gone])
+    before = w.table("prompt_map")
+    assert _flagged_clusters_missing_from_map(w)[1] == [(gone,)]
+    stats = make_map(w, RunOptions(progress=False))
+    after = w.table("prompt_map")
+    assert stats["layout"] == "extended" and stats["added"] > 0
+    kept = before.merge(after, on="prompt_hash", suffixes=("_0", "_1"))
+    assert len(kept) == len(before)
+    assert np.allclose(kept["x_0"], kept["x_1"]) and np.allclose(kept["y_0"], kept["y_1"])
+    assert _flagged_clusters_missing_from_map(w)[1] == []
+    assert make_map(w, RunOptions(progress=False), relayout=True)["layout"] == "full"
+    w.close()
 
 
 def test_run_record_versions_do_not_import_heavy_packages():

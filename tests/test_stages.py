@@ -76,10 +76,11 @@ def test_the_writer_refuses_a_table_its_stage_does_not_declare(tmp_path):
     ws.close()
 
 
-def test_a_clustering_makes_the_campaign_tables_and_the_map_stale_but_not_the_history():
+def test_a_clustering_makes_the_campaign_tables_stale_but_not_the_history_or_the_map():
+    """The map's positions depend on the vectors only: kept, and extended by the next map stage."""
     assert catalog.stale_after(["cluster", "label"]) == ["campaigns", "campaign_accounts", "accounts",
-                                                         "cluster_campaigns", "prompt_map"]
-    assert catalog.stale_after(["score"]) == ["prompt_map"]
+                                                         "cluster_campaigns"]
+    assert catalog.stale_after(["score"]) == []
     assert catalog.downstream_of(["ingest"])[:3] == ["embed", "index", "cluster"]
 
 
@@ -129,9 +130,11 @@ def test_a_clustering_clears_what_it_makes_stale_and_a_score_brings_it_back(smal
     assert len(before) and len(_table(ws, "SELECT * FROM prompt_map")) and len(_table(ws, "SELECT * FROM cluster_campaigns"))
     res = _cli(["cluster", "--workspace", ws, "--quiet"])
     assert res.exit_code == 0, res.output
-    for table in ("campaigns", "campaign_accounts", "accounts", "cluster_campaigns", "prompt_map"):
+    for table in ("campaigns", "campaign_accounts", "accounts", "cluster_campaigns"):
         assert _table(ws, f"SELECT count(*) AS n FROM {table}")["n"][0] == 0, table
-    # the clustering and its labels are there, and the score stage's memory of the last campaigns is kept
+    # the clustering and its labels are there, the score stage's memory of the last campaigns is kept, and so is
+    # the map (positions depend on the vectors only)
+    assert len(_table(ws, "SELECT * FROM prompt_map"))
     assert _table(ws, "SELECT count(*) AS n FROM clusters WHERE n_accounts > 0")["n"][0] > 0
     assert _table(ws, "SELECT count(*) AS n FROM campaign_members")["n"][0] > 0
     res = _cli(["score", "--workspace", ws])

@@ -543,18 +543,18 @@ def embedding_settings(ws_path: str) -> tuple[str, int, str]:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def search_index(ws_path: str, run_key: str, model_key: str) -> tuple[Any, np.ndarray] | None:
-    """The workspace's FAISS index and the prompt hash of each of its rows (``None`` if not built)."""
-    from analyzer.index import load_index
+    """The workspace's FAISS index, searched by position, and the prompt hash at each position (``None`` if not
+    built, or not over the stored vectors)."""
+    from analyzer.index import load_position_index
+    from analyzer.workspace import embedding_row_ids
 
     path = os.path.join(ws_path, "index", f"{model_key}.faiss")
-    if not os.path.exists(path):
-        return None
-    index = load_index(path)
     with connect(ws_path) as con:
-        hashes = store.embedded_hashes(con, model_key).to_numpy(dtype=object)
-    if len(hashes) != index.ntotal:
+        rows = store.embedded_rows(con, model_key)
+    index = load_position_index(path, embedding_row_ids(rows["shard"], rows["row"]))
+    if index is None:
         return None
-    return index, hashes
+    return index, rows["prompt_hash"].to_numpy(dtype=object)
 
 
 def semantic_search(ws_path: str, run_key: str, text: str, k: int = 30) -> pd.DataFrame:
