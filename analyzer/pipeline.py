@@ -1400,7 +1400,7 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
 
     A layout: UMAP lays out cluster representatives -- every cluster of every campaign among them -- and the
     other shown prompts are placed beside their most similar representatives. A run lays the map out when there
-    is none, with ``relayout`` (``--recluster``, ``analyzer map``), when the kept map has more points than
+    is none, with ``relayout`` (``--recluster``, ``analyzer map``), when the map was laid out for another
     ``options.map_sample``, or when the prompts have grown by more than ``options.map.relayout_growth`` since the
     last layout (:func:`map_layout_basis`); otherwise it keeps the
     shown points where they are and places new ones beside them (:func:`analyzer.maplayout.extend_points`), at a cost that does not
@@ -1424,10 +1424,11 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
     params = options.map
     rng = np.random.default_rng(options.seed)
     basis = None if relayout else map_layout_basis(ws)
-    if basis is not None and len(hashes) <= (1.0 + params.relayout_growth) * basis:
+    if (basis is not None and basis[1] == options.map_sample
+            and len(hashes) <= (1.0 + params.relayout_growth) * basis[0]):
         shown = ws.table("prompt_map", ["prompt_hash", "x", "y"])
         at = pd.Index(hashes).get_indexer(shown["prompt_hash"])
-        if 10 <= (at >= 0).sum() <= options.map_sample:  # a kept map larger than asked for is made again
+        if (at >= 0).sum() >= 10:
             shown, at = shown[at >= 0], at[at >= 0]
             add = maplayout.extend_points(units, campaign_units, at, options.map_sample, params, rng)
             xy = maplayout.place_points(vectors[add], vectors[at], shown[["x", "y"]].to_numpy(), params, rng,
@@ -1436,7 +1437,7 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
                               ignore_index=True)
             save(frame)
             return {"layout": "extended", "points": int(len(frame)), "added": int(len(add)),
-                    "layout_prompts": int(basis)}
+                    "layout_prompts": int(basis[0]), "sample": int(options.map_sample)}
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
     xy = maplayout.umap_layout(vectors[reps], params, options.seed)
     placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng, units[placed], units[reps])
@@ -1447,16 +1448,19 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
                           "y": pos[order, 1].astype(float)})
     save(frame)
     return {"layout": "full", "points": int(len(frame)), "laid_out": int(len(reps)), "placed": int(len(placed)),
-            "layout_prompts": int(len(hashes))}
+            "layout_prompts": int(len(hashes)), "sample": int(options.map_sample)}
 
 
-def map_layout_basis(ws: Workspace) -> int | None:
-    """How many prompts the map's last layout was made over (the latest finished run's map stats), or ``None``
-    when that is unknown (no map yet, or one recorded before maps were extended)."""
+def map_layout_basis(ws: Workspace) -> tuple[int, int] | None:
+    """``(prompts, sample)``: how many prompts the map's last layout was made over and the map size it was asked
+    for (the latest finished run's map stats), or ``None`` when unknown (no map yet, or one recorded before maps
+    were extended)."""
     for _run_id, stats in ws.ok_run_stats():
         found = stats.get("map") or {}
         if found:
-            return found.get("layout_prompts")
+            if "layout_prompts" in found and "sample" in found:
+                return int(found["layout_prompts"]), int(found["sample"])
+            return None
     return None
 
 

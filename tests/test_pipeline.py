@@ -152,7 +152,7 @@ def test_small_map_still_shows_every_flagged_campaign_cluster(sample_workspace_c
 
 def test_a_later_map_keeps_its_points_and_shows_a_campaign_it_lacked(sample_workspace_copy):
     """Between layouts the map stage keeps every shown point where it is and adds the campaign clusters without
-    a point (here: one whose points were taken off); a relayout lays everything out again."""
+    a point (here: one whose points were taken off); another map size or a relayout lays everything out again."""
     from analyzer.pipeline import RunOptions, make_map
 
     w = Workspace(str(sample_workspace_copy))
@@ -164,14 +164,15 @@ def test_a_later_map_keeps_its_points_and_shows_a_campaign_it_lacked(sample_work
                     WHERE coalesce(assigned_cluster, cluster_id) = ?)""", [gone])
     before = w.table("prompt_map")
     assert _flagged_clusters_missing_from_map(w)[1] == [(gone,)]
-    stats = make_map(w, RunOptions(progress=False))
+    assert make_map(w, RunOptions(progress=False, map_sample=2000), write=lambda **_: None)["layout"] == "full"
+    stats = make_map(w, RunOptions(progress=False, map_sample=3000))  # the size the workspace's map was made for
     after = w.table("prompt_map")
     assert stats["layout"] == "extended" and stats["added"] > 0
     kept = before.merge(after, on="prompt_hash", suffixes=("_0", "_1"))
     assert len(kept) == len(before)
     assert np.allclose(kept["x_0"], kept["x_1"]) and np.allclose(kept["y_0"], kept["y_1"])
     assert _flagged_clusters_missing_from_map(w)[1] == []
-    assert make_map(w, RunOptions(progress=False), relayout=True)["layout"] == "full"
+    assert make_map(w, RunOptions(progress=False, map_sample=3000), relayout=True)["layout"] == "full"
     w.close()
 
 
