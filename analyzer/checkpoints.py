@@ -32,15 +32,17 @@ CHECKPOINTS: dict[str, str] = {
     "ingest.quarantine_written": "every batch committed and quarantine/rejected-<run>.jsonl renamed into place",
     "embed.shard_file_written": "an embedding shard's file is complete on disk; its `embedded` rows are not",
     "embed.shard_recorded": "an embedding shard's file and its `embedded` rows are stored",
-    "index.written": "the FAISS index file renamed into place",
+    "index.file_written": "the FAISS index file renamed into place; the record of the rows it holds is the "
+                          "previous run's (the next run finds them apart and builds the index afresh)",
+    "index.written": "the FAISS index file and the record of its rows renamed into place",
     "cluster.before_commit": "the full cluster and label stages' tables inserted (the runner cleared the tables "
-                             "they make stale: campaigns, map), not committed",
+                             "they make stale: campaigns), not committed",
     "cluster.committed": "the full cluster and label stages' tables committed",
     "assign.before_commit": "the incremental cluster and label stages' rows upserted (stale tables cleared), not "
                             "committed",
     "assign.committed": "the incremental cluster and label stages' rows committed",
-    "score.before_commit": "campaign tables, cluster_campaigns, history, identity and member snapshot inserted "
-                           "(the map cleared as stale), not committed",
+    "score.before_commit": "campaign tables, cluster_campaigns, history, identity and member snapshot inserted, "
+                           "not committed",
     "score.committed": "campaign tables, history, identity and member snapshot committed",
     "map.before_commit": "the map's points inserted, not committed",
     "map.committed": "the map's points committed",

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.atomic import atomic_path
+from analyzer.checkpoints import checkpoint
 
 FLAT_MAX = 60_000
 TRAIN_POINTS_PER_LIST = 20
@@ -170,6 +171,7 @@ def save_workspace_index(path: str, index: faiss.Index, rows: IndexedRows) -> No
     """Write the index, then its rows (each atomically): a run killed between the two leaves rows that do not
     match the index's size, and the next run builds afresh."""
     save_index(index, path)
+    checkpoint("index.file_written")
     rows.save(rows_path(path))
 
 

@@ -158,10 +158,12 @@ RUN_ARGS_KILL = ["--no-map", "--quiet", "--seed", "0", "--embed-chunk", "48"]  #
 #: ``export``: ``analyzer export --out``.
 CRASH_POINTS = {
     "day1": ("run.started", "ingest.batch_inserted", "ingest.batch_committed:2", "ingest.quarantine_written",
-             "embed.shard_file_written", "embed.shard_recorded:2", "index.written", "cluster.before_commit",
+             "embed.shard_file_written", "embed.shard_recorded:2", "index.file_written", "index.written",
+             "cluster.before_commit",
              "cluster.committed", "score.before_commit", "score.committed", "run.finished"),
     "day2": ("run.started", "ingest.batch_inserted", "ingest.batch_committed", "ingest.quarantine_written",
-             "embed.shard_file_written", "embed.shard_recorded", "index.written", "assign.before_commit",
+             "embed.shard_file_written", "embed.shard_recorded", "index.file_written", "index.written",
+             "assign.before_commit",
              "assign.committed", "score.before_commit", "score.committed", "run.finished"),
     "map": ("map.before_commit", "map.committed"),
     "watch": ("watch.before_commit", "watch.committed"),
