@@ -6,10 +6,10 @@ graph at a quarter of the memory (see ``../shared/notes/scaling.md``). Vectors a
 product is cosine similarity and Euclidean distance is ``sqrt(2 - 2 cos)``.
 
 A workspace's index is kept between runs (:func:`update_index`): its ids are **embedding row ids** (a vector's
-shard and row, see :meth:`analyzer.workspace.Workspace.load_embedding_rows`; they never change), so a daily run adds the day's new vectors to the saved
-inverted file instead of training it again on all history; :class:`PositionIndex` answers searches with positions
-in the run's own (hash-ordered) rows. The quantiser is trained again when the prompts have grown
-``retrain_growth`` times since it was trained, or when asked.
+shard and row, see :meth:`analyzer.workspace.Workspace.load_embedding_rows`; they never change), so a daily run
+adds the day's new vectors to the saved inverted file instead of training it again on all history;
+:class:`PositionIndex` answers searches with positions in the run's own (hash-ordered) rows. The quantiser is
+trained again when the prompts have grown ``retrain_growth`` times since it was trained, or when asked.
 """
 
 from __future__ import annotations

@@ -1402,10 +1402,9 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
     other shown prompts are placed beside their most similar representatives. A run lays the map out when there
     is none, with ``relayout`` (``--recluster``, ``analyzer map``), when the map was laid out for another
     ``options.map_sample``, or when the prompts have grown by more than ``options.map.relayout_growth`` since the
-    last layout (:func:`map_layout_basis`); otherwise it keeps the
-    shown points where they are and places new ones beside them (:func:`analyzer.maplayout.extend_points`), at a cost that does not
-    grow with the history's layout. ``write``: the runner's queue of writes (without it ``prompt_map`` is
-    written here).
+    last layout (:func:`map_layout_basis`); otherwise it keeps the shown points where they are and places new
+    ones beside them (:func:`analyzer.maplayout.extend_points`), at a cost that does not grow with the history.
+    ``write``: the runner's queue of writes (without it ``prompt_map`` is written here).
     """
     from analyzer import maplayout
 
