@@ -34,14 +34,14 @@ def ivf_lists(n: int) -> int:
     return int(min(16384, max(256, 4 * np.sqrt(n))))
 
 
-def index_kind(n: int, flat_max: int = FLAT_MAX) -> str:
-    """The FAISS factory string used for ``n`` vectors."""
-    if n <= flat_max:
+def index_kind(n: int, flat_max: int | None = None) -> str:
+    """The FAISS factory string used for ``n`` vectors (exact up to ``flat_max``, default :data:`FLAT_MAX`)."""
+    if n <= (FLAT_MAX if flat_max is None else flat_max):
         return "Flat"
     return f"IVF{ivf_lists(n)},SQ8"
 
 
-def build_index(vectors: np.ndarray, flat_max: int = FLAT_MAX, seed: int = 0, ids: np.ndarray | None = None
+def build_index(vectors: np.ndarray, flat_max: int | None = None, seed: int = 0, ids: np.ndarray | None = None
                 ) -> faiss.Index:
     """Build an inner-product index over L2-normalised ``vectors`` (float32, shape ``(n, d)``); its search returns
     row positions in ``vectors``, or, with ``ids`` (int64, one per row), those ids."""
@@ -122,7 +122,7 @@ class PositionIndex:
 
 
 def update_index(path: str, vectors: np.ndarray, ids: np.ndarray, tags: np.ndarray, seed: int = 0,
-                 retrain_growth: float = 4.0, rebuild: bool = False, flat_max: int = FLAT_MAX
+                 retrain_growth: float = 4.0, rebuild: bool = False, flat_max: int | None = None
                  ) -> tuple[faiss.Index, IndexedRows, str]:
     """The workspace's index over ``vectors`` (ids ``ids``, tags :func:`hash_tags`), from the one saved at
     ``path`` when it can serve: ``(index, its rows, how)``, ``how`` being ``"extended"`` (the saved inverted file

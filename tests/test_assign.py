@@ -241,3 +241,31 @@ def test_scaffold_sentences_memo_gives_what_the_computation_gives(tmp_path) -> N
         assert scaffold_family_sentences(ws, grown) == computed(grown) != computed(sample.iloc[6:])
         memo.write_text("{not json", encoding="utf-8")
         assert scaffold_family_sentences(ws, sample) == first
+
+
+def test_a_daily_run_extends_the_kept_inverted_file_and_searches_it_by_position(two_days, tmp_path,
+                                                                                monkeypatch) -> None:
+    """Past the exact-index size the index is an inverted file kept between runs: the first run trains it, the
+    next adds its new vectors (no training) and every search answers with positions in the run's rows, in the
+    pipeline and in the app's search alike."""
+    from analyzer import index as index_mod
+    from analyzer import pipeline
+    from analyzer.pipeline import RunOptions, run_all
+    from analyzer.workspace import Workspace, embedding_row_ids
+
+    monkeypatch.setattr(index_mod, "FLAT_MAX", 500)  # the sample's ~2,000 prompts call for an inverted file
+    shutil.copytree(two_days["tmp"] / "after-day1", tmp_path / "ws")
+    with Workspace(str(tmp_path / "ws")) as ws:
+        built: dict = {}
+        pipeline.build_index(ws, RunOptions(progress=False), built)
+        stats = run_all(ws, [two_days["day2"]], RunOptions(progress=False, make_map=False))
+        assert built["index"] == "built" and stats["index"]["index"] == "extended"
+        assert stats["index"]["trained_on"] == built["trained_on"] < stats["index"]["prompts"]
+        assert stats["cluster"]["path"] == "incremental" and _export(ws)
+        hashes, vectors, ids = ws.load_embedding_rows(pipeline.embedder_for(RunOptions()).key)
+        rows = ws.db.execute('SELECT shard, "row" FROM embedded ORDER BY prompt_hash').df()
+        assert (embedding_row_ids(rows["shard"], rows["row"]) == ids).all()
+        found = index_mod.load_position_index(ws.index_path(pipeline.embedder_for(RunOptions()).key), ids)
+    assert isinstance(found, index_mod.PositionIndex) and found.ntotal == len(hashes)
+    _, top = found.search(vectors, 1)
+    assert (top[:, 0] == np.arange(len(vectors))).mean() > 0.95
