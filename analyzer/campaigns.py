@@ -1469,7 +1469,9 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
         [top_info.template] + [u.template for u in units if u is not None]).lower())) | _INSTRUCTION_WORDS
     chosen: list[str] = []
     if "topic_cluster" in mreq:
-        topics = mreq.loc[mreq["topic_cluster"] >= 0, "topic_cluster"].value_counts()
+        # most requests first, ties by cluster id: the same label whatever order the rows come in
+        topics = mreq.loc[mreq["topic_cluster"] >= 0, "topic_cluster"].value_counts().sort_index()
+        topics = topics.sort_values(ascending=False, kind="stable")
         # Only a topic that holds a good part of the campaign names it; tasks spread over many topics (a
         # harvest of GSM8K problems) get no topic rather than the keywords of a minor one.
         for tc in topics.index[topics >= ep.topic_min_share * len(mreq)][: ep.topic_clusters]:
@@ -1525,9 +1527,16 @@ def _null_activity_similarity(req: pd.DataFrame, config: ScoringConfig, seed: in
 
 
 def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
-    """Up to ``n`` distinct prompts of the group: the most frequent first, then evenly through the rest."""
-    one_unit = pd.DataFrame({"cluster_id": 0, "prompt_hash": mreq["prompt_hash"].astype(str).to_numpy()})
-    return _unit_samples(one_unit, n)["prompt_hash"].tolist()
+    """Up to ``n`` distinct prompts of the group: the most frequent first, then evenly through the rest (the
+    rule of :func:`_unit_samples` for one unit, in arrays: it runs once per scored group)."""
+    codes, uniques = pd.factorize(mreq["prompt_hash"].astype(str).to_numpy(), sort=True)
+    counts = np.bincount(codes, minlength=len(uniques))
+    order = np.lexsort((np.arange(len(uniques)), -counts))  # most requested first, ties by hash
+    pos = np.arange(len(order))
+    step = max(len(order) / n, 1.0)
+    i = np.ceil(pos / step)
+    keep = (len(order) <= n) | ((i < n) & (np.floor(i * step) == pos))
+    return [str(h) for h in np.asarray(uniques, dtype=object)[order[keep]]]
 
 
 def _examples(mreq: pd.DataFrame, texts_for, n: int) -> list[str]:

@@ -287,18 +287,19 @@ def activity_similarity(account_codes: np.ndarray, ts_seconds: np.ndarray, bucke
     """Mean pairwise cosine similarity of accounts' activity vectors over time buckets."""
     if len(ts_seconds) == 0:
         return 0.0
-    buckets = (ts_seconds // (bucket_minutes * 60)).astype(np.int64)
-    frame = pd.DataFrame({"a": account_codes, "b": buckets})
-    counts = frame.groupby(["a", "b"]).size()
-    accts = counts.index.get_level_values(0).to_numpy()
-    vals = counts.to_numpy(dtype=np.float64)
-    norms = pd.Series(vals**2).groupby(accts).sum().pow(0.5)
-    m = len(norms)
+    buckets = (np.asarray(ts_seconds) // (bucket_minutes * 60)).astype(np.int64)
+    a_codes, a_of = np.unique(np.asarray(account_codes), return_inverse=True)
+    m = len(a_codes)
     if m < 2:
         return 0.0
-    unit = vals / norms.reindex(accts).to_numpy()
+    b_codes, b_of = np.unique(buckets, return_inverse=True)
+    cells, vals = np.unique(a_of.astype(np.int64) * len(b_codes) + b_of, return_counts=True)
+    accts, bucket = cells // len(b_codes), cells % len(b_codes)
+    vals = vals.astype(np.float64)
+    norms = np.sqrt(np.bincount(accts, weights=vals**2, minlength=m))
+    unit = vals / norms[accts]
     # |sum of unit vectors|^2 = m + sum_{i != j} v_i . v_j
-    per_bucket = pd.Series(unit).groupby(counts.index.get_level_values(1).to_numpy()).sum().to_numpy()
+    per_bucket = np.bincount(bucket, weights=unit, minlength=len(b_codes))
     total = float((per_bucket**2).sum())
     return float((total - m) / (m * (m - 1)))
 
@@ -321,15 +322,24 @@ def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray,
 
     Human activity is bursty (CV well above 1); a script sending at a steady rate with jitter is below.
     """
-    frame = pd.DataFrame({"a": account_codes, "t": ts_seconds}).sort_values(["a", "t"])
-    frame["gap"] = frame.groupby("a")["t"].diff()
-    g = frame.dropna().groupby("a")["gap"]
-    stats = pd.DataFrame({"n": g.size(), "mean": g.mean(), "std": g.std(ddof=0)})
-    stats = stats[stats["n"] >= min_requests - 1]
-    if stats.empty:
+    a = np.asarray(account_codes)
+    t = np.asarray(ts_seconds, dtype=np.float64)
+    order = np.lexsort((t, a))
+    a, t = a[order], t[order]
+    same = a[1:] == a[:-1]
+    acc, gap = np.unique(a[1:][same], return_inverse=True)[0], t[1:][same] - t[:-1][same]
+    if not len(gap):
         return None
-    cv = stats["std"] / stats["mean"].where(stats["mean"] > 0, np.nan)
-    return float((cv.fillna(0.0) < max_cv).mean())
+    idx = np.searchsorted(acc, a[1:][same])
+    n = np.bincount(idx, minlength=len(acc))
+    mean = np.bincount(idx, weights=gap, minlength=len(acc)) / n
+    std = np.sqrt(np.bincount(idx, weights=(gap - mean[idx]) ** 2, minlength=len(acc)) / n)
+    judged = n >= min_requests - 1
+    if not judged.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.where(mean > 0, std / np.where(mean > 0, mean, 1.0), 0.0)
+    return float((cv[judged] < max_cv).mean())
 
 
 def subnet(ip: str | None, prefix_v4: int = DEFAULTS.subnet_prefix_v4,

@@ -633,3 +633,20 @@ def test_a_topic_units_templating_is_measured_on_the_prompts_it_holds():
         .template_coverage == 1.0
     assert unit_template_coverage(req, {0: info}, lambda hs: {}, ScoringConfig(), sig.DEFAULTS)[0] \
         .template_coverage == 0.96
+
+
+def test_a_campaigns_label_does_not_depend_on_the_order_of_its_rows():
+    """Two topic clusters holding the same share of a pool's tasks: the label names the lower id's subject
+    whatever order the workspace returned the rows in (DuckDB's parallel scans do not keep one)."""
+    clusters = {**CLUSTERS, 40: ClusterInfo(40, label="rivers", keywords=["rivers", "delta"], kind="topic"),
+                41: ClusterInfo(41, label="comets", keywords=["comets", "orbit"], kind="topic")}
+    pool = _rows([f"camp-{i}" for i in range(20)], 1, 8, "a", subnet="203.0.113")
+    for k, row in enumerate(pool):
+        row["topic_cluster"] = 40 + k % 2
+    organic = pd.DataFrame(_organic()).assign(topic_cluster=-1)
+    frame = pd.concat([pd.DataFrame(pool), organic], ignore_index=True)
+    labels = []
+    for order in (np.arange(len(frame)), np.arange(len(frame))[::-1]):
+        camps = find_campaigns(frame.iloc[order].reset_index(drop=True), clusters, ScoringConfig()).campaigns
+        labels.append(camps.loc[camps["clusters"].map(lambda c: 1 in c), "label"].iloc[0])
+    assert labels[0] == labels[1] and "rivers" in labels[0]
