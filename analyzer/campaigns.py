@@ -830,7 +830,6 @@ def _context(req: pd.DataFrame, account_total: pd.Series, clusters: Mapping[int,
     """The workspace-wide facts every group is scored against: identifier usage, principals, model releases
     and the traffic inside their windows, the sync baseline."""
     id_pairs = identifier_pairs(req)
-    value_accounts = id_pairs.groupby(["field", "value"])["account_id"].nunique().to_dict()
     infra_applicable = any((id_pairs["field"] == f).any() for f in INFRA_FIELDS)
     releases = sig.new_model_releases(pd.DataFrame({"ts": req["t"], "model": req["model"]}),
                                       signals.release_grace_hours, signals.release_min_requests)
@@ -840,7 +839,7 @@ def _context(req: pd.DataFrame, account_total: pd.Series, clusters: Mapping[int,
     for t0 in releases.values():
         in_window |= (t >= t0) & (t < t0 + signals.pivot_window_hours * 3600)
     window_req = req.loc[in_window, ["account_id", "t", "model"]]
-    return _Context(config, clusters, texts_for, account_total, id_pairs, value_accounts, infra_applicable,
+    return _Context(config, clusters, texts_for, account_total, id_pairs, infra_applicable,
                     releases, window_req, _null_activity_similarity(req, config), principals(req), signals, evidence)
 
 
@@ -875,6 +874,10 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
             partial_rows += partial
             for c in group:  # the largest operator (scored first) names the cluster's campaign
                 cluster_campaign.setdefault(int(c), row["campaign_id"])
+    # Example prompts: one read of every campaign's sample (one query per campaign was a tenth of the stage at 1M)
+    texts = ctx.texts_for(sorted({h for row in campaign_rows for h in row["examples"]})) if campaign_rows else {}
+    for row in campaign_rows:
+        row["examples"] = [texts[h] for h in row["examples"] if h in texts]
     return campaign_rows, account_rows, partial_rows, cluster_campaign
 
 
@@ -887,7 +890,6 @@ class _Context:
     texts_for: Callable[[Sequence[str]], Mapping[str, str]]
     account_total: pd.Series
     id_pairs: pd.DataFrame
-    value_accounts: dict
     infra_applicable: bool
     releases: dict[str, int]
     window_req: pd.DataFrame
@@ -906,6 +908,22 @@ class _Context:
         # scans were a third of the score stage).
         self._pair_rows = self.id_pairs.groupby("account_id", sort=False).indices
         self._window_rows = self.window_req.groupby("account_id", sort=False).indices
+        # Each identifier value as an integer, in (field, value) order, with its holders in the workspace (each
+        # row of ``id_pairs`` is one account's use of one value) and each row's principal as an integer: what
+        # :func:`_evidence_values` counts, group after group, in arrays.
+        pairs = self.id_pairs
+        self.value_code = (pairs.groupby(["field", "value"], sort=True).ngroup().to_numpy(dtype=np.int64)
+                           if len(pairs) else np.zeros(0, dtype=np.int64))
+        self.value_holders = np.bincount(self.value_code)
+        first = np.full(len(self.value_holders), -1, dtype=np.int64)
+        first[self.value_code[::-1]] = np.arange(len(pairs))[::-1]
+        self.value_field = pairs["field"].to_numpy(dtype=object)[first] if len(pairs) else np.zeros(0, dtype=object)
+        self.value_text = pairs["value"].to_numpy(dtype=object)[first] if len(pairs) else np.zeros(0, dtype=object)
+        self.pair_principal = pd.factorize(self.principal_of.reindex(pairs["account_id"]).to_numpy())[0]
+
+    def pair_rows(self, accounts: Collection[str]) -> np.ndarray:
+        """Sorted positions in ``id_pairs`` of the rows of ``accounts``."""
+        return _rows_of(self._pair_rows, accounts)
 
     def pairs_of(self, accounts: Collection[str]) -> pd.DataFrame:
         """The ``id_pairs`` rows of ``accounts``, in table order (``id_pairs[account_id.isin(accounts)]``)."""
@@ -1029,20 +1047,33 @@ def _evidence_values(ctx: _Context, accounts: set[str], around: set[str] | None 
     ``infra_min_accounts`` holders among ``accounts``: a fresh pool's two proxy blocks, held by its ten
     accounts and nobody else, of which four have sent two requests in the group so far.
     """
+    # :func:`analyzer.signals.concentrated_values` over ``accounts | around``, in the arrays of ``ctx`` (one row of
+    # ``id_pairs`` is one account holding one value: counting rows counts holders).
+    sigp = ctx.signals
     within = accounts | (around or set())
-    pairs = ctx.pairs_of(within)
-    shared = sig.concentrated_values(pairs, within, ctx.value_accounts, ctx.signals.infra_min_accounts,
-                                     ctx.signals.infra_min_concentration)
-    if around:
-        core_pairs = pairs[pairs["account_id"].isin(accounts)]
-        in_core = core_pairs.groupby(["field", "value"])["account_id"].nunique()
-        shared = [v for v in shared if in_core.get((v.field, v.value), 0) >= ctx.signals.infra_min_accounts]
-    if not shared:
-        return shared
-    holders = _holders(ctx, accounts, shared)
-    n_principals = (holders.assign(p=ctx.principal_of.reindex(holders["account_id"]).to_numpy())
-                    .groupby(["field", "value"])["p"].nunique())
-    return [s for s in shared if n_principals.get((s.field, s.value), 0) >= ctx.config.evidence_min_principals]
+    rows = ctx.pair_rows(within)
+    values, n = np.unique(ctx.value_code[rows], return_counts=True)
+    total = ctx.value_holders[values]
+    keep = (n >= sigp.infra_min_accounts) & (n / np.maximum(total, 1) >= sigp.infra_min_concentration)
+    if around and keep.any():  # and held by ``infra_min_accounts`` of ``accounts`` themselves
+        core_values, core_n = np.unique(ctx.value_code[ctx.pair_rows(accounts)], return_counts=True)
+        in_core = np.zeros(len(values), dtype=np.int64)
+        found = np.isin(values, core_values)
+        in_core[found] = core_n[np.searchsorted(core_values, values[found])]
+        keep &= in_core >= sigp.infra_min_accounts
+    values, n, total = values[keep], n[keep], total[keep]
+    if not len(values):
+        return []
+    # held by ``evidence_min_principals`` customers among ``accounts``
+    held = ctx.pair_rows(accounts)
+    held = held[np.isin(ctx.value_code[held], values) & (ctx.pair_principal[held] >= 0)]
+    pv = np.unique(np.stack([ctx.value_code[held], ctx.pair_principal[held]]), axis=1)[0]
+    principals_per = np.searchsorted(pv, values, side="right") - np.searchsorted(pv, values, side="left")
+    ok = principals_per >= ctx.config.evidence_min_principals
+    order = np.lexsort((values[ok], -n[ok]))  # most holders first, then (field, value) order
+    values, n, total = values[ok][order], n[ok][order], total[ok][order]
+    return [sig.SharedValue(str(ctx.value_field[v]), str(ctx.value_text[v]), int(k), int(t))
+            for v, k, t in zip(values, n, total, strict=True)]
 
 
 def _n_principals(members: list[str], ctx: _Context, shared: list[sig.SharedValue]) -> int:
@@ -1352,7 +1383,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
         # a community's unclustered work is no stored cluster: the campaign lists the clusters it has
         "clusters": [int(c) for c in op.group if c not in ctx.community_units],
         "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
-        "evidence": evidence, "examples": _examples(mreq, ctx.texts_for, n=ep.examples),
+        # the prompts' hashes: their texts are read for every campaign at once (:func:`_score_groups`)
+        "evidence": evidence, "examples": _sample_hashes(mreq, ep.examples),
     }
 
 
@@ -1539,10 +1571,6 @@ def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
     return [str(h) for h in np.asarray(uniques, dtype=object)[order[keep]]]
 
 
-def _examples(mreq: pd.DataFrame, texts_for, n: int) -> list[str]:
-    hashes = _sample_hashes(mreq, n)
-    texts = texts_for(hashes)
-    return [texts[h] for h in hashes if h in texts]
 
 
 def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts, n_measured,
