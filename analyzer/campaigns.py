@@ -1328,9 +1328,12 @@ def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | 
     n_identified = int(ctx.pairs_of(op.member_set)["account_id"].nunique())
     n_measured = n_identified if n_identified >= sigp.infra_min_accounts else n_members
     values["infrastructure"] = len(infra_accounts) / n_measured if (ctx.infra_applicable and n_members >= 2) else None
-    other = ctx.window_without(op.member_set)[["t", "model"]].rename(columns={"t": "ts"})
-    values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other, ctx.releases,
-                                             sigp.pivot_window_hours, sigp.pivot_min_requests, sigp.pivot_full_excess)
+    values["pivot"], pivot_model = None, None  # no model released during the log: nothing to pivot to
+    if ctx.releases:
+        other = ctx.window_without(op.member_set)[["t", "model"]].rename(columns={"t": "ts"})
+        values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other,
+                                                 ctx.releases, sigp.pivot_window_hours, sigp.pivot_min_requests,
+                                                 sigp.pivot_full_excess)
     return values, {"sim": sim, "holders": holders, "infra_accounts": infra_accounts, "pivot_model": pivot_model,
                     "n_measured": n_measured}
 
