@@ -1574,8 +1574,6 @@ def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
     return [str(h) for h in np.asarray(uniques, dtype=object)[order[keep]]]
 
 
-
-
 def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts, n_measured,
               template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig,
               ep: EvidenceParams) -> list[str]:

@@ -326,11 +326,11 @@ def regular_pacing(account_codes: np.ndarray, ts_seconds: np.ndarray,
     t = np.asarray(ts_seconds, dtype=np.float64)
     order = np.lexsort((t, a))
     a, t = a[order], t[order]
-    same = a[1:] == a[:-1]
-    acc, gap = np.unique(a[1:][same], return_inverse=True)[0], t[1:][same] - t[:-1][same]
+    same = a[1:] == a[:-1]  # consecutive requests of one account: a gap
+    gap = t[1:][same] - t[:-1][same]
     if not len(gap):
         return None
-    idx = np.searchsorted(acc, a[1:][same])
+    acc, idx = np.unique(a[1:][same], return_inverse=True)
     n = np.bincount(idx, minlength=len(acc))
     mean = np.bincount(idx, weights=gap, minlength=len(acc)) / n
     std = np.sqrt(np.bincount(idx, weights=(gap - mean[idx]) ** 2, minlength=len(acc)) / n)
