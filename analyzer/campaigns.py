@@ -914,11 +914,9 @@ class _Context:
         pairs = self.id_pairs
         self.value_code = (pairs.groupby(["field", "value"], sort=True).ngroup().to_numpy(dtype=np.int64)
                            if len(pairs) else np.zeros(0, dtype=np.int64))
-        self.value_holders = np.bincount(self.value_code)
-        first = np.full(len(self.value_holders), -1, dtype=np.int64)
-        first[self.value_code[::-1]] = np.arange(len(pairs))[::-1]
-        self.value_field = pairs["field"].to_numpy(dtype=object)[first] if len(pairs) else np.zeros(0, dtype=object)
-        self.value_text = pairs["value"].to_numpy(dtype=object)[first] if len(pairs) else np.zeros(0, dtype=object)
+        _, first, self.value_holders = np.unique(self.value_code, return_index=True, return_counts=True)
+        self.value_field = pairs["field"].to_numpy(dtype=object)[first]
+        self.value_text = pairs["value"].to_numpy(dtype=object)[first]
         self.pair_principal = pd.factorize(self.principal_of.reindex(pairs["account_id"]).to_numpy())[0]
 
     def pair_rows(self, accounts: Collection[str]) -> np.ndarray:
@@ -927,7 +925,7 @@ class _Context:
 
     def pairs_of(self, accounts: Collection[str]) -> pd.DataFrame:
         """The ``id_pairs`` rows of ``accounts``, in table order (``id_pairs[account_id.isin(accounts)]``)."""
-        return self.id_pairs.iloc[_rows_of(self._pair_rows, accounts)]
+        return self.id_pairs.iloc[self.pair_rows(accounts)]
 
     def window_without(self, accounts: Collection[str]) -> pd.DataFrame:
         """The ``window_req`` rows of every account but ``accounts``, in table order."""
@@ -1050,11 +1048,9 @@ def _evidence_values(ctx: _Context, accounts: set[str], around: set[str] | None 
     # :func:`analyzer.signals.concentrated_values` over ``accounts | around``, in the arrays of ``ctx`` (one row of
     # ``id_pairs`` is one account holding one value: counting rows counts holders).
     sigp = ctx.signals
-    within = accounts | (around or set())
-    rows = ctx.pair_rows(within)
-    values, n = np.unique(ctx.value_code[rows], return_counts=True)
+    values, n = np.unique(ctx.value_code[ctx.pair_rows(accounts | (around or set()))], return_counts=True)
     total = ctx.value_holders[values]
-    keep = (n >= sigp.infra_min_accounts) & (n / np.maximum(total, 1) >= sigp.infra_min_concentration)
+    keep = sig.concentrated(n, total, sigp.infra_min_accounts, sigp.infra_min_concentration)
     if around and keep.any():  # and held by ``infra_min_accounts`` of ``accounts`` themselves
         core_values, core_n = np.unique(ctx.value_code[ctx.pair_rows(accounts)], return_counts=True)
         in_core = np.zeros(len(values), dtype=np.int64)

@@ -875,13 +875,15 @@ def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, 
             memo = json.load(fh)
     except (OSError, ValueError):
         memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
     out: dict[int, set[str]] = {}
     fresh: dict[str, dict] = {}
     todo: list[pd.DataFrame] = []
     for fam, grp in sample.groupby("family", sort=True):
         key = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}\n" + "\n".join(grp["prompt_hash"])
         digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
-        hit = memo.get(str(fam)) if isinstance(memo, dict) else None
+        hit = memo.get(str(fam))
         if isinstance(hit, dict) and hit.get("sample") == digest and isinstance(hit.get("sentences"), list):
             out[int(fam)] = set(hit["sentences"])
         else:
@@ -893,7 +895,7 @@ def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, 
                                                  min_prompts=FAMILY_SENTENCE_MIN_MEMBERS))
     for fam, entry in fresh.items():
         entry["sentences"] = sorted(out.get(int(fam), set()))
-    if todo or set(fresh) != set(memo if isinstance(memo, dict) else {}):
+    if todo or set(fresh) != set(memo):
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             json.dump(fresh, fh)
     return out

@@ -364,6 +364,16 @@ class SharedValue:
     n_all_accounts: int
 
 
+def concentrated(n_group_accounts: np.ndarray, n_all_accounts: np.ndarray,
+                 min_group_accounts: int = DEFAULTS.infra_min_accounts,
+                 min_concentration: float = DEFAULTS.infra_min_concentration) -> np.ndarray:
+    """Which identifier values are concentrated in a group: used by at least ``min_group_accounts`` of its
+    accounts, and ``min_concentration`` of all the accounts that use them are the group's (arrays, one entry
+    per value: the rule of :func:`concentrated_values`)."""
+    n = np.asarray(n_group_accounts)
+    return (n >= min_group_accounts) & (n / np.maximum(np.asarray(n_all_accounts), 1) >= min_concentration)
+
+
 def concentrated_values(
     pairs: pd.DataFrame, group_accounts: set[str], value_accounts: dict[tuple[str, str], int],
     min_group_accounts: int = DEFAULTS.infra_min_accounts,
@@ -376,13 +386,10 @@ def concentrated_values(
     """
     sub = pairs[pairs["account_id"].isin(group_accounts)]
     counts = sub.groupby(["field", "value"])["account_id"].nunique()
-    out = []
-    for (field, value), n in counts.items():
-        if n < min_group_accounts:
-            continue
-        total = value_accounts.get((field, value), n)
-        if n / max(total, 1) >= min_concentration:
-            out.append(SharedValue(field, value, int(n), int(total)))
+    totals = np.array([value_accounts.get(key, n) for key, n in counts.items()], dtype=np.int64)
+    keep = concentrated(counts.to_numpy(), totals, min_group_accounts, min_concentration)
+    out = [SharedValue(field, value, int(n), int(total))
+           for ((field, value), n), total, k in zip(counts.items(), totals, keep, strict=True) if k]
     out.sort(key=lambda s: (-s.n_group_accounts, s.field, s.value))
     return out
 

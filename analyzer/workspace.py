@@ -756,10 +756,7 @@ class Workspace:
         Raises :class:`WorkspaceCorrupt` for a missing or damaged shard, or one that is not a float array
         (``allow_pickle=False`` always: an object array is refused, never unpickled).
         """
-        rows = self.db.execute(
-            """SELECT prompt_hash, shard, "row" FROM embedded WHERE model_key = ? ORDER BY prompt_hash""",
-            [model_key],
-        ).df()
+        rows = store.embedded_rows(self, model_key)
         if rows.empty:
             return np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
         out: np.ndarray | None = None
