@@ -301,7 +301,10 @@ def typical_spacing(xy: np.ndarray, sample: int = 500) -> float:
     """Median distance from a point of the layout to its nearest other point (on up to ``sample`` points)."""
     if len(xy) < 2:
         return 0.0
-    pts = xy[: sample]
-    d = np.sqrt(((pts[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2))
-    d[np.arange(len(pts)), np.arange(len(pts))] = np.inf
-    return float(np.median(d.min(axis=1)))
+    import faiss  # loaded by the index stage already; exact L2 search in 2-D
+
+    index = faiss.IndexFlatL2(2)
+    index.add(np.ascontiguousarray(xy, dtype=np.float32))
+    dist, _ = index.search(np.ascontiguousarray(xy[: sample], dtype=np.float32), 2)
+    # the second nearest: the nearest is the point itself (or one on top of it, at distance 0 either way)
+    return float(np.median(np.sqrt(np.maximum(dist[:, 1], 0.0))))

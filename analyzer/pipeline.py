@@ -1417,7 +1417,8 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
             write(replace={"prompt_map": frame})
 
     key = embedder_for(options).key
-    hashes, vectors = ws.load_embeddings(key)
+    embedded = ws.embedding_rows(key)
+    hashes = embedded["prompt_hash"].to_numpy(dtype=object)
     if len(hashes) < 10:
         save(pd.DataFrame(columns=["prompt_hash", "x", "y"]))
         return {"points": 0}
@@ -1432,13 +1433,15 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
         if (at >= 0).sum() >= 10:
             shown, at = shown[at >= 0], at[at >= 0]
             add = maplayout.extend_points(units, campaign_units, at, options.map_sample, params, rng)
-            xy = maplayout.place_points(vectors[add], vectors[at], shown[["x", "y"]].to_numpy(), params, rng,
-                                        units[add], units[at])
+            vectors = ws.load_vectors(key, embedded.iloc[np.concatenate([add, at])])  # the shown and added only
+            xy = maplayout.place_points(vectors[: len(add)], vectors[len(add):], shown[["x", "y"]].to_numpy(), params,
+                                        rng, units[add], units[at])
             frame = pd.concat([shown, pd.DataFrame({"prompt_hash": hashes[add], "x": xy[:, 0], "y": xy[:, 1]})],
                               ignore_index=True)
             save(frame)
             return {"layout": "extended", "points": int(len(frame)), "added": int(len(add)),
                     "layout_prompts": int(basis[0]), "sample": int(options.map_sample)}
+    vectors = ws.load_vectors(key, embedded)
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
     xy = maplayout.umap_layout(vectors[reps], params, options.seed)
     placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng, units[placed], units[reps])

@@ -756,9 +756,21 @@ class Workspace:
         Raises :class:`WorkspaceCorrupt` for a missing or damaged shard, or one that is not a float array
         (``allow_pickle=False`` always: an object array is refused, never unpickled).
         """
-        rows = store.embedded_rows(self, model_key)
+        rows = self.embedding_rows(model_key)
         if rows.empty:
             return np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        return (rows["prompt_hash"].to_numpy(dtype=object), self.load_vectors(model_key, rows),
+                embedding_row_ids(rows["shard"], rows["row"]))
+
+    def embedding_rows(self, model_key: str) -> pd.DataFrame:
+        """``prompt_hash, shard, row`` of every stored vector for ``model_key``, in hash order (no vector read)."""
+        return store.embedded_rows(self, model_key)
+
+    def load_vectors(self, model_key: str, rows: pd.DataFrame) -> np.ndarray:
+        """The L2-normalised float32 vectors of ``rows`` (``shard``, ``row``, as :func:`analyzer.store.embedded_rows`
+        gives them), in the order of ``rows``; a caller that needs only some prompts' vectors reads only those.
+        Raises :class:`WorkspaceCorrupt` as :meth:`load_embedding_rows` does."""
+        rows = rows[["shard", "row"]].reset_index(drop=True)
         out: np.ndarray | None = None
         for shard, grp in rows.groupby("shard", sort=True):
             arr = load_npy(self.shard_path(model_key, int(shard)))
@@ -771,10 +783,11 @@ class Workspace:
             if out is None:
                 out = np.zeros((len(rows), arr.shape[1]), dtype=np.float32)
             out[grp.index.to_numpy()] = arr[grp["row"].to_numpy()].astype(np.float32)
-        assert out is not None
+        if out is None:
+            return np.zeros((0, 0), dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.where(norms > 0, norms, 1.0)
-        return rows["prompt_hash"].to_numpy(dtype=object), out, embedding_row_ids(rows["shard"], rows["row"])
+        return out
 
     def index_path(self, model_key: str) -> str:
         return os.path.join(self.path, "index", f"{model_key}.faiss")

@@ -1,7 +1,7 @@
 """Replay a scenario one day at a time into one workspace: incremental runs against ``--recluster`` every day.
 
 Run: ``python benchmarks/replay.py [--preset quick] [--seed 0] [--ban-day 7] [--late censorship_rewrite:5]
-[--days N] [--requests N] [--modes incremental,recluster,process] [--out benchmarks/results/replay-quick-seed0.json]``
+[--days N] [--requests N] [--modes incremental,recluster,process] [--retime N] [--out benchmarks/results/replay-quick-seed0.json]``
 
 The scenario (``analyzer.bench.scenario``; with ``--ban-day`` half of each operator's accounts are banned that
 day and replaced by fresh accounts; with ``--late`` one campaign's requests before a day are dropped, so it
@@ -44,13 +44,17 @@ def main() -> None:
                     help="share vectors between the modes through an embedding cache (its import and export read the "
                          "whole cache each day, which adds a cost that grows with the history)")
     ap.add_argument("--workdir", default=None, help="keep the workspaces here (default: a temporary folder)")
+    ap.add_argument("--retime", type=int, default=0, metavar="N",
+                    help="afterwards run the second and the last day again N times each, alternately, on copies of "
+                         "their workspaces, and report the ratio of the medians (the machine's speed drifts over a "
+                         "long replay; side by side, the drift cancels)")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args()
     if not corpora.available():
         sys.exit(f"benchmark corpora not found at {corpora.data_dir()}: nothing to measure")
     doc = run_replay(args.preset, args.seed, args.ban_day, args.days, None if args.late == "none" else args.late,
                      [m.strip() for m in args.modes.split(",") if m.strip()], args.workdir, args.embedding_cache,
-                     n_requests=args.requests)
+                     n_requests=args.requests, retime=args.retime)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

@@ -108,3 +108,34 @@ def test_process_mode_runs_one_analyzer_process_per_day_with_the_in_process_resu
     for a, b in zip(inc, proc, strict=True):  # the same campaigns, whichever way the day was run
         assert sorted(map(sorted, (c["accounts"] for c in a["flagged"]))) == \
             sorted(map(sorted, (c["accounts"] for c in b["flagged"])))
+
+
+def test_retimed_takes_the_ratio_of_the_medians() -> None:
+    from analyzer.bench.replay import retimed
+
+    rt = retimed([(4.0, 3.0), (9.0, 3.5), (5.0, 3.2)], [(6.0, 4.0), (7.5, 4.8), (30.0, 5.0)])
+    assert rt["median_second_day"] == [5.0, 3.2] and rt["median_last_day"] == [7.5, 4.8]
+    assert rt["last_over_second_day"] == 1.5 and rt["last_over_second_day_cpu"] == 1.5
+
+
+def test_replay_runs_the_second_and_last_day_again_side_by_side_with_the_same_result(tmp_path) -> None:
+    import pytest
+
+    from analyzer.bench import corpora
+    from analyzer.bench.replay import run_replay
+
+    if not corpora.available():
+        pytest.skip("benchmark corpora not available (../shared/data)")
+    doc = run_replay("sample", seed=0, ban_day=-1, days=3, late=None, modes=("incremental",),
+                     workdir=str(tmp_path), log=lambda *_: None, retime=2)
+    res = doc["modes"]["incremental"]
+    rt = res["retimed"]
+    assert len(rt["second_day"]) == len(rt["last_day"]) == 2 and rt["same_campaigns"] is True
+    assert rt["last_over_second_day"] > 0
+    # the day's request counts and the cost per request, beside the plain ratio
+    assert len(res["requests_per_day"]) == 3 and sum(res["requests_per_day"]) > 0
+    assert res["last_over_second_day_per_request"] == pytest.approx(
+        res["last_over_second_day"] * res["requests_per_day"][1] / res["requests_per_day"][2], abs=1e-3)
+    # the copies the re-runs started from are kept beside the workspace; the re-runs' own are removed
+    assert (tmp_path / "ws-incremental-before-1").is_dir() and (tmp_path / "ws-incremental-before-2").is_dir()
+    assert not (tmp_path / "ws-incremental-again").exists()

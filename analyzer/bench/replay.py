@@ -86,6 +86,13 @@ def split_days(scenario: Scenario, out_dir: str) -> list[str]:
     return paths
 
 
+def day_request_counts(scenario: Scenario) -> list[int]:
+    """Requests on each UTC day of the scenario, in the order of :func:`split_days`' logs."""
+    df = scenario.requests
+    day = (df["ts"] - df["ts"].min().normalize()).dt.days
+    return [int(n) for n in day.value_counts().sort_index().to_numpy()]
+
+
 def start_late(scenario: Scenario, campaign: str, day: int) -> Scenario:
     """The scenario with ``campaign``'s requests before ``day`` (0-based) removed: a campaign that starts
     mid-log, after the first clusterings were made without it. The truth records ``late_start``."""
@@ -113,37 +120,27 @@ MODES = ("incremental", "recluster", "process")
 
 
 def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_cache: str | None = None,
-           log: Log = print, process: bool = False) -> list[DayResult]:
+           log: Log = print, process: bool = False, retime: int = 0) -> tuple[list[DayResult], dict[str, Any]]:
     """Run the analyzer on each day's log in turn, into one workspace; ``recluster`` forces a full run each day;
     ``process`` runs each day as its own ``analyzer run`` process (its wall and CPU time are the process's:
-    start-up, imports and the map included; the JSON export is read afterwards, not timed)."""
-    from analyzer.export import to_json
-    from analyzer.pipeline import RunOptions, run_all
-    from analyzer.workspace import Workspace
+    start-up, imports and the map included; the JSON export is read afterwards, not timed).
+
+    With ``retime`` > 0 the workspace is copied before the second and before the last day, and afterwards those
+    two days are run again ``retime`` times each, alternately, each on a fresh copy: on a machine whose speed
+    drifts over the minutes a replay takes, the ratio of their medians measured side by side is the figure to
+    quote (:func:`retimed`), and each run again must decide what the first run of its day decided
+    (``same_campaigns``). Returns the days and the re-timing (empty without ``retime``)."""
+    import shutil
 
     mode = "process" if process else "recluster" if recluster else "incremental"
     ws_path = os.path.join(workdir, f"ws-{mode}")
+    n = len(day_paths)
+    snap_days = {1, n - 1} if retime > 0 and n >= 3 else set()
     out = []
     for d, path in enumerate(day_paths):
-        t0, c0 = time.perf_counter(), (_children_cpu() if process else time.process_time())
-        if process:
-            _run_process(path, ws_path, embedding_cache)
-            secs, cpu = time.perf_counter() - t0, _children_cpu() - c0
-            ws = Workspace(ws_path)
-            try:
-                stats = ws.ok_run_stats()[0][1]
-                doc = json.loads(to_json(ws))
-            finally:
-                ws.close()
-        else:
-            opts = RunOptions(progress=False, make_map=False, recluster=recluster, embedding_cache=embedding_cache)
-            ws = Workspace(ws_path, create=True)
-            try:
-                stats = run_all(ws, [path], opts)
-                doc = json.loads(to_json(ws))
-            finally:
-                ws.close()
-            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if d in snap_days:
+            shutil.copytree(ws_path, f"{ws_path}-before-{d}", dirs_exist_ok=False)
+        secs, cpu, stats, doc = _run_day(path, ws_path, mode, embedding_cache)
         cl = stats["cluster"]
         res = DayResult(day=d, seconds=round(secs, 2), cpu_seconds=round(cpu, 2), path=cl["path"], trigger=cl.get("trigger"),
                         stages=stats["stages_s"], campaigns=export_campaigns(doc))
@@ -151,7 +148,66 @@ def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_ca
         log(f"  day {d:2d} {mode}: {secs:6.1f} s ({cpu:6.1f} s CPU), {cl['path']}"
             f"{' (' + str(cl.get('trigger')) + ')' if cl.get('trigger') else ''}, {n_flag} flagged")
         out.append(res)
-    return out
+    times: dict[int, list[tuple[float, float]]] = {d: [] for d in sorted(snap_days)}
+    same = True  # every run again decided what the replay's own run of that day decided
+    for r in range(retime if snap_days else 0):
+        for d in sorted(snap_days):
+            again = f"{ws_path}-again"
+            shutil.rmtree(again, ignore_errors=True)
+            shutil.copytree(f"{ws_path}-before-{d}", again)
+            secs, cpu, _, doc = _run_day(day_paths[d], again, mode, embedding_cache)
+            shutil.rmtree(again, ignore_errors=True)
+            times[d].append((round(secs, 2), round(cpu, 2)))
+            same &= _decisions(export_campaigns(doc)) == _decisions(out[d].campaigns)
+            log(f"  again ({r + 1}/{retime}) day {d:2d} {mode}: {secs:6.1f} s ({cpu:6.1f} s CPU)")
+    if not snap_days:
+        return out, {}
+    return out, {**retimed(times[1], times[n - 1]), "same_campaigns": same}
+
+
+def _decisions(campaigns: Sequence[Mapping[str, Any]]) -> list[tuple[str, tuple[str, ...], bool]]:
+    """What a run decided, comparable between two runs: each campaign's id, accounts and flag."""
+    return sorted((c["id"], tuple(sorted(c["accounts"])), bool(c["flagged"])) for c in campaigns)
+
+
+def retimed(second: Sequence[tuple[float, float]], last: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """The second and the last day's runs repeated side by side (``(wall, CPU)`` seconds each): their times, the
+    medians and the ratio of the medians (last over second), wall and CPU."""
+    med = {k: [float(np.median([t[i] for t in v])) for i in (0, 1)] for k, v in (("second", second), ("last", last))}
+    return {"second_day": [list(t) for t in second], "last_day": [list(t) for t in last],
+            "median_second_day": med["second"], "median_last_day": med["last"],
+            "last_over_second_day": round(med["last"][0] / max(med["second"][0], 1e-9), 3),
+            "last_over_second_day_cpu": round(med["last"][1] / max(med["second"][1], 1e-9), 3)}
+
+
+def _run_day(path: str, ws_path: str, mode: str, embedding_cache: str | None
+             ) -> tuple[float, float, dict[str, Any], dict[str, Any]]:
+    """One day's run in ``mode``: wall and CPU seconds, the run's stats and the JSON export (read after the
+    timing in the process mode; in this process, timed with the run)."""
+    from analyzer.export import to_json
+    from analyzer.pipeline import RunOptions, run_all
+    from analyzer.workspace import Workspace
+
+    process = mode == "process"
+    t0, c0 = time.perf_counter(), (_children_cpu() if process else time.process_time())
+    if process:
+        _run_process(path, ws_path, embedding_cache)
+        secs, cpu = time.perf_counter() - t0, _children_cpu() - c0
+        ws = Workspace(ws_path)
+        try:
+            stats = ws.ok_run_stats()[0][1]
+            doc = json.loads(to_json(ws))
+        finally:
+            ws.close()
+        return secs, cpu, stats, doc
+    opts = RunOptions(progress=False, make_map=False, recluster=mode == "recluster", embedding_cache=embedding_cache)
+    ws = Workspace(ws_path, create=True)
+    try:
+        stats = run_all(ws, [path], opts)
+        doc = json.loads(to_json(ws))
+    finally:
+        ws.close()
+    return time.perf_counter() - t0, time.process_time() - c0, stats, doc
 
 
 def _run_process(path: str, ws_path: str, embedding_cache: str | None) -> None:
@@ -332,6 +388,15 @@ def mode_report(mode: str, res: Mapping[str, Any], crit: ReplayCriteria) -> list
     if "last_over_second_day" in res:
         lines.append(f"last day / second day: {res['last_over_second_day']:.2f} wall, "
                      f"{res['last_over_second_day_cpu']:.2f} CPU (target <= {crit.last_over_second_day})")
+    if "last_over_second_day_per_request" in res:
+        req = res["requests_per_day"]
+        lines.append(f"  the days' requests: {req[1]:,} on the second, {req[-1]:,} on the last; per request the "
+                     f"last day costs {res['last_over_second_day_per_request']:.2f}x the second")
+    if "retimed" in res:
+        rt = res["retimed"]
+        lines.append(f"  run again side by side ({len(rt['second_day'])} times each): medians "
+                     f"{rt['median_second_day'][0]:.1f} s and {rt['median_last_day'][0]:.1f} s: last / second "
+                     f"{rt['last_over_second_day']:.2f} wall, {rt['last_over_second_day_cpu']:.2f} CPU")
     lines.append("final: " + json.dumps(res.get("final")))
     for name, c in res["campaigns"].items():
         lines.append(f"  {name:22s} {c['n_accounts']:3d} accounts: active from day {c['first_active_day']}, first "
@@ -349,12 +414,13 @@ def mode_report(mode: str, res: Mapping[str, Any], crit: ReplayCriteria) -> list
 def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int | None = None,
                late: str | None = "censorship_rewrite:5", modes: Sequence[str] = ("incremental", "recluster"),
                workdir: str | None = None, embedding_cache: bool = False, log: Log = print,
-               n_requests: int | None = None) -> dict[str, Any]:
+               n_requests: int | None = None, retime: int = 0) -> dict[str, Any]:
     """The whole replay benchmark (``analyzer bench --replay``, ``benchmarks/replay.py``): build the scenario
     (``ban_day`` < 0: no bans; ``late`` ``"CAMPAIGN:DAY"`` drops that campaign's requests before DAY, ``None``:
     off; ``days`` and ``n_requests`` override the preset's), split it into days, replay each mode (of
     :data:`MODES`) into its own workspace under ``workdir`` (default: a temporary folder), score the days and
-    log the figures. Returns the document the script writes as JSON."""
+    log the figures; ``retime`` > 0 runs the second and the last day again that many times each, side by side
+    (:func:`replay`). Returns the document the script writes as JSON."""
     import tempfile
     from dataclasses import asdict
 
@@ -377,12 +443,21 @@ def run_replay(preset: str = "quick", seed: int = 0, ban_day: int = 7, days: int
         work = workdir or tmp
         paths = split_days(scenario, os.path.join(work, "days"))
         log(f"{preset} seed {seed}: {len(scenario.requests):,} requests over {len(paths)} days, knobs {knobs}")
-        days_by_mode = {}
+        days_by_mode, retimes = {}, {}
         for mode in modes:
             log(f"replaying ({mode})")
-            days_by_mode[mode] = replay(paths, work, recluster=(mode == "recluster"), log=log, process=(mode == "process"),
-                                        embedding_cache=os.path.join(work, "embedding-cache") if embedding_cache else None)
+            days_by_mode[mode], retimes[mode] = replay(
+                paths, work, recluster=(mode == "recluster"), log=log, process=(mode == "process"), retime=retime,
+                embedding_cache=os.path.join(work, "embedding-cache") if embedding_cache else None)
+    day_requests = day_request_counts(scenario)
     results = {m: score_replay(d, scenario, crit) for m, d in days_by_mode.items()}
+    for m, res in results.items():
+        res["requests_per_day"] = day_requests
+        if len(day_requests) >= 2 and "last_over_second_day" in res:
+            res["last_over_second_day_per_request"] = round(
+                res["last_over_second_day"] * day_requests[1] / max(day_requests[-1], 1), 3)
+        if retimes[m]:
+            res["retimed"] = retimes[m]
     for m, res in results.items():
         log("\n" + "\n".join(mode_report(m, res, crit)))
     doc: dict[str, Any] = {
