@@ -210,7 +210,8 @@ def knn_graph(
     bit with the batch it is searched in: on the 1M scaffold graph, 1 row of 108,653 had two neighbours
     swapped, 1.2e-6 apart).
     """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if ids is None:  # with ids, only their rows are read (``vectors`` may read rows on demand)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     rows_all = np.arange(vectors.shape[0]) if ids is None else np.asarray(ids, dtype=np.int64)
     n = len(rows_all)
     k_eff = min(k + 1, vectors.shape[0])  # vectors are the index's rows
@@ -219,7 +220,7 @@ def knn_graph(
     if copies is None:
         for start in range(0, n, batch):
             rows = rows_all[start : start + batch]
-            s, i = index.search(vectors[rows], k_eff)
+            s, i = index.search(np.ascontiguousarray(vectors[rows], dtype=np.float32), k_eff)
             _drop_self(nbrs, sims, start, rows, s, i, k)
             if progress is not None:
                 progress(len(rows))

@@ -286,9 +286,11 @@ def export_embeddings(ws: Workspace, cache_dir: str, key: str) -> int:
 def build_index(ws: Workspace, options: RunOptions, stats: dict | None = None):
     """The FAISS index for the stored vectors, the saved one extended with the new vectors when it can serve
     (:func:`analyzer.index.update_index`; trained afresh with ``options.recluster``), saved again; returns
-    ``(hashes, vectors, index)``, the index searched by position in ``hashes``. ``stats`` gets how it was made."""
+    ``(hashes, vectors, index)``, the index searched by position in ``hashes``, ``vectors`` a
+    :class:`analyzer.workspace.StoredVectors` (rows read when indexed; ``np.asarray`` reads them all). ``stats``
+    gets how it was made."""
     key = embedder_for(options).key
-    hashes, vectors, ids = ws.load_embedding_rows(key)
+    hashes, vectors, ids = ws.stored_vectors(key)  # read when asked for: an extended index reads the new ones only
     if len(hashes) == 0:
         raise RuntimeError("no embedded prompts in the workspace: run 'analyzer ingest' and 'analyzer embed' first")
     path = ws.index_path(key)
@@ -389,6 +391,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     template / scaffold / system families and intents. Reads only; returns the rows of ``prompt_clusters`` and
     ``system_clusters`` and the label stage's work (:class:`Grouping`)."""
     hashes, vectors, index = index_result or build_index(ws, options)
+    vectors = np.asarray(vectors)  # a full clustering reads every vector
     n = len(hashes)
     with _bar(n, "knn graph", " prompts", options.progress) as bar:
         nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
@@ -1016,8 +1019,9 @@ def _new_groups(ws: Workspace, st: _Assignment, disc: np.ndarray, options: RunOp
     noise = np.flatnonzero(st.topic[disc] < 0)
     if len(noise) >= max(p.min_cluster_size, 2):
         rows = disc[noise]
-        sub = index_mod.build_index(st.vectors[rows], seed=options.seed)
-        s_nbrs, s_sims = index_mod.knn_graph(sub, st.vectors[rows], k=min(p.k, len(noise) - 1))
+        vecs = st.vectors[rows]
+        sub = index_mod.build_index(vecs, seed=options.seed)
+        s_nbrs, s_sims = index_mod.knn_graph(sub, vecs, k=min(p.k, len(noise) - 1))
         labels, strengths = topics(s_nbrs, s_sims, p)
         found.topics[noise] = np.where(labels >= 0, labels + st.next_id, -1)
         st.prob[rows] = np.where(labels >= 0, np.where(strengths > 0, strengths, 1.0), st.prob[rows])

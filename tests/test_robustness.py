@@ -454,6 +454,34 @@ def test_orphan_and_partial_shards_are_never_used(tmp_path):
     ws.close()
 
 
+def test_stored_vectors_read_only_the_rows_asked_for_exactly_as_a_full_load(tmp_path):
+    ws = Workspace(str(tmp_path / "ws"), create=True)
+    ws.add_requests(_frame(["r1", "r2", "r3", "r4", "r5"], ["a", "b", "c", "d", "e"]), run_id=1)
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(5, 8)).astype(np.float32)
+    os.makedirs(ws.embeddings_dir("m"))
+    ws.add_embedding_shard("m", ["h-d", "h-b"], v[:2])
+    ws.add_embedding_shard("m", ["h-a", "h-e", "h-c"], v[2:])
+    hashes, full, ids = ws.load_embedding_rows("m")
+    lazy_hashes, lazy, lazy_ids = ws.stored_vectors("m")
+    assert lazy_hashes.tolist() == hashes.tolist() == ["h-a", "h-b", "h-c", "h-d", "h-e"]
+    assert np.array_equal(lazy_ids, ids) and lazy.shape == full.shape == (5, 8) and len(lazy) == 5
+    np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1.0, rtol=1e-6)
+    for sel in (np.array([4, 0, 2]), np.array([True, False, False, True, True]), slice(1, 3), 3):
+        assert np.array_equal(lazy[sel], full[sel])  # the same bits as the full load
+    # a damaged shard is found when its rows are read, with the file named
+    _, lazy, _ = ws.stored_vectors("m")
+    path = ws.shard_path("m", 1)  # h-b and h-d
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) - 10])
+    assert np.array_equal(lazy[[0, 2, 4]], full[[0, 2, 4]])  # rows of the sound shard: read
+    with pytest.raises(WorkspaceCorrupt, match="shard-000001"):
+        lazy[[3]]
+    with pytest.raises(WorkspaceCorrupt, match="shard-000001"):
+        np.asarray(lazy)
+    ws.close()
+
+
 def test_an_ingest_batch_commits_entirely_or_not_at_all(tmp_path, monkeypatch):
     from analyzer.ingest import Rejected
 
