@@ -322,7 +322,8 @@ class StoredVectors:
         if self._all is None:
             self._all = self._read(self._rows)
             self._shards.clear()
-        return self._all if dtype is None else self._all.astype(dtype, copy=False)
+        out = self._all if dtype is None else self._all.astype(dtype, copy=False)
+        return out.copy() if copy and out is self._all else out  # np.array(...) must not hand out the cache
 
 
 def gather_vectors(rows: pd.DataFrame, shard_array: Callable[[int], np.ndarray], shard_path: Callable[[int], str]

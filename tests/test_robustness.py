@@ -469,6 +469,10 @@ def test_stored_vectors_read_only_the_rows_asked_for_exactly_as_a_full_load(tmp_
     np.testing.assert_allclose(np.linalg.norm(full, axis=1), 1.0, rtol=1e-6)
     for sel in (np.array([4, 0, 2]), np.array([True, False, False, True, True]), slice(1, 3), 3):
         assert np.array_equal(lazy[sel], full[sel])  # the same bits as the full load
+    assert np.array_equal(np.asarray(lazy), full) and np.asarray(lazy) is np.asarray(lazy)  # read once
+    mine = np.array(lazy)  # a copy of one's own: changing it changes nothing stored
+    mine[:] = 0
+    assert np.array_equal(lazy[[0, 1]], full[[0, 1]])
     # a damaged shard is found when its rows are read, with the file named
     _, lazy, _ = ws.stored_vectors("m")
     path = ws.shard_path("m", 1)  # h-b and h-d
