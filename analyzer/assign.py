@@ -21,7 +21,6 @@ pipeline re-clusters everything instead. Everything here is pure: arrays and lis
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -159,44 +158,6 @@ def scaffold_sentences(texts: Sequence[str], families: Sequence[int], min_prompt
         counts.setdefault(int(fam), Counter()).update(set(cluster_mod._sentences(text, 3000, 2000)))
     return {fam: {s for s, n in c.items() if n >= min_prompts and len(cluster_mod.words(s)) >= min_sentence_words}
             for fam, c in counts.items()}
-
-
-def sentence_key(sentence: str) -> int:
-    """A stable 63-bit key of a normalised sentence (the same in every process, unlike ``hash``)."""
-    return int.from_bytes(hashlib.blake2b(sentence.encode("utf-8"), digest_size=8).digest(), "big") >> 1
-
-
-def scaffold_sentences_by_member(texts: Sequence[str], families: Sequence[int], members: Sequence[str],
-                                 member_keys: dict[str, list[int]], known: Mapping[int, str], min_prompts: int,
-                                 min_sentence_words: int = 3) -> dict[int, set[str]]:
-    """:func:`scaffold_sentences`, reading only the members it has not read before: ``member_keys`` holds the
-    :func:`sentence_key` of each member's sentences by member id (``members``, one per text; filled in here for
-    the members read now) and ``known`` the text of keys seen before (the families' earlier recurring
-    sentences). A family is read whole, as :func:`scaffold_sentences` reads it, when one of its recurring
-    keys has no text here."""
-    by_family: dict[int, list[int]] = {}
-    for i, fam in enumerate(families):
-        by_family.setdefault(int(fam), []).append(i)
-    out: dict[int, set[str]] = {}
-    for fam, rows in by_family.items():
-        counts: Counter = Counter()
-        texts_of: dict[int, str] = {}
-        for i in rows:
-            keys = member_keys.get(members[i])
-            if keys is None:
-                sents = set(cluster_mod._sentences(texts[i], 3000, 2000))
-                keys = [sentence_key(t) for t in sents]
-                texts_of.update(zip(keys, sents, strict=True))
-                member_keys[members[i]] = keys
-            counts.update(keys)
-        recurring = [k for k, n in counts.items() if n >= min_prompts]
-        if any(k not in texts_of and k not in known for k in recurring):
-            out.update(scaffold_sentences([texts[i] for i in rows], [fam] * len(rows), min_prompts,
-                                          min_sentence_words))
-            continue
-        out[fam] = {t for t in (texts_of.get(k) or known[k] for k in recurring)
-                    if len(cluster_mod.words(t)) >= min_sentence_words}
-    return out
 
 
 def match_scaffolds(texts: Sequence[str], family_sentences: Mapping[int, set[str]], min_scaffold_words: int = 8,

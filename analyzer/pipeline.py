@@ -869,30 +869,24 @@ def _known_families(ws: Workspace, options: RunOptions) -> _Families:
 def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, set[str]]:
     """The recurring sentences of each scaffold family (:func:`analyzer.assign.scaffold_sentences`) from its
     ``sample`` of members (``prompt_hash, family, text``), memoised in the workspace's
-    ``cache/scaffold-sentences.json``: a family whose sample did not change since the last run (by a digest of
-    it) is not read again, and in one whose sample changed only the members not read before are
-    (:func:`analyzer.assign.scaffold_sentences_by_member`, from the keys of each sampled member's sentences kept
-    in the memo): the sample of a growing family takes a few new members most days (it cost about a second a
-    day at 100k prompts). The memo is only a shortcut: a missing, unreadable or older one is made again, and
-    what it gives is what the computation gives."""
+    ``cache/scaffold-sentences.json`` under a digest of the family's sample: a family whose sample did not change
+    since the last run is not read again (it cost about a second a day at 100k prompts). The memo is only a
+    shortcut: a missing or unreadable one is made again, and what it gives is what the computation gives."""
     path = os.path.join(ws.path, "cache", "scaffold-sentences.json")
-    version = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}"
     try:
         with open(path, encoding="utf-8") as fh:
             memo = json.load(fh)
     except (OSError, ValueError):
         memo = {}
-    if not isinstance(memo, dict) or memo.get("version") != version:
+    if not isinstance(memo, dict):
         memo = {}
-    families = memo.get("families") if isinstance(memo.get("families"), dict) else {}
-    members = memo.get("members") if isinstance(memo.get("members"), dict) else {}
-    member_keys = {h: k for h, k in members.items() if isinstance(k, list)}
     out: dict[int, set[str]] = {}
     fresh: dict[str, dict] = {}
     todo: list[pd.DataFrame] = []
     for fam, grp in sample.groupby("family", sort=True):
-        digest = hashlib.blake2b(f"{version}\n{chr(10).join(grp['prompt_hash'])}".encode(), digest_size=12).hexdigest()
-        hit = families.get(str(fam))
+        key = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}\n" + "\n".join(grp["prompt_hash"])
+        digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+        hit = memo.get(str(fam))
         if isinstance(hit, dict) and hit.get("sample") == digest and isinstance(hit.get("sentences"), list):
             out[int(fam)] = set(hit["sentences"])
         else:
@@ -900,19 +894,13 @@ def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, 
         fresh[str(fam)] = {"sample": digest}
     if todo:
         rest = pd.concat(todo)
-        known = {assign_mod.sentence_key(t): t for entry in families.values() if isinstance(entry, dict)
-                 for t in entry.get("sentences") or [] if isinstance(t, str)}
-        out.update(assign_mod.scaffold_sentences_by_member(
-            rest["text"].map(analysis_text).tolist(), rest["family"].tolist(), rest["prompt_hash"].tolist(),
-            member_keys, known, min_prompts=FAMILY_SENTENCE_MIN_MEMBERS))
+        out.update(assign_mod.scaffold_sentences(rest["text"].map(analysis_text).tolist(), rest["family"].tolist(),
+                                                 min_prompts=FAMILY_SENTENCE_MIN_MEMBERS))
     for fam, entry in fresh.items():
         entry["sentences"] = sorted(out.get(int(fam), set()))
-    if todo or set(fresh) != set(families):
-        sampled = set(sample["prompt_hash"])
-        doc = {"version": version, "families": fresh,
-               "members": {h: k for h, k in member_keys.items() if h in sampled}}
+    if todo or set(fresh) != set(memo):
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
+            json.dump(fresh, fh)
     return out
 
 

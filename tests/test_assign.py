@@ -252,54 +252,6 @@ def test_a_scaffold_tie_does_not_depend_on_the_order_of_the_families() -> None:
     assert one.tolist() == other.tolist() == [3]
 
 
-def test_a_changed_scaffold_sample_reads_only_its_new_members(tmp_path, monkeypatch) -> None:
-    """A family whose sample took new members is counted again from the kept sentence keys of the members read
-    before: only the new members' texts are read, and the sentences are those the computation gives, also when
-    a recurring sentence's text has to be read again (the memo's family part lost)."""
-    import json
-
-    import pandas as pd
-
-    from analyzer import cluster as cluster_mod
-    from analyzer.pipeline import analysis_text, scaffold_family_sentences
-    from analyzer.workspace import Workspace
-
-    frags = ["Rewrite the question so that it avoids the sensitive framing", "Keep the meaning of the original",
-             "Answer only with the rewritten question", "Use a neutral and academic register throughout"]
-    rows = [(f"h{i}", 3, f"{frags[i % 2]}. {frags[2]}. Topic {i}: the events of year {1900 + i}?") for i in range(8)]
-    sample = pd.DataFrame(rows, columns=["prompt_hash", "family", "text"])
-    grown = pd.concat([sample.iloc[1:], pd.DataFrame(
-        [("h8", 3, f"{frags[3]}. {frags[2]}. Topic 8: a harbour strike?"),
-         ("h9", 3, f"{frags[3]}. {frags[0]}. Topic 9: a border dispute?")], columns=sample.columns)])
-
-    def computed(frame):
-        return assign.scaffold_sentences(frame["text"].map(analysis_text).tolist(), frame["family"].tolist(),
-                                         min_prompts=2)
-
-    reads: list[str] = []
-    real = cluster_mod._sentences
-
-    def counting(text, head, tail):
-        reads.append(text)
-        return real(text, head, tail)
-
-    monkeypatch.setattr(cluster_mod, "_sentences", counting)
-    with Workspace(str(tmp_path / "ws"), create=True) as ws:
-        memo = tmp_path / "ws" / "cache" / "scaffold-sentences.json"
-        assert scaffold_family_sentences(ws, sample) == computed(sample)
-        reads.clear()
-        got = scaffold_family_sentences(ws, grown)
-        assert len(reads) == 2  # h8 and h9 only
-        want = computed(grown)
-        assert got == want and "use a neutral and academic register throughout" in want[3]
-        doc = json.loads(memo.read_text(encoding="utf-8"))
-        assert set(doc["members"]) == set(grown["prompt_hash"])  # members left out of every sample are dropped
-        # the family part lost: keys without a text here, so the family is read whole, with the same result
-        doc["families"] = {}
-        memo.write_text(json.dumps(doc), encoding="utf-8")
-        assert scaffold_family_sentences(ws, sample) == computed(sample)
-
-
 def test_a_daily_run_extends_the_kept_inverted_file_and_searches_it_by_position(two_days, tmp_path,
                                                                                 monkeypatch) -> None:
     """Past the exact-index size the index is an inverted file kept between runs: the first run trains it, the
