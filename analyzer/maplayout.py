@@ -28,6 +28,7 @@ its points among the prompts most like its own.
 
 from __future__ import annotations
 
+import faiss
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -301,9 +302,7 @@ def typical_spacing(xy: np.ndarray, sample: int = 500) -> float:
     """Median distance from a point of the layout to its nearest other point (on up to ``sample`` points)."""
     if len(xy) < 2:
         return 0.0
-    import faiss  # loaded by the index stage already; exact L2 search in 2-D
-
-    index = faiss.IndexFlatL2(2)
+    index = faiss.IndexFlatL2(2)  # exact L2 search in 2-D
     index.add(np.ascontiguousarray(xy, dtype=np.float32))
     dist, _ = index.search(np.ascontiguousarray(xy[: sample], dtype=np.float32), 2)
     # the second nearest: the nearest is the point itself (or one on top of it, at distance 0 either way)

@@ -15,7 +15,7 @@ import fcntl
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import duckdb
@@ -286,8 +286,10 @@ def atomic_save_npy(path: str, array: np.ndarray) -> None:
 class StoredVectors:
     """The workspace's vectors for one model, in the order of its ``rows`` (``shard, row``), read from their
     shards only when asked for: ``vectors[positions]`` (an integer array, a boolean mask or a slice) reads and
-    L2-normalises those rows exactly as :meth:`Workspace.load_vectors` does; ``np.asarray(vectors)`` reads them
-    all, once. ``shape`` and ``len`` read nothing."""
+    L2-normalises those rows (each shard file read once); ``np.asarray(vectors)`` reads them all, once, as
+    :meth:`Workspace.load_vectors` does. ``shape`` and ``len`` read nothing but the first shard.
+
+    Raises :class:`WorkspaceCorrupt` for a missing or damaged shard, or one shorter than a row asks for."""
 
     def __init__(self, ws: Workspace, model_key: str, rows: pd.DataFrame) -> None:
         self._ws, self._key = ws, model_key
@@ -296,7 +298,6 @@ class StoredVectors:
         self._shards: dict[int, np.ndarray] = {}
         dim = int(self._shard(int(self._rows["shard"].iloc[0])).shape[1]) if len(self._rows) else 0
         self.shape = (len(self._rows), dim)
-        self.dtype = np.dtype(np.float32)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -306,49 +307,35 @@ class StoredVectors:
             self._shards[shard] = load_npy(self._ws.shard_path(self._key, shard))
         return self._shards[shard]
 
-    def _read(self, rows: pd.DataFrame) -> np.ndarray:
-        return gather_vectors(rows, self._shard, lambda shard: self._ws.shard_path(self._key, shard)
-                              ).reshape(len(rows), self.shape[1])
+    def _read(self, positions: np.ndarray) -> np.ndarray:
+        """The L2-normalised float32 vectors of the rows at ``positions``, in that order."""
+        rows = self._rows.iloc[positions].reset_index(drop=True)
+        out = np.zeros((len(rows), self.shape[1]), dtype=np.float32)
+        for shard, grp in rows.groupby("shard", sort=True):
+            arr = self._shard(int(shard))
+            need = int(grp["row"].max()) + 1
+            if arr.shape[0] < need:
+                raise WorkspaceCorrupt(
+                    f"{self._ws.shard_path(self._key, int(shard))} has {arr.shape[0]} rows but the database "
+                    f"expects {need}; run 'analyzer embed' to re-embed the missing prompts"
+                )
+            out[grp.index.to_numpy()] = arr[grp["row"].to_numpy()].astype(np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms > 0, norms, 1.0)
+        return out
 
     def __getitem__(self, sel) -> np.ndarray:
         if self._all is not None:
             return self._all[sel]
         pos = np.arange(self.shape[0])[sel]
-        if pos.ndim == 0:
-            return self._read(self._rows.iloc[[int(pos)]])[0]
-        return self._read(self._rows.iloc[pos])
+        return self._read(pos) if pos.ndim else self._read(pos.reshape(1))[0]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         if self._all is None:
-            self._all = self._read(self._rows)
+            self._all = self._read(np.arange(self.shape[0]))
             self._shards.clear()
         out = self._all if dtype is None else self._all.astype(dtype, copy=False)
         return out.copy() if copy and out is self._all else out  # np.array(...) must not hand out the cache
-
-
-def gather_vectors(rows: pd.DataFrame, shard_array: Callable[[int], np.ndarray], shard_path: Callable[[int], str]
-                   ) -> np.ndarray:
-    """The rows ``rows`` (``shard``, ``row``) of the shards ``shard_array`` gives, as L2-normalised float32, in
-    the order of ``rows`` (``(0, 0)`` for none). Raises :class:`WorkspaceCorrupt` for a shard shorter than a row
-    asks for."""
-    rows = rows[["shard", "row"]].reset_index(drop=True)
-    out: np.ndarray | None = None
-    for shard, grp in rows.groupby("shard", sort=True):
-        arr = shard_array(int(shard))
-        need = int(grp["row"].max()) + 1
-        if arr.shape[0] < need:
-            raise WorkspaceCorrupt(
-                f"{shard_path(int(shard))} has {arr.shape[0]} rows but the database expects {need}; run "
-                "'analyzer embed' to re-embed the missing prompts"
-            )
-        if out is None:
-            out = np.zeros((len(rows), arr.shape[1]), dtype=np.float32)
-        out[grp.index.to_numpy()] = arr[grp["row"].to_numpy()].astype(np.float32)
-    if out is None:
-        return np.zeros((0, 0), dtype=np.float32)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    out /= np.where(norms > 0, norms, 1.0)
-    return out
 
 
 def load_npy(path: str) -> np.ndarray:
@@ -845,8 +832,7 @@ class Workspace:
     def load_vectors(self, model_key: str, rows: pd.DataFrame) -> np.ndarray:
         """The L2-normalised float32 vectors of ``rows`` (``shard``, ``row``, as :meth:`embedding_rows` gives
         them), in the order of ``rows``. Raises :class:`WorkspaceCorrupt` as :meth:`load_embedding_rows` does."""
-        return gather_vectors(rows, lambda shard: load_npy(self.shard_path(model_key, shard)),
-                              lambda shard: self.shard_path(model_key, shard))
+        return np.asarray(StoredVectors(self, model_key, rows))
 
     def index_path(self, model_key: str) -> str:
         return os.path.join(self.path, "index", f"{model_key}.faiss")
