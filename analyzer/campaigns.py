@@ -908,6 +908,10 @@ class _Context:
         # scans were a third of the score stage).
         self._pair_rows = self.id_pairs.groupby("account_id", sort=False).indices
         self._window_rows = self.window_req.groupby("account_id", sort=False).indices
+        self._window_t = self.window_req["t"].to_numpy()
+        self._window_model = self.window_req["model"].to_numpy(dtype=object)
+        self._window_total = sig.window_counts(self._window_t, self._window_model, self.releases,
+                                               self.signals.pivot_window_hours)
         # Each identifier value as an integer, in (field, value) order, with its holders in the workspace (each
         # row of ``id_pairs`` is one account's use of one value) and each row's principal as an integer: what
         # :func:`_evidence_values` counts, group after group, in arrays.
@@ -927,11 +931,13 @@ class _Context:
         """The ``id_pairs`` rows of ``accounts``, in table order (``id_pairs[account_id.isin(accounts)]``)."""
         return self.id_pairs.iloc[self.pair_rows(accounts)]
 
-    def window_without(self, accounts: Collection[str]) -> pd.DataFrame:
-        """The ``window_req`` rows of every account but ``accounts``, in table order."""
-        keep = np.ones(len(self.window_req), dtype=bool)
-        keep[_rows_of(self._window_rows, accounts)] = False
-        return self.window_req[keep]
+    def window_counts_without(self, accounts: Collection[str]) -> dict[str, tuple[int, int]]:
+        """:func:`analyzer.signals.window_counts` of the ``window_req`` rows of every account but ``accounts``:
+        everyone's counts minus those accounts' (a group's pivot baseline, without copying the window's rows)."""
+        rows = _rows_of(self._window_rows, accounts)
+        theirs = sig.window_counts(self._window_t[rows], self._window_model[rows], self.releases,
+                                   self.signals.pivot_window_hours)
+        return {m: (n - theirs[m][0], on - theirs[m][1]) for m, (n, on) in self._window_total.items()}
 
 
 def _rows_of(positions: Mapping[str, np.ndarray], accounts: Collection[str]) -> np.ndarray:
@@ -1326,10 +1332,10 @@ def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | 
     values["infrastructure"] = len(infra_accounts) / n_measured if (ctx.infra_applicable and n_members >= 2) else None
     values["pivot"], pivot_model = None, None  # no model released during the log: nothing to pivot to
     if ctx.releases:
-        other = ctx.window_without(op.member_set)[["t", "model"]].rename(columns={"t": "ts"})
-        values["pivot"], pivot_model = sig.pivot(mreq[["t", "model"]].rename(columns={"t": "ts"}), other,
-                                                 ctx.releases, sigp.pivot_window_hours, sigp.pivot_min_requests,
-                                                 sigp.pivot_full_excess)
+        mine = sig.window_counts(mreq["t"].to_numpy(), mreq["model"].to_numpy(dtype=object), ctx.releases,
+                                 sigp.pivot_window_hours)
+        values["pivot"], pivot_model = sig.pivot_against(mine, ctx.window_counts_without(op.member_set),
+                                                         sigp.pivot_min_requests, sigp.pivot_full_excess)
     return values, {"sim": sim, "holders": holders, "infra_accounts": infra_accounts, "pivot_model": pivot_model,
                     "n_measured": n_measured}
 

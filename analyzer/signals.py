@@ -394,6 +394,18 @@ def concentrated_values(
     return out
 
 
+def window_counts(ts: np.ndarray, model: np.ndarray, releases: dict[str, int],
+                  window_hours: int = DEFAULTS.pivot_window_hours) -> dict[str, tuple[int, int]]:
+    """Per released model: ``(requests inside its window, those of them on the model)`` of the requests sent at
+    ``ts`` (epoch seconds) to ``model``; the window is ``window_hours`` from the release. Counts add up: the
+    counts of everyone but a group are everyone's minus the group's (:func:`pivot_against`)."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, t0 in releases.items():
+        inside = (ts >= t0) & (ts < t0 + window_hours * 3600)
+        out[name] = (int(inside.sum()), int((model[inside] == name).sum()))
+    return out
+
+
 def pivot(group_models: pd.DataFrame, other_models: pd.DataFrame, releases: dict[str, int],
           window_hours: int = DEFAULTS.pivot_window_hours, min_requests: int = DEFAULTS.pivot_min_requests,
           full_excess: float = DEFAULTS.pivot_full_excess) -> tuple[float | None, str | None]:
@@ -403,15 +415,23 @@ def pivot(group_models: pd.DataFrame, other_models: pd.DataFrame, releases: dict
     Both frames have ``ts`` (epoch seconds) and ``model``. ``releases`` maps new models to their first
     appearance in the workspace. Returns ``(value, model)``; ``(None, None)`` when no new model is in reach.
     """
+    def counts(models: pd.DataFrame) -> dict[str, tuple[int, int]]:
+        return window_counts(models["ts"].to_numpy(), models["model"].to_numpy(dtype=object), releases, window_hours)
+
+    return pivot_against(counts(group_models), counts(other_models), min_requests, full_excess)
+
+
+def pivot_against(group: dict[str, tuple[int, int]], other: dict[str, tuple[int, int]],
+                  min_requests: int = DEFAULTS.pivot_min_requests, full_excess: float = DEFAULTS.pivot_full_excess
+                  ) -> tuple[float | None, str | None]:
+    """:func:`pivot` from :func:`window_counts` of the group and of everyone else (same releases)."""
     best: tuple[float | None, str | None] = (None, None)
-    for model, t0 in releases.items():
-        t1 = t0 + window_hours * 3600
-        g = group_models[(group_models["ts"] >= t0) & (group_models["ts"] < t1)]
-        if len(g) < min_requests:
+    for model, (n_group, on_group) in group.items():
+        if n_group < min_requests:
             continue
-        o = other_models[(other_models["ts"] >= t0) & (other_models["ts"] < t1)]
-        p_group = float((g["model"] == model).mean())
-        p_other = float((o["model"] == model).mean()) if len(o) else 0.0
+        n_other, on_other = other[model]
+        p_group = on_group / n_group
+        p_other = on_other / n_other if n_other else 0.0
         value = float(np.clip((p_group - p_other) / full_excess, 0.0, 1.0))
         if best[0] is None or value > best[0]:
             best = (value, model)

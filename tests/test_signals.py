@@ -123,3 +123,27 @@ def test_subnets_are_subnet_of_each_address_in_one_pass():
     for prefix in (24, 16, 32, 0):
         assert sig.subnets(ips, prefix, 48) == [sig.subnet(ip, prefix, 48) for ip in ips]
     assert sig.subnets(["203.0.113.7"]) == ["203.0.113.0/24"]
+
+
+def test_pivot_against_everyone_but_the_group_is_counts_subtracted():
+    # The score stage takes a group's pivot baseline as everyone's window counts minus the group's own, instead of
+    # copying everyone else's rows: the same value as the pivot over the other accounts' rows.
+    rng = np.random.default_rng(3)
+    t0 = 5 * 86400
+    n = 4000
+    req = pd.DataFrame({"account": rng.integers(0, 40, n), "ts": rng.integers(t0 - 86400, t0 + 2 * 86400, n),
+                        "model": rng.choice(["new", "old", None], n, p=[0.3, 0.6, 0.1])})
+    group = req["account"] < 8
+    req.loc[group & (req["ts"] >= t0), "model"] = rng.choice(["new", "old"], int((group & (req["ts"] >= t0)).sum()),
+                                                            p=[0.8, 0.2])
+    releases = {"new": t0, "absent": t0 + 3 * 86400}
+    expected = sig.pivot(req[group], req[~group], releases, window_hours=12, min_requests=5)
+
+    def counts(frame):
+        return sig.window_counts(frame["ts"].to_numpy(), frame["model"].to_numpy(dtype=object), releases, 12)
+
+    everyone, mine = counts(req), counts(req[group])
+    others = {m: (everyone[m][0] - mine[m][0], everyone[m][1] - mine[m][1]) for m in everyone}
+    assert others == counts(req[~group])
+    assert sig.pivot_against(mine, others, min_requests=5) == expected
+    assert expected[1] == "new" and expected[0] > 0.5
