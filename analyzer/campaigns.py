@@ -1295,15 +1295,16 @@ def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
     unjudged = 0.0
     if "intent_similarity" in mreq:
-        judged = mreq["intent_similarity"].notna()
+        # arrays, not boolean .loc on the frame (two of those per group were a fifth of a daily score stage)
+        sims = mreq["intent_similarity"].to_numpy(dtype=np.float64, na_value=np.nan)
+        judged = ~np.isnan(sims)
         unjudged = 1.0 - float(judged.mean())
-        sims = mreq.loc[judged, "intent_similarity"]
-        tv = pd.Series(sig.training_values(sims.to_numpy(dtype=np.float64), sigp.training_value_low,
-                                           sigp.training_value_high), index=sims.index)
+        tv = sig.training_values(sims[judged], sigp.training_value_low, sigp.training_value_high)
         # Mostly text the embedding model cannot read (another script): training value is not judged and
         # the gate stays open, so that detection rests on behaviour rather than on the model's languages.
         values["training_value"] = float(tv.mean()) if unjudged < config.unjudged_max_share and len(tv) else None
-        kinds = tv.groupby(mreq.loc[judged, "intent"].fillna("")).sum()
+        intents = mreq["intent"].to_numpy(dtype=object)[judged]
+        kinds = pd.Series(tv).groupby(np.where(pd.isna(intents), "", intents)).sum()
         kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
     else:
         values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
@@ -1453,11 +1454,10 @@ def _partial_rows(cid: str, score: float, per_acc: pd.Series, member_set: set[st
     """Accounts that touch the campaign without belonging to it keep a partial score (below every member's),
     so that near-members rank above accounts that never touched it."""
     config = ctx.config
-    return [
-        {"account_id": acc, "campaign_id": cid,
-         "partial": score * config.partial_score_factor * (n / ctx.account_total[acc]) ** config.partial_score_exponent}
-        for acc, n in per_acc[~per_acc.index.isin(member_set)].items()
-    ]
+    rest = per_acc[~per_acc.index.isin(member_set)]
+    share = rest.to_numpy() / ctx.account_total.reindex(rest.index).to_numpy()
+    partial = score * config.partial_score_factor * share ** config.partial_score_exponent
+    return [{"account_id": acc, "campaign_id": cid, "partial": p} for acc, p in zip(rest.index, partial, strict=True)]
 
 
 #: How each capability intent reads in a campaign label.

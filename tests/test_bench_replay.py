@@ -110,6 +110,24 @@ def test_process_mode_runs_one_analyzer_process_per_day_with_the_in_process_resu
             sorted(map(sorted, (c["accounts"] for c in b["flagged"])))
 
 
+def test_thin_log_keeps_a_seeded_sample_of_the_requests_in_their_order(tmp_path) -> None:
+    import gzip
+    import json
+
+    from analyzer.bench.replay import thin_log
+
+    src = tmp_path / "day.jsonl.gz"
+    with gzip.open(src, "wt", encoding="utf-8") as fh:
+        fh.writelines(f'{{"account_id": "a{i}", "prompt": "p{i}"}}\n' for i in range(100))
+    assert thin_log(str(src), str(tmp_path / "a.jsonl.gz"), 30) == 30
+    assert thin_log(str(src), str(tmp_path / "b.jsonl.gz"), 30) == 30
+    kept = gzip.open(tmp_path / "a.jsonl.gz", "rt").read().splitlines()
+    order = [int(json.loads(line)["prompt"][1:]) for line in kept]
+    assert order == sorted(order) and len(set(order)) == 30  # distinct requests, in the log's order
+    assert kept == gzip.open(tmp_path / "b.jsonl.gz", "rt").read().splitlines()  # the same with the same seed
+    assert thin_log(str(src), str(tmp_path / "c.jsonl.gz"), 500) == 100  # a smaller log is kept whole
+
+
 def test_retimed_takes_the_ratio_of_the_medians() -> None:
     from analyzer.bench.replay import retimed
 
@@ -132,6 +150,10 @@ def test_replay_runs_the_second_and_last_day_again_side_by_side_with_the_same_re
     rt = res["retimed"]
     assert len(rt["second_day"]) == len(rt["last_day"]) == 2 and rt["same_campaigns"] is True
     assert rt["last_over_second_day"] > 0
+    # the last day at the second day's volume, run beside them
+    th = rt["last_day_thinned"]
+    assert th["requests"] == min(res["requests_per_day"][1], res["requests_per_day"][2])
+    assert len(th["times"]) == 2 and th["over_second_day"] > 0
     # the day's request counts and the cost per request, beside the plain ratio
     assert len(res["requests_per_day"]) == 3 and sum(res["requests_per_day"]) > 0
     assert res["last_over_second_day_per_request"] == pytest.approx(

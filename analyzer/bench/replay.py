@@ -129,7 +129,9 @@ def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_ca
     two days are run again ``retime`` times each, alternately, each on a fresh copy: on a machine whose speed
     drifts over the minutes a replay takes, the ratio of their medians measured side by side is the figure to
     quote (:func:`retimed`), and each run again must decide what the first run of its day decided
-    (``same_campaigns``). Returns the days and the re-timing (empty without ``retime``)."""
+    (``same_campaigns``). The last day is also run at the second day's volume (:func:`thin_log`: its requests
+    sampled down to the second day's count), beside them: what the history costs, apart from the day's own size.
+    Returns the days and the re-timing (empty without ``retime``)."""
     import shutil
 
     mode = "process" if process else "recluster" if recluster else "incremental"
@@ -148,21 +150,47 @@ def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_ca
         log(f"  day {d:2d} {mode}: {secs:6.1f} s ({cpu:6.1f} s CPU), {cl['path']}"
             f"{' (' + str(cl.get('trigger')) + ')' if cl.get('trigger') else ''}, {n_flag} flagged")
         out.append(res)
-    times: dict[int, list[tuple[float, float]]] = {d: [] for d in sorted(snap_days)}
+    if not snap_days:
+        return out, {}
+    thinned = os.path.join(workdir, f"last-day-at-second-day-volume-{mode}.jsonl.gz")
+    n_thinned = thin_log(day_paths[n - 1], thinned, _count_lines(day_paths[1]))
+    runs = [(1, day_paths[1], "second day"), (n - 1, day_paths[n - 1], "last day"),
+            (n - 1, thinned, f"last day thinned to {n_thinned:,} requests")]
+    times: list[list[tuple[float, float]]] = [[] for _ in runs]
     same = True  # every run again decided what the replay's own run of that day decided
-    for r in range(retime if snap_days else 0):
-        for d in sorted(snap_days):
+    for r in range(retime):
+        for i, (d, path, what) in enumerate(runs):
             again = f"{ws_path}-again"
             shutil.rmtree(again, ignore_errors=True)
             shutil.copytree(f"{ws_path}-before-{d}", again)
-            secs, cpu, _, doc = _run_day(day_paths[d], again, mode, embedding_cache)
+            secs, cpu, _, doc = _run_day(path, again, mode, embedding_cache)
             shutil.rmtree(again, ignore_errors=True)
-            times[d].append((round(secs, 2), round(cpu, 2)))
-            same &= _decisions(export_campaigns(doc)) == _decisions(out[d].campaigns)
-            log(f"  again ({r + 1}/{retime}) day {d:2d} {mode}: {secs:6.1f} s ({cpu:6.1f} s CPU)")
-    if not snap_days:
-        return out, {}
-    return out, {**retimed(times[1], times[n - 1]), "same_campaigns": same}
+            times[i].append((round(secs, 2), round(cpu, 2)))
+            if path == day_paths[d]:
+                same &= _decisions(export_campaigns(doc)) == _decisions(out[d].campaigns)
+            log(f"  again ({r + 1}/{retime}) {what} (day {d}) {mode}: {secs:6.1f} s ({cpu:6.1f} s CPU)")
+    equal = retimed(times[0], times[2])
+    return out, {**retimed(times[0], times[1]), "same_campaigns": same,
+                 "last_day_thinned": {"requests": n_thinned, "times": equal["last_day"],
+                                      "median": equal["median_last_day"],
+                                      "over_second_day": equal["last_over_second_day"],
+                                      "over_second_day_cpu": equal["last_over_second_day_cpu"]}}
+
+
+def _count_lines(path: str) -> int:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def thin_log(path: str, out_path: str, n: int, seed: int = 0) -> int:
+    """Write ``n`` of the requests of the JSONL log ``path`` (gzip), drawn at random with ``seed``, in their
+    order, to ``out_path``; all of them when it holds ``n`` or fewer. Returns how many were written."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        lines = [line for line in fh if line.strip()]
+    keep = np.sort(np.random.default_rng(seed).choice(len(lines), size=min(n, len(lines)), replace=False))
+    with gzip.open(out_path, "wt", encoding="utf-8", compresslevel=1) as fh:
+        fh.writelines(lines[int(i)] for i in keep)
+    return len(keep)
 
 
 def _decisions(campaigns: Sequence[Mapping[str, Any]]) -> list[tuple[str, tuple[str, ...], bool]]:
@@ -397,6 +425,11 @@ def mode_report(mode: str, res: Mapping[str, Any], crit: ReplayCriteria) -> list
         lines.append(f"  run again side by side ({len(rt['second_day'])} times each): medians "
                      f"{rt['median_second_day'][0]:.1f} s and {rt['median_last_day'][0]:.1f} s: last / second "
                      f"{rt['last_over_second_day']:.2f} wall, {rt['last_over_second_day_cpu']:.2f} CPU")
+        if "last_day_thinned" in rt:
+            th = rt["last_day_thinned"]
+            lines.append(f"  the last day at the second day's volume ({th['requests']:,} of its requests): median "
+                         f"{th['median'][0]:.1f} s: {th['over_second_day']:.2f} wall, {th['over_second_day_cpu']:.2f} "
+                         "CPU of the second day's")
     lines.append("final: " + json.dumps(res.get("final")))
     for name, c in res["campaigns"].items():
         lines.append(f"  {name:22s} {c['n_accounts']:3d} accounts: active from day {c['first_active_day']}, first "
