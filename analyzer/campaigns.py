@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -316,6 +316,16 @@ class EvidenceParams:
     account_identifiers: int = 3
     #: Shared identifier values named in a campaign's shared-infrastructure sentence.
     campaign_identifiers: int = 3
+    #: Where the training value is not judged (text in a script the embedding model does not read), the label
+    #: names what the requests ask for from their own words (``analyzer.signals.CUE_WORDS``): prompts read for it,
+    #: the smallest first by hash.
+    cue_sample: int = 40
+    #: Distinct cue words of one capability (and more than of any other) a prompt needs to name it.
+    cue_min_words: int = 2
+    #: Share of the prompts read that must name one capability for the label to name it.
+    cue_min_share: float = 0.3
+    #: Cue words quoted in the evidence.
+    cue_words_shown: int = 4
 
 
 @dataclass
@@ -1277,6 +1287,8 @@ class _Content:
     top: ClusterInfo
     kind_name: str
     unjudged: float  # share of the requests whose intent was not judged (unreadable script)
+    #: where the training value is not judged: the cue words that name ``kind_name`` (:func:`_named_intent`)
+    kind_cues: list[str] = field(default_factory=list)
 
 
 def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
@@ -1306,10 +1318,32 @@ def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float
         intents = mreq["intent"].to_numpy(dtype=object)[judged]
         kinds = pd.Series(tv).groupby(np.where(pd.isna(intents), "", intents)).sum()
         kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
+        if values["training_value"] is None:  # what the requests ask for, in their own words
+            kind_name, cues = _named_intent(mreq["prompt_hash"].to_numpy(dtype=object)[~judged], ctx)
+            return values, _Content(infos, w, top_info, kind_name, unjudged, cues)
     else:
         values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
         kind_name = top_info.intent
     return values, _Content(infos, w, top_info, kind_name, unjudged)
+
+
+def _named_intent(hashes: np.ndarray, ctx: _Context) -> tuple[str, list[str]]:
+    """The capability that the prompts ``hashes`` (written in a script the embedding model does not read) name
+    in their own words (:func:`analyzer.signals.cue_intent`), read from a sample of them (the first
+    ``cue_sample`` by hash): the intent named by the most sampled prompts, when at least ``cue_min_share`` of
+    them name it; with its most frequent cue words. ``("", [])`` otherwise. Names the label only: never scored."""
+    ep = ctx.evidence
+    sample = sorted(set(hashes))[: ep.cue_sample]
+    texts = ctx.texts_for(sample)
+    named = [sig.cue_intent(texts[h], ep.cue_min_words) for h in sample if h in texts]
+    intents = Counter(intent for intent, _ in named if intent)
+    if not intents:
+        return "", []
+    best, n = max(sorted(intents.items()), key=lambda kv: kv[1])
+    if n < ep.cue_min_share * len(named):
+        return "", []
+    words = Counter(w for intent, cues in named if intent == best for w in cues)
+    return best, [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))][: ep.cue_words_shown]
 
 
 def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], dict]:
@@ -1365,23 +1399,28 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
     n_members, top_info = len(op.members), content.top
-    kind = content.kind_name if (values["training_value"] or 0.0) >= ep.intent_min_value else ""
+    tv = values["training_value"]
+    # not judged: the kind its own words name (or none); judged: its capability once its value reaches the bar
+    kind = content.kind_name if tv is None or tv >= ep.intent_min_value else ""
     evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, op.share, op.shared,
                          extras["infra_accounts"], extras["n_measured"], top_info.template, top_info.template_coverage, kind,
                          extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
-                                      values, config, content.unjudged)
+                                      values, config, content.unjudged, (kind, content.kind_cues))
     evidence += _community_unit_evidence(mreq, ctx)
     if n_joiners:
         evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "
                         "campaign's capability wrappers, half or more of all they sent (fresh pool accounts): "
                         f"listed with the campaign, not counted in its signals")
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
-    if values["training_value"] is None:
-        topic = f"{topic} (intent not judged: text in a script the model does not read)".strip()
+    note = ""
+    if tv is None:
+        note = ("named from its Chinese wording; training value not judged" if kind
+                else "intent not judged: text in a script the model does not read")
     return {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
-        "label": campaign_label(kind, topic, n_members + n_joiners, op.n_principals + n_joiners), "kind": kind,
+        "label": campaign_label(kind, topic, n_members + n_joiners, op.n_principals + n_joiners, note),
+        "kind": kind,
         "keywords": list(dict.fromkeys(k for i in content.infos for k in i.keywords))[: ep.keywords],
         "template": top_info.template,
         "n_accounts": n_members + n_joiners, "n_requests": int(len(mreq)),
@@ -1471,19 +1510,19 @@ INTENT_PHRASES: dict[str, str] = {
 }
 
 
-def campaign_label(kind: str, topic: str, n_accounts: int, n_principals: int) -> str:
+def campaign_label(kind: str, topic: str, n_accounts: int, n_principals: int, note: str = "") -> str:
     """What the campaign is after, in words an analyst reads at a glance.
 
     ``"chain-of-thought elicitation on apples, total, many: 38 accounts"``; without a training intent the
-    topic alone. Seats of one organisation are said so (``"30 accounts of 1 organisation"``).
+    topic alone. Seats of one organisation are said so (``"30 accounts of 1 organisation"``). A ``note`` (how
+    the intent was read) follows in brackets.
     """
     who = f"{n_accounts} accounts" if n_accounts != 1 else "1 account"
     if n_principals < n_accounts:
         who += f" of {n_principals} organisation{'s' if n_principals != 1 else ''}"
     what = INTENT_PHRASES.get(kind, kind)
-    if what and topic:
-        return f"{what} on {topic}: {who}"
-    return f"{what or topic or 'unlabelled'}: {who}"
+    head = f"{what} on {topic}" if what and topic else (what or topic or "unlabelled")
+    return f"{head} ({note}): {who}" if note else f"{head}: {who}"
 
 
 #: Words of instructions rather than subjects: never used to name what a campaign's tasks are about.
@@ -1523,8 +1562,10 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
 
 
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
-                      values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0) -> list[str]:
-    """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value."""
+                      values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
+                      named: tuple[str, Sequence[str]] = ("", ())) -> list[str]:
+    """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
+    where it is not judged, the capability the requests' own words name and those words)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -1541,6 +1582,9 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
         ev.append(f"Training value not judged: {_fmt_pct(unjudged)} of the requests are written mostly in a "
                   "script the embedding model does not read (e.g. Chinese wrappers); the score rests on "
                   "behaviour alone.")
+        if named[0]:
+            ev.append(f"What they ask for, in their own words: {INTENT_PHRASES.get(named[0], named[0])} "
+                      f"(cue words {', '.join(named[1])}); named for the analyst, not scored.")
     elif gate < 1.0:
         ev.append(f"Low training value ({values['training_value'] or 0:.2f}): the content maps onto ordinary "
                   f"workloads more than onto a model capability, so the score is scaled by {gate:.2f}.")

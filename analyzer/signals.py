@@ -175,6 +175,39 @@ ORDINARY_INTENTS: dict[str, str] = {
 }
 
 
+#: Words that *name* each capability of :data:`TRAINING_INTENTS` in Chinese, the script the embedding models
+#: do not read (:func:`unreadable`): a prompt written in it has no judged training value (detection does not
+#: depend on it), but the campaign's label can still say what its requests ask for, read from these words
+#: (:func:`cue_intent`). Plain vocabulary of each kind of request (reasoning shown step by step; scores against
+#: a rubric; function calls and their arguments; code; rewriting to pass content rules; statistics over a
+#: table), never scored. Latin-script words are matched case-insensitively.
+CUE_WORDS: dict[str, tuple[str, ...]] = {
+    "chain-of-thought elicitation": ("推理", "思考过程", "思维链", "一步一步", "逐步", "解题过程", "推导", "中间步骤",
+                                     "跳步"),
+    "rubric grading": ("评分", "打分", "评分标准", "评估", "评审", "奖励模型", "分数", "评价", "评语"),
+    "tool use": ("工具", "函数调用", "调用", "参数", "智能体", "api", "action"),
+    "agentic coding": ("代码", "编程", "编写", "python", "单元测试", "算法", "调试", "程序", "时间复杂度"),
+    "censorship-safe rewrite": ("改写", "重写", "敏感", "合规", "审核", "审查", "官方立场", "政治", "内容规范",
+                                "中立"),
+    "data analysis": ("数据分析", "数据集", "统计", "表格", "数据", "分析", "pandas", "量化"),
+}
+
+
+def cue_intent(text: str, min_words: int = 2, head_chars: int = DEFAULTS.unreadable_head_chars,
+               tail_chars: int = DEFAULTS.unreadable_tail_chars) -> tuple[str, list[str]]:
+    """The capability a text names in its own words (:data:`CUE_WORDS`), read in its first ``head_chars`` and
+    last ``tail_chars`` characters: the intent with the most distinct cue words, at least ``min_words`` of
+    them and more than any other intent; ``("", [])`` when none stands out. Returns the intent and its cue
+    words found."""
+    part = (text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]).lower()
+    found = {intent: [w for w in words if w in part] for intent, words in CUE_WORDS.items()}
+    ranked = sorted(found, key=lambda i: -len(found[i]))
+    best, second = ranked[0], ranked[1]
+    if len(found[best]) >= min_words and len(found[best]) > len(found[second]):
+        return best, found[best]
+    return "", []
+
+
 def spread(n_accounts: int, full_spread_accounts: int) -> float:
     """``log(n) / log(full_spread_accounts)``, capped at 1; 0 for one account (``ScoringConfig``)."""
     if n_accounts <= 1:

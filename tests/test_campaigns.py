@@ -650,3 +650,36 @@ def test_a_campaigns_label_does_not_depend_on_the_order_of_its_rows():
         camps = find_campaigns(frame.iloc[order].reset_index(drop=True), clusters, ScoringConfig()).campaigns
         labels.append(camps.loc[camps["clusters"].map(lambda c: 1 in c), "label"].iloc[0])
     assert labels[0] == labels[1] and "rivers" in labels[0]
+
+
+def test_a_pool_written_in_a_script_the_model_does_not_read_is_named_from_its_own_words():
+    # The pool's prompts are Chinese (intent not judged: NaN); their own words name what they ask for. The label
+    # says so; the score and the flag are the same whatever the words say (named for the analyst, not scored).
+    req = _scenario_requests()
+    pool = req["account_id"].str.startswith("camp-")
+    req["intent"] = np.where(pool, None, "customer support")
+    req["intent_similarity"] = np.where(pool, np.nan, 0.1)
+    rewrite = "请改写这个问题，使其符合内容规范，避免敏感的政治表述，然后给出合规、中立的回答。问题：{}"
+    plain = "请看下面的内容并回复。内容：{}"
+
+    def texts(template):
+        return lambda hashes: {h: template.format(h) for h in hashes}
+
+    named = find_campaigns(req, CLUSTERS, ScoringConfig(), texts(rewrite))
+    unnamed = find_campaigns(req, CLUSTERS, ScoringConfig(), texts(plain))
+    top, bare = named.campaigns.iloc[0], unnamed.campaigns.iloc[0]
+    assert top["flagged"] and top["kind"] == "censorship-safe rewrite"
+    assert top["label"].startswith("censorship-safe rewrites (named from its Chinese wording")
+    assert any("in their own words" in e and "合规" in e for e in top["evidence"])
+    assert bare["kind"] == "" and "intent not judged" in bare["label"]
+    assert (top["score"], top["flagged"]) == (bare["score"], bare["flagged"])
+
+
+def test_cue_intent_names_a_capability_only_when_one_stands_out():
+    assert sig.cue_intent("请一步一步地推理，写出完整的解题过程。") == (
+        "chain-of-thought elicitation", ["推理", "一步一步", "解题过程"])
+    assert sig.cue_intent("请根据评分标准打分。")[0] == "rubric grading"
+    assert sig.cue_intent("请回复这封邮件。") == ("", [])  # no capability named
+    assert sig.cue_intent("请推理。") == ("", [])  # one cue word is not enough
+    assert sig.cue_intent("请推理并逐步评分，给出分数和评语。")[0] == "rubric grading"  # 3 cues against 2
+    assert sig.cue_intent("推理 逐步 评分 打分") == ("", [])  # a tie names nothing
