@@ -21,9 +21,10 @@ pipeline re-clusters everything instead. Everything here is pure: arrays and lis
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -158,6 +159,59 @@ def scaffold_sentences(texts: Sequence[str], families: Sequence[int], min_prompt
         counts.setdefault(int(fam), Counter()).update(set(cluster_mod._sentences(text, 3000, 2000)))
     return {fam: {s for s, n in c.items() if n >= min_prompts and len(cluster_mod.words(s)) >= min_sentence_words}
             for fam, c in counts.items()}
+
+
+@dataclass
+class SentenceCounts:
+    """A scaffold family's sampled members and, per distinct sentence among them (by :func:`sentence_key`),
+    how many of them hold it; the text of the sentences held by ``min_prompts`` or more. What
+    :func:`scaffold_sentences` counts, kept so that a run whose sample took a few new members splits those
+    (and the ones they displaced) rather than every member again (:func:`update_sentence_counts`)."""
+
+    members: list[str]
+    counts: dict[int, int] = field(default_factory=dict)
+    strings: dict[int, str] = field(default_factory=dict)
+
+
+def sentence_key(sentence: str) -> int:
+    """A 64-bit key of a normalised sentence (BLAKE2b)."""
+    return int.from_bytes(hashlib.blake2b(sentence.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def update_sentence_counts(old: SentenceCounts | None, members: Sequence[str], texts: Mapping[str, str],
+                           min_prompts: int) -> SentenceCounts:
+    """The counts of ``members`` from those of an earlier sample ``old`` (``None``: none): the sentences of the
+    members added are counted in, those of the members gone counted out. ``texts`` holds the analysis texts of
+    both (by prompt hash). Gives what counting every member gives (:func:`recurring_sentences`)."""
+    before = set(old.members) if old is not None else set()
+    counts = dict(old.counts) if old is not None else {}
+    strings = dict(old.strings) if old is not None else {}
+    now = set(members)
+    for h in sorted(before - now):
+        for s in set(cluster_mod._sentences(texts[h], 3000, 2000)):
+            k = sentence_key(s)
+            n = counts.get(k, 0) - 1
+            if n > 0:
+                counts[k] = n
+                if n < min_prompts:
+                    strings.pop(k, None)
+            else:
+                counts.pop(k, None)
+                strings.pop(k, None)
+    for h in sorted(now - before):
+        for s in set(cluster_mod._sentences(texts[h], 3000, 2000)):
+            k = sentence_key(s)
+            counts[k] = counts.get(k, 0) + 1
+            if counts[k] >= min_prompts:
+                strings[k] = s
+    return SentenceCounts(list(members), counts, strings)
+
+
+def recurring_sentences(counts: SentenceCounts, min_prompts: int, min_sentence_words: int = 3) -> set[str]:
+    """The sentences of ``min_sentence_words`` words or more held by ``min_prompts`` or more of the members (the
+    rule of :func:`scaffold_sentences`)."""
+    return {s for k, s in counts.strings.items()
+            if counts.counts.get(k, 0) >= min_prompts and len(cluster_mod.words(s)) >= min_sentence_words}
 
 
 def match_scaffolds(texts: Sequence[str], family_sentences: Mapping[int, set[str]], min_scaffold_words: int = 8,

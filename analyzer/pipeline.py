@@ -10,7 +10,6 @@ a vector, and the later stages recompute from stored data.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -868,40 +867,61 @@ def _known_families(ws: Workspace, options: RunOptions) -> _Families:
 
 def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, set[str]]:
     """The recurring sentences of each scaffold family (:func:`analyzer.assign.scaffold_sentences`) from its
-    ``sample`` of members (``prompt_hash, family, text``), memoised in the workspace's
-    ``cache/scaffold-sentences.json`` under a digest of the family's sample: a family whose sample did not change
-    since the last run is not read again (it cost about a second a day at 100k prompts). The memo is only a
-    shortcut: a missing or unreadable one is made again, and what it gives is what the computation gives."""
+    ``sample`` of members (``prompt_hash, family, text``), counted incrementally: the workspace's
+    ``cache/scaffold-sentences.json`` keeps each family's sampled members and its sentence counts
+    (:class:`analyzer.assign.SentenceCounts`), so that a run splits only the members that entered a family's
+    sample and those they displaced (read again from the workspace), not every member: at 100k prompts every
+    family's sample took a member or two a day, and splitting them all again cost about half a second a run.
+    The memo is only a shortcut: a missing, unreadable or older one is made again, and what it gives is what
+    counting every member gives."""
     path = os.path.join(ws.path, "cache", "scaffold-sentences.json")
+    header = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}"
+    memo = _read_sentence_memo(path, header)
+    groups = {int(fam): grp for fam, grp in sample.groupby("family", sort=True)}
+    gone = sorted({h for fam, grp in groups.items() if str(fam) in memo
+                   for h in set(memo[str(fam)].members) - set(grp["prompt_hash"])})
+    texts = {h: analysis_text(t) for h, t in ws.prompt_texts(gone).items()} if gone else {}
+    out: dict[int, set[str]] = {}
+    fresh: dict[str, assign_mod.SentenceCounts] = {}
+    changed = set(memo) != {str(f) for f in groups}
+    for fam, grp in groups.items():
+        old = memo.get(str(fam))
+        members = grp["prompt_hash"].tolist()
+        if old is None or old.members != members:
+            new_rows = grp[~grp["prompt_hash"].isin(old.members if old is not None else [])]
+            texts.update(zip(new_rows["prompt_hash"], new_rows["text"].map(analysis_text), strict=True))
+            if old is not None and not set(old.members) - set(members) <= texts.keys():
+                old = None  # a displaced member is no longer in the workspace: count this family afresh
+                texts.update(zip(grp["prompt_hash"], grp["text"].map(analysis_text), strict=True))
+            fresh[str(fam)] = assign_mod.update_sentence_counts(old, members, texts, FAMILY_SENTENCE_MIN_MEMBERS)
+            changed = True
+        else:
+            fresh[str(fam)] = old
+        out[fam] = assign_mod.recurring_sentences(fresh[str(fam)], FAMILY_SENTENCE_MIN_MEMBERS)
+    if changed:
+        doc = {"header": header, "families": {fam: {"members": c.members, "counts": [[k, n] for k, n in c.counts.items()],
+                                                    "strings": [[k, t] for k, t in c.strings.items()]}
+                                              for fam, c in fresh.items()}}
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, ensure_ascii=False)
+    return out
+
+
+def _read_sentence_memo(path: str, header: str) -> dict[str, assign_mod.SentenceCounts]:
+    """The scaffold families' sentence counts kept at ``path`` by a run of this version (empty when there are
+    none, they cannot be read or another version wrote them)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            memo = json.load(fh)
-    except (OSError, ValueError):
-        memo = {}
-    if not isinstance(memo, dict):
-        memo = {}
-    out: dict[int, set[str]] = {}
-    fresh: dict[str, dict] = {}
-    todo: list[pd.DataFrame] = []
-    for fam, grp in sample.groupby("family", sort=True):
-        key = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}\n" + "\n".join(grp["prompt_hash"])
-        digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
-        hit = memo.get(str(fam))
-        if isinstance(hit, dict) and hit.get("sample") == digest and isinstance(hit.get("sentences"), list):
-            out[int(fam)] = set(hit["sentences"])
-        else:
-            todo.append(grp)
-        fresh[str(fam)] = {"sample": digest}
-    if todo:
-        rest = pd.concat(todo)
-        out.update(assign_mod.scaffold_sentences(rest["text"].map(analysis_text).tolist(), rest["family"].tolist(),
-                                                 min_prompts=FAMILY_SENTENCE_MIN_MEMBERS))
-    for fam, entry in fresh.items():
-        entry["sentences"] = sorted(out.get(int(fam), set()))
-    if todo or set(fresh) != set(memo):
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(fresh, fh)
-    return out
+            doc = json.load(fh)
+        if doc.get("header") != header:
+            return {}
+        return {str(fam): assign_mod.SentenceCounts([str(h) for h in f["members"]],
+                                                    {int(k): int(n) for k, n in f["counts"]},
+                                                    {int(k): str(t) for k, t in f["strings"]})
+                for fam, f in doc["families"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
 
 
 def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options: RunOptions, key: str) -> dict:

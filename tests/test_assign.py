@@ -278,3 +278,57 @@ def test_a_daily_run_extends_the_kept_inverted_file_and_searches_it_by_position(
     assert isinstance(found, index_mod.PositionIndex) and found.ntotal == len(hashes)
     _, top = found.search(vectors, 1)
     assert (top[:, 0] == np.arange(len(vectors))).mean() > 0.95
+
+
+def test_sentence_counts_carried_from_sample_to_sample_give_what_counting_every_member_gives() -> None:
+    # A family's sample changes from run to run (members in, members out): the counts carried along give the
+    # recurring sentences that counting every member of each sample gives.
+    rng = random.Random(5)
+    frags = [f"fragment number {i} of the wrapper says this" for i in range(12)]
+    pool = {f"p{i:03d}": ". ".join(rng.sample(frags, rng.randint(1, 4))) + f". Task {i}: add {i} and {i * 7}."
+            for i in range(120)}
+    counts = None
+    for _ in range(25):
+        members = sorted(rng.sample(sorted(pool), rng.randint(5, 40)))
+        counts = assign.update_sentence_counts(counts, members, pool, min_prompts=2)
+        full = assign.scaffold_sentences([pool[h] for h in members], [0] * len(members), min_prompts=2)
+        assert assign.recurring_sentences(counts, 2) == full.get(0, set())
+        assert counts.members == members
+    # a sentence's text is kept only while two or more members hold it
+    assert all(counts.counts[k] >= 2 for k in counts.strings)
+
+
+def test_scaffold_sentences_memo_splits_only_the_members_that_changed(tmp_path, monkeypatch) -> None:
+    import pandas as pd
+
+    from analyzer import cluster as cluster_mod
+    from analyzer import pipeline
+    from analyzer.pipeline import analysis_text, scaffold_family_sentences
+    from analyzer.workspace import Workspace
+
+    frags = ["Think through the problem step by step before answering", "Show every intermediate calculation",
+             "Finish with the final answer on its own line", "Grade the answer against the rubric below"]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"account_id": f"a{i}", "timestamp": "2026-03-01T00:00:00Z",
+                                       "prompt": f"{frags[i % 4]}. {frags[(i + 1) % 4]}. Item {i}: {i} plus {i}?"})
+                           + "\n" for i in range(30)), encoding="utf-8")
+    with Workspace(str(tmp_path / "ws"), create=True) as ws:
+        pipeline.ingest(ws, [str(log)], ws.start_run("ingest", {}, {}), progress=False)
+        prompts = ws.prompt_texts().sort_index()
+        everyone = pd.DataFrame({"prompt_hash": prompts.index, "family": [i % 2 for i in range(len(prompts))],
+                                 "text": prompts.to_numpy()})
+        first, second = everyone.iloc[:20], pd.concat([everyone.iloc[2:20], everyone.iloc[20:23]])
+
+        def computed(frame):
+            return assign.scaffold_sentences(frame["text"].map(analysis_text).tolist(), frame["family"].tolist(),
+                                             min_prompts=2)
+
+        assert scaffold_family_sentences(ws, first) == computed(first)
+        expected = computed(second)
+        split = []
+        real = cluster_mod._sentences
+        monkeypatch.setattr(cluster_mod, "_sentences", lambda text, *a: split.append(text) or real(text, *a))
+        assert scaffold_family_sentences(ws, second) == expected
+        assert len(split) == 5  # the 3 members that entered the samples and the 2 they displaced, not 21
+        split.clear()
+        assert scaffold_family_sentences(ws, second) == expected and not split  # nothing changed: nothing split
