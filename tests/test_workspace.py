@@ -105,3 +105,33 @@ def test_write_tables_upserts_replaces_and_appends_in_one_transaction(tmp_path):
     assert sorted(ws.table("prompt_clusters")["prompt_hash"]) == ["a", "b", "c"]
     assert len(ws.table("prompt_map")) == 1
     ws.close()
+
+
+def test_arrow_frame_is_the_frame_duckdb_gives():
+    # scoring_requests reads through Arrow (faster at 100k rows): the frame must be .df()'s, nullable integers,
+    # strings, floats and time zones included.
+    import duckdb
+
+    from analyzer.workspace import arrow_frame
+
+    db = duckdb.connect()
+    query = """SELECT * FROM (VALUES (1::BIGINT, 2::INTEGER, 3::BIGINT, 'a', NULL::DOUBLE,
+                                      TIMESTAMPTZ '2026-01-01 00:00:00+00'),
+                                     (NULL, NULL, 4, NULL, 1.5, NULL)) t(task_id, small, whole, text, x, ts)"""
+    got, expected = arrow_frame(db.sql(query).to_arrow_table()), db.execute(query).df()
+    assert got.dtypes.to_dict() == expected.dtypes.to_dict()
+    assert got.equals(expected)
+
+
+def test_scoring_requests_are_the_rows_a_plain_query_gives(sample_workspace):
+    from analyzer.workspace import UNIT_JOINS
+
+    with Workspace(str(sample_workspace)) as ws:
+        got = ws.scoring_requests()
+        joins = UNIT_JOINS.format(kinds="(SELECT cluster_id, kind FROM clusters)")
+        plain = ws.db.execute(f"SELECT r.account_id, r.ts, r.prompt_hash, r.ip {joins}").df()
+    assert len(got) == len(plain) > 0
+    cols = ["account_id", "ts", "prompt_hash", "ip"]
+    order = cols[:3]
+    assert got[cols].sort_values(order).reset_index(drop=True).equals(plain.sort_values(order).reset_index(drop=True))
+    assert got["cluster_id"].dtype == np.int32 and str(got["account_id"].dtype) == str(plain["account_id"].dtype)
