@@ -192,6 +192,12 @@ CUE_WORDS: dict[str, tuple[str, ...]] = {
     "data analysis": ("数据分析", "数据集", "统计", "表格", "数据", "分析", "pandas", "量化"),
 }
 
+#: :data:`CUE_WORDS` with a whole-word pattern for each Latin-script word ("api" is not in "capital", but is in
+#: "这个api调用"); words in a script written without spaces are matched as they stand.
+_CUES = {intent: [(w, re.compile(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])") if w.isascii() else None)
+              for w in words]
+         for intent, words in CUE_WORDS.items()}
+
 
 def cue_intent(text: str, min_words: int = 2, head_chars: int = DEFAULTS.unreadable_head_chars,
                tail_chars: int = DEFAULTS.unreadable_tail_chars) -> tuple[str, list[str]]:
@@ -200,7 +206,8 @@ def cue_intent(text: str, min_words: int = 2, head_chars: int = DEFAULTS.unreada
     them and more than any other intent; ``("", [])`` when none stands out. Returns the intent and its cue
     words found."""
     part = (text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]).lower()
-    found = {intent: [w for w in words if w in part] for intent, words in CUE_WORDS.items()}
+    found = {intent: [w for w, whole in cues if (whole.search(part) if whole else w in part)]
+             for intent, cues in _CUES.items()}
     ranked = sorted(found, key=lambda i: -len(found[i]))
     best, second = ranked[0], ranked[1]
     if len(found[best]) >= min_words and len(found[best]) > len(found[second]):

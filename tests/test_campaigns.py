@@ -683,3 +683,8 @@ def test_cue_intent_names_a_capability_only_when_one_stands_out():
     assert sig.cue_intent("请推理。") == ("", [])  # one cue word is not enough
     assert sig.cue_intent("请推理并逐步评分，给出分数和评语。")[0] == "rubric grading"  # 3 cues against 2
     assert sig.cue_intent("推理 逐步 评分 打分") == ("", [])  # a tie names nothing
+
+
+def test_cue_words_in_latin_script_are_whole_words():
+    assert sig.cue_intent("请用API调用这个工具。") == ("tool use", ["工具", "调用", "api"])
+    assert sig.cue_intent("关于 capital 和 transaction 的工具问题。") == ("", [])  # one cue: 工具; not api, action
