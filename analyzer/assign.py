@@ -179,16 +179,22 @@ def sentence_key(sentence: str) -> int:
 
 
 def update_sentence_counts(old: SentenceCounts | None, members: Sequence[str], texts: Mapping[str, str],
-                           min_prompts: int) -> SentenceCounts:
+                           min_prompts: int, min_sentence_words: int = 3) -> SentenceCounts:
     """The counts of ``members`` from those of an earlier sample ``old`` (``None``: none): the sentences of the
     members added are counted in, those of the members gone counted out. ``texts`` holds the analysis texts of
-    both (by prompt hash). Gives what counting every member gives (:func:`recurring_sentences`)."""
+    both (by prompt hash). Sentences of fewer than ``min_sentence_words`` words are not counted (they are never
+    recurring sentences), which keeps the counts small. Gives what counting every member gives
+    (:func:`recurring_sentences`)."""
     before = set(old.members) if old is not None else set()
     counts = dict(old.counts) if old is not None else {}
     strings = dict(old.strings) if old is not None else {}
     now = set(members)
+
+    def sentences(h: str) -> set[str]:
+        return {s for s in cluster_mod._sentences(texts[h], 3000, 2000) if len(cluster_mod.words(s)) >= min_sentence_words}
+
     for h in sorted(before - now):
-        for s in set(cluster_mod._sentences(texts[h], 3000, 2000)):
+        for s in sentences(h):
             k = sentence_key(s)
             n = counts.get(k, 0) - 1
             if n > 0:
@@ -199,7 +205,7 @@ def update_sentence_counts(old: SentenceCounts | None, members: Sequence[str], t
                 counts.pop(k, None)
                 strings.pop(k, None)
     for h in sorted(now - before):
-        for s in set(cluster_mod._sentences(texts[h], 3000, 2000)):
+        for s in sentences(h):
             k = sentence_key(s)
             counts[k] = counts.get(k, 0) + 1
             if counts[k] >= min_prompts:
