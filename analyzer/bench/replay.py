@@ -178,6 +178,7 @@ def replay(day_paths: Sequence[str], workdir: str, recluster: bool, embedding_ca
 
 
 def _count_lines(path: str) -> int:
+    """Requests (non-empty lines) in a gzip JSONL log."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return sum(1 for line in fh if line.strip())
 
