@@ -15,7 +15,7 @@ import os
 import platform
 import resource
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -858,47 +858,51 @@ class _Families:
 
 def _known_families(ws: Workspace, options: RunOptions) -> _Families:
     ip = options.incremental
-    tf = ws.family_sample("template", ip.family_sample)
-    heads, tails = assign_mod.family_keys(tf["text"].map(analysis_text).tolist(), tf["family"].tolist(),
+    tf = ws.family_sample("template", ip.family_sample, texts=False)
+    # texts by hash in a second query: joining every sampled member to its text cost ten times the sample
+    texts = ws.prompt_texts(tf["prompt_hash"].tolist()).reindex(tf["prompt_hash"]).fillna("")
+    heads, tails = assign_mod.family_keys(texts.map(analysis_text).tolist(), tf["family"].tolist(),
                                           options.cluster.edge_words)
-    sentences = scaffold_family_sentences(ws, ws.family_sample("scaffold", ip.family_sample))
+    sentences = scaffold_family_sentences(ws, ws.family_sample("scaffold", ip.family_sample, texts=False))
     return _Families(heads, tails, sentences)
 
 
 def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, set[str]]:
     """The recurring sentences of each scaffold family (:func:`analyzer.assign.scaffold_sentences`) from its
-    ``sample`` of members (``prompt_hash, family, text``), counted incrementally: the workspace's
-    ``cache/scaffold-sentences.json`` keeps each family's sampled members and its sentence counts
-    (:class:`analyzer.assign.SentenceCounts`), so that a run splits only the members that entered a family's
-    sample and those they displaced (read again from the workspace), not every member: at 100k prompts every
-    family's sample took a member or two a day, and splitting them all again cost about half a second a run.
-    The memo is only a shortcut: a missing, unreadable or older one is made again, and what it gives is what
-    counting every member gives."""
+    ``sample`` of members (``prompt_hash, family`` and optionally ``text``; without it the texts needed are
+    read from the workspace), counted incrementally: the workspace's ``cache/scaffold-sentences.json`` keeps
+    each family's sampled members and its sentence counts (:class:`analyzer.assign.SentenceCounts`), so that a
+    run splits only the members that entered a family's sample and those they displaced (read again from the
+    workspace), not every member: at 100k prompts every family's sample took a member or two a day, and
+    splitting them all again cost about half a second a run. The memo is only a shortcut: a missing,
+    unreadable or older one is made again, and what it gives is what counting every member gives."""
     path = os.path.join(ws.path, "cache", "scaffold-sentences.json")
     header = f"{__version__} {FAMILY_SENTENCE_MIN_MEMBERS}"
     memo = _read_sentence_memo(path, header)
-    groups = {int(fam): grp for fam, grp in sample.groupby("family", sort=True)}
-    gone = sorted({h for fam, grp in groups.items() if str(fam) in memo
-                   for h in set(memo[str(fam)].members) - set(grp["prompt_hash"])})
-    texts = {h: analysis_text(t) for h, t in ws.prompt_texts(gone).items()} if gone else {}
-    out: dict[int, set[str]] = {}
+    hashes = sample["prompt_hash"].to_numpy(dtype=object)
+    given = dict(zip(hashes, sample["text"], strict=True)) if "text" in sample else {}
+    members_of = {int(fam): hashes[rows].tolist() for fam, rows in sorted(sample.groupby("family").indices.items())}
+    # Each changed family's sample: the members that entered it and those they displaced are split; a family
+    # met for the first time (or whose displaced member is gone from the workspace) is counted afresh.
     fresh: dict[str, assign_mod.SentenceCounts] = {}
-    changed = set(memo) != {str(f) for f in groups}
-    for fam, grp in groups.items():
+    todo: dict[str, tuple[assign_mod.SentenceCounts | None, list[str]]] = {}
+    for fam, members in members_of.items():
         old = memo.get(str(fam))
-        members = grp["prompt_hash"].tolist()
-        if old is None or old.members != members:
-            new_rows = grp[~grp["prompt_hash"].isin(old.members if old is not None else [])]
-            texts.update(zip(new_rows["prompt_hash"], new_rows["text"].map(analysis_text), strict=True))
-            if old is not None and not set(old.members) - set(members) <= texts.keys():
-                old = None  # a displaced member is no longer in the workspace: count this family afresh
-                texts.update(zip(grp["prompt_hash"], grp["text"].map(analysis_text), strict=True))
-            fresh[str(fam)] = assign_mod.update_sentence_counts(old, members, texts, FAMILY_SENTENCE_MIN_MEMBERS)
-            changed = True
-        else:
+        if old is not None and old.members == members:
             fresh[str(fam)] = old
-        out[fam] = assign_mod.recurring_sentences(fresh[str(fam)], FAMILY_SENTENCE_MIN_MEMBERS)
-    if changed:
+        else:
+            todo[str(fam)] = (old, members)
+    needed = {h for old, members in todo.values()
+              for h in (set(members) ^ set(old.members) if old is not None else members)}
+    texts = _analysis_texts(ws, needed, given)
+    for fam, (old, members) in todo.items():
+        if old is not None and not set(old.members) - set(members) <= texts.keys():
+            old = None  # a displaced member is no longer in the workspace: count this family afresh
+            texts.update(_analysis_texts(ws, set(members) - texts.keys(), given))
+        fresh[fam] = assign_mod.update_sentence_counts(old, members, texts, FAMILY_SENTENCE_MIN_MEMBERS)
+    out = {int(fam): assign_mod.recurring_sentences(fresh[str(fam)], FAMILY_SENTENCE_MIN_MEMBERS)
+           for fam in members_of}
+    if todo or set(memo) != set(fresh):
         # flat lists, not [key, count] pairs: a quarter of the time to read (93k sentences at 100k prompts)
         doc = {"header": header, "families": {fam: {"members": c.members, "keys": list(c.counts),
                                                     "counts": list(c.counts.values()), "string_keys": list(c.strings),
@@ -906,7 +910,17 @@ def scaffold_family_sentences(ws: Workspace, sample: pd.DataFrame) -> dict[int, 
                                               for fam, c in fresh.items()}}
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, ensure_ascii=False)
+            fh.write(json.dumps(doc, ensure_ascii=False))  # dumps: C encoder (json.dump's is Python, 4x slower)
+    return out
+
+
+def _analysis_texts(ws: Workspace, hashes: Collection[str], given: Mapping[str, str]) -> dict[str, str]:
+    """Analysis texts of ``hashes`` found in ``given`` (texts by hash), else in the workspace; hashes in neither
+    are left out."""
+    out = {h: analysis_text(given[h]) for h in hashes if h in given}
+    rest = sorted(set(hashes) - out.keys())
+    if rest:
+        out.update((h, analysis_text(t)) for h, t in ws.prompt_texts(rest).items())
     return out
 
 

@@ -902,12 +902,15 @@ class Workspace:
         tables), in one transaction (:meth:`write_tables`)."""
         self.write_tables(stage, replace=frames, append=append)
 
-    def family_sample(self, kind: str, n: int) -> pd.DataFrame:
-        """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``."""
+    def family_sample(self, kind: str, n: int, texts: bool = True) -> pd.DataFrame:
+        """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``
+        (without ``text`` when ``texts`` is false: joining the texts costs ten times the sample)."""
+        join, text = (("JOIN prompts p ON p.prompt_hash = pc.prompt_hash", ", p.text") if texts else
+                      ("SEMI JOIN prompts p ON p.prompt_hash = pc.prompt_hash", ""))
         return self.db.execute(
-            """SELECT pc.prompt_hash, pc.assigned_cluster AS family, p.text
+            f"""SELECT pc.prompt_hash, pc.assigned_cluster AS family{text}
                FROM prompt_clusters pc JOIN clusters c ON c.cluster_id = pc.assigned_cluster AND c.kind = ?
-               JOIN prompts p ON p.prompt_hash = pc.prompt_hash
+               {join}
                QUALIFY row_number() OVER (PARTITION BY pc.assigned_cluster ORDER BY pc.prompt_hash) <= ?
                ORDER BY pc.prompt_hash""", [kind, n]).df()
 
