@@ -284,3 +284,15 @@ def test_run_analyzer_and_embeddings_read_the_workspace(sample_workspace, tmp_pa
     hashes, vectors, texts, req = run._embeddings_from(str(tmp_path))
     assert len(hashes) == len(vectors) == len(texts) > 0 and all(isinstance(t, str) for t in texts)
     assert len(req) == n_requests and list(req.columns) == ["account_id", "prompt_hash"]
+
+
+@pytest.mark.skipif(not corpora.available(), reason="shared corpora not present")
+def test_a_sharded_preset_runs_the_analyzer_on_its_shards_folder(tmp_path) -> None:
+    """``analyzer bench`` on a sharded scenario (the incident preset's way): the analyzer reads the folder of
+    shards and is scored against the merged truth; the single-file baselines are skipped with a message."""
+    said: list[str] = []
+    rows = run.run_bench("sample", seeds=[1], systems=("analyzer", "volume"), isolate=False, workdir=str(tmp_path),
+                         knobs={"shards": 2}, log=said.append)
+    assert [r["system"] for r in rows] == ["analyzer"]
+    assert any("volume skipped" in m for m in said) and any("in 2 shards" in m for m in said)
+    assert rows[0]["campaign_recall"] == 1.0 and rows[0]["false_flagged_campaigns"] == 0

@@ -450,3 +450,42 @@ def test_ban_day_replaces_half_of_each_pool_with_fresh_accounts() -> None:
     assert (df["prompt"].to_numpy() == base.requests["prompt"].to_numpy()).all()
     with pytest.raises(ValueError, match="ban_day"):
         _small(ban_day=0)
+
+
+def test_a_sharded_scenario_is_written_shard_by_shard_with_one_truth_and_resumes(tmp_path: Path) -> None:
+    """The incident preset's way of writing (issue 14): one build per shard, ids never shared between shards, the
+    operators' proxies the same in every shard, one merged truth; an interrupted generation resumes and gives the
+    same bytes."""
+    from analyzer.bench.scenario import PRESETS, build_scenario, write_sharded_scenario
+
+    assert PRESETS["incident"]["shards"] > 1
+    with pytest.raises(ValueError, match="shards"):
+        build_scenario("incident", seed=0)
+    said: list[str] = []
+    logs, truth_path = write_sharded_scenario("sample", 3, tmp_path, said.append, shards=2)
+    files = sorted(logs.iterdir())
+    assert [f.name for f in files] == ["shard-000.jsonl.gz", "shard-001.jsonl.gz"]
+    truth = json.loads(truth_path.read_text(encoding="utf-8"))
+    shards = [pd.read_json(f, lines=True, dtype=False) for f in files]
+    accounts = [set(s["account_id"]) for s in shards]
+    assert not accounts[0] & accounts[1] and not set(shards[0]["request_id"]) & set(shards[1]["request_id"])
+    assert truth["n_requests"] == sum(len(s) for s in shards) and truth["shards"] == 2
+    assert sorted(truth["all_accounts"]) == sorted(accounts[0] | accounts[1])
+    one = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((tmp_path / "shards").iterdir())]
+    for name, camp in truth["campaigns"].items():
+        assert set(camp["accounts"]) == set(one[0]["campaigns"][name]["accounts"]) | set(
+            one[1]["campaigns"][name]["accounts"])
+        # one operator in every shard: the same proxy blocks, not one set per shard
+        assert camp["proxy_subnets"] == sorted(one[0]["campaigns"][name]["proxy_subnets"]) == sorted(
+            one[1]["campaigns"][name]["proxy_subnets"])
+        ips = pd.concat([s.loc[s["account_id"].isin(camp["accounts"]) & s["ip"].notna(), "ip"] for s in shards])
+        blocks = {".".join(ip.split(".")[:3]) + ".0/24" for ip in ips}
+        assert blocks and blocks <= set(camp["proxy_subnets"])
+    # interrupted after shard 0: shard 1 is made again, the same bytes; shard 0 is kept
+    before = files[1].read_bytes()
+    (tmp_path / "shards" / "shard-001.truth.json").unlink()
+    said.clear()
+    write_sharded_scenario("sample", 3, tmp_path, said.append, shards=2)
+    assert "kept" in said[0] and "kept" not in said[1]
+    assert files[1].read_bytes() == before
+    assert json.loads(truth_path.read_text(encoding="utf-8")) == truth

@@ -43,7 +43,13 @@ import numpy as np
 import pandas as pd
 
 from analyzer.bench import corpora, metrics
-from analyzer.bench.scenario import Scenario, build_scenario, resolve_knobs, write_scenario
+from analyzer.bench.scenario import (
+    Scenario,
+    build_scenario,
+    resolve_knobs,
+    write_scenario,
+    write_sharded_scenario,
+)
 from analyzer.embed import DEFAULT_TIER, TIERS
 
 SYSTEMS = ("analyzer", "bertopic", "bertopic_e2e", "volume")
@@ -87,6 +93,7 @@ def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None
     """The analyzer on ``log_path`` in a fresh workspace; ``config_file``: a TOML configuration
     (:mod:`analyzer.config`) over the defaults."""
     from analyzer import config as config_mod
+    from analyzer.ingest import expand_paths
     from analyzer.pipeline import RunOptions, run_all
     from analyzer.workspace import Workspace
 
@@ -95,20 +102,26 @@ def run_analyzer(log_path: str, workdir: str, embedding_cache: str | None = None
     if config_file:
         opts = config_mod.apply(config_mod.read_file(config_file), opts)
     ws = Workspace(os.path.join(workdir, "ws-analyzer"), create=True)
-    stats = run_all(ws, [log_path], opts)
+    stats = run_all(ws, expand_paths([log_path]) if os.path.isdir(log_path) else [log_path], opts)  # or shards
     stats["stages_s"]["embeddings_reused"] = stats["embed"]["reused_from_cache"]
+    result = workspace_result(ws, time.perf_counter() - t0, _peak_mb(), stats["stages_s"])
+    ws.close()
+    return result
+
+
+def workspace_result(ws, seconds: float, peak_rss_mb: float, stages: dict[str, float]) -> SystemResult:
+    """What a finished analyzer workspace found, as a :class:`SystemResult` (campaigns, their accounts, account
+    scores), with the run's time, memory and stage times."""
     camps = ws.table("campaigns", ["campaign_id", "flagged", "score"])
     ca = ws.table("campaign_accounts", ["campaign_id", "account_id"])
     acc = ws.table("accounts", ["account_id", "score"])
-    ws.close()
     flagged_ids = set(camps.loc[camps["flagged"], "campaign_id"])
     members = {cid: g["account_id"].tolist() for cid, g in ca.groupby("campaign_id")}
     flagged = [accounts for cid, accounts in members.items() if cid in flagged_ids]
     candidates = [(float(score), members.get(cid, [])) for cid, score in zip(camps["campaign_id"], camps["score"],
                                                                              strict=True)]
     return SystemResult(flagged, dict(zip(acc["account_id"], acc["score"].astype(float), strict=True)),
-                        time.perf_counter() - t0, _peak_mb(), stats["stages_s"], candidates,
-                        [bool(f) for f in camps["flagged"]])
+                        seconds, peak_rss_mb, stages, candidates, [bool(f) for f in camps["flagged"]])
 
 
 def _embeddings_from(workdir: str):
@@ -447,6 +460,10 @@ def run_bench(preset: str | Sequence[str] = "quick", seeds: Sequence[int] = (0,)
     tiers = _tier_list(tier)
     rows = []
     for name in presets:
+        if int(resolve_knobs(name, **(knobs or {}))["shards"]) > 1:
+            rows += _run_sharded(name, seeds, systems, tiers, workdir, knobs or {}, embedding_cache, isolate, log,
+                                 config_file, benign_only)
+            continue
         for seed in seeds:
             with tempfile.TemporaryDirectory(prefix=f"bench-{name}-{seed}-", dir=workdir) as tmp:
                 t0 = time.perf_counter()
@@ -464,6 +481,32 @@ def run_bench(preset: str | Sequence[str] = "quick", seeds: Sequence[int] = (0,)
                     row = (benign_row if benign_only else score_row)(system, name, seed, res, truth, t)
                     rows.append(row)
                     log(format_benign_row(row) if benign_only else format_row(row))
+    return rows
+
+
+def _run_sharded(name: str, seeds: Sequence[int], systems: Sequence[str], tiers: Sequence[str], workdir: str | None,
+                 knobs: Mapping[str, Any], embedding_cache: str | None, isolate: bool, log: Log,
+                 config_file: str | None, benign_only: bool) -> list[dict]:
+    """A sharded preset (``incident``): its shards written by :func:`write_sharded_scenario` and the analyzer run on
+    their folder. The baselines read one log file and are not run at this size."""
+    if benign_only:
+        raise ValueError(f"preset {name!r} is sharded: --benign-only builds single logs; use shards=1")
+    skipped = [s for s in systems if s != "analyzer"]
+    if skipped:
+        log(f"[{name}] {', '.join(skipped)} skipped: sharded presets run the analyzer only")
+    rows = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-{seed}-", dir=workdir) as tmp:
+            t0 = time.perf_counter()
+            logs, truth_path = write_sharded_scenario(name, seed, tmp, log, **knobs)
+            truth = json.loads(truth_path.read_text(encoding="utf-8"))
+            log(f"[{name} seed {seed}] scenario: {truth['n_requests']:,} requests in {truth['shards']} shards, "
+                f"{truth['n_accounts']:,} accounts ({time.perf_counter() - t0:.1f} s)")
+            if "analyzer" in systems:
+                for system, t, res in run_systems(str(logs), tmp, ["analyzer"], tiers, embedding_cache, isolate,
+                                                  config_file):
+                    rows.append(score_row(system, name, seed, res, truth, t))
+                    log(format_row(rows[-1]))
     return rows
 
 

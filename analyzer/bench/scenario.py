@@ -98,7 +98,9 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,6 +201,17 @@ ADVERSARIAL_KNOBS: dict[str, Any] = dict(
 )
 DEFAULT_KNOBS.update(ADVERSARIAL_KNOBS)
 
+#: Knobs of sharded scenarios (issue 14: the incident preset is written as ``shards`` independent builds, see
+#: :func:`write_sharded_scenario`). Like the adversarial knobs they draw nothing at their defaults and are left
+#: out of ``truth["knobs"]`` there.
+SHARD_KNOBS: dict[str, Any] = dict(
+    shards=1,  # builds written side by side (one file each) by write_sharded_scenario; build_scenario takes 1
+    id_namespace="",  # inserted after every id's prefix (acct_, key_, org_, pm_, req_): shards never share an id
+    operator_seed=None,  # int: operators' proxy /24s and exit countries drawn from it, the same in every shard
+)
+DEFAULT_KNOBS.update(SHARD_KNOBS)
+_QUIET_KNOBS = {**ADVERSARIAL_KNOBS, **SHARD_KNOBS}
+
 _ADV_BASE = PRESETS["quick"]
 _ADV_SMALL_POOLS = {"cot_math": 20, "rubric_grading": 20, "censorship_rewrite": 15, "agentic_tools": 25}
 PRESETS.update({
@@ -230,6 +243,21 @@ PRESETS.update({
                     "second_operator": {"campaign": "censorship_rewrite", "accounts": 10},
                     "hard_negatives": ALL_HARD_NEGATIVES},
 })
+# The disclosed incident (issue 14): 16M requests over six weeks in 16 shards of 1M, each one build of these
+# knobs (its own organic customers and look-alikes, ids in its own namespace) with the campaign operators shared
+# across shards (operator_seed: the same proxy /24s and hours everywhere). Half the traffic is campaign
+# traffic, 24,000 campaign accounts at about 300 requests per campaign they run, one operator dominating:
+# agentic_tools' pool holds 20,800 of them and sends ~80% of the campaign requests (the disclosure: over 13M of
+# 16M exchanges from one operator), its 6 proxy /24s fronting all of them. Written by write_sharded_scenario.
+PRESETS["incident"] = dict(
+    n_requests=1_000_000, days=42, permissive_only=False, campaign_share=0.5,
+    campaign_accounts={"cot_math": 120, "rubric_grading": 120, "censorship_rewrite": 80, "agentic_tools": 1_300},
+    hard_negatives=ALL_HARD_NEGATIVES, homework_students=300, viral_users=500, batch_requests=25_000,
+    eval_accounts=3, eval_questions=1_000, eval_runs=5, power_users=20, shards=16,
+)
+#: Seeds of a sharded scenario's builds: shard i of seed s is built with seed ``s * SHARD_SEED_STRIDE + i``.
+SHARD_SEED_STRIDE = 10_000
+
 #: The presets of issue 11 (quick-sized, ~12k requests over 14 days).
 ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-padded", "adv-tiny",
                        "adv-lookalikes", "adv-lookalikes-noorg", "adversarial")
@@ -415,15 +443,16 @@ def _hex(rng: np.random.Generator, n: int, width: int) -> list[str]:
 class _Ids:
     """Unique random identifiers with a prefix."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, namespace: str = "") -> None:
         self.rng = rng
+        self.namespace = namespace
         self.seen: set[str] = set()
 
     def make(self, prefix: str, n: int = 1, width: int = 10) -> list[str]:
         out: list[str] = []
         while len(out) < n:
             for h in _hex(self.rng, n - len(out), width):
-                s = prefix + h
+                s = prefix + self.namespace + h
                 if s not in self.seen:
                     self.seen.add(s)
                     out.append(s)
@@ -546,7 +575,7 @@ class _Generator:
         self.seed = seed
         self.k = knobs
         self.rng = np.random.default_rng(seed)
-        self.ids = _Ids(self.rng)
+        self.ids = _Ids(self.rng, str(knobs.get("id_namespace") or ""))
         self.rows = _Rows()
         self.days: int = int(knobs["days"])
         self.release = START.timestamp() + (self.days // 2) * 86400 + 14 * 3600
@@ -960,9 +989,12 @@ class _Generator:
                       per_account: float, deck: dict[str, _Deck], wr: dict[str, list[str]]) -> None:
         """One operator's account pool running ``camps`` (logged and recorded in the truth as ``names[c]``)."""
         rng = self.rng
-        subnets = self._proxy_subnets(spec)
+        # with operator_seed, every shard's build gives the operator the same proxies (one operator, many shards)
+        infra_rng = (rng if self.k["operator_seed"] is None else
+                     np.random.default_rng([int(self.k["operator_seed"]), 0x3333, zlib.crc32(op.encode())]))
+        subnets = self._proxy_subnets(spec, infra_rng)
         countries = spec.get("proxy_countries", _PROXY_COUNTRIES)
-        sub_ctry = [countries[int(rng.integers(len(countries)))] for _ in subnets]
+        sub_ctry = [countries[int(infra_rng.integers(len(countries)))] for _ in subnets]
         shared_pm = self.ids.make("pm_", spec["shared_payments"], 14) if spec["shared_payments"] else []
         group_orgs = (self.ids.make("org_", max(1, n_acc // spec["org_group"]), 12) if spec["org_group"] else [])
         start_day = int(rng.integers(0, max(1, self.days // 5)))
@@ -998,9 +1030,8 @@ class _Generator:
                 self.truth_campaigns[names[c]].update(
                     banned_accounts=sorted(replacements.values()), replacement_accounts=dict(sorted(replacements.items())))
 
-    def _proxy_subnets(self, spec: Mapping[str, Any]) -> list[tuple[int, int, int]]:
+    def _proxy_subnets(self, spec: Mapping[str, Any], rng: np.random.Generator) -> list[tuple[int, int, int]]:
         """The operator's proxy /24 blocks (``spec["n_subnets"]``, none of ``spec["avoid_subnets"]``)."""
-        rng = self.rng
         avoid = spec.get("avoid_subnets", set())
         subnets: list[tuple[int, int, int]] = []
         while len(subnets) < spec["n_subnets"]:
@@ -1368,7 +1399,7 @@ class _Generator:
         df = pd.DataFrame({c: cols[c] for c in cols})
         df.insert(1, "ts", pd.to_datetime(us, unit="us", utc=True).as_unit("us"))
         df = df.sort_values(["ts", "account_id"], kind="mergesort").reset_index(drop=True)
-        df.insert(0, "request_id", [f"req_{i:09d}" for i in range(len(df))])
+        df.insert(0, "request_id", [f"req_{self.ids.namespace}{i:09d}" for i in range(len(df))])
         df = df[COLUMNS]
         df["chat"] = df["chat"].astype(bool)
         self._apply_bans(df)
@@ -1381,7 +1412,7 @@ class _Generator:
             "preset": self.preset,
             "seed": self.seed,
             "knobs": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
-                      for k, v in self.k.items() if not (k in ADVERSARIAL_KNOBS and v == ADVERSARIAL_KNOBS[k])},
+                      for k, v in self.k.items() if not (k in _QUIET_KNOBS and v == _QUIET_KNOBS[k])},
             "campaigns": self.truth_campaigns,
             "hard_negatives": self.truth_hn,
             "organic_accounts": len(legit),
@@ -1528,6 +1559,9 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
         When ``../shared/data`` is not available.
     """
     k = resolve_knobs(preset, **knobs)
+    if int(k["shards"]) != 1:
+        raise ValueError(f"preset {preset!r} is written in {k['shards']} shards: use write_sharded_scenario (or "
+                         f"analyzer bench), or build one shard with shards=1")
     if not corpora.available():
         raise corpora.SharedDataMissing(f"shared corpora not found at {corpora.data_dir()}")
     return _Generator(preset, seed, k).run()
@@ -1562,17 +1596,110 @@ def write_scenario(scenario: Scenario, out_dir: str | os.PathLike[str], log_name
                    truth_name: str = "truth.json") -> tuple[Path, Path]:
     """Write ``logs.jsonl.gz`` (one JSON object per request; byte-reproducible) and ``truth.json``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     log_path, truth_path = out / log_name, out / truth_name
-    with atomic_open(log_path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
-                                                           mtime=0) as gz:
-        buf: list[str] = []
-        for rec in scenario_records(scenario.requests):
-            buf.append(json.dumps(rec, ensure_ascii=False))
-            if len(buf) >= 10_000:
-                gz.write(("\n".join(buf) + "\n").encode("utf-8"))
-                buf = []
-        if buf:
-            gz.write(("\n".join(buf) + "\n").encode("utf-8"))
+    write_log(scenario.requests, log_path)
     atomic_write_bytes(truth_path, (json.dumps(scenario.truth, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return log_path, truth_path
+
+
+def write_log(requests: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """A scenario frame as a gzipped JSONL log at ``path`` (atomically; byte-reproducible)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
+                                                       mtime=0) as gz:
+        for start in range(0, len(requests), 10_000):  # a slice at a time: a 1M frame's dicts doubled its memory
+            recs = scenario_records(requests.iloc[start:start + 10_000])
+            gz.write(("\n".join(json.dumps(rec, ensure_ascii=False) for rec in recs) + "\n").encode("utf-8"))
+
+
+def write_sharded_scenario(preset: str, seed: int, out_dir: str | os.PathLike[str], log: Callable[[str], None] = print,
+                           **knobs: Any) -> tuple[Path, Path]:
+    """Write a sharded scenario (knob ``shards``, e.g. the ``incident`` preset): ``logs/shard-NNN.jsonl.gz``, one
+    build of the preset per shard, and one merged ``truth.json`` (:func:`merge_truths`); returns their paths.
+
+    Shard ``i`` is built with seed ``seed * SHARD_SEED_STRIDE + i``, its ids in namespace ``sNNN`` (no two
+    shards share an account, key, organisation, payment or request id) and every campaign operator's proxies
+    drawn from ``operator_seed`` (default ``seed``): one operator across shards, as in a provider's export split by
+    gateway. One shard is in memory at a time, so generating needs what a 1M build needs whatever the number
+    of shards. Each shard's log and truth (``shards/shard-NNN.truth.json``) are written atomically, log first: an
+    interrupted generation resumes at the first shard without both, and gives the same bytes.
+    """
+    k = resolve_knobs(preset, **knobs)
+    n = int(k["shards"])
+    out = Path(out_dir)
+    logs, parts = out / "logs", out / "shards"
+    op_seed = seed if k["operator_seed"] is None else int(k["operator_seed"])
+    truths: list[dict[str, Any]] = []
+    for i in range(n):
+        name = f"shard-{i:03d}"
+        log_path, truth_path = logs / f"{name}.jsonl.gz", parts / f"{name}.truth.json"
+        if log_path.exists() and truth_path.exists():
+            log(f"[{preset} seed {seed}] {name}: kept from an earlier run")
+        else:
+            t0 = time.perf_counter()
+            scenario = build_scenario(preset, seed=seed * SHARD_SEED_STRIDE + i,
+                                      **{**knobs, "shards": 1, "id_namespace": f"s{i:03d}", "operator_seed": op_seed})
+            n_rows = len(scenario.requests)
+            write_log(scenario.requests, log_path)
+            parts.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(truth_path, (json.dumps(scenario.truth, ensure_ascii=False) + "\n").encode("utf-8"))
+            del scenario
+            log(f"[{preset} seed {seed}] {name}: {n_rows:,} requests ({time.perf_counter() - t0:.0f} s)")
+        truths.append(json.loads(truth_path.read_text(encoding="utf-8")))
+    truth = merge_truths(truths, preset, seed, {**k, "operator_seed": op_seed})
+    truth_out = out / "truth.json"
+    atomic_write_bytes(truth_out, (json.dumps(truth, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    return logs, truth_out
+
+
+def merge_truths(truths: Sequence[Mapping[str, Any]], preset: str, seed: int, knobs: Mapping[str, Any]
+                 ) -> dict[str, Any]:
+    """One ground truth for the shards of a sharded scenario (:func:`write_sharded_scenario`): each campaign and
+    look-alike with the accounts, requests, hydra accounts and proxies of all shards; counts summed (accounts
+    never repeat across shards); ``n_unique_prompts`` per shard only (shards share prompts)."""
+    def union(entries: list[Mapping[str, Any]], key: str) -> list[Any]:
+        return sorted({x for e in entries for x in e.get(key, [])})
+
+    def merged(group: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name in dict.fromkeys(n for t in truths for n in (t.get(group) or {})):
+            entries = [t[group][name] for t in truths if name in (t.get(group) or {})]
+            e = dict(entries[0])
+            e.update(accounts=union(entries, "accounts"), n_requests=sum(int(x["n_requests"]) for x in entries),
+                     shards=len(entries))
+            for key in ("hydra_accounts", "proxy_subnets", "banned_accounts"):
+                if key in e:
+                    e[key] = union(entries, key)
+            if "replacement_accounts" in e:
+                e["replacement_accounts"] = dict(sorted(
+                    (a, b) for x in entries for a, b in x["replacement_accounts"].items()))
+            out[name] = e
+        return out
+
+    n_requests = sum(int(t["n_requests"]) for t in truths)
+    shares = [t.get("pivot", {}).get("share_on_new_model_first_24h", {}) for t in truths]
+    pivot = {name: round(float(np.mean([s[name] for s in shares if name in s])), 3)
+             for name in dict.fromkeys(n for s in shares for n in s)}
+    out: dict[str, Any] = {
+        "preset": preset, "seed": seed, "shards": len(truths),
+        "shard_seeds": [t["seed"] for t in truths],
+        "knobs": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+                  for k, v in knobs.items() if k != "id_namespace"
+                  and not (k in _QUIET_KNOBS and v == _QUIET_KNOBS[k])},
+        "campaigns": merged("campaigns"),
+        "hard_negatives": merged("hard_negatives"),
+        "organic_accounts": sum(int(t["organic_accounts"]) for t in truths),
+        "n_accounts": sum(int(t["n_accounts"]) for t in truths),
+        "n_requests": n_requests,
+        "n_unique_prompts_per_shard": [int(t["n_unique_prompts"]) for t in truths],
+        "campaign_request_share": round(sum(float(t["campaign_request_share"]) * int(t["n_requests"])
+                                            for t in truths) / max(1, n_requests), 4),
+        "window": truths[0]["window"] if truths else None,
+        "new_model": truths[0]["new_model"] if truths else None,
+        "pivot": {"share_on_new_model_first_24h": pivot},
+        "sources": sorted({s for t in truths for s in t.get("sources", [])}),
+        "all_accounts": sorted(a for t in truths for a in t.get("all_accounts", [])),
+    }
+    if any("metadata_stripped_accounts" in t for t in truths):
+        out["metadata_stripped_accounts"] = sum(int(t.get("metadata_stripped_accounts", 0)) for t in truths)
+    return out
