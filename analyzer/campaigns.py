@@ -814,9 +814,10 @@ def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.Data
     for col in ("model", "ip", "user_agent", "api_key_id", "org_id", "payment_id", "system_prompt"):
         if col not in req:
             req[col] = None
-    ips = [str(ip) for ip in req["ip"].dropna().unique()]
-    req["subnet"] = req["ip"].map(dict(zip(ips, sig.subnets(ips, signals.subnet_prefix_v4, signals.subnet_prefix_v6),
-                                           strict=True)))
+    ip_code, ips = pd.factorize(req["ip"])
+    nets = np.asarray([None, *sig.subnets([str(ip) for ip in ips], signals.subnet_prefix_v4, signals.subnet_prefix_v6)],
+                      dtype=object)
+    req["subnet"] = nets[ip_code + 1]  # code -1 (no address) -> None
     req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
     return req
 
@@ -824,11 +825,19 @@ def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.Data
 def identifier_pairs(req: pd.DataFrame) -> pd.DataFrame:
     """Which account uses which identifier value: rows ``field, value, account_id`` over ``INFRA_FIELDS``
     (each pair once, empty values left out), for the infrastructure signal and the community link."""
+    accounts = req["account_id"].to_numpy(dtype=object)
+    acode = pd.factorize(accounts)[0].astype(np.int64)
     pair_frames = []
     for f in INFRA_FIELDS:
-        p = req[["account_id", f]].dropna().drop_duplicates()
-        p = p[p[f].astype(str).str.len() > 0]
-        pair_frames.append(pd.DataFrame({"field": f, "value": p[f].astype(str), "account_id": p["account_id"]}))
+        # each (account, value) pair once, at its first row (drop_duplicates on integer codes, in arrays)
+        vcode, values = pd.factorize(req[f])
+        values = np.asarray(values.astype(str), dtype=object)
+        nonempty = np.fromiter((len(v) > 0 for v in values), dtype=bool, count=len(values))
+        rows = np.flatnonzero(vcode >= 0)
+        rows = rows[nonempty[vcode[rows]]]
+        _, first = np.unique(acode[rows] * (len(values) + 1) + vcode[rows], return_index=True)
+        rows = np.sort(rows[first])
+        pair_frames.append(pd.DataFrame({"field": f, "value": values[vcode[rows]], "account_id": accounts[rows]}))
     # Plain object columns: every group takes its accounts' rows, and taking rows of Arrow-backed strings one
     # group at a time was a quarter of the score stage at 1M requests (1,149 groups: 70 s -> 53 s).
     return pd.concat(pair_frames, ignore_index=True).astype(object)
