@@ -206,8 +206,10 @@ def main() -> None:
               help="Cluster everything again. Without it, a workspace that has a clustering assigns the new prompts "
                    "to it, and re-clusters only when the new traffic does not fit (drift).")
 @_ray_options
+@click.option("--ingest-workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Log files parsed at once, a process each (0: one per CPU). Batches are stored in file order.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, **kw):
+def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, ingest_workers, **kw):
     """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
 
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
@@ -221,6 +223,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address
     opts = _options(workspace=workspace, **kw)
     opts.embed_chunk = embed_chunk
     opts.recluster = recluster
+    opts.ingest_workers = ingest_workers
     paths = _paths(logs)
     executor = _executor(ray_address, ray_actors)
     ws = _open(workspace, create=True)
@@ -302,15 +305,17 @@ def _stage(name: str, stages: list[str], workspace: str, opts: RunOptions, param
 @WORKSPACE
 @click.option("--column-map", default=None, metavar="SRC=DST,...", help="Rename input columns.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
+@click.option("--ingest-workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Log files parsed at once, a process each (0: one per CPU). Batches are stored in file order.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def ingest(logs, workspace, column_map, strict, quiet):
+def ingest(logs, workspace, column_map, strict, ingest_workers, quiet):
     """Read LOGS into the workspace (bad rows are quarantined with file, line, field and reason)."""
     from analyzer.ingest import IngestError, parse_column_map
 
     cmap = parse_column_map(column_map) if column_map else None
     try:
         paths = _paths(logs)
-        _stage("ingest", ["ingest"], workspace, RunOptions(progress=not quiet),
+        _stage("ingest", ["ingest"], workspace, RunOptions(progress=not quiet, ingest_workers=ingest_workers),
                {"paths": paths, "column_map": cmap, "strict": strict}, create=True,
                ctx_args={"logs": paths, "column_map": cmap, "strict": strict}).close()
     except (IngestError, FileNotFoundError) as exc:

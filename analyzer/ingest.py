@@ -1175,6 +1175,7 @@ def read_logs(
     batch_size: int = 50_000,
     max_record_bytes: int | None = None,
     batch_bytes: int | None = None,
+    workers: int = 1,
 ) -> Iterator[IngestBatch]:
     """Read log files and yield batches of canonical request records.
 
@@ -1201,6 +1202,10 @@ def read_logs(
         A batch is also closed once its accepted records hold this many characters of prompt, system
         prompt and extra text (default :data:`BATCH_BYTES`, 16 MiB), so memory stays bounded whatever the
         prompts' length.
+    workers : int, default 1
+        Files parsed at once, each by a process of its own (:func:`_read_parallel`), when there are several
+        files: a provider's export in shards parses ``workers`` times as fast. The batches are yielded in the
+        same order, with the same content, as with one worker.
 
     Yields
     ------
@@ -1238,9 +1243,68 @@ def read_logs(
         if not os.access(path, os.R_OK):
             raise IngestError(f"{path}: not readable")
         formats.append((path, *fmt))
+    if workers > 1 and len(formats) > 1:
+        yield from _read_parallel(formats, cmap, strict, batch_size, batch_bytes, max_record_bytes, workers)
+        return
     normalise = _Normaliser(cmap, max_record_bytes)
     for path, kind, gz in formats:
         yield from _read_one(path, kind, gz, normalise, strict, batch_size, batch_bytes, max_record_bytes)
+
+
+def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, str], strict: bool, batch_size: int,
+                   batch_bytes: int, max_record_bytes: int, workers: int) -> Iterator[IngestBatch]:
+    """:func:`read_logs` over several files with ``workers`` processes: each parses one file at a time and
+    spools its batches to a temporary folder as it makes them (memory stays at a batch per process); this
+    process yields them file by file, in order, and deletes each once read. At most ``workers + 1`` files are
+    in flight, so the spool holds a few files' batches. A worker's error (strict mode) is raised here when its
+    file's turn comes, after every earlier file's batches, as reading one file after another would."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import pickle
+    from collections import deque
+
+    spool = tempfile.mkdtemp(prefix="analyzer-ingest-")
+    # spawn, not fork: the caller may hold threads (DuckDB, progress bars) that a forked child would inherit
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    todo = iter(enumerate(formats))
+    running: deque[cf.Future] = deque()
+
+    def submit() -> None:
+        nxt = next(todo, None)
+        if nxt is not None:
+            i, (path, kind, gz) = nxt
+            running.append(pool.submit(_spool_file, path, kind, gz, dict(cmap), strict, batch_size, batch_bytes,
+                                       max_record_bytes, os.path.join(spool, f"{i:06d}")))
+
+    try:
+        for _ in range(workers + 1):
+            submit()
+        while running:
+            files = running.popleft().result()
+            submit()
+            for f in files:
+                with open(f, "rb") as fh:
+                    batch = pickle.load(fh)
+                os.remove(f)
+                yield batch
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _spool_file(path: str, kind: str, gz: bool, cmap: Mapping[str, str], strict: bool, batch_size: int,
+                batch_bytes: int, max_record_bytes: int, prefix: str) -> list[str]:
+    """One file's batches (:func:`_read_one`), each pickled to ``prefix-NNNNNN.pkl`` as soon as it is made; the
+    files' paths in order (a worker of :func:`_read_parallel`)."""
+    import pickle
+
+    out = []
+    normalise = _Normaliser(cmap, max_record_bytes)
+    for j, batch in enumerate(_read_one(path, kind, gz, normalise, strict, batch_size, batch_bytes, max_record_bytes)):
+        out.append(f"{prefix}-{j:06d}.pkl")
+        with open(out[-1], "wb") as fh:
+            pickle.dump(batch, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return out
 
 
 def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bool, batch_size: int,

@@ -53,6 +53,7 @@ class RunOptions:
     max_seq_length: int = 128
     batch_size: int = 16
     embed_chunk: int = 4096
+    ingest_workers: int = 0  # log files parsed at once (a process each); 0: one per CPU this process may use
     cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     history: history_mod.HistoryConfig = field(default_factory=history_mod.HistoryConfig)
@@ -132,20 +133,23 @@ def _bar(total: int | None, desc: str, unit: str, enabled: bool):
 
 # --- ingest ---------------------------------------------------------------------------------------------------
 def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[str, str] | None = None,
-           strict: bool = False, progress: bool = True) -> dict[str, int]:
+           strict: bool = False, progress: bool = True, workers: int = 1) -> dict[str, int]:
     """Read logs into the workspace; returns ``{"read", "accepted", "rejected", "duplicates"}`` for this run.
 
     ``accepted + rejected + duplicates == read``. Rejected rows go to the ``rejected`` table and to
     ``quarantine/rejected-<run_id>.jsonl`` (one JSON object per bad row read in this run: source, line, field,
     reason, raw; written under a temporary name and renamed when the ingest finishes). Each batch of requests,
     rejected rows and counters is committed in one transaction, so a killed run can simply be run again.
+    ``workers``: files parsed at once (:func:`analyzer.ingest.read_logs`; 0: one per usable CPU); the batches
+    are stored in the same order whatever the number.
     """
+    workers = min(workers or usable_cpus(), max(1, len(paths)))
     totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
     qpath = quarantine_path(ws, run_id)
     n_bad = 0
     with atomic_path(qpath) as tmp:
         with open(tmp, "w", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
-            for batch in read_logs(paths, column_map=column_map, strict=strict):
+            for batch in read_logs(paths, column_map=column_map, strict=strict, workers=workers):
                 for r in batch.rejected:
                     qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
                                           "raw": r.raw}, ensure_ascii=True) + "\n")  # exact values, ASCII bytes
@@ -159,6 +163,14 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     if n_bad:
         checkpoint("ingest.quarantine_written")
     return totals
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform tells it, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on every platform
+        return max(1, os.cpu_count() or 1)
 
 
 def quarantine_path(ws: Workspace, run_id: int) -> str:

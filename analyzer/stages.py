@@ -154,7 +154,7 @@ class Ingest(Stage):
 
     def run(self, ctx: Context) -> dict:
         self.counts_ = pipeline.ingest(ctx.ws, ctx.logs, ctx.run_id, ctx.column_map, ctx.strict,
-                                       self.options.progress)
+                                       self.options.progress, self.options.ingest_workers)
         path = pipeline.quarantine_path(ctx.ws, ctx.run_id)
         self.quarantine_ = path if os.path.exists(path) else None
         return self.counts_
