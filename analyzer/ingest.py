@@ -1253,58 +1253,124 @@ def read_logs(
 
 def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, str], strict: bool, batch_size: int,
                    batch_bytes: int, max_record_bytes: int, workers: int) -> Iterator[IngestBatch]:
-    """:func:`read_logs` over several files with ``workers`` processes: each parses one file at a time and
-    spools its batches to a temporary folder as it makes them (memory stays at a batch per process); this
-    process yields them file by file, in order, and deletes each once read. At most ``workers + 1`` files are
-    in flight, so the spool holds a few files' batches. A worker's error (strict mode) is raised here when its
-    file's turn comes, after every earlier file's batches, as reading one file after another would."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-    import pickle
+    """:func:`read_logs` over several files with ``workers`` processes: each parses one file and spools its
+    batches to a temporary folder as it makes them (Arrow IPC files; memory stays at a batch per process); this
+    process yields them file by file, in order, and deletes each once read. Up to ``workers`` files are in
+    flight. A worker's error (strict mode) is raised here when its file's turn comes, after every earlier file's
+    batches, as reading one file after another would.
+
+    Each worker is a fresh interpreter (``python -m analyzer.ingest_worker JOB``), not a multiprocessing child:
+    a script that calls the analyzer without an ``if __name__ == "__main__"`` guard would be run again by a
+    spawned child, and a forked one would inherit the caller's threads (DuckDB's, the progress bars'). Nothing
+    passes through pickle: jobs and manifests are JSON, frames Arrow."""
+    import subprocess
+    import sys
     from collections import deque
 
     spool = tempfile.mkdtemp(prefix="analyzer-ingest-")
-    # spawn, not fork: the caller may hold threads (DuckDB, progress bars) that a forked child would inherit
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
     todo = iter(enumerate(formats))
-    running: deque[cf.Future] = deque()
+    running: deque[tuple[str, str, subprocess.Popen]] = deque()
 
-    def submit() -> None:
+    def start() -> None:
         nxt = next(todo, None)
-        if nxt is not None:
-            i, (path, kind, gz) = nxt
-            running.append(pool.submit(_spool_file, path, kind, gz, dict(cmap), strict, batch_size, batch_bytes,
-                                       max_record_bytes, os.path.join(spool, f"{i:06d}")))
+        if nxt is None:
+            return
+        i, (path, kind, gz) = nxt
+        prefix = os.path.join(spool, f"{i:06d}")
+        job = {"path": path, "kind": kind, "gz": gz, "column_map": dict(cmap), "strict": strict,
+               "batch_size": batch_size, "batch_bytes": batch_bytes, "max_record_bytes": max_record_bytes,
+               "prefix": prefix}
+        with open(prefix + ".job.json", "w", encoding="utf-8") as fh:
+            json.dump(job, fh)
+        proc = subprocess.Popen([sys.executable, "-m", "analyzer.ingest_worker", prefix + ".job.json"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        running.append((path, prefix, proc))
 
     try:
-        for _ in range(workers + 1):
-            submit()
+        for _ in range(workers):
+            start()
         while running:
-            files = running.popleft().result()
-            submit()
-            for f in files:
-                with open(f, "rb") as fh:
-                    batch = pickle.load(fh)
-                os.remove(f)
-                yield batch
+            path, prefix, proc = running.popleft()
+            _, err = proc.communicate()
+            start()
+            if os.path.exists(prefix + ".error.json"):
+                with open(prefix + ".error.json", encoding="utf-8") as fh:
+                    raise IngestError(json.load(fh)["message"])
+            if proc.returncode != 0 or not os.path.exists(prefix + ".done.json"):
+                tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+                raise IngestError(f"{path}: its reader process failed (exit {proc.returncode}): {tail[0]}")
+            with open(prefix + ".done.json", encoding="utf-8") as fh:
+                batches = json.load(fh)
+            for b in batches:
+                frame = _read_spooled_frame(b["frame"])
+                os.remove(b["frame"])
+                yield IngestBatch(frame, [Rejected(*r) for r in b["rejected"]], int(b["n_read"]), b["source"])
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for _, _, proc in running:
+            proc.kill()
+            proc.wait()
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def _spool_file(path: str, kind: str, gz: bool, cmap: Mapping[str, str], strict: bool, batch_size: int,
-                batch_bytes: int, max_record_bytes: int, prefix: str) -> list[str]:
-    """One file's batches (:func:`_read_one`), each pickled to ``prefix-NNNNNN.pkl`` as soon as it is made; the
-    files' paths in order (a worker of :func:`_read_parallel`)."""
-    import pickle
-
+def run_spool_job(job_path: str) -> None:
+    """A worker of :func:`_read_parallel` (``python -m analyzer.ingest_worker JOB``): parse the job's file, each
+    batch's frame to ``PREFIX-NNNNNN.arrow`` as it is made, and list the batches (frame file, rejected rows,
+    rows read, source) in ``PREFIX.done.json``; a strict-mode error goes to ``PREFIX.error.json``."""
+    with open(job_path, encoding="utf-8") as fh:
+        job = json.load(fh)
+    prefix = job["prefix"]
     out = []
-    normalise = _Normaliser(cmap, max_record_bytes)
-    for j, batch in enumerate(_read_one(path, kind, gz, normalise, strict, batch_size, batch_bytes, max_record_bytes)):
-        out.append(f"{prefix}-{j:06d}.pkl")
-        with open(out[-1], "wb") as fh:
-            pickle.dump(batch, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return out
+    normalise = _Normaliser(job["column_map"], job["max_record_bytes"])
+    try:
+        for j, batch in enumerate(_read_one(job["path"], job["kind"], job["gz"], normalise, job["strict"],
+                                            job["batch_size"], job["batch_bytes"], job["max_record_bytes"])):
+            frame_path = f"{prefix}-{j:06d}.arrow"
+            _write_spooled_frame(batch.requests, frame_path)
+            out.append({"frame": frame_path, "n_read": batch.n_read, "source": batch.source,
+                        "rejected": [[r.source, r.line, r.field, r.reason, r.raw] for r in batch.rejected]})
+    except IngestError as exc:
+        with open(prefix + ".error.json", "w", encoding="utf-8") as fh:
+            json.dump({"message": str(exc)}, fh)
+        raise SystemExit(1) from None
+    with open(prefix + ".done.tmp", "w", encoding="utf-8") as fh:
+        json.dump(out, fh)
+    os.replace(prefix + ".done.tmp", prefix + ".done.json")
+
+
+def _write_spooled_frame(frame: pd.DataFrame, path: str) -> None:
+    """A batch's requests (:data:`CANONICAL_COLUMNS`) as an Arrow IPC file: ``ts`` as epoch microseconds."""
+    import pyarrow as pa
+
+    cols = {}
+    for name in CANONICAL_COLUMNS:
+        if name == "ts":
+            cols[name] = pa.array(np.asarray(frame[name].array.asi8, dtype=np.int64))  # datetime64[us]: micros
+        elif name == "line":
+            cols[name] = pa.array(frame[name].to_numpy(dtype=np.int64))
+        else:
+            cols[name] = pa.array(frame[name].to_numpy(dtype=object), type=pa.string())
+    table = pa.table(cols)
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_spooled_frame(path: str) -> pd.DataFrame:
+    """The frame :func:`_write_spooled_frame` wrote, with the dtypes of :func:`_make_frame`."""
+    import pyarrow as pa
+
+    with pa.memory_map(path, "r") as src:
+        table = pa.ipc.open_file(src).read_all()
+    data: dict[str, Any] = {}
+    for name in CANONICAL_COLUMNS:
+        col = table.column(name).to_numpy(zero_copy_only=False)
+        if name == "ts":
+            us = np.asarray(col, dtype=np.int64).view("datetime64[us]")
+            data[name] = pd.Series(us, dtype="datetime64[us]").dt.tz_localize("UTC")
+        elif name == "line":
+            data[name] = pd.Series(np.asarray(col, dtype=np.int64))
+        else:
+            data[name] = pd.Series(np.asarray(col, dtype=object), dtype=object)
+    return pd.DataFrame(data, columns=CANONICAL_COLUMNS)
 
 
 def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bool, batch_size: int,

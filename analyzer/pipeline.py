@@ -140,10 +140,13 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     ``quarantine/rejected-<run_id>.jsonl`` (one JSON object per bad row read in this run: source, line, field,
     reason, raw; written under a temporary name and renamed when the ingest finishes). Each batch of requests,
     rejected rows and counters is committed in one transaction, so a killed run can simply be run again.
-    ``workers``: files parsed at once (:func:`analyzer.ingest.read_logs`; 0: one per usable CPU); the batches
-    are stored in the same order whatever the number.
+    ``workers``: files parsed at once (:func:`analyzer.ingest.read_logs`; 0: one per usable CPU when the files
+    hold :data:`INGEST_PARALLEL_MIN_BYTES` or more); the batches are stored in the same order whatever the number.
     """
-    workers = min(workers or usable_cpus(), max(1, len(paths)))
+    if not workers:  # one per CPU, for inputs large enough to pay for starting the readers (about a second each)
+        big = sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) >= INGEST_PARALLEL_MIN_BYTES
+        workers = usable_cpus() if big else 1
+    workers = min(workers, max(1, len(paths)))
     totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
     qpath = quarantine_path(ws, run_id)
     n_bad = 0
@@ -163,6 +166,10 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     if n_bad:
         checkpoint("ingest.quarantine_written")
     return totals
+
+
+#: Input size (bytes on disk) from which several files are parsed at once by default (``ingest_workers=0``).
+INGEST_PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
 def usable_cpus() -> int:
