@@ -1133,6 +1133,12 @@ def _empty_frame() -> pd.DataFrame:
 
 def _make_frame(rows: list[tuple]) -> pd.DataFrame:
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in CANONICAL_COLUMNS]
+    return _frame_from_columns(cols)
+
+
+def _frame_from_columns(cols: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """The batch frame of :data:`CANONICAL_COLUMNS` from their values, in that order (``ts`` in epoch
+    microseconds): the one place that sets the batch frame's dtypes."""
     data: dict[str, Any] = {}
     for name, values in zip(CANONICAL_COLUMNS, cols, strict=True):
         if name == "ts":
@@ -1360,17 +1366,7 @@ def _read_spooled_frame(path: str) -> pd.DataFrame:
 
     with pa.memory_map(path, "r") as src:
         table = pa.ipc.open_file(src).read_all()
-    data: dict[str, Any] = {}
-    for name in CANONICAL_COLUMNS:
-        col = table.column(name).to_numpy(zero_copy_only=False)
-        if name == "ts":
-            us = np.asarray(col, dtype=np.int64).view("datetime64[us]")
-            data[name] = pd.Series(us, dtype="datetime64[us]").dt.tz_localize("UTC")
-        elif name == "line":
-            data[name] = pd.Series(np.asarray(col, dtype=np.int64))
-        else:
-            data[name] = pd.Series(np.asarray(col, dtype=object), dtype=object)
-    return pd.DataFrame(data, columns=CANONICAL_COLUMNS)
+    return _frame_from_columns([table.column(name).to_numpy(zero_copy_only=False) for name in CANONICAL_COLUMNS])
 
 
 def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bool, batch_size: int,
