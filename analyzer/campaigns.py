@@ -108,6 +108,10 @@ class ScoringConfig:
     pool_jaccard: float = 0.6
     #: Accounts two units must have in common for the ``pool_jaccard`` rule.
     pool_min_shared: int = 10
+    #: Memory, not a threshold: units per block when the accounts two units share are counted (the product of
+    #: the account x unit matrix with itself, ``sum(units per account ** 2)`` entries at once: 1.9 GB at 2M
+    #: requests); any value gives the same links.
+    link_block_units: int = 512
     #: One operator's infrastructure: accounts of different customers linked through identifier values
     #: (``INFRA_LINK_FIELDS``) that ``infra_link_min_principals`` or more customers hold form an infrastructure
     #: community (a proxy pool, a shared payment method). Units where one community sends at least
@@ -393,12 +397,16 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     engaged = real[(real["share"] >= config.engaged_share) & (real["n"] >= config.engaged_min_requests)]
     breadth = real.groupby("account_id")["cluster_id"].size()
     specialists = real[real["account_id"].map(breadth) <= config.generalist_clusters]
+    block = config.link_block_units
     edges = [
         _linked_pairs(engaged,
-                      lambda n, a, b: (n >= config.link_min_shared) & (n / np.minimum(a, b) >= config.link_overlap)),
+                      lambda n, a, b: (n >= config.link_min_shared) & (n / np.minimum(a, b) >= config.link_overlap),
+                      block),
         _linked_pairs(specialists,
-                      lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard)),
-        _linked_pairs(real, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard)),
+                      lambda n, a, b: (n >= config.link_min_shared) & (n / (a + b - n) >= config.link_jaccard),
+                      block),
+        _linked_pairs(real, lambda n, a, b: (n >= config.pool_min_shared) & (n / (a + b - n) >= config.pool_jaccard),
+                      block),
     ]
     dominated = pd.DataFrame({"cluster_id": pd.Series(dtype=np.int64), "community": pd.Series(dtype=np.int64)})
     if community is not None and len(community):
@@ -662,7 +670,7 @@ def _wrapper_links(pairs: pd.DataFrame, n_accounts: int, config: ScoringConfig) 
 
     linked = _linked_pairs(pairs, lambda n, a, b: (n >= config.wrapper_link_min_shared)
                            & (n * n_accounts >= config.wrapper_link_lift * a * b)
-                           & (n >= config.wrapper_link_min_overlap * np.maximum(a, b)))
+                           & (n >= config.wrapper_link_min_overlap * np.maximum(a, b)), config.link_block_units)
     if not len(linked):
         return linked
     units = np.unique(linked)
@@ -675,11 +683,12 @@ def _wrapper_links(pairs: pd.DataFrame, n_accounts: int, config: ScoringConfig) 
     return linked[np.isin(linked, pool).all(axis=1)]
 
 
-def _linked_pairs(pairs: pd.DataFrame, accept) -> np.ndarray:
+def _linked_pairs(pairs: pd.DataFrame, accept, block: int = ScoringConfig.link_block_units) -> np.ndarray:
     """Pairs of clusters (an ``(n, 2)`` array of cluster ids) whose account sets (rows ``account_id,
     cluster_id``) pass ``accept(shared, |A|, |B|)``.
 
-    ``accept`` works on arrays: one element per pair of clusters that share at least one account.
+    ``accept`` works on arrays: one element per pair of clusters that share at least one account. The shared
+    accounts are counted ``block`` clusters at a time (memory; any block gives the same pairs).
     """
     if pairs.empty:
         return np.empty((0, 2), dtype=np.int64)
@@ -687,11 +696,21 @@ def _linked_pairs(pairs: pd.DataFrame, accept) -> np.ndarray:
     cl_codes, cl_uniques = pd.factorize(pairs["cluster_id"])
     m = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), (acc_codes, cl_codes)))
     m.data[:] = 1.0
-    co = sp.triu(m.T @ m, k=1).tocoo()
     size = np.asarray(m.sum(axis=0)).ravel()
-    keep = accept(co.data.astype(np.float64), size[co.row], size[co.col])
     ids = np.asarray(cl_uniques, dtype=np.int64)
-    return np.stack([ids[co.row[keep]], ids[co.col[keep]]], axis=1)
+    mt = m.T.tocsr()
+    # The co-occurrence (clusters x clusters) a block of rows at a time: accounts spread over many units (a pool
+    # of thousands, each over 100+ units) make it hold sum(units per account ** 2) entries, 1.9 GB at 2M requests
+    # all at once; each block keeps only the pairs it accepts.
+    out = [np.empty((0, 2), dtype=np.int64)]
+    for start in range(0, mt.shape[0], block):
+        co = (mt[start:start + block] @ m).tocoo()
+        row = co.row.astype(np.int64) + start
+        upper = co.col > row
+        row, col, shared = row[upper], co.col[upper], co.data[upper].astype(np.float64)
+        keep = accept(shared, size[row], size[col])
+        out.append(np.stack([ids[row[keep]], ids[col[keep]]], axis=1))
+    return np.concatenate(out)
 
 
 def campaign_id(accounts: list[str], clusters: list[int]) -> str:

@@ -688,3 +688,30 @@ def test_cue_intent_names_a_capability_only_when_one_stands_out():
 def test_cue_words_in_latin_script_are_whole_words():
     assert sig.cue_intent("请用API调用这个工具。") == ("tool use", ["工具", "调用", "api"])
     assert sig.cue_intent("关于 capital 和 transaction 的工具问题。") == ("", [])  # one cue: 工具; not api, action
+
+
+def test_linked_pairs_by_blocks_give_every_pair_the_whole_product_gives() -> None:
+    """The co-occurrence of clusters is taken a block of clusters at a time (memory at scale): whatever the
+    block, the accepted pairs are those of counting every pair of clusters directly."""
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from analyzer import campaigns
+
+    rng = np.random.default_rng(3)
+    rows = {(f"a{rng.integers(60)}", int(c)) for c in rng.integers(0, 40, size=900)}
+    pairs = pd.DataFrame(sorted(rows), columns=["account_id", "cluster_id"])
+    members = pairs.groupby("cluster_id")["account_id"].apply(set).to_dict()
+    expected = {(a, b) if a < b else (b, a) for a, b in itertools.combinations(members, 2)
+                if len(members[a] & members[b]) >= 3 and len(members[a] & members[b]) / min(
+                    len(members[a]), len(members[b])) >= 0.2}
+
+    def accept(n, a, b):
+        return (n >= 3) & (n / np.minimum(a, b) >= 0.2)
+
+    assert expected and len(expected) < 40 * 39 // 2
+    for block in (1, 7, 10_000):
+        got = {tuple(sorted(p)) for p in campaigns._linked_pairs(pairs, accept, block).tolist()}
+        assert got == expected
