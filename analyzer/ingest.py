@@ -1288,8 +1288,9 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
                "prefix": prefix}
         with open(prefix + ".job.json", "w", encoding="utf-8") as fh:
             json.dump(job, fh)
-        proc = subprocess.Popen([sys.executable, "-m", "analyzer.ingest_worker", prefix + ".job.json"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(prefix + ".stderr", "wb") as err:  # a file, not a pipe: a chatty reader never waits for us
+            proc = subprocess.Popen([sys.executable, "-m", "analyzer.ingest_worker", prefix + ".job.json"],
+                                    stdout=subprocess.DEVNULL, stderr=err)
         running.append((path, prefix, proc))
 
     try:
@@ -1297,20 +1298,24 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
             start()
         while running:
             path, prefix, proc = running.popleft()
-            _, err = proc.communicate()
+            proc.wait()
             start()
             if os.path.exists(prefix + ".error.json"):
                 with open(prefix + ".error.json", encoding="utf-8") as fh:
                     raise IngestError(json.load(fh)["message"])
             if proc.returncode != 0 or not os.path.exists(prefix + ".done.json"):
-                tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+                with open(prefix + ".stderr", "rb") as fh:
+                    tail = fh.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
                 raise IngestError(f"{path}: its reader process failed (exit {proc.returncode}): {tail[0]}")
             with open(prefix + ".done.json", encoding="utf-8") as fh:
                 batches = json.load(fh)
             for b in batches:
-                frame = _read_spooled_frame(b["frame"])
-                os.remove(b["frame"])
-                yield IngestBatch(frame, [Rejected(*r) for r in b["rejected"]], int(b["n_read"]), b["source"])
+                frame = _read_spooled_frame(b["frame"] + ".arrow")
+                with open(b["frame"] + ".rejected.json", encoding="utf-8") as fh:
+                    rejected = [Rejected(*r) for r in json.load(fh)]
+                os.remove(b["frame"] + ".arrow")
+                os.remove(b["frame"] + ".rejected.json")
+                yield IngestBatch(frame, rejected, int(b["n_read"]), b["source"])
     finally:
         for _, _, proc in running:
             proc.kill()
@@ -1320,8 +1325,9 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
 
 def run_spool_job(job_path: str) -> None:
     """A worker of :func:`_read_parallel` (``python -m analyzer.ingest_worker JOB``): parse the job's file, each
-    batch's frame to ``PREFIX-NNNNNN.arrow`` as it is made, and list the batches (frame file, rejected rows,
-    rows read, source) in ``PREFIX.done.json``; a strict-mode error goes to ``PREFIX.error.json``."""
+    batch to ``PREFIX-NNNNNN.arrow`` (its requests) and ``PREFIX-NNNNNN.rejected.json`` as it is made, and list
+    the batches (file stem, rows read, source) in ``PREFIX.done.json``; a strict-mode error goes to
+    ``PREFIX.error.json``."""
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
     prefix = job["prefix"]
@@ -1330,10 +1336,11 @@ def run_spool_job(job_path: str) -> None:
     try:
         for j, batch in enumerate(_read_one(job["path"], job["kind"], job["gz"], normalise, job["strict"],
                                             job["batch_size"], job["batch_bytes"], job["max_record_bytes"])):
-            frame_path = f"{prefix}-{j:06d}.arrow"
-            _write_spooled_frame(batch.requests, frame_path)
-            out.append({"frame": frame_path, "n_read": batch.n_read, "source": batch.source,
-                        "rejected": [[r.source, r.line, r.field, r.reason, r.raw] for r in batch.rejected]})
+            stem = f"{prefix}-{j:06d}"
+            _write_spooled_frame(batch.requests, stem + ".arrow")
+            with open(stem + ".rejected.json", "w", encoding="utf-8") as fh:
+                json.dump([[r.source, r.line, r.field, r.reason, r.raw] for r in batch.rejected], fh)
+            out.append({"frame": stem, "n_read": batch.n_read, "source": batch.source})
     except IngestError as exc:
         with open(prefix + ".error.json", "w", encoding="utf-8") as fh:
             json.dump({"message": str(exc)}, fh)
