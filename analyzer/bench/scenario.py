@@ -69,6 +69,11 @@ frames and ``truth.json`` with or without these knobs existing (knobs at their d
   ``cot_eval_checkpoints`` times, sharded over ``cot_eval_accounts`` accounts of one org (per-account orgs
   when ``enterprise_org_id`` is False), nightly at scripted ~2 s intervals).
 
+Sharded scenarios (issue 14): the ``incident`` preset is the 2026 disclosure at its size, 16 shards of 1M requests
+(knob ``shards``), written by :func:`write_sharded_scenario` one build at a time, each shard's ids in a namespace of
+its own (``id_namespace``) and every operator's proxies the same in all shards (``operator_seed``), with one
+merged truth (:func:`merge_truths`). ``build_scenario`` builds one shard (``shards=1``), never all of them.
+
 Adversarial presets (all quick-sized: ~12k requests over 14 days, all sources, seed-reproducible; each builds in
 a few seconds):
 
