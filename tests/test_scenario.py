@@ -489,3 +489,7 @@ def test_a_sharded_scenario_is_written_shard_by_shard_with_one_truth_and_resumes
     assert "kept" in said[0] and "kept" not in said[1]
     assert files[1].read_bytes() == before
     assert json.loads(truth_path.read_text(encoding="utf-8")) == truth
+    # other knobs in the same folder: the shards are built again, not taken for the earlier ones
+    said.clear()
+    write_sharded_scenario("sample", 3, tmp_path, said.append, shards=2, n_requests=2500)
+    assert not any("kept" in m for m in said) and files[1].read_bytes() != before

@@ -1416,8 +1416,7 @@ class _Generator:
         truth = {
             "preset": self.preset,
             "seed": self.seed,
-            "knobs": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
-                      for k, v in self.k.items() if not (k in _QUIET_KNOBS and v == _QUIET_KNOBS[k])},
+            "knobs": truth_knobs(self.k),
             "campaigns": self.truth_campaigns,
             "hard_negatives": self.truth_hn,
             "organic_accounts": len(legit),
@@ -1638,12 +1637,13 @@ def write_sharded_scenario(preset: str, seed: int, out_dir: str | os.PathLike[st
     for i in range(n):
         name = f"shard-{i:03d}"
         log_path, truth_path = logs / f"{name}.jsonl.gz", parts / f"{name}.truth.json"
-        if log_path.exists() and truth_path.exists():
+        shard_knobs = {**knobs, "shards": 1, "id_namespace": f"s{i:03d}", "operator_seed": op_seed}
+        shard_seed = seed * SHARD_SEED_STRIDE + i
+        if _kept_shard(log_path, truth_path, shard_seed, truth_knobs(resolve_knobs(preset, **shard_knobs))):
             log(f"[{preset} seed {seed}] {name}: kept from an earlier run")
         else:
             t0 = time.perf_counter()
-            scenario = build_scenario(preset, seed=seed * SHARD_SEED_STRIDE + i,
-                                      **{**knobs, "shards": 1, "id_namespace": f"s{i:03d}", "operator_seed": op_seed})
+            scenario = build_scenario(preset, seed=shard_seed, **shard_knobs)
             n_rows = len(scenario.requests)
             write_log(scenario.requests, log_path)
             parts.mkdir(parents=True, exist_ok=True)
@@ -1655,6 +1655,24 @@ def write_sharded_scenario(preset: str, seed: int, out_dir: str | os.PathLike[st
     truth_out = out / "truth.json"
     atomic_write_bytes(truth_out, (json.dumps(truth, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return logs, truth_out
+
+
+def truth_knobs(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs as ``truth["knobs"]`` records them: JSON values, the quiet knobs (adversarial, sharding) left out
+    while at their defaults."""
+    return {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
+            for k, v in knobs.items() if not (k in _QUIET_KNOBS and v == _QUIET_KNOBS[k])}
+
+
+def _kept_shard(log_path: Path, truth_path: Path, seed: int, knobs: Mapping[str, Any]) -> bool:
+    """Whether an earlier run wrote this shard with this seed and these knobs (else it is built again)."""
+    if not (log_path.exists() and truth_path.exists()):
+        return False
+    try:
+        kept = json.loads(truth_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return kept.get("seed") == seed and kept.get("knobs") == json.loads(json.dumps(knobs))
 
 
 def merge_truths(truths: Sequence[Mapping[str, Any]], preset: str, seed: int, knobs: Mapping[str, Any]
@@ -1688,9 +1706,7 @@ def merge_truths(truths: Sequence[Mapping[str, Any]], preset: str, seed: int, kn
     out: dict[str, Any] = {
         "preset": preset, "seed": seed, "shards": len(truths),
         "shard_seeds": [t["seed"] for t in truths],
-        "knobs": {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v)
-                  for k, v in knobs.items() if k != "id_namespace"
-                  and not (k in _QUIET_KNOBS and v == _QUIET_KNOBS[k])},
+        "knobs": {k: v for k, v in truth_knobs(knobs).items() if k != "id_namespace"},
         "campaigns": merged("campaigns"),
         "hard_negatives": merged("hard_negatives"),
         "organic_accounts": sum(int(t["organic_accounts"]) for t in truths),
