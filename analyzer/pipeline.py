@@ -877,12 +877,12 @@ class _Families:
 
 def _known_families(ws: Workspace, options: RunOptions) -> _Families:
     ip = options.incremental
-    tf = ws.family_sample("template", ip.family_sample, texts=False)
+    tf = ws.family_sample("template", ip.family_sample)
     # texts by hash in a second query: joining every sampled member to its text cost ten times the sample
     texts = ws.prompt_texts(tf["prompt_hash"].tolist()).reindex(tf["prompt_hash"]).fillna("")
     heads, tails = assign_mod.family_keys(texts.map(analysis_text).tolist(), tf["family"].tolist(),
                                           options.cluster.edge_words)
-    sentences = scaffold_family_sentences(ws, ws.family_sample("scaffold", ip.family_sample, texts=False))
+    sentences = scaffold_family_sentences(ws, ws.family_sample("scaffold", ip.family_sample))
     return _Families(heads, tails, sentences)
 
 

@@ -902,15 +902,14 @@ class Workspace:
         tables), in one transaction (:meth:`write_tables`)."""
         self.write_tables(stage, replace=frames, append=append)
 
-    def family_sample(self, kind: str, n: int, texts: bool = True) -> pd.DataFrame:
-        """Up to ``n`` member prompts of each cluster of ``kind`` (their unit): ``prompt_hash, family, text``
-        (without ``text`` when ``texts`` is false: joining the texts costs ten times the sample)."""
-        join, text = (("JOIN prompts p ON p.prompt_hash = pc.prompt_hash", ", p.text") if texts else
-                      ("SEMI JOIN prompts p ON p.prompt_hash = pc.prompt_hash", ""))
+    def family_sample(self, kind: str, n: int) -> pd.DataFrame:
+        """Up to ``n`` member prompts of each cluster of ``kind`` (their unit) that have a stored text:
+        ``prompt_hash, family`` (read the texts with :meth:`prompt_texts`, for the members that need them: joining
+        every member's text here cost ten times the sample)."""
         return self.db.execute(
-            f"""SELECT pc.prompt_hash, pc.assigned_cluster AS family{text}
+            """SELECT pc.prompt_hash, pc.assigned_cluster AS family
                FROM prompt_clusters pc JOIN clusters c ON c.cluster_id = pc.assigned_cluster AND c.kind = ?
-               {join}
+               SEMI JOIN prompts p ON p.prompt_hash = pc.prompt_hash
                QUALIFY row_number() OVER (PARTITION BY pc.assigned_cluster ORDER BY pc.prompt_hash) <= ?
                ORDER BY pc.prompt_hash""", [kind, n]).df()
 
