@@ -13,14 +13,29 @@ and one actor pool, per window); the next window is read only when the previous 
 
 Workers never open the workspace: only the batches travel to them and results back, so the workspace must be
 on the driver's machine and every worker needs the ``analyzer`` package (and the model) installed.
+
+Two more stages hand their work that grows with the data to the same executor (``analyzer run --ray``):
+
+* **ingest**: each log file is parsed by a Ray task (:meth:`RayExecutor.map_jobs`, a streaming generator per
+  file, :func:`analyzer.ingest.read_file_job`): its batches come back as Arrow IPC bytes and JSON-able rejected
+  rows and are stored by the driver file by file, in input order, exactly as one local reader's. The log files
+  must be readable at the same path by every worker (a shared filesystem; with ``--ray local`` this machine).
+* **the kNN graph** of a full clustering (:meth:`RayExecutor.knn_graph`): the index is split into shards of
+  rows, one Ray actor each (the index's trained quantiser without its lists, plus the shard's vectors); every
+  block of query rows is searched by every shard and the shards' top-k merged on the driver: the graph of the
+  whole index, each actor holding 1/N of it.
+
+The small global steps (the cluster tree, families, labels, campaign grouping and scoring) stay on the driver.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analyzer.executor import BatchTask, Executor
@@ -30,6 +45,10 @@ from analyzer.executor import BatchTask, Executor
 WINDOW_BYTES = 1 << 30
 #: Rows per call of an actor.
 ACTOR_BATCH_ROWS = 256
+#: Items a file's ingest task may have waiting for the driver before it pauses (memory: a batch each).
+JOB_BACKPRESSURE_ITEMS = 2
+#: Query blocks of the kNN graph in flight at once (each is searched by every shard).
+KNN_BLOCKS_IN_FLIGHT = 4
 
 
 class RayUnavailable(RuntimeError):
@@ -103,6 +122,7 @@ class RayExecutor(Executor):
         self.num_gpus_per_actor = num_gpus_per_actor
         self._ray: Any = None
         self._started = False
+        self._depth = 0  # nested ``with`` blocks: a run holds Ray across its stages, each stage enters it again
 
     def describe(self) -> dict[str, Any]:
         return {"executor": self.name, "ray": self.address, "ray_actors": self.num_actors}
@@ -110,6 +130,7 @@ class RayExecutor(Executor):
     def start(self) -> None:
         """Connect to (or start) Ray unless it is running already."""
         ray = self._ray = require_ray()
+        self._depth += 1
         if not ray.is_initialized():
             if self.address == "local":
                 ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
@@ -119,8 +140,9 @@ class RayExecutor(Executor):
         _quiet_ray_data(ray)
 
     def stop(self) -> None:
-        """Shut Ray down if :meth:`start` started it."""
-        if self._started:
+        """Shut Ray down if :meth:`start` started it and this closes the outermost ``with``."""
+        self._depth = max(0, self._depth - 1)
+        if self._started and not self._depth:
             self._ray.shutdown()
             self._started = False
 
@@ -149,3 +171,118 @@ class RayExecutor(Executor):
                 **args)
             del window
             yield from ds.iter_batches(batch_size=None, batch_format="pandas")
+
+    def _require_started(self, what: str) -> Any:
+        if self._ray is None or not self._depth:
+            raise RuntimeError(f"RayExecutor.{what} outside 'with executor:' (Ray is not started)")
+        return self._ray
+
+    def _workers(self) -> int:
+        """How many tasks or shards to run at once: ``num_actors`` if given, else one per CPU of the cluster."""
+        if self.num_actors is not None:
+            return max(1, int(self.num_actors))
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def map_jobs(self, fn: Callable[[dict], Iterator[Any]], jobs: Sequence[dict]) -> Iterator[Any]:
+        """Each job as a Ray task streaming its items (a remote generator, paused when
+        :data:`JOB_BACKPRESSURE_ITEMS` wait unread); up to one job per worker (:meth:`_workers`) in flight. The
+        items come back job by job in input order, each job's in the order it yielded them."""
+        ray = self._require_started("map_jobs")
+        remote = ray.remote(fn).options(num_cpus=self.num_cpus_per_actor, num_returns="streaming",
+                                        _generator_backpressure_num_objects=JOB_BACKPRESSURE_ITEMS)
+        todo = iter(jobs)
+        running: deque = deque()
+
+        def start() -> None:
+            job = next(todo, None)
+            if job is not None:
+                running.append(remote.remote(job))
+
+        for _ in range(self._workers()):
+            start()
+        try:
+            while running:
+                for ref in running[0]:
+                    yield ray.get(ref)
+                running.popleft()
+                start()
+        finally:
+            for gen in running:  # stopped early (an error downstream): cancel what still runs
+                ray.cancel(gen)
+
+    def knn_graph(self, index: Any, vectors: np.ndarray, k: int,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The kNN graph of :func:`analyzer.index.knn_graph` over a sharded copy of ``index``: one actor per
+        shard of rows (:class:`KnnShard`, ``num_actors`` shards, default one per CPU of the cluster), each query
+        block (:data:`analyzer.index.KNN_BATCH` rows, the local path's blocks) searched by every shard and the
+        shards' top-k merged here. The same neighbours as the local path's up to the order of equal
+        similarities."""
+        from analyzer import index as index_mod
+
+        ray = self._require_started("knn_graph")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n = vectors.shape[0]
+        k_eff = min(k + 1, n)
+        nbrs = np.full((n, k), -1, dtype=np.int64)
+        sims = np.full((n, k), -np.inf, dtype=np.float32)
+        if n == 0:
+            return nbrs, sims
+        bounds = np.linspace(0, n, min(self._workers(), n) + 1).astype(np.int64)
+        empty = index_mod.empty_copy(index)
+        actor_cls = ray.remote(num_cpus=self.num_cpus_per_actor)(KnnShard)
+        shards = [actor_cls.remote(empty, ray.put(vectors[lo:hi]), int(lo))
+                  for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        batch = index_mod.KNN_BATCH
+        pending: deque = deque()
+        try:
+            starts = iter(range(0, n, batch))
+            for start in starts:
+                q = ray.put(vectors[start : start + batch])
+                pending.append((start, [s.search.remote(q, k_eff) for s in shards]))
+                if len(pending) < KNN_BLOCKS_IN_FLIGHT:
+                    continue
+                self._merge_block(pending.popleft(), nbrs, sims, k, k_eff, n, progress)
+            while pending:
+                self._merge_block(pending.popleft(), nbrs, sims, k, k_eff, n, progress)
+        finally:
+            for s in shards:
+                ray.kill(s)
+        return nbrs, sims
+
+    def _merge_block(self, block: tuple[int, list], nbrs: np.ndarray, sims: np.ndarray, k: int, k_eff: int, n: int,
+                     progress: Callable[[int], None] | None) -> None:
+        from analyzer.index import drop_self
+
+        start, refs = block
+        found = self._ray.get(refs)
+        s, i = merge_topk([f[0] for f in found], [f[1] for f in found], k_eff)
+        rows = np.arange(start, min(start + len(s), n))
+        drop_self(nbrs, sims, start, rows, s, i, k)
+        if progress is not None:
+            progress(len(rows))
+
+
+def merge_topk(sims: Sequence[np.ndarray], ids: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` (highest similarity first) of several shards' search results for the same queries, each
+    ``(queries, k_shard)``; ties keep shard order (the lower rows first, as shards hold consecutive rows)."""
+    s = np.concatenate(sims, axis=1)
+    i = np.concatenate(ids, axis=1)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+class KnnShard:
+    """A Ray actor holding one shard of the kNN graph's index: the rows ``offset ..`` of the run's vectors,
+    added to a copy of the index's trained, empty structure (:func:`analyzer.index.empty_copy`)."""
+
+    def __init__(self, empty: np.ndarray, vectors: np.ndarray, offset: int) -> None:
+        import faiss
+
+        self.index = faiss.deserialize_index(empty)
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.offset = int(offset)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarities, row ids)`` of the queries' top ``k`` in this shard (ids in the whole run's rows)."""
+        s, i = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return s, np.where(i >= 0, i + self.offset, -1)

@@ -8,7 +8,14 @@ what to store, resuming, progress) and hands its batches to an :class:`Executor`
 * :class:`LocalExecutor` calls the task in this process, one batch at a time, in order;
 * :class:`analyzer.distributed.RayExecutor` runs it on a Ray Data actor pool (optional extra ``ray``).
 
-Both return the results in input order and read their input lazily, so a stage that writes results as they
+Two more kinds of work go through an executor, each with a local default written here once:
+
+* :meth:`Executor.map_jobs`: a generator function run over a list of jobs (the ingest stage: one job a log file,
+  its parsed batches the items), the items job by job in input order;
+* :meth:`Executor.knn_graph`: the cluster stage's all-points kNN graph (:func:`analyzer.index.knn_graph` here;
+  on Ray, query blocks searched against a sharded index by actors).
+
+All return the results in input order and read their input lazily, so a stage that writes results as they
 come keeps its memory bounded and can be resumed after a kill. An executor is a context manager: entering it
 starts the engine it needs (nothing for the local one), leaving it stops what entering started; entering one
 that is already running is harmless, so a run may hold it open across several stages.
@@ -16,10 +23,11 @@ that is already running is harmless, so a run may hold it open across several st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: A batch function: a pandas batch in, a pandas batch of results out (same rows, same order).
@@ -78,6 +86,21 @@ class Executor:
         """``task`` applied to ``frames``: result batches in input order (their sizes may differ from the
         input frames'); the input is read lazily, as results are taken."""
         raise NotImplementedError
+
+    def map_jobs(self, fn: Callable[[dict], Iterator[Any]], jobs: Sequence[dict]) -> Iterator[Any]:
+        """The items of the generator ``fn(job)`` for each job, job by job in input order (``fn`` must be a
+        module-level function and ``jobs`` plain values: a remote executor runs it in other processes).
+        Here: one job after another, in this process."""
+        for job in jobs:
+            yield from fn(job)
+
+    def knn_graph(self, index: Any, vectors: np.ndarray, k: int,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's ``k`` nearest other rows of ``vectors`` in ``index`` (whose rows they are, in order):
+        ``(neighbours, similarities)`` as :func:`analyzer.index.knn_graph` returns them. Here: that function."""
+        from analyzer.index import knn_graph
+
+        return knn_graph(index, vectors, k=k, progress=progress)
 
 
 class LocalExecutor(Executor):

@@ -27,6 +27,8 @@ from analyzer.checkpoints import checkpoint
 
 FLAT_MAX = 60_000
 TRAIN_POINTS_PER_LIST = 20
+#: Query rows searched at once by :func:`knn_graph` (and by every shard of a distributed graph: the same blocks).
+KNN_BATCH = 8192
 
 
 def ivf_lists(n: int) -> int:
@@ -193,7 +195,7 @@ def knn_graph(
     index: faiss.Index,
     vectors: np.ndarray,
     k: int = 15,
-    batch: int = 8192,
+    batch: int = KNN_BATCH,
     progress: Callable[[int], None] | None = None,
     ids: np.ndarray | None = None,
     copies: np.ndarray | None = None,
@@ -221,7 +223,7 @@ def knn_graph(
         for start in range(0, n, batch):
             rows = rows_all[start : start + batch]
             s, i = index.search(np.ascontiguousarray(vectors[rows], dtype=np.float32), k_eff)
-            _drop_self(nbrs, sims, start, rows, s, i, k)
+            drop_self(nbrs, sims, start, rows, s, i, k)
             if progress is not None:
                 progress(len(rows))
         return nbrs, sims
@@ -235,13 +237,13 @@ def knn_graph(
         found_s[start : start + len(q)], found_i[start : start + len(q)] = index.search(q, k_eff)
     for start in range(0, n, batch):
         g = group[start : start + batch]
-        _drop_self(nbrs, sims, start, rows_all[start : start + len(g)], found_s[g], found_i[g], k)
+        drop_self(nbrs, sims, start, rows_all[start : start + len(g)], found_s[g], found_i[g], k)
         if progress is not None:
             progress(len(g))
     return nbrs, sims
 
 
-def _drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray, s: np.ndarray, i: np.ndarray,
+def drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray, s: np.ndarray, i: np.ndarray,
                k: int) -> None:
     """Write the search results ``(s, i)`` of the index rows ``rows`` into ``nbrs``/``sims`` from position
     ``start`` on, without each row itself."""
@@ -252,6 +254,30 @@ def _drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray,
     width = order.shape[1]
     nbrs[start : start + len(i), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
     sims[start : start + len(i), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
+
+
+def empty_copy(index: faiss.Index | PositionIndex) -> np.ndarray:
+    """``index``'s trained structure without its vectors, serialised (:func:`faiss.serialize_index`): what a shard
+    of it starts from (:class:`analyzer.distributed.KnnShard`). An inverted file keeps its quantiser, codec and
+    ``nprobe`` (so a shard probes the lists the whole index would); a flat index is a new empty one of its
+    metric. The vectors a shard adds get ids from 0, in order."""
+    if isinstance(index, PositionIndex):
+        index = index.index
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return faiss.serialize_index(faiss.IndexFlat(index.d, index.metric_type))
+    # Serialise the inverted file with empty lists in place of its own, then put its own back (not copied:
+    # the lists are the whole index's memory).
+    lists, own, ntotal = ivf.invlists, ivf.own_invlists, ivf.ntotal
+    empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    ivf.own_invlists = False  # replace_invlists must not free the index's own lists
+    ivf.replace_invlists(empty, False)
+    ivf.ntotal = 0
+    try:
+        return faiss.serialize_index(ivf)
+    finally:
+        ivf.replace_invlists(lists, own)
+        ivf.ntotal = ntotal
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:

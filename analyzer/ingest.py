@@ -67,10 +67,13 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from analyzer.executor import Executor
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -1182,6 +1185,7 @@ def read_logs(
     max_record_bytes: int | None = None,
     batch_bytes: int | None = None,
     workers: int = 1,
+    executor: Executor | None = None,
 ) -> Iterator[IngestBatch]:
     """Read log files and yield batches of canonical request records.
 
@@ -1212,6 +1216,10 @@ def read_logs(
         Files parsed at once, each by a process of its own (:func:`_read_parallel`), when there are several
         files: a provider's export in shards parses ``workers`` times as fast. The batches are yielded in the
         same order, with the same content, as with one worker.
+    executor : Executor, optional
+        A remote executor (:class:`analyzer.distributed.RayExecutor`, entered) parses the files instead, one task
+        per file (:func:`read_file_job`); the batches are yielded in the same order, with the same content, as
+        one local reader's. ``workers`` is then unused: the executor decides how many run at once.
 
     Yields
     ------
@@ -1249,6 +1257,15 @@ def read_logs(
         if not os.access(path, os.R_OK):
             raise IngestError(f"{path}: not readable")
         formats.append((path, *fmt))
+    if executor is not None and executor.name != "local":
+        jobs = [_file_job(path, kind, gz, cmap, strict, batch_size, batch_bytes, max_record_bytes)
+                for path, kind, gz in formats]
+        for item in executor.map_jobs(read_file_job, jobs):
+            if "error" in item:
+                raise IngestError(item["error"])
+            yield IngestBatch(_frame_from_ipc(item["frame"]), [Rejected(*r) for r in item["rejected"]],
+                              int(item["n_read"]), item["source"])
+        return
     if workers > 1 and len(formats) > 1:
         yield from _read_parallel(formats, cmap, strict, batch_size, batch_bytes, max_record_bytes, workers)
         return
@@ -1283,8 +1300,7 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
             return
         i, (path, kind, gz) = nxt
         prefix = os.path.join(spool, f"{i:06d}")
-        job = {"path": path, "kind": kind, "gz": gz, "column_map": dict(cmap), "strict": strict,
-               "batch_size": batch_size, "batch_bytes": batch_bytes, "max_record_bytes": max_record_bytes,
+        job = {**_file_job(path, kind, gz, cmap, strict, batch_size, batch_bytes, max_record_bytes),
                "prefix": prefix}
         with open(prefix + ".job.json", "w", encoding="utf-8") as fh:
             json.dump(job, fh)
@@ -1323,6 +1339,36 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
         shutil.rmtree(spool, ignore_errors=True)
 
 
+def _file_job(path: str, kind: str, gz: bool, cmap: Mapping[str, str], strict: bool, batch_size: int,
+              batch_bytes: int, max_record_bytes: int) -> dict:
+    """One file's parsing job, as plain values (a reader process or a remote task reads it)."""
+    return {"path": path, "kind": kind, "gz": gz, "column_map": dict(cmap), "strict": strict,
+            "batch_size": batch_size, "batch_bytes": batch_bytes, "max_record_bytes": max_record_bytes}
+
+
+def _job_batches(job: dict) -> Iterator[IngestBatch]:
+    normalise = _Normaliser(job["column_map"], job["max_record_bytes"])
+    return _read_one(job["path"], job["kind"], job["gz"], normalise, job["strict"], job["batch_size"],
+                     job["batch_bytes"], job["max_record_bytes"])
+
+
+def _rejected_rows(rejected: Sequence[Rejected]) -> list[list]:
+    return [[r.source, r.line, r.field, r.reason, r.raw] for r in rejected]
+
+
+def read_file_job(job: dict) -> Iterator[dict]:
+    """A remote executor's task of :func:`read_logs` (:meth:`analyzer.executor.Executor.map_jobs`): parse one
+    file (a :func:`_file_job`) and yield its batches as plain values, ``{"frame": Arrow IPC bytes, "rejected":
+    rows, "n_read", "source"}``; a strict-mode error is yielded as ``{"error": message}`` (and ends the file), so
+    that it reaches the driver in its place in the order."""
+    try:
+        for batch in _job_batches(job):
+            yield {"frame": _frame_to_ipc(batch.requests), "rejected": _rejected_rows(batch.rejected),
+                   "n_read": batch.n_read, "source": batch.source}
+    except IngestError as exc:
+        yield {"error": str(exc)}
+
+
 def run_spool_job(job_path: str) -> None:
     """A worker of :func:`_read_parallel` (``python -m analyzer.ingest_worker JOB``): parse the job's file, each
     batch to ``PREFIX-NNNNNN.arrow`` (its requests) and ``PREFIX-NNNNNN.rejected.json`` as it is made, and list
@@ -1332,14 +1378,12 @@ def run_spool_job(job_path: str) -> None:
         job = json.load(fh)
     prefix = job["prefix"]
     out = []
-    normalise = _Normaliser(job["column_map"], job["max_record_bytes"])
     try:
-        for j, batch in enumerate(_read_one(job["path"], job["kind"], job["gz"], normalise, job["strict"],
-                                            job["batch_size"], job["batch_bytes"], job["max_record_bytes"])):
+        for j, batch in enumerate(_job_batches(job)):
             stem = f"{prefix}-{j:06d}"
             _write_spooled_frame(batch.requests, stem + ".arrow")
             with open(stem + ".rejected.json", "w", encoding="utf-8") as fh:
-                json.dump([[r.source, r.line, r.field, r.reason, r.raw] for r in batch.rejected], fh)
+                json.dump(_rejected_rows(batch.rejected), fh)
             out.append({"frame": stem, "n_read": batch.n_read, "source": batch.source})
     except IngestError as exc:
         with open(prefix + ".error.json", "w", encoding="utf-8") as fh:
@@ -1350,8 +1394,8 @@ def run_spool_job(job_path: str) -> None:
     os.replace(prefix + ".done.tmp", prefix + ".done.json")
 
 
-def _write_spooled_frame(frame: pd.DataFrame, path: str) -> None:
-    """A batch's requests (:data:`CANONICAL_COLUMNS`) as an Arrow IPC file: ``ts`` as epoch microseconds."""
+def _arrow_table(frame: pd.DataFrame):
+    """A batch's requests (:data:`CANONICAL_COLUMNS`) as an Arrow table: ``ts`` as epoch microseconds."""
     import pyarrow as pa
 
     cols = {}
@@ -1362,18 +1406,47 @@ def _write_spooled_frame(frame: pd.DataFrame, path: str) -> None:
             cols[name] = pa.array(frame[name].to_numpy(dtype=np.int64))
         else:
             cols[name] = pa.array(frame[name].to_numpy(dtype=object), type=pa.string())
-    table = pa.table(cols)
+    return pa.table(cols)
+
+
+def _frame_of_table(table) -> pd.DataFrame:
+    """The frame of an :func:`_arrow_table`, with the dtypes of :func:`_make_frame`."""
+    return _frame_from_columns([table.column(name).to_numpy(zero_copy_only=False) for name in CANONICAL_COLUMNS])
+
+
+def _write_spooled_frame(frame: pd.DataFrame, path: str) -> None:
+    """A batch's requests as an Arrow IPC file."""
+    import pyarrow as pa
+
+    table = _arrow_table(frame)
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
 
 
 def _read_spooled_frame(path: str) -> pd.DataFrame:
-    """The frame :func:`_write_spooled_frame` wrote, with the dtypes of :func:`_make_frame`."""
+    """The frame :func:`_write_spooled_frame` wrote."""
     import pyarrow as pa
 
     with pa.memory_map(path, "r") as src:
-        table = pa.ipc.open_file(src).read_all()
-    return _frame_from_columns([table.column(name).to_numpy(zero_copy_only=False) for name in CANONICAL_COLUMNS])
+        return _frame_of_table(pa.ipc.open_file(src).read_all())
+
+
+def _frame_to_ipc(frame: pd.DataFrame) -> bytes:
+    """A batch's requests as Arrow IPC stream bytes (what a remote task sends back: no pickled objects)."""
+    import pyarrow as pa
+
+    table = _arrow_table(frame)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _frame_from_ipc(data: bytes) -> pd.DataFrame:
+    """The frame of :func:`_frame_to_ipc`'s bytes."""
+    import pyarrow as pa
+
+    return _frame_of_table(pa.ipc.open_stream(pa.py_buffer(data)).read_all())
 
 
 def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bool, batch_size: int,

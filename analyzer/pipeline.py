@@ -9,6 +9,7 @@ a vector, and the later stages recompute from stored data.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -133,7 +134,8 @@ def _bar(total: int | None, desc: str, unit: str, enabled: bool):
 
 # --- ingest ---------------------------------------------------------------------------------------------------
 def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[str, str] | None = None,
-           strict: bool = False, progress: bool = True, workers: int = 1) -> dict[str, int]:
+           strict: bool = False, progress: bool = True, workers: int = 1, executor: Executor | None = None
+           ) -> dict[str, int]:
     """Read logs into the workspace; returns ``{"read", "accepted", "rejected", "duplicates"}`` for this run.
 
     ``accepted + rejected + duplicates == read``. Rejected rows go to the ``rejected`` table and to
@@ -142,6 +144,7 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     rejected rows and counters is committed in one transaction, so a killed run can simply be run again.
     ``workers``: files parsed at once (:func:`analyzer.ingest.read_logs`; 0: one per usable CPU when the files
     hold :data:`INGEST_PARALLEL_MIN_BYTES` or more); the batches are stored in the same order whatever the number.
+    ``executor``: a remote one (Ray) parses the files instead, one task per file, in the same order.
     """
     if not workers:  # one per CPU, for inputs large enough to pay for starting the readers (about a second each)
         big = sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) >= INGEST_PARALLEL_MIN_BYTES
@@ -152,7 +155,7 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     n_bad = 0
     with atomic_path(qpath) as tmp:
         with open(tmp, "w", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
-            for batch in read_logs(paths, column_map=column_map, strict=strict, workers=workers):
+            for batch in read_logs(paths, column_map=column_map, strict=strict, workers=workers, executor=executor):
                 for r in batch.rejected:
                     qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
                                           "raw": r.raw}, ensure_ascii=True) + "\n")  # exact values, ASCII bytes
@@ -404,15 +407,18 @@ class Grouping:
 
 
 def cluster(ws: Workspace, options: RunOptions, index_result=None,
-            topics: TopicClusterer = cluster_mod.cluster_knn_graph) -> Grouping:
+            topics: TopicClusterer = cluster_mod.cluster_knn_graph, executor: Executor | None = None) -> Grouping:
     """The full cluster stage: kNN graph, topic clusters (``topics``: HDBSCAN), noise attribution, task groups,
     template / scaffold / system families and intents. Reads only; returns the rows of ``prompt_clusters`` and
-    ``system_clusters`` and the label stage's work (:class:`Grouping`)."""
+    ``system_clusters`` and the label stage's work (:class:`Grouping`). ``executor`` builds the kNN graph
+    (:meth:`analyzer.executor.Executor.knn_graph`; default here, on Ray a sharded index)."""
     hashes, vectors, index = index_result or build_index(ws, options)
     vectors = np.asarray(vectors)  # a full clustering reads every vector
     n = len(hashes)
-    with _bar(n, "knn graph", " prompts", options.progress) as bar:
-        nbrs, sims = index_mod.knn_graph(index, vectors, k=options.cluster.k, progress=bar.update)
+    executor = executor or LocalExecutor()
+    desc = "knn graph" if executor.name == "local" else f"knn graph ({executor.name})"
+    with _bar(n, desc, " prompts", options.progress) as bar:
+        nbrs, sims = executor.knn_graph(index, vectors, options.cluster.k, progress=bar.update)
     key = embedder_for(options).key
     labels, strengths = topics(nbrs, sims, options.cluster)
     counts = ws.request_counts()
@@ -455,7 +461,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     })
     first_system = int(max(labels.max(initial=-1), family_ids.max(initial=-1), scaffold_ids.max(initial=-1))) + 1
     system_map, system_job = system_families(ws, options, key, first_id=first_system)
-    stats = {"path": "full", "model_key": key, "cluster_params": asdict(options.cluster),
+    stats = {"path": "full", "model_key": key, "knn_graph": executor.name, "cluster_params": asdict(options.cluster),
              "signal_params": cluster_signal_params(options.signals), "stages": grouping_classes(options.stages),
              "unassigned_request_share": unassigned_share(ws, hashes, assigned, system_map),
              "prompts": n, "clusters": offset, "noise": int((labels < 0).sum()),
@@ -1541,8 +1547,9 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
     ``options.make_map`` is off), through the runner :func:`analyzer.stages.run_stages`; returns stage times
     and counts.
 
-    ``executor`` runs the embedding model (default: in this process; see :func:`embed`): it is handed to the
-    embed stage's class.
+    ``executor`` runs the work that grows with the data (default: in this process): the log files' parsing, the
+    embedding model (see :func:`embed`; it is also handed to the embed stage's class) and the kNN graph of a full
+    clustering; the run holds it open (one Ray session) across its stages.
 
     When the workspace already has a clustering, new prompts are assigned to it (:func:`assign`) unless
     ``options.recluster`` is set or :func:`choose_cluster_path` / the assignment's drift check call for a full
@@ -1562,9 +1569,10 @@ def run_all(ws: Workspace, paths: Sequence[str], options: RunOptions, column_map
     with ws.writing():
         run_id = ws.start_run(command, params, versions())
         stats: dict = {"run_id": run_id}
-        ctx = Context(ws, options, run_id, list(paths), column_map, strict)
+        ctx = Context(ws, options, run_id, list(paths), column_map, strict, executor=executor)
         try:
-            stats.update(run_stages(ctx, names, stages, seconds=seconds, peaks=peaks))
+            with executor or contextlib.nullcontext():
+                stats.update(run_stages(ctx, names, stages, seconds=seconds, peaks=peaks))
         except BaseException as exc:
             stats["stages_s"], stats["stage_peak_mb"] = seconds, peaks
             ws.finish_run(run_id, stats, status=f"failed: {type(exc).__name__}")

@@ -38,6 +38,7 @@ from analyzer import cluster as cluster_mod
 from analyzer import label as label_mod
 from analyzer.catalog import StageClasses
 from analyzer.config import ConfigError
+from analyzer.executor import Executor
 from analyzer.workspace import Workspace
 
 
@@ -68,6 +69,10 @@ class Context:
         Writes queued by the stages and not yet committed: ``(stage, write_tables arguments)``.
     peaks : StagePeaks or None
         The runner's meter of each stage's peak memory.
+    executor : Executor or None
+        Where the stages' work that grows with the data runs (:mod:`analyzer.executor`): ``None`` in this
+        process; a :class:`analyzer.distributed.RayExecutor` (``--ray``, entered by the run) parses the log
+        files, embeds and builds the kNN graph on Ray.
     """
 
     ws: Workspace
@@ -80,6 +85,7 @@ class Context:
     stage: str = ""
     pending: list[tuple[str, dict]] = field(default_factory=list)
     peaks: StagePeaks | None = None
+    executor: Executor | None = None
 
     def write(self, replace: dict[str, pd.DataFrame] | None = None,
               upsert: dict[str, tuple[str, pd.DataFrame]] | None = None,
@@ -154,7 +160,7 @@ class Ingest(Stage):
 
     def run(self, ctx: Context) -> dict:
         self.counts_ = pipeline.ingest(ctx.ws, ctx.logs, ctx.run_id, ctx.column_map, ctx.strict,
-                                       self.options.progress, self.options.ingest_workers)
+                                       self.options.progress, self.options.ingest_workers, ctx.executor)
         path = pipeline.quarantine_path(ctx.ws, ctx.run_id)
         self.quarantine_ = path if os.path.exists(path) else None
         return self.counts_
@@ -184,7 +190,7 @@ class Embed(Stage):
         self.executor = executor
 
     def run(self, ctx: Context) -> dict:
-        self.counts_ = pipeline.embed(ctx.ws, self.options, self.executor)
+        self.counts_ = pipeline.embed(ctx.ws, self.options, self.executor or ctx.executor)
         return self.counts_
 
 
@@ -248,7 +254,7 @@ class Cluster(Stage):
                 path, why, self.discarded_ = "full", grouping.stats["drift"], grouping.stats
         if path == "full":
             t0 = time.perf_counter()
-            grouping = pipeline.cluster(ctx.ws, opts, vectors, self.topics)
+            grouping = pipeline.cluster(ctx.ws, opts, vectors, self.topics, ctx.executor)
             grouping.stats["trigger"] = why
             self.seconds_["cluster"] = time.perf_counter() - t0
         self.path_, self.grouping_ = path, grouping
