@@ -309,6 +309,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
         return w
 
     out: list[str | None] = []
+    shared: dict[str, str] = {}  # one string per distinct scaffold (a wrapper's prompts share a few)
     for sents in per_prompt:
         recurring = [s for s in sents if df[s] >= min_prompts]
         common = sorted(s for s in recurring if count(s) >= min_sentence_words)
@@ -322,5 +323,9 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
                 own += count(s)
                 if own >= min_sentence_words:
                     break
-        out.append(" | ".join(common) if own >= min_sentence_words else None)
+        if own >= min_sentence_words:
+            scaffold = " | ".join(common)
+            out.append(shared.setdefault(scaffold, scaffold))
+        else:
+            out.append(None)
     return out

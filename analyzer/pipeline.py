@@ -432,8 +432,10 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     del nbrs, sims, calibrated
     # Every text-reading step below (families, scaffolds, labels, language) reads a long prompt's head and
     # tail only: bounded work per prompt, and padding cannot push the instruction out of view.
-    texts = ws.prompt_texts().map(analysis_text)
-    hash_texts = texts.reindex(hashes).fillna("").tolist()
+    stored = ws.prompt_text_objects().reindex(hashes).array
+    hash_texts = [analysis_text(t) if isinstance(t, str) else "" for t in stored]  # a short text is kept as is
+    del stored
+    texts = pd.Series(hash_texts, index=pd.Index(hashes, dtype=object), dtype=object)
     families = cluster_mod.template_families(hash_texts, options.cluster.edge_words, options.cluster.min_family_size)
     offset = int(labels.max()) + 1 if n else 0
     family_ids = np.where(families >= 0, families + offset, -1)

@@ -945,6 +945,21 @@ class Workspace:
                                    [list(hashes)]).df()
         return rows.set_index("prompt_hash")["text"]
 
+    def prompt_text_objects(self, batch_rows: int = 65_536) -> pd.Series:
+        """Every prompt's text by ``prompt_hash``, as Python strings (object dtype), read a batch at a time.
+
+        For the stages that read every text (the cluster stage): a frame of pandas' Arrow-backed strings
+        (:meth:`prompt_texts`) makes new Python strings each time it is iterated, mapped or turned into an
+        array; these are made once. At the incident's 1M requests (487k prompts, 195M characters) the texts
+        cost the cluster stage 1.0 GiB as a frame and its map, about 0.35 GiB this way."""
+        hashes: list[str] = []
+        texts: list[str | None] = []
+        reader = self.db.sql("SELECT prompt_hash, text FROM prompts").to_arrow_reader(batch_rows)
+        for batch in reader:
+            hashes += batch.column(0).to_pylist()
+            texts += batch.column(1).to_pylist()
+        return pd.Series(texts, index=pd.Index(hashes, dtype=object), dtype=object)
+
     def system_prompt_counts(self) -> pd.DataFrame:
         """Distinct non-empty system prompts: ``system_hash`` (md5 of the text), ``text``, ``n`` requests; in
         hash order."""

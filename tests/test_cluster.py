@@ -146,6 +146,8 @@ def test_scaffolds_survive_fragment_order_and_ignore_task_text():
     out = cluster.scaffolds(texts, min_prompts=8)
     assert all(s is not None for s in out[:20]) and out[20] is None
     assert all("passengers" not in s for s in out[:20])  # the task text is not scaffold
+    by_text = {s: s for s in out[:20]}
+    assert all(s is by_text[s] for s in out[:20])  # one string per distinct scaffold, however many prompts share it
     assert all(set(s.split(" | ")) <= {" ".join(cluster.words(f)) for f in fragments} | {
         f.lower().rstrip(".") for f in fragments} for s in out[:20])
     # A prompt that is nothing but recurring sentences is a repeat, not a filled template.

@@ -168,6 +168,10 @@ def test_workspace_reads_for_the_pipeline(small_ws):
             ws.has_rows("nope; DROP TABLE runs")
         assert ws.prompt_texts().to_dict() == {"h-p0": "p0", "h-p1": "p1"}
         assert ws.prompt_texts(["h-p1", "h-unknown"]).to_dict() == {"h-p1": "p1"}
+        objects = ws.prompt_text_objects(batch_rows=1)  # Python strings, made once, over several batches
+        assert objects.dtype == object and objects.index.dtype == object
+        assert objects.to_dict() == {"h-p0": "p0", "h-p1": "p1"}
+        assert objects.reindex(["h-p1"]).array[0] is objects.array[objects.index.get_loc("h-p1")]
         sysp = ws.system_prompt_counts()
         assert sysp["n"].tolist() == [2] and sysp["text"].tolist() == ["You are a teacher."]
         assert ws.request_system_hashes()["system_hash"].notna().sum() == 2
