@@ -447,7 +447,9 @@ def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] 
                seconds: dict[str, float] | None = None, peaks: dict[str, float] | None = None) -> dict:
     """Run the stages ``names`` in the declared order (the configured classes, or ``stages``); returns each
     one's stats by name (and ``assign_discarded``, ``quarantine`` where they apply). ``seconds`` collects
-    each stage's time, ``peaks`` its peak resident memory in MiB (:class:`StagePeaks`)."""
+    each stage's time, ``peaks`` its peak resident memory in MiB (:class:`StagePeaks`). The objects of
+    ``stages`` that run are taken out of it (handed over: each is let go once it has run, with its learned
+    state)."""
     watch = ctx.peaks = StagePeaks(ctx)
     try:
         with watch:
@@ -463,7 +465,11 @@ def _run_in_order(ctx: Context, names: Sequence[str], stages: dict[str, StageLik
     unknown = set(names) - set(order)
     if unknown:
         raise KeyError(f"no stage {sorted(unknown)}; the stages are {', '.join(catalog.STAGES)}")
-    made = {n: (stages or {}).get(n) or make_stage(n, ctx.options) for n in order}  # every class checked first
+    # Every class checked first. The given objects are taken out of ``stages``: the runner then holds the only
+    # reference and lets go of each stage (and what it learned) once it has run (:func:`_release`).
+    given = {n: stages.pop(n) for n in order if stages and n in stages}
+    made = {n: given.get(n) or make_stage(n, ctx.options) for n in order}
+    del given
     out: dict = {}
     for pos, name in enumerate(order):
         if name == "label" and "cluster" in order:
@@ -495,6 +501,8 @@ def _release(ctx: Context, made: dict[str, StageLike], remaining: Sequence[str])
         del ctx.memory[dataset]
     for name in [n for n in made if n not in remaining]:
         del made[name]
+    pipeline.return_free_memory()
+
 
 
 #: The default class of each stage (the values of :class:`analyzer.catalog.StageClasses`).

@@ -34,9 +34,18 @@ class MemoryAtScore(Score):
     """The default score stage, recording which in-memory datasets of the run it can still see."""
 
     seen: list[list[str]] = []
+    #: The stage objects of the run still alive when the score stage starts (their learned state with them).
+    alive: list[list[str]] = []
 
     def run(self, ctx):
+        import gc
+
+        from analyzer.stages import Stage
+
         MemoryAtScore.seen.append(sorted(ctx.memory))
+        gc.collect()
+        MemoryAtScore.alive.append(sorted(type(o).__name__ for o in gc.get_objects()
+                                          if isinstance(o, Stage) and o is not self))
         return super().run(ctx)
 
 

@@ -190,11 +190,15 @@ def test_the_runner_lets_go_of_the_vectors_and_label_work_once_no_later_stage_re
     cfg = tmp_path / "memory.toml"
     cfg.write_text('[stages]\nscore = "stage_plugins:MemoryAtScore"\n', encoding="utf-8")
     stage_plugins.MemoryAtScore.seen.clear()
+    stage_plugins.MemoryAtScore.alive.clear()
     res = _cli(["run", small_ws[1], "--workspace", ws, "--config", cfg, "--quiet", "--no-map", "--recluster"])
     assert res.exit_code == 0, res.output
     # the index and cluster stages made both in this run; the score stage reads neither
     assert {"vectors", "label_work"} <= set(catalog.MEMORY)
     assert stage_plugins.MemoryAtScore.seen == [[]]
+    # nor the stage objects that ran (the cluster stage's grouping holds every text and vector): the caller's
+    # dict of stages hands them over to the runner, which lets go of each once it has run
+    assert stage_plugins.MemoryAtScore.alive == [[]]
     # and each stage's peak memory is recorded beside its time, none above the process's peak
     stats = json.loads(_table(ws, "SELECT stats FROM runs ORDER BY run_id DESC LIMIT 1")["stats"][0])
     assert list(stats["stage_peak_mb"]) == ["ingest", "embed", "index", "cluster", "label", "score"]
