@@ -127,7 +127,7 @@ def run_logs(ws: Workspace, paths: Sequence[str], options: RunOptions, column_ma
 
 
 def _ray_executor(address: str | None, actors: int | None) -> Executor | None:
-    """The Ray executor for ``address`` (``None`` without one: the model runs in this process)."""
+    """The Ray executor for ``address`` (``None`` without one: everything runs in this process)."""
     if address is None:
         return None
     from analyzer.distributed import RayExecutor
@@ -215,8 +215,9 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
     ``flag_threshold``, ``weights`` (a dict of signal weights), ``seed``, ``embed_chunk``, ``recluster``,
     ``config_file`` (a TOML configuration, read after ``WORKSPACE/analyzer.toml``; see ``analyzer config show``).
     ``make_map`` (default off here, on in the command) computes the app's 2-D map; ``progress`` shows bars.
-    ``ray_address`` (the command's ``--ray``) embeds on a Ray cluster (:class:`analyzer.distributed.RayExecutor`,
-    with ``ray_actors`` actors); by default the model runs in this process. ``ingest_workers``: log files parsed
+    ``ray_address`` (the command's ``--ray``) parses the log files, embeds and builds the kNN graph on a Ray
+    cluster (:class:`analyzer.distributed.RayExecutor`, with ``ray_actors`` actors and shards); by default all of
+    it runs in this process. ``ingest_workers``: log files parsed
     at once (0: one per CPU for inputs of 32 MiB or more).
 
     Raises :class:`analyzer.ingest.IngestError` (a ``ValueError``) for a path that matches nothing or a bad

@@ -132,18 +132,22 @@ EMBED_CHUNK = click.option("--embed-chunk", default=4096, show_default=True, typ
 
 def _ray_options(f):
     f = click.option("--ray-actors", default=None, type=click.IntRange(min=1), metavar="N",
-                     help="Embedding actors (one model copy each) with --ray; default 1 locally, one per node on a "
-                          "cluster.")(f)
+                     help="With --ray: embedding actors (one model copy each; default 1 locally, one per node on a "
+                          "cluster), and the log files parsed at once and the kNN graph's index shards (default one "
+                          "per CPU of the cluster).")(f)
     f = click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
-                     help="Embed on a Ray cluster (needs the 'ray' extra: pip install 'analyzer[ray]'): 'local' "
+                     help="Run the work that grows with the data on a Ray cluster (needs the 'ray' extra: pip install "
+                          "'analyzer[ray]'): parsing the log files (which every worker must read at the same path), "
+                          "embedding, and the kNN graph of a full clustering ('embed': the embedding only). 'local' "
                           "starts a private 2-CPU Ray here, 'auto' joins the cluster this machine is part of, "
-                          "'ray://HEAD:10001' connects with Ray Client. The workspace and every other stage stay on "
-                          "this machine; workers receive prompt texts and need the analyzer package installed.")(f)
+                          "'ray://HEAD:10001' connects with Ray Client. The workspace and the global steps (cluster "
+                          "tree, labels, scoring) stay on this machine; workers need the analyzer package "
+                          "installed.")(f)
     return f
 
 
 def _executor(ray_address: str | None, ray_actors: int | None):
-    """The executor of the embed stage: ``None`` (in this process) without ``--ray``, else a RayExecutor.
+    """The run's executor: ``None`` (in this process) without ``--ray``, else a RayExecutor.
     Checks that Ray is installed before any workspace is opened: a clear message, no failed run recorded."""
     if ray_address is None:
         return None
