@@ -235,8 +235,7 @@ class RayExecutor(Executor):
         batch = index_mod.KNN_BATCH
         pending: deque = deque()
         try:
-            starts = iter(range(0, n, batch))
-            for start in starts:
+            for start in range(0, n, batch):
                 q = ray.put(vectors[start : start + batch])
                 pending.append((start, [s.search.remote(q, k_eff) for s in shards]))
                 if len(pending) < KNN_BLOCKS_IN_FLIGHT:

@@ -244,7 +244,7 @@ def knn_graph(
 
 
 def drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray, s: np.ndarray, i: np.ndarray,
-               k: int) -> None:
+              k: int) -> None:
     """Write the search results ``(s, i)`` of the index rows ``rows`` into ``nbrs``/``sims`` from position
     ``start`` on, without each row itself."""
     # Drop the query itself wherever it appears; keep the first k others, in order.

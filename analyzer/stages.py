@@ -504,6 +504,5 @@ def _release(ctx: Context, made: dict[str, StageLike], remaining: Sequence[str])
     pipeline.return_free_memory()
 
 
-
 #: The default class of each stage (the values of :class:`analyzer.catalog.StageClasses`).
 DEFAULTS = {f.name: f.default for f in fields(StageClasses)}
