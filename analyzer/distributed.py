@@ -162,8 +162,7 @@ class RayExecutor(Executor):
         return args
 
     def map_batches(self, task: BatchTask, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        if self._ray is None:
-            raise RuntimeError("RayExecutor.map_batches outside 'with executor:' (Ray is not started)")
+        self._require_started("map_batches")
         args = self._remote_args()
         for window in _windows(frames, self.window_bytes):
             ds = self._ray.data.from_pandas(window).map_batches(

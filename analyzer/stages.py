@@ -428,19 +428,11 @@ class StagePeaks:
         """Charge the resident set now to the running stage."""
         stage = self.ctx.stage
         if stage:
-            self.peaks_[stage] = max(self.peaks_.get(stage, 0.0), round(_rss_mb(), 1))
+            self.peaks_[stage] = max(self.peaks_.get(stage, 0.0), round(pipeline.resident_mb(), 1))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return pipeline.peak_rss_mb()
 
 
 def run_stages(ctx: Context, names: Sequence[str], stages: dict[str, StageLike] | None = None,
