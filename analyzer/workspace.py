@@ -26,7 +26,6 @@ import pyarrow as pa
 from analyzer import catalog, store
 from analyzer.atomic import atomic_open, atomic_write_bytes  # noqa: F401 - atomic_write_bytes: callers import it from here
 from analyzer.checkpoints import checkpoint
-from analyzer.keyset import KeySet64
 from analyzer.retry import Backoff, retry
 
 DB_NAME = "analyzer.duckdb"
@@ -392,9 +391,6 @@ class Workspace:
             os.makedirs(self.path, exist_ok=True)
         self.read_only = read_only
         self._tx_depth = 0  # transactions open (an inner one joins the outer: see transaction())
-        # The stored request ids' and prompt hashes' 64-bit hashes, with the table's row count they were read
-        # at: what the ingest's duplicate check looks up before it asks SQL (_stored_keys).
-        self._key_sets: dict[str, tuple[int, KeySet64]] = {}
         try:
             self.db = self._connect(db_path, read_only)
         except duckdb.IOException as exc:
@@ -568,70 +564,35 @@ class Workspace:
         "api_key_id", "org_id", "payment_id", "country", "extra", "source", "line",
     )  # fmt: skip
 
-    def _stored_keys(self, table: str, column: str) -> KeySet64:
-        """The 64-bit hashes (DuckDB's ``hash``) of ``table.column``'s stored values, as a :class:`KeySet64`.
-
-        Read once and then kept up to date by :meth:`_insert_requests`; read again whenever the table's row
-        count is not the one the set was last brought up to (rows written by another path, or rolled back).
-        """
-        n_rows = int(self.db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-        kept = self._key_sets.get(table)
-        if kept is None or kept[0] != n_rows:
-            keys = self.db.execute(f"SELECT hash({column}) AS k FROM {table}").fetchnumpy()["k"]
-            kept = (n_rows, KeySet64(keys))
-            self._key_sets[table] = kept
-        return kept[1]
-
-    def _batch_keys(self, column: str, source: str) -> np.ndarray:
-        return self.db.execute(f"SELECT hash({column}) AS k FROM {source}").fetchnumpy()["k"]
-
     def _insert_requests(self, frame: pd.DataFrame, run_id: int) -> tuple[int, int]:
-        """Insert the batch's new requests (a ``request_id`` stored already, or repeated in the batch, is a
-        duplicate) and their new prompts.
-
-        Whether a value is stored already is asked of the stored values' hashes first (:meth:`_stored_keys`):
-        only when one of the batch's hashes is found there (a duplicate, or a collision) is the batch
-        anti-joined against the whole table in SQL. A fresh ingest thus costs the same per batch however many
-        requests the workspace holds.
-        """
         if frame.empty:
             return 0, 0
         cols = list(self._REQUEST_COLS)
         batch = frame[[*cols, "prompt"]]
         db = self.db
-        known_ids = self._stored_keys("requests", "request_id")
-        known_prompts = self._stored_keys("prompts", "prompt_hash")
         db.register("batch_df", batch)
         try:
-            id_keys = self._batch_keys("request_id", "batch_df")
-            stored = ("WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = b.request_id)"
-                      if known_ids.contains(id_keys).any() else "")
             db.execute(
-                f"""
+                """
                 CREATE OR REPLACE TEMP TABLE new_rows AS
-                SELECT * FROM batch_df b {stored}
+                SELECT * FROM batch_df b
+                WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.request_id = b.request_id)
                 QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY source, line) = 1
                 """
             )
             accepted = int(db.execute("SELECT count(*) FROM new_rows").fetchall()[0][0])
             db.execute(f"INSERT INTO requests SELECT {', '.join(cols)}, {int(run_id)} FROM new_rows")
-            prompt_keys = self._batch_keys("prompt_hash", "new_rows")
-            stored = ("WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_hash = n.prompt_hash)"
-                      if known_prompts.contains(prompt_keys).any() else "")
             db.execute(
-                f"""
+                """
                 INSERT INTO prompts
-                SELECT prompt_hash, any_value(prompt), length(any_value(prompt)) FROM new_rows n {stored}
+                SELECT prompt_hash, any_value(prompt), length(any_value(prompt)) FROM new_rows n
+                WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_hash = n.prompt_hash)
                 GROUP BY prompt_hash
                 """
             )
             db.execute("DROP TABLE new_rows")
         finally:
             db.unregister("batch_df")
-        for table, keys, added in (("requests", known_ids, id_keys), ("prompts", known_prompts, prompt_keys)):
-            keys.add(added)
-            n_rows = int(db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-            self._key_sets[table] = (n_rows, keys)
         return accepted, len(batch) - accepted
 
     def _insert_rejected(self, rows: list, run_id: int) -> tuple[int, int]:
