@@ -57,7 +57,6 @@ class RunOptions:
     batch_size: int = 16
     embed_chunk: int = 4096
     ingest_workers: int = 0  # log files parsed at once (a process each); 0: one per CPU this process may use
-    label_workers: int = 0  # processes extracting cluster templates; 0: one per usable CPU for large label jobs
     cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     history: history_mod.HistoryConfig = field(default_factory=history_mod.HistoryConfig)
@@ -685,33 +684,6 @@ class DefaultLabelParts:
     def template(self, texts: list[str], seed: int) -> label_mod.Template:
         return label_mod.extract_template(texts, seed=seed)
 
-    #: This ``template`` is :func:`analyzer.label.extract_template` itself, so a label job may run it in other
-    #: processes (:func:`_start_templates`); a method that overrides it runs here unless it says the same.
-    template.default_extraction = True  # type: ignore[attr-defined]
-
-
-#: Texts to template (sampled prompts of every cluster of one label job) from which the templates are extracted
-#: in other processes by default (``label_workers=0``): below it, starting them (about 1.5 s each) costs more than
-#: it saves.
-LABEL_PARALLEL_MIN_TEXTS = 50_000
-
-
-def _start_templates(parts: LabelParts, groups: list[list[str]], options: RunOptions):
-    """Templates of ``groups`` started in ``options.label_workers`` processes
-    (:func:`analyzer.label_worker.start_templates`; 0: one per usable CPU from
-    :data:`LABEL_PARALLEL_MIN_TEXTS` texts), or ``None`` where they are extracted here: one worker, or label
-    parts whose ``template`` is not the default one (a plug-in runs in this process)."""
-    if not getattr(type(parts).template, "default_extraction", False):
-        return None
-    workers = int(options.label_workers)
-    if not workers:
-        workers = usable_cpus() if sum(len(g) for g in groups) >= LABEL_PARALLEL_MIN_TEXTS else 1
-    if workers <= 1:
-        return None
-    from analyzer.label_worker import start_templates
-
-    return start_templates(groups, options.seed, workers)
-
 
 def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,
                    intent_sim: np.ndarray, options: RunOptions, kind: str = "topic",
@@ -736,17 +708,12 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         docs += [text_at[i] for i in idx]
         doc_labels += [c] * len(idx)
         doc_weights += [float(req_counts[i]) for i in idx]
-    ctexts_of = [[text_at[i] for i in sample[c]] for c in cluster_ids]
-    pending = _start_templates(parts, ctexts_of, options)  # in other processes while the keywords are counted
-    try:
-        keywords = parts.keywords(docs, doc_labels, doc_weights) if docs else {}
-        templates = pending.result() if pending is not None else [parts.template(t, options.seed) for t in ctexts_of]
-    finally:
-        if pending is not None:
-            pending.close()
+    keywords = parts.keywords(docs, doc_labels, doc_weights) if docs else {}
     out = []
-    for c, ctexts, template in zip(cluster_ids, ctexts_of, templates, strict=True):
+    for c in cluster_ids:
         idx = sample[c]
+        ctexts = [text_at[i] for i in idx]
+        template = parts.template(ctexts, options.seed)
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
         tv = (float(np.mean(sig.training_values(judged, options.signals.training_value_low,
                                                 options.signals.training_value_high))) if len(judged) else 0.0)

@@ -291,8 +291,6 @@ class Label(Stage):
         (:func:`analyzer.label.extract_template`). Override to swap template detection."""
         return pipeline.DefaultLabelParts().template(texts, seed)
 
-    template.default_extraction = True  # type: ignore[attr-defined]  # see pipeline.DefaultLabelParts.template
-
     def run(self, ctx: Context) -> dict:
         self.rows_ = pipeline.label_rows(ctx.ws, ctx.get("label_work"), self.options, parts=self)
         ctx.write(replace={"clusters": self.rows_})

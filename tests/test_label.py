@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 
@@ -396,33 +395,3 @@ def test_many_clusters_each_prompt_tokenised_once(monkeypatch) -> None:
             assert t.n_fixed_words <= 3
         else:
             assert "step by step" in t.text.lower() and t.coverage >= 0.5
-
-
-def test_templates_from_worker_processes_equal_those_extracted_here():
-    from analyzer.label_worker import start_templates
-
-    rng = random.Random(5)
-    subjects = ["algebra", "the French revolution", "二次方程", "photosynthesis", "Big-O of quicksort", "emoji 🙂"]
-    groups = [
-        [f"Solve step by step and show your reasoning: {rng.choice(subjects)} #{i}. Give the final answer last."
-         for i in range(rng.randint(3, 40))]
-        for _ in range(12)
-    ]
-    groups += [[], ["only one prompt"], ["same", "same", "same"], ["请一步一步地解释：" + s for s in subjects],
-               ["a lone surrogate \ud800 in a prompt", "a lone surrogate \ud800 in a prompt too"]]
-    here = [extract_template(g, seed=3) for g in groups]
-    assert any(t.n_slots for t in here)
-    pending = start_templates(groups, seed=3, workers=3)
-    assert pending._procs  # really in other processes
-    assert pending.result() == here
-    assert start_templates(groups, seed=3, workers=1).result() == here  # no worker: extracted here
-
-
-def test_a_failing_template_worker_is_reported_and_its_files_removed():
-    from analyzer.label_worker import start_templates
-
-    pending = start_templates([["fine", "prompts"], [{"not": "a text"}, {}]], seed=0, workers=2)  # the worker fails
-    spool = pending._spool
-    with pytest.raises(RuntimeError, match="template worker failed"):
-        pending.result()
-    assert spool and not os.path.exists(spool)

@@ -162,12 +162,7 @@ def test_a_custom_stage_class_from_a_config_file_is_used_by_analyzer_run(small_w
     assert stats["cluster"]["stages"]["cluster"] == "stage_plugins:OneTopic"
 
 
-def test_a_label_subclass_swaps_keywords_and_templates(small_ws, tmp_path, monkeypatch):
-    from analyzer import pipeline
-
-    # even where the default templates would be made by other processes, an overriding one runs here
-    monkeypatch.setattr(pipeline, "LABEL_PARALLEL_MIN_TEXTS", 1)
-    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
+def test_a_label_subclass_swaps_keywords_and_templates(small_ws, tmp_path):
     import shutil
 
     ws = tmp_path / "ws"
@@ -183,33 +178,6 @@ def test_a_label_subclass_swaps_keywords_and_templates(small_ws, tmp_path, monke
     for kw, template in zip(rows["keywords"], rows["template"], strict=True):
         assert len(kw) <= 3 and all(len(a) >= len(b) for a, b in zip(kw, kw[1:], strict=False))
         assert template.startswith("FIRST: ")
-
-
-def test_templates_made_by_worker_processes_are_the_ones_made_here(small_ws, tmp_path, monkeypatch):
-    import shutil
-
-    from analyzer import label_worker, pipeline
-
-    started: list[int] = []
-    start = label_worker.PendingTemplates._start
-
-    def counted(self, workers):
-        started.append(len(self._groups))
-        start(self, workers)
-
-    monkeypatch.setattr(label_worker.PendingTemplates, "_start", counted)
-    rows = {}
-    for workers in (1, 2):
-        monkeypatch.setattr(pipeline, "LABEL_PARALLEL_MIN_TEXTS", 1 if workers > 1 else 10**9)
-        monkeypatch.setattr(pipeline, "usable_cpus", lambda: 2)
-        ws = tmp_path / f"ws{workers}"
-        shutil.copytree(small_ws[0], ws)
-        res = _cli(["run", small_ws[1], "--workspace", ws, "--quiet", "--no-map", "--recluster"])
-        assert res.exit_code == 0, res.output
-        rows[workers] = _table(ws, "SELECT * FROM clusters ORDER BY cluster_id")
-    assert len(started) >= 2 and sum(started) >= 5  # the second run's label jobs went to the workers
-    assert len(rows[1]) and rows[1]["template"].str.contains("{…}", regex=False).any()
-    pd.testing.assert_frame_equal(rows[1], rows[2])
 
 
 def test_the_runner_lets_go_of_the_vectors_and_label_work_once_no_later_stage_reads_them(small_ws, tmp_path):
