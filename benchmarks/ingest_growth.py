@@ -20,11 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-if "analyzer" not in sys.modules:
-    try:
-        import analyzer  # noqa: F401 - the checkout on PYTHONPATH, if any
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:
+    import analyzer  # noqa: F401 - the checkout on PYTHONPATH (or installed), if any
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyzer import pipeline  # noqa: E402
 from analyzer.workspace import Workspace  # noqa: E402
