@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -59,6 +59,13 @@ INFRA_LINK_FIELDS = ("subnet", "api_key_id", "payment_id")
 #: Identifiers that tell operators apart: where requests come from and who pays. A system prompt is content:
 #: two operators can paste the same public persona.
 OPERATOR_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
+
+#: The request columns grouping and scoring read once the workspace-wide facts (identifier usage, principals,
+#: model releases) are taken (:func:`_context`): every slice of the requests (a unit's, a group's, an
+#: operator's) copies these only, not the identifiers (memory: at 4M requests a slice of the largest group with
+#: every column held 1 GB more).
+GROUPING_COLUMNS = ("account_id", "acode", "ts", "t", "prompt_hash", "cluster_id", "topic_cluster", "task_id",
+                    "intent", "intent_similarity", "model")
 
 #: Weights of the behavioural signals in the weighted mean. ``training_value`` is not among them: it is a
 #: gate (see :func:`score_signals`), because a coordinated workload with no training value is not a
@@ -275,6 +282,12 @@ class ScoringConfig:
     #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
     #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
     operator_hour_smoothing: tuple[float, ...] = (1.0, 2.0, 3.0, 2.0, 1.0)
+    #: Memory, not a threshold: members per block when a group's members are compared pair by pair (hours and
+    #: work) for the operator split. Only the ``members x members`` yes/no table is kept whole (one byte a pair:
+    #: 430 MB for a pool of 20,800 accounts); the similarities are computed and thresholded a block of rows at a
+    #: time (as eight-byte floats, held whole, they were five such tables: 15 GB for that pool). Any value gives
+    #: the same operators.
+    operator_block_accounts: int = 1024
     #: Weights of the behavioural signals in the weighted mean (:data:`DEFAULT_WEIGHTS`).
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
@@ -605,7 +618,8 @@ def unit_template_coverage(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo
                                     n_slots=i.n_slots) > 0]
     if not templated or config.template_check_prompts <= 0:
         return dict(clusters)
-    sample = _unit_samples(req[req["cluster_id"].isin(templated)], config.template_check_prompts)
+    units = req[["cluster_id", "prompt_hash"]]
+    sample = _unit_samples(units[units["cluster_id"].isin(templated)], config.template_check_prompts)
     texts = texts_for(sorted(set(sample["prompt_hash"])))
     sample = sample[sample["prompt_hash"].isin(texts.keys())]
     out = dict(clusters)
@@ -641,7 +655,8 @@ def wrapper_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config
     ``unjudged_max_share`` of them are in a script the model does not read)."""
     if "task_id" not in req or "intent_similarity" not in req:
         return []
-    unit = req[req["cluster_id"] >= 0]
+    unit = req[["cluster_id", "prompt_hash", "task_id", "intent_similarity"]]
+    unit = unit[unit["cluster_id"] >= 0]
     prompts = unit[["cluster_id", "prompt_hash", "task_id"]].drop_duplicates("prompt_hash")
     by = prompts.groupby("cluster_id")
     task_share = by["task_id"].nunique() / by.size()
@@ -801,6 +816,7 @@ def find_campaigns(
     account_total = req.groupby("account_id").size()
     ctx = _context(req, account_total, clusters, config, texts_for or (lambda hashes: {}), signals, evidence)
     community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
+    req = req[[c for c in GROUPING_COLUMNS if c in req]]
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
@@ -1141,9 +1157,9 @@ def _hour_profiles(mreq: pd.DataFrame, members: list[str], kernel: Sequence[floa
     return smooth / np.where(norm > 0, norm, 1.0)
 
 
-def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
-    """Cosine similarity of the work the members do (members x members): their requests' distributions over
-    the group's units.
+def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> sp.csr_matrix:
+    """The work the members do (sparse, members x units, unit rows): their requests' distributions over the
+    group's units; the cosine of two rows is how alike their work is.
 
     Units rather than intents: a padded prompt's intent reads the padding as much as the instruction, so two
     pools padding with the same documents look alike by intent, while their wrappers keep them in their own
@@ -1151,10 +1167,39 @@ def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> np.ndarray:
     """
     codes = pd.Categorical(mreq["account_id"], categories=members).codes
     units, ucodes = np.unique(mreq["cluster_id"].to_numpy(), return_inverse=True)
-    prof = np.zeros((len(members), len(units)))
-    np.add.at(prof, (codes, ucodes), 1.0)
-    prof /= np.maximum(np.linalg.norm(prof, axis=1, keepdims=True), 1e-12)
-    return prof @ prof.T
+    prof = sp.csr_matrix((np.ones(len(codes)), (codes, ucodes)), shape=(len(members), len(units)))
+    prof.sum_duplicates()
+    norm = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
+    return sp.csr_matrix(sp.diags(1.0 / np.maximum(norm, 1e-12)) @ prof)
+
+
+def _alike_members(hours: np.ndarray, work: sp.csr_matrix, config: ScoringConfig) -> np.ndarray:
+    """Which members keep common hours *and* do common work (members x members, bool): cosine of their hour
+    profiles ``hours`` at least ``operator_timing_similarity`` and of their ``work`` rows at least
+    ``operator_work_similarity``, computed ``operator_block_accounts`` rows at a time."""
+    n = len(hours)
+    alike = np.zeros((n, n), dtype=bool)
+    work_t = work.T.tocsc()
+    for start in range(0, n, max(1, config.operator_block_accounts)):
+        rows = slice(start, min(n, start + config.operator_block_accounts))
+        timing = hours[rows] @ hours.T >= config.operator_timing_similarity
+        alike[rows] = timing & ((work[rows] @ work_t).toarray() >= config.operator_work_similarity)
+    return alike
+
+
+def _infra_components(n: int, incidence: sp.csr_matrix | None) -> np.ndarray:
+    """Connected communities of ``n`` members linked through the identifier values they hold (``incidence``:
+    members x values), a label per member, numbered in order of first member. The graph of members and values
+    has the components of the members x members "shares a value" graph, without building that."""
+    from scipy.sparse.csgraph import connected_components
+
+    if incidence is None or incidence.shape[1] == 0:
+        return np.arange(n)
+    k = incidence.shape[1]
+    graph = sp.bmat([[sp.csr_matrix((n, n)), incidence], [incidence.T, sp.csr_matrix((k, k))]], format="csr")
+    _, label = connected_components(graph, directed=False)
+    _, first, inverse = np.unique(label[:n], return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first, kind="stable"), kind="stable")[inverse]
 
 
 def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
@@ -1169,15 +1214,12 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
     communities join the operator whose hours they resemble most. Largest operator first.
     """
-    from scipy.sparse.csgraph import connected_components
-
     config = ctx.config
     if len(members) < 2 * config.min_operator_accounts:
         return [members]
     mreq = greq[greq["account_id"].isin(set(members))]
     unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
-    timing = unit @ unit.T >= config.operator_timing_similarity
-    linked = np.zeros_like(timing)
+    inc = None
     shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS]
     if shared:
         holders = _holders(ctx, set(members), shared)
@@ -1186,14 +1228,14 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
         vcode, _ = pd.factorize(holders["field"] + "\x1f" + holders["value"])
         inc = sp.csr_matrix((np.ones(len(holders)), (rows, vcode)),
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
-        linked |= (inc @ inc.T).toarray() > 0
     # Common hours and common work link accounts too: one operator may give each account its own proxy
     # block, and nothing in the identifiers tells that apart from two operators. It takes different
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
     # pool merged through a shared padding text) to call them two.
-    _, infra = connected_components(sp.csr_matrix(linked), directed=False)
-    alike = timing & (_work_profiles(mreq, members) >= config.operator_work_similarity)
-    comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts)
+    infra = _infra_components(len(members), inc)
+    alike = _alike_members(unit, _work_profiles(mreq, members), config)
+    comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
+                               config.operator_block_accounts)
     sizes = np.bincount(comp)
     is_big = sizes >= config.min_operator_accounts
     # A smaller community of two or more accounts none of which keeps the hours and does the work of an account
@@ -1213,7 +1255,25 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
 
 
-def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_size: int = 1) -> np.ndarray:
+def _row_blocks(n: int, block: int) -> Iterator[slice]:
+    """Slices of ``block`` rows (the last one shorter) covering ``n`` rows."""
+    return (slice(start, min(n, start + block)) for start in range(0, n, max(1, block)))
+
+
+def _bool_times(a: np.ndarray, x: sp.spmatrix, block: int, positive: bool = False) -> np.ndarray:
+    """``a @ x`` for a dense boolean ``a`` and a sparse ``x``, ``block`` rows of ``a`` at a time (as floats;
+    ``positive``: only whether each entry is above 0, as booleans): one byte per entry of ``a`` is all that is
+    held whole."""
+    xt = sp.csr_matrix(x.T, dtype=np.float64)
+    out = np.empty((a.shape[0], x.shape[1]), dtype=bool if positive else np.float64)
+    for rows in _row_blocks(a.shape[0], block):
+        prod = np.asarray(xt @ a[rows].T.astype(np.float64)).T
+        out[rows] = prod > 0 if positive else prod
+    return out
+
+
+def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_size: int = 1,
+                        block: int = ScoringConfig.operator_block_accounts) -> np.ndarray:
     """Communities (a label per account) after merging the infrastructure communities ``infra`` (a label per
     account) that behave alike: two are merged when at least ``share`` of the accounts of one of them keep the
     hours and do the work (``alike``: account x account) of an account of the other. An account of its own
@@ -1225,16 +1285,19 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     the merged community it resembles most (the most alike pairs per account of the two), never two at once:
     two pools whose bare accounts each resemble an account of both pools stay two. The small ones left, that
     resemble no large one, merge among themselves as before.
+
+    ``alike`` is used as it is (one byte per pair) and every product with it is taken ``block`` rows at a time.
     """
     from scipy.sparse.csgraph import connected_components
 
     k = int(infra.max()) + 1
     sizes = np.bincount(infra, minlength=k)
     onehot = sp.csr_matrix((np.ones(len(infra)), (np.arange(len(infra)), infra)), shape=(len(infra), k))
-    alike_f = sp.csr_matrix(alike.astype(np.float64))
-    reaches = (alike_f @ onehot).toarray() > 0  # account -> communities it resembles
-    cover = (onehot.T @ sp.csr_matrix(reaches.astype(np.float64))).toarray() / sizes[:, None]
-    linked = cover >= share
+    reaches = _bool_times(alike, onehot, block, positive=True)  # account -> communities it resembles
+    # community -> share of its accounts that resemble each community, >= share (a block of columns at a time)
+    linked = np.empty((k, k), dtype=bool)
+    for cols in _row_blocks(k, block):
+        linked[:, cols] = (onehot.T @ reaches[:, cols].astype(np.float64)) / sizes[:, None] >= share
     large = sizes >= min_size
     # 1. large communities merge directly only
     _, comp = connected_components(sp.csr_matrix(linked & large[:, None] & large[None, :]), directed=False)
@@ -1248,7 +1311,7 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
         g_codes, g_of = np.unique(group[taken], return_inverse=True)
         g_onehot = sp.csr_matrix((np.ones(len(taken)), (taken, g_of)), shape=(k, len(g_codes)))
         acc_group = onehot @ g_onehot  # account -> its community's group (none for free ones)
-        pairs = (alike_f @ acc_group).toarray()  # account -> alike accounts in each group
+        pairs = _bool_times(alike, acc_group, block)  # account -> alike accounts in each group
         reach_share = (onehot.T @ sp.csr_matrix((pairs > 0).astype(np.float64))).toarray() / sizes[:, None]
         affinity = (onehot.T @ sp.csr_matrix(pairs)).toarray() / (sizes[:, None] * np.bincount(g_of, weights=sizes[taken]))
         ok = reach_share[free] >= share
