@@ -985,7 +985,9 @@ class Workspace:
         """Every request with what the campaign stage needs: ``account_id, ts, prompt_hash, cluster_id`` (its
         unit: the prompt's template family, else its system prompt's family, else its topic), ``topic_cluster,
         task_id, intent, intent_similarity`` (the stronger of prompt and system prompt), ``model, ip,
-        user_agent, api_key_id, org_id, payment_id, system_prompt`` (md5, ``None`` without one). Read through
+        user_agent, api_key_id, org_id, payment_id``. A system prompt is in the unit (a request without a prompt
+        family of its own counts towards its system prompt's family), not a column of its own: the stage never
+        read the per-request md5 it used to carry (91 MB and an md5 per request at 4M requests). Read through
         Arrow: the same frame as ``.df()`` (same columns, types and values), in half the time (0.35 -> 0.15 s at
         100k requests, on every daily run)."""
         return arrow_frame(self.db.sql(
@@ -997,9 +999,7 @@ class Workspace:
                    CASE WHEN pc.intent_similarity IS NULL AND sc.intent_similarity IS NULL THEN NULL
                         ELSE greatest(coalesce(pc.intent_similarity, 0), coalesce(sc.intent_similarity, 0))
                         END AS intent_similarity,
-                   r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id,
-                   CASE WHEN r.system_prompt IS NULL OR r.system_prompt = '' THEN NULL
-                        ELSE md5(r.system_prompt) END AS system_prompt
+                   r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id
             {UNIT_JOINS.format(kinds="(SELECT cluster_id, kind FROM clusters)")}
             """
         ).to_arrow_table())
