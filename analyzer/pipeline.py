@@ -18,9 +18,9 @@ import platform
 import resource
 import sys
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -201,7 +201,8 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     n_bad = 0
     with atomic_path(qpath) as tmp:
         with open(tmp, "w", encoding="utf-8") as qfh, _bar(None, "ingest", " rows", progress) as bar:
-            for batch in read_logs(paths, column_map=column_map, strict=strict, workers=workers, executor=executor):
+            batches = read_logs(paths, column_map=column_map, strict=strict, workers=workers, executor=executor)
+            for batch in read_ahead(batches):
                 for r in batch.rejected:
                     qfh.write(json.dumps({"source": r.source, "line": r.line, "field": r.field, "reason": r.reason,
                                           "raw": r.raw}, ensure_ascii=True) + "\n")  # exact values, ASCII bytes
@@ -215,6 +216,26 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     if n_bad:
         checkpoint("ingest.quarantine_written")
     return totals
+
+
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items``, the next one read by a helper thread while the caller works on the one it was given.
+
+    The ingest parses a batch (Python: the GIL) while the previous one is stored (DuckDB: mostly outside it), so
+    the two overlap on two cores. The items come in the same order, an error of the reader is raised where its
+    item would have come, and the reader is at most one item ahead (its memory: one batch).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, done)
+        while (item := pending.result()) is not done:
+            pending = pool.submit(next, items, done)
+            yield item
 
 
 #: Input size (bytes on disk) from which several files are parsed at once by default (``ingest_workers=0``).

@@ -183,3 +183,35 @@ def test_run_record_versions_do_not_import_heavy_packages():
             "assert v['numpy'] and v['duckdb'] != 'not installed', v; "
             "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_reads_one_ahead():
+    import threading
+
+    from analyzer.pipeline import read_ahead
+
+    produced: list[int] = []
+    threads: set[str] = set()
+
+    def batches():
+        for i in range(4):
+            produced.append(i)
+            threads.add(threading.current_thread().name)
+            yield i
+        raise ValueError("bad row in batch 4")
+
+    got = []
+    with pytest.raises(ValueError, match="batch 4"):
+        for item in read_ahead(batches()):
+            # while the caller holds item i, the reader has read at most item i + 1
+            assert produced[-1] <= item + 1
+            got.append(item)
+    assert got == [0, 1, 2, 3]  # every batch before the error was handed over, in order
+    assert threads and threading.current_thread().name not in threads  # read by the helper thread
+
+    # a caller that stops early has made the reader read at most one batch more
+    produced.clear()
+    for item in read_ahead(batches()):
+        if item == 1:
+            break
+    assert produced == [0, 1, 2]
