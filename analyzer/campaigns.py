@@ -1189,8 +1189,7 @@ def _alike_members(hours: np.ndarray, work: sp.csr_matrix, config: ScoringConfig
     n = len(hours)
     alike = np.zeros((n, n), dtype=bool)
     work_t = work.T.tocsc()
-    for start in range(0, n, max(1, config.operator_block_accounts)):
-        rows = slice(start, min(n, start + config.operator_block_accounts))
+    for rows in _row_blocks(n, config.operator_block_accounts):
         timing = hours[rows] @ hours.T >= config.operator_timing_similarity
         alike[rows] = timing & ((work[rows] @ work_t).toarray() >= config.operator_work_similarity)
     return alike

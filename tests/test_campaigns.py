@@ -510,6 +510,41 @@ def test_bare_accounts_resembling_two_pools_do_not_merge_them():
     assert len(set(merged[20:28])) == 1 and merged[20] not in {merged[0], merged[10]}
 
 
+def test_operator_split_in_blocks_is_the_whole_tables_split():
+    """The operator split's pairwise work, taken a block of members at a time, gives what the whole
+    members x members tables gave: the same alike pairs, communities and merged operators for any block."""
+    from dataclasses import replace
+
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    from analyzer.campaigns import _alike_members, _infra_components, _merge_by_behaviour
+
+    rng = np.random.default_rng(7)
+    n, n_units, n_values = 61, 9, 14
+    hours = rng.random((n, 24)) ** 4  # peaked profiles: some pairs alike, most not
+    hours /= np.linalg.norm(hours, axis=1, keepdims=True)
+    counts = rng.poisson(0.4, size=(n, n_units)).astype(float)
+    counts[np.arange(n), rng.integers(0, n_units, n)] += 1.0  # every member works somewhere
+    dense = counts / np.linalg.norm(counts, axis=1, keepdims=True)
+    inc = sp.csr_matrix((rng.random((n, n_values)) < 0.03).astype(float))
+    config = ScoringConfig()
+    whole = (hours @ hours.T >= config.operator_timing_similarity) & (dense @ dense.T >= config.operator_work_similarity)
+    work = sp.csr_matrix(dense)
+    _, expected_infra = connected_components(sp.csr_matrix((inc @ inc.T).toarray() > 0), directed=False)
+    infra = _infra_components(n, inc)
+    assert np.array_equal(infra, expected_infra)  # the same communities, numbered the same way
+    assert np.array_equal(_infra_components(n, None), np.arange(n))
+    merged = []
+    for block in (1, 7, n, 10 * n):
+        alike = _alike_members(hours, work, replace(config, operator_block_accounts=block))
+        assert np.array_equal(alike, whole)
+        merged.append(_merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
+                                          block))
+    assert whole.sum() > n and not whole.all()  # the case is not trivial
+    assert all(np.array_equal(m, merged[0]) for m in merged)
+
+
 def test_pools_bridged_by_a_shared_text_stay_apart():
     """Two operators on different wrappers (units 1 and 2), both padding with the same documents (unit 5),
     same hours, different proxies: one group through the shared unit, but two operators."""
