@@ -1188,7 +1188,7 @@ def _alike_members(hours: np.ndarray, work: sp.csr_matrix, config: ScoringConfig
     ``operator_work_similarity``, computed ``operator_block_accounts`` rows at a time."""
     n = len(hours)
     alike = np.zeros((n, n), dtype=bool)
-    work_t = work.T.tocsc()
+    work_t = work.T.tocsr()  # CSR x CSR: scipy would convert a CSC right side again for every block
     for rows in _row_blocks(n, config.operator_block_accounts):
         timing = hours[rows] @ hours.T >= config.operator_timing_similarity
         alike[rows] = timing & ((work[rows] @ work_t).toarray() >= config.operator_work_similarity)

@@ -35,14 +35,16 @@ SCORE_TABLES = ("campaigns", "accounts", "campaign_accounts", "cluster_campaigns
 def run_child(checkout: Path, args: list[str]) -> tuple[float, float]:
     """``python -m analyzer ARGS`` with ``checkout``'s package: (wall seconds, peak resident MiB)."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "analyzer", *args], cwd=checkout, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{checkout}: analyzer {' '.join(args)} failed:\n{err[-2000:]}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot fill it while we wait
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "analyzer", *args], cwd=checkout, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"{checkout}: analyzer {' '.join(args)} failed:\n{tail}")
     return wall, usage.ru_maxrss / 1024
 
 
