@@ -276,11 +276,21 @@ class KnnShard:
     def __init__(self, empty: np.ndarray, vectors: np.ndarray, offset: int) -> None:
         import faiss
 
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = faiss.deserialize_index(empty)
-        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.index.add(self.vectors)
+        self.ivf = faiss.try_extract_index_ivf(self.index)
         self.offset = int(offset)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(similarities, row ids)`` of the queries' top ``k`` in this shard (ids in the whole run's rows)."""
-        s, i = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        """``(similarities, row ids)`` of the queries' top ``k`` in this shard (ids in the whole run's rows): an
+        inverted file's probed lists compared as the local path compares them
+        (:func:`analyzer.index.probed_search`)."""
+        from analyzer.index import probed_search
+
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.ivf is None:
+            s, i = self.index.search(queries, k)
+        else:
+            s, i = probed_search(self.ivf, queries, k, self.vectors)
         return s, np.where(i >= 0, i + self.offset, -1)

@@ -1,4 +1,6 @@
+import faiss
 import numpy as np
+import pytest
 
 from analyzer import cluster, index
 
@@ -60,31 +62,66 @@ def test_ivf_index_for_large_inputs():
     assert same > 0.95
 
 
-def test_knn_graph_with_copies_searches_each_vector_once_and_gives_the_same_graph():
+@pytest.mark.parametrize("flat_max", [None, 1000], ids=["flat", "ivf"])
+def test_knn_graph_with_copies_searches_each_vector_once_and_gives_the_same_graph(flat_max, monkeypatch):
     x, _ = _blobs(n_blobs=20, per_blob=100, n_noise=500)
     rng = np.random.default_rng(1)
     # Rows 0..n-1 are distinct; then up to 40 copies of some of them, interleaved (a fixed wrapper's scaffold).
     code = np.concatenate([np.arange(len(x)), rng.choice(50, size=1500)])
     code = code[rng.permutation(len(code))]
     rows = x[code]
-    idx = index.build_index(rows, flat_max=1000)
-    assert "IVF" in index.index_kind(len(rows), flat_max=1000)
-
-    class Counting:  # the real index, counting the query vectors it is asked for
-        def __init__(self, inner):
-            self.inner, self.queries = inner, 0
-
-        def search(self, q, k):
-            self.queries += len(q)
-            return self.inner.search(q, k)
-
-    counting = Counting(idx)
-    nbrs, sims = index.knn_graph(counting, rows, k=15, batch=512, copies=code)
+    idx = index.build_index(rows, flat_max=flat_max)
+    assert ("IVF" in index.index_kind(len(rows), flat_max=flat_max)) == (flat_max is not None)
     plain_nbrs, plain_sims = index.knn_graph(idx, rows, k=15, batch=512)
-    assert counting.queries == len(np.unique(code)) < len(rows)
+    queries = []  # the query vectors the index is asked for: an exact index's searches, an IVF's list comparisons
+    search, probed = idx.search, index.probed_search
+    monkeypatch.setattr(idx, "search", lambda q, k: queries.append(len(q)) or search(q, k))
+    monkeypatch.setattr(index, "probed_search", lambda ivf, q, *a, **kw: queries.append(len(q)) or probed(ivf, q, *a, **kw))
+    nbrs, sims = index.knn_graph(idx, rows, k=15, batch=512, copies=code)
+    assert sum(queries) == len(np.unique(code)) < len(rows)
     np.testing.assert_array_equal(nbrs, plain_nbrs)
     np.testing.assert_array_equal(sims, plain_sims)
     assert not (nbrs == np.arange(len(rows))[:, None]).any()
+
+
+def test_ivf_graph_is_the_exact_top_k_of_the_probed_lists():
+    """The IVF graph compares every query, as float vectors, with every row of the lists its ``nprobe`` nearest
+    centroids hold, and keeps the best ``k``: computed here the slow way for a sample of rows, and it finds
+    more of the true neighbours than the 8-bit codes searched query by query do (a true neighbour in a probed
+    list is always among the probed lists' exact best)."""
+    x = np.random.default_rng(5).normal(size=(6000, 12)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    idx = index.build_index(x, flat_max=1000)
+    ivf = faiss.extract_index_ivf(idx)
+    ivf.nprobe = 4  # few probes, so that the probed lists matter
+    nbrs, sims = index.knn_graph(idx, x, k=10)
+    list_of = ivf.quantizer.search(x, 1)[1][:, 0]  # a row's list: its nearest centroid
+    _, probes = ivf.quantizer.search(x, ivf.nprobe)
+    for r in np.random.default_rng(0).choice(len(x), 50, replace=False):
+        held = np.flatnonzero(np.isin(list_of, probes[r]) & (np.arange(len(x)) != r))
+        best = held[np.argsort(-(x[held] @ x[r]), kind="stable")[:10]]
+        assert set(nbrs[r]) == set(best)
+        np.testing.assert_allclose(sims[r], np.sort(x[best] @ x[r])[::-1], rtol=1e-5)
+    exact = faiss.IndexFlatIP(x.shape[1])
+    exact.add(x)
+    truth = exact.search(x, 11)[1][:, 1:]
+    codes = idx.search(x, 11)[1][:, 1:]
+
+    def recall(found: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
+
+    assert recall(nbrs) > recall(codes) > 0.5
+
+
+def test_ivf_graph_through_a_position_index_is_the_same_graph():
+    """A workspace index holds embedding row ids, not positions: the graph through it is the positional one."""
+    x, _ = _blobs(n_blobs=20, per_blob=200, n_noise=1000)
+    ids = np.random.default_rng(3).permutation(len(x)).astype(np.int64) * 7 + 2
+    by_id = index.PositionIndex(index.build_index(x, flat_max=1000, ids=ids), ids)
+    by_position = index.build_index(x, flat_max=1000)
+    a, b = index.knn_graph(by_id, x, k=10), index.knn_graph(by_position, x, k=10)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
 
 
 def test_repeat_clusters_and_deterministic_relabel():
