@@ -1,6 +1,7 @@
 """The kNN graph's index, and the alternatives to it: build and search time against recall, on real vectors.
 
-Run: ``python benchmarks/knn_options.py --workspace WS [--queries 4000] [--k 15] [--out results.json]``
+Run: ``python benchmarks/knn_options.py --workspace WS [--queries 4000] [--k 15] [--candidates 0,2]
+[--out results.json]``
 (or ``--vectors DIR`` for a folder of ``.npy`` shards, e.g. a workspace's ``embeddings/<model key>/``).
 
 The cluster stage's kNN graph searches every prompt's ``k`` nearest neighbours (the stage's largest cost at
@@ -125,8 +126,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=4000)
     ap.add_argument("--k", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--candidates", default=None,
+                    help="comma-separated positions in CANDIDATES to measure (default: all of them)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    chosen = CANDIDATES if args.candidates is None else [CANDIDATES[int(i)] for i in args.candidates.split(",")]
     vectors = load_vectors(args.workspace, args.vectors)
     n = len(vectors)
     rng = np.random.default_rng(args.seed)
@@ -138,7 +142,7 @@ def main() -> None:
     del flat
     print(f"{n:,} vectors of {vectors.shape[1]} dims; exact search of {len(queries):,} queries "
           f"{time.perf_counter() - t0:.1f} s; {faiss.omp_get_max_threads()} threads", flush=True)
-    rows = [measure(vectors, queries, exact, spec, args.k, args.seed) for spec in CANDIDATES]
+    rows = [measure(vectors, queries, exact, spec, args.k, args.seed) for spec in chosen]
     if args.out:
         Path(args.out).write_text(json.dumps({"n": n, "queries": len(queries), "k": args.k, "rows": rows}, indent=1))
 
