@@ -113,6 +113,20 @@ def test_ivf_graph_is_the_exact_top_k_of_the_probed_lists():
     assert recall(nbrs) > recall(codes) > 0.5
 
 
+def test_ivf_graph_in_query_blocks_is_the_whole_graph_and_reports_every_row(monkeypatch):
+    """Queries are compared list by list a block at a time (``PROBED_QUERIES``, bounding the heap): blocks give the
+    graph of one pass, and the progress told adds up to every row, once."""
+    x, _ = _blobs(n_blobs=20, per_blob=150, n_noise=1000)
+    idx = index.build_index(x, flat_max=1000)
+    whole = index.knn_graph(idx, x, k=10)
+    monkeypatch.setattr(index, "PROBED_QUERIES", 700)
+    told: list[int] = []
+    blocks = index.knn_graph(idx, x, k=10, progress=told.append)
+    np.testing.assert_array_equal(blocks[0], whole[0])
+    np.testing.assert_array_equal(blocks[1], whole[1])
+    assert sum(told) == len(x) and min(told) > 0
+
+
 def test_ivf_graph_through_a_position_index_is_the_same_graph():
     """A workspace index holds embedding row ids, not positions: the graph through it is the positional one."""
     x, _ = _blobs(n_blobs=20, per_blob=200, n_noise=1000)
