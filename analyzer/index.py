@@ -228,7 +228,7 @@ def knn_graph(
     k_eff = min(k + 1, vectors.shape[0])  # vectors are the index's rows
     nbrs = np.full((n, k), -1, dtype=np.int64)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
-    ivf = _inverted_file(index)
+    ivf = inverted_file(index)
     if copies is None:
         if ivf is not None and ids is None:  # every row a query: list by list (see probed_search)
             for start in range(0, n, PROBED_QUERIES):
@@ -261,7 +261,7 @@ def knn_graph(
     return nbrs, sims
 
 
-def _inverted_file(index: faiss.Index | PositionIndex) -> faiss.IndexIVF | None:
+def inverted_file(index: faiss.Index | PositionIndex) -> faiss.IndexIVF | None:
     """The inverted file inside ``index`` (``None`` for an exact index, or anything else answering ``search``)."""
     inner = index.index if isinstance(index, PositionIndex) else index
     return faiss.try_extract_index_ivf(inner) if isinstance(inner, faiss.Index) else None

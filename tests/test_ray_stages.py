@@ -13,7 +13,7 @@ import pytest
 
 from analyzer import index as index_mod
 from analyzer.bench import corpora
-from analyzer.distributed import KnnShard, merge_topk
+from analyzer.distributed import KNN_PROBED_BLOCK, KnnShard, knn_block, merge_topk
 from analyzer.ingest import IngestError, read_logs
 
 FUZZ = Path(__file__).parent / "fuzz"
@@ -95,7 +95,8 @@ def test_ray_knn_graph_is_the_local_graph(ray_executor, flat_max):
     seen: list[int] = []
     got = ray_executor.knn_graph(index, x, 12, progress=seen.append)
     _assert_same_graph(got, index_mod.knn_graph(index, x, k=12))
-    assert sum(seen) == len(x) and len(seen) == -(-len(x) // index_mod.KNN_BATCH)  # the local path's blocks
+    assert sum(seen) == len(x) and len(seen) == -(-len(x) // knn_block(index))  # one report per query block
+    assert knn_block(index) == (index_mod.KNN_BATCH if flat_max is None else KNN_PROBED_BLOCK)
 
 
 def test_ray_ingest_gives_one_readers_batches_in_order(ray_executor):
