@@ -288,10 +288,12 @@ class KnnShard:
     def __init__(self, empty: np.ndarray, vectors: np.ndarray, offset: int) -> None:
         import faiss
 
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = faiss.deserialize_index(empty)
-        self.index.add(self.vectors)
+        self.index.add(vectors)
         self.ivf = faiss.try_extract_index_ivf(self.index)
+        # An inverted file's lists are compared with the float rows; an exact index holds its own copy of them.
+        self.vectors = vectors if self.ivf is not None else None
         self.offset = int(offset)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

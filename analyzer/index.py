@@ -228,31 +228,34 @@ def knn_graph(
     k_eff = min(k + 1, vectors.shape[0])  # vectors are the index's rows
     nbrs = np.full((n, k), -1, dtype=np.int64)
     sims = np.full((n, k), -np.inf, dtype=np.float32)
-    ivf = inverted_file(index)
+    # List by list needs every row's vector at hand: with ``ids`` the rows are searched query by query.
+    ivf = inverted_file(index) if ids is None else None
+    step = batch if ivf is None else PROBED_QUERIES
+
+    def search(queries: np.ndarray, told: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k_eff`` of ``queries``: list by list in an inverted file, else the index's own search."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if ivf is not None:
+            return probed_search(ivf, queries, k_eff, vectors, _positions_of(index), told)
+        found = index.search(queries, k_eff)
+        if told is not None:
+            told(len(queries))
+        return found
+
     if copies is None:
-        if ivf is not None and ids is None:  # every row a query: list by list (see probed_search)
-            for start in range(0, n, PROBED_QUERIES):
-                rows = rows_all[start : start + PROBED_QUERIES]
-                s, i = probed_search(ivf, vectors[rows], k_eff, vectors, _positions_of(index), progress)
-                drop_self(nbrs, sims, start, rows, s, i, k)
-            return nbrs, sims
-        for start in range(0, n, batch):
-            rows = rows_all[start : start + batch]
-            s, i = index.search(np.ascontiguousarray(vectors[rows], dtype=np.float32), k_eff)
+        for start in range(0, n, step):
+            rows = rows_all[start : start + step]
+            s, i = search(vectors[rows], progress)
             drop_self(nbrs, sims, start, rows, s, i, k)
-            if progress is not None:
-                progress(len(rows))
         return nbrs, sims
     if ids is not None:
         raise ValueError("knn_graph: 'copies' applies to the whole of 'vectors', not to 'ids'")
     _, first, group = np.unique(copies, return_index=True, return_inverse=True)
     found_s = np.empty((len(first), k_eff), dtype=np.float32)
     found_i = np.empty((len(first), k_eff), dtype=np.int64)
-    step = batch if ivf is None else PROBED_QUERIES
     for start in range(0, len(first), step):
         q = vectors[first[start : start + step]]
-        found_s[start : start + len(q)], found_i[start : start + len(q)] = (
-            index.search(q, k_eff) if ivf is None else probed_search(ivf, q, k_eff, vectors, _positions_of(index)))
+        found_s[start : start + len(q)], found_i[start : start + len(q)] = search(q, None)
     for start in range(0, n, batch):
         g = group[start : start + batch]
         drop_self(nbrs, sims, start, rows_all[start : start + len(g)], found_s[g], found_i[g], k)
