@@ -60,13 +60,34 @@ CLUSTER_COLUMNS = ["cluster_id", "label", "kind", "keywords", "template", "n_pro
 REJECTED_COLUMNS = ["run_id", "source", "line", "field", "reason", "raw"]
 
 
+def check_device(device: str) -> str:
+    """``device`` if the analysis can run there: ``"cpu"``, or a torch device whose GPU torch sees (torch is
+    imported only for a GPU). ``ValueError`` naming what is wrong otherwise."""
+    if device == "cpu":
+        return device
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"unknown device {device!r}: 'cpu', or a GPU as torch names it ('cuda', 'cuda:1')") from exc
+    if dev.type != "cuda":
+        raise ValueError(f"device {device!r}: only 'cpu' or a CUDA GPU ('cuda', 'cuda:1') is supported")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: torch sees no CUDA GPU here (torch {torch.__version__})")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
 def run_options(model: str = "minilm", tier: str | None = None, max_seq_length: int = 128, batch_size: int = 16,
                 embedding_cache: str | None = None, min_cluster_size: int | None = None,
                 min_samples: int | None = None, knn: int | None = None, selection: str | None = None,
                 flag_threshold: float | None = None, weights: Mapping[str, float] | None = None, seed: int = 0,
                 make_map: bool = True, progress: bool = True, embed_chunk: int | None = None,
                 recluster: bool = False, workspace: str | os.PathLike[str] | None = None,
-                config_file: str | os.PathLike[str] | None = None, ingest_workers: int = 0) -> RunOptions:
+                config_file: str | os.PathLike[str] | None = None, ingest_workers: int = 0,
+                device: str = "cpu") -> RunOptions:
     """:class:`~analyzer.pipeline.RunOptions` from the parameters of ``analyzer run`` (the command calls this).
 
     Names follow the command's options (``--min-cluster-size`` is ``min_cluster_size``...); ``make_map`` is
@@ -76,7 +97,10 @@ def run_options(model: str = "minilm", tier: str | None = None, max_seq_length: 
     (``WORKSPACE/analyzer.toml``, then ``config_file``; see :mod:`analyzer.config`) apply first, and every
     parameter given here overrides them.
 
-    Raises ``ValueError`` for an unknown tier, selection or signal weight, and
+    ``device``: ``"cpu"``, or a GPU as torch names it (``"cuda"``): the accurate tier and the kNN graph run there
+    (:func:`check_device`).
+
+    Raises ``ValueError`` for an unknown tier, selection, signal weight or device, and
     :class:`analyzer.config.ConfigError` (a ``ValueError``) for a bad configuration file.
     """
     from analyzer import config as config_mod
@@ -89,7 +113,7 @@ def run_options(model: str = "minilm", tier: str | None = None, max_seq_length: 
         raise ValueError(f"unknown selection {selection!r}; choose 'leaf' or 'eom'")
     opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size,
                       seed=seed, make_map=make_map, progress=progress, embedding_cache=embedding_cache,
-                      recluster=recluster, ingest_workers=ingest_workers)
+                      recluster=recluster, ingest_workers=ingest_workers, device=check_device(device))
     if embed_chunk is not None:
         opts.embed_chunk = embed_chunk
     opts = config_mod.apply(config_mod.load_config(None if workspace is None else os.fspath(workspace),
@@ -199,7 +223,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
             flag_threshold: float | None = None, weights: Mapping[str, float] | None = None, seed: int = 0,
             make_map: bool = False, progress: bool = True, embed_chunk: int | None = None,
             recluster: bool = False, config_file: str | os.PathLike[str] | None = None,
-            ray_address: str | None = None, ray_actors: int | None = None, ingest_workers: int = 0) -> Analysis:
+            ray_address: str | None = None, ray_actors: int | None = None, ingest_workers: int = 0,
+            device: str = "cpu") -> Analysis:
     """Analyse request logs as ``analyzer run`` does and return the results as DataFrames (:class:`Analysis`).
 
     ``source``: a log file, folder or glob, a list of them (JSONL / CSV / Parquet, optionally gzipped), or a
@@ -218,7 +243,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
     ``ray_address`` (the command's ``--ray``) parses the log files, embeds and builds the kNN graph on a Ray
     cluster (:class:`analyzer.distributed.RayExecutor`, with ``ray_actors`` actors and shards); by default all of
     it runs in this process. ``ingest_workers``: log files parsed
-    at once (0: one per CPU for inputs of 32 MiB or more).
+    at once (0: one per CPU for inputs of 32 MiB or more). ``device``: ``"cpu"`` or a GPU (``"cuda"``) for the
+    accurate tier's model and the kNN graph (the command's ``--device``).
 
     Raises :class:`analyzer.ingest.IngestError` (a ``ValueError``) for a path that matches nothing or a bad
     row under ``strict``, :class:`analyzer.workspace.WorkspaceLocked` when another run writes the workspace,
@@ -233,7 +259,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
                        embedding_cache=embedding_cache, min_cluster_size=min_cluster_size, min_samples=min_samples,
                        knn=knn, selection=selection, flag_threshold=flag_threshold, weights=weights, seed=seed,
                        make_map=make_map, progress=progress, embed_chunk=embed_chunk, recluster=recluster,
-                       workspace=workspace, config_file=config_file, ingest_workers=ingest_workers)
+                       workspace=workspace, config_file=config_file, ingest_workers=ingest_workers,
+                       device=device)
     cmap = parse_column_map(column_map) if isinstance(column_map, str) else column_map
     is_frame = isinstance(source, pd.DataFrame)
     if is_frame:

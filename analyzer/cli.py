@@ -39,6 +39,10 @@ def _model_options(f):
     f = click.option("--max-seq-length", default=128, show_default=True, type=int,
                      help="Tokens kept per prompt when embedding.")(f)
     f = click.option("--batch-size", default=16, show_default=True, type=int, help="Prompts per embedding batch.")(f)
+    f = click.option("--device", default="cpu", show_default=True, envvar="ANALYZER_DEVICE",
+                     help="Where the accurate tier's model and the kNN graph run: 'cpu' (ONNX int8 and FAISS), or "
+                          "a GPU as torch names it ('cuda', 'cuda:1': the model in fp16, the graph exact). Also "
+                          "$ANALYZER_DEVICE.")(f)
     f = click.option("--embedding-cache", default=None, type=click.Path(file_okay=False),
                      help="A folder shared by several workspaces: vectors found there are reused, new ones added.")(f)
     return f
@@ -64,7 +68,8 @@ def _score_options(f):
     return f
 
 
-def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embedding_cache=None, min_cluster_size=None, min_samples=None, knn=None,
+def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, device="cpu", embedding_cache=None,
+             min_cluster_size=None, min_samples=None, knn=None,
              selection=None, flag_threshold=None, weights=None, seed=0, no_map=False, quiet=False,
              config_file=None, workspace=None) -> RunOptions:
     from analyzer import config as config_mod
@@ -77,7 +82,7 @@ def _options(model="minilm", tier=None, max_seq_length=128, batch_size=16, embed
             raise click.BadParameter(f"--weights is not valid JSON: {exc}") from None
     try:
         return run_options(model=model, tier=tier, max_seq_length=max_seq_length, batch_size=batch_size,
-                           embedding_cache=embedding_cache, min_cluster_size=min_cluster_size,
+                           device=device, embedding_cache=embedding_cache, min_cluster_size=min_cluster_size,
                            min_samples=min_samples, knn=knn, selection=selection, flag_threshold=flag_threshold,
                            weights=weights, seed=seed, make_map=not no_map, progress=not quiet,
                            workspace=workspace, config_file=config_file)

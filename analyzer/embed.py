@@ -69,6 +69,9 @@ DEFAULT_MODEL = "minilm"
 TIERS = ("accurate", "fast")
 DEFAULT_TIER = "fast"
 STATIC_PCA_DIMS = 256
+#: Fewest texts per forward pass of the accurate tier on a GPU (texts go in length order, so a batch pads little;
+#: the CPU's 16 would leave a GPU idle between batches).
+GPU_BATCH_SIZE = 512
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +365,7 @@ def _windows(
 # --- accurate tier, torch fp32 ----------------------------------------------------------------------------------
 @dataclass
 class SentenceTransformerEmbedder:
-    """Embed texts with a sentence-transformers model on torch, fp32, on the CPU.
+    """Embed texts with a sentence-transformers model on torch: fp32 on the CPU, fp16 on a GPU.
 
     Parameters
     ----------
@@ -372,6 +375,10 @@ class SentenceTransformerEmbedder:
         Tokens kept per text; the cost of a text grows with its tokens, so this bounds the slowest batches.
     batch_size : int
         Texts per forward pass.
+    device : str
+        The torch device: ``"cpu"`` (fp32), or a GPU such as ``"cuda"`` (the model in fp16, the vectors
+        normalised in fp32). Both are stored under one key: the same model's vectors, which the workspace keeps
+        in fp16 either way (``benchmarks/gpu_check.py`` measures how close fp16 and fp32 vectors are).
 
     Examples
     --------
@@ -383,10 +390,16 @@ class SentenceTransformerEmbedder:
     model: str = DEFAULT_MODEL
     max_seq_length: int = 128
     batch_size: int = 16
+    device: str = "cpu"
     _st: Any = field(default=None, init=False, repr=False)
     _window_tok: Any = field(default=None, init=False, repr=False)
 
     backend = "torch"
+
+    @property
+    def half(self) -> bool:
+        """Whether the model runs in fp16 (on a GPU)."""
+        return self.device != "cpu"
 
     @property
     def key(self) -> str:
@@ -406,7 +419,11 @@ class SentenceTransformerEmbedder:
             _offline_env()
             from sentence_transformers import SentenceTransformer
 
-            st = SentenceTransformer(resolve_model_path(self.model), device="cpu")
+            st = SentenceTransformer(resolve_model_path(self.model), device=self.device)
+            if self.half:
+                st.half()
+            else:  # fp32 on the CPU, also from a model saved in fp16
+                st.float()
             st.max_seq_length = self.max_seq_length
             self._st = st
         return self._st
@@ -432,13 +449,14 @@ class SentenceTransformerEmbedder:
         windows = self.window(texts)
         with torch.inference_mode():
             for idx in _sorted_batches(texts, self.batch_size):  # original lengths: the same batches as before
-                out[idx] = st.encode(
+                found = st.encode(
                     [windows[i] for i in idx],
                     batch_size=len(idx),
-                    normalize_embeddings=True,
+                    normalize_embeddings=not self.half,  # fp16 vectors are normalised in fp32 below
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
+                out[idx] = _normalise(found) if self.half else found
                 if progress is not None:
                     progress(len(idx))
         return out
@@ -887,12 +905,15 @@ def make_embedder(
     batch_size: int = 16,
     tier: str = DEFAULT_TIER,
     backend: str | None = None,
+    device: str = "cpu",
 ) -> SentenceTransformerEmbedder | OnnxEmbedder | StaticEmbedder:
     """Build the embedder for ``model`` and ``tier`` (one of :data:`TIERS`).
 
     ``backend`` forces the accurate tier's backend (``"onnx"`` or ``"torch"``); by default, also settable with
     ``$ANALYZER_EMBED_BACKEND``, it is ONNX int8 with a fall-back to torch fp32 (with a warning) when
-    onnxruntime is missing or the export fails. The accurate tier is exported on first use, the fast tier
+    onnxruntime is missing or the export fails. ``device`` other than ``"cpu"`` (a GPU, ``"cuda"``) runs the
+    accurate tier on torch there, in fp16, in batches of at least :data:`GPU_BATCH_SIZE`; the fast tier (a
+    table lookup, bound by its tokenizer) stays on the CPU. The accurate tier is exported on first use, the fast tier
     distilled on first use; both are cached (see :func:`cache_dir`). The returned object's ``key`` is fixed
     once built.
     """
@@ -900,6 +921,11 @@ def make_embedder(
         raise ValueError(f"unknown embedding tier {tier!r}: choose one of {', '.join(TIERS)}")
     if tier == "fast":
         return StaticEmbedder(model=model, max_seq_length=max_seq_length, batch_size=batch_size)
+    if device != "cpu":
+        if backend == "onnx":
+            raise ValueError(f"the ONNX backend runs on the CPU only, not on {device!r}")
+        return SentenceTransformerEmbedder(model=model, max_seq_length=max_seq_length,
+                                           batch_size=max(batch_size, GPU_BATCH_SIZE), device=device)
     backend = backend or os.environ.get("ANALYZER_EMBED_BACKEND") or "auto"
     if backend not in ("auto", "onnx", "torch"):
         raise ValueError(f"unknown backend {backend!r}: choose auto, onnx or torch")

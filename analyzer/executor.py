@@ -104,9 +104,24 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """Runs the task in this process: one call per input frame, results as they are computed."""
+    """Runs the task in this process: one call per input frame, results as they are computed.
+
+    ``device``: where the kNN graph is built: ``"cpu"`` with FAISS (the default above), a torch GPU device
+    (``"cuda"``) exactly, by matrix products in blocks (:func:`analyzer.exact_knn.knn_graph_exact`).
+    """
 
     name = "local"
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def knn_graph(self, index: Any, vectors: np.ndarray, k: int,
+                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self.device == "cpu":
+            return super().knn_graph(index, vectors, k, progress)
+        from analyzer.exact_knn import knn_graph_exact
+
+        return knn_graph_exact(vectors, k=k, device=self.device, progress=progress)
 
     def map_batches(self, task: BatchTask, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         fn = task.build()

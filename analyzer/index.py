@@ -26,6 +26,7 @@ import pandas as pd
 
 from analyzer.atomic import atomic_path
 from analyzer.checkpoints import checkpoint
+from analyzer.exact_knn import drop_self
 
 FLAT_MAX = 60_000
 TRAIN_POINTS_PER_LIST = 20
@@ -319,19 +320,6 @@ def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np
     if progress is not None and nq > told:
         progress(nq - told)
     return heap.D, heap.I
-
-
-def drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray, s: np.ndarray, i: np.ndarray,
-              k: int) -> None:
-    """Write the search results ``(s, i)`` of the index rows ``rows`` into ``nbrs``/``sims`` from position
-    ``start`` on, without each row itself."""
-    # Drop the query itself wherever it appears; keep the first k others, in order.
-    keep = (i != rows[:, None]) & (i >= 0)
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    kept = np.take_along_axis(keep, order, axis=1)
-    width = order.shape[1]
-    nbrs[start : start + len(i), :width] = np.where(kept, np.take_along_axis(i, order, axis=1), -1)
-    sims[start : start + len(i), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
 
 
 def empty_copy(index: faiss.Index | PositionIndex) -> np.ndarray:

@@ -57,6 +57,9 @@ class RunOptions:
     batch_size: int = 16
     embed_chunk: int = 4096
     ingest_workers: int = 0  # log files parsed at once (a process each); 0: one per CPU this process may use
+    # Where the accurate tier's model and the kNN graph run: "cpu" (ONNX int8 and FAISS), or a torch GPU device
+    # ("cuda", "cuda:1": the model in fp16 and the exact graph by matrix products, analyzer.exact_knn).
+    device: str = "cpu"
     cluster: cluster_mod.ClusterParams = field(default_factory=cluster_mod.ClusterParams)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     history: history_mod.HistoryConfig = field(default_factory=history_mod.HistoryConfig)
@@ -107,13 +110,13 @@ def versions() -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _embedder(model: str, max_seq_length: int, batch_size: int, tier: str):
-    return make_embedder(model, max_seq_length, batch_size, tier=tier)
+def _embedder(model: str, max_seq_length: int, batch_size: int, tier: str, device: str = "cpu"):
+    return make_embedder(model, max_seq_length, batch_size, tier=tier, device=device)
 
 
 def embedder_for(options: RunOptions):
     """The embedder for ``options`` (loaded once per process and reused by every stage)."""
-    return _embedder(options.model, options.max_seq_length, options.batch_size, options.tier)
+    return _embedder(options.model, options.max_seq_length, options.batch_size, options.tier, options.device)
 
 
 def workspace_tier(ws: Workspace) -> str | None:
@@ -295,6 +298,8 @@ def embedder_kwargs(options: RunOptions, embedder: embed_mod.Embedder | None = N
     """
     kw: dict[str, object] = {"model": options.model, "max_seq_length": options.max_seq_length,
                              "batch_size": options.batch_size, "tier": options.tier}
+    if options.device != "cpu":
+        kw["device"] = options.device
     backend = getattr(embedder, "backend", None)
     if backend in ("onnx", "torch"):
         kw["backend"] = backend
@@ -482,7 +487,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     hashes, vectors, index = index_result or build_index(ws, options)
     vectors = np.asarray(vectors)  # a full clustering reads every vector
     n = len(hashes)
-    executor = executor or LocalExecutor()
+    executor = executor or LocalExecutor(device=options.device)
     desc = "knn graph" if executor.name == "local" else f"knn graph ({executor.name})"
     with _bar(n, desc, " prompts", options.progress) as bar:
         nbrs, sims = executor.knn_graph(index, vectors, options.cluster.k, progress=bar.update)
