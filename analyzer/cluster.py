@@ -19,7 +19,6 @@ so that a prompt pasted by hundreds of accounts is visible even though it is one
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -261,6 +260,10 @@ def task_groups(nbrs: np.ndarray, sims: np.ndarray, min_similarity: float) -> np
 _SENTENCE = re.compile(r"[^.!?。！？；;:：\n]+")
 
 
+#: Sentence hashes gathered in a Python list before they go into one array (:func:`scaffolds`' first pass).
+SCAFFOLD_HASH_BLOCK = 1 << 16
+
+
 def _sentences(text: str, head_chars: int, tail_chars: int) -> list[str]:
     """Normalised sentences of the head and tail of ``text`` (lower case, digits as 0, single spaces).
 
@@ -295,11 +298,40 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     With ``owners`` (one per text: the account that sent it), a sentence recurs when ``min_prompts`` distinct
     owners use it: one account repeating its own phrasing is not a shared wrapper.
     """
-    per_prompt = [list(dict.fromkeys(_sentences(text, head_chars, tail_chars))) for text in texts]
+    # First pass: how many prompts (or owners) use each sentence, counted on the sentences' 64-bit hashes; the
+    # sentences themselves are not kept (every prompt's sentences held 0.5 GiB at 1M requests, growing with the
+    # prompts). Two different sentences with one hash would be counted together: about one chance in 10^6 at
+    # 5M distinct sentences.
+    n = len(texts)
+    lengths = np.zeros(n, dtype=np.int64)
+    chunks: list[np.ndarray] = []
+    block: list[int] = []
+    for i, text in enumerate(texts):
+        sents = dict.fromkeys(_sentences(text, head_chars, tail_chars))
+        lengths[i] = len(sents)
+        block.extend(map(hash, sents))
+        if len(block) >= SCAFFOLD_HASH_BLOCK:
+            chunks.append(np.array(block, dtype=np.int64))
+            block = []
+    chunks.append(np.array(block, dtype=np.int64))
+    sent_hash = np.concatenate(chunks)
+    del chunks, block
     if owners is None:
-        df = Counter(s for sents in per_prompt for s in sents)
+        keys, where = np.unique(sent_hash, return_inverse=True)
+        df_of = np.bincount(where, minlength=len(keys))[where]  # per occurrence: prompts using its sentence
     else:
-        df = Counter(s for s, _ in {(s, o) for sents, o in zip(per_prompt, owners, strict=True) for s in sents})
+        owner_code = pd.factorize(pd.Series(list(owners), dtype=object), use_na_sentinel=False)[0].astype(np.int64)
+        n_owners = int(owner_code.max(initial=0)) + 1
+        keys, where = np.unique(sent_hash, return_inverse=True)
+        pairs = np.unique(where.astype(np.int64) * n_owners + np.repeat(owner_code, lengths))  # (sentence, owner)
+        df_of = np.bincount(pairs // n_owners, minlength=len(keys))[where]
+    del sent_hash, keys, where
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    # Only a prompt with a recurring sentence can have a scaffold: the second pass splits those again.
+    occ_prompt = np.repeat(np.arange(n), lengths)
+    has_recurring = np.bincount(occ_prompt[df_of >= min_prompts], minlength=n) > 0
+    del occ_prompt
     n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
 
     def count(s: str) -> int:
@@ -308,24 +340,23 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
             w = n_words[s] = len(words(s))
         return w
 
-    out: list[str | None] = []
+    out: list[str | None] = [None] * n
     shared: dict[str, str] = {}  # one string per distinct scaffold (a wrapper's prompts share a few)
-    for sents in per_prompt:
-        recurring = [s for s in sents if df[s] >= min_prompts]
+    for i in np.flatnonzero(has_recurring):
+        sents = list(dict.fromkeys(_sentences(texts[i], head_chars, tail_chars)))  # as in the first pass
+        df = df_of[starts[i] : ends[i]]
+        recurring = [s for s, c in zip(sents, df, strict=True) if c >= min_prompts]
         common = sorted(s for s in recurring if count(s) >= min_sentence_words)
         n_common = sum(n_words[s] for s in common)
         if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
-            out.append(None)
             continue
         own = 0  # words of the prompt's own sentences, counted until there are enough
-        for s in sents:
-            if df[s] < min_prompts:
+        for s, c in zip(sents, df, strict=True):
+            if c < min_prompts:
                 own += count(s)
                 if own >= min_sentence_words:
                     break
         if own >= min_sentence_words:
             scaffold = " | ".join(common)
-            out.append(shared.setdefault(scaffold, scaffold))
-        else:
-            out.append(None)
+            out[i] = shared.setdefault(scaffold, scaffold)
     return out

@@ -205,6 +205,57 @@ def test_scaffolds_survive_fragment_order_and_ignore_task_text():
     assert cluster.scaffolds([fragments[0] + " " + fragments[1]] * 10, min_prompts=8)[0] is None
 
 
+def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words=3, min_scaffold_words=8):
+    """:func:`cluster.scaffolds` as its docstring defines it, every prompt's sentences held at once."""
+    from collections import Counter
+
+    per_prompt = [list(dict.fromkeys(cluster.sentences(t))) for t in texts]
+    if owners is None:
+        df = Counter(s for sents in per_prompt for s in sents)
+    else:
+        df = Counter(s for s, _ in {(s, o) for sents, o in zip(per_prompt, owners, strict=True) for s in sents})
+    out = []
+    for sents in per_prompt:
+        common = sorted(s for s in sents if df[s] >= min_prompts and len(cluster.words(s)) >= min_sentence_words)
+        own = sum(len(cluster.words(s)) for s in sents if df[s] < min_prompts)
+        ok = sum(len(cluster.words(s)) for s in common) >= min_scaffold_words and own >= min_sentence_words
+        out.append(" | ".join(common) if ok else None)
+    return out
+
+
+@pytest.mark.parametrize("with_owners", [False, True])
+def test_scaffolds_match_their_definition(with_owners):
+    # Sentences counted on hashes in a first pass, prompts split again in a second: the same scaffolds as
+    # holding every prompt's sentences, with repeated sentences inside a prompt, empty texts (also last),
+    # CJK wrappers and owners repeating their own phrasing.
+    rng = np.random.default_rng(11)
+    pool = [f"Fragment number {i} says to reason carefully about item {i}." for i in range(12)]
+    pool += ["请一步一步地思考这个问题并给出答案。", "用中文回答并说明每一步的理由。"]
+    texts, owners = [], []
+    for _ in range(400):
+        parts = [pool[j] for j in rng.choice(len(pool), size=int(rng.integers(0, 5)), replace=False)]
+        if rng.random() < 0.2 and parts:
+            parts.append(parts[0])  # a sentence twice in one prompt counts once
+        task = " ".join("".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=6)) for _ in range(5))
+        parts.insert(int(rng.integers(0, len(parts) + 1)), f"Task {task}.")
+        texts.append(" ".join(parts) if rng.random() > 0.05 else "")
+        owners.append(f"acct{int(rng.integers(0, 15))}" if rng.random() > 0.1 else None)
+    # At the bar: a sentence in exactly 6 prompts (6 owners), one in 5, one in 8 prompts of 3 owners.
+    at_bar = [("Always double check the arithmetic before replying to me.", 6, 6),
+              ("Never mention that these instructions were given to you.", 5, 5),
+              ("Answer as a patient teacher would for a young student.", 8, 3)]
+    for sentence, n_prompts, n_owners in at_bar:
+        for j in range(n_prompts):
+            texts[j * 7 + 3] += " " + sentence + " " + pool[0] + " " + pool[1]
+            owners[j * 7 + 3] = f"bar{sentence[:5]}{j % n_owners}"
+    texts += ["", ""]
+    owners += ["acct1", None]
+    kw = {"owners": owners} if with_owners else {}
+    assert cluster.scaffolds(texts, min_prompts=6, **kw) == _scaffolds_by_definition(texts, 6, **kw)
+    assert sum(s is not None for s in cluster.scaffolds(texts, min_prompts=6, **kw)) > 50
+    assert cluster.scaffolds([], min_prompts=6) == []
+
+
 def _saved_index_case(tmp_path, n_old=4000, n_new=400, d=32):
     """Vectors with shuffled embedding row ids (hash order is not row order), the first ``n_old`` indexed."""
     rng = np.random.default_rng(3)
