@@ -205,6 +205,49 @@ def test_scaffolds_survive_fragment_order_and_ignore_task_text():
     assert cluster.scaffolds([fragments[0] + " " + fragments[1]] * 10, min_prompts=8)[0] is None
 
 
+def _blobs_graph(seed: int, k: int = 10):
+    """A kNN graph over blobs of several sizes, exact copies (distance ties), a far outlier group, and rows
+    missing neighbours (-1), as the stage's graphs have them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, 16))
+    x = np.vstack([c + rng.normal(scale=s, size=(m, 16)) for c, s, m in
+                   zip(centres, rng.uniform(0.05, 0.4, 12), rng.integers(5, 80, 12), strict=True)])
+    x = np.vstack([x, x[:30], rng.normal(size=(40, 16))]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    nbrs, sims = index.knn_graph(index.build_index(x), x, k=k)
+    nbrs[::17, -3:] = -1
+    sims[::17, -3:] = -np.inf
+    return nbrs, sims
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_symmetric_graph_is_fast_hdbscans_own(seed):
+    from fast_hdbscan.precomputed import _symmetrize_min_csr
+
+    nbrs, sims = _blobs_graph(seed)
+    ours = cluster.symmetric_distance_graph(nbrs, sims)
+    theirs = _symmetrize_min_csr(cluster.knn_to_distance_graph(nbrs, sims))
+    theirs.sort_indices()
+    assert ours.indices.dtype == ours.indptr.dtype == np.int32 and ours.data.dtype == np.float64
+    np.testing.assert_array_equal(ours.indptr, theirs.indptr)
+    np.testing.assert_array_equal(ours.indices, theirs.indices)
+    np.testing.assert_array_equal(ours.data, theirs.data)  # bit for bit
+
+
+@pytest.mark.parametrize(("seed", "selection"), [(0, "leaf"), (1, "leaf"), (2, "eom")])
+def test_hdbscan_on_the_symmetric_graph_equals_fast_hdbscan(seed, selection):
+    from fast_hdbscan.hdbscan import fast_hdbscan
+
+    nbrs, sims = _blobs_graph(seed)
+    params = cluster.ClusterParams(k=10, min_cluster_size=8, min_samples=5, selection=selection)
+    labels, strengths = cluster.cluster_knn_graph(nbrs, sims, params)
+    ref_labels, ref_strengths = fast_hdbscan(cluster.knn_to_distance_graph(nbrs, sims), metric="precomputed",
+                                             min_samples=5, min_cluster_size=8, cluster_selection_method=selection)
+    np.testing.assert_array_equal(labels, cluster.relabel_by_size(np.asarray(ref_labels, dtype=np.int64)))
+    np.testing.assert_array_equal(strengths, ref_strengths)
+    assert len(set(labels.tolist()) - {-1}) >= 5
+
+
 def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words=3, min_scaffold_words=8):
     """:func:`cluster.scaffolds` as its docstring defines it, every prompt's sentences held at once."""
     from collections import Counter
