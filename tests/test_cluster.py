@@ -248,6 +248,22 @@ def test_hdbscan_on_the_symmetric_graph_equals_fast_hdbscan(seed, selection):
     assert len(set(labels.tolist()) - {-1}) >= 5
 
 
+def test_cluster_knn_graph_falls_back_to_fast_hdbscans_entry_point(monkeypatch):
+    # Another fast_hdbscan without these internals: its public entry point, the same labels.
+    import sys
+
+    nbrs, sims = _blobs_graph(3)
+    params = cluster.ClusterParams(k=10, min_cluster_size=8, min_samples=5)
+    direct = cluster.cluster_knn_graph(nbrs, sims, params)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "fast_hdbscan.precomputed", None)  # importing from it raises ImportError
+        assert cluster._hdbscan_on_symmetric(cluster.symmetric_distance_graph(nbrs, sims), 5, 8, "leaf") is None
+    monkeypatch.setattr(cluster, "_hdbscan_on_symmetric", lambda *args: None)
+    fallback = cluster.cluster_knn_graph(nbrs, sims, params)
+    np.testing.assert_array_equal(direct[0], fallback[0])
+    np.testing.assert_array_equal(direct[1], fallback[1])
+
+
 def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words=3, min_scaffold_words=8):
     """:func:`cluster.scaffolds` as its docstring defines it, every prompt's sentences held at once."""
     from collections import Counter
