@@ -318,8 +318,10 @@ class StoredVectors:
             self._shards[shard] = load_npy(self._ws.shard_path(self._key, shard))
         return self._shards[shard]
 
-    def _read(self, positions: np.ndarray) -> np.ndarray:
-        """The L2-normalised float32 vectors of the rows at ``positions``, in that order."""
+    def _read(self, positions: np.ndarray, keep: bool = True) -> np.ndarray:
+        """The L2-normalised float32 vectors of the rows at ``positions``, in that order. Shard by shard, each
+        shard's rows normalised on their own (no second array the size of the result); ``keep=False`` drops each
+        shard file once its rows are taken (a read of every row: the float16 shards need not all be held)."""
         rows = self._rows.iloc[positions].reset_index(drop=True)
         out = np.zeros((len(rows), self.shape[1]), dtype=np.float32)
         for shard, grp in rows.groupby("shard", sort=True):
@@ -330,9 +332,12 @@ class StoredVectors:
                     f"{self._ws.shard_path(self._key, int(shard))} has {arr.shape[0]} rows but the database "
                     f"expects {need}; run 'analyzer embed' to re-embed the missing prompts"
                 )
-            out[grp.index.to_numpy()] = arr[grp["row"].to_numpy()].astype(np.float32)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out /= np.where(norms > 0, norms, 1.0)
+            block = arr[grp["row"].to_numpy()].astype(np.float32)
+            norms = np.linalg.norm(block, axis=1, keepdims=True)  # row by row: as over the whole result
+            block /= np.where(norms > 0, norms, 1.0)
+            out[grp.index.to_numpy()] = block
+            if not keep:
+                del self._shards[int(shard)]
         return out
 
     def __getitem__(self, sel) -> np.ndarray:
@@ -343,7 +348,7 @@ class StoredVectors:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         if self._all is None:
-            self._all = self._read(np.arange(self.shape[0]))
+            self._all = self._read(np.arange(self.shape[0]), keep=False)
             self._shards.clear()
         out = self._all if dtype is None else self._all.astype(dtype, copy=False)
         return out.copy() if copy and out is self._all else out  # np.array(...) must not hand out the cache
