@@ -552,14 +552,11 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
 
 def unassigned_share(ws: Workspace, hashes: np.ndarray, units: np.ndarray, system_map: pd.DataFrame) -> float | None:
     """Share of all requests whose prompt has no unit (``units``, in ``hashes`` order: no cluster, family or
-    attribution) and whose system prompt is in no system family (``system_map``); ``None`` without requests."""
-    req = ws.request_system_hashes()
-    if req.empty:
-        return None
-    unit = pd.Series(units, index=hashes).reindex(req["prompt_hash"]).fillna(-1).to_numpy()
-    family = system_map.set_index("system_hash")["cluster_id"] if len(system_map) else pd.Series(dtype=float)
-    in_sys = req["system_hash"].map(family).fillna(-1).to_numpy() >= 0
-    return float(((unit < 0) & ~in_sys).mean())
+    attribution) and whose system prompt is in no system family (``system_map``); ``None`` without requests.
+    Counted in the database (:meth:`Workspace.unassigned_request_share`)."""
+    fams = system_map[["system_hash", "cluster_id"]] if len(system_map) else pd.DataFrame(
+        {"system_hash": pd.Series(dtype=object), "cluster_id": pd.Series(dtype=np.int64)})
+    return ws.unassigned_request_share(pd.DataFrame({"prompt_hash": hashes, "unit": units}), fams)
 
 
 #: The signal parameters the cluster stage reads (training value of prompts and clusters, scripts not judged,

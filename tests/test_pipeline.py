@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, SAMPLE_TRUTH
 
@@ -215,3 +216,25 @@ def test_read_ahead_keeps_order_raises_in_place_and_reads_one_ahead():
         if item == 1:
             break
     assert produced == [0, 1, 2]
+
+
+def test_unassigned_request_share_counted_in_the_database(sample_workspace):
+    # The share the cluster stage records, counted by DuckDB, equals the same count over the requests in pandas.
+    from analyzer.pipeline import unassigned_share
+    from analyzer.workspace import Workspace
+
+    with Workspace(str(sample_workspace), read_only=True) as ws:
+        req = ws.request_system_hashes()
+        hashes = ws.table("prompt_clusters")["prompt_hash"].to_numpy(dtype=object)
+        systems = ws.table("system_clusters")
+        rng = np.random.default_rng(0)
+        for units, fams in [(rng.integers(-1, 3, len(hashes)), systems),
+                            (np.full(len(hashes), -1), systems.iloc[:0]),
+                            (rng.integers(-1, 1, len(hashes))[: len(hashes) // 2], systems)]:
+            kept = hashes[: len(units)]
+            unit = pd.Series(units, index=kept).reindex(req["prompt_hash"]).fillna(-1).to_numpy()
+            family = fams.set_index("system_hash")["cluster_id"]
+            in_sys = req["system_hash"].map(family).fillna(-1).to_numpy() >= 0
+            expected = float(((unit < 0) & ~in_sys).mean())
+            assert unassigned_share(ws, kept, units, fams) == pytest.approx(expected, abs=1e-12)
+        assert (systems["cluster_id"] >= 0).any() and req["system_hash"].notna().any()  # both paths exercised
