@@ -8,7 +8,8 @@ Run: ``python benchmarks/incident.py --dir DIR [--seed 0] [--shards 16] [--steps
 their truths: generating is resumable and reproducible (an interrupted generation goes on at the first shard
 without its truth), and later runs reuse them. Each step runs ``analyzer run`` on its shards as a team would (its
 own process, default options, the map included) into a fresh ``DIR/ws-N``, measured from outside: wall time and
-the process's peak resident memory (``getrusage`` of the child), the run's own stage times and stage peaks; then
+the process's peak resident memory (``getrusage`` of the child; its resident memory every 2 s in ``DIR/rss-N.tsv``,
+written as it runs), the run's own stage times and stage peaks; then
 scores the workspace against the truth of those shards (:func:`analyzer.bench.scenario.merge_truths`). The curve
 of total time against requests is the steps' rows. Needs ``../shared/data`` (or ``$ANALYZER_SHARED_DATA``).
 """
@@ -22,6 +23,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +32,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analyzer.bench import corpora  # noqa: E402
 from analyzer.bench.run import score_row, workspace_result  # noqa: E402
 from analyzer.bench.scenario import merge_truths, resolve_knobs, write_sharded_scenario  # noqa: E402
+
+#: Seconds between two samples of the run's resident memory (``DIR/rss-N.tsv``).
+RSS_EVERY_S = 2.0
+
+
+def _sample_rss(child: subprocess.Popen, path: Path, t0: float, every: float = RSS_EVERY_S) -> None:
+    """Write the child's resident memory (``seconds  MiB``, one line every ``every`` seconds) to ``path`` while it
+    runs, flushed as it goes: a run killed for memory leaves the curve up to its end."""
+    status = Path(f"/proc/{child.pid}/status")
+    with path.open("w", encoding="utf-8") as out:
+        while child.poll() is None:
+            try:
+                kb = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS:"))
+            except (OSError, StopIteration, ValueError):
+                break
+            out.write(f"{time.perf_counter() - t0:.0f}\t{kb / 1024:.0f}\n")
+            out.flush()
+            time.sleep(every)
 
 
 def run_step(scenario_dir: Path, n_shards: int, ws_dir: Path, seed: int, knobs: dict) -> dict:
@@ -43,8 +63,14 @@ def run_step(scenario_dir: Path, n_shards: int, ws_dir: Path, seed: int, knobs: 
     shutil.rmtree(ws_dir, ignore_errors=True)
     cmd = [sys.executable, "-m", "analyzer.cli", "run", *map(str, logs), "--workspace", str(ws_dir), "--quiet"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    timeline = ws_dir.parent / f"rss-{n_shards}.tsv"
+    sampler = threading.Thread(target=_sample_rss, args=(child, timeline, t0), daemon=True)
+    sampler.start()
+    if child.wait() != 0:
+        raise subprocess.CalledProcessError(child.returncode, cmd)
     wall = time.perf_counter() - t0
+    sampler.join()
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # the largest child so far
     with Workspace(str(ws_dir)) as ws:
         _, stats = ws.ok_run_stats()[0]
