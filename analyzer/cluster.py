@@ -84,8 +84,13 @@ def knn_to_distance_graph(nbrs: np.ndarray, sims: np.ndarray) -> sp.csr_matrix:
     rows = np.repeat(np.arange(n), k)
     cols = nbrs.ravel()
     ok = cols >= 0
-    d = np.sqrt(np.clip(2.0 - 2.0 * sims.ravel()[ok].astype(np.float64), 0.0, None)) + 1e-6
-    return sp.csr_matrix((d, (rows[ok], cols[ok])), shape=(n, n))
+    return sp.csr_matrix((_distance(sims.ravel()[ok].astype(np.float64)), (rows[ok], cols[ok])), shape=(n, n))
+
+
+def _distance(sim: np.ndarray) -> np.ndarray:
+    """Euclidean distance of unit vectors from their cosine (float64), plus 1e-6 so that copies (distance 0)
+    stay an edge of the sparse graph."""
+    return np.sqrt(np.clip(2.0 - 2.0 * sim, 0.0, None)) + 1e-6
 
 
 #: Added to a cosine similarity (>= -1) so that every stored value is positive: a sparse maximum then keeps, for a
@@ -115,17 +120,16 @@ def symmetric_distance_graph(nbrs: np.ndarray, sims: np.ndarray) -> sp.csr_matri
     both = directed.maximum(directed.T.tocsr())
     del directed
     both.sort_indices()
-    sim = both.data - _SIM_SHIFT
-    both.data = np.sqrt(np.clip(2.0 - 2.0 * sim, 0.0, None)) + 1e-6
+    both.data = _distance(both.data - _SIM_SHIFT)
     both.indices = both.indices.astype(np.int32, copy=False)
     both.indptr = both.indptr.astype(np.int32, copy=False)
     return both
 
 
-def _hdbscan_on_symmetric(graph: sp.csr_matrix, min_samples: int, min_cluster_size: int, selection: str
-                          ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``fast_hdbscan(graph, metric="precomputed")`` for a graph already symmetric (see
-    :func:`symmetric_distance_graph`): its own steps after symmetrisation (core distances, mutual-reachability
+def _hdbscan_on_symmetric(nbrs: np.ndarray, sims: np.ndarray, min_samples: int, min_cluster_size: int,
+                          selection: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``fast_hdbscan(knn_to_distance_graph(nbrs, sims), metric="precomputed")`` on the graph symmetrised here
+    (:func:`symmetric_distance_graph`): its own steps after symmetrisation (core distances, mutual-reachability
     graph, Boruvka, bridges, exact weights, cluster tree). ``None`` where this ``fast_hdbscan`` has other
     internals (then the caller uses its public entry point)."""
     try:
@@ -139,6 +143,7 @@ def _hdbscan_on_symmetric(graph: sp.csr_matrix, min_samples: int, min_cluster_si
         )
     except ImportError:
         return None
+    graph = symmetric_distance_graph(nbrs, sims)
     data, indices, indptr = graph.data, graph.indices, graph.indptr
     _, core = _core_distances_csr(data, indices, indptr, min_samples)
     weights, distances, cg_indices = _build_core_graph_csr(data, indices, indptr, core)
@@ -162,7 +167,7 @@ def cluster_knn_graph(nbrs: np.ndarray, sims: np.ndarray, params: ClusterParams)
     if n < max(params.min_cluster_size, 2):
         return np.full(n, -1, dtype=np.int64), np.zeros(n)
     min_samples, min_size = int(min(params.min_samples, params.k)), int(params.min_cluster_size)
-    found = _hdbscan_on_symmetric(symmetric_distance_graph(nbrs, sims), min_samples, min_size, params.selection)
+    found = _hdbscan_on_symmetric(nbrs, sims, min_samples, min_size, params.selection)
     if found is None:
         from fast_hdbscan.hdbscan import fast_hdbscan
 

@@ -257,7 +257,7 @@ def test_cluster_knn_graph_falls_back_to_fast_hdbscans_entry_point(monkeypatch):
     direct = cluster.cluster_knn_graph(nbrs, sims, params)
     with monkeypatch.context() as m:
         m.setitem(sys.modules, "fast_hdbscan.precomputed", None)  # importing from it raises ImportError
-        assert cluster._hdbscan_on_symmetric(cluster.symmetric_distance_graph(nbrs, sims), 5, 8, "leaf") is None
+        assert cluster._hdbscan_on_symmetric(nbrs, sims, 5, 8, "leaf") is None
     monkeypatch.setattr(cluster, "_hdbscan_on_symmetric", lambda *args: None)
     fallback = cluster.cluster_knn_graph(nbrs, sims, params)
     np.testing.assert_array_equal(direct[0], fallback[0])
