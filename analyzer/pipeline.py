@@ -1355,6 +1355,7 @@ def score(ws: Workspace, options: RunOptions, run_id: int | None = None, write: 
     req = ws.scoring_requests()
     if req.empty:
         raise RuntimeError("the workspace has no requests: run 'analyzer ingest' first")
+    ws.release_cache()  # the blocks of every request, just read: the stage's peak comes later
     clusters = ws.table("clusters")
     result = find_campaigns(req, cluster_infos(clusters), options.scoring, lambda hashes: prompt_texts(ws, hashes),
                             options.signals, options.evidence)

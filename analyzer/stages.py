@@ -493,6 +493,7 @@ def _release(ctx: Context, made: dict[str, StageLike], remaining: Sequence[str])
         del ctx.memory[dataset]
     for name in [n for n in made if n not in remaining]:
         del made[name]
+    ctx.ws.release_cache()  # the database blocks the stage read or wrote
     pipeline.return_free_memory()
 
 

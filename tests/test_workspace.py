@@ -135,3 +135,30 @@ def test_scoring_requests_are_the_rows_a_plain_query_gives(sample_workspace):
     order = cols[:3]
     assert got[cols].sort_values(order).reset_index(drop=True).equals(plain.sort_values(order).reset_index(drop=True))
     assert got["cluster_id"].dtype == np.int32 and str(got["account_id"].dtype) == str(plain["account_id"].dtype)
+
+
+def test_release_cache_evicts_read_blocks_and_keeps_the_limit(sample_workspace_copy):
+    from analyzer.workspace import Workspace
+
+    def cached(ws) -> int:
+        return int(ws.db.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory() "
+                                 "WHERE tag = 'BASE_TABLE'").fetchall()[0][0] or 0)
+
+    with Workspace(str(sample_workspace_copy)) as ws:
+        # A table of some megabytes, on disk (a block only in memory cannot be evicted), then read whole.
+        ws.db.execute("CREATE TABLE filler AS SELECT range AS i, md5(range::VARCHAR) AS h FROM range(300000)")
+        ws.db.execute("CHECKPOINT")
+        limit = ws.db.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        distinct = ws.db.execute("SELECT count(DISTINCT h) FROM filler").fetchall()[0][0]
+        before = ws.scoring_requests()
+        held = cached(ws)
+        assert held > 4 << 20  # the blocks read, kept after the reads
+        ws.release_cache()
+        assert cached(ws) < 1 << 20
+        assert ws.db.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == limit
+        after = ws.scoring_requests()  # read again from disk: the same rows
+        assert after.equals(before)
+        assert ws.db.execute("SELECT count(DISTINCT h) FROM filler").fetchall()[0][0] == distinct == 300000
+        for _ in range(3):  # the default limit itself, not a rounded copy that drifts down
+            ws.release_cache()
+        assert ws.db.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == limit
