@@ -25,6 +25,8 @@ import numpy as np
 QUERY_BLOCK = 8192
 #: Rows of the base (every vector) compared with a query block in one product.
 BASE_BLOCK = 1 << 19
+#: The block shapes on the CPU (tests, small inputs): a product of 1,024 x 65,536 similarities is 256 MiB.
+CPU_QUERY_BLOCK, CPU_BASE_BLOCK = 1024, 1 << 16
 
 
 def drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray, s: np.ndarray, i: np.ndarray,
@@ -40,8 +42,8 @@ def drop_self(nbrs: np.ndarray, sims: np.ndarray, start: int, rows: np.ndarray, 
     sims[start : start + len(i), :width] = np.where(kept, np.take_along_axis(s, order, axis=1), -np.inf)
 
 
-def knn_graph_exact(vectors: np.ndarray, k: int = 15, device: str = "cuda", query_block: int = QUERY_BLOCK,
-                    base_block: int = BASE_BLOCK, progress: Callable[[int], None] | None = None,
+def knn_graph_exact(vectors: np.ndarray, k: int = 15, device: str = "cuda", query_block: int | None = None,
+                    base_block: int | None = None, progress: Callable[[int], None] | None = None,
                     half: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every row's ``k`` most similar other rows of ``vectors`` (L2-normalised, ``(n, d)``), exactly, on the
     torch ``device``: ``(neighbours, similarities)``, each ``(n, k)``, as :func:`analyzer.index.knn_graph`
@@ -50,7 +52,8 @@ def knn_graph_exact(vectors: np.ndarray, k: int = 15, device: str = "cuda", quer
     The vectors are held on the device once (single precision); the products run in half precision where
     ``half`` (default: on a GPU) and the ``k + 1`` found per row are then scored again in single precision and
     ordered by that score; otherwise everything is single precision. Rows with equal similarity keep no
-    particular order.
+    particular order. Blocks: :data:`QUERY_BLOCK` x :data:`BASE_BLOCK` on a GPU, :data:`CPU_QUERY_BLOCK` x
+    :data:`CPU_BASE_BLOCK` on the CPU, unless given.
     """
     import torch
 
@@ -62,6 +65,9 @@ def knn_graph_exact(vectors: np.ndarray, k: int = 15, device: str = "cuda", quer
         return nbrs, sims
     dev = torch.device(device)
     half = dev.type == "cuda" if half is None else half
+    on_cpu = dev.type == "cpu"
+    query_block = query_block or (CPU_QUERY_BLOCK if on_cpu else QUERY_BLOCK)
+    base_block = base_block or (CPU_BASE_BLOCK if on_cpu else BASE_BLOCK)
     k_eff = min(k + 1, n)
     with torch.inference_mode():
         base = torch.from_numpy(vectors).to(dev)
