@@ -42,10 +42,15 @@ class MemoryAtScore(Score):
 
         from analyzer.stages import Stage
 
+        def is_stage(o) -> bool:
+            try:
+                return isinstance(o, Stage)
+            except ReferenceError:  # a weak proxy whose object is gone (a library's, in the heap)
+                return False
+
         MemoryAtScore.seen.append(sorted(ctx.memory))
         gc.collect()
-        MemoryAtScore.alive.append(sorted(type(o).__name__ for o in gc.get_objects()
-                                          if isinstance(o, Stage) and o is not self))
+        MemoryAtScore.alive.append(sorted(type(o).__name__ for o in gc.get_objects() if is_stage(o) and o is not self))
         return super().run(ctx)
 
 
