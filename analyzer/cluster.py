@@ -387,13 +387,12 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     chunks.append(np.array(block, dtype=np.int64))
     sent_hash = np.concatenate(chunks)
     del chunks, block
+    keys, where = np.unique(sent_hash, return_inverse=True)
     if owners is None:
-        keys, where = np.unique(sent_hash, return_inverse=True)
         df_of = np.bincount(where, minlength=len(keys))[where]  # per occurrence: prompts using its sentence
     else:
         owner_code = pd.factorize(pd.Series(list(owners), dtype=object), use_na_sentinel=False)[0].astype(np.int64)
         n_owners = int(owner_code.max(initial=0)) + 1
-        keys, where = np.unique(sent_hash, return_inverse=True)
         pairs = np.unique(where.astype(np.int64) * n_owners + np.repeat(owner_code, lengths))  # (sentence, owner)
         df_of = np.bincount(pairs // n_owners, minlength=len(keys))[where]
     del sent_hash, keys, where
