@@ -213,6 +213,12 @@ class ScoringConfig:
     #: Focus shrinks each member's share towards 0 by this many pseudo-requests (``in / (total + prior)``), so
     #: that an account with one request in the group is not "fully focused".
     focus_prior: float = 3.0
+    #: Focus counts a member's requests *outside* the group as focused work when they read as a capability too:
+    #: training value at least this, or not judged (a script the embedding model does not read, as the value
+    #: gate treats it). An operator that spreads each account over several wrappers, task kinds and languages
+    #: leaves a small share of each account's traffic in any one group, yet its accounts do nothing but harvest;
+    #: an ordinary customer's other requests are mostly ordinary. Above 1: only the group's own requests count.
+    focus_capability_value: float = 0.5
     #: Spread is ``log(customers) / log(this)``, capped at 1: this many distinct customers give full spread.
     full_spread_accounts: int = 10
     #: A group with fewer members than this is scored only when its members sent
@@ -307,6 +313,9 @@ class EvidenceParams:
     intent_min_value: float = 0.3
     #: Members with at least this (shrunk) share of their traffic in the campaign "do almost nothing else".
     focused_share: float = 0.8
+    #: The focus sentence names the capability work members do outside the campaign once it adds at least this
+    #: much to their mean focus.
+    focus_elsewhere_min: float = 0.01
     #: Diversity below this is reported as "low task diversity" (a viral or scripted repeat).
     low_diversity: float = 0.5
     #: Templating at or above this is reported with the scaffold.
@@ -825,6 +834,9 @@ def find_campaigns(
     ctx = _context(req, account_total, clusters, config, texts_for or (lambda hashes: {}), signals, evidence)
     community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
     req = req[[c for c in GROUPING_COLUMNS if c in req]]
+    if "intent_similarity" in req:
+        req = req.assign(capability=_reads_as_capability(req, config, signals))
+        ctx.account_capability = req["capability"].groupby(req["account_id"]).sum().astype(np.int64)
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
@@ -863,6 +875,17 @@ def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.Data
     req["subnet"] = nets[ip_code + 1]  # code -1 (no address) -> None
     req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
     return req
+
+
+def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.SignalParams) -> np.ndarray:
+    """Per request, whether it reads as capability work for focus (``focus_capability_value``): training value
+    at least that, or not judged (its prompt in a script the embedding model does not read)."""
+    sims = req["intent_similarity"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if config.focus_capability_value > 1:
+        return np.zeros(len(req), dtype=bool)
+    judged = ~np.isnan(sims)
+    tv = sig.training_values(np.where(judged, sims, 0.0), signals.training_value_low, signals.training_value_high)
+    return ~judged | (tv >= config.focus_capability_value)
 
 
 def identifier_pairs(req: pd.DataFrame) -> pd.DataFrame:
@@ -963,6 +986,8 @@ class _Context:
     community_units: frozenset[int] = frozenset()
     #: ids of the capability wrappers (see :func:`wrapper_units`)
     wrapper_units: frozenset[int] = frozenset()
+    #: requests per account that read as a capability (see ``focus_capability_value``; empty: not known)
+    account_capability: pd.Series = field(default_factory=lambda: pd.Series(dtype=np.int64))
     evidence: EvidenceParams = field(default_factory=EvidenceParams)
 
     def __post_init__(self) -> None:
@@ -1346,6 +1371,7 @@ class _Operator:
     mreq: pd.DataFrame  # the members' requests in the group
     counts: pd.Series  # requests per member in the group, in ``members`` order
     share: np.ndarray  # each member's (shrunk) share of its own traffic in the group
+    focus: np.ndarray  # each member's (shrunk) share of its own traffic in the group or capability work elsewhere
     shared: list[sig.SharedValue]  # evidence identifiers (concentrated, across principals)
     n_principals: int
 
@@ -1357,8 +1383,14 @@ def _operator(group: list[int], greq: pd.DataFrame, members: list[str], ctx: _Co
     counts = mreq.groupby("account_id").size().reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     share = sig.shrunk_share(counts.to_numpy(), totals, ctx.config.focus_prior)
+    focused = counts.to_numpy(dtype=np.float64)
+    if len(ctx.account_capability) and "capability" in mreq:
+        # capability work outside the group: the member's capability requests less those inside it
+        inside = mreq["capability"].groupby(mreq["account_id"]).sum().reindex(members, fill_value=0).to_numpy()
+        focused = focused + ctx.account_capability.reindex(members, fill_value=0).to_numpy() - inside
+    focus = sig.shrunk_share(focused, totals, ctx.config.focus_prior)
     shared = _evidence_values(ctx, member_set) if len(members) >= 2 else []
-    return _Operator(group, members, member_set, mreq, counts, share, shared,
+    return _Operator(group, members, member_set, mreq, counts, share, focus, shared,
                      _n_principals(members, ctx, shared))
 
 
@@ -1480,7 +1512,7 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     n_members = len(op.members)
     values: dict[str, float | None] = {"spread": sig.spread(op.n_principals, config.full_spread_accounts)}
     values["evenness"] = sig.evenness(op.counts.to_numpy()) if n_members >= 2 else None
-    values["focus"] = float(op.share.mean())
+    values["focus"] = float(op.focus.mean())
     n_unique = int(mreq["prompt_hash"].nunique())
     n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
     values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
@@ -1501,7 +1533,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     tv = values["training_value"]
     # not judged: the kind its own words name (or none); judged: its capability once its value reaches the bar
     kind = content.kind_name if tv is None or tv >= ep.intent_min_value else ""
-    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, op.share, op.shared,
+    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, (op.share, op.focus), op.shared,
                          extras["infra_accounts"], extras["n_measured"], top_info.template, top_info.template_coverage, kind,
                          extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
@@ -1728,10 +1760,15 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
             f"Volume per account: median {int(np.median(m_counts))}, max {int(m_counts.max())}; "
             f"evenness {values['evenness']:.2f} (1 = perfectly load-balanced)."
         )
+    m_share, m_focus = m_share
+    elsewhere = float(np.mean(m_focus) - np.mean(m_share))
     ev.append(
-        f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_share)))} of each account's own traffic is in this campaign"
-        + (f"; {int((m_share >= ep.focused_share).sum())} accounts do almost nothing else."
-           if (m_share >= ep.focused_share).any() else ".")
+        f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_focus)))} of each account's own traffic is "
+        + (f"this campaign's work or capability work elsewhere ({_fmt_pct(float(np.mean(m_share)))} in this campaign; "
+           "reasoning, grading, tool use, code or text the model does not read, in other units)"
+           if elsewhere >= ep.focus_elsewhere_min else "in this campaign")
+        + (f"; {int((m_focus >= ep.focused_share).sum())} accounts do almost nothing else."
+           if (m_focus >= ep.focused_share).any() else ".")
     )
     if values["diversity"] < ep.low_diversity:
         ev.append(

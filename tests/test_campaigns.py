@@ -750,3 +750,29 @@ def test_linked_pairs_by_blocks_give_every_pair_the_whole_product_gives() -> Non
     for block in (1, 7, 10_000):
         got = {tuple(sorted(p)) for p in campaigns._linked_pairs(pairs, accept, block).tolist()}
         assert got == expected
+
+
+def test_focus_counts_capability_work_elsewhere_but_not_ordinary_traffic():
+    """A pool spreading each account over its campaign's unit and capability requests elsewhere (unclustered tool
+    calls, text in a script the model does not read) is as focused as one doing nothing else; an account whose
+    other requests are ordinary chat is not, and ``focus_capability_value`` above 1 counts the unit alone."""
+    def pool_rows(prefix: str, elsewhere_sim: float) -> list[dict]:
+        accounts = [f"{prefix}{i}" for i in range(12)]
+        rows = [{**r, "intent": "chain-of-thought elicitation", "intent_similarity": 0.6}
+                for r in _rows(accounts, 1, 4, prefix)]
+        return rows + _noise_work(accounts, f"{prefix}-x", elsewhere_sim, n=4)
+
+    def focus_of(rows: list[dict], config: ScoringConfig) -> float:
+        camps = find_campaigns(pd.DataFrame(rows + _organic(60)), CLUSTERS, config).campaigns
+        return float(camps.iloc[0]["signals"]["focus"])  # rounded to 4 places
+
+    default = ScoringConfig()
+    busy, chatty, unread = pool_rows("p", 0.6), pool_rows("p", 0.02), pool_rows("p", np.nan)
+    in_unit = 4 / (8 + default.focus_prior)  # four of eight requests in the unit, shrunk by the prior
+    assert focus_of(busy, default) == pytest.approx(8 / (8 + default.focus_prior), abs=1e-4)
+    assert focus_of(unread, default) == pytest.approx(8 / (8 + default.focus_prior), abs=1e-4)
+    assert focus_of(chatty, default) == pytest.approx(in_unit, abs=1e-4)
+    assert focus_of(busy, ScoringConfig(focus_capability_value=1.5)) == pytest.approx(in_unit, abs=1e-4)
+    camps = find_campaigns(pd.DataFrame(busy + _organic(60)), CLUSTERS, default).campaigns
+    sentence = next(e for e in camps.iloc[0]["evidence"] if e.startswith("Accounts are focused"))
+    assert "capability work elsewhere" in sentence and f"{round(100 * in_unit)}% in this campaign" in sentence
