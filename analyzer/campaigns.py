@@ -213,11 +213,13 @@ class ScoringConfig:
     #: Focus shrinks each member's share towards 0 by this many pseudo-requests (``in / (total + prior)``), so
     #: that an account with one request in the group is not "fully focused".
     focus_prior: float = 3.0
-    #: Focus counts a member's requests *outside* the group as focused work when they read as a capability too:
-    #: training value at least this, or not judged (a script the embedding model does not read, as the value
-    #: gate treats it). An operator that spreads each account over several wrappers, task kinds and languages
-    #: leaves a small share of each account's traffic in any one group, yet its accounts do nothing but harvest;
-    #: an ordinary customer's other requests are mostly ordinary. Above 1: only the group's own requests count.
+    #: Focus counts a member's requests *outside* the group as focused work when they read as a capability too
+    #: (training value at least this, or not judged: a script the embedding model does not read, as the value
+    #: gate treats it), in proportion to the infrastructure signal: an operator that spreads each account over
+    #: several wrappers, task kinds and languages leaves a small share of each account's traffic in any one
+    #: group, yet its accounts, shown to be one operator's by shared proxies or payment, do nothing but harvest;
+    #: independent customers sharing a popular template ask other questions of their own. Above 1: only the
+    #: group's own requests count.
     focus_capability_value: float = 0.5
     #: Spread is ``log(customers) / log(this)``, capped at 1: this many distinct customers give full spread.
     full_spread_accounts: int = 10
@@ -1371,7 +1373,7 @@ class _Operator:
     mreq: pd.DataFrame  # the members' requests in the group
     counts: pd.Series  # requests per member in the group, in ``members`` order
     share: np.ndarray  # each member's (shrunk) share of its own traffic in the group
-    focus: np.ndarray  # each member's (shrunk) share of its own traffic in the group or capability work elsewhere
+    elsewhere: np.ndarray  # each member's (shrunk) share of its own traffic that is capability work outside the group
     shared: list[sig.SharedValue]  # evidence identifiers (concentrated, across principals)
     n_principals: int
 
@@ -1383,14 +1385,14 @@ def _operator(group: list[int], greq: pd.DataFrame, members: list[str], ctx: _Co
     counts = mreq.groupby("account_id").size().reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     share = sig.shrunk_share(counts.to_numpy(), totals, ctx.config.focus_prior)
-    focused = counts.to_numpy(dtype=np.float64)
+    outside = np.zeros(len(members))
     if len(ctx.account_capability) and "capability" in mreq:
         # capability work outside the group: the member's capability requests less those inside it
         inside = mreq["capability"].groupby(mreq["account_id"]).sum().reindex(members, fill_value=0).to_numpy()
-        focused = focused + ctx.account_capability.reindex(members, fill_value=0).to_numpy() - inside
-    focus = sig.shrunk_share(focused, totals, ctx.config.focus_prior)
+        outside = ctx.account_capability.reindex(members, fill_value=0).to_numpy() - inside
+    elsewhere = sig.shrunk_share(outside, totals, ctx.config.focus_prior)
     shared = _evidence_values(ctx, member_set) if len(members) >= 2 else []
-    return _Operator(group, members, member_set, mreq, counts, share, focus, shared,
+    return _Operator(group, members, member_set, mreq, counts, share, elsewhere, shared,
                      _n_principals(members, ctx, shared))
 
 
@@ -1512,7 +1514,7 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     n_members = len(op.members)
     values: dict[str, float | None] = {"spread": sig.spread(op.n_principals, config.full_spread_accounts)}
     values["evenness"] = sig.evenness(op.counts.to_numpy()) if n_members >= 2 else None
-    values["focus"] = float(op.focus.mean())
+    values["focus"] = None  # below, once the infrastructure signal is known (the exports keep this order)
     n_unique = int(mreq["prompt_hash"].nunique())
     n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
     values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
@@ -1520,7 +1522,13 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     values.update(content_values)
     behaviour, extras = _behaviour_signals(op, ctx)
     values.update(behaviour)
-    extras.update(n_unique=n_unique, n_tasks=n_tasks)
+    # Capability work outside the group is the operator's only as far as the accounts are shown to be one
+    # operator's: it counts in proportion to the infrastructure signal. Independent customers who happen to use
+    # one template (a popular chain-of-thought prompt) also ask other reasoning questions of their own.
+    tie = float(values.get("infrastructure") or 0.0)
+    member_focus = op.share + tie * op.elsewhere
+    values["focus"] = float(member_focus.mean())
+    extras.update(n_unique=n_unique, n_tasks=n_tasks, member_focus=member_focus)
     return values, content, extras
 
 
@@ -1533,7 +1541,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     tv = values["training_value"]
     # not judged: the kind its own words name (or none); judged: its capability once its value reaches the bar
     kind = content.kind_name if tv is None or tv >= ep.intent_min_value else ""
-    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, (op.share, op.focus), op.shared,
+    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, (op.share, extras["member_focus"]), op.shared,
                          extras["infra_accounts"], extras["n_measured"], top_info.template, top_info.template_coverage, kind,
                          extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
@@ -1764,8 +1772,9 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
     elsewhere = float(np.mean(m_focus) - np.mean(m_share))
     ev.append(
         f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_focus)))} of each account's own traffic is "
-        + (f"this campaign's work or capability work elsewhere ({_fmt_pct(float(np.mean(m_share)))} in this campaign; "
-           "reasoning, grading, tool use, code or text the model does not read, in other units)"
+        + (f"this campaign's work or, as they share an operator's infrastructure, capability work elsewhere "
+           f"({_fmt_pct(float(np.mean(m_share)))} in this campaign; reasoning, grading, tool use, code or text the "
+           "model does not read, in other units)"
            if elsewhere >= ep.focus_elsewhere_min else "in this campaign")
         + (f"; {int((m_focus >= ep.focused_share).sum())} accounts do almost nothing else."
            if (m_focus >= ep.focused_share).any() else ".")

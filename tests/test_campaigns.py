@@ -1,5 +1,7 @@
 """Grouping, scoring and evidence on hand-made request frames (no model needed)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -752,27 +754,37 @@ def test_linked_pairs_by_blocks_give_every_pair_the_whole_product_gives() -> Non
         assert got == expected
 
 
-def test_focus_counts_capability_work_elsewhere_but_not_ordinary_traffic():
-    """A pool spreading each account over its campaign's unit and capability requests elsewhere (unclustered tool
-    calls, text in a script the model does not read) is as focused as one doing nothing else; an account whose
-    other requests are ordinary chat is not, and ``focus_capability_value`` above 1 counts the unit alone."""
-    def pool_rows(prefix: str, elsewhere_sim: float) -> list[dict]:
-        accounts = [f"{prefix}{i}" for i in range(12)]
+def test_focus_counts_an_operators_capability_work_elsewhere_but_not_ordinary_traffic():
+    """A pool behind shared proxies spreading each account over its campaign's unit and capability requests
+    elsewhere (unclustered tool calls, text in a script the model does not read) is as focused as one doing
+    nothing else; an account whose other requests are ordinary chat is not; accounts with nothing tying them
+    together (independent users of one template) keep the unit's own share; ``focus_capability_value`` above 1
+    counts the unit alone."""
+    def pool_rows(elsewhere_sim: float, subnet: str | None = "203.0.113") -> list[dict]:
+        accounts = [f"p{i}" for i in range(12)]
         rows = [{**r, "intent": "chain-of-thought elicitation", "intent_similarity": 0.6}
-                for r in _rows(accounts, 1, 4, prefix)]
-        return rows + _noise_work(accounts, f"{prefix}-x", elsewhere_sim, n=4)
+                for r in _rows(accounts, 1, 4, "p", subnet=subnet)]
+        return rows + _noise_work(accounts, "p-x", elsewhere_sim, subnet=subnet, n=4)
+
+    def campaign(rows: list[dict], config: ScoringConfig) -> pd.Series:
+        return find_campaigns(pd.DataFrame(rows + _organic(60)), CLUSTERS, config).campaigns.iloc[0]
 
     def focus_of(rows: list[dict], config: ScoringConfig) -> float:
-        camps = find_campaigns(pd.DataFrame(rows + _organic(60)), CLUSTERS, config).campaigns
-        return float(camps.iloc[0]["signals"]["focus"])  # rounded to 4 places
+        return float(campaign(rows, config)["signals"]["focus"])  # rounded to 4 places
 
-    default = ScoringConfig()
-    busy, chatty, unread = pool_rows("p", 0.6), pool_rows("p", 0.02), pool_rows("p", np.nan)
+    # the unclustered work stays outside the group (a proxy community's would otherwise be a unit of its own,
+    # see community_units, and join the group)
+    default = ScoringConfig(community_unit_min_accounts=10**6)
+    all_work = 8 / (8 + default.focus_prior)
     in_unit = 4 / (8 + default.focus_prior)  # four of eight requests in the unit, shrunk by the prior
-    assert focus_of(busy, default) == pytest.approx(8 / (8 + default.focus_prior), abs=1e-4)
-    assert focus_of(unread, default) == pytest.approx(8 / (8 + default.focus_prior), abs=1e-4)
-    assert focus_of(chatty, default) == pytest.approx(in_unit, abs=1e-4)
-    assert focus_of(busy, ScoringConfig(focus_capability_value=1.5)) == pytest.approx(in_unit, abs=1e-4)
-    camps = find_campaigns(pd.DataFrame(busy + _organic(60)), CLUSTERS, default).campaigns
-    sentence = next(e for e in camps.iloc[0]["evidence"] if e.startswith("Accounts are focused"))
+    busy = pool_rows(0.6)
+    assert campaign(busy, default)["signals"]["infrastructure"] == 1.0
+    assert focus_of(busy, default) == pytest.approx(all_work, abs=1e-4)
+    assert focus_of(pool_rows(np.nan), default) == pytest.approx(all_work, abs=1e-4)
+    assert focus_of(pool_rows(0.02), default) == pytest.approx(in_unit, abs=1e-4)
+    independent = pool_rows(0.6, subnet=None)
+    assert campaign(independent, default)["signals"]["infrastructure"] == 0.0
+    assert focus_of(independent, default) == pytest.approx(in_unit, abs=1e-4)
+    assert focus_of(busy, replace(default, focus_capability_value=1.5)) == pytest.approx(in_unit, abs=1e-4)
+    sentence = next(e for e in campaign(busy, default)["evidence"] if e.startswith("Accounts are focused"))
     assert "capability work elsewhere" in sentence and f"{round(100 * in_unit)}% in this campaign" in sentence
