@@ -8,8 +8,9 @@ group of accounts working on a group of prompt clusters:
                           A single account (a batch job) scores 0.
 ``evenness``              Is the volume load-balanced? ``1 - Gini`` of the accounts' request counts.
 ``focus``                 Do the accounts do little else? Mean share of each account's own traffic that falls
-                          in the campaign or is capability work elsewhere (reasoning, tool use, code... or
-                          text the model does not read), shrunk towards 0 for accounts with few requests.
+                          in the campaign, shrunk towards 0 for accounts with few requests; plus, in proportion
+                          to the shared-infrastructure signal, its capability work elsewhere (reasoning, tool
+                          use, code... or text the model does not read).
 ``diversity``             Does it harvest many distinct tasks? Unique prompts per request (a viral prompt
                           pasted by hundreds of users has almost none; an extraction script has many).
 ``templating``            Fixed scaffold with variable slots: template coverage times scaffold length.
@@ -111,8 +112,8 @@ DEFAULTS = SignalParams()
 SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "spread": "distinct accounts (log scale; 1 account = 0)",
     "evenness": "how evenly requests are split across accounts (1 - Gini); load balancing gives ~1",
-    "focus": "mean share of each account's own traffic inside the campaign or capability work elsewhere "
-             "(few-request accounts shrunk)",
+    "focus": "mean share of each account's own traffic inside the campaign, plus its capability work elsewhere "
+             "as far as the accounts share an operator's infrastructure (few-request accounts shrunk)",
     "diversity": "unique prompts per request: many distinct tasks vs one prompt repeated",
     "templating": "share of prompts built on one fixed scaffold with variable slots, times scaffold length",
     "training_value": "closeness in meaning to training-data intents (reasoning traces, grading, tool use, ...)",
