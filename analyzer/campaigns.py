@@ -882,9 +882,9 @@ def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.Data
 def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.SignalParams) -> np.ndarray:
     """Per request, whether it reads as capability work for focus (``focus_capability_value``): training value
     at least that, or not judged (its prompt in a script the embedding model does not read)."""
-    sims = req["intent_similarity"].to_numpy(dtype=np.float64, na_value=np.nan)
     if config.focus_capability_value > 1:
         return np.zeros(len(req), dtype=bool)
+    sims = req["intent_similarity"].to_numpy(dtype=np.float64, na_value=np.nan)
     judged = ~np.isnan(sims)
     tv = sig.training_values(np.where(judged, sims, 0.0), signals.training_value_low, signals.training_value_high)
     return ~judged | (tv >= config.focus_capability_value)
@@ -1541,9 +1541,10 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     tv = values["training_value"]
     # not judged: the kind its own words name (or none); judged: its capability once its value reaches the bar
     kind = content.kind_name if tv is None or tv >= ep.intent_min_value else ""
-    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts, (op.share, extras["member_focus"]), op.shared,
-                         extras["infra_accounts"], extras["n_measured"], top_info.template, top_info.template_coverage, kind,
-                         extras["pivot_model"], extras["sim"], ctx.null_similarity, config, ep)
+    evidence = _evidence(values, n_members, len(mreq), extras["n_unique"], op.counts,
+                         (op.share, extras["member_focus"]), op.shared, extras["infra_accounts"], extras["n_measured"],
+                         top_info.template, top_info.template_coverage, kind, extras["pivot_model"], extras["sim"],
+                         ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                       values, config, content.unjudged, (kind, content.kind_cues))
     evidence += _community_unit_evidence(mreq, ctx)
@@ -1759,7 +1760,7 @@ def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
     return [str(h) for h in np.asarray(uniques, dtype=object)[order[keep]]]
 
 
-def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared_vals, infra_accounts, n_measured,
+def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, shared_vals, infra_accounts, n_measured,
               template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig,
               ep: EvidenceParams) -> list[str]:
     ev = [f"{n_members} accounts sent {n_requests:,} requests ({n_unique:,} distinct prompts)."]
@@ -1768,7 +1769,7 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_share, shared
             f"Volume per account: median {int(np.median(m_counts))}, max {int(m_counts.max())}; "
             f"evenness {values['evenness']:.2f} (1 = perfectly load-balanced)."
         )
-    m_share, m_focus = m_share
+    m_share, m_focus = m_shares  # each member's share in the campaign, and its focus (capability work elsewhere too)
     elsewhere = float(np.mean(m_focus) - np.mean(m_share))
     ev.append(
         f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_focus)))} of each account's own traffic is "
