@@ -15,6 +15,10 @@ Two more kinds of work go through an executor, each with a local default written
 * :meth:`Executor.knn_graph`: the cluster stage's all-points kNN graph (:func:`analyzer.index.knn_graph` here;
   on Ray, query blocks searched against a sharded index by actors).
 
+And one helper for pure-Python work on this machine, which threads cannot spread over cores:
+:func:`process_map`, a function over a list of tasks in worker processes (joblib's loky: fresh interpreters,
+reused across calls).
+
 All return the results in input order and read their input lazily, so a stage that writes results as they
 come keeps its memory bounded and can be resumed after a kill. An executor is a context manager: entering it
 starts the engine it needs (nothing for the local one), leaving it stops what entering started; entering one
@@ -127,3 +131,15 @@ class LocalExecutor(Executor):
         fn = task.build()
         for frame in frames:
             yield fn(frame)
+
+
+def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> list[Any]:
+    """``[fn(t) for t in tasks]`` in ``workers`` processes: joblib's ``loky`` workers, fresh interpreters (not
+    forks of this process, which holds DuckDB's and FAISS's threads) that stay up between calls; tasks are
+    handed out one at a time in order, so put the largest first. ``fn`` and the tasks travel by (cloud)pickle;
+    the results come back in input order. A worker's exception is raised here."""
+    from joblib import Parallel, delayed
+
+    if workers <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
+    return list(Parallel(n_jobs=min(workers, len(tasks)), backend="loky", batch_size=1)(delayed(fn)(t) for t in tasks))

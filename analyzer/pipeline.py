@@ -40,7 +40,7 @@ from analyzer.campaigns import ClusterInfo, EvidenceParams, ScoringConfig, find_
 from analyzer.catalog import StageClasses
 from analyzer.checkpoints import checkpoint
 from analyzer.embed import DEFAULT_TIER, make_embedder, recorded_settings
-from analyzer.executor import BatchTask, Executor, LocalExecutor
+from analyzer.executor import BatchTask, Executor, LocalExecutor, process_map
 from analyzer.ingest import read_logs
 from analyzer.mapparams import MapParams
 from analyzer.text import analysis_text
@@ -57,6 +57,7 @@ class RunOptions:
     batch_size: int = 16
     embed_chunk: int = 4096
     ingest_workers: int = 0  # log files parsed at once (a process each); 0: one per CPU this process may use
+    label_workers: int = 0  # processes making the label stage's keywords and templates; 0: one per CPU, 1: here
     # Where the accurate tier's model and the kNN graph run: "cpu" (ONNX int8 and FAISS), or a torch GPU device
     # ("cuda", "cuda:1": the model in fp16 and the exact graph by matrix products, analyzer.exact_knn).
     device: str = "cpu"
@@ -708,17 +709,29 @@ class DefaultLabelParts:
         return label_mod.extract_template(texts, seed=seed)
 
 
-def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,
-                   intent_sim: np.ndarray, options: RunOptions, kind: str = "topic",
-                   parts: LabelParts | None = None) -> pd.DataFrame:
-    """One row per cluster of ``labels``: keywords, template, exemplars, label and content signals.
+@dataclass
+class LabelPlan:
+    """What labelling one :class:`LabelJob` reads (:func:`label_plan`): its units in order, each unit's members
+    and sampled members (positions), every prompt's text by position, and the keyword documents (each unit's
+    first ``keyword_sample`` sampled texts, their unit and request count)."""
 
-    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families;
-    ``parts`` computes keywords and templates (default :class:`DefaultLabelParts`).
-    """
-    parts = parts or DefaultLabelParts()
+    cluster_ids: list[int]
+    members: dict[int, np.ndarray]
+    sample: dict[int, np.ndarray]
+    text_at: np.ndarray
+    docs: list[str]
+    doc_labels: list[int]
+    doc_weights: list[float]
+
+    def sampled_texts(self) -> list[list[str]]:
+        """Each unit's sampled texts, in unit order (what its template is recovered from)."""
+        return [[self.text_at[i] for i in self.sample[c]] for c in self.cluster_ids]
+
+
+def label_plan(hashes, labels, req_counts, texts: pd.Series, options: RunOptions) -> LabelPlan:
+    """The :class:`LabelPlan` of units ``labels`` over ``hashes`` (``options.label_sample`` members sampled per
+    unit with ``options.seed``)."""
     rng = np.random.default_rng(options.seed)
-    tight = cluster_mod.cluster_tightness(labels, vectors)
     cluster_ids = [int(c) for c in np.unique(labels) if c >= 0]
     members = cluster_mod.members_by_label(labels)
     sample = {c: (idx if len(idx) <= options.label_sample else np.sort(rng.choice(idx, options.label_sample, replace=False)))
@@ -731,21 +744,119 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
         docs += [text_at[i] for i in idx]
         doc_labels += [c] * len(idx)
         doc_weights += [float(req_counts[i]) for i in idx]
-    keywords = parts.keywords(docs, doc_labels, doc_weights) if docs else {}
+    return LabelPlan(cluster_ids, members, sample, text_at, docs, doc_labels, doc_weights)
+
+
+@dataclass
+class KeywordsAndTemplates:
+    """What the swappable parts made of one :class:`LabelPlan`: keywords per unit, and each unit's template in
+    the plan's unit order."""
+
+    keywords: dict[int, list[str]]
+    templates: list[label_mod.Template]
+
+
+def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptions) -> list[KeywordsAndTemplates]:
+    """Keywords and templates of every plan: in worker processes when the work is large enough
+    (:data:`LABEL_PARALLEL_MIN_TEXTS` sampled texts, ``options.label_workers``), else here; the same result
+    either way (each keyword set is computed over its whole plan, each template over its unit's sample)."""
+    n_texts = sum(len(p.docs) + sum(len(p.sample[c]) for c in p.cluster_ids) for p in plans)
+    workers = options.label_workers or usable_cpus()
+    if workers > 1 and n_texts >= LABEL_PARALLEL_MIN_TEXTS and _picklable(parts):
+        return _label_parts_parallel(plans, parts, options.seed, workers)
+    return [KeywordsAndTemplates(parts.keywords(p.docs, p.doc_labels, p.doc_weights) if p.docs else {},
+                        [parts.template(t, options.seed) for t in p.sampled_texts()]) for p in plans]
+
+
+#: Sampled texts (keyword documents and template samples of every unit) from which the label stage runs its
+#: keywords and templates in worker processes (``RunOptions.label_workers``): starting them costs about a second
+#: each, which only pays on large runs (1M requests: ~350k texts, 58 s of labelling).
+LABEL_PARALLEL_MIN_TEXTS = 60_000
+#: Sampled texts per template task handed to a worker process (small enough to spread the work evenly).
+LABEL_TASK_TEXTS = 20_000
+
+
+def _picklable(obj: object) -> bool:
+    """Whether ``obj`` (the label stage's parts) can be sent to a worker process."""
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - any failure means: label in this process
+        return False
+    return True
+
+
+def _label_task(parts: LabelParts, task: tuple[str, tuple]) -> object:
+    """One piece of :func:`label_parts`' work, run in a worker process: a plan's keywords, or the templates of a
+    run of its units."""
+    kind, payload = task
+    if kind == "keywords":
+        return parts.keywords(*payload)
+    seed, groups = payload
+    return [parts.template(texts, seed) for texts in groups]
+
+
+def _label_parts_parallel(plans: Sequence[LabelPlan], parts: LabelParts, seed: int, workers: int
+                          ) -> list[KeywordsAndTemplates]:
+    tasks: list[tuple[int, tuple[str, tuple]]] = []  # (plan, task); keyword tasks first: the largest
+    for i, p in enumerate(plans):
+        if p.docs:
+            tasks.append((i, ("keywords", (p.docs, p.doc_labels, p.doc_weights))))
+    for i, p in enumerate(plans):
+        group: list[list[str]] = []
+        size = 0
+        for texts in p.sampled_texts():
+            group.append(texts)
+            size += len(texts)
+            if size >= LABEL_TASK_TEXTS:
+                tasks.append((i, ("templates", (seed, group))))
+                group, size = [], 0
+        if group:
+            tasks.append((i, ("templates", (seed, group))))
+    results = process_map(functools.partial(_label_task, parts), [t for _, t in tasks], workers)
+    out = [KeywordsAndTemplates({}, []) for _ in plans]
+    for (i, (kind, _)), result in zip(tasks, results, strict=True):
+        if kind == "keywords":
+            out[i].keywords = result
+        else:
+            out[i].templates.extend(result)
+    return out
+
+
+def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,
+                   intent_sim: np.ndarray, options: RunOptions, kind: str = "topic",
+                   parts: LabelParts | None = None) -> pd.DataFrame:
+    """One row per cluster of ``labels``: keywords, template, exemplars, label and content signals.
+
+    ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families;
+    ``parts`` computes keywords and templates (default :class:`DefaultLabelParts`), in this process.
+    """
+    parts = parts or DefaultLabelParts()
+    plan = label_plan(hashes, labels, req_counts, texts, options)
+    made = KeywordsAndTemplates(parts.keywords(plan.docs, plan.doc_labels, plan.doc_weights) if plan.docs else {},
+                       [parts.template(t, options.seed) for t in plan.sampled_texts()])
+    return plan_rows(plan, made, labels, vectors, req_counts, intents, intent_sim, options, kind)
+
+
+def plan_rows(plan: LabelPlan, made: KeywordsAndTemplates, labels, vectors, req_counts, intents: np.ndarray,
+              intent_sim: np.ndarray, options: RunOptions, kind: str) -> pd.DataFrame:
+    """The cluster rows of a :class:`LabelPlan` given its keywords and templates (:func:`label_clusters`)."""
+    tight = cluster_mod.cluster_tightness(labels, vectors)
     out = []
-    for c in cluster_ids:
-        idx = sample[c]
-        ctexts = [text_at[i] for i in idx]
-        template = parts.template(ctexts, options.seed)
+    for c, template in zip(plan.cluster_ids, made.templates, strict=True):
+        idx = plan.sample[c]
+        ctexts = [plan.text_at[i] for i in idx]
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
         tv = (float(np.mean(sig.training_values(judged, options.signals.training_value_low,
                                                 options.signals.training_value_high))) if len(judged) else 0.0)
-        kw = keywords.get(c, [])
+        kw = made.keywords.get(c, [])
+        members = plan.members[c]
         out.append({
             "cluster_id": c,
             "kind": kind,
-            "n_prompts": int(len(members[c])),
-            "n_requests": int(req_counts[members[c]].sum()),
+            "n_prompts": int(len(members)),
+            "n_requests": int(req_counts[members].sum()),
             "n_accounts": 0,
             "label": label_mod.cluster_label(kw, template),
             "keywords": kw,
@@ -1180,11 +1291,17 @@ CLUSTER_COLUMNS = ["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts"
                    "exemplars", "signals"]
 
 
-def label_job(job: LabelJob, options: RunOptions, parts: LabelParts | None = None) -> pd.DataFrame:
+def label_job(job: LabelJob, options: RunOptions, parts: LabelParts | None = None,
+              made: KeywordsAndTemplates | None = None, plan: LabelPlan | None = None) -> pd.DataFrame:
     """The cluster rows of one :class:`LabelJob` (:func:`label_clusters`; scaffold families get their
-    recurring sentences as template, :func:`scaffold_templates`)."""
-    rows = label_clusters(job.hashes, job.labels, job.vectors, job.req_counts, job.texts, job.intents,
-                          job.intent_sim, options, kind=job.kind, parts=parts)
+    recurring sentences as template, :func:`scaffold_templates`). ``plan`` and ``made``: its plan and parts'
+    results when :func:`label_parts` computed them already."""
+    if made is None or plan is None:
+        rows = label_clusters(job.hashes, job.labels, job.vectors, job.req_counts, job.texts, job.intents,
+                              job.intent_sim, options, kind=job.kind, parts=parts)
+    else:
+        rows = plan_rows(plan, made, job.labels, job.vectors, job.req_counts, job.intents, job.intent_sim, options,
+                         job.kind)
     if job.kind == "scaffold":
         rows = scaffold_templates(rows, job.labels, job.scaffold_of or [])
     return rows
@@ -1195,19 +1312,22 @@ def label_rows(ws: Workspace, work: LabelWork, options: RunOptions, parts: Label
     keeps the stored rows (with the counts and training value of the clusters it touched updated,
     :func:`update_cluster_rows`) and adds the new clusters. ``n_accounts``: the distinct accounts whose requests
     count towards each unit (:meth:`~analyzer.workspace.Workspace.unit_account_counts`, over the
-    ``prompt_clusters`` and ``system_clusters`` rows the cluster stage has written)."""
-    new = [label_job(job, options, parts) for job in work.jobs]
+    ``prompt_clusters`` and ``system_clusters`` rows the cluster stage has written). Keywords and templates of
+    every job are made together (:func:`label_parts`: in worker processes on large runs)."""
+    parts = parts or DefaultLabelParts()
+    jobs = [*work.jobs, *([work.system] if work.system is not None else [])]
+    plans = [label_plan(j.hashes, j.labels, j.req_counts, j.texts, options) for j in jobs]
+    labelled = [label_job(j, options, parts, made, plan)
+                for j, plan, made in zip(jobs, plans, label_parts(plans, parts, options), strict=True)]
+    new, system = labelled[: len(work.jobs)], labelled[len(work.jobs):]
     if work.update is None:
         rows = pd.concat(new, ignore_index=True)
-        system = label_job(work.system, options, parts) if work.system else pd.DataFrame(columns=CLUSTER_COLUMNS)
-        rows = pd.concat([rows, system], ignore_index=True)
+        rows = pd.concat([rows, system[0] if system else pd.DataFrame(columns=CLUSTER_COLUMNS)], ignore_index=True)
     else:
         u = work.update
-        if work.system is not None:
-            new.append(label_job(work.system, options, parts))
         old = update_cluster_rows(ws.table("clusters", CLUSTER_COLUMNS), u.topic, u.unit, u.req_counts,
                                   u.intent_sim, u.is_new, u.touched, options.signals)
-        rows = pd.concat([old, *[r for r in new if len(r)]], ignore_index=True)
+        rows = pd.concat([old, *[r for r in [*new, *system] if len(r)]], ignore_index=True)
     n_acc = ws.unit_account_counts(rows)
     rows["n_accounts"] = n_acc.reindex(rows["cluster_id"].astype(np.int64)).fillna(0).astype(int).to_numpy()
     return rows

@@ -59,3 +59,15 @@ class NotAStage:
 
     def __init__(self, options) -> None:
         self.options = options
+
+
+class WhereMade(Label):
+    """Templates that say which process made them (``pid N``); keywords as usual. ``lock`` set: a stage that
+    cannot be sent to another process."""
+
+    lock = None
+
+    def template(self, texts, seed):
+        import os
+
+        return Template(text=f"pid {os.getpid()}", n_fixed_words=2, coverage=1.0, n_slots=0, slot_entropy=0.0)
