@@ -18,6 +18,7 @@ so that a prompt pasted by hundreds of accounts is visible even though it is one
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -353,9 +354,75 @@ def sentences(text: str, head_chars: int = 3000, tail_chars: int = 2000) -> list
     return _sentences(text, head_chars, tail_chars)
 
 
+#: Texts per task when :func:`scaffolds` reads sentences in worker processes (bounded memory per task).
+SCAFFOLD_TASK_TEXTS = 25_000
+
+
+def _hash64(sentence: str) -> int:
+    """A 64-bit hash of a sentence, the same in every process (Python's own ``hash`` of a string is seeded per
+    process, so worker processes could not count together with it)."""
+    return int.from_bytes(hashlib.blake2b(sentence.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "little", signed=True)
+
+
+def _sentence_hashes(task: tuple[Sequence[str], int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scaffolds`' first pass over some texts: ``(distinct sentences per text, their hashes in order)``."""
+    texts, head_chars, tail_chars = task
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    chunks: list[np.ndarray] = []
+    block: list[int] = []
+    for i, text in enumerate(texts):
+        sents = dict.fromkeys(_sentences(text, head_chars, tail_chars))
+        lengths[i] = len(sents)
+        block.extend(map(_hash64, sents))
+        if len(block) >= SCAFFOLD_HASH_BLOCK:
+            chunks.append(np.array(block, dtype=np.int64))
+            block = []
+    chunks.append(np.array(block, dtype=np.int64))
+    return lengths, np.concatenate(chunks)
+
+
+def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, int, int, int, int, int]) -> list[str | None]:
+    """:func:`scaffolds`' second pass over some texts, given the use count of each of their sentences (in the first
+    pass's order, one array for all: ``n_sents`` per text): the scaffold of each, or None."""
+    texts, df_flat, n_sents, min_prompts, min_sentence_words, min_scaffold_words, head_chars, tail_chars = task
+    ends = np.cumsum(n_sents)
+    dfs = [df_flat[e - m : e] for e, m in zip(ends.tolist(), n_sents.tolist(), strict=True)]
+    n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
+
+    def count(s: str) -> int:
+        w = n_words.get(s)
+        if w is None:
+            w = n_words[s] = len(words(s))
+        return w
+
+    out: list[str | None] = [None] * len(texts)
+    for j, (text, df) in enumerate(zip(texts, dfs, strict=True)):
+        sents = list(dict.fromkeys(_sentences(text, head_chars, tail_chars)))  # as in the first pass
+        recurring = [s for s, c in zip(sents, df, strict=True) if c >= min_prompts]
+        common = sorted(s for s in recurring if count(s) >= min_sentence_words)
+        n_common = sum(n_words[s] for s in common)
+        if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
+            continue
+        own = 0  # words of the prompt's own sentences, counted until there are enough
+        for s, c in zip(sents, df, strict=True):
+            if c < min_prompts:
+                own += count(s)
+                if own >= min_sentence_words:
+                    break
+        if own >= min_sentence_words:
+            out[j] = " | ".join(common)
+    return out
+
+
+def _ranks(lengths: np.ndarray) -> np.ndarray:
+    """``0 .. m-1`` for each ``m`` of ``lengths``, one after the other."""
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
 def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: int = 3,
               min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000,
-              owners: Sequence[object] | None = None) -> list[str | None]:
+              owners: Sequence[object] | None = None, workers: int = 1) -> list[str | None]:
     """The scaffold of each prompt: its sentences that recur verbatim in at least ``min_prompts`` prompts.
 
     A wrapper paraphrased by composing interchangeable fragments in varying order shares no opening or
@@ -368,25 +435,23 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
 
     With ``owners`` (one per text: the account that sent it), a sentence recurs when ``min_prompts`` distinct
     owners use it: one account repeating its own phrasing is not a shared wrapper.
+
+    ``workers`` above 1: both passes over the texts run in that many worker processes
+    (:func:`analyzer.executor.process_map`, :data:`SCAFFOLD_TASK_TEXTS` texts a task); the same result.
     """
+    from analyzer.executor import process_map
+
     # First pass: how many prompts (or owners) use each sentence, counted on the sentences' 64-bit hashes; the
     # sentences themselves are not kept (every prompt's sentences held 0.5 GiB at 1M requests, growing with the
     # prompts). Two different sentences with one hash would be counted together: about one chance in 10^6 at
     # 5M distinct sentences.
     n = len(texts)
-    lengths = np.zeros(n, dtype=np.int64)
-    chunks: list[np.ndarray] = []
-    block: list[int] = []
-    for i, text in enumerate(texts):
-        sents = dict.fromkeys(_sentences(text, head_chars, tail_chars))
-        lengths[i] = len(sents)
-        block.extend(map(hash, sents))
-        if len(block) >= SCAFFOLD_HASH_BLOCK:
-            chunks.append(np.array(block, dtype=np.int64))
-            block = []
-    chunks.append(np.array(block, dtype=np.int64))
-    sent_hash = np.concatenate(chunks)
-    del chunks, block
+    step = SCAFFOLD_TASK_TEXTS if workers > 1 else max(n, 1)
+    first = process_map(_sentence_hashes, [(texts[a : a + step], head_chars, tail_chars) for a in range(0, n, step)],
+                        workers)
+    lengths = np.concatenate([f[0] for f in first]) if first else np.zeros(0, dtype=np.int64)
+    sent_hash = np.concatenate([f[1] for f in first]) if first else np.zeros(0, dtype=np.int64)
+    del first
     keys, where = np.unique(sent_hash, return_inverse=True)
     if owners is None:
         df_of = np.bincount(where, minlength=len(keys))[where]  # per occurrence: prompts using its sentence
@@ -400,33 +465,17 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     starts = ends - lengths
     # Only a prompt with a recurring sentence can have a scaffold: the second pass splits those again.
     occ_prompt = np.repeat(np.arange(n), lengths)
-    has_recurring = np.bincount(occ_prompt[df_of >= min_prompts], minlength=n) > 0
+    has_recurring = np.flatnonzero(np.bincount(occ_prompt[df_of >= min_prompts], minlength=n) > 0)
     del occ_prompt
-    n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
-
-    def count(s: str) -> int:
-        w = n_words.get(s)
-        if w is None:
-            w = n_words[s] = len(words(s))
-        return w
-
+    tasks = [([texts[i] for i in part], df_of[np.repeat(starts[part], lengths[part]) + _ranks(lengths[part])],
+              lengths[part], min_prompts, min_sentence_words, min_scaffold_words, head_chars, tail_chars)
+             for part in (has_recurring[a : a + step] for a in range(0, len(has_recurring), step))]
     out: list[str | None] = [None] * n
     shared: dict[str, str] = {}  # one string per distinct scaffold (a wrapper's prompts share a few)
-    for i in np.flatnonzero(has_recurring):
-        sents = list(dict.fromkeys(_sentences(texts[i], head_chars, tail_chars)))  # as in the first pass
-        df = df_of[starts[i] : ends[i]]
-        recurring = [s for s, c in zip(sents, df, strict=True) if c >= min_prompts]
-        common = sorted(s for s in recurring if count(s) >= min_sentence_words)
-        n_common = sum(n_words[s] for s in common)
-        if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
-            continue
-        own = 0  # words of the prompt's own sentences, counted until there are enough
-        for s, c in zip(sents, df, strict=True):
-            if c < min_prompts:
-                own += count(s)
-                if own >= min_sentence_words:
-                    break
-        if own >= min_sentence_words:
-            scaffold = " | ".join(common)
-            out[i] = shared.setdefault(scaffold, scaffold)
+    at = 0
+    for part in process_map(_scaffolds_of, tasks, workers):
+        for scaffold in part:
+            if scaffold is not None:
+                out[has_recurring[at]] = shared.setdefault(scaffold, scaffold)
+            at += 1
     return out

@@ -133,13 +133,20 @@ class LocalExecutor(Executor):
             yield fn(frame)
 
 
+#: Seconds a :func:`process_map` worker stays up with nothing to do (then it exits and frees its memory).
+WORKER_IDLE_S = 5
+
+
 def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> list[Any]:
     """``[fn(t) for t in tasks]`` in ``workers`` processes: joblib's ``loky`` workers, fresh interpreters (not
-    forks of this process, which holds DuckDB's and FAISS's threads) that stay up between calls; tasks are
+    forks of this process, which holds DuckDB's and FAISS's threads) that exit once idle; tasks are
     handed out one at a time in order, so put the largest first. ``fn`` and the tasks travel by (cloud)pickle;
     the results come back in input order. A worker's exception is raised here."""
     from joblib import Parallel, delayed
 
     if workers <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
-    return list(Parallel(n_jobs=min(workers, len(tasks)), backend="loky", batch_size=1)(delayed(fn)(t) for t in tasks))
+    # Workers leave seconds after the last task (loky keeps them 300 s by default): what they held does not
+    # ride along into the next stage.
+    run = Parallel(n_jobs=min(workers, len(tasks)), backend="loky", batch_size=1, idle_worker_timeout=WORKER_IDLE_S)
+    return list(run(delayed(fn)(t) for t in tasks))

@@ -57,7 +57,9 @@ class RunOptions:
     batch_size: int = 16
     embed_chunk: int = 4096
     ingest_workers: int = 0  # log files parsed at once (a process each); 0: one per CPU this process may use
-    label_workers: int = 0  # processes making the label stage's keywords and templates; 0: one per CPU, 1: here
+    # Worker processes for pure-Python text work on large runs (the cluster stage's sentence scan, the label stage's
+    # keywords and templates; TEXT_PARALLEL_MIN_TEXTS); 0: one per CPU this process may use, 1: all in this process.
+    text_workers: int = 0
     # Where the accurate tier's model and the kNN graph run: "cpu" (ONNX int8 and FAISS), or a torch GPU device
     # ("cuda", "cuda:1": the model in fp16 and the exact graph by matrix products, analyzer.exact_knn).
     device: str = "cpu"
@@ -629,7 +631,7 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     p = options.cluster
     n = len(texts)
     fams = np.full(n, -1, dtype=np.int64)
-    scaf = cluster_mod.scaffolds(texts, min_prompts=p.scaffold_min_prompts)
+    scaf = cluster_mod.scaffolds(texts, min_prompts=p.scaffold_min_prompts, workers=text_workers(options, n))
     scaf = [s if ok else None for s, ok in zip(scaf, eligible, strict=True)]
     idx = np.array([i for i, s in enumerate(scaf) if s is not None], dtype=np.int64)
     if len(idx) < max(p.min_family_size, 2):
@@ -758,20 +760,31 @@ class KeywordsAndTemplates:
 
 def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptions) -> list[KeywordsAndTemplates]:
     """Keywords and templates of every plan: in worker processes when the work is large enough
-    (:data:`LABEL_PARALLEL_MIN_TEXTS` sampled texts, ``options.label_workers``), else here; the same result
+    (:data:`TEXT_PARALLEL_MIN_TEXTS` sampled texts, ``options.text_workers``), else here; the same result
     either way (each keyword set is computed over its whole plan, each template over its unit's sample)."""
     n_texts = sum(len(p.docs) + sum(len(p.sample[c]) for c in p.cluster_ids) for p in plans)
-    workers = options.label_workers or usable_cpus()
-    if workers > 1 and n_texts >= LABEL_PARALLEL_MIN_TEXTS and _picklable(parts):
+    workers = text_workers(options, n_texts)
+    if workers > 1 and _picklable(parts):
         return _label_parts_parallel(plans, parts, options.seed, workers)
     return [KeywordsAndTemplates(parts.keywords(p.docs, p.doc_labels, p.doc_weights) if p.docs else {},
                         [parts.template(t, options.seed) for t in p.sampled_texts()]) for p in plans]
 
 
-#: Sampled texts (keyword documents and template samples of every unit) from which the label stage runs its
-#: keywords and templates in worker processes (``RunOptions.label_workers``): starting them costs about a second
-#: each, which only pays on large runs (1M requests: ~350k texts, 58 s of labelling).
-LABEL_PARALLEL_MIN_TEXTS = 60_000
+#: Texts from which pure-Python text work runs in worker processes (``RunOptions.text_workers``): the cluster
+#: stage's sentence scan (prompts) and the label stage's keywords and templates (sampled texts: keyword documents
+#: and each unit's template sample). Starting the workers costs about a second each, which pays from here on
+#: (1M requests: 487k prompts, 21 s of sentence scan; ~350k sampled texts, 58 s of labelling).
+TEXT_PARALLEL_MIN_TEXTS = 60_000
+
+
+def text_workers(options: RunOptions, n_texts: int) -> int:
+    """Worker processes for text work over ``n_texts`` texts: 1 (in this process) under
+    :data:`TEXT_PARALLEL_MIN_TEXTS`, else ``options.text_workers`` or one per usable CPU."""
+    if n_texts < TEXT_PARALLEL_MIN_TEXTS:
+        return 1
+    return options.text_workers or usable_cpus()
+
+
 #: Sampled texts per template task handed to a worker process (small enough to spread the work evenly).
 LABEL_TASK_TEXTS = 20_000
 

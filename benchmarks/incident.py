@@ -9,7 +9,7 @@ their truths: generating is resumable and reproducible (an interrupted generatio
 without its truth), and later runs reuse them. Each step runs ``analyzer run`` on its shards as a team would (its
 own process, default options, the map included) into a fresh ``DIR/ws-N``, measured from outside: wall time and
 the process's peak resident memory (``getrusage`` of the child; its resident memory every 2 s in ``DIR/rss-N.tsv``,
-written as it runs), the run's own stage times and stage peaks; then
+written as it runs, with the total of the child and its worker processes beside it: ``peak_tree_mb``), the run's own stage times and stage peaks; then
 scores the workspace against the truth of those shards (:func:`analyzer.bench.scenario.merge_truths`). The curve
 of total time against requests is the steps' rows. Needs ``../shared/data`` (or ``$ANALYZER_SHARED_DATA``).
 """
@@ -37,17 +37,44 @@ from analyzer.bench.scenario import merge_truths, resolve_knobs, write_sharded_s
 RSS_EVERY_S = 2.0
 
 
-def _sample_rss(child: subprocess.Popen, path: Path, t0: float, every: float = RSS_EVERY_S) -> None:
-    """Write the child's resident memory (``seconds  MiB``, one line every ``every`` seconds) to ``path`` while it
-    runs, flushed as it goes: a run killed for memory leaves the curve up to its end."""
-    status = Path(f"/proc/{child.pid}/status")
+def _rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (0 when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (its worker processes: the label stage's), from ``/proc/*/stat``."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def _sample_rss(child: subprocess.Popen, path: Path, t0: float, peak: dict, every: float = RSS_EVERY_S) -> None:
+    """Write the child's resident memory and that of the child with its worker processes (``seconds  MiB
+    tree-MiB``, one line every ``every`` seconds) to ``path`` while it runs, flushed as it goes: a run killed for
+    memory leaves the curve up to its end. ``peak["tree_mb"]``: the largest tree total sampled."""
     with path.open("w", encoding="utf-8") as out:
         while child.poll() is None:
-            try:
-                kb = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmRSS:"))
-            except (OSError, StopIteration, ValueError):
+            main = _rss_kb(child.pid)
+            if not main:
                 break
-            out.write(f"{time.perf_counter() - t0:.0f}\t{kb / 1024:.0f}\n")
+            tree = main + sum(_rss_kb(p) for p in _descendants(child.pid))
+            peak["tree_mb"] = max(peak.get("tree_mb", 0.0), tree / 1024)
+            out.write(f"{time.perf_counter() - t0:.0f}\t{main / 1024:.0f}\t{tree / 1024:.0f}\n")
             out.flush()
             time.sleep(every)
 
@@ -65,7 +92,8 @@ def run_step(scenario_dir: Path, n_shards: int, ws_dir: Path, seed: int, knobs: 
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     timeline = ws_dir.parent / f"rss-{n_shards}.tsv"
-    sampler = threading.Thread(target=_sample_rss, args=(child, timeline, t0), daemon=True)
+    peak: dict = {}
+    sampler = threading.Thread(target=_sample_rss, args=(child, timeline, t0, peak), daemon=True)
     sampler.start()
     if child.wait() != 0:
         raise subprocess.CalledProcessError(child.returncode, cmd)
@@ -78,7 +106,8 @@ def run_step(scenario_dir: Path, n_shards: int, ws_dir: Path, seed: int, knobs: 
     row = score_row("analyzer", f"incident x{n_shards}", seed, res, truth)
     row.update(shards=n_shards, n_requests=truth["n_requests"], n_accounts=truth["n_accounts"],
                campaign_accounts={k: len(v["accounts"]) for k, v in truth["campaigns"].items()},
-               stage_peak_mb=stats.get("stage_peak_mb"), wall_s=round(wall, 1), peak_rss_mb=round(peak_mb))
+               stage_peak_mb=stats.get("stage_peak_mb"), wall_s=round(wall, 1), peak_rss_mb=round(peak_mb),
+               peak_tree_mb=round(peak.get("tree_mb", 0.0)))
     return row
 
 
@@ -114,7 +143,7 @@ def main() -> None:
         for n in steps:
             row = run_step(scenario_dir, n, Path(args.dir) / f"ws-{n}", args.seed, knobs)
             rows.append(row)
-            print(json.dumps({k: row.get(k) for k in ("shards", "n_requests", "wall_s", "peak_rss_mb", "stages",
+            print(json.dumps({k: row.get(k) for k in ("shards", "n_requests", "wall_s", "peak_rss_mb", "peak_tree_mb", "stages",
                                                       "campaign_recall", "false_flagged_campaigns", "account_auc")}), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

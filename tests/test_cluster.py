@@ -283,7 +283,7 @@ def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words
 
 
 @pytest.mark.parametrize("with_owners", [False, True])
-def test_scaffolds_match_their_definition(with_owners):
+def test_scaffolds_match_their_definition(with_owners, monkeypatch):
     # Sentences counted on hashes in a first pass, prompts split again in a second: the same scaffolds as
     # holding every prompt's sentences, with repeated sentences inside a prompt, empty texts (also last),
     # CJK wrappers and owners repeating their own phrasing.
@@ -310,9 +310,15 @@ def test_scaffolds_match_their_definition(with_owners):
     texts += ["", ""]
     owners += ["acct1", None]
     kw = {"owners": owners} if with_owners else {}
-    assert cluster.scaffolds(texts, min_prompts=6, **kw) == _scaffolds_by_definition(texts, 6, **kw)
-    assert sum(s is not None for s in cluster.scaffolds(texts, min_prompts=6, **kw)) > 50
+    expected = _scaffolds_by_definition(texts, 6, **kw)
+    assert cluster.scaffolds(texts, min_prompts=6, **kw) == expected
+    assert sum(s is not None for s in expected) > 50
     assert cluster.scaffolds([], min_prompts=6) == []
+    # In worker processes, texts handed out 37 at a time (both passes split mid-way through the bar's prompts,
+    # counts gathered over every task): the same scaffolds.
+    monkeypatch.setattr(cluster, "SCAFFOLD_TASK_TEXTS", 37)
+    assert cluster.scaffolds(texts, min_prompts=6, workers=2, **kw) == expected
+    assert cluster.scaffolds([], min_prompts=6, workers=2) == []
 
 
 def _saved_index_case(tmp_path, n_old=4000, n_new=400, d=32):

@@ -258,10 +258,10 @@ def test_the_label_stage_makes_the_same_rows_in_worker_processes(small_ws, tmp_p
     opts = RunOptions(progress=False, seed=0)
     with Workspace(str(ws_dir)) as ws:
         work = pipeline.cluster(ws, opts).work
-        here = pipeline.label_rows(ws, work, replace(opts, label_workers=1))
+        here = pipeline.label_rows(ws, work, replace(opts, text_workers=1))
         # the mini log is far under the size at which workers pay: lower the bar, and cut the templates into
         # many small tasks, so that both workers take some
-        monkeypatch.setattr(pipeline, "LABEL_PARALLEL_MIN_TEXTS", 0)
+        monkeypatch.setattr(pipeline, "TEXT_PARALLEL_MIN_TEXTS", 0)
         monkeypatch.setattr(pipeline, "LABEL_TASK_TEXTS", 5)
         calls = []
         real = pipeline.process_map
@@ -271,7 +271,7 @@ def test_the_label_stage_makes_the_same_rows_in_worker_processes(small_ws, tmp_p
             return real(fn, tasks, workers)
 
         monkeypatch.setattr(pipeline, "process_map", counted)
-        there = pipeline.label_rows(ws, work, replace(opts, label_workers=2))
+        there = pipeline.label_rows(ws, work, replace(opts, text_workers=2))
         assert calls and calls[0] > 2
         pd.testing.assert_frame_equal(here, there)
         assert len(here) and set(here["kind"]) >= {"topic", "scaffold"}
@@ -279,12 +279,12 @@ def test_the_label_stage_makes_the_same_rows_in_worker_processes(small_ws, tmp_p
         # the parts of a swapped label class run in the workers too; one that cannot travel runs here
         made = pipeline.label_parts(
             [pipeline.label_plan(j.hashes, j.labels, j.req_counts, j.texts, opts) for j in work.jobs],
-            stage_plugins.WhereMade(opts), replace(opts, label_workers=2))
+            stage_plugins.WhereMade(opts), replace(opts, text_workers=2))
         pids = {t.text for m in made for t in m.templates}
         assert pids and f"pid {os.getpid()}" not in pids
         stuck = stage_plugins.WhereMade(opts)
         stuck.lock = threading.Lock()
         made = pipeline.label_parts(
             [pipeline.label_plan(j.hashes, j.labels, j.req_counts, j.texts, opts) for j in work.jobs],
-            stuck, replace(opts, label_workers=2))
+            stuck, replace(opts, text_workers=2))
         assert {t.text for m in made for t in m.templates} == {f"pid {os.getpid()}"}
