@@ -29,11 +29,11 @@ import random
 import re
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, chain
 
 import numpy as np
 from scipy import sparse
@@ -754,18 +754,19 @@ def cluster_label(keywords: list[str], template: Template, n: int = 4) -> str:
     the label is skipped. Returns ``"unlabelled"`` when nothing is left.
     """
     strong = template.coverage >= _STRONG_COVERAGE and template.n_fixed_words >= _STRONG_WORDS
-    candidates = list(keywords)
+    kw_words = [set(tokenize(k)) for k in keywords]
+    candidates: Iterable[tuple[str, set[str]]] = zip(keywords, kw_words, strict=True)
     if strong:
         scaffold_words = tokenize(template.text.replace(SLOT, " "))
         in_scaffold = set(scaffold_words)
-        candidates = [k for k in keywords if set(tokenize(k)) <= in_scaffold] + [
-            k for k in keywords if not set(tokenize(k)) <= in_scaffold
-        ]
-        candidates += [t for t in dict.fromkeys(scaffold_words) if _is_content(t)]
+        inside = [(k, w) for k, w in zip(keywords, kw_words, strict=True) if w <= in_scaffold]
+        outside = [(k, w) for k, w in zip(keywords, kw_words, strict=True) if not w <= in_scaffold]
+        # scaffold content words, looked at only until the label is full
+        extra = ((t, {t}) for t in dict.fromkeys(scaffold_words) if _is_content(t))
+        candidates = chain(inside, outside, extra)
     chosen: list[str] = []
     used: set[str] = set()
-    for k in candidates:
-        words = set(tokenize(k))
+    for k, words in candidates:
         if not words or words <= used:
             continue
         chosen.append(k)
