@@ -87,7 +87,7 @@ def run_options(model: str = "minilm", tier: str | None = None, max_seq_length: 
                 make_map: bool = True, progress: bool = True, embed_chunk: int | None = None,
                 recluster: bool = False, workspace: str | os.PathLike[str] | None = None,
                 config_file: str | os.PathLike[str] | None = None, ingest_workers: int = 0,
-                device: str = "cpu") -> RunOptions:
+                device: str = "cpu", text_workers: int = 0) -> RunOptions:
     """:class:`~analyzer.pipeline.RunOptions` from the parameters of ``analyzer run`` (the command calls this).
 
     Names follow the command's options (``--min-cluster-size`` is ``min_cluster_size``...); ``make_map`` is
@@ -113,7 +113,8 @@ def run_options(model: str = "minilm", tier: str | None = None, max_seq_length: 
         raise ValueError(f"unknown selection {selection!r}; choose 'leaf' or 'eom'")
     opts = RunOptions(model=model, tier=tier or DEFAULT_TIER, max_seq_length=max_seq_length, batch_size=batch_size,
                       seed=seed, make_map=make_map, progress=progress, embedding_cache=embedding_cache,
-                      recluster=recluster, ingest_workers=ingest_workers, device=check_device(device))
+                      recluster=recluster, ingest_workers=ingest_workers, device=check_device(device),
+                      text_workers=text_workers)
     if embed_chunk is not None:
         opts.embed_chunk = embed_chunk
     opts = config_mod.apply(config_mod.load_config(None if workspace is None else os.fspath(workspace),
@@ -224,7 +225,7 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
             make_map: bool = False, progress: bool = True, embed_chunk: int | None = None,
             recluster: bool = False, config_file: str | os.PathLike[str] | None = None,
             ray_address: str | None = None, ray_actors: int | None = None, ingest_workers: int = 0,
-            device: str = "cpu") -> Analysis:
+            device: str = "cpu", text_workers: int = 0) -> Analysis:
     """Analyse request logs as ``analyzer run`` does and return the results as DataFrames (:class:`Analysis`).
 
     ``source``: a log file, folder or glob, a list of them (JSONL / CSV / Parquet, optionally gzipped), or a
@@ -244,7 +245,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
     cluster (:class:`analyzer.distributed.RayExecutor`, with ``ray_actors`` actors and shards); by default all of
     it runs in this process. ``ingest_workers``: log files parsed
     at once (0: one per CPU for inputs of 32 MiB or more). ``device``: ``"cpu"`` or a GPU (``"cuda"``) for the
-    accurate tier's model and the kNN graph (the command's ``--device``).
+    accurate tier's model and the kNN graph (the command's ``--device``). ``text_workers``: processes for the
+    cluster and label stages' text work on large runs (0: one per CPU; 1: all in this process).
 
     Raises :class:`analyzer.ingest.IngestError` (a ``ValueError``) for a path that matches nothing or a bad
     row under ``strict``, :class:`analyzer.workspace.WorkspaceLocked` when another run writes the workspace,
@@ -260,7 +262,7 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
                        knn=knn, selection=selection, flag_threshold=flag_threshold, weights=weights, seed=seed,
                        make_map=make_map, progress=progress, embed_chunk=embed_chunk, recluster=recluster,
                        workspace=workspace, config_file=config_file, ingest_workers=ingest_workers,
-                       device=device)
+                       device=device, text_workers=text_workers)
     cmap = parse_column_map(column_map) if isinstance(column_map, str) else column_map
     is_frame = isinstance(source, pd.DataFrame)
     if is_frame:

@@ -47,6 +47,11 @@ def _model_options(f):
                      help="A folder shared by several workspaces: vectors found there are reused, new ones added.")(f)
     return f
 
+TEXT_WORKERS = click.option(
+    "--text-workers", default=0, show_default=True, type=click.IntRange(min=0),
+    help="Processes for the cluster and label stages' pure-Python text work (sentence scan, keywords, templates) "
+         "on runs of 60,000 texts or more (0: one per CPU; 1: all in this process). The same result either way.")
+
 
 def _cluster_options(f):
     # Defaults None: a flag given overrides the configuration files, one not given leaves them be.
@@ -218,8 +223,10 @@ def main() -> None:
 @click.option("--ingest-workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="Log files parsed at once, a process each (0: one per CPU when they hold 32 MiB or more). "
                    "Batches are stored in file order.")
+@TEXT_WORKERS
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, ingest_workers, **kw):
+def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, ingest_workers,
+        text_workers, **kw):
     """Ingest LOGS and analyse everything in the workspace: embed, index, cluster, label, score.
 
     LOGS are files, folders or globs of JSONL / CSV / Parquet (optionally .gz). Re-running with more logs
@@ -234,6 +241,7 @@ def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address
     opts.embed_chunk = embed_chunk
     opts.recluster = recluster
     opts.ingest_workers = ingest_workers
+    opts.text_workers = text_workers
     paths = _paths(logs)
     executor = _executor(ray_address, ray_actors)
     ws = _open(workspace, create=True)
@@ -358,10 +366,12 @@ def embed(workspace, quiet, embed_chunk, ray_address, ray_actors, **kw):
 @_cluster_options
 @CONFIG
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (label sampling, index training).")
+@TEXT_WORKERS
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def cluster(workspace, quiet, **kw):
+def cluster(workspace, quiet, text_workers, **kw):
     """Build the FAISS index and kNN graph, cluster with HDBSCAN and label the clusters."""
     opts = _options(quiet=quiet, workspace=workspace, **kw)
+    opts.text_workers = text_workers
     opts.recluster = True  # everything, not only the prompts new since the last clustering
     _stage("cluster", ["index", "cluster", "label"], workspace, opts,
            {"cluster": opts.cluster.__dict__, "config": _effective(opts)}, tier=kw.get("tier"), embeds=True).close()
