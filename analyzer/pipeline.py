@@ -150,6 +150,30 @@ def resident_mb() -> float:
         return peak_rss_mb()
 
 
+def children_resident_mb() -> float:
+    """Resident memory of this process's child processes now (its worker processes: ingest readers, text
+    workers), in MiB; 0 where ``/proc`` does not tell."""
+    pids: set[str] = set()
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return 0.0
+    for tid in threads:
+        try:
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as fh:
+                pids.update(fh.read().split())
+        except OSError:
+            continue
+    pages = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+                pages += int(fh.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def return_free_memory() -> None:
     """Collect garbage and hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
     elsewhere) and Arrow's pool's, once the process holds :data:`RETURN_MEMORY_MIN_MB` or more. A stage that

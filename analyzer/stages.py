@@ -398,8 +398,9 @@ def _run_clustering(ctx: Context, cluster: StageLike, label: StageLike) -> dict:
 
 
 class StagePeaks:
-    """Peak resident memory of each stage, in MiB: a daemon thread reads this process's resident set every
-    ``interval`` seconds and charges it to the stage running then (``ctx.stage``). A spike shorter than the
+    """Peak resident memory of each stage, in MiB: a daemon thread reads the resident set of this process and its
+    worker processes (:func:`analyzer.pipeline.children_resident_mb`) every ``interval`` seconds and charges it to
+    the stage running then (``ctx.stage``). A spike shorter than the
     interval can be missed; the process's exact peak is :func:`analyzer.pipeline.peak_rss_mb`. Where
     ``/proc/self/statm`` does not exist (not Linux) each stage gets the process's peak so far.
 
@@ -428,7 +429,8 @@ class StagePeaks:
         """Charge the resident set now to the running stage."""
         stage = self.ctx.stage
         if stage:
-            self.peaks_[stage] = max(self.peaks_.get(stage, 0.0), round(pipeline.resident_mb(), 1))
+            now = pipeline.resident_mb() + pipeline.children_resident_mb()
+            self.peaks_[stage] = max(self.peaks_.get(stage, 0.0), round(now, 1))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):

@@ -288,3 +288,23 @@ def test_the_label_stage_makes_the_same_rows_in_worker_processes(small_ws, tmp_p
             [pipeline.label_plan(j.hashes, j.labels, j.req_counts, j.texts, opts) for j in work.jobs],
             stuck, replace(opts, text_workers=2))
         assert {t.text for m in made for t in m.templates} == {f"pid {os.getpid()}"}
+
+
+def test_stage_peaks_count_the_memory_of_worker_processes():
+    import subprocess
+    import sys
+    import types
+
+    from analyzer import pipeline
+
+    hold = "import sys, time; b = b'x' * (300 * 2**20); print('ok', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ok"
+        peaks = stages.StagePeaks(types.SimpleNamespace(stage="label"))
+        peaks.sample()
+        assert pipeline.children_resident_mb() >= 290
+        assert peaks.peaks_["label"] >= pipeline.resident_mb() + 290
+    finally:
+        child.kill()
+        child.wait()
