@@ -16,8 +16,8 @@ Two more kinds of work go through an executor, each with a local default written
   on Ray, query blocks searched against a sharded index by actors).
 
 And one helper for pure-Python work on this machine, which threads cannot spread over cores:
-:func:`process_map`, a function over a list of tasks in worker processes (joblib's loky: fresh interpreters,
-reused across calls).
+:func:`process_map`, a function over a list of tasks in worker processes (loky's pool, as joblib uses it:
+fresh interpreters, for the length of the call).
 
 All return the results in input order and read their input lazily, so a stage that writes results as they
 come keeps its memory bounded and can be resumed after a kill. An executor is a context manager: entering it
@@ -133,20 +133,35 @@ class LocalExecutor(Executor):
             yield fn(frame)
 
 
-#: Seconds a :func:`process_map` worker stays up with nothing to do (then it exits and frees its memory).
-WORKER_IDLE_S = 5
+#: Tasks handed to :func:`process_map`'s workers ahead of the results taken, per worker (enough to keep each busy
+#: while the next is pickled; few enough that the pickled tasks waiting do not add up).
+TASKS_AHEAD_PER_WORKER = 2
 
 
 def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> list[Any]:
-    """``[fn(t) for t in tasks]`` in ``workers`` processes: joblib's ``loky`` workers, fresh interpreters (not
-    forks of this process, which holds DuckDB's and FAISS's threads) that exit once idle; tasks are
-    handed out one at a time in order, so put the largest first. ``fn`` and the tasks travel by (cloud)pickle;
-    the results come back in input order. A worker's exception is raised here."""
-    from joblib import Parallel, delayed
+    """``[fn(t) for t in tasks]`` in ``workers`` processes: loky's (joblib's) process pool, fresh interpreters
+    (not forks of this process, which holds DuckDB's and FAISS's threads), started for this call and gone when it
+    returns, so that nothing they held rides along into the next stage. Tasks are handed out in order, at most
+    :data:`TASKS_AHEAD_PER_WORKER` per worker ahead of the results taken (put the largest first); ``fn`` and the
+    tasks travel by pickle; the results come back in input order. A task's exception is raised here."""
+    from collections import deque
+
+    from joblib.externals.loky import ProcessPoolExecutor
 
     if workers <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
-    # Workers leave seconds after the last task (loky keeps them 300 s by default): what they held does not
-    # ride along into the next stage.
-    run = Parallel(n_jobs=min(workers, len(tasks)), backend="loky", batch_size=1, idle_worker_timeout=WORKER_IDLE_S)
-    return list(run(delayed(fn)(t) for t in tasks))
+    n = min(workers, len(tasks))
+    results: list[Any] = []
+    with ProcessPoolExecutor(max_workers=n) as pool:
+        pending: deque = deque()
+        todo = iter(tasks)
+        for task in todo:
+            pending.append(pool.submit(fn, task))
+            if len(pending) >= TASKS_AHEAD_PER_WORKER * n:
+                break
+        while pending:
+            results.append(pending.popleft().result())
+            for task in todo:  # one more in, for the one taken out
+                pending.append(pool.submit(fn, task))
+                break
+    return results

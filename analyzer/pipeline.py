@@ -790,14 +790,19 @@ def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptio
     workers = text_workers(options, n_texts)
     if workers > 1 and _picklable(parts):
         return _label_parts_parallel(plans, parts, options.seed, workers)
-    return [KeywordsAndTemplates(parts.keywords(p.docs, p.doc_labels, p.doc_weights) if p.docs else {},
-                        [parts.template(t, options.seed) for t in p.sampled_texts()]) for p in plans]
+    return [_made_here(p, parts, options.seed) for p in plans]
+
+
+def _made_here(plan: LabelPlan, parts: LabelParts, seed: int) -> KeywordsAndTemplates:
+    """The keywords and templates of one plan, made in this process."""
+    return KeywordsAndTemplates(parts.keywords(plan.docs, plan.doc_labels, plan.doc_weights) if plan.docs else {},
+                                [parts.template(texts, seed) for texts in plan.sampled_texts()])
 
 
 #: Texts from which pure-Python text work runs in worker processes (``RunOptions.text_workers``): the cluster
 #: stage's sentence scan (prompts) and the label stage's keywords and templates (sampled texts: keyword documents
 #: and each unit's template sample). Starting the workers costs about a second each, which pays from here on
-#: (1M requests: 487k prompts, 21 s of sentence scan; ~350k sampled texts, 58 s of labelling).
+#: (1M requests: 487k prompts, 20 s of sentence scan; 215k keyword documents, 58 s of labelling).
 TEXT_PARALLEL_MIN_TEXTS = 60_000
 
 
@@ -869,10 +874,8 @@ def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intent
     ``kind`` is ``"topic"`` for semantic (HDBSCAN) clusters and ``"template"`` for template families;
     ``parts`` computes keywords and templates (default :class:`DefaultLabelParts`), in this process.
     """
-    parts = parts or DefaultLabelParts()
     plan = label_plan(hashes, labels, req_counts, texts, options)
-    made = KeywordsAndTemplates(parts.keywords(plan.docs, plan.doc_labels, plan.doc_weights) if plan.docs else {},
-                       [parts.template(t, options.seed) for t in plan.sampled_texts()])
+    made = _made_here(plan, parts or DefaultLabelParts(), options.seed)
     return plan_rows(plan, made, labels, vectors, req_counts, intents, intent_sim, options, kind)
 
 
@@ -1328,17 +1331,11 @@ CLUSTER_COLUMNS = ["cluster_id", "kind", "n_prompts", "n_requests", "n_accounts"
                    "exemplars", "signals"]
 
 
-def label_job(job: LabelJob, options: RunOptions, parts: LabelParts | None = None,
-              made: KeywordsAndTemplates | None = None, plan: LabelPlan | None = None) -> pd.DataFrame:
-    """The cluster rows of one :class:`LabelJob` (:func:`label_clusters`; scaffold families get their
-    recurring sentences as template, :func:`scaffold_templates`). ``plan`` and ``made``: its plan and parts'
-    results when :func:`label_parts` computed them already."""
-    if made is None or plan is None:
-        rows = label_clusters(job.hashes, job.labels, job.vectors, job.req_counts, job.texts, job.intents,
-                              job.intent_sim, options, kind=job.kind, parts=parts)
-    else:
-        rows = plan_rows(plan, made, job.labels, job.vectors, job.req_counts, job.intents, job.intent_sim, options,
-                         job.kind)
+def label_job(job: LabelJob, options: RunOptions, plan: LabelPlan, made: KeywordsAndTemplates) -> pd.DataFrame:
+    """The cluster rows of one :class:`LabelJob` from its plan and the keywords and templates made of it
+    (:func:`plan_rows`; scaffold families get their recurring sentences as template, :func:`scaffold_templates`)."""
+    rows = plan_rows(plan, made, job.labels, job.vectors, job.req_counts, job.intents, job.intent_sim, options,
+                     job.kind)
     if job.kind == "scaffold":
         rows = scaffold_templates(rows, job.labels, job.scaffold_of or [])
     return rows
@@ -1354,7 +1351,7 @@ def label_rows(ws: Workspace, work: LabelWork, options: RunOptions, parts: Label
     parts = parts or DefaultLabelParts()
     jobs = [*work.jobs, *([work.system] if work.system is not None else [])]
     plans = [label_plan(j.hashes, j.labels, j.req_counts, j.texts, options) for j in jobs]
-    labelled = [label_job(j, options, parts, made, plan)
+    labelled = [label_job(j, options, plan, made)
                 for j, plan, made in zip(jobs, plans, label_parts(plans, parts, options), strict=True)]
     new, system = labelled[: len(work.jobs)], labelled[len(work.jobs):]
     if work.update is None:
