@@ -783,9 +783,10 @@ class KeywordsAndTemplates:
 
 
 def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptions) -> list[KeywordsAndTemplates]:
-    """Keywords and templates of every plan: in worker processes when the work is large enough
-    (:data:`TEXT_PARALLEL_MIN_TEXTS` sampled texts, ``options.text_workers``), else here; the same result
-    either way (each keyword set is computed over its whole plan, each template over its unit's sample)."""
+    """Keywords and templates of every plan: the templates in worker processes when the work is large enough
+    (:data:`TEXT_PARALLEL_MIN_TEXTS` sampled texts, ``options.text_workers``) while the keywords are made here
+    (:func:`_label_parts_parallel`), else everything here; the same result either way (each keyword set is
+    computed over its whole plan, each template over its unit's sample)."""
     n_texts = sum(len(p.docs) + sum(len(p.sample[c]) for c in p.cluster_ids) for p in plans)
     workers = text_workers(options, n_texts)
     if workers > 1 and _picklable(parts):
@@ -829,22 +830,20 @@ def _picklable(obj: object) -> bool:
     return True
 
 
-def _label_task(parts: LabelParts, task: tuple[str, tuple]) -> object:
-    """One piece of :func:`label_parts`' work, run in a worker process: a plan's keywords, or the templates of a
-    run of its units."""
-    kind, payload = task
-    if kind == "keywords":
-        return parts.keywords(*payload)
-    seed, groups = payload
+def _label_templates(parts: LabelParts, task: tuple[int, list[list[str]]]) -> list[label_mod.Template]:
+    """The templates of a run of units (their sampled texts), made in a worker process."""
+    seed, groups = task
     return [parts.template(texts, seed) for texts in groups]
 
 
 def _label_parts_parallel(plans: Sequence[LabelPlan], parts: LabelParts, seed: int, workers: int
                           ) -> list[KeywordsAndTemplates]:
-    tasks: list[tuple[int, tuple[str, tuple]]] = []  # (plan, task); keyword tasks first: the largest
-    for i, p in enumerate(plans):
-        if p.docs:
-            tasks.append((i, ("keywords", (p.docs, p.doc_labels, p.doc_weights))))
+    """:func:`label_parts` with the templates in worker processes, in tasks of :data:`LABEL_TASK_TEXTS` sampled
+    texts, while this process makes the keywords in a thread: c-TF-IDF needs a whole job at once (at 16M requests
+    gigabytes of counts), so it stays where it ran before and a worker only ever holds a bounded task."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks: list[tuple[int, tuple[int, list[list[str]]]]] = []  # (plan, (seed, units' sampled texts))
     for i, p in enumerate(plans):
         group: list[list[str]] = []
         size = 0
@@ -852,17 +851,17 @@ def _label_parts_parallel(plans: Sequence[LabelPlan], parts: LabelParts, seed: i
             group.append(texts)
             size += len(texts)
             if size >= LABEL_TASK_TEXTS:
-                tasks.append((i, ("templates", (seed, group))))
+                tasks.append((i, (seed, group)))
                 group, size = [], 0
         if group:
-            tasks.append((i, ("templates", (seed, group))))
-    results = process_map(functools.partial(_label_task, parts), [t for _, t in tasks], workers)
-    out = [KeywordsAndTemplates({}, []) for _ in plans]
-    for (i, (kind, _)), result in zip(tasks, results, strict=True):
-        if kind == "keywords":
-            out[i].keywords = result
-        else:
-            out[i].templates.extend(result)
+            tasks.append((i, (seed, group)))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-keywords") as here:
+        keywords = here.submit(lambda: [parts.keywords(p.docs, p.doc_labels, p.doc_weights) if p.docs else {}
+                                        for p in plans])
+        templates = process_map(functools.partial(_label_templates, parts), [t for _, t in tasks], workers)
+        out = [KeywordsAndTemplates(kw, []) for kw in keywords.result()]
+    for (i, _), made in zip(tasks, templates, strict=True):
+        out[i].templates.extend(made)
     return out
 
 
