@@ -66,6 +66,8 @@ OPERATOR_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 #: every column held 1 GB more).
 GROUPING_COLUMNS = ("account_id", "acode", "ts", "t", "prompt_hash", "cluster_id", "topic_cluster", "task_id",
                     "intent", "intent_similarity", "model")
+#: The columns a group's members and operators are chosen on (:func:`_members`, :func:`_operators`).
+GROUP_COLUMNS = ("account_id", "t", "cluster_id")
 
 #: Weights of the behavioural signals in the weighted mean. ``training_value`` is not among them: it is a
 #: gate (see :func:`score_signals`), because a coordinated workload with no training value is not a
@@ -937,15 +939,19 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
     and the campaign each cluster belongs to (its largest operator's)."""
     config = ctx.config
     group_of = {c: i for i, group in enumerate(groups) for c in group}
-    greq_all = req[req["cluster_id"].isin(group_of.keys())]
-    group_ids = greq_all["cluster_id"].map(group_of).to_numpy()
+    rows = np.flatnonzero(req["cluster_id"].isin(group_of.keys()).to_numpy())
+    group_ids = pd.Series(req["cluster_id"].to_numpy()[rows]).map(group_of).to_numpy()
     order = np.argsort(group_ids, kind="stable")
-    greq_all = greq_all.iloc[order]
+    rows = rows[order]  # the grouped requests' positions in ``req``, group after group, in ``req`` order within one
     bounds = np.searchsorted(group_ids[order], np.arange(len(groups) + 1))
+    # Members and operators are chosen on a few columns; only an operator's own requests are taken with every
+    # column (:func:`_score_group`). At the incident's size one group holds 14M of the 16M requests: a copy of
+    # every grouped request with every column beside the operator's own was 4 GB of the stage's peak.
+    slim = req[[c for c in GROUP_COLUMNS if c in req]].iloc[rows]
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
-        greq = greq_all.iloc[bounds[i] : bounds[i + 1]]
+        greq = slim.iloc[bounds[i] : bounds[i + 1]]
         members, extra_members, per_acc, joiners = _members(greq, ctx)
         if not members or (len(members) < config.min_candidate_accounts
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
@@ -955,7 +961,9 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         # which of two operators sharing the group's wrappers an account would belong to.
         joiners = joiners if len(operators) == 1 else []
         for op_members in operators:
-            row, member_rows, partial = _score_group(group, greq, op_members, extra_members, per_acc, ctx,
+            theirs = greq["account_id"].isin(set(op_members)).to_numpy()
+            mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
+            row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners)
             campaign_rows.append(row)
             account_rows += member_rows
@@ -1378,10 +1386,9 @@ class _Operator:
     n_principals: int
 
 
-def _operator(group: list[int], greq: pd.DataFrame, members: list[str], ctx: _Context) -> _Operator:
-    """The members' slice of the group's requests and what every signal reads of it."""
+def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Context) -> _Operator:
+    """What every signal reads of the members' requests on the group (``mreq``, every column)."""
     member_set = set(members)
-    mreq = greq[greq["account_id"].isin(member_set)]
     counts = mreq.groupby("account_id").size().reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     share = sig.shrunk_share(counts.to_numpy(), totals, ctx.config.focus_prior)
@@ -1396,11 +1403,12 @@ def _operator(group: list[int], greq: pd.DataFrame, members: list[str], ctx: _Co
                      _n_principals(members, ctx, shared))
 
 
-def _score_group(group: list[int], greq: pd.DataFrame, members: list[str], extra_members: set[str],
+def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = ()):
-    """Signals, score, evidence and account rows of one operator's members on a group of clusters
-    (``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its signals)."""
-    op = _operator(group, greq, members, ctx)
+    """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
+    their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
+    signals)."""
+    op = _operator(group, mreq, members, ctx)
     values, content, extras = _signal_values(op, ctx)
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)

@@ -149,6 +149,7 @@ def redact(text: str) -> str:
 # --- Markdown ---------------------------------------------------------------------------------------------------
 _URL_SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{1,20}):(?=//)")
 _WWW = re.compile(r"(?i)\bwww\.")
+_EMAIL_AT = re.compile(r"(?<=[\w.+-])@(?=[\w-]+\.[\w-])")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _ASCII_PUNCT = frozenset(string.punctuation)
 _MD_ALWAYS = frozenset("`*[~")  # code spans, emphasis, links / images / footnotes, strikethrough
@@ -189,14 +190,16 @@ def md_inline(text: str, limit: int = 300, table: bool = False) -> str:
     an entity, a backslash before punctuation, a leading ``#``, ``>``, ``-``, ``+`` or ``1.`` (headings,
     quotes, lists) and, with ``table``, ``|``. Parentheses, quotes, apostrophes, periods and ``!`` stay as
     they are. URLs are defanged (``http://x`` shows as ``http[:]//x``, ``www.`` as ``www[.]``) so that no
-    renderer (GitHub's autolinks included) turns them into links. Newlines and tabs become spaces; control
-    and bidi characters are escaped visibly (:func:`sanitize`).
+    renderer (GitHub's autolinks included) turns them into links; so are e-mail addresses (``a@b.example`` shows
+    as ``a[@]b.example``: no ``mailto:`` link). Newlines and tabs become spaces; control and bidi characters are
+    escaped visibly (:func:`sanitize`).
     """
     if len(text) > limit:
         text = text[:limit] + "…"
     text = sanitize(text).replace("\n", " ").replace("\t", " ").strip()
     text = _md_escape(text, table)
     text = _URL_SCHEME.sub(r"\1[:]", text)
+    text = _EMAIL_AT.sub("[@]", text)
     return _WWW.sub("www[.]", text)
 
 

@@ -255,14 +255,31 @@ def embedding_row_ids(shards: pd.Series | np.ndarray, rows: pd.Series | np.ndarr
 CACHE_RELEASE_LIMIT = "1MB"
 
 
-def arrow_frame(table: pa.Table) -> pd.DataFrame:
-    """An Arrow table as the frame DuckDB's ``.df()`` gives (in about half the time for 100k rows): integer
-    columns holding NULLs become pandas' nullable integers, as there, rather than floats."""
+def arrow_frame(source: pa.Table | duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """An Arrow table (or a DuckDB relation, read as one) as the frame DuckDB's ``.df()`` gives (in about half
+    the time for 100k rows): integer columns holding NULLs become pandas' nullable integers, as there, rather
+    than floats.
+
+    Every string column is one contiguous array: DuckDB hands a result over in chunks of ~125k rows, and taking
+    rows of a chunked column (``iloc`` with positions) concatenates the whole column first, every time (at 4M
+    requests a take of 20k rows: 1.65 s chunked, 0.015 s contiguous). Given a relation, its Arrow table is let
+    go before the columns are joined, so that the peak is the frame and one column more."""
+    table = source if isinstance(source, pa.Table) else source.to_arrow_table()
+    del source
+    nullable = {name: f"{'U' if pa.types.is_unsigned_integer(column.type) else ''}Int{column.type.bit_width}"
+                for name, column in zip(table.column_names, table.columns, strict=True)
+                if pa.types.is_integer(column.type) and column.null_count}
     frame = table.to_pandas()
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_integer(column.type) and column.null_count:
-            kind = f"{'U' if pa.types.is_unsigned_integer(column.type) else ''}Int{column.type.bit_width}"
-            frame[name] = pd.array(column.to_pylist(), dtype=kind)
+    for name, kind in nullable.items():
+        frame[name] = pd.array(table.column(name).to_pylist(), dtype=kind)
+    del table
+    for name in frame.columns:
+        values = frame[name].array
+        if isinstance(values, pd.arrays.ArrowStringArray):
+            chunks = pa.array(values)  # its Arrow data as it is: a ChunkedArray of several, or one Array
+            if isinstance(chunks, pa.ChunkedArray) and chunks.num_chunks > 1:
+                frame[name] = pd.arrays.ArrowStringArray(pa.chunked_array([chunks.combine_chunks()]),
+                                                         dtype=values.dtype)
     return frame
 
 
@@ -1052,7 +1069,7 @@ class Workspace:
                    r.model, r.ip, r.user_agent, r.api_key_id, r.org_id, r.payment_id
             {UNIT_JOINS.format(kinds="(SELECT cluster_id, kind FROM clusters)")}
             """
-        ).to_arrow_table())
+        ))
 
     def unit_account_counts(self, kinds: pd.DataFrame) -> pd.Series:
         """Distinct accounts per unit (the ``cluster_id`` of :meth:`scoring_requests`), with the clusters' kinds

@@ -290,6 +290,14 @@ def test_md_code_is_one_code_span(text):
     assert kinds.count("code_inline") == 1 and set(kinds) <= {"text", "code_inline"}
 
 
+def test_md_inline_defangs_addresses_that_renderers_link():
+    # GitHub links bare e-mail addresses as it links URLs: both are shown defanged, the rest as typed
+    out = md_inline("write to admin@corp.example or ops.team+x@evil-host.example.org, see http://a.b, www.c.d")
+    assert out == ("write to admin[@]corp.example or ops.team+x[@]evil-host.example.org, see http[:]//a.b, "
+                   "www[.]c.d")
+    assert md_inline("@mention, a @ b, user@localhost, 12@3") == "@mention, a @ b, user@localhost, 12@3"
+
+
 _PROSE = st.text(st.sampled_from("abcXYZ019 ().,;:'\"!?%/=éü中"), max_size=60).filter(
     lambda t: not t.strip()[:1].isdigit())
 

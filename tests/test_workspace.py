@@ -123,6 +123,28 @@ def test_arrow_frame_is_the_frame_duckdb_gives():
     assert got.equals(expected)
 
 
+def test_arrow_frame_makes_every_column_one_array():
+    # DuckDB hands a large result over in many chunks; taking rows of a chunked column concatenates it every
+    # time, so the frame's columns are made contiguous once, with the values and types unchanged.
+    import duckdb
+    import pyarrow as pa
+
+    from analyzer.workspace import arrow_frame
+
+    db = duckdb.connect()
+    query = """SELECT i AS n, 'acc-' || (i % 7) AS account_id, CASE WHEN i % 3 = 0 THEN NULL ELSE 'x' || i END AS ip
+               FROM range(5000) t(i)"""
+    table = db.sql(query).to_arrow_table()
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=512))
+    assert chunked.column("account_id").num_chunks > 1
+    got = arrow_frame(chunked)
+    assert got.equals(db.execute(query).df())
+    for name in ("account_id", "ip"):
+        assert got[name].array._pa_array.num_chunks == 1
+    taken = got.iloc[[4999, 3, 1024]]["ip"]
+    assert taken.isna().tolist() == [False, True, False] and taken.dropna().tolist() == ["x4999", "x1024"]
+
+
 def test_scoring_requests_are_the_rows_a_plain_query_gives(sample_workspace):
     from analyzer.workspace import UNIT_JOINS
 
