@@ -372,7 +372,6 @@ class ClusterInfo:
     training_value: float = 0.0
     intent: str = ""
     tightness: float = 0.0
-    exemplars: list[str] = field(default_factory=list)
     kind: str = ""  # topic, template, scaffold or system ("" not recorded)
 
 

@@ -145,6 +145,7 @@ def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) ->
     :data:`TASKS_AHEAD_PER_WORKER` per worker ahead of the results taken (put the largest first); ``fn`` and the
     tasks travel by pickle; the results come back in input order. A task's exception is raised here."""
     from collections import deque
+    from itertools import islice
 
     from joblib.externals.loky import ProcessPoolExecutor
 
@@ -153,15 +154,9 @@ def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) ->
     n = min(workers, len(tasks))
     results: list[Any] = []
     with ProcessPoolExecutor(max_workers=n) as pool:
-        pending: deque = deque()
         todo = iter(tasks)
-        for task in todo:
-            pending.append(pool.submit(fn, task))
-            if len(pending) >= TASKS_AHEAD_PER_WORKER * n:
-                break
+        pending = deque(pool.submit(fn, t) for t in islice(todo, TASKS_AHEAD_PER_WORKER * n))
         while pending:
             results.append(pending.popleft().result())
-            for task in todo:  # one more in, for the one taken out
-                pending.append(pool.submit(fn, task))
-                break
+            pending.extend(pool.submit(fn, t) for t in islice(todo, 1))  # one more in, for the one taken out
     return results

@@ -796,8 +796,12 @@ def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptio
 
 def _made_here(plan: LabelPlan, parts: LabelParts, seed: int) -> KeywordsAndTemplates:
     """The keywords and templates of one plan, made in this process."""
-    return KeywordsAndTemplates(parts.keywords(plan.docs, plan.doc_labels, plan.doc_weights) if plan.docs else {},
-                                [parts.template(texts, seed) for texts in plan.sampled_texts()])
+    return KeywordsAndTemplates(_keywords(plan, parts), [parts.template(texts, seed) for texts in plan.sampled_texts()])
+
+
+def _keywords(plan: LabelPlan, parts: LabelParts) -> dict[int, list[str]]:
+    """The keywords of one plan's clusters (none without keyword documents)."""
+    return parts.keywords(plan.docs, plan.doc_labels, plan.doc_weights) if plan.docs else {}
 
 
 #: Texts from which pure-Python text work runs in worker processes (``RunOptions.text_workers``): the cluster
@@ -856,8 +860,7 @@ def _label_parts_parallel(plans: Sequence[LabelPlan], parts: LabelParts, seed: i
         if group:
             tasks.append((i, (seed, group)))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-keywords") as here:
-        keywords = here.submit(lambda: [parts.keywords(p.docs, p.doc_labels, p.doc_weights) if p.docs else {}
-                                        for p in plans])
+        keywords = here.submit(lambda: [_keywords(p, parts) for p in plans])
         templates = process_map(functools.partial(_label_templates, parts), [t for _, t in tasks], workers)
         out = [KeywordsAndTemplates(kw, []) for kw in keywords.result()]
     for (i, _), made in zip(tasks, templates, strict=True):
@@ -1479,8 +1482,7 @@ SCORING_CLUSTER_COLUMNS = ("cluster_id", "label", "keywords", "template", "signa
 
 
 def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
-    """What the label stage stored about each cluster (rows of the ``clusters`` table; without an ``exemplars``
-    column, none)."""
+    """What the label stage stored about each cluster (rows of the ``clusters`` table) that scoring reads."""
     infos = {}
     for r in rows.itertuples(index=False):
         s = r.signals or {}
@@ -1491,7 +1493,7 @@ def cluster_infos(rows: pd.DataFrame) -> dict[int, ClusterInfo]:
             n_slots=None if s.get("n_slots") is None else int(s["n_slots"]),
             training_value=float(_stored(s, "training_value", 0.0)),
             intent=_stored(s, "intent", ""), tightness=float(_stored(s, "tightness", 0.0)),
-            exemplars=list(getattr(r, "exemplars", None) or []), kind=r.kind or "",
+            kind=r.kind or "",
         )
     return infos
 
