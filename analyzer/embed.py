@@ -222,13 +222,59 @@ WINDOW_JOIN = "\n"
 
 
 def _plain_tokenizer(tokenizer: Any) -> Any:
-    """A copy of a ``tokenizers.Tokenizer`` without truncation or padding (to count and locate tokens)."""
+    """A copy of a ``tokenizers.Tokenizer`` without truncation or padding (to count and locate tokens), with
+    the plain-text shortcut of :class:`AsciiRoutedTokenizer` where its normaliser allows one."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_str(tokenizer.to_str())
     tok.no_truncation()
     tok.no_padding()
+    normaliser = json.loads(tok.to_str()).get("normalizer") or {}
+    if normaliser.get("type") == "BertNormalizer" and normaliser.get("lowercase") and normaliser.get("strip_accents") in (None, True):
+        return AsciiRoutedTokenizer(tok)
     return tok
+
+
+#: Characters that keep a plain ASCII text on the full normaliser: the control characters BERT's ``clean_text``
+#: removes or turns into spaces (tab, newline and carriage return are whitespace either way).
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class AsciiRoutedTokenizer:
+    """A BERT-style tokenizer (``BertNormalizer`` with lowercasing) that sends plain ASCII texts through a twin
+    whose normaliser only lowercases.
+
+    On printable ASCII text (tab, newline and carriage return allowed) the full normaliser does nothing but
+    lowercase: there are no accents to strip, no CJK characters to space out, no control characters to remove,
+    and it maps characters one to one, so the twin gives the same ids, word ids and offsets (tested on the
+    benchmark's prompts) about a third faster. Other texts go through the full tokenizer; results keep the order
+    of the texts. Anything else is the full tokenizer's (``encode``, ``num_special_tokens_to_add``...)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        from tokenizers import Tokenizer, normalizers
+
+        self.full = tokenizer
+        self.plain = Tokenizer.from_str(tokenizer.to_str())
+        self.plain.normalizer = normalizers.Lowercase()
+
+    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[Any]:
+        """``encode_batch`` of the full tokenizer, the plain ASCII texts through the lowercasing twin."""
+        plain = [t.isascii() and _ASCII_CONTROL.search(t) is None for t in texts]
+        n_plain = sum(plain)
+        if n_plain == len(texts):
+            return self.plain.encode_batch(texts, add_special_tokens=add_special_tokens)
+        if n_plain == 0:
+            return self.full.encode_batch(texts, add_special_tokens=add_special_tokens)
+        fast = iter(self.plain.encode_batch([t for t, p in zip(texts, plain, strict=True) if p],
+                                            add_special_tokens=add_special_tokens))
+        slow = iter(self.full.encode_batch([t for t, p in zip(texts, plain, strict=True) if not p],
+                                           add_special_tokens=add_special_tokens))
+        return [next(fast) if p else next(slow) for p in plain]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("full", "plain") or name.startswith("__"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.full, name)
 
 
 def _cut_word(word_ids: list[int | None], k: int, step: int) -> int:

@@ -161,6 +161,26 @@ def test_fast_tier_matches_model2vec_and_uses_the_parallel_tokenizer(monkeypatch
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
 
+def test_plain_ascii_texts_take_the_lowercasing_twin_with_the_same_tokens_words_and_offsets(sample_prompts):
+    from analyzer.embed import AsciiRoutedTokenizer
+
+    emb = make_embedder(tier="fast")
+    emb._load()
+    tok = emb._window_tok
+    assert isinstance(tok, AsciiRoutedTokenizer)
+    odd = ["Tab\tnew\nline\rCR", "vertical\x0btab and form\x0cfeed", "nul\x00 and del\x7f", "Caf\u00e9 CR\u00c8ME",
+           "\u8bf7\u7528\u4e2d\u6587\u56de\u7b54 Step by step", "emoji \U0001f600 ok", "\u0130stanbul", "", "  ",
+           "ALL CAPS, punctuation!!! (and) [brackets] {x: 1} a.b_c-d e/f #tag @user $5.00 100%"]
+    texts = [*TEXTS, *odd, *sample_prompts[0], sample_prompts[1][:20_000]]
+    routed, full = tok.encode_batch(texts, add_special_tokens=False), tok.full.encode_batch(texts, add_special_tokens=False)
+    for text, a, b in zip(texts, routed, full, strict=True):
+        assert (a.ids, a.offsets, a.word_ids) == (b.ids, b.offsets, b.word_ids), text[:60]
+    # the twin strips no accent: an accented text must not reach it (it would get other tokens)
+    accented = ["Caf\u00e9 cr\u00e8me"]
+    twin, whole = (t.encode_batch(accented, add_special_tokens=False)[0].ids for t in (tok.plain, tok.full))
+    assert twin != whole and tok.encode_batch(accented, add_special_tokens=False)[0].ids == whole
+
+
 # --- long prompts: head and tail ----------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAMPAIGNS = ("censorship_rewrite", "censorship_rewrite", "agentic_tools", "cot_math")
