@@ -62,9 +62,7 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -182,13 +180,10 @@ class IngestBatch:
     rejected: list[Rejected]
     n_read: int
     source: str = ""
-    block: int = 0  # the block of lines it came from, when a file is read in parts (:func:`_read_split`)
 
 
 class IngestError(ValueError):
     """A file cannot be read, or (in strict mode) a record is bad. The message names file, line, field."""
-
-    line: int | None = None  # the bad record's line, in strict mode
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -631,31 +626,12 @@ def _hashed_id(account: str, ts_us: int, prompt: str, model: str | None) -> str:
 _Item = tuple[int, str | None, dict[str, Any] | None, tuple[str, str] | None]
 
 
-@dataclass(frozen=True)
-class _Part:
-    """Part ``index`` of ``count`` of one JSON-lines file: the blocks of ``block_lines`` physical lines whose
-    number (from 0) is ``index`` modulo ``count`` (:func:`_read_split`)."""
-
-    index: int
-    count: int
-    block_lines: int
-
-    def block(self, line: int) -> int:
-        """The block of physical line ``line`` (numbered from 1)."""
-        return (line - 1) // self.block_lines
-
-    def owns(self, line: int) -> bool:
-        return (line - 1) // self.block_lines % self.count == self.index
-
-
 class _Lines:
-    """Physical lines of a binary stream, with line numbers; stops cleanly on a broken gzip stream. With a
-    ``part``, only the lines of its blocks are yielded (every line is still read and counted)."""
+    """Physical lines of a binary stream, with line numbers; stops cleanly on a broken gzip stream."""
 
-    def __init__(self, fh: BinaryIO, max_line_bytes: int, part: _Part | None = None) -> None:
+    def __init__(self, fh: BinaryIO, max_line_bytes: int) -> None:
         self.fh = fh
         self.max_line_bytes = max_line_bytes
-        self.part = part
         self.lineno = 0
         self.error: str | None = None
 
@@ -663,7 +639,6 @@ class _Lines:
         """Yield ``(lineno, line, overlong)``; an overlong line is cut and the rest skipped."""
         readline = self.fh.readline
         limit = self.max_line_bytes
-        owns = None if self.part is None else self.part.owns
         try:
             while True:
                 b = readline(limit)
@@ -672,14 +647,14 @@ class _Lines:
                 self.lineno += 1
                 if self.lineno == 1 and b.startswith(_BOM):
                     b = b[3:]
-                overlong = len(b) >= limit and not b.endswith(b"\n")
-                if overlong:
+                if len(b) >= limit and not b.endswith(b"\n"):
                     while True:  # skip the rest of the line
                         rest = readline(limit)
                         if not rest or rest.endswith(b"\n"):
                             break
-                if owns is None or owns(self.lineno):
-                    yield self.lineno, b, overlong
+                    yield self.lineno, b, True
+                else:
+                    yield self.lineno, b, False
         except EOFError as e:
             self.error = f"truncated gzip stream after line {self.lineno}: {e}"
         except gzip.BadGzipFile as e:
@@ -1191,10 +1166,10 @@ def _open(path: str, gz: bool) -> BinaryIO:
 
 
 def _items(kind: str, gz: bool, fh: BinaryIO, batch_size: int, batch_bytes: int,
-           max_record_bytes: int, part: _Part | None = None) -> tuple[Iterator[_Item], _Lines | None]:  # fmt: skip
+           max_record_bytes: int) -> tuple[Iterator[_Item], _Lines | None]:  # fmt: skip
     if kind == "parquet":
         return _read_parquet(fh, gz, batch_size, batch_bytes), None
-    lines = _Lines(fh, max_record_bytes, part)
+    lines = _Lines(fh, max_record_bytes)
     if kind == "jsonl":
         return _read_jsonl(lines), lines
     if kind == "json":
@@ -1240,10 +1215,7 @@ def read_logs(
     workers : int, default 1
         Files parsed at once, each by a process of its own (:func:`_read_parallel`), when there are several
         files: a provider's export in shards parses ``workers`` times as fast. The batches are yielded in the
-        same order, with the same content, as with one worker. One JSON-lines file of
-        :data:`SPLIT_FILE_MIN_BYTES` or more is parsed by ``workers`` processes, each taking every
-        ``workers``-th block of ``batch_size`` lines (:func:`_read_split`): the same records in the same order,
-        in batches cut at block ends too.
+        same order, with the same content, as with one worker.
     executor : Executor, optional
         A remote executor (:class:`analyzer.distributed.RayExecutor`, entered) parses the files instead, one task
         per file (:func:`read_file_job`); the batches are yielded in the same order, with the same content, as
@@ -1297,9 +1269,6 @@ def read_logs(
     if workers > 1 and len(formats) > 1:
         yield from _read_parallel(formats, cmap, strict, batch_size, batch_bytes, max_record_bytes, workers)
         return
-    if workers > 1 and len(formats) == 1 and formats[0][1] == "jsonl" and os.path.getsize(paths[0]) >= SPLIT_FILE_MIN_BYTES:
-        yield from _read_split(*formats[0], cmap, strict, batch_size, batch_bytes, max_record_bytes, workers)
-        return
     normalise = _Normaliser(cmap, max_record_bytes)
     for path, kind, gz in formats:
         yield from _read_one(path, kind, gz, normalise, strict, batch_size, batch_bytes, max_record_bytes)
@@ -1317,6 +1286,8 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
     a script that calls the analyzer without an ``if __name__ == "__main__"`` guard would be run again by a
     spawned child, and a forked one would inherit the caller's threads (DuckDB's, the progress bars'). Nothing
     passes through pickle: jobs and manifests are JSON, frames Arrow."""
+    import subprocess
+    import sys
     from collections import deque
 
     spool = tempfile.mkdtemp(prefix="analyzer-ingest-")
@@ -1329,8 +1300,13 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
             return
         i, (path, kind, gz) = nxt
         prefix = os.path.join(spool, f"{i:06d}")
-        proc = _start_reader(_file_job(path, kind, gz, cmap, strict, batch_size, batch_bytes, max_record_bytes),
-                             prefix)
+        job = {**_file_job(path, kind, gz, cmap, strict, batch_size, batch_bytes, max_record_bytes),
+               "prefix": prefix}
+        with open(prefix + ".job.json", "w", encoding="utf-8") as fh:
+            json.dump(job, fh)
+        with open(prefix + ".stderr", "wb") as err:  # a file, not a pipe: a chatty reader never waits for us
+            proc = subprocess.Popen([sys.executable, "-m", "analyzer.ingest_worker", prefix + ".job.json"],
+                                    stdout=subprocess.DEVNULL, stderr=err)
         running.append((path, prefix, proc))
 
     try:
@@ -1344,7 +1320,9 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
                 with open(prefix + ".error.json", encoding="utf-8") as fh:
                     raise IngestError(json.load(fh)["message"])
             if proc.returncode != 0 or not os.path.exists(prefix + ".done.json"):
-                raise _reader_failed(path, prefix, proc)
+                with open(prefix + ".stderr", "rb") as fh:
+                    tail = fh.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+                raise IngestError(f"{path}: its reader process failed (exit {proc.returncode}): {tail[0]}")
             with open(prefix + ".done.json", encoding="utf-8") as fh:
                 batches = json.load(fh)
             for b in batches:
@@ -1361,137 +1339,17 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
         shutil.rmtree(spool, ignore_errors=True)
 
 
-def _start_reader(job: dict, prefix: str) -> subprocess.Popen:
-    """A reader process (``python -m analyzer.ingest_worker``) for ``job``, spooling to ``prefix``."""
-    import sys
-
-    job = {**job, "prefix": prefix}
-    with open(prefix + ".job.json", "w", encoding="utf-8") as fh:
-        json.dump(job, fh)
-    with open(prefix + ".stderr", "wb") as err:  # a file, not a pipe: a chatty reader never waits for us
-        return subprocess.Popen([sys.executable, "-m", "analyzer.ingest_worker", prefix + ".job.json"],
-                                stdout=subprocess.DEVNULL, stderr=err)
-
-
-def _reader_failed(path: str, prefix: str, proc: subprocess.Popen) -> IngestError:
-    """The error for a reader process that ended without finishing its job (its last line on stderr)."""
-    with open(prefix + ".stderr", "rb") as fh:
-        tail = fh.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-    return IngestError(f"{path}: its reader process failed (exit {proc.returncode}): {tail[0]}")
-
-
-def _spooled_batch(entry: dict) -> IngestBatch:
-    """A batch a reader process spooled (``entry``: its stem, rows read, source, block), its files removed."""
-    frame = _read_spooled_frame(entry["frame"] + ".arrow")
-    with open(entry["frame"] + ".rejected.json", encoding="utf-8") as fh:
-        rejected = [Rejected(*r) for r in json.load(fh)]
-    os.remove(entry["frame"] + ".arrow")
-    os.remove(entry["frame"] + ".rejected.json")
-    return IngestBatch(frame, rejected, int(entry["n_read"]), entry["source"], int(entry.get("block", 0)))
-
-
-#: On-disk size from which one JSON-lines file is parsed by several reader processes (:func:`_read_split`) when
-#: more than one worker is allowed: starting a reader costs about a second, and a 32 MiB gzipped file holds about
-#: 130k requests, 4 s of parsing for one reader.
-SPLIT_FILE_MIN_BYTES = 32 * 1024 * 1024
-#: Seconds between two looks at the spool while waiting for a part's next batch.
-SPLIT_POLL_S = 0.02
-
-
-def _read_split(path: str, kind: str, gz: bool, cmap: Mapping[str, str], strict: bool, batch_size: int,
-                batch_bytes: int, max_record_bytes: int, workers: int) -> Iterator[IngestBatch]:
-    """:func:`read_logs` of one JSON-lines file by ``workers`` reader processes at once: the file's physical lines
-    are cut into blocks of ``batch_size`` lines, and reader ``k`` parses blocks ``k``, ``k + workers``, ... (each
-    reads and counts every line, decompressing the whole file, and parses only its own). Each batch is spooled as
-    it is made (as :func:`_read_parallel`'s are) and announced by a small JSON file; this process yields them
-    block after block, so the batches come in the file's order with the same records, rejected rows, line
-    numbers and strict-mode error (raised where reading the file alone would raise it, after every earlier
-    block's batches), in more and smaller batches at block ends."""
-    spool = tempfile.mkdtemp(prefix="analyzer-ingest-")
-    procs: list[subprocess.Popen] = []
-    try:
-        prefixes = [os.path.join(spool, f"part{k:03d}") for k in range(workers)]
-        for k, prefix in enumerate(prefixes):
-            part = _Part(k, workers, batch_size)
-            procs.append(_start_reader(_file_job(path, kind, gz, cmap, strict, batch_size, batch_bytes,
-                                                 max_record_bytes, part), prefix))
-        taken = [0] * workers  # batches yielded of each part
-        finished = [False] * workers
-        ahead: list[dict | None] = [None] * workers  # a part's next batch, announced but of a later block
-        block, yielded = 0, False
-        while not all(finished) or any(a is not None for a in ahead):
-            k = block % workers
-            while True:  # every batch of this block (none if the part has passed it or ended)
-                entry = ahead[k] or _announced(prefixes[k], taken[k], procs[k], path, block, batch_size, finished, k)
-                if entry is None:
-                    break
-                if int(entry["block"]) < block:  # never from a sound reader: fail rather than wait for ever
-                    raise IngestError(f"{path}: reader {k} sent a batch of block {entry['block']} after block {block}")
-                if int(entry["block"]) > block:
-                    ahead[k] = entry
-                    break
-                ahead[k] = None
-                taken[k] += 1
-                yielded = True
-                yield _spooled_batch(entry)
-            block += 1
-        if not yielded:
-            yield IngestBatch(_empty_frame(), [], 0, path)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        shutil.rmtree(spool, ignore_errors=True)
-
-
-def _announced(prefix: str, seq: int, proc: subprocess.Popen, path: str, block: int, block_lines: int,
-               finished: list[bool], k: int) -> dict | None:
-    """Part ``k``'s batch number ``seq`` once announced (waiting for it), or None when the part has ended
-    without one (``finished[k]`` set). A strict-mode error of the part is raised here once its line's block is
-    ``block``; before, the part's batches of ``block`` are all announced."""
-    marker = f"{prefix}-{seq:06d}.json"
-    while True:
-        # whether the part had ended is read before its next batch is looked for: it announces every batch
-        # before it ends, so a part found ended has nothing more to announce when the batch is not there
-        failed = os.path.exists(prefix + ".error.json")
-        ended = finished[k] or failed or proc.poll() is not None
-        if os.path.exists(marker):
-            with open(marker, encoding="utf-8") as fh:
-                entry = json.load(fh)
-            os.remove(marker)
-            return entry
-        if failed:
-            with open(prefix + ".error.json", encoding="utf-8") as fh:
-                error = json.load(fh)
-            line = error.get("line")
-            if line is None or (int(line) - 1) // block_lines <= block:
-                raise IngestError(error["message"])
-            return None
-        if ended:
-            if proc.returncode != 0 or not os.path.exists(prefix + ".done.json"):
-                raise _reader_failed(path, prefix, proc)
-            finished[k] = True
-            return None
-        time.sleep(SPLIT_POLL_S)
-
-
 def _file_job(path: str, kind: str, gz: bool, cmap: Mapping[str, str], strict: bool, batch_size: int,
-              batch_bytes: int, max_record_bytes: int, part: _Part | None = None) -> dict:
-    """One file's parsing job, as plain values (a reader process or a remote task reads it); with ``part``, only
-    that part's blocks of lines."""
-    job = {"path": path, "kind": kind, "gz": gz, "column_map": dict(cmap), "strict": strict,
-           "batch_size": batch_size, "batch_bytes": batch_bytes, "max_record_bytes": max_record_bytes}
-    if part is not None:
-        job["part"] = [part.index, part.count, part.block_lines]
-    return job
+              batch_bytes: int, max_record_bytes: int) -> dict:
+    """One file's parsing job, as plain values (a reader process or a remote task reads it)."""
+    return {"path": path, "kind": kind, "gz": gz, "column_map": dict(cmap), "strict": strict,
+            "batch_size": batch_size, "batch_bytes": batch_bytes, "max_record_bytes": max_record_bytes}
 
 
 def _job_batches(job: dict) -> Iterator[IngestBatch]:
     normalise = _Normaliser(job["column_map"], job["max_record_bytes"])
-    part = _Part(*job["part"]) if job.get("part") else None
     return _read_one(job["path"], job["kind"], job["gz"], normalise, job["strict"], job["batch_size"],
-                     job["batch_bytes"], job["max_record_bytes"], part)
+                     job["batch_bytes"], job["max_record_bytes"])
 
 
 def _rejected_rows(rejected: Sequence[Rejected]) -> list[list]:
@@ -1526,15 +1384,10 @@ def run_spool_job(job_path: str) -> None:
             _write_spooled_frame(batch.requests, stem + ".arrow")
             with open(stem + ".rejected.json", "w", encoding="utf-8") as fh:
                 json.dump(_rejected_rows(batch.rejected), fh)
-            out.append({"frame": stem, "n_read": batch.n_read, "source": batch.source, "block": batch.block})
-            if job.get("part"):  # a part of a file is read as it is made: its batch is announced once written
-                with open(stem + ".tmp", "w", encoding="utf-8") as fh:
-                    json.dump(out[-1], fh)
-                os.replace(stem + ".tmp", stem + ".json")
+            out.append({"frame": stem, "n_read": batch.n_read, "source": batch.source})
     except IngestError as exc:
-        with open(prefix + ".tmp", "w", encoding="utf-8") as fh:
-            json.dump({"message": str(exc), "line": exc.line}, fh)
-        os.replace(prefix + ".tmp", prefix + ".error.json")
+        with open(prefix + ".error.json", "w", encoding="utf-8") as fh:
+            json.dump({"message": str(exc)}, fh)
         raise SystemExit(1) from None
     with open(prefix + ".done.tmp", "w", encoding="utf-8") as fh:
         json.dump(out, fh)
@@ -1597,7 +1450,7 @@ def _frame_from_ipc(data: bytes) -> pd.DataFrame:
 
 
 def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bool, batch_size: int,
-              batch_bytes: int, max_record_bytes: int, part: _Part | None = None) -> Iterator[IngestBatch]:  # fmt: skip
+              batch_bytes: int, max_record_bytes: int) -> Iterator[IngestBatch]:  # fmt: skip
     fh = _open(path, gz)
     rows: list[tuple] = []
     rejected: list[Rejected] = []
@@ -1610,28 +1463,21 @@ def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bo
             raw = _to_json(rec) if rec is not None else ""
         r = Rejected(path, line, _safe_text(fld), _safe_text(reason), _safe_text(raw[:RAW_MAX_CHARS]))
         if strict:
-            error = IngestError(f"{path}:{line}: field {fld!r}: {reason}")
-            error.line = line
-            raise error
+            raise IngestError(f"{path}:{line}: field {fld!r}: {reason}")
         rejected.append(r)
 
     def flush() -> IngestBatch:
         nonlocal rejected, n_read, n_chars
         frame = _make_frame(rows) if rows else _empty_frame()
-        batch = IngestBatch(frame, rejected, n_read, path, block)
+        batch = IngestBatch(frame, rejected, n_read, path)
         rows.clear()  # the frame holds its own arrays
         rejected, n_read, n_chars = [], 0, 0
         return batch
 
-    block = 0  # in parts: a batch holds one block's lines (or part of them)
     try:
-        items, lines = _items(kind, gz, fh, batch_size, batch_bytes, max_record_bytes, part)
+        items, lines = _items(kind, gz, fh, batch_size, batch_bytes, max_record_bytes)
         append = rows.append
         for line, raw, rec, err in items:
-            if part is not None and part.block(line) != block:
-                if n_read:
-                    yield flush()
-                block = part.block(line)
             n_read += 1
             if err is not None:
                 reject(line, raw, rec, err[0], err[1])
@@ -1647,15 +1493,11 @@ def _read_one(path: str, kind: str, gz: bool, normalise: _Normaliser, strict: bo
             if n_read >= batch_size or n_chars >= batch_bytes:
                 yielded = True
                 yield flush()
-        if lines is not None and lines.error is not None and (part is None or part.owns(lines.lineno + 1)):
-            if part is not None and part.block(lines.lineno + 1) != block:
-                if n_read:
-                    yield flush()
-                block = part.block(lines.lineno + 1)
+        if lines is not None and lines.error is not None:
             n_read += 1
             reject(lines.lineno + 1, "", None, "<file>", lines.error)
     finally:
         fh.close()
-    if n_read or (not yielded and part is None):  # a part yields only what it read (the file's reader, the rest)
+    if n_read or not yielded:
         yield flush()
 

@@ -823,69 +823,6 @@ def test_strict_parallel_reading_stops_at_the_first_bad_file_in_order(tmp_path: 
     assert [b.source for b in got] == [str(good)] and len(got[0].requests) == 3
 
 
-def _messy_jsonl(path: Path) -> Path:
-    """One gzipped JSON-lines file of the fuzz files' lines (BOM first, bad JSON, bad fields, bad UTF-8, blank
-    lines, a NUL prompt) between good records, with an overlong line for a 1 KiB record limit."""
-    lines = (FUZZ / "bom.jsonl").read_bytes().splitlines(keepends=True)
-    for name in ("bad_fields.jsonl", "bad_utf8.jsonl", "blank_lines.jsonl", "malformed.jsonl", "nul_prompt.jsonl",
-                 "surrogate.jsonl"):
-        lines += [(json.dumps(rec(len(lines), request_id=f"g{len(lines)}")) + "\n").encode()] * 3
-        lines += (FUZZ / name).read_bytes().splitlines(keepends=True)
-    lines.insert(17, (json.dumps(rec(99, prompt="x" * 3000)) + "\n").encode())
-    lines += [(json.dumps(rec(i, request_id=f"t{i}")) + "\n").encode() for i in range(10)]
-    path.write_bytes(gzip.compress(b"".join(lines)))
-    return path
-
-
-@pytest.mark.parametrize("workers", [2, 3])
-def test_one_large_file_parsed_in_parts_gives_the_same_records_rejects_and_lines(tmp_path: Path, monkeypatch,
-                                                                                 workers: int) -> None:
-    """One JSON-lines file read by several processes, each parsing every ``workers``-th block of lines: the same
-    records in the same order, the same rejected rows (line numbers and all) as one reader, batches within a
-    block; a truncated gzip stream's error once, at its line."""
-    import analyzer.ingest as ingest_mod
-
-    monkeypatch.setattr(ingest_mod, "SPLIT_FILE_MIN_BYTES", 0)
-    messy = _messy_jsonl(tmp_path / "messy.jsonl.gz")
-    cut = tmp_path / "cut.jsonl.gz"
-    cut.write_bytes(messy.read_bytes()[:-40])
-    for path in (str(messy), str(cut), str(FUZZ / "truncated.jsonl.gz"), str(FUZZ / "not_gzip.jsonl.gz")):
-        one = list(read_logs([path], batch_size=5, max_record_bytes=1024))
-        parts = list(read_logs([path], batch_size=5, max_record_bytes=1024, workers=workers))
-        rejected = [r for b in one for r in b.rejected]
-        assert [r for b in parts for r in b.rejected] == rejected
-        assert sum(b.n_read for b in parts) == sum(b.n_read for b in one)
-        pd.testing.assert_frame_equal(pd.concat([b.requests for b in parts], ignore_index=True),
-                                      pd.concat([b.requests for b in one], ignore_index=True))
-        for b in parts:  # a batch holds one block's lines
-            lines = [*b.requests["line"], *(r.line for r in b.rejected)]
-            assert {(n - 1) // 5 for n in lines} <= {b.block}
-        if path == str(messy):
-            assert len(rejected) >= 8 and any("exceeds" in r.reason or "limit" in r.reason for r in rejected)
-            assert len(parts) > len(one)
-        else:
-            assert [r.field for r in rejected].count("<file>") == 1
-
-
-def test_a_strict_read_in_parts_stops_where_one_reader_stops(tmp_path: Path, monkeypatch) -> None:
-    import analyzer.ingest as ingest_mod
-
-    monkeypatch.setattr(ingest_mod, "SPLIT_FILE_MIN_BYTES", 0)
-    records = [rec(i, request_id=f"r{i}") for i in range(40)]
-    records[22] = {"account_id": "x", "timestamp": "2024-01-01T00:00:00Z"}  # line 23: no prompt
-    path = str(write_jsonl(tmp_path / "strict.jsonl", records))
-    messages, got = [], []
-    for workers in (1, 2):
-        seen: list[int] = []
-        with pytest.raises(IngestError) as err:
-            for batch in read_logs([path], strict=True, batch_size=5, workers=workers):
-                seen += batch.requests["line"].tolist()
-        messages.append(str(err.value))
-        got.append(seen)
-    assert messages[0] == messages[1] and "strict.jsonl:23: field" in messages[0]
-    assert got[0] == got[1] == list(range(1, 21))  # every batch before line 23's, none after
-
-
 def test_a_workspace_ingested_by_several_workers_holds_what_one_reader_stores(tmp_path: Path) -> None:
     from analyzer import pipeline
     from analyzer.workspace import Workspace
