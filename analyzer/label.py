@@ -58,6 +58,7 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6d
 _WORD_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 _TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
 _CJK_RE = re.compile(rf"[{_CJK}]")
+_ASCII_WORD_RE = re.compile(r"[a-z0-9_]+")  # _WORD_RE's tokens of a lowercase ASCII text
 
 # Caps that keep the template work bounded on very long prompts.
 _HEAD_TOKENS = 300
@@ -67,6 +68,7 @@ _HEAD_CHARS = 2400
 _TAIL_CHARS = 800
 _CUT = "\x00cut\x00"  # marks the cut between head and tail; the tokenisers never produce it
 _KEYWORD_TOKENS = 400  # tokens per document considered by the keywords
+_KEYWORD_SCAN_CHARS = 8_000  # a longer document's tokens are looked for in this prefix first
 # c-TF-IDF pruning: in a class of at least _PRUNE_MIN_CLASS_DOCS documents, a term found in fewer than
 # _PRUNE_MIN_TERM_DOCS of them is dropped (one prompt's own words do not describe a cluster).
 _PRUNE_MIN_CLASS_DOCS = 5
@@ -624,10 +626,28 @@ def _weak_template(weights: Sequence[int]) -> Template:
 # ----------------------------------------------------------------------------------------- keywords
 
 
+def _keyword_tokens(doc: str) -> list[str]:
+    """The keyword tokens of ``doc``: of its first :data:`_KEYWORD_TOKENS` tokens (:func:`tokenize`), those of two
+    characters or more and the CJK characters. A long document is scanned only as far as needed (the first
+    tokens of a prefix that holds more than that many are the document's own), and plain ASCII, the common
+    case, with an ASCII pattern (on lowercase ASCII it finds the same tokens, and none is a CJK character)."""
+    low = doc.lower()
+    plain = low.isascii()
+    word = _ASCII_WORD_RE if plain else _WORD_RE
+    toks = word.findall(low, 0, _KEYWORD_SCAN_CHARS) if len(low) > _KEYWORD_SCAN_CHARS else []
+    if len(toks) <= _KEYWORD_TOKENS:
+        toks = word.findall(low)
+    if plain:
+        return [t for t in toks[:_KEYWORD_TOKENS] if len(t) > 1]
+    return [t for t in toks[:_KEYWORD_TOKENS] if len(t) > 1 or _CJK_RE.match(t)]
+
+
 def _keyword_analyzer(doc: str) -> list[str]:
-    toks = [t for t in tokenize(doc)[:_KEYWORD_TOKENS] if len(t) > 1 or _CJK_RE.match(t)]
-    out = [t for t in toks if t not in _STOP]
-    out.extend(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False) if a not in _STOP and b not in _STOP)
+    """A document's keyword terms: its keyword tokens that are not stop words, then the pairs of adjacent
+    keyword tokens neither of which is a stop word (``"gradient descent"``)."""
+    kept = [None if t in _STOP else t for t in _keyword_tokens(doc)]
+    out = [t for t in kept if t is not None]
+    out += [f"{a} {b}" for a, b in zip(kept, kept[1:], strict=False) if a is not None and b is not None]
     return out
 
 

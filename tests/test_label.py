@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analyzer import label as label_mod
 from analyzer.label import (
     SLOT,
     Template,
@@ -348,6 +350,35 @@ def test_keywords_drop_singletons_in_large_classes_and_handle_edges() -> None:
     assert ctfidf_keywords(["the and of", "a an"], [0, -1]) == {0: []}
     with pytest.raises(ValueError):
         ctfidf_keywords(["a"], [0, 1])
+
+
+def _keyword_terms_by_definition(doc: str) -> list[str]:
+    """The keyword terms as first written: every token of the whole text, the first 400 of two characters or
+    more (or CJK), stop words out, and the pairs of adjacent kept tokens without a stop word."""
+    toks = [t for t in tokenize(doc)[:400] if len(t) > 1 or re.fullmatch(r"[\u3040-\u30ff\u4e00-\u9fff]", t)]
+    out = [t for t in toks if t not in label_mod._STOP]
+    out.extend(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)
+               if a not in label_mod._STOP and b not in label_mod._STOP)
+    return out
+
+
+_KEYWORD_EDGE_DOCS = [
+    "İstanbul ΟΔΟΣ. Σ σ ς ΣΑΣ — Déjà vu, naïve café",
+    "日本語のテキスト 中文的问题 mixed with English words_here 42 x y",
+    "___ __ _a a_ 0 00 A B c dd",
+    "a " * 5000 + "end of a long text",  # long: many one-letter tokens before the 400th kept one
+    "Gradient descent " * 3000 + "ΟΔΟΣ",  # long: the first 400 tokens lie in the first characters
+    "x" * 9000 + " one very long word first",  # long, and its first token runs past the scanned prefix
+    "é" * 8001 + " more words after a long non-ASCII word",
+    "word " * 1599 + "ΣΑΣ more",  # the 400th-token bound near the end of the scanned prefix
+    "",
+]
+
+
+def test_keyword_terms_are_the_definitions_on_plain_long_and_non_ascii_texts() -> None:
+    docs = _KEYWORD_EDGE_DOCS + _campaign(30) + _grading(30) + ORGANIC
+    for doc in docs:
+        assert label_mod._keyword_analyzer(doc) == _keyword_terms_by_definition(doc), doc[:60]
 
 
 # ----------------------------------------------------------------------------------------- exemplars
