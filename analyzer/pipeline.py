@@ -786,12 +786,32 @@ def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptio
     """Keywords and templates of every plan: the templates in worker processes when the work is large enough
     (:data:`TEXT_PARALLEL_MIN_TEXTS` sampled texts, ``options.text_workers``) while the keywords are made here
     (:func:`_label_parts_parallel`), else everything here; the same result either way (each keyword set is
-    computed over its whole plan, each template over its unit's sample)."""
-    n_texts = sum(len(p.docs) + sum(len(p.sample[c]) for c in p.cluster_ids) for p in plans)
+    computed over its whole plan, each template over its unit's sample). A sample that recurs (a template family
+    whose prompts are all of one topic cluster, sampled alike in both jobs) is made into a template once."""
+    samples = [texts for p in plans for texts in p.sampled_texts()]
+    position: dict[tuple[str, ...], int] = {}
+    distinct: list[list[str]] = []
+    made_from: list[int] = []
+    for texts in samples:
+        key = tuple(texts)
+        if key not in position:
+            position[key] = len(distinct)
+            distinct.append(texts)
+        made_from.append(position[key])
+    del position
+    n_texts = sum(len(p.docs) for p in plans) + sum(map(len, distinct))
     workers = text_workers(options, n_texts)
     if workers > 1 and _picklable(parts):
-        return _label_parts_parallel(plans, parts, options.seed, workers)
-    return [_made_here(p, parts, options.seed) for p in plans]
+        keywords, templates = _label_parts_parallel(plans, distinct, parts, options.seed, workers)
+    else:
+        keywords = [_keywords(p, parts) for p in plans]
+        templates = [parts.template(texts, options.seed) for texts in distinct]
+    out, start = [], 0
+    for plan, kw in zip(plans, keywords, strict=True):
+        end = start + len(plan.cluster_ids)
+        out.append(KeywordsAndTemplates(kw, [templates[j] for j in made_from[start:end]]))
+        start = end
+    return out
 
 
 def _made_here(plan: LabelPlan, parts: LabelParts, seed: int) -> KeywordsAndTemplates:
@@ -840,32 +860,29 @@ def _label_templates(parts: LabelParts, task: tuple[int, list[list[str]]]) -> li
     return [parts.template(texts, seed) for texts in groups]
 
 
-def _label_parts_parallel(plans: Sequence[LabelPlan], parts: LabelParts, seed: int, workers: int
-                          ) -> list[KeywordsAndTemplates]:
-    """:func:`label_parts` with the templates in worker processes, in tasks of :data:`LABEL_TASK_TEXTS` sampled
-    texts, while this process makes the keywords in a thread: c-TF-IDF needs a whole job at once (at 16M requests
-    gigabytes of counts), so it stays where it ran before and a worker only ever holds a bounded task."""
+def _label_parts_parallel(plans: Sequence[LabelPlan], samples: Sequence[list[str]], parts: LabelParts, seed: int,
+                          workers: int) -> tuple[list[dict[int, list[str]]], list[label_mod.Template]]:
+    """:func:`label_parts`'s keywords of each plan and templates of each of ``samples``, the templates in worker
+    processes, in tasks of :data:`LABEL_TASK_TEXTS` sampled texts, while this process makes the keywords in a
+    thread: c-TF-IDF needs a whole job at once (at 16M requests gigabytes of counts), so it stays where it ran
+    before and a worker only ever holds a bounded task."""
     from concurrent.futures import ThreadPoolExecutor
 
-    tasks: list[tuple[int, tuple[int, list[list[str]]]]] = []  # (plan, (seed, units' sampled texts))
-    for i, p in enumerate(plans):
-        group: list[list[str]] = []
-        size = 0
-        for texts in p.sampled_texts():
-            group.append(texts)
-            size += len(texts)
-            if size >= LABEL_TASK_TEXTS:
-                tasks.append((i, (seed, group)))
-                group, size = [], 0
-        if group:
-            tasks.append((i, (seed, group)))
+    tasks: list[tuple[int, list[list[str]]]] = []  # (seed, units' sampled texts)
+    group: list[list[str]] = []
+    size = 0
+    for texts in samples:
+        group.append(texts)
+        size += len(texts)
+        if size >= LABEL_TASK_TEXTS:
+            tasks.append((seed, group))
+            group, size = [], 0
+    if group:
+        tasks.append((seed, group))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-keywords") as here:
         keywords = here.submit(lambda: [_keywords(p, parts) for p in plans])
-        templates = process_map(functools.partial(_label_templates, parts), [t for _, t in tasks], workers)
-        out = [KeywordsAndTemplates(kw, []) for kw in keywords.result()]
-    for (i, _), made in zip(tasks, templates, strict=True):
-        out[i].templates.extend(made)
-    return out
+        templates = process_map(functools.partial(_label_templates, parts), tasks, workers)
+        return keywords.result(), [t for made in templates for t in made]
 
 
 def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,

@@ -294,6 +294,31 @@ def test_the_label_stage_makes_the_same_rows_in_worker_processes(small_ws, tmp_p
         assert {t.text for m in made for t in m.templates} == {f"pid {os.getpid()}"}
 
 
+def test_a_sample_that_recurs_across_label_jobs_is_made_into_a_template_once(small_ws, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    made_for: list[tuple[str, ...]] = []
+
+    class Counted(pipeline.DefaultLabelParts):
+        def template(self, texts, seed):
+            made_for.append(tuple(texts))
+            return super().template(texts, seed)
+
+    opts = replace(RunOptions(progress=False, seed=0), text_workers=1)
+    shutil.copytree(small_ws[0], tmp_path / "ws")
+    with Workspace(str(tmp_path / "ws")) as ws:
+        jobs = pipeline.cluster(ws, opts).work.jobs
+    plans = [pipeline.label_plan(j.hashes, j.labels, j.req_counts, j.texts, opts) for j in jobs]
+    twice = plans + plans  # every sample of the second half recurs
+    made = pipeline.label_parts(twice, Counted(), opts)
+    one_by_one = [pipeline._made_here(p, pipeline.DefaultLabelParts(), opts.seed) for p in twice]
+    assert [(m.keywords, m.templates) for m in made] == [(m.keywords, m.templates) for m in one_by_one]
+    n_units = sum(len(p.cluster_ids) for p in plans)
+    assert n_units > 3
+    assert len(made_for) == len(set(made_for)) <= n_units
+
+
 def test_stage_peaks_count_the_memory_of_worker_processes():
     import subprocess
     import sys
