@@ -788,16 +788,9 @@ def label_parts(plans: Sequence[LabelPlan], parts: LabelParts, options: RunOptio
     (:func:`_label_parts_parallel`), else everything here; the same result either way (each keyword set is
     computed over its whole plan, each template over its unit's sample). A sample that recurs (a template family
     whose prompts are all of one topic cluster, sampled alike in both jobs) is made into a template once."""
-    samples = [texts for p in plans for texts in p.sampled_texts()]
-    position: dict[tuple[str, ...], int] = {}
-    distinct: list[list[str]] = []
-    made_from: list[int] = []
-    for texts in samples:
-        key = tuple(texts)
-        if key not in position:
-            position[key] = len(distinct)
-            distinct.append(texts)
-        made_from.append(position[key])
+    position: dict[tuple[str, ...], int] = {}  # each distinct sample, numbered in the order first met
+    made_from = [position.setdefault(tuple(texts), len(position)) for p in plans for texts in p.sampled_texts()]
+    distinct = [list(texts) for texts in position]
     del position
     n_texts = sum(len(p.docs) for p in plans) + sum(map(len, distinct))
     workers = text_workers(options, n_texts)

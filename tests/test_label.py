@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 
 import numpy as np
@@ -355,7 +354,7 @@ def test_keywords_drop_singletons_in_large_classes_and_handle_edges() -> None:
 def _keyword_terms_by_definition(doc: str) -> list[str]:
     """The keyword terms as first written: every token of the whole text, the first 400 of two characters or
     more (or CJK), stop words out, and the pairs of adjacent kept tokens without a stop word."""
-    toks = [t for t in tokenize(doc)[:400] if len(t) > 1 or re.fullmatch(r"[\u3040-\u30ff\u4e00-\u9fff]", t)]
+    toks = [t for t in tokenize(doc)[:400] if len(t) > 1 or label_mod._CJK_RE.match(t)]
     out = [t for t in toks if t not in label_mod._STOP]
     out.extend(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)
                if a not in label_mod._STOP and b not in label_mod._STOP)
