@@ -414,14 +414,15 @@ def build_index(ws: Workspace, options: RunOptions, stats: dict | None = None):
     if len(hashes) == 0:
         raise RuntimeError("no embedded prompts in the workspace: run 'analyzer ingest' and 'analyzer embed' first")
     path = ws.index_path(key)
-    index, rows, how = index_mod.update_index(path, vectors, ids, index_mod.hash_tags(hashes), seed=options.seed,
-                                              retrain_growth=options.incremental.index_retrain_growth,
-                                              rebuild=options.recluster)
+    index, rows, how, probes = index_mod.update_index(path, vectors, ids, index_mod.hash_tags(hashes),
+                                                      seed=options.seed,
+                                                      retrain_growth=options.incremental.index_retrain_growth,
+                                                      rebuild=options.recluster)
     index_mod.save_workspace_index(path, index, rows)
     checkpoint("index.written")
     if stats is not None:
         stats.update(index=how, trained_on=rows.trained_on)
-    return hashes, vectors, index_mod.PositionIndex(index, ids)
+    return hashes, vectors, index_mod.PositionIndex(index, ids, probes)
 
 
 def intent_vectors(options: RunOptions) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
@@ -518,6 +519,8 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     desc = "knn graph" if executor.name == "local" else f"knn graph ({executor.name})"
     with _bar(n, desc, " prompts", options.progress) as bar:
         nbrs, sims = executor.knn_graph(index, vectors, options.cluster.k, progress=bar.update)
+    if isinstance(index, index_mod.PositionIndex):
+        index.probes = None  # each row's nearest lists, found when the index was built: the graph was their one use
     key = embedder_for(options).key
     labels, strengths = topics(nbrs, sims, options.cluster)
     counts = ws.request_counts()

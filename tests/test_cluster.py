@@ -138,6 +138,44 @@ def test_ivf_graph_through_a_position_index_is_the_same_graph():
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_ivf_build_finds_each_rows_lists_once_for_the_index_and_the_graph(monkeypatch):
+    """Building an inverted file searches the coarse quantiser once for every row's ``nprobe`` nearest lists: the
+    row goes into the first (as FAISS's own ``add`` would put it) and the kNN graph reuses them, so the index holds
+    the same lists and codes as one filled by ``add_with_ids`` and the graph is the one of a fresh search."""
+    x, _ = _blobs(n_blobs=20, per_blob=200, n_noise=1000)
+    ids = np.random.default_rng(4).permutation(len(x)).astype(np.int64) * 3 + 1
+    calls: list[int] = []
+    nearest = index.nearest_lists
+    monkeypatch.setattr(index, "nearest_lists", lambda ivf, v, *a: calls.append(len(v)) or nearest(ivf, v, *a))
+    built, probes = index.build_index_and_probes(x, flat_max=1000, ids=ids)
+    found = index.PositionIndex(built, ids, probes)
+    graph = index.knn_graph(found, x, k=10)
+    assert calls == [len(x)]  # one search of the quantiser for both
+
+    plain = faiss.deserialize_index(index.empty_copy(built))  # the same trained quantiser and codec, no rows
+    plain.add_with_ids(x, ids)
+    a, b = faiss.extract_index_ivf(built).invlists, faiss.extract_index_ivf(plain).invlists
+    for lst in range(faiss.extract_index_ivf(built).nlist):
+        assert a.list_size(lst) == b.list_size(lst)
+        held_a = faiss.rev_swig_ptr(a.get_ids(lst), a.list_size(lst)).copy()
+        held_b = faiss.rev_swig_ptr(b.get_ids(lst), b.list_size(lst)).copy()
+        np.testing.assert_array_equal(held_a, held_b)
+    np.testing.assert_array_equal(built.search(x[:200], 10)[1], plain.search(x[:200], 10)[1])
+
+    fresh = index.knn_graph(index.PositionIndex(plain, ids), x, k=10)  # no lists kept: searched again
+    assert calls[1:] == [len(x)]
+    np.testing.assert_array_equal(graph[0], fresh[0])
+    np.testing.assert_array_equal(graph[1], fresh[1])
+    # Lists kept for another nprobe or for fewer rows than the index holds are not used.
+    assert index.row_probes(found) is probes
+    faiss.extract_index_ivf(built).nprobe = 4
+    assert index.row_probes(found) is None
+    faiss.extract_index_ivf(built).nprobe = 16
+    built.add_with_ids(x[:5], ids[:5] + 10**6)
+    assert index.row_probes(found) is None
+    assert index.build_index_and_probes(x, ids=ids)[1] is None  # an exact index has no lists
+
+
 def test_repeat_clusters_and_deterministic_relabel():
     labels = np.array([7, 7, -1, 3, -1, 3, 3, 9, 5, 5])
     relabelled = cluster.relabel_by_size(labels)
@@ -330,8 +368,8 @@ def _saved_index_case(tmp_path, n_old=4000, n_new=400, d=32):
     tags = index.hash_tags(np.array([f"h{i}" for i in ids], dtype=object))
     path = str(tmp_path / "k.faiss")
     old = np.sort(rng.choice(n_old + n_new, n_old, replace=False))
-    built, rows, how = index.update_index(path, x[old], ids[old], tags[old], flat_max=1000)
-    assert how == "built" and rows.trained_on == n_old
+    built, rows, how, probes = index.update_index(path, x[old], ids[old], tags[old], flat_max=1000)
+    assert how == "built" and rows.trained_on == n_old and probes.shape == (n_old, 16)
     index.save_workspace_index(path, built, rows)
     return x, ids, tags, path
 
@@ -340,8 +378,8 @@ def test_saved_index_is_extended_and_searched_by_position(tmp_path):
     """A daily run adds the new vectors to the saved inverted file (no training); searches answer with positions
     in the run's rows, and each vector finds itself first."""
     x, ids, tags, path = _saved_index_case(tmp_path)
-    extended, rows, how = index.update_index(path, x, ids, tags, flat_max=1000)
-    assert how == "extended" and extended.ntotal == len(x) and rows.trained_on == 4000
+    extended, rows, how, probes = index.update_index(path, x, ids, tags, flat_max=1000)
+    assert how == "extended" and extended.ntotal == len(x) and rows.trained_on == 4000 and probes is None
     found = index.PositionIndex(extended, ids)
     _, top = found.search(x, 1)
     assert (top[:, 0] == np.arange(len(x))).mean() > 0.99
@@ -361,5 +399,5 @@ def test_saved_index_is_trained_again_when_it_cannot_serve(tmp_path):
     import os
 
     os.remove(index.rows_path(path))
-    again, rows, how = index.update_index(path, x, ids, tags, flat_max=1000)
+    again, rows, how, _ = index.update_index(path, x, ids, tags, flat_max=1000)
     assert how == "built" and rows.trained_on == len(x) and again.ntotal == len(x)
