@@ -35,8 +35,8 @@ KNN_BATCH = 8192
 #: Query rows compared list by list at once by :func:`probed_search` in :func:`knn_graph` (its heap and probes:
 #: about 250 bytes a query at k = 15, nprobe 16).
 PROBED_QUERIES = 1 << 19
-#: Rows whose nearest inverted lists :func:`build_index` finds at once (its transient results: 12 bytes a row and
-#: probe).
+#: Rows whose nearest inverted lists :func:`nearest_lists` searches for at once (FAISS's results, held for one
+#: block: 12 bytes a row and probe; what is kept is 4).
 PROBE_BLOCK = 1 << 18
 
 
