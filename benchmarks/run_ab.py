@@ -7,9 +7,9 @@ preset: ``write_scenario(build_scenario('scale', 11), DIR)``, about a minute).
 
 ``--old`` is another checkout (e.g. ``git worktree add ../old <commit>``); the new code is this one; both run
 with this interpreter. The runs go in the order old, new, new, old (``--runs 2``; more repeat the pattern), each
-a fresh process into a new workspace, so that a slow spell of a shared machine hits both. Each row holds the wall
-seconds and peak resident memory of the run's process (``wait4``'s ``ru_maxrss``), the stage seconds the run
-printed, and detection scored with :mod:`analyzer.bench.metrics` from what every release exports: the JSON
+a fresh process into a new workspace (:func:`stage_ab.run_child`), so that a slow spell of a shared machine hits
+both. Each row holds the wall seconds and peak resident memory of the run's process (``wait4``'s ``ru_maxrss``),
+the stage seconds the run printed, and detection scored with :mod:`analyzer.bench.metrics` from what every release exports: the JSON
 campaigns (``accounts``, ``flagged``, ``score``) and the account CSV (``account_id``, ``score``). Figures are
 printed, medians last; nothing is asserted.
 """
@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -33,25 +30,11 @@ import pandas as pd
 NEW = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(NEW))
 
+from stage_ab import run_child  # noqa: E402 - a script beside this one (benchmarks/)
+
 from analyzer.bench import metrics  # noqa: E402 - after the path of this checkout is set
 
 STAGE_LINE = re.compile(r"^stage seconds: (.*?)(;|$)", re.MULTILINE)
-
-
-def _child(checkout: Path, args: list[str]) -> tuple[float, float, str]:
-    """``python -m analyzer.cli ARGS`` with ``checkout``'s package: (wall seconds, peak resident MiB, output)."""
-    env = {**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"}
-    with tempfile.TemporaryFile() as out:  # a file, not a pipe: a chatty child cannot fill it while we wait
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "analyzer.cli", *args], cwd=checkout, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{checkout}: analyzer {' '.join(args[:1])} failed:\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, text
 
 
 def detection(campaigns_json: Path, accounts_csv: Path, truth: dict) -> dict:
@@ -77,13 +60,13 @@ def detection(campaigns_json: Path, accounts_csv: Path, truth: dict) -> dict:
 def one_run(checkout: Path, tag: str, log: Path, truth: dict, scratch: Path) -> dict:
     ws = scratch / f"ws-{tag}"
     shutil.rmtree(ws, ignore_errors=True)
-    wall, peak, text = _child(checkout, ["run", str(log), "--workspace", str(ws)])
+    wall, peak, text = run_child(checkout, ["run", str(log), "--workspace", str(ws)])
     found = STAGE_LINE.search(text)
     stages = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", found.group(1))} if found else {}
     exports = {}
     for fmt, name in (("json", "campaigns.json"), ("csv", "accounts.csv")):
         exports[fmt] = scratch / f"{tag}-{name}"
-        _child(checkout, ["export", "--workspace", str(ws), "--format", fmt, "--out", str(exports[fmt])])
+        run_child(checkout, ["export", "--workspace", str(ws), "--format", fmt, "--out", str(exports[fmt])])
     row = {"tag": tag, "checkout": str(checkout), "wall_s": round(wall, 1), "peak_rss_mb": round(peak),
            "stages": stages, **detection(exports["json"], exports["csv"], truth)}
     shutil.rmtree(ws, ignore_errors=True)

@@ -32,20 +32,20 @@ NEW = Path(__file__).resolve().parents[1]
 SCORE_TABLES = ("campaigns", "accounts", "campaign_accounts", "cluster_campaigns", "campaign_members")
 
 
-def run_child(checkout: Path, args: list[str]) -> tuple[float, float]:
-    """``python -m analyzer ARGS`` with ``checkout``'s package: (wall seconds, peak resident MiB)."""
+def run_child(checkout: Path, args: list[str]) -> tuple[float, float, str]:
+    """``python -m analyzer ARGS`` with ``checkout``'s package: (wall seconds, peak resident MiB, what it printed)."""
     env = {**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"}
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child cannot fill it while we wait
+    with tempfile.TemporaryFile() as out:  # a file, not a pipe: a chatty child cannot fill it while we wait
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "analyzer", *args], cwd=checkout, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+                                stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-2000:]
-            raise SystemExit(f"{checkout}: analyzer {' '.join(args)} failed:\n{tail}")
-    return wall, usage.ru_maxrss / 1024
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{checkout}: analyzer {' '.join(args)} failed:\n{text[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, text
 
 
 def digest(workspace: str, stage: str) -> str:
@@ -78,11 +78,11 @@ def main() -> None:
             for name, checkout in (("old", args.old.resolve()), ("new", NEW)):
                 if args.stage == "score":
                     ws = args.workspace
-                    wall, peak = run_child(checkout, ["score", "-w", ws])
+                    wall, peak, _ = run_child(checkout, ["score", "-w", ws])
                 else:
                     ws = os.path.join(scratch, "ws")
                     shutil.rmtree(ws, ignore_errors=True)
-                    wall, peak = run_child(checkout, ["ingest", "-q", "-w", ws, *[os.path.abspath(p) for p in args.log]])
+                    wall, peak, _ = run_child(checkout, ["ingest", "-q", "-w", ws, *[os.path.abspath(p) for p in args.log]])
                 figures[name].append((wall, peak))
                 print(f"{name} run {i + 1}: {wall:7.1f} s  peak {peak:8.0f} MiB  {digest(ws, args.stage)}", flush=True)
     finally:
