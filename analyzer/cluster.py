@@ -357,6 +357,10 @@ def sentences(text: str, head_chars: int = 3000, tail_chars: int = 2000) -> list
 #: Texts per task when :func:`scaffolds` reads sentences in worker processes (bounded memory per task).
 SCAFFOLD_TASK_TEXTS = 25_000
 
+#: Fewest words a sentence needs to have a skeleton (:func:`skeleton`): below it, too many different short
+#: sentences share one (and a CJK sentence, one run of characters without spaces, has none).
+SKELETON_MIN_WORDS = 6
+
 
 def _hash64(sentence: str) -> int:
     """A 64-bit hash of a sentence, the same in every process (Python's own ``hash`` of a string is seeded per
@@ -365,29 +369,63 @@ def _hash64(sentence: str) -> int:
                           "little", signed=True)
 
 
-def _sentence_hashes(task: tuple[Sequence[str], int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`scaffolds`' first pass over some texts: ``(distinct sentences per text, their hashes in order)``."""
+def skeleton(sentence: str) -> str | None:
+    """The typo-tolerant key of a normalised sentence: the first and last character of each of its words, in
+    order (``None`` under :data:`SKELETON_MIN_WORDS` words).
+
+    A wrapper retyped by hand (or by a model told to vary it) for every request keeps few sentences verbatim:
+    at one typo in three words a ten-word sentence is intact in 3% of them. A typo inside a word (two letters
+    swapped, one dropped or doubled) keeps its first and last letters, so the retyped copies share a skeleton;
+    two different sentences of six or more words rarely do unless they differ only inside words."""
+    toks = sentence.split()
+    if len(toks) < SKELETON_MIN_WORDS:
+        return None
+    return " ".join(t[0] + t[-1] for t in toks)
+
+
+def _skeleton_hash(sentence: str) -> int:
+    """:func:`_hash64` of the sentence's :func:`skeleton` (0: it has none)."""
+    sk = skeleton(sentence)
+    return 0 if sk is None else _hash64("\x00" + sk)
+
+
+def _sentence_hashes(task: tuple[Sequence[str], int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`scaffolds`' first pass over some texts: ``(distinct sentences per text, their hashes in order,
+    their skeletons' hashes in order)``."""
     texts, head_chars, tail_chars = task
     lengths = np.zeros(len(texts), dtype=np.int64)
     chunks: list[np.ndarray] = []
+    skel_chunks: list[np.ndarray] = []
     block: list[int] = []
+    skel_block: list[int] = []
     for i, text in enumerate(texts):
         sents = dict.fromkeys(_sentences(text, head_chars, tail_chars))
         lengths[i] = len(sents)
         block.extend(map(_hash64, sents))
+        skel_block.extend(map(_skeleton_hash, sents))
         if len(block) >= SCAFFOLD_HASH_BLOCK:
             chunks.append(np.array(block, dtype=np.int64))
-            block = []
+            skel_chunks.append(np.array(skel_block, dtype=np.int64))
+            block, skel_block = [], []
     chunks.append(np.array(block, dtype=np.int64))
-    return lengths, np.concatenate(chunks)
+    skel_chunks.append(np.array(skel_block, dtype=np.int64))
+    return lengths, np.concatenate(chunks), np.concatenate(skel_chunks)
 
 
-def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, int, int, int, int, int]) -> list[str | None]:
-    """:func:`scaffolds`' second pass over some texts, given the use count of each of their sentences (in the first
-    pass's order, one array for all: ``n_sents`` per text): the scaffold of each, or None."""
-    texts, df_flat, n_sents, min_prompts, min_sentence_words, min_scaffold_words, head_chars, tail_chars = task
-    ends = np.cumsum(n_sents)
-    dfs = [df_flat[e - m : e] for e, m in zip(ends.tolist(), n_sents.tolist(), strict=True)]
+#: What :func:`_scaffolds_of` returns for a text: ``None`` (no scaffold), or its scaffold's parts in the text's
+#: order: a sentence, or the hash of a recurring skeleton whose sentence is chosen over every task.
+ScaffoldParts = tuple[str | int, ...] | None
+
+
+def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int, int, int]
+                  ) -> tuple[list[ScaffoldParts], dict[int, tuple[int, str]]]:
+    """:func:`scaffolds`' second pass over some texts, given each of their sentences' use count, its skeleton's
+    hash and that skeleton's use count (in the first pass's order, one array each for all: ``n_sents`` per
+    text): the scaffold parts of each text, and for each recurring skeleton met the best sentence seen with it
+    (``(-use count, sentence)``: the most used, ties to the first in sort order)."""
+    (texts, df_flat, skel_flat, skel_df_flat, n_sents, min_prompts, min_sentence_words, min_scaffold_words,
+     head_chars, tail_chars) = task
+    ends = np.cumsum(n_sents).tolist()
     n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
 
     def count(s: str) -> int:
@@ -396,23 +434,33 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, int, int, i
             w = n_words[s] = len(words(s))
         return w
 
-    out: list[str | None] = [None] * len(texts)
-    for j, (text, df) in enumerate(zip(texts, dfs, strict=True)):
+    out: list[ScaffoldParts] = [None] * len(texts)
+    best: dict[int, tuple[int, str]] = {}
+    for j, (text, e, m) in enumerate(zip(texts, ends, n_sents.tolist(), strict=True)):
         sents = list(dict.fromkeys(_sentences(text, head_chars, tail_chars)))  # as in the first pass
-        recurring = [s for s, c in zip(sents, df, strict=True) if c >= min_prompts]
-        common = sorted(s for s in recurring if count(s) >= min_sentence_words)
-        n_common = sum(n_words[s] for s in common)
+        df, sk, skdf = df_flat[e - m : e].tolist(), skel_flat[e - m : e].tolist(), skel_df_flat[e - m : e].tolist()
+        parts: list[str | int] = []
+        n_common = own = 0
+        for s, c, h, hc in zip(sents, df, sk, skdf, strict=True):
+            if c < min_prompts and hc < min_prompts:
+                continue
+            if hc >= min_prompts:
+                key = (-c, s)
+                if h not in best or key < best[h]:
+                    best[h] = key
+            if count(s) >= min_sentence_words:
+                parts.append(h if hc >= min_prompts else s)
+                n_common += n_words[s]
         if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
             continue
-        own = 0  # words of the prompt's own sentences, counted until there are enough
-        for s, c in zip(sents, df, strict=True):
-            if c < min_prompts:
+        for s, c, hc in zip(sents, df, skdf, strict=True):
+            if c < min_prompts and hc < min_prompts:
                 own += count(s)
                 if own >= min_sentence_words:
                     break
         if own >= min_sentence_words:
-            out[j] = " | ".join(common)
-    return out
+            out[j] = tuple(parts)
+    return out, best
 
 
 def _ranks(lengths: np.ndarray) -> np.ndarray:
@@ -423,7 +471,8 @@ def _ranks(lengths: np.ndarray) -> np.ndarray:
 def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: int = 3,
               min_scaffold_words: int = 8, head_chars: int = 3000, tail_chars: int = 2000,
               owners: Sequence[object] | None = None, workers: int = 1) -> list[str | None]:
-    """The scaffold of each prompt: its sentences that recur verbatim in at least ``min_prompts`` prompts.
+    """The scaffold of each prompt: its sentences that recur in at least ``min_prompts`` prompts, verbatim or
+    retyped.
 
     A wrapper paraphrased by composing interchangeable fragments in varying order shares no opening or
     closing word run with its siblings, but each fragment recurs verbatim across many prompts while the task
@@ -433,15 +482,19 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     Only the first ``head_chars`` and last ``tail_chars`` characters are read (padding cannot hide a wrapper
     at either end, and memory stays bounded).
 
-    With ``owners`` (one per text: the account that sent it), a sentence recurs when ``min_prompts`` distinct
-    owners use it: one account repeating its own phrasing is not a shared wrapper.
+    A sentence also recurs when its :func:`skeleton` does (a fragment retyped with typos in every request);
+    every sentence with a recurring skeleton then stands in the scaffold as one sentence of that skeleton, the
+    most used verbatim (ties: the first in sort order), so retyped copies of one wrapper share a scaffold.
+
+    With ``owners`` (one per text: the account that sent it), a sentence (or skeleton) recurs when
+    ``min_prompts`` distinct owners use it: one account repeating its own phrasing is not a shared wrapper.
 
     ``workers`` above 1: both passes over the texts run in that many worker processes
     (:func:`analyzer.executor.process_map`, :data:`SCAFFOLD_TASK_TEXTS` texts a task); the same result.
     """
     from analyzer.executor import process_map
 
-    # First pass: how many prompts (or owners) use each sentence, counted on the sentences' 64-bit hashes; the
+    # First pass: how many prompts (or owners) use each sentence and each skeleton, counted on 64-bit hashes; the
     # sentences themselves are not kept (every prompt's sentences held 0.5 GiB at 1M requests, growing with the
     # prompts). Two different sentences with one hash would be counted together: about one chance in 10^6 at
     # 5M distinct sentences.
@@ -449,33 +502,63 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     step = SCAFFOLD_TASK_TEXTS if workers > 1 else max(n, 1)
     first = process_map(_sentence_hashes, [(texts[a : a + step], head_chars, tail_chars) for a in range(0, n, step)],
                         workers)
-    lengths = np.concatenate([f[0] for f in first]) if first else np.zeros(0, dtype=np.int64)
-    sent_hash = np.concatenate([f[1] for f in first]) if first else np.zeros(0, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    lengths = np.concatenate([f[0] for f in first]) if first else empty
+    sent_hash = np.concatenate([f[1] for f in first]) if first else empty
+    skel_hash = np.concatenate([f[2] for f in first]) if first else empty
     del first
-    keys, where = np.unique(sent_hash, return_inverse=True)
     if owners is None:
-        df_of = np.bincount(where, minlength=len(keys))[where]  # per occurrence: prompts using its sentence
+        unit = np.repeat(np.arange(n, dtype=np.int64), lengths)  # per occurrence: its prompt
+        n_units = max(n, 1)
     else:
         owner_code = pd.factorize(pd.Series(list(owners), dtype=object), use_na_sentinel=False)[0].astype(np.int64)
-        n_owners = int(owner_code.max(initial=0)) + 1
-        pairs = np.unique(where.astype(np.int64) * n_owners + np.repeat(owner_code, lengths))  # (sentence, owner)
-        df_of = np.bincount(pairs // n_owners, minlength=len(keys))[where]
-    del sent_hash, keys, where
+        n_units = int(owner_code.max(initial=0)) + 1
+        unit = np.repeat(owner_code, lengths)
+    df_of = _distinct_users(sent_hash, unit, n_units, per_prompt_distinct=owners is None)
+    skel_df = np.zeros(len(skel_hash), dtype=np.int64)
+    has_skel = skel_hash != 0
+    skel_df[has_skel] = _distinct_users(skel_hash[has_skel], unit[has_skel], n_units, per_prompt_distinct=False)
+    del sent_hash
     ends = np.cumsum(lengths)
     starts = ends - lengths
     # Only a prompt with a recurring sentence can have a scaffold: the second pass splits those again.
-    occ_prompt = np.repeat(np.arange(n), lengths)
-    has_recurring = np.flatnonzero(np.bincount(occ_prompt[df_of >= min_prompts], minlength=n) > 0)
-    del occ_prompt
-    tasks = [([texts[i] for i in part], df_of[np.repeat(starts[part], lengths[part]) + _ranks(lengths[part])],
-              lengths[part], min_prompts, min_sentence_words, min_scaffold_words, head_chars, tail_chars)
-             for part in (has_recurring[a : a + step] for a in range(0, len(has_recurring), step))]
+    recurring = (df_of >= min_prompts) | (skel_df >= min_prompts)
+    has_recurring = np.flatnonzero(np.bincount(np.repeat(np.arange(n), lengths)[recurring], minlength=n) > 0)
+    del recurring
+
+    def occurrences(part: np.ndarray) -> np.ndarray:
+        return np.repeat(starts[part], lengths[part]) + _ranks(lengths[part])
+
+    tasks = [([texts[i] for i in part], df_of[occ], skel_hash[occ], skel_df[occ], lengths[part], min_prompts,
+              min_sentence_words, min_scaffold_words, head_chars, tail_chars)
+             for part in (has_recurring[a : a + step] for a in range(0, len(has_recurring), step))
+             for occ in (occurrences(part),)]
+    parts_of: list[ScaffoldParts] = []
+    best: dict[int, tuple[int, str]] = {}
+    for found, seen in process_map(_scaffolds_of, tasks, workers):
+        parts_of.extend(found)
+        for h, key in seen.items():
+            if h not in best or key < best[h]:
+                best[h] = key
     out: list[str | None] = [None] * n
+    by_parts: dict[tuple[str | int, ...], str] = {}
     shared: dict[str, str] = {}  # one string per distinct scaffold (a wrapper's prompts share a few)
-    at = 0
-    for part in process_map(_scaffolds_of, tasks, workers):
-        for scaffold in part:
-            if scaffold is not None:
-                out[has_recurring[at]] = shared.setdefault(scaffold, scaffold)
-            at += 1
+    for i, parts in zip(has_recurring.tolist(), parts_of, strict=True):
+        if parts is None:
+            continue
+        scaffold = by_parts.get(parts)
+        if scaffold is None:
+            named = " | ".join(sorted(dict.fromkeys(best[x][1] if isinstance(x, int) else x for x in parts)))
+            scaffold = by_parts[parts] = shared.setdefault(named, named)
+        out[i] = scaffold
     return out
+
+
+def _distinct_users(hashes: np.ndarray, unit: np.ndarray, n_units: int, per_prompt_distinct: bool) -> np.ndarray:
+    """Per occurrence of a hash: how many distinct units (prompts or owners) hold it. ``per_prompt_distinct``: the
+    occurrences of one unit are already distinct (a prompt's sentences are), so a count of occurrences will do."""
+    keys, where = np.unique(hashes, return_inverse=True)
+    if per_prompt_distinct:
+        return np.bincount(where, minlength=len(keys))[where]
+    pairs = np.unique(where.astype(np.int64) * n_units + unit)  # (hash, unit)
+    return np.bincount(pairs // n_units, minlength=len(keys))[where]

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import faiss
 import numpy as np
 import pytest
@@ -219,6 +221,41 @@ def test_task_groups_merge_near_duplicates_only():
     assert len({groups[0], groups[2], groups[3]}) == 3
 
 
+def test_scaffolds_survive_typos_in_every_copy_of_the_wrapper():
+    # Every request but four retypes the wrapper: one word in three has a typo inside it (two letters swapped,
+    # one dropped or doubled), so no fragment recurs verbatim in 8 prompts; their skeletons do, and every copy
+    # gets one scaffold, spelled as the fragment's most used form (the four verbatim copies).
+    from analyzer.bench.scenario import _noisy
+
+    rng = np.random.default_rng(3)
+    fragments = ["Think about the problem step by step before you answer.",
+                 "Show every intermediate calculation you make along the way.",
+                 "Put the final answer on its own line at the very end."]
+    texts = []
+    for _ in range(30):
+        town = "".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=8))
+        wrapper = " ".join(_noisy(f, 0.3 if len(texts) >= 4 else 0.0, rng) for f in fragments)
+        texts.append(f"A train leaves the town of {town} at noon and travels far. {wrapper}")
+    assert max(Counter(s for t in texts for s in set(cluster.sentences(t))).values()) < 8  # none recurs verbatim
+    out = cluster.scaffolds(texts, min_prompts=8)
+    assert all(s is not None for s in out) and len(set(out)) == 1
+    assert out[0] == " | ".join(sorted(f.lower().rstrip(".") for f in fragments))
+    assert "train" not in out[0]  # the task text is not scaffold
+    assert out == _scaffolds_by_definition(texts, 8)
+    # Verbatim copies only: with the skeletons found but every sentence unique, nothing else changes.
+    organic = [f"Tell me about {''.join(chr(97 + int(c)) for c in rng.integers(0, 26, size=6))} and its history."
+               for _ in range(30)]
+    assert cluster.scaffolds(organic, min_prompts=8) == [None] * 30
+
+
+def test_a_skeleton_needs_six_words_and_keeps_first_and_last_letters():
+    assert cluster.skeleton("think about the problem step by step") == "tk at te pm sp by sp"
+    assert cluster.skeleton("thnik aboout the porblem setp by step") == cluster.skeleton(
+        "think about the problem step by step")
+    assert cluster.skeleton("answer in five words") is None  # too short: many sentences would share one
+    assert cluster.skeleton("请一步一步地思考这个问题并给出答案") is None  # CJK: one run, no words to key on
+
+
 def test_scaffolds_survive_fragment_order_and_ignore_task_text():
     rng = np.random.default_rng(0)
     fragments = ["Think about the problem step by step before you answer.",
@@ -307,16 +344,27 @@ def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words
     from collections import Counter
 
     per_prompt = [list(dict.fromkeys(cluster.sentences(t))) for t in texts]
-    if owners is None:
-        df = Counter(s for sents in per_prompt for s in sents)
-    else:
-        df = Counter(s for s, _ in {(s, o) for sents, o in zip(per_prompt, owners, strict=True) for s in sents})
+    users = owners if owners is not None else range(len(texts))
+    df = Counter(s for s, _ in {(s, u) for sents, u in zip(per_prompt, users, strict=True) for s in sents})
+    skel_df = Counter(k for k, _ in {(cluster.skeleton(s), u) for sents, u in zip(per_prompt, users, strict=True)
+                                     for s in sents} if k is not None)
+
+    def skel_recurs(s):
+        k = cluster.skeleton(s)
+        return k is not None and skel_df[k] >= min_prompts
+
+    # a recurring skeleton stands for its most used sentence (ties: the first in sort order)
+    stand_in = {}
+    for s in sorted({s for sents in per_prompt for s in sents if skel_recurs(s)}, key=lambda s: (-df[s], s)):
+        stand_in.setdefault(cluster.skeleton(s), s)
     out = []
     for sents in per_prompt:
-        common = sorted(s for s in sents if df[s] >= min_prompts and len(cluster.words(s)) >= min_sentence_words)
-        own = sum(len(cluster.words(s)) for s in sents if df[s] < min_prompts)
+        recurring = [s for s in sents if df[s] >= min_prompts or skel_recurs(s)]
+        common = [s for s in recurring if len(cluster.words(s)) >= min_sentence_words]
+        own = sum(len(cluster.words(s)) for s in sents if s not in recurring)
         ok = sum(len(cluster.words(s)) for s in common) >= min_scaffold_words and own >= min_sentence_words
-        out.append(" | ".join(common) if ok else None)
+        named = sorted({stand_in[cluster.skeleton(s)] if skel_recurs(s) else s for s in common})
+        out.append(" | ".join(named) if ok else None)
     return out
 
 

@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -222,7 +223,7 @@ def test_adversarial_knob_validation() -> None:
     from analyzer.bench.scenario import ADVERSARIAL_PRESETS, PRESETS, build_scenario, resolve_knobs
 
     for bad in (dict(wrapper_style="shuffled"), dict(metadata="none"), dict(wrapper_language="fr"),
-                dict(campaign_timing="night"), dict(system_intent_share=1.5), dict(pad_chars=-1),
+                dict(campaign_timing="night"), dict(system_intent_share=1.5), dict(pad_chars=-1), dict(wrapper_noise=2),
                 dict(hard_negatives=("homework", "choir")), dict(second_operator={"campaign": "nope", "accounts": 3}),
                 dict(second_operator={"campaign": "cot_math"}), dict(classroom_students=0)):
         with pytest.raises(ValueError):
@@ -355,6 +356,25 @@ def test_pad_chars_pads_every_campaign_request() -> None:
     labels = tuple(templates.PAD_LABELS["en"])
     first = rows["prompt"].str.startswith(labels).mean()
     assert 0.3 <= first <= 0.7  # filler before the instruction for some, after it for others
+
+
+def test_wrapper_noise_retypes_the_wrapper_and_never_the_task() -> None:
+    import re
+
+    from analyzer.bench.scenario import _noisy
+
+    rng = np.random.default_rng(0)
+    noisy = _noisy("Solve {task} carefully, then grade {answer} from 1 to 10.", 1.0, rng)
+    assert "{task}" in noisy and "{answer}" in noisy and " 1 " in noisy and " 10." in noisy  # slots, numbers kept
+    assert all(w not in noisy for w in ("Solve", "carefully", "then", "grade", "from"))  # every word retyped
+    assert _noisy("Solve {task}.", 0.0, rng) == "Solve {task}."
+    clean = _campaign_rows(_small())
+    rows = _campaign_rows(_small(wrapper_noise=0.3))
+    assert len(rows) == len(clean)  # the same requests (the main stream draws the same), wrappers retyped
+    changed = rows["prompt"].to_numpy() != clean["prompt"].to_numpy()
+    assert changed.mean() > 0.9
+    digits = re.compile(r"\d+")
+    assert all(digits.findall(a) == digits.findall(b) for a, b in zip(rows["prompt"], clean["prompt"], strict=True))
 
 
 def test_second_operator_is_separate() -> None:

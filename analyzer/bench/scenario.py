@@ -48,6 +48,10 @@ frames and ``truth.json`` with or without these knobs existing (knobs at their d
 * ``pad_chars=n``: every campaign request is padded past ``n`` characters with a filler block
   (``"Reference material:"``, ``"Context:"``, ...) of concatenated real organic corpus prompts, before the
   request for about half of them and after it for the rest.
+* ``wrapper_noise=x``: each word of a campaign request's wrapper (fixed or fragments, system instruction, task
+  label; never the task text) gets a typo with probability ``x`` (two inner letters swapped, one dropped or one
+  doubled), drawn per request: the wrapper a person or a model retypes each time, so that few of its sentences
+  recur verbatim (at 0.3 a ten-word sentence is intact in about 3% of requests).
 * ``second_operator={"campaign": c, "accounts": n[, "requests_per_account": r]}``: a second, separate operator
   running the task kind of ``c`` with its own accounts, two proxy /24s (disjoint from the first operators'),
   exit countries in the Americas, its own user agents, hours outside the first operator's shifts (or, with
@@ -193,6 +197,7 @@ ADVERSARIAL_KNOBS: dict[str, Any] = dict(
     metadata="full",  # "full" | "minimal" (account, time, text only) | "mixed" (a random half of accounts minimal)
     wrapper_language="en",  # "en" | "zh" | "mixed" (each campaign request Chinese with probability 1/2)
     pad_chars=0,  # > 0: every campaign request padded past this many characters with real corpus text
+    wrapper_noise=0.0,  # probability of a typo in each wrapper word, drawn per campaign request (task text intact)
     second_operator=None,  # {"campaign": name, "accounts": n[, "requests_per_account": r]}: a second operator
     enterprise_seats=30,  # seats of the "enterprise_seats" look-alike
     enterprise_org_id=True,  # False: the enterprise seats and the CoT eval accounts carry no shared org id
@@ -528,24 +533,60 @@ def _pick(rng: np.random.Generator, items: Sequence[str]) -> str:
     return items[int(rng.integers(len(items)))]
 
 
+_TEMPLATE_PARTS = re.compile(r"(\{[^{}]*\})")
+_WORD_RUN = re.compile(r"[^\W\d_]+")  # runs of letters (numbers keep their meaning)
+
+
+def _typo(word: str, rng: np.random.Generator) -> str:
+    """``word`` with one typo: two adjacent inner letters swapped, one dropped or one doubled (words of four
+    letters or more; shorter ones get a letter doubled)."""
+    if len(word) < 4:
+        i = int(rng.integers(len(word)))
+        return word[: i + 1] + word[i:]
+    i = int(rng.integers(1, len(word) - 2))
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if kind == 1:
+        return word[:i] + word[i + 1 :]
+    return word[: i + 1] + word[i:]
+
+
+def _noisy(template: str, rate: float, rng: np.random.Generator) -> str:
+    """``template`` with a typo in each of its words with probability ``rate``; ``{slot}`` fields are left as they
+    are (the task text filled into them is never touched). ``rate`` 0 returns it unchanged and draws nothing."""
+    if rate <= 0:
+        return template
+    parts = _TEMPLATE_PARTS.split(template)
+    for j in range(0, len(parts), 2):  # even parts are literal text, odd ones {slots}
+        parts[j] = _WORD_RUN.sub(lambda m: _typo(m.group(0), rng) if rng.random() < rate else m.group(0), parts[j])
+    return "".join(parts)
+
+
 def _compose(spec: templates.FragmentSpec, fields: Mapping[str, str], rng: np.random.Generator, lang: str,
-             with_task: bool, skip_role: bool = False) -> str:
+             with_task: bool, skip_role: bool = False, noise: float = 0.0) -> str:
     """A wrapper composed from fragments: required slots always, optional slots with their probability, one
-    phrasing each, in shuffled order, the task block (when ``with_task``) at a random position."""
+    phrasing each, in shuffled order, the task block (when ``with_task``) at a random position; ``noise``: the
+    typo rate of :func:`_noisy` in every fragment."""
     slots = [s for s in spec["slots"] if not (skip_role and s[0] == "role")]
-    parts = [_pick(rng, alts).format(**fields) for _, p, alts in slots if p >= 1.0 or rng.random() < p]
+    parts = [_noisy(_pick(rng, alts), noise, rng).format(**fields) for _, p, alts in slots
+             if p >= 1.0 or rng.random() < p]
     parts = [parts[int(i)] for i in rng.permutation(len(parts))]
     sep = _pick(rng, _FRAGMENT_SEPS[lang])
     if not with_task:
         return sep.join(parts)
-    task = _pick(rng, spec["task"]).format(**fields)
+    task = _noisy(_pick(rng, spec["task"]), noise, rng).format(**fields)
     pos = int(rng.integers(0, len(parts) + 1))
     return "\n\n".join(x for x in (sep.join(parts[:pos]), task, sep.join(parts[pos:])) if x)
 
 
-def _canonical(spec: templates.FragmentSpec, fields: Mapping[str, str], lang: str) -> str:
-    """The fixed instruction of a task family: the first phrasing of each required slot, in slot order."""
-    return _FRAGMENT_SEPS[lang][0].join(alts[0].format(**fields) for _, p, alts in spec["slots"] if p >= 1.0)
+def _canonical(spec: templates.FragmentSpec, fields: Mapping[str, str], lang: str,
+               rng: np.random.Generator | None = None, noise: float = 0.0) -> str:
+    """The fixed instruction of a task family: the first phrasing of each required slot, in slot order (with
+    ``noise``, each phrasing through :func:`_noisy`)."""
+    return _FRAGMENT_SEPS[lang][0].join(
+        (_noisy(alts[0], noise, rng) if rng is not None else alts[0]).format(**fields)
+        for _, p, alts in spec["slots"] if p >= 1.0)
 
 
 def _free_window(shifts: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -869,7 +910,7 @@ class _Generator:
     def _adv_content(self) -> bool:
         k = self.k
         return (k["wrapper_style"] != "fixed" or k["wrapper_language"] != "en" or float(k["system_intent_share"]) > 0
-                or int(k["pad_chars"]) > 0)
+                or int(k["pad_chars"]) > 0 or float(k["wrapper_noise"]) > 0)
 
     def _render(self, sub: str, tpl: str, fields: dict[str, str], persona: str | None, prompts: list[str],
                 systems: list[str | None]) -> None:
@@ -882,6 +923,7 @@ class _Generator:
             systems.append(persona)
             return
         k, rng = self.k, self.arng
+        noise = float(k["wrapper_noise"])
         lang = k["wrapper_language"]
         if lang == "mixed":
             lang = "zh" if rng.random() < 0.5 else "en"
@@ -896,23 +938,25 @@ class _Generator:
         if intent:  # the instruction goes to the system message; the user turn carries the task text only
             frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
             if fragments:  # a persona already says who the model is: no second role line
-                instr = _compose(frag, fields, rng, lang, with_task=False, skip_role=persona is not None)
+                instr = _compose(frag, fields, rng, lang, with_task=False, skip_role=persona is not None,
+                                 noise=noise)
             else:
-                instr = _canonical(frag, fields, lang)
+                instr = _canonical(frag, fields, lang, rng, noise)
             task_tpl = _pick(rng, frag["task"]) if fragments else frag["task"][0]
             # a neutral lead ("Problem:") only where the task block has no label of its own
             lead = _pick(rng, templates.INTENT_LEADS[lang]) if task_tpl.startswith("{") else ""
-            prompt = lead + task_tpl.format(**fields)
+            prompt = _noisy(lead + task_tpl, noise, rng).format(**fields)
             system: str | None = instr if persona is None else f"{persona}\n\n{instr}"
         else:
             if fragments:
                 frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
-                prompt = _compose(frag, fields, rng, lang, with_task=True)
+                prompt = _compose(frag, fields, rng, lang, with_task=True, noise=noise)
             elif lang == "zh":
                 zh = templates.FIXED_ZH[sub]
-                prompt = (zh[0] if float(k["template_variation"]) <= 0 else _pick(rng, zh)).format(**fields)
+                zh_tpl = zh[0] if float(k["template_variation"]) <= 0 else _pick(rng, zh)
+                prompt = _noisy(zh_tpl, noise, rng).format(**fields)
             else:
-                prompt = tpl.format(**fields)
+                prompt = _noisy(tpl, noise, rng).format(**fields)
             system = persona
         pad = int(k["pad_chars"])
         if pad > 0:
@@ -1498,6 +1542,8 @@ def _check_adversarial(k: dict[str, Any]) -> None:
     for name, allowed in choices.items():
         if k[name] not in allowed:
             raise ValueError(f"{name}={k[name]!r}; choose one of {list(allowed)}")
+    if not 0.0 <= float(k["wrapper_noise"]) <= 1.0:
+        raise ValueError("wrapper_noise must be in [0, 1]")
     if not 0.0 <= float(k["system_intent_share"]) <= 1.0:
         raise ValueError("system_intent_share must be in [0, 1]")
     if int(k["pad_chars"]) < 0:
