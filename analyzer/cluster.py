@@ -377,10 +377,12 @@ def skeleton(sentence: str) -> str | None:
     at one typo in three words a ten-word sentence is intact in 3% of them. A typo inside a word (two letters
     swapped, one dropped or doubled) keeps its first and last letters, so the retyped copies share a skeleton;
     two different sentences of six or more words rarely do unless they differ only inside words."""
+    if sentence.count(" ") < SKELETON_MIN_WORDS - 1:  # sentences are single-spaced: fewer words, no split
+        return None
     toks = sentence.split()
     if len(toks) < SKELETON_MIN_WORDS:
         return None
-    return " ".join(t[0] + t[-1] for t in toks)
+    return " ".join([t[0] + t[-1] for t in toks])
 
 
 def _skeleton_hash(sentence: str) -> int:
@@ -557,8 +559,8 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
 def _distinct_users(hashes: np.ndarray, unit: np.ndarray, n_units: int, per_prompt_distinct: bool) -> np.ndarray:
     """Per occurrence of a hash: how many distinct units (prompts or owners) hold it. ``per_prompt_distinct``: the
     occurrences of one unit are already distinct (a prompt's sentences are), so a count of occurrences will do."""
-    keys, where = np.unique(hashes, return_inverse=True)
+    where, keys = pd.factorize(hashes)  # hashed, not sorted: the counts are all that matter
     if per_prompt_distinct:
         return np.bincount(where, minlength=len(keys))[where]
-    pairs = np.unique(where.astype(np.int64) * n_units + unit)  # (hash, unit)
+    pairs = pd.unique(where.astype(np.int64) * n_units + unit)  # (hash, unit)
     return np.bincount(pairs // n_units, minlength=len(keys))[where]
