@@ -222,7 +222,8 @@ def recurring_sentences(counts: SentenceCounts, min_prompts: int, min_sentence_w
 
 def match_scaffolds(texts: Sequence[str], family_sentences: Mapping[int, set[str]], min_scaffold_words: int = 8,
                     min_sentence_words: int = 3) -> np.ndarray:
-    """Per text, the known scaffold family whose recurring sentences it carries most of, else -1.
+    """Per text, the known scaffold family whose recurring sentences it carries most of, else -1 (a sentence
+    counts verbatim or, failing that, by its :func:`analyzer.cluster.skeleton`: a retyped copy).
 
     The rule of :func:`analyzer.cluster.scaffolds`: at least ``min_scaffold_words`` words of the family's
     recurring sentences, and at least ``min_sentence_words`` words of text of its own (a filled template, not a
@@ -233,10 +234,14 @@ def match_scaffolds(texts: Sequence[str], family_sentences: Mapping[int, set[str
     if not family_sentences:
         return out
     owner: dict[str, list[int]] = {}
+    by_skeleton: dict[str, dict[int, None]] = {}  # a retyped copy of a family's sentence: the same skeleton
     # by family id: ties between families go the same way whatever order the sentences were gathered in
     for fam, sents in sorted(family_sentences.items()):
         for s in sents:
             owner.setdefault(s, []).append(fam)
+            key = cluster_mod.skeleton(s)
+            if key is not None:
+                by_skeleton.setdefault(key, {})[fam] = None
     for i, text in enumerate(texts):
         sents = list(dict.fromkeys(cluster_mod._sentences(text, 3000, 2000)))
         common: Counter = Counter()
@@ -244,6 +249,9 @@ def match_scaffolds(texts: Sequence[str], family_sentences: Mapping[int, set[str
         for s in sents:
             n = len(cluster_mod.words(s))
             fams = owner.get(s)
+            if not fams:
+                key = cluster_mod.skeleton(s)
+                fams = list(by_skeleton.get(key, ())) if key is not None else None
             if fams:
                 for f in fams:
                     common[f] += n

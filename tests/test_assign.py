@@ -72,6 +72,10 @@ def test_scaffold_sentences_match_recurring_sentences_in_any_order() -> None:
     new = [f"{frags[2]}. {frags[0]}. {frags[1]}. Problem: how many apples are left in the basket now?",
            "Tell me a story about a dragon and a knight who become friends in the mountains."]
     assert assign.match_scaffolds(new, sets).tolist() == [4, -1]
+    # Retyped (typos inside words): no sentence verbatim, every one by its skeleton.
+    typed = ["Finsih with the final anwser on its own lnie. Thnik through the porblem step by setp before answeirng. "
+             "Show every intremediate calculation clearly. Problem: how many apples are left in the basket now?"]
+    assert assign.match_scaffolds(typed, sets).tolist() == [4]
 
 
 def test_assign_tasks_links_to_seen_tasks_and_groups_new_near_duplicates() -> None:
