@@ -510,7 +510,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     skel_hash = np.concatenate([f[2] for f in first]) if first else empty
     del first
     if owners is None:
-        unit = np.repeat(np.arange(n, dtype=np.int64), lengths)  # per occurrence: its prompt
+        unit = np.repeat(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), lengths)  # occurrence -> prompt
         n_units = max(n, 1)
     else:
         owner_code = pd.factorize(pd.Series(list(owners), dtype=object), use_na_sentinel=False)[0].astype(np.int64)
