@@ -535,6 +535,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
               min_sentence_words, min_scaffold_words, head_chars, tail_chars)
              for part in (has_recurring[a : a + step] for a in range(0, len(has_recurring), step))
              for occ in (occurrences(part),)]
+    del df_of, skel_hash, skel_df, unit, has_skel  # the tasks hold their own slices
     parts_of: list[ScaffoldParts] = []
     best: dict[int, tuple[int, str]] = {}
     for found, seen in process_map(_scaffolds_of, tasks, workers):
