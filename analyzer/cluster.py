@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -415,16 +416,34 @@ def _sentence_hashes(task: tuple[Sequence[str], int, int]) -> tuple[np.ndarray, 
 
 
 #: What :func:`_scaffolds_of` returns for a text: ``None`` (no scaffold), or its scaffold's parts in the text's
-#: order: a sentence, or the hash of a recurring skeleton whose sentence is chosen over every task.
+#: order: a sentence, or the hash of a recurring skeleton whose sentence is made over every task
+#: (:func:`consensus`).
 ScaffoldParts = tuple[str | int, ...] | None
 
 
+def consensus(variants: Mapping[str, int]) -> str:
+    """One sentence for the ``variants`` of a skeleton (sentence -> prompts using it): at each word position the
+    word most of them carry (ties: the first in sort order). Retyped copies have their typos in different words,
+    so the consensus of enough copies is the wrapper as written, even where no copy is intact; without typos it
+    is the most used variant, word for word."""
+    rows = [(v.split(), n) for v, n in variants.items()]
+    width = Counter(len(toks) for toks, _ in rows).most_common(1)[0][0]  # one skeleton, one word count
+    rows = [(toks, n) for toks, n in rows if len(toks) == width]
+    out = []
+    for j in range(width):
+        votes: Counter[str] = Counter()
+        for toks, n in rows:
+            votes[toks[j]] += n
+        out.append(min(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0])
+    return " ".join(out)
+
+
 def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, int, int, int]
-                  ) -> tuple[list[ScaffoldParts], dict[int, tuple[int, str]]]:
+                  ) -> tuple[list[ScaffoldParts], dict[int, Counter[str]]]:
     """:func:`scaffolds`' second pass over some texts, given each of their sentences' use count, its skeleton's
     hash and that skeleton's use count (in the first pass's order, one array each for all: ``n_sents`` per
-    text): the scaffold parts of each text, and for each recurring skeleton met the best sentence seen with it
-    (``(-use count, sentence)``: the most used, ties to the first in sort order)."""
+    text): the scaffold parts of each text, and for each recurring skeleton met the prompts using each of its
+    sentences (for :func:`consensus`)."""
     (texts, df_flat, skel_flat, skel_df_flat, n_sents, min_prompts, min_sentence_words, min_scaffold_words,
      head_chars, tail_chars) = task
     ends = np.cumsum(n_sents).tolist()
@@ -437,7 +456,7 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray,
         return w
 
     out: list[ScaffoldParts] = [None] * len(texts)
-    best: dict[int, tuple[int, str]] = {}
+    variants: dict[int, Counter[str]] = {}
     for j, (text, e, m) in enumerate(zip(texts, ends, n_sents.tolist(), strict=True)):
         sents = list(dict.fromkeys(_sentences(text, head_chars, tail_chars)))  # as in the first pass
         df, sk, skdf = df_flat[e - m : e].tolist(), skel_flat[e - m : e].tolist(), skel_df_flat[e - m : e].tolist()
@@ -447,9 +466,7 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray,
             if c < min_prompts and hc < min_prompts:
                 continue
             if hc >= min_prompts:
-                key = (-c, s)
-                if h not in best or key < best[h]:
-                    best[h] = key
+                variants.setdefault(h, Counter())[s] += 1
             if count(s) >= min_sentence_words:
                 parts.append(h if hc >= min_prompts else s)
                 n_common += n_words[s]
@@ -462,7 +479,7 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray,
                     break
         if own >= min_sentence_words:
             out[j] = tuple(parts)
-    return out, best
+    return out, variants
 
 
 def _ranks(lengths: np.ndarray) -> np.ndarray:
@@ -486,7 +503,8 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
 
     A sentence also recurs when its :func:`skeleton` does (a fragment retyped with typos in every request);
     every sentence with a recurring skeleton then stands in the scaffold as one sentence of that skeleton, the
-    most used verbatim (ties: the first in sort order), so retyped copies of one wrapper share a scaffold.
+    :func:`consensus` of all its variants (word by word, the most used), so retyped copies of one wrapper share a
+    scaffold, spelled as the wrapper was written.
 
     With ``owners`` (one per text: the account that sent it), a sentence (or skeleton) recurs when
     ``min_prompts`` distinct owners use it: one account repeating its own phrasing is not a shared wrapper.
@@ -537,12 +555,13 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
              for occ in (occurrences(part),)]
     del df_of, skel_hash, skel_df, unit, has_skel  # the tasks hold their own slices
     parts_of: list[ScaffoldParts] = []
-    best: dict[int, tuple[int, str]] = {}
+    variants: dict[int, Counter[str]] = {}
     for found, seen in process_map(_scaffolds_of, tasks, workers):
         parts_of.extend(found)
-        for h, key in seen.items():
-            if h not in best or key < best[h]:
-                best[h] = key
+        for h, counts in seen.items():
+            variants.setdefault(h, Counter()).update(counts)
+    named_as = {h: consensus(counts) for h, counts in variants.items()}
+    del variants
     out: list[str | None] = [None] * n
     by_parts: dict[tuple[str | int, ...], str] = {}
     shared: dict[str, str] = {}  # one string per distinct scaffold (a wrapper's prompts share a few)
@@ -551,7 +570,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
             continue
         scaffold = by_parts.get(parts)
         if scaffold is None:
-            named = " | ".join(sorted(dict.fromkeys(best[x][1] if isinstance(x, int) else x for x in parts)))
+            named = " | ".join(sorted(dict.fromkeys(named_as[x] if isinstance(x, int) else x for x in parts)))
             scaffold = by_parts[parts] = shared.setdefault(named, named)
         out[i] = scaffold
     return out

@@ -222,9 +222,9 @@ def test_task_groups_merge_near_duplicates_only():
 
 
 def test_scaffolds_survive_typos_in_every_copy_of_the_wrapper():
-    # Every request but four retypes the wrapper: one word in three has a typo inside it (two letters swapped,
-    # one dropped or doubled), so no fragment recurs verbatim in 8 prompts; their skeletons do, and every copy
-    # gets one scaffold, spelled as the fragment's most used form (the four verbatim copies).
+    # Every request retypes the wrapper: one word in three has a typo inside it (two letters swapped, one dropped
+    # or doubled), so no fragment recurs verbatim in 8 prompts; their skeletons do, and every copy gets one
+    # scaffold, spelled word by word as most copies spell it: the fragments as written, though few copies are.
     from analyzer.bench.scenario import _noisy
 
     rng = np.random.default_rng(3)
@@ -234,7 +234,7 @@ def test_scaffolds_survive_typos_in_every_copy_of_the_wrapper():
     texts = []
     for _ in range(30):
         town = "".join(chr(97 + int(c)) for c in rng.integers(0, 26, size=8))
-        wrapper = " ".join(_noisy(f, 0.3 if len(texts) >= 4 else 0.0, rng) for f in fragments)
+        wrapper = " ".join(_noisy(f, 0.3, rng) for f in fragments)
         texts.append(f"A train leaves the town of {town} at noon and travels far. {wrapper}")
     assert max(Counter(s for t in texts for s in set(cluster.sentences(t))).values()) < 8  # none recurs verbatim
     out = cluster.scaffolds(texts, min_prompts=8)
@@ -246,6 +246,16 @@ def test_scaffolds_survive_typos_in_every_copy_of_the_wrapper():
     organic = [f"Tell me about {''.join(chr(97 + int(c)) for c in rng.integers(0, 26, size=6))} and its history."
                for _ in range(30)]
     assert cluster.scaffolds(organic, min_prompts=8) == [None] * 30
+
+
+def test_the_consensus_of_retyped_copies_is_the_sentence_as_written():
+    copies = {"thnik about the problem step by step": 1, "think aboout the problem setp by step": 1,
+              "think about the porblem step by stpe": 1, "tihnk about thhe problem step by step": 1}
+    assert cluster.consensus(copies) == "think about the problem step by step"  # no copy is intact
+    # without typos: the most used variant, word for word; ties to the first in sort order
+    assert cluster.consensus({"translate it into french now please ok": 5,
+                              "translate it into finnish now please ok": 2}) == "translate it into french now please ok"
+    assert cluster.consensus({"b c d e f g": 1, "a c d e f g": 1}) == "a c d e f g"
 
 
 def test_a_skeleton_needs_six_words_and_keeps_first_and_last_letters():
@@ -339,6 +349,14 @@ def test_cluster_knn_graph_falls_back_to_fast_hdbscans_entry_point(monkeypatch):
     np.testing.assert_array_equal(direct[1], fallback[1])
 
 
+def _votes(variants, j):
+    """(word, prompts) pairs at word position ``j`` over a skeleton's variants."""
+    votes = Counter()
+    for v, n in variants.items():
+        votes[v.split()[j]] += n
+    return list(votes.items())
+
+
 def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words=3, min_scaffold_words=8):
     """:func:`cluster.scaffolds` as its docstring defines it, every prompt's sentences held at once."""
     from collections import Counter
@@ -353,10 +371,15 @@ def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words
         k = cluster.skeleton(s)
         return k is not None and skel_df[k] >= min_prompts
 
-    # a recurring skeleton stands for its most used sentence (ties: the first in sort order)
+    # a recurring skeleton stands for the word-by-word majority of its sentences, each weighed by its prompts
+    prompts_using = Counter(s for sents in per_prompt for s in sents if skel_recurs(s))
+    by_skeleton = {}
+    for s, n in prompts_using.items():
+        by_skeleton.setdefault(cluster.skeleton(s), {})[s] = n
     stand_in = {}
-    for s in sorted({s for sents in per_prompt for s in sents if skel_recurs(s)}, key=lambda s: (-df[s], s)):
-        stand_in.setdefault(cluster.skeleton(s), s)
+    for k, variants in by_skeleton.items():
+        width = len(next(iter(variants)).split())
+        stand_in[k] = " ".join(min(_votes(variants, j), key=lambda wn: (-wn[1], wn[0]))[0] for j in range(width))
     out = []
     for sents in per_prompt:
         recurring = [s for s in sents if df[s] >= min_prompts or skel_recurs(s)]

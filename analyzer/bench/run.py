@@ -548,12 +548,14 @@ def benign_summary(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]
 #: requests (honoured with ``requests_per_account=None``; at 0.01 each account sends its floor of one request per
 #: campaign, so the actual share is reported too); ``template_variation`` 0 = one fixed wrapper, 1 = the base
 #: wrappers, 3 = plus paraphrased wrappers; ``wrapper_style="fragments"`` (only where the scenario generator knows
-#: that knob) splits wrappers into fragments.
+#: that knob) splits wrappers into fragments; ``wrapper_noise`` retypes every wrapper with a typo in that share of
+#: its words (the paraphrase an operator gets by having each request's wrapper retyped).
 CURVE_GRID: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("campaign_accounts", (5, 10, 20, 40)),
     ("campaign_share", (0.01, 0.02, 0.05, 0.25)),
     ("template_variation", (0, 1, 3)),
     ("wrapper_style", ("fragments",)),
+    ("wrapper_noise", (0.15, 0.3, 0.5)),
 )
 
 
