@@ -465,10 +465,11 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray,
         for s, c, h, hc in zip(sents, df, sk, skdf, strict=True):
             if c < min_prompts and hc < min_prompts:
                 continue
-            if hc >= min_prompts:
+            retyped = hc >= min_prompts and hc > c  # its skeleton has other sentences: they stand as one
+            if retyped:
                 variants.setdefault(h, Counter())[s] += 1
             if count(s) >= min_sentence_words:
-                parts.append(h if hc >= min_prompts else s)
+                parts.append(h if retyped else s)
                 n_common += n_words[s]
         if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
             continue
@@ -501,10 +502,10 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     Only the first ``head_chars`` and last ``tail_chars`` characters are read (padding cannot hide a wrapper
     at either end, and memory stays bounded).
 
-    A sentence also recurs when its :func:`skeleton` does (a fragment retyped with typos in every request);
-    every sentence with a recurring skeleton then stands in the scaffold as one sentence of that skeleton, the
-    :func:`consensus` of all its variants (word by word, the most used), so retyped copies of one wrapper share a
-    scaffold, spelled as the wrapper was written.
+    A sentence also recurs when its :func:`skeleton` does (a fragment retyped with typos in every request). Where
+    a recurring skeleton is used by more prompts (or owners) than the sentence itself, it has other sentences, and
+    all of them stand in the scaffold as one: the :func:`consensus` of its variants (word by word, the most used),
+    so retyped copies of one wrapper share a scaffold, spelled as the wrapper was written.
 
     With ``owners`` (one per text: the account that sent it), a sentence (or skeleton) recurs when
     ``min_prompts`` distinct owners use it: one account repeating its own phrasing is not a shared wrapper.

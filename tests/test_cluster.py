@@ -371,8 +371,11 @@ def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words
         k = cluster.skeleton(s)
         return k is not None and skel_df[k] >= min_prompts
 
+    def stands_in(s):  # a recurring skeleton used by more than this sentence: its variants stand as one
+        return skel_recurs(s) and skel_df[cluster.skeleton(s)] > df[s]
+
     # a recurring skeleton stands for the word-by-word majority of its sentences, each weighed by its prompts
-    prompts_using = Counter(s for sents in per_prompt for s in sents if skel_recurs(s))
+    prompts_using = Counter(s for sents in per_prompt for s in sents if stands_in(s))
     by_skeleton = {}
     for s, n in prompts_using.items():
         by_skeleton.setdefault(cluster.skeleton(s), {})[s] = n
@@ -386,7 +389,7 @@ def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words
         common = [s for s in recurring if len(cluster.words(s)) >= min_sentence_words]
         own = sum(len(cluster.words(s)) for s in sents if s not in recurring)
         ok = sum(len(cluster.words(s)) for s in common) >= min_scaffold_words and own >= min_sentence_words
-        named = sorted({stand_in[cluster.skeleton(s)] if skel_recurs(s) else s for s in common})
+        named = sorted({stand_in[cluster.skeleton(s)] if stands_in(s) else s for s in common})
         out.append(" | ".join(named) if ok else None)
     return out
 
