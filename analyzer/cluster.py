@@ -528,9 +528,9 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     sent_hash = np.concatenate([f[1] for f in first]) if first else empty
     skel_hash = np.concatenate([f[2] for f in first]) if first else empty
     del first
+    prompt_of = np.repeat(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), lengths)  # occurrence -> prompt
     if owners is None:
-        unit = np.repeat(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), lengths)  # occurrence -> prompt
-        n_units = max(n, 1)
+        unit, n_units = prompt_of, max(n, 1)
     else:
         owner_code = pd.factorize(pd.Series(list(owners), dtype=object), use_na_sentinel=False)[0].astype(np.int64)
         n_units = int(owner_code.max(initial=0)) + 1
@@ -544,8 +544,8 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     starts = ends - lengths
     # Only a prompt with a recurring sentence can have a scaffold: the second pass splits those again.
     recurring = (df_of >= min_prompts) | (skel_df >= min_prompts)
-    has_recurring = np.flatnonzero(np.bincount(np.repeat(np.arange(n), lengths)[recurring], minlength=n) > 0)
-    del recurring
+    has_recurring = np.flatnonzero(np.bincount(prompt_of[recurring], minlength=n) > 0)
+    del recurring, prompt_of
 
     def occurrences(part: np.ndarray) -> np.ndarray:
         return np.repeat(starts[part], lengths[part]) + _ranks(lengths[part])

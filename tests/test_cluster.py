@@ -359,8 +359,6 @@ def _votes(variants, j):
 
 def _scaffolds_by_definition(texts, min_prompts, owners=None, min_sentence_words=3, min_scaffold_words=8):
     """:func:`cluster.scaffolds` as its docstring defines it, every prompt's sentences held at once."""
-    from collections import Counter
-
     per_prompt = [list(dict.fromkeys(cluster.sentences(t))) for t in texts]
     users = owners if owners is not None else range(len(texts))
     df = Counter(s for s, _ in {(s, u) for sents, u in zip(per_prompt, users, strict=True) for s in sents})
