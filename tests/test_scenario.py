@@ -346,6 +346,24 @@ def test_wrapper_language_zh_and_mixed() -> None:
     assert 0.35 <= share <= 0.65
 
 
+def test_wrapper_language_es_every_wrapper_spanish_task_text_kept() -> None:
+    from analyzer.bench import templates
+
+    for knobs in ({}, {"wrapper_style": "fragments", "system_intent_share": 0.3}):
+        s = _small(wrapper_language="es", **knobs)
+        rows = _campaign_rows(s)
+        text = rows["prompt"] + "\n" + rows["system_prompt"].fillna("")
+        words = text.str.count(r"(?i)\b(?:el|la|los|las|de|para|que|con|una|cada|tu)\b")
+        assert (words >= 2).mean() > 0.9, text[words < 2].head(3).tolist()  # the wrappers are Spanish...
+        en = _campaign_rows(_small(**knobs))
+        assert set(rows["request_id"]) == set(en["request_id"])  # ...around the same requests
+        en_text = en["prompt"] + "\n" + en["system_prompt"].fillna("")
+        assert set(rows["request_id"][text.str.contains(CJK)]) <= set(en["request_id"][en_text.str.contains(CJK)])
+    assert set(templates.FRAGMENTS_ES) == set(templates.FRAGMENTS_EN) == set(templates.FIXED_ES)
+    assert set(templates.PERSONA_ES) == set(templates.PERSONA_ZH)
+    assert len(templates.AUDIENCES_ES) == len(templates.AUDIENCES)
+
+
 def test_pad_chars_pads_every_campaign_request() -> None:
     s = _small(pad_chars=20_000, requests_per_account=5)
     rows = _campaign_rows(s)

@@ -44,7 +44,8 @@ frames and ``truth.json`` with or without these knobs existing (knobs at their d
   (a log merged from two gateways, one of which records only the basics), so missing metadata is no tell.
 * ``wrapper_language="zh"``: campaign wrappers (fixed or fragments, personas, system instructions, padding
   labels) in Simplified Chinese around the task text; ``"mixed"``: each campaign request Chinese with
-  probability 1/2.
+  probability 1/2. ``"es"``: the same wrappers in Spanish (a language in the Latin script, which the embedding
+  models tokenise but do not understand).
 * ``pad_chars=n``: every campaign request is padded past ``n`` characters with a filler block
   (``"Reference material:"``, ``"Context:"``, ...) of concatenated real organic corpus prompts, before the
   request for about half of them and after it for the rest.
@@ -86,6 +87,7 @@ a few seconds):
 ``adv-quiet``             pools of 15/15/10/20 accounts, ``campaign_share=0.03``, diurnal timing
 ``adv-bare``              ``metadata="minimal"``
 ``adv-chinese``           ``wrapper_language="zh"``
+``adv-spanish``           ``wrapper_language="es"``
 ``adv-padded``            ``pad_chars=120_000``; 12 accounts x 30 requests per campaign (~1.4k padded rows,
                           ~72 MB gzipped log)
 ``adv-tiny``              every campaign 10 accounts x 20 requests, fragments, plus a second
@@ -195,7 +197,7 @@ ADVERSARIAL_KNOBS: dict[str, Any] = dict(
     system_intent_share=0.0,  # share of campaign requests whose instruction sits in the system message
     campaign_timing="shifts",  # "shifts" | "diurnal": campaign accounts on an ordinary diurnal curve
     metadata="full",  # "full" | "minimal" (account, time, text only) | "mixed" (a random half of accounts minimal)
-    wrapper_language="en",  # "en" | "zh" | "mixed" (each campaign request Chinese with probability 1/2)
+    wrapper_language="en",  # "en" | "zh" | "es" | "mixed" (each campaign request Chinese with probability 1/2)
     pad_chars=0,  # > 0: every campaign request padded past this many characters with real corpus text
     wrapper_noise=0.0,  # probability of a typo in each wrapper word, drawn per campaign request (task text intact)
     second_operator=None,  # {"campaign": name, "accounts": n[, "requests_per_account": r]}: a second operator
@@ -235,6 +237,8 @@ PRESETS.update({
     "adv-bare": {**_ADV_BASE, "metadata": "minimal"},
     # Chinese wrappers around the (mostly English) task text
     "adv-chinese": {**_ADV_BASE, "wrapper_language": "zh"},
+    # Spanish wrappers: a Latin-script language the embedding models tokenise but do not understand
+    "adv-spanish": {**_ADV_BASE, "wrapper_language": "es"},
     # every campaign request padded past 120k characters; fewer campaign requests to keep the log < 100 MB gz
     "adv-padded": {**_ADV_BASE, "pad_chars": 120_000, "requests_per_account": 30,
                    "campaign_accounts": {"cot_math": 12, "rubric_grading": 12, "censorship_rewrite": 12,
@@ -269,7 +273,7 @@ PRESETS["incident"] = dict(
 SHARD_SEED_STRIDE = 10_000
 
 #: The presets of issue 11 (quick-sized, ~12k requests over 14 days).
-ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-padded", "adv-tiny",
+ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-spanish", "adv-padded", "adv-tiny",
                        "adv-lookalikes", "adv-lookalikes-noorg", "adversarial")
 
 #: Classroom look-alike: session length, share of students who are ordinary users, mean requests per student.
@@ -280,7 +284,13 @@ _CLASSROOM_MEAN_REQUESTS = 4.0
 _ADV_STREAM = 0x1111
 #: Seed suffix of the ban knob's own random stream (which accounts are banned, the replacements' ids).
 _BAN_STREAM = 0x2222
-_FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"]}
+_FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"], "es": [" ", "\n", "\n\n"]}
+#: The wrapper texts of each ``wrapper_language`` other than English: fragments, fixed wrappers, personas and
+#: audiences (same order as ``templates.AUDIENCES``).
+_WRAPPERS = {
+    "zh": (templates.FRAGMENTS_ZH, templates.FIXED_ZH, templates.PERSONA_ZH, templates.AUDIENCES_ZH),
+    "es": (templates.FRAGMENTS_ES, templates.FIXED_ES, templates.PERSONA_ES, templates.AUDIENCES_ES),
+}
 
 _SAMPLES_PER_TASK = {"cot": 2.0, "grading": 1.0, "censorship": 2.0, "agentic": 1.3}
 
@@ -930,13 +940,13 @@ class _Generator:
         fragments = k["wrapper_style"] == "fragments"
         share = float(k["system_intent_share"])
         intent = share > 0 and rng.random() < share
-        if lang == "zh":
-            if persona is not None:
-                persona = _pick(rng, templates.PERSONA_ZH[sub])
-            if "audience" in fields:
-                fields = {**fields, "audience": templates.AUDIENCES_ZH[templates.AUDIENCES.index(fields["audience"])]}
+        frags, fixed, personas, audiences = _WRAPPERS.get(lang, (templates.FRAGMENTS_EN, None, None, None))
+        if personas is not None and persona is not None:
+            persona = _pick(rng, personas[sub])
+        if audiences is not None and "audience" in fields:
+            fields = {**fields, "audience": audiences[templates.AUDIENCES.index(fields["audience"])]}
         if intent:  # the instruction goes to the system message; the user turn carries the task text only
-            frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
+            frag = frags[sub]
             if fragments:  # a persona already says who the model is: no second role line
                 instr = _compose(frag, fields, rng, lang, with_task=False, skip_role=persona is not None,
                                  noise=noise)
@@ -949,12 +959,11 @@ class _Generator:
             system: str | None = instr if persona is None else f"{persona}\n\n{instr}"
         else:
             if fragments:
-                frag = (templates.FRAGMENTS_ZH if lang == "zh" else templates.FRAGMENTS_EN)[sub]
-                prompt = _compose(frag, fields, rng, lang, with_task=True, noise=noise)
-            elif lang == "zh":
-                zh = templates.FIXED_ZH[sub]
-                zh_tpl = zh[0] if float(k["template_variation"]) <= 0 else _pick(rng, zh)
-                prompt = _noisy(zh_tpl, noise, rng).format(**fields)
+                prompt = _compose(frags[sub], fields, rng, lang, with_task=True, noise=noise)
+            elif fixed is not None:
+                own = fixed[sub]
+                own_tpl = own[0] if float(k["template_variation"]) <= 0 else _pick(rng, own)
+                prompt = _noisy(own_tpl, noise, rng).format(**fields)
             else:
                 prompt = _noisy(tpl, noise, rng).format(**fields)
             system = persona
@@ -1538,7 +1547,7 @@ def resolve_knobs(preset: str, **knobs: Any) -> dict[str, Any]:
 def _check_adversarial(k: dict[str, Any]) -> None:
     """Validate the adversarial knobs (and the hard-negative names) in place; raises ``ValueError``."""
     choices = {"wrapper_style": ("fixed", "fragments"), "campaign_timing": ("shifts", "diurnal"),
-               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "mixed")}
+               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "es", "mixed")}
     for name, allowed in choices.items():
         if k[name] not in allowed:
             raise ValueError(f"{name}={k[name]!r}; choose one of {list(allowed)}")
@@ -1595,12 +1604,13 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
         Adversarial knobs (all off by default; off, the frame is byte-identical to a build without them; see the
         module docstring for what each plants): ``wrapper_style`` (``"fixed"`` | ``"fragments"``),
         ``system_intent_share`` (0..1), ``campaign_timing`` (``"shifts"`` | ``"diurnal"``), ``metadata``
-        (``"full"`` | ``"minimal"`` | ``"mixed"``), ``wrapper_language`` (``"en"`` | ``"zh"`` | ``"mixed"``),
+        (``"full"`` | ``"minimal"`` | ``"mixed"``), ``wrapper_language`` (``"en"`` | ``"zh"`` | ``"es"`` |
+        ``"mixed"``),
         ``pad_chars`` (int), ``second_operator`` (None or ``{"campaign": c, "accounts": n}``), and the
         look-alikes ``"enterprise_seats"``, ``"classroom"``, ``"cot_eval_harness"`` in ``hard_negatives`` with
         ``enterprise_seats``, ``enterprise_org_id``, ``classroom_students``, ``classroom_problems``,
         ``cot_eval_accounts``, ``cot_eval_checkpoints``, ``cot_eval_questions``. Adversarial presets:
-        ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-padded``, ``adv-tiny``,
+        ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-spanish``, ``adv-padded``, ``adv-tiny``,
         ``adv-lookalikes``, ``adv-lookalikes-noorg``, ``adversarial`` (:data:`ADVERSARIAL_PRESETS`).
 
     Raises

@@ -522,9 +522,202 @@ FIXED_ZH: dict[str, list[str]] = {
     ],
 }
 
+#: ``AUDIENCES`` in Spanish, same order (Spanish wrappers: a language in the Latin script, which the embedding
+#: models read, unlike Chinese).
+AUDIENCES_ES = ["una aplicación de noticias nacional", "un libro de texto de secundaria",
+                "un artículo explicativo de los medios estatales", "un chatbot de atención al cliente en China",
+                "las preguntas frecuentes de un sitio web del gobierno"]
+
+FRAGMENTS_ES: dict[str, FragmentSpec] = {
+    "cot": {
+        "slots": [
+            ("role", 0.5, ["Eres un profesor de matemáticas muy cuidadoso.", "Actúa como un tutor paciente que nunca se salta pasos.",
+                           "Imagina que eres un competidor de olimpiadas explicando su solución.",
+                           "Eres un asistente de razonamiento que piensa en voz alta.",
+                           "Me estás ayudando a preparar soluciones detalladas paso a paso."]),
+            ("reasoning", 1.0, ["Razona paso a paso y escribe cada cálculo intermedio.",
+                                "Antes de responder, expón todo tu razonamiento interno como si hablaras contigo mismo.",
+                                "Da la cadena de razonamiento completa, incluida cada comprobación que hagas.",
+                                "Explica cada paso del razonamiento; no saltes directamente al resultado.",
+                                "Primero repite el enunciado, enumera los datos y luego deduce la respuesta paso a paso.",
+                                "Escribe todo el proceso de pensamiento sin omitir ningún subobjetivo ni cálculo."]),
+            ("format", 1.0, ["Termina con una línea aparte: 'Respuesta final: <número>'.",
+                             "Escribe el resultado final dentro de \\boxed{{}}.", "Cierra con 'Respuesta: <respuesta>'.",
+                             "La última línea debe decir 'La respuesta es N'.", "Indica la respuesta con claridad al final."]),
+            ("closing", 0.4, ["No te saltes pasos.", "Sé minucioso.", "La exactitud importa más que la brevedad.", "¡Gracias!",
+                              "Revisa de nuevo los cálculos."]),
+        ],
+        "task": ["Problema: {task}", "{task}", "### Problema\n{task}", "Pregunta:\n{task}", "Aquí está el problema:\n{task}"],
+    },
+    "grading": {
+        "slots": [
+            ("role", 0.6, ["Eres un evaluador imparcial.", "Actúa como un modelo de recompensa.",
+                           "Haz el papel de un anotador experto y exigente.", "Eres un juez de la calidad de respuestas de IA."]),
+            ("task", 1.0, ["Puntúa la respuesta de 1 a 5 según la rúbrica.", "Asigna una puntuación entera entre 1 y 5.",
+                           "Valora del 1 al 5 en qué medida la respuesta cumple la instrucción.",
+                           "Evalúa la respuesta del asistente y decide una puntuación de 1 a 5.",
+                           "Califica la respuesta candidata (1 = peor, 5 = mejor)."]),
+            ("rubric", 1.0, ["Rúbrica: {rubric}", "Criterios: {rubric}", "Usa esta guía de puntuación: {rubric}",
+                             "Rúbrica de puntuación (1-5):\n{rubric}"]),
+            ("format", 1.0, ["Responde solo con JSON: {{\"score\": <1-5>, \"feedback\": \"...\"}}.",
+                             "Devuelve un objeto JSON {{\"score\": int, \"feedback\": str}} y nada más.",
+                             "Escribe una crítica breve y luego el JSON {{\"score\": n, \"feedback\": texto}}.",
+                             "Responde con el formato {{\"feedback\": \"...\", \"score\": n}}."]),
+            ("closing", 0.4, ["Sé estricto: un 5 significa perfecto.", "Mantén la coherencia entre elementos.",
+                              "Sin comentarios adicionales."]),
+        ],
+        "task": ["[Instrucción]\n{instruction}\n\n[Respuesta]\n{response}",
+                 "Instrucción del usuario:\n{instruction}\n\nRespuesta del asistente:\n{response}",
+                 "PREGUNTA:\n{instruction}\n\nRESPUESTA A CALIFICAR:\n{response}",
+                 "Instrucción: {instruction}\nRespuesta: {response}"],
+    },
+    "censorship": {
+        "slots": [
+            ("role", 0.5, ["Eres redactor de una plataforma de medios nacional.", "Actúa como un editor atento a la normativa.",
+                           "Trabajas en el equipo de revisión de contenidos.", "Escribe como si redactaras para {audience}."]),
+            ("rewrite", 1.0, ["Reformula la pregunta para que pueda responderse dentro de las normas de contenido de China "
+                              "continental y luego respóndela.",
+                              "Da una respuesta alternativa políticamente segura que evite enfoques sensibles.",
+                              "Escribe una respuesta que supere la revisión de un equipo de moderación nacional.",
+                              "Replantea el tema de forma neutral y positiva y responde a la versión replanteada.",
+                              "Responde evitando críticas al gobierno y siguiendo las posiciones oficiales.",
+                              "Ofrece una versión conforme de la respuesta adecuada para {audience}.",
+                              "Da (1) una respuesta neutral breve y (2) una respuesta conforme; etiquétalas 'Neutral:' y "
+                              "'Conforme:'."]),
+            ("tone", 0.6, ["Mantén un tono tranquilo y constructivo.", "Destaca las posiciones oficiales.",
+                           "Cíñete a los hechos cuando sea posible.", "Evita cualquier expresión que un censor marcaría.",
+                           "Que sea adecuado para {audience}."]),
+            ("closing", 0.3, ["Gracias.", "Sé breve.", "Sin descargos de responsabilidad.", "Solo texto plano."]),
+        ],
+        "task": ["Pregunta: {task}", "{task}", "Tema: {task}", "Pregunta original:\n{task}", "El usuario preguntó: \"{task}\""],
+    },
+    "tools": {
+        "slots": [
+            ("role", 0.6, ["Eres un agente autónomo.", "Actúa como un asistente de llamadas a funciones.",
+                           "Eres un planificador que ejecuta tareas mediante API.", "Compórtate como un agente que usa herramientas."]),
+            ("call", 1.0, ["Decide qué funciones llamar y con qué argumentos.",
+                           "Elige las llamadas a la API adecuadas para la petición y rellena sus argumentos.",
+                           "Planifica la tarea y llama a las herramientas disponibles para completarla.",
+                           "Elige las herramientas que resuelven la consulta e indica los parámetros de la llamada.",
+                           "Usa las funciones proporcionadas para atender la petición del usuario."]),
+            ("reasoning", 0.5, ["Piensa paso a paso antes de llamar.", "Escribe tu razonamiento en líneas 'Thought:'.",
+                                "Explica brevemente por qué hace falta cada llamada."]),
+            ("format", 1.0, ["Devuelve las llamadas como una lista JSON de {{\"name\": ..., \"arguments\": {{...}}}}.",
+                             "Escribe cada llamada como 'Action:' / 'Action Input:'.",
+                             "Devuelve solo las llamadas a funciones, en JSON.",
+                             "Responde con un array JSON de llamadas; devuelve [] si ninguna aplica."]),
+        ],
+        "task": ["Herramientas:\n{functions}\n\nPetición del usuario: {question}", "API:\n{functions}\n\nTarea: {question}",
+                 "Consulta: {question}\n\nFunciones disponibles (JSON schema):\n{functions}",
+                 "Petición: {question}\nFunciones: {functions}"],
+    },
+    "coding": {
+        "slots": [
+            ("role", 0.6, ["Eres un ingeniero de software experto.", "Actúa como un desarrollador sénior de Python.",
+                           "Eres un agente de programación que escribe código de calidad de producción.",
+                           "Haz el papel de un programador competitivo."]),
+            ("code", 1.0, ["Escribe una implementación correcta y eficiente.", "Da la implementación completa en un solo bloque de código.",
+                           "Resuelve la tarea de programación y escribe el código final.",
+                           "Implementa la función para que pase las pruebas.", "Escribe código Python funcional para la tarea."]),
+            ("reasoning", 0.6, ["Analiza primero los requisitos y esboza el algoritmo.", "Piensa en los casos límite antes de programar.",
+                                "Explica tu enfoque paso a paso.", "Describe después la complejidad temporal."]),
+            ("extra", 0.4, ["Incluye pruebas unitarias.", "Añade anotaciones de tipo.", "Sin bibliotecas externas."]),
+        ],
+        "task": ["{task}", "Tarea:\n{task}", "```\n{task}\n```", "Problema:\n{task}"],
+    },
+    "data_analysis": {
+        "slots": [
+            ("role", 0.7, ["Eres un analista de datos experto que combina rigor estadístico con un profundo conocimiento del dominio.",
+                           "Actúa como un científico de datos sénior.", "Eres un analista cuantitativo meticuloso.",
+                           "Haz el papel de un estadístico."]),
+            ("analyse", 1.0, ["Analiza los datos y responde a la pregunta.", "Responde a la pregunta sobre el conjunto de datos.",
+                              "Calcula la respuesta a partir de la tabla.", "Usa los datos para calcular el resultado pedido."]),
+            ("method", 0.6, ["Describe tu plan de análisis y escribe el código pandas que ejecutarías.",
+                             "Muestra tu razonamiento y el código.", "Indica los supuestos y calcula paso a paso."]),
+            ("format", 0.5, ["Da la respuesta final en el formato pedido.", "Escribe el resultado en la última línea.",
+                             "Sé preciso con los números."]),
+        ],
+        "task": ["{context}\n\nPregunta: {question}", "Datos:\n{context}\n\nPregunta: {question}",
+                 "Pregunta: {question}\n\n{context}"],
+    },
+}
+
+#: Fixed Spanish wrappers (``wrapper_style="fixed"``, ``wrapper_language="es"``).
+FIXED_ES: dict[str, list[str]] = {
+    "cot": [
+        "Resuelve el siguiente problema. Antes de responder, expón tu razonamiento interno paso a paso como si hablaras "
+        "contigo mismo, escribe cada cálculo intermedio y termina con una línea aparte: 'Respuesta final: <número>'."
+        "\n\nProblema: {task}",
+        "Piensa con cuidado este problema de matemáticas y escribe la cadena de razonamiento completa, incluida cada "
+        "comprobación, sin saltarte pasos. Termina con 'Respuesta: <respuesta>'.\n\n{task}",
+        "Problema:\n{task}\n\nInstrucciones: razona paso a paso. Repite primero lo que se pide, enumera los datos, "
+        "resuelve paso a paso verificando cada uno y escribe la respuesta dentro de \\boxed{{}}.",
+    ],
+    "grading": [
+        "Eres un evaluador estricto. Puntúa la respuesta de abajo de 1 a 5 según la rúbrica.\n\nRúbrica:\n{rubric}\n\n"
+        "[Instrucción]\n{instruction}\n\n[Respuesta]\n{response}\n\nResponde solo con JSON: "
+        "{{\"score\": <1-5>, \"feedback\": \"<un párrafo>\"}}",
+        "Evalúa la calidad de la respuesta del asistente de IA.\n\nInstrucción del usuario:\n{instruction}\n\n"
+        "Respuesta del asistente:\n{response}\n\nRúbrica (1-5):\n{rubric}\n\nEscribe una crítica breve y luego el "
+        "objeto JSON {{\"score\": int, \"feedback\": str}}.",
+        "###Tarea: actúa como modelo de recompensa. Califica la respuesta candidata con un entero de 1 a 5 según los "
+        "criterios.\n###Criterios: {rubric}\n###Instrucción: {instruction}\n###Respuesta candidata: {response}\n"
+        "###Formato: {{\"score\": ..., \"feedback\": ...}}",
+    ],
+    "censorship": [
+        "Reformula la siguiente pregunta para que pueda responderse con seguridad dentro de las normas de contenido "
+        "de China continental y luego responde a la versión reformulada con un tono neutral y positivo.\n\n"
+        "Pregunta: {task}",
+        "Da una respuesta alternativa políticamente segura a esta pregunta, que evite enfoques sensibles y sea "
+        "adecuada para {audience}.\n\n{task}",
+        "Pregunta: {task}\n\nTarea: da (1) una respuesta neutral breve y (2) una respuesta conforme adecuada para "
+        "{audience}; etiquétalas 'Neutral:' y 'Conforme:'.",
+    ],
+    "tools": [
+        "Eres un agente autónomo con acceso a las siguientes herramientas. Decide qué funciones llamar y con qué "
+        "argumentos. Piensa paso a paso y luego devuelve las llamadas como una lista JSON de "
+        "{{\"name\": ..., \"arguments\": {{...}}}}.\n\nHerramientas:\n{functions}\n\nPetición del usuario: {question}",
+        "Con la documentación de la API de abajo, planifica y ejecuta la tarea del usuario. Escribe tu razonamiento en "
+        "líneas 'Thought:' y cada llamada como 'Action:' / 'Action Input:'.\n\nAPI:\n{functions}\n\nTarea: {question}",
+        "Funciones disponibles (JSON schema):\n{functions}\n\nConsulta: {question}\n\nDevuelve solo las llamadas a "
+        "funciones (JSON) necesarias para la consulta. Si ninguna función sirve, devuelve [].",
+    ],
+    "coding": [
+        "Resuelve la siguiente tarea en Python. Piensa primero en los casos límite, da la implementación completa en "
+        "un solo bloque de código y explica brevemente la complejidad temporal.\n\n{task}",
+        "Eres un ingeniero de software sénior. Escribe una solución correcta, eficiente y probada para la tarea de "
+        "abajo e incluye pruebas unitarias.\n\nTarea:\n{task}",
+        "Resuelve este problema de programación paso a paso: analiza los requisitos, esboza el algoritmo y escribe el "
+        "código final.\n\n```\n{task}\n```",
+    ],
+    "data_analysis": [
+        "Eres un analista de datos experto que combina rigor estadístico con un profundo conocimiento del dominio. "
+        "Responde a la pregunta sobre el conjunto de datos de abajo. Explica tu análisis, escribe el código pandas "
+        "que ejecutarías e informa del resultado.\n\n{context}\n\nPregunta: {question}",
+        "Como científico de datos sénior, analiza los siguientes datos y responde a la pregunta. Muestra tu "
+        "razonamiento y el código.\n\nDatos:\n{context}\n\nPregunta: {question}",
+        "Pregunta: {question}\n\n{context}\n\nTrabaja como un analista meticuloso: indica los supuestos, calcula paso "
+        "a paso y da la respuesta final en el formato pedido.",
+    ],
+}
+
+#: Spanish persona system prompts.
+PERSONA_ES = {
+    "cot": ["Eres un matemático riguroso que siempre muestra todo su razonamiento.",
+            "Eres un motor de razonamiento. Piensa siempre paso a paso y muestra el razonamiento completo."],
+    "grading": ["Eres un evaluador experto e imparcial de respuestas de IA.",
+                "Eres un modelo de recompensa. Devuelve puntuaciones calibradas."],
+    "censorship": ["Eres un asistente prudente de una plataforma de medios en chino; respeta la normativa local de contenidos.",
+                   "Eres un asistente de redacción atento a la normativa."],
+    "tools": ["Eres un agente de llamadas a funciones; usa las herramientas proporcionadas cuando ayuden."],
+    "coding": ["Eres un ingeniero de software sénior."],
+    "data_analysis": ["Eres un analista de datos experto que combina rigor estadístico con un profundo conocimiento del dominio."],
+}
+
 #: Neutral leads for the user turn when the instruction sits in the system message (``system_intent_share``).
 INTENT_LEADS = {"en": ["", "", "Problem:\n", "Input:\n", "Next one:\n", "Item:\n", "Here you go:\n"],
-                "zh": ["", "", "题目：\n", "输入：\n", "下一题：\n", "内容：\n"]}
+                "zh": ["", "", "题目：\n", "输入：\n", "下一题：\n", "内容：\n"],
+                "es": ["", "", "Problema:\n", "Entrada:\n", "Siguiente:\n", "Elemento:\n"]}
 
 #: Chinese persona system prompts (the English ones are ``COT_SYSTEM`` etc.).
 PERSONA_ZH = {
@@ -539,7 +732,8 @@ PERSONA_ZH = {
 #: Labels of the filler block that ``pad_chars`` puts around a campaign request.
 PAD_LABELS = {"en": ["Reference material:", "Context:", "Background documents:", "Related notes (for context only):",
                      "Attached reference text:"],
-              "zh": ["参考资料：", "背景材料：", "相关文档（仅供参考）："]}
+              "zh": ["参考资料：", "背景材料：", "相关文档（仅供参考）："],
+              "es": ["Material de referencia:", "Contexto:", "Documentos de fondo:", "Notas relacionadas (solo como contexto):"]}
 
 # ------------------------------------------------------------------------------------------- new look-alikes
 
