@@ -1563,8 +1563,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     topic = _topic(mreq, ctx, top_info) or ("" if kind else top_info.label)
     note = ""
     if tv is None:
-        note = ("named from its Chinese wording; training value not judged" if kind
-                else "intent not judged: text in a script the model does not read")
+        note = ("named from its own wording; training value not judged" if kind
+                else "intent not judged: text in a script or language the model does not read")
     return {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
         "label": campaign_label(kind, topic, n_members + n_joiners, op.n_principals + n_joiners, note),
@@ -1727,9 +1727,9 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
                   "and keep different hours from the others, so each is a campaign of its own.")
     gate = value_gate(values.get("training_value"), config.value_full)
     if values.get("training_value") is None:
-        ev.append(f"Training value not judged: {_fmt_pct(unjudged)} of the requests are written mostly in a "
-                  "script the embedding model does not read (e.g. Chinese wrappers); the score rests on "
-                  "behaviour alone.")
+        ev.append(f"Training value not judged: {_fmt_pct(unjudged)} of the requests are written (or wrapped) in "
+                  "a script or language the embedding model does not read (e.g. Chinese or Spanish wrappers); the "
+                  "score rests on behaviour alone.")
         if named[0]:
             ev.append(f"What they ask for, in their own words: {INTENT_PHRASES.get(named[0], named[0])} "
                       f"(cue words {', '.join(named[1])}); named for the analyst, not scored.")

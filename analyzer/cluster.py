@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -332,6 +332,9 @@ def task_groups(nbrs: np.ndarray, sims: np.ndarray, min_similarity: float) -> np
 
 _SENTENCE = re.compile(r"[^.!?。！？；;:：\n]+")
 
+#: What joins the sentences of a scaffold string (:func:`scaffolds`).
+SCAFFOLD_SEP = " | "
+
 
 #: Sentence hashes gathered in a Python list before they go into one array (:func:`scaffolds`' first pass).
 SCAFFOLD_HASH_BLOCK = 1 << 16
@@ -571,9 +574,40 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
             continue
         scaffold = by_parts.get(parts)
         if scaffold is None:
-            named = " | ".join(sorted(dict.fromkeys(named_as[x] if isinstance(x, int) else x for x in parts)))
+            named = SCAFFOLD_SEP.join(sorted(dict.fromkeys(named_as[x] if isinstance(x, int) else x for x in parts)))
             scaffold = by_parts[parts] = shared.setdefault(named, named)
         out[i] = scaffold
+    return out
+
+
+def tasks_apart_from_wrappers(tasks: np.ndarray, texts: Sequence[str], wrappers: Sequence[Collection[str] | None],
+                              where: np.ndarray, first_new: int | None = None) -> np.ndarray:
+    """Task ids with each prompt at ``where`` kept in its group only beside prompts of the same payload.
+
+    Near-duplicate tasks are found by vector similarity (:func:`task_groups`), which holds while the model reads
+    the wrapper: a long wrapper in a language it does not read (Spanish word pieces, on the fast tier) pulls
+    every task inside it to 0.83-0.95, so hundreds of distinct questions read as a handful of tasks. For the
+    prompts at ``where`` a task is its payload instead: its sentences (:func:`sentences`) outside its wrapper's
+    (``wrappers[i]``: the prompt's recurring sentences, its scaffold). Within a group the first payload met keeps
+    the group's id; each other one gets a new id from ``first_new`` (default: one past the largest). Other
+    prompts keep their ids."""
+    out = np.array(tasks, dtype=np.int64, copy=True)
+    next_id = int(out.max(initial=-1)) + 1 if first_new is None else int(first_new)
+    ids: dict[tuple[int, tuple[str, ...]], int] = {}
+    kept: set[int] = set()  # groups whose first payload kept their id
+    for i in np.flatnonzero(where).tolist():
+        wrapper = wrappers[i]
+        if not wrapper:
+            continue
+        payload = tuple(x for x in sentences(texts[i]) if x not in wrapper)
+        key = (int(out[i]), payload)
+        if key not in ids:
+            if key[0] in kept:
+                ids[key], next_id = next_id, next_id + 1
+            else:
+                kept.add(key[0])
+                ids[key] = key[0]
+        out[i] = ids[key]
     return out
 
 

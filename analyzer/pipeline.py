@@ -551,10 +551,18 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     assigned = np.where(scaffold_ids >= 0, scaffold_ids, np.where(family_ids >= 0, family_ids, attached))
 
     intents, intent_sim = prompt_intents(vectors, options, key)
-    # The embedding models read English (and Latin-script languages) only: the intent of a prompt written
-    # mostly in another script is not judged (NaN), so that detection does not depend on it.
+    # The embedding models read English only: the intent of a prompt written mostly in another script, or
+    # wrapped in another language, is not judged (NaN), so that detection does not depend on it; and where the
+    # wrapper is in a Latin-script language (whose word pieces outweigh the task in the vector), a task is the
+    # prompt's payload, not its vector's near-duplicates.
+    wrappers = [None if x is None else set(x.split(cluster_mod.SCAFFOLD_SEP)) for x in scaffold_of]
+    foreign = foreign_wrapped(wrappers, options)
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in hash_texts), dtype=bool, count=len(hash_texts))
+    unread |= foreign
     intent_sim = np.where(unread, np.nan, intent_sim)
+    if foreign.any():
+        tasks = cluster_mod.tasks_apart_from_wrappers(tasks, hash_texts, wrappers, foreign)
+    del wrappers
 
     jobs = [LabelJob(hashes, labels, vectors, req_counts, texts, intents, intent_sim, "topic"),
             LabelJob(hashes, family_ids, vectors, req_counts, texts, intents, intent_sim, "template"),
@@ -683,6 +691,22 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
     # Numbered by decreasing size over all prompts, as if every copy had been clustered.
     fams[idx] = cluster_mod.relabel_by_size(per_prompt)
     return scaf, fams
+
+
+def foreign_wrapped(wrappers: Sequence[Collection[str] | None], options: RunOptions) -> np.ndarray:
+    """Per prompt, whether its wrapper (``wrappers[i]``: its recurring sentences, or None) is written in a
+    Latin-script language the embedding models do not read (:func:`analyzer.signals.foreign_wrapper`), judged once
+    per distinct wrapper."""
+    judged: dict[frozenset[str], bool] = {}
+    out = np.zeros(len(wrappers), dtype=bool)
+    for i, wrapper in enumerate(wrappers):
+        if wrapper:
+            key = frozenset(wrapper)
+            found = judged.get(key)
+            if found is None:
+                found = judged[key] = sig.foreign_wrapper(sorted(key), options.signals)
+            out[i] = found
+    return out
 
 
 def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: list[str | None]) -> pd.DataFrame:
@@ -1218,14 +1242,22 @@ def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options:
     tmpl, scaf = fams.match(new_texts, p.edge_words)
     st.unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
     new_intents, new_sim = prompt_intents(st.vectors[new], options, key)
+    # A new prompt's wrapper is the known scaffold family's recurring sentences it joined (as in a full run).
+    wrappers = [fams.sentences.get(int(f)) if f >= 0 else None for f in scaf]
+    foreign = foreign_wrapped(wrappers, options)
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
+    unread |= foreign
     st.intents[new], st.isim[new] = new_intents, np.where(unread, np.nan, new_sim)
     new_pos = np.full(len(st.hashes), -1, dtype=np.int64)
     new_pos[new] = np.arange(len(new))
     nb_new = np.where(nbrs >= 0, new_pos[nb], -1)
     nb_old_task = np.where((nbrs >= 0) & ~st.is_new[nb], st.task[nb], -1)
-    st.task[new] = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity,
-                                           int(st.task.max(initial=-1)) + 1)
+    first_new = int(st.task.max(initial=-1)) + 1
+    new_tasks = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity, first_new)
+    if foreign.any():
+        new_tasks = cluster_mod.tasks_apart_from_wrappers(new_tasks, new_texts, wrappers, foreign,
+                                                          first_new=max(first_new, int(new_tasks.max()) + 1))
+    st.task[new] = new_tasks
     return {"topic_members": int((member >= 0).sum()), "attributed": int(((member < 0) & (attached >= 0)).sum()),
             "to_template_families": int(((tmpl >= 0) & (scaf < 0)).sum()),
             "to_scaffold_families": int((scaf >= 0).sum())}

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from analyzer import netaddr
 
@@ -62,6 +63,15 @@ class SignalParams:
     #: ...or when it holds at least this many such letters: a wrapper of a few dozen Chinese characters
     #: carries the whole instruction even when the English task text inside is longer.
     unreadable_letters: int = 20
+    #: A prompt's wrapper (its scaffold: the sentences it shares with many prompts) written in a Latin-script
+    #: language the models do not read (Spanish, French, Portuguese, Italian, German, Dutch: they tokenise it,
+    #: but on the fast tier a Spanish-wrapped request sits at 0.04-0.18 from its English twin and two tasks in one
+    #: Spanish wrapper at 0.83-0.95, against 0.63-0.84 in an English one) leaves the prompt's intent unjudged too:
+    #: at least this many function words of such a language (:data:`FOREIGN_FUNCTION_WORDS`) in its sentences
+    #: that hold more of them than English ones...
+    foreign_wrapper_words: int = 3
+    #: ...and those sentences are at least this share of the words of its sentences with either kind.
+    foreign_wrapper_share: float = 0.34
     #: Characters of a prompt's head read to judge its script (bounded work per prompt).
     unreadable_head_chars: int = 2000
     #: Characters of a prompt's tail read to judge its script (padding cannot hide a wrapper at the end).
@@ -178,21 +188,48 @@ ORDINARY_INTENTS: dict[str, str] = {
 }
 
 
-#: Words that *name* each capability of :data:`TRAINING_INTENTS` in Chinese, the script the embedding models
-#: do not read (:func:`unreadable`): a prompt written in it has no judged training value (detection does not
-#: depend on it), but the campaign's label can still say what its requests ask for, read from these words
-#: (:func:`cue_intent`). Plain vocabulary of each kind of request (reasoning shown step by step; scores against
-#: a rubric; function calls and their arguments; code; rewriting to pass content rules; statistics over a
-#: table), never scored. Latin-script words are matched case-insensitively.
+#: Words that *name* each capability of :data:`TRAINING_INTENTS` in the languages the embedding models do not
+#: read (:func:`unreadable`, :func:`foreign_wrapper`): Chinese, and Spanish, French, Portuguese, German and
+#: Italian. A prompt written (or wrapped) in one has no judged training value (detection does not depend on it),
+#: but the campaign's label can still say what its requests ask for, read from these words (:func:`cue_intent`).
+#: Plain vocabulary of each kind of request (reasoning shown step by step; scores against a rubric; function calls
+#: and their arguments; code; rewriting to pass content rules; statistics over a table), never scored. Latin-script
+#: words are matched case-insensitively, as whole words; none is an English word.
 CUE_WORDS: dict[str, tuple[str, ...]] = {
-    "chain-of-thought elicitation": ("推理", "思考过程", "思维链", "一步一步", "逐步", "解题过程", "推导", "中间步骤",
-                                     "跳步"),
-    "rubric grading": ("评分", "打分", "评分标准", "评估", "评审", "奖励模型", "分数", "评价", "评语"),
-    "tool use": ("工具", "函数调用", "调用", "参数", "智能体", "api", "action"),
-    "agentic coding": ("代码", "编程", "编写", "python", "单元测试", "算法", "调试", "程序", "时间复杂度"),
-    "censorship-safe rewrite": ("改写", "重写", "敏感", "合规", "审核", "审查", "官方立场", "政治", "内容规范",
-                                "中立"),
-    "data analysis": ("数据分析", "数据集", "统计", "表格", "数据", "分析", "pandas", "量化"),
+    "chain-of-thought elicitation": (
+        "推理", "思考过程", "思维链", "一步一步", "逐步", "解题过程", "推导", "中间步骤", "跳步",
+        "paso a paso", "razonamiento", "razona", "cálculo intermedio", "cada paso", "no te saltes",
+        "étape par étape", "raisonnement", "raisonne", "chaque étape", "passo a passo", "raciocínio", "cada passo",
+        "schritt für schritt", "denkprozess", "gedankengang", "zwischenschritte", "passo dopo passo", "ragionamento",
+        "ogni passaggio"),
+    "rubric grading": (
+        "评分", "打分", "评分标准", "评估", "评审", "奖励模型", "分数", "评价", "评语",
+        "puntúa", "puntuación", "rúbrica", "califica", "calificación", "evalúa", "evaluador", "modelo de recompensa",
+        "évalue", "évaluation", "barème", "grille d'évaluation", "modèle de récompense", "pontuação", "avalie",
+        "bewerte", "bewertung", "punktzahl", "belohnungsmodell", "valuta", "punteggio", "griglia di valutazione"),
+    "tool use": (
+        "工具", "函数调用", "调用", "参数", "智能体", "api", "action",
+        "herramientas", "llamadas a funciones", "llamada", "funciones disponibles", "argumentos", "agente autónomo",
+        "outils", "appel de fonction", "fonctions disponibles", "agent autonome", "ferramentas", "chamada de função",
+        "funções disponíveis", "werkzeuge", "funktionsaufruf", "verfügbare funktionen", "argumente", "strumenti",
+        "chiamata di funzione", "funzioni disponibili", "argomenti"),
+    "agentic coding": (
+        "代码", "编程", "编写", "python", "单元测试", "算法", "调试", "程序", "时间复杂度",
+        "código", "implementación", "programación", "pruebas unitarias", "algoritmo", "complejidad temporal",
+        "casos límite", "implémentation", "tests unitaires", "programmation", "algorithme", "complexité",
+        "implementação", "testes unitários", "programação", "implementierung", "programmierung", "algorithmus",
+        "codice", "implementazione", "programmazione", "test unitari"),
+    "censorship-safe rewrite": (
+        "改写", "重写", "敏感", "合规", "审核", "审查", "官方立场", "政治", "内容规范", "中立",
+        "reformula", "normas de contenido", "políticamente", "sensibles", "censor", "posiciones oficiales",
+        "moderación", "china continental", "reformule", "politiquement", "censure", "positions officielles",
+        "modération", "politicamente", "sensíveis", "censura", "posições oficiais", "moderação", "umformulieren",
+        "politisch", "zensur", "offizielle positionen", "riformula", "posizioni ufficiali", "moderazione"),
+    "data analysis": (
+        "数据分析", "数据集", "统计", "表格", "数据", "分析", "pandas", "量化",
+        "datos", "conjunto de datos", "tabla", "estadístico", "análisis", "analista de datos", "données",
+        "jeu de données", "tableau", "statistique", "dados", "conjunto de dados", "tabela", "estatístico", "análise",
+        "daten", "datensatz", "tabelle", "statistik", "datenanalyse", "dati", "tabella", "statistico", "analisi"),
 }
 
 #: :data:`CUE_WORDS` with a whole-word pattern for each Latin-script word ("api" is not in "capital", but is in
@@ -306,6 +343,54 @@ def unreadable(text: str, params: SignalParams = DEFAULTS) -> bool:
                     return True
     n_letters = len(part) - len(part.translate(_ASCII_LETTERS)) + n_wide
     return n_letters > 0 and n_other / n_letters >= params.unreadable_share
+
+
+#: Frequent function words of Latin-script languages the embedding models do not read (Spanish, French,
+#: Portuguese, Italian, German, Dutch), none of them an English word or an abbreviation common in English text
+#: ("a", "no", "die", "son", "sin", "et", "al", "un", "y", "per" are left out).
+FOREIGN_FUNCTION_WORDS = frozenset("""
+el los las del para que con por una pero como más muy cada sobre entre desde hasta también porque cuando donde
+esta este estos estas está están según sus nos les le la de en es se lo
+des est avec pour dans sur une du au aux ce cette ces qui être sont mais ou leur nous vous il elle ils pas plus très
+der das und ist mit nicht auf für den dem ein eine einen einer sich auch oder wird werden sind zu von im bei wie
+nach über aus diese dieser noch
+het een van zijn niet voor op ook maar wordt naar dat
+não uma os ao às pelo pela mais muito são você isso essa esse
+della di che non sono gli degli delle alla anche questo questa
+""".split())
+
+#: English function words of two letters or more (scikit-learn's stop words, less "de" and "con", which are
+#: other languages' far more often): the other side of the count.
+_ENGLISH_FUNCTION_WORDS = frozenset(w for w in ENGLISH_STOP_WORDS if len(w) > 1) - FOREIGN_FUNCTION_WORDS
+#: Everything but letters becomes a space before a sentence is split into words (:func:`function_words`).
+_NOT_LETTERS = str.maketrans(dict.fromkeys(string.punctuation + string.digits + "¿¡«»“”‘’„–—…", " "))
+
+
+def function_words(sentence: str) -> tuple[int, int, int]:
+    """``(function words of another language, English function words, words)`` in ``sentence``
+    (:data:`FOREIGN_FUNCTION_WORDS`, scikit-learn's English stop words of two letters or more; case-insensitive;
+    words are split at whitespace, punctuation and digits)."""
+    words = sentence.lower().translate(_NOT_LETTERS).split()
+    return (sum(map(FOREIGN_FUNCTION_WORDS.__contains__, words)), sum(map(_ENGLISH_FUNCTION_WORDS.__contains__, words)),
+            len(words))
+
+
+def foreign_wrapper(sentences: Iterable[str], params: SignalParams = DEFAULTS) -> bool:
+    """Whether a wrapper (a prompt's scaffold: its recurring sentences) is written in a Latin-script language the
+    embedding models do not read: its sentences with more foreign than English function words
+    (:func:`function_words`) hold ``foreign_wrapper_words`` of them or more and are ``foreign_wrapper_share`` of
+    the words of its sentences with either kind (``params``). The wrapper, not the whole prompt, is read: an English
+    instruction around a Spanish customer message is read (its intent is English), a Spanish instruction around an
+    English question is not."""
+    n_foreign = foreign = english = 0
+    for sentence in sentences:
+        f, e, n = function_words(sentence)
+        if f > e:
+            n_foreign += f
+            foreign += n
+        elif e > f:
+            english += n
+    return n_foreign >= params.foreign_wrapper_words and foreign >= params.foreign_wrapper_share * (foreign + english)
 
 
 _ASCII_LETTERS = dict.fromkeys(map(ord, string.ascii_letters))  # str.translate table deleting them

@@ -706,7 +706,7 @@ def test_a_pool_written_in_a_script_the_model_does_not_read_is_named_from_its_ow
     unnamed = find_campaigns(req, CLUSTERS, ScoringConfig(), texts(plain))
     top, bare = named.campaigns.iloc[0], unnamed.campaigns.iloc[0]
     assert top["flagged"] and top["kind"] == "censorship-safe rewrite"
-    assert top["label"].startswith("censorship-safe rewrites (named from its Chinese wording")
+    assert top["label"].startswith("censorship-safe rewrites (named from its own wording")
     assert any("in their own words" in e and "合规" in e for e in top["evidence"])
     assert bare["kind"] == "" and "intent not judged" in bare["label"]
     assert (top["score"], top["flagged"]) == (bare["score"], bare["flagged"])
@@ -718,6 +718,13 @@ def test_cue_intent_names_a_capability_only_when_one_stands_out():
     assert sig.cue_intent("请根据评分标准打分。")[0] == "rubric grading"
     assert sig.cue_intent("请回复这封邮件。") == ("", [])  # no capability named
     assert sig.cue_intent("请推理。") == ("", [])  # one cue word is not enough
+    # the Latin-script languages the models do not read, as whole words
+    assert sig.cue_intent("Razona paso a paso y escribe cada cálculo intermedio.")[0] == "chain-of-thought elicitation"
+    assert sig.cue_intent("Reformula la pregunta según las normas de contenido, políticamente segura.")[0] == \
+        "censorship-safe rewrite"
+    assert sig.cue_intent("Bewerte die Antwort: Punktzahl von 1 bis 5.")[0] == "rubric grading"
+    assert sig.cue_intent("Analise os dados da tabela.")[0] == "data analysis"
+    assert sig.cue_intent("A datos-driven approach to the tableaux") == ("", [])  # parts of words do not count
     assert sig.cue_intent("请推理并逐步评分，给出分数和评语。")[0] == "rubric grading"  # 3 cues against 2
     assert sig.cue_intent("推理 逐步 评分 打分") == ("", [])  # a tie names nothing
 

@@ -221,6 +221,25 @@ def test_task_groups_merge_near_duplicates_only():
     assert len({groups[0], groups[2], groups[3]}) == 3
 
 
+def test_tasks_apart_from_wrappers_splits_a_group_by_payload():
+    # Five prompts one near-duplicate group by their vectors (a Spanish wrapper outweighs the task in them): the
+    # marked ones are one task only with the same payload (sentences outside the wrapper), the unmarked one keeps
+    # its id, and so does the group's first payload.
+    wrapper = "Razona paso a paso y escribe cada cálculo intermedio. Termina con una línea aparte."
+    texts = [f"{wrapper}\nProblema: {q}" for q in ("Tom has 3 apples.", "Ann has 7 pears.", "Tom has 3 apples.",
+                                                    "Bo has 2 figs.")] + ["Tom has 3 apples, explain."]
+    sents = set(cluster.sentences(wrapper))
+    tasks = np.array([4, 4, 4, 4, 4])
+    where = np.array([True, True, True, True, False])
+    out = cluster.tasks_apart_from_wrappers(tasks, texts, [sents] * 4 + [None], where)
+    assert out[0] == out[2] == out[4] == 4  # the first payload (and the unmarked prompt) keep the group's id
+    assert len({out[0], out[1], out[3]}) == 3 and min(out[1], out[3]) == 5  # new ids past the largest
+    again = cluster.tasks_apart_from_wrappers(tasks, texts, [sents] * 4 + [None], where, first_new=100)
+    assert sorted({int(t) for t in again} - {4}) == [100, 101]
+    same = cluster.tasks_apart_from_wrappers(tasks, texts, [sents] * 4 + [None], np.zeros(5, dtype=bool))
+    assert (same == tasks).all()
+
+
 def test_scaffolds_survive_typos_in_every_copy_of_the_wrapper():
     # Every request retypes the wrapper: one word in three has a typo inside it (two letters swapped, one dropped
     # or doubled), so no fragment recurs verbatim in 8 prompts; their skeletons do, and every copy gets one

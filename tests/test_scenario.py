@@ -364,6 +364,21 @@ def test_wrapper_language_es_every_wrapper_spanish_task_text_kept() -> None:
     assert len(templates.AUDIENCES_ES) == len(templates.AUDIENCES)
 
 
+def test_spanish_wrapped_campaigns_are_found_on_the_fast_tier(tmp_path: Path) -> None:
+    """The fast tier reads a Spanish wrapper's word pieces as ordinary text and as one task whatever the question:
+    a campaign wrapped in Spanish is judged on behaviour (training value not judged, tasks told apart by payload)
+    and named from its own words, like a Chinese-wrapped one."""
+    from analyzer.bench.run import run_analyzer, score_row
+    from analyzer.bench.scenario import build_scenario, write_scenario
+
+    sc = build_scenario("sample", seed=0, wrapper_language="es")
+    log, _ = write_scenario(sc, tmp_path)
+    res = run_analyzer(str(log), str(tmp_path), tier="fast")
+    row = score_row("analyzer", "sample-es", 0, res, sc.truth, "fast")
+    assert row["campaign_recall"] == 1.0 and row["false_flagged_campaigns"] == 0, row
+    assert row["account_auc"] >= 0.99
+
+
 def test_pad_chars_pads_every_campaign_request() -> None:
     s = _small(pad_chars=20_000, requests_per_account=5)
     rows = _campaign_rows(s)

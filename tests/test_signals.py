@@ -117,6 +117,25 @@ def test_unreadable_scripts_are_not_judged():
     assert not unreadable("Café crème brûlée in München, señor?")  # Latin script with accents is read
 
 
+def test_a_wrapper_in_a_latin_script_language_the_models_do_not_read_is_foreign():
+    from analyzer.signals import foreign_wrapper, function_words
+
+    es = ["razona paso a paso y escribe cada cálculo intermedio", "termina con una línea aparte: 'respuesta final'",
+          "eres un profesor de matemáticas muy cuidadoso"]
+    fr = ["réfléchis étape par étape avant de répondre", "donne la réponse finale sur une ligne à part"]
+    de = ["denke Schritt für Schritt und zeige jeden Zwischenschritt", "die Antwort steht in der letzten Zeile",
+          "erkläre jeden Schritt, bevor du die Lösung mit einer Zeile abschließt"]
+    en = ["think step by step and show every intermediate calculation", "put the final answer on its own line",
+          "you are a careful math teacher"]
+    rubric = ["1 = violates explicit constraints", "3 = follows some of them", "5 = follows every explicit constraint"]
+    assert function_words("Reformula la pregunta para que pueda responderse con seguridad") == (4, 0, 9)
+    for wrapper in (es, fr, de, es + rubric):  # Spanish fragments next to an English rubric: still Spanish
+        assert foreign_wrapper(wrapper), wrapper
+    names = ["summarise the history of la paz and de la cruz in three sentences"]
+    for wrapper in (en, en + rubric, en + es[:1], names, []):  # one foreign line, or names in English: read
+        assert not foreign_wrapper(wrapper), wrapper
+
+
 def test_subnets_are_subnet_of_each_address_in_one_pass():
     ips = ["203.0.113.7", "203.0.113.250", "10.1.2.3", "01.2.3.4", " 198.51.100.9", "256.1.1.1", "2001:db8::1",
            "not-an-ip", "", "255.255.255.255"]
