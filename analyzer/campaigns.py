@@ -216,7 +216,7 @@ class ScoringConfig:
     #: that an account with one request in the group is not "fully focused".
     focus_prior: float = 3.0
     #: Focus counts a member's requests *outside* the group as focused work when they read as a capability too
-    #: (training value at least this, or not judged: a script the embedding model does not read, as the value
+    #: (training value at least this, or not judged: a script or wrapper language the models do not read, as the value
     #: gate treats it), in proportion to the infrastructure signal: an operator that spreads each account over
     #: several wrappers, task kinds and languages leaves a small share of each account's traffic in any one
     #: group, yet its accounts, shown to be one operator's by shared proxies or payment, do nothing but harvest;
@@ -255,7 +255,7 @@ class ScoringConfig:
     #: Training value at which the value gate is fully open (below it the score is scaled down linearly).
     value_full: float = 0.4
     #: Training value is not judged (the value gate stays open) when at least this share of a campaign's
-    #: requests are written mostly in a script the embedding model does not read.
+    #: requests are written mostly in a script, or wrapped in a language, the embedding model does not read.
     unjudged_max_share: float = 0.5
     #: A member account's score is the campaign score times ``base + (1 - base) * its share of traffic in the
     #: campaign``: members doing nothing else rank first.
@@ -346,7 +346,7 @@ class EvidenceParams:
     account_identifiers: int = 3
     #: Shared identifier values named in a campaign's shared-infrastructure sentence.
     campaign_identifiers: int = 3
-    #: Where the training value is not judged (text in a script the embedding model does not read), the label
+    #: Where the training value is not judged (text in a script or language the embedding model does not read), the label
     #: names what the requests ask for from their own words (``analyzer.signals.CUE_WORDS``): prompts read for it,
     #: the smallest first by hash.
     cue_sample: int = 40
@@ -664,7 +664,7 @@ def wrapper_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config
     in at least ``wrapper_min_task_share`` of their prompts (an instruction around ever new tasks, not one problem
     asked in many words, as a classroom's students ask it), and of training value at least ``value_full`` over
     their requests, as a campaign's ``training_value`` is measured (not judged, as there, when
-    ``unjudged_max_share`` of them are in a script the model does not read)."""
+    ``unjudged_max_share`` of them are in a script or language the model does not read)."""
     if "task_id" not in req or "intent_similarity" not in req:
         return []
     unit = req[["cluster_id", "prompt_hash", "task_id", "intent_similarity"]]
@@ -799,7 +799,7 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
 def value_gate(training_value: float | None, value_full: float = ScoringConfig.value_full) -> float:
     """The training-value gate in [0, 1]: ``training_value / value_full``, capped at 1.
 
-    ``None`` (not judged: text in a script the embedding model does not read) leaves the gate open (1).
+    ``None`` (not judged: text in a script or language the embedding model does not read) leaves the gate open (1).
     """
     if training_value is None or value_full <= 0:
         return 1.0
@@ -882,7 +882,7 @@ def _scoring_frame(requests: pd.DataFrame, signals: sig.SignalParams) -> pd.Data
 
 def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.SignalParams) -> np.ndarray:
     """Per request, whether it reads as capability work for focus (``focus_capability_value``): training value
-    at least that, or not judged (its prompt in a script the embedding model does not read)."""
+    at least that, or not judged (its prompt in a script or language the embedding model does not read)."""
     if config.focus_capability_value > 1:
         return np.zeros(len(req), dtype=bool)
     sims = req["intent_similarity"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -1469,7 +1469,7 @@ def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float
 
 
 def _named_intent(hashes: np.ndarray, ctx: _Context) -> tuple[str, list[str]]:
-    """The capability that the prompts ``hashes`` (written in a script the embedding model does not read) name
+    """The capability that the prompts ``hashes`` (in a script or language the embedding model does not read) name
     in their own words (:func:`analyzer.signals.cue_intent`), read from a sample of them (the first
     ``cue_sample`` by hash): the intent named by the most sampled prompts, when at least ``cue_min_share`` of
     them name it; with its most frequent cue words. ``("", [])`` otherwise. Names the label only: never scored."""

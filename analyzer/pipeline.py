@@ -555,7 +555,10 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     # wrapped in another language, is not judged (NaN), so that detection does not depend on it; and where the
     # wrapper is in a Latin-script language (whose word pieces outweigh the task in the vector), a task is the
     # prompt's payload, not its vector's near-duplicates.
-    wrappers = [None if x is None else set(x.split(cluster_mod.SCAFFOLD_SEP)) for x in scaffold_of]
+    split: dict[str, frozenset[str]] = {}  # one set per distinct scaffold, shared by its prompts
+    wrappers = [None if x is None else split.get(x) or split.setdefault(x, frozenset(x.split(cluster_mod.SCAFFOLD_SEP)))
+                for x in scaffold_of]
+    del split
     foreign = foreign_wrapped(wrappers, options)
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in hash_texts), dtype=bool, count=len(hash_texts))
     unread |= foreign
@@ -697,14 +700,13 @@ def foreign_wrapped(wrappers: Sequence[Collection[str] | None], options: RunOpti
     """Per prompt, whether its wrapper (``wrappers[i]``: its recurring sentences, or None) is written in a
     Latin-script language the embedding models do not read (:func:`analyzer.signals.foreign_wrapper`), judged once
     per distinct wrapper."""
-    judged: dict[frozenset[str], bool] = {}
+    judged: dict[int, bool] = {}  # by object: a full run's prompts share one set per distinct scaffold
     out = np.zeros(len(wrappers), dtype=bool)
     for i, wrapper in enumerate(wrappers):
         if wrapper:
-            key = frozenset(wrapper)
-            found = judged.get(key)
+            found = judged.get(id(wrapper))
             if found is None:
-                found = judged[key] = sig.foreign_wrapper(sorted(key), options.signals)
+                found = judged[id(wrapper)] = sig.foreign_wrapper(sorted(wrapper), options.signals)
             out[i] = found
     return out
 
