@@ -257,6 +257,11 @@ class ScoringConfig:
     #: Training value is not judged (the value gate stays open) when at least this share of a campaign's
     #: requests are written mostly in a script, or wrapped in a language, the embedding model does not read.
     unjudged_max_share: float = 0.5
+    #: ...unless their own words name an ordinary workload and no capability (``analyzer.signals.ORDINARY_CUE_WORDS``:
+    #: a support-ticket integration written in Chinese or Spanish): then the training value is this, as the model
+    #: reads the same workload in English (a 30-seat Spanish support integration without org ids scored 0.89-0.90,
+    #: flagged, with the gate open).
+    ordinary_named_value: float = 0.0
     #: A member account's score is the campaign score times ``base + (1 - base) * its share of traffic in the
     #: campaign``: members doing nothing else rank first.
     member_score_base: float = 0.5
@@ -1430,6 +1435,9 @@ class _Content:
     unjudged: float  # share of the requests whose intent was not judged (unreadable script)
     #: where the training value is not judged: the cue words that name ``kind_name`` (:func:`_named_intent`)
     kind_cues: list[str] = field(default_factory=list)
+    #: where it is not judged and no capability is named: the ordinary workload the requests' words name, and
+    #: those words (the training value is then ``ordinary_named_value``)
+    ordinary: tuple[str, list[str]] = ("", [])
 
 
 def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
@@ -1460,23 +1468,29 @@ def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float
         kinds = pd.Series(tv).groupby(np.where(pd.isna(intents), "", intents)).sum()
         kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
         if values["training_value"] is None:  # what the requests ask for, in their own words
-            kind_name, cues = _named_intent(mreq["prompt_hash"].to_numpy(dtype=object)[~judged], ctx)
-            return values, _Content(infos, w, top_info, kind_name, unjudged, cues)
+            unread = mreq["prompt_hash"].to_numpy(dtype=object)[~judged]
+            kind_name, cues = _named_intent(unread, ctx)
+            ordinary = ("", []) if kind_name else _named_intent(unread, ctx, ordinary=True)
+            if ordinary[0]:  # an ordinary workload in another language: its value is that of its English twin
+                values["training_value"] = config.ordinary_named_value
+            return values, _Content(infos, w, top_info, kind_name, unjudged, cues, ordinary)
     else:
         values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
         kind_name = top_info.intent
     return values, _Content(infos, w, top_info, kind_name, unjudged)
 
 
-def _named_intent(hashes: np.ndarray, ctx: _Context) -> tuple[str, list[str]]:
+def _named_intent(hashes: np.ndarray, ctx: _Context, ordinary: bool = False) -> tuple[str, list[str]]:
     """The capability that the prompts ``hashes`` (in a script or language the embedding model does not read) name
-    in their own words (:func:`analyzer.signals.cue_intent`), read from a sample of them (the first
-    ``cue_sample`` by hash): the intent named by the most sampled prompts, when at least ``cue_min_share`` of
-    them name it; with its most frequent cue words. ``("", [])`` otherwise. Names the label only: never scored."""
+    in their own words (:func:`analyzer.signals.cue_intent`; with ``ordinary``, the ordinary workload), read from
+    a sample of them (the first ``cue_sample`` by hash): the intent named by the most sampled prompts, when at
+    least ``cue_min_share`` of them name it; with its most frequent cue words. ``("", [])`` otherwise. A capability
+    names the label only, never scored; an ordinary workload named where no capability is sets the training
+    value (``ScoringConfig.ordinary_named_value``)."""
     ep = ctx.evidence
     sample = sorted(set(hashes))[: ep.cue_sample]
     texts = ctx.texts_for(sample)
-    named = [sig.cue_intent(texts[h], ep.cue_min_words) for h in sample if h in texts]
+    named = [sig.cue_intent(texts[h], ep.cue_min_words, ordinary=ordinary) for h in sample if h in texts]
     intents = Counter(intent for intent, _ in named if intent)
     if not intents:
         return "", []
@@ -1554,7 +1568,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          top_info.template, top_info.template_coverage, kind, extras["pivot_model"], extras["sim"],
                          ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
-                                      values, config, content.unjudged, (kind, content.kind_cues))
+                                      values, config, content.unjudged, (kind, content.kind_cues), content.ordinary)
     evidence += _community_unit_evidence(mreq, ctx)
     if n_joiners:
         evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "
@@ -1565,6 +1579,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     if tv is None:
         note = ("named from its own wording; training value not judged" if kind
                 else "intent not judged: text in a script or language the model does not read")
+    elif content.ordinary[0]:
+        note = f"{content.ordinary[0]}, named from its own wording"
     return {
         "campaign_id": cid, "score": round(score, 4), "flagged": bool(score >= config.flag_threshold),
         "label": campaign_label(kind, topic, n_members + n_joiners, op.n_principals + n_joiners, note),
@@ -1711,9 +1727,11 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
 
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
                       values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
-                      named: tuple[str, Sequence[str]] = ("", ())) -> list[str]:
+                      named: tuple[str, Sequence[str]] = ("", ()),
+                      ordinary: tuple[str, Sequence[str]] = ("", ())) -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
-    where it is not judged, the capability the requests' own words name and those words)."""
+    where it is not judged, the capability the requests' own words name and those words; ``ordinary``: the
+    ordinary workload they name instead, which set the value)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -1726,7 +1744,12 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   "and keep different hours from the others, so each is a campaign of its own.")
     gate = value_gate(values.get("training_value"), config.value_full)
-    if values.get("training_value") is None:
+    if ordinary[0]:
+        ev.append(f"Training value read from their own words: {_fmt_pct(unjudged)} of the requests are written (or "
+                  "wrapped) in a script or language the embedding model does not read, and they name an ordinary "
+                  f"workload ({ordinary[0]}: {', '.join(ordinary[1])}), no capability; scored as that workload reads "
+                  f"in English (training value {values.get('training_value') or 0:.2f}, score scaled by {gate:.2f}).")
+    elif values.get("training_value") is None:
         ev.append(f"Training value not judged: {_fmt_pct(unjudged)} of the requests are written (or wrapped) in "
                   "a script or language the embedding model does not read (e.g. Chinese or Spanish wrappers); the "
                   "score rests on behaviour alone.")

@@ -232,22 +232,60 @@ CUE_WORDS: dict[str, tuple[str, ...]] = {
         "daten", "datensatz", "tabelle", "statistik", "datenanalyse", "dati", "tabella", "statistico", "analisi"),
 }
 
-#: :data:`CUE_WORDS` with a whole-word pattern for each Latin-script word ("api" is not in "capital", but is in
-#: "这个api调用"); words in a script written without spaces are matched as they stand.
-_CUES = {intent: [(w, re.compile(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])") if w.isascii() else None)
-              for w in words]
-         for intent, words in CUE_WORDS.items()}
+#: Words that name each workload of :data:`ORDINARY_INTENTS` in the same languages: a unit whose training value
+#: is not judged, whose own words name no capability (:data:`CUE_WORDS`) but one of these (a support-ticket
+#: integration written in Chinese or Spanish: 工单, 退款, reembolso, pedido), is ordinary content, as its English
+#: twin reads (``ScoringConfig.ordinary_named_value``). Not one an English word.
+ORDINARY_CUE_WORDS: dict[str, tuple[str, ...]] = {
+    "customer support": (
+        "工单", "客户", "客服", "退款", "订单", "物流", "投诉", "退货",
+        "cliente", "clientes", "reembolso", "reembolsos", "pedido", "pedidos", "atención al cliente", "devoluciones",
+        "queja", "facturación", "envío", "réclamation", "remboursement", "commande", "service client", "livraison",
+        "atendimento", "reclamação", "entrega", "kunde", "kunden", "kundenservice", "rückerstattung", "bestellung",
+        "lieferung", "reklamation", "rimborso", "ordine", "assistenza clienti", "reclamo", "consegna"),
+    "document extraction": (
+        "发票", "发票号", "金额", "合同", "factura", "importe", "número de factura", "facture", "montant", "fatura",
+        "nota fiscal", "rechnung", "rechnungsnummer", "betrag", "fattura", "importo"),
+    "translation": (
+        "翻译", "译成", "traduce", "traducción", "traduis", "traduction", "traduza", "tradução", "übersetze",
+        "übersetzung", "traduci", "traduzione"),
+    "marketing copy": (
+        "广告", "营销", "文案", "产品描述", "publicidad", "anuncio", "descripción del producto", "publicité", "annonce",
+        "publicidade", "anúncio", "werbung", "werbetext", "produktbeschreibung", "pubblicità", "annuncio"),
+    "meeting summary": (
+        "会议", "纪要", "会议记录", "reunión", "acta", "reunião", "ata", "resumo", "réunion", "compte rendu",
+        "besprechung", "protokoll", "zusammenfassung", "riunione", "verbale", "riassunto"),
+}
+
+
+def _cue_patterns(words_by_intent: dict[str, tuple[str, ...]]) -> dict[str, list[tuple[str, re.Pattern | None]]]:
+    """A whole-word pattern for each Latin-script word: an ASCII one between non-ASCII-alphanumerics ("api" is
+    not in "capital", but is in "这个api调用"), one with accents between non-letters ("envío" is not in
+    "reenvíos"); words in a script written without spaces (CJK) are matched as they stand."""
+    def pattern(w: str) -> re.Pattern | None:
+        if w.isascii():
+            return re.compile(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])")
+        if _CJK_ONLY.fullmatch(w):
+            return None
+        return re.compile(rf"(?<!\w){re.escape(w)}(?!\w)")
+
+    return {intent: [(w, pattern(w)) for w in words] for intent, words in words_by_intent.items()}
+
+
+_CJK_ONLY = re.compile(r"[\u3000-\u9fff\uf900-\ufaff]+")
+_CUES = _cue_patterns(CUE_WORDS)
+_ORDINARY_CUES = _cue_patterns(ORDINARY_CUE_WORDS)
 
 
 def cue_intent(text: str, min_words: int = 2, head_chars: int = DEFAULTS.unreadable_head_chars,
-               tail_chars: int = DEFAULTS.unreadable_tail_chars) -> tuple[str, list[str]]:
-    """The capability a text names in its own words (:data:`CUE_WORDS`), read in its first ``head_chars`` and
-    last ``tail_chars`` characters: the intent with the most distinct cue words, at least ``min_words`` of
-    them and more than any other intent; ``("", [])`` when none stands out. Returns the intent and its cue
-    words found."""
+               tail_chars: int = DEFAULTS.unreadable_tail_chars, ordinary: bool = False) -> tuple[str, list[str]]:
+    """The capability a text names in its own words (:data:`CUE_WORDS`; with ``ordinary``, the ordinary workload:
+    :data:`ORDINARY_CUE_WORDS`), read in its first ``head_chars`` and last ``tail_chars`` characters: the intent
+    with the most distinct cue words, at least ``min_words`` of them and more than any other intent; ``("", [])``
+    when none stands out. Returns the intent and its cue words found."""
     part = (text if len(text) <= head_chars + tail_chars else text[:head_chars] + text[-tail_chars:]).lower()
     found = {intent: [w for w, whole in cues if (whole.search(part) if whole else w in part)]
-             for intent, cues in _CUES.items()}
+             for intent, cues in (_ORDINARY_CUES if ordinary else _CUES).items()}
     ranked = sorted(found, key=lambda i: -len(found[i]))
     best, second = ranked[0], ranked[1]
     if len(found[best]) >= min_words and len(found[best]) > len(found[second]):

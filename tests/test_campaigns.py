@@ -712,6 +712,32 @@ def test_a_pool_written_in_a_script_the_model_does_not_read_is_named_from_its_ow
     assert (top["score"], top["flagged"]) == (bare["score"], bare["flagged"])
 
 
+def test_an_unread_pool_whose_words_name_an_ordinary_workload_reads_as_ordinary_content():
+    # The same pool (intent not judged: NaN) sending support tickets written in Chinese or Spanish: its own words
+    # name an ordinary workload and no capability, so its training value is that of its English twin (0): not
+    # flagged, and the evidence says why. Where they also name a capability, the capability wins (gate open).
+    req = _scenario_requests()
+    pool = req["account_id"].str.startswith("camp-")
+    req["intent"] = np.where(pool, None, "customer support")
+    req["intent_similarity"] = np.where(pool, np.nan, 0.1)
+    tickets = {"zh": "把这张支持工单分类：账单、物流、退货、投诉。用两句话总结客户的消息。工单：{}",
+               "es": "Clasifica este ticket: facturación, envío, devoluciones. Resume el mensaje del cliente. Ticket: {}"}
+    both = "请一步一步地推理，写出完整的解题过程，并总结客户工单中的退货和物流问题：{}"
+
+    def texts(template):
+        return lambda hashes: {h: template.format(h) for h in hashes}
+
+    for lang, template in tickets.items():
+        top = find_campaigns(req, CLUSTERS, ScoringConfig(), texts(template)).campaigns.iloc[0]
+        assert not top["flagged"] and top["score"] == 0.0, lang
+        assert top["signals"]["training_value"] == 0.0
+        assert "customer support, named from its own wording" in top["label"]
+        assert any("name an ordinary workload (customer support" in e for e in top["evidence"])
+    capability = find_campaigns(req, CLUSTERS, ScoringConfig(), texts(both)).campaigns.iloc[0]
+    assert capability["flagged"] and capability["signals"]["training_value"] is None
+    assert capability["kind"] == "chain-of-thought elicitation"
+
+
 def test_cue_intent_names_a_capability_only_when_one_stands_out():
     assert sig.cue_intent("请一步一步地推理，写出完整的解题过程。") == (
         "chain-of-thought elicitation", ["推理", "一步一步", "解题过程"])
