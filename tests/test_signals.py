@@ -136,6 +136,19 @@ def test_a_wrapper_in_a_latin_script_language_the_models_do_not_read_is_foreign(
         assert not foreign_wrapper(wrapper), wrapper
 
 
+def test_foreign_wrapped_judges_each_shared_wrapper_once(monkeypatch):
+    from analyzer import pipeline
+
+    calls = []
+    real = sig.foreign_wrapper
+    monkeypatch.setattr(sig, "foreign_wrapper", lambda sents, params: calls.append(1) or real(sents, params))
+    es = frozenset(["razona paso a paso y escribe cada cálculo intermedio", "termina con una línea aparte"])
+    en = frozenset(["think step by step and show every calculation", "put the final answer on its own line"])
+    out = pipeline.foreign_wrapped([es, None, en, es, es, set()], pipeline.RunOptions())
+    assert out.tolist() == [True, False, False, True, True, False]
+    assert len(calls) == 2  # a full run's prompts share one set per distinct scaffold
+
+
 def test_subnets_are_subnet_of_each_address_in_one_pass():
     ips = ["203.0.113.7", "203.0.113.250", "10.1.2.3", "01.2.3.4", " 198.51.100.9", "256.1.1.1", "2001:db8::1",
            "not-an-ip", "", "255.255.255.255"]
