@@ -37,7 +37,7 @@ from itertools import accumulate, chain
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 __all__ = [
     "SLOT",
@@ -684,44 +684,14 @@ def ctfidf_keywords(
         return {c: [] for c in out_labels}
     wts = np.ones(len(docs)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     wts = np.where(np.isfinite(wts) & (wts > 0), wts, 0.0)
-    x, terms = _term_counts(docs, max_features)
-    if not len(terms):  # empty vocabulary
+    try:
+        vec = CountVectorizer(analyzer=_keyword_analyzer, max_features=max_features)
+        x = vec.fit_transform(docs).tocsr().astype(np.float64)
+    except ValueError:  # empty vocabulary
         return {c: [] for c in out_labels}
     scores = _ctfidf_scores(x, np.searchsorted(classes, lab), len(classes), wts)
+    terms = vec.get_feature_names_out()
     return {int(c): _top_terms(scores, ci, terms, top_n) for ci, c in enumerate(classes) if int(c) != exclude_label}
-
-
-def _term_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """Document x term counts of :func:`_keyword_analyzer`'s terms (float64) and the terms, as scikit-learn's
-    ``CountVectorizer(analyzer=_keyword_analyzer, max_features=max_features).fit_transform`` gives them (the same
-    matrix, the same terms in the same order: alphabetical; the ``max_features`` most frequent kept, chosen by the
-    same sort), with the vocabulary hashed in C (``pandas.factorize``) instead of a Python dict per term, which
-    was half of the keywords' time at 1M requests."""
-    import pandas as pd
-
-    analysed = [_keyword_analyzer(d) for d in docs]
-    lens = np.fromiter(map(len, analysed), dtype=np.int64, count=len(analysed))
-    flat = np.fromiter(chain.from_iterable(analysed), dtype=object, count=int(lens.sum()))
-    del analysed
-    if not len(flat):
-        return sparse.csr_matrix((len(docs), 0)), np.array([], dtype=object)
-    codes, uniques = pd.factorize(flat)
-    del flat
-    # The vocabulary sorted as CountVectorizer sorts it (Python's string order; numpy's on strings is far slower).
-    order = np.fromiter(sorted(range(len(uniques)), key=uniques.__getitem__), dtype=np.int64, count=len(uniques))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    indptr = np.concatenate([[0], np.cumsum(lens)])
-    x = sparse.csr_matrix((np.ones(len(codes), dtype=np.int64), rank[codes], indptr), shape=(len(docs), len(order)))
-    x.sum_duplicates()
-    terms = np.asarray(uniques, dtype=object)[order]
-    if len(terms) > max_features:  # scikit-learn's _limit_features: the most frequent, by its (unstable) sort
-        tfs = np.asarray(x.sum(axis=0)).ravel()
-        keep = np.zeros(len(terms), dtype=bool)
-        keep[(-tfs).argsort()[:max_features]] = True
-        kept = np.flatnonzero(keep)
-        x, terms = x[:, kept], terms[kept]
-    return x.astype(np.float64), terms
 
 
 def _ctfidf_scores(x: sparse.csr_matrix, cls: np.ndarray, n_cls: int, wts: np.ndarray) -> sparse.csr_matrix:

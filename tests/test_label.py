@@ -380,21 +380,6 @@ def test_keyword_terms_are_the_definitions_on_plain_long_and_non_ascii_texts() -
         assert label_mod._keyword_analyzer(doc) == _keyword_terms_by_definition(doc), doc[:60]
 
 
-@pytest.mark.parametrize("max_features", [50_000, 40, 7])
-def test_term_counts_are_scikit_learns(max_features: int) -> None:
-    """The keywords' counts hashed in C give CountVectorizer's matrix and terms exactly, the capped ones too."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    docs = _KEYWORD_EDGE_DOCS + _campaign(30) + _grading(30) + ORGANIC + ["the and of", "a an"]
-    vec = CountVectorizer(analyzer=label_mod._keyword_analyzer, max_features=max_features)
-    want = vec.fit_transform(docs).tocsr().astype(np.float64)
-    got, terms = label_mod._term_counts(docs, max_features)
-    assert list(terms) == list(vec.get_feature_names_out())
-    assert got.shape == want.shape and (got != want).nnz == 0
-    empty, none = label_mod._term_counts(["the and of", ""], max_features)
-    assert empty.shape == (2, 0) and len(none) == 0
-
-
 # ----------------------------------------------------------------------------------------- exemplars
 
 
