@@ -581,7 +581,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
 
 
 def tasks_apart_from_wrappers(tasks: np.ndarray, texts: Sequence[str], wrappers: Sequence[Collection[str] | None],
-                              where: np.ndarray, first_new: int | None = None) -> np.ndarray:
+                              where: np.ndarray, first_new: int | None = None, keep_first: bool = True) -> np.ndarray:
     """Task ids with each prompt at ``where`` kept in its group only beside prompts of the same payload.
 
     Near-duplicate tasks are found by vector similarity (:func:`task_groups`), which holds while the model reads
@@ -589,8 +589,9 @@ def tasks_apart_from_wrappers(tasks: np.ndarray, texts: Sequence[str], wrappers:
     every task inside it to 0.83-0.95, so hundreds of distinct questions read as a handful of tasks. For the
     prompts at ``where`` a task is its payload instead: its sentences (:func:`sentences`) outside its wrapper's
     (``wrappers[i]``: the prompt's recurring sentences, its scaffold). Within a group the first payload met keeps
-    the group's id; each other one gets a new id from ``first_new`` (default: one past the largest). Other
-    prompts keep their ids."""
+    the group's id (``keep_first``; a daily run, which sees only some of a group's prompts, passes False: every
+    payload gets a new id); each other one gets a new id from ``first_new`` (default: one past the largest).
+    Other prompts keep their ids."""
     out = np.array(tasks, dtype=np.int64, copy=True)
     next_id = int(out.max(initial=-1)) + 1 if first_new is None else int(first_new)
     ids: dict[tuple[int, tuple[str, ...]], int] = {}
@@ -602,7 +603,7 @@ def tasks_apart_from_wrappers(tasks: np.ndarray, texts: Sequence[str], wrappers:
         payload = tuple(x for x in sentences(texts[i]) if x not in wrapper)
         key = (int(out[i]), payload)
         if key not in ids:
-            if key[0] in kept:
+            if key[0] in kept or not keep_first:
                 ids[key], next_id = next_id, next_id + 1
             else:
                 kept.add(key[0])

@@ -1244,11 +1244,13 @@ def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options:
     tmpl, scaf = fams.match(new_texts, p.edge_words)
     st.unit[new] = np.where(scaf >= 0, scaf, np.where(tmpl >= 0, tmpl, attached))
     new_intents, new_sim = prompt_intents(st.vectors[new], options, key)
-    # A new prompt's wrapper is the known scaffold family's recurring sentences it joined (as in a full run).
+    # A new prompt's wrapper is the known scaffold family's recurring sentences it joined (as in a full run); one
+    # that joined a template or scaffold family whose members are mostly not judged (a wrapper in a script or
+    # language the models do not read) is not judged either.
     wrappers = [fams.sentences.get(int(f)) if f >= 0 else None for f in scaf]
     foreign = foreign_wrapped(wrappers, options)
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
-    unread |= foreign
+    unread |= foreign | ((np.maximum(tmpl, scaf) >= 0) & _mostly_unjudged(st, st.unit[new]))
     st.intents[new], st.isim[new] = new_intents, np.where(unread, np.nan, new_sim)
     new_pos = np.full(len(st.hashes), -1, dtype=np.int64)
     new_pos[new] = np.arange(len(new))
@@ -1257,7 +1259,7 @@ def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options:
     first_new = int(st.task.max(initial=-1)) + 1
     new_tasks = assign_mod.assign_tasks(nb_new, nb_old_task, cal, p.task_similarity, first_new)
     if foreign.any():
-        new_tasks = cluster_mod.tasks_apart_from_wrappers(new_tasks, new_texts, wrappers, foreign,
+        new_tasks = cluster_mod.tasks_apart_from_wrappers(new_tasks, new_texts, wrappers, foreign, keep_first=False,
                                                           first_new=max(first_new, int(new_tasks.max()) + 1))
     st.task[new] = new_tasks
     return {"topic_members": int((member >= 0).sum()), "attributed": int(((member < 0) & (attached >= 0)).sum()),
@@ -1311,11 +1313,36 @@ def _discover(ws: Workspace, st: _Assignment, kinds: dict[int, str], since: int 
     st.unit[disc] = np.where(found.scaffolds >= 0, found.scaffolds, np.where(
         found.templates >= 0, found.templates, np.where(found.topics >= 0, found.topics, st.unit[disc])))
     found.topic_ids = np.unique(np.concatenate([found.topics[found.topics >= 0], st.topic[repeats]]))
+    _foreign_discovered(ws, st, disc, found, options)
     stats.update(discovery_prompts=int(len(disc)), new_topic_clusters=int(len(found.topic_ids)),
                  new_repeat_clusters=int(len(repeats)),
                  new_template_families=int(len(np.unique(found.templates[found.templates >= 0]))),
                  new_scaffold_families=int(len(np.unique(found.scaffolds[found.scaffolds >= 0]))))
     return found
+
+
+def _mostly_unjudged(st: _Assignment, units: np.ndarray) -> np.ndarray:
+    """Per unit of ``units``: whether most of its members known before this run have no judged intent."""
+    old = ~st.is_new & (st.unit >= 0)
+    share = pd.Series(np.isnan(st.isim[old])).groupby(st.unit[old]).mean()
+    return np.nan_to_num(share.reindex(units).to_numpy(dtype=np.float64), nan=0.0) >= 0.5
+
+
+def _foreign_discovered(ws: Workspace, st: _Assignment, disc: np.ndarray, found: _Discovery,
+                        options: RunOptions) -> None:
+    """The discovery prompts that formed a new group, whose wrapper (their scaffold in the discovery set) is in
+    a Latin-script language the models do not read: intent not judged and tasks told apart by payload, as in a
+    full run (a campaign that starts wrapped in Spanish on a later day is a new group of the daily path)."""
+    grouped = (found.scaffolds >= 0) | (found.templates >= 0) | (found.topics >= 0)  # written: their unit changed
+    split: dict[str, frozenset[str]] = {}
+    wrappers = [None if x is None or not ok else split.setdefault(x, frozenset(x.split(cluster_mod.SCAFFOLD_SEP)))
+                for x, ok in zip(found.scaffold_of, grouped, strict=True)]
+    foreign = foreign_wrapped(wrappers, options)
+    if not foreign.any():
+        return
+    st.isim[disc[foreign]] = np.nan
+    st.task[disc] = cluster_mod.tasks_apart_from_wrappers(st.task[disc], st.read_texts(ws, disc), wrappers, foreign,
+                                                          first_new=int(st.task.max(initial=-1)) + 1, keep_first=False)
 
 
 def _late_joiners(ws: Workspace, st: _Assignment, disc: np.ndarray, fams: _Families, edge_words: int,

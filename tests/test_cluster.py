@@ -236,6 +236,8 @@ def test_tasks_apart_from_wrappers_splits_a_group_by_payload():
     assert len({out[0], out[1], out[3]}) == 3 and min(out[1], out[3]) == 5  # new ids past the largest
     again = cluster.tasks_apart_from_wrappers(tasks, texts, [sents] * 4 + [None], where, first_new=100)
     assert sorted({int(t) for t in again} - {4}) == [100, 101]
+    daily = cluster.tasks_apart_from_wrappers(tasks, texts, [sents] * 4 + [None], where, keep_first=False)
+    assert daily[4] == 4 and daily[0] == daily[2] and len({4, *daily[:4].tolist()}) == 4  # every payload a new id
     same = cluster.tasks_apart_from_wrappers(tasks, texts, [sents] * 4 + [None], np.zeros(5, dtype=bool))
     assert (same == tasks).all()
 

@@ -149,6 +149,22 @@ def test_foreign_wrapped_judges_each_shared_wrapper_once(monkeypatch):
     assert len(calls) == 2  # a full run's prompts share one set per distinct scaffold
 
 
+def test_a_daily_prompt_joining_a_family_mostly_not_judged_is_not_judged():
+    import pandas as pd
+
+    from analyzer import pipeline
+
+    n = 8
+    st = pipeline._Assignment(
+        hashes=np.array([f"h{i}" for i in range(n)], dtype=object), vectors=np.zeros((n, 2), dtype=np.float32),
+        pos=pd.Series(range(n), index=[f"h{i}" for i in range(n)]), topic=np.full(n, -1),
+        unit=np.array([5, 5, 5, 6, 6, 6, 5, 6]), task=np.arange(n), prob=np.ones(n),
+        isim=np.array([np.nan, np.nan, 0.3, 0.2, 0.3, np.nan, 0.5, 0.5]), intents=np.full(n, None, dtype=object),
+        is_new=np.array([False] * 6 + [True, True]), req_counts=np.ones(n), next_id=7)
+    # unit 5: two of its three earlier members not judged; unit 6: one of three; unit 9: none known
+    assert pipeline._mostly_unjudged(st, np.array([5, 6, 9])).tolist() == [True, False, False]
+
+
 def test_subnets_are_subnet_of_each_address_in_one_pass():
     ips = ["203.0.113.7", "203.0.113.250", "10.1.2.3", "01.2.3.4", " 198.51.100.9", "256.1.1.1", "2001:db8::1",
            "not-an-ip", "", "255.255.255.255"]
