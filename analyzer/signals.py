@@ -194,7 +194,8 @@ ORDINARY_INTENTS: dict[str, str] = {
 #: but the campaign's label can still say what its requests ask for, read from these words (:func:`cue_intent`).
 #: Plain vocabulary of each kind of request (reasoning shown step by step; scores against a rubric; function calls
 #: and their arguments; code; rewriting to pass content rules; statistics over a table), never scored. Latin-script
-#: words are matched case-insensitively, as whole words; none is an English word.
+#: words are matched case-insensitively, as whole words; a few are English too (api, action, python, pandas,
+#: censor, tableau), which is harmless: they are only read where the text is not.
 CUE_WORDS: dict[str, tuple[str, ...]] = {
     "chain-of-thought elicitation": (
         "推理", "思考过程", "思维链", "一步一步", "逐步", "解题过程", "推导", "中间步骤", "跳步",
@@ -235,7 +236,7 @@ CUE_WORDS: dict[str, tuple[str, ...]] = {
 #: Words that name each workload of :data:`ORDINARY_INTENTS` in the same languages: a unit whose training value
 #: is not judged, whose own words name no capability (:data:`CUE_WORDS`) but one of these (a support-ticket
 #: integration written in Chinese or Spanish: 工单, 退款, reembolso, pedido), is ordinary content, as its English
-#: twin reads (``ScoringConfig.ordinary_named_value``). Not one an English word.
+#: twin reads (``ScoringConfig.ordinary_named_value``). None is an English word.
 ORDINARY_CUE_WORDS: dict[str, tuple[str, ...]] = {
     "customer support": (
         "工单", "客户", "客服", "退款", "订单", "物流", "投诉", "退货",
