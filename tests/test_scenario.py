@@ -379,6 +379,21 @@ def test_spanish_wrapped_campaigns_are_found_on_the_fast_tier(tmp_path: Path) ->
     assert row["account_auc"] >= 0.99
 
 
+def test_enterprise_language_writes_the_look_alike_in_chinese_or_spanish() -> None:
+    from analyzer.bench import templates
+
+    base = _small(hard_negatives=("enterprise_seats",), enterprise_seats=6)
+    for lang in ("zh", "es"):
+        s = _small(hard_negatives=("enterprise_seats",), enterprise_seats=6, enterprise_language=lang)
+        seats = s.requests[s.requests["actor"] == "enterprise_seats"]
+        assert (seats["system_prompt"] == templates.ENTERPRISE_SYSTEM_BY_LANGUAGE[lang]).all()
+        heads = tuple(t.split("{")[0][:12] for t in templates.ENTERPRISE_TASKS_BY_LANGUAGE[lang])
+        assert seats["prompt"].str.startswith(heads).all()
+        assert len(seats) == (base.requests["actor"] == "enterprise_seats").sum()  # the same requests, reworded
+    with pytest.raises(ValueError):
+        _small(enterprise_language="fr")
+
+
 def test_pad_chars_pads_every_campaign_request() -> None:
     s = _small(pad_chars=20_000, requests_per_account=5)
     rows = _campaign_rows(s)

@@ -66,7 +66,8 @@ frames and ``truth.json`` with or without these knobs existing (knobs at their d
 * look-alikes coordinated for honest reasons (add them to ``hard_negatives``; not in the default tuple):
   ``enterprise_seats`` (``enterprise_seats`` seats of one organisation, one shared system prompt, a templated
   support-ticket workload over the company's customers' messages, weekday business hours in CET, one corporate
-  egress /24, one org id and payment when ``enterprise_org_id`` else one org per seat and none),
+  egress /24, one org id and payment when ``enterprise_org_id`` else one org per seat and none; its system
+  prompt and ticket templates in Chinese or Spanish with ``enterprise_language``),
   ``classroom`` (``classroom_students`` students, half ordinary users and half course accounts, behind one
   campus /24 in one 2-hour session, ``classroom_problems`` assignment problems asked "step by step", each
   student with own lead-ins and typos, 2-6 requests each) and ``cot_eval_harness`` (a research organisation
@@ -203,6 +204,7 @@ ADVERSARIAL_KNOBS: dict[str, Any] = dict(
     second_operator=None,  # {"campaign": name, "accounts": n[, "requests_per_account": r]}: a second operator
     enterprise_seats=30,  # seats of the "enterprise_seats" look-alike
     enterprise_org_id=True,  # False: the enterprise seats and the CoT eval accounts carry no shared org id
+    enterprise_language="en",  # "en" | "zh" | "es": the enterprise look-alike's system prompt and ticket templates
     classroom_students=100,  # students of the "classroom" look-alike
     classroom_problems=12,  # assignment problems of the "classroom" look-alike
     cot_eval_accounts=4,  # accounts of the "cot_eval_harness" look-alike
@@ -1264,6 +1266,9 @@ class _Generator:
         weekdays = [d for d in range(self.days) if (START.weekday() + d) % 7 < 5]
         deck = _Deck(self.ticket_pool or self.batch_pool, rng)
         ua = "northwind-helpdesk/2.3.1 python-httpx/0.27.0"
+        lang = k["enterprise_language"]
+        system = templates.ENTERPRISE_SYSTEM_BY_LANGUAGE.get(lang, templates.ENTERPRISE_SYSTEM)
+        tasks = templates.ENTERPRISE_TASKS_BY_LANGUAGE.get(lang, templates.ENTERPRISE_TASKS)
         weights = np.array([0.4, 0.25, 0.25, 0.1])
         seats: list[_Account] = []
         n_total = 0
@@ -1280,12 +1285,12 @@ class _Generator:
             n = len(ts)
             if n == 0:
                 continue
-            which = rng.choice(len(templates.ENTERPRISE_TASKS), size=n, p=weights)
+            which = rng.choice(len(tasks), size=n, p=weights)
             tickets = rng.integers(100_000, 1_000_000, size=n)
-            prompts = [templates.ENTERPRISE_TASKS[int(w)].format(ticket=int(t), task=m)
+            prompts = [tasks[int(w)].format(ticket=int(t), task=m)
                        for w, t, m in zip(which, tickets, deck.draw(n), strict=True)]
             ips = [nat[int(i)] for i in rng.integers(0, len(nat), size=n)]
-            self.rows.add(acct, ts, prompts, [templates.ENTERPRISE_SYSTEM] * n, ["frontier-1-mini"] * n, ips,
+            self.rows.add(acct, ts, prompts, [system] * n, ["frontier-1-mini"] * n, ips,
                           [ua] * n, [True] * n, "enterprise_seats")
             n_total += n
         self.legit_accounts.extend(a.id for a in seats)
@@ -1547,7 +1552,8 @@ def resolve_knobs(preset: str, **knobs: Any) -> dict[str, Any]:
 def _check_adversarial(k: dict[str, Any]) -> None:
     """Validate the adversarial knobs (and the hard-negative names) in place; raises ``ValueError``."""
     choices = {"wrapper_style": ("fixed", "fragments"), "campaign_timing": ("shifts", "diurnal"),
-               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "es", "mixed")}
+               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "es", "mixed"),
+               "enterprise_language": ("en", "zh", "es")}
     for name, allowed in choices.items():
         if k[name] not in allowed:
             raise ValueError(f"{name}={k[name]!r}; choose one of {list(allowed)}")
@@ -1608,7 +1614,7 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
         ``"mixed"``),
         ``pad_chars`` (int), ``second_operator`` (None or ``{"campaign": c, "accounts": n}``), and the
         look-alikes ``"enterprise_seats"``, ``"classroom"``, ``"cot_eval_harness"`` in ``hard_negatives`` with
-        ``enterprise_seats``, ``enterprise_org_id``, ``classroom_students``, ``classroom_problems``,
+        ``enterprise_seats``, ``enterprise_org_id``, ``enterprise_language``, ``classroom_students``, ``classroom_problems``,
         ``cot_eval_accounts``, ``cot_eval_checkpoints``, ``cot_eval_questions``. Adversarial presets:
         ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-spanish``, ``adv-padded``, ``adv-tiny``,
         ``adv-lookalikes``, ``adv-lookalikes-noorg``, ``adversarial`` (:data:`ADVERSARIAL_PRESETS`).

@@ -753,6 +753,34 @@ ENTERPRISE_TASKS = [
     "Ticket #{ticket}:\n{task}",
 ]
 
+#: The enterprise look-alike written in another language (knob ``enterprise_language``): its system prompt and
+#: ticket templates (the customers' messages stay as the corpus has them), Chinese and Spanish.
+ENTERPRISE_SYSTEM_BY_LANGUAGE = {
+    "zh": "你是HelpDesk Assist，Northwind Outfitters客服团队的支持助手。只根据客户的消息工作。要准确、礼貌；绝不承诺退款或送达日期；"
+          "遵循Northwind的语气指南（友好、简短、不用表情符号）。",
+    "es": "Eres HelpDesk Assist, el copiloto de soporte del equipo de atención al cliente de Northwind Outfitters. Trabaja "
+          "solo con el mensaje del cliente. Sé preciso y amable; nunca prometas reembolsos ni fechas de entrega; sigue "
+          "la guía de tono de Northwind (cercano, breve, sin emojis).",
+}
+ENTERPRISE_TASKS_BY_LANGUAGE = {
+    "zh": [
+        "把这张支持工单分类为以下之一：账单、物流、退货、产品问题、账户、投诉、其他。返回JSON {{\"category\": ..., "
+        "\"priority\": \"low|normal|high\"}}。\n\n工单 #{ticket}：\n{task}",
+        "用两句话总结客户的消息，写入工单记录。\n\n工单 #{ticket}：\n{task}",
+        "以客服人员的身份给客户起草一段简短的回复。不要承诺退款或日期。\n\n工单 #{ticket}：\n{task}",
+        "从这张工单中提取订单号、产品和所请求的操作，输出JSON（缺失时为null）。\n\n工单 #{ticket}：\n{task}",
+    ],
+    "es": [
+        "Clasifica este ticket de soporte en una de: facturación, envío, devoluciones, pregunta_producto, cuenta, queja, "
+        "otro. Devuelve JSON {{\"category\": ..., \"priority\": \"low|normal|high\"}}.\n\nTicket #{ticket}:\n{task}",
+        "Resume el mensaje del cliente en dos frases para el historial del ticket.\n\nTicket #{ticket}:\n{task}",
+        "Redacta una respuesta breve al cliente de parte del agente de soporte. No prometas reembolsos ni fechas."
+        "\n\nTicket #{ticket}:\n{task}",
+        "Extrae el número de pedido, el producto y la acción solicitada de este ticket como JSON (null cuando falten)."
+        "\n\nTicket #{ticket}:\n{task}",
+    ],
+}
+
 CLASSROOM_LEADS = ["", "", "", "hi, ", "Hello, ", "ok so ", "question {q}: ", "Problem {q}. ", "#{q} ", "hw {q} - ",
                    "can you help me with this: ", "im stuck on this one: ", "for my lab: ", "Exercise {q}: "]
 CLASSROOM_SBS = ["step by step", "Step by step please.", "explain step by step", "show me step by step how to solve it",
