@@ -531,13 +531,13 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
     unit = req["cluster_id"].to_numpy(dtype=np.int64, copy=True)
     unit[work] = ids
     req = req.assign(cluster_id=unit)
-    from analyzer.cluster import words
+    from analyzer.cluster import SCAFFOLD_SEP, words
 
     rows = pd.DataFrame({"c": ids, "tv": tv[work], "intent": req.loc[work, "intent"].fillna(""),
                          "wrapper": wrapped[work].to_numpy()})
     for c, g in rows.groupby("c"):
         covered = g["wrapper"].dropna()
-        shared = pd.Series([x for w in covered for x in w.split(" | ")]).value_counts()
+        shared = pd.Series([x for w in covered for x in w.split(SCAFFOLD_SEP)]).value_counts()
         infos[int(c)] = ClusterInfo(
             int(c), label=COMMUNITY_UNIT_LABEL, training_value=float(g["tv"].mean()),
             intent=str(g["intent"].mode().iloc[0]), template_coverage=round(len(covered) / len(g), 4),

@@ -580,6 +580,18 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     return out
 
 
+def scaffold_sets(scaffold_of: Sequence[str | None], keep: Sequence[bool] | None = None) -> list[frozenset[str] | None]:
+    """Each prompt's scaffold (a :func:`scaffolds` string) as the set of its sentences, ``None`` for none (or where
+    ``keep`` is False); one set per distinct scaffold, shared by its prompts."""
+    sets: dict[str, frozenset[str]] = {}
+    out: list[frozenset[str] | None] = [None] * len(scaffold_of)
+    for i, x in enumerate(scaffold_of):
+        if x is not None and (keep is None or keep[i]):
+            found = sets.get(x)
+            out[i] = found if found is not None else sets.setdefault(x, frozenset(x.split(SCAFFOLD_SEP)))
+    return out
+
+
 def tasks_apart_from_wrappers(tasks: np.ndarray, texts: Sequence[str], wrappers: Sequence[Collection[str] | None],
                               where: np.ndarray, first_new: int | None = None, keep_first: bool = True) -> np.ndarray:
     """Task ids with each prompt at ``where`` kept in its group only beside prompts of the same payload.

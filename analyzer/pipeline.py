@@ -555,10 +555,7 @@ def cluster(ws: Workspace, options: RunOptions, index_result=None,
     # wrapped in another language, is not judged (NaN), so that detection does not depend on it; and where the
     # wrapper is in a Latin-script language (whose word pieces outweigh the task in the vector), a task is the
     # prompt's payload, not its vector's near-duplicates.
-    split: dict[str, frozenset[str]] = {}  # one set per distinct scaffold, shared by its prompts
-    wrappers = [None if x is None else split.get(x) or split.setdefault(x, frozenset(x.split(cluster_mod.SCAFFOLD_SEP)))
-                for x in scaffold_of]
-    del split
+    wrappers = cluster_mod.scaffold_sets(scaffold_of)
     foreign = foreign_wrapped(wrappers, options)
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in hash_texts), dtype=bool, count=len(hash_texts))
     unread |= foreign
@@ -729,7 +726,7 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
         scaf_counts = Counter(scaffold_of[j] or "" for j in members[int(cid)])
         parts: Counter[str] = Counter()
         for scaf, m in scaf_counts.items():
-            for sent in scaf.split(" | "):
+            for sent in scaf.split(cluster_mod.SCAFFOLD_SEP):
                 if sent:
                     parts[sent] += m
         top = pd.Series(parts, dtype=object).sort_values(ascending=False, kind="stable").index[:4].tolist()
@@ -1334,9 +1331,7 @@ def _foreign_discovered(ws: Workspace, st: _Assignment, disc: np.ndarray, found:
     a Latin-script language the models do not read: intent not judged and tasks told apart by payload, as in a
     full run (a campaign that starts wrapped in Spanish on a later day is a new group of the daily path)."""
     grouped = (found.scaffolds >= 0) | (found.templates >= 0) | (found.topics >= 0)  # written: their unit changed
-    split: dict[str, frozenset[str]] = {}
-    wrappers = [None if x is None or not ok else split.setdefault(x, frozenset(x.split(cluster_mod.SCAFFOLD_SEP)))
-                for x, ok in zip(found.scaffold_of, grouped, strict=True)]
+    wrappers = cluster_mod.scaffold_sets(found.scaffold_of, keep=grouped)
     foreign = foreign_wrapped(wrappers, options)
     if not foreign.any():
         return
