@@ -57,8 +57,11 @@ INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 INFRA_LINK_FIELDS = ("subnet", "api_key_id", "payment_id")
 
 #: Identifiers that tell operators apart: where requests come from and who pays. A system prompt is content:
-#: two operators can paste the same public persona.
-OPERATOR_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
+#: two operators can paste the same public persona. Not the user agent, for the reason it does not link
+#: infrastructure communities: a campaign account's own ordinary traffic from a popular SDK version links it
+#: to every other pool that uses that version (two operators of one log merged into one candidate of 100
+#: accounts through three accounts' side traffic). A user agent concentrated on a group stays evidence.
+OPERATOR_FIELDS = INFRA_LINK_FIELDS
 
 #: The request columns grouping and scoring read once the workspace-wide facts (identifier usage, principals,
 #: model releases) are taken (:func:`_context`): every slice of the requests (a unit's, a group's, an

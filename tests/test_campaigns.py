@@ -442,6 +442,23 @@ def test_two_operators_on_one_task_kind_are_two_campaigns():
     assert res.campaigns["flagged"].sum() == 1 and res.campaigns.iloc[0]["n_accounts"] == 35
 
 
+def test_a_popular_client_version_in_side_traffic_does_not_join_two_operators():
+    """Two operators behind their own blocks and hours, three accounts of each also sending ordinary requests from
+    one SDK version nobody else in the log uses: the user agent is not a link between operators (a campaign
+    account's own traffic from a popular client would join every pool using that client)."""
+    a = [f"opa-{i}" for i in range(25)]
+    b = [f"opb-{i}" for i in range(10)]
+    rows = _organic()
+    rows += _rows(a, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
+    rows += _rows(b, 1, 12, "b", start_minutes=14 * 60, step_minutes=3, subnet="198.51.100", ua="ua-b")
+    rows += _rows(a[:3] + b[:3], -1, 3, "side", start_minutes=600, step_minutes=60, ua="OpenAI/Python 1.58.1")
+    res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
+    flagged = res.campaigns[res.campaigns["flagged"]]
+    ca = res.campaign_accounts
+    sets = [set(ca.loc[ca["campaign_id"] == c, "account_id"]) for c in flagged["campaign_id"]]
+    assert sorted(sets, key=len) == [set(b), set(a)]
+
+
 def test_a_few_accounts_unlike_every_operator_are_not_folded_into_the_nearest_one():
     """Four bare accounts of an eval harness working one of the pool's units at other hours (like each other,
     like none of the pool's accounts) are not counted as the pool's: they are a candidate of their own."""
