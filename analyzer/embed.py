@@ -44,6 +44,7 @@ Long prompts' vectors changed with this (they used to be the first 128 tokens on
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -53,7 +54,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -139,6 +140,29 @@ def resolve_model_dir(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(path, local_files_only=True))
+
+
+@functools.lru_cache(maxsize=4)
+def model_words(name: str) -> frozenset[str] | None:
+    """The words the model ``name`` holds whole in its tokenizer's vocabulary (lower case, letters only, two or
+    more): a word it reads as one token rather than as pieces (:func:`analyzer.signals.foreign_wrapper`). Read
+    from ``vocab.txt`` or a WordPiece ``tokenizer.json``; None for another kind of tokenizer or a model not
+    found locally (the rule that needs them is then off)."""
+    try:
+        model_dir = resolve_model_dir(name)
+    except Exception:  # noqa: BLE001 - a model not found offline: the rule is off, the run goes on
+        return None
+    vocab_file, tokenizer_file = model_dir / "vocab.txt", model_dir / "tokenizer.json"
+    if vocab_file.is_file():
+        entries: Iterable[str] = vocab_file.read_text(encoding="utf-8").splitlines()
+    elif tokenizer_file.is_file():
+        model = json.loads(tokenizer_file.read_text(encoding="utf-8")).get("model", {})
+        if model.get("type") != "WordPiece":
+            return None
+        entries = model.get("vocab", {})
+    else:
+        return None
+    return frozenset(w.lower() for w in entries if len(w) > 1 and w.isalpha())
 
 
 def model_key(name: str, max_seq_length: int) -> str:

@@ -695,15 +695,18 @@ def scaffold_families(texts: list[str], eligible: np.ndarray, options: RunOption
 
 def foreign_wrapped(wrappers: Sequence[Collection[str] | None], options: RunOptions) -> np.ndarray:
     """Per prompt, whether its wrapper (``wrappers[i]``: its recurring sentences, or None) is written in a
-    Latin-script language the embedding models do not read (:func:`analyzer.signals.foreign_wrapper`), judged once
-    per distinct wrapper."""
+    Latin-script language the embedding models do not read (:func:`analyzer.signals.foreign_wrapper`, with the
+    words the model holds whole: :func:`analyzer.embed.model_words`), judged once per distinct wrapper."""
     judged: dict[int, bool] = {}  # by object: a full run's prompts share one set per distinct scaffold
     out = np.zeros(len(wrappers), dtype=bool)
+    known = None
     for i, wrapper in enumerate(wrappers):
         if wrapper:
             found = judged.get(id(wrapper))
             if found is None:
-                found = judged[id(wrapper)] = sig.foreign_wrapper(sorted(wrapper), options.signals)
+                if known is None:
+                    known = embed_mod.model_words(options.model) or frozenset()
+                found = judged[id(wrapper)] = sig.foreign_wrapper(sorted(wrapper), options.signals, known or None)
             out[i] = found
     return out
 

@@ -136,12 +136,40 @@ def test_a_wrapper_in_a_latin_script_language_the_models_do_not_read_is_foreign(
         assert not foreign_wrapper(wrapper), wrapper
 
 
+def test_a_wrapper_in_a_language_with_no_word_list_is_foreign_by_the_models_vocabulary():
+    """Polish, Turkish, Indonesian, Swedish wrappers (no function word list) are foreign by the words the model
+    holds whole; English prose, and code, tables and lists of names or packages in an English wrapper, are not."""
+    from analyzer.embed import model_words
+    from analyzer.signals import foreign_wrapper
+
+    known = model_words("minilm")
+    assert known and {"step", "answer", "reasoning"} <= known and "rozwiaz" not in known
+    pl = ["Rozwiąż poniższe zadanie krok po kroku i pokaż całe swoje rozumowanie przed podaniem odpowiedzi.",
+          "Na końcu napisz odpowiedź."]
+    tr = ["Aşağıdaki problemi adım adım çöz ve cevabı vermeden önce tüm düşünme sürecini göster."]
+    id_ = ["Selesaikan soal berikut langkah demi langkah dan tunjukkan seluruh penalaranmu sebelum memberikan jawaban."]
+    sv = ["Lös följande uppgift steg för steg och visa hela ditt resonemang innan du ger svaret."]
+    en = ["Solve the following problem step by step and show all of your reasoning before giving the answer.",
+          "You are a helpful customer support assistant for Northwind; classify the ticket and draft a reply."]
+    code = ["function mandelbrotset(z, c, xmin, xmax, ymin, ymax, height, width, maxiterations)",
+            "fieldid, cropid, flightid, clientid, lat, lon, stats, cropid, snapshotdate, uploaddate",
+            "vaswani, ashish, shazeer, noam, parmar, niki, uszkoreit, jakob, jones, llion, gomez, aidan"]
+    for wrapper in (pl, tr, id_, sv):
+        assert foreign_wrapper(wrapper, known_words=known), wrapper
+        assert not foreign_wrapper(wrapper), wrapper  # no word list of these languages
+    for wrapper in (en, en + code[:1], en + code[1:], code):
+        assert not foreign_wrapper(wrapper, known_words=known), wrapper
+    # An English wrapper retyped with a typo in about one word of three is still read.
+    typos = ["Solev the folowing problem step by step and shwo all of your reasoning bfeore giving the answer."]
+    assert not foreign_wrapper(typos, known_words=known)
+
+
 def test_foreign_wrapped_judges_each_shared_wrapper_once(monkeypatch):
     from analyzer import pipeline
 
     calls = []
     real = sig.foreign_wrapper
-    monkeypatch.setattr(sig, "foreign_wrapper", lambda sents, params: calls.append(1) or real(sents, params))
+    monkeypatch.setattr(sig, "foreign_wrapper", lambda *args: calls.append(1) or real(*args))
     es = frozenset(["razona paso a paso y escribe cada cálculo intermedio", "termina con una línea aparte"])
     en = frozenset(["think step by step and show every calculation", "put the final answer on its own line"])
     out = pipeline.foreign_wrapped([es, None, en, es, es, set()], pipeline.RunOptions())
