@@ -697,18 +697,16 @@ def foreign_wrapped(wrappers: Sequence[Collection[str] | None], options: RunOpti
     """Per prompt, whether its wrapper (``wrappers[i]``: its recurring sentences, or None) is written in a
     Latin-script language the embedding models do not read (:func:`analyzer.signals.foreign_wrapper`, with the
     words the model holds whole: :func:`analyzer.embed.model_words`), judged once per distinct wrapper."""
-    judged: dict[int, bool] = {}  # by object: a full run's prompts share one set per distinct scaffold
-    out = np.zeros(len(wrappers), dtype=bool)
-    known = None
-    for i, wrapper in enumerate(wrappers):
+    distinct: dict[int, Collection[str]] = {}  # by object: a full run's prompts share one set per distinct scaffold
+    for wrapper in wrappers:
         if wrapper:
-            found = judged.get(id(wrapper))
-            if found is None:
-                if known is None:
-                    known = embed_mod.model_words(options.model) or frozenset()
-                found = judged[id(wrapper)] = sig.foreign_wrapper(sorted(wrapper), options.signals, known or None)
-            out[i] = found
-    return out
+            distinct.setdefault(id(wrapper), wrapper)
+    if not distinct:
+        return np.zeros(len(wrappers), dtype=bool)
+    known = embed_mod.model_words(options.model)
+    found = dict(zip(distinct, sig.foreign_wrappers((sorted(w) for w in distinct.values()), options.signals, known),
+                     strict=True))
+    return np.fromiter((bool(w) and found[id(w)] for w in wrappers), dtype=bool, count=len(wrappers))
 
 
 def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: list[str | None]) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,73 +200,127 @@ ORDINARY_INTENTS: dict[str, str] = {
 
 
 #: Words that *name* each capability of :data:`TRAINING_INTENTS` in the languages the embedding models do not
-#: read (:func:`unreadable`, :func:`foreign_wrapper`): Chinese, and Spanish, French, Portuguese, German and
-#: Italian. A prompt written (or wrapped) in one has no judged training value (detection does not depend on it),
+#: read (:func:`unreadable`, :func:`foreign_wrapper`): Chinese, Japanese, Korean, Russian, Vietnamese, and Spanish,
+#: French, Portuguese, German, Italian, Dutch, Polish, Turkish and Indonesian. A prompt written (or wrapped) in one has no judged training value (detection does not depend on it),
 #: but the campaign's label can still say what its requests ask for, read from these words (:func:`cue_intent`).
 #: Plain vocabulary of each kind of request (reasoning shown step by step; scores against a rubric; function calls
 #: and their arguments; code; rewriting to pass content rules; statistics over a table), never scored. Latin-script
-#: words are matched case-insensitively, as whole words; a few are English too (api, action, python, pandas,
-#: censor, tableau), which is harmless: they are only read where the text is not.
+#: and Cyrillic words are matched case-insensitively, as whole words (Russian inflects: the common forms are
+#: listed); Chinese, Japanese and Korean ones as they stand (Korean attaches particles to its words). A few are
+#: English too (api, action, python, pandas, censor, tableau, data), which is harmless: they are only read where
+#: the text is not.
 CUE_WORDS: dict[str, tuple[str, ...]] = {
     "chain-of-thought elicitation": (
         "推理", "思考过程", "思维链", "一步一步", "逐步", "解题过程", "推导", "中间步骤", "跳步",
         "paso a paso", "razonamiento", "razona", "cálculo intermedio", "cada paso", "no te saltes",
         "étape par étape", "raisonnement", "raisonne", "chaque étape", "passo a passo", "raciocínio", "cada passo",
         "schritt für schritt", "denkprozess", "gedankengang", "zwischenschritte", "passo dopo passo", "ragionamento",
-        "ogni passaggio"),
+        "ogni passaggio",
+        "шаг за шагом", "пошагово", "рассуждение", "рассуждения", "ход решения", "промежуточные вычисления",
+        "ステップバイステップ", "段階的に", "推論", "思考過程", "途中式", "一歩ずつ", "단계별", "단계적으로", "추론",
+        "사고 과정", "풀이 과정", "krok po kroku", "rozumowanie", "tok rozumowania", "obliczenia pośrednie", "adım adım",
+        "akıl yürütme", "düşünme süreci", "ara adımlar", "langkah demi langkah", "penalaran", "proses berpikir",
+        "stap voor stap", "redenering", "tussenstappen", "denkproces", "từng bước", "suy luận", "quá trình suy nghĩ"),
     "rubric grading": (
         "评分", "打分", "评分标准", "评估", "评审", "奖励模型", "分数", "评价", "评语",
         "puntúa", "puntuación", "rúbrica", "califica", "calificación", "evalúa", "evaluador", "modelo de recompensa",
         "évalue", "évaluation", "barème", "grille d'évaluation", "modèle de récompense", "pontuação", "avalie",
-        "bewerte", "bewertung", "punktzahl", "belohnungsmodell", "valuta", "punteggio", "griglia di valutazione"),
+        "bewerte", "bewertung", "punktzahl", "belohnungsmodell", "valuta", "punteggio", "griglia di valutazione",
+        "оцени", "оценка", "оценку", "рубрика", "критерии", "баллы", "модель вознаграждения", "採点", "評価",
+        "ルーブリック", "スコア", "報酬モデル", "채점", "평가", "루브릭", "점수", "보상 모델", "oceń", "ocena", "ocenę",
+        "punktacja", "kryteria", "rubryka", "model nagrody", "puanla", "değerlendir", "değerlendirme", "ölçütler",
+        "ödül modeli", "nilailah", "penilaian", "kriteria", "rubrik", "beoordeel", "beoordeling", "beoordelingscriteria",
+        "beloningsmodel", "chấm điểm", "đánh giá", "tiêu chí", "điểm số", "mô hình phần thưởng"),
     "tool use": (
         "工具", "函数调用", "调用", "参数", "智能体", "api", "action",
         "herramientas", "llamadas a funciones", "llamada", "funciones disponibles", "argumentos", "agente autónomo",
         "outils", "appel de fonction", "fonctions disponibles", "agent autonome", "ferramentas", "chamada de função",
         "funções disponíveis", "werkzeuge", "funktionsaufruf", "verfügbare funktionen", "argumente", "strumenti",
-        "chiamata di funzione", "funzioni disponibili", "argomenti"),
+        "chiamata di funzione", "funzioni disponibili", "argomenti",
+        "инструменты", "вызов функции", "вызовы функций", "аргументы", "доступные функции", "ツール", "関数呼び出し",
+        "引数", "エージェント", "도구", "함수 호출", "인자", "에이전트", "narzędzia", "wywołanie funkcji",
+        "wywołania funkcji", "argumenty", "dostępne funkcje", "araçlar", "fonksiyon çağrısı", "argümanlar",
+        "pemanggilan fungsi", "panggilan fungsi", "argumen", "hulpmiddelen", "functieaanroep", "functieaanroepen",
+        "argumenten", "beschikbare functies", "công cụ", "gọi hàm", "tham số"),
     "agentic coding": (
         "代码", "编程", "编写", "python", "单元测试", "算法", "调试", "程序", "时间复杂度",
         "código", "implementación", "programación", "pruebas unitarias", "algoritmo", "complejidad temporal",
         "casos límite", "implémentation", "tests unitaires", "programmation", "algorithme", "complexité",
         "implementação", "testes unitários", "programação", "implementierung", "programmierung", "algorithmus",
-        "codice", "implementazione", "programmazione", "test unitari"),
+        "codice", "implementazione", "programmazione", "test unitari",
+        "код", "реализацию", "программирование", "алгоритм", "юнит-тесты", "コード", "実装", "プログラミング",
+        "アルゴリズム", "単体テスト", "計算量", "코드", "구현", "프로그래밍", "알고리즘", "단위 테스트", "시간 복잡도",
+        "kod", "implementacja", "implementację", "programowanie", "algorytm", "testy jednostkowe", "kodu", "programlama",
+        "algoritma", "birim testleri", "zaman karmaşıklığı", "kode", "implementasi", "pemrograman", "uji unit",
+        "implementatie", "programmeren", "algoritme", "eenheidstests", "tijdcomplexiteit", "mã nguồn", "lập trình",
+        "thuật toán", "kiểm thử đơn vị"),
     "censorship-safe rewrite": (
         "改写", "重写", "敏感", "合规", "审核", "审查", "官方立场", "政治", "内容规范", "中立",
         "reformula", "normas de contenido", "políticamente", "sensibles", "censor", "posiciones oficiales",
         "moderación", "china continental", "reformule", "politiquement", "censure", "positions officielles",
         "modération", "politicamente", "sensíveis", "censura", "posições oficiais", "moderação", "umformulieren",
-        "politisch", "zensur", "offizielle positionen", "riformula", "posizioni ufficiali", "moderazione"),
+        "politisch", "zensur", "offizielle positionen", "riformula", "posizioni ufficiali", "moderazione",
+        "перефразируй", "переформулируй", "цензура", "политически", "чувствительные", "официальной позиции",
+        "言い換え", "書き換え", "検閲", "政治的", "センシティブ", "公式見解", "재작성", "검열", "정치적", "민감한",
+        "공식 입장", "przeformułuj", "cenzura", "politycznie", "drażliwe", "oficjalne stanowisko", "moderacja",
+        "yeniden yaz", "sansür", "siyasi", "hassas", "resmi tutum", "tulis ulang", "sensor", "sensitif", "posisi resmi",
+        "herformuleer", "herschrijf", "censuur", "politiek", "gevoelige", "officiële standpunten", "kiểm duyệt",
+        "chính trị", "nhạy cảm", "quan điểm chính thức"),
     "data analysis": (
         "数据分析", "数据集", "统计", "表格", "数据", "分析", "pandas", "量化",
         "datos", "conjunto de datos", "tabla", "estadístico", "análisis", "analista de datos", "données",
         "jeu de données", "tableau", "statistique", "dados", "conjunto de dados", "tabela", "estatístico", "análise",
-        "daten", "datensatz", "tabelle", "statistik", "datenanalyse", "dati", "tabella", "statistico", "analisi"),
+        "daten", "datensatz", "tabelle", "statistik", "datenanalyse", "dati", "tabella", "statistico", "analisi",
+        "данные", "данных", "набор данных", "таблица", "статистика", "анализ данных", "データ分析", "データセット",
+        "統計", "데이터 분석", "데이터셋", "통계", "dane", "danych", "zbiór danych", "analiza danych", "veri",
+        "veri seti", "tablo", "istatistik", "veri analizi", "kumpulan data", "tabel", "analisis data",
+        "gegevens", "statistiek", "data-analyse", "phân tích dữ liệu", "tập dữ liệu", "dữ liệu", "thống kê"),
 }
 
 #: Words that name each workload of :data:`ORDINARY_INTENTS` in the same languages: a unit whose training value
 #: is not judged, whose own words name no capability (:data:`CUE_WORDS`) but one of these (a support-ticket
 #: integration written in Chinese or Spanish: 工单, 退款, reembolso, pedido), is ordinary content, as its English
-#: twin reads (``ScoringConfig.ordinary_named_value``). None is an English word.
+#: twin reads (``ScoringConfig.ordinary_named_value``). None is an English word. Every language here has its
+#: capability words too: a wrapper that named an ordinary workload in a language with no capability words would
+#: read as ordinary whatever it asked.
 ORDINARY_CUE_WORDS: dict[str, tuple[str, ...]] = {
     "customer support": (
         "工单", "客户", "客服", "退款", "订单", "物流", "投诉", "退货",
         "cliente", "clientes", "reembolso", "reembolsos", "pedido", "pedidos", "atención al cliente", "devoluciones",
         "queja", "facturación", "envío", "réclamation", "remboursement", "commande", "service client", "livraison",
         "atendimento", "reclamação", "entrega", "kunde", "kunden", "kundenservice", "rückerstattung", "bestellung",
-        "lieferung", "reklamation", "rimborso", "ordine", "assistenza clienti", "reclamo", "consegna"),
+        "lieferung", "reklamation", "rimborso", "ordine", "assistenza clienti", "reclamo", "consegna",
+        "клиент", "клиента", "клиенту", "клиентов", "обращение", "заказ", "заказа", "возврат", "доставка", "жалоба",
+        "служба поддержки", "お客様", "顧客", "問い合わせ", "返金", "注文", "配送", "苦情", "고객", "문의", "환불", "주문",
+        "배송", "불만", "klient", "klienta", "klientów", "zgłoszenie", "zamówienie", "zamówienia", "zwrot", "dostawa",
+        "reklamacja", "obsługa klienta", "müşteri", "sipariş", "iade", "teslimat", "kargo", "şikayet", "destek talebi",
+        "pelanggan", "pesanan", "pengembalian dana", "pengiriman", "keluhan", "layanan pelanggan", "klant", "klanten",
+        "bestelling", "terugbetaling", "levering", "klacht", "klantenservice", "khách hàng", "đơn hàng", "hoàn tiền",
+        "giao hàng", "khiếu nại"),
     "document extraction": (
         "发票", "发票号", "金额", "合同", "factura", "importe", "número de factura", "facture", "montant", "fatura",
-        "nota fiscal", "rechnung", "rechnungsnummer", "betrag", "fattura", "importo"),
+        "nota fiscal", "rechnung", "rechnungsnummer", "betrag", "fattura", "importo",
+        "счёт-фактура", "счет-фактура", "номер счёта", "номер счета", "договор", "請求書", "契約書", "インボイス",
+        "송장", "청구서", "계약서", "faktura", "faktury", "numer faktury", "kwota", "umowa", "fatura numarası",
+        "tutar", "sözleşme", "faktur", "nomor faktur", "kontrak", "factuur", "factuurnummer", "bedrag", "hóa đơn",
+        "số hóa đơn", "số tiền", "hợp đồng"),
     "translation": (
         "翻译", "译成", "traduce", "traducción", "traduis", "traduction", "traduza", "tradução", "übersetze",
-        "übersetzung", "traduci", "traduzione"),
+        "übersetzung", "traduci", "traduzione",
+        "переведи", "перевод", "перевести", "翻訳", "訳して", "번역", "przetłumacz", "tłumaczenie", "çevir", "çeviri",
+        "terjemahkan", "terjemahan", "vertaal", "vertaling", "bản dịch", "dịch sang"),
     "marketing copy": (
         "广告", "营销", "文案", "产品描述", "publicidad", "anuncio", "descripción del producto", "publicité", "annonce",
-        "publicidade", "anúncio", "werbung", "werbetext", "produktbeschreibung", "pubblicità", "annuncio"),
+        "publicidade", "anúncio", "werbung", "werbetext", "produktbeschreibung", "pubblicità", "annuncio",
+        "реклама", "рекламный", "описание товара", "広告", "マーケティング", "商品説明", "キャッチコピー", "광고", "마케팅",
+        "상품 설명", "reklama", "opis produktu", "reklam", "ürün açıklaması", "pazarlama", "iklan", "deskripsi produk",
+        "pemasaran", "reclame", "advertentie", "productbeschrijving", "quảng cáo", "mô tả sản phẩm", "tiếp thị"),
     "meeting summary": (
         "会议", "纪要", "会议记录", "reunión", "acta", "reunião", "ata", "resumo", "réunion", "compte rendu",
-        "besprechung", "protokoll", "zusammenfassung", "riunione", "verbale", "riassunto"),
+        "besprechung", "protokoll", "zusammenfassung", "riunione", "verbale", "riassunto",
+        "совещание", "совещания", "протокол", "встреча", "встречи", "会議", "議事録", "打ち合わせ", "회의", "회의록",
+        "spotkanie", "spotkania", "protokół", "toplantı", "tutanak", "rapat", "notulen", "vergadering", "cuộc họp",
+        "biên bản"),
 }
 
 
@@ -284,7 +338,7 @@ def _cue_patterns(words_by_intent: dict[str, tuple[str, ...]]) -> dict[str, list
     return {intent: [(w, pattern(w)) for w in words] for intent, words in words_by_intent.items()}
 
 
-_CJK_ONLY = re.compile(r"[\u3000-\u9fff\uf900-\ufaff]+")
+_CJK_ONLY = re.compile(r"[\u3000-\u9fff\uf900-\ufaff\uac00-\ud7af ]+")
 _CUES = _cue_patterns(CUE_WORDS)
 _ORDINARY_CUES = _cue_patterns(ORDINARY_CUE_WORDS)
 
@@ -436,34 +490,56 @@ def foreign_wrapper(sentences: Iterable[str], params: SignalParams = DEFAULTS,
     of them are known (the unknown ones are counted): a language with no word list here is caught by the second.
     The wrapper, not the whole prompt, is read: an English instruction around a Spanish customer message is read
     (its intent is English), a Spanish instruction around an English question is not."""
-    n_foreign = foreign = english = 0
-    for sentence in sentences:
-        f, e, n = function_words(sentence)
-        if known_words is not None:
-            words = _LETTER_WORDS.findall(_strip_accents(sentence.lower()))
-            n_known = sum(map(known_words.__contains__, words))
-            if (len(words) >= params.foreign_vocab_min_words and n_known < params.foreign_vocab_share * len(words)
-                    and _prose(sentence, len(words))):
-                n_foreign += max(f, len(words) - n_known)
-                foreign += n
-                continue
-        if f > e:
-            n_foreign += f
-            foreign += n
-        elif e > f:
-            english += n
-    return n_foreign >= params.foreign_wrapper_words and foreign >= params.foreign_wrapper_share * (foreign + english)
+    return foreign_wrappers([sentences], params, known_words)[0]
+
+
+def foreign_wrappers(wrappers: Iterable[Iterable[str]], params: SignalParams = DEFAULTS,
+                     known_words: Collection[str] | None = None) -> list[bool]:
+    """:func:`foreign_wrapper` of each wrapper, each distinct sentence read once: a run's distinct wrappers are
+    combinations of far fewer sentences (at 300k prompts, 388k sentences in 38k distinct wrappers, 40k distinct
+    sentences)."""
+    known = known_words if known_words is None or isinstance(known_words, Set) else frozenset(known_words)
+    read: dict[str, tuple[int, int, int]] = {}
+    out = []
+    for sentences in wrappers:
+        n_foreign = foreign = english = 0
+        for sentence in sentences:
+            counts = read.get(sentence)
+            if counts is None:
+                counts = read[sentence] = _sentence_language(sentence, params, known)
+            n_foreign += counts[0]
+            foreign += counts[1]
+            english += counts[2]
+        out.append(n_foreign >= params.foreign_wrapper_words
+                   and foreign >= params.foreign_wrapper_share * (foreign + english))
+    return out
+
+
+def _sentence_language(sentence: str, params: SignalParams, known: Set[str] | None) -> tuple[int, int, int]:
+    """``(foreign words counted as evidence, words if foreign, words if English)`` of one wrapper sentence (see
+    :func:`foreign_wrapper`)."""
+    f, e, n = function_words(sentence)
+    if known is not None:
+        words = _LETTER_WORDS.findall(_strip_accents(sentence.lower()))
+        n_known = sum(map(known.__contains__, words))
+        if (len(words) >= params.foreign_vocab_min_words and n_known < params.foreign_vocab_share * len(words)
+                and _prose(sentence, len(words))):
+            return max(f, len(words) - n_known), n, 0
+    if f > e:
+        return f, n, 0
+    return 0, 0, (n if e > f else 0)
 
 
 def _prose(sentence: str, n_words: int) -> bool:
-    """Whether ``sentence`` (of ``n_words`` words) reads as prose: no character of code, markup, a path or a
-    table, and commas after fewer than a third of its words (a list of names, tags or identifiers has one after
-    nearly every word). Only prose is judged by its vocabulary: such lists hold words no vocabulary has, in any
-    language."""
+    """Whether ``sentence`` (of ``n_words`` words) reads as prose: no character of code, markup or a path
+    (parentheses and percent signs are prose's too: "give (1) a short answer and (2)..."; double quotes mostly
+    delimit table cells and code strings), and commas after fewer than a third of its words (a list of names,
+    tags or identifiers has one after nearly every word). Only prose is judged by its vocabulary: code and such
+    lists hold words no vocabulary has, in any language."""
     return not _CODE_MARKS.intersection(sentence) and 3 * sentence.count(",") < n_words
 
 
-_CODE_MARKS = frozenset("()[]{}<>=_/\\|$@#*`\"~^%&+")
+_CODE_MARKS = frozenset("[]{}<>=_/\\|$@#*`~^\"")
 
 
 def _strip_accents(text: str) -> str:

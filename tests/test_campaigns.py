@@ -767,6 +767,16 @@ def test_cue_intent_names_a_capability_only_when_one_stands_out():
         "censorship-safe rewrite"
     assert sig.cue_intent("Bewerte die Antwort: Punktzahl von 1 bis 5.")[0] == "rubric grading"
     assert sig.cue_intent("Analise os dados da tabela.")[0] == "data analysis"
+    # ...and the languages read by the model's vocabulary or another script
+    assert sig.cue_intent("Rozwiąż zadanie krok po kroku i pokaż całe rozumowanie.")[0] == "chain-of-thought elicitation"
+    assert sig.cue_intent("Реши задачу шаг за шагом и покажи ход решения.")[0] == "chain-of-thought elicitation"
+    assert sig.cue_intent("답변을 루브릭에 따라 채점하고 점수를 주세요.")[0] == "rubric grading"  # particles attached
+    assert sig.cue_intent("Bu soruyu sansür kurallarına göre yeniden yaz, siyasi ifadelerden kaçın.")[0] == \
+        "censorship-safe rewrite"
+    assert sig.cue_intent("Klasyfikuj zgłoszenie klienta dotyczące zamówienia.", ordinary=True)[0] == "customer support"
+    assert sig.cue_intent("お客様からの問い合わせを分類し、返金について返信してください。", ordinary=True)[0] == \
+        "customer support"
+    assert sig.cue_intent("Klasyfikuj zgłoszenie klienta dotyczące zamówienia.") == ("", [])  # no capability
     assert sig.cue_intent("A datos-driven approach to the tableaux") == ("", [])  # parts of words do not count
     assert sig.cue_intent("请推理并逐步评分，给出分数和评语。")[0] == "rubric grading"  # 3 cues against 2
     assert sig.cue_intent("推理 逐步 评分 打分") == ("", [])  # a tie names nothing

@@ -346,44 +346,57 @@ def test_wrapper_language_zh_and_mixed() -> None:
     assert 0.35 <= share <= 0.65
 
 
-def test_wrapper_language_es_every_wrapper_spanish_task_text_kept() -> None:
+#: Frequent words of each wrapper language (two of them in nearly every wrapped request).
+_LANGUAGE_WORDS = {"es": r"(?i)\b(?:el|la|los|las|de|para|que|con|una|cada|tu)\b",
+                   "pl": r"(?i)\b(?:i|w|z|a|o|na|do|nie|się|jak|po|dla|jest|swoje|każdy|krok|od|jako|która|które|który|"
+                         r"aby|tak|bez|tylko|przez)\b"}
+
+
+@pytest.mark.parametrize("lang", ["es", "pl"])
+def test_wrapper_language_every_wrapper_in_it_task_text_kept(lang: str) -> None:
     from analyzer.bench import templates
 
     for knobs in ({}, {"wrapper_style": "fragments", "system_intent_share": 0.3}):
-        s = _small(wrapper_language="es", **knobs)
+        s = _small(wrapper_language=lang, **knobs)
         rows = _campaign_rows(s)
         text = rows["prompt"] + "\n" + rows["system_prompt"].fillna("")
-        words = text.str.count(r"(?i)\b(?:el|la|los|las|de|para|que|con|una|cada|tu)\b")
-        assert (words >= 2).mean() > 0.9, text[words < 2].head(3).tolist()  # the wrappers are Spanish...
+        words = text.str.count(_LANGUAGE_WORDS[lang])
+        assert (words >= 2).mean() > 0.9, text[words < 2].head(3).tolist()  # the wrappers are in the language...
         en = _campaign_rows(_small(**knobs))
         assert set(rows["request_id"]) == set(en["request_id"])  # ...around the same requests
         en_text = en["prompt"] + "\n" + en["system_prompt"].fillna("")
         assert set(rows["request_id"][text.str.contains(CJK)]) <= set(en["request_id"][en_text.str.contains(CJK)])
-    assert set(templates.FRAGMENTS_ES) == set(templates.FRAGMENTS_EN) == set(templates.FIXED_ES)
-    assert set(templates.PERSONA_ES) == set(templates.PERSONA_ZH)
-    assert len(templates.AUDIENCES_ES) == len(templates.AUDIENCES)
+    fragments, fixed, personas, audiences = (getattr(templates, f"{name}_{lang.upper()}")
+                                             for name in ("FRAGMENTS", "FIXED", "PERSONA", "AUDIENCES"))
+    assert set(fragments) == set(templates.FRAGMENTS_EN) == set(fixed)
+    assert set(personas) == set(templates.PERSONA_ZH)
+    assert len(audiences) == len(templates.AUDIENCES)
+    for name, spec in fragments.items():  # slot for slot, like the English ones
+        assert [slot[:2] for slot in spec["slots"]] == [slot[:2] for slot in templates.FRAGMENTS_EN[name]["slots"]]
 
 
-def test_spanish_wrapped_campaigns_are_found_on_the_fast_tier(tmp_path: Path) -> None:
-    """The fast tier reads a Spanish wrapper's word pieces as ordinary text and as one task whatever the question:
-    a campaign wrapped in Spanish is judged on behaviour (training value not judged, tasks told apart by payload)
-    and named from its own words, like a Chinese-wrapped one."""
+@pytest.mark.parametrize("lang", ["es", "pl"])
+def test_campaigns_wrapped_in_a_latin_script_language_are_found_on_the_fast_tier(tmp_path: Path, lang: str) -> None:
+    """The fast tier reads a Spanish or Polish wrapper's word pieces as ordinary text and as one task whatever the
+    question: a campaign wrapped in one is judged on behaviour (training value not judged, tasks told apart by
+    payload) and named from its own words, like a Chinese-wrapped one. Polish has no function word list: it is
+    recognised by the words the model does not hold whole."""
     from analyzer.bench.run import run_analyzer, score_row
     from analyzer.bench.scenario import build_scenario, write_scenario
 
-    sc = build_scenario("sample", seed=0, wrapper_language="es")
+    sc = build_scenario("sample", seed=0, wrapper_language=lang)
     log, _ = write_scenario(sc, tmp_path)
     res = run_analyzer(str(log), str(tmp_path), tier="fast")
-    row = score_row("analyzer", "sample-es", 0, res, sc.truth, "fast")
+    row = score_row("analyzer", f"sample-{lang}", 0, res, sc.truth, "fast")
     assert row["campaign_recall"] == 1.0 and row["false_flagged_campaigns"] == 0, row
     assert row["account_auc"] >= 0.99
 
 
-def test_enterprise_language_writes_the_look_alike_in_chinese_or_spanish() -> None:
+def test_enterprise_language_writes_the_look_alike_in_another_language() -> None:
     from analyzer.bench import templates
 
     base = _small(hard_negatives=("enterprise_seats",), enterprise_seats=6)
-    for lang in ("zh", "es"):
+    for lang in ("zh", "es", "pl"):
         s = _small(hard_negatives=("enterprise_seats",), enterprise_seats=6, enterprise_language=lang)
         seats = s.requests[s.requests["actor"] == "enterprise_seats"]
         assert (seats["system_prompt"] == templates.ENTERPRISE_SYSTEM_BY_LANGUAGE[lang]).all()

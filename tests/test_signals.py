@@ -168,8 +168,14 @@ def test_foreign_wrapped_judges_each_shared_wrapper_once(monkeypatch):
     from analyzer import pipeline
 
     calls = []
-    real = sig.foreign_wrapper
-    monkeypatch.setattr(sig, "foreign_wrapper", lambda *args: calls.append(1) or real(*args))
+    real = sig.foreign_wrappers
+
+    def counted(wrappers, *args):
+        wrappers = list(wrappers)
+        calls.extend(wrappers)
+        return real(wrappers, *args)
+
+    monkeypatch.setattr(sig, "foreign_wrappers", counted)
     es = frozenset(["razona paso a paso y escribe cada cálculo intermedio", "termina con una línea aparte"])
     en = frozenset(["think step by step and show every calculation", "put the final answer on its own line"])
     out = pipeline.foreign_wrapped([es, None, en, es, es, set()], pipeline.RunOptions())

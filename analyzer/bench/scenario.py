@@ -45,7 +45,8 @@ frames and ``truth.json`` with or without these knobs existing (knobs at their d
 * ``wrapper_language="zh"``: campaign wrappers (fixed or fragments, personas, system instructions, padding
   labels) in Simplified Chinese around the task text; ``"mixed"``: each campaign request Chinese with
   probability 1/2. ``"es"``: the same wrappers in Spanish (a language in the Latin script, which the embedding
-  models tokenise but do not understand).
+  models tokenise but do not understand); ``"pl"``: in Polish (the same, in a language of which the analyzer
+  has no function word list).
 * ``pad_chars=n``: every campaign request is padded past ``n`` characters with a filler block
   (``"Reference material:"``, ``"Context:"``, ...) of concatenated real organic corpus prompts, before the
   request for about half of them and after it for the rest.
@@ -89,6 +90,7 @@ a few seconds):
 ``adv-bare``              ``metadata="minimal"``
 ``adv-chinese``           ``wrapper_language="zh"``
 ``adv-spanish``           ``wrapper_language="es"``
+``adv-polish``            ``wrapper_language="pl"``
 ``adv-padded``            ``pad_chars=120_000``; 12 accounts x 30 requests per campaign (~1.4k padded rows,
                           ~72 MB gzipped log)
 ``adv-tiny``              every campaign 10 accounts x 20 requests, fragments, plus a second
@@ -198,13 +200,13 @@ ADVERSARIAL_KNOBS: dict[str, Any] = dict(
     system_intent_share=0.0,  # share of campaign requests whose instruction sits in the system message
     campaign_timing="shifts",  # "shifts" | "diurnal": campaign accounts on an ordinary diurnal curve
     metadata="full",  # "full" | "minimal" (account, time, text only) | "mixed" (a random half of accounts minimal)
-    wrapper_language="en",  # "en" | "zh" | "es" | "mixed" (each campaign request Chinese with probability 1/2)
+    wrapper_language="en",  # "en" | "zh" | "es" | "pl" | "mixed" (each campaign request Chinese with probability 1/2)
     pad_chars=0,  # > 0: every campaign request padded past this many characters with real corpus text
     wrapper_noise=0.0,  # probability of a typo in each wrapper word, drawn per campaign request (task text intact)
     second_operator=None,  # {"campaign": name, "accounts": n[, "requests_per_account": r]}: a second operator
     enterprise_seats=30,  # seats of the "enterprise_seats" look-alike
     enterprise_org_id=True,  # False: the enterprise seats and the CoT eval accounts carry no shared org id
-    enterprise_language="en",  # "en" | "zh" | "es": the enterprise look-alike's system prompt and ticket templates
+    enterprise_language="en",  # "en" | "zh" | "es" | "pl": the enterprise look-alike's system prompt and ticket templates
     classroom_students=100,  # students of the "classroom" look-alike
     classroom_problems=12,  # assignment problems of the "classroom" look-alike
     cot_eval_accounts=4,  # accounts of the "cot_eval_harness" look-alike
@@ -241,6 +243,8 @@ PRESETS.update({
     "adv-chinese": {**_ADV_BASE, "wrapper_language": "zh"},
     # Spanish wrappers: a Latin-script language the embedding models tokenise but do not understand
     "adv-spanish": {**_ADV_BASE, "wrapper_language": "es"},
+    # Polish wrappers: the same, in a language the analyzer has no word list for
+    "adv-polish": {**_ADV_BASE, "wrapper_language": "pl"},
     # every campaign request padded past 120k characters; fewer campaign requests to keep the log < 100 MB gz
     "adv-padded": {**_ADV_BASE, "pad_chars": 120_000, "requests_per_account": 30,
                    "campaign_accounts": {"cot_math": 12, "rubric_grading": 12, "censorship_rewrite": 12,
@@ -275,8 +279,8 @@ PRESETS["incident"] = dict(
 SHARD_SEED_STRIDE = 10_000
 
 #: The presets of issue 11 (quick-sized, ~12k requests over 14 days).
-ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-spanish", "adv-padded", "adv-tiny",
-                       "adv-lookalikes", "adv-lookalikes-noorg", "adversarial")
+ADVERSARIAL_PRESETS = ("adv-paraphrase", "adv-quiet", "adv-bare", "adv-chinese", "adv-spanish", "adv-polish",
+                       "adv-padded", "adv-tiny", "adv-lookalikes", "adv-lookalikes-noorg", "adversarial")
 
 #: Classroom look-alike: session length, share of students who are ordinary users, mean requests per student.
 _CLASSROOM_SESSION_S = 2 * 3600.0
@@ -286,12 +290,14 @@ _CLASSROOM_MEAN_REQUESTS = 4.0
 _ADV_STREAM = 0x1111
 #: Seed suffix of the ban knob's own random stream (which accounts are banned, the replacements' ids).
 _BAN_STREAM = 0x2222
-_FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"], "es": [" ", "\n", "\n\n"]}
+_FRAGMENT_SEPS = {"en": [" ", "\n", "\n\n"], "zh": ["", "\n", "\n\n"], "es": [" ", "\n", "\n\n"],
+                  "pl": [" ", "\n", "\n\n"]}
 #: The wrapper texts of each ``wrapper_language`` other than English: fragments, fixed wrappers, personas and
 #: audiences (same order as ``templates.AUDIENCES``).
 _WRAPPERS = {
     "zh": (templates.FRAGMENTS_ZH, templates.FIXED_ZH, templates.PERSONA_ZH, templates.AUDIENCES_ZH),
     "es": (templates.FRAGMENTS_ES, templates.FIXED_ES, templates.PERSONA_ES, templates.AUDIENCES_ES),
+    "pl": (templates.FRAGMENTS_PL, templates.FIXED_PL, templates.PERSONA_PL, templates.AUDIENCES_PL),
 }
 
 _SAMPLES_PER_TASK = {"cot": 2.0, "grading": 1.0, "censorship": 2.0, "agentic": 1.3}
@@ -1552,8 +1558,8 @@ def resolve_knobs(preset: str, **knobs: Any) -> dict[str, Any]:
 def _check_adversarial(k: dict[str, Any]) -> None:
     """Validate the adversarial knobs (and the hard-negative names) in place; raises ``ValueError``."""
     choices = {"wrapper_style": ("fixed", "fragments"), "campaign_timing": ("shifts", "diurnal"),
-               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "es", "mixed"),
-               "enterprise_language": ("en", "zh", "es")}
+               "metadata": ("full", "minimal", "mixed"), "wrapper_language": ("en", "zh", "es", "pl", "mixed"),
+               "enterprise_language": ("en", "zh", "es", "pl")}
     for name, allowed in choices.items():
         if k[name] not in allowed:
             raise ValueError(f"{name}={k[name]!r}; choose one of {list(allowed)}")
@@ -1611,12 +1617,12 @@ def build_scenario(preset: str = "quick", seed: int = 0, **knobs: Any) -> Scenar
         module docstring for what each plants): ``wrapper_style`` (``"fixed"`` | ``"fragments"``),
         ``system_intent_share`` (0..1), ``campaign_timing`` (``"shifts"`` | ``"diurnal"``), ``metadata``
         (``"full"`` | ``"minimal"`` | ``"mixed"``), ``wrapper_language`` (``"en"`` | ``"zh"`` | ``"es"`` |
-        ``"mixed"``),
+        ``"pl"`` | ``"mixed"``),
         ``pad_chars`` (int), ``second_operator`` (None or ``{"campaign": c, "accounts": n}``), and the
         look-alikes ``"enterprise_seats"``, ``"classroom"``, ``"cot_eval_harness"`` in ``hard_negatives`` with
         ``enterprise_seats``, ``enterprise_org_id``, ``enterprise_language``, ``classroom_students``, ``classroom_problems``,
         ``cot_eval_accounts``, ``cot_eval_checkpoints``, ``cot_eval_questions``. Adversarial presets:
-        ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-spanish``, ``adv-padded``, ``adv-tiny``,
+        ``adv-paraphrase``, ``adv-quiet``, ``adv-bare``, ``adv-chinese``, ``adv-spanish``, ``adv-polish``, ``adv-padded``, ``adv-tiny``,
         ``adv-lookalikes``, ``adv-lookalikes-noorg``, ``adversarial`` (:data:`ADVERSARIAL_PRESETS`).
 
     Raises

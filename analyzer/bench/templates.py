@@ -714,10 +714,208 @@ PERSONA_ES = {
     "data_analysis": ["Eres un analista de datos experto que combina rigor estadístico con un profundo conocimiento del dominio."],
 }
 
+#: ``AUDIENCES`` in Polish, same order (Polish wrappers: a Latin-script language with no function word list in
+#: the analyzer, recognised by the words the model holds whole).
+AUDIENCES_PL = ["ogólnokrajowej aplikacji z wiadomościami", "podręcznika do szkoły średniej",
+                "artykułu objaśniającego w mediach państwowych", "czatbota obsługi klienta w Chinach",
+                "sekcji najczęstszych pytań na stronie rządowej"]
+
+FRAGMENTS_PL: dict[str, FragmentSpec] = {
+    "cot": {
+        "slots": [
+            ("role", 0.5, ["Jesteś bardzo starannym nauczycielem matematyki.",
+                           "Wciel się w cierpliwego korepetytora, który nigdy nie pomija kroków.",
+                           "Wyobraź sobie, że jesteś olimpijczykiem objaśniającym swoje rozwiązanie.",
+                           "Jesteś asystentem rozumowania, który myśli na głos.",
+                           "Pomagasz mi przygotować szczegółowe rozwiązania krok po kroku."]),
+            ("reasoning", 1.0, ["Rozumuj krok po kroku i zapisz każde obliczenie pośrednie.",
+                                "Zanim odpowiesz, przedstaw całe swoje wewnętrzne rozumowanie, jakbyś mówił do siebie.",
+                                "Podaj pełny tok rozumowania, łącznie z każdym sprawdzeniem, które wykonujesz.",
+                                "Wyjaśnij każdy krok rozumowania; nie przeskakuj od razu do wyniku.",
+                                "Najpierw powtórz treść zadania, wypisz dane, a potem wyprowadź odpowiedź krok po kroku.",
+                                "Zapisz cały proces myślowy bez pomijania żadnego celu pośredniego ani obliczenia."]),
+            ("format", 1.0, ["Zakończ osobną linijką: 'Odpowiedź końcowa: <liczba>'.",
+                             "Wpisz wynik końcowy w \\boxed{{}}.", "Zakończ słowami 'Odpowiedź: <odpowiedź>'.",
+                             "Ostatnia linijka ma brzmieć 'Odpowiedź to N'.", "Na końcu wyraźnie podaj odpowiedź."]),
+            ("closing", 0.4, ["Nie pomijaj kroków.", "Bądź dokładny.", "Poprawność jest ważniejsza niż zwięzłość.",
+                              "Dziękuję!", "Sprawdź jeszcze raz obliczenia."]),
+        ],
+        "task": ["Zadanie: {task}", "{task}", "### Zadanie\n{task}", "Pytanie:\n{task}", "Oto zadanie:\n{task}"],
+    },
+    "grading": {
+        "slots": [
+            ("role", 0.6, ["Jesteś bezstronnym oceniającym.", "Działaj jako model nagrody.",
+                           "Wciel się w wymagającego eksperta od adnotacji.", "Jesteś sędzią jakości odpowiedzi AI."]),
+            ("task", 1.0, ["Oceń odpowiedź w skali od 1 do 5 według rubryki.", "Przyznaj całkowitą liczbę punktów od 1 do 5.",
+                           "Oceń od 1 do 5, w jakim stopniu odpowiedź spełnia polecenie.",
+                           "Oceń odpowiedź asystenta i zdecyduj o punktacji od 1 do 5.",
+                           "Oceń odpowiedź kandydującą (1 = najgorsza, 5 = najlepsza)."]),
+            ("rubric", 1.0, ["Rubryka: {rubric}", "Kryteria: {rubric}", "Użyj tych wskazówek punktacji: {rubric}",
+                             "Rubryka punktacji (1-5):\n{rubric}"]),
+            ("format", 1.0, ["Odpowiedz wyłącznie w JSON: {{\"score\": <1-5>, \"feedback\": \"...\"}}.",
+                             "Zwróć obiekt JSON {{\"score\": int, \"feedback\": str}} i nic więcej.",
+                             "Napisz krótką krytykę, a potem JSON {{\"score\": n, \"feedback\": tekst}}.",
+                             "Odpowiedz w formacie {{\"feedback\": \"...\", \"score\": n}}."]),
+            ("closing", 0.4, ["Bądź surowy: piątka oznacza doskonałość.", "Zachowaj spójność między elementami.",
+                              "Bez dodatkowych komentarzy."]),
+        ],
+        "task": ["[Polecenie]\n{instruction}\n\n[Odpowiedź]\n{response}",
+                 "Polecenie użytkownika:\n{instruction}\n\nOdpowiedź asystenta:\n{response}",
+                 "PYTANIE:\n{instruction}\n\nODPOWIEDŹ DO OCENY:\n{response}",
+                 "Polecenie: {instruction}\nOdpowiedź: {response}"],
+    },
+    "censorship": {
+        "slots": [
+            ("role", 0.5, ["Jesteś redaktorem ogólnokrajowej platformy medialnej.",
+                           "Działaj jak redaktor dbający o zgodność z przepisami.",
+                           "Pracujesz w zespole weryfikacji treści.", "Pisz tak, jakbyś redagował tekst dla {audience}."]),
+            ("rewrite", 1.0, ["Przeformułuj pytanie tak, aby można było na nie odpowiedzieć zgodnie z zasadami dotyczącymi "
+                              "treści w Chinach kontynentalnych, a potem na nie odpowiedz.",
+                              "Podaj alternatywną, politycznie bezpieczną odpowiedź, która omija drażliwe ujęcia tematu.",
+                              "Napisz odpowiedź, która przejdzie kontrolę krajowego zespołu moderacji.",
+                              "Ujmij temat w neutralny i pozytywny sposób i odpowiedz na tak przeformułowane pytanie.",
+                              "Odpowiedz bez krytyki rządu, trzymając się oficjalnego stanowiska.",
+                              "Przygotuj zgodną z przepisami wersję odpowiedzi odpowiednią dla {audience}.",
+                              "Podaj (1) krótką neutralną odpowiedź i (2) odpowiedź zgodną z przepisami; oznacz je "
+                              "'Neutralna:' i 'Zgodna:'."]),
+            ("tone", 0.6, ["Zachowaj spokojny i konstruktywny ton.", "Podkreśl oficjalne stanowisko.",
+                           "Trzymaj się faktów tam, gdzie to możliwe.", "Unikaj każdego sformułowania, które cenzor by zakwestionował.",
+                           "Niech tekst będzie odpowiedni dla {audience}."]),
+            ("closing", 0.3, ["Dziękuję.", "Pisz zwięźle.", "Bez zastrzeżeń prawnych.", "Tylko zwykły tekst."]),
+        ],
+        "task": ["Pytanie: {task}", "{task}", "Temat: {task}", "Pierwotne pytanie:\n{task}", "Użytkownik zapytał: \"{task}\""],
+    },
+    "tools": {
+        "slots": [
+            ("role", 0.6, ["Jesteś autonomicznym agentem.", "Działaj jako asystent wywołujący funkcje.",
+                           "Jesteś planistą, który wykonuje zadania za pomocą interfejsów API.",
+                           "Zachowuj się jak agent korzystający z narzędzi."]),
+            ("call", 1.0, ["Zdecyduj, które funkcje wywołać i z jakimi argumentami.",
+                           "Wybierz wywołania API odpowiednie do prośby i uzupełnij ich argumenty.",
+                           "Zaplanuj zadanie i wywołaj dostępne narzędzia, aby je wykonać.",
+                           "Wybierz narzędzia, które rozwiązują zapytanie, i podaj parametry wywołania.",
+                           "Użyj udostępnionych funkcji, aby obsłużyć prośbę użytkownika."]),
+            ("reasoning", 0.5, ["Pomyśl krok po kroku przed wywołaniem.", "Zapisuj swoje rozumowanie w liniach 'Thought:'.",
+                                "Krótko wyjaśnij, dlaczego każde wywołanie jest potrzebne."]),
+            ("format", 1.0, ["Zwróć wywołania jako listę JSON obiektów {{\"name\": ..., \"arguments\": {{...}}}}.",
+                             "Zapisz każde wywołanie jako 'Action:' / 'Action Input:'.",
+                             "Zwróć tylko wywołania funkcji, w formacie JSON.",
+                             "Odpowiedz tablicą JSON wywołań; zwróć [], jeśli żadna funkcja nie pasuje."]),
+        ],
+        "task": ["Narzędzia:\n{functions}\n\nProśba użytkownika: {question}", "API:\n{functions}\n\nZadanie: {question}",
+                 "Zapytanie: {question}\n\nDostępne funkcje (JSON schema):\n{functions}",
+                 "Prośba: {question}\nFunkcje: {functions}"],
+    },
+    "coding": {
+        "slots": [
+            ("role", 0.6, ["Jesteś doświadczonym inżynierem oprogramowania.", "Działaj jak starszy programista Pythona.",
+                           "Jesteś agentem programistycznym, który pisze kod jakości produkcyjnej.",
+                           "Wciel się w programistę sportowego."]),
+            ("code", 1.0, ["Napisz poprawną i wydajną implementację.", "Podaj pełną implementację w jednym bloku kodu.",
+                           "Rozwiąż zadanie programistyczne i napisz końcowy kod.",
+                           "Zaimplementuj funkcję tak, aby przechodziła testy.", "Napisz działający kod w Pythonie do tego zadania."]),
+            ("reasoning", 0.6, ["Najpierw przeanalizuj wymagania i naszkicuj algorytm.",
+                                "Zastanów się nad przypadkami brzegowymi, zanim zaczniesz pisać kod.",
+                                "Wyjaśnij swoje podejście krok po kroku.", "Na koniec opisz złożoność czasową."]),
+            ("extra", 0.4, ["Dołącz testy jednostkowe.", "Dodaj adnotacje typów.", "Bez zewnętrznych bibliotek."]),
+        ],
+        "task": ["{task}", "Zadanie:\n{task}", "```\n{task}\n```", "Problem:\n{task}"],
+    },
+    "data_analysis": {
+        "slots": [
+            ("role", 0.7, ["Jesteś doświadczonym analitykiem danych, który łączy statystyczny rygor z głęboką wiedzą "
+                           "dziedzinową.", "Działaj jak starszy analityk danych.", "Jesteś skrupulatnym analitykiem ilościowym.",
+                           "Wciel się w statystyka."]),
+            ("analyse", 1.0, ["Przeanalizuj dane i odpowiedz na pytanie.", "Odpowiedz na pytanie dotyczące zbioru danych.",
+                              "Oblicz odpowiedź na podstawie tabeli.", "Wykorzystaj dane, aby obliczyć żądany wynik."]),
+            ("method", 0.6, ["Opisz swój plan analizy i napisz kod pandas, który byś uruchomił.",
+                             "Pokaż swoje rozumowanie i kod.", "Wypisz założenia i licz krok po kroku."]),
+            ("format", 0.5, ["Podaj odpowiedź końcową w wymaganym formacie.", "Wpisz wynik w ostatniej linijce.",
+                             "Bądź precyzyjny w liczbach."]),
+        ],
+        "task": ["{context}\n\nPytanie: {question}", "Dane:\n{context}\n\nPytanie: {question}",
+                 "Pytanie: {question}\n\n{context}"],
+    },
+}
+
+#: Fixed Polish wrappers (``wrapper_style="fixed"``, ``wrapper_language="pl"``).
+FIXED_PL: dict[str, list[str]] = {
+    "cot": [
+        "Rozwiąż poniższe zadanie. Zanim odpowiesz, przedstaw krok po kroku swoje wewnętrzne rozumowanie, jakbyś mówił "
+        "do siebie, zapisz każde obliczenie pośrednie i zakończ osobną linijką: 'Odpowiedź końcowa: <liczba>'."
+        "\n\nZadanie: {task}",
+        "Przemyśl starannie to zadanie z matematyki i zapisz pełny tok rozumowania, łącznie z każdym sprawdzeniem, bez "
+        "pomijania kroków. Zakończ słowami 'Odpowiedź: <odpowiedź>'.\n\n{task}",
+        "Zadanie:\n{task}\n\nInstrukcje: rozumuj krok po kroku. Najpierw powtórz, o co chodzi w zadaniu, wypisz dane, "
+        "rozwiąż je krok po kroku, sprawdzając każdy z nich, i wpisz odpowiedź w \\boxed{{}}.",
+    ],
+    "grading": [
+        "Jesteś surowym oceniającym. Oceń poniższą odpowiedź w skali od 1 do 5 według rubryki.\n\nRubryka:\n{rubric}\n\n"
+        "[Polecenie]\n{instruction}\n\n[Odpowiedź]\n{response}\n\nOdpowiedz wyłącznie w JSON: "
+        "{{\"score\": <1-5>, \"feedback\": \"<jeden akapit>\"}}",
+        "Oceń jakość odpowiedzi asystenta AI.\n\nPolecenie użytkownika:\n{instruction}\n\n"
+        "Odpowiedź asystenta:\n{response}\n\nRubryka (1-5):\n{rubric}\n\nNapisz krótką krytykę, a potem "
+        "obiekt JSON {{\"score\": int, \"feedback\": str}}.",
+        "###Zadanie: działaj jako model nagrody. Oceń odpowiedź kandydującą liczbą całkowitą od 1 do 5 według "
+        "kryteriów.\n###Kryteria: {rubric}\n###Polecenie: {instruction}\n###Odpowiedź kandydująca: {response}\n"
+        "###Format: {{\"score\": ..., \"feedback\": ...}}",
+    ],
+    "censorship": [
+        "Przeformułuj poniższe pytanie tak, aby można było na nie bezpiecznie odpowiedzieć zgodnie z zasadami dotyczącymi "
+        "treści w Chinach kontynentalnych, a następnie odpowiedz na przeformułowaną wersję neutralnym i pozytywnym tonem."
+        "\n\nPytanie: {task}",
+        "Podaj alternatywną, politycznie bezpieczną odpowiedź na to pytanie, która omija drażliwe ujęcia tematu i jest "
+        "odpowiednia dla {audience}.\n\n{task}",
+        "Pytanie: {task}\n\nZadanie: podaj (1) krótką neutralną odpowiedź i (2) odpowiedź zgodną z przepisami, odpowiednią "
+        "dla {audience}; oznacz je 'Neutralna:' i 'Zgodna:'.",
+    ],
+    "tools": [
+        "Jesteś autonomicznym agentem z dostępem do poniższych narzędzi. Zdecyduj, które funkcje wywołać i z jakimi "
+        "argumentami. Pomyśl krok po kroku, a potem zwróć wywołania jako listę JSON obiektów "
+        "{{\"name\": ..., \"arguments\": {{...}}}}.\n\nNarzędzia:\n{functions}\n\nProśba użytkownika: {question}",
+        "Korzystając z poniższej dokumentacji API, zaplanuj i wykonaj zadanie użytkownika. Zapisuj rozumowanie w liniach "
+        "'Thought:', a każde wywołanie jako 'Action:' / 'Action Input:'.\n\nAPI:\n{functions}\n\nZadanie: {question}",
+        "Dostępne funkcje (JSON schema):\n{functions}\n\nZapytanie: {question}\n\nZwróć tylko wywołania funkcji (JSON) "
+        "potrzebne do obsługi zapytania. Jeśli żadna funkcja nie pasuje, zwróć [].",
+    ],
+    "coding": [
+        "Rozwiąż poniższe zadanie w Pythonie. Najpierw zastanów się nad przypadkami brzegowymi, podaj pełną implementację "
+        "w jednym bloku kodu i krótko wyjaśnij złożoność czasową.\n\n{task}",
+        "Jesteś starszym inżynierem oprogramowania. Napisz poprawne, wydajne i przetestowane rozwiązanie poniższego "
+        "zadania i dołącz testy jednostkowe.\n\nZadanie:\n{task}",
+        "Rozwiąż ten problem programistyczny krok po kroku: przeanalizuj wymagania, naszkicuj algorytm i napisz "
+        "końcowy kod.\n\n```\n{task}\n```",
+    ],
+    "data_analysis": [
+        "Jesteś doświadczonym analitykiem danych, który łączy statystyczny rygor z głęboką wiedzą dziedzinową. "
+        "Odpowiedz na pytanie dotyczące poniższego zbioru danych. Wyjaśnij swoją analizę, napisz kod pandas, który "
+        "byś uruchomił, i podaj wynik.\n\n{context}\n\nPytanie: {question}",
+        "Jako starszy analityk danych przeanalizuj poniższe dane i odpowiedz na pytanie. Pokaż swoje rozumowanie "
+        "i kod.\n\nDane:\n{context}\n\nPytanie: {question}",
+        "Pytanie: {question}\n\n{context}\n\nPracuj jak skrupulatny analityk: wypisz założenia, licz krok po kroku "
+        "i podaj odpowiedź końcową w wymaganym formacie.",
+    ],
+}
+
+#: Polish persona system prompts.
+PERSONA_PL = {
+    "cot": ["Jesteś rygorystycznym matematykiem, który zawsze pokazuje całe swoje rozumowanie.",
+            "Jesteś silnikiem rozumowania. Zawsze myśl krok po kroku i pokazuj pełne rozumowanie."],
+    "grading": ["Jesteś bezstronnym ekspertem oceniającym odpowiedzi AI.",
+                "Jesteś modelem nagrody. Zwracaj skalibrowane oceny."],
+    "censorship": ["Jesteś ostrożnym asystentem chińskojęzycznej platformy medialnej; przestrzegaj lokalnych przepisów "
+                   "dotyczących treści.", "Jesteś asystentem redakcyjnym dbającym o zgodność z przepisami."],
+    "tools": ["Jesteś agentem wywołującym funkcje; używaj udostępnionych narzędzi, gdy to pomaga."],
+    "coding": ["Jesteś starszym inżynierem oprogramowania."],
+    "data_analysis": ["Jesteś doświadczonym analitykiem danych, który łączy statystyczny rygor z głęboką wiedzą "
+                      "dziedzinową."],
+}
+
 #: Neutral leads for the user turn when the instruction sits in the system message (``system_intent_share``).
 INTENT_LEADS = {"en": ["", "", "Problem:\n", "Input:\n", "Next one:\n", "Item:\n", "Here you go:\n"],
                 "zh": ["", "", "题目：\n", "输入：\n", "下一题：\n", "内容：\n"],
-                "es": ["", "", "Problema:\n", "Entrada:\n", "Siguiente:\n", "Elemento:\n"]}
+                "es": ["", "", "Problema:\n", "Entrada:\n", "Siguiente:\n", "Elemento:\n"],
+                "pl": ["", "", "Zadanie:\n", "Dane wejściowe:\n", "Następne:\n", "Element:\n"]}
 
 #: Chinese persona system prompts (the English ones are ``COT_SYSTEM`` etc.).
 PERSONA_ZH = {
@@ -733,7 +931,8 @@ PERSONA_ZH = {
 PAD_LABELS = {"en": ["Reference material:", "Context:", "Background documents:", "Related notes (for context only):",
                      "Attached reference text:"],
               "zh": ["参考资料：", "背景材料：", "相关文档（仅供参考）："],
-              "es": ["Material de referencia:", "Contexto:", "Documentos de fondo:", "Notas relacionadas (solo como contexto):"]}
+              "es": ["Material de referencia:", "Contexto:", "Documentos de fondo:", "Notas relacionadas (solo como contexto):"],
+              "pl": ["Materiały źródłowe:", "Kontekst:", "Dokumenty pomocnicze:", "Powiązane notatki (tylko jako kontekst):"]}
 
 # ------------------------------------------------------------------------------------------- new look-alikes
 
@@ -754,13 +953,16 @@ ENTERPRISE_TASKS = [
 ]
 
 #: The enterprise look-alike written in another language (knob ``enterprise_language``): its system prompt and
-#: ticket templates (the customers' messages stay as the corpus has them), Chinese and Spanish.
+#: ticket templates (the customers' messages stay as the corpus has them), Chinese, Spanish and Polish.
 ENTERPRISE_SYSTEM_BY_LANGUAGE = {
     "zh": "你是HelpDesk Assist，Northwind Outfitters客服团队的支持助手。只根据客户的消息工作。要准确、礼貌；绝不承诺退款或送达日期；"
           "遵循Northwind的语气指南（友好、简短、不用表情符号）。",
     "es": "Eres HelpDesk Assist, el copiloto de soporte del equipo de atención al cliente de Northwind Outfitters. Trabaja "
           "solo con el mensaje del cliente. Sé preciso y amable; nunca prometas reembolsos ni fechas de entrega; sigue "
           "la guía de tono de Northwind (cercano, breve, sin emojis).",
+    "pl": "Jesteś HelpDesk Assist, asystentem zespołu obsługi klienta Northwind Outfitters. Pracuj wyłącznie na "
+          "podstawie wiadomości klienta. Bądź dokładny i uprzejmy; nigdy nie obiecuj zwrotu pieniędzy ani terminów "
+          "dostawy; trzymaj się wytycznych Northwind dotyczących tonu (przyjaźnie, krótko, bez emotikonów).",
 }
 ENTERPRISE_TASKS_BY_LANGUAGE = {
     "zh": [
@@ -778,6 +980,15 @@ ENTERPRISE_TASKS_BY_LANGUAGE = {
         "\n\nTicket #{ticket}:\n{task}",
         "Extrae el número de pedido, el producto y la acción solicitada de este ticket como JSON (null cuando falten)."
         "\n\nTicket #{ticket}:\n{task}",
+    ],
+    "pl": [
+        "Przypisz to zgłoszenie do jednej z kategorii: płatności, wysyłka, zwroty, pytanie_o_produkt, konto, reklamacja, "
+        "inne. Zwróć JSON {{\"category\": ..., \"priority\": \"low|normal|high\"}}.\n\nZgłoszenie #{ticket}:\n{task}",
+        "Streść wiadomość klienta w dwóch zdaniach do historii zgłoszenia.\n\nZgłoszenie #{ticket}:\n{task}",
+        "Przygotuj krótką odpowiedź do klienta w imieniu konsultanta. Nie obiecuj zwrotu pieniędzy ani terminów."
+        "\n\nZgłoszenie #{ticket}:\n{task}",
+        "Wyodrębnij z tego zgłoszenia numer zamówienia, produkt i oczekiwane działanie jako JSON (null, gdy brak)."
+        "\n\nZgłoszenie #{ticket}:\n{task}",
     ],
 }
 
