@@ -57,11 +57,9 @@ INFRA_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 INFRA_LINK_FIELDS = ("subnet", "api_key_id", "payment_id")
 
 #: Identifiers that tell operators apart: where requests come from and who pays. A system prompt is content:
-#: two operators can paste the same public persona. Not the user agent, for the reason it does not link
-#: infrastructure communities: a campaign account's own ordinary traffic from a popular SDK version links it
-#: to every other pool that uses that version (two operators of one log merged into one candidate of 100
-#: accounts through three accounts' side traffic). A user agent concentrated on a group stays evidence.
-OPERATOR_FIELDS = INFRA_LINK_FIELDS
+#: two operators can paste the same public persona. A user agent links only where nearly all its holders are
+#: the group's (``ScoringConfig.operator_agent_concentration``).
+OPERATOR_FIELDS = ("subnet", "user_agent", "api_key_id", "payment_id")
 
 #: The request columns grouping and scoring read once the workspace-wide facts (identifier usage, principals,
 #: model releases) are taken (:func:`_context`): every slice of the requests (a unit's, a group's, an
@@ -297,6 +295,12 @@ class ScoringConfig:
     #: of ``min_operator_accounts`` or more merge only with each other directly; a smaller one (a bare account)
     #: joins the one it resembles most, so that bare accounts resembling two pools do not chain them into one.
     operator_link_share: float = 0.5
+    #: A user agent links a group's members into one infrastructure community only when at least this share of
+    #: all the accounts that send it are the group's: an operator's own client string (every holder is its
+    #: account). A popular SDK version is concentrated on a group as soon as one pool uses it (63 of its 101
+    #: holders in one log), and a few accounts of another operator sending their side traffic from it joined
+    #: two operators into one candidate of 100 accounts; such a value stays evidence, not a link.
+    operator_agent_concentration: float = 0.9
     #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
     #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
     operator_hour_smoothing: tuple[float, ...] = (1.0, 2.0, 3.0, 2.0, 1.0)
@@ -1257,7 +1261,8 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     """Split a group's members into operators: communities linked by shared infrastructure, or by common
     hours and common work.
 
-    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`), or when their
+    Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`; a user agent only
+    when nearly all its holders are the group's: ``operator_agent_concentration``), or when their
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
     group's units have cosine ``operator_work_similarity`` or more. Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
@@ -1271,7 +1276,8 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     mreq = greq[greq["account_id"].isin(set(members))]
     unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
     inc = None
-    shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS]
+    shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS and (
+        v.field != "user_agent" or v.n_group_accounts >= config.operator_agent_concentration * v.n_all_accounts)]
     if shared:
         holders = _holders(ctx, set(members), shared)
         pos = {a: i for i, a in enumerate(members)}

@@ -443,20 +443,33 @@ def test_two_operators_on_one_task_kind_are_two_campaigns():
 
 
 def test_a_popular_client_version_in_side_traffic_does_not_join_two_operators():
-    """Two operators behind their own blocks and hours, three accounts of each also sending ordinary requests from
-    one SDK version nobody else in the log uses: the user agent is not a link between operators (a campaign
-    account's own traffic from a popular client would join every pool using that client)."""
+    """Two operators behind their own blocks and hours; one sends from a popular SDK version, which a few ordinary
+    customers use too, and three accounts of the other send their side traffic from it. It is concentrated on the
+    group (evidence) but not an operator's own client string: not a link. A user agent every holder of which is
+    in the group (an operator's own) still links."""
     a = [f"opa-{i}" for i in range(25)]
     b = [f"opb-{i}" for i in range(10)]
-    rows = _organic()
-    rows += _rows(a, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
-    rows += _rows(b, 1, 12, "b", start_minutes=14 * 60, step_minutes=3, subnet="198.51.100", ua="ua-b")
-    rows += _rows(a[:3] + b[:3], -1, 3, "side", start_minutes=600, step_minutes=60, ua="OpenAI/Python 1.58.1")
-    res = find_campaigns(pd.DataFrame(rows), CLUSTERS, ScoringConfig())
-    flagged = res.campaigns[res.campaigns["flagged"]]
-    ca = res.campaign_accounts
-    sets = [set(ca.loc[ca["campaign_id"] == c, "account_id"]) for c in flagged["campaign_id"]]
-    assert sorted(sets, key=len) == [set(b), set(a)]
+    sdk = "OpenAI/Python 1.58.1"
+
+    def requests(b_agent: str, organic_agent: str) -> pd.DataFrame:
+        rows = _organic()
+        for r in rows:
+            if r["account_id"] in {f"org-{i}" for i in range(8)}:
+                r["user_agent"] = organic_agent
+        rows += _rows(a, 1, 12, "a", start_minutes=60, step_minutes=3, subnet="203.0.113", ua="ua-a")
+        rows += _rows(b, 1, 12, "b", start_minutes=14 * 60, step_minutes=3, subnet="198.51.100", ua=b_agent)
+        rows += _rows(a[:3], -1, 3, "side", start_minutes=600, step_minutes=60, ua=b_agent)
+        return pd.DataFrame(rows)
+
+    def flagged_sets(req: pd.DataFrame) -> list[set[str]]:
+        res = find_campaigns(req, CLUSTERS, ScoringConfig())
+        ca = res.campaign_accounts
+        return sorted((set(ca.loc[ca["campaign_id"] == c, "account_id"])
+                       for c in res.campaigns.loc[res.campaigns["flagged"], "campaign_id"]), key=len)
+
+    assert flagged_sets(requests(sdk, sdk)) == [set(b), set(a)]
+    # An agent string nobody else sends, shared by the two pools: one operator's client, one campaign.
+    assert flagged_sets(requests("ua-b-private", "openai-python/1.0")) == [set(a + b)]
 
 
 def test_a_few_accounts_unlike_every_operator_are_not_folded_into_the_nearest_one():
