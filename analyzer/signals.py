@@ -201,8 +201,9 @@ ORDINARY_INTENTS: dict[str, str] = {
 
 #: Words that *name* each capability of :data:`TRAINING_INTENTS` in the languages the embedding models do not
 #: read (:func:`unreadable`, :func:`foreign_wrapper`): Chinese, Japanese, Korean, Russian, Vietnamese, and Spanish,
-#: French, Portuguese, German, Italian, Dutch, Polish, Turkish and Indonesian. A prompt written (or wrapped) in one has no judged training value (detection does not depend on it),
-#: but the campaign's label can still say what its requests ask for, read from these words (:func:`cue_intent`).
+#: French, Portuguese, German, Italian, Dutch, Polish, Turkish and Indonesian. A prompt written (or wrapped) in
+#: one has no judged training value (detection does not depend on it), but the campaign's label can still say
+#: what its requests ask for, read from these words (:func:`cue_intent`).
 #: Plain vocabulary of each kind of request (reasoning shown step by step; scores against a rubric; function calls
 #: and their arguments; code; rewriting to pass content rules; statistics over a table), never scored. Latin-script
 #: and Cyrillic words are matched case-insensitively, as whole words (Russian inflects: the common forms are
