@@ -83,6 +83,9 @@ class SignalParams:
     #: Words (letters only, two or more) a sentence needs before its vocabulary share is read: a label or a short
     #: line of code says too little.
     foreign_vocab_min_words: int = 8
+    #: ...and that reads as prose: no character of code or markup, and commas after fewer than this share (a
+    #: third) of its words (a list of names, tags or identifiers has one after nearly every word; prose far fewer).
+    foreign_vocab_comma_share: float = 0.333
     #: Characters of a prompt's head read to judge its script (bounded work per prompt).
     unreadable_head_chars: int = 2000
     #: Characters of a prompt's tail read to judge its script (padding cannot hide a wrapper at the end).
@@ -524,20 +527,20 @@ def _sentence_language(sentence: str, params: SignalParams, known: Set[str] | No
         words = _LETTER_WORDS.findall(_strip_accents(sentence.lower()))
         n_known = sum(map(known.__contains__, words))
         if (len(words) >= params.foreign_vocab_min_words and n_known < params.foreign_vocab_share * len(words)
-                and _prose(sentence, len(words))):
+                and _prose(sentence, len(words), params.foreign_vocab_comma_share)):
             return max(f, len(words) - n_known), n, 0
     if f > e:
         return f, n, 0
     return 0, 0, (n if e > f else 0)
 
 
-def _prose(sentence: str, n_words: int) -> bool:
+def _prose(sentence: str, n_words: int, comma_share: float) -> bool:
     """Whether ``sentence`` (of ``n_words`` words) reads as prose: no character of code, markup or a path
     (parentheses and percent signs are prose's too: "give (1) a short answer and (2)..."; double quotes mostly
-    delimit table cells and code strings), and commas after fewer than a third of its words (a list of names,
-    tags or identifiers has one after nearly every word). Only prose is judged by its vocabulary: code and such
-    lists hold words no vocabulary has, in any language."""
-    return not _CODE_MARKS.intersection(sentence) and 3 * sentence.count(",") < n_words
+    delimit table cells and code strings), and commas after fewer than ``comma_share`` of its words (a list of
+    names, tags or identifiers has one after nearly every word). Only prose is judged by its vocabulary: code and
+    such lists hold words no vocabulary has, in any language."""
+    return not _CODE_MARKS.intersection(sentence) and sentence.count(",") < comma_share * n_words
 
 
 _CODE_MARKS = frozenset("[]{}<>=_/\\|$@#*`~^\"")
