@@ -65,6 +65,10 @@ class IncrementalParams:
         times those its quantiser was trained on (4.0: twice as many inverted lists are then due, ``4 sqrt(n)``);
         then, and with ``--recluster``, it is trained again. Training on every run cost 2-3 s a day at 100k
         prompts and grew with the history.
+    unjudged_family_share : float
+        A new prompt that joins a template or scaffold family of which at least this share of the members known
+        before the run have no judged intent (a wrapper in a script or language the models do not read) is not
+        judged either, as the family's first members were not.
     """
 
     max_growth: float = 2.0
@@ -73,6 +77,7 @@ class IncrementalParams:
     family_sample: int = 100
     majority: float = 0.5
     index_retrain_growth: float = 4.0
+    unjudged_family_share: float = 0.5
 
 
 # --- topic clusters ---------------------------------------------------------------------------------------------

@@ -1248,7 +1248,8 @@ def _assign_new(ws: Workspace, st: _Assignment, index, fams: _Families, options:
     wrappers = [fams.sentences.get(int(f)) if f >= 0 else None for f in scaf]
     foreign = foreign_wrapped(wrappers, options)
     unread = np.fromiter((sig.unreadable(t, options.signals) for t in new_texts), dtype=bool, count=len(new))
-    unread |= foreign | ((np.maximum(tmpl, scaf) >= 0) & _mostly_unjudged(st, st.unit[new]))
+    unjudged_family = _mostly_unjudged(st, st.unit[new], options.incremental.unjudged_family_share)
+    unread |= foreign | ((np.maximum(tmpl, scaf) >= 0) & unjudged_family)
     st.intents[new], st.isim[new] = new_intents, np.where(unread, np.nan, new_sim)
     new_pos = np.full(len(st.hashes), -1, dtype=np.int64)
     new_pos[new] = np.arange(len(new))
@@ -1319,11 +1320,12 @@ def _discover(ws: Workspace, st: _Assignment, kinds: dict[int, str], since: int 
     return found
 
 
-def _mostly_unjudged(st: _Assignment, units: np.ndarray) -> np.ndarray:
-    """Per unit of ``units``: whether most of its members known before this run have no judged intent."""
+def _mostly_unjudged(st: _Assignment, units: np.ndarray, min_share: float) -> np.ndarray:
+    """Per unit of ``units``: whether at least ``min_share`` of its members known before this run have no judged
+    intent (``IncrementalParams.unjudged_family_share``)."""
     old = ~st.is_new & (st.unit >= 0)
     share = pd.Series(np.isnan(st.isim[old])).groupby(st.unit[old]).mean()
-    return np.nan_to_num(share.reindex(units).to_numpy(dtype=np.float64), nan=0.0) >= 0.5
+    return np.nan_to_num(share.reindex(units).to_numpy(dtype=np.float64), nan=0.0) >= min_share
 
 
 def _foreign_discovered(ws: Workspace, st: _Assignment, disc: np.ndarray, found: _Discovery,

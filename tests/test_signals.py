@@ -196,7 +196,7 @@ def test_a_daily_prompt_joining_a_family_mostly_not_judged_is_not_judged():
         isim=np.array([np.nan, np.nan, 0.3, 0.2, 0.3, np.nan, 0.5, 0.5]), intents=np.full(n, None, dtype=object),
         is_new=np.array([False] * 6 + [True, True]), req_counts=np.ones(n), next_id=7)
     # unit 5: two of its three earlier members not judged; unit 6: one of three; unit 9: none known
-    assert pipeline._mostly_unjudged(st, np.array([5, 6, 9])).tolist() == [True, False, False]
+    assert pipeline._mostly_unjudged(st, np.array([5, 6, 9]), 0.5).tolist() == [True, False, False]
 
 
 def test_subnets_are_subnet_of_each_address_in_one_pass():
