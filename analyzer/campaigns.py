@@ -1268,7 +1268,8 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
     accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
-    communities join the operator whose hours they resemble most. Largest operator first.
+    communities join the operator whose hours and work they resemble most (:func:`_nearest_operator`). Largest
+    operator first.
     """
     config = ctx.config
     if len(members) < 2 * config.min_operator_accounts:
@@ -1290,7 +1291,8 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
     # pool merged through a shared padding text) to call them two.
     infra = _infra_components(len(members), inc)
-    alike = _alike_members(unit, _work_profiles(mreq, members), config)
+    work = _work_profiles(mreq, members)
+    alike = _alike_members(unit, work, config)
     comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
                                config.operator_block_accounts)
     sizes = np.bincount(comp)
@@ -1307,9 +1309,22 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     if len(big) < 2:
         return [members]
     big = big[np.argsort(-sizes[big], kind="stable")]
-    centroids = np.stack([unit[comp == c].mean(axis=0) for c in big])
-    owner = np.where(np.isin(comp, big), comp, big[(unit @ centroids.T).argmax(axis=1)])
+    owner = np.where(np.isin(comp, big), comp, big[_nearest_operator(unit, work, comp, big)])
     return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
+
+
+def _nearest_operator(hours: np.ndarray, work: sp.csr_matrix, comp: np.ndarray, big: np.ndarray) -> np.ndarray:
+    """For each member, the position in ``big`` (operator communities of ``comp``) of the operator it resembles
+    most: the cosine of its hour profile to the operator's mean one times that of its work to the operator's
+    mean work. Hours alone sent a chain-of-thought pool's two bare accounts to an eval harness that re-runs its
+    own test set on other accounts at night, where the pool's work is not done; where a member's work meets no
+    operator's, its hours decide."""
+    hour_sim = hours @ np.stack([hours[comp == c].mean(axis=0) for c in big]).T
+    work_mean = np.vstack([np.asarray(work[np.flatnonzero(comp == c)].mean(axis=0)) for c in big])
+    norm = np.linalg.norm(work_mean, axis=1)
+    work_sim = np.asarray(work @ (work_mean / np.where(norm > 0, norm, 1.0)[:, None]).T)
+    both = np.clip(hour_sim, 0.0, None) * work_sim
+    return np.where(both.max(axis=1) > 0, both.argmax(axis=1), hour_sim.argmax(axis=1))
 
 
 def _row_blocks(n: int, block: int) -> Iterator[slice]:

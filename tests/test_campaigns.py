@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from analyzer import signals as sig
 from analyzer.campaigns import (
@@ -497,6 +498,26 @@ def test_a_few_accounts_unlike_every_operator_are_not_folded_into_the_nearest_on
     res = find_campaigns(pd.DataFrame(rows + bare), CLUSTERS, ScoringConfig())
     flagged = res.campaigns[res.campaigns["flagged"]]
     assert len(flagged) == 1 and flagged.iloc[0]["n_accounts"] == 29
+
+
+def test_a_leftover_account_joins_the_operator_whose_hours_and_work_it_shares():
+    """A bare account of a pool, too light to stand apart, joins the operator doing its work, not an eval harness
+    that merely keeps nearer hours on work of its own; with no work in common with either, its hours decide."""
+    from analyzer.campaigns import _nearest_operator
+
+    def hours(*peaks: int) -> np.ndarray:
+        h = np.zeros(24)
+        h[list(peaks)] = 1.0
+        return h / np.linalg.norm(h)
+
+    # members 0-2: the pool (nights, unit 0); 3-5: the harness (evenings, unit 1); 6, 7: leftovers
+    unit_hours = np.stack([hours(1, 2)] * 3 + [hours(20, 21)] * 3 + [hours(2, 20, 21), hours(2, 20, 21)])
+    work = sp.csr_matrix(np.array([[1, 0, 0]] * 3 + [[0, 1, 0]] * 3 + [[1, 0, 0], [0, 0, 1]], dtype=float))
+    comp = np.array([0, 0, 0, 1, 1, 1, 2, 3])
+    nearest = _nearest_operator(unit_hours, work, comp, np.array([0, 1]))
+    assert nearest[6] == 0  # the pool's work, though its hours are nearer the harness's
+    assert nearest[7] == 1  # work of neither: the nearer hours
+    assert list(nearest[:6]) == [0, 0, 0, 1, 1, 1]
 
 
 def test_operator_communities_merge_on_shared_behaviour_not_one_chance_pair():
