@@ -13,7 +13,7 @@
    one task kind, a relay beside an operator), each with its own evidence.
 4. **Score** in [0, 1]::
 
-       score = spread_gate * diversity_gate * value_gate * sum(w_i * s_i) / sum(w_i)
+       score = spread_gate * diversity_gate * value_gate * (1 - reruns) * sum(w_i * s_i) / sum(w_i)
 
    over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`; ``sync`` without enough
    activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`; ``pivot`` counts only when above 0, see
@@ -22,8 +22,10 @@
    a batch job is not a campaign); ``diversity_gate`` the diversity signal over distinct *tasks* (one prompt
    pasted by many users, or a dozen problems asked by a classroom in a hundred wordings, is not a harvest);
    ``value_gate`` the training value over ``value_full`` (a coordinated workload with no capability to
-   distil is not distillation; not judged, and so open, for text the embedding model cannot read). A
-   campaign is *flagged* when ``score >= flag_threshold``.
+   distil is not distillation; not judged, and so open, for text the embedding model cannot read); ``reruns``
+   the share of requests re-running a fixed set of tasks all sent up front (an eval harness re-running its test
+   set per checkpoint harvests nothing new; :func:`analyzer.signals.reruns`). A campaign is *flagged* when
+   ``score >= flag_threshold``.
 5. **Evidence.** Each signal that contributes is turned into a sentence with the numbers behind it, and what
    explains or gates the score is said too (organisations, near-duplicate tasks, operators, low or unjudged
    training value); the label says what the campaign is after ("chain-of-thought elicitation on ...: 38
@@ -788,7 +790,8 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
                   only_when_shown: Sequence[str] = ONLY_WHEN_SHOWN) -> float:
     """The campaign score from its signal values (see the module docstring).
 
-    ``spread * diversity * value_gate(training_value) * weighted mean of the behavioural signals``. A signal
+    ``spread * diversity * value_gate(training_value) * (1 - reruns) * weighted mean of the behavioural
+    signals``. A signal
     that is ``None`` does not apply and is left out of the weighted mean, except those named in
     ``missing_as_zero``, which count as 0 (no evidence found); those named in ``only_when_shown`` are left out
     at 0 too (they only add evidence).
@@ -804,7 +807,7 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
         den += w
     behaviour = num / den if den > 0 else 0.0
     gate = float(values.get("spread") or 0.0) * float(values.get("diversity") or 0.0) * value_gate(
-        values.get("training_value"), value_full)
+        values.get("training_value"), value_full) * (1.0 - float(values.get("reruns") or 0.0))
     return float(np.clip(gate * behaviour, 0.0, 1.0))
 
 
@@ -1562,8 +1565,12 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     values["evenness"] = sig.evenness(op.counts.to_numpy()) if n_members >= 2 else None
     values["focus"] = None  # below, once the infrastructure signal is known (the exports keep this order)
     n_unique = int(mreq["prompt_hash"].nunique())
-    n_tasks = int(mreq["task_id"].nunique()) if "task_id" in mreq and mreq["task_id"].notna().all() else n_unique
-    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
+    task = mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
+    n_tasks = int(task.nunique())
+    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation,
+                                        sigp.diversity_min_tasks)
+    values["reruns"] = sig.reruns(task.to_numpy(), mreq["t"].to_numpy(), sigp.rerun_gap_hours, sigp.rerun_intro_window,
+                                  sigp.rerun_intro_share)
     content_values, content = _content_signals(mreq, ctx)
     values.update(content_values)
     behaviour, extras = _behaviour_signals(op, ctx)
@@ -1593,6 +1600,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          ctx.null_similarity, config, ep)
     evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                       values, config, content.unjudged, (kind, content.kind_cues), content.ordinary)
+    if values.get("reruns"):
+        evidence.insert(2, _rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence += _community_unit_evidence(mreq, ctx)
     if n_joiners:
         evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "
@@ -1619,6 +1628,14 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
         # the prompts' hashes: their texts are read for every campaign at once (:func:`_score_groups`)
         "evidence": evidence, "examples": _sample_hashes(mreq, ep.examples),
     }
+
+
+def _rerun_evidence(reruns: float, n_tasks: int, sigp: sig.SignalParams) -> str:
+    """What the re-run gate (:func:`analyzer.signals.reruns`) found, in words."""
+    return (f"Evaluation re-runs: {_fmt_pct(sigp.rerun_intro_share)} or more of its {n_tasks:,} tasks were first sent in "
+            f"the first {_fmt_pct(sigp.rerun_intro_window)} of its activity, and {_fmt_pct(reruns)} of its requests "
+            f"re-send one of them {sigp.rerun_gap_hours:g} hours or more later: an eval harness re-running a fixed test "
+            f"set (a harvest keeps asking new tasks). The score is scaled by {1 - reruns:.2f}.")
 
 
 def _community_unit_evidence(mreq: pd.DataFrame, ctx: _Context) -> list[str]:
@@ -1837,8 +1854,9 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, share
     )
     if values["diversity"] < ep.low_diversity:
         ev.append(
-            f"Low task diversity: {n_unique:,} distinct prompts for {n_requests:,} requests "
-            "(one prompt repeated: looks like a viral or scripted repeat, not a harvest of tasks)."
+            f"Low task diversity ({values['diversity']:.2f}): {n_unique:,} distinct prompts for {n_requests:,} requests "
+            "(a few tasks asked over and over or by many accounts: a viral prompt, a classroom's assignment, a "
+            "scripted repeat; not a harvest of tasks)."
         )
     if values["templating"] >= ep.templated_min and template_text:
         ev.append(f"Templated: {_fmt_pct(coverage)} of the main unit's prompts share the scaffold "

@@ -95,6 +95,22 @@ class SignalParams:
     #: ...or once there are this many distinct tasks however often each is re-sent (a large campaign that
     #: samples each task several times still harvests thousands).
     diversity_distinct_saturation: int = 500
+    #: ...but never above ``distinct tasks / this``: a dozen assignment problems asked by a few students of a
+    #: classroom (11 tasks in 32 requests: 0.34 of them distinct) or a handful of prompts pasted by a few
+    #: accounts are no harvest, however few requests carry them (the smallest campaigns of the benchmark bring
+    #: 50 or more).
+    diversity_min_tasks: int = 30
+    #: Evaluation re-runs (:func:`reruns`): a request re-runs a task when the group first sent that task at least
+    #: this many hours before (a nightly re-run of a test set; a campaign's several samples of one task come in
+    #: one sitting).
+    rerun_gap_hours: float = 12.0
+    #: ...counted only when ``rerun_intro_share`` of the group's distinct tasks were first sent within this share
+    #: of its active span (a fixed test set, all of it in the first pass; a harvest keeps bringing new tasks:
+    #: 0.14-0.34 of them in the first fifth in the benchmark's campaigns, at 12k and at 1M requests).
+    rerun_intro_window: float = 0.2
+    #: Share of the distinct tasks that must come in the first ``rerun_intro_window`` (see there): 1.0 for an
+    #: eval harness re-running its test set per checkpoint.
+    rerun_intro_share: float = 0.8
     #: Fixed scaffold words at which a template counts as full (templating = coverage x length / this).
     full_scaffold_words: int = 8
     #: Requests an account needs before its pacing is judged (regularity signal).
@@ -139,6 +155,8 @@ SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "focus": "mean share of each account's own traffic inside the campaign, plus its capability work elsewhere "
              "as far as the accounts share an operator's infrastructure (few-request accounts shrunk)",
     "diversity": "unique prompts per request: many distinct tasks vs one prompt repeated",
+    "reruns": "share of requests re-sending, a day or more later, a fixed set of tasks all sent up front (an eval "
+              "harness re-running its test set); the score is scaled by 1 - reruns",
     "templating": "share of prompts built on one fixed scaffold with variable slots, times scaffold length",
     "training_value": "closeness in meaning to training-data intents (reasoning traces, grading, tool use, ...)",
     "sync": "excess co-activity of the accounts in the same time windows compared with random accounts",
@@ -389,21 +407,48 @@ def shrunk_share(in_group: np.ndarray, total: np.ndarray, prior: float) -> np.nd
     return np.asarray(in_group, dtype=np.float64) / (np.asarray(total, dtype=np.float64) + prior)
 
 
+def reruns(task: np.ndarray, t: np.ndarray, gap_hours: float = DEFAULTS.rerun_gap_hours,
+           intro_window: float = DEFAULTS.rerun_intro_window, intro_share: float = DEFAULTS.rerun_intro_share) -> float:
+    """Is this an evaluation re-running a fixed set of tasks, rather than a harvest of new ones?
+
+    ``task``: each request's task (any hashable id), ``t``: its time in seconds. When at least ``intro_share`` of
+    the distinct tasks were first sent within the first ``intro_window`` of the requests' time span (the whole
+    set up front), the share of the requests that re-send a task first sent ``gap_hours`` or more before; else 0.
+    An eval harness re-running its test set once per checkpoint (five nights: 0.8) is not distillation, however
+    templated, synchronised and focused its accounts are; a campaign brings new tasks all along, re-sending
+    some when its source runs dry (0 here, whatever it re-sends). The score is scaled by ``1 - reruns``.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    if len(t) < 2:
+        return 0.0
+    start, span = float(t.min()), float(t.max() - t.min())
+    if span < gap_hours * 3600.0:
+        return 0.0
+    codes, _ = pd.factorize(np.asarray(task, dtype=object))
+    first = np.full(int(codes.max()) + 1, np.inf)
+    np.minimum.at(first, codes, t)
+    if float(np.mean(first - start <= intro_window * span)) < intro_share:
+        return 0.0
+    return float(np.mean(t - first[codes] >= gap_hours * 3600.0))
+
+
 def diversity(n_unique_prompts: int, n_requests: int, saturation: float = DEFAULTS.diversity_saturation,
-              distinct_saturation: int = DEFAULTS.diversity_distinct_saturation) -> float:
+              distinct_saturation: int = DEFAULTS.diversity_distinct_saturation,
+              min_tasks: int = DEFAULTS.diversity_min_tasks) -> float:
     """Many distinct tasks, or one prompt repeated?
 
-    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation))``: 1 once ``saturation`` of the
-    requests are distinct prompts, or once there are ``distinct_saturation`` distinct prompts however often each
-    is re-sent. A viral prompt is a
-    handful of prompts sent by many accounts (both terms low); a large campaign that samples each task many
+    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation), unique / min_tasks)``: 1 once
+    ``saturation`` of the requests are distinct prompts, or once there are ``distinct_saturation`` distinct
+    prompts however often each is re-sent, and never full below ``min_tasks`` distinct prompts. A viral prompt
+    is a handful of prompts sent by many accounts (both terms low); a large campaign that samples each task many
     times (several completions per prompt, a limited pool of source questions) still harvests thousands of
-    distinct tasks.
+    distinct tasks; a dozen problems asked by a few students are a dozen, however few requests carry them.
     """
     if n_requests <= 0:
         return 0.0
     ratio = (n_unique_prompts / n_requests) / saturation
-    return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation)))
+    floor = n_unique_prompts / min_tasks if min_tasks > 0 else 1.0
+    return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation), floor))
 
 
 def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = DEFAULTS.full_scaffold_words,

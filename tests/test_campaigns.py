@@ -473,6 +473,32 @@ def test_a_popular_client_version_in_side_traffic_does_not_join_two_operators():
     assert flagged_sets(requests("ua-b-private", "openai-python/1.0")) == [set(a + b)]
 
 
+def test_an_eval_harness_re_running_its_test_set_is_not_a_harvest():
+    """Twelve bare accounts re-run one CoT-prompted test set of 120 tasks on five nights: templated, synchronised,
+    focused, behind one block; every task was first sent the first night, so 80% of the requests are re-runs and
+    the score is scaled by 0.2, with the reason given. The same pool sending new tasks every night is flagged."""
+    harness = [f"eval-{i}" for i in range(12)]
+
+    def nights(new_tasks: bool) -> pd.DataFrame:
+        rows = _organic()
+        for night in range(5):
+            for r in _rows(harness, 1, 10, "t", start_minutes=night * 1440 + 60, step_minutes=1, subnet="192.0.2"):
+                if new_tasks:
+                    r["prompt_hash"] = f"n{night}-{r['prompt_hash']}"
+                rows.append(r)
+        return pd.DataFrame(rows)
+
+    res = find_campaigns(nights(new_tasks=False), CLUSTERS, ScoringConfig())
+    camp = res.campaigns.iloc[0]
+    assert set(res.campaign_accounts.loc[res.campaign_accounts["campaign_id"] == camp["campaign_id"], "account_id"]) \
+        == set(harness)
+    assert camp["signals"]["reruns"] == pytest.approx(0.8) and not camp["flagged"]
+    assert any(e.startswith("Evaluation re-runs") and "scaled by 0.20" in e for e in camp["evidence"])
+    harvest = find_campaigns(nights(new_tasks=True), CLUSTERS, ScoringConfig()).campaigns.iloc[0]
+    assert harvest["signals"]["reruns"] == 0.0 and harvest["flagged"]
+    assert harvest["score"] > 3 * camp["score"]
+
+
 def test_a_few_accounts_unlike_every_operator_are_not_folded_into_the_nearest_one():
     """Four bare accounts of an eval harness working one of the pool's units at other hours (like each other,
     like none of the pool's accounts) are not counted as the pool's: they are a candidate of their own."""

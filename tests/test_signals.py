@@ -31,6 +31,28 @@ def test_diversity_separates_viral_from_harvest():
     # A large harvest re-sending each task many times is still diverse; a few viral variants are not.
     assert sig.diversity(3_000, 36_000) == 1.0
     assert sig.diversity(20, 4_000) < 0.05
+    # A dozen problems asked twice each by a few students: a third of the requests are distinct, still no harvest.
+    assert sig.diversity(11, 32) == pytest.approx(11 / 30)
+    assert sig.diversity(11, 32, min_tasks=0) == 1.0
+    assert sig.diversity(60, 64) == 1.0  # a ten-account pool's few requests, each a new task
+
+
+def test_reruns_tell_an_eval_harness_from_a_harvest():
+    """A test set of 100 tasks sent up front and re-run on four later nights is 80% re-runs; a harvest that brings
+    new tasks every day is 0, even where it re-sends tasks it ran out of, and so is one night on its own."""
+    hour = 3600.0
+    tasks = np.tile(np.arange(100), 5)
+    nights = np.repeat(np.arange(5), 100) * 24 * hour + np.tile(np.arange(100) * 20.0, 5)
+    assert sig.reruns(tasks, nights) == pytest.approx(0.8)
+    assert sig.reruns(tasks[:100], nights[:100]) == 0.0  # one pass: nothing re-sent
+    # a harvest over ten days: 50 new tasks a day, and from day 5 half of each day's requests re-send old ones
+    days = np.repeat(np.arange(10), 100) * 24 * hour + np.tile(np.arange(100) * 60.0, 10)
+    harvest = np.concatenate([np.arange(d * 50, d * 50 + 100) if d < 5 else
+                              np.concatenate([np.arange(d * 50, d * 50 + 50), np.arange(50)]) for d in range(10)])
+    assert sig.reruns(harvest, days) == 0.0
+    # the same test set re-run within one sitting (several samples of each task) is no re-run
+    burst = np.tile(np.arange(100), 5)
+    assert sig.reruns(burst, np.arange(500) * 10.0) == 0.0
 
 
 def test_activity_similarity_higher_for_synchronized_accounts():
