@@ -1567,8 +1567,7 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     n_unique = int(mreq["prompt_hash"].nunique())
     task = mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
     n_tasks = int(task.nunique())
-    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation,
-                                        sigp.diversity_min_tasks)
+    values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
     values["reruns"] = sig.reruns(task.to_numpy(), mreq["t"].to_numpy(), sigp.rerun_gap_hours, sigp.rerun_intro_window,
                                   sigp.rerun_intro_share)
     content_values, content = _content_signals(mreq, ctx)

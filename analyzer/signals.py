@@ -95,18 +95,13 @@ class SignalParams:
     #: ...or once there are this many distinct tasks however often each is re-sent (a large campaign that
     #: samples each task several times still harvests thousands).
     diversity_distinct_saturation: int = 500
-    #: ...but never above ``distinct tasks / this``: a dozen assignment problems asked by a few students of a
-    #: classroom (11 tasks in 32 requests: 0.34 of them distinct) or a handful of prompts pasted by a few
-    #: accounts are no harvest, however few requests carry them (the smallest campaigns of the benchmark bring
-    #: 50 or more).
-    diversity_min_tasks: int = 30
     #: Evaluation re-runs (:func:`reruns`): a request re-runs a task when the group first sent that task at least
     #: this many hours before (a nightly re-run of a test set; a campaign's several samples of one task come in
     #: one sitting).
     rerun_gap_hours: float = 12.0
     #: ...counted only when ``rerun_intro_share`` of the group's distinct tasks were first sent within this share
     #: of its active span (a fixed test set, all of it in the first pass; a harvest keeps bringing new tasks:
-    #: 0.14-0.34 of them in the first fifth in the benchmark's campaigns, at 12k and at 1M requests).
+    #: 0.21-0.34 of them in the first fifth in the benchmark's campaigns, at 12k and at 1M requests).
     rerun_intro_window: float = 0.2
     #: Share of the distinct tasks that must come in the first ``rerun_intro_window`` (see there): 1.0 for an
     #: eval harness re-running its test set per checkpoint.
@@ -433,22 +428,20 @@ def reruns(task: np.ndarray, t: np.ndarray, gap_hours: float = DEFAULTS.rerun_ga
 
 
 def diversity(n_unique_prompts: int, n_requests: int, saturation: float = DEFAULTS.diversity_saturation,
-              distinct_saturation: int = DEFAULTS.diversity_distinct_saturation,
-              min_tasks: int = DEFAULTS.diversity_min_tasks) -> float:
+              distinct_saturation: int = DEFAULTS.diversity_distinct_saturation) -> float:
     """Many distinct tasks, or one prompt repeated?
 
-    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation), unique / min_tasks)``: 1 once
-    ``saturation`` of the requests are distinct prompts, or once there are ``distinct_saturation`` distinct
-    prompts however often each is re-sent, and never full below ``min_tasks`` distinct prompts. A viral prompt
-    is a handful of prompts sent by many accounts (both terms low); a large campaign that samples each task many
+    ``min(1, max((unique / requests) / saturation, unique / distinct_saturation))``: 1 once ``saturation`` of the
+    requests are distinct prompts, or once there are ``distinct_saturation`` distinct prompts however often each
+    is re-sent. A viral prompt is a
+    handful of prompts sent by many accounts (both terms low); a large campaign that samples each task many
     times (several completions per prompt, a limited pool of source questions) still harvests thousands of
-    distinct tasks; a dozen problems asked by a few students are a dozen, however few requests carry them.
+    distinct tasks.
     """
     if n_requests <= 0:
         return 0.0
     ratio = (n_unique_prompts / n_requests) / saturation
-    floor = n_unique_prompts / min_tasks if min_tasks > 0 else 1.0
-    return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation), floor))
+    return float(min(1.0, max(ratio, n_unique_prompts / distinct_saturation)))
 
 
 def templating(coverage: float, n_fixed_words: int, full_scaffold_words: int = DEFAULTS.full_scaffold_words,

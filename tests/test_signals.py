@@ -31,10 +31,6 @@ def test_diversity_separates_viral_from_harvest():
     # A large harvest re-sending each task many times is still diverse; a few viral variants are not.
     assert sig.diversity(3_000, 36_000) == 1.0
     assert sig.diversity(20, 4_000) < 0.05
-    # A dozen problems asked twice each by a few students: a third of the requests are distinct, still no harvest.
-    assert sig.diversity(11, 32) == pytest.approx(11 / 30)
-    assert sig.diversity(11, 32, min_tasks=0) == 1.0
-    assert sig.diversity(60, 64) == 1.0  # a ten-account pool's few requests, each a new task
 
 
 def test_reruns_tell_an_eval_harness_from_a_harvest():
