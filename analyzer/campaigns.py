@@ -1568,8 +1568,8 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     task = mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
     n_tasks = int(task.nunique())
     values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
-    values["reruns"] = sig.reruns(task.to_numpy(), mreq["t"].to_numpy(), sigp.rerun_gap_hours, sigp.rerun_intro_window,
-                                  sigp.rerun_intro_share)
+    values["reruns"] = sig.reruns(task.to_numpy(), mreq["t"].to_numpy(), sigp.rerun_gap_hours, sigp.rerun_intro_share,
+                                  sigp.rerun_burst_share)
     content_values, content = _content_signals(mreq, ctx)
     values.update(content_values)
     behaviour, extras = _behaviour_signals(op, ctx)
@@ -1631,10 +1631,11 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
 
 def _rerun_evidence(reruns: float, n_tasks: int, sigp: sig.SignalParams) -> str:
     """What the re-run gate (:func:`analyzer.signals.reruns`) found, in words."""
-    return (f"Evaluation re-runs: {_fmt_pct(sigp.rerun_intro_share)} or more of its {n_tasks:,} tasks were first sent in "
-            f"the first {_fmt_pct(sigp.rerun_intro_window)} of its activity, and {_fmt_pct(reruns)} of its requests "
-            f"re-send one of them {sigp.rerun_gap_hours:g} hours or more later: an eval harness re-running a fixed test "
-            f"set (a harvest keeps asking new tasks). The score is scaled by {1 - reruns:.2f}.")
+    return (f"Evaluation re-runs: {_fmt_pct(sigp.rerun_intro_share)} of its {n_tasks:,} tasks were first sent in one "
+            "burst, far shorter than the pause before they were sent again, and "
+            f"{_fmt_pct(reruns)} of its requests re-send one of them {sigp.rerun_gap_hours:g} hours or more later: an "
+            "eval harness re-running a fixed test set per checkpoint (a harvest keeps asking new tasks, or spreads "
+            f"each pass over a source set across the days). The score is scaled by {1 - reruns:.2f}.")
 
 
 def _community_unit_evidence(mreq: pd.DataFrame, ctx: _Context) -> list[str]:

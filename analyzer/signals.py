@@ -99,13 +99,13 @@ class SignalParams:
     #: this many hours before (a nightly re-run of a test set; a campaign's several samples of one task come in
     #: one sitting).
     rerun_gap_hours: float = 12.0
-    #: ...counted only when ``rerun_intro_share`` of the group's distinct tasks were first sent within this share
-    #: of its active span (a fixed test set, all of it in the first pass; a harvest keeps bringing new tasks:
-    #: 0.21-0.34 of them in the first fifth in the benchmark's campaigns, at 12k and at 1M requests).
-    rerun_intro_window: float = 0.2
-    #: Share of the distinct tasks that must come in the first ``rerun_intro_window`` (see there): 1.0 for an
-    #: eval harness re-running its test set per checkpoint.
+    #: The group's first pass over its tasks is the time it took to send this share of them for the first time.
     rerun_intro_share: float = 0.8
+    #: Re-runs count only when that first pass took at most this share of the typical time until a task was sent
+    #: again: an eval harness sends its whole test set in one burst (minutes) and re-runs it at the next
+    #: checkpoint (a day later); a campaign that cycles a small source set (the 1M benchmark's censorship pool:
+    #: 1,244 tasks, each re-sent about 29 times in 30 days) spreads each pass over the time until the next.
+    rerun_burst_share: float = 0.25
     #: Fixed scaffold words at which a template counts as full (templating = coverage x length / this).
     full_scaffold_words: int = 8
     #: Requests an account needs before its pacing is judged (regularity signal).
@@ -403,28 +403,37 @@ def shrunk_share(in_group: np.ndarray, total: np.ndarray, prior: float) -> np.nd
 
 
 def reruns(task: np.ndarray, t: np.ndarray, gap_hours: float = DEFAULTS.rerun_gap_hours,
-           intro_window: float = DEFAULTS.rerun_intro_window, intro_share: float = DEFAULTS.rerun_intro_share) -> float:
-    """Is this an evaluation re-running a fixed set of tasks, rather than a harvest of new ones?
+           intro_share: float = DEFAULTS.rerun_intro_share, burst_share: float = DEFAULTS.rerun_burst_share) -> float:
+    """Is this an evaluation re-running a fixed set of tasks in bursts, rather than a harvest?
 
-    ``task``: each request's task (any hashable id), ``t``: its time in seconds. When at least ``intro_share`` of
-    the distinct tasks were first sent within the first ``intro_window`` of the requests' time span (the whole
-    set up front), the share of the requests that re-send a task first sent ``gap_hours`` or more before; else 0.
-    An eval harness re-running its test set once per checkpoint (five nights: 0.8) is not distillation, however
-    templated, synchronised and focused its accounts are; a campaign brings new tasks all along, re-sending
-    some when its source runs dry (0 here, whatever it re-sends). The score is scaled by ``1 - reruns``.
+    ``task``: each request's task (any hashable id), ``t``: its time in seconds. The first pass is the time until
+    ``intro_share`` of the distinct tasks had been sent once; a task's re-run interval is the time from its first
+    sending to its next one ``gap_hours`` or more later. When the first pass took at most ``burst_share`` of the
+    median re-run interval (the whole set in one burst, then a pause until the next checkpoint), the share of the
+    requests that re-send a task ``gap_hours`` or more after its first sending; else 0. An eval harness re-running
+    its test set once per checkpoint on five nights: 0.8. A campaign brings new tasks all along, or spreads each
+    pass over a small source set across the time until the next: 0, whatever it re-sends. The score is scaled
+    by ``1 - reruns``.
     """
     t = np.asarray(t, dtype=np.float64)
-    if len(t) < 2:
-        return 0.0
-    start, span = float(t.min()), float(t.max() - t.min())
-    if span < gap_hours * 3600.0:
+    gap = gap_hours * 3600.0
+    if len(t) < 2 or float(t.max() - t.min()) < gap:
         return 0.0
     codes, _ = pd.factorize(np.asarray(task, dtype=object))
-    first = np.full(int(codes.max()) + 1, np.inf)
+    n_tasks = int(codes.max()) + 1
+    first = np.full(n_tasks, np.inf)
     np.minimum.at(first, codes, t)
-    if float(np.mean(first - start <= intro_window * span)) < intro_share:
+    since_first = t - first[codes]
+    resent = since_first >= gap
+    if not resent.any():
         return 0.0
-    return float(np.mean(t - first[codes] >= gap_hours * 3600.0))
+    next_run = np.full(n_tasks, np.inf)
+    np.minimum.at(next_run, codes[resent], since_first[resent])
+    interval = float(np.median(next_run[np.isfinite(next_run)]))
+    first_pass = float(np.quantile(first - t.min(), intro_share))
+    if first_pass > burst_share * interval:
+        return 0.0
+    return float(resent.mean())
 
 
 def diversity(n_unique_prompts: int, n_requests: int, saturation: float = DEFAULTS.diversity_saturation,

@@ -34,8 +34,9 @@ def test_diversity_separates_viral_from_harvest():
 
 
 def test_reruns_tell_an_eval_harness_from_a_harvest():
-    """A test set of 100 tasks sent up front and re-run on four later nights is 80% re-runs; a harvest that brings
-    new tasks every day is 0, even where it re-sends tasks it ran out of, and so is one night on its own."""
+    """A test set of 100 tasks sent in a burst and re-run on four later nights is 80% re-runs; a harvest that brings
+    new tasks every day is 0, even where it re-sends tasks it ran out of, and so is one night on its own, and a
+    campaign cycling a small source set over each day's shift."""
     hour = 3600.0
     tasks = np.tile(np.arange(100), 5)
     nights = np.repeat(np.arange(5), 100) * 24 * hour + np.tile(np.arange(100) * 20.0, 5)
@@ -49,6 +50,10 @@ def test_reruns_tell_an_eval_harness_from_a_harvest():
     # the same test set re-run within one sitting (several samples of each task) is no re-run
     burst = np.tile(np.arange(100), 5)
     assert sig.reruns(burst, np.arange(500) * 10.0) == 0.0
+    # a campaign cycling a small source set, one pass a day spread over its shift: no burst, no re-run
+    shift = np.repeat(np.arange(5), 100) * 24 * hour + np.tile(np.arange(100) * 8 * 36.0, 5)
+    assert sig.reruns(tasks, shift) == 0.0
+    assert sig.reruns(tasks, shift, burst_share=2.0) == pytest.approx(0.8)  # with any first pass allowed
 
 
 def test_activity_similarity_higher_for_synchronized_accounts():
