@@ -257,6 +257,12 @@ class ScoringConfig:
     flag_threshold: float = 0.5
     #: Training value at which the value gate is fully open (below it the score is scaled down linearly).
     value_full: float = 0.4
+    #: Distinct tasks a unit's requests (of the group's members) must carry for its template to count towards
+    #: ``templating``: a template is an instruction filled with ever new tasks. A classroom's unit is one
+    #: assignment problem whose statement every student pastes around lead-ins of their own (1-4 tasks; 62-76% of
+    #: a classroom group's requests), a viral prompt one text; the benchmark's campaigns' units carry 8 or more
+    #: (under 2% of their requests are in units with fewer), even in its quietest pools.
+    templating_min_tasks: int = 5
     #: Training value is not judged (the value gate stays open) when at least this share of a campaign's
     #: requests are written mostly in a script, or wrapped in a language, the embedding model does not read.
     unjudged_max_share: float = 0.5
@@ -1471,15 +1477,19 @@ def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float
     """``templating`` and ``training_value`` of the members' requests, and the units they fall in.
 
     Templating of each unit (a template family has one scaffold; a topic cluster rarely does), weighted by
-    the members' requests in it; training value per request from its intent similarity.
+    the members' requests in it, where those requests carry ``templating_min_tasks`` distinct tasks or more (a
+    problem statement pasted around each student's own words is one task, not a filled template); training
+    value per request from its intent similarity.
     """
     config, sigp = ctx.config, ctx.signals
     cw = mreq.groupby("cluster_id").size()
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
+    task = mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
+    filled = (task.groupby(mreq["cluster_id"]).nunique().reindex(cw.index) >= config.templating_min_tasks).to_numpy()
     values: dict[str, float | None] = {"templating": float(np.average(
-        [sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots)
-         for i in infos], weights=w))}
+        [sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots) * ok
+         for i, ok in zip(infos, filled, strict=True)], weights=w))}
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
     unjudged = 0.0
     if "intent_similarity" in mreq:

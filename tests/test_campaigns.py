@@ -499,6 +499,31 @@ def test_an_eval_harness_re_running_its_test_set_is_not_a_harvest():
     assert harvest["score"] > 3 * camp["score"]
 
 
+def test_a_problem_statement_pasted_around_own_words_is_not_a_template():
+    """Twenty students in one session each paste one of three assignment problems into the same templated unit
+    around lead-ins of their own: distinct prompts, three tasks. That unit's template does not count; twenty
+    accounts filling the same template with a task each do."""
+    students = [f"student-{i}" for i in range(20)]
+
+    def requests(n_tasks: int) -> pd.DataFrame:
+        rows = _organic() + _rows(students, 1, 3, "s", start_minutes=600, step_minutes=2)
+        for i, r in enumerate(rows[-60:]):
+            r["task_id"] = i % n_tasks
+        frame = pd.DataFrame(rows)
+        frame["task_id"] = frame["task_id"].fillna(frame.index.to_series() + 1000).astype(np.int64)
+        return frame
+
+    def templating(frame: pd.DataFrame) -> float:
+        res = find_campaigns(frame, CLUSTERS, ScoringConfig())
+        ca = res.campaign_accounts
+        camp = next(c for _, c in res.campaigns.iterrows()
+                    if set(ca.loc[ca["campaign_id"] == c["campaign_id"], "account_id"]) >= set(students))
+        return camp["signals"]["templating"]
+
+    assert templating(requests(3)) == 0.0
+    assert templating(requests(60)) == 1.0
+
+
 def test_a_few_accounts_unlike_every_operator_are_not_folded_into_the_nearest_one():
     """Four bare accounts of an eval harness working one of the pool's units at other hours (like each other,
     like none of the pool's accounts) are not counted as the pool's: they are a candidate of their own."""
