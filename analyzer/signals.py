@@ -150,8 +150,8 @@ SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "focus": "mean share of each account's own traffic inside the campaign, plus its capability work elsewhere "
              "as far as the accounts share an operator's infrastructure (few-request accounts shrunk)",
     "diversity": "unique prompts per request: many distinct tasks vs one prompt repeated",
-    "reruns": "share of requests re-sending, a day or more later, a fixed set of tasks all sent up front (an eval "
-              "harness re-running its test set); the score is scaled by 1 - reruns",
+    "reruns": "share of requests re-sending, 12 hours or more later, a fixed set of tasks first sent in one burst (an "
+              "eval harness re-running its test set per checkpoint); the score is scaled by 1 - reruns",
     "templating": "share of prompts built on one fixed scaffold with variable slots, times scaffold length",
     "training_value": "closeness in meaning to training-data intents (reasoning traces, grading, tool use, ...)",
     "sync": "excess co-activity of the accounts in the same time windows compared with random accounts",
