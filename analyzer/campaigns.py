@@ -23,8 +23,8 @@
    pasted by many users, or a dozen problems asked by a classroom in a hundred wordings, is not a harvest);
    ``value_gate`` the training value over ``value_full`` (a coordinated workload with no capability to
    distil is not distillation; not judged, and so open, for text the embedding model cannot read); ``reruns``
-   the share of requests re-running a fixed set of tasks all sent up front (an eval harness re-running its test
-   set per checkpoint harvests nothing new; :func:`analyzer.signals.reruns`). A campaign is *flagged* when
+   the share of requests re-running a fixed set of tasks first sent in one burst (an eval harness re-running its
+   test set per checkpoint harvests nothing new; :func:`analyzer.signals.reruns`). A campaign is *flagged* when
    ``score >= flag_threshold``.
 5. **Evidence.** Each signal that contributes is turned into a sentence with the numbers behind it, and what
    explains or gates the score is said too (organisations, near-duplicate tasks, operators, low or unjudged

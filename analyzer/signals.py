@@ -419,7 +419,7 @@ def reruns(task: np.ndarray, t: np.ndarray, gap_hours: float = DEFAULTS.rerun_ga
     gap = gap_hours * 3600.0
     if len(t) < 2 or float(t.max() - t.min()) < gap:
         return 0.0
-    codes, _ = pd.factorize(np.asarray(task, dtype=object))
+    codes, _ = pd.factorize(np.asarray(task))
     n_tasks = int(codes.max()) + 1
     first = np.full(n_tasks, np.inf)
     np.minimum.at(first, codes, t)
