@@ -1607,10 +1607,11 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          (op.share, extras["member_focus"]), op.shared, extras["infra_accounts"], extras["n_measured"],
                          top_info.template, top_info.template_coverage, kind, extras["pivot_model"], extras["sim"],
                          ctx.null_similarity, config, ep)
-    evidence[1:1] = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
-                                      values, config, content.unjudged, (kind, content.kind_cues), content.ordinary)
-    if values.get("reruns"):
-        evidence.insert(2, _rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
+    context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
+                                values, config, content.unjudged, (kind, content.kind_cues), content.ordinary)
+    if values.get("reruns"):  # what gates the score, right after what explains it
+        context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
+    evidence[1:1] = context
     evidence += _community_unit_evidence(mreq, ctx)
     if n_joiners:
         evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "

@@ -42,7 +42,7 @@ def test_reruns_tell_an_eval_harness_from_a_harvest():
     nights = np.repeat(np.arange(5), 100) * 24 * hour + np.tile(np.arange(100) * 20.0, 5)
     assert sig.reruns(tasks, nights) == pytest.approx(0.8)
     assert sig.reruns(tasks[:100], nights[:100]) == 0.0  # one pass: nothing re-sent
-    # a harvest over ten days: 50 new tasks a day, and from day 5 half of each day's requests re-send old ones
+    # a harvest over ten days: each day 50 new tasks and 50 of the day before's, and from day 5 the first 50 again
     days = np.repeat(np.arange(10), 100) * 24 * hour + np.tile(np.arange(100) * 60.0, 10)
     harvest = np.concatenate([np.arange(d * 50, d * 50 + 100) if d < 5 else
                               np.concatenate([np.arange(d * 50, d * 50 + 50), np.arange(50)]) for d in range(10)])
