@@ -1473,8 +1473,9 @@ class _Content:
     ordinary: tuple[str, list[str]] = ("", [])
 
 
-def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
-    """``templating`` and ``training_value`` of the members' requests, and the units they fall in.
+def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
+    """``templating`` and ``training_value`` of the members' requests (``task``: each one's task, see
+    :func:`_request_tasks`), and the units they fall in.
 
     Templating of each unit (a template family has one scaffold; a topic cluster rarely does), weighted by
     the members' requests in it, where those requests carry ``templating_min_tasks`` distinct tasks or more (a
@@ -1485,7 +1486,6 @@ def _content_signals(mreq: pd.DataFrame, ctx: _Context) -> tuple[dict[str, float
     cw = mreq.groupby("cluster_id").size()
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
-    task = mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
     filled = (task.groupby(mreq["cluster_id"]).nunique().reindex(cw.index) >= config.templating_min_tasks).to_numpy()
     values: dict[str, float | None] = {"templating": float(np.average(
         [sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots) * ok
@@ -1567,6 +1567,11 @@ def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | 
                     "n_measured": n_measured}
 
 
+def _request_tasks(mreq: pd.DataFrame) -> pd.Series:
+    """Each request's task: its near-duplicate task group where every request has one, else its prompt."""
+    return mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
+
+
 def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], _Content, dict]:
     """Every signal of one operator, in the order the exports list them (see the module docstring)."""
     config, sigp, mreq = ctx.config, ctx.signals, op.mreq
@@ -1575,12 +1580,12 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     values["evenness"] = sig.evenness(op.counts.to_numpy()) if n_members >= 2 else None
     values["focus"] = None  # below, once the infrastructure signal is known (the exports keep this order)
     n_unique = int(mreq["prompt_hash"].nunique())
-    task = mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
+    task = _request_tasks(mreq)
     n_tasks = int(task.nunique())
     values["diversity"] = sig.diversity(n_tasks, len(mreq), sigp.diversity_saturation, sigp.diversity_distinct_saturation)
     values["reruns"] = sig.reruns(task.to_numpy(), mreq["t"].to_numpy(), sigp.rerun_gap_hours, sigp.rerun_intro_share,
                                   sigp.rerun_burst_share)
-    content_values, content = _content_signals(mreq, ctx)
+    content_values, content = _content_signals(mreq, task, ctx)
     values.update(content_values)
     behaviour, extras = _behaviour_signals(op, ctx)
     values.update(behaviour)
