@@ -163,6 +163,14 @@ class ScoringConfig:
     #: prompts share any one fragment), but its fresh accounts already repeat each other's fragments; customers
     #: behind a shared block ask in words of their own.
     community_wrapper_min_accounts: int = 3
+    #: A group's requests in no unit, or in a unit of ever new tasks (``templating_min_tasks``) without a template,
+    #: count as templated where their prompts carry the group's *wrapper sentences*: sentences its prompts send
+    #: around at least this many distinct tasks (the scaffold rule, see :func:`_group_wrapper`); 0 turns the rule
+    #: off. A re-sent task, or a problem pasted by many students, is one task.
+    group_wrapper_min_tasks: int = 4
+    #: Distinct prompts of a group read for its wrapper sentences (the most requested first, then evenly through
+    #: the rest): bounds the texts read per scored group.
+    group_wrapper_prompts: int = 300
     #: How many of a community unit's most common wrapper sentences its template shows (display only).
     community_template_sentences: int = 3
     #: A community's unclustered work is linked to a unit where at least this share of its accounts also work
@@ -340,6 +348,9 @@ class EvidenceParams:
     #: The focus sentence names the capability work members do outside the campaign once it adds at least this
     #: much to their mean focus.
     focus_elsewhere_min: float = 0.01
+    #: The wrapper sentence (requests in no unit carrying the group's wrapper, see ``group_wrapper_min_tasks``) is
+    #: shown once at least this share of the campaign's requests were counted as templated that way.
+    wrapper_min_share: float = 0.1
     #: Diversity below this is reported as "low task diversity" (a viral or scripted repeat).
     low_diversity: float = 0.5
     #: Templating at or above this is reported with the scaffold.
@@ -859,8 +870,12 @@ def find_campaigns(
     community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
     req = req[[c for c in GROUPING_COLUMNS if c in req]]
     if "intent_similarity" in req:
-        req = req.assign(capability=_reads_as_capability(req, config, signals))
+        req = req.assign(capability=_reads_as_capability(req, config, signals), loose=req["cluster_id"].lt(0))
         ctx.account_capability = req["capability"].groupby(req["account_id"]).sum().astype(np.int64)
+        loose_kind = req["capability"].to_numpy() & req["loose"].to_numpy() & req["intent"].notna().to_numpy()
+        cap = req.loc[loose_kind, ["account_id", "intent"]]
+        ctx.account_kind_capability = {str(kind): g.groupby("account_id").size().astype(np.int64)
+                                       for kind, g in cap.groupby("intent")}
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
@@ -1019,6 +1034,8 @@ class _Context:
     wrapper_units: frozenset[int] = frozenset()
     #: requests per account that read as a capability (see ``focus_capability_value``; empty: not known)
     account_capability: pd.Series = field(default_factory=lambda: pd.Series(dtype=np.int64))
+    #: per capability intent, requests per account in no cluster that read as that capability (empty: not known)
+    account_kind_capability: dict[str, pd.Series] = field(default_factory=dict)
     evidence: EvidenceParams = field(default_factory=EvidenceParams)
 
     def __post_init__(self) -> None:
@@ -1422,6 +1439,7 @@ class _Operator:
     elsewhere: np.ndarray  # each member's (shrunk) share of its own traffic that is capability work outside the group
     shared: list[sig.SharedValue]  # evidence identifiers (concentrated, across principals)
     n_principals: int
+    totals: np.ndarray  # each member's requests in all, in ``members`` order
 
 
 def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Context) -> _Operator:
@@ -1438,7 +1456,7 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
     elsewhere = sig.shrunk_share(outside, totals, ctx.config.focus_prior)
     shared = _evidence_values(ctx, member_set) if len(members) >= 2 else []
     return _Operator(group, members, member_set, mreq, counts, share, elsewhere, shared,
-                     _n_principals(members, ctx, shared))
+                     _n_principals(members, ctx, shared), totals)
 
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
@@ -1471,6 +1489,51 @@ class _Content:
     #: where it is not judged and no capability is named: the ordinary workload the requests' words name, and
     #: those words (the training value is then ``ordinary_named_value``)
     ordinary: tuple[str, list[str]] = ("", [])
+    #: the group's wrapper sentences (:func:`_group_wrapper`) and the share of its requests they made templated
+    wrapper: tuple[str, float] = ("", 0.0)
+
+
+def _in_no_unit(cluster_ids: np.ndarray, ctx: _Context) -> np.ndarray:
+    """Whether each of ``cluster_ids`` holds requests whose prompts are in no cluster: none (-1), or an
+    infrastructure community's unclustered work (:func:`community_units`)."""
+    return (cluster_ids < 0) | np.isin(cluster_ids, list(ctx.community_units))
+
+
+def _group_wrapper(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[pd.Series, str] | None:
+    """Per unit of the group (``cluster_id``), the share of its requests whose prompts carry the group's *wrapper
+    sentences*, over the prompts read; and the most used of those sentences. None where the rule is off or
+    nothing was read.
+
+    A wrapper sentence is one the group's prompts send around ``group_wrapper_min_tasks`` distinct tasks or more,
+    by the scaffold rule of :func:`analyzer.cluster.scaffolds` (eight words or more of them in a prompt, and text
+    of its own), read on up to ``group_wrapper_prompts`` of its distinct prompts. A small pool composing each
+    wrapper from fragments leaves its requests in no unit or in a topic cluster without a template (too few
+    prompts share any one fragment for a scaffold family), yet its prompts repeat each other's fragments around
+    ever new tasks; customers who share a topic ask in words of their own, and a re-sent task is one task
+    however often it comes.
+    """
+    from analyzer.cluster import SCAFFOLD_SEP, scaffolds
+    from analyzer.text import analysis_text
+
+    config = ctx.config
+    if config.group_wrapper_min_tasks <= 0:
+        return None
+    sample = _sample_hashes(mreq, config.group_wrapper_prompts)
+    texts = ctx.texts_for(sample)
+    read = [h for h in sample if h in texts]
+    if not read:
+        return None
+    tasks = pd.Series(task.to_numpy(), index=mreq["prompt_hash"].to_numpy())
+    tasks = tasks[~tasks.index.duplicated()]
+    found = scaffolds([analysis_text(texts[h]) for h in read], config.group_wrapper_min_tasks,
+                      owners=tasks.reindex(read).tolist())
+    carried = {h: sc for h, sc in zip(read, found, strict=True) if sc is not None}
+    hashes = mreq["prompt_hash"].to_numpy()
+    judged = np.isin(hashes, read)
+    hit = pd.Series(np.isin(hashes[judged], list(carried)), dtype=np.float64)
+    share = hit.groupby(mreq["cluster_id"].to_numpy()[judged]).mean()
+    common = pd.Series([x for sc in carried.values() for x in sc.split(SCAFFOLD_SEP)]).value_counts()
+    return share, " … ".join(common.index[: config.community_template_sentences])
 
 
 def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
@@ -1487,9 +1550,19 @@ def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tupl
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
     filled = (task.groupby(mreq["cluster_id"]).nunique().reindex(cw.index) >= config.templating_min_tasks).to_numpy()
-    values: dict[str, float | None] = {"templating": float(np.average(
-        [sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots) * ok
-         for i, ok in zip(infos, filled, strict=True)], weights=w))}
+    unit_templating = np.array([
+        sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots) * ok
+        for i, ok in zip(infos, filled, strict=True)])
+    raised = (_in_no_unit(cw.index.to_numpy(), ctx) | filled) & (unit_templating < 1)
+    wrapper = _group_wrapper(mreq, task, ctx) if raised.any() else None
+    if wrapper is not None:  # requests in no unit, and units of ever new tasks, carrying the group's wrapper
+        carried = wrapper[0].reindex(cw.index).fillna(0.0).to_numpy()
+        lifted = raised & (carried > unit_templating)
+        unit_templating = np.where(lifted, carried, unit_templating)
+        wrapper_found = (wrapper[1], float((carried * w)[lifted].sum() / w.sum()))
+    else:
+        wrapper_found = ("", 0.0)
+    values: dict[str, float | None] = {"templating": float(np.average(unit_templating, weights=w))}
     top_info = max(infos, key=lambda i: cw.get(i.cluster_id, 0))
     unjudged = 0.0
     if "intent_similarity" in mreq:
@@ -1510,11 +1583,11 @@ def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tupl
             ordinary = ("", []) if kind_name else _named_intent(unread, ctx, ordinary=True)
             if ordinary[0]:  # an ordinary workload in another language: its value is that of its English twin
                 values["training_value"] = config.ordinary_named_value
-            return values, _Content(infos, w, top_info, kind_name, unjudged, cues, ordinary)
+            return values, _Content(infos, w, top_info, kind_name, unjudged, cues, ordinary, wrapper_found)
     else:
         values["training_value"] = float(np.average([i.training_value for i in infos], weights=w))
         kind_name = top_info.intent
-    return values, _Content(infos, w, top_info, kind_name, unjudged)
+    return values, _Content(infos, w, top_info, kind_name, unjudged, wrapper=wrapper_found)
 
 
 def _named_intent(hashes: np.ndarray, ctx: _Context, ordinary: bool = False) -> tuple[str, list[str]]:
@@ -1572,6 +1645,20 @@ def _request_tasks(mreq: pd.DataFrame) -> pd.Series:
     return mreq["task_id"] if "task_id" in mreq and mreq["task_id"].notna().all() else mreq["prompt_hash"]
 
 
+def _same_kind_elsewhere(op: _Operator, kind: str, ctx: _Context) -> np.ndarray:
+    """Each member's (shrunk) share of its own traffic that is capability work of the group's own kind (``kind``)
+    in no cluster and outside the group."""
+    members = op.members
+    kind_total = ctx.account_kind_capability.get(kind)
+    if kind_total is None or "capability" not in op.mreq:
+        return np.zeros(len(members))
+    m = op.mreq
+    sel = m["capability"].to_numpy() & m["loose"].to_numpy() & (m["intent"].to_numpy(dtype=object) == kind)
+    inside = m.loc[sel].groupby("account_id").size().reindex(members, fill_value=0).to_numpy()
+    total = kind_total.reindex(members, fill_value=0).to_numpy()
+    return sig.shrunk_share(np.maximum(total - inside, 0), op.totals, ctx.config.focus_prior)
+
+
 def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], _Content, dict]:
     """Every signal of one operator, in the order the exports list them (see the module docstring)."""
     config, sigp, mreq = ctx.config, ctx.signals, op.mreq
@@ -1593,9 +1680,15 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     # operator's: it counts in proportion to the infrastructure signal. Independent customers who happen to use
     # one template (a popular chain-of-thought prompt) also ask other reasoning questions of their own.
     tie = float(values.get("infrastructure") or 0.0)
-    member_focus = op.share + tie * op.elsewhere
+    # Capability work of the group's own kind (its main intent) in no cluster is the operator's work whatever the
+    # infrastructure: a pool composing each wrapper from fragments leaves half its harvest too varied to cluster.
+    # Work of that kind in other units is not counted without a tie: students of one class ask the assignment's
+    # other problems there, each a unit of its own.
+    same = _same_kind_elsewhere(op, content.kind_name, ctx)
+    member_focus = op.share + np.maximum(tie * op.elsewhere, same)
     values["focus"] = float(member_focus.mean())
-    extras.update(n_unique=n_unique, n_tasks=n_tasks, member_focus=member_focus)
+    extras.update(n_unique=n_unique, n_tasks=n_tasks, member_focus=member_focus,
+                  focus_same_kind=content.kind_name if same.mean() > (tie * op.elsewhere).mean() else "")
     return values, content, extras
 
 
@@ -1617,6 +1710,14 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
+    if extras["focus_same_kind"]:
+        evidence = [e.replace(FOCUS_INFRA_WORDS, f"or more {extras['focus_same_kind']} requests of their own in no "
+                              "cluster") for e in evidence]
+    if content.wrapper[1] >= ep.wrapper_min_share:
+        evidence.append(f"Wrapper sentences: {_fmt_pct(content.wrapper[1])} of its requests are in no cluster or in "
+                        "one without a template, yet carry sentences its prompts send around "
+                        f"{config.group_wrapper_min_tasks}+ different tasks (\u201c{content.wrapper[0][:160]}\u201d): one "
+                        "wrapper composed from fragments, counted as templated.")
     evidence += _community_unit_evidence(mreq, ctx)
     if n_joiners:
         evidence.append(f"{n_joiners} more account{'s' if n_joiners != 1 else ''} sent only one request to the "
@@ -1848,6 +1949,11 @@ def _sample_hashes(mreq: pd.DataFrame, n: int) -> list[str]:
     return [str(h) for h in np.asarray(uniques, dtype=object)[order[keep]]]
 
 
+#: What the focus sentence counts beside the campaign's own work where shared infrastructure ties the accounts.
+FOCUS_INFRA_WORDS = ("or, as they share an operator's infrastructure, capability work elsewhere (reasoning, grading, "
+                     "tool use, code or text the model does not read, in other units)")
+
+
 def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, shared_vals, infra_accounts, n_measured,
               template_text: str, coverage: float, kind, pivot_model, sim, null_sim, config: ScoringConfig,
               ep: EvidenceParams) -> list[str]:
@@ -1861,9 +1967,7 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, share
     elsewhere = float(np.mean(m_focus) - np.mean(m_share))
     ev.append(
         f"Accounts are focused: on average {_fmt_pct(float(np.mean(m_focus)))} of each account's own traffic is "
-        + (f"this campaign's work or, as they share an operator's infrastructure, capability work elsewhere "
-           f"({_fmt_pct(float(np.mean(m_share)))} in this campaign; reasoning, grading, tool use, code or text the "
-           "model does not read, in other units)"
+        + (f"this campaign's work {FOCUS_INFRA_WORDS}; {_fmt_pct(float(np.mean(m_share)))} in this campaign itself"
            if elsewhere >= ep.focus_elsewhere_min else "in this campaign")
         + (f"; {int((m_focus >= ep.focused_share).sum())} accounts do almost nothing else."
            if (m_focus >= ep.focused_share).any() else ".")

@@ -933,3 +933,67 @@ def test_focus_counts_an_operators_capability_work_elsewhere_but_not_ordinary_tr
     assert focus_of(busy, replace(default, focus_capability_value=1.5)) == pytest.approx(in_unit, abs=1e-4)
     sentence = next(e for e in campaign(busy, default)["evidence"] if e.startswith("Accounts are focused"))
     assert "capability work elsewhere" in sentence and f"{round(100 * in_unit)}% in this campaign" in sentence
+
+
+def test_a_wrapper_composed_from_fragments_is_templated_where_no_unit_holds_it():
+    """Twelve accounts with no shared infrastructure send a topic cluster without a template (a dozen new tasks)
+    and requests in no unit, every prompt two of five fragments around a question of its own: the fragments are the
+    group's wrapper sentences and those requests count as templated, with a sentence saying so. The same accounts
+    asking in words of their own, or re-sending one task wrapped in the fragments, are not templated."""
+    accounts = [f"w{i}" for i in range(12)]
+
+    def requests(wrapped: bool, n_tasks: int) -> tuple[pd.DataFrame, dict[str, str]]:
+        rows = [{**r, "intent": "censorship-safe rewrite", "intent_similarity": 0.6}
+                for r in _rows(accounts, 7, 2, "w", subnet=None) + _rows(accounts, -1, 2, "wn", subnet=None)]
+        texts = {}
+        for i, r in enumerate(rows):
+            r["task_id"] = i % n_tasks
+            question = f"What happened to {_WORDS[r['task_id'] % 30]} {_WORDS[(r['task_id'] * 7) % 30]} that year"
+            a, b = FRAGMENTS[i % len(FRAGMENTS)], FRAGMENTS[(i + 2) % len(FRAGMENTS)]
+            texts[r["prompt_hash"]] = (f"{a}\n{question}\n{b}" if wrapped
+                                       else f"Tell me, {_WORDS[i % 30]} friend: {question.lower()}?")
+        frame = pd.DataFrame(rows + _organic(60))
+        frame["task_id"] = frame["task_id"].fillna(frame.index.to_series() + 1000).astype(np.int64)
+        return frame, texts
+
+    def campaign(wrapped: bool, n_tasks: int, config: ScoringConfig | None = None) -> pd.Series:
+        frame, texts = requests(wrapped, n_tasks)
+        clusters = {**CLUSTERS, 7: ClusterInfo(7, label="topic", training_value=0.9, intent="censorship-safe rewrite")}
+        res = find_campaigns(frame, clusters, config, texts_for=lambda hashes: {h: texts[h] for h in hashes if h in texts})
+        ca = res.campaign_accounts
+        return next(c for _, c in res.campaigns.iterrows()
+                    if set(ca.loc[ca["campaign_id"] == c["campaign_id"], "account_id"]) >= set(accounts))
+
+    fragments = campaign(True, 40)
+    assert fragments["signals"]["templating"] == 1.0
+    assert any(e.startswith("Wrapper sentences: 100%") for e in fragments["evidence"])
+    assert campaign(False, 40)["signals"]["templating"] == 0.0
+    assert campaign(True, 3)["signals"]["templating"] == 0.0  # three tasks re-sent in many wrappings
+    assert campaign(True, 40, ScoringConfig(group_wrapper_min_tasks=0))["signals"]["templating"] == 0.0
+
+
+def test_focus_counts_the_groups_own_kind_of_work_in_no_cluster_without_shared_infrastructure():
+    """Accounts tied by nothing but their work: their requests of the group's own kind in no unit count towards
+    focus (a pool composing wrappers too varied to cluster), those of another capability do not, nor those of the
+    same kind in a unit of their own (students asking an assignment's other problems), and the focus sentence
+    says which work it counted."""
+    accounts = [f"k{i}" for i in range(12)]
+
+    def campaign(elsewhere_intent: str, own_units: bool = False) -> pd.Series:
+        rows = [{**r, "intent": "censorship-safe rewrite", "intent_similarity": 0.6}
+                for r in _rows(accounts, 1, 4, "k", subnet=None)]
+        rows += [{**r, "cluster_id": 200 + accounts.index(r["account_id"]) if own_units else -1}
+                 for r in _noise_work(accounts, "k-x", 0.6, n=4, intent=elsewhere_intent)]
+        config = ScoringConfig(community_unit_min_accounts=10**6)
+        clusters = {**CLUSTERS, 1: replace(CLUSTERS[1], intent="censorship-safe rewrite")}
+        return find_campaigns(pd.DataFrame(rows + _organic(60)), clusters, config).campaigns.iloc[0]
+
+    prior = ScoringConfig().focus_prior
+    same = campaign("censorship-safe rewrite")
+    assert same["signals"]["infrastructure"] == 0.0
+    assert same["signals"]["focus"] == pytest.approx(8 / (8 + prior), abs=1e-4)
+    sentence = next(e for e in same["evidence"] if e.startswith("Accounts are focused"))
+    assert "censorship-safe rewrite requests of their own in no cluster" in sentence
+    assert campaign("tool use")["signals"]["focus"] == pytest.approx(4 / (8 + prior), abs=1e-4)
+    other_unit = campaign("censorship-safe rewrite", own_units=True)
+    assert other_unit["signals"]["focus"] == pytest.approx(4 / (8 + prior), abs=1e-4)
