@@ -171,6 +171,13 @@ class ScoringConfig:
     #: Distinct prompts of a group read for its wrapper sentences (the most requested first, then evenly through
     #: the rest): bounds the texts read per scored group.
     group_wrapper_prompts: int = 300
+    #: Accounts that must send a pool's unclustered requests sharing wrapper sentences (sentences
+    #: ``community_wrapper_min_accounts`` accounts send, see :func:`wrapper_pool_units`) for them to be a unit of
+    #: their own, shared infrastructure or not; 0 turns the rule off.
+    pool_unit_min_accounts: int = 3
+    #: Most distinct unclustered capability prompts read for those units (a random sample, by hash, beyond it):
+    #: bounds the score stage's texts (16k of them at 1M requests).
+    pool_unit_prompts: int = 100_000
     #: How many of a community unit's most common wrapper sentences its template shows (display only).
     community_template_sentences: int = 3
     #: A community's unclustered work is linked to a unit where at least this share of its accounts also work
@@ -572,6 +579,86 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
     return req, infos
 
 
+#: Label of unclustered requests that share wrapper sentences across accounts (see :func:`wrapper_pool_units`).
+WRAPPER_POOL_LABEL = "unclustered capability requests sharing wrapper sentences"
+
+
+def wrapper_pool_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], config: ScoringConfig,
+                       signals: sig.SignalParams, texts_for: Callable[[Sequence[str]], Mapping[str, str]] | None = None
+                       ) -> tuple[pd.DataFrame, dict[int, ClusterInfo]]:
+    """``req`` with requests in no unit that share wrapper sentences across accounts made units of their own, and
+    ``clusters`` with those units' descriptions.
+
+    Read are the requests in no unit (``cluster_id`` -1) that read as capability work (``capability``). A
+    sentence is a *wrapper sentence* of theirs when ``community_wrapper_min_accounts`` or more accounts send it
+    there (the scaffold rule of
+    :func:`analyzer.cluster.scaffolds`: eight words or more of such sentences in a prompt, and text of its own);
+    prompts linked through shared wrapper sentences, directly or in a chain, are one unit when
+    ``community_unit_min_accounts`` accounts send them (``pool_unit_min_accounts`` of 0 turns the rule off). A pool
+    composing each wrapper from a few dozen fragments leaves most of its requests in no cluster (too few prompts
+    share any one combination), yet its accounts send each other's fragments around new tasks: the shared
+    infrastructure that :func:`community_units` reads is not needed. Customers asking in their own words share
+    no eight words of sentences (on the benchmark's quiet pools and look-alikes, 1-2% of organic accounts'
+    unclustered capability requests carry any, 60-90% of a small pool's).
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    from analyzer.cluster import SCAFFOLD_SEP, scaffolds, words
+    from analyzer.text import analysis_text
+
+    infos = dict(clusters)
+    if (config.pool_unit_min_accounts <= 0 or texts_for is None or "capability" not in req
+            or "intent" not in req):
+        return req, infos
+    loose = (req["cluster_id"].to_numpy() < 0) & req["capability"].to_numpy() & req["intent"].notna().to_numpy()
+    if not loose.any():
+        return req, infos
+    pairs = req.loc[loose, ["account_id", "prompt_hash"]].drop_duplicates()
+    # at most pool_unit_prompts prompts, the first by hash (a random sample of them): bounded memory and reads
+    texts = texts_for(sorted(set(pairs["prompt_hash"]))[: config.pool_unit_prompts])
+    pairs = pairs[pairs["prompt_hash"].isin(texts.keys())]
+    if pairs.empty:
+        return req, infos
+    found = scaffolds([analysis_text(texts[h]) for h in pairs["prompt_hash"]], config.community_wrapper_min_accounts,
+                      owners=pairs["account_id"].tolist())
+    wrapped = pairs.assign(scaffold=found).dropna(subset=["scaffold"])
+    unit_of: dict[str, int] = {}  # prompt -> unit id
+    first = max(int(req["cluster_id"].max()), max(infos, default=-1)) + 1
+    if not wrapped.empty:
+        # prompts linked through their wrapper sentences, directly or in a chain: one unit per pool of fragments
+        prompt_codes, prompt_ids = pd.factorize(wrapped["prompt_hash"])
+        parts = [sc.split(SCAFFOLD_SEP) for sc in wrapped["scaffold"]]
+        rows = np.repeat(prompt_codes, [len(x) for x in parts])
+        sent_codes, _ = pd.factorize(pd.Series([x for xs in parts for x in xs], dtype=object))
+        n_p = len(prompt_ids)
+        graph = sp.coo_matrix((np.ones(len(rows)), (rows, n_p + sent_codes)),
+                              shape=(n_p + int(sent_codes.max()) + 1,) * 2)
+        _, comp = connected_components(graph, directed=False)
+        wrapped = wrapped.assign(component=comp[prompt_codes])
+        n_acc = wrapped.groupby("component")["account_id"].nunique()
+        for k in n_acc.index[n_acc >= config.pool_unit_min_accounts]:
+            members = wrapped[wrapped["component"] == k]
+            unit_of.update(dict.fromkeys(members["prompt_hash"].astype(str), first))
+            shared = pd.Series([x for sc in members["scaffold"] for x in sc.split(SCAFFOLD_SEP)]).value_counts()
+            infos[first] = ClusterInfo(first, label=WRAPPER_POOL_LABEL, template_coverage=1.0,
+                                       n_fixed_words=int(np.median([len(words(sc)) for sc in members["scaffold"]])),
+                                       template=" … ".join(shared.index[:config.community_template_sentences]))
+            first += 1
+    if not unit_of:
+        return req, infos
+    target = req["prompt_hash"].astype(str).map(unit_of).to_numpy(dtype=np.float64, na_value=np.nan)
+    take = loose & ~np.isnan(target)
+    unit = req["cluster_id"].to_numpy(dtype=np.int64, copy=True)
+    unit[take] = target[take].astype(np.int64)
+    tv = sig.training_values(req["intent_similarity"].to_numpy(dtype=np.float64), signals.training_value_low,
+                             signals.training_value_high)
+    for uid in set(unit_of.values()):
+        held = unit == uid
+        infos[uid] = replace(infos[uid], training_value=float(np.nanmean(tv[held])) if (~np.isnan(tv[held])).any() else 0.0,
+                             intent=str(req["intent"][held].mode().iloc[0]))
+    return req.assign(cluster_id=unit), infos
+
+
 def _community_wrappers(loose: pd.DataFrame, com: pd.Series, texts_for: Callable[[Sequence[str]], Mapping[str, str]],
                         config: ScoringConfig) -> np.ndarray:
     """Per request of ``loose`` (unclustered requests of community accounts; ``com`` their community), the
@@ -878,6 +965,9 @@ def find_campaigns(
                                        for kind, g in cap.groupby("intent")}
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
+    before_pools = set(ctx.clusters)
+    req, ctx.clusters = wrapper_pool_units(req, ctx.clusters, config, signals, ctx.texts_for)
+    ctx.pool_units = frozenset(set(ctx.clusters) - before_pools)
     ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
     ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
     ctx.wrapper_units = frozenset(wrapper_units(req, ctx.clusters, config, signals))
@@ -1030,6 +1120,8 @@ class _Context:
     signals: sig.SignalParams = sig.DEFAULTS
     #: ids of the infrastructure communities' unclustered work (see :func:`community_units`)
     community_units: frozenset[int] = frozenset()
+    #: ids of the unclustered requests sharing wrapper sentences (see :func:`wrapper_pool_units`)
+    pool_units: frozenset[int] = frozenset()
     #: ids of the capability wrappers (see :func:`wrapper_units`)
     wrapper_units: frozenset[int] = frozenset()
     #: requests per account that read as a capability (see ``focus_capability_value``; empty: not known)
@@ -1494,9 +1586,10 @@ class _Content:
 
 
 def _in_no_unit(cluster_ids: np.ndarray, ctx: _Context) -> np.ndarray:
-    """Whether each of ``cluster_ids`` holds requests whose prompts are in no cluster: none (-1), or an
-    infrastructure community's unclustered work (:func:`community_units`)."""
-    return (cluster_ids < 0) | np.isin(cluster_ids, list(ctx.community_units))
+    """Whether each of ``cluster_ids`` holds requests whose prompts are in no cluster: none (-1), an
+    infrastructure community's unclustered work (:func:`community_units`) or unclustered requests sharing wrapper
+    sentences (:func:`wrapper_pool_units`)."""
+    return (cluster_ids < 0) | np.isin(cluster_ids, list(ctx.community_units | ctx.pool_units))
 
 
 def _group_wrapper(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[pd.Series, str] | None:
@@ -1739,7 +1832,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
         "n_accounts": n_members + n_joiners, "n_requests": int(len(mreq)),
         "first_seen": mreq["ts"].min(), "last_seen": mreq["ts"].max(),
         # a community's unclustered work is no stored cluster: the campaign lists the clusters it has
-        "clusters": [int(c) for c in op.group if c not in ctx.community_units],
+        "clusters": [int(c) for c in op.group if c not in ctx.community_units and c not in ctx.pool_units],
         "signals": {k: (None if v is None else round(float(v), 4)) for k, v in values.items()},
         # the prompts' hashes: their texts are read for every campaign at once (:func:`_score_groups`)
         "evidence": evidence, "examples": _sample_hashes(mreq, ep.examples),
@@ -1756,14 +1849,22 @@ def _rerun_evidence(reruns: float, n_tasks: int, sigp: sig.SignalParams) -> str:
 
 
 def _community_unit_evidence(mreq: pd.DataFrame, ctx: _Context) -> list[str]:
-    """The sentence saying how many of the campaign's requests are its community's unclustered work (see
-    :func:`community_units`), or none."""
+    """The sentences saying how many of the campaign's requests are its community's unclustered work (see
+    :func:`community_units`) or unclustered requests sharing wrapper sentences (:func:`wrapper_pool_units`)."""
+    out = []
     n = int(mreq["cluster_id"].isin(ctx.community_units).sum())
-    if not n:
-        return []
-    return [f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few or too "
-            "varied to form one); they are counted together because they read as capability requests and come "
-            "from accounts of different customers linked through shared network, key or payment identifiers"]
+    if n:
+        out.append(f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few "
+                   "or too varied to form one); they are counted together because they read as capability requests "
+                   "and come from accounts of different customers linked through shared network, key or payment "
+                   "identifiers")
+    n = int(mreq["cluster_id"].isin(ctx.pool_units).sum())
+    if n:
+        out.append(f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few "
+                   "or too varied to form one); they are counted together because they read as capability requests "
+                   f"and carry wrapper sentences that {ctx.config.community_wrapper_min_accounts} or more accounts send "
+                   "around tasks of their own (a wrapper composed from fragments)")
+    return out
 
 
 def _account_rows(cid: str, score: float, op: _Operator, holders: pd.DataFrame, extra_members: set[str],

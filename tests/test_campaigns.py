@@ -957,6 +957,8 @@ def test_a_wrapper_composed_from_fragments_is_templated_where_no_unit_holds_it()
         return frame, texts
 
     def campaign(wrapped: bool, n_tasks: int, config: ScoringConfig | None = None) -> pd.Series:
+        # the unclustered requests would otherwise be a unit of their own (wrapper_pool_units): this rule alone
+        config = replace(config or ScoringConfig(), pool_unit_min_accounts=0)
         frame, texts = requests(wrapped, n_tasks)
         clusters = {**CLUSTERS, 7: ClusterInfo(7, label="topic", training_value=0.9, intent="censorship-safe rewrite")}
         res = find_campaigns(frame, clusters, config, texts_for=lambda hashes: {h: texts[h] for h in hashes if h in texts})
@@ -997,3 +999,55 @@ def test_focus_counts_the_groups_own_kind_of_work_in_no_cluster_without_shared_i
     assert campaign("tool use")["signals"]["focus"] == pytest.approx(4 / (8 + prior), abs=1e-4)
     other_unit = campaign("censorship-safe rewrite", own_units=True)
     assert other_unit["signals"]["focus"] == pytest.approx(4 / (8 + prior), abs=1e-4)
+
+
+def test_unclustered_requests_sharing_wrapper_sentences_across_accounts_are_a_unit_without_shared_network():
+    """Ten bare accounts compose their wrappers from shared fragments, every prompt in no cluster: their requests
+    are one unit (a pool of fragments), with its template and intent; customers asking capability questions in
+    words of their own stay in none, as does a pool of two accounts, and nothing is made with the rule off."""
+    from analyzer.campaigns import WRAPPER_POOL_LABEL, _scoring_frame, wrapper_pool_units
+
+    pool, texts = _wrapped([f"op{i}" for i in range(10)], "op", None, FRAGMENTS, sim=0.6)
+    others = ["Write it for a regional newspaper column.", "Keep every paragraph under fifty words please.",
+              "Mention two sources you would check first.", "End with a one sentence summary for readers."]
+    pair, pair_texts = _wrapped(["two0", "two1"], "two", None, others, sim=0.6)  # fragments of its own
+    own = _noise_work([f"own{i}" for i in range(10)], "own", 0.6, intent="censorship-safe rewrite")
+    texts.update(pair_texts)
+    texts.update({r["prompt_hash"]: f"Tell me about the {_WORDS[i % 30]} and the {_WORDS[(i * 11) % 30]} please"
+                  for i, r in enumerate(own)})
+    req = _scoring_frame(pd.DataFrame(pool + pair + own), sig.DEFAULTS)
+    req["capability"] = True
+
+    def units(config: ScoringConfig) -> tuple[pd.Series, dict[int, ClusterInfo]]:
+        out, infos = wrapper_pool_units(req, CLUSTERS, config, sig.DEFAULTS,
+                                        lambda hashes: {h: texts[h] for h in hashes if h in texts})
+        return out.set_index("prompt_hash")["cluster_id"], infos
+
+    unit, infos = units(ScoringConfig())
+    new = sorted(set(infos) - set(CLUSTERS))
+    assert len(new) == 1
+    info = infos[new[0]]
+    assert info.label == WRAPPER_POOL_LABEL and info.intent == "censorship-safe rewrite"
+    assert info.template_coverage == 1.0 and info.n_fixed_words >= 8 and info.training_value > 0.5
+    assert (unit[unit.index.str.startswith("op")] == new[0]).all()
+    assert (unit[~unit.index.str.startswith("op")] == -1).all()  # own words; two accounts only
+    assert set(units(ScoringConfig(pool_unit_min_accounts=0))[1]) == set(CLUSTERS)
+
+
+def test_a_bare_pool_split_between_a_scaffold_family_and_no_cluster_is_one_flagged_campaign():
+    """The pool's scaffold family holds two requests of each account; the rest of its work, composed from the same
+    fragments in other combinations, is in no cluster. The unclustered work is a unit of its own, joins the
+    family's group through the accounts they share, and the campaign says why it counts it."""
+    accounts = [f"op{i}" for i in range(12)]
+    family = [{**r, "intent": "censorship-safe rewrite", "intent_similarity": 0.6}
+              for r in _rows(accounts, 1, 2, "fam", subnet=None)]
+    rest, texts = _wrapped(accounts, "op", None, FRAGMENTS, sim=0.6)
+    clusters = {**CLUSTERS, 1: replace(CLUSTERS[1], intent="censorship-safe rewrite")}
+    res = find_campaigns(pd.DataFrame(family + rest + _organic(60)), clusters,
+                         texts_for=lambda hashes: {h: texts[h] for h in hashes if h in texts})
+    ca = res.campaign_accounts
+    camp = next(c for _, c in res.campaigns.iterrows()
+                if set(ca.loc[ca["campaign_id"] == c["campaign_id"], "account_id"]) >= set(accounts))
+    assert camp["n_requests"] == len(family) + len(rest)
+    assert camp["clusters"] == [1]  # the unclustered work is no stored cluster
+    assert any("carry wrapper sentences that 3 or more accounts send" in e for e in camp["evidence"])
