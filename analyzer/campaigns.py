@@ -163,8 +163,9 @@ class ScoringConfig:
     #: prompts share any one fragment), but its fresh accounts already repeat each other's fragments; customers
     #: behind a shared block ask in words of their own.
     community_wrapper_min_accounts: int = 3
-    #: A group's requests in no unit, or in a unit of ever new tasks (``templating_min_tasks``) without a template,
-    #: count as templated where their prompts carry the group's *wrapper sentences*: sentences its prompts send
+    #: A group's unclustered work (an infrastructure community's or a wrapper pool's unit), and its units of ever new
+    #: tasks (``templating_min_tasks``) without a template, count as templated in the share of their requests whose
+    #: prompts carry the group's *wrapper sentences*: sentences its prompts send
     #: around at least this many distinct tasks (the scaffold rule, see :func:`_group_wrapper`); 0 turns the rule
     #: off. A re-sent task, or a problem pasted by many students, is one task.
     group_wrapper_min_tasks: int = 4
@@ -594,7 +595,7 @@ def wrapper_pool_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], c
     there (the scaffold rule of
     :func:`analyzer.cluster.scaffolds`: eight words or more of such sentences in a prompt, and text of its own);
     prompts linked through shared wrapper sentences, directly or in a chain, are one unit when
-    ``community_unit_min_accounts`` accounts send them (``pool_unit_min_accounts`` of 0 turns the rule off). A pool
+    ``pool_unit_min_accounts`` accounts send them (0 turns the rule off). A pool
     composing each wrapper from a few dozen fragments leaves most of its requests in no cluster (too few prompts
     share any one combination), yet its accounts send each other's fragments around new tasks: the shared
     infrastructure that :func:`community_units` reads is not needed. Customers asking in their own words share
@@ -646,16 +647,18 @@ def wrapper_pool_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], c
             first += 1
     if not unit_of:
         return req, infos
-    target = req["prompt_hash"].astype(str).map(unit_of).to_numpy(dtype=np.float64, na_value=np.nan)
-    take = loose & ~np.isnan(target)
+    rows = np.flatnonzero(loose)
+    target = req["prompt_hash"].iloc[rows].map(unit_of).to_numpy(dtype=np.float64, na_value=np.nan)
+    rows, target = rows[~np.isnan(target)], target[~np.isnan(target)].astype(np.int64)
     unit = req["cluster_id"].to_numpy(dtype=np.int64, copy=True)
-    unit[take] = target[take].astype(np.int64)
-    tv = sig.training_values(req["intent_similarity"].to_numpy(dtype=np.float64), signals.training_value_low,
-                             signals.training_value_high)
-    for uid in set(unit_of.values()):
-        held = unit == uid
-        infos[uid] = replace(infos[uid], training_value=float(np.nanmean(tv[held])) if (~np.isnan(tv[held])).any() else 0.0,
-                             intent=str(req["intent"][held].mode().iloc[0]))
+    unit[rows] = target
+    held = pd.DataFrame({"unit": target, "intent": req["intent"].iloc[rows].to_numpy(dtype=object),
+                         "tv": sig.training_values(req["intent_similarity"].iloc[rows].to_numpy(dtype=np.float64),
+                                                   signals.training_value_low, signals.training_value_high)})
+    by = held.groupby("unit")
+    value, intent = by["tv"].mean().fillna(0.0), by["intent"].agg(lambda x: x.mode().iloc[0])
+    for uid in value.index:  # training value over its judged requests (0 where none is), its most common intent
+        infos[int(uid)] = replace(infos[int(uid)], training_value=float(value[uid]), intent=str(intent[uid]))
     return req.assign(cluster_id=unit), infos
 
 
@@ -1586,21 +1589,22 @@ class _Content:
 
 
 def _in_no_unit(cluster_ids: np.ndarray, ctx: _Context) -> np.ndarray:
-    """Whether each of ``cluster_ids`` holds requests whose prompts are in no cluster: none (-1), an
-    infrastructure community's unclustered work (:func:`community_units`) or unclustered requests sharing wrapper
-    sentences (:func:`wrapper_pool_units`)."""
+    """Whether each of ``cluster_ids`` holds requests whose prompts are in no cluster: an infrastructure
+    community's unclustered work (:func:`community_units`), unclustered requests sharing wrapper sentences
+    (:func:`wrapper_pool_units`), or none (-1, never part of a group)."""
     return (cluster_ids < 0) | np.isin(cluster_ids, list(ctx.community_units | ctx.pool_units))
 
 
 def _group_wrapper(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[pd.Series, str] | None:
     """Per unit of the group (``cluster_id``), the share of its requests whose prompts carry the group's *wrapper
     sentences*, over the prompts read; and the most used of those sentences. None where the rule is off or
-    nothing was read.
+    nothing was read. The prompts are sampled from the whole group, so a small unit is judged on the few of its
+    prompts the sample holds.
 
     A wrapper sentence is one the group's prompts send around ``group_wrapper_min_tasks`` distinct tasks or more,
     by the scaffold rule of :func:`analyzer.cluster.scaffolds` (eight words or more of them in a prompt, and text
     of its own), read on up to ``group_wrapper_prompts`` of its distinct prompts. A small pool composing each
-    wrapper from fragments leaves its requests in no unit or in a topic cluster without a template (too few
+    wrapper from fragments leaves its requests in no cluster or in a topic cluster without a template (too few
     prompts share any one fragment for a scaffold family), yet its prompts repeat each other's fragments around
     ever new tasks; customers who share a topic ask in words of their own, and a re-sent task is one task
     however often it comes.
@@ -1621,10 +1625,10 @@ def _group_wrapper(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[
     found = scaffolds([analysis_text(texts[h]) for h in read], config.group_wrapper_min_tasks,
                       owners=tasks.reindex(read).tolist())
     carried = {h: sc for h, sc in zip(read, found, strict=True) if sc is not None}
-    hashes = mreq["prompt_hash"].to_numpy()
-    judged = np.isin(hashes, read)
-    hit = pd.Series(np.isin(hashes[judged], list(carried)), dtype=np.float64)
-    share = hit.groupby(mreq["cluster_id"].to_numpy()[judged]).mean()
+    hashes = mreq["prompt_hash"]
+    judged = hashes.isin(read).to_numpy()  # hashed lookups: a group holds up to millions of requests
+    hit = hashes[judged].isin(list(carried)).to_numpy(dtype=np.float64)
+    share = pd.Series(hit).groupby(mreq["cluster_id"].to_numpy()[judged]).mean()
     common = pd.Series([x for sc in carried.values() for x in sc.split(SCAFFOLD_SEP)]).value_counts()
     return share, " … ".join(common.index[: config.community_template_sentences])
 
@@ -1648,7 +1652,7 @@ def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tupl
         for i, ok in zip(infos, filled, strict=True)])
     raised = (_in_no_unit(cw.index.to_numpy(), ctx) | filled) & (unit_templating < 1)
     wrapper = _group_wrapper(mreq, task, ctx) if raised.any() else None
-    if wrapper is not None:  # requests in no unit, and units of ever new tasks, carrying the group's wrapper
+    if wrapper is not None:  # unclustered work, and units of ever new tasks, carrying the group's wrapper
         carried = wrapper[0].reindex(cw.index).fillna(0.0).to_numpy()
         lifted = raised & (carried > unit_templating)
         unit_templating = np.where(lifted, carried, unit_templating)
@@ -1746,7 +1750,7 @@ def _same_kind_elsewhere(op: _Operator, kind: str, ctx: _Context) -> np.ndarray:
     if kind_total is None or "capability" not in op.mreq:
         return np.zeros(len(members))
     m = op.mreq
-    sel = m["capability"].to_numpy() & m["loose"].to_numpy() & (m["intent"].to_numpy(dtype=object) == kind)
+    sel = m["capability"].to_numpy() & m["loose"].to_numpy() & m["intent"].eq(kind).fillna(False).to_numpy(dtype=bool)
     inside = m.loc[sel].groupby("account_id").size().reindex(members, fill_value=0).to_numpy()
     total = kind_total.reindex(members, fill_value=0).to_numpy()
     return sig.shrunk_share(np.maximum(total - inside, 0), op.totals, ctx.config.focus_prior)
@@ -1804,7 +1808,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
     if extras["focus_same_kind"]:
-        evidence = [e.replace(FOCUS_INFRA_WORDS, f"or more {extras['focus_same_kind']} requests of their own in no "
+        evidence = [e.replace(FOCUS_INFRA_WORDS, f"or other {extras['focus_same_kind']} requests of their own in no "
                               "cluster") for e in evidence]
     if content.wrapper[1] >= ep.wrapper_min_share:
         evidence.append(f"Wrapper sentences: {_fmt_pct(content.wrapper[1])} of its requests are in no cluster or in "

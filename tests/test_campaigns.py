@@ -936,10 +936,11 @@ def test_focus_counts_an_operators_capability_work_elsewhere_but_not_ordinary_tr
 
 
 def test_a_wrapper_composed_from_fragments_is_templated_where_no_unit_holds_it():
-    """Twelve accounts with no shared infrastructure send a topic cluster without a template (a dozen new tasks)
-    and requests in no unit, every prompt two of five fragments around a question of its own: the fragments are the
-    group's wrapper sentences and those requests count as templated, with a sentence saying so. The same accounts
-    asking in words of their own, or re-sending one task wrapped in the fragments, are not templated."""
+    """Twelve accounts with no shared infrastructure send a topic cluster without a template (many new tasks)
+    and requests in no cluster, every prompt two of five fragments around a question of its own: the fragments are
+    the group's wrapper sentences and the topic cluster's requests count as templated, with a sentence saying so.
+    The same accounts asking in words of their own, or re-sending three tasks wrapped in the fragments, are not
+    templated."""
     accounts = [f"w{i}" for i in range(12)]
 
     def requests(wrapped: bool, n_tasks: int) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -995,7 +996,7 @@ def test_focus_counts_the_groups_own_kind_of_work_in_no_cluster_without_shared_i
     assert same["signals"]["infrastructure"] == 0.0
     assert same["signals"]["focus"] == pytest.approx(8 / (8 + prior), abs=1e-4)
     sentence = next(e for e in same["evidence"] if e.startswith("Accounts are focused"))
-    assert "censorship-safe rewrite requests of their own in no cluster" in sentence
+    assert "or other censorship-safe rewrite requests of their own in no cluster" in sentence
     assert campaign("tool use")["signals"]["focus"] == pytest.approx(4 / (8 + prior), abs=1e-4)
     other_unit = campaign("censorship-safe rewrite", own_units=True)
     assert other_unit["signals"]["focus"] == pytest.approx(4 / (8 + prior), abs=1e-4)
