@@ -441,8 +441,9 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
       spreads over, or
     - one infrastructure community (``community``: account id -> community id, see
       :func:`infra_communities`) dominates both (:func:`_dominant_communities`), or
-    - one is a community's unclustered work (``community_units``, see :func:`community_units`) and the other
-      holds ``community_link_share`` of its accounts (:func:`_community_unit_links`), or
+    - one is a community's unclustered work (``community_units``, see :func:`community_units`, or unclustered
+      requests sharing wrapper sentences, :func:`wrapper_pool_units`) and the other holds
+      ``community_link_share`` of its accounts (:func:`_community_unit_links`), or
     - both are capability wrappers (``wrapper_units``, see :func:`wrapper_units`) sharing accounts beyond
       chance, mostly the same pool's (:func:`_wrapper_links`).
 
@@ -600,7 +601,10 @@ def wrapper_pool_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], c
     share any one combination), yet its accounts send each other's fragments around new tasks: the shared
     infrastructure that :func:`community_units` reads is not needed. Customers asking in their own words share
     no eight words of sentences (on the benchmark's quiet pools and look-alikes, 1-2% of organic accounts'
-    unclustered capability requests carry any, 60-90% of a small pool's).
+    unclustered capability requests carry any, 60-90% of a small pool's). Like a community's unclustered work, such
+    a unit is linked to other units only through :func:`_community_unit_links` (a unit holding half its accounts),
+    not by the overlap rules: a sentence many customers share could chain their prompts into one large unit that
+    overlaps everything they touch.
     """
     from scipy.sparse.csgraph import connected_components
 
@@ -974,7 +978,8 @@ def find_campaigns(
     ctx.clusters = unit_template_coverage(req, ctx.clusters, ctx.texts_for, config, signals)
     ac = req.groupby(["account_id", "cluster_id"]).size().rename("n").reset_index()
     ctx.wrapper_units = frozenset(wrapper_units(req, ctx.clusters, config, signals))
-    groups = group_clusters(ac, account_total, config, community, ctx.community_units, ctx.wrapper_units)
+    groups = group_clusters(ac, account_total, config, community, ctx.community_units | ctx.pool_units,
+                            ctx.wrapper_units)
     groups = [groups[i] for i in _candidate_groups(groups, ac, account_total, config)]
     campaign_rows, account_rows, partial_rows, cluster_campaign = _score_groups(groups, req, ctx)
     campaigns = pd.DataFrame(campaign_rows, columns=[
