@@ -641,7 +641,9 @@ def wrapper_pool_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], c
         _, comp = connected_components(graph, directed=False)
         wrapped = wrapped.assign(component=comp[prompt_codes])
         n_acc = wrapped.groupby("component")["account_id"].nunique()
-        for k in n_acc.index[n_acc >= config.pool_unit_min_accounts]:
+        first_hash = wrapped.groupby("component")["prompt_hash"].min()
+        # ids in the order of each unit's first prompt hash: the same units get the same ids whatever the row order
+        for k in sorted(n_acc.index[n_acc >= config.pool_unit_min_accounts], key=lambda k: str(first_hash[k])):
             members = wrapped[wrapped["component"] == k]
             unit_of.update(dict.fromkeys(members["prompt_hash"].astype(str), first))
             shared = pd.Series([x for sc in members["scaffold"] for x in sc.split(SCAFFOLD_SEP)]).value_counts()

@@ -1033,6 +1033,10 @@ def test_unclustered_requests_sharing_wrapper_sentences_across_accounts_are_a_un
     assert (unit[unit.index.str.startswith("op")] == new[0]).all()
     assert (unit[~unit.index.str.startswith("op")] == -1).all()  # own words; two accounts only
     assert set(units(ScoringConfig(pool_unit_min_accounts=0))[1]) == set(CLUSTERS)
+    # the same units, with the same ids, whatever the order of the rows (a Ray run reads them in another order)
+    shuffled, _ = wrapper_pool_units(req.sample(frac=1.0, random_state=3), CLUSTERS, ScoringConfig(), sig.DEFAULTS,
+                                     lambda hashes: {h: texts[h] for h in hashes if h in texts})
+    pd.testing.assert_series_equal(shuffled.set_index("prompt_hash")["cluster_id"].sort_index(), unit.sort_index())
 
 
 def test_a_bare_pool_split_between_a_scaffold_family_and_no_cluster_is_one_flagged_campaign():
