@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -566,19 +566,27 @@ def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[i
     unit = req["cluster_id"].to_numpy(dtype=np.int64, copy=True)
     unit[work] = ids
     req = req.assign(cluster_id=unit)
-    from analyzer.cluster import SCAFFOLD_SEP, words
+    from analyzer.cluster import words
 
     rows = pd.DataFrame({"c": ids, "tv": tv[work], "intent": req.loc[work, "intent"].fillna(""),
                          "wrapper": wrapped[work].to_numpy()})
     for c, g in rows.groupby("c"):
         covered = g["wrapper"].dropna()
-        shared = pd.Series([x for w in covered for x in w.split(SCAFFOLD_SEP)]).value_counts()
         infos[int(c)] = ClusterInfo(
             int(c), label=COMMUNITY_UNIT_LABEL, training_value=float(g["tv"].mean()),
             intent=str(g["intent"].mode().iloc[0]), template_coverage=round(len(covered) / len(g), 4),
             n_fixed_words=int(np.median([len(words(w)) for w in covered])) if len(covered) else 0,
-            template=" … ".join(shared.index[:config.community_template_sentences]))
+            template=_common_sentences(covered, config.community_template_sentences))
     return req, infos
+
+
+def _common_sentences(scaffold_texts: Iterable[str], n: int) -> str:
+    """The ``n`` sentences most used across ``scaffold_texts`` (:func:`analyzer.cluster.scaffolds` strings),
+    joined for display as a unit's template."""
+    from analyzer.cluster import SCAFFOLD_SEP
+
+    counts = pd.Series([x for sc in scaffold_texts for x in sc.split(SCAFFOLD_SEP)], dtype=object).value_counts()
+    return " … ".join(counts.index[:n])
 
 
 #: Label of unclustered requests that share wrapper sentences across accounts (see :func:`wrapper_pool_units`).
@@ -646,10 +654,10 @@ def wrapper_pool_units(req: pd.DataFrame, clusters: Mapping[int, ClusterInfo], c
         for k in sorted(n_acc.index[n_acc >= config.pool_unit_min_accounts], key=lambda k: str(first_hash[k])):
             members = wrapped[wrapped["component"] == k]
             unit_of.update(dict.fromkeys(members["prompt_hash"].astype(str), first))
-            shared = pd.Series([x for sc in members["scaffold"] for x in sc.split(SCAFFOLD_SEP)]).value_counts()
             infos[first] = ClusterInfo(first, label=WRAPPER_POOL_LABEL, template_coverage=1.0,
                                        n_fixed_words=int(np.median([len(words(sc)) for sc in members["scaffold"]])),
-                                       template=" … ".join(shared.index[:config.community_template_sentences]))
+                                       template=_common_sentences(members["scaffold"],
+                                                                  config.community_template_sentences))
             first += 1
     if not unit_of:
         return req, infos
@@ -1616,7 +1624,7 @@ def _group_wrapper(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[
     ever new tasks; customers who share a topic ask in words of their own, and a re-sent task is one task
     however often it comes.
     """
-    from analyzer.cluster import SCAFFOLD_SEP, scaffolds
+    from analyzer.cluster import scaffolds
     from analyzer.text import analysis_text
 
     config = ctx.config
@@ -1636,8 +1644,7 @@ def _group_wrapper(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[
     judged = hashes.isin(read).to_numpy()  # hashed lookups: a group holds up to millions of requests
     hit = hashes[judged].isin(list(carried)).to_numpy(dtype=np.float64)
     share = pd.Series(hit).groupby(mreq["cluster_id"].to_numpy()[judged]).mean()
-    common = pd.Series([x for sc in carried.values() for x in sc.split(SCAFFOLD_SEP)]).value_counts()
-    return share, " … ".join(common.index[: config.community_template_sentences])
+    return share, _common_sentences(carried.values(), config.community_template_sentences)
 
 
 def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tuple[dict[str, float | None], _Content]:
