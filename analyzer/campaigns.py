@@ -325,6 +325,21 @@ class ScoringConfig:
     #: holders in one log), and a few accounts of another operator sending their side traffic from it joined
     #: two operators into one candidate of 100 accounts; such a value stays evidence, not a link.
     operator_agent_concentration: float = 0.9
+    #: Re-sent prompts: an operator samples one rendered prompt several times (best-of-n, rollouts) and spreads
+    #: the samples over its pool, so an identical prompt sent by two to this many of a group's members links
+    #: them into one community, as a shared proxy block does (more holders: a popular or assigned text, which
+    #: says nothing of who runs the accounts). 0 turns re-sent prompts off, as links and as the test below.
+    operator_prompt_max_accounts: int = 8
+    #: Two communities that each re-send prompts across their own accounts and never one of the other's are two
+    #: operators, and common hours and work do not merge them, when one pool would keep every re-sent prompt on
+    #: one side with probability below this (each prompt's ``h`` sends on one side: ``p**h + (1-p)**h``, ``p``
+    #: the first community's share of their requests). Two bare censorship pools of 15 and 10 accounts
+    #: re-sending 25 and 18 prompts: about 1e-13.
+    operator_prompt_apart_p: float = 1e-3
+    #: ... and only when they were active at the same time: the overlap of their first-to-last request spans is
+    #: at least this share of the shorter span. A banned pool and the replacements that take over its work never
+    #: overlap; nothing says their samples would have crossed.
+    operator_prompt_apart_overlap: float = 0.5
     #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
     #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
     operator_hour_smoothing: tuple[float, ...] = (1.0, 2.0, 3.0, 2.0, 1.0)
@@ -1092,6 +1107,9 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
     # their requests) a copy of every grouped request with every column, beside the operator's own, was most of
     # the 3 GB that this and the contiguous read (:func:`analyzer.workspace.arrow_frame`) took off the peak.
     slim = req[[c for c in GROUP_COLUMNS if c in req]].iloc[rows]
+    # each grouped request's prompt as an integer (re-sent prompts, :func:`_operators`): 4 bytes a request rather
+    # than a copy of the prompt hash strings beside ``slim``
+    prompt_code = pd.factorize(req["prompt_hash"])[0][rows].astype(np.int32)
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
@@ -1100,7 +1118,7 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         if not members or (len(members) < config.min_candidate_accounts
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
-        operators = _operators(members, greq, ctx)
+        operators, by_prompts = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx)
         # Wrapper joiners are listed only where the group is one operator's: a single request says nothing of
         # which of two operators sharing the group's wrappers an account would belong to.
         joiners = joiners if len(operators) == 1 else []
@@ -1108,7 +1126,8 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
-                                                     n_operators=len(operators), joiners=joiners)
+                                                     n_operators=len(operators), joiners=joiners,
+                                                     by_prompts=by_prompts)
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -1393,7 +1412,8 @@ def _infra_components(n: int, incidence: sp.csr_matrix | None) -> np.ndarray:
     return np.argsort(np.argsort(first, kind="stable"), kind="stable")[inverse]
 
 
-def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[list[str]]:
+def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, ctx: _Context
+               ) -> tuple[list[list[str]], bool]:
     """Split a group's members into operators: communities linked by shared infrastructure, or by common
     hours and common work.
 
@@ -1409,8 +1429,9 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     """
     config = ctx.config
     if len(members) < 2 * config.min_operator_accounts:
-        return [members]
-    mreq = greq[greq["account_id"].isin(set(members))]
+        return [members], False
+    theirs = greq["account_id"].isin(set(members)).to_numpy()
+    mreq = greq[theirs]
     unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
     inc = None
     shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS and (
@@ -1422,6 +1443,9 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
         vcode, _ = pd.factorize(holders["field"] + "\x1f" + holders["value"])
         inc = sp.csr_matrix((np.ones(len(holders)), (rows, vcode)),
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
+    prompt_inc = _resent_prompts(mreq["account_id"], prompt_code[theirs], members, config)
+    if prompt_inc is not None:
+        inc = prompt_inc if inc is None else sp.hstack([inc, prompt_inc], format="csr")
     # Common hours and common work link accounts too: one operator may give each account its own proxy
     # block, and nothing in the identifiers tells that apart from two operators. It takes different
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
@@ -1429,8 +1453,9 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     infra = _infra_components(len(members), inc)
     work = _work_profiles(mreq, members)
     alike = _alike_members(unit, work, config)
+    kept_apart = (_apart_by_prompts(infra, prompt_inc, mreq, members, config) if prompt_inc is not None else None)
     comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
-                               config.operator_block_accounts)
+                               config.operator_block_accounts, kept_apart)
     sizes = np.bincount(comp)
     is_big = sizes >= config.min_operator_accounts
     # A smaller community of two or more accounts none of which keeps the hours and does the work of an account
@@ -1443,10 +1468,76 @@ def _operators(members: list[str], greq: pd.DataFrame, ctx: _Context) -> list[li
     is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)
     if len(big) < 2:
-        return [members]
+        return [members], False
     big = big[np.argsort(-sizes[big], kind="stable")]
     owner = np.where(np.isin(comp, big), comp, big[_nearest_operator(unit, work, comp, big)])
-    return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
+    by_prompts = False
+    if kept_apart is not None:  # were two of the operators told apart by their re-sent prompts?
+        comp_of = np.full(len(kept_apart), -1)
+        comp_of[infra] = np.where(np.isin(comp, big), comp, -1)
+        i, j = np.nonzero(kept_apart)
+        by_prompts = bool(((comp_of[i] >= 0) & (comp_of[j] >= 0) & (comp_of[i] != comp_of[j])).any())
+    return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big], by_prompts
+
+
+def _resent_prompts(accounts: pd.Series, prompts: np.ndarray, members: list[str], config: ScoringConfig
+                    ) -> sp.csr_matrix | None:
+    """Members x prompts (sparse, one column per re-sent prompt) over the identical prompts that two to
+    ``operator_prompt_max_accounts`` of ``members`` send (``accounts``, ``prompts``: each request's account and
+    prompt, any labels): an operator samples one rendered prompt several times across its pool."""
+    if config.operator_prompt_max_accounts < 2:
+        return None
+    pairs = pd.DataFrame({"member": pd.Categorical(accounts, categories=members).codes,
+                          "prompt": pd.factorize(prompts)[0]}).drop_duplicates()
+    pairs = pairs[pairs["member"] >= 0]
+    holders = pairs["prompt"].map(pairs["prompt"].value_counts())
+    pairs = pairs[(holders >= 2) & (holders <= config.operator_prompt_max_accounts)]
+    if not len(pairs):
+        return None
+    column, _ = pd.factorize(pairs["prompt"])
+    return sp.csr_matrix((np.ones(len(pairs)), (pairs["member"].to_numpy(), column)),
+                         shape=(len(members), int(column.max()) + 1))
+
+
+def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, mreq: pd.DataFrame, members: list[str],
+                      config: ScoringConfig) -> np.ndarray:
+    """Pairs of communities (``infra`` labels, k x k, bool) whose re-sent prompts say they are two operators:
+    each community re-sends identical prompts across its own accounts (``prompt_inc``) and never one of the
+    other's, while they were active at the same time. Were they one pool, each re-sent prompt's ``h`` sends
+    would land in one of them with probability ``p**h + (1 - p)**h`` (``p``: the first one's share of their
+    requests); all of them doing so has probability below ``operator_prompt_apart_p``."""
+    k = int(infra.max()) + 1
+    apart = np.zeros((k, k), dtype=bool)
+    holders = np.asarray(prompt_inc.sum(axis=0)).ravel().astype(np.int64)
+    # each re-sent prompt lies in one community (its holders are linked through it)
+    owner = infra[np.asarray(prompt_inc.argmax(axis=0)).ravel()]
+    evidenced = np.unique(owner)
+    if len(evidenced) < 2:
+        return apart
+    max_h = int(holders.max())
+    hist = np.zeros((k, max_h + 1))
+    np.add.at(hist, (owner, holders), 1.0)
+    codes = pd.Categorical(mreq["account_id"], categories=members).codes
+    comm = infra[codes]
+    requests = np.bincount(comm, minlength=k).astype(np.float64)
+    t = mreq["t"].to_numpy()
+    lo = np.full(k, np.inf)
+    hi = np.full(k, -np.inf)
+    np.minimum.at(lo, comm, t)
+    np.maximum.at(hi, comm, t)
+    ev = evidenced
+    p = requests[ev][:, None] / (requests[ev][:, None] + requests[ev][None, :])
+    log_none = np.zeros((len(ev), len(ev)))
+    for h in range(2, max_h + 1):
+        n_h = hist[ev, h][:, None] + hist[ev, h][None, :]
+        log_none += n_h * np.log(p**h + (1.0 - p) ** h)
+    overlap = np.minimum(hi[ev][:, None], hi[ev][None, :]) - np.maximum(lo[ev][:, None], lo[ev][None, :])
+    shorter = np.minimum((hi - lo)[ev][:, None], (hi - lo)[ev][None, :])
+    together = overlap >= config.operator_prompt_apart_overlap * np.maximum(shorter, 1.0)
+    sub = (log_none < np.log(config.operator_prompt_apart_p)) & together
+    np.fill_diagonal(sub, False)
+    apart[np.ix_(ev, ev)] = sub
+    return apart
 
 
 def _nearest_operator(hours: np.ndarray, work: sp.csr_matrix, comp: np.ndarray, big: np.ndarray) -> np.ndarray:
@@ -1481,7 +1572,8 @@ def _bool_times(a: np.ndarray, x: sp.spmatrix, block: int, positive: bool = Fals
 
 
 def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_size: int = 1,
-                        block: int = ScoringConfig.operator_block_accounts) -> np.ndarray:
+                        block: int = ScoringConfig.operator_block_accounts, apart: np.ndarray | None = None
+                        ) -> np.ndarray:
     """Communities (a label per account) after merging the infrastructure communities ``infra`` (a label per
     account) that behave alike: two are merged when at least ``share`` of the accounts of one of them keep the
     hours and do the work (``alike``: account x account) of an account of the other. An account of its own
@@ -1506,6 +1598,8 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     linked = np.empty((k, k), dtype=bool)
     for cols in _row_blocks(k, block):
         linked[:, cols] = (onehot.T @ reaches[:, cols].astype(np.float64)) / sizes[:, None] >= share
+    if apart is not None:  # re-sent prompts say two operators: behaviour does not merge them
+        linked &= ~apart
     large = sizes >= min_size
     # 1. large communities merge directly only
     _, comp = connected_components(sp.csr_matrix(linked & large[:, None] & large[None, :]), directed=False)
@@ -1570,7 +1664,8 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
-                 per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = ()):
+                 per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
+                 by_prompts: bool = False):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
     signals)."""
@@ -1578,7 +1673,7 @@ def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra
     values, content, extras = _signal_values(op, ctx)
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
-    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners))
+    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), by_prompts)
     account_rows = _account_rows(cid, score, op, extras["holders"], extra_members, ctx)
     account_rows += _joiner_rows(cid, score, joiners, per_acc, ctx)
     partial_rows = _partial_rows(cid, score, per_acc, op.member_set | set(joiners), ctx)
@@ -1804,7 +1899,8 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
 
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
-                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0) -> dict:
+                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0, by_prompts: bool = False
+                  ) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
     listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
@@ -1816,8 +1912,11 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          (op.share, extras["member_focus"]), op.shared, extras["infra_accounts"], extras["n_measured"],
                          top_info.template, top_info.template_coverage, kind, extras["pivot_model"], extras["sim"],
                          ctx.null_similarity, config, ep)
+    resent = (_resent_prompts(mreq["account_id"], mreq["prompt_hash"].to_numpy(), op.members, config)
+              if by_prompts and n_operators > 1 else None)
     context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
-                                values, config, content.unjudged, (kind, content.kind_cues), content.ordinary)
+                                values, config, content.unjudged, (kind, content.kind_cues), content.ordinary,
+                                0 if resent is None else resent.shape[1])
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
@@ -2005,10 +2104,11 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
                       values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
                       named: tuple[str, Sequence[str]] = ("", ()),
-                      ordinary: tuple[str, Sequence[str]] = ("", ())) -> list[str]:
+                      ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0) -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
     where it is not judged, the capability the requests' own words name and those words; ``ordinary``: the
-    ordinary workload they name instead, which set the value)."""
+    ordinary workload they name instead, which set the value; ``resent``: where re-sent prompts told the operators
+    apart, how many identical prompts this one's accounts send among themselves)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -2017,7 +2117,12 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
     if n_tasks < n_unique:
         ev.append(f"{n_unique:,} distinct prompts are {n_tasks:,} distinct tasks once near-duplicate wordings "
                   "of one task are merged.")
-    if n_operators > 1:
+    if n_operators > 1 and resent:
+        ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
+                  f"with the others, and re-send {resent:,} identical prompt{'s' if resent != 1 else ''} among "
+                  "themselves (several samples of one prompt, spread over the pool) but none of the others' at the "
+                  "same time, so each is a campaign of its own.")
+    elif n_operators > 1:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   "and keep different hours from the others, so each is a campaign of its own.")
     gate = value_gate(values.get("training_value"), config.value_full)

@@ -443,6 +443,48 @@ def test_two_operators_on_one_task_kind_are_two_campaigns():
     assert res.campaigns["flagged"].sum() == 1 and res.campaigns.iloc[0]["n_accounts"] == 35
 
 
+def _resending_pool(accounts, prefix, start_minutes=60, resend=True, per_account=8):
+    """A bare pool (no identifiers) on cluster 1 whose accounts send each rendered prompt twice, from two
+    neighbouring accounts (best-of-n samples spread over the pool: the pool is one chain of shared prompts)."""
+    rows = _rows(accounts, 1, per_account, prefix, start_minutes=start_minutes, step_minutes=3)
+    n = len(accounts)
+    for r in rows:
+        i, k = accounts.index(r["account_id"]), int(r["prompt_hash"].rsplit("-", 1)[1])
+        pair = i // 2 if k % 2 == 0 else ((i + 1) % n) // 2
+        r.update(ip=None, user_agent=None, api_key_id=None,
+                 prompt_hash=f"{prefix}-{pair}-{k}" if resend else r["prompt_hash"])
+    return rows
+
+
+def test_two_bare_pools_that_re_send_their_own_prompts_are_two_operators():
+    """Two bare pools on one task kind, the same hours and the same work: nothing in identifiers or behaviour
+    tells them apart, but each re-sends its own rendered prompts across its accounts and never the other's,
+    which one pool would not do by chance. Two campaigns, the evidence says why; without re-sends (or with the
+    rule off) one; one pool re-sending across all its accounts stays one; two cohorts that were never active
+    at the same time (a banned pool and its replacements) are not told apart by prompts."""
+    a = [f"opa-{i}" for i in range(16)]
+    b = [f"opb-{i}" for i in range(12)]
+
+    def flagged(rows, config=None):
+        res = find_campaigns(pd.DataFrame(rows), CLUSTERS, config or ScoringConfig())
+        ca = res.campaign_accounts
+        camps = res.campaigns[res.campaigns["flagged"]]
+        return (sorted((set(ca.loc[ca["campaign_id"] == c, "account_id"]) for c in camps["campaign_id"]), key=len),
+                list(camps["evidence"]))
+
+    two = _organic() + _resending_pool(a, "a") + _resending_pool(b, "b")
+    sets, evidence = flagged(two)
+    assert sets == [set(b), set(a)]
+    assert all(any("One of 2 operators" in e and "re-send" in e for e in ev) for ev in evidence)
+    assert flagged(two, ScoringConfig(operator_prompt_max_accounts=0))[0] == [set(a + b)]
+    assert flagged(_organic() + _resending_pool(a, "a", resend=False) + _resending_pool(b, "b", resend=False))[0] \
+        == [set(a + b)]
+    assert flagged(_organic() + _resending_pool(a + b, "a"))[0] == [set(a + b)]
+    # the second pool starts a week after the first one ends, at the same hour of day
+    later = _organic() + _resending_pool(a, "a") + _resending_pool(b, "b", start_minutes=60 + 7 * 1440)
+    assert flagged(later)[0] == [set(a + b)]
+
+
 def test_a_popular_client_version_in_side_traffic_does_not_join_two_operators():
     """Two operators behind their own blocks and hours; one sends from a popular SDK version, which a few ordinary
     customers use too, and three accounts of the other send their side traffic from it. It is concentrated on the
