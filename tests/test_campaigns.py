@@ -485,6 +485,28 @@ def test_two_bare_pools_that_re_send_their_own_prompts_are_two_operators():
     assert flagged(later)[0] == [set(a + b)]
 
 
+def test_re_sent_prompts_keep_two_communities_apart_only_on_enough_evidence():
+    """Two communities of ten accounts, 40 requests each, each re-sending prompts of its own (two sends a prompt):
+    one pool would keep one such prompt on one side with probability 1/2, so 6 prompts (1/64) prove nothing and
+    12 (1/4096) do, however they fall between the two; a community that re-sends nothing is not told apart by
+    prompts (no sampling of its own to compare)."""
+    from analyzer.campaigns import _apart_by_prompts
+
+    members = [f"a{i}" for i in range(20)]
+    infra = np.array([0] * 10 + [1] * 10)
+    req = pd.DataFrame({"account_id": np.repeat(members, 4), "t": np.tile(np.arange(4) * 3600, 20)})
+
+    def apart(n_a: int, n_b: int) -> bool:
+        cols = [(i % 10, (i + 1) % 10) for i in range(n_a)] + [(10 + i % 10, 10 + (i + 1) % 10) for i in range(n_b)]
+        rows = [r for pair in cols for r in pair]
+        inc = sp.csr_matrix((np.ones(len(rows)), (rows, np.repeat(np.arange(len(cols)), 2))), shape=(20, len(cols)))
+        return bool(_apart_by_prompts(infra, inc, req, members, ScoringConfig())[0, 1])
+
+    assert not apart(3, 3)
+    assert apart(6, 6) and apart(11, 1)
+    assert not apart(12, 0)
+
+
 def test_a_popular_client_version_in_side_traffic_does_not_join_two_operators():
     """Two operators behind their own blocks and hours; one sends from a popular SDK version, which a few ordinary
     customers use too, and three accounts of the other send their side traffic from it. It is concentrated on the
