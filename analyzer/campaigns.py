@@ -1473,9 +1473,9 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     owner = np.where(np.isin(comp, big), comp, big[_nearest_operator(unit, work, comp, big)])
     by_prompts = False
     if kept_apart is not None:  # were two of the operators told apart by their re-sent prompts?
-        comp_of = np.full(len(kept_apart), -1)
+        comp_of = np.full(int(infra.max()) + 1, -1)
         comp_of[infra] = np.where(np.isin(comp, big), comp, -1)
-        i, j = np.nonzero(kept_apart)
+        i, j = kept_apart[:, 0], kept_apart[:, 1]
         by_prompts = bool(((comp_of[i] >= 0) & (comp_of[j] >= 0) & (comp_of[i] != comp_of[j])).any())
     return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big], by_prompts
 
@@ -1501,43 +1501,44 @@ def _resent_prompts(accounts: pd.Series, prompts: np.ndarray, members: list[str]
 
 def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, mreq: pd.DataFrame, members: list[str],
                       config: ScoringConfig) -> np.ndarray:
-    """Pairs of communities (``infra`` labels, k x k, bool) whose re-sent prompts say they are two operators:
-    each community re-sends identical prompts across its own accounts (``prompt_inc``) and never one of the
-    other's, while they were active at the same time. Were they one pool, each re-sent prompt's ``h`` sends
-    would land in one of them with probability ``p**h + (1 - p)**h`` (``p``: the first one's share of their
-    requests); all of them doing so has probability below ``operator_prompt_apart_p``."""
+    """Pairs of communities (``infra`` labels, rows ``i, j``) whose re-sent prompts say they are two operators:
+    each community of ``min_operator_accounts`` or more re-sends identical prompts across its own accounts
+    (``prompt_inc``) and never one of the other's, while they were active at the same time. Were they one pool,
+    each re-sent prompt's ``h`` sends would land in one of them with probability ``p**h + (1 - p)**h`` (``p``:
+    the first one's share of their requests); all of them doing so has probability below
+    ``operator_prompt_apart_p``. Taken ``operator_block_accounts`` communities at a time."""
+    none = np.zeros((0, 2), dtype=np.int64)
     k = int(infra.max()) + 1
-    apart = np.zeros((k, k), dtype=bool)
     holders = np.asarray(prompt_inc.sum(axis=0)).ravel().astype(np.int64)
     # each re-sent prompt lies in one community (its holders are linked through it)
     owner = infra[np.asarray(prompt_inc.argmax(axis=0)).ravel()]
-    evidenced = np.unique(owner)
-    if len(evidenced) < 2:
-        return apart
-    max_h = int(holders.max())
-    hist = np.zeros((k, max_h + 1))
+    large = np.bincount(infra, minlength=k) >= config.min_operator_accounts
+    ev = np.unique(owner[large[owner]])
+    if len(ev) < 2:
+        return none
+    hist = np.zeros((k, int(holders.max()) + 1))
     np.add.at(hist, (owner, holders), 1.0)
-    codes = pd.Categorical(mreq["account_id"], categories=members).codes
-    comm = infra[codes]
-    requests = np.bincount(comm, minlength=k).astype(np.float64)
+    comm = infra[pd.Categorical(mreq["account_id"], categories=members).codes]
+    requests = np.bincount(comm, minlength=k).astype(np.float64)[ev]
     t = mreq["t"].to_numpy()
-    lo = np.full(k, np.inf)
-    hi = np.full(k, -np.inf)
+    lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
     np.minimum.at(lo, comm, t)
     np.maximum.at(hi, comm, t)
-    ev = evidenced
-    p = requests[ev][:, None] / (requests[ev][:, None] + requests[ev][None, :])
-    log_none = np.zeros((len(ev), len(ev)))
-    for h in range(2, max_h + 1):
-        n_h = hist[ev, h][:, None] + hist[ev, h][None, :]
-        log_none += n_h * np.log(p**h + (1.0 - p) ** h)
-    overlap = np.minimum(hi[ev][:, None], hi[ev][None, :]) - np.maximum(lo[ev][:, None], lo[ev][None, :])
-    shorter = np.minimum((hi - lo)[ev][:, None], (hi - lo)[ev][None, :])
-    together = overlap >= config.operator_prompt_apart_overlap * np.maximum(shorter, 1.0)
-    sub = (log_none < np.log(config.operator_prompt_apart_p)) & together
-    np.fill_diagonal(sub, False)
-    apart[np.ix_(ev, ev)] = sub
-    return apart
+    lo, hi, hist = lo[ev], hi[ev], hist[ev]
+    found = []
+    for rows in _row_blocks(len(ev), config.operator_block_accounts):
+        p = requests[rows, None] / (requests[rows, None] + requests[None, :])
+        log_none = np.zeros_like(p)
+        for h in range(2, hist.shape[1]):
+            log_none += (hist[rows, h][:, None] + hist[None, :, h]) * np.log(p**h + (1.0 - p) ** h)
+        overlap = np.minimum(hi[rows, None], hi[None, :]) - np.maximum(lo[rows, None], lo[None, :])
+        shorter = np.maximum(np.minimum((hi - lo)[rows, None], (hi - lo)[None, :]), 1.0)
+        apart = (log_none < np.log(config.operator_prompt_apart_p)) & (
+            overlap >= config.operator_prompt_apart_overlap * shorter)
+        i, j = np.nonzero(apart)
+        i += rows.start
+        found.append(np.stack([ev[i[i != j]], ev[j[i != j]]], axis=1))
+    return np.concatenate(found) if found else none
 
 
 def _nearest_operator(hours: np.ndarray, work: sp.csr_matrix, comp: np.ndarray, big: np.ndarray) -> np.ndarray:
@@ -1586,6 +1587,9 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     two pools whose bare accounts each resemble an account of both pools stay two. The small ones left, that
     resemble no large one, merge among themselves as before.
 
+    ``apart`` (rows ``i, j`` of community labels, :func:`_apart_by_prompts`): pairs that behaviour never merges
+    directly (their re-sent prompts say two operators).
+
     ``alike`` is used as it is (one byte per pair) and every product with it is taken ``block`` rows at a time.
     """
     from scipy.sparse.csgraph import connected_components
@@ -1599,7 +1603,7 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     for cols in _row_blocks(k, block):
         linked[:, cols] = (onehot.T @ reaches[:, cols].astype(np.float64)) / sizes[:, None] >= share
     if apart is not None:  # re-sent prompts say two operators: behaviour does not merge them
-        linked &= ~apart
+        linked[apart[:, 0], apart[:, 1]] = False
     large = sizes >= min_size
     # 1. large communities merge directly only
     _, comp = connected_components(sp.csr_matrix(linked & large[:, None] & large[None, :]), directed=False)

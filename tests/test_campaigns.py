@@ -500,7 +500,10 @@ def test_re_sent_prompts_keep_two_communities_apart_only_on_enough_evidence():
         cols = [(i % 10, (i + 1) % 10) for i in range(n_a)] + [(10 + i % 10, 10 + (i + 1) % 10) for i in range(n_b)]
         rows = [r for pair in cols for r in pair]
         inc = sp.csr_matrix((np.ones(len(rows)), (rows, np.repeat(np.arange(len(cols)), 2))), shape=(20, len(cols)))
-        return bool(_apart_by_prompts(infra, inc, req, members, ScoringConfig())[0, 1])
+        pairs = _apart_by_prompts(infra, inc, req, members, ScoringConfig())
+        in_blocks = _apart_by_prompts(infra, inc, req, members, ScoringConfig(operator_block_accounts=1))
+        assert sorted(map(tuple, pairs.tolist())) == sorted(map(tuple, in_blocks.tolist()))
+        return sorted(map(tuple, pairs.tolist())) == [(0, 1), (1, 0)]
 
     assert not apart(3, 3)
     assert apart(6, 6) and apart(11, 1)
