@@ -1414,13 +1414,15 @@ def _infra_components(n: int, incidence: sp.csr_matrix | None) -> np.ndarray:
 
 def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, ctx: _Context
                ) -> tuple[list[list[str]], bool]:
-    """Split a group's members into operators: communities linked by shared infrastructure, or by common
-    hours and common work.
+    """Split a group's members into operators: communities linked by shared infrastructure or re-sent
+    prompts, or by common hours and common work; and whether re-sent prompts told two of them apart.
 
     Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`; a user agent only
-    when nearly all its holders are the group's: ``operator_agent_concentration``), or when their
+    when nearly all its holders are the group's: ``operator_agent_concentration``) or send an identical prompt
+    (``prompt_code``: each of ``greq``'s requests' prompt as an integer; :func:`_resent_prompts`), or when their
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
-    group's units have cosine ``operator_work_similarity`` or more. Connected communities of at
+    group's units have cosine ``operator_work_similarity`` or more, unless their communities each re-send
+    prompts of their own only (:func:`_apart_by_prompts`). Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
     accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
