@@ -1019,7 +1019,7 @@ def find_campaigns(
     camp_acc = camp_acc[camp_acc["campaign_id"].isin(kept)]
     partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
     partial = partial[partial["campaign_id"].isin(kept)]
-    accounts = _account_table(req, account_total, camp_acc, ac, partial)
+    accounts = _account_table(req, account_total, camp_acc, ac[ac["cluster_id"].isin(list(clusters))], partial)
     return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
 
 
@@ -2237,6 +2237,8 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, share
 
 def _account_table(req: pd.DataFrame, account_total: pd.Series, camp_acc: pd.DataFrame, ac: pd.DataFrame,
                    partial: pd.DataFrame) -> pd.DataFrame:
+    """One row per account: volume, first and last request, its top cluster (the stored cluster of ``ac``,
+    requests per account and cluster, holding most of its requests; -1: none), best campaign and score."""
     g = req.groupby("account_id")
     out = pd.DataFrame({
         "n_requests": account_total,

@@ -241,6 +241,7 @@ def test_small_pool_with_unclustered_prompts_is_a_campaign_only_behind_shared_in
     row = res.campaigns.set_index("campaign_id").loc[cid]
     assert any("in no cluster" in e for e in row["evidence"])
     assert row["clusters"] == []  # the community's unclustered work is no stored cluster
+    assert set(res.accounts.set_index("account_id").loc[pool, "top_cluster"]) == {-1}  # nor an account's top one
     # The same requests from unrelated networks: nothing groups them.
     spread_out = pd.DataFrame(organic + _noise_work(pool, "op", 0.5))
     res = find_campaigns(spread_out, CLUSTERS)
