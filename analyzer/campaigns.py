@@ -1929,6 +1929,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     if extras["focus_same_kind"]:
         evidence = [e.replace(FOCUS_INFRA_WORDS, f"or other {extras['focus_same_kind']} requests of their own in no "
                               "cluster") for e in evidence]
+    if values["templating"] >= ep.templated_min and not (top_info.template and top_info.template_coverage > 0):
+        evidence.append(_templated_elsewhere(values["templating"], content))
     if content.wrapper[1] >= ep.wrapper_min_share:
         evidence.append(f"Wrapper sentences: {_fmt_pct(content.wrapper[1])} of its requests are in no cluster or in "
                         "one without a template, yet carry sentences its prompts send around "
@@ -1960,6 +1962,16 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
         # the prompts' hashes: their texts are read for every campaign at once (:func:`_score_groups`)
         "evidence": evidence, "examples": _sample_hashes(mreq, ep.examples),
     }
+
+
+def _templated_elsewhere(templating: float, content: _Content) -> str:
+    """The templating sentence where the main unit has no template of its own: the share of the requests in
+    templated units (and the template of the unit holding most of them), or carrying the group's wrapper."""
+    covered = np.array([i.template_coverage if i.template else 0.0 for i in content.infos]) * content.weights
+    best = content.infos[int(covered.argmax())] if covered.max(initial=0.0) > 0 else None
+    example = f", most in one sharing \u201c{best.template[:160]}\u201d" if best is not None else ""
+    return (f"Templated ({templating:.2f}): its requests fall in units whose prompts share a template or carry the "
+            f"group's wrapper sentences{example}; its main unit's own prompts share none.")
 
 
 def _rerun_evidence(reruns: float, n_tasks: int, sigp: sig.SignalParams) -> str:
@@ -2208,7 +2220,7 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, share
             "(a few tasks asked over and over or by many accounts: a viral prompt, a classroom's assignment, a "
             "scripted repeat; not a harvest of tasks)."
         )
-    if values["templating"] >= ep.templated_min and template_text:
+    if values["templating"] >= ep.templated_min and template_text and coverage > 0:  # else templated elsewhere
         ev.append(f"Templated: {_fmt_pct(coverage)} of the main unit's prompts share the scaffold "
                   f"\u201c{template_text[:160]}\u201d.")
     if (values["training_value"] or 0.0) >= ep.intent_min_value and kind:

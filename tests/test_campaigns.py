@@ -1124,3 +1124,17 @@ def test_a_bare_pool_split_between_a_scaffold_family_and_no_cluster_is_one_flagg
     assert camp["n_requests"] == len(family) + len(rest)
     assert camp["clusters"] == [1]  # the unclustered work is no stored cluster
     assert any("carry wrapper sentences that 3 or more accounts send" in e for e in camp["evidence"])
+
+
+def test_templating_from_other_units_is_explained_without_a_zero_percent_main_template():
+    """A campaign whose main unit is a topic cluster without a template, but half of whose requests fall in a
+    scaffold family: the templating sentence names that family's scaffold and says the main unit has none,
+    rather than "0% of the main unit's prompts share" a template."""
+    from analyzer.campaigns import _Content, _templated_elsewhere
+
+    topic = ClusterInfo(1, template="", template_coverage=0.0)
+    family = ClusterInfo(2, template="answer neutrally … pass review {task}", template_coverage=0.9)
+    line = _templated_elsewhere(0.45, _Content([topic, family], np.array([60.0, 40.0]), topic, "", 0.0))
+    assert line.startswith("Templated (0.45)") and "answer neutrally" in line and "main unit's own prompts share none" in line
+    none = _templated_elsewhere(0.4, _Content([topic], np.array([10.0]), topic, "", 0.0))
+    assert "\u201c" not in none
