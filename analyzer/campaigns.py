@@ -1107,9 +1107,7 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
     # their requests) a copy of every grouped request with every column, beside the operator's own, was most of
     # the 3 GB that this and the contiguous read (:func:`analyzer.workspace.arrow_frame`) took off the peak.
     slim = req[[c for c in GROUP_COLUMNS if c in req]].iloc[rows]
-    # each grouped request's prompt as an integer (re-sent prompts, :func:`_operators`): 4 bytes a request rather
-    # than a copy of the prompt hash strings beside ``slim``
-    prompt_code = pd.factorize(req["prompt_hash"])[0][rows].astype(np.int32)
+    prompt_code = _sample_codes(req, rows, config)
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
@@ -1118,16 +1116,16 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         if not members or (len(members) < config.min_candidate_accounts
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
-        operators, by_prompts = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx)
+        operators, resent = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx)
         # Wrapper joiners are listed only where the group is one operator's: a single request says nothing of
         # which of two operators sharing the group's wrappers an account would belong to.
         joiners = joiners if len(operators) == 1 else []
-        for op_members in operators:
+        for op_members, op_resent in zip(operators, resent, strict=True):
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
-                                                     by_prompts=by_prompts)
+                                                     resent=op_resent)
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -1413,9 +1411,10 @@ def _infra_components(n: int, incidence: sp.csr_matrix | None) -> np.ndarray:
 
 
 def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, ctx: _Context
-               ) -> tuple[list[list[str]], bool]:
+               ) -> tuple[list[list[str]], list[int]]:
     """Split a group's members into operators: communities linked by shared infrastructure or re-sent
-    prompts, or by common hours and common work; and whether re-sent prompts told two of them apart.
+    prompts, or by common hours and common work; and, where re-sent prompts told two of them apart, how many
+    prompts each re-sends among its own accounts (else 0 each).
 
     Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`; a user agent only
     when nearly all its holders are the group's: ``operator_agent_concentration``) or send an identical prompt
@@ -1431,7 +1430,7 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     """
     config = ctx.config
     if len(members) < 2 * config.min_operator_accounts:
-        return [members], False
+        return [members], [0]
     theirs = greq["account_id"].isin(set(members)).to_numpy()
     mreq = greq[theirs]
     unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
@@ -1470,30 +1469,55 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)
     if len(big) < 2:
-        return [members], False
+        return [members], [0]
     big = big[np.argsort(-sizes[big], kind="stable")]
     owner = np.where(np.isin(comp, big), comp, big[_nearest_operator(unit, work, comp, big)])
+    operators = [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
     by_prompts = False
     if kept_apart is not None:  # were two of the operators told apart by their re-sent prompts?
         comp_of = np.full(int(infra.max()) + 1, -1)
         comp_of[infra] = np.where(np.isin(comp, big), comp, -1)
         i, j = kept_apart[:, 0], kept_apart[:, 1]
         by_prompts = bool(((comp_of[i] >= 0) & (comp_of[j] >= 0) & (comp_of[i] != comp_of[j])).any())
-    return [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big], by_prompts
+    if not by_prompts:
+        return operators, [0] * len(operators)
+    holders = [np.asarray(prompt_inc[np.flatnonzero(owner == c)].sum(axis=0)).ravel() for c in big]
+    return operators, [int((h >= 2).sum()) for h in holders]
+
+
+def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) -> np.ndarray:
+    """Each of the grouped requests' (``rows`` of ``req``) prompt as an integer (4 bytes a request rather than a
+    copy of the prompt hashes beside the group's rows), -1 where it does not read as capability work (a hydra
+    account's relayed customer prompt, "explain what a smart speaker is", meets the same prompt from an
+    ordinary customer by chance) or where more than ``operator_prompt_max_accounts`` accounts send it among all
+    grouped requests (a viral prompt, an assigned problem: a popular text, nobody's samples). Identical prompts
+    share a unit, so a prompt's senders are in one group (bar a community's or pool's unclustered work)."""
+    code = pd.factorize(req["prompt_hash"])[0][rows].astype(np.int32)
+    if "capability" in req:  # an operator samples its capability prompts; ordinary ones coincide by chance
+        code[~req["capability"].to_numpy()[rows]] = -1
+    acode = req["acode"].to_numpy()[rows].astype(np.int64)
+    width = int(acode.max(initial=0)) + 1
+    read = code >= 0
+    if not read.any():
+        return code
+    pairs = np.unique(code[read].astype(np.int64) * width + acode[read])  # each (prompt, account) once
+    senders = np.bincount(pairs // width, minlength=int(code.max(initial=-1)) + 1)
+    code[read & (senders[np.maximum(code, 0)] > config.operator_prompt_max_accounts)] = -1
+    return code
 
 
 def _resent_prompts(accounts: pd.Series, prompts: np.ndarray, members: list[str], config: ScoringConfig
                     ) -> sp.csr_matrix | None:
-    """Members x prompts (sparse, one column per re-sent prompt) over the identical prompts that two to
-    ``operator_prompt_max_accounts`` of ``members`` send (``accounts``, ``prompts``: each request's account and
-    prompt, any labels): an operator samples one rendered prompt several times across its pool."""
+    """Members x prompts (sparse, one column per re-sent prompt) over the identical prompts that two or more of
+    ``members`` send (``accounts``, ``prompts``: each request's account and prompt code, -1 for a popular prompt;
+    see :func:`_sample_codes`): an operator samples one rendered prompt several times across its pool."""
     if config.operator_prompt_max_accounts < 2:
         return None
     pairs = pd.DataFrame({"member": pd.Categorical(accounts, categories=members).codes,
-                          "prompt": pd.factorize(prompts)[0]}).drop_duplicates()
-    pairs = pairs[pairs["member"] >= 0]
+                          "prompt": np.asarray(prompts)}).drop_duplicates()
+    pairs = pairs[(pairs["member"] >= 0) & (pairs["prompt"] >= 0)]
     holders = pairs["prompt"].map(pairs["prompt"].value_counts())
-    pairs = pairs[(holders >= 2) & (holders <= config.operator_prompt_max_accounts)]
+    pairs = pairs[holders >= 2]
     if not len(pairs):
         return None
     column, _ = pd.factorize(pairs["prompt"])
@@ -1671,7 +1695,7 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
-                 by_prompts: bool = False):
+                 resent: int = 0):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
     signals)."""
@@ -1679,7 +1703,7 @@ def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra
     values, content, extras = _signal_values(op, ctx)
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
-    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), by_prompts)
+    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), resent)
     account_rows = _account_rows(cid, score, op, extras["holders"], extra_members, ctx)
     account_rows += _joiner_rows(cid, score, joiners, per_acc, ctx)
     partial_rows = _partial_rows(cid, score, per_acc, op.member_set | set(joiners), ctx)
@@ -1905,7 +1929,7 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
 
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
-                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0, by_prompts: bool = False
+                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0, resent: int = 0
                   ) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
     listed beside the members, see :func:`_members`)."""
@@ -1918,11 +1942,9 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          (op.share, extras["member_focus"]), op.shared, extras["infra_accounts"], extras["n_measured"],
                          top_info.template, top_info.template_coverage, kind, extras["pivot_model"], extras["sim"],
                          ctx.null_similarity, config, ep)
-    resent = (_resent_prompts(mreq["account_id"], mreq["prompt_hash"].to_numpy(), op.members, config)
-              if by_prompts and n_operators > 1 else None)
     context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                 values, config, content.unjudged, (kind, content.kind_cues), content.ordinary,
-                                0 if resent is None else resent.shape[1])
+                                resent if n_operators > 1 else 0)
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context

@@ -1138,3 +1138,18 @@ def test_templating_from_other_units_is_explained_without_a_zero_percent_main_te
     assert line.startswith("Templated (0.45)") and "answer neutrally" in line and "main unit's own prompts share none" in line
     none = _templated_elsewhere(0.4, _Content([topic], np.array([10.0]), topic, "", 0.0))
     assert "\u201c" not in none
+
+
+def test_only_capability_prompts_few_accounts_send_count_as_samples():
+    """A prompt re-sent by two accounts is a sample when it reads as capability work; an ordinary prompt (a hydra
+    account's relayed customer traffic meeting the same question from a customer) and a prompt nine accounts send
+    (popular) are not."""
+    from analyzer.campaigns import _sample_codes
+
+    rows = [("p-sample", a, True) for a in (0, 1)] + [("p-ordinary", a, False) for a in (0, 2)]
+    rows += [("p-popular", a, True) for a in range(3, 12)]
+    req = pd.DataFrame(rows, columns=["prompt_hash", "acode", "capability"])
+    codes = _sample_codes(req, np.arange(len(req)), ScoringConfig())
+    kept = set(req.loc[codes >= 0, "prompt_hash"])
+    assert kept == {"p-sample"}
+    assert len(set(codes[codes >= 0])) == 1
