@@ -326,9 +326,10 @@ class ScoringConfig:
     #: two operators into one candidate of 100 accounts; such a value stays evidence, not a link.
     operator_agent_concentration: float = 0.9
     #: Re-sent prompts: an operator samples one rendered prompt several times (best-of-n, rollouts) and spreads
-    #: the samples over its pool, so an identical prompt sent by two to this many of a group's members links
-    #: them into one community, as a shared proxy block does (more holders: a popular or assigned text, which
-    #: says nothing of who runs the accounts). 0 turns re-sent prompts off, as links and as the test below.
+    #: the samples over its pool, so an identical capability prompt sent by two to this many accounts links the
+    #: group's members sending it into one community, as a shared proxy block does (more senders: a popular or
+    #: assigned text, which says nothing of who runs the accounts). 0 turns re-sent prompts off, as links and as
+    #: the test below.
     operator_prompt_max_accounts: int = 8
     #: Two communities that each re-send prompts across their own accounts and never one of the other's are two
     #: operators, and common hours and work do not merge them, when one pool would keep every re-sent prompt on
