@@ -334,8 +334,8 @@ class ScoringConfig:
     #: Two communities that each re-send prompts across their own accounts and never one of the other's are two
     #: operators, and common hours and work do not merge them, when one pool would keep every re-sent prompt on
     #: one side with probability below this (each prompt's ``h`` sends on one side: ``p**h + (1-p)**h``, ``p``
-    #: the first community's share of their requests). Two bare censorship pools of 15 and 10 accounts
-    #: re-sending 25 and 18 prompts: about 1e-13.
+    #: the first community's share of their requests). The `adversarial` preset's two censorship pools (15 and
+    #: 10 accounts, most of them bare, seed 0) re-send 26 and 18 prompts of their own: about 1e-12.
     operator_prompt_apart_p: float = 1e-3
     #: ... and only when they were active at the same time: the overlap of their first-to-last request spans is
     #: at least this share of the shorter span. A banned pool and the replacements that take over its work never
