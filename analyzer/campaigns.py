@@ -1445,7 +1445,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
         vcode, _ = pd.factorize(holders["field"] + "\x1f" + holders["value"])
         inc = sp.csr_matrix((np.ones(len(holders)), (rows, vcode)),
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
-    prompt_inc = _resent_prompts(mreq["account_id"], prompt_code[theirs], members, config)
+    member = pd.Categorical(mreq["account_id"], categories=members).codes  # each request's member
+    prompt_inc = _resent_prompts(member, prompt_code[theirs], len(members), config)
     if prompt_inc is not None:
         inc = prompt_inc if inc is None else sp.hstack([inc, prompt_inc], format="csr")
     # Common hours and common work link accounts too: one operator may give each account its own proxy
@@ -1455,7 +1456,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     infra = _infra_components(len(members), inc)
     work = _work_profiles(mreq, members)
     alike = _alike_members(unit, work, config)
-    kept_apart = (_apart_by_prompts(infra, prompt_inc, mreq, members, config) if prompt_inc is not None else None)
+    kept_apart = (_apart_by_prompts(infra, prompt_inc, member, mreq["t"].to_numpy(), config)
+                  if prompt_inc is not None else None)
     comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
                                config.operator_block_accounts, kept_apart)
     sizes = np.bincount(comp)
@@ -1493,6 +1495,8 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     ordinary customer by chance) or where more than ``operator_prompt_max_accounts`` accounts send it among all
     grouped requests (a viral prompt, an assigned problem: a popular text, nobody's samples). Identical prompts
     share a unit, so a prompt's senders are in one group (bar a community's or pool's unclustered work)."""
+    if config.operator_prompt_max_accounts < 2:  # the rule is off: no prompt is anyone's samples
+        return np.full(len(rows), -1, dtype=np.int32)
     code = pd.factorize(req["prompt_hash"])[0][rows].astype(np.int32)
     if "capability" in req:  # an operator samples its capability prompts; ordinary ones coincide by chance
         code[~req["capability"].to_numpy()[rows]] = -1
@@ -1507,15 +1511,15 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     return code
 
 
-def _resent_prompts(accounts: pd.Series, prompts: np.ndarray, members: list[str], config: ScoringConfig
+def _resent_prompts(member: np.ndarray, prompts: np.ndarray, n_members: int, config: ScoringConfig
                     ) -> sp.csr_matrix | None:
     """Members x prompts (sparse, one column per re-sent prompt) over the identical prompts that two or more of
-    ``members`` send (``accounts``, ``prompts``: each request's account and prompt code, -1 for a popular prompt;
-    see :func:`_sample_codes`): an operator samples one rendered prompt several times across its pool."""
+    ``n_members`` members send (``member``, ``prompts``: each request's member position, -1 for none, and prompt
+    code, -1 for a popular prompt; see :func:`_sample_codes`): an operator samples one rendered prompt several
+    times across its pool."""
     if config.operator_prompt_max_accounts < 2:
         return None
-    pairs = pd.DataFrame({"member": pd.Categorical(accounts, categories=members).codes,
-                          "prompt": np.asarray(prompts)}).drop_duplicates()
+    pairs = pd.DataFrame({"member": member, "prompt": prompts}).drop_duplicates()
     pairs = pairs[(pairs["member"] >= 0) & (pairs["prompt"] >= 0)]
     holders = pairs["prompt"].map(pairs["prompt"].value_counts())
     pairs = pairs[holders >= 2]
@@ -1523,12 +1527,13 @@ def _resent_prompts(accounts: pd.Series, prompts: np.ndarray, members: list[str]
         return None
     column, _ = pd.factorize(pairs["prompt"])
     return sp.csr_matrix((np.ones(len(pairs)), (pairs["member"].to_numpy(), column)),
-                         shape=(len(members), int(column.max()) + 1))
+                         shape=(n_members, int(column.max()) + 1))
 
 
-def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, mreq: pd.DataFrame, members: list[str],
+def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, member: np.ndarray, t: np.ndarray,
                       config: ScoringConfig) -> np.ndarray:
-    """Pairs of communities (``infra`` labels, rows ``i, j``) whose re-sent prompts say they are two operators:
+    """Pairs of communities (``infra`` labels, rows ``i, j``) whose re-sent prompts say they are two operators
+    (``member``, ``t``: each of the members' requests' member position and time):
     each community of ``min_operator_accounts`` or more re-sends identical prompts across its own accounts
     (``prompt_inc``) and never one of the other's, while they were active at the same time. Were they one pool,
     each re-sent prompt's ``h`` sends would land in one of them with probability ``p**h + (1 - p)**h`` (``p``:
@@ -1545,9 +1550,8 @@ def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, mreq: pd.Dat
         return none
     hist = np.zeros((k, int(holders.max()) + 1))
     np.add.at(hist, (owner, holders), 1.0)
-    comm = infra[pd.Categorical(mreq["account_id"], categories=members).codes]
+    comm = infra[member]
     requests = np.bincount(comm, minlength=k).astype(np.float64)[ev]
-    t = mreq["t"].to_numpy()
     lo, hi = np.full(k, np.inf), np.full(k, -np.inf)
     np.minimum.at(lo, comm, t)
     np.maximum.at(hi, comm, t)

@@ -501,8 +501,9 @@ def test_re_sent_prompts_keep_two_communities_apart_only_on_enough_evidence():
         cols = [(i % 10, (i + 1) % 10) for i in range(n_a)] + [(10 + i % 10, 10 + (i + 1) % 10) for i in range(n_b)]
         rows = [r for pair in cols for r in pair]
         inc = sp.csr_matrix((np.ones(len(rows)), (rows, np.repeat(np.arange(len(cols)), 2))), shape=(20, len(cols)))
-        pairs = _apart_by_prompts(infra, inc, req, members, ScoringConfig())
-        in_blocks = _apart_by_prompts(infra, inc, req, members, ScoringConfig(operator_block_accounts=1))
+        member, t = pd.Categorical(req["account_id"], categories=members).codes, req["t"].to_numpy()
+        pairs = _apart_by_prompts(infra, inc, member, t, ScoringConfig())
+        in_blocks = _apart_by_prompts(infra, inc, member, t, ScoringConfig(operator_block_accounts=1))
         assert sorted(map(tuple, pairs.tolist())) == sorted(map(tuple, in_blocks.tolist()))
         return sorted(map(tuple, pairs.tolist())) == [(0, 1), (1, 0)]
 
