@@ -133,6 +133,17 @@ class ScoringConfig:
     #: every one of those units comes from its proxies. Organic topics are not dominated by one community;
     #: one organisation's seats are one customer and form none.
     infra_link_min_principals: int = 3
+    #: Sampling pools link like a proxy pool: an account whose requests are at least ``sampler_min_share`` (and
+    #: ``sampler_min_requests``) capability prompts that two to ``operator_prompt_max_accounts`` accounts send is
+    #: a *sampler* (a distillation pool sends each rendered prompt several times, best-of-n or rollouts, over its
+    #: accounts), and samplers of two or more customers sending the same such prompt are one community, with
+    #: metadata or without. An ordinary customer whose question a hydra relay also sends, or who asks a
+    #: homework problem a few others ask, re-sends a small share of its traffic (10-16% in the `adversarial`
+    #: preset, where a pool's accounts re-send 43-86%); one organisation's seats re-sending its own test set
+    #: are one customer and link nothing. Above 1: off.
+    sampler_min_share: float = 0.3
+    #: Re-sent capability requests an account needs to be a sampler.
+    sampler_min_requests: int = 2
     #: Share of a unit's requests one infrastructure community must send for the unit to be its work.
     infra_unit_share: float = 0.5
     #: Accounts of the community a unit must hold for the unit to be its work.
@@ -508,27 +519,29 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_principals: int) -> pd.Series:
+def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_principals: int,
+                      samples: pd.DataFrame | None = None) -> pd.Series:
     """Account id -> infrastructure community id, for accounts linked through shared identifier values.
 
     ``id_pairs`` holds distinct ``field, value, account_id`` rows. Only values of ``INFRA_LINK_FIELDS`` held by
     ``min_principals`` or more customers (``principal_of``: account -> customer) link accounts; accounts
     connected through such values, directly or in a chain (a proxy pool rotating its accounts over several
-    blocks), are one community. Accounts that hold no such value are left out.
+    blocks), are one community. ``samples`` (rows of the same shape, :func:`sampler_pairs`) link as they are:
+    a sampling pool's accounts re-sending each other's prompts. Accounts that hold no such value are left out.
     """
     from scipy.sparse.csgraph import connected_components
 
     pairs = id_pairs[id_pairs["field"].isin(INFRA_LINK_FIELDS)]
-    if pairs.empty:
-        return pd.Series(dtype=np.int64)
-    key = pairs["field"] + "\x1f" + pairs["value"]
-    n_principals = principal_of.reindex(pairs["account_id"]).groupby(key.to_numpy()).nunique()
-    linking = set(n_principals.index[n_principals >= min_principals])
-    pairs = pairs[key.isin(linking).to_numpy()]
+    if not pairs.empty:
+        key = pairs["field"] + "\x1f" + pairs["value"]
+        n_principals = principal_of.reindex(pairs["account_id"]).groupby(key.to_numpy()).nunique()
+        pairs = pairs[key.isin(set(n_principals.index[n_principals >= min_principals])).to_numpy()]
+    if samples is not None and len(samples):
+        pairs = pd.concat([pairs, samples], ignore_index=True)
     if pairs.empty:
         return pd.Series(dtype=np.int64)
     acc_codes, accounts = pd.factorize(pairs["account_id"])
-    val_codes, _ = pd.factorize(key[key.isin(linking)])
+    val_codes, _ = pd.factorize(pairs["field"] + "\x1f" + pairs["value"])
     n_acc = len(accounts)
     graph = sp.csr_matrix((np.ones(len(pairs)), (acc_codes, n_acc + val_codes)),
                           shape=(n_acc + int(val_codes.max()) + 1,) * 2)
@@ -537,7 +550,7 @@ def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_princ
 
 
 #: Label of a community's unclustered work (see :func:`community_units`).
-COMMUNITY_UNIT_LABEL = "unclustered capability requests of one infrastructure community"
+COMMUNITY_UNIT_LABEL = "unclustered capability requests of one community (shared infrastructure or re-sent prompts)"
 
 
 def community_units(req: pd.DataFrame, community: pd.Series, clusters: Mapping[int, ClusterInfo],
@@ -987,7 +1000,6 @@ def find_campaigns(
     req = _scoring_frame(requests, signals)
     account_total = req.groupby("account_id").size()
     ctx = _context(req, account_total, clusters, config, texts_for or (lambda hashes: {}), signals, evidence)
-    community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
     req = req[[c for c in GROUPING_COLUMNS if c in req]]
     if "intent_similarity" in req:
         req = req.assign(capability=_reads_as_capability(req, config, signals), loose=req["cluster_id"].lt(0))
@@ -996,6 +1008,9 @@ def find_campaigns(
         cap = req.loc[loose_kind, ["account_id", "intent"]]
         ctx.account_kind_capability = {str(kind): g.groupby("account_id").size().astype(np.int64)
                                        for kind, g in cap.groupby("intent")}
+    samples = sampler_pairs(req, ctx.principal_of, config)
+    ctx.samplers = frozenset(samples["account_id"])
+    community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals, samples)
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     before_pools = set(ctx.clusters)
@@ -1049,6 +1064,37 @@ def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.
     judged = ~np.isnan(sims)
     tv = sig.training_values(np.where(judged, sims, 0.0), signals.training_value_low, signals.training_value_high)
     return ~judged | (tv >= config.focus_capability_value)
+
+
+def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringConfig) -> pd.DataFrame:
+    """Rows ``field`` ("prompt"), ``value`` (a prompt hash), ``account_id``: the re-sent capability prompts that
+    link samplers of different customers into one community (``sampler_min_share``, see
+    :func:`infra_communities`). ``req`` needs ``acode``, ``prompt_hash`` and ``capability``."""
+    empty = pd.DataFrame({"field": [], "value": [], "account_id": []}, dtype=object)
+    if (config.operator_prompt_max_accounts < 2 or config.sampler_min_share > 1 or "capability" not in req
+            or not len(req)):
+        return empty
+    acode = req["acode"].to_numpy()
+    rows = np.flatnonzero(req["capability"].to_numpy())
+    pcode, hashes = pd.factorize(req["prompt_hash"].to_numpy()[rows])
+    width = int(acode.max()) + 1
+    key = pcode.astype(np.int64) * width + acode[rows]
+    pair_key, first = np.unique(key, return_index=True)  # each (prompt, account) once, at its first request
+    senders = np.bincount(pair_key // width, minlength=len(hashes))
+    resent = (senders[pcode] >= 2) & (senders[pcode] <= config.operator_prompt_max_accounts)
+    n_resent = np.bincount(acode[rows[resent]], minlength=width)
+    n_total = np.bincount(acode, minlength=width)
+    sampler = (n_resent >= config.sampler_min_requests) & (n_resent >= config.sampler_min_share * n_total)
+    keep = resent[first] & sampler[pair_key % width]
+    if not keep.any():
+        return empty
+    out = pd.DataFrame({"field": "prompt", "value": np.asarray(hashes, dtype=object)[pair_key[keep] // width],
+                        "account_id": req["account_id"].to_numpy()[rows[first[keep]]]})
+    out["account_id"] = out["account_id"].astype(object)
+    # A prompt links when two or more customers' samplers send it (one organisation's seats are one customer).
+    n_principals = principal_of.reindex(out["account_id"]).to_numpy()
+    n_principals = pd.Series(n_principals).groupby(out["value"].to_numpy()).nunique()
+    return out[out["value"].map(n_principals).to_numpy() >= 2].reset_index(drop=True)
 
 
 def identifier_pairs(req: pd.DataFrame) -> pd.DataFrame:
@@ -1160,6 +1206,8 @@ class _Context:
     pool_units: frozenset[int] = frozenset()
     #: ids of the capability wrappers (see :func:`wrapper_units`)
     wrapper_units: frozenset[int] = frozenset()
+    #: accounts linked into a community through the capability prompts they re-send (see :func:`sampler_pairs`)
+    samplers: frozenset[str] = frozenset()
     #: requests per account that read as a capability (see ``focus_capability_value``; empty: not known)
     account_capability: pd.Series = field(default_factory=lambda: pd.Series(dtype=np.int64))
     #: per capability intent, requests per account in no cluster that read as that capability (empty: not known)
@@ -2014,12 +2062,22 @@ def _community_unit_evidence(mreq: pd.DataFrame, ctx: _Context) -> list[str]:
     """The sentences saying how many of the campaign's requests are its community's unclustered work (see
     :func:`community_units`) or unclustered requests sharing wrapper sentences (:func:`wrapper_pool_units`)."""
     out = []
-    n = int(mreq["cluster_id"].isin(ctx.community_units).sum())
+    in_unit = mreq["cluster_id"].isin(ctx.community_units).to_numpy()
+    n = int(in_unit.sum())
     if n:
+        senders = mreq.loc[in_unit, "account_id"].unique()
+        n_samplers = int(np.isin(senders, list(ctx.samplers)).sum()) if ctx.samplers else 0
+        if n_samplers == len(senders):
+            how = ("identical capability prompts they re-send to each other (several samples of one prompt spread "
+                   "over the accounts)")
+        elif n_samplers:
+            how = (f"shared network, key or payment identifiers and, for {n_samplers} of these {len(senders)} "
+                   "accounts, identical capability prompts they re-send to each other")
+        else:
+            how = "shared network, key or payment identifiers"
         out.append(f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few "
                    "or too varied to form one); they are counted together because they read as capability requests "
-                   "and come from accounts of different customers linked through shared network, key or payment "
-                   "identifiers")
+                   f"and come from accounts of different customers linked through {how}")
     n = int(mreq["cluster_id"].isin(ctx.pool_units).sum())
     if n:
         out.append(f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few "

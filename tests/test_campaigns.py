@@ -1154,3 +1154,63 @@ def test_only_capability_prompts_few_accounts_send_count_as_samples():
     kept = set(req.loc[codes >= 0, "prompt_hash"])
     assert kept == {"p-sample"}
     assert len(set(codes[codes >= 0])) == 1
+
+
+def test_samplers_of_different_customers_re_sending_capability_prompts_are_linked():
+    """An account most of whose traffic is capability prompts two to eight accounts send is a sampler; samplers
+    of two or more customers sending one such prompt are linked. An ordinary customer who meets one of them on
+    one question in ten is not a sampler, one organisation's seats re-sending their own set link nothing, and a
+    prompt nine accounts send is popular, nobody's sample."""
+    from analyzer.campaigns import sampler_pairs
+
+    rows = []
+    pool = [f"p{i}" for i in range(6)]
+    for k in range(12):  # each rendered prompt sent by two accounts of the pool
+        rows += [(pool[(k + j) % 6], f"s-{k}", True) for j in (0, 1)]
+    rows += [("c0", "s-0", True)] + [("c0", f"own-{k}", True) for k in range(9)]  # a customer meeting one sample
+    rows += [(seat, f"set-{k}", True) for seat in ("seat0", "seat1") for k in range(4)]  # one organisation
+    rows += [(f"fan{i}", "viral", True) for i in range(9)] + [("fan0", "viral-2", True), ("fan1", "viral-2", True)]
+    req = pd.DataFrame(rows, columns=["account_id", "prompt_hash", "capability"])
+    req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
+    principal_of = pd.Series({a: f"account:{a}" for a in req["account_id"].unique()})
+    principal_of[["seat0", "seat1"]] = "org:acme"
+    pairs = sampler_pairs(req, principal_of, ScoringConfig())
+    assert set(pairs["account_id"]) == set(pool)
+    assert set(pairs["field"]) == {"prompt"} and set(pairs["value"]) == {f"s-{k}" for k in range(12)}
+    community = infra_communities(pd.DataFrame(columns=["field", "value", "account_id"]), principal_of, 3, pairs)
+    assert community.nunique() == 1 and set(community.index) == set(pool)
+    # ordinary prompts (not capability) are nobody's samples; the rule off links nothing
+    assert sampler_pairs(req.assign(capability=False), principal_of, ScoringConfig()).empty
+    assert sampler_pairs(req, principal_of, ScoringConfig(sampler_min_share=2.0)).empty
+    # the viral prompt's fans: counted as samples only once nine senders are allowed, and then only the two
+    # sending two such prompts (sampler_min_requests)
+    assert not {"fan0", "fan1"} & set(pairs["account_id"])
+    fans = set(sampler_pairs(req, principal_of, ScoringConfig(operator_prompt_max_accounts=9))["account_id"])
+    assert fans - set(pool) == {"fan0", "fan1"}
+
+
+def test_a_bare_pool_re_sending_samples_in_no_cluster_is_a_candidate_without_shared_infrastructure():
+    """A small pool with no metadata whose prompts fall in no cluster: nothing links its accounts but the
+    samples it re-sends across them, which make it one community whose unclustered work is a unit. Without the
+    re-sends (or with the rule off) nothing groups those requests."""
+    pool = [f"op{i}" for i in range(10)]
+
+    def bare(resend: bool) -> list[dict]:
+        rows = _noise_work(pool, "op", 0.5, n=6)
+        for r in rows:
+            i, k = pool.index(r["account_id"]), int(r["prompt_hash"].rsplit("-", 1)[1])
+            r.update(ip=None, user_agent=None, api_key_id=None)
+            if resend:  # each rendered prompt sent by two neighbouring accounts
+                r["prompt_hash"] = f"op-{(i if k % 2 == 0 else i + 1) % 10 // 2}-{k}"
+        return rows
+
+    organic = _organic()
+    res = find_campaigns(pd.DataFrame(organic + bare(True)), CLUSTERS)
+    camp = res.campaign_accounts.groupby("campaign_id")["account_id"].agg(set)
+    cid = next(c for c, accs in camp.items() if set(pool) <= accs)
+    evidence = res.campaigns.set_index("campaign_id").loc[cid, "evidence"]
+    assert any("in no cluster" in e and "re-send to each other" in e for e in evidence)
+    for rows, config in ((organic + bare(False), ScoringConfig()),
+                         (organic + bare(True), ScoringConfig(sampler_min_share=2.0))):
+        res = find_campaigns(pd.DataFrame(rows), CLUSTERS, config)
+        assert not set(res.campaign_accounts["account_id"]) & set(pool)
