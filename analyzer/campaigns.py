@@ -133,17 +133,17 @@ class ScoringConfig:
     #: every one of those units comes from its proxies. Organic topics are not dominated by one community;
     #: one organisation's seats are one customer and form none.
     infra_link_min_principals: int = 3
-    #: Sampling pools link like a proxy pool: an account whose requests are at least ``sampler_min_share`` (and
-    #: ``sampler_min_requests``) capability prompts that two to ``operator_prompt_max_accounts`` accounts send is
-    #: a *sampler* (a distillation pool sends each rendered prompt several times, best-of-n or rollouts, over its
+    #: Sampling pools link like a proxy pool: an account whose distinct prompts are at least ``sampler_min_share``
+    #: (and ``sampler_min_prompts``) capability prompts that two to ``operator_prompt_max_accounts`` accounts send
+    #: is a *sampler* (a distillation pool sends each rendered prompt several times, best-of-n or rollouts, over its
     #: accounts), and samplers of two or more customers sending the same such prompt are one community, with
     #: metadata or without. An ordinary customer whose question a hydra relay also sends, or who asks a
     #: homework problem a few others ask, re-sends a small share of its traffic (10-16% in the `adversarial`
     #: preset, where a pool's accounts re-send 43-86%); one organisation's seats re-sending its own test set
     #: are one customer and link nothing. Above 1: off.
     sampler_min_share: float = 0.3
-    #: Re-sent capability requests an account needs to be a sampler.
-    sampler_min_requests: int = 2
+    #: Distinct re-sent capability prompts an account needs to be a sampler.
+    sampler_min_prompts: int = 2
     #: Share of a unit's requests one infrastructure community must send for the unit to be its work.
     infra_unit_share: float = 0.5
     #: Accounts of the community a unit must hold for the unit to be its work.
@@ -519,34 +519,80 @@ def group_clusters(account_cluster: pd.DataFrame, account_total: pd.Series, conf
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_principals: int,
-                      samples: pd.DataFrame | None = None) -> pd.Series:
+def infra_communities(id_pairs: pd.DataFrame, principal_of: pd.Series, min_principals: int) -> pd.Series:
     """Account id -> infrastructure community id, for accounts linked through shared identifier values.
 
     ``id_pairs`` holds distinct ``field, value, account_id`` rows. Only values of ``INFRA_LINK_FIELDS`` held by
     ``min_principals`` or more customers (``principal_of``: account -> customer) link accounts; accounts
     connected through such values, directly or in a chain (a proxy pool rotating its accounts over several
-    blocks), are one community. ``samples`` (rows of the same shape, :func:`sampler_pairs`) link as they are:
-    a sampling pool's accounts re-sending each other's prompts. Accounts that hold no such value are left out.
+    blocks), are one community. Accounts that hold no such value are left out.
     """
-    from scipy.sparse.csgraph import connected_components
-
     pairs = id_pairs[id_pairs["field"].isin(INFRA_LINK_FIELDS)]
-    if not pairs.empty:
-        key = pairs["field"] + "\x1f" + pairs["value"]
-        n_principals = principal_of.reindex(pairs["account_id"]).groupby(key.to_numpy()).nunique()
-        pairs = pairs[key.isin(set(n_principals.index[n_principals >= min_principals])).to_numpy()]
-    if samples is not None and len(samples):
-        pairs = pd.concat([pairs, samples], ignore_index=True)
+    if pairs.empty:
+        return pd.Series(dtype=np.int64)
+    key = pairs["field"] + "\x1f" + pairs["value"]
+    n_principals = principal_of.reindex(pairs["account_id"]).groupby(key.to_numpy()).nunique()
+    linking = set(n_principals.index[n_principals >= min_principals])
+    pairs = pairs[key.isin(linking).to_numpy()]
     if pairs.empty:
         return pd.Series(dtype=np.int64)
     acc_codes, accounts = pd.factorize(pairs["account_id"])
-    val_codes, _ = pd.factorize(pairs["field"] + "\x1f" + pairs["value"])
-    n_acc = len(accounts)
-    graph = sp.csr_matrix((np.ones(len(pairs)), (acc_codes, n_acc + val_codes)),
+    val_codes, _ = pd.factorize(key[key.isin(linking)])
+    return pd.Series(_components(acc_codes, val_codes), index=accounts)
+
+
+def _components(acc_codes: np.ndarray, val_codes: np.ndarray) -> np.ndarray:
+    """Connected components of the accounts (codes ``0..n-1``) through the values they hold (each row a pair)."""
+    from scipy.sparse.csgraph import connected_components
+
+    n_acc = int(acc_codes.max()) + 1
+    graph = sp.csr_matrix((np.ones(len(acc_codes)), (acc_codes, n_acc + val_codes)),
                           shape=(n_acc + int(val_codes.max()) + 1,) * 2)
     _, comp = connected_components(graph, directed=False)
-    return pd.Series(comp[:n_acc].astype(np.int64), index=accounts)
+    return comp[:n_acc].astype(np.int64)
+
+
+def with_samplers(community: pd.Series, samples: pd.DataFrame) -> pd.Series:
+    """``community`` (account id -> infrastructure community id) with the samplers of ``samples``
+    (:func:`sampler_pairs`) added: one in no community joins the community whose accounts send the most of its
+    re-sent prompts; samplers that meet no community's are linked among themselves through their prompts into
+    communities of their own. Two infrastructure communities are never merged through prompts: a hydra pool's
+    relayed customer questions meet other pools' and customers' copies of the same public prompts."""
+    if samples.empty:
+        return community
+    acc_codes, accounts = pd.factorize(samples["account_id"])
+    val_codes, _ = pd.factorize(samples["value"])
+    n_acc, n_val = len(accounts), int(val_codes.max()) + 1
+    incidence = sp.csr_matrix((np.ones(len(samples)), (acc_codes, val_codes)), shape=(n_acc, n_val))
+    known = community.reindex(accounts)
+    inside = known.notna().to_numpy()
+    com_codes, com_ids = pd.factorize(known[inside], sort=True)  # code order = id order: ties go to the lower id
+    outside = np.flatnonzero(~inside)
+    added: dict[str, int] = {}
+    alone = outside
+    if len(com_ids):
+        # prompts x communities: whether a community's sampler sends the prompt; then, per outside sampler, the
+        # number of its prompts each community's samplers send (ties: the lower community id)
+        member_of = sp.csr_matrix((np.ones(len(com_codes)), (np.arange(len(com_codes)), com_codes)),
+                                  shape=(len(com_codes), len(com_ids)))
+        sent_by = (incidence[inside].T @ member_of).astype(bool).astype(np.float64)
+        shared = (incidence[outside] @ sent_by).tocsr()  # sparse: outside samplers x communities
+        shared.sort_indices()  # argmax takes the first of equal counts: the lower community id
+        joins = np.diff(shared.indptr) > 0
+        best = np.asarray(shared[joins].argmax(axis=1)).ravel()
+        added = {accounts[i]: int(com_ids[j]) for i, j in zip(outside[joins], best, strict=True)}
+        alone = outside[~joins]
+    if len(alone):
+        sub = incidence[alone].tocoo()
+        comp = _components(sub.row, sub.col)
+        first = int(community.max()) + 1 if len(community) else 0
+        counts = np.bincount(comp)
+        for i, c in zip(alone, comp, strict=True):
+            if counts[c] >= 2:  # a sampler alone is no community
+                added[accounts[i]] = first + int(c)
+    if not added:
+        return community
+    return pd.concat([community, pd.Series(added, dtype=np.int64)])
 
 
 #: Label of a community's unclustered work (see :func:`community_units`).
@@ -1008,9 +1054,9 @@ def find_campaigns(
         cap = req.loc[loose_kind, ["account_id", "intent"]]
         ctx.account_kind_capability = {str(kind): g.groupby("account_id").size().astype(np.int64)
                                        for kind, g in cap.groupby("intent")}
-    samples = sampler_pairs(req, ctx.principal_of, config)
-    ctx.samplers = frozenset(samples["account_id"])
-    community = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals, samples)
+    infra = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
+    community = with_samplers(infra, sampler_pairs(req, ctx.principal_of, config))
+    ctx.samplers = frozenset(community.index.difference(infra.index))
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
     before_pools = set(ctx.clusters)
@@ -1075,21 +1121,23 @@ def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringCon
             or not len(req)):
         return empty
     acode = req["acode"].to_numpy()
-    rows = np.flatnonzero(req["capability"].to_numpy())
-    pcode, hashes = pd.factorize(req["prompt_hash"].to_numpy()[rows])
     width = int(acode.max()) + 1
-    key = pcode.astype(np.int64) * width + acode[rows]
-    pair_key, first = np.unique(key, return_index=True)  # each (prompt, account) once, at its first request
-    senders = np.bincount(pair_key // width, minlength=len(hashes))
-    resent = (senders[pcode] >= 2) & (senders[pcode] <= config.operator_prompt_max_accounts)
-    n_resent = np.bincount(acode[rows[resent]], minlength=width)
-    n_total = np.bincount(acode, minlength=width)
-    sampler = (n_resent >= config.sampler_min_requests) & (n_resent >= config.sampler_min_share * n_total)
-    keep = resent[first] & sampler[pair_key % width]
+    pcode, hashes = pd.factorize(req["prompt_hash"])
+    # Distinct prompts throughout: a customer retrying one question is not sampling, nor is an operator that
+    # asks for several samples from one account sampling less.
+    pair_key, first = np.unique(pcode.astype(np.int64) * width + acode, return_index=True)  # each (prompt, account)
+    n_prompts = np.bincount(pair_key % width, minlength=width)
+    cap = req["capability"].to_numpy()[first]
+    pair_key, first = pair_key[cap], first[cap]
+    senders = np.bincount(pair_key // width, minlength=len(hashes))[pair_key // width]
+    resent = (senders >= 2) & (senders <= config.operator_prompt_max_accounts)
+    n_resent = np.bincount(pair_key[resent] % width, minlength=width)
+    sampler = (n_resent >= config.sampler_min_prompts) & (n_resent >= config.sampler_min_share * n_prompts)
+    keep = resent & sampler[pair_key % width]
     if not keep.any():
         return empty
     out = pd.DataFrame({"field": "prompt", "value": np.asarray(hashes, dtype=object)[pair_key[keep] // width],
-                        "account_id": req["account_id"].to_numpy()[rows[first[keep]]]})
+                        "account_id": req["account_id"].to_numpy()[first[keep]]})
     out["account_id"] = out["account_id"].astype(object)
     # A prompt links when two or more customers' samplers send it (one organisation's seats are one customer).
     n_principals = principal_of.reindex(out["account_id"]).to_numpy()
@@ -1206,7 +1254,7 @@ class _Context:
     pool_units: frozenset[int] = frozenset()
     #: ids of the capability wrappers (see :func:`wrapper_units`)
     wrapper_units: frozenset[int] = frozenset()
-    #: accounts linked into a community through the capability prompts they re-send (see :func:`sampler_pairs`)
+    #: accounts in a community only through the capability prompts they re-send (see :func:`with_samplers`)
     samplers: frozenset[str] = frozenset()
     #: requests per account that read as a capability (see ``focus_capability_value``; empty: not known)
     account_capability: pd.Series = field(default_factory=lambda: pd.Series(dtype=np.int64))
@@ -2071,8 +2119,9 @@ def _community_unit_evidence(mreq: pd.DataFrame, ctx: _Context) -> list[str]:
             how = ("identical capability prompts they re-send to each other (several samples of one prompt spread "
                    "over the accounts)")
         elif n_samplers:
-            how = (f"shared network, key or payment identifiers and, for {n_samplers} of these {len(senders)} "
-                   "accounts, identical capability prompts they re-send to each other")
+            how = (f"shared network, key or payment identifiers ({len(senders) - n_samplers} of these "
+                   f"{len(senders)} accounts; the other {n_samplers} re-send the same capability prompts as they do, "
+                   "several samples of one prompt spread over the accounts)")
         else:
             how = "shared network, key or payment identifiers"
         out.append(f"{n} of its {len(mreq)} requests ({_fmt_pct(n / len(mreq))}) have prompts in no cluster (too few "

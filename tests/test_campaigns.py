@@ -1161,7 +1161,7 @@ def test_samplers_of_different_customers_re_sending_capability_prompts_are_linke
     of two or more customers sending one such prompt are linked. An ordinary customer who meets one of them on
     one question in ten is not a sampler, one organisation's seats re-sending their own set link nothing, and a
     prompt nine accounts send is popular, nobody's sample."""
-    from analyzer.campaigns import sampler_pairs
+    from analyzer.campaigns import sampler_pairs, with_samplers
 
     rows = []
     pool = [f"p{i}" for i in range(6)]
@@ -1169,6 +1169,7 @@ def test_samplers_of_different_customers_re_sending_capability_prompts_are_linke
         rows += [(pool[(k + j) % 6], f"s-{k}", True) for j in (0, 1)]
     rows += [("c0", "s-0", True)] + [("c0", f"own-{k}", True) for k in range(9)]  # a customer meeting one sample
     rows += [(seat, f"set-{k}", True) for seat in ("seat0", "seat1") for k in range(4)]  # one organisation
+    rows += [("retry", "s-1", True)] * 3 + [("retry", "own-r", True)]  # retries one question a pool sent too
     rows += [(f"fan{i}", "viral", True) for i in range(9)] + [("fan0", "viral-2", True), ("fan1", "viral-2", True)]
     req = pd.DataFrame(rows, columns=["account_id", "prompt_hash", "capability"])
     req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
@@ -1177,13 +1178,13 @@ def test_samplers_of_different_customers_re_sending_capability_prompts_are_linke
     pairs = sampler_pairs(req, principal_of, ScoringConfig())
     assert set(pairs["account_id"]) == set(pool)
     assert set(pairs["field"]) == {"prompt"} and set(pairs["value"]) == {f"s-{k}" for k in range(12)}
-    community = infra_communities(pd.DataFrame(columns=["field", "value", "account_id"]), principal_of, 3, pairs)
+    community = with_samplers(pd.Series(dtype=np.int64), pairs)
     assert community.nunique() == 1 and set(community.index) == set(pool)
     # ordinary prompts (not capability) are nobody's samples; the rule off links nothing
     assert sampler_pairs(req.assign(capability=False), principal_of, ScoringConfig()).empty
     assert sampler_pairs(req, principal_of, ScoringConfig(sampler_min_share=2.0)).empty
     # the viral prompt's fans: counted as samples only once nine senders are allowed, and then only the two
-    # sending two such prompts (sampler_min_requests)
+    # sending two such prompts (sampler_min_prompts)
     assert not {"fan0", "fan1"} & set(pairs["account_id"])
     fans = set(sampler_pairs(req, principal_of, ScoringConfig(operator_prompt_max_accounts=9))["account_id"])
     assert fans - set(pool) == {"fan0", "fan1"}
@@ -1214,3 +1215,22 @@ def test_a_bare_pool_re_sending_samples_in_no_cluster_is_a_candidate_without_sha
                          (organic + bare(True), ScoringConfig(sampler_min_share=2.0))):
         res = find_campaigns(pd.DataFrame(rows), CLUSTERS, config)
         assert not set(res.campaign_accounts["account_id"]) & set(pool)
+
+
+def test_samplers_join_the_community_whose_prompts_they_re_send_and_never_merge_two():
+    """A bare sampler joins the infrastructure community whose accounts send most of its re-sent prompts;
+    samplers meeting no community form one of their own (two or more); two communities sharing re-sent prompts
+    (a hydra relay's public prompts meeting another pool's) stay two."""
+    from analyzer.campaigns import with_samplers
+
+    infra = pd.Series({"a0": 0, "a1": 0, "b0": 1, "b1": 1}, dtype=np.int64)
+    rows = [("x", "bare"), ("a0", "bare"), ("x2", "bare"), ("y", "pa"), ("a0", "pa"), ("y", "pa2"), ("a1", "pa2"),
+            ("y", "pb"), ("b0", "pb"), ("a1", "ab"), ("b1", "ab"), ("z0", "zz"), ("z1", "zz"), ("solo", "s")]
+    samples = pd.DataFrame([("prompt", v, a) for a, v in rows], columns=["field", "value", "account_id"])
+    out = with_samplers(infra, samples)
+    assert out[["a0", "a1", "b0", "b1"]].tolist() == [0, 0, 1, 1]  # never merged through "ab"
+    assert out["x"] == 0 and out["x2"] == 0  # joins through the prompt a0 sends too
+    assert out["y"] == 0  # two prompts shared with community 0, one with community 1
+    assert out["z0"] == out["z1"] and out["z0"] not in (0, 1)  # a community of their own
+    assert "solo" not in out.index
+    assert with_samplers(infra, samples.iloc[:0]).equals(infra)
