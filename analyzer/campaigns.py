@@ -136,11 +136,13 @@ class ScoringConfig:
     #: Sampling pools link like a proxy pool: an account whose distinct prompts are at least ``sampler_min_share``
     #: (and ``sampler_min_prompts``) capability prompts that two to ``operator_prompt_max_accounts`` accounts send
     #: is a *sampler* (a distillation pool sends each rendered prompt several times, best-of-n or rollouts, over its
-    #: accounts), and samplers of two or more customers sending the same such prompt are one community, with
-    #: metadata or without. An ordinary customer whose question a hydra relay also sends, or who asks a
-    #: homework problem a few others ask, re-sends a small share of its traffic (10-16% in the `adversarial`
-    #: preset, where a pool's accounts re-send 43-86%); one organisation's seats re-sending its own test set
-    #: are one customer and link nothing. Above 1: off.
+    #: accounts), and samplers of two or more customers sending the same such prompt are linked, with metadata or
+    #: without. An ordinary customer whose question a hydra relay also sends, or who asks a
+    #: homework problem a few others ask, re-sends a small share of its prompts (`adversarial` seeds 0-2: a
+    #: median of 10-13% among the 54-67 accounts per log sending two or more, where a pool account's median is
+    #: 36-71%); one organisation's seats re-sending its own test set are one customer and link nothing. A
+    #: sampler joins the infrastructure community whose accounts send most of its re-sent prompts, or forms one
+    #: with other samplers (:func:`with_samplers`). Above 1: off.
     sampler_min_share: float = 0.3
     #: Distinct re-sent capability prompts an account needs to be a sampler.
     sampler_min_prompts: int = 2
