@@ -1116,8 +1116,8 @@ def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.
 
 def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringConfig) -> pd.DataFrame:
     """Rows ``field`` ("prompt"), ``value`` (a prompt hash), ``account_id``: the re-sent capability prompts that
-    link samplers of different customers into one community (``sampler_min_share``, see
-    :func:`infra_communities`). ``req`` needs ``acode``, ``prompt_hash`` and ``capability``."""
+    link samplers of different customers (``sampler_min_share``; how they join communities: :func:`with_samplers`).
+    ``req`` needs ``acode``, ``prompt_hash`` and ``capability``."""
     empty = pd.DataFrame({"field": [], "value": [], "account_id": []}, dtype=object)
     if (config.operator_prompt_max_accounts < 2 or config.sampler_min_share > 1 or "capability" not in req
             or not len(req)):
@@ -1142,8 +1142,8 @@ def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringCon
                         "account_id": req["account_id"].to_numpy()[first[keep]]})
     out["account_id"] = out["account_id"].astype(object)
     # A prompt links when two or more customers' samplers send it (one organisation's seats are one customer).
-    n_principals = principal_of.reindex(out["account_id"]).to_numpy()
-    n_principals = pd.Series(n_principals).groupby(out["value"].to_numpy()).nunique()
+    principal = principal_of.reindex(out["account_id"]).to_numpy()
+    n_principals = pd.Series(principal).groupby(out["value"].to_numpy()).nunique()
     return out[out["value"].map(n_principals).to_numpy() >= 2].reset_index(drop=True)
 
 
