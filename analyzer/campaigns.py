@@ -404,6 +404,9 @@ class EvidenceParams:
     topic_clusters: int = 2
     #: Keywords of the subject in the label.
     topic_words: int = 3
+    #: The campaign's identical capability prompts sent by two or more of its accounts (several samples of one
+    #: rendered prompt spread over a pool) are reported from this many on.
+    samples_min: int = 3
     #: Letters a keyword's words need to name the subject (shorter ones are fragments).
     topic_min_word_chars: int = 3
     #: Keywords stored per campaign.
@@ -1220,9 +1223,11 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         for op_members, op_resent in zip(operators, resent, strict=True):
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
+            samples = _samples_across(prompt_code[bounds[i] : bounds[i + 1]][theirs],
+                                      greq["account_id"].to_numpy()[theirs])
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
-                                                     resent=op_resent)
+                                                     resent=(op_resent, samples))
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -1609,6 +1614,17 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     return code
 
 
+def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray) -> int:
+    """How many distinct prompts (``prompt_code``, -1 for none: see :func:`_sample_codes`) two or more of
+    ``accounts`` (one per request) send."""
+    read = prompt_code >= 0
+    if not read.any():
+        return 0
+    acode = pd.factorize(accounts[read])[0].astype(np.int64)
+    pairs = np.unique(prompt_code[read].astype(np.int64) * (int(acode.max()) + 1) + acode)
+    return int((np.bincount(pairs // (int(acode.max()) + 1)) >= 2).sum())
+
+
 def _resent_prompts(member: np.ndarray, prompts: np.ndarray, n_members: int, config: ScoringConfig
                     ) -> sp.csr_matrix | None:
     """Members x prompts (sparse, one column per re-sent prompt) over the identical prompts that two or more of
@@ -1798,10 +1814,11 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
-                 resent: int = 0):
+                 resent: tuple[int, int] = (0, 0)):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
-    signals)."""
+    signals; ``resent``: prompts that told this operator apart from the others, and its samples, see
+    :func:`_context_evidence`)."""
     op = _operator(group, mreq, members, ctx)
     values, content, extras = _signal_values(op, ctx)
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
@@ -2032,8 +2049,8 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
 
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
-                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0, resent: int = 0
-                  ) -> dict:
+                  op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0,
+                  resent: tuple[int, int] = (0, 0)) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
     listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
@@ -2047,7 +2064,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          ctx.null_similarity, config, ep)
     context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                 values, config, content.unjudged, (kind, content.kind_cues), content.ordinary,
-                                resent if n_operators > 1 else 0)
+                                resent[0] if n_operators > 1 else 0,
+                                resent[1] if resent[1] >= ep.samples_min else 0)
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
@@ -2258,11 +2276,13 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
                       values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
                       named: tuple[str, Sequence[str]] = ("", ()),
-                      ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0) -> list[str]:
+                      ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0, samples: int = 0
+                      ) -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
     where it is not judged, the capability the requests' own words name and those words; ``ordinary``: the
     ordinary workload they name instead, which set the value; ``resent``: where re-sent prompts told the operators
-    apart, how many identical prompts this one's accounts send among themselves)."""
+    apart, how many identical prompts this one's accounts send among themselves; ``samples``: otherwise, how many
+    identical capability prompts two or more of its accounts send)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -2279,6 +2299,10 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
     elif n_operators > 1:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   "and keep different hours from the others, so each is a campaign of its own.")
+    if samples and not (n_operators > 1 and resent):
+        ev.append(f"Re-sent across accounts: {samples:,} of its {n_unique:,} distinct prompts are identical "
+                  "capability prompts that two or more of its accounts send, as a pool spreading several samples of "
+                  "one rendered prompt (best-of-n, rollouts) over its accounts does.")
     gate = value_gate(values.get("training_value"), config.value_full)
     if ordinary[0]:
         ev.append(f"Training value read from their own words: {_fmt_pct(unjudged)} of the requests are written (or "

@@ -477,10 +477,14 @@ def test_two_bare_pools_that_re_send_their_own_prompts_are_two_operators():
     sets, evidence = flagged(two)
     assert sets == [set(b), set(a)]
     assert all(any("One of 2 operators" in e and "re-send" in e for e in ev) for ev in evidence)
+    assert not any("Re-sent across accounts" in e for ev in evidence for e in ev)  # said once, by the split
     assert flagged(two, ScoringConfig(operator_prompt_max_accounts=0))[0] == [set(a + b)]
-    assert flagged(_organic() + _resending_pool(a, "a", resend=False) + _resending_pool(b, "b", resend=False))[0] \
-        == [set(a + b)]
-    assert flagged(_organic() + _resending_pool(a + b, "a"))[0] == [set(a + b)]
+    sets, evidence = flagged(_organic() + _resending_pool(a, "a", resend=False) + _resending_pool(b, "b", resend=False))
+    assert sets == [set(a + b)] and not any("Re-sent across accounts" in e for e in evidence[0])
+    sets, evidence = flagged(_organic() + _resending_pool(a + b, "a"))
+    assert sets == [set(a + b)]
+    # one pool re-sending across all its accounts: 28 accounts x 8 requests, each rendered prompt sent by two
+    assert any(e.startswith("Re-sent across accounts: 112 of its 112 distinct prompts") for e in evidence[0])
     # the second pool starts a week after the first one ends, at the same hour of day
     later = _organic() + _resending_pool(a, "a") + _resending_pool(b, "b", start_minutes=60 + 7 * 1440)
     assert flagged(later)[0] == [set(a + b)]
