@@ -1060,7 +1060,8 @@ def find_campaigns(
         ctx.account_kind_capability = {str(kind): g.groupby("account_id").size().astype(np.int64)
                                        for kind, g in cap.groupby("intent")}
     infra = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
-    community = with_samplers(infra, sampler_pairs(req, ctx.principal_of, config))
+    resent = _resent_pairs(req, config)
+    community = with_samplers(infra, sampler_pairs(req, ctx.principal_of, config, resent))
     ctx.samplers = frozenset(community.index.difference(infra.index))
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
     ctx.community_units = frozenset(set(ctx.clusters) - set(clusters))
@@ -1086,6 +1087,9 @@ def find_campaigns(
     camp_acc = camp_acc[camp_acc["campaign_id"].isin(kept)]
     partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
     partial = partial[partial["campaign_id"].isin(kept)]
+    samples = _sample_partials(resent, req, camp_acc, campaigns.set_index("campaign_id")["score"], config)
+    if len(samples):
+        partial = pd.concat([partial, samples], ignore_index=True)
     accounts = _account_table(req, account_total, camp_acc, ac[ac["cluster_id"].isin(list(clusters))], partial)
     return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
 
@@ -1117,32 +1121,91 @@ def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.
     return ~judged | (tv >= config.focus_capability_value)
 
 
-def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringConfig) -> pd.DataFrame:
-    """Rows ``field`` ("prompt"), ``value`` (a prompt hash), ``account_id``: the re-sent capability prompts that
-    link samplers of different customers (``sampler_min_share``; how they join communities: :func:`with_samplers`).
-    ``req`` needs ``acode``, ``prompt_hash`` and ``capability``."""
-    empty = pd.DataFrame({"field": [], "value": [], "account_id": []}, dtype=object)
-    if (config.operator_prompt_max_accounts < 2 or config.sampler_min_share > 1 or "capability" not in req
-            or not len(req)):
-        return empty
+@dataclass(frozen=True)
+class _ResentPairs:
+    """Each (re-sent capability prompt, account) once: prompt code, account code (``acode``) and a request row of
+    the pair, per pair; the prompt hashes by code; every account's number of distinct prompts by ``acode``."""
+
+    prompt: np.ndarray
+    account: np.ndarray
+    row: np.ndarray
+    hashes: np.ndarray
+    n_prompts: np.ndarray
+
+
+def _resent_pairs(req: pd.DataFrame, config: ScoringConfig) -> _ResentPairs | None:
+    """The identical capability prompts that two to ``operator_prompt_max_accounts`` accounts send, each with its
+    senders, in distinct prompts throughout (a customer retrying one question is not sampling, nor is an operator
+    that asks for several samples from one account sampling less); None when there are none or it is off."""
+    if config.operator_prompt_max_accounts < 2 or "capability" not in req or not len(req):
+        return None
     acode = req["acode"].to_numpy()
     width = int(acode.max()) + 1
     pcode, hashes = pd.factorize(req["prompt_hash"])
-    # Distinct prompts throughout: a customer retrying one question is not sampling, nor is an operator that
-    # asks for several samples from one account sampling less.
     pair_key, first = np.unique(pcode.astype(np.int64) * width + acode, return_index=True)  # each (prompt, account)
     n_prompts = np.bincount(pair_key % width, minlength=width)
     cap = req["capability"].to_numpy()[first]
     pair_key, first = pair_key[cap], first[cap]
     senders = np.bincount(pair_key // width, minlength=len(hashes))[pair_key // width]
     resent = (senders >= 2) & (senders <= config.operator_prompt_max_accounts)
-    n_resent = np.bincount(pair_key[resent] % width, minlength=width)
-    sampler = (n_resent >= config.sampler_min_prompts) & (n_resent >= config.sampler_min_share * n_prompts)
-    keep = resent & sampler[pair_key % width]
+    if not resent.any():
+        return None
+    pair_key = pair_key[resent]
+    return _ResentPairs(prompt=pair_key // width, account=pair_key % width, row=first[resent],
+                        hashes=np.asarray(hashes, dtype=object), n_prompts=n_prompts)
+
+
+def _sample_partials(pairs: _ResentPairs | None, req: pd.DataFrame, camp_acc: pd.DataFrame, scores: pd.Series,
+                     config: ScoringConfig) -> pd.DataFrame:
+    """Partial scores (rows ``account_id, campaign_id, partial``) of accounts that send the samples of a
+    campaign's members without being one: ``score * partial_score_factor * share ** partial_score_exponent``,
+    ``share`` the part of the account's distinct prompts that are re-sent capability prompts a member of the
+    campaign also sends. A bare account of a pool whose few requests fell in no unit ranks above customers
+    who never met the campaign, as an account touching its units does; it is not a member and is not flagged."""
+    out = pd.DataFrame({"account_id": [], "campaign_id": [], "partial": []})
+    if pairs is None or camp_acc.empty:
+        return out
+    acc_codes, acodes = pd.factorize(pairs.account)
+    accounts = pd.Index(req["account_id"].to_numpy()[pairs.row[np.unique(acc_codes, return_index=True)[1]]])
+    n_acc, n_prompt = len(accounts), int(pairs.prompt.max()) + 1
+    sends = sp.csr_matrix((np.ones(len(acc_codes)), (acc_codes, pairs.prompt)), shape=(n_acc, n_prompt))
+    members = camp_acc[camp_acc["account_id"].isin(accounts)]
+    if members.empty:
+        return out
+    camp_codes, campaigns = pd.factorize(members["campaign_id"])
+    member_of = sp.csr_matrix((np.ones(len(members)), (camp_codes, accounts.get_indexer(members["account_id"]))),
+                              shape=(len(campaigns), n_acc))
+    theirs = (member_of @ sends).astype(bool).astype(np.float64)  # campaigns x prompts its members send
+    shared = (sends @ theirs.T).tocoo()  # accounts x campaigns: prompts in common
+    is_member = np.asarray(member_of.T.tocsr()[shared.row, shared.col]).ravel() > 0
+    row, col, k = shared.row[~is_member], shared.col[~is_member], shared.data[~is_member]
+    if not len(row):
+        return out
+    n_prompts = pairs.n_prompts[np.asarray(acodes)][row]
+    score = scores.reindex(campaigns).to_numpy()[col]
+    partial = score * config.partial_score_factor * (k / n_prompts) ** config.partial_score_exponent
+    return pd.DataFrame({"account_id": accounts[row], "campaign_id": campaigns[col], "partial": partial})
+
+
+def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringConfig,
+                  resent: _ResentPairs | None = None) -> pd.DataFrame:
+    """Rows ``field`` ("prompt"), ``value`` (a prompt hash), ``account_id``: the re-sent capability prompts that
+    link samplers of different customers (``sampler_min_share``; how they join communities: :func:`with_samplers`).
+    ``req`` needs ``acode``, ``prompt_hash`` and ``capability``; ``resent``: its :func:`_resent_pairs`, when
+    already taken."""
+    empty = pd.DataFrame({"field": [], "value": [], "account_id": []}, dtype=object)
+    if config.sampler_min_share > 1:
+        return empty
+    pairs = resent if resent is not None else _resent_pairs(req, config)
+    if pairs is None:
+        return empty
+    n_resent = np.bincount(pairs.account, minlength=len(pairs.n_prompts))
+    sampler = (n_resent >= config.sampler_min_prompts) & (n_resent >= config.sampler_min_share * pairs.n_prompts)
+    keep = sampler[pairs.account]
     if not keep.any():
         return empty
-    out = pd.DataFrame({"field": "prompt", "value": np.asarray(hashes, dtype=object)[pair_key[keep] // width],
-                        "account_id": req["account_id"].to_numpy()[first[keep]]})
+    out = pd.DataFrame({"field": "prompt", "value": pairs.hashes[pairs.prompt[keep]],
+                        "account_id": req["account_id"].to_numpy()[pairs.row[keep]]})
     out["account_id"] = out["account_id"].astype(object)
     # A prompt links when two or more customers' samplers send it (one organisation's seats are one customer).
     principal = principal_of.reindex(out["account_id"]).to_numpy()
