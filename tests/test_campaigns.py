@@ -1238,3 +1238,26 @@ def test_samplers_join_the_community_whose_prompts_they_re_send_and_never_merge_
     assert out["z0"] == out["z1"] and out["z0"] not in (0, 1)  # a community of their own
     assert "solo" not in out.index
     assert with_samplers(infra, samples.iloc[:0]).equals(infra)
+
+
+def test_an_account_sending_a_campaigns_samples_keeps_a_partial_score():
+    """A bare account of a pool whose few requests fell in no unit is no member, but the samples it shares with
+    the campaign's members rank it above customers who never met the campaign: the campaign's score times
+    ``partial_score_factor`` times the square of the share of its distinct prompts that members also send."""
+    from analyzer.campaigns import _resent_pairs, _sample_partials
+
+    rows = [("m0", "s1"), ("m1", "s1"), ("m0", "s2"), ("m1", "s2"), ("x", "s1"), ("x", "own-1"), ("x", "own-2"),
+            ("x", "own-3"), ("y", "own-4"), ("y", "own-5")]
+    rows += [(f"fan{i}", "viral") for i in range(9)] + [("y", "viral")]
+    req = pd.DataFrame(rows, columns=["account_id", "prompt_hash"]).assign(capability=True)
+    req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
+    camp_acc = pd.DataFrame({"campaign_id": ["c1", "c1"], "account_id": ["m0", "m1"]})
+    scores = pd.Series({"c1": 0.6})
+    config = ScoringConfig()
+    out = _sample_partials(_resent_pairs(req, config), req, camp_acc, scores, config)
+    assert out["account_id"].tolist() == ["x"] and out["campaign_id"].tolist() == ["c1"]
+    assert out["partial"].iloc[0] == pytest.approx(0.6 * config.partial_score_factor * (1 / 4) ** 2)
+    # ordinary prompts are nobody's samples; the rule off gives nothing
+    assert _sample_partials(_resent_pairs(req.assign(capability=False), config), req, camp_acc, scores, config).empty
+    off = ScoringConfig(operator_prompt_max_accounts=0)
+    assert _sample_partials(_resent_pairs(req, off), req, camp_acc, scores, off).empty
