@@ -1124,12 +1124,12 @@ def _reads_as_capability(req: pd.DataFrame, config: ScoringConfig, signals: sig.
 @dataclass(frozen=True)
 class _ResentPairs:
     """Each (re-sent capability prompt, account) once: prompt code, account code (``acode``) and a request row of
-    the pair, per pair; the prompt hashes by code; every account's number of distinct prompts by ``acode``."""
+    the pair (its prompt hash is read there: no copy of every hash is held), per pair; every account's number of
+    distinct prompts by ``acode``."""
 
     prompt: np.ndarray
     account: np.ndarray
     row: np.ndarray
-    hashes: np.ndarray
     n_prompts: np.ndarray
 
 
@@ -1142,17 +1142,18 @@ def _resent_pairs(req: pd.DataFrame, config: ScoringConfig) -> _ResentPairs | No
     acode = req["acode"].to_numpy()
     width = int(acode.max()) + 1
     pcode, hashes = pd.factorize(req["prompt_hash"])
+    n_hashes = len(hashes)
+    del hashes
     pair_key, first = np.unique(pcode.astype(np.int64) * width + acode, return_index=True)  # each (prompt, account)
     n_prompts = np.bincount(pair_key % width, minlength=width)
     cap = req["capability"].to_numpy()[first]
     pair_key, first = pair_key[cap], first[cap]
-    senders = np.bincount(pair_key // width, minlength=len(hashes))[pair_key // width]
+    senders = np.bincount(pair_key // width, minlength=n_hashes)[pair_key // width]
     resent = (senders >= 2) & (senders <= config.operator_prompt_max_accounts)
     if not resent.any():
         return None
     pair_key = pair_key[resent]
-    return _ResentPairs(prompt=pair_key // width, account=pair_key % width, row=first[resent],
-                        hashes=np.asarray(hashes, dtype=object), n_prompts=n_prompts)
+    return _ResentPairs(prompt=pair_key // width, account=pair_key % width, row=first[resent], n_prompts=n_prompts)
 
 
 def _sample_partials(pairs: _ResentPairs | None, req: pd.DataFrame, camp_acc: pd.DataFrame, scores: pd.Series,
@@ -1166,7 +1167,8 @@ def _sample_partials(pairs: _ResentPairs | None, req: pd.DataFrame, camp_acc: pd
     if pairs is None or camp_acc.empty:
         return out
     acc_codes, acodes = pd.factorize(pairs.account)
-    accounts = pd.Index(req["account_id"].to_numpy()[pairs.row[np.unique(acc_codes, return_index=True)[1]]])
+    accounts = pd.Index(req["account_id"].iloc[pairs.row[np.unique(acc_codes, return_index=True)[1]]]
+                        .to_numpy(dtype=object))
     n_acc, n_prompt = len(accounts), int(pairs.prompt.max()) + 1
     sends = sp.csr_matrix((np.ones(len(acc_codes)), (acc_codes, pairs.prompt)), shape=(n_acc, n_prompt))
     members = camp_acc[camp_acc["account_id"].isin(accounts)]
@@ -1204,9 +1206,9 @@ def sampler_pairs(req: pd.DataFrame, principal_of: pd.Series, config: ScoringCon
     keep = sampler[pairs.account]
     if not keep.any():
         return empty
-    out = pd.DataFrame({"field": "prompt", "value": pairs.hashes[pairs.prompt[keep]],
-                        "account_id": req["account_id"].to_numpy()[pairs.row[keep]]})
-    out["account_id"] = out["account_id"].astype(object)
+    rows = pairs.row[keep]  # only these rows' strings are taken, never a whole column's
+    out = pd.DataFrame({"field": "prompt", "value": req["prompt_hash"].iloc[rows].to_numpy(dtype=object),
+                        "account_id": req["account_id"].iloc[rows].to_numpy(dtype=object)})
     # A prompt links when two or more customers' samplers send it (one organisation's seats are one customer).
     principal = principal_of.reindex(out["account_id"]).to_numpy()
     n_principals = pd.Series(principal).groupby(out["value"].to_numpy()).nunique()
