@@ -1686,8 +1686,9 @@ def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray) -> int:
     if not read.any():
         return 0
     acode = pd.factorize(accounts[read])[0].astype(np.int64)
-    pairs = np.unique(prompt_code[read].astype(np.int64) * (int(acode.max()) + 1) + acode)
-    return int((np.bincount(pairs // (int(acode.max()) + 1)) >= 2).sum())
+    width = int(acode.max()) + 1
+    pairs = np.unique(prompt_code[read].astype(np.int64) * width + acode)  # each (prompt, account) once
+    return int((np.bincount(pairs // width) >= 2).sum())
 
 
 def _resent_prompts(member: np.ndarray, prompts: np.ndarray, n_members: int, config: ScoringConfig
