@@ -1281,18 +1281,18 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         if not members or (len(members) < config.min_candidate_accounts
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
-        operators, resent = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx)
+        operators, by_prompts = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx)
         # Wrapper joiners are listed only where the group is one operator's: a single request says nothing of
         # which of two operators sharing the group's wrappers an account would belong to.
         joiners = joiners if len(operators) == 1 else []
-        for op_members, op_resent in zip(operators, resent, strict=True):
+        for op_members in operators:
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
             samples = _samples_across(prompt_code[bounds[i] : bounds[i + 1]][theirs],
                                       greq["account_id"].to_numpy()[theirs])
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
-                                                     resent=(op_resent, samples))
+                                                     by_prompts=by_prompts, samples=samples)
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -1580,10 +1580,9 @@ def _infra_components(n: int, incidence: sp.csr_matrix | None) -> np.ndarray:
 
 
 def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, ctx: _Context
-               ) -> tuple[list[list[str]], list[int]]:
+               ) -> tuple[list[list[str]], bool]:
     """Split a group's members into operators: communities linked by shared infrastructure or re-sent
-    prompts, or by common hours and common work; and, where re-sent prompts told two of them apart, how many
-    prompts each re-sends among its own accounts (else 0 each).
+    prompts, or by common hours and common work; and whether re-sent prompts told two of them apart.
 
     Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`; a user agent only
     when nearly all its holders are the group's: ``operator_agent_concentration``) or send an identical prompt
@@ -1599,7 +1598,7 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     """
     config = ctx.config
     if len(members) < 2 * config.min_operator_accounts:
-        return [members], [0]
+        return [members], False
     theirs = greq["account_id"].isin(set(members)).to_numpy()
     mreq = greq[theirs]
     unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
@@ -1640,7 +1639,7 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)
     if len(big) < 2:
-        return [members], [0]
+        return [members], False
     big = big[np.argsort(-sizes[big], kind="stable")]
     owner = np.where(np.isin(comp, big), comp, big[_nearest_operator(unit, work, comp, big)])
     operators = [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
@@ -1650,10 +1649,7 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
         comp_of[infra] = np.where(np.isin(comp, big), comp, -1)
         i, j = kept_apart[:, 0], kept_apart[:, 1]
         by_prompts = bool(((comp_of[i] >= 0) & (comp_of[j] >= 0) & (comp_of[i] != comp_of[j])).any())
-    if not by_prompts:
-        return operators, [0] * len(operators)
-    holders = [np.asarray(prompt_inc[np.flatnonzero(owner == c)].sum(axis=0)).ravel() for c in big]
-    return operators, [int((h >= 2).sum()) for h in holders]
+    return operators, by_prompts
 
 
 def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) -> np.ndarray:
@@ -1669,14 +1665,20 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     if "capability" in req:  # an operator samples its capability prompts; ordinary ones coincide by chance
         code[~req["capability"].to_numpy()[rows]] = -1
     acode = req["acode"].to_numpy()[rows].astype(np.int64)
-    width = int(acode.max(initial=0)) + 1
     read = code >= 0
     if not read.any():
         return code
-    pairs = np.unique(code[read].astype(np.int64) * width + acode[read])  # each (prompt, account) once
-    senders = np.bincount(pairs // width, minlength=int(code.max(initial=-1)) + 1)
+    senders = _distinct_senders(code[read], acode[read], int(code.max(initial=-1)) + 1)
     code[read & (senders[np.maximum(code, 0)] > config.operator_prompt_max_accounts)] = -1
     return code
+
+
+def _distinct_senders(prompts: np.ndarray, accounts: np.ndarray, n_prompts: int = 0) -> np.ndarray:
+    """Per prompt code (``0..n_prompts-1`` at least), how many distinct accounts send it (``prompts``,
+    ``accounts``: non-negative integer codes, one pair per request)."""
+    width = int(accounts.max(initial=0)) + 1
+    pairs = np.unique(prompts.astype(np.int64) * width + accounts)  # each (prompt, account) once
+    return np.bincount(pairs // width, minlength=n_prompts)
 
 
 def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray) -> int:
@@ -1685,10 +1687,7 @@ def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray) -> int:
     read = prompt_code >= 0
     if not read.any():
         return 0
-    acode = pd.factorize(accounts[read])[0].astype(np.int64)
-    width = int(acode.max()) + 1
-    pairs = np.unique(prompt_code[read].astype(np.int64) * width + acode)  # each (prompt, account) once
-    return int((np.bincount(pairs // width) >= 2).sum())
+    return int((_distinct_senders(prompt_code[read], pd.factorize(accounts[read])[0].astype(np.int64)) >= 2).sum())
 
 
 def _resent_prompts(member: np.ndarray, prompts: np.ndarray, n_members: int, config: ScoringConfig
@@ -1880,16 +1879,17 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
-                 resent: tuple[int, int] = (0, 0)):
+                 by_prompts: bool = False, samples: int = 0):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
-    signals; ``resent``: prompts that told this operator apart from the others, and its samples, see
-    :func:`_context_evidence`)."""
+    signals; ``by_prompts``: whether re-sent prompts told the group's operators apart; ``samples``: the identical
+    capability prompts two or more of the members send, :func:`_samples_across`)."""
     op = _operator(group, mreq, members, ctx)
     values, content, extras = _signal_values(op, ctx)
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
-    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), resent)
+    row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), by_prompts,
+                        samples)
     account_rows = _account_rows(cid, score, op, extras["holders"], extra_members, ctx)
     account_rows += _joiner_rows(cid, score, joiners, per_acc, ctx)
     partial_rows = _partial_rows(cid, score, per_acc, op.member_set | set(joiners), ctx)
@@ -2116,7 +2116,7 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
                   op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0,
-                  resent: tuple[int, int] = (0, 0)) -> dict:
+                  by_prompts: bool = False, samples: int = 0) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
     listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
@@ -2130,8 +2130,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          ctx.null_similarity, config, ep)
     context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                 values, config, content.unjudged, (kind, content.kind_cues), content.ordinary,
-                                resent[0] if n_operators > 1 else 0,
-                                resent[1] if resent[1] >= ep.samples_min else 0)
+                                samples if by_prompts and n_operators > 1 else 0,
+                                samples if samples >= ep.samples_min else 0)
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
