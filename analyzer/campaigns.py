@@ -17,7 +17,8 @@
 
    over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`; ``sync`` without enough
    activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`; ``pivot`` counts only when above 0, see
-   :data:`ONLY_WHEN_SHOWN`). ``spread_gate`` is the spread signal
+   :data:`ONLY_WHEN_SHOWN`; ``samples``, the identical capability prompts its customers re-send to each other,
+   only where it raises the mean, see :data:`ONLY_RAISING`). ``spread_gate`` is the spread signal
    over *customers* (seats of one organisation count once, see :func:`principals`: a product integration or
    a batch job is not a campaign); ``diversity_gate`` the diversity signal over distinct *tasks* (one prompt
    pasted by many users, or a dozen problems asked by a classroom in a hundred wordings, is not a harvest);
@@ -82,6 +83,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "sync": 1.5,
     "regularity": 0.5,
     "infrastructure": 1.5,
+    "samples": 1.5,
     "pivot": 1.0,
 }
 
@@ -983,29 +985,43 @@ NO_EVIDENCE_IS_ZERO = ("sync",)
 #: than everyone else, which is what organic traffic and a careful operator both do; a group too small to
 #: judge leaves it out, so a 0 would only penalise the groups large enough to be measured.
 ONLY_WHEN_SHOWN = ("pivot",)
+#: Signals that only ever raise a score: each is left out of the weighted mean where it would lower it (the
+#: highest first). ``samples``: a pool re-sending samples of its prompts across customers is no less a campaign
+#: for re-sending a smaller share of them than its other signals read, and one that samples each prompt once
+#: (0) is no less one either.
+ONLY_RAISING = ("samples",)
 
 
 def score_signals(values: Mapping[str, float | None], weights: Mapping[str, float],
                   missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO,
                   value_full: float = ScoringConfig.value_full,
-                  only_when_shown: Sequence[str] = ONLY_WHEN_SHOWN) -> float:
+                  only_when_shown: Sequence[str] = ONLY_WHEN_SHOWN,
+                  only_raising: Sequence[str] = ONLY_RAISING) -> float:
     """The campaign score from its signal values (see the module docstring).
 
     ``spread * diversity * value_gate(training_value) * (1 - reruns) * weighted mean of the behavioural
     signals``. A signal
     that is ``None`` does not apply and is left out of the weighted mean, except those named in
     ``missing_as_zero``, which count as 0 (no evidence found); those named in ``only_when_shown`` are left out
-    at 0 too (they only add evidence).
+    at 0 too (they only add evidence), and those named in ``only_raising`` wherever they would lower the mean.
     """
     num = den = 0.0
+    raising = []
     for name, w in weights.items():
         v = values.get(name)
         if v is None and name in missing_as_zero:
             v = 0.0
         if v is None or w <= 0 or (name in only_when_shown and v <= 0):
             continue
+        if name in only_raising:
+            raising.append((float(v), w))
+            continue
         num += w * float(v)
         den += w
+    for v, w in sorted(raising, reverse=True):  # the highest first: each only where it raises the mean
+        if v > 0 and (den <= 0 or v > num / den):
+            num += w * v
+            den += w
     behaviour = num / den if den > 0 else 0.0
     gate = float(values.get("spread") or 0.0) * float(values.get("diversity") or 0.0) * value_gate(
         values.get("training_value"), value_full) * (1.0 - float(values.get("reruns") or 0.0))
@@ -1288,11 +1304,13 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         for op_members in operators:
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
-            samples = _samples_across(prompt_code[bounds[i] : bounds[i + 1]][theirs],
-                                      greq["account_id"].to_numpy()[theirs])
+            codes, accounts = prompt_code[bounds[i] : bounds[i + 1]][theirs], greq["account_id"].to_numpy()[theirs]
+            samples = _samples_across(codes, accounts)
+            # the samples signal counts customers: seats of one organisation re-sending their own test set, once
+            across = _samples_across(codes, ctx.principal_of.reindex(accounts).to_numpy()) if samples else 0
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
-                                                     by_prompts=by_prompts, samples=samples)
+                                                     by_prompts=by_prompts, samples=(samples, across))
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -1879,13 +1897,14 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
-                 by_prompts: bool = False, samples: int = 0):
+                 by_prompts: bool = False, samples: tuple[int, int] = (0, 0)):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
-    signals; ``by_prompts``: whether re-sent prompts told the group's operators apart; ``samples``: the identical
-    capability prompts two or more of the members send, :func:`_samples_across`)."""
+    signals; ``by_prompts``: whether re-sent prompts told the group's operators apart; ``samples``: how many
+    identical capability prompts two or more of the members send, and two or more of their customers,
+    :func:`_samples_across`)."""
     op = _operator(group, mreq, members, ctx)
-    values, content, extras = _signal_values(op, ctx)
+    values, content, extras = _signal_values(op, ctx, samples[1])
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
     row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), by_prompts,
@@ -2081,8 +2100,10 @@ def _same_kind_elsewhere(op: _Operator, kind: str, ctx: _Context) -> np.ndarray:
     return sig.shrunk_share(np.maximum(total - inside, 0), op.totals, ctx.config.focus_prior)
 
 
-def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None], _Content, dict]:
-    """Every signal of one operator, in the order the exports list them (see the module docstring)."""
+def _signal_values(op: _Operator, ctx: _Context, samples_across: int = 0
+                   ) -> tuple[dict[str, float | None], _Content, dict]:
+    """Every signal of one operator, in the order the exports list them (see the module docstring);
+    ``samples_across``: the identical capability prompts two or more of its customers send."""
     config, sigp, mreq = ctx.config, ctx.signals, op.mreq
     n_members = len(op.members)
     values: dict[str, float | None] = {"spread": sig.spread(op.n_principals, config.full_spread_accounts)}
@@ -2097,7 +2118,12 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
     content_values, content = _content_signals(mreq, task, ctx)
     values.update(content_values)
     behaviour, extras = _behaviour_signals(op, ctx)
+    pivot = behaviour.pop("pivot")
     values.update(behaviour)
+    values["samples"] = (sig.samples(samples_across, n_unique, sigp.samples_min_prompts, sigp.samples_full_share,
+                                     sigp.samples_min_share)
+                         if config.operator_prompt_max_accounts >= 2 else None)
+    values["pivot"] = pivot
     # Capability work outside the group is the operator's only as far as the accounts are shown to be one
     # operator's: it counts in proportion to the infrastructure signal. Independent customers who happen to use
     # one template (a popular chain-of-thought prompt) also ask other reasoning questions of their own.
@@ -2116,7 +2142,7 @@ def _signal_values(op: _Operator, ctx: _Context) -> tuple[dict[str, float | None
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
                   op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0,
-                  by_prompts: bool = False, samples: int = 0) -> dict:
+                  by_prompts: bool = False, samples: tuple[int, int] = (0, 0)) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
     listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
@@ -2130,8 +2156,8 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
                          ctx.null_similarity, config, ep)
     context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                 values, config, content.unjudged, (kind, content.kind_cues), content.ordinary,
-                                samples if by_prompts and n_operators > 1 else 0,
-                                samples if samples >= ep.samples_min else 0)
+                                samples[0] if by_prompts and n_operators > 1 else 0,
+                                samples[0] if samples[0] >= ep.samples_min else 0, samples[1])
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
@@ -2342,13 +2368,14 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
 def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique: int, n_operators: int,
                       values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
                       named: tuple[str, Sequence[str]] = ("", ()),
-                      ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0, samples: int = 0
-                      ) -> list[str]:
+                      ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0, samples: int = 0,
+                      samples_across: int = 0) -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
     where it is not judged, the capability the requests' own words name and those words; ``ordinary``: the
     ordinary workload they name instead, which set the value; ``resent``: where re-sent prompts told the operators
     apart, how many identical prompts this one's accounts send among themselves; ``samples``: otherwise, how many
-    identical capability prompts two or more of its accounts send)."""
+    identical capability prompts two or more of its accounts send; ``samples_across``: two or more of its
+    customers, which the samples signal counts)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -2365,7 +2392,11 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
     elif n_operators > 1:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   "and keep different hours from the others, so each is a campaign of its own.")
-    if samples and not (n_operators > 1 and resent):
+    if values.get("samples"):
+        ev.append(f"Re-sent samples ({values['samples']:.2f}): {samples_across:,} of its {n_unique:,} distinct prompts "
+                  "are identical capability prompts that two or more of its customers send, as a pool spreading "
+                  "several samples of one rendered prompt (best-of-n, rollouts) over its accounts does.")
+    elif samples and not (n_operators > 1 and resent):
         ev.append(f"Re-sent across accounts: {samples:,} of its {n_unique:,} distinct prompts are identical "
                   "capability prompts that two or more of its accounts send, as a pool spreading several samples of "
                   "one rendered prompt (best-of-n, rollouts) over its accounts does.")

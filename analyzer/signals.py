@@ -106,6 +106,16 @@ class SignalParams:
     #: checkpoint (a day later); a campaign that cycles a small source set (the 1M benchmark's censorship pool:
     #: 1,244 tasks, each re-sent about 29 times in 30 days) spreads each pass over the time until the next.
     rerun_burst_share: float = 0.25
+    #: Re-sent samples (:func:`samples`): an operator samples one rendered capability prompt several times
+    #: (best-of-n, rollouts) and spreads the samples over its pool, so identical capability prompts sent by two
+    #: or more of its *customers* (seats of one organisation count once) are a link between them, as a shared
+    #: proxy block is. The signal is full when this share of the group's distinct prompts are such samples...
+    samples_full_share: float = 0.2
+    #: ...and counts (is above 0) from this share on (ordinary candidates share a popular prompt or two: 0-2%
+    #: of their distinct prompts on the adversarial benchmark, a pool's samples 12-80%)...
+    samples_min_share: float = 0.1
+    #: ...and this many such prompts: one or two coincide by chance.
+    samples_min_prompts: int = 3
     #: Fixed scaffold words at which a template counts as full (templating = coverage x length / this).
     full_scaffold_words: int = 8
     #: Requests an account needs before its pacing is judged (regularity signal).
@@ -157,6 +167,8 @@ SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "sync": "excess co-activity of the accounts in the same time windows compared with random accounts",
     "regularity": "share of accounts with scripted, regular gaps between requests",
     "infrastructure": "share of accounts sharing subnets, user agents, keys, orgs, payment ids or system prompts concentrated in this group",
+    "samples": "share of the distinct prompts that are identical capability prompts re-sent by two or more of its "
+               "customers (several samples of one rendered prompt spread over a pool: best-of-n, rollouts)",
     "pivot": "excess share of traffic moved to a newly released model within 48 hours of its release",
 }
 
@@ -434,6 +446,19 @@ def reruns(task: np.ndarray, t: np.ndarray, gap_hours: float = DEFAULTS.rerun_ga
     if first_pass > burst_share * interval:
         return 0.0
     return float(resent.mean())
+
+
+def samples(n_resent: int, n_unique: int, min_prompts: int = DEFAULTS.samples_min_prompts,
+            full_share: float = DEFAULTS.samples_full_share, min_share: float = DEFAULTS.samples_min_share) -> float:
+    """Re-sent samples: ``n_resent`` of the group's ``n_unique`` distinct prompts are identical capability prompts
+    that two or more of its customers send (the same rendered prompt sampled several times and spread over a
+    pool). The share over ``full_share``, capped at 1; 0 below ``min_prompts`` such prompts or a share of
+    ``min_share``. The adversarial benchmark's pools: 0.2-0.8 of their distinct prompts; a customer's seats
+    re-sending their own test set: 0 (one customer); an eval harness on several bare accounts re-runs its tasks,
+    which the re-run gate scales away."""
+    if n_resent < min_prompts or n_unique <= 0 or n_resent < min_share * n_unique:
+        return 0.0
+    return float(min(1.0, n_resent / n_unique / full_share)) if full_share > 0 else 1.0
 
 
 def diversity(n_unique_prompts: int, n_requests: int, saturation: float = DEFAULTS.diversity_saturation,

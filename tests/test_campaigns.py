@@ -363,6 +363,11 @@ def test_score_gates():
     assert score_signals({**half, "pivot": 0.0}, w) == score_signals({**half, "pivot": None}, w) == 0.5
     assert score_signals({**half, "pivot": 1.0}, w) == pytest.approx(0.75)
     assert score_signals({**half, "pivot": 0.0}, w, only_when_shown=()) == pytest.approx(0.25)
+    # Re-sent samples only ever raise a score: below the mean of the others (or 0) they are left out.
+    w = {"focus": 1, "samples": 1}
+    assert score_signals({**half, "samples": 0.9}, w) == pytest.approx(0.7)
+    assert score_signals({**half, "samples": 0.3}, w) == score_signals({**half, "samples": 0.0}, w) == 0.5
+    assert score_signals({**half, "samples": 0.3}, w, only_raising=()) == pytest.approx(0.4)
 
 
 def test_training_value_is_a_gate():
@@ -484,7 +489,7 @@ def test_two_bare_pools_that_re_send_their_own_prompts_are_two_operators():
     sets, evidence = flagged(_organic() + _resending_pool(a + b, "a"))
     assert sets == [set(a + b)]
     # one pool re-sending across all its accounts: 28 accounts x 8 requests, each rendered prompt sent by two
-    assert any(e.startswith("Re-sent across accounts: 112 of its 112 distinct prompts") for e in evidence[0])
+    assert any(e.startswith("Re-sent samples (1.00): 112 of its 112 distinct prompts") for e in evidence[0])
     # the second pool starts a week after the first one ends, at the same hour of day
     later = _organic() + _resending_pool(a, "a") + _resending_pool(b, "b", start_minutes=60 + 7 * 1440)
     assert flagged(later)[0] == [set(a + b)]
@@ -1261,3 +1266,29 @@ def test_an_account_sending_a_campaigns_samples_keeps_a_partial_score():
     assert _sample_partials(_resent_pairs(req.assign(capability=False), config), req, camp_acc, scores, config).empty
     off = ScoringConfig(operator_prompt_max_accounts=0)
     assert _sample_partials(_resent_pairs(req, off), req, camp_acc, scores, off).empty
+
+
+def test_re_sent_samples_across_customers_raise_a_bare_pools_score_and_say_so():
+    """A bare pool spreading each rendered prompt over two of its accounts (best-of-n samples) scores the samples
+    signal, which raises its score over the same pool without re-sends, and the evidence says how many of its
+    prompts are such samples. The same accounts as seats of one organisation are one customer re-sending its own
+    prompts: no signal; with the re-sent prompt rule off, the signal does not apply."""
+    pool = [f"camp-{i}" for i in range(12)]
+
+    def campaign(rows, config=None):
+        res = find_campaigns(pd.DataFrame(_organic() + rows), CLUSTERS, config or ScoringConfig())
+        return res.campaigns.iloc[0]
+
+    resending = campaign(_resending_pool(pool, "a"))
+    plain = campaign(_resending_pool(pool, "a", resend=False))
+    assert resending["signals"]["samples"] == 1.0 and plain["signals"]["samples"] == 0.0
+    assert resending["score"] > plain["score"] + 0.02  # 0.756 -> 0.789
+    assert any(e.startswith("Re-sent samples (1.00): 48 of its 48 distinct prompts") for e in resending["evidence"])
+    assert not any(e.startswith("Re-sent samples") for e in plain["evidence"])
+    seats = _resending_pool(pool, "a")
+    for r in seats:
+        r["org_id"] = "org-acme"
+    one_customer = campaign(seats)
+    assert one_customer["signals"]["samples"] == 0.0
+    assert not any(e.startswith("Re-sent samples") for e in one_customer["evidence"])
+    assert campaign(_resending_pool(pool, "a"), ScoringConfig(operator_prompt_max_accounts=0))["signals"]["samples"] is None

@@ -252,3 +252,17 @@ def test_pivot_against_everyone_but_the_group_is_counts_subtracted():
     assert others == counts(req[~group])
     assert sig.pivot_against(mine, others, min_requests=5) == expected
     assert expected[1] == "new" and expected[0] > 0.5
+
+
+def test_samples_counts_only_a_pools_share_of_re_sent_prompts():
+    """Re-sent samples: the share of a group's distinct prompts that its customers re-send to each other, full at
+    ``samples_full_share``; 0 below ``samples_min_prompts`` such prompts or ``samples_min_share`` of them (a few
+    popular prompts that ordinary customers share)."""
+    assert sig.samples(40, 100) == 1.0  # 40% >= the full share (20%)
+    assert sig.samples(15, 100) == pytest.approx(0.75)
+    assert sig.samples(10, 100) == pytest.approx(0.5)  # the smallest value shown
+    assert sig.samples(9, 100) == 0.0  # under 10%: a few shared popular prompts
+    assert sig.samples(2, 4) == 0.0  # half, but two prompts coincide by chance
+    assert sig.samples(3, 4) == 1.0
+    assert sig.samples(0, 0) == 0.0
+    assert sig.samples(9, 100, min_share=0.05, full_share=0.1) == pytest.approx(0.9)
