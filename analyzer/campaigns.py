@@ -1288,7 +1288,7 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
     # their requests) a copy of every grouped request with every column, beside the operator's own, was most of
     # the 3 GB that this and the contiguous read (:func:`analyzer.workspace.arrow_frame`) took off the peak.
     slim = req[[c for c in GROUP_COLUMNS if c in req]].iloc[rows]
-    prompt_code = _sample_codes(req, rows, config)
+    prompt_code, prompt_senders = _sample_codes(req, rows, config)
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
@@ -1306,8 +1306,11 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
             codes, accounts = prompt_code[bounds[i] : bounds[i + 1]][theirs], greq["account_id"].to_numpy()[theirs]
             samples = _samples_across(codes, accounts)
-            # the samples signal counts customers: seats of one organisation re-sending their own test set, once
-            across = _samples_across(codes, ctx.principal_of.reindex(accounts).to_numpy()) if samples else 0
+            # The samples signal counts the operator's own samples (no one outside it sends them: a public prompt
+            # that several customers copy is sent by others too) and customers (seats of one organisation
+            # re-sending their own test set count once).
+            across = (_samples_across(_own_prompts(codes, accounts, prompt_senders),
+                                      ctx.principal_of.reindex(accounts).to_numpy()) if samples else 0)
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
                                                      by_prompts=by_prompts, samples=(samples, across))
@@ -1670,25 +1673,49 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     return operators, by_prompts
 
 
-def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) -> np.ndarray:
+def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
     """Each of the grouped requests' (``rows`` of ``req``) prompt as an integer (4 bytes a request rather than a
     copy of the prompt hashes beside the group's rows), -1 where it does not read as capability work (a hydra
     account's relayed customer prompt, "explain what a smart speaker is", meets the same prompt from an
     ordinary customer by chance) or where more than ``operator_prompt_max_accounts`` accounts send it among all
     grouped requests (a viral prompt, an assigned problem: a popular text, nobody's samples). Identical prompts
-    share a unit, so a prompt's senders are in one group (bar a community's or pool's unclustered work)."""
+    share a unit, so a prompt's senders are in one group (bar a community's or pool's unclustered work).
+
+    Also, per prompt code, how many distinct accounts send it among *all* requests (0 for the codes left at -1):
+    whether anyone outside an operator sends its samples (:func:`_own_prompts`)."""
     if config.operator_prompt_max_accounts < 2:  # the rule is off: no prompt is anyone's samples
-        return np.full(len(rows), -1, dtype=np.int32)
-    code = pd.factorize(req["prompt_hash"])[0][rows].astype(np.int32)
+        return np.full(len(rows), -1, dtype=np.int32), np.zeros(0, dtype=np.int64)
+    full = pd.factorize(req["prompt_hash"])[0]
+    code = full[rows].astype(np.int32)
     if "capability" in req:  # an operator samples its capability prompts; ordinary ones coincide by chance
         code[~req["capability"].to_numpy()[rows]] = -1
-    acode = req["acode"].to_numpy()[rows].astype(np.int64)
+    acode = req["acode"].to_numpy()
     read = code >= 0
     if not read.any():
-        return code
-    senders = _distinct_senders(code[read], acode[read], int(code.max(initial=-1)) + 1)
+        return code, np.zeros(0, dtype=np.int64)
+    n_codes = int(full.max()) + 1
+    senders = _distinct_senders(code[read], acode[rows][read].astype(np.int64), n_codes)
     code[read & (senders[np.maximum(code, 0)] > config.operator_prompt_max_accounts)] = -1
-    return code
+    wanted = np.zeros(n_codes, dtype=bool)
+    wanted[code[code >= 0]] = True
+    sent = wanted[full]  # every request of a prompt still counted, wherever it was sent
+    return code, _distinct_senders(full[sent], acode[sent].astype(np.int64), n_codes)
+
+
+def _own_prompts(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.ndarray) -> np.ndarray:
+    """``prompt_code`` (one per request of ``accounts``, -1 for none), -1 where an account other than ``accounts``
+    also sends the prompt (``senders``: each code's distinct senders among all requests, :func:`_sample_codes`).
+    An operator's samples are its own rendered prompts; a public prompt that several customers copy (a
+    well-known "act as ..." prompt) is sent by customers outside any one group too. On the adversarial
+    benchmark every pool's re-sent prompts are its own (99-100%), and 0-5% of those of the ordinary candidates
+    that share popular prompts."""
+    read = prompt_code >= 0
+    if not read.any():
+        return prompt_code
+    inside = _distinct_senders(prompt_code[read], pd.factorize(accounts[read])[0].astype(np.int64), len(senders))
+    out = prompt_code.copy()
+    out[read & (inside[np.maximum(prompt_code, 0)] < senders[np.maximum(prompt_code, 0)])] = -1
+    return out
 
 
 def _distinct_senders(prompts: np.ndarray, accounts: np.ndarray, n_prompts: int = 0) -> np.ndarray:
@@ -2394,8 +2421,9 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
                   "and keep different hours from the others, so each is a campaign of its own.")
     if values.get("samples"):
         ev.append(f"Re-sent samples ({values['samples']:.2f}): {samples_across:,} of its {n_unique:,} distinct prompts "
-                  "are identical capability prompts that two or more of its customers send, as a pool spreading "
-                  "several samples of one rendered prompt (best-of-n, rollouts) over its accounts does.")
+                  "are identical capability prompts that two or more of its customers send and no one else does, as "
+                  "a pool spreading several samples of one rendered prompt (best-of-n, rollouts) over its accounts "
+                  "does.")
     elif samples and not (n_operators > 1 and resent):
         ev.append(f"Re-sent across accounts: {samples:,} of its {n_unique:,} distinct prompts are identical "
                   "capability prompts that two or more of its accounts send, as a pool spreading several samples of "

@@ -108,8 +108,9 @@ class SignalParams:
     rerun_burst_share: float = 0.25
     #: Re-sent samples (:func:`samples`): an operator samples one rendered capability prompt several times
     #: (best-of-n, rollouts) and spreads the samples over its pool, so identical capability prompts sent by two
-    #: or more of its *customers* (seats of one organisation count once) are a link between them, as a shared
-    #: proxy block is. The signal is full when this share of the group's distinct prompts are such samples...
+    #: or more of its *customers* (seats of one organisation count once) and by no one outside it are a link
+    #: between them, as a shared proxy block is (a public prompt that customers copy is sent by others too).
+    #: The signal is full when this share of the group's distinct prompts are such samples...
     samples_full_share: float = 0.2
     #: ...and counts (is above 0) from this share on (ordinary candidates share a popular prompt or two: 0-2%
     #: of their distinct prompts on the adversarial benchmark, a pool's samples 12-80%)...
@@ -168,7 +169,8 @@ SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "regularity": "share of accounts with scripted, regular gaps between requests",
     "infrastructure": "share of accounts sharing subnets, user agents, keys, orgs, payment ids or system prompts concentrated in this group",
     "samples": "share of the distinct prompts that are identical capability prompts re-sent by two or more of its "
-               "customers (several samples of one rendered prompt spread over a pool: best-of-n, rollouts)",
+               "customers and no one else (several samples of one rendered prompt spread over a pool: best-of-n, "
+               "rollouts)",
     "pivot": "excess share of traffic moved to a newly released model within 48 hours of its release",
 }
 
@@ -451,8 +453,8 @@ def reruns(task: np.ndarray, t: np.ndarray, gap_hours: float = DEFAULTS.rerun_ga
 def samples(n_resent: int, n_unique: int, min_prompts: int = DEFAULTS.samples_min_prompts,
             full_share: float = DEFAULTS.samples_full_share, min_share: float = DEFAULTS.samples_min_share) -> float:
     """Re-sent samples: ``n_resent`` of the group's ``n_unique`` distinct prompts are identical capability prompts
-    that two or more of its customers send (the same rendered prompt sampled several times and spread over a
-    pool). The share over ``full_share``, capped at 1; 0 below ``min_prompts`` such prompts or a share of
+    that two or more of its customers send and no one outside it (the same rendered prompt sampled several times
+    and spread over a pool). The share over ``full_share``, capped at 1; 0 below ``min_prompts`` such prompts or a share of
     ``min_share``. The adversarial benchmark's pools: 0.2-0.8 of their distinct prompts; a customer's seats
     re-sending their own test set: 0 (one customer); an eval harness on several bare accounts re-runs its tasks,
     which the re-run gate scales away."""

@@ -1159,10 +1159,27 @@ def test_only_capability_prompts_few_accounts_send_count_as_samples():
     rows = [("p-sample", a, True) for a in (0, 1)] + [("p-ordinary", a, False) for a in (0, 2)]
     rows += [("p-popular", a, True) for a in range(3, 12)]
     req = pd.DataFrame(rows, columns=["prompt_hash", "acode", "capability"])
-    codes = _sample_codes(req, np.arange(len(req)), ScoringConfig())
+    codes, senders = _sample_codes(req, np.arange(len(req)), ScoringConfig())
     kept = set(req.loc[codes >= 0, "prompt_hash"])
     assert kept == {"p-sample"}
     assert len(set(codes[codes >= 0])) == 1
+    # each sample's senders among all requests, grouped or not (here two; the others are not counted)
+    assert senders[codes[0]] == 2
+    codes, senders = _sample_codes(req, np.arange(2), ScoringConfig())  # only the sample's two requests grouped
+    assert senders[codes[0]] == 2 and (codes >= 0).all()
+
+
+def test_only_an_operators_own_prompts_count_as_its_samples():
+    """A prompt the operator's accounts re-send that no one else sends is its own sample; one that an account
+    outside it also sends (a public prompt several customers copy) is not."""
+    from analyzer.campaigns import _own_prompts, _sample_codes
+
+    rows = [("p-own", a, True) for a in (0, 1)] + [("p-public", a, True) for a in (0, 1, 7)]
+    req = pd.DataFrame(rows, columns=["prompt_hash", "acode", "capability"])
+    mine = np.flatnonzero(req["acode"].isin([0, 1]).to_numpy())  # the operator's requests, grouped
+    codes, senders = _sample_codes(req, mine, ScoringConfig())
+    own = _own_prompts(codes, req["acode"].to_numpy()[mine], senders)
+    assert set(req["prompt_hash"].iloc[mine][own >= 0]) == {"p-own"}
 
 
 def test_samplers_of_different_customers_re_sending_capability_prompts_are_linked():
@@ -1272,7 +1289,8 @@ def test_re_sent_samples_across_customers_raise_a_bare_pools_score_and_say_so():
     """A bare pool spreading each rendered prompt over two of its accounts (best-of-n samples) scores the samples
     signal, which raises its score over the same pool without re-sends, and the evidence says how many of its
     prompts are such samples. The same accounts as seats of one organisation are one customer re-sending its own
-    prompts: no signal; with the re-sent prompt rule off, the signal does not apply."""
+    prompts: no signal; with the re-sent prompt rule off, the signal does not apply; prompts that customers outside
+    the pool send too are not its samples."""
     pool = [f"camp-{i}" for i in range(12)]
 
     def campaign(rows, config=None):
@@ -1292,3 +1310,9 @@ def test_re_sent_samples_across_customers_raise_a_bare_pools_score_and_say_so():
     assert one_customer["signals"]["samples"] == 0.0
     assert not any(e.startswith("Re-sent samples") for e in one_customer["evidence"])
     assert campaign(_resending_pool(pool, "a"), ScoringConfig(operator_prompt_max_accounts=0))["signals"]["samples"] is None
+    # The same prompts also sent by ordinary customers outside the pool (one each): public prompts they all copy,
+    # nobody's own samples.
+    copied = _resending_pool(pool, "a")
+    distinct = sorted({r["prompt_hash"] for r in copied})
+    copied += [dict(copied[0], account_id=f"org-{i}", prompt_hash=h) for i, h in enumerate(distinct)]
+    assert campaign(copied)["signals"]["samples"] == 0.0
