@@ -1308,9 +1308,9 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
             samples = _samples_across(codes, accounts)
             # The samples signal counts the operator's own samples (no one outside it sends them: a public prompt
             # that several customers copy is sent by others too) and customers (seats of one organisation
-            # re-sending their own test set count once).
-            across = (_samples_across(_own_prompts(codes, accounts, prompt_senders),
-                                      ctx.principal_of.reindex(accounts).to_numpy()) if samples else 0)
+            # re-sending their own test set count once), and the accounts that send them.
+            across = (_customer_samples(_own_prompts(codes, accounts, prompt_senders), accounts,
+                                        ctx.principal_of.reindex(accounts).to_numpy()) if samples else (0, 0))
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
                                                      by_prompts=by_prompts, samples=(samples, across))
@@ -1702,6 +1702,18 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     return code, _distinct_senders(full[sent], acode[sent].astype(np.int64), n_codes)
 
 
+def _customer_samples(own_code: np.ndarray, accounts: np.ndarray, principal: np.ndarray) -> tuple[int, int]:
+    """How many distinct prompts (``own_code``, -1 for none: see :func:`_own_prompts`) two or more customers
+    (``principal``, one per request) send, and how many of ``accounts`` (one per request) send one of them."""
+    read = own_code >= 0
+    if not read.any():
+        return 0, 0
+    code = own_code[read]
+    customers = _distinct_senders(code, pd.factorize(principal[read])[0].astype(np.int64))
+    counted = customers[code] >= 2
+    return int((customers >= 2).sum()), int(pd.unique(accounts[read][counted]).size)
+
+
 def _own_prompts(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.ndarray) -> np.ndarray:
     """``prompt_code`` (one per request of ``accounts``, -1 for none), -1 where an account other than ``accounts``
     also sends the prompt (``senders``: each code's distinct senders among all requests, :func:`_sample_codes`).
@@ -1924,12 +1936,12 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
-                 by_prompts: bool = False, samples: tuple[int, int] = (0, 0)):
+                 by_prompts: bool = False, samples: tuple[int, tuple[int, int]] = (0, (0, 0))):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
     signals; ``by_prompts``: whether re-sent prompts told the group's operators apart; ``samples``: how many
-    identical capability prompts two or more of the members send, and two or more of their customers,
-    :func:`_samples_across`)."""
+    identical capability prompts two or more of the members send (:func:`_samples_across`), and how many of its
+    own two or more of their customers send, with the members sending them (:func:`_customer_samples`))."""
     op = _operator(group, mreq, members, ctx)
     values, content, extras = _signal_values(op, ctx, samples[1])
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
@@ -2127,10 +2139,11 @@ def _same_kind_elsewhere(op: _Operator, kind: str, ctx: _Context) -> np.ndarray:
     return sig.shrunk_share(np.maximum(total - inside, 0), op.totals, ctx.config.focus_prior)
 
 
-def _signal_values(op: _Operator, ctx: _Context, samples_across: int = 0
+def _signal_values(op: _Operator, ctx: _Context, samples_across: tuple[int, int] = (0, 0)
                    ) -> tuple[dict[str, float | None], _Content, dict]:
     """Every signal of one operator, in the order the exports list them (see the module docstring);
-    ``samples_across``: the identical capability prompts two or more of its customers send."""
+    ``samples_across``: its own identical capability prompts that two or more of its customers send, and how many
+    of its members send them (:func:`_customer_samples`)."""
     config, sigp, mreq = ctx.config, ctx.signals, op.mreq
     n_members = len(op.members)
     values: dict[str, float | None] = {"spread": sig.spread(op.n_principals, config.full_spread_accounts)}
@@ -2147,8 +2160,10 @@ def _signal_values(op: _Operator, ctx: _Context, samples_across: int = 0
     behaviour, extras = _behaviour_signals(op, ctx)
     pivot = behaviour.pop("pivot")
     values.update(behaviour)
-    values["samples"] = (sig.samples(samples_across, n_unique, sigp.samples_min_prompts, sigp.samples_full_share,
-                                     sigp.samples_min_share)
+    # times the share of its accounts that send them: accounts that merely touch the pool's units (a few
+    # requests of ordinary customers) are not part of a sampling pool
+    values["samples"] = (sig.samples(samples_across[0], n_unique, sigp.samples_min_prompts, sigp.samples_full_share,
+                                     sigp.samples_min_share) * samples_across[1] / max(n_members, 1)
                          if config.operator_prompt_max_accounts >= 2 else None)
     values["pivot"] = pivot
     # Capability work outside the group is the operator's only as far as the accounts are shown to be one
@@ -2169,7 +2184,7 @@ def _signal_values(op: _Operator, ctx: _Context, samples_across: int = 0
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
                   op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0,
-                  by_prompts: bool = False, samples: tuple[int, int] = (0, 0)) -> dict:
+                  by_prompts: bool = False, samples: tuple[int, tuple[int, int]] = (0, (0, 0))) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
     listed beside the members, see :func:`_members`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
@@ -2396,13 +2411,13 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
                       values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
                       named: tuple[str, Sequence[str]] = ("", ()),
                       ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0, samples: int = 0,
-                      samples_across: int = 0) -> list[str]:
+                      samples_across: tuple[int, int] = (0, 0)) -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
     where it is not judged, the capability the requests' own words name and those words; ``ordinary``: the
     ordinary workload they name instead, which set the value; ``resent``: where re-sent prompts told the operators
     apart, how many identical prompts this one's accounts send among themselves; ``samples``: otherwise, how many
-    identical capability prompts two or more of its accounts send; ``samples_across``: two or more of its
-    customers, which the samples signal counts)."""
+    identical capability prompts two or more of its accounts send; ``samples_across``: its own that two or more
+    of its customers send, which the samples signal counts, and how many of its accounts send them)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -2420,10 +2435,10 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   "and keep different hours from the others, so each is a campaign of its own.")
     if values.get("samples"):
-        ev.append(f"Re-sent samples ({values['samples']:.2f}): {samples_across:,} of its {n_unique:,} distinct prompts "
-                  "are identical capability prompts that two or more of its customers send and no one else does, as "
-                  "a pool spreading several samples of one rendered prompt (best-of-n, rollouts) over its accounts "
-                  "does.")
+        ev.append(f"Re-sent samples ({values['samples']:.2f}): {samples_across[0]:,} of its {n_unique:,} distinct "
+                  "prompts are identical capability prompts that two or more of its customers send and no one else "
+                  f"does, sent by {samples_across[1]:,} of its {n_members:,} accounts, as a pool spreading several "
+                  "samples of one rendered prompt (best-of-n, rollouts) over its accounts does.")
     elif samples and not (n_operators > 1 and resent):
         ev.append(f"Re-sent across accounts: {samples:,} of its {n_unique:,} distinct prompts are identical "
                   "capability prompts that two or more of its accounts send, as a pool spreading several samples of "

@@ -110,10 +110,11 @@ class SignalParams:
     #: (best-of-n, rollouts) and spreads the samples over its pool, so identical capability prompts sent by two
     #: or more of its *customers* (seats of one organisation count once) and by no one outside it are a link
     #: between them, as a shared proxy block is (a public prompt that customers copy is sent by others too).
-    #: The signal is full when this share of the group's distinct prompts are such samples...
+    #: The signal is full when this share of the group's distinct prompts are such samples (times the share of its
+    #: accounts that send one)...
     samples_full_share: float = 0.2
-    #: ...and counts (is above 0) from this share on (ordinary candidates share a popular prompt or two: 0-2%
-    #: of their distinct prompts on the adversarial benchmark, a pool's samples 12-80%)...
+    #: ...and counts (is above 0) from this share on (on the adversarial benchmark a pool's samples are 12-100%
+    #: of its distinct prompts; 87 of 679 ordinary candidates have any, mostly one or two)...
     samples_min_share: float = 0.1
     #: ...and this many such prompts: one or two coincide by chance.
     samples_min_prompts: int = 3
@@ -170,7 +171,7 @@ SIGNAL_DESCRIPTIONS: dict[str, str] = {
     "infrastructure": "share of accounts sharing subnets, user agents, keys, orgs, payment ids or system prompts concentrated in this group",
     "samples": "share of the distinct prompts that are identical capability prompts re-sent by two or more of its "
                "customers and no one else (several samples of one rendered prompt spread over a pool: best-of-n, "
-               "rollouts)",
+               "rollouts), times the share of its accounts that send them",
     "pivot": "excess share of traffic moved to a newly released model within 48 hours of its release",
 }
 
@@ -455,7 +456,7 @@ def samples(n_resent: int, n_unique: int, min_prompts: int = DEFAULTS.samples_mi
     """Re-sent samples: ``n_resent`` of the group's ``n_unique`` distinct prompts are identical capability prompts
     that two or more of its customers send and no one outside it (the same rendered prompt sampled several times
     and spread over a pool). The share over ``full_share``, capped at 1; 0 below ``min_prompts`` such prompts or a share of
-    ``min_share``. The adversarial benchmark's pools: 0.2-0.8 of their distinct prompts; a customer's seats
+    ``min_share``. The adversarial benchmark's pools: 0.12-1.0 of their distinct prompts; a customer's seats
     re-sending their own test set: 0 (one customer); an eval harness on several bare accounts re-runs its tasks,
     which the re-run gate scales away."""
     if n_resent < min_prompts or n_unique <= 0 or n_resent < min_share * n_unique:
