@@ -455,10 +455,10 @@ def samples(n_resent: int, n_unique: int, min_prompts: int = DEFAULTS.samples_mi
             full_share: float = DEFAULTS.samples_full_share, min_share: float = DEFAULTS.samples_min_share) -> float:
     """Re-sent samples: ``n_resent`` of the group's ``n_unique`` distinct prompts are identical capability prompts
     that two or more of its customers send and no one outside it (the same rendered prompt sampled several times
-    and spread over a pool). The share over ``full_share``, capped at 1; 0 below ``min_prompts`` such prompts or a share of
-    ``min_share``. The adversarial benchmark's pools: 0.12-1.0 of their distinct prompts; a customer's seats
-    re-sending their own test set: 0 (one customer); an eval harness on several bare accounts re-runs its tasks,
-    which the re-run gate scales away."""
+    and spread over a pool). The share over ``full_share``, capped at 1; 0 below ``min_prompts`` such prompts or
+    a share of ``min_share``. The adversarial benchmark's pools: 0.12-1.0 of their distinct prompts; a customer's
+    seats re-sending their own test set: 0 (one customer); an eval harness on several bare accounts re-runs its
+    tasks, which the re-run gate scales away. The campaign scales it by the share of its accounts sending them."""
     if n_resent < min_prompts or n_unique <= 0 or n_resent < min_share * n_unique:
         return 0.0
     return float(min(1.0, n_resent / n_unique / full_share)) if full_share > 0 else 1.0
