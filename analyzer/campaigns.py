@@ -1305,12 +1305,12 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
             codes, accounts = prompt_code[bounds[i] : bounds[i + 1]][theirs], greq["account_id"].to_numpy()[theirs]
-            samples = _samples_across(codes, accounts)
+            samples = _samples_across(codes, accounts)[0]
             # The samples signal counts the operator's own samples (no one outside it sends them: a public prompt
             # that several customers copy is sent by others too) and customers (seats of one organisation
             # re-sending their own test set count once), and the accounts that send them.
-            across = (_customer_samples(_own_prompts(codes, accounts, prompt_senders), accounts,
-                                        ctx.principal_of.reindex(accounts).to_numpy()) if samples else (0, 0))
+            across = (_samples_across(_own_prompts(codes, accounts, prompt_senders), accounts,
+                                      ctx.principal_of.reindex(accounts).to_numpy()) if samples else (0, 0))
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
                                                      by_prompts=by_prompts, samples=(samples, across))
@@ -1702,18 +1702,6 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     return code, _distinct_senders(full[sent], acode[sent].astype(np.int64), n_codes)
 
 
-def _customer_samples(own_code: np.ndarray, accounts: np.ndarray, principal: np.ndarray) -> tuple[int, int]:
-    """How many distinct prompts (``own_code``, -1 for none: see :func:`_own_prompts`) two or more customers
-    (``principal``, one per request) send, and how many of ``accounts`` (one per request) send one of them."""
-    read = own_code >= 0
-    if not read.any():
-        return 0, 0
-    code = own_code[read]
-    customers = _distinct_senders(code, pd.factorize(principal[read])[0].astype(np.int64))
-    counted = customers[code] >= 2
-    return int((customers >= 2).sum()), int(pd.unique(accounts[read][counted]).size)
-
-
 def _own_prompts(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.ndarray) -> np.ndarray:
     """``prompt_code`` (one per request of ``accounts``, -1 for none), -1 where an account other than ``accounts``
     also sends the prompt (``senders``: each code's distinct senders among all requests, :func:`_sample_codes`).
@@ -1738,13 +1726,19 @@ def _distinct_senders(prompts: np.ndarray, accounts: np.ndarray, n_prompts: int 
     return np.bincount(pairs // width, minlength=n_prompts)
 
 
-def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray) -> int:
-    """How many distinct prompts (``prompt_code``, -1 for none: see :func:`_sample_codes`) two or more of
-    ``accounts`` (one per request) send."""
+def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.ndarray | None = None
+                    ) -> tuple[int, int]:
+    """How many distinct prompts (``prompt_code``, -1 for none: see :func:`_sample_codes` and :func:`_own_prompts`)
+    two or more distinct ``senders`` send (one per request; default the ``accounts`` themselves, their customers for
+    the samples signal), and how many of ``accounts`` (one per request) send one of those prompts."""
     read = prompt_code >= 0
     if not read.any():
-        return 0
-    return int((_distinct_senders(prompt_code[read], pd.factorize(accounts[read])[0].astype(np.int64)) >= 2).sum())
+        return 0, 0
+    code = prompt_code[read]
+    who = accounts if senders is None else senders
+    n_senders = _distinct_senders(code, pd.factorize(who[read])[0].astype(np.int64))
+    counted = n_senders[code] >= 2
+    return int((n_senders >= 2).sum()), int(pd.unique(accounts[read][counted]).size)
 
 
 def _resent_prompts(member: np.ndarray, prompts: np.ndarray, n_members: int, config: ScoringConfig
@@ -1940,8 +1934,8 @@ def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
     signals; ``by_prompts``: whether re-sent prompts told the group's operators apart; ``samples``: how many
-    identical capability prompts two or more of the members send (:func:`_samples_across`), and how many of its
-    own two or more of their customers send, with the members sending them (:func:`_customer_samples`))."""
+    identical capability prompts two or more of the members send, and how many of its own two or more of their
+    customers send, with the members sending them (both :func:`_samples_across`))."""
     op = _operator(group, mreq, members, ctx)
     values, content, extras = _signal_values(op, ctx, samples[1])
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
@@ -2143,7 +2137,7 @@ def _signal_values(op: _Operator, ctx: _Context, samples_across: tuple[int, int]
                    ) -> tuple[dict[str, float | None], _Content, dict]:
     """Every signal of one operator, in the order the exports list them (see the module docstring);
     ``samples_across``: its own identical capability prompts that two or more of its customers send, and how many
-    of its members send them (:func:`_customer_samples`)."""
+    of its members send them (:func:`_samples_across`)."""
     config, sigp, mreq = ctx.config, ctx.signals, op.mreq
     n_members = len(op.members)
     values: dict[str, float | None] = {"spread": sig.spread(op.n_principals, config.full_spread_accounts)}
