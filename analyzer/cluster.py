@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,6 +254,9 @@ def words(text: str) -> list[str]:
 
 
 def _edge_keys(text: str, edge_words: int) -> tuple[str | None, str | None]:
+    """``(opening key, closing key)`` of a text for :func:`template_families`: its first and last ``edge_words``
+    words (read in windows of ``40 * edge_words`` characters), numbers as 0; ``(None, None)`` when it has fewer
+    than ``2 * edge_words + 2`` words or a window fewer than ``edge_words``."""
     window = 40 * edge_words
     head = words(text[:window])
     if len(head) < edge_words:
@@ -262,7 +265,9 @@ def _edge_keys(text: str, edge_words: int) -> tuple[str | None, str | None]:
         tail, n_words = head, len(head)
     else:
         tail = words(text[-window:])
-        n_words = len(words(text)) if len(text) < 2 * window else 10**6
+        n_words = 10**6 if len(text) >= 2 * window else max(len(head), len(tail))
+        if n_words < 2 * edge_words + 2:  # a window holds no more words than the text (a cut word is still one)
+            n_words = len(words(text))
     if n_words < 2 * edge_words + 2 or len(tail) < edge_words:
         return None, None
     return "^" + _DIGITS.sub("0", " ".join(head[:edge_words])), _DIGITS.sub("0", " ".join(tail[-edge_words:])) + "$"
@@ -331,12 +336,16 @@ def task_groups(nbrs: np.ndarray, sims: np.ndarray, min_similarity: float) -> np
 
 
 _SENTENCE = re.compile(r"[^.!?。！？；;:：\n]+")
+#: ASCII digits as 0 (then a run of 0 as one): what ``_DIGITS.sub("0", text)`` gives for an ASCII text, in less
+#: time (most texts are ASCII; the regular expression tests every character against the Unicode digits).
+_ASCII_DIGITS_AS_0 = str.maketrans(dict.fromkeys("123456789", "0"))
+_ZEROS = re.compile("00+")
 
 #: What joins the sentences of a scaffold string (:func:`scaffolds`).
 SCAFFOLD_SEP = " | "
 
 
-#: Sentence hashes gathered in a Python list before they go into one array (:func:`scaffolds`' first pass).
+#: Sentences gathered in a Python list before they are hashed into one array (:func:`scaffolds`' first pass).
 SCAFFOLD_HASH_BLOCK = 1 << 16
 
 
@@ -348,7 +357,9 @@ def _sentences(text: str, head_chars: int, tail_chars: int) -> list[str]:
     """
     if len(text) > head_chars + tail_chars:
         text = text[:head_chars] + "\n" + text[-tail_chars:]
-    sents = (" ".join(s.split()) for s in _SENTENCE.findall(_DIGITS.sub("0", text.lower())))
+    text = text.lower()
+    text = _ZEROS.sub("0", text.translate(_ASCII_DIGITS_AS_0)) if text.isascii() else _DIGITS.sub("0", text)
+    sents = (" ".join(s.split()) for s in _SENTENCE.findall(text))
     return [s for s in sents if s]
 
 
@@ -366,11 +377,20 @@ SCAFFOLD_TASK_TEXTS = 25_000
 SKELETON_MIN_WORDS = 6
 
 
-def _hash64(sentence: str) -> int:
-    """A 64-bit hash of a sentence, the same in every process (Python's own ``hash`` of a string is seeded per
-    process, so worker processes could not count together with it)."""
-    return int.from_bytes(hashlib.blake2b(sentence.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                          "little", signed=True)
+#: :func:`_hashes64`'s hash before any input, copied for each string (no keyword parsing or set-up per string).
+_BLAKE2B_64 = hashlib.blake2b(digest_size=8)
+
+
+def _hashes64(strings: Iterable[str]) -> np.ndarray:
+    """A 64-bit hash of each string (its UTF-8 bytes' 8-byte BLAKE2b digest, read as a little-endian int64), the
+    same in every process (Python's own ``hash`` of a string is seeded per process, so worker processes could not
+    count together with it). The digests of all strings become one array at once."""
+    digests: list[bytes] = []
+    for s in strings:
+        h = _BLAKE2B_64.copy()
+        h.update(s.encode("utf-8", "surrogatepass"))
+        digests.append(h.digest())
+    return np.frombuffer(b"".join(digests), dtype="<i8").astype(np.int64)
 
 
 def skeleton(sentence: str) -> str | None:
@@ -389,32 +409,32 @@ def skeleton(sentence: str) -> str | None:
     return " ".join([t[0] + t[-1] for t in toks])
 
 
-def _skeleton_hash(sentence: str) -> int:
-    """:func:`_hash64` of the sentence's :func:`skeleton` (0: it has none)."""
-    sk = skeleton(sentence)
-    return 0 if sk is None else _hash64("\x00" + sk)
+def _skeleton_hashes(sentences: Sequence[str]) -> np.ndarray:
+    """The :func:`_hashes64` hash of each sentence's :func:`skeleton` after a ``"\\x00"`` (0: it has none)."""
+    keyed = [(i, sk) for i, sk in enumerate(map(skeleton, sentences)) if sk is not None]
+    out = np.zeros(len(sentences), dtype=np.int64)
+    out[[i for i, _ in keyed]] = _hashes64("\x00" + sk for _, sk in keyed)
+    return out
 
 
 def _sentence_hashes(task: tuple[Sequence[str], int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`scaffolds`' first pass over some texts: ``(distinct sentences per text, their hashes in order,
-    their skeletons' hashes in order)``."""
+    their skeletons' hashes in order)``. The sentences of :data:`SCAFFOLD_HASH_BLOCK` or so are hashed together."""
     texts, head_chars, tail_chars = task
     lengths = np.zeros(len(texts), dtype=np.int64)
     chunks: list[np.ndarray] = []
     skel_chunks: list[np.ndarray] = []
-    block: list[int] = []
-    skel_block: list[int] = []
+    block: list[str] = []
     for i, text in enumerate(texts):
         sents = dict.fromkeys(_sentences(text, head_chars, tail_chars))
         lengths[i] = len(sents)
-        block.extend(map(_hash64, sents))
-        skel_block.extend(map(_skeleton_hash, sents))
+        block.extend(sents)
         if len(block) >= SCAFFOLD_HASH_BLOCK:
-            chunks.append(np.array(block, dtype=np.int64))
-            skel_chunks.append(np.array(skel_block, dtype=np.int64))
-            block, skel_block = [], []
-    chunks.append(np.array(block, dtype=np.int64))
-    skel_chunks.append(np.array(skel_block, dtype=np.int64))
+            chunks.append(_hashes64(block))
+            skel_chunks.append(_skeleton_hashes(block))
+            block = []
+    chunks.append(_hashes64(block))
+    skel_chunks.append(_skeleton_hashes(block))
     return lengths, np.concatenate(chunks), np.concatenate(skel_chunks)
 
 
@@ -450,25 +470,29 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray,
     (texts, df_flat, skel_flat, skel_df_flat, n_sents, min_prompts, min_sentence_words, min_scaffold_words,
      head_chars, tail_chars) = task
     ends = np.cumsum(n_sents).tolist()
+    # Per sentence, for all texts at once: whether it recurs (verbatim or by its skeleton), and whether it stands
+    # in the scaffold by its skeleton (a recurring skeleton with other sentences: they stand as one).
+    recurs = ((df_flat >= min_prompts) | (skel_df_flat >= min_prompts)).tolist()
+    retyped_of = ((skel_df_flat >= min_prompts) & (skel_df_flat > df_flat)).tolist()
+    skel_of = skel_flat.tolist()
     n_words: dict[str, int] = {}  # words per distinct sentence, counted once, and only where needed
 
     def count(s: str) -> int:
         w = n_words.get(s)
-        if w is None:
-            w = n_words[s] = len(words(s))
+        if w is None:  # the sentence is lower case already: its words without words()' lower()
+            w = n_words[s] = len(_WORD.findall(s))
         return w
 
     out: list[ScaffoldParts] = [None] * len(texts)
     variants: dict[int, Counter[str]] = {}
     for j, (text, e, m) in enumerate(zip(texts, ends, n_sents.tolist(), strict=True)):
         sents = list(dict.fromkeys(_sentences(text, head_chars, tail_chars)))  # as in the first pass
-        df, sk, skdf = df_flat[e - m : e].tolist(), skel_flat[e - m : e].tolist(), skel_df_flat[e - m : e].tolist()
+        rec = recurs[e - m : e]
         parts: list[str | int] = []
         n_common = own = 0
-        for s, c, h, hc in zip(sents, df, sk, skdf, strict=True):
-            if c < min_prompts and hc < min_prompts:
+        for s, r, retyped, h in zip(sents, rec, retyped_of[e - m : e], skel_of[e - m : e], strict=True):
+            if not r:
                 continue
-            retyped = hc >= min_prompts and hc > c  # its skeleton has other sentences: they stand as one
             if retyped:
                 variants.setdefault(h, Counter())[s] += 1
             if count(s) >= min_sentence_words:
@@ -476,8 +500,8 @@ def _scaffolds_of(task: tuple[Sequence[str], np.ndarray, np.ndarray, np.ndarray,
                 n_common += n_words[s]
         if n_common < min_scaffold_words:  # too little scaffold: the prompt's own text need not be counted
             continue
-        for s, c, hc in zip(sents, df, skdf, strict=True):
-            if c < min_prompts and hc < min_prompts:
+        for s, r in zip(sents, rec, strict=True):
+            if not r:
                 own += count(s)
                 if own >= min_sentence_words:
                     break
