@@ -524,7 +524,7 @@ def unreadable(text: str, params: SignalParams = DEFAULTS) -> bool:
                 n_other += 1
                 if n_other >= params.unreadable_letters:
                     return True
-    n_letters = len(part) - len(part.translate(_ASCII_LETTERS)) + n_wide
+    n_letters = len(part.encode("ascii", "ignore").translate(None, _ASCII_NON_LETTERS)) + n_wide
     return n_letters > 0 and n_other / n_letters >= params.unreadable_share
 
 
@@ -632,7 +632,9 @@ def _strip_accents(text: str) -> str:
 _LETTER_WORDS = re.compile(r"[^\W\d_]{2,}")
 
 
-_ASCII_LETTERS = dict.fromkeys(map(ord, string.ascii_letters))  # str.translate table deleting them
+#: ASCII characters other than letters: deleted from a text's ASCII bytes, they leave its ASCII letters
+#: (``bytes.translate``, a table in C; ``str.translate`` of a non-ASCII text looks each character up in a dict).
+_ASCII_NON_LETTERS = bytes(c for c in range(128) if chr(c) not in string.ascii_letters)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
