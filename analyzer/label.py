@@ -57,8 +57,12 @@ SLOT = "{…}"
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df"
 _WORD_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 _TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
+# _TOKEN_RE's tokens of a lowercase ASCII text, found faster (\x1c-\x1f are whitespace to Unicode \s only)
+_ASCII_TOKEN_RE = re.compile(r"\w+|[^\w\s\x1c-\x1f]", re.ASCII)
 _CJK_RE = re.compile(rf"[{_CJK}]")
-_ASCII_WORD_RE = re.compile(r"[a-z0-9_]+")  # _WORD_RE's tokens of a lowercase ASCII text
+# _WORD_RE's tokens of a lowercase ASCII text, and those of them of two characters or more
+_ASCII_WORD_RE = re.compile(r"\w+", re.ASCII)
+_ASCII_LONG_WORD_RE = re.compile(r"\w\w+", re.ASCII)
 
 # Caps that keep the template work bounded on very long prompts.
 _HEAD_TOKENS = 300
@@ -133,12 +137,20 @@ def _windows(low: str) -> tuple[str, str | None]:
     return low[:_HEAD_CHARS], low[-_TAIL_CHARS:]
 
 
+def _token_re(low: str) -> re.Pattern[str]:
+    """The pattern that finds the template tokens of the lowercase ``low``: :data:`_TOKEN_RE`, or the same
+    tokens' faster ASCII pattern on a plain ASCII text."""
+    return _ASCII_TOKEN_RE if low.isascii() else _TOKEN_RE
+
+
 def _tokens(text: str) -> list[str]:
     """Lowercase template tokens (words and punctuation), capped to head + ``_CUT`` + tail."""
-    head, tail = _windows(text.lower())
-    toks = _TOKEN_RE.findall(head)
+    low = text.lower()
+    token_re = _token_re(low)
+    head, tail = _windows(low)
+    toks = token_re.findall(head)
     if tail is not None:
-        toks = [*toks[:_HEAD_TOKENS], _CUT, *_TOKEN_RE.findall(tail)[1:][-_TAIL_TOKENS:]]  # 1st may be cut
+        toks = [*toks[:_HEAD_TOKENS], _CUT, *token_re.findall(tail)[1:][-_TAIL_TOKENS:]]  # 1st may be cut
     if len(toks) > _HEAD_TOKENS + _TAIL_TOKENS + 1:
         toks = [*toks[:_HEAD_TOKENS], _CUT, *toks[-_TAIL_TOKENS:]]
     return toks
@@ -148,6 +160,7 @@ def _tokens_with_gaps(text: str) -> tuple[list[str], list[str], list[str]]:
     """:func:`_tokens` plus, per token, its original spelling and the whitespace before it."""
     low = text.lower()
     same = len(low) == len(text)
+    token_re = _token_re(low)
     head, tail = _windows(low)
 
     def scan(s: str, offset: int) -> tuple[list[str], list[str], list[str]]:
@@ -155,7 +168,7 @@ def _tokens_with_gaps(text: str) -> tuple[list[str], list[str], list[str]]:
         shown: list[str] = []
         gaps: list[str] = []
         end = 0
-        for m in _TOKEN_RE.finditer(s):
+        for m in token_re.finditer(s):
             a, b = m.span()
             toks.append(m.group())
             shown.append(text[offset + a : offset + b] if same else m.group())
@@ -287,7 +300,7 @@ def _align(
     blocks: list[tuple[int, int]] = []
     anchors = [t for t in ref_pos if count.get(t) == 1]
     if len(anchors) > 8:
-        last = {t: q for q, t in enumerate(toks)}
+        last = dict(zip(toks, range(len(toks)), strict=True))
         pairs = sorted((last[t], ref_pos[t]) for t in anchors)
     else:
         pairs = sorted((toks.index(t), ref_pos[t]) for t in anchors)
@@ -308,18 +321,31 @@ def _chain(
     cand: frozenset[str],
     depth: int,
 ) -> None:
-    """Match the anchor ``pairs`` (sorted by ``a``) in ``[a0, a1) x [b0, b1)`` and fill the gaps."""
-    if any(p[1] >= q[1] for p, q in zip(pairs, pairs[1:], strict=False)):
+    """Match the anchor ``pairs`` (sorted by ``a``) in ``[a0, a1) x [b0, b1)`` and fill the gaps.
+
+    Anchors and the identical stretches between them (the fixed text of a filled template, mostly) are matched
+    as one block per run; what :func:`_gap` makes of an identical stretch, without calling it."""
+    seconds = [q for _, q in pairs]  # distinct: anchors are distinct tokens, each once in ``b[b0:b1]``
+    if seconds != sorted(seconds):
         pairs = _increasing_subsequence(pairs)
     pa, pb = a0 - 1, b0 - 1
-    for qa, qb in pairs:
+    ra = rb = -1  # where the current run of matched tokens starts (in ``a`` and in ``b``); -1: none yet
+    for qa, qb in chain(pairs, ((a1, b1),)):  # the stretches before each anchor, and the one after the last
+        if qa - pa == qb - pb and a[pa + 1 : qa] == b[pb + 1 : qb]:  # identical (or both empty): the run goes on
+            if rb < 0:
+                ra, rb = pa + 1, pb + 1
+            pa, pb = qa, qb
+            continue
+        if rb >= 0 and pb >= rb:
+            where[rb : pb + 1] = range(ra, pa + 1)
+            blocks.append((rb, pb + 1 - rb))
         if qa > pa + 1 and qb > pb + 1:
             _gap(a, b, pa + 1, qa, pb + 1, qb, where, blocks, cand, depth)
-        where[qb] = qa
-        blocks.append((qb, 1))
+        ra, rb = qa, qb  # the anchor starts the next run
         pa, pb = qa, qb
-    if a1 > pa + 1 and b1 > pb + 1:
-        _gap(a, b, pa + 1, a1, pb + 1, b1, where, blocks, cand, depth)
+    if b1 > rb >= 0:  # a run up to ``b1`` (a run starting at ``b1`` is empty: the end is no anchor)
+        where[rb:b1] = range(ra, a1)
+        blocks.append((rb, b1 - rb))
 
 
 def _gap(
@@ -584,7 +610,7 @@ def _coverage(wheres: Sequence[Sequence[int]], fixed_word_pos: Sequence[int], w:
     need = _DEFAULT_MIN_MATCH * len(fixed_word_pos) - 1e-9
     covered = 0
     for where, wj in zip(wheres, w, strict=True):
-        if sum(1 for i in fixed_word_pos if where[i] >= 0) >= need:
+        if len(fixed_word_pos) - list(map(where.__getitem__, fixed_word_pos)).count(-1) >= need:  # -1: not aligned
             covered += wj
     return covered
 
@@ -630,9 +656,13 @@ def _keyword_tokens(doc: str) -> list[str]:
     """The keyword tokens of ``doc``: of its first :data:`_KEYWORD_TOKENS` tokens (:func:`tokenize`), those of two
     characters or more and the CJK characters. A long document is scanned only as far as needed (the first
     tokens of a prefix that holds more than that many are the document's own), and plain ASCII, the common
-    case, with an ASCII pattern (on lowercase ASCII it finds the same tokens, and none is a CJK character)."""
+    case, with an ASCII pattern (on lowercase ASCII it finds the same tokens, and none is a CJK character); a
+    plain text of at most twice that many characters has at most that many tokens, so its tokens of two
+    characters or more are all it needs."""
     low = doc.lower()
     plain = low.isascii()
+    if plain and len(low) <= 2 * _KEYWORD_TOKENS:
+        return _ASCII_LONG_WORD_RE.findall(low)
     word = _ASCII_WORD_RE if plain else _WORD_RE
     toks = word.findall(low, 0, _KEYWORD_SCAN_CHARS) if len(low) > _KEYWORD_SCAN_CHARS else []
     if len(toks) <= _KEYWORD_TOKENS:
@@ -647,7 +677,7 @@ def _keyword_analyzer(doc: str) -> list[str]:
     keyword tokens neither of which is a stop word (``"gradient descent"``)."""
     kept = [None if t in _STOP else t for t in _keyword_tokens(doc)]
     out = [t for t in kept if t is not None]
-    out += [f"{a} {b}" for a, b in zip(kept, kept[1:], strict=False) if a is not None and b is not None]
+    out += [f"{a} {b}" for a, b in zip(kept, kept[1:], strict=False) if a and b]  # tokens are never empty
     return out
 
 
