@@ -895,11 +895,13 @@ class StaticEmbedder:
             _windows([texts[i] for i in long], self._window_tok, limit, cut, heads, window_ids)
             for i, row in zip(long, window_ids, strict=True):
                 ids[i] = row[:limit]
-        unk = static.unk_token_id
-        if unk is not None:
-            ids = [[i for i in row if i != unk] for row in ids]
-        lens = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
+        unk = static.unk_token_id
+        if unk is not None and (flat == unk).any():  # unknown tokens are left out (the row's mean is of the others)
+            known = flat != unk
+            lens = np.bincount(np.repeat(np.arange(len(ids)), lens)[known], minlength=len(ids)).astype(np.int64)
+            flat = flat[known]
         indptr = np.concatenate([[0], np.cumsum(lens)])
         weight = np.repeat(1.0 / np.maximum(lens, 1), lens).astype(np.float32)
         mean = sp.csr_matrix((weight, flat, indptr), shape=(len(ids), self._table.shape[0])) @ self._table
