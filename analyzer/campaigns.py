@@ -311,6 +311,9 @@ class ScoringConfig:
     partial_score_factor: float = 0.5
     #: Exponent of the share in the partial score (see ``partial_score_factor``).
     partial_score_exponent: float = 2.0
+    #: Re-sent prompts of any kind (capability work or not) that an account must share with a campaign's members
+    #: for them to count towards its partial score; capability prompts count from one.
+    partial_min_shared_prompts: int = 3
     #: Operators: members that share no infrastructure and whose hours of activity differ (cosine of their
     #: smoothed hour-of-day profiles below ``operator_timing_similarity``) or whose work differs (cosine of
     #: their requests over units below ``operator_work_similarity``) are separate communities; a
@@ -1076,7 +1079,8 @@ def find_campaigns(
         ctx.account_kind_capability = {str(kind): g.groupby("account_id").size().astype(np.int64)
                                        for kind, g in cap.groupby("intent")}
     infra = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
-    resent = _resent_pairs(req, config)
+    prompt_accounts = _prompt_accounts(req) if len(req) else None
+    resent = _resent_pairs(req, config, pairs=prompt_accounts)
     community = with_samplers(infra, sampler_pairs(req, ctx.principal_of, config, resent))
     ctx.samplers = frozenset(community.index.difference(infra.index))
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
@@ -1103,7 +1107,15 @@ def find_campaigns(
     camp_acc = camp_acc[camp_acc["campaign_id"].isin(kept)]
     partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
     partial = partial[partial["campaign_id"].isin(kept)]
-    samples = _sample_partials(resent, req, camp_acc, campaigns.set_index("campaign_id")["score"], config)
+    scores = campaigns.set_index("campaign_id")["score"]
+    samples = _sample_partials(resent, req, camp_acc, scores, config)
+    # A pool's account shares its samples with members whether or not each reads as capability work (a
+    # censorship pool's bare questions do not): several re-sent prompts of any kind count too. One prompt does
+    # not (an ordinary customer's single request can be a member's ordinary one).
+    shared = _resent_pairs(req, config, capability=False, pairs=prompt_accounts)
+    del prompt_accounts
+    samples = pd.concat([samples, _sample_partials(shared, req, camp_acc, scores, config,
+                                                   min_shared=config.partial_min_shared_prompts)], ignore_index=True)
     if len(samples):
         partial = pd.concat([partial, samples], ignore_index=True)
     accounts = _account_table(req, account_total, camp_acc, ac[ac["cluster_id"].isin(list(clusters))], partial)
@@ -1149,21 +1161,44 @@ class _ResentPairs:
     n_prompts: np.ndarray
 
 
-def _resent_pairs(req: pd.DataFrame, config: ScoringConfig) -> _ResentPairs | None:
-    """The identical capability prompts that two to ``operator_prompt_max_accounts`` accounts send, each with its
-    senders, in distinct prompts throughout (a customer retrying one question is not sampling, nor is an operator
-    that asks for several samples from one account sampling less); None when there are none or it is off."""
-    if config.operator_prompt_max_accounts < 2 or "capability" not in req or not len(req):
-        return None
+@dataclass(frozen=True)
+class _PromptAccounts:
+    """Each (prompt, account) pair of the requests once: its key ``prompt code * width + account code``, a
+    request row of it, and every account's number of distinct prompts by ``acode``."""
+
+    key: np.ndarray
+    row: np.ndarray
+    width: int
+    n_hashes: int
+    n_prompts: np.ndarray
+
+
+def _prompt_accounts(req: pd.DataFrame) -> _PromptAccounts:
+    """:class:`_PromptAccounts` of ``req`` (``acode``, ``prompt_hash``)."""
     acode = req["acode"].to_numpy()
     width = int(acode.max()) + 1
     pcode, hashes = pd.factorize(req["prompt_hash"])
     n_hashes = len(hashes)
     del hashes
     pair_key, first = np.unique(pcode.astype(np.int64) * width + acode, return_index=True)  # each (prompt, account)
-    n_prompts = np.bincount(pair_key % width, minlength=width)
-    cap = req["capability"].to_numpy()[first]
-    pair_key, first = pair_key[cap], first[cap]
+    return _PromptAccounts(pair_key, first, width, n_hashes, np.bincount(pair_key % width, minlength=width))
+
+
+def _resent_pairs(req: pd.DataFrame, config: ScoringConfig, capability: bool = True,
+                  pairs: _PromptAccounts | None = None) -> _ResentPairs | None:
+    """The identical capability prompts (with ``capability`` False: any prompts) that two to
+    ``operator_prompt_max_accounts`` accounts send, each with its senders, in distinct prompts throughout (a
+    customer retrying one question is not sampling, nor is an operator that asks for several samples from one
+    account sampling less); None when there are none or it is off. ``pairs``: ``req``'s :func:`_prompt_accounts`,
+    when already taken."""
+    if config.operator_prompt_max_accounts < 2 or "capability" not in req or not len(req):
+        return None
+    pairs = pairs or _prompt_accounts(req)
+    width, n_hashes, n_prompts = pairs.width, pairs.n_hashes, pairs.n_prompts
+    pair_key, first = pairs.key, pairs.row
+    if capability:
+        cap = req["capability"].to_numpy()[first]
+        pair_key, first = pair_key[cap], first[cap]
     senders = np.bincount(pair_key // width, minlength=n_hashes)[pair_key // width]
     resent = (senders >= 2) & (senders <= config.operator_prompt_max_accounts)
     if not resent.any():
@@ -1173,12 +1208,13 @@ def _resent_pairs(req: pd.DataFrame, config: ScoringConfig) -> _ResentPairs | No
 
 
 def _sample_partials(pairs: _ResentPairs | None, req: pd.DataFrame, camp_acc: pd.DataFrame, scores: pd.Series,
-                     config: ScoringConfig) -> pd.DataFrame:
+                     config: ScoringConfig, min_shared: int = 1) -> pd.DataFrame:
     """Partial scores (rows ``account_id, campaign_id, partial``) of accounts that send the samples of a
     campaign's members without being one: ``score * partial_score_factor * share ** partial_score_exponent``,
-    ``share`` the part of the account's distinct prompts that are re-sent capability prompts a member of the
-    campaign also sends. A bare account of a pool whose few requests fell in no unit ranks above customers
-    who never met the campaign, as an account touching its units does; it is not a member and is not flagged."""
+    ``share`` the part of the account's distinct prompts that are re-sent prompts (``pairs``: capability ones, or
+    any) a member of the campaign also sends, where it shares ``min_shared`` or more. A bare account of a pool
+    whose few requests fell in no unit ranks above customers who never met the campaign, as an account touching
+    its units does; it is not a member and is not flagged."""
     out = pd.DataFrame({"account_id": [], "campaign_id": [], "partial": []})
     if pairs is None or camp_acc.empty:
         return out
@@ -1196,7 +1232,8 @@ def _sample_partials(pairs: _ResentPairs | None, req: pd.DataFrame, camp_acc: pd
     theirs = (member_of @ sends).astype(bool).astype(np.float64)  # campaigns x prompts its members send
     shared = (sends @ theirs.T).tocoo()  # accounts x campaigns: prompts in common
     is_member = np.asarray(member_of.T.tocsr()[shared.row, shared.col]).ravel() > 0
-    row, col, k = shared.row[~is_member], shared.col[~is_member], shared.data[~is_member]
+    keep = ~is_member & (shared.data >= min_shared)
+    row, col, k = shared.row[keep], shared.col[keep], shared.data[keep]
     if not len(row):
         return out
     n_prompts = pairs.n_prompts[np.asarray(acodes)][row]

@@ -1285,6 +1285,29 @@ def test_an_account_sending_a_campaigns_samples_keeps_a_partial_score():
     assert _sample_partials(_resent_pairs(req, off), req, camp_acc, scores, off).empty
 
 
+def test_a_pool_account_sharing_several_ordinary_samples_keeps_a_partial_score_and_one_shared_request_does_not():
+    """A censorship pool's bare questions do not read as capability work, yet a bare account whose prompts are the
+    members' re-sent ones belongs near them: with ``capability=False`` every re-sent prompt counts, from
+    ``partial_min_shared_prompts`` shared. A customer whose one request is also a member's ordinary request gets
+    nothing."""
+    from analyzer.campaigns import _resent_pairs, _sample_partials
+
+    rows = [(m, f"q{i}") for m in ("m0", "m1") for i in range(4)] + [("x", f"q{i}") for i in range(3)]
+    rows += [("x", "own-1"), ("lone", "q3"), ("two", "q0"), ("two", "q1"), ("two", "own-2")]
+    req = pd.DataFrame(rows, columns=["account_id", "prompt_hash"]).assign(capability=False)
+    req["acode"] = pd.Categorical(req["account_id"]).codes.astype(np.int64)
+    camp_acc = pd.DataFrame({"campaign_id": ["c1", "c1"], "account_id": ["m0", "m1"]})
+    scores = pd.Series({"c1": 0.6})
+    config = ScoringConfig()
+    assert config.partial_min_shared_prompts == 3
+    assert _resent_pairs(req, config) is None  # no capability prompt: nobody's samples in that sense
+    pairs = _resent_pairs(req, config, capability=False)
+    out = _sample_partials(pairs, req, camp_acc, scores, config, min_shared=config.partial_min_shared_prompts)
+    assert out["account_id"].tolist() == ["x"]  # "lone" shares one prompt, "two" two
+    assert out["partial"].iloc[0] == pytest.approx(0.6 * config.partial_score_factor * (3 / 4) ** 2)
+    assert set(_sample_partials(pairs, req, camp_acc, scores, config)["account_id"]) == {"x", "lone", "two"}
+
+
 def test_re_sent_samples_across_customers_raise_a_bare_pools_score_and_say_so():
     """A bare pool spreading each rendered prompt over two of its accounts (best-of-n samples) scores the samples
     signal, which raises its score over the same pool without re-sends, and the evidence says how many of its
