@@ -1081,6 +1081,10 @@ def find_campaigns(
     infra = infra_communities(ctx.id_pairs, ctx.principal_of, config.infra_link_min_principals)
     prompt_accounts = _prompt_accounts(req) if len(req) else None
     resent = _resent_pairs(req, config, pairs=prompt_accounts)
+    # A pool's account shares its samples with members whether or not each reads as capability work (a
+    # censorship pool's bare questions do not): for partial scores, several re-sent prompts of any kind count too.
+    shared = _resent_pairs(req, config, capability=False, pairs=prompt_accounts)
+    del prompt_accounts
     community = with_samplers(infra, sampler_pairs(req, ctx.principal_of, config, resent))
     ctx.samplers = frozenset(community.index.difference(infra.index))
     req, ctx.clusters = community_units(req, community, ctx.clusters, config, signals, ctx.texts_for)
@@ -1108,16 +1112,13 @@ def find_campaigns(
     partial = pd.DataFrame(partial_rows, columns=["account_id", "campaign_id", "partial"])
     partial = partial[partial["campaign_id"].isin(kept)]
     scores = campaigns.set_index("campaign_id")["score"]
-    samples = _sample_partials(resent, req, camp_acc, scores, config)
-    # A pool's account shares its samples with members whether or not each reads as capability work (a
-    # censorship pool's bare questions do not): several re-sent prompts of any kind count too. One prompt does
-    # not (an ordinary customer's single request can be a member's ordinary one).
-    shared = _resent_pairs(req, config, capability=False, pairs=prompt_accounts)
-    del prompt_accounts
-    samples = pd.concat([samples, _sample_partials(shared, req, camp_acc, scores, config,
-                                                   min_shared=config.partial_min_shared_prompts)], ignore_index=True)
-    if len(samples):
-        partial = pd.concat([partial, samples], ignore_index=True)
+    # Capability samples count from one shared prompt; prompts of any kind from several (an ordinary customer's one
+    # request can be a member's ordinary one).
+    samples = [_sample_partials(resent, req, camp_acc, scores, config),
+               _sample_partials(shared, req, camp_acc, scores, config, min_shared=config.partial_min_shared_prompts)]
+    samples = [frame for frame in samples if len(frame)]
+    if samples:
+        partial = pd.concat([partial, *samples], ignore_index=True)
     accounts = _account_table(req, account_total, camp_acc, ac[ac["cluster_id"].isin(list(clusters))], partial)
     return CampaignResult(campaigns, camp_acc.reset_index(drop=True), accounts, cluster_campaign)
 
@@ -1193,7 +1194,8 @@ def _resent_pairs(req: pd.DataFrame, config: ScoringConfig, capability: bool = T
     when already taken."""
     if config.operator_prompt_max_accounts < 2 or "capability" not in req or not len(req):
         return None
-    pairs = pairs or _prompt_accounts(req)
+    if pairs is None:
+        pairs = _prompt_accounts(req)
     width, n_hashes, n_prompts = pairs.width, pairs.n_hashes, pairs.n_prompts
     pair_key, first = pairs.key, pairs.row
     if capability:

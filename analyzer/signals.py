@@ -634,7 +634,7 @@ _LETTER_WORDS = re.compile(r"[^\W\d_]{2,}")
 
 #: ASCII characters other than letters: deleted from a text's ASCII bytes, they leave its ASCII letters
 #: (``bytes.translate``, a table in C; ``str.translate`` of a non-ASCII text looks each character up in a dict).
-_ASCII_NON_LETTERS = bytes(c for c in range(128) if chr(c) not in string.ascii_letters)
+_ASCII_NON_LETTERS = bytes(c for c in range(ord("\x80")) if chr(c) not in string.ascii_letters)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
