@@ -96,7 +96,7 @@ def test_build_benign_falls_back_to_dropping_campaigns_when_the_generator_refuse
     monkeypatch.setattr(run, "build_scenario", fake_build)
     said: list[str] = []
     sc = run.build_benign("quick", 0, {"n_requests": 500}, log=said.append)
-    assert calls == [{"n_requests": 500, "campaigns": ()}, {"n_requests": 500}]
+    assert calls == [{"n_requests": 500, "campaigns": (), "second_operator": None}, {"n_requests": 500}]
     assert "refused campaigns=() (ValueError: empty task pool)" in said[0]
     assert sc.truth["campaigns"] == {}
 
@@ -107,6 +107,14 @@ def test_the_generator_builds_a_campaign_free_scenario() -> None:
     assert sc.truth["campaigns"] == {}
     assert sc.truth["campaign_request_share"] == 0.0
     assert not sc.requests["actor"].isin(list(resolve_knobs("sample")["campaigns"])).any()
+
+
+@pytest.mark.skipif(not corpora.available(), reason="shared corpora not present")
+def test_a_benign_only_adversarial_log_has_no_second_operator() -> None:
+    """The ``adversarial`` preset's second censorship pool is a campaign: benign-only traffic leaves it out too."""
+    sc = run.build_benign("adversarial", 0, log=pytest.fail)
+    assert sc.truth["campaigns"] == {}
+    assert sc.truth["campaign_request_share"] == 0.0
 
 
 def _result(flagged, candidates, marks, scores=None) -> run.SystemResult:

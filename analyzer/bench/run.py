@@ -340,11 +340,12 @@ def drop_campaigns(scenario: Scenario) -> Scenario:
 
 
 def build_benign(preset: str, seed: int, knobs: Mapping[str, Any] | None = None, log: Log = print) -> Scenario:
-    """``preset`` with no campaigns (knob ``campaigns=()``); if the generator refuses that, the full scenario with
+    """``preset`` with no campaigns (knobs ``campaigns=()`` and ``second_operator=None``: the ``adversarial``
+    preset's second censorship pool is a campaign too); if the generator refuses that, the full scenario with
     its campaigns dropped (:func:`drop_campaigns`), saying why."""
     base = dict(knobs or {})
     try:
-        return build_scenario(preset, seed=seed, **{**base, "campaigns": ()})
+        return build_scenario(preset, seed=seed, **{**base, "campaigns": (), "second_operator": None})
     except corpora.SharedDataMissing:
         raise
     except Exception as exc:  # any refusal of the generator: fall back, saying which
