@@ -17,7 +17,8 @@
 
    over the behavioural signals ``s_i`` that apply (see :mod:`analyzer.signals`; ``sync`` without enough
    activity to measure counts as 0, see :data:`NO_EVIDENCE_IS_ZERO`; ``pivot`` counts only when above 0, see
-   :data:`ONLY_WHEN_SHOWN`; ``samples``, the identical capability prompts its customers re-send to each other,
+   :data:`ONLY_WHEN_SHOWN`, and so do ``sync`` and ``regularity`` for a group tied by operator evidence, see
+   :data:`CHOSEN_TIMING`; ``samples``, the identical capability prompts its customers re-send to each other,
    only where it raises the mean, see :data:`ONLY_RAISING`). ``spread_gate`` is the spread signal
    over *customers* (seats of one organisation count once, see :func:`principals`: a product integration or
    a batch job is not a campaign); ``diversity_gate`` the diversity signal over distinct *tasks* (one prompt
@@ -988,6 +989,17 @@ NO_EVIDENCE_IS_ZERO = ("sync",)
 #: than everyone else, which is what organic traffic and a careful operator both do; a group too small to
 #: judge leaves it out, so a 0 would only penalise the groups large enough to be measured.
 ONLY_WHEN_SHOWN = ("pivot",)
+#: The timing signals, which an operator chooses for free. A group whose accounts of different customers are
+#: already tied by operator evidence (:data:`OPERATOR_EVIDENCE` above 0: identifiers used mostly by them, or
+#: identical capability prompts re-sent among them) and that sends on an ordinary daily curve (no job windows,
+#: no scripted pacing) chose that timing; for it, timing only adds evidence, like :data:`ONLY_WHEN_SHOWN`.
+#: Counted as 0 there, they took a fifth of the weighted mean from pools that spread their load over the day
+#: (two bare or paraphrased pools of 36-41 accounts scored 0.46-0.47 on the accurate tier). A group with no such
+#: tie and ordinary timing is what a topic's organic users look like, and its timing counts as before (an
+#: organic "act as ..." template of 29 users at 1M scored 0.35, 0.44 with its timing left out).
+CHOSEN_TIMING = ("sync", "regularity")
+#: Signals that tie a group's accounts of different customers to one operator (see :data:`CHOSEN_TIMING`).
+OPERATOR_EVIDENCE = ("infrastructure", "samples")
 #: Signals that only ever raise a score: each is left out of the weighted mean where it would lower it (the
 #: highest first). ``samples``: a pool re-sending samples of its prompts across customers is no less a campaign
 #: for re-sending a smaller share of them than its other signals read, and one that samples each prompt once
@@ -999,7 +1011,9 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
                   missing_as_zero: Sequence[str] = NO_EVIDENCE_IS_ZERO,
                   value_full: float = ScoringConfig.value_full,
                   only_when_shown: Sequence[str] = ONLY_WHEN_SHOWN,
-                  only_raising: Sequence[str] = ONLY_RAISING) -> float:
+                  only_raising: Sequence[str] = ONLY_RAISING,
+                  chosen_timing: Sequence[str] = CHOSEN_TIMING,
+                  operator_evidence: Sequence[str] = OPERATOR_EVIDENCE) -> float:
     """The campaign score from its signal values (see the module docstring).
 
     ``spread * diversity * value_gate(training_value) * (1 - reruns) * weighted mean of the behavioural
@@ -1007,7 +1021,12 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
     that is ``None`` does not apply and is left out of the weighted mean, except those named in
     ``missing_as_zero``, which count as 0 (no evidence found); those named in ``only_when_shown`` are left out
     at 0 too (they only add evidence), and those named in ``only_raising`` wherever they would lower the mean.
+    Where any of ``operator_evidence`` is above 0, the ``chosen_timing`` signals are treated as
+    ``only_when_shown`` (and not as ``missing_as_zero``).
     """
+    if timing_is_chosen(values, operator_evidence):
+        missing_as_zero = [n for n in missing_as_zero if n not in chosen_timing]
+        only_when_shown = (*only_when_shown, *chosen_timing)
     num = den = 0.0
     raising = []
     for name, w in weights.items():
@@ -1029,6 +1048,11 @@ def score_signals(values: Mapping[str, float | None], weights: Mapping[str, floa
     gate = float(values.get("spread") or 0.0) * float(values.get("diversity") or 0.0) * value_gate(
         values.get("training_value"), value_full) * (1.0 - float(values.get("reruns") or 0.0))
     return float(np.clip(gate * behaviour, 0.0, 1.0))
+
+
+def timing_is_chosen(values: Mapping[str, float | None], operator_evidence: Sequence[str] = OPERATOR_EVIDENCE) -> bool:
+    """Whether a group's timing only adds evidence (:data:`CHOSEN_TIMING`): any operator evidence above 0."""
+    return any(float(values.get(name) or 0.0) > 0 for name in operator_evidence)
 
 
 def value_gate(training_value: float | None, value_full: float = ScoringConfig.value_full) -> float:
@@ -2561,9 +2585,16 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, share
     if values.get("sync") is not None and values["sync"] >= ep.sync_min:
         ev.append(f"Synchronized: accounts are active in the same {config.sync_bucket_minutes}-minute windows "
                   f"(activity similarity {sim:.3f} vs {null_sim:.3f} for random accounts).")
-    elif values.get("sync") is None and n_members >= 2:
-        ev.append(f"Timing: too few accounts with {config.sync_min_requests}+ requests to compare their activity "
-                  "(counted as no synchronization).")
+    elif n_members >= 2:
+        chosen = timing_is_chosen(values)
+        how = ("left out of the score: its accounts are tied by the operator evidence here, and a pool can spread "
+               "its load over the day" if chosen else "counted as no synchronization")
+        if values.get("sync") is None:
+            ev.append(f"Timing: too few accounts with {config.sync_min_requests}+ requests to compare their "
+                      f"activity ({how}).")
+        elif chosen:
+            ev.append(f"Timing: accounts no more co-active than random accounts (activity similarity {sim:.3f} vs "
+                      f"{null_sim:.3f}), an ordinary daily curve ({how}).")
     if values.get("regularity") is not None and values["regularity"] >= ep.regularity_min:
         ev.append(f"Scripted pacing: {_fmt_pct(values['regularity'])} of active accounts send at regular intervals.")
     if infra_accounts:

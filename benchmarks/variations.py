@@ -56,6 +56,13 @@ MIXES: dict[str, tuple[str, dict[str, Any]]] = {
     # typo'd paraphrased wrappers with half the instructions in the system message
     "R-noise-fragments-system": ("quick", {"wrapper_noise": 0.3, "wrapper_style": "fragments",
                                            "system_intent_share": 0.5}),
+    # operators that sample each prompt once (no best-of-n): nothing re-sent ties a pool together or tells two
+    # operators on one task kind apart; with no metadata and diurnal hours, only content and hours are left
+    "S-paraphrase-diurnal-bare-no-samples": ("adv-paraphrase", {"campaign_timing": "diurnal", "metadata": "minimal",
+                                                                "samples_per_task": 1}),
+    "T-adversarial-no-samples": ("adversarial", {"samples_per_task": 1}),
+    "U-tiny-bare-diurnal-no-samples": ("adv-tiny", {"metadata": "minimal", "campaign_timing": "diurnal",
+                                                    "samples_per_task": 1}),
 }
 
 

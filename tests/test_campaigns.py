@@ -356,6 +356,19 @@ def test_score_gates():
     light = {"focus": 1.0, "sync": None, "spread": 1.0, "diversity": 1.0, **tv}
     assert score_signals(light, {"focus": 1, "sync": 1}) == pytest.approx(0.5)
     assert score_signals(light, {"focus": 1, "sync": 1}, missing_as_zero=()) == 1.0
+    # A group tied by operator evidence (shared infrastructure, re-sent samples) chose its timing: ordinary
+    # timing (sync and regularity 0) or none to measure is left out, and shown timing still raises the score.
+    w_t = {"focus": 1, "infrastructure": 1, "sync": 1, "regularity": 1}
+    tied = {"focus": 0.5, "infrastructure": 0.5, "spread": 1.0, "diversity": 1.0, **tv}
+    assert (score_signals({**tied, "sync": 0.0, "regularity": 0.0}, w_t)
+            == score_signals({**tied, "sync": None, "regularity": None}, w_t) == pytest.approx(0.5))
+    assert score_signals({**tied, "sync": 1.0, "regularity": 0.0}, w_t) == pytest.approx(2 / 3)
+    assert score_signals({**tied, "samples": 0.6, "infrastructure": 0.0, "sync": 0.0, "regularity": 0.0},
+                         {**w_t, "samples": 1}) == pytest.approx(1.1 / 3)
+    # ...while a group with no such tie and ordinary timing is what a topic's organic users look like.
+    assert score_signals({**tied, "infrastructure": 0.0, "sync": 0.0, "regularity": 0.0}, w_t) == pytest.approx(0.125)
+    assert score_signals({**tied, "infrastructure": 0.0, "sync": None, "regularity": None}, w_t) == pytest.approx(
+        1 / 6)
     # A pivot only adds evidence: a group large enough to be judged that moved no faster than everyone else
     # scores as one too small to judge, and a pivot raises the score.
     half = {"focus": 0.5, "spread": 1.0, "diversity": 1.0, **tv}
