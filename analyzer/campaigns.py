@@ -998,8 +998,10 @@ ONLY_WHEN_SHOWN = ("pivot",)
 #: tie and ordinary timing is what a topic's organic users look like, and its timing counts as before (an
 #: organic "act as ..." template of 29 users at 1M scored 0.35, 0.44 with its timing left out).
 CHOSEN_TIMING = ("sync", "regularity")
-#: Signals that tie a group's accounts of different customers to one operator (see :data:`CHOSEN_TIMING`).
-OPERATOR_EVIDENCE = ("infrastructure", "samples")
+#: Signals that tie a group's accounts of different customers to one operator (see :data:`CHOSEN_TIMING`), with
+#: the words the evidence uses for them.
+OPERATOR_EVIDENCE_WORDS = {"infrastructure": "shared infrastructure", "samples": "re-sent samples"}
+OPERATOR_EVIDENCE = tuple(OPERATOR_EVIDENCE_WORDS)
 #: Signals that only ever raise a score: each is left out of the weighted mean where it would lower it (the
 #: highest first). ``samples``: a pool re-sending samples of its prompts across customers is no less a campaign
 #: for re-sending a smaller share of them than its other signals read, and one that samples each prompt once
@@ -2587,12 +2589,13 @@ def _evidence(values, n_members, n_requests, n_unique, m_counts, m_shares, share
                   f"(activity similarity {sim:.3f} vs {null_sim:.3f} for random accounts).")
     elif n_members >= 2:
         chosen = timing_is_chosen(values)
-        how = ("left out of the score: its accounts are tied by the operator evidence here, and a pool can spread "
-               "its load over the day" if chosen else "counted as no synchronization")
+        ties = " and ".join(w for n, w in OPERATOR_EVIDENCE_WORDS.items() if (values.get(n) or 0) > 0)
+        how = (f"left out of the score: its accounts are tied by {ties}, and a pool can spread its load over the day"
+               if chosen else "counted as no synchronization")
         if values.get("sync") is None:
             ev.append(f"Timing: too few accounts with {config.sync_min_requests}+ requests to compare their "
                       f"activity ({how}).")
-        elif chosen:
+        elif chosen and values["sync"] <= 0:
             ev.append(f"Timing: accounts no more co-active than random accounts (activity similarity {sim:.3f} vs "
                       f"{null_sim:.3f}), an ordinary daily curve ({how}).")
     if values.get("regularity") is not None and values["regularity"] >= ep.regularity_min:
