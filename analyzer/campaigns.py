@@ -1675,7 +1675,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     (``prompt_code``: each of ``greq``'s requests' prompt as an integer; :func:`_resent_prompts`), or when their
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
     group's units have cosine ``operator_work_similarity`` or more, unless their communities each re-send
-    prompts of their own only (:func:`_apart_by_prompts`). Connected communities of at
+    prompts of their own only (:func:`_apart_by_prompts`); communities that no identifier or re-sent prompt ties
+    are then joined where their pooled hours and work agree (:func:`_join_untied`). Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
     accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
@@ -1713,6 +1714,7 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
                   if prompt_inc is not None else None)
     comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
                                config.operator_block_accounts, kept_apart)
+    comp = _join_untied(comp, infra, unit, work, config)
     sizes = np.bincount(comp)
     is_big = sizes >= config.min_operator_accounts
     # A smaller community of two or more accounts none of which keeps the hours and does the work of an account
@@ -1865,6 +1867,70 @@ def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, member: np.n
         i += rows.start
         found.append(np.stack([ev[i[i != j]], ev[j[i != j]]], axis=1))
     return np.concatenate(found) if found else none
+
+
+def _join_untied(comp: np.ndarray, infra: np.ndarray, hours: np.ndarray, work: sp.csr_matrix,
+                 config: ScoringConfig) -> np.ndarray:
+    """Communities (``comp``, a label per member) after joining the *untied* ones (no two of their accounts linked
+    by a shared identifier or a re-sent prompt: ``infra`` communities of one account only) that share pooled hours
+    and pooled work: cosine of their mean hour profiles (``hours``) at least ``operator_timing_similarity`` and of
+    their mean work (``work``) at least ``operator_work_similarity``. Each set of untied communities so joined
+    then joins the one *tied* community it shares them with most, if any: never two, so that it cannot chain two
+    pools tied by their own identifiers into one.
+
+    Hours and work compared account by account split a bare pool that samples each prompt once: an account's
+    twenty requests read noisily, so the pairs that pass both bars chain into several communities (one 60-account
+    pool fell apart into six operators, none scoring high enough to be found). Pooled over a community they read
+    clearly: the pieces of one pool keep the same hours and do the same work, while two pools on different work
+    (a chain-of-thought pool and a tool-use pool linked into one group) stay two. Communities of one account are
+    left to :func:`_nearest_operator`; pooled profiles are compared ``operator_block_accounts`` at a time."""
+    from scipy.sparse.csgraph import connected_components
+
+    labels, comp = np.unique(comp, return_inverse=True)
+    sizes = np.bincount(comp)
+    onehot = sp.csr_matrix((np.ones(len(comp)), (comp, np.arange(len(comp)))), shape=(len(labels), len(comp)))
+    tied = np.asarray(onehot @ (np.bincount(infra)[infra] >= 2)).ravel() > 0
+    untied = np.flatnonzero((sizes >= 2) & ~tied)
+    if len(untied) < 2 and not (len(untied) and tied.any()):
+        return comp
+
+    def unit_rows(m: np.ndarray) -> np.ndarray:
+        norm = np.linalg.norm(m, axis=1, keepdims=True)
+        return m / np.where(norm > 0, norm, 1.0)
+
+    def pooled(rows: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
+        return unit_rows(np.asarray(rows @ hours)), sp.csr_matrix(unit_rows(np.asarray((rows @ work).todense())))
+
+    def alike(a: tuple[np.ndarray, sp.csr_matrix], b: tuple[np.ndarray, sp.csr_matrix], rows: slice
+              ) -> tuple[np.ndarray, np.ndarray]:
+        hour_sim = a[0][rows] @ b[0].T
+        work_sim = (a[1][rows] @ b[1].T.tocsr()).toarray()
+        ok = (hour_sim >= config.operator_timing_similarity) & (work_sim >= config.operator_work_similarity)
+        return ok, np.where(ok, hour_sim * work_sim, -1.0)
+
+    # 1. untied communities that keep the same hours over the same work, joined among themselves
+    loose = pooled(onehot[untied])
+    edges = [np.nonzero(alike(loose, loose, rows)[0]) for rows in _row_blocks(len(untied), config.operator_block_accounts)]
+    starts = [rows.start for rows in _row_blocks(len(untied), config.operator_block_accounts)]
+    i = np.concatenate([e[0] + s for e, s in zip(edges, starts, strict=True)])
+    j = np.concatenate([e[1] for e in edges])
+    n_sets, member_set = connected_components(sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(len(untied),) * 2),
+                                              directed=False)
+    new = np.arange(len(labels))
+    new[untied] = len(labels) + member_set
+    # 2. each set joins the one tied community it resembles most, if any
+    tied_ids = np.flatnonzero(tied)
+    if len(tied_ids):
+        set_onehot = sp.csr_matrix((np.ones(len(untied)), (member_set, np.arange(len(untied)))),
+                                   shape=(n_sets, len(untied))) @ onehot[untied]
+        sets, anchors = pooled(set_onehot), pooled(onehot[tied_ids])
+        for rows in _row_blocks(n_sets, config.operator_block_accounts):
+            ok, score = alike(sets, anchors, rows)
+            joins = ok.any(axis=1)
+            target = tied_ids[score.argmax(axis=1)]
+            for s_i in np.flatnonzero(joins):
+                new[untied[member_set == rows.start + s_i]] = target[s_i]
+    return np.unique(new, return_inverse=True)[1][comp]
 
 
 def _nearest_operator(hours: np.ndarray, work: sp.csr_matrix, comp: np.ndarray, big: np.ndarray) -> np.ndarray:

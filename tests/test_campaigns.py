@@ -705,6 +705,36 @@ def test_bare_accounts_resembling_two_pools_do_not_merge_them():
     assert len(set(merged[20:28])) == 1 and merged[20] not in {merged[0], merged[10]}
 
 
+def test_pieces_of_one_bare_pool_are_joined_on_their_pooled_hours_and_work():
+    """A bare pool that samples each prompt once falls apart into communities on account-by-account hours and
+    work; pooled, the pieces keep the same hours over the same work and are joined. Pieces on other work, and
+    two communities tied by identifiers, are not."""
+    from analyzer.campaigns import _join_untied
+
+    rng = np.random.default_rng(0)
+    day = np.exp(-0.5 * ((np.arange(24) - 14) / 3.0) ** 2)  # one diurnal curve
+    n = 30
+    hours = rng.poisson(day * 2, size=(n, 24)).astype(float) + 1e-3
+    hours /= np.linalg.norm(hours, axis=1, keepdims=True)
+    # units 0-3: pool A's work, spread at random over its accounts (0-19); unit 4: pool B's (20-29)
+    counts = np.zeros((n, 5))
+    counts[:20, :4] = rng.integers(0, 6, size=(20, 4)) + 1
+    counts[20:, 4] = 10
+    work = sp.csr_matrix(counts / np.linalg.norm(counts, axis=1, keepdims=True))
+    comp = np.array([0] * 8 + [1] * 7 + [2] * 5 + [3] * 10)  # A in three pieces, B whole
+    bare = np.arange(n)  # no shared identifier: every account its own infrastructure community
+    joined = _join_untied(comp, bare, hours, work, ScoringConfig())
+    assert len(set(joined[:20])) == 1 and joined[20] not in set(joined[:20]) and len(set(joined[20:])) == 1
+    # pieces tied inside by identifiers (each piece behind its own block) are left as they are
+    blocks = comp.copy()
+    assert len(set(_join_untied(comp, blocks, hours, work, ScoringConfig()))) == 4
+    # an untied piece that resembles two tied pools joins one of them and does not chain them into one
+    tied_two = np.where(comp < 2, comp, 2)  # pieces 0 and 1 behind blocks of their own, the rest bare
+    tied_two[comp >= 2] = 100 + np.arange((comp >= 2).sum())
+    joined = _join_untied(comp, tied_two, hours, work, ScoringConfig())
+    assert joined[0] != joined[8] and joined[15] in {joined[0], joined[8]}
+
+
 def test_operator_split_in_blocks_is_the_whole_tables_split():
     """The operator split's pairwise work, taken a block of members at a time, gives what the whole
     members x members tables gave: the same alike pairs, communities and merged operators for any block."""
