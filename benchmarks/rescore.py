@@ -12,7 +12,8 @@ old checkout (``--old``, e.g. ``git worktree add ../old <commit>``) and with thi
 row from both (campaign recall, false flags, account AUC, lowest campaign / highest benign score; for benign-only
 runs the candidates and accounts flagged and the highest score), then the runs whose rows differ and a summary.
 Every stage before scoring is stored, so a change to scoring costs a few seconds per run instead of a bench run;
-a change anywhere earlier needs ``analyzer bench``. Figures are printed; nothing is asserted.
+a change anywhere earlier needs ``analyzer bench``. Both checkouts must read and write the same workspace format
+(the rows are read back with this checkout's ``workspace_result``). Figures are printed; nothing is asserted.
 """
 
 from __future__ import annotations
