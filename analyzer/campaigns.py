@@ -1899,37 +1899,36 @@ def _join_untied(comp: np.ndarray, infra: np.ndarray, hours: np.ndarray, work: s
         return m / np.where(norm > 0, norm, 1.0)
 
     def pooled(rows: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Mean hour profiles and mean work (unit rows) of ``rows``' communities."""
         return unit_rows(np.asarray(rows @ hours)), sp.csr_matrix(unit_rows(np.asarray((rows @ work).todense())))
 
-    def alike(a: tuple[np.ndarray, sp.csr_matrix], b: tuple[np.ndarray, sp.csr_matrix], rows: slice
-              ) -> tuple[np.ndarray, np.ndarray]:
-        hour_sim = a[0][rows] @ b[0].T
-        work_sim = (a[1][rows] @ b[1].T.tocsr()).toarray()
-        ok = (hour_sim >= config.operator_timing_similarity) & (work_sim >= config.operator_work_similarity)
-        return ok, np.where(ok, hour_sim * work_sim, -1.0)
+    def alike(a: tuple[np.ndarray, sp.csr_matrix], b: tuple[np.ndarray, sp.csr_matrix]
+              ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        """``a``'s communities against ``b``'s, a block of ``a`` at a time: (its rows, which pairs pass both bars,
+        hours times work similarity where they do, else -1)."""
+        b_work_t = b[1].T.tocsr()  # CSR x CSR: scipy would convert a CSC right side again for every block
+        for rows in _row_blocks(len(a[0]), config.operator_block_accounts):
+            hour_sim = a[0][rows] @ b[0].T
+            work_sim = (a[1][rows] @ b_work_t).toarray()
+            ok = (hour_sim >= config.operator_timing_similarity) & (work_sim >= config.operator_work_similarity)
+            yield rows, ok, np.where(ok, hour_sim * work_sim, -1.0)
 
     # 1. untied communities that keep the same hours over the same work, joined among themselves
     loose = pooled(onehot[untied])
-    edges = [np.nonzero(alike(loose, loose, rows)[0]) for rows in _row_blocks(len(untied), config.operator_block_accounts)]
-    starts = [rows.start for rows in _row_blocks(len(untied), config.operator_block_accounts)]
-    i = np.concatenate([e[0] + s for e, s in zip(edges, starts, strict=True)])
-    j = np.concatenate([e[1] for e in edges])
+    pairs = [(i + rows.start, j) for rows, ok, _ in alike(loose, loose) for i, j in [np.nonzero(ok)]]
+    i, j = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
     n_sets, member_set = connected_components(sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(len(untied),) * 2),
                                               directed=False)
-    new = np.arange(len(labels))
-    new[untied] = len(labels) + member_set
+    set_label = len(labels) + np.arange(n_sets)
     # 2. each set joins the one tied community it resembles most, if any
     tied_ids = np.flatnonzero(tied)
     if len(tied_ids):
         set_onehot = sp.csr_matrix((np.ones(len(untied)), (member_set, np.arange(len(untied)))),
                                    shape=(n_sets, len(untied))) @ onehot[untied]
-        sets, anchors = pooled(set_onehot), pooled(onehot[tied_ids])
-        for rows in _row_blocks(n_sets, config.operator_block_accounts):
-            ok, score = alike(sets, anchors, rows)
-            joins = ok.any(axis=1)
-            target = tied_ids[score.argmax(axis=1)]
-            for s_i in np.flatnonzero(joins):
-                new[untied[member_set == rows.start + s_i]] = target[s_i]
+        for rows, ok, score in alike(pooled(set_onehot), pooled(onehot[tied_ids])):
+            set_label[rows] = np.where(ok.any(axis=1), tied_ids[score.argmax(axis=1)], set_label[rows])
+    new = np.arange(len(labels))
+    new[untied] = set_label[member_set]
     return np.unique(new, return_inverse=True)[1][comp]
 
 
