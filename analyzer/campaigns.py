@@ -360,6 +360,19 @@ class ScoringConfig:
     #: at least this share of the shorter span. A banned pool and the replacements that take over its work never
     #: overlap; nothing says their samples would have crossed.
     operator_prompt_apart_overlap: float = 0.5
+    #: Two infrastructure communities of ``min_operator_accounts`` or more that behaviour would merge are two
+    #: operators when their pooled hours (every request of theirs, smoothed) are less alike than those of all but
+    #: this share of random splits of their accounts into two sets of the same sizes (a permutation test, whole
+    #: accounts the unit; ``operator_hours_splits`` splits): two pools on one task kind from their own proxies,
+    #: each sending on its exit countries' day, whose accounts' twenty requests read too noisily to tell them apart
+    #: pair by pair (`adv-tiny` with diurnal timing and nothing re-sent, seed 0: two ten-account censorship pools,
+    #: pooled-hours cosine 0.72 where 99.6% of random splits of their 20 accounts reach more, merged into one
+    #: candidate of which neither held a majority). A pool's accounts on their first days pass no such test and
+    #: merge as before. Pairs of one operator whose blocks exit in different regions are told apart too: the
+    #: issue's "different infrastructure and timing communities".
+    operator_hours_apart_p: float = 0.01
+    #: Random splits drawn for that test (seeded: the same on every run); 0 turns the test off.
+    operator_hours_splits: int = 999
     #: Weights of the hour-of-day smoothing kernel, centred on the hour (odd length): activity at 10:00
     #: counts partly towards 08:00-12:00, so that shifts a little apart still read as common hours.
     operator_hour_smoothing: tuple[float, ...] = (1.0, 2.0, 3.0, 2.0, 1.0)
@@ -1608,17 +1621,26 @@ def _n_principals(members: list[str], ctx: _Context, shared: list[sig.SharedValu
     return int(principal.nunique())
 
 
-def _hour_profiles(mreq: pd.DataFrame, members: list[str], kernel: Sequence[float]) -> np.ndarray:
-    """Unit hour-of-day activity profiles of ``members`` (rows), smoothed over neighbouring hours with the
-    weights ``kernel`` (odd length, centred on the hour)."""
+def _hour_counts(mreq: pd.DataFrame, members: list[str], kernel: Sequence[float]) -> np.ndarray:
+    """Hour-of-day request counts of ``members`` (rows x 24), smoothed over neighbouring hours with the weights
+    ``kernel`` (odd length, centred on the hour)."""
     codes = pd.Categorical(mreq["account_id"], categories=members).codes
     hours = ((mreq["t"].to_numpy() // 3600) % 24).astype(np.int64)
     prof = np.zeros((len(members), 24))
     np.add.at(prof, (codes, hours), 1.0)
     half = len(kernel) // 2
-    smooth = sum(w * np.roll(prof, o, axis=1) for o, w in zip(range(-half, half + 1), kernel, strict=True))
-    norm = np.linalg.norm(smooth, axis=1, keepdims=True)
-    return smooth / np.where(norm > 0, norm, 1.0)
+    return sum(w * np.roll(prof, o, axis=1) for o, w in zip(range(-half, half + 1), kernel, strict=True))
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    """``m`` with each non-zero row scaled to length 1."""
+    norm = np.linalg.norm(m, axis=-1, keepdims=True)
+    return m / np.where(norm > 0, norm, 1.0)
+
+
+def _hour_profiles(mreq: pd.DataFrame, members: list[str], kernel: Sequence[float]) -> np.ndarray:
+    """Unit hour-of-day activity profiles of ``members`` (rows), smoothed as :func:`_hour_counts`."""
+    return _unit_rows(_hour_counts(mreq, members, kernel))
 
 
 def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> sp.csr_matrix:
@@ -1675,7 +1697,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     (``prompt_code``: each of ``greq``'s requests' prompt as an integer; :func:`_resent_prompts`), or when their
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
     group's units have cosine ``operator_work_similarity`` or more, unless their communities each re-send
-    prompts of their own only (:func:`_apart_by_prompts`); communities that no identifier or re-sent prompt ties
+    prompts of their own only (:func:`_apart_by_prompts`) or keep different hours once pooled
+    (:func:`_apart_by_hours`); communities that no identifier or re-sent prompt ties
     are then joined where their pooled hours and work agree (:func:`_join_untied`). Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
@@ -1688,7 +1711,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
         return [members], False
     theirs = greq["account_id"].isin(set(members)).to_numpy()
     mreq = greq[theirs]
-    unit = _hour_profiles(mreq, members, config.operator_hour_smoothing)
+    counts = _hour_counts(mreq, members, config.operator_hour_smoothing)
+    unit = _unit_rows(counts)
     inc = None
     shared = [v for v in _evidence_values(ctx, set(members)) if v.field in OPERATOR_FIELDS and (
         v.field != "user_agent" or v.n_group_accounts >= config.operator_agent_concentration * v.n_all_accounts)]
@@ -1713,7 +1737,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     kept_apart = (_apart_by_prompts(infra, prompt_inc, member, mreq["t"].to_numpy(), config)
                   if prompt_inc is not None else None)
     comp = _merge_by_behaviour(infra, alike, config.operator_link_share, config.min_operator_accounts,
-                               config.operator_block_accounts, kept_apart)
+                               config.operator_block_accounts, kept_apart,
+                               lambda pairs: _apart_by_hours(infra, counts, pairs, config))
     comp = _join_untied(comp, infra, unit, work, config)
     sizes = np.bincount(comp)
     is_big = sizes >= config.min_operator_accounts
@@ -1869,6 +1894,38 @@ def _apart_by_prompts(infra: np.ndarray, prompt_inc: sp.csr_matrix, member: np.n
     return np.concatenate(found) if found else none
 
 
+def _apart_by_hours(infra: np.ndarray, counts: np.ndarray, pairs: np.ndarray, config: ScoringConfig, seed: int = 0
+                    ) -> np.ndarray:
+    """Which ``pairs`` of communities (rows ``i, j`` of ``infra`` labels, a label per member) keep different hours:
+    the cosine of their pooled hour counts (``counts``: members x 24, :func:`_hour_counts`) is lower than that of
+    all but a share below ``operator_hours_apart_p`` of ``operator_hours_splits`` random splits of their accounts
+    into two sets of the same sizes. Accounts, not requests, are shuffled: an account's requests keep its own hours
+    (its exit country's day), so a test on requests would call two halves of one pool apart as soon as each holds a
+    few accounts of other hours. Splits drawn from ``seed``: the same answer on every run; taken a block at a time
+    (``operator_block_accounts`` squared cells)."""
+    n_splits = config.operator_hours_splits
+    apart = np.zeros(len(pairs), dtype=bool)
+    if n_splits < 1 or not len(pairs):
+        return apart
+    rng = np.random.default_rng(seed)
+    order = np.argsort(infra, kind="stable")
+    bounds = np.searchsorted(infra[order], np.arange(int(infra.max()) + 2))
+    for n, (i, j) in enumerate(pairs):
+        a, b = order[bounds[i] : bounds[i + 1]], order[bounds[j] : bounds[j + 1]]
+        x = counts[np.concatenate([a, b])]
+        total = x.sum(axis=0)
+        observed = float(_unit_rows(x[: len(a)].sum(axis=0)) @ _unit_rows(total - x[: len(a)].sum(axis=0)))
+        as_unlike = 0
+        for rows in _row_blocks(n_splits, max(1, config.operator_block_accounts**2 // len(x))):
+            picked = np.zeros((rows.stop - rows.start, len(x)))
+            first = np.argsort(rng.random(picked.shape), axis=1)[:, : len(a)]
+            np.put_along_axis(picked, first, 1.0, axis=1)
+            side = picked @ x
+            as_unlike += int(((_unit_rows(side) * _unit_rows(total - side)).sum(axis=1) <= observed).sum())
+        apart[n] = (as_unlike + 1) / (n_splits + 1) < config.operator_hours_apart_p
+    return apart
+
+
 def _join_untied(comp: np.ndarray, infra: np.ndarray, hours: np.ndarray, work: sp.csr_matrix,
                  config: ScoringConfig) -> np.ndarray:
     """Communities (``comp``, a label per member) after joining the *untied* ones (no two of their accounts linked
@@ -1894,13 +1951,9 @@ def _join_untied(comp: np.ndarray, infra: np.ndarray, hours: np.ndarray, work: s
     if len(untied) < 2 and not (len(untied) and tied.any()):
         return comp
 
-    def unit_rows(m: np.ndarray) -> np.ndarray:
-        norm = np.linalg.norm(m, axis=1, keepdims=True)
-        return m / np.where(norm > 0, norm, 1.0)
-
     def pooled(rows: sp.csr_matrix) -> tuple[np.ndarray, sp.csr_matrix]:
         """Mean hour profiles and mean work (unit rows) of ``rows``' communities."""
-        return unit_rows(np.asarray(rows @ hours)), sp.csr_matrix(unit_rows(np.asarray((rows @ work).todense())))
+        return _unit_rows(np.asarray(rows @ hours)), sp.csr_matrix(_unit_rows(np.asarray((rows @ work).todense())))
 
     def alike(a: tuple[np.ndarray, sp.csr_matrix], b: tuple[np.ndarray, sp.csr_matrix]
               ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
@@ -1964,8 +2017,8 @@ def _bool_times(a: np.ndarray, x: sp.spmatrix, block: int, positive: bool = Fals
 
 
 def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_size: int = 1,
-                        block: int = ScoringConfig.operator_block_accounts, apart: np.ndarray | None = None
-                        ) -> np.ndarray:
+                        block: int = ScoringConfig.operator_block_accounts, apart: np.ndarray | None = None,
+                        hours_apart: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Communities (a label per account) after merging the infrastructure communities ``infra`` (a label per
     account) that behave alike: two are merged when at least ``share`` of the accounts of one of them keep the
     hours and do the work (``alike``: account x account) of an account of the other. An account of its own
@@ -1979,7 +2032,9 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     resemble no large one, merge among themselves as before.
 
     ``apart`` (rows ``i, j`` of community labels, :func:`_apart_by_prompts`): pairs that behaviour never merges
-    directly (their re-sent prompts say two operators).
+    directly (their re-sent prompts say two operators). ``hours_apart`` (:func:`_apart_by_hours`): which of the
+    pairs of communities of ``min_size`` or more that behaviour would merge keep different hours when pooled; those
+    are not merged directly either.
 
     ``alike`` is used as it is (one byte per pair) and every product with it is taken ``block`` rows at a time.
     """
@@ -1996,6 +2051,10 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     if apart is not None:  # re-sent prompts say two operators: behaviour does not merge them
         linked[apart[:, 0], apart[:, 1]] = False
     large = sizes >= min_size
+    if hours_apart is not None:  # nor do pooled hours that no random split of their accounts reaches
+        i, j = np.nonzero(np.triu((linked | linked.T) & large[:, None] & large[None, :], 1))
+        kept = hours_apart(np.stack([i, j], axis=1))
+        linked[i[kept], j[kept]] = linked[j[kept], i[kept]] = False
     # 1. large communities merge directly only
     _, comp = connected_components(sp.csr_matrix(linked & large[:, None] & large[None, :]), directed=False)
     group = np.where(large, comp, -1)

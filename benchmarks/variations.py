@@ -63,6 +63,11 @@ MIXES: dict[str, tuple[str, dict[str, Any]]] = {
     "T-adversarial-no-samples": ("adversarial", {"samples_per_task": 1}),
     "U-tiny-bare-diurnal-no-samples": ("adv-tiny", {"metadata": "minimal", "campaign_timing": "diurnal",
                                                     "samples_per_task": 1}),
+    # tiny pools on an ordinary daily curve (two operators on one task kind, each on its exit countries' day):
+    # with metadata, without, and with metadata but nothing re-sent (only pooled hours tell the two apart)
+    "V-tiny-diurnal": ("adv-tiny", {"campaign_timing": "diurnal"}),
+    "W-tiny-diurnal-bare": ("adv-tiny", {"campaign_timing": "diurnal", "metadata": "minimal"}),
+    "X-tiny-diurnal-no-samples": ("adv-tiny", {"campaign_timing": "diurnal", "samples_per_task": 1}),
 }
 
 

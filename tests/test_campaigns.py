@@ -705,6 +705,61 @@ def test_bare_accounts_resembling_two_pools_do_not_merge_them():
     assert len(set(merged[20:28])) == 1 and merged[20] not in {merged[0], merged[10]}
 
 
+def _diurnal_pool(prefix: str, zones: list[float], n_per_account: int, subnet: str, ua: str, seed: int) -> list[dict]:
+    """A pool on the cot wrapper (unit 1), nothing re-sent: account i sends ``n_per_account`` requests over two
+    weeks in the daytime (09:00-22:00 local) of time zone ``zones[i]`` (its proxy's exit country)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, zone in enumerate(zones):
+        acc = f"{prefix}-{i}"
+        for k in range(n_per_account):
+            local = rng.integers(0, 14) * 24 + rng.uniform(9, 22)
+            rows.append({
+                "account_id": acc, "ts": T0 + pd.Timedelta(hours=float(local - zone)), "prompt_hash": f"{acc}-{k}",
+                "cluster_id": 1, "model": "m1", "ip": f"{subnet}.{i + 1}", "user_agent": ua,
+                "api_key_id": f"k-{acc}", "org_id": None, "payment_id": None, "system_prompt": None,
+            })
+    return rows
+
+
+#: Exit time zones: one pool's proxies round the world, another's in the Americas.
+WORLD_ZONES = [8.0, 9.0, 1.0, 0.0, -5.0, 8.0, 9.0, 1.0, 0.0, -5.0]
+AMERICAS_ZONES = [-3.0, -6.0, -5.0, -3.0, -4.0, -3.0, -6.0, -5.0, -3.0, -4.0]
+
+
+def test_pooled_hours_tell_two_pools_apart_that_accounts_alone_do_not():
+    """Two ten-account pools on one task kind, each behind its own proxies and sending on its exit countries' day
+    with nothing re-sent: twenty requests an account read too noisily to keep them apart pair by pair, and they
+    were one candidate that neither pool held a majority of. Pooled, their hours differ more than those of any
+    random split of their accounts: two campaigns. Two halves of one pool, or pools of two requests an account,
+    are not told apart."""
+    from analyzer.campaigns import _apart_by_hours, _hour_counts
+
+    config = ScoringConfig()
+    rows = (_diurnal_pool("wa", WORLD_ZONES, 20, "203.0.113", "ua-a", 1)
+            + _diurnal_pool("am", AMERICAS_ZONES, 20, "198.51.100", "ua-b", 2))
+    req = pd.DataFrame(rows)
+    req["t"] = (req["ts"] - T0).dt.total_seconds()
+    members = sorted(req["account_id"].unique())  # am-0..9, then wa-0..9
+    counts = _hour_counts(req, members, config.operator_hour_smoothing)
+    two_pools = np.array([0] * 10 + [1] * 10)
+    assert _apart_by_hours(two_pools, counts, np.array([[0, 1]]), config).tolist() == [True]
+    halves = np.array([0, 1] * 5 + [2, 3] * 5)  # each pool cut in two at random: no pair apart
+    assert not _apart_by_hours(halves, counts, np.array([[0, 1], [2, 3]]), config).any()
+    few = req.groupby("account_id").head(2)  # two requests an account: nothing to tell
+    assert _apart_by_hours(two_pools, _hour_counts(few, members, config.operator_hour_smoothing),
+                           np.array([[0, 1]]), config).tolist() == [False]
+    # through the whole scoring: two campaigns, one per pool; with the test off, one candidate holding both
+    full = pd.DataFrame(_organic() + rows)
+    for splits, expected in ((config.operator_hours_splits, 2), (0, 1)):
+        res = find_campaigns(full, CLUSTERS, replace(config, operator_hours_splits=splits))
+        ca = res.campaign_accounts[res.campaign_accounts["account_id"].str.match(r"(wa|am)-")]
+        pools = ca.groupby("campaign_id")["account_id"].agg(lambda s: {a[:2] for a in s})
+        assert len(pools) == expected
+        if expected == 2:
+            assert sorted(map(sorted, pools)) == [["am"], ["wa"]]
+
+
 def test_pieces_of_one_bare_pool_are_joined_on_their_pooled_hours_and_work():
     """A bare pool that samples each prompt once falls apart into communities on account-by-account hours and
     work; pooled, the pieces keep the same hours over the same work and are joined. Pieces on other work, and
