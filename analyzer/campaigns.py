@@ -1366,7 +1366,9 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
     # their requests) a copy of every grouped request with every column, beside the operator's own, was most of
     # the 3 GB that this and the contiguous read (:func:`analyzer.workspace.arrow_frame`) took off the peak.
     slim = req[[c for c in GROUP_COLUMNS if c in req]].iloc[rows]
-    prompt_code, prompt_senders = _sample_codes(req, rows, config)
+    full = pd.factorize(req["prompt_hash"])[0]
+    prompt_code, prompt_senders = _sample_codes(req, rows, config, full)
+    popular_code = _popular_codes(full[rows], req["acode"].to_numpy()[rows], config.operator_prompt_max_accounts)
     campaign_rows, account_rows, partial_rows = [], [], []
     cluster_campaign: dict[int, str] = {}
     for i, group in enumerate(groups):
@@ -1375,11 +1377,12 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
         if not members or (len(members) < config.min_candidate_accounts
                            and per_acc.reindex(members).sum() < config.min_single_account_requests):
             continue
-        operators, by_prompts = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx)
+        operators, by_prompts, copying = _operators(members, greq, prompt_code[bounds[i] : bounds[i + 1]], ctx,
+                                                    popular_code[bounds[i] : bounds[i + 1]])
         # Wrapper joiners are listed only where the group is one operator's: a single request says nothing of
         # which of two operators sharing the group's wrappers an account would belong to.
         joiners = joiners if len(operators) == 1 else []
-        for op_members in operators:
+        for op_members, copies in zip(operators, copying, strict=True):
             theirs = greq["account_id"].isin(set(op_members)).to_numpy()
             mreq = req.iloc[rows[bounds[i] : bounds[i + 1]][theirs]]
             codes, accounts = prompt_code[bounds[i] : bounds[i + 1]][theirs], greq["account_id"].to_numpy()[theirs]
@@ -1391,7 +1394,8 @@ def _score_groups(groups: list[list[int]], req: pd.DataFrame, ctx: _Context
                                       ctx.principal_of.reindex(accounts).to_numpy()) if samples else (0, 0))
             row, member_rows, partial = _score_group(group, mreq, op_members, extra_members, per_acc, ctx,
                                                      n_operators=len(operators), joiners=joiners,
-                                                     by_prompts=by_prompts, samples=(samples, across))
+                                                     by_prompts=by_prompts, samples=(samples, across),
+                                                     copying="self" if copies else "others" if any(copying) else "")
             campaign_rows.append(row)
             account_rows += member_rows
             partial_rows += partial
@@ -1643,16 +1647,18 @@ def _hour_profiles(mreq: pd.DataFrame, members: list[str], kernel: Sequence[floa
     return _unit_rows(_hour_counts(mreq, members, kernel))
 
 
-def _work_profiles(mreq: pd.DataFrame, members: list[str]) -> sp.csr_matrix:
+def _work_profiles(mreq: pd.DataFrame, members: list[str], copies: np.ndarray | None = None) -> sp.csr_matrix:
     """The work the members do (sparse, members x units, unit rows): their requests' distributions over the
-    group's units; the cosine of two rows is how alike their work is.
+    group's units; the cosine of two rows is how alike their work is. With ``copies`` (per request: a copy of a
+    popular text, :func:`_copiers`), copies and a unit's other requests count as two kinds of work.
 
     Units rather than intents: a padded prompt's intent reads the padding as much as the instruction, so two
     pools padding with the same documents look alike by intent, while their wrappers keep them in their own
     units.
     """
     codes = pd.Categorical(mreq["account_id"], categories=members).codes
-    units, ucodes = np.unique(mreq["cluster_id"].to_numpy(), return_inverse=True)
+    unit = mreq["cluster_id"].to_numpy().astype(np.int64)
+    units, ucodes = np.unique(unit if copies is None else 2 * unit + copies, return_inverse=True)
     prof = sp.csr_matrix((np.ones(len(codes)), (codes, ucodes)), shape=(len(members), len(units)))
     prof.sum_duplicates()
     norm = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
@@ -1687,8 +1693,8 @@ def _infra_components(n: int, incidence: sp.csr_matrix | None) -> np.ndarray:
     return np.argsort(np.argsort(first, kind="stable"), kind="stable")[inverse]
 
 
-def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, ctx: _Context
-               ) -> tuple[list[list[str]], bool]:
+def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, ctx: _Context,
+               popular_code: np.ndarray | None = None) -> tuple[list[list[str]], bool, list[bool]]:
     """Split a group's members into operators: communities linked by shared infrastructure or re-sent
     prompts, or by common hours and common work; and whether re-sent prompts told two of them apart.
 
@@ -1698,17 +1704,20 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
     group's units have cosine ``operator_work_similarity`` or more, unless their communities each re-send
     prompts of their own only (:func:`_apart_by_prompts`) or keep different hours once pooled
-    (:func:`_apart_by_hours`); communities that no identifier or re-sent prompt ties
-    are then joined where their pooled hours and work agree (:func:`_join_untied`). Connected communities of at
+    (:func:`_apart_by_hours`); members that send nothing in the group but copies of popular texts
+    (``popular_code``: each of ``greq``'s requests' popular text as an integer, -1 for none; :func:`_copiers`) are
+    linked through the text they copy, and copying counts as work of its own kind; communities that no
+    identifier or re-sent prompt ties are then joined where their pooled hours and work agree
+    (:func:`_join_untied`). Connected communities of at
     least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
     own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
     accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
     communities join the operator whose hours and work they resemble most (:func:`_nearest_operator`). Largest
-    operator first.
+    operator first. Also which operators are mostly such copiers.
     """
     config = ctx.config
     if len(members) < 2 * config.min_operator_accounts:
-        return [members], False
+        return [members], False, [False]
     theirs = greq["account_id"].isin(set(members)).to_numpy()
     mreq = greq[theirs]
     counts = _hour_counts(mreq, members, config.operator_hour_smoothing)
@@ -1727,12 +1736,18 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     prompt_inc = _resent_prompts(member, prompt_code[theirs], len(members), config)
     if prompt_inc is not None:
         inc = prompt_inc if inc is None else sp.hstack([inc, prompt_inc], format="csr")
+    copier = _copiers(member, popular_code[theirs], len(members)) if popular_code is not None else None
+    if copier is not None:  # the copiers of one popular text are one community; copying is work of its own kind
+        copy_inc = _resent_prompts(member, np.where(copier[member], popular_code[theirs], -1), len(members),
+                                   replace(config, operator_prompt_max_accounts=len(members)))
+        if copy_inc is not None:
+            inc = copy_inc if inc is None else sp.hstack([inc, copy_inc], format="csr")
     # Common hours and common work link accounts too: one operator may give each account its own proxy
     # block, and nothing in the identifiers tells that apart from two operators. It takes different
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
     # pool merged through a shared padding text) to call them two.
     infra = _infra_components(len(members), inc)
-    work = _work_profiles(mreq, members)
+    work = _work_profiles(mreq, members, popular_code[theirs] >= 0 if copier is not None else None)
     alike = _alike_members(unit, work, config)
     kept_apart = (_apart_by_prompts(infra, prompt_inc, member, mreq["t"].to_numpy(), config)
                   if prompt_inc is not None else None)
@@ -1752,7 +1767,7 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     is_big |= (sizes >= 2) & apart & is_big.any()
     big = np.flatnonzero(is_big)
     if len(big) < 2:
-        return [members], False
+        return [members], False, [False]
     big = big[np.argsort(-sizes[big], kind="stable")]
     owner = np.where(np.isin(comp, big), comp, big[_nearest_operator(unit, work, comp, big)])
     operators = [[a for a, o in zip(members, owner, strict=True) if o == c] for c in big]
@@ -1762,10 +1777,27 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
         comp_of[infra] = np.where(np.isin(comp, big), comp, -1)
         i, j = kept_apart[:, 0], kept_apart[:, 1]
         by_prompts = bool(((comp_of[i] >= 0) & (comp_of[j] >= 0) & (comp_of[i] != comp_of[j])).any())
-    return operators, by_prompts
+    copying = [bool(copier is not None and copier[owner == c].sum() > (~copier[owner == c]).sum()) for c in big]
+    return operators, by_prompts, copying
 
 
-def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+def _copiers(member: np.ndarray, popular_code: np.ndarray, n_members: int) -> np.ndarray | None:
+    """Which of ``n_members`` members send nothing in the group but copies of popular texts (``member``,
+    ``popular_code``: each of their requests' member position and popular text, -1 for none; see
+    :func:`_popular_codes`); None unless the group holds both such copiers and members doing work of their own.
+
+    A viral "act as a code tutor" prompt that the fast tier clusters with a ten-account tool-use pool's tasks put
+    28 of its senders (three requests each) into the pool's candidate, whose hours and unit they share: one
+    operator of 39 accounts, flagged at 0.55 with the pool a minority of it. Copying a text that many accounts send
+    is not the pool's work, whatever unit it lands in."""
+    n_req = np.bincount(member, minlength=n_members)
+    n_copies = np.bincount(member[popular_code >= 0], minlength=n_members)
+    copier = (n_req > 0) & (n_copies == n_req)
+    return copier if copier.any() and not copier[n_req > 0].all() else None
+
+
+def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig, full: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Each of the grouped requests' (``rows`` of ``req``) prompt as an integer (4 bytes a request rather than a
     copy of the prompt hashes beside the group's rows), -1 where it does not read as capability work (a hydra
     account's relayed customer prompt, "explain what a smart speaker is", meets the same prompt from an
@@ -1774,10 +1806,11 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     share a unit, so a prompt's senders are in one group (bar a community's or pool's unclustered work).
 
     Also, per prompt code, how many distinct accounts send it among *all* requests (0 for the codes left at -1):
-    whether anyone outside an operator sends its samples (:func:`_own_prompts`)."""
+    whether anyone outside an operator sends its samples (:func:`_own_prompts`). ``full``: every request's prompt
+    as an integer (``pd.factorize`` of ``req["prompt_hash"]``), if already at hand."""
     if config.operator_prompt_max_accounts < 2:  # the rule is off: no prompt is anyone's samples
         return np.full(len(rows), -1, dtype=np.int32), np.zeros(0, dtype=np.int64)
-    full = pd.factorize(req["prompt_hash"])[0]
+    full = pd.factorize(req["prompt_hash"])[0] if full is None else full
     code = full[rows].astype(np.int32)
     if "capability" in req:  # an operator samples its capability prompts; ordinary ones coincide by chance
         code[~req["capability"].to_numpy()[rows]] = -1
@@ -1792,6 +1825,18 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig) ->
     wanted[code[code >= 0]] = True
     sent = wanted[full]  # every request of a prompt still counted, wherever it was sent
     return code, _distinct_senders(full[sent], acode[sent].astype(np.int64), n_codes)
+
+
+def _popular_codes(codes: np.ndarray, accounts: np.ndarray, max_accounts: int) -> np.ndarray:
+    """``codes`` (each grouped request's prompt as an integer, any kind of prompt; ``accounts``: its sender as an
+    integer), -1 where ``max_accounts`` or fewer distinct accounts send it among them: what is left are the copies
+    of popular texts (a viral prompt, an assigned problem, a public "act as ..." prompt). All -1 when re-sent
+    prompts are off (``max_accounts`` below 2)."""
+    if max_accounts < 2 or not len(codes):
+        return np.full(len(codes), -1, dtype=np.int32)
+    dense, _ = pd.factorize(codes)
+    senders = _distinct_senders(dense, accounts.astype(np.int64))
+    return np.where(senders[dense] > max_accounts, codes, -1).astype(np.int32)
 
 
 def _own_prompts(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.ndarray) -> np.ndarray:
@@ -2026,10 +2071,13 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     pair of their accounts happens to keep similar hours over similar work.
 
     Communities of ``min_size`` accounts or more merge with each other only directly. A smaller one (an account
-    with no shared identifier: a bare account, or one behind a proxy of its own) joins, one round after another,
-    the merged community it resembles most (the most alike pairs per account of the two), never two at once:
-    two pools whose bare accounts each resemble an account of both pools stay two. The small ones left, that
-    resemble no large one, merge among themselves as before.
+    with no shared identifier: a bare account, or one behind a proxy of its own) joins the merged community it
+    resembles most (the most alike pairs per account of the two), never two at once: two pools whose bare
+    accounts each resemble an account of both pools stay two. It joins through the large communities' own
+    accounts, not through small ones that joined before it: round after round, a tool-use pool's bare accounts
+    followed one ordinary customer who resembled both them and the copiers of a viral prompt into the copiers'
+    community (one candidate of 39 accounts, the pool 10 of them). The small ones left, that resemble no large
+    one, merge among themselves as before (and :func:`_join_untied` joins their pieces on pooled hours and work).
 
     ``apart`` (rows ``i, j`` of community labels, :func:`_apart_by_prompts`): pairs that behaviour never merges
     directly (their re-sent prompts say two operators). ``hours_apart`` (:func:`_apart_by_hours`): which of the
@@ -2058,12 +2106,11 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
     # 1. large communities merge directly only
     _, comp = connected_components(sp.csr_matrix(linked & large[:, None] & large[None, :]), directed=False)
     group = np.where(large, comp, -1)
-    # 2. small ones join the merged large community they resemble most, round after round
-    while True:
-        free = np.flatnonzero(group < 0)
-        taken = np.flatnonzero(group >= 0)
-        if not len(free) or not len(taken):
-            break
+    # 2. small ones join the merged large community they resemble most: in one round, through the large
+    # communities' own accounts only (not through small ones that joined before them)
+    free = np.flatnonzero(group < 0)
+    taken = np.flatnonzero(group >= 0)
+    if len(free) and len(taken):
         g_codes, g_of = np.unique(group[taken], return_inverse=True)
         g_onehot = sp.csr_matrix((np.ones(len(taken)), (taken, g_of)), shape=(k, len(g_codes)))
         acc_group = onehot @ g_onehot  # account -> its community's group (none for free ones)
@@ -2072,8 +2119,6 @@ def _merge_by_behaviour(infra: np.ndarray, alike: np.ndarray, share: float, min_
         affinity = (onehot.T @ sp.csr_matrix(pairs)).toarray() / (sizes[:, None] * np.bincount(g_of, weights=sizes[taken]))
         ok = reach_share[free] >= share
         joins = ok.any(axis=1)
-        if not joins.any():
-            break
         best = np.where(ok, affinity[free], -1.0).argmax(axis=1)
         group[free[joins]] = g_codes[best[joins]]
     # 3. the small ones left merge among themselves
@@ -2119,18 +2164,20 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
 
 def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra_members: set[str],
                  per_acc: pd.Series, ctx: _Context, n_operators: int = 1, joiners: Sequence[str] = (),
-                 by_prompts: bool = False, samples: tuple[int, tuple[int, int]] = (0, (0, 0))):
+                 by_prompts: bool = False, samples: tuple[int, tuple[int, int]] = (0, (0, 0)), copying: str = ""):
     """Signals, score, evidence and account rows of one operator's members on a group of clusters (``mreq``:
     their requests on it; ``joiners``: wrapper joiners of :func:`_members`, listed with the campaign, not in its
     signals; ``by_prompts``: whether re-sent prompts told the group's operators apart; ``samples``: how many
     identical capability prompts two or more of the members send, and how many of its own two or more of their
-    customers send, with the members sending them (both :func:`_samples_across`))."""
+    customers send, with the members sending them (both :func:`_samples_across`); ``copying``: "self" where most
+    of its members only copy popular texts in the group, "others" where another operator's do, see
+    :func:`_copiers`)."""
     op = _operator(group, mreq, members, ctx)
     values, content, extras = _signal_values(op, ctx, samples[1])
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
     row = _campaign_row(cid, score, values, content, extras, op, n_operators, ctx, len(joiners), by_prompts,
-                        samples)
+                        samples, copying)
     account_rows = _account_rows(cid, score, op, extras["holders"], extra_members, ctx)
     account_rows += _joiner_rows(cid, score, joiners, per_acc, ctx)
     partial_rows = _partial_rows(cid, score, per_acc, op.member_set | set(joiners), ctx)
@@ -2367,9 +2414,10 @@ def _signal_values(op: _Operator, ctx: _Context, samples_across: tuple[int, int]
 
 def _campaign_row(cid: str, score: float, values: dict[str, float | None], content: _Content, extras: dict,
                   op: _Operator, n_operators: int, ctx: _Context, n_joiners: int = 0,
-                  by_prompts: bool = False, samples: tuple[int, tuple[int, int]] = (0, (0, 0))) -> dict:
+                  by_prompts: bool = False, samples: tuple[int, tuple[int, int]] = (0, (0, 0)), copying: str = ""
+                  ) -> dict:
     """The ``campaigns`` row: score, label, evidence sentences and examples (``n_joiners``: wrapper joiners
-    listed beside the members, see :func:`_members`)."""
+    listed beside the members, see :func:`_members`; ``copying``: see :func:`_score_group`)."""
     config, ep, mreq = ctx.config, ctx.evidence, op.mreq
     n_members, top_info = len(op.members), content.top
     tv = values["training_value"]
@@ -2382,7 +2430,7 @@ def _campaign_row(cid: str, score: float, values: dict[str, float | None], conte
     context = _context_evidence(n_members, op.n_principals, extras["n_tasks"], extras["n_unique"], n_operators,
                                 values, config, content.unjudged, (kind, content.kind_cues), content.ordinary,
                                 samples[0] if by_prompts and n_operators > 1 else 0,
-                                samples[0] if samples[0] >= ep.samples_min else 0, samples[1])
+                                samples[0] if samples[0] >= ep.samples_min else 0, samples[1], copying)
     if values.get("reruns"):  # what gates the score, right after what explains it
         context.append(_rerun_evidence(float(values["reruns"]), extras["n_tasks"], ctx.signals))
     evidence[1:1] = context
@@ -2594,13 +2642,15 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
                       values: Mapping[str, float | None], config: ScoringConfig, unjudged: float = 0.0,
                       named: tuple[str, Sequence[str]] = ("", ()),
                       ordinary: tuple[str, Sequence[str]] = ("", ()), resent: int = 0, samples: int = 0,
-                      samples_across: tuple[int, int] = (0, 0)) -> list[str]:
+                      samples_across: tuple[int, int] = (0, 0), copying: str = "") -> list[str]:
     """Sentences on what explains or gates the score: organisations, distinct tasks, operators, value (``named``:
     where it is not judged, the capability the requests' own words name and those words; ``ordinary``: the
     ordinary workload they name instead, which set the value; ``resent``: where re-sent prompts told the operators
     apart, how many identical prompts this one's accounts send among themselves; ``samples``: otherwise, how many
     identical capability prompts two or more of its accounts send; ``samples_across``: its own that two or more
-    of its customers send, which the samples signal counts, and how many of its accounts send them)."""
+    of its customers send, which the samples signal counts, and how many of its accounts send them;
+    ``copying``: "self" where most of its accounts only copy popular texts in the group, "others" where another
+    operator's do)."""
     ev = []
     if n_principals < n_members:
         ev.append(f"Explanation: the {n_members} accounts belong to {n_principals} organisation"
@@ -2609,7 +2659,15 @@ def _context_evidence(n_members: int, n_principals: int, n_tasks: int, n_unique:
     if n_tasks < n_unique:
         ev.append(f"{n_unique:,} distinct prompts are {n_tasks:,} distinct tasks once near-duplicate wordings "
                   "of one task are merged.")
-    if n_operators > 1 and resent:
+    if n_operators > 1 and copying == "self":
+        ev.append(f"One of {n_operators} sets of accounts working this task kind: most of these send nothing here but "
+                  f"copies of popular texts (prompts more than {config.operator_prompt_max_accounts} accounts send: a viral or "
+                  "assigned text), no work of their own, so they are kept apart from the accounts that do work here.")
+    elif n_operators > 1 and copying == "others":
+        ev.append(f"One of {n_operators} sets of accounts working this task kind: the customers who send nothing here "
+                  "but copies of popular texts (a viral or assigned text that lands among this work) are kept apart, "
+                  "and are not counted among its accounts.")
+    elif n_operators > 1 and resent:
         ev.append(f"One of {n_operators} operators working this task kind: its accounts share no infrastructure "
                   f"with the others, and re-send {resent:,} identical prompt{'s' if resent != 1 else ''} among "
                   "themselves (several samples of one prompt, spread over the pool) but none of the others' at the "

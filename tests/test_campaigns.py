@@ -760,6 +760,57 @@ def test_pooled_hours_tell_two_pools_apart_that_accounts_alone_do_not():
             assert sorted(map(sorted, pools)) == [["am"], ["wa"]]
 
 
+def test_copiers_of_a_viral_prompt_in_a_pools_unit_are_not_its_accounts():
+    """A viral prompt clustered with a tool-use pool's tasks (one unit): its senders, three copies each at ordinary
+    hours, are no accounts of the pool; one customer who copies it and also asks something of their own in that
+    unit does not lead the pool into the copiers' community either."""
+    from analyzer.campaigns import _copiers, _popular_codes
+
+    rng = np.random.default_rng(3)
+    pool = [f"pool-{i}" for i in range(10)]
+    rows = _organic() + _rows(pool, 1, 20, "task", start_minutes=600, step_minutes=37, subnet="203.0.113", ua="ua-p")
+    copiers = [f"viral-{i}" for i in range(25)]
+    for i, acc in enumerate(copiers + ["both"]):
+        for k in range(3):
+            rows.append({"account_id": acc, "ts": T0 + pd.Timedelta(minutes=int(rng.integers(0, 7 * 1440))),
+                         "prompt_hash": f"viral-{k % 2}", "cluster_id": 1, "model": "m1",
+                         "ip": f"{rng.integers(1, 220)}.{rng.integers(0, 255)}.{i}.9", "user_agent": "openai-python/1.0",
+                         "api_key_id": f"k-{acc}", "org_id": None, "payment_id": None, "system_prompt": None})
+    rows += [{**rows[-1], "prompt_hash": f"own-{k}", "ts": T0 + pd.Timedelta(minutes=600 + 37 * k)} for k in range(3)]
+    req = pd.DataFrame(rows)
+    res = find_campaigns(req, CLUSTERS, ScoringConfig())
+    ca = res.campaign_accounts
+    pool_campaign = ca.loc[ca["account_id"] == "pool-0", "campaign_id"].iloc[0]
+    assert set(ca.loc[ca["campaign_id"] == pool_campaign, "account_id"]) <= set(pool) | {"both"}
+    row = res.campaigns.set_index("campaign_id").loc[pool_campaign]
+    assert row["flagged"] and any("copies of popular texts" in e for e in row["evidence"])
+    # the pieces: copies are prompts sent by more than eight accounts; copiers send nothing else in the group
+    codes = pd.factorize(req["prompt_hash"])[0]
+    accounts = pd.factorize(req["account_id"])[0]
+    popular = _popular_codes(codes, accounts, ScoringConfig().operator_prompt_max_accounts)
+    assert set(req.loc[popular >= 0, "prompt_hash"]) == {"viral-0", "viral-1"}
+    in_unit = (req["cluster_id"] == 1).to_numpy()
+    members = pd.Index(sorted(set(req.loc[in_unit, "account_id"])))
+    copier = _copiers(members.get_indexer(req.loc[in_unit, "account_id"]), popular[in_unit], len(members))
+    assert set(members[copier]) == set(copiers)
+    assert _copiers(np.array([0, 1]), np.array([5, 5]), 2) is None  # nobody doing work of their own: no rule
+
+
+def test_small_communities_join_a_pool_through_its_own_accounts_not_through_each_other():
+    from analyzer.campaigns import _merge_by_behaviour
+
+    # A pool behind its blocks (0-9); account 10 resembles it; accounts 11-15 resemble only account 10 and
+    # each other: they do not follow 10 into the pool, and stay one community of their own.
+    infra = np.array([0] * 10 + list(range(1, 7)))
+    alike = np.eye(16, dtype=bool)
+    alike[10, :10] = alike[:10, 10] = True
+    alike[11:16, 10] = alike[10, 11:16] = True
+    alike[11:16, 11:16] = True
+    merged = _merge_by_behaviour(infra, alike, ScoringConfig().operator_link_share, min_size=5)
+    assert merged[10] == merged[0] and len(set(merged[:11])) == 1
+    assert len(set(merged[11:16])) == 1 and merged[11] != merged[0]
+
+
 def test_pieces_of_one_bare_pool_are_joined_on_their_pooled_hours_and_work():
     """A bare pool that samples each prompt once falls apart into communities on account-by-account hours and
     work; pooled, the pieces keep the same hours over the same work and are joined. Pieces on other work, and
