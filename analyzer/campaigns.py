@@ -368,8 +368,8 @@ class ScoringConfig:
     #: pair by pair (`adv-tiny` with diurnal timing and nothing re-sent, seed 0: two ten-account censorship pools,
     #: pooled-hours cosine 0.72 where 99.6% of random splits of their 20 accounts reach more, merged into one
     #: candidate of which neither held a majority). A pool's accounts on their first days pass no such test and
-    #: merge as before. Pairs of one operator whose blocks exit in different regions are told apart too: the
-    #: issue's "different infrastructure and timing communities".
+    #: merge as before. One operator whose proxy blocks exit in different regions, each block on its own day, is
+    #: told apart too: different infrastructure and different timing communities are two campaigns.
     operator_hours_apart_p: float = 0.01
     #: Random splits drawn for that test (seeded: the same on every run); 0 turns the test off.
     operator_hours_splits: int = 999
@@ -1708,9 +1708,9 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     (``popular_code``: each of ``greq``'s requests' popular text as an integer, -1 for none; :func:`_copiers`) are
     linked through the text they copy, and copying counts as work of its own kind; communities that no
     identifier or re-sent prompt ties are then joined where their pooled hours and work agree
-    (:func:`_join_untied`). Connected communities of at
-    least ``min_operator_accounts`` accounts are operators; with two or more, each becomes a campaign of its
-    own (a relay and an operator on the same task kind are not one actor). A smaller community of two or more
+    (:func:`_join_untied`). Connected communities of at least ``min_operator_accounts`` accounts are operators;
+    with two or more, each becomes a campaign of its own (a relay and an operator on the same task kind are not
+    one actor). A smaller community of two or more
     accounts that resemble no account of those (hours and work) is one too; accounts of the other smaller
     communities join the operator whose hours and work they resemble most (:func:`_nearest_operator`). Largest
     operator first. Also which operators are mostly such copiers.
