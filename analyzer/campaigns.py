@@ -350,6 +350,9 @@ class ScoringConfig:
     #: assigned text, which says nothing of who runs the accounts). 0 turns re-sent prompts off, as links and as
     #: the test below.
     operator_prompt_max_accounts: int = 8
+    #: ... and two accounts sending this many such prompts in common are linked as one community; one prompt in
+    #: common only joins a small community to a larger one, never two large ones (see ``_weak_prompt_ties``).
+    operator_prompt_min_shared: int = 2
     #: Two communities that each re-send prompts across their own accounts and never one of the other's are two
     #: operators, and common hours and work do not merge them, when one pool would keep every re-sent prompt on
     #: one side with probability below this (each prompt's ``h`` sends on one side: ``p**h + (1-p)**h``, ``p``
@@ -1699,8 +1702,10 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     prompts, or by common hours and common work; and whether re-sent prompts told two of them apart.
 
     Two accounts are linked when they share an evidence identifier (:func:`_evidence_values`; a user agent only
-    when nearly all its holders are the group's: ``operator_agent_concentration``) or send an identical prompt
-    (``prompt_code``: each of ``greq``'s requests' prompt as an integer; :func:`_resent_prompts`), or when their
+    when nearly all its holders are the group's: ``operator_agent_concentration``) or send
+    ``operator_prompt_min_shared`` identical prompts in common (``prompt_code``: each of ``greq``'s requests'
+    prompt as an integer; :func:`_resent_prompts`, :func:`_prompt_links`; one in common only joins a small
+    community to a larger one: :func:`_weak_prompt_ties`), or when their
     hour-of-day profiles have cosine ``operator_timing_similarity`` or more *and* their requests over the
     group's units have cosine ``operator_work_similarity`` or more, unless their communities each re-send
     prompts of their own only (:func:`_apart_by_prompts`) or keep different hours once pooled
@@ -1734,8 +1739,9 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
                             shape=(len(members), int(vcode.max()) + 1 if len(vcode) else 0))
     member = pd.Categorical(mreq["account_id"], categories=members).codes  # each request's member
     prompt_inc = _resent_prompts(member, prompt_code[theirs], len(members), config)
-    if prompt_inc is not None:
-        inc = prompt_inc if inc is None else sp.hstack([inc, prompt_inc], format="csr")
+    links = _prompt_links(prompt_inc, config) if prompt_inc is not None else None
+    if links is not None:
+        inc = links if inc is None else sp.hstack([inc, links], format="csr")
     copier = _copiers(member, popular_code[theirs], len(members)) if popular_code is not None else None
     if copier is not None:  # the copiers of one popular text are one community; copying is work of its own kind
         copy_inc = _resent_prompts(member, np.where(copier[member], popular_code[theirs], -1), len(members),
@@ -1747,6 +1753,8 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
     # infrastructure and either different hours or different work (a chain-of-thought pool and a tool-use
     # pool merged through a shared padding text) to call them two.
     infra = _infra_components(len(members), inc)
+    if prompt_inc is not None:
+        infra = _weak_prompt_ties(infra, prompt_inc, config.min_operator_accounts, config.operator_block_accounts)
     work = _work_profiles(mreq, members, popular_code[theirs] >= 0 if copier is not None else None)
     alike = _alike_members(unit, work, config)
     kept_apart = (_apart_by_prompts(infra, prompt_inc, member, mreq["t"].to_numpy(), config)
@@ -1779,6 +1787,69 @@ def _operators(members: list[str], greq: pd.DataFrame, prompt_code: np.ndarray, 
         by_prompts = bool(((comp_of[i] >= 0) & (comp_of[j] >= 0) & (comp_of[i] != comp_of[j])).any())
     copying = [bool(copier is not None and copier[owner == c].sum() > (~copier[owner == c]).sum()) for c in big]
     return operators, by_prompts, copying
+
+
+def _prompt_links(prompt_inc: sp.csr_matrix, config: ScoringConfig) -> sp.csr_matrix | None:
+    """Members x links (sparse, one column per pair of members that send ``operator_prompt_min_shared`` or more of
+    the same re-sent prompts, ``prompt_inc``: members x prompts), None when no pair does. Pairs are found a block
+    of ``operator_block_accounts`` members at a time (only the pairs kept are held)."""
+    n = prompt_inc.shape[0]
+    prompt_inc = sp.csr_matrix(prompt_inc, dtype=np.float64)
+    by_prompt = prompt_inc.T.tocsr()
+    first, second = [], []
+    for rows in _row_blocks(n, config.operator_block_accounts):
+        shared = (prompt_inc[rows] @ by_prompt).tocoo()
+        i = shared.row + rows.start
+        keep = (i < shared.col) & (shared.data >= config.operator_prompt_min_shared)
+        first.append(i[keep])
+        second.append(shared.col[keep])
+    i, j = np.concatenate(first), np.concatenate(second)
+    if not len(i):
+        return None
+    pair = np.arange(len(i))
+    return sp.csr_matrix((np.ones(2 * len(i)), (np.concatenate([i, j]), np.concatenate([pair, pair]))),
+                         shape=(n, len(i)))
+
+
+def _weak_prompt_ties(infra: np.ndarray, prompt_inc: sp.csr_matrix, min_size: int,
+                      block: int = ScoringConfig.operator_block_accounts) -> np.ndarray:
+    """Communities (a label per member) after the weak ties: a re-sent prompt that links communities ``infra``
+    (members x prompts ``prompt_inc``) though no two accounts of theirs send ``operator_prompt_min_shared`` in
+    common. A community of fewer than ``min_size`` accounts joins the larger one it shares most such prompts with;
+    the small ones that share none with a larger one join each other; two communities of ``min_size`` or more
+    are never joined so: one relayed ordinary prompt that a hydra account of each of two pools happened to send
+    chained a 40-account chain-of-thought pool and a 60-account tool-use pool into one candidate. Small
+    communities are compared ``block`` at a time (only their best large one and their links are held)."""
+    from scipy.sparse.csgraph import connected_components
+
+    labels, infra = np.unique(infra, return_inverse=True)
+    k = len(labels)
+    onehot = sp.csr_matrix((np.ones(len(infra)), (infra, np.arange(len(infra)))), shape=(k, len(infra)))
+    held = sp.csr_matrix((onehot @ prompt_inc) > 0, dtype=np.float64)  # community x prompt
+    held_t = held.T.tocsr()
+    large = np.bincount(infra, minlength=k) >= min_size
+    small = np.flatnonzero(~large)
+    label = np.where(large, np.arange(k), -1)
+    firsts, seconds = [], []
+    for rows in _row_blocks(len(small), block):
+        shared = (held[small[rows]] @ held_t).tocsr()  # these small communities x every community
+        if large.any():
+            to_large = shared[:, np.flatnonzero(large)].toarray()
+            joins = to_large.max(axis=1) > 0
+            label[small[rows][joins]] = np.flatnonzero(large)[to_large[joins].argmax(axis=1)]
+        coo = shared[:, small].tocoo()
+        firsts.append(small[rows][coo.row])
+        seconds.append(small[coo.col])
+    rest = np.flatnonzero(label < 0)
+    if len(rest):
+        pos = np.full(k, -1)
+        pos[rest] = np.arange(len(rest))
+        i, j = pos[np.concatenate(firsts)], pos[np.concatenate(seconds)]
+        both = (i >= 0) & (j >= 0)
+        adjacency = sp.csr_matrix((np.ones(int(both.sum())), (i[both], j[both])), shape=(len(rest), len(rest)))
+        _, comp = connected_components(adjacency, directed=False)
+        label[rest] = k + comp
+    return np.unique(label, return_inverse=True)[1][infra]
 
 
 def _copiers(member: np.ndarray, popular_code: np.ndarray, n_members: int) -> np.ndarray | None:

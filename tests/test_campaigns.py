@@ -811,6 +811,29 @@ def test_small_communities_join_a_pool_through_its_own_accounts_not_through_each
     assert len(set(merged[11:16])) == 1 and merged[11] != merged[0]
 
 
+def test_one_relayed_prompt_in_common_does_not_link_two_pools():
+    """Two bare pools each spread samples of their prompts over three of their own ten accounts; one account of
+    each relays the same ordinary customer prompt. Two communities, not one; a light account that shares one
+    sample with a pool joins it, and two light accounts sharing one prompt with each other are one community."""
+    from analyzer.campaigns import _infra_components, _prompt_links, _weak_prompt_ties
+
+    rng = np.random.default_rng(5)
+    columns = [rng.choice(10, size=3, replace=False) + offset for offset in (0, 10) for _ in range(30)]
+    columns.append(np.array([5, 15]))  # the relayed prompt both pools' hydra accounts happened to send
+    columns.append(np.array([20, 3]))  # a light account of pool A: one sample in common with it
+    columns.append(np.array([21, 22]))  # two light accounts of a third pool
+    rows = np.concatenate(columns)
+    cols = np.concatenate([[c] * len(m) for c, m in enumerate(columns)])
+    prompt_inc = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(23, len(columns)))
+    config = ScoringConfig()
+    strong = _infra_components(23, _prompt_links(prompt_inc, config))
+    pools = _weak_prompt_ties(strong, prompt_inc, config.min_operator_accounts)
+    assert len(set(pools[:10])) == 1 and len(set(pools[10:20])) == 1 and pools[0] != pools[10]
+    assert pools[20] == pools[0] and pools[21] == pools[22] and pools[21] not in {pools[0], pools[10]}
+    # one prompt in common as a link, as before: the two pools were one community
+    assert len(set(_infra_components(23, prompt_inc)[:20])) == 1
+
+
 def test_pieces_of_one_bare_pool_are_joined_on_their_pooled_hours_and_work():
     """A bare pool that samples each prompt once falls apart into communities on account-by-account hours and
     work; pooled, the pieces keep the same hours over the same work and are joined. Pieces on other work, and
