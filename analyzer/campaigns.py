@@ -1899,15 +1899,14 @@ def _sample_codes(req: pd.DataFrame, rows: np.ndarray, config: ScoringConfig, fu
 
 
 def _popular_codes(codes: np.ndarray, accounts: np.ndarray, max_accounts: int) -> np.ndarray:
-    """``codes`` (each grouped request's prompt as an integer, any kind of prompt; ``accounts``: its sender as an
-    integer), -1 where ``max_accounts`` or fewer distinct accounts send it among them: what is left are the copies
+    """``codes`` (each grouped request's prompt as a non-negative integer, any kind of prompt; ``accounts``: its
+    sender as an integer), -1 where ``max_accounts`` or fewer distinct accounts send it among them: what is left are the copies
     of popular texts (a viral prompt, an assigned problem, a public "act as ..." prompt). All -1 when re-sent
     prompts are off (``max_accounts`` below 2)."""
     if max_accounts < 2 or not len(codes):
         return np.full(len(codes), -1, dtype=np.int32)
-    dense, _ = pd.factorize(codes)
-    senders = _distinct_senders(dense, accounts.astype(np.int64))
-    return np.where(senders[dense] > max_accounts, codes, -1).astype(np.int32)
+    senders = _distinct_senders(codes, accounts.astype(np.int64))
+    return np.where(senders[codes] > max_accounts, codes, -1).astype(np.int32)
 
 
 def _own_prompts(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.ndarray) -> np.ndarray:
