@@ -86,11 +86,13 @@ def test_knn_graph_with_copies_searches_each_vector_once_and_gives_the_same_grap
     assert not (nbrs == np.arange(len(rows))[:, None]).any()
 
 
-def test_ivf_graph_is_the_exact_top_k_of_the_probed_lists():
-    """The IVF graph compares every query, as float vectors, with every row of the lists its ``nprobe`` nearest
-    centroids hold, and keeps the best ``k``: computed here the slow way for a sample of rows, and it finds
-    more of the true neighbours than the 8-bit codes searched query by query do (a true neighbour in a probed
-    list is always among the probed lists' exact best)."""
+def test_ivf_graph_is_the_exact_top_k_of_the_probed_lists(monkeypatch):
+    """With float products, the IVF graph compares every query, as float vectors, with every row of the lists its
+    ``nprobe`` nearest centroids hold, and keeps the best ``k``: computed here the slow way for a sample of rows,
+    and it finds more of the true neighbours than the 8-bit codes searched query by query do (a true neighbour
+    in a probed list is always among the probed lists' exact best). The integer products' graph is compared with
+    this one in ``test_int8_lists.py``."""
+    monkeypatch.setattr(index, "INTEGER_PRODUCTS", False)
     x = np.random.default_rng(5).normal(size=(6000, 12)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     idx = index.build_index(x, flat_max=1000)
