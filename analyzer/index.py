@@ -27,15 +27,24 @@ import pandas as pd
 from analyzer.atomic import atomic_path
 from analyzer.checkpoints import checkpoint
 from analyzer.exact_knn import drop_self
-from analyzer.int8_lists import CANDIDATES_PER_NEIGHBOUR, Int8Rows, int8_products, push_candidates, rerank
+from analyzer.int8_lists import (
+    CANDIDATES_PER_NEIGHBOUR,
+    SCORES_PER_PRODUCT,
+    Int8Rows,
+    int8_products,
+    push_candidates,
+    rerank,
+)
 
 FLAT_MAX = 60_000
 TRAIN_POINTS_PER_LIST = 20
 #: Query rows searched at once by :func:`knn_graph` (and by every shard of a distributed graph: the same blocks).
 KNN_BATCH = 8192
-#: Query rows compared list by list at once by :func:`probed_search` in :func:`knn_graph` (its heap and probes:
-#: about 250 bytes a query at k = 15, nprobe 16).
-PROBED_QUERIES = 1 << 19
+#: Query rows compared list by list at once by :func:`probed_search` in :func:`knn_graph`: the block's float and
+#: 8-bit copies, candidates, probes and result, about 1.9 KB a query at 256 dimensions, k = 15, nprobe 16 (250 MB).
+#: At 1M requests the graph took 19-21 s in blocks of 2^17, 2^18 or 2^19 queries, at 0.77, 0.96 and 1.43 GB over
+#: its inputs.
+PROBED_QUERIES = 1 << 17
 #: Rows whose nearest inverted lists :func:`nearest_lists` searches for at once (FAISS's results, held for one
 #: block: 12 bytes a row and probe; what is kept is 4).
 PROBE_BLOCK = 1 << 18
@@ -395,7 +404,11 @@ def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np
             if len(rows):
                 asking = order[lo:hi] // nprobe
                 if products is not None:
-                    push_candidates(products(queries8[asking], rows8.codes[rows]), asking, rows, best, best_rows)
+                    codes = rows8.codes[rows]
+                    step = max(1, SCORES_PER_PRODUCT // len(rows))  # a long list's queries a part at a time
+                    for a in range(0, len(asking), step):
+                        part = asking[a : a + step]
+                        push_candidates(products(queries8[part], codes), part, rows, best, best_rows)
                 else:
                     sims, found = faiss.knn(queries[asking], database[rows], min(k, len(rows)),
                                             metric=faiss.METRIC_INNER_PRODUCT)

@@ -35,6 +35,9 @@ import numpy as np
 #: workspace's rows keep the float search's 16 neighbours exactly, 99.9% of neighbours are the same; 3: 99.0%
 #: and 99.9%, 10% slower).
 CANDIDATES_PER_NEIGHBOUR = 2
+#: Query-row scores one integer product computes at most (int32: 32 MiB): the queries probing a long list are
+#: compared with it a part at a time (one list of 5,000 rows probed by 50,000 queries would be 1 GB of scores).
+SCORES_PER_PRODUCT = 1 << 23
 #: The zero point of the queries' unsigned bytes.
 QUERY_OFFSET = 128
 

@@ -102,3 +102,22 @@ def test_candidates_keep_each_querys_best_scores(integer_products):
                                     rng.normal(size=(150, 3)).astype(np.float32), best_rows, 6)
     assert (found[1] == -1).all() and np.isneginf(sims[1]).all()  # no candidates: none found
     assert (found[0, :4] >= 100).all() and (found[0, 4:] == -1).all()  # four candidates for six asked
+
+
+def test_a_long_lists_queries_compared_a_part_at_a_time_give_the_same_graph(monkeypatch, integer_products):
+    """The scores of one integer product are bounded (``SCORES_PER_PRODUCT``): a list probed by many queries is
+    compared with them a part at a time, and the graph is the one of a single product per list."""
+    x = _clustered(n_blobs=10, n_noise=500)
+    idx = index.build_index(x, flat_max=1000)
+    shapes: list[tuple[int, int]] = []
+    push = index.push_candidates
+    monkeypatch.setattr(index, "push_candidates", lambda s, a, *r: shapes.append(s.shape) or push(s, a, *r))
+    whole = index.knn_graph(idx, x, k=10)
+    calls = len(shapes)
+    shapes.clear()
+    monkeypatch.setattr(index, "SCORES_PER_PRODUCT", 300)
+    parts = index.knn_graph(idx, x, k=10)
+    assert all(m * n <= 300 or m == 1 for m, n in shapes)  # one query at a time at least, against a huge list
+    assert len(shapes) > 2 * calls  # lists were split
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_array_equal(parts[1], whole[1])
