@@ -3,8 +3,9 @@
 The index type is chosen by size: exact inner product (``Flat``) up to ``flat_max`` vectors, above that an
 inverted file with 8-bit scalar quantisation (``IVF{nlist},SQ8``), which keeps recall near 0.9 for the kNN
 graph at a quarter of the memory (see ``../shared/notes/scaling.md``). The all-points kNN graph over an inverted
-file is not searched query by query: each list is compared with every query that probes it, as float vectors,
-in one matrix product (:func:`probed_search`). Vectors are L2-normalised, so inner
+file is not searched query by query: each list is compared with every query that probes it in one matrix
+product (:func:`probed_search`), of 8-bit integers where the CPU runs them (:mod:`analyzer.int8_lists`), each
+query's best candidates then compared again as float vectors. Vectors are L2-normalised, so inner
 product is cosine similarity and Euclidean distance is ``sqrt(2 - 2 cos)``.
 
 A workspace's index is kept between runs (:func:`update_index`): its ids are **embedding row ids** (a vector's
