@@ -50,7 +50,7 @@ PROBED_QUERIES = 1 << 17
 #: block: 12 bytes a row and probe; what is kept is 4).
 PROBE_BLOCK = 1 << 18
 #: The probed kNN graph's products in 8-bit integers with a float rerank (:mod:`analyzer.int8_lists`: at 1M
-#: requests 36 -> 19 s, the same similarities, 98.8% of rows with the same neighbours); ``False``: float products
+#: requests 36 -> 16-21 s, exact similarities, 98.7% of rows with the same neighbours); ``False``: float products
 #: throughout (the exact top ``k`` of the probed lists).
 INTEGER_PRODUCTS = True
 

@@ -7,8 +7,9 @@ rounded to 8-bit integers and each list is compared with its queries in one inte
 products' speed on this machine), keeping each query's best :data:`CANDIDATES_PER_NEIGHBOUR` ``x k`` rows by
 integer score. Those few candidates are then compared again as float vectors and the best ``k`` kept, so every
 similarity in the graph is exact; only which rows are neighbours can differ from the float search, where a row
-and one the integers ranked just above it lie within the rounding of each other (on the 1M scale workspace 98.8%
-of rows have the same 16 neighbours, the others swap rows at most 0.002 apart in cosine).
+and one the integers ranked just above it lie within the rounding of each other (on the 1M scale workspace 98.7%
+of rows have the same 16 neighbours and 99.89% of neighbours are the same; a row's sorted similarities differ
+from the float search's by 0.003 at most).
 
 Rounding. Each dimension of the rows is scaled by 127 over the largest absolute value the rows take in it; a
 query is divided by those scales (which leaves its inner products with the rows as they were, up to one factor)
@@ -31,9 +32,8 @@ import numba
 import numpy as np
 
 #: Candidates kept per neighbour asked for, by integer score, before the float rerank: a neighbour is lost only
-#: where more than this many times ``k`` rows tie with it within the rounding (2: 98.8% of the 1M scale
-#: workspace's rows keep the float search's 16 neighbours exactly, 99.9% of neighbours are the same; 3: 99.0%
-#: and 99.9%, 10% slower).
+#: where more than this many times ``k`` rows tie with it within the rounding (2: 98.7% of the 1M scale
+#: workspace's rows keep the float search's 16 neighbours exactly, 99.89% of neighbours are the same).
 CANDIDATES_PER_NEIGHBOUR = 2
 #: Query-row scores one integer product computes at most (int32: 32 MiB): the queries probing a long list are
 #: compared with it a part at a time (one list of 5,000 rows probed by 50,000 queries would be 1 GB of scores).
