@@ -306,8 +306,7 @@ def knn_graph(
     if probes is not None and len(probes) != vectors.shape[0]:
         probes = None
     # The rows rounded to 8 bits once for every block of queries (where the probed products are integer ones).
-    rows8 = (Int8Rows.of(vectors) if ivf is not None and INTEGER_PRODUCTS
-             and int8_products(faiss.omp_get_max_threads()) is not None else None)
+    rows8 = Int8Rows.of(vectors) if ivf is not None and _integer_products() is not None else None
 
     def search(rows: np.ndarray, told: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k_eff`` of the vectors ``rows``: list by list in an inverted file, else the index's own
@@ -354,10 +353,16 @@ def _positions_of(index: faiss.Index | PositionIndex) -> Callable[[np.ndarray], 
     return index.positions if isinstance(index, PositionIndex) else None
 
 
+def _integer_products() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """The probed graph's integer product (:func:`analyzer.int8_lists.int8_products`, on FAISS's threads), or
+    ``None``: turned off (:data:`INTEGER_PRODUCTS`) or not to be trusted here."""
+    return int8_products(faiss.omp_get_max_threads()) if INTEGER_PRODUCTS else None
+
+
 def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np.ndarray,
                   positions: Callable[[np.ndarray], np.ndarray] | None = None,
                   progress: Callable[[int], None] | None = None, probes: np.ndarray | None = None,
-                  rows8: Int8Rows | None = None, integer: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  rows8: Int8Rows | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(similarities, positions in database)`` of each query among the rows of the ``nprobe`` inverted
     lists of ``ivf`` nearest to it: the rows ``ivf.search`` scans, compared as the float vectors ``database``
     (the index's rows, in order; ``positions`` maps the ids the lists hold to rows of it, default: they are).
@@ -370,14 +375,14 @@ def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np
     is told of the queries done, in proportion to the lists compared. ``probes``, if given, are each query's
     ``nprobe`` nearest lists already found (:func:`nearest_lists`); else they are searched here.
 
-    With ``integer`` (default :data:`INTEGER_PRODUCTS`, where :func:`analyzer.int8_lists.int8_products` runs
-    here) the products are 8-bit integer ones, a few candidates per neighbour kept by integer score and compared
+    With :data:`INTEGER_PRODUCTS`, where :func:`analyzer.int8_lists.int8_products` runs here, the products are
+    8-bit integer ones, a few candidates per neighbour kept by integer score and compared
     again as floats (:mod:`analyzer.int8_lists`): the similarities are exact, the neighbours the float search's
     but where rows tie within the rounding. ``rows8`` is ``database`` rounded (:class:`Int8Rows`), when the
     caller searches it block by block; else it is rounded here."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     nq, nprobe = len(queries), min(int(ivf.nprobe), int(ivf.nlist))
-    products = int8_products(faiss.omp_get_max_threads()) if (INTEGER_PRODUCTS if integer is None else integer) else None
+    products = _integer_products()
     if products is not None and nq:
         rows8 = rows8 if rows8 is not None else Int8Rows.of(database)
         queries8 = rows8.queries(queries)
@@ -405,11 +410,11 @@ def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np
             if len(rows):
                 asking = order[lo:hi] // nprobe
                 if products is not None:
-                    codes = rows8.codes[rows]
+                    codes_t = np.ascontiguousarray(rows8.codes[rows].T)
                     step = max(1, SCORES_PER_PRODUCT // len(rows))  # a long list's queries a part at a time
                     for a in range(0, len(asking), step):
                         part = asking[a : a + step]
-                        push_candidates(products(queries8[part], codes), part, rows, best, best_rows)
+                        push_candidates(products(queries8[part], codes_t), part, rows, best, best_rows)
                 else:
                     sims, found = faiss.knn(queries[asking], database[rows], min(k, len(rows)),
                                             metric=faiss.METRIC_INNER_PRODUCT)

@@ -170,10 +170,10 @@ class _Products:
         self._session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         self._offset = np.array(QUERY_OFFSET, dtype=np.uint8)
 
-    def __call__(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``(m x n)`` int32 scores of ``queries`` (``m x d`` uint8) with ``rows`` (``n x d`` int8)."""
-        return self._session.run(None, {"queries": queries, "rows_t": np.ascontiguousarray(rows.T),
-                                        "offset": self._offset})[0]
+    def __call__(self, queries: np.ndarray, rows_t: np.ndarray) -> np.ndarray:
+        """``(m x n)`` int32 scores of ``queries`` (``m x d`` uint8) with the rows ``rows_t`` (transposed: ``d x n``
+        int8, C-contiguous; a list's rows are transposed once for all the parts of its queries)."""
+        return self._session.run(None, {"queries": queries, "rows_t": rows_t, "offset": self._offset})[0]
 
 
 @functools.cache
@@ -191,7 +191,7 @@ def int8_products(threads: int) -> Any:
         r[0] = 127
         r[1] = -127
         want = (q.astype(np.int64) - QUERY_OFFSET) @ r.astype(np.int64).T
-        if not np.array_equal(products(q, r), want):
+        if not np.array_equal(products(q, np.ascontiguousarray(r.T)), want):
             return None
         return products
     except Exception:  # noqa: BLE001 - any failure means: no integer products here, float ones instead

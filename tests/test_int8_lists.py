@@ -30,7 +30,7 @@ def test_integer_scores_rank_rows_as_inner_products_do(integer_products):
     rows8 = int8_lists.Int8Rows.of(x)
     assert rows8.codes.dtype == np.int8 and (np.abs(rows8.codes).max(axis=0) == 127).all()
     q = x[::97]
-    scores = int8_lists.int8_products(2)(rows8.queries(q), rows8.codes).astype(np.float64)
+    scores = int8_lists.int8_products(2)(rows8.queries(q), np.ascontiguousarray(rows8.codes.T)).astype(np.float64)
     exact = q.astype(np.float64) @ x.T
     for s, e in zip(scores, exact, strict=True):
         factor = s @ e / (e @ e)
