@@ -301,6 +301,90 @@ class AsciiRoutedTokenizer:
         return getattr(self.full, name)
 
 
+#: Distinct words whose pieces :class:`PlainWordPieces` keeps (about 130 bytes each, pieces included: 70 MB at
+#: most); past it the cache starts over, so that memory stays bounded however many distinct words a long run sees
+#: (the 1M scale log's 668,876 prompts hold 59,266 of them).
+WORD_CACHE_MAX = 1 << 19
+
+#: A plain ASCII text's BERT pre-tokens once lowercased: runs of letters and digits, and every other printable
+#: character on its own (BERT splits off all ASCII punctuation and symbols); whitespace only separates.
+_PLAIN_WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
+#: Joins a batch's texts into one string to scan: a control character, so never inside a plain text, and one
+#: pre-token of its own (it marks where a text ends).
+_TEXT_SEP = "\x01"
+
+
+class PlainWordPieces:
+    """The token ids of plain ASCII texts, word by word: what a BERT-style WordPiece tokenizer gives them, without
+    its work per text.
+
+    On plain ASCII (see :class:`AsciiRoutedTokenizer`) the tokenizer lowercases, splits on whitespace and around
+    every punctuation character, and cuts each word into pieces on its own, so a text's ids are its words' pieces
+    one after another. Here a whole batch is split by one regular expression, each distinct word is cut into
+    pieces once by the tokenizer itself (and kept, up to :data:`WORD_CACHE_MAX` words), and the texts' ids are
+    gathered with NumPy: at 1M requests about five times less work than tokenising every text, with the same ids
+    (tested; checked on the scale preset's 668,876 prompts). A text that holds an added token's text (``[SEP]``,
+    any case) is not plain here: the tokenizer would match it whole.
+    """
+
+    def __init__(self, tokenizer: Any, added: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer  # the lowercasing twin (AsciiRoutedTokenizer.plain)
+        self._added = re.compile("|".join(re.escape(a) for a in added), re.IGNORECASE) if added else None
+        self._reset()
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> PlainWordPieces | None:
+        """The word-by-word ids of ``tokenizer`` (an :class:`AsciiRoutedTokenizer`), or None where its
+        pre-tokenizer or model is not BERT's (whitespace and punctuation, WordPiece) or it adds tokens of its own
+        to a text."""
+        if not isinstance(tokenizer, AsciiRoutedTokenizer):
+            return None
+        spec = json.loads(tokenizer.plain.to_str())
+        if ((spec.get("pre_tokenizer") or {}).get("type") != "BertPreTokenizer"
+                or (spec.get("model") or {}).get("type") != "WordPiece" or spec.get("post_processor") is not None):
+            return None
+        return cls(tokenizer.plain, [a["content"] for a in spec.get("added_tokens") or [] if a.get("content")])
+
+    def _reset(self) -> None:
+        self._code: dict[str, int] = {_TEXT_SEP: 0}  # word -> its row in the arrays below
+        self._start = np.zeros(1, dtype=np.int64)  # where its pieces begin in ``_pieces``
+        self._count = np.zeros(1, dtype=np.int64)  # how many pieces (the separator: none)
+        self._pieces = np.zeros(0, dtype=np.int64)
+
+    def plain(self, text: str) -> bool:
+        """Whether ``text`` is plain ASCII (tab, newline and carriage return allowed) without an added token."""
+        return (text.isascii() and _ASCII_CONTROL.search(text) is None
+                and (self._added is None or self._added.search(text) is None))
+
+    def ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(the texts' token ids one after another, each text's number of ids)``; every text must be
+        :meth:`plain`."""
+        words = _PLAIN_WORD.findall(_TEXT_SEP.join(texts).lower())
+        new = set(words).difference(self._code)
+        if len(self._code) + len(new) > WORD_CACHE_MAX:
+            self._reset()
+            new = set(words).difference(self._code)
+        if new:
+            self._learn(sorted(new))
+        codes = np.fromiter(map(self._code.__getitem__, words), dtype=np.int64, count=len(words))
+        counts = self._count[codes]
+        per_text = np.bincount(np.cumsum(codes == 0), weights=counts, minlength=len(texts)).astype(np.int64)
+        ends = np.cumsum(counts)
+        first = np.repeat(self._start[codes] - (ends - counts), counts)  # each id's place in ``_pieces``, less its own
+        return self._pieces[first + np.arange(int(ends[-1]) if len(ends) else 0)], per_text
+
+    def _learn(self, words: list[str]) -> None:
+        with _tokenizer_parallelism():
+            encodings = self.tokenizer.encode_batch(words, add_special_tokens=False)
+        pieces = [e.ids for e in encodings]
+        counts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        self._code.update(zip(words, range(len(self._count), len(self._count) + len(words)), strict=True))
+        self._start = np.concatenate([self._start, len(self._pieces) + np.cumsum(counts) - counts])
+        self._count = np.concatenate([self._count, counts])
+        self._pieces = np.concatenate([self._pieces, np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64,
+                                                                 count=int(counts.sum()))])
+
+
 def _cut_word(word_ids: list[int | None], k: int, step: int) -> int:
     """Move token index ``k`` by ``step`` (-1 for a head's end, +1 for a tail's start) off a word's inside."""
     n = len(word_ids)
@@ -821,6 +905,7 @@ class StaticEmbedder:
     _dir: Path | None = field(default=None, init=False, repr=False)
     _table: Any = field(default=None, init=False, repr=False)
     _window_tok: Any = field(default=None, init=False, repr=False)
+    _words: PlainWordPieces | None = field(default=None, init=False, repr=False)
 
     backend = "static"
     chunk = 4096  # texts per call into model2vec (and per progress update)
@@ -864,6 +949,7 @@ class StaticEmbedder:
                 table = table * np.asarray(static.weights, dtype=np.float32)[:, None]
             self._table = np.ascontiguousarray(table)
             self._window_tok = _plain_tokenizer(static.tokenizer)
+            self._words = PlainWordPieces.of(self._window_tok)
             self._static = static
         return self._static
 
@@ -876,15 +962,32 @@ class StaticEmbedder:
         """Mean of each text's first ``max_seq_length`` token vectors (as model2vec's ``encode``), vectorised.
 
         Texts are first cut to ``max_seq_length`` times the model's median token length in characters (as
-        model2vec does), tokenised in parallel, and pooled with one sparse matrix product instead of a Python
-        loop per text. A text longer than that window (in characters or tokens) is replaced by its
-        head-and-tail :func:`window_text` first, which fits; a text that fits is pooled exactly as before.
+        model2vec does), tokenised, and pooled with one sparse matrix product instead of a Python loop per text.
+        A text longer than that window (in characters or tokens) is replaced by its head-and-tail
+        :func:`window_text` first, which fits; a text that fits is pooled exactly as before. Plain ASCII texts
+        that fit are tokenised word by word (:class:`PlainWordPieces`: the same ids), the others by the tokenizer.
         """
-        import scipy.sparse as sp
+        self._load()
+        cut, limit = self.max_chars, self.max_seq_length
+        out = np.empty((len(texts), self._table.shape[1]), dtype=np.float32)
+        plain = np.zeros(len(texts), dtype=bool)
+        if self._words is not None:
+            rows = np.array([i for i, t in enumerate(texts) if len(t) <= cut and self._words.plain(t)], dtype=np.int64)
+            if len(rows):
+                flat, lens = self._words.ids([texts[i] for i in rows])
+                fits = lens <= limit  # more tokens than the window: a long text, windowed below
+                flat, rows, lens = flat[np.repeat(fits, lens)], rows[fits], lens[fits]
+                out[rows] = self._mean(flat, lens)
+                plain[rows] = True
+        rest = np.flatnonzero(~plain)
+        if len(rest):
+            out[rest] = self._mean(*self._tokenised([texts[i] for i in rest]))
+        return out
 
-        static = self._load()
-        cut = self.max_chars
-        limit = self.max_seq_length
+    def _tokenised(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(the ids each text is pooled from, one text after another; their number per text)`` from the
+        tokenizer: a text's first ``max_seq_length`` tokens, a long text's window's."""
+        cut, limit = self.max_chars, self.max_seq_length
         with _tokenizer_parallelism():  # with offsets (as fast as without): they place a long text's cuts
             encodings = self._window_tok.encode_batch([t[:cut] for t in texts], add_special_tokens=False)
             long = [i for i, e in enumerate(encodings) if len(texts[i]) > cut or len(e.ids) > limit]
@@ -896,15 +999,21 @@ class StaticEmbedder:
             for i, row in zip(long, window_ids, strict=True):
                 ids[i] = row[:limit]
         lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
-        unk = static.unk_token_id
-        if unk is not None and (flat == unk).any():  # unknown tokens are left out (the row's mean is of the others)
+        return np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum())), lens
+
+    def _mean(self, flat: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Each row's mean token vector: ``lens[i]`` ids of ``flat`` per row, in order; unknown tokens are left
+        out (the row's mean is of the others)."""
+        import scipy.sparse as sp
+
+        unk = self._load().unk_token_id
+        if unk is not None and (flat == unk).any():
             known = flat != unk
-            lens = np.bincount(np.repeat(np.arange(len(ids)), lens)[known], minlength=len(ids)).astype(np.int64)
+            lens = np.bincount(np.repeat(np.arange(len(lens)), lens)[known], minlength=len(lens)).astype(np.int64)
             flat = flat[known]
         indptr = np.concatenate([[0], np.cumsum(lens)])
         weight = np.repeat(1.0 / np.maximum(lens, 1), lens).astype(np.float32)
-        mean = sp.csr_matrix((weight, flat, indptr), shape=(len(ids), self._table.shape[0])) @ self._table
+        mean = sp.csr_matrix((weight, flat, indptr), shape=(len(lens), self._table.shape[0])) @ self._table
         return np.asarray(mean, dtype=np.float32)
 
     def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:

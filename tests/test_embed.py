@@ -181,6 +181,36 @@ def test_plain_ascii_texts_take_the_lowercasing_twin_with_the_same_tokens_words_
     assert twin != whole and tok.encode_batch(accented, add_special_tokens=False)[0].ids == whole
 
 
+def test_plain_texts_word_by_word_get_the_tokenizers_ids_and_the_same_vectors(sample_prompts, monkeypatch):
+    import analyzer.embed as embed_mod
+
+    emb = make_embedder(tier="fast")
+    emb._load()
+    words = emb._words
+    assert isinstance(words, embed_mod.PlainWordPieces)
+    organic = sample_prompts[1]
+    texts = [*TEXTS, "", "  \t\n", "ALL CAPS, punctuation!!! (and) [brackets] {x: 1} a.b_c-d e/f #tag @user $5.00 100%",
+             "x" * 150 + " word", "unbelievably hyperparameterised zxqv", "~`^|\\ <> ...", "Tab\tnew\nline\rCR",
+             *sample_prompts[0], *(organic[i : i + 300] for i in range(0, 60_000, 300))]
+    plain = [t for t in texts if words.plain(t)]
+    assert len(plain) > 150
+    # what the lowercasing twin gives each text on its own, however the words were cut into pieces before
+    for cache_max in (embed_mod.WORD_CACHE_MAX, 50):  # a cache that starts over on every batch gives the same ids
+        monkeypatch.setattr(embed_mod, "WORD_CACHE_MAX", cache_max)
+        for part in (plain[:7], plain[7:]):
+            flat, lens = words.ids(part)
+            ref = [e.ids for e in words.tokenizer.encode_batch(part, add_special_tokens=False)]
+            assert lens.tolist() == [len(r) for r in ref]
+            assert flat.tolist() == [i for r in ref for i in r]
+    # not plain: an added token's text (the tokenizer matches it whole), control characters, other scripts
+    assert not any(words.plain(t) for t in ["a [UNK] b", "[PAD]", "nul\x00", "Caf\u00e9", "\u8bf7"])
+    # vectors: byte for byte those of the tokenizer alone, plain or not, short or long
+    mixed = texts + ["Caf\u00e9 cr\u00e8me", "a [UNK] b", organic[:5000], "word " * 200]
+    vecs = emb.encode(mixed)
+    emb._words = None
+    assert np.array_equal(vecs, emb.encode(mixed))
+
+
 # --- long prompts: head and tail ----------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAMPAIGNS = ("censorship_rewrite", "censorship_rewrite", "agentic_tools", "cot_math")
