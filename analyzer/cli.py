@@ -49,8 +49,9 @@ def _model_options(f):
 
 TEXT_WORKERS = click.option(
     "--text-workers", default=0, show_default=True, type=click.IntRange(min=0),
-    help="Processes for the cluster and label stages' pure-Python text work (sentence scan, keywords, templates) "
-         "on runs of 60,000 texts or more (0: one per CPU; 1: all in this process). The same result either way.")
+    help="Processes for the fast tier's embedding and the cluster and label stages' pure-Python text work "
+         "(sentence scan, keywords, templates) on runs of 60,000 texts or more (0: one per CPU; 1: all in this "
+         "process). The same result either way.")
 
 
 def _cluster_options(f):

@@ -5,7 +5,8 @@ A stage that maps batches of rows to batches of results (the embed stage: ``prom
 builds once (a model load) and then calls per pandas batch. The stage keeps every other step (what to read,
 what to store, resuming, progress) and hands its batches to an :class:`Executor`:
 
-* :class:`LocalExecutor` calls the task in this process, one batch at a time, in order;
+* :class:`LocalExecutor` calls the task in this process, one batch at a time, in order, or in a few worker
+  processes on this machine (``workers``: each builds the task once), the results in order;
 * :class:`analyzer.distributed.RayExecutor` runs it on a Ray Data actor pool (optional extra ``ray``).
 
 Two more kinds of work go through an executor, each with a local default written here once:
@@ -57,6 +58,9 @@ class BatchTask:
     cls: type
     kwargs: dict[str, Any] = field(default_factory=dict)
     local: BatchFn | None = None
+    #: Environment variables of a local worker process (:class:`LocalExecutor` with ``workers``), set before it
+    #: imports anything: say, one thread for a library that would otherwise take every core in each worker.
+    worker_env: dict[str, str] = field(default_factory=dict)
 
     def build(self) -> BatchFn:
         """The batch function for this process: ``local`` if given, else a new ``cls(**kwargs)``."""
@@ -108,16 +112,20 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """Runs the task in this process: one call per input frame, results as they are computed.
+    """Runs the task on this machine: one call per input frame, results in input order as they are computed.
 
     ``device``: where the kNN graph is built: ``"cpu"`` with FAISS (the default above), a torch GPU device
     (``"cuda"``) exactly, by matrix products in blocks (:func:`analyzer.exact_knn.knn_graph_exact`).
+    ``workers``: processes that run :meth:`map_batches`' task (loky's pool: fresh interpreters, each builds the
+    task once, with the task's ``worker_env``); 1 (the default): in this process, with the task's ``local``
+    instance. A frame travels to its worker and its result back by pickle.
     """
 
     name = "local"
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", workers: int = 1) -> None:
         self.device = device
+        self.workers = max(1, int(workers))
 
     def knn_graph(self, index: Any, vectors: np.ndarray, k: int,
                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -128,9 +136,38 @@ class LocalExecutor(Executor):
         return knn_graph_exact(vectors, k=k, device=self.device, progress=progress)
 
     def map_batches(self, task: BatchTask, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        fn = task.build()
-        for frame in frames:
-            yield fn(frame)
+        if self.workers <= 1:
+            fn = task.build()
+            for frame in frames:
+                yield fn(frame)
+            return
+        from collections import deque
+        from itertools import islice
+
+        from joblib.externals.loky import ProcessPoolExecutor
+
+        key = f"{task.cls.__module__}.{task.cls.__qualname__}:{task.kwargs!r}"
+        with ProcessPoolExecutor(max_workers=self.workers, env=dict(task.worker_env)) as pool:
+            todo = iter(frames)
+            pending = deque(pool.submit(_worker_batch, key, task.cls, task.kwargs, frame)
+                            for frame in islice(todo, TASKS_AHEAD_PER_WORKER * self.workers))
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(pool.submit(_worker_batch, key, task.cls, task.kwargs, frame) for frame in islice(todo, 1))
+                yield result
+
+
+#: The batch function a local worker process built, by task (:meth:`LocalExecutor.map_batches`): one at a time.
+_WORKER_BATCH: dict[str, BatchFn] = {}
+
+
+def _worker_batch(key: str, cls: type, kwargs: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+    """One frame through the task ``key`` in a worker process, built on its first frame."""
+    fn = _WORKER_BATCH.get(key)
+    if fn is None:
+        _WORKER_BATCH.clear()
+        fn = _WORKER_BATCH[key] = cls(**kwargs)
+    return fn(frame)
 
 
 #: Tasks handed to :func:`process_map`'s workers ahead of the results taken, per worker (enough to keep each busy

@@ -88,6 +88,29 @@ def test_local_executor_uses_the_instance_it_is_given_and_reads_lazily():
     assert built[0]["vector"][0].tolist() == [ord("H")]  # no instance given: built from cls and kwargs
 
 
+def test_embed_in_local_worker_processes_stores_the_same_table_and_vectors(tmp_path, monkeypatch):
+    import analyzer.pipeline as pipeline_mod
+
+    ref = _workspace(tmp_path, "ref")
+    with ref.writing():
+        key = embed(ref, RunOptions(progress=False, embed_chunk=20, text_workers=1))["model_key"]
+    want_table, (want_hashes, want) = _table(ref), ref.load_embeddings(key)
+    ref.close()
+
+    monkeypatch.setattr(pipeline_mod, "TEXT_PARALLEL_MIN_TEXTS", 1)  # as from 60,000 prompts
+    embedder = pipeline_mod.embedder_for(RunOptions())
+    assert pipeline_mod.embed_workers(RunOptions(text_workers=2), embedder, 60) == 2
+    assert pipeline_mod.embed_workers(RunOptions(text_workers=1), embedder, 60) == 1
+    ws = _workspace(tmp_path, "ws")
+    with ws.writing():  # three pages over two fresh worker processes, each building the embedder once
+        assert embed(ws, RunOptions(progress=False, embed_chunk=20, text_workers=2))["embedded_now"] == 60
+    assert _table(ws) == want_table
+    got_hashes, got = ws.load_embeddings(key)
+    assert got_hashes.tolist() == want_hashes.tolist()
+    np.testing.assert_array_equal(got, want)
+    ws.close()
+
+
 def test_ray_windows_bound_the_frames_handed_over_at_once():
     frames = [pd.DataFrame({"text": ["x" * 100] * 10}) for _ in range(7)]
     size = int(frames[0].memory_usage(index=False, deep=True).sum())
