@@ -385,6 +385,24 @@ class PlainWordPieces:
                                                                  count=int(counts.sum()))])
 
 
+#: Characters of a long text the fast tier tokenises first to find its window's head (:func:`_head_end` reads at
+#: most ``max_seq_length // 2`` tokens and half the window's characters): where they hold more whole-word tokens
+#: than the head can take, the head is the one the window's full first ``max_chars`` give (same tokens, same
+#: cut); else those are tokenised (9 of the 1M scale log's 95,481 long prompts).
+HEAD_PROBE_CHARS = 512
+
+
+def _holds_head(enc: Any, n_head: int) -> bool:
+    """Whether ``enc`` (a slice of a long text's start, its last word possibly cut) has more than ``n_head + 1``
+    tokens before its last word: then every token :func:`_head_end` looks at (up to ``n_head + 1``) belongs to a
+    whole word, tokenised as in any longer slice."""
+    words = enc.word_ids
+    first = len(words)
+    while first > 0 and words[first - 1] == words[-1]:
+        first -= 1
+    return first > n_head + 1
+
+
 def _cut_word(word_ids: list[int | None], k: int, step: int) -> int:
     """Move token index ``k`` by ``step`` (-1 for a head's end, +1 for a tail's start) off a word's inside."""
     n = len(word_ids)
@@ -988,8 +1006,14 @@ class StaticEmbedder:
         """``(the ids each text is pooled from, one text after another; their number per text)`` from the
         tokenizer: a text's first ``max_seq_length`` tokens, a long text's window's."""
         cut, limit = self.max_chars, self.max_seq_length
+        probe = min(cut, HEAD_PROBE_CHARS)  # a text longer than ``cut`` is windowed: its head needs only this much
         with _tokenizer_parallelism():  # with offsets (as fast as without): they place a long text's cuts
-            encodings = self._window_tok.encode_batch([t[:cut] for t in texts], add_special_tokens=False)
+            encodings = self._window_tok.encode_batch([t[:probe] if len(t) > cut else t for t in texts],
+                                                      add_special_tokens=False)
+            short = [i for i, t in enumerate(texts) if len(t) > cut and not _holds_head(encodings[i], limit // 2)]
+            for i, e in zip(short, self._window_tok.encode_batch([texts[i][:cut] for i in short],
+                                                                 add_special_tokens=False), strict=True):
+                encodings[i] = e
             long = [i for i, e in enumerate(encodings) if len(texts[i]) > cut or len(e.ids) > limit]
         ids = [e.ids[:limit] for e in encodings]
         if long:

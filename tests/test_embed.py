@@ -211,6 +211,28 @@ def test_plain_texts_word_by_word_get_the_tokenizers_ids_and_the_same_vectors(sa
     assert np.array_equal(vecs, emb.encode(mixed))
 
 
+def test_long_texts_heads_from_a_short_probe_are_those_of_the_whole_window(sample_prompts, monkeypatch):
+    import analyzer.embed as embed_mod
+
+    emb = make_embedder(tier="fast")
+    emb._load()
+    organic = sample_prompts[1]
+    long = [organic[i : i + 2_000] for i in range(0, 40_000, 2_000)] + [
+        "x" * 700 + " then words " * 80,  # one huge first word: the probe holds no head, the window's start is read
+        "supercalifragilistic " * 60,  # long words: few tokens in the probe
+        "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e. " * 60,  # accents (the full normaliser)
+        *sample_prompts[0],
+    ]
+    assert all(len(t) > emb.max_chars for t in long[:22])
+    encodings = emb._window_tok.encode_batch([t[: embed_mod.HEAD_PROBE_CHARS] for t in long], add_special_tokens=False)
+    held = [embed_mod._holds_head(e, emb.max_seq_length // 2) for e in encodings]
+    assert not held[20] and any(held)  # the huge first word takes the full head's path
+    want = emb._tokenised(long)
+    monkeypatch.setattr(embed_mod, "HEAD_PROBE_CHARS", emb.max_chars)  # every head from the window's first max_chars
+    got = emb._tokenised(long)
+    assert np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0])
+
+
 # --- long prompts: head and tail ----------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAMPAIGNS = ("censorship_rewrite", "censorship_rewrite", "agentic_tools", "cot_math")
