@@ -323,8 +323,8 @@ class PlainWordPieces:
     one after another. Here a whole batch is split by one regular expression, each distinct word is cut into
     pieces once by the tokenizer itself (and kept, up to :data:`WORD_CACHE_MAX` words), and the texts' ids are
     gathered with NumPy: at 1M requests about five times less work than tokenising every text, with the same ids
-    (tested; checked on the scale preset's 668,876 prompts). A text that holds an added token's text (``[SEP]``,
-    any case) is not plain here: the tokenizer would match it whole.
+    (tested; checked on the scale preset's 668,876 prompts). A text that holds an added token's text (``[UNK]``,
+    in any case) is not plain here: the tokenizer would match it whole.
     """
 
     def __init__(self, tokenizer: Any, added: Sequence[str] = ()) -> None:
