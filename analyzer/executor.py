@@ -28,6 +28,7 @@ that is already running is harmless, so a run may hold it open across several st
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,20 +142,9 @@ class LocalExecutor(Executor):
             for frame in frames:
                 yield fn(frame)
             return
-        from collections import deque
-        from itertools import islice
-
-        from joblib.externals.loky import ProcessPoolExecutor
-
         key = f"{task.cls.__module__}.{task.cls.__qualname__}:{task.kwargs!r}"
-        with ProcessPoolExecutor(max_workers=self.workers, env=dict(task.worker_env)) as pool:
-            todo = iter(frames)
-            pending = deque(pool.submit(_worker_batch, key, task.cls, task.kwargs, frame)
-                            for frame in islice(todo, TASKS_AHEAD_PER_WORKER * self.workers))
-            while pending:
-                result = pending.popleft().result()
-                pending.extend(pool.submit(_worker_batch, key, task.cls, task.kwargs, frame) for frame in islice(todo, 1))
-                yield result
+        yield from pool_map(functools.partial(_worker_batch, key, task.cls, task.kwargs), frames, self.workers,
+                            env=task.worker_env)
 
 
 #: The batch function a local worker process built, by task (:meth:`LocalExecutor.map_batches`): one at a time.
@@ -170,30 +160,36 @@ def _worker_batch(key: str, cls: type, kwargs: dict[str, Any], frame: pd.DataFra
     return fn(frame)
 
 
-#: Tasks handed to :func:`process_map`'s workers ahead of the results taken, per worker (enough to keep each busy
+#: Tasks handed to :func:`pool_map`'s workers ahead of the results taken, per worker (enough to keep each busy
 #: while the next is pickled; few enough that the pickled tasks waiting do not add up).
 TASKS_AHEAD_PER_WORKER = 2
 
 
 def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> list[Any]:
-    """``[fn(t) for t in tasks]`` in ``workers`` processes: loky's (joblib's) process pool, fresh interpreters
-    (not forks of this process, which holds DuckDB's and FAISS's threads), started for this call and gone when it
-    returns, so that nothing they held rides along into the next stage. Tasks are handed out in order, at most
-    :data:`TASKS_AHEAD_PER_WORKER` per worker ahead of the results taken (put the largest first); ``fn`` and the
-    tasks travel by pickle; the results come back in input order. A task's exception is raised here."""
+    """``[fn(t) for t in tasks]`` in ``workers`` processes (:func:`pool_map`; in this process for one worker or one
+    task). A task's exception is raised here."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
+    return list(pool_map(fn, tasks, min(workers, len(tasks))))
+
+
+def pool_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int,
+             env: dict[str, str] | None = None) -> Iterator[Any]:
+    """``fn(t)`` for each of ``tasks`` in ``workers`` processes: loky's (joblib's) process pool, fresh interpreters
+    (not forks of this process, which holds DuckDB's and FAISS's threads; ``env``: environment variables set in
+    them), started for this call and gone when it returns, so that nothing they held rides along into the next
+    stage. Tasks are read lazily and handed out in order, at most :data:`TASKS_AHEAD_PER_WORKER` per worker ahead
+    of the results taken (put the largest first); ``fn`` and the tasks travel by pickle; the results come back in
+    input order. A task's exception is raised where its result would have come."""
     from collections import deque
     from itertools import islice
 
     from joblib.externals.loky import ProcessPoolExecutor
 
-    if workers <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
-    n = min(workers, len(tasks))
-    results: list[Any] = []
-    with ProcessPoolExecutor(max_workers=n) as pool:
+    with ProcessPoolExecutor(max_workers=workers, env=dict(env or {})) as pool:
         todo = iter(tasks)
-        pending = deque(pool.submit(fn, t) for t in islice(todo, TASKS_AHEAD_PER_WORKER * n))
+        pending = deque(pool.submit(fn, t) for t in islice(todo, TASKS_AHEAD_PER_WORKER * workers))
         while pending:
-            results.append(pending.popleft().result())
+            result = pending.popleft().result()
             pending.extend(pool.submit(fn, t) for t in islice(todo, 1))  # one more in, for the one taken out
-    return results
+            yield result
