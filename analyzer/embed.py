@@ -264,6 +264,12 @@ def _plain_tokenizer(tokenizer: Any) -> Any:
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def _plain_ascii(text: str) -> bool:
+    """Whether ``text`` is printable ASCII (tab, newline and carriage return allowed): what BERT's normaliser only
+    lowercases."""
+    return text.isascii() and _ASCII_CONTROL.search(text) is None
+
+
 class AsciiRoutedTokenizer:
     """A BERT-style tokenizer (``BertNormalizer`` with lowercasing) that sends plain ASCII texts through a twin
     whose normaliser only lowercases.
@@ -283,7 +289,7 @@ class AsciiRoutedTokenizer:
 
     def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[Any]:
         """``encode_batch`` of the full tokenizer, the plain ASCII texts through the lowercasing twin."""
-        plain = [t.isascii() and _ASCII_CONTROL.search(t) is None for t in texts]
+        plain = [_plain_ascii(t) for t in texts]
         n_plain = sum(plain)
         if n_plain == len(texts):
             return self.plain.encode_batch(texts, add_special_tokens=add_special_tokens)
@@ -353,8 +359,7 @@ class PlainWordPieces:
 
     def plain(self, text: str) -> bool:
         """Whether ``text`` is plain ASCII (tab, newline and carriage return allowed) without an added token."""
-        return (text.isascii() and _ASCII_CONTROL.search(text) is None
-                and (self._added is None or self._added.search(text) is None))
+        return _plain_ascii(text) and (self._added is None or self._added.search(text) is None)
 
     def ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(the texts' token ids one after another, each text's number of ids)``; every text must be
