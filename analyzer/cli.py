@@ -222,8 +222,8 @@ def main() -> None:
                    "to it, and re-clusters only when the new traffic does not fit (drift).")
 @_ray_options
 @click.option("--ingest-workers", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Log files parsed at once, a process each (0: one per CPU when they hold 32 MiB or more). "
-                   "Batches are stored in file order.")
+              help="Log files parsed at once, a process each, while this one stores them (1: parsed here; 0: one "
+                   "per CPU when they hold 32 MiB or more). Batches are stored in file order.")
 @TEXT_WORKERS
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def run(logs, workspace, column_map, strict, embed_chunk, recluster, ray_address, ray_actors, ingest_workers,
@@ -325,8 +325,8 @@ def _stage(name: str, stages: list[str], workspace: str, opts: RunOptions, param
 @click.option("--column-map", default=None, metavar="SRC=DST,...", help="Rename input columns.")
 @click.option("--strict", is_flag=True, help="Stop at the first bad row instead of quarantining it.")
 @click.option("--ingest-workers", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Log files parsed at once, a process each (0: one per CPU when they hold 32 MiB or more). "
-                   "Batches are stored in file order.")
+              help="Log files parsed at once, a process each, while this one stores them (1: parsed here; 0: one "
+                   "per CPU when they hold 32 MiB or more). Batches are stored in file order.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def ingest(logs, workspace, column_map, strict, ingest_workers, quiet):
     """Read LOGS into the workspace (bad rows are quarantined with file, line, field and reason)."""

@@ -1213,9 +1213,10 @@ def read_logs(
         prompt and extra text (default :data:`BATCH_BYTES`, 16 MiB), so memory stays bounded whatever the
         prompts' length.
     workers : int, default 1
-        Files parsed at once, each by a process of its own (:func:`_read_parallel`), when there are several
-        files: a provider's export in shards parses ``workers`` times as fast. The batches are yielded in the
-        same order, with the same content, as with one worker.
+        Above 1: files parsed at once, each by a process of its own (:func:`_read_parallel`), while the caller
+        stores what they made: a provider's export in shards parses ``workers`` times as fast, and one large
+        file is parsed beside the storing of its earlier batches. The batches are yielded in the same order,
+        with the same content, as with one worker (1: parsed in this process).
     executor : Executor, optional
         A remote executor (:class:`analyzer.distributed.RayExecutor`, entered) parses the files instead, one task
         per file (:func:`read_file_job`); the batches are yielded in the same order, with the same content, as
@@ -1266,7 +1267,7 @@ def read_logs(
             yield IngestBatch(_frame_from_ipc(item["frame"]), [Rejected(*r) for r in item["rejected"]],
                               int(item["n_read"]), item["source"])
         return
-    if workers > 1 and len(formats) > 1:
+    if workers > 1:
         yield from _read_parallel(formats, cmap, strict, batch_size, batch_bytes, max_record_bytes, workers)
         return
     normalise = _Normaliser(cmap, max_record_bytes)
@@ -1276,16 +1277,17 @@ def read_logs(
 
 def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, str], strict: bool, batch_size: int,
                    batch_bytes: int, max_record_bytes: int, workers: int) -> Iterator[IngestBatch]:
-    """:func:`read_logs` over several files with ``workers`` processes: each parses one file and spools its
-    batches to a temporary folder as it makes them (Arrow IPC files; memory stays at a batch per process); this
-    process yields them file by file, in order, and deletes each once read. Up to ``workers`` files are in
-    flight. A worker's error (strict mode) is raised here when its file's turn comes, after every earlier file's
-    batches, as reading one file after another would.
+    """:func:`read_logs` with ``workers`` reader processes: each parses one file and spools its batches to a
+    temporary folder as it makes them (Arrow IPC files; memory stays at a batch per process), naming each on its
+    standard output once written; this process yields them in order as they are named -- the first file's while
+    it is still being parsed, so storing overlaps parsing even for one file -- and deletes each once read. Up to
+    ``workers`` files are in flight. A worker's error (strict mode) is raised where its bad record's batch would
+    have come, after every earlier batch, as reading one file after another would.
 
     Each worker is a fresh interpreter (``python -m analyzer.ingest_worker JOB``), not a multiprocessing child:
     a script that calls the analyzer without an ``if __name__ == "__main__"`` guard would be run again by a
     spawned child, and a forked one would inherit the caller's threads (DuckDB's, the progress bars'). Nothing
-    passes through pickle: jobs and manifests are JSON, frames Arrow."""
+    passes through pickle: jobs and the batch list are JSON, frames Arrow."""
     import subprocess
     import sys
     from collections import deque
@@ -1306,36 +1308,42 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
             json.dump(job, fh)
         with open(prefix + ".stderr", "wb") as err:  # a file, not a pipe: a chatty reader never waits for us
             proc = subprocess.Popen([sys.executable, "-m", "analyzer.ingest_worker", prefix + ".job.json"],
-                                    stdout=subprocess.DEVNULL, stderr=err)
+                                    stdout=subprocess.PIPE, stderr=err, text=True, encoding="utf-8")
         running.append((path, prefix, proc))
 
     try:
         for _ in range(workers):
             start()
         while running:
-            path, prefix, proc = running.popleft()
+            path, prefix, proc = running[0]
+            finished = False
+            assert proc.stdout is not None
+            for line in proc.stdout:  # a batch a line as the worker writes them, then its end
+                item = json.loads(line)
+                if "error" in item:
+                    raise IngestError(item["error"])
+                if item.get("done"):
+                    finished = True
+                    continue
+                frame = _read_spooled_frame(item["frame"] + ".arrow")
+                with open(item["frame"] + ".rejected.json", encoding="utf-8") as fh:
+                    rejected = [Rejected(*r) for r in json.load(fh)]
+                os.remove(item["frame"] + ".arrow")
+                os.remove(item["frame"] + ".rejected.json")
+                yield IngestBatch(frame, rejected, int(item["n_read"]), item["source"])
             proc.wait()
+            running.popleft()
             start()
-            if os.path.exists(prefix + ".error.json"):
-                with open(prefix + ".error.json", encoding="utf-8") as fh:
-                    raise IngestError(json.load(fh)["message"])
-            if proc.returncode != 0 or not os.path.exists(prefix + ".done.json"):
+            if proc.returncode != 0 or not finished:
                 with open(prefix + ".stderr", "rb") as fh:
                     tail = fh.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
                 raise IngestError(f"{path}: its reader process failed (exit {proc.returncode}): {tail[0]}")
-            with open(prefix + ".done.json", encoding="utf-8") as fh:
-                batches = json.load(fh)
-            for b in batches:
-                frame = _read_spooled_frame(b["frame"] + ".arrow")
-                with open(b["frame"] + ".rejected.json", encoding="utf-8") as fh:
-                    rejected = [Rejected(*r) for r in json.load(fh)]
-                os.remove(b["frame"] + ".arrow")
-                os.remove(b["frame"] + ".rejected.json")
-                yield IngestBatch(frame, rejected, int(b["n_read"]), b["source"])
     finally:
         for _, _, proc in running:
             proc.kill()
             proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         shutil.rmtree(spool, ignore_errors=True)
 
 
@@ -1371,27 +1379,31 @@ def read_file_job(job: dict) -> Iterator[dict]:
 
 def run_spool_job(job_path: str) -> None:
     """A worker of :func:`_read_parallel` (``python -m analyzer.ingest_worker JOB``): parse the job's file, each
-    batch to ``PREFIX-NNNNNN.arrow`` (its requests) and ``PREFIX-NNNNNN.rejected.json`` as it is made, and list
-    the batches (file stem, rows read, source) in ``PREFIX.done.json``; a strict-mode error goes to
-    ``PREFIX.error.json``."""
+    batch to ``PREFIX-NNNNNN.arrow`` (its requests) and ``PREFIX-NNNNNN.rejected.json`` as it is made, then a line
+    naming it (file stem, rows read, source) on standard output; ``{"done": true}`` when the file is read, or a
+    strict-mode error as ``{"error": message}``. Anything else written to standard output goes to the error
+    stream, not among those lines."""
+    manifest = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+
+    def say(item: dict) -> None:
+        manifest.write(json.dumps(item) + "\n")
+        manifest.flush()
+
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
     prefix = job["prefix"]
-    out = []
     try:
         for j, batch in enumerate(_job_batches(job)):
             stem = f"{prefix}-{j:06d}"
             _write_spooled_frame(batch.requests, stem + ".arrow")
             with open(stem + ".rejected.json", "w", encoding="utf-8") as fh:
                 json.dump(_rejected_rows(batch.rejected), fh)
-            out.append({"frame": stem, "n_read": batch.n_read, "source": batch.source})
+            say({"frame": stem, "n_read": batch.n_read, "source": batch.source})
     except IngestError as exc:
-        with open(prefix + ".error.json", "w", encoding="utf-8") as fh:
-            json.dump({"message": str(exc)}, fh)
+        say({"error": str(exc)})
         raise SystemExit(1) from None
-    with open(prefix + ".done.tmp", "w", encoding="utf-8") as fh:
-        json.dump(out, fh)
-    os.replace(prefix + ".done.tmp", prefix + ".done.json")
+    say({"done": True})
 
 
 def _arrow_table(frame: pd.DataFrame):

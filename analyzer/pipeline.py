@@ -57,7 +57,7 @@ class RunOptions:
     max_seq_length: int = 128
     batch_size: int = 16
     embed_chunk: int = 4096
-    ingest_workers: int = 0  # log files parsed at once (a process each); 0: one per CPU this process may use
+    ingest_workers: int = 0  # log files parsed at once (a process each; 1: in this process); 0: one per CPU
     # Worker processes for text work on large runs (the fast tier's embedding, the cluster stage's sentence scan, the
     # label stage's keywords and templates; TEXT_PARALLEL_MIN_TEXTS); 0: one per CPU this process may use, 1: all in
     # this process.
@@ -220,14 +220,14 @@ def ingest(ws: Workspace, paths: Sequence[str], run_id: int, column_map: dict[st
     ``quarantine/rejected-<run_id>.jsonl`` (one JSON object per bad row read in this run: source, line, field,
     reason, raw; written under a temporary name and renamed when the ingest finishes). Each batch of requests,
     rejected rows and counters is committed in one transaction, so a killed run can simply be run again.
-    ``workers``: files parsed at once (:func:`analyzer.ingest.read_logs`; 0: one per usable CPU when the files
-    hold :data:`INGEST_PARALLEL_MIN_BYTES` or more); the batches are stored in the same order whatever the number.
+    ``workers``: files parsed at once by reader processes while this one stores the batches
+    (:func:`analyzer.ingest.read_logs`; 1: parsed here; 0: one per usable CPU when the files hold
+    :data:`INGEST_PARALLEL_MIN_BYTES` or more); the batches are stored in the same order whatever the number.
     ``executor``: a remote one (Ray) parses the files instead, one task per file, in the same order.
     """
     if not workers:  # one per CPU, for inputs large enough to pay for starting the readers (about a second each)
         big = sum(os.path.getsize(p) for p in paths if os.path.isfile(p)) >= INGEST_PARALLEL_MIN_BYTES
         workers = usable_cpus() if big else 1
-    workers = min(workers, max(1, len(paths)))
     totals = {"read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
     qpath = quarantine_path(ws, run_id)
     n_bad = 0

@@ -811,6 +811,35 @@ def test_files_parsed_by_several_workers_give_the_same_batches_in_the_same_order
         pd.testing.assert_frame_equal(a.requests, b.requests)
 
 
+def test_one_file_parsed_by_a_worker_process_gives_the_batches_one_reader_gives() -> None:
+    """A single large log is parsed by a reader process while the caller stores its batches: the same batches
+    in the same order as parsing it here, bad rows and all."""
+    path = max((p for p in FUZZ.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+    one = list(read_logs([str(path)], batch_size=2))
+    two = list(read_logs([str(path)], batch_size=2, workers=2))
+    assert len(one) == len(two) > 1
+    for a, b in zip(one, two, strict=True):
+        assert (a.source, a.n_read, a.rejected) == (b.source, b.n_read, b.rejected)
+        pd.testing.assert_frame_equal(a.requests, b.requests)
+
+
+def test_strict_parallel_reading_yields_a_files_batches_before_its_bad_record(tmp_path: Path) -> None:
+    """The batches a worker made before a bad record come first (the caller stores them as one reader would),
+    then the error naming the file and line."""
+    path = tmp_path / "a.jsonl"
+    write_jsonl(path, [rec(request_id=f"r{i}") for i in range(5)])
+    with path.open("ab") as fh:
+        fh.write(b'{"account_id": "x", "timestamp": "2026-01-01T00:00:00Z"}\n')
+    sizes = {}
+    for workers in (1, 2):
+        got = []
+        with pytest.raises(IngestError, match=r"a\.jsonl:6: field"):
+            for batch in read_logs([str(path)], strict=True, batch_size=2, workers=workers):
+                got.append(batch)
+        sizes[workers] = [len(b.requests) for b in got]
+    assert sizes[1] == sizes[2] == [2, 2]
+
+
 def test_strict_parallel_reading_stops_at_the_first_bad_file_in_order(tmp_path: Path) -> None:
     good = write_jsonl(tmp_path / "a.jsonl", [rec(request_id=f"r{i}") for i in range(3)])
     bad = tmp_path / "b.jsonl"
