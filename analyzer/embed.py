@@ -43,6 +43,7 @@ Long prompts' vectors changed with this (they used to be the first 128 tokens on
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
@@ -352,6 +353,7 @@ class PlainWordPieces:
         return cls(tokenizer.plain, [a["content"] for a in spec.get("added_tokens") or [] if a.get("content")])
 
     def _reset(self) -> None:
+        self._resets = getattr(self, "_resets", -1) + 1  # times the cache started over
         self._code: dict[str, int] = {_TEXT_SEP: 0}  # word -> its row in the arrays below
         self._start = np.zeros(1, dtype=np.int64)  # where its pieces begin in ``_pieces``
         self._count = np.zeros(1, dtype=np.int64)  # how many pieces (the separator: none)
@@ -364,6 +366,10 @@ class PlainWordPieces:
     def ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(the texts' token ids one after another, each text's number of ids)``; every text must be
         :meth:`plain`."""
+        return self._gather(self._codes(texts), len(texts))
+
+    def _codes(self, texts: Sequence[str]) -> np.ndarray:
+        """The texts' words as rows of the cache, text after text, each text's followed by 0 (the separator's)."""
         words = _PLAIN_WORD.findall(_TEXT_SEP.join(texts).lower())
         new = set(words).difference(self._code)
         if len(self._code) + len(new) > WORD_CACHE_MAX:
@@ -372,11 +378,88 @@ class PlainWordPieces:
         if new:
             self._learn(sorted(new))
         codes = np.fromiter(map(self._code.__getitem__, words), dtype=np.int64, count=len(words))
+        return np.append(codes, 0) if len(texts) else codes
+
+    def _gather(self, codes: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pieces of the words ``codes`` (texts separated by 0) one after another, and their number per text."""
         counts = self._count[codes]
-        per_text = np.bincount(np.cumsum(codes == 0), weights=counts, minlength=len(texts)).astype(np.int64)
+        per_text = np.bincount(np.cumsum(codes == 0) - (codes == 0), weights=counts,
+                               minlength=n_texts).astype(np.int64)[:n_texts]
         ends = np.cumsum(counts)
         first = np.repeat(self._start[codes] - (ends - counts), counts)  # each id's place in ``_pieces``, less its own
         return self._pieces[first + np.arange(int(ends[-1]) if len(ends) else 0)], per_text
+
+    def window_ids(self, texts: Sequence[str], max_tokens: int, max_chars: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ids of long plain texts' head-and-tail windows, word by word: ``(ids one text after another, their
+        number per text, done)``. Every text must be :meth:`plain` and longer than ``max_chars``; where
+        ``done[i]`` is False the text needs the tokenizer and has no ids here: fewer than ``max_tokens // 2 + 2``
+        tokens before the last word of its first :data:`HEAD_PROBE_CHARS` characters, or a first or last word
+        too long for its half of the window (the tokenizer's path cuts inside it).
+
+        The cuts of :func:`_head_end` and :func:`_tail_start`, which fall between words: the head is the most
+        words whose pieces number at most ``max_tokens // 2`` and that end within half the window's characters;
+        the tail is read from the text's last characters after the head, less a first word the slice may have
+        split, and is the fewest last words holding at least its ``max_tokens - max_tokens // 2`` last pieces'
+        start. Where the head ends is found by a regular expression that skips that many words.
+        """
+        from analyzer.text import TAIL_CHARS
+
+        n = len(texts)
+        n_head = max_tokens // 2
+        n_tail = max_tokens - n_head
+        half = (max_chars - len(WINDOW_JOIN)) // 2
+        probe = min(max_chars, HEAD_PROBE_CHARS)
+        heads = [t[:probe] for t in texts]
+        done = np.zeros(n, dtype=bool)
+        head_to = np.zeros(n, dtype=np.int64)  # words of the head
+        tails = [""] * n
+        split_first = np.zeros(n, dtype=bool)  # the tail's first word may be cut
+        resets = self._resets
+        codes = self._codes(heads)
+        counts = self._count[codes].tolist()
+        at = 0
+        for i, end in enumerate(np.flatnonzero(codes == 0).tolist()):
+            before, at = list(itertools.accumulate(counts[at:end])), end + 1  # pieces up to each word
+            if len(before) < 2 or before[-2] <= n_head + 1:
+                continue  # too few tokens before the probe's last (perhaps cut) word
+            w = bisect.bisect_right(before, n_head)
+            low = heads[i].lower()
+            head_end = _word_end(low, w) if w else 0
+            while w > 0 and head_end > half:
+                w -= 1
+                head_end = _word_end(low, w) if w else 0
+            if w == 0:
+                continue  # one huge first word
+            t = texts[i]
+            start = max(head_end, len(t) - min(TAIL_CHARS, half))
+            done[i], head_to[i], tails[i] = True, w, t[start:]
+            split_first[i] = start > head_end and not t[start - 1].isspace()
+        tail_codes = self._codes(tails)
+        if self._resets != resets:  # the cache started over: the heads' rows are gone; both again, in one call
+            both = self._codes(heads + tails)
+            split = int(np.flatnonzero(both == 0)[n - 1]) + 1 if n else 0
+            codes, tail_codes = both[:split], both[split:]
+        tail_from = np.zeros(n, dtype=np.int64)
+        tail_to = np.zeros(n, dtype=np.int64)
+        counts = self._count[tail_codes].tolist()
+        at = 0
+        for i, end in enumerate(np.flatnonzero(tail_codes == 0).tolist()):
+            begin, at = at, end + 1
+            if not done[i]:
+                continue
+            before = list(itertools.accumulate(counts[begin:end]))  # pieces up to each word
+            j0 = max(before[0] if split_first[i] else 0, before[-1] - n_tail) if before else -1
+            w = bisect.bisect_left(before, j0) + 1 if j0 > 0 else 0  # the first word starting at j0 or after
+            if j0 < 0 or w >= len(before):
+                done[i] = False  # fewer pieces than the tail takes, one huge last word, or nothing left
+                continue
+            tail_from[i], tail_to[i] = w, len(before)
+        head_to[~done] = 0
+        head_ids, head_n = self._gather(_word_ranges(codes, np.zeros(n, dtype=np.int64), head_to), n)
+        tail_ids, tail_n = self._gather(_word_ranges(tail_codes, tail_from, tail_to), n)
+        text_of = np.concatenate([np.repeat(np.arange(n) * 2, head_n), np.repeat(np.arange(n) * 2 + 1, tail_n)])
+        return np.concatenate([head_ids, tail_ids])[np.argsort(text_of, kind="stable")], head_n + tail_n, done
 
     def _learn(self, words: list[str]) -> None:
         with _tokenizer_parallelism():
@@ -388,6 +471,31 @@ class PlainWordPieces:
         self._count = np.concatenate([self._count, counts])
         self._pieces = np.concatenate([self._pieces, np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int64,
                                                                  count=int(counts.sum()))])
+
+
+#: ``_WORD_ENDS[w]`` matches a lowercased plain text's first ``w`` pre-tokens (with the whitespace before them).
+_WORD_ENDS: dict[int, re.Pattern[str]] = {}
+
+
+def _word_end(low: str, w: int) -> int:
+    """Where the ``w``-th pre-token (see :data:`_PLAIN_WORD`) of the lowercased plain text ``low`` ends."""
+    pattern = _WORD_ENDS.get(w)
+    if pattern is None:
+        pattern = _WORD_ENDS[w] = re.compile(rf"(?:\s*(?:[a-z0-9]+|[^a-z0-9\s])){{{w}}}")
+    found = pattern.match(low)
+    if found is None:
+        raise ValueError(f"fewer than {w} words")
+    return found.end()
+
+
+def _word_ranges(codes: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Of ``codes`` (each text's words followed by 0), text ``i``'s words ``lo[i]`` to ``hi[i]`` (excluded), the
+    separators kept."""
+    sep = codes == 0
+    text = np.cumsum(sep) - sep
+    first = np.concatenate([[0], np.flatnonzero(sep)[:-1] + 1])
+    rank = np.arange(len(codes)) - first[text]
+    return codes[sep | ((rank >= lo[text]) & (rank < hi[text]))]
 
 
 #: Characters of a long text the fast tier tokenises first to find its window's head (:func:`_head_end` reads at
@@ -988,20 +1096,27 @@ class StaticEmbedder:
         model2vec does), tokenised, and pooled with one sparse matrix product instead of a Python loop per text.
         A text longer than that window (in characters or tokens) is replaced by its head-and-tail
         :func:`window_text` first, which fits; a text that fits is pooled exactly as before. Plain ASCII texts
-        that fit are tokenised word by word (:class:`PlainWordPieces`: the same ids), the others by the tokenizer.
+        are tokenised word by word (:class:`PlainWordPieces`: the same ids), their windows cut word by word
+        (:meth:`PlainWordPieces.window_ids`) where the cuts fall between words; the others by the tokenizer.
         """
         self._load()
         cut, limit = self.max_chars, self.max_seq_length
         out = np.empty((len(texts), self._table.shape[1]), dtype=np.float32)
         plain = np.zeros(len(texts), dtype=bool)
         if self._words is not None:
-            rows = np.array([i for i, t in enumerate(texts) if len(t) <= cut and self._words.plain(t)], dtype=np.int64)
+            rows = np.array([i for i, t in enumerate(texts) if self._words.plain(t)], dtype=np.int64)
+            fit = np.array([len(texts[i]) <= cut for i in rows], dtype=bool)
+            rows, long = rows[fit], rows[~fit]
             if len(rows):
                 flat, lens = self._words.ids([texts[i] for i in rows])
                 fits = lens <= limit  # more tokens than the window: a long text, windowed below
                 flat, rows, lens = flat[np.repeat(fits, lens)], rows[fits], lens[fits]
                 out[rows] = self._mean(flat, lens)
                 plain[rows] = True
+            if len(long) and cut <= HEAD_CHARS:  # else the window's head is read from more than the probe
+                flat, lens, done = self._words.window_ids([texts[i] for i in long], limit, cut)
+                out[long[done]] = self._mean(flat, lens[done])
+                plain[long[done]] = True
         rest = np.flatnonzero(~plain)
         if len(rest):
             out[rest] = self._mean(*self._tokenised([texts[i] for i in rest]))

@@ -233,6 +233,49 @@ def test_long_texts_heads_from_a_short_probe_are_those_of_the_whole_window(sampl
     assert np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0])
 
 
+def test_long_plain_texts_windows_word_by_word_get_the_tokenizers_ids(sample_prompts, monkeypatch):
+    """A long plain text's head-and-tail window cut word by word has the ids the tokenizer's path gives it; the
+    texts whose cuts would fall inside a word (or whose probe holds too few tokens) are left to the tokenizer."""
+    import analyzer.embed as embed_mod
+
+    emb = make_embedder(tier="fast")
+    emb._load()
+    words = emb._words
+    organic = sample_prompts[1]
+    pieces = [organic[i : i + 1_500] for i in range(0, 90_000, 1_500)] + [organic[i : i + 5_000] for i in range(0, 50_000, 5_000)]
+    edge = [
+        "x" * 700 + " then words " * 80,  # one huge first word
+        "word " * 200 + "y" * 600,  # one huge last word
+        "word " * 300 + " " * 500,  # nothing but spaces at the end
+        "word " * 300 + " ".join(["abcdefghij" * 3] * 12),  # a tail of few, long words
+        "word " * 300 + "z" * 380 + " " + "short words here " * 3,  # the tail's slice starts inside a word
+        "supercalifragilistic " * 60,  # long words: few tokens in the probe
+        "ALL CAPS!!! (and) [brackets] {x: 1} a.b_c-d e/f #tag @user $5.00 100% " * 30,  # punctuation
+        ("q" * 120 + " ") * 10 + "plain words " * 100,  # words the vocabulary cannot piece ([UNK])
+        "Tab\tnew\nline\rCR " * 100,
+        *(t for t in sample_prompts[0] if len(t) > emb.max_chars),
+    ]
+    long = [t for t in pieces + edge if words.plain(t) and len(t) > emb.max_chars]
+    assert len(long) > 40
+    for cache_max in (embed_mod.WORD_CACHE_MAX, 50):  # a cache that starts over between heads and tails
+        monkeypatch.setattr(embed_mod, "WORD_CACHE_MAX", cache_max)
+        flat, lens, done = words.window_ids(long, emb.max_seq_length, emb.max_chars)
+        want_flat, want_lens = emb._tokenised(long)
+        got = np.split(flat, np.cumsum(lens)[:-1])
+        want = np.split(want_flat, np.cumsum(want_lens)[:-1])
+        for i, text in enumerate(long):
+            if done[i]:
+                assert got[i].tolist() == want[i].tolist(), text[:60]
+            else:
+                assert lens[i] == 0
+        assert done.sum() >= len(long) - 5  # only the odd cases take the tokenizer
+        assert not done[long.index(edge[0])] and not done[long.index(edge[1])]
+    # and the vectors of the whole path are those of the tokenizer alone
+    vecs = emb.encode(long)
+    emb._words = None
+    assert np.array_equal(vecs, emb.encode(long))
+
+
 # --- long prompts: head and tail ----------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAMPAIGNS = ("censorship_rewrite", "censorship_rewrite", "agentic_tools", "cot_math")
