@@ -337,6 +337,7 @@ class PlainWordPieces:
     def __init__(self, tokenizer: Any, added: Sequence[str] = ()) -> None:
         self.tokenizer = tokenizer  # the lowercasing twin (AsciiRoutedTokenizer.plain)
         self._added = re.compile("|".join(re.escape(a) for a in added), re.IGNORECASE) if added else None
+        self._resets = -1  # times the cache started over (0 once it is made)
         self._reset()
 
     @classmethod
@@ -353,7 +354,7 @@ class PlainWordPieces:
         return cls(tokenizer.plain, [a["content"] for a in spec.get("added_tokens") or [] if a.get("content")])
 
     def _reset(self) -> None:
-        self._resets = getattr(self, "_resets", -1) + 1  # times the cache started over
+        self._resets += 1
         self._code: dict[str, int] = {_TEXT_SEP: 0}  # word -> its row in the arrays below
         self._start = np.zeros(1, dtype=np.int64)  # where its pieces begin in ``_pieces``
         self._count = np.zeros(1, dtype=np.int64)  # how many pieces (the separator: none)
@@ -399,9 +400,9 @@ class PlainWordPieces:
 
         The cuts of :func:`_head_end` and :func:`_tail_start`, which fall between words: the head is the most
         words whose pieces number at most ``max_tokens // 2`` and that end within half the window's characters;
-        the tail is read from the text's last characters after the head, less a first word the slice may have
-        split, and is the fewest last words holding at least its ``max_tokens - max_tokens // 2`` last pieces'
-        start. Where the head ends is found by a regular expression that skips that many words.
+        the tail, read from the text's last characters after the head, is its words from the first that starts
+        at or after its last ``max_tokens - max_tokens // 2`` pieces (never a first word the slice may have
+        split). Where the head ends is found by a regular expression that skips that many words.
         """
         from analyzer.text import TAIL_CHARS
 

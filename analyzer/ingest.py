@@ -1281,8 +1281,9 @@ def _read_parallel(formats: Sequence[tuple[str, str, bool]], cmap: Mapping[str, 
     temporary folder as it makes them (Arrow IPC files; memory stays at a batch per process), naming each on its
     standard output once written; this process yields them in order as they are named -- the first file's while
     it is still being parsed, so storing overlaps parsing even for one file -- and deletes each once read. Up to
-    ``workers`` files are in flight. A worker's error (strict mode) is raised where its bad record's batch would
-    have come, after every earlier batch, as reading one file after another would.
+    ``workers`` files are in flight; a reader whose file's turn has not come waits once its output pipe is full
+    (some hundreds of batches named), which bounds the spool. A worker's error (strict mode) is raised where its
+    bad record's batch would have come, after every earlier batch, as reading one file after another would.
 
     Each worker is a fresh interpreter (``python -m analyzer.ingest_worker JOB``), not a multiprocessing child:
     a script that calls the analyzer without an ``if __name__ == "__main__"`` guard would be run again by a

@@ -255,10 +255,10 @@ def embedding_row_ids(shards: pd.Series | np.ndarray, rows: pd.Series | np.ndarr
 CACHE_RELEASE_LIMIT = "1MB"
 
 #: Committed changes DuckDB keeps in its write-ahead log before it checkpoints them into the database file
-#: (DuckDB's default: 16 MiB). At the default every ingest batch (40,000 requests with their texts) passed it,
-#: and each checkpoint wrote the prompts' key index and the half-filled row groups again: at 1M requests 21 s of
-#: the ingest's 22 s of database work, against 10 s at 256 MiB, at the same memory. Commits stay durable (the log
-#: is written at each one; a killed run's log is replayed when the workspace is next opened).
+#: (DuckDB's default: 16 MiB). At the default every ingest batch (up to 40,000 requests with their texts) passed
+#: it, and each checkpoint wrote the prompts' key index and the half-filled row groups again: storing the 1M
+#: scale log's batches took 21 s, against 10 s at 256 MiB, at the same memory. Commits stay durable (the log is
+#: written at each one; a killed run's log is replayed when the workspace is next opened).
 CHECKPOINT_THRESHOLD = "256MB"
 
 
