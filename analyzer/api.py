@@ -243,8 +243,8 @@ def analyze(source: Any, workspace: str | os.PathLike[str] | None = None, *,
     ``make_map`` (default off here, on in the command) computes the app's 2-D map; ``progress`` shows bars.
     ``ray_address`` (the command's ``--ray``) parses the log files, embeds and builds the kNN graph on a Ray
     cluster (:class:`analyzer.distributed.RayExecutor`, with ``ray_actors`` actors and shards); by default all of
-    it runs in this process. ``ingest_workers``: log files parsed
-    at once by reader processes (1: in this process; 0: one per CPU for inputs of 32 MiB or more). ``device``: ``"cpu"`` or a GPU (``"cuda"``) for the
+    it runs in this process. ``ingest_workers``: log files parsed at once by reader processes (1: in this
+    process; 0: one per CPU for inputs of 32 MiB or more). ``device``: ``"cpu"`` or a GPU (``"cuda"``) for the
     accurate tier's model and the kNN graph (the command's ``--device``). ``text_workers``: processes for the
     cluster and label stages' text work on large runs (0: one per CPU; 1: all in this process).
 
