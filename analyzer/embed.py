@@ -395,8 +395,9 @@ class PlainWordPieces:
         """The ids of long plain texts' head-and-tail windows, word by word: ``(ids one text after another, their
         number per text, done)``. Every text must be :meth:`plain` and longer than ``max_chars``; where
         ``done[i]`` is False the text needs the tokenizer and has no ids here: fewer than ``max_tokens // 2 + 2``
-        tokens before the last word of its first :data:`HEAD_PROBE_CHARS` characters, or a first or last word
-        too long for its half of the window (the tokenizer's path cuts inside it).
+        tokens before the last word of its first :data:`HEAD_PROBE_CHARS` characters, a first or last word too
+        long for its half of the window (the tokenizer's path cuts inside it), or a tail of fewer pieces than it
+        takes that starts at a word (:func:`_tail_start` then keeps only its last ones).
 
         The cuts of :func:`_head_end` and :func:`_tail_start`, which fall between words: the head is the most
         words whose pieces number at most ``max_tokens // 2`` and that end within half the window's characters;
