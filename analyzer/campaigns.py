@@ -1547,15 +1547,16 @@ def _members(greq: pd.DataFrame, ctx: _Context) -> tuple[list[str], set[str], pd
     """
     config = ctx.config
     per_acc = greq.groupby("account_id").size()
-    share = per_acc / ctx.account_total.reindex(per_acc.index)
-    core = set(per_acc[(share >= config.member_share) & (per_acc >= config.member_min_requests)].index)
+    accounts, n = per_acc.index, per_acc.to_numpy()  # arrays: a group is scored for every few requests
+    share = n / ctx.account_total.reindex(accounts).to_numpy()
+    core = set(accounts[(share >= config.member_share) & (n >= config.member_min_requests)])
     extra: set[str] = set()
     joiners: list[str] = []
     if len(core) >= config.hydra_min_core:
-        cand = set(per_acc[(per_acc >= config.infra_member_min_requests) & ~per_acc.index.isin(core)].index)
+        cand = set(accounts[(n >= config.infra_member_min_requests) & ~accounts.isin(core)])
         shared = _evidence_values(ctx, core, around=cand)
         extra = set(_holders(ctx, cand, shared)["account_id"])
-        loose = per_acc.index[(share >= config.joiner_min_share).to_numpy() & ~per_acc.index.isin(core | extra)]
+        loose = accounts[(share >= config.joiner_min_share) & ~accounts.isin(core | extra)]
         if ctx.wrapper_units and len(loose) and greq["cluster_id"].isin(ctx.wrapper_units).any():
             joiners = _wrapper_joiners(greq, loose, core | extra, ctx)
     return sorted(core | extra), extra, per_acc, joiners
@@ -1941,7 +1942,7 @@ def _samples_across(prompt_code: np.ndarray, accounts: np.ndarray, senders: np.n
     read = prompt_code >= 0
     if not read.any():
         return 0, 0
-    code = prompt_code[read]
+    code = np.unique(prompt_code[read], return_inverse=True)[1]  # numbered here: a group holds few of all prompts
     who = accounts if senders is None else senders
     n_senders = _distinct_senders(code, pd.factorize(who[read])[0].astype(np.int64))
     counted = n_senders[code] >= 2
@@ -2224,7 +2225,9 @@ def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Co
     outside = np.zeros(len(members))
     if len(ctx.account_capability) and "capability" in mreq:
         # capability work outside the group: the member's capability requests less those inside it
-        inside = mreq["capability"].groupby(mreq["account_id"]).sum().reindex(members, fill_value=0).to_numpy()
+        capability = mreq["capability"]
+        inside = (capability.groupby(mreq["account_id"]).sum().reindex(members, fill_value=0).to_numpy()
+                  if capability.to_numpy().any() else np.zeros(len(members), dtype=np.int64))
         outside = ctx.account_capability.reindex(members, fill_value=0).to_numpy() - inside
     elsewhere = sig.shrunk_share(outside, totals, ctx.config.focus_prior)
     shared = _evidence_values(ctx, member_set) if len(members) >= 2 else []
@@ -2329,7 +2332,10 @@ def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tupl
     cw = mreq.groupby("cluster_id").size()
     infos = [ctx.clusters.get(int(c), ClusterInfo(int(c))) for c in cw.index]
     w = cw.to_numpy(dtype=np.float64)
-    filled = (task.groupby(mreq["cluster_id"]).nunique().reindex(cw.index) >= config.templating_min_tasks).to_numpy()
+    if len(cw) == 1:  # one unit (most groups): its tasks are all the tasks
+        filled = np.array([task.nunique() >= config.templating_min_tasks])
+    else:
+        filled = (task.groupby(mreq["cluster_id"]).nunique().reindex(cw.index) >= config.templating_min_tasks).to_numpy()
     unit_templating = np.array([
         sig.templating(i.template_coverage, i.n_fixed_words, sigp.full_scaffold_words, n_slots=i.n_slots) * ok
         for i, ok in zip(infos, filled, strict=True)])
@@ -2355,8 +2361,12 @@ def _content_signals(mreq: pd.DataFrame, task: pd.Series, ctx: _Context) -> tupl
         # the gate stays open, so that detection rests on behaviour rather than on the model's languages.
         values["training_value"] = float(tv.mean()) if unjudged < config.unjudged_max_share and len(tv) else None
         intents = mreq["intent"].to_numpy(dtype=object)[judged]
-        kinds = pd.Series(tv).groupby(np.where(pd.isna(intents), "", intents)).sum()
-        kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
+        keys = np.where(pd.isna(intents), "", intents)
+        if len(keys) and (keys == keys[0]).all():  # one intent (most groups): its sum is positive where any value is
+            kind_name = str(keys[0]) if (tv > 0).any() else ""
+        else:
+            kinds = pd.Series(tv).groupby(keys).sum()
+            kind_name = str(kinds.idxmax()) if len(kinds) and kinds.max() > 0 else ""
         if values["training_value"] is None:  # what the requests ask for, in their own words
             unread = mreq["prompt_hash"].to_numpy(dtype=object)[~judged]
             kind_name, cues = _named_intent(unread, ctx)
@@ -2397,7 +2407,8 @@ def _behaviour_signals(op: _Operator, ctx: _Context) -> tuple[dict[str, float | 
     config, sigp, mreq = ctx.config, ctx.signals, op.mreq
     values: dict[str, float | None] = {"sync": None}
     sim = None
-    if (mreq.groupby("account_id").size() >= config.sync_min_requests).sum() >= config.sync_min_accounts:
+    # ``op.counts``: each member's requests in ``mreq`` (which holds the members' requests only)
+    if (op.counts.to_numpy() >= config.sync_min_requests).sum() >= config.sync_min_accounts:
         sim = sig.activity_similarity(mreq["acode"].to_numpy(), mreq["t"].to_numpy(), config.sync_bucket_minutes)
         values["sync"] = sig.sync(sim, ctx.null_similarity, config.sync_full_ratio)
     values["regularity"] = sig.regular_pacing(mreq["acode"].to_numpy(), mreq["t"].to_numpy(),
@@ -2433,8 +2444,12 @@ def _same_kind_elsewhere(op: _Operator, kind: str, ctx: _Context) -> np.ndarray:
     if kind_total is None or "capability" not in op.mreq:
         return np.zeros(len(members))
     m = op.mreq
-    sel = m["capability"].to_numpy() & m["loose"].to_numpy() & m["intent"].eq(kind).fillna(False).to_numpy(dtype=bool)
-    inside = m.loc[sel].groupby("account_id").size().reindex(members, fill_value=0).to_numpy()
+    sel = m["capability"].to_numpy() & m["loose"].to_numpy()
+    if sel.any():  # most groups hold no unclustered capability work: nothing of theirs to take off
+        sel &= m["intent"].eq(kind).fillna(False).to_numpy(dtype=bool)
+        inside = m.loc[sel].groupby("account_id").size().reindex(members, fill_value=0).to_numpy()
+    else:
+        inside = np.zeros(len(members), dtype=np.int64)
     total = kind_total.reindex(members, fill_value=0).to_numpy()
     return sig.shrunk_share(np.maximum(total - inside, 0), op.totals, ctx.config.focus_prior)
 
@@ -2693,11 +2708,12 @@ def _topic(mreq: pd.DataFrame, ctx: _Context, top_info: ClusterInfo) -> str:
     chosen: list[str] = []
     if "topic_cluster" in mreq:
         # most requests first, ties by cluster id: the same label whatever order the rows come in
-        topics = mreq.loc[mreq["topic_cluster"] >= 0, "topic_cluster"].value_counts().sort_index()
-        topics = topics.sort_values(ascending=False, kind="stable")
+        topic = mreq["topic_cluster"].to_numpy()
+        ids, n = np.unique(topic[topic >= 0], return_counts=True)
+        order = np.argsort(-n, kind="stable")
         # Only a topic that holds a good part of the campaign names it; tasks spread over many topics (a
         # harvest of GSM8K problems) get no topic rather than the keywords of a minor one.
-        for tc in topics.index[topics >= ep.topic_min_share * len(mreq)][: ep.topic_clusters]:
+        for tc in ids[order][n[order] >= ep.topic_min_share * len(mreq)][: ep.topic_clusters]:
             info = ctx.clusters.get(int(tc))
             for k in (info.keywords if info is not None else []):
                 words = re.findall(r"\w+", k.lower())
