@@ -1833,11 +1833,12 @@ def make_map(ws: Workspace, options: RunOptions, write: Callable | None = None, 
             save(frame)
             return {"layout": "extended", "points": int(len(frame)), "added": int(len(add)),
                     "layout_prompts": int(basis[0]), "sample": int(options.map_sample)}
-    vectors = ws.load_vectors(key, embedded)
     reps, placed = maplayout.select_points(units, campaign_units, options.map_sample, params, rng)
-    xy = maplayout.umap_layout(vectors[reps], params, options.seed)
-    placed_xy = maplayout.place_points(vectors[placed], vectors[reps], xy, params, rng, units[placed], units[reps])
     idx = np.concatenate([reps, placed])
+    vectors = ws.load_vectors(key, embedded.iloc[idx])  # the shown prompts' only (at 1M, 20k of 669k: 2.2 -> 0.1 s)
+    rep_vectors = vectors[: len(reps)]
+    xy = maplayout.umap_layout(rep_vectors, params, options.seed)
+    placed_xy = maplayout.place_points(vectors[len(reps):], rep_vectors, xy, params, rng, units[placed], units[reps])
     pos = np.vstack([xy, placed_xy])
     order = np.argsort(idx, kind="stable")
     frame = pd.DataFrame({"prompt_hash": hashes[idx[order]], "x": pos[order, 0].astype(float),
