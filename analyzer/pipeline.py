@@ -754,7 +754,7 @@ def scaffold_templates(rows: pd.DataFrame, family_ids: np.ndarray, scaffold_of: 
             for sent in scaf.split(cluster_mod.SCAFFOLD_SEP):
                 if sent:
                     parts[sent] += m
-        top = pd.Series(parts, dtype=object).sort_values(ascending=False, kind="stable").index[:4].tolist()
+        top = [sent for sent, _ in sorted(parts.items(), key=lambda kv: -kv[1])[:4]]  # stable: ties as first met
         for scaf in scaf_counts:
             if scaf not in n_words:
                 n_words[scaf] = len(cluster_mod.words(scaf))

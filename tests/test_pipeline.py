@@ -137,12 +137,16 @@ def test_map_shows_every_cluster_of_every_flagged_campaign(ws):
     assert len(set(zip(xy["x"].round(6), xy["y"].round(6), strict=True))) > 0.95 * len(xy["x"])  # not stacked
 
 
-def test_small_map_still_shows_every_flagged_campaign_cluster(sample_workspace_copy):
+def test_small_map_still_shows_every_flagged_campaign_cluster(sample_workspace_copy, monkeypatch):
     # 120 points for ~2,300 prompts: the map keeps a representative of every campaign cluster.
     from analyzer.pipeline import RunOptions, make_map
 
+    read: list[int] = []  # vectors read per call: the shown points' only (at 16M, not 3.5M vectors for 20k points)
+    load = Workspace.load_vectors
+    monkeypatch.setattr(Workspace, "load_vectors", lambda self, key, rows: read.append(len(rows)) or load(self, key, rows))
     w = Workspace(str(sample_workspace_copy))
     stats = make_map(w, RunOptions(progress=False, map_sample=120))
+    assert read == [stats["points"]]
     n_flagged_clusters, missing = _flagged_clusters_missing_from_map(w)
     n_prompts = w.db.execute("SELECT count(*) FROM prompts").fetchall()[0][0]
     n_campaign_clusters = w.db.execute("SELECT count(*) FROM cluster_campaigns").fetchall()[0][0]
