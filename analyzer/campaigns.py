@@ -2216,10 +2216,12 @@ class _Operator:
     totals: np.ndarray  # each member's requests in all, in ``members`` order
 
 
-def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], ctx: _Context) -> _Operator:
-    """What every signal reads of the members' requests on the group (``mreq``, every column)."""
+def _operator(group: list[int], mreq: pd.DataFrame, members: list[str], per_acc: pd.Series, ctx: _Context
+              ) -> _Operator:
+    """What every signal reads of the members' requests on the group (``mreq``, every column; ``per_acc``: every
+    account's requests on the group, :func:`_members`, which counts each member's requests in ``mreq``)."""
     member_set = set(members)
-    counts = mreq.groupby("account_id").size().reindex(members)
+    counts = per_acc.reindex(members)
     totals = ctx.account_total.reindex(members).to_numpy()
     share = sig.shrunk_share(counts.to_numpy(), totals, ctx.config.focus_prior)
     outside = np.zeros(len(members))
@@ -2245,7 +2247,7 @@ def _score_group(group: list[int], mreq: pd.DataFrame, members: list[str], extra
     customers send, with the members sending them (both :func:`_samples_across`); ``copying``: "self" where most
     of its members only copy popular texts in the group, "others" where another operator's do, see
     :func:`_copiers`)."""
-    op = _operator(group, mreq, members, ctx)
+    op = _operator(group, mreq, members, per_acc, ctx)
     values, content, extras = _signal_values(op, ctx, samples[1])
     score = score_signals(values, ctx.config.weights, value_full=ctx.config.value_full)
     cid = campaign_id(members, group)
