@@ -393,7 +393,8 @@ class PlainWordPieces:
     def window_ids(self, texts: Sequence[str], max_tokens: int, max_chars: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ids of long plain texts' head-and-tail windows, word by word: ``(ids one text after another, their
-        number per text, done)``. Every text must be :meth:`plain` and longer than ``max_chars``; where
+        number per text, done)``. Every text must be :meth:`plain` and longer than ``max_chars`` or of more than
+        ``max_tokens`` tokens (it is windowed either way, as :func:`_windows` cuts it); where
         ``done[i]`` is False the text needs the tokenizer and has no ids here: fewer than ``max_tokens // 2 + 2``
         tokens before the last word of its first :data:`HEAD_PROBE_CHARS` characters, a first or last word too
         long for its half of the window (the tokenizer's path cuts inside it), or a tail of fewer pieces than it
@@ -1111,10 +1112,13 @@ class StaticEmbedder:
             rows, long = rows[fit], rows[~fit]
             if len(rows):
                 flat, lens = self._words.ids([texts[i] for i in rows])
-                fits = lens <= limit  # more tokens than the window: a long text, windowed below
-                flat, rows, lens = flat[np.repeat(fits, lens)], rows[fits], lens[fits]
+                fits = lens <= limit
+                flat, rows, over, lens = flat[np.repeat(fits, lens)], rows[fits], rows[~fits], lens[fits]
                 out[rows] = self._mean(flat, lens)
                 plain[rows] = True
+                # More tokens than the window in few characters (code, symbols): windowed word by word too (at
+                # 1M requests 5% of the short plain prompts, half of their tokenising time by the tokenizer).
+                long = np.concatenate([long, over])
             if len(long) and cut <= HEAD_CHARS:  # else the window's head is read from more than the probe
                 flat, lens, done = self._words.window_ids([texts[i] for i in long], limit, cut)
                 out[long[done]] = self._mean(flat, lens[done])

@@ -276,6 +276,30 @@ def test_long_plain_texts_windows_word_by_word_get_the_tokenizers_ids(sample_pro
     assert np.array_equal(vecs, emb.encode(long))
 
 
+def test_short_plain_texts_of_more_tokens_than_the_window_are_windowed_word_by_word(sample_prompts, monkeypatch):
+    """A plain text of few characters but more tokens than the window (code, symbols) is windowed word by word,
+    not by the tokenizer, with the ids and vectors the tokenizer's path gives it."""
+    emb = make_embedder(tier="fast")
+    emb._load()
+    organic = sample_prompts[1]
+    dense = ["a.b(c)=d[e]; " * 40, "x=1+2*3-4/5 " * 50, "{'k': [1, 2, 3]} " * 35, "#!/$%^&*()_+ " * 50,
+             "word " * 10 + "(x) " * 140, "(x) " * 140 + "end words here", organic[:200] + " ;;;" * 60]
+    dense = [t for t in dense if emb._words.plain(t) and len(t) <= emb.max_chars]
+    assert len(dense) == 7 and any(len(t) > 512 for t in dense)  # some past the head's probe
+    assert all(len(emb._window_tok.encode(t, add_special_tokens=False).ids) > emb.max_seq_length for t in dense)
+    want_flat, want_lens = emb._tokenised(dense)
+    flat, lens, done = emb._words.window_ids(dense, emb.max_seq_length, emb.max_chars)
+    assert done.all() and lens.tolist() == want_lens.tolist() and flat.tolist() == want_flat.tolist()
+    asked: list[str] = []
+    tokenised = emb._tokenised
+    monkeypatch.setattr(emb, "_tokenised", lambda texts: (asked.extend(texts), tokenised(texts))[1])
+    texts = [*dense, "plain words", "Caf\u00e9"]
+    vecs = emb.encode(texts)
+    assert asked == ["Caf\u00e9"]  # only the text that is not plain went to the tokenizer
+    monkeypatch.setattr(emb, "_words", None)
+    assert np.array_equal(vecs, emb.encode(texts))
+
+
 # --- long prompts: head and tail ----------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAMPAIGNS = ("censorship_rewrite", "censorship_rewrite", "agentic_tools", "cot_math")
