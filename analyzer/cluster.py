@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -537,10 +538,20 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     With ``owners`` (one per text: the account that sent it), a sentence (or skeleton) recurs when
     ``min_prompts`` distinct owners use it: one account repeating its own phrasing is not a shared wrapper.
 
-    ``workers`` above 1: both passes over the texts run in that many worker processes
-    (:func:`analyzer.executor.process_map`, :data:`SCAFFOLD_TASK_TEXTS` texts a task); the same result.
+    ``workers`` above 1: both passes over the texts run in that many worker processes, started once for both
+    (:func:`analyzer.executor.process_pool`, :data:`SCAFFOLD_TASK_TEXTS` texts a task); the same result.
     """
-    from analyzer.executor import process_map
+    from analyzer.executor import process_pool
+
+    with process_pool(workers) as process_map:
+        return _scaffolds(texts, min_prompts, min_sentence_words, min_scaffold_words, head_chars, tail_chars, owners,
+                          workers, process_map)
+
+
+def _scaffolds(texts: Sequence[str], min_prompts: int, min_sentence_words: int, min_scaffold_words: int,
+               head_chars: int, tail_chars: int, owners: Sequence[object] | None, workers: int,
+               process_map: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> list[str | None]:
+    """:func:`scaffolds`, its passes run by ``process_map`` (``process_map(fn, tasks)``: ``[fn(t) for t in tasks]``)."""
 
     # First pass: how many prompts (or owners) use each sentence and each skeleton, counted on 64-bit hashes; the
     # sentences themselves are not kept (every prompt's sentences held 0.5 GiB at 1M requests, growing with the
@@ -548,8 +559,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     # 5M distinct sentences.
     n = len(texts)
     step = SCAFFOLD_TASK_TEXTS if workers > 1 else max(n, 1)
-    first = process_map(_sentence_hashes, [(texts[a : a + step], head_chars, tail_chars) for a in range(0, n, step)],
-                        workers)
+    first = process_map(_sentence_hashes, [(texts[a : a + step], head_chars, tail_chars) for a in range(0, n, step)])
     empty = np.zeros(0, dtype=np.int64)
     lengths = np.concatenate([f[0] for f in first]) if first else empty
     sent_hash = np.concatenate([f[1] for f in first]) if first else empty
@@ -584,7 +594,7 @@ def scaffolds(texts: Sequence[str], min_prompts: int = 8, min_sentence_words: in
     del df_of, skel_hash, skel_df, unit, has_skel  # the tasks hold their own slices
     parts_of: list[ScaffoldParts] = []
     variants: dict[int, Counter[str]] = {}
-    for found, seen in process_map(_scaffolds_of, tasks, workers):
+    for found, seen in process_map(_scaffolds_of, tasks):
         parts_of.extend(found)
         for h, counts in seen.items():
             variants.setdefault(h, Counter()).update(counts)

@@ -18,7 +18,8 @@ Two more kinds of work go through an executor, each with a local default written
 
 And one helper for pure-Python work on this machine, which threads cannot spread over cores:
 :func:`process_map`, a function over a list of tasks in worker processes (loky's pool, as joblib uses it:
-fresh interpreters, for the length of the call).
+fresh interpreters, for the length of the call), and :func:`process_pool`, the same for several calls in one
+pool.
 
 All return the results in input order and read their input lazily, so a stage that writes results as they
 come keeps its memory bounded and can be resumed after a kill. An executor is a context manager: entering it
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +175,32 @@ def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) ->
     return list(pool_map(fn, tasks, min(workers, len(tasks))))
 
 
+@contextmanager
+def process_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]]:
+    """A ``map(fn, tasks)`` for the length of the ``with`` block that does what :func:`process_map` does, all its
+    calls in one pool of ``workers`` processes, started at the first call that needs it and stopped at the end of
+    the block: work in several passes (the scaffold scan reads every prompt, then the prompts with a recurring
+    sentence again) starts its workers once (a worker's start, a fresh interpreter importing what the tasks
+    need, is about a second of a core)."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    pool: Any = None
+
+    def run(fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list[Any]:
+        nonlocal pool
+        if workers <= 1 or len(tasks) <= 1:
+            return [fn(t) for t in tasks]
+        if pool is None:
+            pool = ProcessPoolExecutor(max_workers=workers)
+        return list(_in_order(pool, fn, tasks, workers))
+
+    try:
+        yield run
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
 def pool_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int,
              env: dict[str, str] | None = None) -> Iterator[Any]:
     """``fn(t)`` for each of ``tasks`` in ``workers`` processes: loky's (joblib's) process pool, fresh interpreters
@@ -181,15 +209,21 @@ def pool_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int,
     stage. Tasks are read lazily and handed out in order, at most :data:`TASKS_AHEAD_PER_WORKER` per worker ahead
     of the results taken (put the largest first); ``fn`` and the tasks travel by pickle; the results come back in
     input order. A task's exception is raised where its result would have come."""
-    from collections import deque
-    from itertools import islice
-
     from joblib.externals.loky import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers, env=dict(env or {})) as pool:
-        todo = iter(tasks)
-        pending = deque(pool.submit(fn, t) for t in islice(todo, TASKS_AHEAD_PER_WORKER * workers))
-        while pending:
-            result = pending.popleft().result()
-            pending.extend(pool.submit(fn, t) for t in islice(todo, 1))  # one more in, for the one taken out
-            yield result
+        yield from _in_order(pool, fn, tasks, workers)
+
+
+def _in_order(pool: Any, fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int) -> Iterator[Any]:
+    """``fn(t)`` for each of ``tasks`` in ``pool``, at most :data:`TASKS_AHEAD_PER_WORKER` per worker ahead of the
+    results taken, the results in input order."""
+    from collections import deque
+    from itertools import islice
+
+    todo = iter(tasks)
+    pending = deque(pool.submit(fn, t) for t in islice(todo, TASKS_AHEAD_PER_WORKER * workers))
+    while pending:
+        result = pending.popleft().result()
+        pending.extend(pool.submit(fn, t) for t in islice(todo, 1))  # one more in, for the one taken out
+        yield result

@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 from itertools import accumulate, chain
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = [
     "SLOT",
@@ -47,6 +49,7 @@ __all__ = [
     "exemplars",
     "extract_template",
     "template_match",
+    "templates_of",
     "tokenize",
 ]
 
@@ -78,7 +81,33 @@ _KEYWORD_SCAN_CHARS = 8_000  # a longer document's tokens are looked for in this
 _PRUNE_MIN_CLASS_DOCS = 5
 _PRUNE_MIN_TERM_DOCS = 2
 
-_STOP = frozenset(ENGLISH_STOP_WORDS) | frozenset(
+#: scikit-learn's English stop words (``sklearn.feature_extraction.text.ENGLISH_STOP_WORDS``, BSD-3-Clause), held
+#: here so that the worker processes that recover templates import NumPy only, not scikit-learn (about 1.5 s a
+#: worker); ``tests/test_label.py`` checks it is scikit-learn's list.
+ENGLISH_STOP_WORDS = frozenset("""
+    a about above across after afterwards again against all almost alone along already also although
+    always am among amongst amoungst amount an and another any anyhow anyone anything anyway anywhere
+    are around as at back be became because become becomes becoming been before beforehand behind being
+    below beside besides between beyond bill both bottom but by call can cannot cant co con could
+    couldnt cry de describe detail do done down due during each eg eight either eleven else elsewhere
+    empty enough etc even ever every everyone everything everywhere except few fifteen fifty fill find
+    fire first five for former formerly forty found four from front full further get give go had has
+    hasnt have he hence her here hereafter hereby herein hereupon hers herself him himself his how
+    however hundred i ie if in inc indeed interest into is it its itself keep last latter latterly least
+    less ltd made many may me meanwhile might mill mine more moreover most mostly move much must my
+    myself name namely neither never nevertheless next nine no nobody none noone nor not nothing now
+    nowhere of off often on once one only onto or other others otherwise our ours ourselves out over own
+    part per perhaps please put rather re same see seem seemed seeming seems serious several she should
+    show side since sincere six sixty so some somehow someone something sometime sometimes somewhere
+    still such system take ten than that the their them themselves then thence there thereafter thereby
+    therefore therein thereupon these they thick thin third this those though three through throughout
+    thru thus to together too top toward towards twelve twenty two un under until up upon us very via
+    was we well were what whatever when whence whenever where whereafter whereas whereby wherein
+    whereupon wherever whether which while whither who whoever whole whom whose why will with within
+    without would yet you your yours yourself yourselves
+""".split())
+
+_STOP = ENGLISH_STOP_WORDS | frozenset(
     "的了是在我你他她它们吗呢吧啊和与或及这那个一不有也就都而请把被为之"
 )
 
@@ -454,6 +483,13 @@ def extract_template(
     return Template(text, len(fixed_word_pos), float(coverage), len(slots), float(slot_entropy))
 
 
+def templates_of(task: tuple[int, Sequence[Sequence[str]]]) -> list[Template]:
+    """:func:`extract_template` of each of ``task``'s groups of prompts, with its seed: ``(seed, groups)`` (a label
+    worker's task, :func:`analyzer.pipeline.label_parts`)."""
+    seed, groups = task
+    return [extract_template(prompts, seed=seed) for prompts in groups]
+
+
 def _sample(prompts: Sequence[str], max_prompts: int, seed: int) -> list[str]:
     """At most ``max_prompts`` of ``prompts`` (at least one), drawn from ``seed``, in their input order."""
     k = max(1, max_prompts)
@@ -714,6 +750,8 @@ def ctfidf_keywords(
         return {c: [] for c in out_labels}
     wts = np.ones(len(docs)) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
     wts = np.where(np.isfinite(wts) & (wts > 0), wts, 0.0)
+    from sklearn.feature_extraction.text import CountVectorizer  # here: a template worker never imports it
+
     try:
         vec = CountVectorizer(analyzer=_keyword_analyzer, max_features=max_features)
         x = vec.fit_transform(docs).tocsr().astype(np.float64)
@@ -727,6 +765,8 @@ def ctfidf_keywords(
 def _ctfidf_scores(x: sparse.csr_matrix, cls: np.ndarray, n_cls: int, wts: np.ndarray) -> sparse.csr_matrix:
     """Class x term c-TF-IDF scores (see :func:`ctfidf_keywords`) of the document x term counts ``x``;
     ``cls[i]`` is the class (row) of document ``i``, ``wts[i]`` its weight."""
+    from scipy import sparse
+
     n_docs = x.shape[0]
     rows = np.arange(n_docs)
     member = sparse.csr_matrix((np.ones(n_docs), (cls, rows)), shape=(n_cls, n_docs))

@@ -783,6 +783,8 @@ class DefaultLabelParts:
         return label_mod.ctfidf_keywords(docs, labels, weights=weights)
 
     def template(self, texts: list[str], seed: int) -> label_mod.Template:
+        """The recovered template of one cluster's sampled texts, variable slots marked
+        (:func:`analyzer.label.extract_template`)."""
         return label_mod.extract_template(texts, seed=seed)
 
 
@@ -904,6 +906,16 @@ def _label_templates(parts: LabelParts, task: tuple[int, list[list[str]]]) -> li
     return [parts.template(texts, seed) for texts in groups]
 
 
+def _template_task(parts: LabelParts) -> Callable[[tuple[int, list[list[str]]]], list[label_mod.Template]]:
+    """What a label worker runs on a task of :func:`_label_templates`: with the default template method
+    (:meth:`DefaultLabelParts.template`, which the label stage's class keeps unless overridden),
+    :func:`analyzer.label.templates_of`, whose worker imports :mod:`analyzer.label` and NumPy only; else the
+    parts' own method, whose worker imports whatever module defines them (the pipeline's, 2-3 s of a core)."""
+    if getattr(type(parts), "template", None) is DefaultLabelParts.template:
+        return label_mod.templates_of
+    return functools.partial(_label_templates, parts)
+
+
 def _label_parts_parallel(plans: Sequence[LabelPlan], samples: Sequence[list[str]], parts: LabelParts, seed: int,
                           workers: int) -> tuple[list[dict[int, list[str]]], list[label_mod.Template]]:
     """:func:`label_parts`'s keywords of each plan and templates of each of ``samples``, the templates in worker
@@ -923,7 +935,7 @@ def _label_parts_parallel(plans: Sequence[LabelPlan], samples: Sequence[list[str
         tasks.append((seed, group))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-keywords") as here:
         keywords = here.submit(lambda: [_keywords(p, parts) for p in plans])
-        templates = process_map(functools.partial(_label_templates, parts), tasks, workers)
+        templates = process_map(_template_task(parts), tasks, workers)
         return keywords.result(), [t for made in templates for t in made]
 
 

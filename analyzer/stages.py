@@ -35,7 +35,6 @@ import pandas as pd
 
 from analyzer import catalog, pipeline
 from analyzer import cluster as cluster_mod
-from analyzer import label as label_mod
 from analyzer.catalog import StageClasses
 from analyzer.config import ConfigError
 from analyzer.executor import Executor
@@ -286,10 +285,11 @@ class Label(Stage):
         ``weights``): c-TF-IDF (:func:`analyzer.label.ctfidf_keywords`). Override to swap the representation."""
         return pipeline.DefaultLabelParts().keywords(docs, labels, weights)
 
-    def template(self, texts: list[str], seed: int) -> label_mod.Template:
-        """The recovered template of one cluster's sampled texts, variable slots marked
-        (:func:`analyzer.label.extract_template`). Override to swap template detection."""
-        return pipeline.DefaultLabelParts().template(texts, seed)
+    #: The recovered template of one cluster's sampled texts, variable slots marked: ``template(texts, seed)``
+    #: (:meth:`analyzer.pipeline.DefaultLabelParts.template`, :func:`analyzer.label.extract_template`). Override to
+    #: swap template detection. Kept as the default's own function, so that the label workers know it is the
+    #: default and run it from :mod:`analyzer.label` alone (:func:`analyzer.pipeline.label_parts`).
+    template = pipeline.DefaultLabelParts.template
 
     def run(self, ctx: Context) -> dict:
         self.rows_ = pipeline.label_rows(ctx.ws, ctx.get("label_work"), self.options, parts=self)

@@ -425,3 +425,32 @@ def test_many_clusters_each_prompt_tokenised_once(monkeypatch) -> None:
             assert t.n_fixed_words <= 3
         else:
             assert "step by step" in t.text.lower() and t.coverage >= 0.5
+
+
+def test_the_stop_words_are_scikit_learns_and_a_template_worker_imports_neither_it_nor_the_pipeline() -> None:
+    """The label workers that recover templates run :func:`analyzer.label.templates_of` when the label stage keeps
+    the default template method: their import is the label module and NumPy (0.2 s), not scikit-learn or the
+    pipeline (2-3 s a worker); the stop words held for that are scikit-learn's, word for word."""
+    import subprocess
+    import sys
+
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from analyzer import pipeline, stages
+
+    assert label_mod.ENGLISH_STOP_WORDS == ENGLISH_STOP_WORDS
+    probe = ("import sys, analyzer.label; "
+             "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'analyzer.pipeline') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    opts = pipeline.RunOptions()
+    assert pipeline._template_task(stages.Label(opts)) is label_mod.templates_of
+    assert pipeline._template_task(pipeline.DefaultLabelParts()) is label_mod.templates_of
+
+    class OwnTemplates(stages.Label):
+        def template(self, texts: list[str], seed: int) -> label_mod.Template:
+            return label_mod.Template("mine", 1, 1.0, 0, 0.0)
+
+    own = pipeline._template_task(OwnTemplates(opts))
+    assert own is not label_mod.templates_of and own((0, [["a b"], ["c"]]))[0].text == "mine"
+    task = (3, [["write a poem about cats", "write a poem about dogs"], ["one"]])
+    assert label_mod.templates_of(task) == [label_mod.extract_template(list(g), seed=3) for g in task[1]]
