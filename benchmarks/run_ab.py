@@ -9,7 +9,7 @@ preset: ``write_scenario(build_scenario('scale', 11), DIR)``, about a minute).
 with this interpreter. The runs go in the order old, new, new, old (``--runs 2``; more repeat the pattern), each
 a fresh process into a new workspace (:func:`stage_ab.run_child`), so that a slow spell of a shared machine hits
 both. Each row holds the wall seconds and peak resident memory of the run's process (``wait4``'s ``ru_maxrss``),
-the stage seconds the run printed, and detection scored with :mod:`analyzer.bench.metrics` from what every release exports: the JSON
+the stage seconds and stage peak memory (its process and worker processes) the run printed, and detection scored with :mod:`analyzer.bench.metrics` from what every release exports: the JSON
 campaigns (``accounts``, ``flagged``, ``score``) and the account CSV (``account_id``, ``score``). Figures are
 printed, medians last; nothing is asserted.
 """
@@ -35,6 +35,8 @@ from stage_ab import run_child  # noqa: E402 - a script beside this one (benchma
 from analyzer.bench import metrics  # noqa: E402 - after the path of this checkout is set
 
 STAGE_LINE = re.compile(r"^stage seconds: (.*?)(;|$)", re.MULTILINE)
+#: The run's line of each stage's peak memory (its process and worker processes, MiB).
+PEAK_LINE = re.compile(r"^stage peak memory MiB: (.*)$", re.MULTILINE)
 
 
 def detection(campaigns_json: Path, accounts_csv: Path, truth: dict) -> dict:
@@ -63,12 +65,14 @@ def one_run(checkout: Path, tag: str, log: Path, truth: dict, scratch: Path) -> 
     wall, peak, text = run_child(checkout, ["run", str(log), "--workspace", str(ws)])
     found = STAGE_LINE.search(text)
     stages = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", found.group(1))} if found else {}
+    peaks = PEAK_LINE.search(text)
+    stage_peaks = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", peaks.group(1))} if peaks else {}
     exports = {}
     for fmt, name in (("json", "campaigns.json"), ("csv", "accounts.csv")):
         exports[fmt] = scratch / f"{tag}-{name}"
         run_child(checkout, ["export", "--workspace", str(ws), "--format", fmt, "--out", str(exports[fmt])])
     row = {"tag": tag, "checkout": str(checkout), "wall_s": round(wall, 1), "peak_rss_mb": round(peak),
-           "stages": stages, **detection(exports["json"], exports["csv"], truth)}
+           "stages": stages, "stage_peak_mb": stage_peaks, **detection(exports["json"], exports["csv"], truth)}
     shutil.rmtree(ws, ignore_errors=True)
     return row
 
