@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
 from itertools import accumulate, chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -49,7 +49,7 @@ __all__ = [
     "exemplars",
     "extract_template",
     "template_match",
-    "label_task",
+    "templates_of",
     "tokenize",
 ]
 
@@ -483,15 +483,10 @@ def extract_template(
     return Template(text, len(fixed_word_pos), float(coverage), len(slots), float(slot_entropy))
 
 
-def label_task(task: tuple[str, Any]) -> Any:
-    """A label worker's task (:func:`analyzer.pipeline.label_parts`): ``("templates", (seed, groups))``, the
-    :func:`extract_template` of each group of prompts with that seed, or ``("keywords", (docs, labels,
-    weights))``, their :func:`ctfidf_keywords`."""
-    kind, work = task
-    if kind == "keywords":
-        docs, labels, weights = work
-        return ctfidf_keywords(docs, labels, weights=weights)
-    seed, groups = work
+def templates_of(task: tuple[int, Sequence[Sequence[str]]]) -> list[Template]:
+    """:func:`extract_template` of each of ``task``'s groups of prompts, with its seed: ``(seed, groups)`` (a label
+    worker's task, :func:`analyzer.pipeline.label_parts`)."""
+    seed, groups = task
     return [extract_template(prompts, seed=seed) for prompts in groups]
 
 

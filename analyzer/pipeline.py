@@ -780,8 +780,6 @@ class DefaultLabelParts:
     (:func:`analyzer.label.extract_template`)."""
 
     def keywords(self, docs: list[str], labels: list[int], weights: list[float]) -> dict[int, list[str]]:
-        """Keywords per cluster from its sampled member texts (``docs``, their cluster ``labels`` and request
-        ``weights``): c-TF-IDF (:func:`analyzer.label.ctfidf_keywords`)."""
         return label_mod.ctfidf_keywords(docs, labels, weights=weights)
 
     def template(self, texts: list[str], seed: int) -> label_mod.Template:
@@ -908,62 +906,37 @@ def _label_templates(parts: LabelParts, task: tuple[int, list[list[str]]]) -> li
     return [parts.template(texts, seed) for texts in groups]
 
 
-def _label_task(parts: LabelParts, task: tuple[str, Any]) -> Any:
-    """One task of the label workers (:func:`_label_parts_parallel`), made with ``parts``' own methods:
-    ``("keywords", (docs, labels, weights))`` or ``("templates", (seed, units' sampled texts))``."""
-    kind, work = task
-    if kind == "keywords":
-        return parts.keywords(*work)
-    return _label_templates(parts, work)
-
-
-def _worker_task(parts: LabelParts) -> Callable[[tuple[str, Any]], Any]:
-    """What a label worker runs on a task of :func:`_label_task`: with the default keyword and template methods
-    (:class:`DefaultLabelParts`', which the label stage's class keeps unless overridden),
-    :func:`analyzer.label.label_task`, whose worker imports :mod:`analyzer.label` and NumPy (and scikit-learn
-    for a keyword task) only; else the parts' own methods, whose worker imports whatever module defines them (the
-    pipeline's, 2-3 s of a core)."""
-    if (getattr(type(parts), "template", None) is DefaultLabelParts.template
-            and getattr(type(parts), "keywords", None) is DefaultLabelParts.keywords):
-        return label_mod.label_task
-    return functools.partial(_label_task, parts)
-
-
-#: Keyword documents of a label job up to which its keywords may be made in a worker process
-#: (:func:`_label_parts_parallel`): a bounded amount of counts beside the template tasks (at 1M requests the
-#: template and scaffold jobs' 48k and 43k documents, about 300 MiB each), where the largest job's stay here.
-KEYWORD_WORKER_DOCS = 100_000
+def _template_task(parts: LabelParts) -> Callable[[tuple[int, list[list[str]]]], list[label_mod.Template]]:
+    """What a label worker runs on a task of :func:`_label_templates`: with the default template method
+    (:meth:`DefaultLabelParts.template`, which the label stage's class keeps unless overridden),
+    :func:`analyzer.label.templates_of`, whose worker imports :mod:`analyzer.label` and NumPy only; else the
+    parts' own method, whose worker imports whatever module defines them (the pipeline's, 2-3 s of a core)."""
+    if getattr(type(parts), "template", None) is DefaultLabelParts.template:
+        return label_mod.templates_of
+    return functools.partial(_label_templates, parts)
 
 
 def _label_parts_parallel(plans: Sequence[LabelPlan], samples: Sequence[list[str]], parts: LabelParts, seed: int,
                           workers: int) -> tuple[list[dict[int, list[str]]], list[label_mod.Template]]:
     """:func:`label_parts`'s keywords of each plan and templates of each of ``samples``, the templates in worker
-    processes, in tasks of :data:`LABEL_TASK_TEXTS` sampled texts, while this process makes the keywords of the
-    largest plan in a thread: c-TF-IDF needs a whole job at once (at 16M requests gigabytes of counts), so a job
-    stays here unless it holds at most :data:`KEYWORD_WORKER_DOCS` documents; those smaller jobs' keywords go to
-    the workers first, ahead of the templates, so that neither the workers nor this process wait on the other
-    (at 1M requests the template and scaffold jobs' keywords, made here after the topic clusters', took 8 s
-    with one core idle)."""
-    tasks: list[tuple[str, Any]] = []
-    largest = max(range(len(plans)), key=lambda i: len(plans[i].docs), default=-1)
-    away = [i for i, p in enumerate(plans) if i != largest and 0 < len(p.docs) <= KEYWORD_WORKER_DOCS]
-    tasks += [("keywords", (plans[i].docs, plans[i].doc_labels, plans[i].doc_weights)) for i in away]
+    processes, in tasks of :data:`LABEL_TASK_TEXTS` sampled texts, while this process makes the keywords in a
+    thread: c-TF-IDF needs a whole job at once (at 16M requests gigabytes of counts), so it stays where it ran
+    before and a worker only ever holds a bounded task."""
+    tasks: list[tuple[int, list[list[str]]]] = []  # (seed, units' sampled texts)
     group: list[list[str]] = []
     size = 0
     for texts in samples:
         group.append(texts)
         size += len(texts)
         if size >= LABEL_TASK_TEXTS:
-            tasks.append(("templates", (seed, group)))
+            tasks.append((seed, group))
             group, size = [], 0
     if group:
-        tasks.append(("templates", (seed, group)))
-    here_plans = [i for i in range(len(plans)) if i not in away]
+        tasks.append((seed, group))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-keywords") as here:
-        made_here = here.submit(lambda: {i: _keywords(plans[i], parts) for i in here_plans})
-        done = process_map(_worker_task(parts), tasks, workers)
-        keywords = {**made_here.result(), **dict(zip(away, done[: len(away)], strict=True))}
-        return [keywords[i] for i in range(len(plans))], [t for made in done[len(away):] for t in made]
+        keywords = here.submit(lambda: [_keywords(p, parts) for p in plans])
+        templates = process_map(_template_task(parts), tasks, workers)
+        return keywords.result(), [t for made in templates for t in made]
 
 
 def label_clusters(hashes, labels, vectors, req_counts, texts: pd.Series, intents: np.ndarray,

@@ -280,13 +280,15 @@ class Label(Stage):
 
     name = "label"
 
-    #: Keywords per cluster from its sampled member texts: ``keywords(docs, labels, weights)``
-    #: (:meth:`analyzer.pipeline.DefaultLabelParts.keywords`, c-TF-IDF). Override to swap the representation.
-    keywords = pipeline.DefaultLabelParts.keywords
+    def keywords(self, docs: list[str], labels: list[int], weights: list[float]) -> dict[int, list[str]]:
+        """Keywords per cluster from its sampled member texts (``docs``, their cluster ``labels`` and request
+        ``weights``): c-TF-IDF (:func:`analyzer.label.ctfidf_keywords`). Override to swap the representation."""
+        return pipeline.DefaultLabelParts().keywords(docs, labels, weights)
+
     #: The recovered template of one cluster's sampled texts, variable slots marked: ``template(texts, seed)``
     #: (:meth:`analyzer.pipeline.DefaultLabelParts.template`, :func:`analyzer.label.extract_template`). Override to
-    #: swap template detection. Both are the defaults' own functions, so that the label workers know them for the
-    #: defaults and run them from :mod:`analyzer.label` alone (:func:`analyzer.pipeline.label_parts`).
+    #: swap template detection. Kept as the default's own function, so that the label workers know it is the
+    #: default and run it from :mod:`analyzer.label` alone (:func:`analyzer.pipeline.label_parts`).
     template = pipeline.DefaultLabelParts.template
 
     def run(self, ctx: Context) -> dict:

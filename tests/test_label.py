@@ -428,10 +428,9 @@ def test_many_clusters_each_prompt_tokenised_once(monkeypatch) -> None:
 
 
 def test_the_stop_words_are_scikit_learns_and_a_template_worker_imports_neither_it_nor_the_pipeline() -> None:
-    """The label workers run :func:`analyzer.label.label_task` when the label stage keeps the default keyword and
-    template methods: a template worker's import is the label module and NumPy (0.2 s), not scikit-learn or the
-    pipeline (2-3 s a worker); the stop words held for that are scikit-learn's, word for word. A stage that
-    overrides a method has its own method run."""
+    """The label workers that recover templates run :func:`analyzer.label.templates_of` when the label stage keeps
+    the default template method: their import is the label module and NumPy (0.2 s), not scikit-learn or the
+    pipeline (2-3 s a worker); the stop words held for that are scikit-learn's, word for word."""
     import subprocess
     import sys
 
@@ -444,22 +443,14 @@ def test_the_stop_words_are_scikit_learns_and_a_template_worker_imports_neither_
              "print(sorted(m for m in ('sklearn', 'scipy', 'pandas', 'analyzer.pipeline') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     opts = pipeline.RunOptions()
-    assert pipeline._worker_task(stages.Label(opts)) is label_mod.label_task
-    assert pipeline._worker_task(pipeline.DefaultLabelParts()) is label_mod.label_task
+    assert pipeline._template_task(stages.Label(opts)) is label_mod.templates_of
+    assert pipeline._template_task(pipeline.DefaultLabelParts()) is label_mod.templates_of
 
     class OwnTemplates(stages.Label):
         def template(self, texts: list[str], seed: int) -> label_mod.Template:
             return label_mod.Template("mine", 1, 1.0, 0, 0.0)
 
-    class OwnKeywords(stages.Label):
-        def keywords(self, docs: list[str], labels: list[int], weights: list[float]) -> dict[int, list[str]]:
-            return {0: ["mine"]}
-
-    own = pipeline._worker_task(OwnTemplates(opts))
-    assert own is not label_mod.label_task and own(("templates", (0, [["a b"], ["c"]])))[0].text == "mine"
-    assert pipeline._worker_task(OwnKeywords(opts))(("keywords", (["a b"], [0], [1.0]))) == {0: ["mine"]}
-    groups = [["write a poem about cats", "write a poem about dogs"], ["one"]]
-    assert label_mod.label_task(("templates", (3, groups))) == [label_mod.extract_template(g, seed=3) for g in groups]
-    docs, labels = ["gradient descent step", "gradient descent rate", "poem about cats"], [0, 0, 1]
-    assert (label_mod.label_task(("keywords", (docs, labels, [1.0, 2.0, 1.0])))
-            == label_mod.ctfidf_keywords(docs, labels, weights=[1.0, 2.0, 1.0]))
+    own = pipeline._template_task(OwnTemplates(opts))
+    assert own is not label_mod.templates_of and own((0, [["a b"], ["c"]]))[0].text == "mine"
+    task = (3, [["write a poem about cats", "write a poem about dogs"], ["one"]])
+    assert label_mod.templates_of(task) == [label_mod.extract_template(list(g), seed=3) for g in task[1]]
