@@ -319,6 +319,30 @@ def test_a_sample_that_recurs_across_label_jobs_is_made_into_a_template_once(sma
     assert len(made_for) == len(set(made_for)) <= n_units
 
 
+def test_a_child_not_yet_running_a_program_of_its_own_is_not_counted_twice():
+    """Between a worker's fork and its exec the child's pages are this process's: counting its resident size
+    would add this process's memory a second time to the stage's peak."""
+    import os
+    import time
+
+    import numpy as np
+
+    held = np.ones(100 * 2**20, dtype=np.float32)  # 400 MiB of this process's own, resident
+    before = pipeline.children_resident_mb()
+    pid = os.fork()
+    if pid == 0:  # the child: this process's pages, no exec
+        time.sleep(20)
+        os._exit(0)
+    try:
+        time.sleep(0.5)
+        assert pipeline.resident_mb() >= 400
+        assert pipeline.children_resident_mb() < before + 50
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    del held
+
+
 def test_stage_peaks_count_the_memory_of_worker_processes():
     import subprocess
     import sys
