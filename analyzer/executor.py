@@ -168,20 +168,20 @@ TASKS_AHEAD_PER_WORKER = 2
 
 
 def process_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> list[Any]:
-    """``[fn(t) for t in tasks]`` in ``workers`` processes (:func:`pool_map`; in this process for one worker or one
-    task). A task's exception is raised here."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
-    return list(pool_map(fn, tasks, min(workers, len(tasks))))
+    """``[fn(t) for t in tasks]`` in ``workers`` processes, no more than there are tasks (in this process for one
+    worker or one task; :func:`process_pool` for one call). A task's exception is raised here."""
+    with process_pool(min(workers, len(tasks))) as run:
+        return run(fn, tasks)
 
 
 @contextmanager
 def process_pool(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]]:
-    """A ``map(fn, tasks)`` for the length of the ``with`` block that does what :func:`process_map` does, all its
-    calls in one pool of ``workers`` processes, started at the first call that needs it and stopped at the end of
-    the block: work in several passes (the scaffold scan reads every prompt, then the prompts with a recurring
-    sentence again) starts its workers once (a worker's start, a fresh interpreter importing what the tasks
-    need, is about a second of a core)."""
+    """A ``map(fn, tasks)`` for the length of the ``with`` block: ``[fn(t) for t in tasks]``, in this process for
+    one worker or one task, else in one pool of ``workers`` processes (loky's, as :func:`pool_map`'s) for all its
+    calls, started at the first call that needs it and stopped at the end of the block: work in several passes
+    (the scaffold scan reads every prompt, then the prompts with a recurring sentence again) starts its workers
+    once (a worker's start, a fresh interpreter importing what the tasks need, is about a second of a core). A
+    task's exception is raised where its result would have come."""
     from joblib.externals.loky import ProcessPoolExecutor
 
     pool: Any = None

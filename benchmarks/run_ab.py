@@ -9,9 +9,10 @@ preset: ``write_scenario(build_scenario('scale', 11), DIR)``, about a minute).
 with this interpreter. The runs go in the order old, new, new, old (``--runs 2``; more repeat the pattern), each
 a fresh process into a new workspace (:func:`stage_ab.run_child`), so that a slow spell of a shared machine hits
 both. Each row holds the wall seconds and peak resident memory of the run's process (``wait4``'s ``ru_maxrss``),
-the stage seconds and stage peak memory (its process and worker processes) the run printed, and detection scored with :mod:`analyzer.bench.metrics` from what every release exports: the JSON
-campaigns (``accounts``, ``flagged``, ``score``) and the account CSV (``account_id``, ``score``). Figures are
-printed, medians last; nothing is asserted.
+the stage seconds and stage peak memory (its process and worker processes) the run printed, and detection
+scored with :mod:`analyzer.bench.metrics` from what every release exports: the JSON campaigns (``accounts``,
+``flagged``, ``score``) and the account CSV (``account_id``, ``score``). Figures are printed, medians last;
+nothing is asserted.
 """
 
 from __future__ import annotations
@@ -59,14 +60,17 @@ def detection(campaigns_json: Path, accounts_csv: Path, truth: dict) -> dict:
             "highest_benign_score": max((c["score"] for c in camps if not is_true(c)), default=None)}
 
 
+def _by_stage(line: re.Pattern[str], text: str) -> dict[str, float]:
+    """The figure of each stage on the run's ``line`` (``stage 12.3, ...``), none where the run printed no such line."""
+    found = line.search(text)
+    return {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", found.group(1))} if found else {}
+
+
 def one_run(checkout: Path, tag: str, log: Path, truth: dict, scratch: Path) -> dict:
     ws = scratch / f"ws-{tag}"
     shutil.rmtree(ws, ignore_errors=True)
     wall, peak, text = run_child(checkout, ["run", str(log), "--workspace", str(ws)])
-    found = STAGE_LINE.search(text)
-    stages = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", found.group(1))} if found else {}
-    peaks = PEAK_LINE.search(text)
-    stage_peaks = {k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+)", peaks.group(1))} if peaks else {}
+    stages, stage_peaks = _by_stage(STAGE_LINE, text), _by_stage(PEAK_LINE, text)
     exports = {}
     for fmt, name in (("json", "campaigns.json"), ("csv", "accounts.csv")):
         exports[fmt] = scratch / f"{tag}-{name}"
