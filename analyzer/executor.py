@@ -215,6 +215,20 @@ def pool_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int,
         yield from _in_order(pool, fn, tasks, workers)
 
 
+def thread_map(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> Iterator[Any]:
+    """``fn(t)`` for each of ``tasks`` on ``workers`` threads of this process (work that runs without the GIL:
+    compiled code, native libraries), the results in input order, tasks handed out as :func:`pool_map` does (at
+    most :data:`TASKS_AHEAD_PER_WORKER` per worker ahead of the results taken, which bounds the results held). One
+    worker or one task: here, one after another."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(fn, tasks)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        yield from _in_order(pool, fn, tasks, workers)
+
+
 def _in_order(pool: Any, fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int) -> Iterator[Any]:
     """``fn(t)`` for each of ``tasks`` in ``pool``, at most :data:`TASKS_AHEAD_PER_WORKER` per worker ahead of the
     results taken, the results in input order."""

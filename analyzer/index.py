@@ -28,10 +28,11 @@ import pandas as pd
 from analyzer.atomic import atomic_path
 from analyzer.checkpoints import checkpoint
 from analyzer.exact_knn import drop_self
+from analyzer.executor import thread_map
 from analyzer.int8_lists import (
     CANDIDATES_PER_NEIGHBOUR,
     SCORES_PER_PRODUCT,
-    Int8Rows,
+    Int8Lists,
     int8_products,
     push_candidates,
     rerank,
@@ -42,10 +43,10 @@ TRAIN_POINTS_PER_LIST = 20
 #: Query rows searched at once by :func:`knn_graph` (and by every shard of a distributed graph: the same blocks).
 KNN_BATCH = 8192
 #: Query rows compared list by list at once by :func:`probed_search` in :func:`knn_graph`: the block's float and
-#: 8-bit copies, candidates, probes and result, about 1.9 KB a query at 256 dimensions, k = 15, nprobe 16 (250 MB).
-#: At 1M requests the graph took 19-21 s in blocks of 2^17, 2^18 or 2^19 queries, at 0.77, 0.96 and 1.43 GB over
-#: its inputs.
-PROBED_QUERIES = 1 << 17
+#: 8-bit copies, candidates, probes and result, about 1.9 KB a query at 256 dimensions, k = 15, nprobe 16 (125 MB).
+#: With integer products one block per thread is compared at once. At 1M requests the graph took 19-21 s in
+#: blocks of 2^17, 2^18 or 2^19 queries one at a time, at 0.77, 0.96 and 1.43 GB over its inputs.
+PROBED_QUERIES = 1 << 16
 #: Rows whose nearest inverted lists :func:`nearest_lists` searches for at once (FAISS's results, held for one
 #: block: 12 bytes a row and probe; what is kept is 4).
 PROBE_BLOCK = 1 << 18
@@ -305,41 +306,62 @@ def knn_graph(
     probes = row_probes(index) if ivf is not None else None  # each row's lists, when the build found them
     if probes is not None and len(probes) != vectors.shape[0]:
         probes = None
-    # The rows rounded to 8 bits once for every block of queries (where the probed products are integer ones).
-    rows8 = Int8Rows.of(vectors) if ivf is not None and _integer_products() is not None else None
+    # Integer products: the lists rounded to 8 bits once for every block of queries, and the blocks compared on
+    # one thread each (the list-by-list loop keeps one core busy at a time: 1M requests, 29.6 -> ~21 s).
+    lists, threads = None, 1
+    if ivf is not None and _integer_products() is not None:
+        lists = Int8Lists.of(vectors, list_rows(ivf, _positions_of(index)))
+        threads = faiss.omp_get_max_threads()
 
-    def search(rows: np.ndarray, told: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    def search(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k_eff`` of the vectors ``rows``: list by list in an inverted file, else the index's own
         search."""
         queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
         if ivf is not None:
-            return probed_search(ivf, queries, k_eff, vectors, _positions_of(index), told,
-                                 probes=None if probes is None else probes[rows], rows8=rows8)
-        found = index.search(queries, k_eff)
-        if told is not None:
-            told(len(queries))
-        return found
+            return probed_search(ivf, queries, k_eff, vectors, _positions_of(index),
+                                 probes=None if probes is None else probes[rows], lists=lists,
+                                 threads=None if lists is None else 1)
+        return index.search(queries, k_eff)
 
     if copies is None:
-        for start in range(0, n, step):
-            rows = rows_all[start : start + step]
-            s, i = search(rows, progress)
+        blocks = [rows_all[start : start + step] for start in range(0, n, step)]
+        for start, rows, (s, i) in zip(range(0, n, step), blocks, thread_map(search, blocks, threads), strict=True):
             drop_self(nbrs, sims, start, rows, s, i, k)
+            if progress is not None:
+                progress(len(rows))
         return nbrs, sims
     if ids is not None:
         raise ValueError("knn_graph: 'copies' applies to the whole of 'vectors', not to 'ids'")
     _, first, group = np.unique(copies, return_index=True, return_inverse=True)
     found_s = np.empty((len(first), k_eff), dtype=np.float32)
     found_i = np.empty((len(first), k_eff), dtype=np.int64)
-    for start in range(0, len(first), step):
-        q = first[start : start + step]
-        found_s[start : start + len(q)], found_i[start : start + len(q)] = search(q, None)
+    blocks = [first[start : start + step] for start in range(0, len(first), step)]
+    for start, found in zip(range(0, len(first), step), thread_map(search, blocks, threads), strict=True):
+        found_s[start : start + len(found[0])], found_i[start : start + len(found[0])] = found
     for start in range(0, n, batch):
         g = group[start : start + batch]
         drop_self(nbrs, sims, start, rows_all[start : start + len(g)], found_s[g], found_i[g], k)
         if progress is not None:
             progress(len(g))
     return nbrs, sims
+
+
+def list_rows(ivf: faiss.IndexIVF, positions: Callable[[np.ndarray], np.ndarray] | None = None) -> list[np.ndarray]:
+    """The rows each inverted list of ``ivf`` holds, as positions in the index's rows (``positions`` maps the ids
+    the lists hold to them; default: they are), ids with no position left out."""
+    invlists = ivf.invlists
+    out = []
+    for lst in range(ivf.nlist):
+        size = invlists.list_size(lst)
+        if not size:
+            out.append(np.empty(0, dtype=np.int64))
+            continue
+        ptr = invlists.get_ids(lst)
+        held = faiss.rev_swig_ptr(ptr, size).copy()
+        invlists.release_ids(lst, ptr)
+        rows = held if positions is None else positions(held)
+        out.append(rows[rows >= 0])
+    return out
 
 
 def inverted_file(index: faiss.Index | PositionIndex) -> faiss.IndexIVF | None:
@@ -353,16 +375,16 @@ def _positions_of(index: faiss.Index | PositionIndex) -> Callable[[np.ndarray], 
     return index.positions if isinstance(index, PositionIndex) else None
 
 
-def _integer_products() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """The probed graph's integer product (:func:`analyzer.int8_lists.int8_products`, on FAISS's threads), or
-    ``None``: turned off (:data:`INTEGER_PRODUCTS`) or not to be trusted here."""
-    return int8_products(faiss.omp_get_max_threads()) if INTEGER_PRODUCTS else None
+def _integer_products(threads: int | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """The probed graph's integer product (:func:`analyzer.int8_lists.int8_products`, on ``threads`` threads,
+    default FAISS's), or ``None``: turned off (:data:`INTEGER_PRODUCTS`) or not to be trusted here."""
+    return int8_products(threads or faiss.omp_get_max_threads()) if INTEGER_PRODUCTS else None
 
 
 def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np.ndarray,
                   positions: Callable[[np.ndarray], np.ndarray] | None = None,
                   progress: Callable[[int], None] | None = None, probes: np.ndarray | None = None,
-                  rows8: Int8Rows | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  lists: Int8Lists | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` ``(similarities, positions in database)`` of each query among the rows of the ``nprobe`` inverted
     lists of ``ivf`` nearest to it: the rows ``ivf.search`` scans, compared as the float vectors ``database``
     (the index's rows, in order; ``positions`` maps the ids the lists hold to rows of it, default: they are).
@@ -376,49 +398,45 @@ def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np
     ``nprobe`` nearest lists already found (:func:`nearest_lists`); else they are searched here.
 
     With :data:`INTEGER_PRODUCTS`, where :func:`analyzer.int8_lists.int8_products` runs here, the products are
-    8-bit integer ones, a few candidates per neighbour kept by integer score and compared
-    again as floats (:mod:`analyzer.int8_lists`): the similarities are exact, the neighbours the float search's
-    but where rows tie within the rounding. ``rows8`` is ``database`` rounded (:class:`Int8Rows`), when the
-    caller searches it block by block; else it is rounded here."""
+    8-bit integer ones, a few candidates per neighbour kept by integer score and compared again as floats
+    (:mod:`analyzer.int8_lists`): the similarities are exact, the neighbours the float search's but where rows
+    tie within the rounding. ``lists`` is ``database`` rounded list by list (:class:`Int8Lists`), when the caller
+    searches it block by block; else it is rounded here. ``threads``: the integer products' threads (default
+    FAISS's); everything else of the integer path runs on the calling thread without the GIL, so that blocks of
+    queries can be searched on threads of their own."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     nq, nprobe = len(queries), min(int(ivf.nprobe), int(ivf.nlist))
-    products = _integer_products()
-    if products is not None and nq:
-        rows8 = rows8 if rows8 is not None else Int8Rows.of(database)
-        queries8 = rows8.queries(queries)
-        best = np.full((nq, k * CANDIDATES_PER_NEIGHBOUR), np.iinfo(np.int32).min, dtype=np.int32)
-        best_rows = np.full(best.shape, -1, dtype=np.int64)
-    else:
-        products = None
-        heap = faiss.ResultHeap(nq, k, keep_max=True)
+    products = _integer_products(threads) if nq else None
     if probes is None:
         probes = nearest_lists(ivf, queries)
     probes = probes.ravel()
     order = np.argsort(probes, kind="stable")  # (query, probe) pairs grouped by list
     lims = np.searchsorted(probes[order], np.arange(ivf.nlist + 1))
-    invlists = ivf.invlists
+    if products is not None:
+        lists = lists if lists is not None else Int8Lists.of(database, list_rows(ivf, positions))
+        list_rows_of = lists.rows
+        queries8 = lists.queries(queries)
+        best = np.full((nq, k * CANDIDATES_PER_NEIGHBOUR), np.iinfo(np.int32).min, dtype=np.int32)
+        best_rows = np.full(best.shape, -1, dtype=np.int64)
+    else:
+        list_rows_of = list_rows(ivf, positions)
+        heap = faiss.ResultHeap(nq, k, keep_max=True)
     done = told = 0
     for lst in range(ivf.nlist):
         lo, hi = int(lims[lst]), int(lims[lst + 1])
-        size = invlists.list_size(lst)
-        if hi > lo and size:  # a list no query probes is not read
-            ptr = invlists.get_ids(lst)
-            held = faiss.rev_swig_ptr(ptr, size).copy()
-            invlists.release_ids(lst, ptr)
-            rows = held if positions is None else positions(held)
-            rows = rows[rows >= 0]
-            if len(rows):
-                asking = order[lo:hi] // nprobe
-                if products is not None:
-                    codes_t = np.ascontiguousarray(rows8.codes[rows].T)
-                    step = max(1, SCORES_PER_PRODUCT // len(rows))  # a long list's queries a part at a time
-                    for a in range(0, len(asking), step):
-                        part = asking[a : a + step]
-                        push_candidates(products(queries8[part], codes_t), part, rows, best, best_rows)
-                else:
-                    sims, found = faiss.knn(queries[asking], database[rows], min(k, len(rows)),
-                                            metric=faiss.METRIC_INNER_PRODUCT)
-                    heap.add_result_subset(asking, sims, np.where(found >= 0, rows[found.clip(min=0)], -1))
+        rows = list_rows_of[lst]
+        if hi > lo and len(rows):  # a list no query probes is not read
+            asking = order[lo:hi] // nprobe
+            if products is not None:
+                codes_t = lists.codes_t[lst]
+                step = max(1, SCORES_PER_PRODUCT // len(rows))  # a long list's queries a part at a time
+                for a in range(0, len(asking), step):
+                    part = asking[a : a + step]
+                    push_candidates(products(queries8[part], codes_t), part, rows, best, best_rows)
+            else:
+                sims, found = faiss.knn(queries[asking], database[rows], min(k, len(rows)),
+                                        metric=faiss.METRIC_INNER_PRODUCT)
+                heap.add_result_subset(asking, sims, np.where(found >= 0, rows[found.clip(min=0)], -1))
         done += hi - lo
         if progress is not None and done // nprobe > told:
             progress(done // nprobe - told)

@@ -27,10 +27,11 @@ def test_integer_scores_rank_rows_as_inner_products_do(integer_products):
     """Rows rounded dimension by dimension and queries rounded each on their own scale give integer scores that
     are one positive factor per query times the inner products, up to rounding."""
     x = _clustered()
-    rows8 = int8_lists.Int8Rows.of(x)
-    assert rows8.codes.dtype == np.int8 and (np.abs(rows8.codes).max(axis=0) == 127).all()
+    lists = int8_lists.Int8Lists.of(x, [np.arange(len(x))])
+    codes_t = lists.codes_t[0]
+    assert codes_t.dtype == np.int8 and codes_t.flags.c_contiguous and (np.abs(codes_t).max(axis=1) == 127).all()
     q = x[::97]
-    scores = int8_lists.int8_products(2)(rows8.queries(q), np.ascontiguousarray(rows8.codes.T)).astype(np.float64)
+    scores = int8_lists.int8_products(2)(lists.queries(q), codes_t).astype(np.float64)
     exact = q.astype(np.float64) @ x.T
     for s, e in zip(scores, exact, strict=True):
         factor = s @ e / (e @ e)
