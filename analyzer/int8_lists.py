@@ -36,9 +36,11 @@ import numpy as np
 #: where more than this many times ``k`` rows tie with it within the rounding (2: 98.7% of the 1M scale
 #: workspace's rows keep the float search's 16 neighbours exactly, 99.89% of neighbours are the same).
 CANDIDATES_PER_NEIGHBOUR = 2
-#: Query-row scores one integer product computes at most (int32: 32 MiB): the queries probing a long list are
-#: compared with it a part at a time (one list of 5,000 rows probed by 50,000 queries would be 1 GB of scores).
-SCORES_PER_PRODUCT = 1 << 23
+#: Query-row scores one integer product computes at most (int32: 4 MiB, about a core's cache, where the
+#: candidates' heap reads them back): the queries probing a long list are compared with it a part at a time (one
+#: list of 5,000 rows probed by 50,000 queries would be 1 GB of scores). At 1M requests 2^20 and 2^23 scores gave
+#: the same graph in 19.3-19.8 s and 18.2-22.6 s, the process's peak 2,148-2,158 and 2,232-2,233 MiB.
+SCORES_PER_PRODUCT = 1 << 20
 #: The zero point of the queries' unsigned bytes.
 QUERY_OFFSET = 128
 
