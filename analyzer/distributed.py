@@ -295,16 +295,19 @@ class KnnShard:
         # An inverted file's lists are compared with the float rows; an exact index holds its own copy of them.
         self.vectors = vectors if self.ivf is not None else None
         self.offset = int(offset)
+        self.lists: Any = None  # the shard's rows rounded for integer products, at its first search
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(similarities, row ids)`` of the queries' top ``k`` in this shard (ids in the whole run's rows): an
         inverted file's probed lists compared as the local path compares them
         (:func:`analyzer.index.probed_search`)."""
-        from analyzer.index import probed_search
+        from analyzer.index import integer_lists, probed_search
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.ivf is None:
             s, i = self.index.search(queries, k)
         else:
-            s, i = probed_search(self.ivf, queries, k, self.vectors)
+            if self.lists is None:  # rounded once, not again for each block of queries
+                self.lists = integer_lists(self.ivf, self.vectors)
+            s, i = probed_search(self.ivf, queries, k, self.vectors, lists=self.lists)
         return s, np.where(i >= 0, i + self.offset, -1)

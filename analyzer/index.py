@@ -308,10 +308,8 @@ def knn_graph(
         probes = None
     # Integer products: the lists rounded to 8 bits once for every block of queries, and the blocks compared on
     # one thread each (the list-by-list loop keeps one core busy at a time: 1M requests, 29.6 -> ~21 s).
-    lists, threads = None, 1
-    if ivf is not None and _integer_products() is not None:
-        lists = Int8Lists.of(vectors, list_rows(ivf, _positions_of(index)))
-        threads = faiss.omp_get_max_threads()
+    lists = integer_lists(ivf, vectors, _positions_of(index)) if ivf is not None else None
+    threads = 1 if lists is None else faiss.omp_get_max_threads()
 
     def search(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k_eff`` of the vectors ``rows``: list by list in an inverted file, else the index's own
@@ -344,6 +342,16 @@ def knn_graph(
         if progress is not None:
             progress(len(g))
     return nbrs, sims
+
+
+def integer_lists(ivf: faiss.IndexIVF, database: np.ndarray,
+                  positions: Callable[[np.ndarray], np.ndarray] | None = None) -> Int8Lists | None:
+    """``database`` (the rows of ``ivf``, in order; ``positions`` as in :func:`probed_search`) rounded list by list
+    for :func:`probed_search`'s integer products, once for every search of it; ``None`` where the products are
+    float ones (:func:`_integer_products`)."""
+    if _integer_products() is None:
+        return None
+    return Int8Lists.of(database, list_rows(ivf, positions))
 
 
 def list_rows(ivf: faiss.IndexIVF, positions: Callable[[np.ndarray], np.ndarray] | None = None) -> list[np.ndarray]:
