@@ -311,6 +311,11 @@ def knn_graph(
     lists = integer_lists(ivf, vectors, _positions_of(index)) if ivf is not None else None
     threads = 1 if lists is None else faiss.omp_get_max_threads()
 
+    def blocks_of(rows: np.ndarray) -> list[np.ndarray]:
+        """``rows`` in blocks of ``step``, or fewer rows where that gives each thread a block."""
+        size = max(1, min(step, -(-len(rows) // threads)))
+        return [rows[start : start + size] for start in range(0, len(rows), size)]
+
     def search(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k_eff`` of the vectors ``rows``: list by list in an inverted file, else the index's own
         search."""
@@ -322,9 +327,10 @@ def knn_graph(
         return index.search(queries, k_eff)
 
     if copies is None:
-        blocks = [rows_all[start : start + step] for start in range(0, n, step)]
-        for start, rows, (s, i) in zip(range(0, n, step), blocks, thread_map(search, blocks, threads), strict=True):
+        start, blocks = 0, blocks_of(rows_all)
+        for rows, (s, i) in zip(blocks, thread_map(search, blocks, threads), strict=True):
             drop_self(nbrs, sims, start, rows, s, i, k)
+            start += len(rows)
             if progress is not None:
                 progress(len(rows))
         return nbrs, sims
@@ -333,9 +339,10 @@ def knn_graph(
     _, first, group = np.unique(copies, return_index=True, return_inverse=True)
     found_s = np.empty((len(first), k_eff), dtype=np.float32)
     found_i = np.empty((len(first), k_eff), dtype=np.int64)
-    blocks = [first[start : start + step] for start in range(0, len(first), step)]
-    for start, found in zip(range(0, len(first), step), thread_map(search, blocks, threads), strict=True):
+    start = 0
+    for found in thread_map(search, blocks_of(first), threads):
         found_s[start : start + len(found[0])], found_i[start : start + len(found[0])] = found
+        start += len(found[0])
     for start in range(0, n, batch):
         g = group[start : start + batch]
         drop_self(nbrs, sims, start, rows_all[start : start + len(g)], found_s[g], found_i[g], k)

@@ -167,7 +167,7 @@ def test_ivf_build_finds_each_rows_lists_once_for_the_index_and_the_graph(monkey
     np.testing.assert_array_equal(built.search(x[:200], 10)[1], plain.search(x[:200], 10)[1])
 
     fresh = index.knn_graph(index.PositionIndex(plain, ids), x, k=10)  # no lists kept: searched again
-    assert calls[1:] == [len(x)]
+    assert sum(calls[1:]) == len(x)  # block by block (a block per thread)
     np.testing.assert_array_equal(graph[0], fresh[0])
     np.testing.assert_array_equal(graph[1], fresh[1])
     # Lists kept for another nprobe or for fewer rows than the index holds are not used.
