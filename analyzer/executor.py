@@ -16,10 +16,11 @@ Two more kinds of work go through an executor, each with a local default written
 * :meth:`Executor.knn_graph`: the cluster stage's all-points kNN graph (:func:`analyzer.index.knn_graph` here;
   on Ray, query blocks searched against a sharded index by actors).
 
-And one helper for pure-Python work on this machine, which threads cannot spread over cores:
+And helpers for work on this machine: for pure-Python work, which threads cannot spread over cores,
 :func:`process_map`, a function over a list of tasks in worker processes (loky's pool, as joblib uses it:
 fresh interpreters, for the length of the call), and :func:`process_pool`, the same for several calls in one
-pool.
+pool; for compiled work that runs without the GIL (the kNN graph's blocks of queries), :func:`thread_map`, the
+same on threads of this process.
 
 All return the results in input order and read their input lazily, so a stage that writes results as they
 come keeps its memory bounded and can be resumed after a kill. An executor is a context manager: entering it
