@@ -5,8 +5,9 @@ inverted file with 8-bit scalar quantisation (``IVF{nlist},SQ8``), which keeps r
 graph at a quarter of the memory (see ``../shared/notes/scaling.md``). The all-points kNN graph over an inverted
 file is not searched query by query: each list is compared with every query that probes it in one matrix
 product (:func:`probed_search`), of 8-bit integers where the CPU runs them (:mod:`analyzer.int8_lists`), each
-query's best candidates then compared again as float vectors. Vectors are L2-normalised, so inner
-product is cosine similarity and Euclidean distance is ``sqrt(2 - 2 cos)``.
+query's best candidates then compared again as float vectors; the lists are rounded once and the queries searched
+a block per thread (:func:`knn_graph`). Vectors are L2-normalised, so inner product is cosine similarity and
+Euclidean distance is ``sqrt(2 - 2 cos)``.
 
 A workspace's index is kept between runs (:func:`update_index`): its ids are **embedding row ids** (a vector's
 shard and row, see :meth:`analyzer.workspace.Workspace.load_embedding_rows`; they never change), so a daily run
