@@ -429,7 +429,7 @@ def probed_search(ivf: faiss.IndexIVF, queries: np.ndarray, k: int, database: np
     order = np.argsort(probes, kind="stable")  # (query, probe) pairs grouped by list
     lims = np.searchsorted(probes[order], np.arange(ivf.nlist + 1))
     if products is not None:
-        lists = lists if lists is not None else Int8Lists.of(database, list_rows(ivf, positions))
+        lists = lists if lists is not None else integer_lists(ivf, database, positions)
         list_rows_of = lists.rows
         queries8 = lists.queries(queries)
         best = np.full((nq, k * CANDIDATES_PER_NEIGHBOUR), np.iinfo(np.int32).min, dtype=np.int32)
