@@ -351,6 +351,36 @@ def test_keywords_drop_singletons_in_large_classes_and_handle_edges() -> None:
         ctfidf_keywords(["a"], [0, 1])
 
 
+@pytest.mark.parametrize("max_features", [3, 40, 50_000])
+def test_keyword_counts_are_scikit_learns_count_vectorizer_term_for_term(max_features: int) -> None:
+    """:func:`analyzer.label.keyword_counts` gives what ``CountVectorizer(analyzer=_keyword_analyzer,
+    max_features=...)`` gives: the same terms in the same order and the same counts, over English with stop
+    words and repeats, CJK, accents, a lone surrogate (Arrow cannot sort it: Python does), documents without a
+    term, and cuts that fall among terms of one total (ties kept as scikit-learn keeps them); blocks of documents
+    numbered apart count as one."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    rng = random.Random(7)
+    vocab = ["gradient", "descent", "the", "of", "model", "train", "café", "naïve", "数据", "分析", "x", "ok",
+             "loss", "and", "step", "résumé", "python", "code", "is", "a"]
+    docs = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    docs += ["", "the and of", "请分析这些数据的趋势", "lone \ud800 surrogate words here", "Gradient DESCENT step"]
+    vec = CountVectorizer(analyzer=label_mod._keyword_analyzer, max_features=max_features)
+    expected = vec.fit_transform(docs).tocsr()
+    expected.sort_indices()
+    old_block = label_mod.KEYWORD_COUNT_DOCS
+    try:
+        label_mod.KEYWORD_COUNT_DOCS = 64  # several blocks
+        counts, terms = label_mod.keyword_counts(docs, max_features)
+    finally:
+        label_mod.KEYWORD_COUNT_DOCS = old_block
+    assert list(terms) == list(vec.get_feature_names_out())
+    assert counts.dtype == np.int64 and counts.shape == expected.shape
+    assert np.array_equal(counts.indptr, expected.indptr) and np.array_equal(counts.indices, expected.indices)
+    assert np.array_equal(counts.data, expected.data)
+    assert label_mod.keyword_counts(["the and of", ""], 10) is None
+
+
 def _keyword_terms_by_definition(doc: str) -> list[str]:
     """The keyword terms as first written: every token of the whole text, the first 400 of two characters or
     more (or CJK), stop words out, and the pairs of adjacent kept tokens without a stop word."""
