@@ -13,10 +13,12 @@ import contextlib
 import functools
 import gc
 import json
+import math
 import os
 import platform
 import resource
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -161,28 +163,55 @@ def children_resident_mb() -> float:
     this process's own, shared, which its resident size would count a second time (a 1M run's cluster stage
     was seen at 4.5 and 5.4 GiB where it holds 3.1-3.2: a sample that fell between a scan worker's fork and
     its exec)."""
+    return ChildrenResident(relist_s=0.0)()
+
+
+class ChildrenResident:
+    """:func:`children_resident_mb` for a meter that asks several times a second: the children are listed anew
+    (one file per thread of this process, dozens with the numerical libraries' pools) at most every ``relist_s``
+    seconds, and a child seen running a program of its own is not asked again; between listings only the known
+    children's resident sizes are read. A worker started since the last listing is counted from the next one."""
+
+    def __init__(self, relist_s: float = 1.0) -> None:
+        self.relist_s = relist_s
+        self._pids: list[str] = []
+        self._own_program: set[str] = set()  # children seen running a program of their own
+        self._listed_at = -math.inf
+        self._mine = _cmdline("self")
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        if now - self._listed_at >= self.relist_s:
+            self._pids, self._listed_at = _child_pids(), now
+            self._own_program &= set(self._pids)
+        pages = 0
+        for pid in self._pids:
+            try:
+                if pid not in self._own_program:
+                    if self._mine is not None and _cmdline(pid) == self._mine:
+                        continue  # not yet a program of its own: this process's pages
+                    self._own_program.add(pid)
+                with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+                    pages += int(fh.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _child_pids() -> list[str]:
+    """The process ids of this process's children (each thread's, from ``/proc``); none where it does not tell."""
     pids: set[str] = set()
     try:
         threads = os.listdir("/proc/self/task")
     except OSError:
-        return 0.0
+        return []
     for tid in threads:
         try:
             with open(f"/proc/self/task/{tid}/children", encoding="ascii") as fh:
                 pids.update(fh.read().split())
         except OSError:
             continue
-    mine = _cmdline("self")
-    pages = 0
-    for pid in pids:
-        try:
-            if mine is not None and _cmdline(pid) == mine:
-                continue  # not yet a program of its own: this process's pages
-            with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
-                pages += int(fh.read().split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return sorted(pids)
 
 
 def _cmdline(pid: str) -> bytes | None:

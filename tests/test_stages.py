@@ -359,3 +359,24 @@ def test_stage_peaks_count_the_memory_of_worker_processes():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_stage_meter_lists_children_at_most_every_relist_seconds():
+    """The meter reads the known children's memory on every sample and lists the children anew only every
+    ``relist_s`` seconds (the listing reads a file per thread of this process): a worker started since is
+    counted from the next listing."""
+    import subprocess
+    import sys
+
+    meter = pipeline.ChildrenResident(relist_s=3600)
+    before = meter()
+    hold = "import sys, time; b = b'x' * (300 * 2**20); print('ok', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ok"
+        assert meter() < before + 50  # not listed yet
+        meter.relist_s = 0
+        assert meter() >= before + 290
+    finally:
+        child.kill()
+        child.wait()
