@@ -783,7 +783,7 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
     token_no: dict[str, int] = {}  # one number per distinct token (its text kept once)
     stop: list[bool] = []  # by token number: a stop word (never a term, and it breaks a bigram)
     block_pairs: list[np.ndarray] = []  # per block, its distinct bigrams (the pair of token numbers in one int64)
-    block_counts: list[sparse.coo_matrix] = []  # per block, (document, term) counts: token numbers, then its bigrams
+    block_counts: list[sparse.csr_matrix | None] = []  # per block, (document, term) counts: token numbers, then its bigrams
     for start in range(0, len(docs), KEYWORD_COUNT_DOCS):
         toks = [_keyword_tokens(d) for d in docs[start : start + KEYWORD_COUNT_DOCS]]
         n = len(toks)
@@ -806,8 +806,9 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
         pair_of, pairs = pd.factorize((tok[:-1][pair] << 32) | tok[1:][pair])
         rows = np.concatenate([doc[kept], doc[:-1][pair]])
         cols = np.concatenate([tok[kept], len(stop) + pair_of])
-        block_counts.append(sparse.coo_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
-                                              shape=(n, len(stop) + len(pairs))).tocsr().tocoo())
+        block_counts.append(sparse.csr_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)),
+                                              shape=(n, len(stop) + len(pairs))))
+        del rows, cols, tok, doc, local
         block_pairs.append(np.asarray(pairs, dtype=np.int64))
     tokens = list(token_no)
     del token_no
@@ -822,31 +823,42 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
                                                            strict=True)]
     if not terms:
         return None
-    rows, cols, data, at = [], [], [], 0
-    for i, counts in enumerate(block_counts):
-        # the block's columns: its tokens' numbers (stop words never counted), then its own bigrams
-        width = counts.shape[1] - (pair_starts[i + 1] - pair_starts[i])
-        to_term = np.concatenate([word_col[:width], n_words + pair_no[pair_starts[i] : pair_starts[i + 1]]])
-        rows.append(counts.row.astype(np.int64) + at)
-        cols.append(to_term[counts.col])
-        data.append(counts.data)
-        at += counts.shape[0]
-    del block_counts
-    rows_a, cols_a, data_a = np.concatenate(rows), np.concatenate(cols), np.concatenate(data)
-    del rows, cols, data
+    # each block's columns as term numbers: its tokens' (stop words are never counted), then its own bigrams
+    to_term = [np.concatenate([word_col[: c.shape[1] - (pair_starts[i + 1] - pair_starts[i])],
+                               n_words + pair_no[pair_starts[i] : pair_starts[i + 1]]])
+               for i, c in enumerate(block_counts)]
+    del pair_no
     order = _alphabetical(terms)
     column = np.empty(len(terms), dtype=np.int64)
     column[order] = np.arange(len(terms))  # a term's place in alphabetical order
     if len(terms) > max_features:
-        totals = np.bincount(column[cols_a], weights=data_a, minlength=len(terms)).astype(np.int64)
+        totals = np.zeros(len(terms), dtype=np.int64)
+        for c, term in zip(block_counts, to_term, strict=True):
+            totals += np.bincount(column[term[c.indices]], weights=c.data, minlength=len(terms)).astype(np.int64)
         keep = np.sort((-totals).argsort()[:max_features])  # scikit-learn's choice, ties included
         order = order[keep]
         column = np.full(len(terms), -1, dtype=np.int64)
         column[order] = np.arange(len(order))
-    col = column[cols_a]
-    ok = col >= 0
-    x = sparse.csr_matrix((data_a[ok], (rows_a[ok], col[ok])), shape=(len(docs), len(order)))
-    x.sort_indices()
+    # the kept counts, block after block, into one matrix (each block let go of once it is copied: the blocks and
+    # the matrix are never held twice over)
+    kept_in = [int((column[term[c.indices]] >= 0).sum()) for c, term in zip(block_counts, to_term, strict=True)]
+    indptr = np.zeros(len(docs) + 1, dtype=np.int64)
+    indices = np.empty(sum(kept_in), dtype=np.int32)
+    data = np.empty(sum(kept_in), dtype=np.int64)
+    row = at = 0
+    for i, n_kept in enumerate(kept_in):
+        block, block_counts[i] = block_counts[i], None
+        assert block is not None
+        col = column[to_term[i][block.indices]]
+        ok = col >= 0
+        per_row = np.bincount(np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))[ok], minlength=block.shape[0])
+        part = sparse.csr_matrix((block.data[ok].astype(np.int64), col[ok].astype(np.int32),
+                                  np.concatenate([[0], np.cumsum(per_row)])), shape=(block.shape[0], len(order)))
+        part.sort_indices()
+        indptr[row + 1 : row + 1 + block.shape[0]] = at + part.indptr[1:]
+        indices[at : at + n_kept], data[at : at + n_kept] = part.indices, part.data
+        row, at = row + block.shape[0], at + n_kept
+    x = sparse.csr_matrix((data, indices, indptr), shape=(len(docs), len(order)))
     return x, np.asarray(terms, dtype=object)[order]
 
 
