@@ -63,8 +63,7 @@ _TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
 # _TOKEN_RE's tokens of a lowercase ASCII text, found faster (\x1c-\x1f are whitespace to Unicode \s only)
 _ASCII_TOKEN_RE = re.compile(r"\w+|[^\w\s\x1c-\x1f]", re.ASCII)
 _CJK_RE = re.compile(rf"[{_CJK}]")
-# _WORD_RE's tokens of a lowercase ASCII text, and those of them of two characters or more
-_ASCII_WORD_RE = re.compile(r"\w+", re.ASCII)
+# _WORD_RE's tokens of two characters or more in a lowercase ASCII text
 _ASCII_LONG_WORD_RE = re.compile(r"\w\w+", re.ASCII)
 
 # Caps that keep the template work bounded on very long prompts.
@@ -691,20 +690,23 @@ def _weak_template(weights: Sequence[int]) -> Template:
 def _keyword_tokens(doc: str) -> list[str]:
     """The keyword tokens of ``doc``: of its first :data:`_KEYWORD_TOKENS` tokens (:func:`tokenize`), those of two
     characters or more and the CJK characters. A long document is scanned only as far as needed (the first
-    tokens of a prefix that holds more than that many are the document's own), and plain ASCII, the common
-    case, with an ASCII pattern (on lowercase ASCII it finds the same tokens, and none is a CJK character); a
-    plain text of at most twice that many characters has at most that many tokens, so its tokens of two
-    characters or more are all it needs."""
+    tokens of a prefix that holds more than that many are the document's own). Plain ASCII, the common case, is
+    read without the Unicode pattern (on lowercase ASCII the tokens are the runs of ASCII word characters, none a
+    CJK character): a text of at most twice that many characters has at most that many tokens, so its runs of two
+    characters or more are all it needs; a longer one's runs are its parts once every other character is a
+    space (:data:`_ASCII_GAPS`)."""
     low = doc.lower()
     plain = low.isascii()
     if plain and len(low) <= 2 * _KEYWORD_TOKENS:
         return _ASCII_LONG_WORD_RE.findall(low)
-    word = _ASCII_WORD_RE if plain else _WORD_RE
-    toks = word.findall(low, 0, _KEYWORD_SCAN_CHARS) if len(low) > _KEYWORD_SCAN_CHARS else []
-    if len(toks) <= _KEYWORD_TOKENS:
-        toks = word.findall(low)
-    if plain:
+    if plain:  # runs of word characters, as the pattern finds them
+        toks = low[:_KEYWORD_SCAN_CHARS].translate(_ASCII_GAPS).split() if len(low) > _KEYWORD_SCAN_CHARS else []
+        if len(toks) <= _KEYWORD_TOKENS:
+            toks = low.translate(_ASCII_GAPS).split()
         return [t for t in toks[:_KEYWORD_TOKENS] if len(t) > 1]
+    toks = _WORD_RE.findall(low, 0, _KEYWORD_SCAN_CHARS) if len(low) > _KEYWORD_SCAN_CHARS else []
+    if len(toks) <= _KEYWORD_TOKENS:
+        toks = _WORD_RE.findall(low)
     return [t for t in toks[:_KEYWORD_TOKENS] if len(t) > 1 or _CJK_RE.match(t)]
 
 
@@ -769,8 +771,9 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
 
     The same matrix and terms as scikit-learn's ``CountVectorizer(analyzer=_keyword_analyzer,
     max_features=max_features).fit_transform`` (tested), in about half its time: that counts every term of every
-    document in a Python loop and sorts its whole vocabulary by Python comparisons. Here the tokens of a block of
-    :data:`KEYWORD_COUNT_DOCS` documents are told apart by hash (``pandas.factorize``) and only the block's distinct
+    document in a Python loop and sorts its whole vocabulary by Python comparisons. Here a block of
+    :data:`KEYWORD_COUNT_DOCS` documents is read at once (:func:`_block_tokens`), its tokens told apart by hash
+    (``pandas.factorize``) and only the block's distinct
     ones looked up in the numbering, a bigram is counted as its pair of token numbers (all blocks' bigrams
     numbered together at the end, each one's text made once), and the terms are sorted by Arrow (UTF-8 byte order
     is code point order, Python's). The most
@@ -785,11 +788,10 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
     block_pairs: list[np.ndarray] = []  # per block, its distinct bigrams (the pair of token numbers in one int64)
     block_counts: list[sparse.csr_matrix | None] = []  # per block, (document, term) counts: token numbers, then its bigrams
     for start in range(0, len(docs), KEYWORD_COUNT_DOCS):
-        toks = [_keyword_tokens(d) for d in docs[start : start + KEYWORD_COUNT_DOCS]]
-        n = len(toks)
-        lens = np.fromiter(map(len, toks), dtype=np.int64, count=n)
-        local, uniques = pd.factorize(np.fromiter(chain.from_iterable(toks), dtype=object, count=int(lens.sum())))
-        del toks
+        tokens_of, doc = _block_tokens(docs[start : start + KEYWORD_COUNT_DOCS])
+        n = min(KEYWORD_COUNT_DOCS, len(docs) - start)
+        local, uniques = pd.factorize(tokens_of)
+        del tokens_of
         numbers = np.empty(len(uniques), dtype=np.int64)
         stopped = np.empty(len(uniques), dtype=bool)
         for k, token in enumerate(uniques.tolist()):
@@ -799,7 +801,6 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
                 stop.append(token in _STOP)
             numbers[k], stopped[k] = number, stop[number]
         tok = numbers[local]
-        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
         kept = ~stopped[local]
         # a bigram: two adjacent tokens of one document, neither a stop word (a stop word breaks the pair)
         pair = kept[:-1] & kept[1:] & (doc[:-1] == doc[1:])
@@ -860,6 +861,43 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
         row, at = row + block.shape[0], at + n_kept
     x = sparse.csr_matrix((data, indices, indptr), shape=(len(docs), len(order)))
     return x, np.asarray(terms, dtype=object)[order]
+
+
+#: Marks where a document ends among a block's short plain documents read together (:func:`_block_tokens`): a
+#: control character (not a word character), set apart by spaces so that it is a run of its own.
+_DOC_SEP = "\x01"
+#: ASCII characters other than word characters (``\w`` in ASCII) as spaces: a plain text's runs of word characters
+#: are then its whitespace-split parts. One character for one (``str.translate``'s fast path for ASCII).
+_ASCII_GAPS = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
+#: :data:`_ASCII_GAPS` that keeps :data:`_DOC_SEP`.
+_ASCII_GAPS_BUT_SEP = str.maketrans({chr(c): " " for c in range(128)
+                                     if not (chr(c).isalnum() or chr(c) == "_" or chr(c) == _DOC_SEP)})
+
+
+def _block_tokens(docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The keyword tokens (:func:`_keyword_tokens`) of a block of documents, one document's after another (each
+    in order), and the document (position in ``docs``) of each.
+
+    A short plain ASCII document's tokens are all its runs of two word characters or more (see
+    :func:`_keyword_tokens`); those documents are read together: joined, lower-cased, every other character made
+    a space and the whole split once (the same runs as the pattern finds, without a pattern call and a list per
+    document), their runs of one character dropped afterwards. The other documents are read one by one."""
+    batched = np.fromiter((len(d) <= 2 * _KEYWORD_TOKENS and d.isascii() and _DOC_SEP not in d for d in docs),
+                          dtype=bool, count=len(docs))
+    together, apart = np.flatnonzero(batched), np.flatnonzero(~batched)
+    joined = f" {_DOC_SEP} ".join([docs[i] for i in together]).lower().translate(_ASCII_GAPS_BUT_SEP).split()
+    runs = np.asarray(joined, dtype=object)
+    if len(runs):
+        length = np.fromiter(map(len, joined), dtype=np.int64, count=len(joined))
+        doc_of_run = together[np.cumsum((length == 1) & (runs == _DOC_SEP))]
+        runs, doc_of_run = runs[length > 1], doc_of_run[length > 1]  # (a separator is one character)
+    else:
+        doc_of_run = np.zeros(0, dtype=np.int64)
+    del joined
+    each = [_keyword_tokens(docs[i]) for i in apart]
+    lens = np.fromiter(map(len, each), dtype=np.int64, count=len(each))
+    rest = np.fromiter(chain.from_iterable(each), dtype=object, count=int(lens.sum()))
+    return np.concatenate([runs, rest]), np.concatenate([doc_of_run, np.repeat(apart, lens)]).astype(np.int64)
 
 
 def _alphabetical(terms: list[str]) -> np.ndarray:

@@ -364,7 +364,13 @@ def test_keyword_counts_are_scikit_learns_count_vectorizer_term_for_term(max_fea
     vocab = ["gradient", "descent", "the", "of", "model", "train", "café", "naïve", "数据", "分析", "x", "ok",
              "loss", "and", "step", "résumé", "python", "code", "is", "a"]
     docs = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(300)]
-    docs += ["", "the and of", "请分析这些数据的趋势", "lone \ud800 surrogate words here", "Gradient DESCENT step"]
+    docs += ["", "the and of", "请分析这些数据的趋势", "lone \ud800 surrogate words here", "Gradient DESCENT step",
+             "ab\x01cd efg\x01", "tab\tand\x1fcontrol_chars x9 y_z"]
+    ascii_words = [w for w in vocab if w.isascii()]
+    # plain documents past twice the token cap in characters, past the scan prefix, and past it with few tokens
+    docs += [" ".join(rng.choice(ascii_words) for _ in range(n)) for n in (300, 600, 3000)]
+    docs += ["x" * 5000 + " " + "y" * 5000 + " tail words", "lonely " * 1300,
+             "snake_case_name, other-word; a\x01b C3PO's tab\tend. " * 40]
     vec = CountVectorizer(analyzer=label_mod._keyword_analyzer, max_features=max_features)
     expected = vec.fit_transform(docs).tocsr()
     expected.sort_indices()
@@ -400,6 +406,9 @@ _KEYWORD_EDGE_DOCS = [
     "x" * 9000 + " one very long word first",  # long, and its first token runs past the scanned prefix
     "é" * 8001 + " more words after a long non-ASCII word",
     "word " * 1599 + "ΣΑΣ more",  # the 400th-token bound near the end of the scanned prefix
+    # long plain ASCII: word characters (underscores, digits) beside punctuation and control characters
+    "snake_case_name, other-word; x\x01y C3PO's tab\tend.\x1f__init__ " * 60,
+    "snake_case_name, other-word; x\x01y C3PO's tab\tend.\x1f__init__ " * 300,
     "",
 ]
 
