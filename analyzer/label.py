@@ -30,6 +30,7 @@ import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
@@ -960,7 +961,8 @@ def exemplars(texts: Sequence[str], vectors: np.ndarray, n: int = 3) -> list[str
     if len(texts) == 0 or n <= 0:
         return []
     v = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
-    v = np.nan_to_num(v)
+    if not np.isfinite(v).all():  # (checked first: nan_to_num's own work was a third of this function's time)
+        v = np.nan_to_num(v)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     v = v / np.where(norms > 0, norms, 1.0)
     centroid = v.mean(axis=0)
@@ -986,6 +988,13 @@ _STRONG_COVERAGE = 0.5
 _STRONG_WORDS = 4
 
 
+@lru_cache(maxsize=1 << 16)
+def _keyword_words(keyword: str) -> frozenset[str]:
+    """The words of a keyword (:func:`tokenize`), kept for the next cluster: the same keywords recur across
+    thousands of clusters."""
+    return frozenset(tokenize(keyword))
+
+
 def cluster_label(keywords: list[str], template: Template, n: int = 4) -> str:
     """A short human label, e.g. ``"step · reasoning · problem · solve"``.
 
@@ -994,8 +1003,8 @@ def cluster_label(keywords: list[str], template: Template, n: int = 4) -> str:
     the label is skipped. Returns ``"unlabelled"`` when nothing is left.
     """
     strong = template.coverage >= _STRONG_COVERAGE and template.n_fixed_words >= _STRONG_WORDS
-    kw_words = [set(tokenize(k)) for k in keywords]
-    candidates: Iterable[tuple[str, set[str]]] = zip(keywords, kw_words, strict=True)
+    kw_words = [_keyword_words(k) for k in keywords]
+    candidates: Iterable[tuple[str, AbstractSet[str]]] = zip(keywords, kw_words, strict=True)
     if strong:
         scaffold_words = tokenize(template.text.replace(SLOT, " "))
         in_scaffold = set(scaffold_words)

@@ -1009,7 +1009,7 @@ def plan_rows(plan: LabelPlan, made: KeywordsAndTemplates, labels, vectors, req_
     out = []
     for c, template in zip(plan.cluster_ids, made.templates, strict=True):
         idx = plan.sample[c]
-        ctexts = [plan.text_at[i] for i in idx]
+        ctexts = plan.text_at[idx].tolist()
         judged = intent_sim[idx][~np.isnan(intent_sim[idx])]
         tv = (float(np.mean(sig.training_values(judged, options.signals.training_value_low,
                                                 options.signals.training_value_high))) if len(judged) else 0.0)
