@@ -67,6 +67,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
@@ -346,7 +347,7 @@ def _id_str(v: Any, field: str) -> str | None:
         raise _Bad(field, f"expected a string or number, got {v}")
     else:
         s = _num_str(v) if not isinstance(v, str) else v.strip()
-    if _CTRL_RE.search(s):
+    if not s.isprintable() and _CTRL_RE.search(s):  # (printable: no control character; a faster test)
         s = _CTRL_RE.sub("", s).strip()
     return s or None
 
@@ -355,7 +356,7 @@ def _opt_str(v: Any) -> str | None:
     """An optional field as a string (numbers converted, objects as JSON, empty -> None)."""
     if type(v) is str:
         s = v.strip()
-        if _CTRL_RE.search(s):
+        if not s.isprintable() and _CTRL_RE.search(s):  # (printable: no control character; a faster test)
             s = _CTRL_RE.sub("", s).strip()
         return s or None
     if v is None:
@@ -1135,7 +1136,9 @@ def _empty_frame() -> pd.DataFrame:
 
 
 def _make_frame(rows: list[tuple]) -> pd.DataFrame:
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in CANONICAL_COLUMNS]
+    # column by column (``zip(*rows)`` over a batch's tens of thousands of rows took twice as long)
+    cols = [list(map(itemgetter(i), rows)) for i in range(len(CANONICAL_COLUMNS))] if rows else [
+        () for _ in CANONICAL_COLUMNS]
     return _frame_from_columns(cols)
 
 
