@@ -169,8 +169,9 @@ def children_resident_mb() -> float:
 class ChildrenResident:
     """:func:`children_resident_mb` for a meter that asks several times a second: the children are listed anew
     (one file per thread of this process, dozens with the numerical libraries' pools) at most every ``relist_s``
-    seconds, and a child seen running a program of its own is not asked again; between listings only the known
-    children's resident sizes are read. A worker started since the last listing is counted from the next one."""
+    seconds, and a child seen running a program of its own is not asked again until the next listing; between
+    listings only the known children's resident sizes are read. A worker started since the last listing is
+    counted from the next one."""
 
     def __init__(self, relist_s: float = 1.0) -> None:
         self.relist_s = relist_s
@@ -183,7 +184,7 @@ class ChildrenResident:
         now = time.monotonic()
         if now - self._listed_at >= self.relist_s:
             self._pids, self._listed_at = _child_pids(), now
-            self._own_program &= set(self._pids)
+            self._own_program.clear()  # (a listed id may be a new child's: asked again)
         pages = 0
         for pid in self._pids:
             try:
