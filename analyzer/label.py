@@ -788,8 +788,9 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
     block_pairs: list[np.ndarray] = []  # per block, its distinct bigrams (the pair of token numbers in one int64)
     block_counts: list[sparse.csr_matrix | None] = []  # per block, (document, term) counts: token numbers, then its bigrams
     for start in range(0, len(docs), KEYWORD_COUNT_DOCS):
-        tokens_of, doc = _block_tokens(docs[start : start + KEYWORD_COUNT_DOCS])
-        n = min(KEYWORD_COUNT_DOCS, len(docs) - start)
+        block_docs = docs[start : start + KEYWORD_COUNT_DOCS]
+        tokens_of, doc = _block_tokens(block_docs)
+        n = len(block_docs)
         local, uniques = pd.factorize(tokens_of)
         del tokens_of
         numbers = np.empty(len(uniques), dtype=np.int64)
@@ -824,25 +825,27 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
                                                            strict=True)]
     if not terms:
         return None
-    # each block's columns as term numbers: its tokens' (stop words are never counted), then its own bigrams
-    to_term = [np.concatenate([word_col[: c.shape[1] - (pair_starts[i + 1] - pair_starts[i])],
-                               n_words + pair_no[pair_starts[i] : pair_starts[i + 1]]])
-               for i, c in enumerate(block_counts)]
-    del pair_no
     order = _alphabetical(terms)
     column = np.empty(len(terms), dtype=np.int64)
     column[order] = np.arange(len(terms))  # a term's place in alphabetical order
+    # each block's columns as places in alphabetical order: its tokens' terms (stop words are never counted), then
+    # its own bigrams'
+    block_cols = [column[np.concatenate([word_col[: c.shape[1] - (pair_starts[i + 1] - pair_starts[i])],
+                                         n_words + pair_no[pair_starts[i] : pair_starts[i + 1]]])]
+                  for i, c in enumerate(block_counts)]
+    del pair_no, column
     if len(terms) > max_features:
         totals = np.zeros(len(terms), dtype=np.int64)
-        for c, term in zip(block_counts, to_term, strict=True):
-            totals += np.bincount(column[term[c.indices]], weights=c.data, minlength=len(terms)).astype(np.int64)
+        for c, cols_of in zip(block_counts, block_cols, strict=True):
+            totals += np.bincount(cols_of[c.indices], weights=c.data, minlength=len(terms)).astype(np.int64)
         keep = np.sort((-totals).argsort()[:max_features])  # scikit-learn's choice, ties included
         order = order[keep]
-        column = np.full(len(terms), -1, dtype=np.int64)
-        column[order] = np.arange(len(order))
+        kept_place = np.full(len(terms), -1, dtype=np.int64)  # an alphabetical place's column once cut, -1: cut
+        kept_place[keep] = np.arange(len(keep))
+        block_cols = [kept_place[cols_of] for cols_of in block_cols]
     # the kept counts, block after block, into one matrix (each block let go of once it is copied: the blocks and
     # the matrix are never held twice over)
-    kept_in = [int((column[term[c.indices]] >= 0).sum()) for c, term in zip(block_counts, to_term, strict=True)]
+    kept_in = [int((cols_of[c.indices] >= 0).sum()) for c, cols_of in zip(block_counts, block_cols, strict=True)]
     indptr = np.zeros(len(docs) + 1, dtype=np.int64)
     indices = np.empty(sum(kept_in), dtype=np.int32)
     data = np.empty(sum(kept_in), dtype=np.int64)
@@ -850,7 +853,7 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
     for i, n_kept in enumerate(kept_in):
         block, block_counts[i] = block_counts[i], None
         assert block is not None
-        col = column[to_term[i][block.indices]]
+        col = block_cols[i][block.indices]
         ok = col >= 0
         per_row = np.bincount(np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))[ok], minlength=block.shape[0])
         part = sparse.csr_matrix((block.data[ok].astype(np.int64), col[ok].astype(np.int32),
@@ -870,8 +873,7 @@ _DOC_SEP = "\x01"
 #: are then its whitespace-split parts. One character for one (``str.translate``'s fast path for ASCII).
 _ASCII_GAPS = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
 #: :data:`_ASCII_GAPS` that keeps :data:`_DOC_SEP`.
-_ASCII_GAPS_BUT_SEP = str.maketrans({chr(c): " " for c in range(128)
-                                     if not (chr(c).isalnum() or chr(c) == "_" or chr(c) == _DOC_SEP)})
+_ASCII_GAPS_BUT_SEP = {c: to for c, to in _ASCII_GAPS.items() if c != ord(_DOC_SEP)}
 
 
 def _block_tokens(docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
