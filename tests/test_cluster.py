@@ -496,3 +496,56 @@ def test_saved_index_is_trained_again_when_it_cannot_serve(tmp_path):
     os.remove(index.rows_path(path))
     again, rows, how, _ = index.update_index(path, x, ids, tags, flat_max=1000)
     assert how == "built" and rows.trained_on == len(x) and again.ntotal == len(x)
+
+
+#: Texts at the edges of the scaffold scan's block reading: every kind of whitespace and boundary, digit runs, text
+#: around the head/tail cut, empty texts, NUL characters (one a sentence of its own: that block is read text by
+#: text), other scripts, a final sigma, a lone surrogate, an emoji.
+_SENTENCE_EDGE_TEXTS = [
+    "", "   ", "Hello world. Hello world!  Hello   world?", "a\tb\x0bc\x0cd\re\x1cf\x1dg\x1eh\x1fi. j",
+    "Line one\nline two\r\nline three;four:five", "Order 123 and 4567 items, 0 or 00 or 1.5 kg", "x" * 10 + ". " * 3,
+    " . . .  . ", "Ends without a boundary  ", "snake_case words and_more. Mixed CASE Words",
+    "NUL\x00inside a sentence. And \x00 between spaces.", "Keep. " * 700 + "Cut here " * 400 + "tail end. done",
+    "中文句子。另一个句子！问号？分号；冒号：结束", "Ünïcödé wörds. ΣΑΣ ΟΔΟΣ. ٣٤٥ digits and ４２ wide",
+    "no\u3000break\xa0space\x85next\u2028line", "emoji 🙂 text. lone \ud800 surrogate. Done",
+    "İstanbul and i̇ dots.", "Tabs\t\tand  spaces\t \t mixed. \n\n\n. .",
+]
+
+
+@pytest.mark.parametrize("block_chars", [1 << 21, 64])
+def test_block_sentences_are_each_texts_distinct_sentences(block_chars, monkeypatch):
+    # Read together (ASCII texts as one string, others one by one), in blocks of any size: what reading each text
+    # gives, sentence for sentence; a block where a text holds the separator as a sentence falls back to that.
+    monkeypatch.setattr(cluster, "SCAFFOLD_BLOCK_CHARS", block_chars)
+    texts = _SENTENCE_EDGE_TEXTS + ["Lone NUL.\x00.After it", "plain ascii. text"] + _SENTENCE_EDGE_TEXTS[::-1]
+    for group in (texts, [t for t in texts if t.isascii()], texts[-3:], ["Lone NUL.\x00.After it"], []):
+        expected = [list(dict.fromkeys(cluster.sentences(t))) for t in group]
+        lengths, hashes, skeletons = cluster._sentence_hashes((group, 3000, 2000))
+        flat = []
+        for part in cluster._char_blocks(group, 5001):
+            found, n = cluster._block_sentences(group[part], 3000, 2000)
+            flat += found
+            assert n.tolist() == [len(e) for e in expected[part]]
+        assert flat == [s for e in expected for s in e]
+        assert lengths.tolist() == [len(e) for e in expected]
+        np.testing.assert_array_equal(hashes, cluster._hashes64(flat))
+        np.testing.assert_array_equal(skeletons, [cluster._hashes64(["\x00" + k])[0] if (k := cluster.skeleton(s))
+                                                  else 0 for s in flat])
+
+
+def test_skeletons_and_word_counts_of_many_sentences_are_those_of_each():
+    sentences = ["a b c d e f", "a b c d e", "one two three four five six seven", "x", "naïve plan to finish each task now",
+                 "nalve plan to finish each task now", "snake_case and kebab-case and dots.inside them ok",
+                 "中文 句子 abc 一 二 三 四", "0 0 0 0 0 0", "__ _ a_b c d e", "emoji 🙂 a b c d e f"]
+    hashes = cluster._skeleton_hashes(sentences)
+    for s, h in zip(sentences, hashes, strict=True):
+        k = cluster.skeleton(s)
+        assert h == (cluster._hashes64(["\x00" + k])[0] if k else 0)
+    assert hashes[4] == hashes[5] != 0  # a typo inside a word, in another script or not: one skeleton
+    assert cluster._word_counts(sentences).tolist() == [len(cluster._WORD.findall(s)) for s in sentences]
+    assert cluster._word_counts([]).tolist() == [] and cluster._skeleton_hashes([]).tolist() == []
+
+
+def test_words_of_ascii_text_are_the_patterns_words():
+    for text in ["A_b c-d", "\x00\x01 x\ty", "", "   ", "__", "a1b2 3c", "Don't stop-me now!", *_SENTENCE_EDGE_TEXTS]:
+        assert cluster.words(text) == cluster._WORD.findall(text.lower())
