@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from analyzer.text import ASCII_NON_WORD
+
 
 @dataclass(frozen=True)
 class ClusterParams:
@@ -250,16 +252,11 @@ _WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 _DIGITS = re.compile(r"\d+")
 
 
-#: ASCII characters other than word characters (``\w``) as spaces: an ASCII text's words are then its whitespace-split
-#: parts (one character for one: ``str.translate``'s fast path for ASCII).
-_ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
-
-
 def words(text: str) -> list[str]:
     """Lower-cased word tokens; each CJK character is a word of its own. An ASCII text (most) is split by a
     translation and :meth:`str.split` instead of the pattern (the same words in a fraction of the time)."""
     text = text.lower()
-    return text.translate(_ASCII_NON_WORD).split() if text.isascii() else _WORD.findall(text)
+    return text.translate(ASCII_NON_WORD).split() if text.isascii() else _WORD.findall(text)
 
 
 def _edge_keys(text: str, edge_words: int) -> tuple[str | None, str | None]:
@@ -428,6 +425,13 @@ def _ascii_sentences(texts: list[str]) -> list[Iterable[str]] | None:
     return out
 
 
+def _non_ascii(n: int, ascii_at: np.ndarray) -> list[int]:
+    """The positions in ``range(n)`` that are not in ``ascii_at``."""
+    other = np.ones(n, dtype=bool)
+    other[ascii_at] = False
+    return np.flatnonzero(other).tolist()
+
+
 def _block_sentences(texts: Sequence[str], head_chars: int, tail_chars: int) -> tuple[list[str], np.ndarray]:
     """Each text's distinct :func:`_sentences` in order (``dict.fromkeys``), all texts' one after another, and how
     many each text has. ASCII texts (most prompts) are read together (:func:`_ascii_sentences`), others one by one."""
@@ -440,34 +444,22 @@ def _block_sentences(texts: Sequence[str], head_chars: int, tail_chars: int) -> 
         plain, together = [], []
     for i, sents in zip(plain, together, strict=True):
         per_text[i] = sents
-    if len(plain) < len(cut):
-        ascii_text = np.zeros(len(cut), dtype=bool)
-        ascii_text[plain] = True
-        for i in np.flatnonzero(~ascii_text).tolist():
-            per_text[i] = dict.fromkeys(_sentences(cut[i], head_chars, tail_chars))
+    for i in _non_ascii(len(cut), np.array(plain, dtype=np.int64)):
+        per_text[i] = dict.fromkeys(_sentences(cut[i], head_chars, tail_chars))
     lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
     return [s for sents in per_text for s in sents], lengths
 
 
-#: Per byte: whether it is an ASCII word character (``\w``).
-_ASCII_WORD = np.zeros(256, dtype=bool)
-_ASCII_WORD[np.frombuffer(b"0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)] = True
+#: Per byte: whether it is an ASCII word character (``\w``: not in :data:`analyzer.text.ASCII_NON_WORD`).
+_ASCII_WORD = np.array([c < 128 and c not in ASCII_NON_WORD for c in range(256)], dtype=bool)
 
 
-def _ascii_bytes(sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The positions of the ASCII sentences among ``sentences`` (most), their bytes one after another, each followed
-    by a line break (a sentence holds none), and the position of each one's line break."""
+def _ascii_bytes(sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the ASCII sentences among ``sentences`` (most), and their bytes one after another, each
+    followed by a line break (a sentence holds none)."""
     at = np.fromiter(map(str.isascii, sentences), dtype=bool, count=len(sentences))
     joined = "\n".join(compress(sentences, at)) + "\n" if at.any() else ""
-    b = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-    return np.flatnonzero(at), b, np.flatnonzero(b == 10)
-
-
-def _non_ascii(n: int, ascii_at: np.ndarray) -> list[int]:
-    """The positions in ``range(n)`` that are not in ``ascii_at``."""
-    other = np.ones(n, dtype=bool)
-    other[ascii_at] = False
-    return np.flatnonzero(other).tolist()
+    return np.flatnonzero(at), np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
 
 
 #: :func:`_hashes64`'s hash after a ``"\\x00"`` (a skeleton's, :func:`_skeleton_hashes`).
@@ -478,7 +470,7 @@ def _skeleton_hashes(sentences: Sequence[str]) -> np.ndarray:
     """The :func:`_hashes64` hash of each normalised sentence's :func:`skeleton` after a ``"\\x00"`` (0: it has
     none). The ASCII sentences' skeletons (most) are made for all at once, on their bytes, and hashed from them."""
     out = np.zeros(len(sentences), dtype=np.int64)
-    where, b, line_ends = _ascii_bytes(sentences)
+    where, b = _ascii_bytes(sentences)
     if len(b):
         gap = (b == 32) | (b == 10)
         word_ends = np.flatnonzero(~gap[:-1] & gap[1:])  # the last byte is a line break
@@ -506,8 +498,9 @@ def _word_counts(sentences: Sequence[str]) -> np.ndarray:
     """``len(_WORD.findall(s))`` of each sentence (a CJK character is a word, as a run of other word characters
     is); the ASCII sentences' (most) for all at once, on their bytes."""
     out = np.zeros(len(sentences), dtype=np.int64)
-    where, b, line_ends = _ascii_bytes(sentences)
+    where, b = _ascii_bytes(sentences)
     if len(b):
+        line_ends = np.flatnonzero(b == 10)
         word = _ASCII_WORD[b]
         starts = np.flatnonzero(word[1:] & ~word[:-1]) + 1
         if word[0]:

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from analyzer.text import ASCII_NON_WORD
+
 if TYPE_CHECKING:
     from scipy import sparse
 
@@ -695,15 +697,15 @@ def _keyword_tokens(doc: str) -> list[str]:
     read without the Unicode pattern (on lowercase ASCII the tokens are the runs of ASCII word characters, none a
     CJK character): a text of at most twice that many characters has at most that many tokens, so its runs of two
     characters or more are all it needs; a longer one's runs are its parts once every other character is a
-    space (:data:`_ASCII_GAPS`)."""
+    space (:data:`analyzer.text.ASCII_NON_WORD`)."""
     low = doc.lower()
     plain = low.isascii()
     if plain and len(low) <= 2 * _KEYWORD_TOKENS:
         return _ASCII_LONG_WORD_RE.findall(low)
     if plain:  # runs of word characters, as the pattern finds them
-        toks = low[:_KEYWORD_SCAN_CHARS].translate(_ASCII_GAPS).split() if len(low) > _KEYWORD_SCAN_CHARS else []
+        toks = low[:_KEYWORD_SCAN_CHARS].translate(ASCII_NON_WORD).split() if len(low) > _KEYWORD_SCAN_CHARS else []
         if len(toks) <= _KEYWORD_TOKENS:
-            toks = low.translate(_ASCII_GAPS).split()
+            toks = low.translate(ASCII_NON_WORD).split()
         return [t for t in toks[:_KEYWORD_TOKENS] if len(t) > 1]
     toks = _WORD_RE.findall(low, 0, _KEYWORD_SCAN_CHARS) if len(low) > _KEYWORD_SCAN_CHARS else []
     if len(toks) <= _KEYWORD_TOKENS:
@@ -869,11 +871,8 @@ def keyword_counts(docs: Sequence[str], max_features: int) -> tuple[sparse.csr_m
 #: Marks where a document ends among a block's short plain documents read together (:func:`_block_tokens`): a
 #: control character (not a word character), set apart by spaces so that it is a run of its own.
 _DOC_SEP = "\x01"
-#: ASCII characters other than word characters (``\w`` in ASCII) as spaces: a plain text's runs of word characters
-#: are then its whitespace-split parts. One character for one (``str.translate``'s fast path for ASCII).
-_ASCII_GAPS = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
-#: :data:`_ASCII_GAPS` that keeps :data:`_DOC_SEP`.
-_ASCII_GAPS_BUT_SEP = {c: to for c, to in _ASCII_GAPS.items() if c != ord(_DOC_SEP)}
+#: :data:`analyzer.text.ASCII_NON_WORD` that keeps :data:`_DOC_SEP`.
+_ASCII_GAPS_BUT_SEP = {c: to for c, to in ASCII_NON_WORD.items() if c != ord(_DOC_SEP)}
 
 
 def _block_tokens(docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["CUT_MARKER", "HEAD_CHARS", "TAIL_CHARS", "analysis_text", "analysis_words", "head_tail_spans"]
+__all__ = ["ASCII_NON_WORD", "CUT_MARKER", "HEAD_CHARS", "TAIL_CHARS", "analysis_text", "analysis_words",
+           "head_tail_spans"]
 
 #: Characters kept from the start of a long prompt (see the module docstring for the choice).
 HEAD_CHARS = 4000
@@ -35,6 +36,10 @@ TAIL_CHARS = 2000
 #: What joins head and tail in :func:`analysis_text`: spaces around a horizontal ellipsis, which reads as a
 #: cut to a person and is one punctuation token to the word tokenisers.
 CUT_MARKER = " \u2026 "
+#: ASCII characters other than word characters (``\w``) as spaces: an ASCII text's runs of word characters are then
+#: its whitespace-split parts. One character for one (``str.translate``'s fast path for ASCII); the keyword terms
+#: (:mod:`analyzer.label`) and the words of :func:`analyzer.cluster.words` read ASCII text through it.
+ASCII_NON_WORD = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")})
 #: How far back (in characters) a cut may move to land on whitespace instead of splitting a word.
 _SNAP_CHARS = 64
 
